@@ -1,0 +1,35 @@
+# Two commands for a fresh machine:
+#   make run   set everything up (engine, package, images) and start a session
+#   make test  run every test (unit + integration on the real engine)
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: setup install engine build run test unit lint bench clean
+
+install:
+	$(PIP) install -q -e '.[dev]'
+
+engine:
+	scripts/ensure-docker
+
+setup: engine install
+
+build: setup
+	claude-cage build all
+
+run: build
+	claude-cage start
+
+test: setup
+	scripts/run-tests
+
+unit: install
+	$(PYTHON) -m pytest -q tests/unit
+
+lint: install
+	ruff check src tests bench scripts/make-seccomp
+	ruff format --check src tests bench
+	mypy src
+
+bench: build
+	$(PYTHON) bench/run.py

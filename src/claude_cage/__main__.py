@@ -1,0 +1,3 @@
+from claude_cage.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""The `claude-cage` command line: parse flags, call one operation, render the result.
+
+Each module here holds a few commands. Operations are imported inside each command,
+so `--help` and `list` load only what they need. Errors are caught once, in `main()`,
+and shown as one line plus a hint, with the exit code the error carries.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from claude_cage.cli import sessions, system  # noqa: F401 - registers the commands
+from claude_cage.cli.base import cli
+from claude_cage.errors import EXIT_FAILED, CageError
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="claude-cage", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except CageError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        os._exit(EXIT_FAILED)

@@ -1,0 +1,283 @@
+"""Session commands: start, stop, destroy, list, status, exec, shell, attach, logs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.render import note, print_json, table, warn
+
+# --- start ----------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--mode", type=click.Choice(["cli", "desktop"]), help="Terminal or browser desktop.")
+@click.option("--name", help="Session name (default: a generated adjective-noun-xxxx).")
+@click.option(
+    "--mount",
+    "mounts",
+    multiple=True,
+    metavar="PATH[:ro]",
+    help="Bind PATH to /workspace/<basename> (read-only with :ro). Repeatable.",
+)
+@click.option(
+    "--network",
+    type=click.Choice(["none", "filtered", "host"]),
+    help="filtered (default): allowlisted hosts only; none: no network; host: no isolation.",
+)
+@click.option("--cpus", type=float, help="CPU limit (default 2).")
+@click.option("--memory", help="Memory limit, e.g. 4g (default 4g).")
+@click.option("--pids", type=int, help="Process limit (default 512).")
+@click.option(
+    "--port",
+    "ports",
+    multiple=True,
+    metavar="HOST:CONTAINER",
+    help="Publish a session port on 127.0.0.1:HOST. Repeatable.",
+)
+@click.option("--env", "env", multiple=True, metavar="KEY=VAL", help="Set a variable. Repeatable.")
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="HOST",
+    help="Add a host to this session's allowlist (filtered only). Repeatable.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False),
+    help="File holding the Anthropic API key (default: $ANTHROPIC_API_KEY).",
+)
+@click.option("--ephemeral", is_flag=True, help="Remove everything when the session stops.")
+@click.option("--no-persist", is_flag=True, help="Keep no data volume (logins are not kept).")
+@click.option("--detach", "-d", is_flag=True, help="Do not attach the terminal to Claude Code.")
+@click.option("--image", help="Session image (default from config).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Extra config file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
+    """Start a session (with no options: --mode cli --network filtered).
+
+    A stopped session given with --name starts again with its recorded settings.
+    """
+    from claude_cage.operations.session import StartOptions
+    from claude_cage.operations.session import start as start_op
+
+    result = start_op(StartOptions(persist=not no_persist, **kwargs))
+    for message in result.warnings:
+        warn(message)
+    if as_json:
+        print_json(
+            {
+                "name": result.name,
+                "container": result.container,
+                "mode": result.mode,
+                "network": result.network,
+                "restarted": result.restarted,
+                "url": result.url,
+            }
+        )
+    else:
+        verb = "restarted" if result.restarted else "started"
+        click.echo(f"{result.name}")
+        note(f"session {result.name} {verb} ({result.mode}, network {result.network})")
+        if result.url:
+            note(f"desktop: claude-cage open {result.name}")
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if result.mode == "cli" and interactive and not detach and not as_json:
+        from claude_cage.operations.run import attach
+
+        code = attach(result.name)
+        note(
+            f"claude exited; session {result.name} is still running "
+            f"(claude-cage stop {result.name})"
+        )
+        sys.exit(code)
+
+
+# --- stop, destroy --------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option("--all", "stop_all", is_flag=True, help="Stop every running session.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stop(name: str | None, stop_all: bool, as_json: bool) -> None:
+    """Stop a session (its companion proxy stops with it)."""
+    from claude_cage.errors import BadInput
+    from claude_cage.operations.query import list_sessions
+    from claude_cage.operations.session import stop as stop_op
+
+    if bool(name) == stop_all:
+        raise BadInput("name one session, or use --all", "e.g. 'claude-cage stop my-session'")
+    targets = (
+        [s["name"] for s in list_sessions() if s["status"] == "running"] if stop_all else [name]
+    )
+    results = [stop_op(target) for target in targets if target]
+    if as_json:
+        print_json(
+            {
+                "stopped": [r.name for r in results],
+                "removed": [r.name for r in results if r.removed],
+            }
+        )
+        return
+    for r in results:
+        click.echo(r.name)
+        note(f"session {r.name} {'stopped and removed (ephemeral)' if r.removed else 'stopped'}")
+    if not results:
+        note("no session was running")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--force", "-f", is_flag=True, help="Destroy even if it is running.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def destroy(name: str, force: bool, as_json: bool) -> None:
+    """Remove a session: its containers, volumes and metadata."""
+    from claude_cage.operations.session import destroy as destroy_op
+
+    result = destroy_op(name, force=force)
+    if as_json:
+        print_json({"name": result.name, "removed": result.removed})
+    else:
+        click.echo(result.name)
+        note(f"session {result.name} destroyed")
+
+
+# --- list, status ---------------------------------------------------------------------
+
+
+@cli.command(name="list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_cmd(as_json: bool) -> None:
+    """List sessions, running and stopped."""
+    from claude_cage.operations.query import list_sessions
+
+    sessions = list_sessions()
+    if as_json:
+        print_json({"sessions": sessions})
+        return
+    if not sessions:
+        note("no sessions; start one with 'claude-cage start'")
+        return
+    rows = [
+        (
+            s["name"] + (" (orphan)" if s["orphan"] else ""),
+            s["mode"],
+            s["status"],
+            s["network"],
+            s["created"],
+            s["url"] or "",
+        )
+        for s in sessions
+    ]
+    click.echo(table(rows, ("NAME", "MODE", "STATUS", "NETWORK", "CREATED", "URL")))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(name: str | None, as_json: bool) -> None:
+    """Show one session in detail, with a sandbox verification (default: most recent)."""
+    from claude_cage.operations.query import most_recent_running
+    from claude_cage.operations.query import status as status_op
+    from claude_cage.render import checks_table
+
+    name = name or most_recent_running()
+    info = status_op(name)
+    if as_json:
+        print_json({"session": info})
+        return
+    for key in (
+        "name",
+        "mode",
+        "status",
+        "network",
+        "container",
+        "created",
+        "image",
+        "credential",
+        "url",
+        "oom_killed",
+    ):
+        if info.get(key) not in (None, "", False):
+            click.echo(f"{key:12} {info[key]}")
+    if info.get("oom_killed"):
+        warn("killed for running out of memory: start it with --memory 8g, or stop other sessions")
+    if info.get("network") == "host":
+        warn("network host: this session is not isolated from the network")
+    if info.get("allowed_hosts"):
+        click.echo(f"{'allowlist':12} {' '.join(info['allowed_hosts'])}")
+    if info.get("companion"):
+        click.echo(
+            f"{'companion':12} {info['companion']['container']} ({info['companion']['status']})"
+        )
+    if info.get("sandbox"):
+        verdict = "PASS" if info["sandbox"]["ok"] else "FAIL"
+        click.echo(f"\nsandbox: {verdict}\n" + checks_table(info["sandbox"]["checks"]))
+
+
+# --- exec, shell, attach, logs --------------------------------------------------------
+
+
+@cli.command(name="exec", context_settings={**CONTEXT, "ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_cmd(name: str, command: tuple[str, ...]) -> None:
+    """Run a command in a session and return its exit code: exec NAME -- CMD...
+
+    Output streams as it comes. Headless Claude Code: exec NAME -- claude -p "..."
+    """
+    from claude_cage.operations.run import exec_stream
+
+    code = 0
+    for item in exec_stream(name, list(command)):
+        if isinstance(item, int):
+            code = item
+            continue
+        out, err = item
+        if out:
+            sys.stdout.buffer.write(out)
+            sys.stdout.buffer.flush()
+        if err:
+            sys.stderr.buffer.write(err)
+            sys.stderr.buffer.flush()
+    sys.exit(code)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+def shell(name: str | None) -> None:
+    """Open a bash shell in a session (default: the most recent running one)."""
+    from claude_cage.operations.run import shell as shell_op
+
+    sys.exit(shell_op(name))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+def attach(name: str | None) -> None:
+    """Attach the terminal to Claude Code in a session (default: most recent running)."""
+    from claude_cage.operations.query import most_recent_running
+    from claude_cage.operations.run import attach as attach_op
+
+    sys.exit(attach_op(name or most_recent_running()))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep following new output.")
+@click.option("--tail", type=int, help="Show only the last N lines.")
+def logs(name: str | None, follow: bool, tail: int | None) -> None:
+    """Show a session's container logs (default: the most recent running one)."""
+    from claude_cage.operations.run import logs as logs_op
+
+    try:
+        for chunk in logs_op(name, follow=follow, tail=tail):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,298 @@
+"""Layered configuration.
+
+Each layer overrides the one before:
+  1. packaged defaults (DEFAULTS below)
+  2. the user file, ~/.config/claude-cage/config.yaml
+  3. the file given with --config
+  4. CAGE_<KEY> environment variables (and MONGODB_URI)
+  5. command-line flags (applied by the caller)
+
+`validate()` names every bad key or value together with where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from claude_cage import paths
+from claude_cage.errors import BadInput
+
+MODES = ("cli", "desktop")
+NETWORKS = ("none", "filtered", "host")
+
+# Where each default host comes from:
+#   api.anthropic.com      the Messages API Claude Code calls
+#   statsig.anthropic.com  feature flags and usage metrics Claude Code reports
+#   sentry.io              Claude Code's error reporting (*.ingest.sentry.io)
+#   claude.ai              OAuth login with a Claude subscription
+#   console.anthropic.com  OAuth login with an Anthropic Console account
+#   platform.claude.com    the Console's new home, used by the login flow
+#   registry.npmjs.org     `npm install` inside a session
+DEFAULT_ALLOWED_HOSTS = [
+    "api.anthropic.com",
+    "statsig.anthropic.com",
+    "sentry.io",
+    "*.sentry.io",
+    "claude.ai",
+    "console.anthropic.com",
+    "platform.claude.com",
+    "registry.npmjs.org",
+]
+
+DEFAULTS: dict[str, Any] = {
+    "mode": "cli",
+    "network": "filtered",
+    "cpus": 2.0,
+    "memory": "4g",
+    "pids": 512,
+    "nofile": 4096,
+    "nproc": 1024,
+    "tmp_size": "512m",
+    "home_size": "512m",
+    "allowed_hosts": DEFAULT_ALLOWED_HOSTS,
+    "allowed_ports": [80, 443],
+    "image_cli": "claude-cage-cli:latest",
+    "image_desktop": "claude-cage-desktop:latest",
+    "image_companion": "claude-cage-companion:latest",
+    "base_image": "debian:bookworm-slim",
+    "desktop_port": 6080,
+    "desktop_bind": "127.0.0.1",
+    "vnc_resolution": "1280x800x24",
+    "read_only_root": True,
+    "seccomp_profile": "default",
+    "apparmor_profile": "docker-default",
+    "max_sessions": 5,
+    "idle_timeout": 60,
+    "memory_warn": 80,
+    "memory_kill": 95,
+    "egress_network": "cage-egress",
+    "anthropic_upstream": "https://api.anthropic.com",
+    "mongodb_uri": None,
+    "mongodb_db": "claude_cage",
+}
+
+_SIZE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
+_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+
+def parse_size(text: str) -> int:
+    """'4g' -> bytes. Raises ValueError on a bad size."""
+    text = str(text).strip().lower()
+    if not _SIZE.match(text):
+        raise ValueError(f"{text!r} is not a size like 512m or 4g")
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    unit = text[-1] if text[-1] in units else "b"
+    number = float(text.rstrip("bkmg"))
+    return int(number * units[unit])
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value
+
+    return check
+
+
+def _number(kind: type, low: float, high: float) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{value!r} is not a number") from None
+        if isinstance(value, bool) or not low <= number <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return number
+
+    return check
+
+
+def _size(value: Any) -> Any:
+    parse_size(value)
+    return str(value).lower()
+
+
+def _boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _text(value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _optional_text(value: Any) -> Any:
+    return None if value in (None, "") else _text(value)
+
+
+def validate_host(host: str) -> str:
+    host = str(host).strip().lower()
+    if not _HOST.match(host) or len(host) > 253:
+        raise ValueError(f"{host!r} is not a host name or a *.suffix pattern")
+    return host
+
+
+def _hosts(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [h for h in value.replace(",", " ").split() if h]
+    if not isinstance(value, list):
+        raise ValueError("must be a list of host names")
+    return [validate_host(h) for h in value]
+
+
+def _ports(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [p for p in value.replace(",", " ").split() if p]
+    if not isinstance(value, list):
+        raise ValueError("must be a list of ports")
+    return [_number(int, 1, 65535)(p) for p in value]
+
+
+def _resolution(value: Any) -> Any:
+    if not re.match(r"^\d{3,5}x\d{3,5}(x(8|16|24|32))?$", str(value)):
+        raise ValueError(f"{value!r} is not a resolution like 1280x800x24")
+    return str(value)
+
+
+def _bind(value: Any) -> Any:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return str(value)
+
+
+VALIDATORS: dict[str, Callable[[Any], Any]] = {
+    "mode": _choice(MODES),
+    "network": _choice(NETWORKS),
+    "cpus": _number(float, 0.1, 256),
+    "memory": _size,
+    "pids": _number(int, 16, 1_000_000),
+    "nofile": _number(int, 64, 1_048_576),
+    "nproc": _number(int, 16, 1_000_000),
+    "tmp_size": _size,
+    "home_size": _size,
+    "allowed_hosts": _hosts,
+    "allowed_ports": _ports,
+    "image_cli": _text,
+    "image_desktop": _text,
+    "image_companion": _text,
+    "base_image": _text,
+    "desktop_port": _number(int, 1024, 65535),
+    "desktop_bind": _bind,
+    "vnc_resolution": _resolution,
+    "read_only_root": _boolean,
+    "seccomp_profile": _text,
+    "apparmor_profile": _text,
+    "max_sessions": _number(int, 1, 10_000),
+    "idle_timeout": _number(int, 1, 525_600),
+    "memory_warn": _number(int, 1, 100),
+    "memory_kill": _number(int, 1, 100),
+    "egress_network": _text,
+    "anthropic_upstream": _text,
+    "mongodb_uri": _optional_text,
+    "mongodb_db": _text,
+}
+assert VALIDATORS.keys() == DEFAULTS.keys()
+
+
+@dataclass
+class Problem:
+    source: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.key}: {self.message}"
+
+
+@dataclass
+class Config:
+    """The merged configuration: values plus the layer each one came from."""
+
+    values: dict[str, Any] = field(default_factory=lambda: dict(DEFAULTS))
+    sources: dict[str, str] = field(default_factory=lambda: dict.fromkeys(DEFAULTS, "default"))
+    problems: list[Problem] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values[key]
+
+    def apply(self, layer: Mapping[str, Any], source: str) -> None:
+        """Merge one layer, keeping every bad key or value as a problem."""
+        for key, raw in layer.items():
+            if key not in VALIDATORS:
+                self.problems.append(Problem(source, key, "unknown key"))
+                continue
+            try:
+                self.values[key] = VALIDATORS[key](raw)
+            except ValueError as exc:
+                self.problems.append(Problem(source, key, str(exc)))
+                continue
+            self.sources[key] = source
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            first = self.problems[0]
+            more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+            raise BadInput(f"bad config: {first}{more}", "run 'claude-cage config validate'")
+
+
+def _read_yaml(path: Path, config: Config) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        config.problems.append(Problem(str(path), "-", f"cannot read: {exc.strerror}"))
+        return {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "-"
+        config.problems.append(Problem(str(path), where, "not valid YAML"))
+        return {}
+    if not isinstance(data, dict):
+        config.problems.append(Problem(str(path), "-", "must be a mapping of key: value"))
+        return {}
+    return data
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    """CAGE_<KEY> variables for known keys, plus MONGODB_URI."""
+    layer = {
+        key: environ[f"CAGE_{key.upper()}"] for key in DEFAULTS if f"CAGE_{key.upper()}" in environ
+    }
+    if "MONGODB_URI" in environ and "mongodb_uri" not in layer:
+        layer["mongodb_uri"] = environ["MONGODB_URI"]
+    return layer
+
+
+def load(config_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Merge defaults, the user file, --config and the environment. Flags come later."""
+    environ = os.environ if environ is None else environ
+    config = Config()
+    user_file = paths.user_config_file()
+    if user_file.is_file():
+        config.apply(_read_yaml(user_file, config), str(user_file))
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise BadInput(f"config file {path} does not exist", "check the --config path")
+        config.apply(_read_yaml(path, config), str(path))
+    config.apply(env_layer(environ), "environment")
+    return config

@@ -1,0 +1,63 @@
+"""The one error hierarchy. Each error is one line plus a hint, and maps to an exit code.
+
+Exit codes: 0 ok, 1 failed, 2 bad input, 3 not found.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOT_FOUND = 3
+
+
+class CageError(Exception):
+    """An expected failure: shown as one line and a hint, never as a traceback."""
+
+    exit_code = EXIT_FAILED
+    hint: str | None = None
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class BadInput(CageError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class NotFound(CageError):
+    exit_code = EXIT_NOT_FOUND
+
+
+class SessionNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no session named {name!r}", "see 'claude-cage list' for the sessions")
+
+
+class EngineUnavailable(CageError):
+    hint = (
+        "start the Docker engine (as root: scripts/ensure-docker, or 'systemctl start docker'), "
+        "then check with 'docker info'"
+    )
+
+
+class ImageMissing(CageError):
+    def __init__(self, image: str) -> None:
+        super().__init__(
+            f"image {image!r} is not built",
+            "run 'claude-cage build' (or 'make build') to build the images",
+        )
+
+
+class EngineError(CageError):
+    """Any other failure reported by the engine."""
+
+
+class OutOfMemory(CageError):
+    hint = "start it with more memory (--memory 8g), or stop other sessions"

@@ -1,0 +1,50 @@
+"""Session names: validation and generation (adjective-noun-xxxx, as the seed does)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from claude_cage.errors import BadInput
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+ADJECTIVES = (
+    "amber", "brave", "calm", "clever", "crisp", "eager", "fuzzy", "gentle", "happy", "jolly",
+    "keen", "lucid", "merry", "nimble", "quiet", "rapid", "shiny", "steady", "swift", "witty",
+)  # fmt: skip
+NOUNS = (
+    "badger", "canyon", "comet", "falcon", "fjord", "gecko", "harbor", "heron", "lagoon", "lynx",
+    "meadow", "nebula", "otter", "panda", "quartz", "raven", "summit", "tiger", "walrus", "willow",
+)  # fmt: skip
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise BadInput(
+            f"invalid session name {name!r}",
+            "use 1-63 characters: lowercase letters, digits, '_', '.', '-', "
+            "starting with a letter or digit",
+        )
+    return name
+
+
+def generate_name() -> str:
+    return f"{secrets.choice(ADJECTIVES)}-{secrets.choice(NOUNS)}-{secrets.token_hex(2)}"
+
+
+def container_name(session: str) -> str:
+    return f"cage-{session}"
+
+
+def companion_name(session: str) -> str:
+    # Never of the form cage-<name>, so it can never collide with a session container.
+    return f"companion-cage-{session}"
+
+
+def data_volume(session: str) -> str:
+    return f"cage-data-{session}"
+
+
+def socket_volume(session: str) -> str:
+    return f"cage-sock-{session}"

@@ -1,0 +1,48 @@
+"""Operations: one function per user-visible action. They return data and never print.
+
+Every state-changing operation is wrapped by `@operation("kind")`, which records one
+event for it in the event log, whether it succeeds or fails, so no caller has to
+remember to. Queries (list, status, logs) record nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from claude_cage.errors import CageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def record_event(
+    kind: str, name: str | None, value: dict[str, Any], type_: str = "session"
+) -> None:
+    """Write one event. The event log never fails an operation."""
+    from claude_cage import events
+
+    emit = getattr(events, "emit", None)
+    if emit is not None:
+        emit(type_, f"{kind}:{name or '-'}", value)
+
+
+def operation(kind: str) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            name = kwargs.get("name", args[0] if args else None)
+            name = name if isinstance(name, str) else None
+            try:
+                result = fn(*args, **kwargs)
+            except CageError as exc:
+                record_event(kind, name, {"status": "error", "error": exc.message})
+                raise
+            details = getattr(result, "event_details", None)
+            value = {"status": "ok", **(details() if callable(details) else {})}
+            record_event(kind, getattr(result, "name", None) or name, value)
+            return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,120 @@
+"""Read-only views: list and status. The engine is the truth for runtime state;
+metadata records intent and history, and follows the engine when they disagree.
+
+`list` makes one engine call whatever the number of sessions; `status` a fixed few.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claude_cage import metadata, names, sandbox
+from claude_cage.engine import Engine
+from claude_cage.errors import BadInput, SessionNotFound
+
+JSON_VERSION = 1
+
+
+def _engine_status(container: dict[str, Any] | None) -> str:
+    if container is None:
+        return "removed"
+    state = container.get("State")
+    if isinstance(state, dict):  # an inspect result
+        state = state.get("Status")
+    return "running" if state in ("running", "restarting") else "stopped"
+
+
+def _url(meta: dict[str, Any]) -> str | None:
+    port = meta.get("desktop_port")
+    if meta.get("mode") != "desktop" or not port:
+        return None
+    return f"http://{meta.get('desktop_bind') or '127.0.0.1'}:{port}/vnc.html"
+
+
+def view(
+    name: str, meta: dict[str, Any] | None, container: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One session as `list --json` shows it."""
+    labels = (
+        (container or {}).get("Labels")
+        or ((container or {}).get("Config") or {}).get("Labels")
+        or {}
+    )
+    meta = meta or {}
+    status = _engine_status(container)
+    return {
+        "name": name,
+        "mode": meta.get("mode") or labels.get("cage.mode", "cli"),
+        "status": status,
+        "network": meta.get("network") or labels.get("cage.network", ""),
+        "container": meta.get("container") or names.container_name(name),
+        "created": meta.get("created", ""),
+        "image": meta.get("image", ""),
+        "orphan": not meta,
+        "ephemeral": meta.get("ephemeral") == "true",
+        "ports": meta.get("ports") or [],
+        "desktop_port": int(meta["desktop_port"]) if meta.get("desktop_port") else None,
+        "url": _url(meta),
+    }
+
+
+def _follow(store: metadata.SessionStore, name: str, meta: dict[str, Any], status: str) -> None:
+    """Bring the metadata in line with the engine; skip if a writer holds the lock."""
+    if meta.get("status") != status:
+        store.update(name, blocking=False, status=status)
+
+
+def list_sessions(engine: Engine | None = None) -> list[dict[str, Any]]:
+    engine = engine or Engine()
+    store = metadata.SessionStore()
+    containers = {
+        c["Labels"].get("cage.session"): c for c in engine.list_containers(["cage.role=session"])
+    }
+    metas = store.read_all()
+    sessions = []
+    for name in sorted(set(metas) | {n for n in containers if n}):
+        entry = view(name, metas.get(name), containers.get(name))
+        if name in metas:
+            _follow(store, name, metas[name], entry["status"])
+        sessions.append(entry)
+    return sessions
+
+
+def most_recent_running(engine: Engine | None = None) -> str:
+    running = [s for s in list_sessions(engine) if s["status"] == "running"]
+    if not running:
+        raise BadInput("no session is running", "start one with 'claude-cage start'")
+    return max(running, key=lambda s: s["created"])["name"]
+
+
+def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[str, Any]:
+    engine = engine or Engine()
+    store = metadata.SessionStore()
+    meta = store.read(name)
+    info = engine.inspect(names.container_name(name))
+    if meta is None and info is None:
+        raise SessionNotFound(name)
+    entry = view(name, meta, info)
+    if meta is not None:
+        _follow(store, name, meta, entry["status"])
+        entry["allowed_hosts"] = meta.get("allowed_hosts") or []
+        entry["credential"] = meta.get("credential", "none")
+        entry["mounts"] = meta.get("mounts") or []
+    companion = engine.inspect(names.companion_name(name)) if info else None
+    entry["companion"] = (
+        {"container": names.companion_name(name), "status": _engine_status(companion)}
+        if companion
+        else None
+    )
+    if info is not None:
+        state = info["State"]
+        entry["started_at"] = state.get("StartedAt")
+        entry["restart_count"] = info.get("RestartCount", 0)
+        entry["oom_killed"] = bool(state.get("OOMKilled"))
+        entry["exit_code"] = state.get("ExitCode")
+        entry["health"] = (state.get("Health") or {}).get("Status")
+        inside = sandbox.probe_inside(engine, info) if live and state.get("Running") else None
+        entry["sandbox"] = sandbox.verify(info, meta or {}, inside, companion)
+    else:
+        entry["sandbox"] = None
+    return entry

@@ -1,0 +1,79 @@
+"""Running things in a session: exec (streamed, headless), shell and attach (the
+user's TTY, handed to the docker CLI), and logs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from claude_cage import metadata, names
+from claude_cage.engine import Engine
+from claude_cage.errors import BadInput, SessionNotFound
+from claude_cage.operations import record_event
+
+
+def running_container(name: str, engine: Engine) -> str:
+    """The session's container, checked to exist and run."""
+    container = names.container_name(name)
+    info = engine.inspect(container)
+    if info is None or (info["Config"].get("Labels") or {}).get("managed-by") != "claude-cage":
+        if metadata.SessionStore().read(name) is None:
+            raise SessionNotFound(name)
+        raise BadInput(
+            f"session {name} has no container", f"start it: claude-cage start --name {name}"
+        )
+    if not info["State"]["Running"]:
+        raise BadInput(
+            f"session {name} is not running", f"start it: claude-cage start --name {name}"
+        )
+    return container
+
+
+def exec_stream(name: str, command: list[str], engine: Engine | None = None) -> Iterator[Any]:
+    """Yield (stdout, stderr) chunks as they come, then the command's exit code."""
+    engine = engine or Engine()
+    container = running_container(name, engine)
+    code = None
+    try:
+        for item in engine.exec_stream(container, command):
+            if isinstance(item, int):
+                code = item
+            yield item
+    finally:
+        record_event(
+            "exec",
+            name,
+            {"status": "ok" if code == 0 else "error", "command": command[0], "exit_code": code},
+        )
+
+
+def _interactive(kind: str, name: str | None, command: list[str]) -> int:
+    from claude_cage.operations.query import most_recent_running
+
+    engine = Engine()
+    name = name or most_recent_running(engine)
+    container = running_container(name, engine)
+    record_event(kind, name, {"status": "ok"})
+    flags = ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
+    return subprocess.call(["docker", "exec", *flags, "-w", "/workspace", container, *command])
+
+
+def shell(name: str | None) -> int:
+    return _interactive("shell", name, ["bash", "-l"])
+
+
+def attach(name: str | None) -> int:
+    return _interactive("attach", name, ["claude"])
+
+
+def logs(name: str | None, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
+    from claude_cage.operations.query import most_recent_running
+
+    engine = Engine()
+    name = name or most_recent_running(engine)
+    container = names.container_name(name)
+    if engine.inspect(container) is None:
+        raise SessionNotFound(name)
+    yield from engine.logs(container, follow=follow, tail=tail)

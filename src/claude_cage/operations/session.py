@@ -1,0 +1,416 @@
+"""Session lifecycle: start (new, or again with recorded settings), stop, destroy."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from claude_cage import config as config_mod
+from claude_cage import metadata, names, paths, policy
+from claude_cage.engine import Engine
+from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
+from claude_cage.operations import operation
+from claude_cage.requests import Mount, parse_env, parse_mounts, parse_port
+
+API_KEY_SECRET = "api_key"
+_API_KEY = re.compile(r"^[A-Za-z0-9._~+/=-]{8,512}$")
+
+
+@dataclass
+class StartOptions:
+    name: str | None = None
+    mode: str | None = None
+    network: str | None = None
+    mounts: tuple[str, ...] = ()
+    cpus: float | None = None
+    memory: str | None = None
+    pids: int | None = None
+    ports: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    api_key_file: str | None = None
+    ephemeral: bool = False
+    persist: bool = True
+    image: str | None = None
+    config_file: str | None = None
+    allow_hosts: tuple[str, ...] = ()
+
+
+@dataclass
+class StartResult:
+    name: str
+    container: str
+    mode: str
+    network: str
+    credential: str
+    restarted: bool = False
+    url: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def event_details(self) -> dict[str, Any]:
+        return {"mode": self.mode, "network": self.network, "restarted": self.restarted}
+
+
+@dataclass
+class StopResult:
+    name: str
+    removed: bool = False  # ephemeral sessions are removed when they stop
+
+    def event_details(self) -> dict[str, Any]:
+        return {"removed": self.removed}
+
+
+@dataclass
+class DestroyResult:
+    name: str
+    removed: list[str] = field(default_factory=list)
+
+    def event_details(self) -> dict[str, Any]:
+        return {"removed": self.removed}
+
+
+# --- inputs ---------------------------------------------------------------------------
+
+
+def load_config(options: StartOptions) -> config_mod.Config:
+    cfg = config_mod.load(options.config_file)
+    flags = {
+        "mode": options.mode,
+        "network": options.network,
+        "cpus": options.cpus,
+        "memory": options.memory,
+        "pids": options.pids,
+    }
+    cfg.apply({k: v for k, v in flags.items() if v is not None}, "flags")
+    cfg.raise_problems()
+    return cfg
+
+
+def read_api_key(api_key_file: str | None, environ: dict[str, str] | None = None) -> str | None:
+    """The key from --api-key-file, else ANTHROPIC_API_KEY. Never echoed in errors."""
+    environ = dict(os.environ) if environ is None else environ
+    if api_key_file:
+        try:
+            key = Path(api_key_file).expanduser().read_text().strip()
+        except OSError as exc:
+            raise BadInput(
+                f"cannot read --api-key-file {api_key_file}: {exc.strerror}", "check the path"
+            ) from None
+        source = f"--api-key-file {api_key_file}"
+    else:
+        key = environ.get("ANTHROPIC_API_KEY", "").strip()
+        source = "ANTHROPIC_API_KEY"
+    if not key:
+        if api_key_file:
+            raise BadInput(f"{source} is empty", "put the API key in the file")
+        return None
+    if not _API_KEY.match(key):
+        raise BadInput(
+            f"the API key from {source} has characters an API key never has",
+            "check that it holds the key alone, on one line",
+        )
+    return key
+
+
+def host_facts(cfg: config_mod.Config) -> policy.HostFacts:
+    profile = cfg["seccomp_profile"]
+    path = paths.package_data("data", "seccomp.json") if profile == "default" else Path(profile)
+    try:
+        seccomp = path.read_text()
+    except OSError as exc:
+        raise BadInput(
+            f"seccomp profile {path}: {exc.strerror}", "set seccomp_profile to 'default' or a file"
+        ) from None
+    try:
+        apparmor = Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        apparmor = False
+    return policy.HostFacts(seccomp_profile=seccomp, apparmor=apparmor)
+
+
+def credential_kind(network: str, has_key: bool) -> str:
+    if not has_key:
+        return "none"
+    return "api-key-proxy" if network == "filtered" else "api-key-file"
+
+
+def _request(cfg: config_mod.Config, options: StartOptions, name: str, has_key: bool):
+    mode, network = cfg["mode"], cfg["network"]
+    ports = [parse_port(p) for p in options.ports]
+    if ports and network == "host":
+        raise BadInput("--port has no effect with --network host", "drop --port, or use filtered")
+    hosts = list(cfg["allowed_hosts"])
+    for host in options.allow_hosts:
+        try:
+            checked = config_mod.validate_host(host)
+        except ValueError as exc:
+            raise BadInput(
+                f"--allow-host: {exc}", "use a name like example.com or *.example.com"
+            ) from None
+        if checked not in hosts:
+            hosts.append(checked)
+    return policy.SessionRequest(
+        name=name,
+        mode=mode,
+        network=network,
+        image=options.image or cfg["image_desktop" if mode == "desktop" else "image_cli"],
+        cpus=float(cfg["cpus"]),
+        memory=cfg["memory"],
+        pids=int(cfg["pids"]),
+        mounts=parse_mounts(options.mounts),
+        ports=ports,
+        env=parse_env(options.env),
+        ephemeral=options.ephemeral,
+        persist=options.persist,
+        credential=credential_kind(network, has_key),
+        allowed_hosts=hosts if network == "filtered" else [],
+    )
+
+
+def request_from_metadata(meta: dict[str, Any], cfg: config_mod.Config) -> policy.SessionRequest:
+    """Rebuild a session's request from what its metadata recorded."""
+    mounts = []
+    for text in meta.get("mounts") or []:
+        source, target, flag = text.rsplit(":", 2)
+        mounts.append(Mount(source, target, flag == "ro"))
+    return policy.SessionRequest(
+        name=meta["name"],
+        mode=meta["mode"],
+        network=meta.get("network", "filtered"),
+        image=meta.get("image") or cfg["image_cli"],
+        cpus=float(meta.get("cpus", cfg["cpus"])),
+        memory=meta.get("memory", cfg["memory"]),
+        pids=int(meta.get("pids", cfg["pids"])),
+        mounts=mounts,
+        ports=[tuple(p) for p in meta.get("ports") or []],  # type: ignore[misc]
+        ephemeral=meta.get("ephemeral") == "true",
+        persist=meta.get("persist", "true") == "true",
+        credential=meta.get("credential", "none"),
+        allowed_hosts=list(meta.get("allowed_hosts") or []),
+        desktop_port=int(meta["desktop_port"]) if meta.get("desktop_port") else None,
+    )
+
+
+def metadata_for(req: policy.SessionRequest, created: str) -> dict[str, Any]:
+    return {
+        "name": req.name,
+        "mode": req.mode,
+        "status": "running",
+        "created": created,
+        "container": names.container_name(req.name),
+        "companion": names.companion_name(req.name) if policy.needs_companion(req) else "",
+        "network": req.network,
+        "image": req.image,
+        "cpus": f"{req.cpus:g}",
+        "memory": req.memory,
+        "pids": req.pids,
+        "mounts": [m.to_text() for m in req.mounts],
+        "ports": [list(p) for p in req.ports],
+        "env_keys": sorted(req.env),
+        "ephemeral": req.ephemeral,
+        "persist": req.persist,
+        "credential": req.credential,
+        "allowed_hosts": req.allowed_hosts,
+        "desktop_port": req.desktop_port or "",
+        "started": metadata.now_iso(),
+    }
+
+
+# --- start ----------------------------------------------------------------------------
+
+
+def _check_owned(container: str, info: dict[str, Any] | None) -> None:
+    if info is not None and (info["Config"].get("Labels") or {}).get("managed-by") != "claude-cage":
+        raise BadInput(
+            f"a container named {container} exists and is not managed by claude-cage",
+            "pick another --name, or remove that container yourself",
+        )
+
+
+def _check_capacity(engine: Engine, cfg: config_mod.Config) -> None:
+    running = [
+        c["Labels"].get("cage.session", "?")
+        for c in engine.list_containers(["cage.role=session"])
+        if c.get("State") == "running"
+    ]
+    if len(running) >= int(cfg["max_sessions"]):
+        raise CageError(
+            f"max_sessions ({cfg['max_sessions']}) reached; running: {', '.join(sorted(running))}",
+            "stop one ('claude-cage stop NAME'), reap idle ones ('claude-cage reap'), "
+            "or raise max_sessions in the config",
+        )
+
+
+def _inject_key(engine: Engine, req: policy.SessionRequest, key: str) -> None:
+    """Hand the key over on stdin: never in argv, env, inspect output or the image."""
+    if req.credential == "api-key-proxy":
+        target, cmd = names.companion_name(req.name), ["companion-entrypoint", "set-key"]
+    else:
+        target = names.container_name(req.name)
+        cmd = ["sh", "-c", "umask 077 && cat > /run/cage/secrets/api_key"]
+    code, _output = engine.exec_run(target, cmd, stdin=key.encode())
+    if code != 0:
+        raise EngineError(f"could not hand the API key to {target} (exit {code})")
+
+
+def _bring_up(
+    engine: Engine,
+    cfg: config_mod.Config,
+    req: policy.SessionRequest,
+    key: str | None,
+    reuse_session: bool,
+    created: list[str],
+) -> None:
+    """Create what is missing and start it all, noting in `created` what it made."""
+    plan = policy.plan(cfg.values, req, host_facts(cfg))
+    labels = policy.labels(req, "volume")
+    for volume in plan.volumes:
+        if not engine.volume_exists(volume):
+            engine.ensure_volume(volume, labels)
+            created.append(f"volume:{volume}")
+    if plan.companion is not None:
+        engine.ensure_network(
+            cfg["egress_network"], {"managed-by": "claude-cage", "cage.role": "network"}
+        )
+        engine.remove(plan.companion.name)  # stateless: always made fresh from current settings
+        engine.create(plan.companion)
+        created.append(f"container:{plan.companion.name}")
+        engine.start(plan.companion.name)
+    if not reuse_session:
+        engine.create(plan.session)
+        created.append(f"container:{plan.session.name}")
+    engine.start(plan.session.name)
+    if plan.companion is not None:
+        code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
+        if code != 0:
+            raise EngineError(f"the session's companion did not start: {output.decode()[-200:]}")
+    if key:
+        _inject_key(engine, req, key)
+    info = engine.inspect(plan.session.name)
+    if info is None or not info["State"]["Running"]:
+        raise EngineError(
+            f"session container {plan.session.name} exited right after starting",
+            "see 'claude-cage logs NAME'; check the image with 'claude-cage build'",
+        )
+
+
+def _rollback(engine: Engine, created: list[str]) -> None:
+    for item in reversed(created):
+        kind, _, obj = item.partition(":")
+        with contextlib.suppress(CageError):
+            engine.remove(obj) if kind == "container" else engine.remove_volume(obj)
+
+
+@operation("start")
+def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
+    cfg = load_config(options)
+    name = names.check_name(options.name) if options.name else names.generate_name()
+    key = read_api_key(options.api_key_file)
+    req = _request(cfg, options, name, key is not None)
+    engine = engine or Engine()
+    store = metadata.SessionStore()
+    warnings = []
+    if req.network == "host":
+        warnings.append("--network host: the session shares the host's network, with no filtering")
+
+    with store.lock(name):
+        container = names.container_name(name)
+        info = engine.inspect(container)
+        _check_owned(container, info)
+        _check_owned(names.companion_name(name), engine.inspect(names.companion_name(name)))
+        if info is not None and info["State"]["Running"]:
+            raise BadInput(
+                f"session {name} is already running",
+                f"attach with 'claude-cage shell {name}', or pick another --name",
+            )
+        meta = store.read(name)
+        restarted = meta is not None
+        if restarted:
+            assert meta is not None
+            req = request_from_metadata(meta, cfg)
+            key = store.read_secret(name, API_KEY_SECRET) if req.credential != "none" else None
+            if info is None and meta.get("env_keys"):
+                warnings.append("the container was gone; recreated without its --env values")
+        _check_capacity(engine, cfg)
+        engine.require_image(req.image)
+        if policy.needs_companion(req):
+            engine.require_image(cfg["image_companion"])
+
+        created: list[str] = []
+        try:
+            _bring_up(engine, cfg, req, key, info is not None, created)
+        except BaseException:
+            _rollback(engine, created)
+            raise
+        if key and not restarted:
+            store.write_secret(name, API_KEY_SECRET, key)
+        data = metadata_for(req, meta["created"] if meta else metadata.now_iso())
+        store.write(name, {**(meta or {}), **data})
+
+    return StartResult(
+        name=name,
+        container=container,
+        mode=req.mode,
+        network=req.network,
+        credential=req.credential,
+        restarted=restarted,
+        warnings=warnings,
+    )
+
+
+# --- stop and destroy -----------------------------------------------------------------
+
+
+def _remove_everything(engine: Engine, name: str) -> list[str]:
+    removed = []
+    for container in (names.container_name(name), names.companion_name(name)):
+        if engine.remove(container):
+            removed.append(container)
+    for volume in (names.data_volume(name), names.socket_volume(name)):
+        if engine.remove_volume(volume):
+            removed.append(volume)
+    return removed
+
+
+@operation("stop")
+def stop(name: str, engine: Engine | None = None) -> StopResult:
+    engine = engine or Engine()
+    store = metadata.SessionStore()
+    with store.lock(name):
+        meta = store.read(name)
+        info = engine.inspect(names.container_name(name))
+        if meta is None and info is None:
+            raise SessionNotFound(name)
+        engine.stop(names.container_name(name))
+        engine.stop(names.companion_name(name))
+        ephemeral = (meta or {}).get("ephemeral") == "true"
+        if ephemeral:
+            _remove_everything(engine, name)
+            store.remove(name)
+            return StopResult(name, removed=True)
+        if meta is not None:
+            meta.update(status="stopped", stopped=metadata.now_iso())
+            store.write(name, meta)
+    return StopResult(name)
+
+
+@operation("destroy")
+def destroy(name: str, force: bool = False, engine: Engine | None = None) -> DestroyResult:
+    engine = engine or Engine()
+    store = metadata.SessionStore()
+    with store.lock(name):
+        meta = store.read(name)
+        info = engine.inspect(names.container_name(name))
+        if meta is None and info is None:
+            raise SessionNotFound(name)
+        if info is not None and info["State"]["Running"] and not force:
+            raise BadInput(
+                f"session {name} is running",
+                f"stop it first ('claude-cage stop {name}'), or use --force",
+            )
+        removed = _remove_everything(engine, name)
+        store.remove(name)
+    return DestroyResult(name, removed)

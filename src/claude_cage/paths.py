@@ -1,0 +1,53 @@
+"""Every path claude-cage uses, in one place.
+
+Directories come from platformdirs (XDG on Linux) and can each be overridden by an
+environment variable, which is also how tests isolate themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP = "claude-cage"
+
+
+def data_dir() -> Path:
+    """`$CAGE_DATA_DIR`, else `$XDG_DATA_HOME/claude-cage` (`~/.local/share/claude-cage`)."""
+    env = os.environ.get("CAGE_DATA_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP, appauthor=False))
+
+
+def config_dir() -> Path:
+    """`$CAGE_CONFIG_DIR`, else `$XDG_CONFIG_HOME/claude-cage` (`~/.config/claude-cage`)."""
+    env = os.environ.get("CAGE_CONFIG_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP, appauthor=False))
+
+
+def user_config_file() -> Path:
+    return config_dir() / "config.yaml"
+
+
+def sessions_dir() -> Path:
+    return data_dir() / "sessions"
+
+
+def session_dir(name: str) -> Path:
+    return sessions_dir() / name
+
+
+def events_db() -> Path:
+    return data_dir() / "events.sqlite3"
+
+
+def package_data(*parts: str) -> Path:
+    """A file shipped inside the package (images, seccomp profile, defaults)."""
+    return Path(__file__).parent.joinpath(*parts)

@@ -1,0 +1,224 @@
+"""The sandbox, as one pure function: configuration + request -> container specs.
+
+No I/O happens here. Everything that hardens a session is decided in `plan()`, so a
+reviewer can audit the sandbox by reading this file top to bottom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from claude_cage import __version__, names
+from claude_cage.config import parse_size
+from claude_cage.requests import Mount
+
+SESSION_UID = 1000
+COMPANION_UID = 13  # Debian's `proxy` user, which the companion image runs as
+HOME = "/home/claude"
+SOCK_DIR = "/sock"  # the shared socket volume, as the session sees it
+COMPANION_SOCK_DIR = "/sock"  # ... and as the companion sees it
+PROXY_PORT = 3128  # loopback port in the session -> egress proxy
+API_PORT = 8082  # loopback port in the session -> API key proxy
+VNC_PORT = 5900  # loopback port of the session's VNC server
+NOVNC_PORT = 6080  # websockify's port inside the companion
+NO_PROXY = "localhost,127.0.0.1,::1"
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the policy needs to know about the host, gathered by the caller."""
+
+    seccomp_profile: str  # the profile's JSON text
+    apparmor: bool
+
+
+@dataclass
+class SessionRequest:
+    name: str
+    mode: str = "cli"
+    network: str = "filtered"
+    image: str = "claude-cage-cli:latest"
+    cpus: float = 2.0
+    memory: str = "4g"
+    pids: int = 512
+    mounts: list[Mount] = field(default_factory=list)
+    ports: list[tuple[int, int]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ephemeral: bool = False
+    persist: bool = True
+    credential: str = "none"  # none | api-key-file | api-key-proxy
+    allowed_hosts: list[str] = field(default_factory=list)
+    desktop_port: int | None = None
+
+
+@dataclass
+class ContainerSpec:
+    """Everything needed to create one container; engine.py turns it into SDK calls."""
+
+    name: str
+    image: str
+    role: str  # session | companion
+    labels: dict[str, str]
+    hostname: str | None = None
+    user: str = f"{SESSION_UID}:{SESSION_UID}"
+    command: list[str] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    volumes: list[dict[str, Any]] = field(default_factory=list)  # named volumes
+    binds: list[Mount] = field(default_factory=list)
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    read_only: bool = True
+    cap_drop: list[str] = field(default_factory=lambda: ["ALL"])
+    security_opt: list[str] = field(default_factory=list)
+    mem_limit: int = 0
+    nano_cpus: int = 0
+    pids_limit: int = 0
+    ulimits: list[tuple[str, int, int]] = field(default_factory=list)
+    network_mode: str = "none"  # none | host | a network name
+    ports: dict[str, tuple[str, int]] = field(default_factory=dict)
+    working_dir: str | None = None
+    auto_remove: bool = False
+
+
+@dataclass
+class Plan:
+    session: ContainerSpec
+    companion: ContainerSpec | None
+    volumes: list[str]  # named volumes to create, each labelled for the session
+
+
+def labels(req: SessionRequest, role: str) -> dict[str, str]:
+    return {
+        "managed-by": "claude-cage",
+        "cage.session": req.name,
+        "cage.mode": req.mode,
+        "cage.network": req.network,
+        "cage.role": role,
+        "cage.version": __version__,
+        "cage.ephemeral": "true" if req.ephemeral else "false",
+    }
+
+
+def needs_companion(req: SessionRequest) -> bool:
+    """Anything that must cross the session's missing network goes through a companion."""
+    return req.network == "filtered" or req.mode == "desktop" or bool(req.ports)
+
+
+def _hardening(cfg: dict[str, Any], host: HostFacts) -> list[str]:
+    opts = ["no-new-privileges:true", f"seccomp={host.seccomp_profile}"]
+    if host.apparmor:
+        opts.append(f"apparmor={cfg['apparmor_profile']}")
+    return opts
+
+
+def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> ContainerSpec:
+    bridges = []
+    env = {
+        "CAGE_SESSION": req.name,
+        "CAGE_MODE": req.mode,
+        "CAGE_CREDENTIAL": req.credential,
+        "TERM": "xterm-256color",
+    }
+    if req.network == "filtered":
+        bridges.append(f"out:{PROXY_PORT}:proxy.sock")
+        proxy = f"http://127.0.0.1:{PROXY_PORT}"
+        for var in ("HTTP_PROXY", "HTTPS_PROXY"):
+            env[var] = env[var.lower()] = proxy
+        env["NO_PROXY"] = env["no_proxy"] = NO_PROXY
+    if req.credential == "api-key-proxy":
+        bridges.append(f"out:{API_PORT}:api.sock")
+        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{API_PORT}"
+    if req.mode == "desktop":
+        bridges.append(f"in:{VNC_PORT}:vnc.sock")
+        env["VNC_RESOLUTION"] = cfg["vnc_resolution"]
+    bridges += [f"in:{inner}:port-{inner}.sock" for _, inner in req.ports]
+    env["CAGE_BRIDGES"] = " ".join(bridges)
+    env.update(req.env)  # user values last; reserved names were refused earlier
+
+    volumes = []
+    if needs_companion(req):
+        volumes.append(
+            {"source": names.socket_volume(req.name), "target": SOCK_DIR, "no_copy": True}
+        )
+    if req.persist:
+        volumes.append({"source": names.data_volume(req.name), "target": f"{HOME}/.claude"})
+
+    user_tmpfs = f"rw,nosuid,nodev,uid={SESSION_UID},gid={SESSION_UID}"
+    return ContainerSpec(
+        name=names.container_name(req.name),
+        hostname=names.container_name(req.name)[:63],
+        image=req.image,
+        role="session",
+        labels=labels(req, "session"),
+        environment=env,
+        volumes=volumes,
+        binds=list(req.mounts),
+        tmpfs={
+            "/tmp": f"rw,nosuid,nodev,size={cfg['tmp_size']},mode=1777",
+            "/run": f"{user_tmpfs},noexec,size=16m,mode=0755",
+            HOME: f"{user_tmpfs},size={cfg['home_size']},mode=0755",
+        },
+        read_only=bool(cfg["read_only_root"]),
+        security_opt=_hardening(cfg, host),
+        mem_limit=parse_size(req.memory),
+        nano_cpus=int(req.cpus * 1e9),
+        pids_limit=req.pids,
+        ulimits=[("nofile", cfg["nofile"], cfg["nofile"]), ("nproc", cfg["nproc"], cfg["nproc"])],
+        # filtered and none both mean: no network namespace beyond loopback.
+        network_mode="host" if req.network == "host" else "none",
+        working_dir="/workspace",
+        auto_remove=req.ephemeral,
+    )
+
+
+def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> ContainerSpec:
+    companion_owner = f"uid={COMPANION_UID},gid={COMPANION_UID}"
+    services = []
+    if req.network == "filtered":
+        services.append("proxy")
+    if req.credential == "api-key-proxy":
+        services.append("api")
+    ports: dict[str, tuple[str, int]] = {}
+    if req.mode == "desktop" and req.desktop_port:
+        services.append("vnc")
+        ports[f"{NOVNC_PORT}/tcp"] = (cfg["desktop_bind"], req.desktop_port)
+    for outer, inner in req.ports:
+        services.append(f"port:{inner}")
+        ports[f"{inner}/tcp"] = ("127.0.0.1", outer)
+    exact = [h for h in req.allowed_hosts if not h.startswith("*.")]
+    suffixes = [h[1:] for h in req.allowed_hosts if h.startswith("*.")]
+    return ContainerSpec(
+        name=names.companion_name(req.name),
+        image=cfg["image_companion"],
+        role="companion",
+        labels=labels(req, "companion"),
+        user=f"{COMPANION_UID}:{COMPANION_UID}",
+        environment={
+            "CAGE_SESSION": req.name,
+            "CAGE_SERVICES": " ".join(services),
+            "CAGE_ALLOWED_EXACT": " ".join(exact),
+            "CAGE_ALLOWED_SUFFIXES": " ".join(suffixes),
+            "CAGE_ALLOWED_PORTS": " ".join(str(p) for p in cfg["allowed_ports"]),
+            "CAGE_UPSTREAM": cfg["anthropic_upstream"],
+        },
+        volumes=[{"source": names.socket_volume(req.name), "target": COMPANION_SOCK_DIR}],
+        tmpfs={
+            "/tmp": "rw,nosuid,nodev,noexec,size=64m,mode=1777",
+            "/run/cage": f"rw,nosuid,nodev,noexec,size=16m,mode=0700,{companion_owner}",
+        },
+        read_only=True,
+        security_opt=_hardening(cfg, host),
+        mem_limit=parse_size("256m"),
+        nano_cpus=int(0.5e9),
+        pids_limit=128,
+        ulimits=[("nofile", 4096, 4096)],
+        network_mode=cfg["egress_network"],
+        ports=ports,
+        auto_remove=req.ephemeral,
+    )
+
+
+def plan(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> Plan:
+    session = session_spec(cfg, req, host)
+    companion = companion_spec(cfg, req, host) if needs_companion(req) else None
+    return Plan(session, companion, [v["source"] for v in session.volumes])

@@ -1,0 +1,105 @@
+"""Parsing and checking what the user asked for: mounts, ports, env.
+
+Everything here runs before any Docker object is created, so bad input is refused
+with exit 2 and nothing half-made.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from claude_cage.errors import BadInput
+
+# Paths that must never be bound into a session (or contain something that must not be).
+FORBIDDEN_TREES = ("/etc", "/proc", "/sys", "/dev", "/var/lib/docker")
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+RESERVED_ENV = re.compile(
+    r"^(ANTHROPIC_API_KEY|ANTHROPIC_AUTH_TOKEN|CAGE_.*|HOME|CLAUDE_CONFIG_DIR)$"
+)
+ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool
+
+    def to_text(self) -> str:
+        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+
+
+def _inside(path: Path, tree: Path) -> bool:
+    return path == tree or tree in path.parents
+
+
+def parse_mount(spec: str, home: Path | None = None) -> Mount:
+    """`PATH[:ro]` -> a bind to /workspace/<basename>, symlinks resolved first."""
+    raw, read_only = spec, False
+    if spec.endswith(":ro"):
+        raw, read_only = spec[:-3], True
+    elif spec.endswith(":rw"):
+        raw = spec[:-3]
+    if not raw:
+        raise BadInput(f"--mount {spec!r} names no path", "use --mount PATH or --mount PATH:ro")
+    path = Path(os.path.expanduser(raw))
+    if not path.exists():
+        raise BadInput(f"--mount {raw}: no such file or directory", "check the path")
+    real = path.resolve()
+    home = (home or Path.home()).resolve()
+    why = None
+    if real == Path("/"):
+        why = "it is the root of the filesystem"
+    elif _inside(home, real):
+        why = "it is (or contains) your whole home directory"
+    elif any(_inside(real, Path(tree)) for tree in FORBIDDEN_TREES):
+        why = "it is a system directory"
+    elif any(_inside(Path(sock).resolve(), real) for sock in DOCKER_SOCKETS):
+        why = "it is (or contains) the Docker socket, which would give root on the host"
+    if why:
+        raise BadInput(
+            f"refusing to mount {real}: {why}",
+            "mount a project directory instead, e.g. --mount ./my-project",
+        )
+    return Mount(str(real), f"/workspace/{real.name}", read_only)
+
+
+def parse_mounts(specs: list[str] | tuple[str, ...]) -> list[Mount]:
+    mounts = [parse_mount(spec) for spec in specs]
+    targets = [m.target for m in mounts]
+    for target in targets:
+        if targets.count(target) > 1:
+            raise BadInput(
+                f"two mounts would both land on {target}",
+                "mount directories with different names",
+            )
+    return mounts
+
+
+def parse_port(spec: str) -> tuple[int, int]:
+    """`HOST:CONTAINER` -> (host, container)."""
+    match = re.fullmatch(r"(\d{1,5}):(\d{1,5})", spec.strip())
+    ports = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+    if not match or not all(1 <= p <= 65535 for p in ports):
+        raise BadInput(f"--port {spec!r} is not HOST:CONTAINER", "use e.g. --port 8080:3000")
+    return ports
+
+
+def parse_env(specs: list[str] | tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not ENV_KEY.match(key):
+            raise BadInput(f"--env {key!r} is not KEY=VALUE", "use e.g. --env DEBUG=1")
+        if RESERVED_ENV.match(key):
+            hint = (
+                "pass the key through ANTHROPIC_API_KEY in your environment or --api-key-file"
+                if key.startswith("ANTHROPIC")
+                else "claude-cage sets this variable itself"
+            )
+            raise BadInput(f"--env {key} is reserved", hint)
+        env[key] = value
+    return env

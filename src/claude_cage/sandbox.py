@@ -1,0 +1,124 @@
+"""Sandbox verification: does a running session really have the hardening the policy
+asked for? Checks `docker inspect` output, plus one probe from inside the container."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claude_cage.engine import Engine
+
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+_PROBE = (
+    "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
+    "if touch /.cage-probe 2>/dev/null; then echo root=writable; else echo root=read-only; fi"
+)
+
+
+def probe_inside(engine: Engine, info: dict[str, Any]) -> dict[str, str]:
+    """uid, effective caps, no_new_privs, seccomp mode and root writability, from inside."""
+    _code, output = engine.exec_run(info["Name"].lstrip("/"), ["sh", "-c", _PROBE])
+    lines = output.decode(errors="replace").split("\n")
+    facts: dict[str, str] = {"uid": lines[0].strip()} if lines else {}
+    for line in lines[1:]:
+        key, sep, value = line.replace("=", ":", 1).partition(":")
+        if sep:
+            facts[key.strip()] = value.strip()
+    return facts
+
+
+def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
+    return {"check": name, "ok": bool(ok), "detail": detail}
+
+
+def verify(
+    info: dict[str, Any],
+    meta: dict[str, Any],
+    inside: dict[str, str] | None,
+    companion: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    host = info["HostConfig"]
+    opts = host.get("SecurityOpt") or []
+    network = meta.get("network") or info["Config"]["Labels"].get("cage.network", "")
+    mode = host.get("NetworkMode")
+    binds = [m for m in info.get("Mounts") or [] if m.get("Type") == "bind"]
+    ulimits = {u["Name"] for u in host.get("Ulimits") or []}
+    user = info["Config"].get("User") or "root"
+    checks = [
+        _check("read-only root", host.get("ReadonlyRootfs"), "root filesystem is read-only"),
+        _check(
+            "capabilities",
+            host.get("CapDrop") == ["ALL"]
+            and not host.get("CapAdd")
+            and not host.get("Privileged"),
+            f"drop={host.get('CapDrop')} add={host.get('CapAdd')}",
+        ),
+        _check(
+            "no-new-privileges",
+            any(o.startswith("no-new-privileges") for o in opts),
+            "setuid binaries cannot raise privileges",
+        ),
+        _check(
+            "seccomp",
+            any(o.startswith("seccomp=") and o != "seccomp=unconfined" for o in opts),
+            "claude-cage's syscall profile",
+        ),
+        _check(
+            "non-root user",
+            user.split(":")[0] not in ("", "0", "root"),
+            f"user {user}",
+        ),
+        _check(
+            "limits",
+            host.get("Memory", 0) > 0
+            and host.get("NanoCpus", 0) > 0
+            and (host.get("PidsLimit") or 0) > 0
+            and {"nofile", "nproc"} <= ulimits,
+            f"memory={host.get('Memory')} cpus={host.get('NanoCpus', 0) / 1e9:g} "
+            f"pids={host.get('PidsLimit')} ulimits={sorted(ulimits)}",
+        ),
+        _check(
+            "namespaces",
+            host.get("PidMode", "") == "" and host.get("IpcMode") in ("private", "none"),
+            f"pid={host.get('PidMode') or 'private'} ipc={host.get('IpcMode')}",
+        ),
+        _check(
+            "network policy",
+            (network == "host" and mode == "host") or (network != "host" and mode == "none"),
+            f"{network}: network mode {mode}"
+            + (" (no filtering: host network)" if mode == "host" else ""),
+        ),
+        _check(
+            "mounts",
+            all(
+                b["Destination"].startswith("/workspace/")
+                and not any(b["Source"] in (s, s.rsplit("/", 1)[0]) for s in DOCKER_SOCKETS)
+                for b in binds
+            ),
+            ", ".join(f"{b['Source']}->{b['Destination']}{'' if b['RW'] else ':ro'}" for b in binds)
+            or "no host directories",
+        ),
+    ]
+    if network == "filtered":
+        running = bool(companion and companion["State"]["Running"])
+        checks.append(
+            _check(
+                "egress proxy",
+                running,
+                "companion proxy running"
+                if running
+                else "companion proxy is not running: no egress at all",
+            )
+        )
+    if inside is not None:
+        checks.append(
+            _check(
+                "inside",
+                inside.get("uid") not in (None, "0")
+                and inside.get("CapEff") == "0000000000000000"
+                and inside.get("NoNewPrivs") == "1"
+                and inside.get("Seccomp") == "2"
+                and inside.get("root") == "read-only",
+                " ".join(f"{k}={v}" for k, v in sorted(inside.items())),
+            )
+        )
+    return {"ok": all(c["ok"] for c in checks), "checks": checks}

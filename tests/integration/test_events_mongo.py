@@ -1,0 +1,321 @@
+"""The event log against a real MongoDB wire-protocol server (nx-27017, in memory).
+
+nx-27017 is started on a free loopback port for each test and killed at teardown.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_cage import events
+from claude_cage.events import EventLog, EventSyncError
+
+pymongo = pytest.importorskip("pymongo")
+
+pytestmark = pytest.mark.mongo
+
+PASSWORD = "s3cret"
+READY_TIMEOUT = 30.0
+
+
+def _nx_command() -> list[str]:
+    beside = Path(sys.executable).with_name("nx-27017")
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("nx-27017")
+    if found:
+        return [found]
+    pytest.skip("nx-27017 is not installed (pip install -e '.[dev]')")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NxServer:
+    """One nx-27017 process with an in-memory database on a fixed loopback port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = _free_port()
+        self.command = _nx_command()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def client(self, timeout_ms: int = 2000) -> Any:
+        return pymongo.MongoClient(
+            self.uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+        )
+
+    def start(self) -> None:
+        assert self.proc is None
+        self.starts += 1
+        log = self.workdir / f"nx-{self.starts}.log"
+        self.proc = subprocess.Popen(
+            [
+                *self.command,
+                "--db",
+                "memory",
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "--log-file",
+                str(log),
+                "--pid-file",
+                str(self.workdir / "nx.pid"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log.with_suffix(".out").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT
+        client = self.client(timeout_ms=200)
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    out = log.with_suffix(".out").read_text(errors="replace")
+                    raise RuntimeError(f"nx-27017 exited with {self.proc.returncode}:\n{out}")
+                try:
+                    client.admin.command("ping")
+                    return
+                except pymongo.errors.PyMongoError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+        # until the port refuses connections
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.02)
+
+
+def _wait_for_flushers(timeout: float = 30.0) -> None:
+    """Let the detached flushers this process started finish (they are never awaited)."""
+    deadline = time.monotonic() + timeout
+    for proc in list(events._FLUSHERS):
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    events._FLUSHERS.clear()
+
+
+@pytest.fixture
+def mongo(tmp_path: Path) -> Iterator[NxServer]:
+    server = NxServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        _wait_for_flushers()
+        server.stop()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "events.sqlite3"
+
+
+def _collection(server: NxServer) -> Any:
+    return server.client()["claude_cage"]["events"]
+
+
+def _poll(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def test_sync_sends_events_with_the_same_ids(mongo: NxServer, db_path: Path) -> None:
+    log = EventLog(db_path, mongo.uri, background_sync=False)
+    recorded = [
+        log.record("operation", "start:web", {"status": "ok", "image": "cli"}),
+        log.record("operation", "exec:web", {"status": "ok", "token": "hidden-value"}),
+        log.record("health", "check:web", {"status": "degraded", "rss": 123}),
+    ]
+    assert log.status()["pending"] == 3
+
+    assert log.sync() == 3
+    docs = list(_collection(mongo).find())
+    assert [d["_id"] for d in docs] == [e["id"] for e in recorded]
+    for doc, event in zip(docs, recorded, strict=True):
+        assert doc == {"_id": event["id"], **event}
+    assert docs[1]["value"]["token"] == "****"
+
+    st = log.status()
+    assert st["sink"] == "sqlite+mongodb"
+    assert st["pending"] == 0
+    assert st["last_error"] is None
+    assert st["last_sync"] is not None
+    assert log.sync() == 0
+
+
+def test_the_detached_flusher_sends_in_the_background(mongo: NxServer, db_path: Path) -> None:
+    log = EventLog(db_path, mongo.uri)  # background_sync on: record() starts the flusher
+    durations = []
+    recorded = []
+    for i in range(3):
+        t0 = time.perf_counter()
+        recorded.append(log.record("operation", f"start:s{i}", {"status": "ok"}))
+        durations.append(time.perf_counter() - t0)
+    assert max(durations) < 0.5, durations
+
+    coll = _collection(mongo)
+    assert _poll(lambda: coll.count_documents({}) == 3), list(coll.find())
+    assert [d["_id"] for d in coll.find()] == [e["id"] for e in recorded]
+    assert _poll(lambda: log.status()["pending"] == 0)
+    assert log.status()["last_sync"] is not None
+
+
+def test_events_recorded_while_down_arrive_once_in_order(
+    mongo: NxServer, db_path: Path, record_property: Any
+) -> None:
+    log = EventLog(db_path, mongo.uri, sync_timeout_ms=300)
+    before = [log.record("operation", f"start:b{i}", {"status": "ok"}) for i in range(2)]
+    log.sync()
+    coll = _collection(mongo)
+    assert coll.count_documents({}) == 2
+
+    mongo.stop()
+    durations: list[float] = []
+    during: list[dict[str, Any]] = []
+    for i in range(6):
+        t0 = time.perf_counter()
+        during.append(log.record("operation", f"exec:d{i}", {"status": "ok", "i": i}))
+        durations.append(time.perf_counter() - t0)
+    record_property("record_seconds_while_down", [round(d, 4) for d in durations])
+    print(f"record() while MongoDB is down: {[f'{d * 1000:.1f} ms' for d in durations]}")
+    assert max(durations) < 0.5, durations
+
+    with pytest.raises(EventSyncError) as info:
+        log.sync(timeout_ms=300)
+    assert "could not sync" in str(info.value)
+    st = log.status()
+    assert st["pending"] == 6
+    assert st["last_error"]
+
+    mongo.start()  # same port, a new (empty) in-memory database
+    log.sync()
+    _wait_for_flushers()
+    coll = _collection(mongo)
+    docs = list(coll.find())  # natural order: the order they were written in
+    assert [d["_id"] for d in docs] == [e["id"] for e in during]
+    assert [d["value"]["i"] for d in docs] == list(range(6))
+    for e in during:
+        assert coll.count_documents({"_id": e["id"]}) == 1
+    st = log.status()
+    assert st["pending"] == 0
+    assert st["last_error"] is None
+
+    # Syncing again stores nothing twice...
+    assert log.sync() == 0
+    assert coll.count_documents({}) == 6
+    # ...nor does a full resend (upserts keyed by _id).
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("UPDATE events SET synced = 0")
+    db.close()
+    assert log.sync() == 8
+    assert coll.count_documents({}) == 8
+    for e in before + during:
+        assert coll.count_documents({"_id": e["id"]}) == 1
+
+
+def test_the_sync_command_line(mongo: NxServer, db_path: Path) -> None:
+    log = EventLog(db_path, mongo.uri, background_sync=False)
+    for i in range(4):
+        log.record("operation", f"start:c{i}", {"status": "ok"})
+    env = dict(os.environ)
+    env["MONGODB_URI"] = mongo.uri
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(events.__file__).parents[1]), env.get("PYTHONPATH")) if p
+    )
+    cmd = [sys.executable, "-m", "claude_cage.events", "sync", str(db_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "sent 4" in proc.stdout
+    assert _collection(mongo).count_documents({}) == 4
+    assert log.status()["pending"] == 0
+
+
+def _assert_no_password_in_sqlite(db_path: Path) -> None:
+    files = [p for p in db_path.parent.iterdir() if p.is_file()]
+    assert db_path in files
+    for path in files:
+        assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_the_password_never_shows(mongo: NxServer, db_path: Path) -> None:
+    uri = f"mongodb://cage:{PASSWORD}@127.0.0.1:{mongo.port}/"
+    log = EventLog(db_path, uri, sync_timeout_ms=500)
+    log.record(
+        "operation",
+        "start:web",
+        {"status": "ok", "mongodb_uri": uri, "password": PASSWORD, "note": f"via {uri}"},
+    )
+    assert PASSWORD not in repr(log)
+
+    # nx-27017 does not implement authentication, so this may fail; either way the
+    # password must not show.
+    errors: list[BaseException] = []
+    try:
+        log.sync(timeout_ms=500)
+    except EventSyncError as exc:
+        errors.append(exc)
+
+    # Against a port nothing listens on, the sync fails for sure.
+    mongo.stop()
+    log.record("operation", "stop:web", {"status": "ok", "uri": uri})
+    with pytest.raises(EventSyncError) as info:
+        log.sync(timeout_ms=300)
+    errors.append(info.value)
+    _wait_for_flushers()
+
+    for exc in errors:
+        assert PASSWORD not in str(exc)
+        assert PASSWORD not in repr(exc)
+        assert PASSWORD not in (getattr(exc, "hint", None) or "")
+        assert exc.__cause__ is None and exc.__suppress_context__
+    st = log.status()
+    assert st["last_error"]
+    assert PASSWORD not in st["last_error"]
+    assert st["mongodb_uri"] == f"mongodb://cage:****@127.0.0.1:{mongo.port}/"
+    assert PASSWORD not in repr(st)
+    assert PASSWORD not in repr(log.query())
+    _assert_no_password_in_sqlite(db_path)

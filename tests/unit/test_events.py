@@ -1,0 +1,431 @@
+"""The event log without a network: SQLite, migrations, redaction, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_cage import events
+from claude_cage.events import EventLog, EventSyncError, mask_uri, migrate, redact
+
+SECRET = "s3cret-Pa55"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "events.sqlite3"
+
+
+@pytest.fixture
+def log(db_path: Path) -> EventLog:
+    return EventLog(db_path)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def test_migrations_are_recorded_once_in_order(log: EventLog, db_path: Path) -> None:
+    log.record("operation", "start:web", {"status": "ok"})
+    db = _connect(db_path)
+    rows = db.execute("SELECT name, applied FROM _migrations ORDER BY rowid").fetchall()
+    names = [name for name, _ in rows]
+    assert names == [m.__name__ for m in events.MIGRATIONS]
+    assert names[0] == "m001_initial"
+    assert names == sorted(names)
+
+    # Re-running is a no-op: nothing applied, nothing rewritten.
+    assert migrate(db) == []
+    assert EventLog(db_path).query() != []  # a fresh instance migrates (nothing) and reads
+    assert db.execute("SELECT name, applied FROM _migrations ORDER BY rowid").fetchall() == rows
+
+
+def test_schema_has_indexes_wal_and_state(log: EventLog, db_path: Path) -> None:
+    log.record("operation", "start:web", {"status": "ok"})
+    db = _connect(db_path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    columns = [r[1] for r in db.execute("PRAGMA table_info(events)")]
+    assert columns == [
+        "seq",
+        "id",
+        "type",
+        "key",
+        "session",
+        "status",
+        "value_json",
+        "ts",
+        "host",
+        "project",
+        "synced",
+    ]
+    indexes = {r[1]: r for r in db.execute("PRAGMA index_list(events)")}
+    assert {"events_ts", "events_session", "events_type", "events_pending"} <= set(indexes)
+    assert indexes["events_pending"][4] == 1  # partial
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'state'").fetchone()
+
+
+def test_a_new_migration_is_applied_once(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    EventLog(db_path).record("operation", "start:web", {"status": "ok"})
+    calls: list[int] = []
+
+    def m999_test_column(db: sqlite3.Connection) -> None:
+        calls.append(1)
+        db.execute("ALTER TABLE events ADD COLUMN extra TEXT")
+
+    monkeypatch.setattr(events, "MIGRATIONS", [*events.MIGRATIONS, m999_test_column])
+    db = _connect(db_path)
+    assert migrate(db) == ["m999_test_column"]
+    assert migrate(db) == []
+    assert calls == [1]
+    assert "extra" in [r[1] for r in db.execute("PRAGMA table_info(events)")]
+
+
+def test_a_failing_migration_rolls_back(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    EventLog(db_path).record("operation", "start:web", {"status": "ok"})
+
+    def m998_broken(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE half (x)")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(events, "MIGRATIONS", [*events.MIGRATIONS, m998_broken])
+    db = _connect(db_path)
+    with pytest.raises(RuntimeError):
+        migrate(db)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
+    assert db.execute("SELECT 1 FROM _migrations WHERE name = 'm998_broken'").fetchone() is None
+
+
+# --------------------------------------------------------------------------- record, query
+
+
+def test_record_returns_the_event_shape(log: EventLog) -> None:
+    event = log.record("operation", "start:web", {"status": "ok", "image": "cli"})
+    assert set(event) == {"id", "type", "key", "value", "_ts", "_host", "_project"}
+    assert event["type"] == "operation"
+    assert event["key"] == "start:web"
+    assert event["value"] == {"status": "ok", "image": "cli"}
+    assert event["_project"] == "claude-cage"
+    assert event["_ts"].endswith("Z")
+    ts = datetime.fromisoformat(event["_ts"].replace("Z", "+00:00"))
+    assert abs(datetime.now(UTC) - ts) < timedelta(minutes=1)
+    digits, _, rand = event["id"].partition("-")
+    assert len(digits) == 20 and digits.isdigit() and len(rand) == 8
+    assert log.query() == [event]
+
+
+def test_ids_are_unique_and_time_ordered(log: EventLog) -> None:
+    ids = [log.record("operation", f"op:{i}", {"status": "ok"})["id"] for i in range(20)]
+    assert len(set(ids)) == 20
+    assert ids == sorted(ids)
+
+
+def test_query_filters_session_type_since_and_limit(log: EventLog) -> None:
+    a = log.record("operation", "start:alpha", {"status": "ok"})
+    b = log.record("operation", "start:beta", {"status": "ok"})
+    c = log.record("health", "check:alpha", {"status": "degraded"})
+    d = log.record("operation", "stop:alpha", {"status": "ok"})
+    e = log.record("operation", "build:cli", {"status": "ok", "session": "gamma"})
+    f = log.record("operation", "exec:x", {"status": "ok"}, session="delta")
+
+    assert log.query() == [a, b, c, d, e, f]
+    assert log.query(session="alpha") == [a, c, d]
+    assert log.query(session="gamma") == [e]
+    assert log.query(session="delta") == [f]
+    assert log.query(type="health") == [c]
+    assert log.query(session="alpha", type="operation") == [a, d]
+    # limit: the last N, still oldest first
+    assert log.query(limit=2) == [e, f]
+    assert log.query(session="alpha", limit=2) == [c, d]
+    assert log.query(limit=0) == []
+    # since: inclusive, on _ts; aware and naive (taken as UTC) datetimes
+    since = datetime.fromisoformat(d["_ts"].replace("Z", "+00:00"))
+    assert log.query(since=since) == [d, e, f]
+    assert log.query(since=since.replace(tzinfo=None)) == [d, e, f]
+    later = since.astimezone(timezone_plus_two())
+    assert log.query(since=later) == [d, e, f]
+    assert log.query(since=datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+def timezone_plus_two() -> Any:
+    from datetime import timezone
+
+    return timezone(timedelta(hours=2))
+
+
+def test_status_column_and_values_are_json(log: EventLog, db_path: Path) -> None:
+    log.record("operation", "start:web", {"status": "failed", "path": Path("/x"), "n": [1, 2]})
+    row = _connect(db_path).execute("SELECT status, value_json, synced FROM events").fetchone()
+    assert row[0] == "failed"
+    assert row[2] == 0
+    assert log.query()[0]["value"] == {"status": "failed", "path": "/x", "n": [1, 2]}
+
+
+def test_follow_yields_backlog_then_new_events_and_stops(log: EventLog) -> None:
+    first = [log.record("operation", f"start:s{i}", {"status": "ok"}) for i in range(3)]
+    stop = threading.Event()
+    gen = log.follow(backlog=2, poll_interval=0.01, stop=stop)
+    assert [next(gen), next(gen)] == first[1:]
+    new = log.record("operation", "stop:s1", {"status": "ok"})
+    assert next(gen) == new
+    # another writer (another instance, as another process would be)
+    other = EventLog(log.db_path).record("operation", "stop:s2", {"status": "ok"})
+    assert next(gen) == other
+    stop.set()
+    assert list(gen) == []
+
+
+def test_follow_filters_and_can_start_empty(log: EventLog) -> None:
+    log.record("operation", "start:a", {"status": "ok"})
+    stop = threading.Event()
+    gen = log.follow(session="b", backlog=0, poll_interval=0.01, stop=stop)
+
+    def later() -> None:
+        log.record("operation", "start:a", {"status": "ok"})
+        log.record("operation", "start:b", {"status": "ok"})
+
+    threading.Timer(0.05, later).start()
+    event = next(gen)
+    assert event["key"] == "start:b"
+    gen.close()
+
+
+# --------------------------------------------------------------------------- redaction
+
+
+def test_redact_masks_secret_keys_recursively() -> None:
+    value = {
+        "status": "ok",
+        "api_key": SECRET,
+        "ApiKey": SECRET,
+        "ANTHROPIC_API_KEY": SECRET,
+        "apikey": SECRET,
+        "X-Api-Key": SECRET,
+        "Password": SECRET,
+        "db_password": SECRET,
+        "client_secret": SECRET,
+        "GITHUB_TOKEN": SECRET,
+        "authToken": SECRET,
+        "Authorization": f"Bearer {SECRET}",
+        "nested": {"headers": [{"authorization": SECRET}, {"token": {"deep": SECRET}}]},
+        "tuple": ("a", {"secret": SECRET}),
+        "unset_token": None,
+        "input_tokens": 1234,
+        "max_tokens": 8,
+        "name": "web",
+    }
+    out = redact(value)
+    assert SECRET not in repr(out)
+    assert out["status"] == "ok"
+    assert out["api_key"] == out["Authorization"] == out["GITHUB_TOKEN"] == "****"
+    assert out["nested"]["headers"][1]["token"] == "****"
+    assert out["tuple"] == ["a", {"secret": "****"}]
+    assert out["unset_token"] is None
+    assert out["input_tokens"] == 1234 and out["max_tokens"] == 8
+    assert out["name"] == "web"
+    # the input is not modified
+    assert value["api_key"] == SECRET
+
+
+def test_mask_uri() -> None:
+    assert mask_uri("mongodb://user:pass@h") == "mongodb://user:****@h"
+    assert (
+        mask_uri("mongodb+srv://cage:s3cret@db.example.com/x?retryWrites=true")
+        == "mongodb+srv://cage:****@db.example.com/x?retryWrites=true"
+    )
+    assert mask_uri("mongodb://a:b@h1:1,h2:2/db") == "mongodb://a:****@h1:1,h2:2/db"
+    # an unescaped '@' in the password is still masked whole
+    assert mask_uri("mongodb://u:p@ss@h/db") == "mongodb://u:****@h/db"
+    # no password: unchanged
+    for plain in ("mongodb://h:27017/db", "mongodb://user@h/db", "no uri here", ""):
+        assert mask_uri(plain) == plain
+    assert mask_uri("mongodb://h/db?authSource=admin&password=x1") == (
+        "mongodb://h/db?authSource=admin&password=****"
+    )
+    text = "failed: mongodb://cage:pw1@h1/ then https://bot:ghp_x@github.com/r.git"
+    assert (
+        mask_uri(text) == "failed: mongodb://cage:****@h1/ then https://bot:****@github.com/r.git"
+    )
+
+
+def test_redact_masks_uris_in_strings() -> None:
+    out = redact({"uri": "mongodb://cage:s3cret@10.0.0.1/", "msg": ["x mongodb://u:s3cret@h y"]})
+    assert out == {"uri": "mongodb://cage:****@10.0.0.1/", "msg": ["x mongodb://u:****@h y"]}
+
+
+def test_record_always_redacts(log: EventLog, db_path: Path) -> None:
+    event = log.record(
+        "operation",
+        "start:web",
+        {
+            "status": "ok",
+            "token": SECRET,
+            "env": {"ANTHROPIC_API_KEY": SECRET},
+            "uri": (f"mongodb://cage:{SECRET}@h/"),
+        },
+    )
+    assert SECRET not in repr(event)
+    assert SECRET not in repr(log.query())
+    for f in db_path.parent.iterdir():
+        assert SECRET.encode() not in f.read_bytes(), f
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def _write_many(db_path: str, worker: int, count: int) -> None:
+    log = EventLog(Path(db_path))
+    for i in range(count):
+        log.record("operation", f"exec:w{worker}", {"status": "ok", "worker": worker, "i": i})
+
+
+def test_concurrent_writers_lose_no_events(db_path: Path) -> None:
+    # Several processes at once, on a database that does not exist yet: they race on
+    # creating it, on WAL mode, on the migrations and on every insert.
+    workers, count = 6, 40
+    ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+    procs = [ctx.Process(target=_write_many, args=(str(db_path), w, count)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    log = EventLog(db_path)
+    all_events = log.query()
+    assert len(all_events) == workers * count
+    assert len({e["id"] for e in all_events}) == workers * count
+    for w in range(workers):
+        mine = log.query(session=f"w{w}")
+        assert [e["value"]["i"] for e in mine] == list(range(count))
+    db = _connect(db_path)
+    assert db.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(events.MIGRATIONS)
+
+
+def test_record_never_raises_on_a_broken_db(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "events.sqlite3"
+    bad.write_bytes(b"this is not a database" * 100)
+    log = EventLog(bad)
+    event = log.record("operation", "start:web", {"status": "ok"})
+    log.record("operation", "start:web", {"status": "ok"})
+    assert event["key"] == "start:web"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning" in err
+
+    # a database path that is a directory
+    d = tmp_path / "dir.sqlite3"
+    d.mkdir()
+    assert EventLog(d).record("operation", "x:y", {"status": "ok"})["key"] == "x:y"
+
+
+def test_status_counts_pending(log: EventLog) -> None:
+    st = log.status()
+    assert st["sink"] == "sqlite"
+    assert st["pending"] == 0
+    assert st["mongodb_uri"] is None
+    assert st["last_error"] is None and st["last_sync"] is None
+    assert st["db_path"] == str(log.db_path)
+    for i in range(3):
+        log.record("operation", f"start:s{i}", {"status": "ok"})
+    assert log.status()["pending"] == 3
+    assert log.status()["total"] == 3
+
+
+def test_status_masks_the_uri(db_path: Path) -> None:
+    log = EventLog(db_path, f"mongodb://cage:{SECRET}@127.0.0.1:1/", background_sync=False)
+    st = log.status()
+    assert st["sink"] == "sqlite+mongodb"
+    assert st["mongodb_uri"] == "mongodb://cage:****@127.0.0.1:1/"
+    assert st["mongodb_db"] == "claude_cage"
+    assert SECRET not in repr(st)
+    assert SECRET not in repr(log)
+
+
+def test_sync_without_a_uri_is_a_clear_error(log: EventLog) -> None:
+    log.record("operation", "start:web", {"status": "ok"})
+    with pytest.raises(EventSyncError, match="no MongoDB URI"):
+        log.sync()
+    assert log.status()["pending"] == 1
+
+
+def test_no_uri_starts_no_flusher(log: EventLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*a: Any, **k: Any) -> None:
+        raise AssertionError("Popen called")
+
+    monkeypatch.setattr(subprocess, "Popen", boom)
+    log.record("operation", "start:web", {"status": "ok"})
+    assert log.kick() is False
+
+
+def test_flusher_is_detached_and_gets_the_uri_by_environment(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[list[str], dict[str, Any]]] = []
+
+    class FakePopen:
+        def __init__(self, args: list[str], **kwargs: Any) -> None:
+            calls.append((args, kwargs))
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    uri = f"mongodb://cage:{SECRET}@127.0.0.1:1/"
+    log = EventLog(db_path, uri, "mydb", sync_timeout_ms=700)
+    log.record("operation", "start:web", {"status": "ok"})
+    assert len(calls) == 1
+    args, kwargs = calls[0]
+    assert args[:4] == [sys.executable, "-m", "claude_cage.events", "sync"]
+    assert str(db_path) in args and "mydb" in args and "700" in args and "--background" in args
+    assert all(SECRET not in a for a in args)
+    assert kwargs["env"]["MONGODB_URI"] == uri
+    assert kwargs["start_new_session"] is True
+    for stream in ("stdin", "stdout", "stderr"):
+        assert kwargs[stream] is subprocess.DEVNULL
+
+    # While a flusher holds the lock, recording starts no other one.
+    fd = log._try_lock()
+    assert fd is not None
+    try:
+        log.record("operation", "stop:web", {"status": "ok"})
+    finally:
+        log._unlock(fd)
+    assert len(calls) == 1
+
+
+def test_background_flusher_without_mongo_keeps_events_pending(db_path: Path) -> None:
+    # A real detached flusher against a port nothing listens on: it fails quietly,
+    # records a masked error, and the events stay pending.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"mongodb://cage:{SECRET}@127.0.0.1:{port}/"
+    log = EventLog(db_path, uri, background_sync=False, sync_timeout_ms=200)
+    log.record("operation", "start:web", {"status": "ok"})
+    env = {"MONGODB_URI": uri, "PYTHONPATH": str(Path(events.__file__).parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "claude_cage.events", "sync", str(db_path), "--timeout-ms", "200"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "could not sync" in proc.stderr
+    assert SECRET not in proc.stderr + proc.stdout
+    st = log.status()
+    assert st["pending"] == 1
+    assert st["last_error"] and SECRET not in st["last_error"]
