@@ -579,13 +579,13 @@ class EventLog:
     def _get_state(self, db: sqlite3.Connection) -> dict[str, str | None]:
         return {k: v for k, v in db.execute("SELECT key, value FROM state")}
 
-    def _set_state(self, **values: str | None) -> None:
-        with self._connect() as db:
-            db.executemany(
-                "INSERT INTO state (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                list(values.items()),
-            )
+    @staticmethod
+    def _set_state(db: sqlite3.Connection, **values: str | None) -> None:
+        db.executemany(
+            "INSERT INTO state (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            list(values.items()),
+        )
 
     def pending(self) -> int:
         with self._connect() as db:
@@ -691,65 +691,66 @@ class EventLog:
 
     def _sync_locked(self, timeout_ms: int) -> int:
         assert self.mongodb_uri
+        # One connection for the whole sync: no transaction stays open across the calls
+        # to MongoDB (so writers are never blocked), and recorders closing their own
+        # connections meanwhile do not each pay for a WAL checkpoint.
         with self._connect() as db:
             top = db.execute("SELECT MAX(seq) FROM events WHERE synced = 0").fetchone()[0]
-        if top is None:
-            return 0
-        sent = 0
-        client: Any = None
-        try:
-            import pymongo
-            from pymongo import ReplaceOne
+            if top is None:
+                return 0
+            sent = 0
+            client: Any = None
+            try:
+                import pymongo
+                from pymongo import ReplaceOne
 
-            client = pymongo.MongoClient(
-                self.mongodb_uri,
-                serverSelectionTimeoutMS=timeout_ms,
-                connectTimeoutMS=timeout_ms,
-                socketTimeoutMS=max(10_000, 5 * timeout_ms),
-                appname=PROJECT,
-            )
-            collection = client[self.mongodb_db][COLLECTION]
-            after = 0
-            while True:
-                with self._connect() as db:
-                    rows = list(
-                        db.execute(
-                            f"SELECT {_COLUMNS} FROM events WHERE synced = 0 AND seq > ?"
-                            " AND seq <= ? ORDER BY seq LIMIT ?",
-                            (after, top, SYNC_BATCH),
-                        )
-                    )
-                if not rows:
-                    break
-                docs = [_row_event(r) for r in rows]
-                collection.bulk_write(
-                    [
-                        ReplaceOne({"_id": d["id"]}, {"_id": d["id"], **d}, upsert=True)
-                        for d in docs
-                    ],
-                    ordered=True,
+                client = pymongo.MongoClient(
+                    self.mongodb_uri,
+                    serverSelectionTimeoutMS=timeout_ms,
+                    connectTimeoutMS=timeout_ms,
+                    socketTimeoutMS=max(10_000, 5 * timeout_ms),
+                    appname=PROJECT,
                 )
-                first, after = rows[0][0], rows[-1][0]
-                with self._connect() as db:
+                collection = client[self.mongodb_db][COLLECTION]
+                after = 0
+                while True:
+                    rows = db.execute(
+                        f"SELECT {_COLUMNS} FROM events WHERE synced = 0 AND seq > ?"
+                        " AND seq <= ? ORDER BY seq LIMIT ?",
+                        (after, top, SYNC_BATCH),
+                    ).fetchall()
+                    if not rows:
+                        break
+                    docs = [_row_event(r) for r in rows]
+                    collection.bulk_write(
+                        [
+                            ReplaceOne({"_id": d["id"]}, {"_id": d["id"], **d}, upsert=True)
+                            for d in docs
+                        ],
+                        ordered=True,
+                    )
+                    first, after = rows[0][0], rows[-1][0]
                     db.execute(
                         "UPDATE events SET synced = 1 WHERE seq BETWEEN ? AND ? AND synced = 0",
                         (first, after),
                     )
-                sent += len(rows)
-        except Exception as exc:
-            message = self._mask(f"{type(exc).__name__}: {exc}").splitlines()[0]
-            if len(message) > MAX_ERROR_CHARS:
-                message = message[: MAX_ERROR_CHARS - 3] + "..."
-            with contextlib.suppress(Exception):
-                self._set_state(last_error=message, last_error_at=_now())
-            raise EventSyncError(
-                f"could not sync events to MongoDB ({sent} sent): {message}"
-            ) from None
-        finally:
-            if client is not None:
+                    sent += len(rows)
+            except Exception as exc:
+                message = self._mask(f"{type(exc).__name__}: {exc}").splitlines()[0]
+                # pymongo appends the whole topology description: keep the gist
+                message = message.split(", Topology Description:", 1)[0]
+                if len(message) > MAX_ERROR_CHARS:
+                    message = message[: MAX_ERROR_CHARS - 3] + "..."
                 with contextlib.suppress(Exception):
-                    client.close()
-        self._set_state(last_sync=_now(), last_error=None, last_error_at=None)
+                    self._set_state(db, last_error=message, last_error_at=_now())
+                raise EventSyncError(
+                    f"could not sync events to MongoDB ({sent} sent): {message}"
+                ) from None
+            finally:
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.close()
+            self._set_state(db, last_sync=_now(), last_error=None, last_error_at=None)
         return sent
 
 

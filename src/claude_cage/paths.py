@@ -32,6 +32,17 @@ def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP, appauthor=False))
 
 
+def owner_id() -> str:
+    """A short id of this data directory, put on every Docker object as `cage.owner`.
+
+    Each data directory sees only its own sessions, so two users (or two test runs)
+    sharing one engine never take each other's sessions for orphans.
+    """
+    import hashlib
+
+    return hashlib.sha256(str(data_dir().resolve()).encode()).hexdigest()[:12]
+
+
 def user_config_file() -> Path:
     return config_dir() / "config.yaml"
 

@@ -50,6 +50,7 @@ class SessionRequest:
     credential: str = "none"  # none | api-key-file | api-key-proxy
     allowed_hosts: list[str] = field(default_factory=list)
     desktop_port: int | None = None
+    owner: str = ""  # paths.owner_id() of the data directory that owns the session
 
 
 @dataclass
@@ -90,6 +91,7 @@ class Plan:
 def labels(req: SessionRequest, role: str) -> dict[str, str]:
     return {
         "managed-by": "claude-cage",
+        "cage.owner": req.owner,
         "cage.session": req.name,
         "cage.mode": req.mode,
         "cage.network": req.network,

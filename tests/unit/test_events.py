@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -381,6 +383,7 @@ def test_flusher_is_detached_and_gets_the_uri_by_environment(
             return 0
 
     monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(events, "_FLUSHERS", [])
     uri = f"mongodb://cage:{SECRET}@127.0.0.1:1/"
     log = EventLog(db_path, uri, "mydb", sync_timeout_ms=700)
     log.record("operation", "start:web", {"status": "ok"})
@@ -394,7 +397,13 @@ def test_flusher_is_detached_and_gets_the_uri_by_environment(
     for stream in ("stdin", "stdout", "stderr"):
         assert kwargs[stream] is subprocess.DEVNULL
 
-    # While a flusher holds the lock, recording starts no other one.
+    # A spawned flusher has not started yet (its marker is there): no second one.
+    assert log.spawn_marker_path.exists()
+    log.record("operation", "stop:web", {"status": "ok"})
+    assert len(calls) == 1
+
+    # A flusher holds the lock (it looks again after unlocking): no second one.
+    log.spawn_marker_path.unlink()
     fd = log._try_lock()
     assert fd is not None
     try:
@@ -402,6 +411,16 @@ def test_flusher_is_detached_and_gets_the_uri_by_environment(
     finally:
         log._unlock(fd)
     assert len(calls) == 1
+
+    # Neither: a new one.
+    log.record("operation", "rm:web", {"status": "ok"})
+    assert len(calls) == 2
+
+    # A stale marker (a flusher that never started) does not block spawning forever.
+    old = time.time() - 3600
+    os.utime(log.spawn_marker_path, (old, old))
+    log.record("operation", "rm:web", {"status": "ok"})
+    assert len(calls) == 3
 
 
 def test_background_flusher_without_mongo_keeps_events_pending(db_path: Path) -> None:
@@ -429,3 +448,12 @@ def test_background_flusher_without_mongo_keeps_events_pending(db_path: Path) ->
     st = log.status()
     assert st["pending"] == 1
     assert st["last_error"] and SECRET not in st["last_error"]
+
+    # The detached form reports nothing, exits 0 and removes the spawn marker.
+    log.spawn_marker_path.touch()
+    proc = subprocess.run(
+        [*proc.args, "--background"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    assert not log.spawn_marker_path.exists()
+    assert log.status()["pending"] == 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from claude_cage import metadata, names, sandbox
+from claude_cage import metadata, names, paths, sandbox
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, SessionNotFound
 
@@ -58,6 +58,11 @@ def view(
     }
 
 
+def owned_containers(engine: Engine, role: str = "session") -> list[dict[str, Any]]:
+    """This data directory's containers of one role, in one engine call."""
+    return engine.list_containers([f"cage.role={role}", f"cage.owner={paths.owner_id()}"])
+
+
 def _follow(store: metadata.SessionStore, name: str, meta: dict[str, Any], status: str) -> None:
     """Bring the metadata in line with the engine; skip if a writer holds the lock."""
     if meta.get("status") != status:
@@ -67,9 +72,7 @@ def _follow(store: metadata.SessionStore, name: str, meta: dict[str, Any], statu
 def list_sessions(engine: Engine | None = None) -> list[dict[str, Any]]:
     engine = engine or Engine()
     store = metadata.SessionStore()
-    containers = {
-        c["Labels"].get("cage.session"): c for c in engine.list_containers(["cage.role=session"])
-    }
+    containers = {c["Labels"].get("cage.session"): c for c in owned_containers(engine)}
     metas = store.read_all()
     sessions = []
     for name in sorted(set(metas) | {n for n in containers if n}):

@@ -14,6 +14,7 @@ from claude_cage import metadata, names, paths, policy
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.operations import operation
+from claude_cage.operations.query import owned_containers
 from claude_cage.requests import Mount, parse_env, parse_mounts, parse_port
 
 API_KEY_SECRET = "api_key"
@@ -167,6 +168,7 @@ def _request(cfg: config_mod.Config, options: StartOptions, name: str, has_key: 
         persist=options.persist,
         credential=credential_kind(network, has_key),
         allowed_hosts=hosts if network == "filtered" else [],
+        owner=paths.owner_id(),
     )
 
 
@@ -191,6 +193,7 @@ def request_from_metadata(meta: dict[str, Any], cfg: config_mod.Config) -> polic
         credential=meta.get("credential", "none"),
         allowed_hosts=list(meta.get("allowed_hosts") or []),
         desktop_port=int(meta["desktop_port"]) if meta.get("desktop_port") else None,
+        owner=paths.owner_id(),
     )
 
 
@@ -223,17 +226,25 @@ def metadata_for(req: policy.SessionRequest, created: str) -> dict[str, Any]:
 
 
 def _check_owned(container: str, info: dict[str, Any] | None) -> None:
-    if info is not None and (info["Config"].get("Labels") or {}).get("managed-by") != "claude-cage":
+    if info is None:
+        return
+    labels = info["Config"].get("Labels") or {}
+    if labels.get("managed-by") != "claude-cage":
         raise BadInput(
             f"a container named {container} exists and is not managed by claude-cage",
             "pick another --name, or remove that container yourself",
+        )
+    if labels.get("cage.owner") != paths.owner_id():
+        raise BadInput(
+            f"{container} belongs to claude-cage with another data directory",
+            "pick another --name (CAGE_DATA_DIR decides which sessions are yours)",
         )
 
 
 def _check_capacity(engine: Engine, cfg: config_mod.Config) -> None:
     running = [
         c["Labels"].get("cage.session", "?")
-        for c in engine.list_containers(["cage.role=session"])
+        for c in owned_containers(engine)
         if c.get("State") == "running"
     ]
     if len(running) >= int(cfg["max_sessions"]):
