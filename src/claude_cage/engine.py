@@ -295,13 +295,30 @@ class Engine:
             code = api.exec_inspect(exec_id)["ExitCode"]
             return int(code if code is not None else -1), output
 
-    def exec_stream(self, name: str, cmd: list[str], user: str | None = None) -> Iterator[Any]:
+    def exec_stream(self, name: str, cmd: list[str], workdir: str | None = None) -> Iterator[Any]:
         """Yield (stdout, stderr) chunks, then a final int: the exit code."""
         with self._errors():
             api = self.client.api
-            exec_id = api.exec_create(name, cmd, user=user or "", workdir="/workspace")["Id"]
+            exec_id = api.exec_create(name, cmd, workdir=workdir)["Id"]
             yield from api.exec_start(exec_id, stream=True, demux=True)
             yield int(api.exec_inspect(exec_id)["ExitCode"] or 0)
+
+    def get_file(self, name: str, path: str) -> bytes | None:
+        """One file's bytes from a container, running or stopped; None if absent."""
+        import io
+        import tarfile
+
+        with self._errors():
+            import docker.errors
+
+            try:
+                stream, _stat = self.client.api.get_archive(name, path)
+            except docker.errors.NotFound:
+                return None
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+                member = archive.next()
+                handle = archive.extractfile(member) if member else None
+                return handle.read() if handle else b""
 
     def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]:
         with self._errors():

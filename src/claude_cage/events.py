@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -338,7 +338,7 @@ class EventLog:
         db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            db.execute("PRAGMA journal_mode = WAL")
+            self._ensure_wal(db)
             db.execute("PRAGMA synchronous = NORMAL")
             if not self._migrated:
                 migrate(db)
@@ -346,6 +346,26 @@ class EventLog:
             yield db
         finally:
             db.close()
+
+    @staticmethod
+    def _ensure_wal(db: sqlite3.Connection) -> None:
+        """Switch to WAL once. The switch needs an exclusive lock and, unlike ordinary
+        writes, can fail with "database is locked" at once when other processes are
+        opening the new database too, so it is retried for up to the busy timeout."""
+        if str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() == "wal":
+                    return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+            if time.monotonic() > deadline:
+                return  # still usable in rollback-journal mode, with the busy timeout
+            time.sleep(0.01)
 
     def _warn(self, what: str, exc: BaseException) -> None:
         if self._warned:
@@ -384,8 +404,14 @@ class EventLog:
         filters on) is `session`, else `value["session"]`, else the name part of `key`.
         """
         ns = time.time_ns()
-        clean = redact(dict(value or {}))
-        value_json = json.dumps(clean, default=str, sort_keys=False)
+        try:
+            clean = redact(dict(value or {}))
+            value_json = json.dumps(clean, default=str, skipkeys=True)
+        except Exception as exc:  # a cycle, say: keep the event, not the value
+            status = value.get("status") if isinstance(value, Mapping) else None
+            clean = {"status": None if status is None else mask_uri(str(status))}
+            clean["error"] = f"value not recordable: {exc.__class__.__name__}"
+            value_json = json.dumps(clean)
         event: dict[str, Any] = {
             "id": new_event_id(ns),
             "type": mask_uri(str(type)),
@@ -548,7 +574,7 @@ class EventLog:
         *,
         poll_interval: float = 0.5,
         stop: threading.Event | None = None,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Generator[dict[str, Any], None, None]:
         """Yield the last `backlog` matching events (None: all), then new ones as they land.
 
         Polls SQLite every `poll_interval` seconds for a higher `seq`. Stops when `stop` is
@@ -660,6 +686,8 @@ class EventLog:
             fd = self._try_lock()
         try:
             return self._sync_locked(timeout_ms)
+        except sqlite3.Error as exc:
+            raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
         finally:
             self._unlock(fd)
 

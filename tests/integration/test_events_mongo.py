@@ -141,8 +141,10 @@ def mongo(tmp_path: Path) -> Iterator[NxServer]:
     try:
         yield server
     finally:
-        _wait_for_flushers()
-        server.stop()
+        try:
+            _wait_for_flushers()
+        finally:
+            server.stop()
 
 
 @pytest.fixture
@@ -307,11 +309,11 @@ def test_the_password_never_shows(mongo: NxServer, db_path: Path) -> None:
     errors.append(info.value)
     _wait_for_flushers()
 
-    for exc in errors:
-        assert PASSWORD not in str(exc)
-        assert PASSWORD not in repr(exc)
-        assert PASSWORD not in (getattr(exc, "hint", None) or "")
-        assert exc.__cause__ is None and exc.__suppress_context__
+    for err in errors:
+        assert PASSWORD not in str(err)
+        assert PASSWORD not in repr(err)
+        assert PASSWORD not in (getattr(err, "hint", None) or "")
+        assert err.__cause__ is None and err.__suppress_context__
     st = log.status()
     assert st["last_error"]
     assert PASSWORD not in st["last_error"]

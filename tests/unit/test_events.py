@@ -295,7 +295,7 @@ def test_concurrent_writers_lose_no_events(db_path: Path) -> None:
     # Several processes at once, on a database that does not exist yet: they race on
     # creating it, on WAL mode, on the migrations and on every insert.
     workers, count = 6, 40
-    ctx = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+    ctx = multiprocessing.get_context("fork")  # the project is POSIX-only (flock, Docker)
     procs = [ctx.Process(target=_write_many, args=(str(db_path), w, count)) for w in range(workers)]
     for p in procs:
         p.start()
@@ -329,6 +329,18 @@ def test_record_never_raises_on_a_broken_db(
     d = tmp_path / "dir.sqlite3"
     d.mkdir()
     assert EventLog(d).record("operation", "x:y", {"status": "ok"})["key"] == "x:y"
+
+
+def test_record_never_raises_on_an_odd_value(log: EventLog) -> None:
+    cyclic: dict[str, Any] = {"status": "ok"}
+    cyclic["self"] = cyclic
+    event = log.record("operation", "start:web", cyclic)
+    assert event["value"]["status"] == "ok"
+    assert "not recordable" in event["value"]["error"]
+    odd_value: Any = {"status": "ok", (1, 2): "tuple key", 3: "x"}
+    odd = log.record("operation", "start:web", odd_value)
+    assert odd["value"] == {"status": "ok", "3": "x"}
+    assert log.query()[-2:] == [event, odd]
 
 
 def test_status_counts_pending(log: EventLog) -> None:
@@ -434,7 +446,11 @@ def test_background_flusher_without_mongo_keeps_events_pending(db_path: Path) ->
     uri = f"mongodb://cage:{SECRET}@127.0.0.1:{port}/"
     log = EventLog(db_path, uri, background_sync=False, sync_timeout_ms=200)
     log.record("operation", "start:web", {"status": "ok"})
-    env = {"MONGODB_URI": uri, "PYTHONPATH": str(Path(events.__file__).parents[1])}
+    env = dict(os.environ)
+    env["MONGODB_URI"] = uri
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(events.__file__).parents[1]), env.get("PYTHONPATH")) if p
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "claude_cage.events", "sync", str(db_path), "--timeout-ms", "200"],
         env=env,

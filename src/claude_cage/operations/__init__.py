@@ -8,6 +8,8 @@ remember to. Queries (list, status, logs) record nothing.
 from __future__ import annotations
 
 import functools
+import os
+import signal
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,6 +27,16 @@ def record_event(
     emit = getattr(events, "emit", None)
     if emit is not None:
         emit(type_, f"{kind}:{name or '-'}", value)
+
+
+def checkpoint(step: str) -> None:
+    """A named point between two steps of start, stop or destroy.
+
+    Tests of crash safety set CAGE_TEST_KILL_AT=<step> to have the process killed
+    there with SIGKILL, as a crash or an impatient `kill -9` would.
+    """
+    if os.environ.get("CAGE_TEST_KILL_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def operation(kind: str) -> Callable[[F], F]:

@@ -37,7 +37,7 @@ def exec_stream(name: str, command: list[str], engine: Engine | None = None) -> 
     container = running_container(name, engine)
     code = None
     try:
-        for item in engine.exec_stream(container, command):
+        for item in engine.exec_stream(container, command, workdir="/workspace"):
             if isinstance(item, int):
                 code = item
             yield item

@@ -13,7 +13,8 @@ from claude_cage import config as config_mod
 from claude_cage import metadata, names, paths, policy
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
-from claude_cage.operations import operation
+from claude_cage.operations import checkpoint, operation
+from claude_cage.operations.egress import ingest_blocked
 from claude_cage.operations.query import owned_containers
 from claude_cage.requests import Mount, parse_env, parse_mounts, parse_port
 
@@ -108,9 +109,14 @@ def read_api_key(api_key_file: str | None, environ: dict[str, str] | None = None
         if api_key_file:
             raise BadInput(f"{source} is empty", "put the API key in the file")
         return None
+    return check_api_key(key, f"the API key from {source}")
+
+
+def check_api_key(key: str, what: str) -> str:
+    """Refuse anything that is not key-shaped (it ends up in a proxy's config file)."""
     if not _API_KEY.match(key):
         raise BadInput(
-            f"the API key from {source} has characters an API key never has",
+            f"{what} has characters an API key never has",
             "check that it holds the key alone, on one line",
         )
     return key
@@ -255,12 +261,12 @@ def _check_capacity(engine: Engine, cfg: config_mod.Config) -> None:
         )
 
 
-def _inject_key(engine: Engine, req: policy.SessionRequest, key: str) -> None:
+def inject_key(engine: Engine, name: str, credential: str, key: str) -> None:
     """Hand the key over on stdin: never in argv, env, inspect output or the image."""
-    if req.credential == "api-key-proxy":
-        target, cmd = names.companion_name(req.name), ["companion-entrypoint", "set-key"]
+    if credential == "api-key-proxy":
+        target, cmd = names.companion_name(name), ["companion-entrypoint", "set-key"]
     else:
-        target = names.container_name(req.name)
+        target = names.container_name(name)
         cmd = ["sh", "-c", "umask 077 && cat > /run/cage/secrets/api_key"]
     code, _output = engine.exec_run(target, cmd, stdin=key.encode())
     if code != 0:
@@ -282,6 +288,7 @@ def _bring_up(
         if not engine.volume_exists(volume):
             engine.ensure_volume(volume, labels)
             created.append(f"volume:{volume}")
+    checkpoint("start:volumes")
     if plan.companion is not None:
         engine.ensure_network(
             cfg["egress_network"], {"managed-by": "claude-cage", "cage.role": "network"}
@@ -289,17 +296,21 @@ def _bring_up(
         engine.remove(plan.companion.name)  # stateless: always made fresh from current settings
         engine.create(plan.companion)
         created.append(f"container:{plan.companion.name}")
+        checkpoint("start:companion-created")
         engine.start(plan.companion.name)
+        checkpoint("start:companion-started")
     if not reuse_session:
         engine.create(plan.session)
         created.append(f"container:{plan.session.name}")
+        checkpoint("start:session-created")
     engine.start(plan.session.name)
+    checkpoint("start:session-started")
     if plan.companion is not None:
         code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
         if code != 0:
             raise EngineError(f"the session's companion did not start: {output.decode()[-200:]}")
     if key:
-        _inject_key(engine, req, key)
+        inject_key(engine, req.name, req.credential, key)
     info = engine.inspect(plan.session.name)
     if info is None or not info["State"]["Running"]:
         raise EngineError(
@@ -359,6 +370,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         if key and not restarted:
             store.write_secret(name, API_KEY_SECRET, key)
         data = metadata_for(req, meta["created"] if meta else metadata.now_iso())
+        checkpoint("start:before-metadata")
         store.write(name, {**(meta or {}), **data})
 
     return StartResult(
@@ -380,9 +392,11 @@ def _remove_everything(engine: Engine, name: str) -> list[str]:
     for container in (names.container_name(name), names.companion_name(name)):
         if engine.remove(container):
             removed.append(container)
+    checkpoint("remove:containers")
     for volume in (names.data_volume(name), names.socket_volume(name)):
         if engine.remove_volume(volume):
             removed.append(volume)
+        checkpoint("remove:volume")
     return removed
 
 
@@ -390,13 +404,16 @@ def _remove_everything(engine: Engine, name: str) -> list[str]:
 def stop(name: str, engine: Engine | None = None) -> StopResult:
     engine = engine or Engine()
     store = metadata.SessionStore()
+    ingest_blocked(name, engine)
     with store.lock(name):
         meta = store.read(name)
         info = engine.inspect(names.container_name(name))
         if meta is None and info is None:
             raise SessionNotFound(name)
         engine.stop(names.container_name(name))
+        checkpoint("stop:session-stopped")
         engine.stop(names.companion_name(name))
+        checkpoint("stop:companion-stopped")
         ephemeral = (meta or {}).get("ephemeral") == "true"
         if ephemeral:
             _remove_everything(engine, name)
@@ -412,6 +429,7 @@ def stop(name: str, engine: Engine | None = None) -> StopResult:
 def destroy(name: str, force: bool = False, engine: Engine | None = None) -> DestroyResult:
     engine = engine or Engine()
     store = metadata.SessionStore()
+    ingest_blocked(name, engine)
     with store.lock(name):
         meta = store.read(name)
         info = engine.inspect(names.container_name(name))
@@ -423,5 +441,6 @@ def destroy(name: str, force: bool = False, engine: Engine | None = None) -> Des
                 f"stop it first ('claude-cage stop {name}'), or use --force",
             )
         removed = _remove_everything(engine, name)
+        checkpoint("destroy:before-metadata")
         store.remove(name)
     return DestroyResult(name, removed)

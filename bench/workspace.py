@@ -1,0 +1,133 @@
+"""Everything the benchmark creates, and its removal, even after Ctrl-C or a failure.
+
+claude-cage runs with data directories in a temporary folder, so everything it makes
+carries one of their `cage.owner` labels. Containers the benchmark runs itself (raw
+`docker run` floors, test hosts) carry `cage-bench=<run id>`, and the volumes they make
+are named with the run's prefix. `cleanup()` removes all three kinds, then the folder.
+The shared egress network is left in place: sessions of other data dirs use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from harness import run
+
+DOCKER = shutil.which("docker") or "docker"
+
+
+def claude_cage_executable() -> str:
+    """The console script next to this interpreter (no version-manager shim in between)."""
+    beside = Path(sys.executable).parent / "claude-cage"
+    return str(beside) if beside.exists() else shutil.which("claude-cage") or "claude-cage"
+
+
+def owner_id(data_dir: Path) -> str:
+    """The `cage.owner` label claude-cage puts on objects of this data directory."""
+    from claude_cage import paths
+
+    old = os.environ.get("CAGE_DATA_DIR")
+    os.environ["CAGE_DATA_DIR"] = str(data_dir)
+    try:
+        return paths.owner_id()
+    finally:
+        if old is None:
+            del os.environ["CAGE_DATA_DIR"]
+        else:
+            os.environ["CAGE_DATA_DIR"] = old
+
+
+class Workspace:
+    def __init__(self) -> None:
+        self.run_id = uuid.uuid4().hex[:6]
+        self.root = Path(tempfile.mkdtemp(prefix=f"cage-bench-{self.run_id}-"))
+        self.owners: list[str] = []
+        self.label = f"cage-bench={self.run_id}"
+        self.prefix = f"cbench-{self.run_id}-"  # names of raw containers and volumes
+        self._count = 0
+
+    def unique(self, stem: str = "") -> str:
+        """A container or volume name of this run."""
+        self._count += 1
+        return f"{self.prefix}{stem}{self._count}"
+
+    def session_name(self, stem: str) -> str:
+        """A session name no one else on this engine uses."""
+        self._count += 1
+        return f"b{self.run_id}-{stem}{self._count}"
+
+    def cage_env(self, tag: str) -> dict[str, str]:
+        """Environment for `claude-cage` with its own data and config directories."""
+        data, conf = self.root / tag / "data", self.root / tag / "config"
+        data.mkdir(parents=True)
+        conf.mkdir(parents=True)
+        self.owners.append(owner_id(data))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CAGE_", "ANTHROPIC_"))}
+        env.pop("MONGODB_URI", None)
+        env.update(
+            CAGE_DATA_DIR=str(data),
+            CAGE_CONFIG_DIR=str(conf),
+            CAGE_MAX_SESSIONS="10000",
+        )
+        return env
+
+    def owner_of(self, env: dict[str, str]) -> str:
+        return owner_id(Path(env["CAGE_DATA_DIR"]))
+
+    def remove_containers(self, label: str) -> None:
+        ids = run([DOCKER, "ps", "-aq", "--filter", f"label={label}"]).split()
+        if ids:
+            subprocess.run([DOCKER, "rm", "-f", *ids], capture_output=True)
+
+    def remove_volumes(self, *filters: str) -> None:
+        for flt in filters:
+            names = run([DOCKER, "volume", "ls", "-q", "--filter", flt]).split()
+            if flt.startswith("name="):  # docker's name filter matches substrings
+                names = [n for n in names if n.startswith(flt[len("name=") :])]
+            if names:
+                subprocess.run([DOCKER, "volume", "rm", "-f", *names], capture_output=True)
+
+    def cleanup(self) -> None:
+        """Remove every container and volume this run made, then its folder."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.remove_containers(self.label)
+            for owner in self.owners:
+                self.remove_containers(f"cage.owner={owner}")
+            self.remove_volumes(
+                f"name={self.prefix}", *(f"label=cage.owner={o}" for o in self.owners)
+            )
+            shutil.rmtree(self.root, ignore_errors=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def leftovers(self) -> list[str]:
+        """Anything of this run still on the engine (empty after cleanup)."""
+        found = run([DOCKER, "ps", "-aq", "--filter", f"label={self.label}"]).split()
+        for owner in self.owners:
+            found += run([DOCKER, "ps", "-aq", "--filter", f"label=cage.owner={owner}"]).split()
+            found += run(
+                [DOCKER, "volume", "ls", "-q", "--filter", f"label=cage.owner={owner}"]
+            ).split()
+        found += [
+            v
+            for v in run([DOCKER, "volume", "ls", "-q", "--filter", f"name={self.prefix}"]).split()
+            if v.startswith(self.prefix)
+        ]
+        return found
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.cleanup()
+        except Exception as exc:  # report, and let the original error (if any) through
+            print(f"bench: cleanup failed: {exc}; look for label {self.label}", file=sys.stderr)

@@ -1,0 +1,168 @@
+"""Shared fixtures.
+
+Engine tests are marked `engine`. Where no Docker engine answers they are skipped
+locally, and fail in CI (CI=true) or with CAGE_REQUIRE_ENGINE=1: a missing engine
+there is a broken machine, not a reason to pass.
+
+Each test gets its own data and config directories. Every Docker object claude-cage
+creates carries `cage.owner`, a hash of the data directory, so teardown removes
+exactly what this test made, even after a failure, and tests never see each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REQUIRE_ENGINE = os.environ.get("CI") == "true" or os.environ.get("CAGE_REQUIRE_ENGINE") == "1"
+
+
+def _engine_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any(item.get_closest_marker("engine") for item in items):
+        return
+    if _engine_answers():
+        return
+    if REQUIRE_ENGINE:
+        raise pytest.UsageError(
+            "no Docker engine answers, and CI requires one: run scripts/ensure-docker"
+        )
+    skip = pytest.mark.skip(reason="no Docker engine (set CAGE_REQUIRE_ENGINE=1 to fail instead)")
+    for item in items:
+        if item.get_closest_marker("engine"):
+            item.add_marker(skip)
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class Cage:
+    """Runs the real `claude-cage` in a subprocess with isolated data and config dirs."""
+
+    data_dir: Path
+    config_dir: Path
+    env: dict[str, str]
+    prefix: str
+
+    def name(self, suffix: str = "") -> str:
+        """A session name unique to this test run."""
+        return f"{self.prefix}{suffix or uuid.uuid4().hex[:4]}"
+
+    def __call__(self, *args: str, input: str | None = None, timeout: float = 300,
+                 env: dict[str, str] | None = None) -> Result:
+        run = subprocess.run(
+            [sys.executable, "-m", "claude_cage", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+        )
+        return Result(run.returncode, run.stdout, run.stderr)
+
+    def owner(self) -> str:
+        from claude_cage import paths
+
+        old = os.environ.get("CAGE_DATA_DIR")
+        os.environ["CAGE_DATA_DIR"] = str(self.data_dir)
+        try:
+            return paths.owner_id()
+        finally:
+            if old is None:
+                del os.environ["CAGE_DATA_DIR"]
+            else:
+                os.environ["CAGE_DATA_DIR"] = old
+
+
+def docker_json(*args: str) -> object:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def inspect(name: str) -> dict:
+    return docker_json("inspect", name)[0]  # type: ignore[index]
+
+
+def owned(owner: str) -> tuple[list[str], list[str]]:
+    """Names of the containers and volumes labelled with this owner."""
+    label = f"label=cage.owner={owner}"
+    containers = subprocess.run(
+        ["docker", "ps", "-a", "--format", "{{.Names}}", "--filter", label],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    volumes = subprocess.run(
+        ["docker", "volume", "ls", "-q", "--filter", label],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    return containers, volumes
+
+
+def remove_owned(owner: str) -> None:
+    """Force-remove every container and volume labelled with this owner."""
+    containers, volumes = owned(owner)
+    if containers:
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True)
+    if volumes:
+        subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
+
+
+def _isolated_cage(base: Path, monkeypatch: pytest.MonkeyPatch) -> Cage:
+    """A Cage whose data and config dirs live under `base`, set in this process too."""
+    data, conf = base / "data", base / "config"
+    conf.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAGE_", "ANTHROPIC_"))}
+    env.pop("MONGODB_URI", None)
+    env.update(CAGE_DATA_DIR=str(data), CAGE_CONFIG_DIR=str(conf))
+    monkeypatch.setenv("CAGE_DATA_DIR", str(data))
+    monkeypatch.setenv("CAGE_CONFIG_DIR", str(conf))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    return Cage(data, conf, env, prefix=f"t{uuid.uuid4().hex[:6]}-")
+
+
+@pytest.fixture
+def cage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cage]:
+    """A claude-cage with its own data dir; removes everything it made at teardown."""
+    instance = _isolated_cage(tmp_path, monkeypatch)
+    yield instance
+    remove_owned(instance.owner())
+
+
+@pytest.fixture(scope="module")
+def cage_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cage]:
+    """Like `cage`, shared by one module's tests: for sessions those tests only read.
+
+    Do not use it together with `cage` in one test: each sets CAGE_DATA_DIR.
+    """
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        instance = _isolated_cage(tmp_path_factory.mktemp("cage"), monkeypatch)
+        try:
+            yield instance
+        finally:
+            remove_owned(instance.owner())

@@ -1,0 +1,339 @@
+"""The sandbox policy: `policy.plan()` is a pure function, and every hardening item in it
+is pinned here, for each network policy and with mounts, ports and env."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from claude_cage import config, names, policy
+from claude_cage.paths import package_data
+from claude_cage.requests import Mount
+
+SECCOMP = package_data("data", "seccomp.json").read_text()
+NO_APPARMOR = policy.HostFacts(seccomp_profile=SECCOMP, apparmor=False)
+WITH_APPARMOR = policy.HostFacts(seccomp_profile=SECCOMP, apparmor=True)
+NETWORKS = ("none", "filtered", "host")
+FAKE_KEY = "sk-ant-test-0123456789abcdef"
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+def cfg() -> dict:
+    return copy.deepcopy(config.DEFAULTS)
+
+
+def request(**kwargs) -> policy.SessionRequest:
+    kwargs.setdefault("name", "demo")
+    kwargs.setdefault("owner", "0123456789ab")
+    return policy.SessionRequest(**kwargs)
+
+
+def plan(host: policy.HostFacts = NO_APPARMOR, **kwargs) -> policy.Plan:
+    return policy.plan(cfg(), request(**kwargs), host)
+
+
+def busy_request() -> policy.SessionRequest:
+    """A request that uses everything: mounts, ports, env, a key through the proxy."""
+    return request(
+        network="filtered",
+        mounts=[
+            Mount("/srv/project", "/workspace/project", False),
+            Mount("/srv/docs", "/workspace/docs", True),
+        ],
+        ports=[(8080, 3000)],
+        env={"DEBUG": "1"},
+        credential="api-key-proxy",
+        allowed_hosts=["api.anthropic.com", "*.sentry.io"],
+    )
+
+
+# --- purity ---------------------------------------------------------------------------
+
+
+def test_plan_is_pure() -> None:
+    """Same input, same output; the inputs are left untouched."""
+    settings, req = cfg(), busy_request()
+    before = (copy.deepcopy(settings), copy.deepcopy(req))
+    first = policy.plan(settings, req, NO_APPARMOR)
+    second = policy.plan(settings, req, NO_APPARMOR)
+    assert first == second
+    assert (settings, req) == before
+
+
+def test_plan_does_no_io(monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan() must not open files or talk to anything: all facts come in as arguments."""
+    import builtins
+    import socket
+    import subprocess
+
+    def forbidden(*_args, **_kwargs):
+        raise AssertionError("policy.plan() did I/O")
+
+    monkeypatch.setattr(builtins, "open", forbidden)
+    monkeypatch.setattr(socket, "socket", forbidden)
+    monkeypatch.setattr(subprocess, "Popen", forbidden)
+    policy.plan(cfg(), busy_request(), WITH_APPARMOR)
+
+
+# --- the session container ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_session_hardening(network: str) -> None:
+    spec = plan(network=network).session
+    assert spec.read_only is True
+    assert spec.cap_drop == ["ALL"]
+    assert not getattr(spec, "cap_add", None)
+    assert "no-new-privileges:true" in spec.security_opt
+    assert spec.user == "1000:1000"
+    assert spec.role == "session"
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_session_tmpfs_is_size_limited(network: str) -> None:
+    tmpfs = plan(network=network).session.tmpfs
+    assert {"/tmp", "/run"} <= tmpfs.keys()
+    for target, options in tmpfs.items():
+        assert "size=" in options, f"{target} has no size limit"
+        assert "nosuid" in options and "nodev" in options
+    assert f"size={config.DEFAULTS['tmp_size']}" in tmpfs["/tmp"]
+    assert "noexec" in tmpfs["/run"]
+
+
+def test_seccomp_profile_is_inlined() -> None:
+    opts = plan().session.security_opt
+    seccomp = [o for o in opts if o.startswith("seccomp=")]
+    assert len(seccomp) == 1
+    profile = json.loads(seccomp[0].removeprefix("seccomp="))
+    assert profile == json.loads(SECCOMP)
+    assert profile["defaultAction"] != "SCMP_ACT_ALLOW"
+
+
+@pytest.mark.parametrize(("host", "expected"), [(NO_APPARMOR, False), (WITH_APPARMOR, True)])
+def test_apparmor_only_when_the_host_has_it(host: policy.HostFacts, expected: bool) -> None:
+    result = plan(host, network="filtered")
+    for spec in (result.session, result.companion):
+        assert spec is not None
+        apparmor = [o for o in spec.security_opt if o.startswith("apparmor")]
+        assert apparmor == (["apparmor=docker-default"] if expected else [])
+
+
+def test_default_limits() -> None:
+    spec = plan().session
+    assert spec.mem_limit == 4 * 1024**3
+    assert spec.nano_cpus == 2 * 10**9
+    assert spec.pids_limit == 512
+    assert dict((n, (s, h)) for n, s, h in spec.ulimits) == {
+        "nofile": (4096, 4096),
+        "nproc": (1024, 1024),
+    }
+
+
+def test_requested_limits() -> None:
+    spec = plan(memory="512m", cpus=0.5, pids=64).session
+    assert spec.mem_limit == 512 * 1024**2
+    assert spec.nano_cpus == 5 * 10**8
+    assert spec.pids_limit == 64
+
+
+@pytest.mark.parametrize(
+    ("network", "mode"), [("none", "none"), ("filtered", "none"), ("host", "host")]
+)
+def test_network_mode(network: str, mode: str) -> None:
+    assert plan(network=network).session.network_mode == mode
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_no_docker_socket_anywhere(network: str) -> None:
+    result = policy.plan(
+        cfg(), busy_request() if network == "filtered" else request(network=network), NO_APPARMOR
+    )
+    for spec in (result.session, result.companion):
+        if spec is None:
+            continue
+        sources = [b.source for b in spec.binds] + [v["source"] for v in spec.volumes]
+        targets = [b.target for b in spec.binds] + [v["target"] for v in spec.volumes]
+        for sock in DOCKER_SOCKETS:
+            assert not any(sock.startswith(s) or s == sock for s in sources)
+            assert sock not in targets
+        assert "DOCKER_HOST" not in spec.environment
+
+
+def test_names_and_hostname() -> None:
+    spec = plan(name="my-proj").session
+    assert spec.name == spec.hostname == "cage-my-proj"
+    long = "a" * 63
+    assert len(plan(name=long).session.hostname or "") <= 63
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_labels(network: str) -> None:
+    ports = [(8080, 80)] if network != "host" else []
+    result = plan(name="lbl", network=network, mode="cli", ports=ports)
+    specs = {"session": result.session, "companion": result.companion}
+    for role, spec in specs.items():
+        if spec is None:
+            continue
+        assert spec.labels["managed-by"] == "claude-cage"
+        assert spec.labels["cage.session"] == "lbl"
+        assert spec.labels["cage.mode"] == "cli"
+        assert spec.labels["cage.network"] == network
+        assert spec.labels["cage.role"] == role
+        assert spec.labels["cage.owner"] == "0123456789ab"
+    assert (specs["companion"] is None) == (network == "host")
+
+
+def test_volume_labels() -> None:
+    labels = policy.labels(request(name="v"), "volume")
+    assert labels["cage.role"] == "volume" and labels["cage.session"] == "v"
+    assert labels["managed-by"] == "claude-cage" and labels["cage.owner"] == "0123456789ab"
+
+
+# --- mounts, volumes, ports, env ------------------------------------------------------
+
+
+def test_mounts_become_binds_with_their_mode() -> None:
+    spec = policy.plan(cfg(), busy_request(), NO_APPARMOR).session
+    assert [(b.source, b.target, b.read_only) for b in spec.binds] == [
+        ("/srv/project", "/workspace/project", False),
+        ("/srv/docs", "/workspace/docs", True),
+    ]
+
+
+def test_data_volume_holds_claude_dir() -> None:
+    result = plan(network="none")
+    assert result.session.volumes == [
+        {"source": names.data_volume("demo"), "target": "/home/claude/.claude"}
+    ]
+    assert result.volumes == [names.data_volume("demo")]
+
+
+def test_no_persist_has_no_data_volume() -> None:
+    result = plan(network="none", persist=False)
+    assert result.session.volumes == []
+    assert result.volumes == []
+
+
+def test_filtered_shares_a_socket_volume_with_its_companion() -> None:
+    result = plan(network="filtered")
+    sock = names.socket_volume("demo")
+    assert sock in result.volumes
+    assert result.companion is not None
+    assert [v["source"] for v in result.companion.volumes] == [sock]
+
+
+def test_ephemeral_is_auto_removed() -> None:
+    result = plan(network="filtered", ephemeral=True)
+    assert result.session.auto_remove is True
+    assert result.companion is not None and result.companion.auto_remove is True
+    assert result.session.labels["cage.ephemeral"] == "true"
+    assert plan().session.auto_remove is False
+
+
+def test_ports_publish_on_loopback_through_the_companion() -> None:
+    result = plan(network="none", ports=[(8080, 3000)])
+    assert result.session.ports == {}
+    assert result.companion is not None
+    assert result.companion.ports == {"3000/tcp": ("127.0.0.1", 8080)}
+    assert "in:3000:port-3000.sock" in result.session.environment["CAGE_BRIDGES"]
+
+
+def test_user_env_is_passed() -> None:
+    spec = plan(env={"DEBUG": "1", "EDITOR": "vi"}).session
+    assert spec.environment["DEBUG"] == "1" and spec.environment["EDITOR"] == "vi"
+
+
+# --- the companion --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needed"),
+    [
+        ({"network": "none"}, False),
+        ({"network": "host"}, False),
+        ({"network": "filtered"}, True),
+        ({"network": "none", "mode": "desktop", "desktop_port": 6080}, True),
+        ({"network": "none", "ports": [(8080, 3000)]}, True),
+    ],
+)
+def test_companion_only_when_needed(kwargs: dict, needed: bool) -> None:
+    result = plan(**kwargs)
+    assert (result.companion is not None) is needed
+    assert (names.socket_volume("demo") in result.volumes) is needed
+
+
+def test_companion_hardening() -> None:
+    companion = policy.plan(cfg(), busy_request(), WITH_APPARMOR).companion
+    assert companion is not None
+    assert companion.name == "companion-cage-demo"
+    assert companion.read_only is True
+    assert companion.cap_drop == ["ALL"]
+    assert "no-new-privileges:true" in companion.security_opt
+    assert any(o.startswith("seccomp={") for o in companion.security_opt)
+    assert companion.user.split(":")[0] not in ("0", "root", "")
+    assert 0 < companion.mem_limit <= 512 * 1024**2
+    assert 0 < companion.nano_cpus <= 10**9
+    assert 0 < companion.pids_limit <= 256
+    assert companion.binds == []
+    for target, options in companion.tmpfs.items():
+        assert "size=" in options, f"{target} has no size limit"
+    # The companion is the one on a network; the session never is.
+    assert companion.network_mode == config.DEFAULTS["egress_network"]
+
+
+# --- proxy and credential environment -------------------------------------------------
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_proxy_env_only_for_filtered(network: str) -> None:
+    env = plan(network=network).session.environment
+    if network == "filtered":
+        for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            assert env[var] == "http://127.0.0.1:3128"
+        assert env["NO_PROXY"] == env["no_proxy"]
+        assert "127.0.0.1" in env["NO_PROXY"] and "localhost" in env["NO_PROXY"]
+        assert "out:3128:proxy.sock" in env["CAGE_BRIDGES"]
+    else:
+        assert not set(PROXY_VARS) & env.keys()
+
+
+@pytest.mark.parametrize("credential", ["none", "api-key-file", "api-key-proxy"])
+def test_base_url_only_for_the_key_proxy(credential: str) -> None:
+    network = "filtered" if credential == "api-key-proxy" else "none"
+    env = plan(network=network, credential=credential).session.environment
+    assert env["CAGE_CREDENTIAL"] == credential
+    if credential == "api-key-proxy":
+        assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8082"
+        assert "out:8082:api.sock" in env["CAGE_BRIDGES"]
+    else:
+        assert "ANTHROPIC_BASE_URL" not in env
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+@pytest.mark.parametrize("credential", ["none", "api-key-file", "api-key-proxy"])
+def test_api_key_never_in_any_env(network: str, credential: str) -> None:
+    result = plan(network=network, credential=credential, env={"DEBUG": FAKE_KEY[:4]})
+    for spec in (result.session, result.companion):
+        if spec is None:
+            continue
+        assert not {"ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"} & spec.environment.keys()
+        assert FAKE_KEY not in repr(spec)
+    assert not any(f.name in ("api_key", "key") for f in _fields(policy.SessionRequest))
+
+
+def _fields(cls: type) -> list:
+    import dataclasses
+
+    return list(dataclasses.fields(cls))
+
+
+def test_allowlist_goes_to_the_companion() -> None:
+    companion = policy.plan(cfg(), busy_request(), NO_APPARMOR).companion
+    assert companion is not None
+    env = companion.environment
+    assert env["CAGE_ALLOWED_EXACT"] == "api.anthropic.com"
+    assert env["CAGE_ALLOWED_SUFFIXES"] == ".sentry.io"
+    assert env["CAGE_SERVICES"].split() == ["proxy", "api", "port:3000"]
