@@ -30,10 +30,21 @@ def run(ctx) -> SectionResult:
         result.rows.append(Row(NAME, label, values))
     floor = samples["python3 -c pass"]
     result.ratios.append(
-        Ratio(NAME, "claude-cage --help", "python3 -c pass", paired_ratios(samples["claude-cage --help"], floor), 1.5)
+        Ratio(
+            NAME,
+            "claude-cage --help",
+            "python3 -c pass",
+            paired_ratios(samples["claude-cage --help"], floor),
+            1.5,
+        )
     )
     result.ratios.append(
-        Ratio(NAME, "claude-cage version", "python3 -c pass", paired_ratios(samples["claude-cage version"], floor))
+        Ratio(
+            NAME,
+            "claude-cage version",
+            "python3 -c pass",
+            paired_ratios(samples["claude-cage version"], floor),
+        )
     )
     result.markdown = importtime_report(ctx.python, env, max(3, ctx.reps // 2))
     result.notes.append(f"Interpreter: {ctx.python}; console script: {ctx.cage}.")

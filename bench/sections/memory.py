@@ -11,6 +11,7 @@ import time
 
 import floor_api
 from harness import Row, SectionResult
+
 from sections.start import KINDS
 
 NAME = "memory"
@@ -20,9 +21,7 @@ MIB = 1 / 2**20
 
 
 def usage(container: str) -> int:
-    stats = floor_api.get(
-        f"/containers/{container}/stats", {"stream": "false", "one-shot": "true"}
-    )
+    stats = floor_api.get(f"/containers/{container}/stats", {"stream": "false", "one-shot": "true"})
     mem = stats["memory_stats"]
     detail = mem.get("stats") or {}
     cache = detail.get("inactive_file", detail.get("total_inactive_file", 0))
@@ -44,7 +43,10 @@ def run(ctx) -> SectionResult:
     samples: dict[str, list[float]] = {}
     for _ in range(max(3, ctx.reps // 3)):
         for kind, name in started:
-            for role, container in (("session", f"cage-{name}"), ("companion", f"companion-cage-{name}")):
+            for role, container in (
+                ("session", f"cage-{name}"),
+                ("companion", f"companion-cage-{name}"),
+            ):
                 if ctx.inspect(container) is not None:
                     samples.setdefault(f"{kind} {role}", []).append(usage(container))
         time.sleep(1.0)

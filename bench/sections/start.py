@@ -87,4 +87,3 @@ def run(ctx) -> SectionResult:
         "from a real session's `docker inspect`, seccomp profile included."
     )
     return result
-

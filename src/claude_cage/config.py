@@ -107,15 +107,27 @@ def _number(kind: type, low: float, high: float) -> Callable[[Any], Any]:
         except (TypeError, ValueError):
             raise ValueError(f"{value!r} is not a number") from None
         if isinstance(value, bool) or not low <= number <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}")
+            raise ValueError(f"must be between {_plain(low)} and {_plain(high)}")
         return number
 
     return check
 
 
-def _size(value: Any) -> Any:
-    parse_size(value)
-    return str(value).lower()
+def _plain(number: float) -> str:
+    """16 -> '16', 1_000_000 -> '1000000' (not '1e+06'), 0.1 -> '0.1'."""
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _size_at_least(minimum: str) -> Callable[[Any], Any]:
+    """A size no smaller than `minimum`: Docker and tmpfs read 0 as 'no limit'."""
+    floor = parse_size(minimum)
+
+    def check(value: Any) -> Any:
+        if parse_size(value) < floor:
+            raise ValueError(f"{value!r} is below the minimum of {minimum}")
+        return str(value).strip().lower()
+
+    return check
 
 
 def _boolean(value: Any) -> Any:
@@ -182,12 +194,12 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "mode": _choice(MODES),
     "network": _choice(NETWORKS),
     "cpus": _number(float, 0.1, 256),
-    "memory": _size,
+    "memory": _size_at_least("6m"),  # the engine's own minimum
     "pids": _number(int, 16, 1_000_000),
     "nofile": _number(int, 64, 1_048_576),
     "nproc": _number(int, 16, 1_000_000),
-    "tmp_size": _size,
-    "home_size": _size,
+    "tmp_size": _size_at_least("1m"),
+    "home_size": _size_at_least("1m"),
     "allowed_hosts": _hosts,
     "allowed_ports": _ports,
     "image_cli": _text,

@@ -122,6 +122,30 @@ class Engine:
     def ping(self) -> dict[str, Any]:
         return self._get("/version")
 
+    def info(self) -> dict[str, Any]:
+        """`docker info`: security options, data root, driver, counts."""
+        return self._get("/info")
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any] | None:
+        return self._get(f"/exec/{urllib.parse.quote(exec_id)}/json")
+
+    def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
+        """One-shot stats of several containers at once (None for one that is gone).
+
+        The engine samples on a one-second tick, so a single call can wait up to a
+        second; asking for all of them together costs that wait once, not per container.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(name: str) -> dict[str, Any] | None:
+            path = f"/containers/{urllib.parse.quote(name)}/stats"
+            return self._get(path, {"stream": "false", "one-shot": "true"})
+
+        if not names:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
+            return dict(zip(names, pool.map(one, names), strict=True))
+
     # --- everything else goes through the SDK ------------------------------------------
 
     @property
@@ -273,8 +297,17 @@ class Engine:
                 return False
             except docker.errors.APIError as exc:
                 if "already in progress" in str(exc):  # auto-remove got there first
+                    self._wait_removed(name)
                     return True
                 raise
+
+    def _wait_removed(self, name: str, timeout: int = 30) -> None:
+        """Block until a container being removed is gone, so its volumes are free."""
+        import docker.errors
+        import requests.exceptions
+
+        with contextlib.suppress(docker.errors.NotFound, requests.exceptions.RequestException):
+            self.client.api.wait(name, timeout=timeout, condition="removed")
 
     def exec_run(
         self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None

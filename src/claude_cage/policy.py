@@ -20,7 +20,6 @@ SOCK_DIR = "/sock"  # the shared socket volume, as the session sees it
 COMPANION_SOCK_DIR = "/sock"  # ... and as the companion sees it
 PROXY_PORT = 3128  # loopback port in the session -> egress proxy
 API_PORT = 8082  # loopback port in the session -> API key proxy
-VNC_PORT = 5900  # loopback port of the session's VNC server
 NOVNC_PORT = 6080  # websockify's port inside the companion
 NO_PROXY = "localhost,127.0.0.1,::1"
 
@@ -130,8 +129,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
     if req.credential == "api-key-proxy":
         bridges.append(f"out:{API_PORT}:api.sock")
         env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{API_PORT}"
-    if req.mode == "desktop":
-        bridges.append(f"in:{VNC_PORT}:vnc.sock")
+    if req.mode == "desktop":  # x11vnc itself listens on the socket volume's in/vnc.sock
         env["VNC_RESOLUTION"] = cfg["vnc_resolution"]
     bridges += [f"in:{inner}:port-{inner}.sock" for _, inner in req.ports]
     env["CAGE_BRIDGES"] = " ".join(bridges)

@@ -10,7 +10,8 @@ from claude_cage.engine import Engine
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _PROBE = (
     "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
-    "if touch /.cage-probe 2>/dev/null; then echo root=writable; else echo root=read-only; fi"
+    "if touch /.cage-probe 2>/dev/null; then echo root=writable; else echo root=read-only; fi; "
+    'if [ -s "$CLAUDE_CONFIG_DIR/.credentials.json" ]; then echo login=yes; fi'
 )
 
 
@@ -118,7 +119,7 @@ def verify(
                 and inside.get("NoNewPrivs") == "1"
                 and inside.get("Seccomp") == "2"
                 and inside.get("root") == "read-only",
-                " ".join(f"{k}={v}" for k, v in sorted(inside.items())),
+                " ".join(f"{k}={v}" for k, v in sorted(inside.items()) if k != "login"),
             )
         )
     return {"ok": all(c["ok"] for c in checks), "checks": checks}

@@ -191,6 +191,10 @@ def status(name: str | None, as_json: bool) -> None:
     if as_json:
         print_json({"session": info})
         return
+    if info.get("credential"):
+        from claude_cage.operations.query import CREDENTIALS
+
+        info = {**info, "credential": CREDENTIALS.get(info["credential"], info["credential"])}
     for key in (
         "name",
         "mode",

@@ -18,23 +18,28 @@ from claude_cage.errors import CageError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def event_log() -> Any:
+    """The event log, mirrored to MongoDB when `mongodb_uri` (or MONGODB_URI) is set."""
+    from claude_cage import config, events, paths
+
+    try:
+        cfg = config.load()
+        uri, database = cfg["mongodb_uri"], cfg["mongodb_db"]
+    except CageError:  # a broken config file must not stop the log
+        uri, database = None, "claude_cage"
+    return events.EventLog(paths.events_db(), uri, database)
+
+
 def record_event(
     kind: str, name: str | None, value: dict[str, Any], type_: str = "session"
 ) -> None:
     """Write one event. The event log never fails an operation."""
-    from claude_cage import events
-
-    emit = getattr(events, "emit", None)
-    if emit is not None:
-        emit(type_, f"{kind}:{name or '-'}", value)
+    event_log().record(type_, f"{kind}:{name or '-'}", value, session=name)
 
 
 def checkpoint(step: str) -> None:
-    """A named point between two steps of start, stop or destroy.
-
-    Tests of crash safety set CAGE_TEST_KILL_AT=<step> to have the process killed
-    there with SIGKILL, as a crash or an impatient `kill -9` would.
-    """
+    """A named step inside an operation. Tests set CAGE_TEST_KILL_AT=<step> to SIGKILL
+    the CLI right there, and check that what is left behind is consistent."""
     if os.environ.get("CAGE_TEST_KILL_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
 

@@ -11,13 +11,6 @@ from claude_cage.errors import BadInput, SessionNotFound
 from claude_cage.operations import operation
 from claude_cage.operations.session import API_KEY_SECRET, check_api_key, inject_key
 
-CREDENTIAL_LABELS = {
-    "api-key-proxy": "api-key via proxy (the key stays outside the session)",
-    "api-key-file": "api-key file (read-only, inside the session)",
-    "oauth": "OAuth/login (kept in the session's data volume)",
-    "none": "none",
-}
-
 
 @dataclass
 class KeyResult:

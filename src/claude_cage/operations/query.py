@@ -13,6 +13,12 @@ from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, SessionNotFound
 
 JSON_VERSION = 1
+CREDENTIALS = {
+    "api-key-proxy": "api-key via proxy (the key never enters the session)",
+    "api-key-file": "api-key file (read-only, inside the session)",
+    "oauth": "OAuth/login (kept in the session's data volume)",
+    "none": "none (log in inside with /login)",
+}
 
 
 def _engine_status(container: dict[str, Any] | None) -> str:
@@ -117,6 +123,8 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         entry["exit_code"] = state.get("ExitCode")
         entry["health"] = (state.get("Health") or {}).get("Status")
         inside = sandbox.probe_inside(engine, info) if live and state.get("Running") else None
+        if entry.get("credential") == "none" and inside and inside.get("login") == "yes":
+            entry["credential"] = "oauth"
         entry["sandbox"] = sandbox.verify(info, meta or {}, inside, companion)
     else:
         entry["sandbox"] = None
