@@ -8,8 +8,12 @@ leaving out what a bare `python3 -c pass` imports anyway.
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import subprocess
+import sysconfig
+from pathlib import Path
 
 from harness import Ratio, Row, SectionResult, paired, paired_ratios, timed
 
@@ -20,35 +24,54 @@ TITLE = "CLI cold start"
 def run(ctx) -> SectionResult:
     result = SectionResult(NAME, TITLE)
     env = ctx.ws.cage_env("coldstart")
+    bare = {**env, "PYTHONPATH": os.pathsep.join(site_paths())}
     runs = {
         "claude-cage --help": lambda: timed([ctx.cage, "--help"], env),
         "claude-cage version": lambda: timed([ctx.cage, "version"], env),
         "python3 -c pass": lambda: timed([ctx.python, "-c", "pass"], env),
+        "claude-cage --help (-S)": lambda: timed([ctx.python, "-S", ctx.cage, "--help"], bare),
+        "python3 -S -c pass": lambda: timed([ctx.python, "-S", "-c", "pass"], bare),
     }
+    on_path = shutil.which("claude-cage"), shutil.which("python3")
+    if on_path[0] and on_path[1] and on_path[0] != ctx.cage:  # e.g. version-manager shims
+        runs["claude-cage --help (via PATH)"] = lambda: timed([on_path[0], "--help"], env)
+        runs["python3 -c pass (via PATH)"] = lambda: timed([on_path[1], "-c", "pass"], env)
     samples = paired(runs, ctx.reps * 2, warmup=2)
     for label, values in samples.items():
         result.rows.append(Row(NAME, label, values))
-    floor = samples["python3 -c pass"]
-    result.ratios.append(
-        Ratio(
-            NAME,
-            "claude-cage --help",
-            "python3 -c pass",
-            paired_ratios(samples["claude-cage --help"], floor),
-            1.5,
-        )
-    )
-    result.ratios.append(
-        Ratio(
-            NAME,
-            "claude-cage version",
-            "python3 -c pass",
-            paired_ratios(samples["claude-cage version"], floor),
-        )
-    )
+    for cand, floor, target in (
+        ("claude-cage --help", "python3 -c pass", 1.5),
+        ("claude-cage version", "python3 -c pass", None),
+        ("claude-cage --help (-S)", "python3 -S -c pass", None),
+        ("claude-cage --help (via PATH)", "python3 -c pass (via PATH)", None),
+    ):
+        if cand not in samples:
+            continue
+        values = paired_ratios(samples[cand], samples[floor])
+        result.ratios.append(Ratio(NAME, cand, floor, values, target))
     result.markdown = importtime_report(ctx.python, env, max(3, ctx.reps // 2))
-    result.notes.append(f"Interpreter: {ctx.python}; console script: {ctx.cage}.")
+    result.notes.append(
+        f"Interpreter: {ctx.python}; console script: {ctx.cage}. Rows marked (via PATH) run "
+        f"`claude-cage` and `python3` as found on PATH ({on_path[0]}, {on_path[1]})."
+    )
+    result.notes.append(
+        "(-S) rows skip site's .pth files (the same paths come from PYTHONPATH instead): "
+        "they show the CLI's own cost without the start-up hooks this machine's "
+        "interpreter runs for every process, which the floor `python3 -c pass` includes."
+    )
     return result
+
+
+def site_paths() -> list[str]:
+    """site-packages and the directories its .pth files add, without running their code."""
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    found = [str(purelib)]
+    for pth in sorted(purelib.glob("*.pth")):
+        for line in pth.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "import")) and Path(line).is_dir():
+                found.append(line)
+    return found
 
 
 def _importtime(python: str, env, code: str) -> list[tuple[int, int, int, str]]:

@@ -262,6 +262,8 @@ class Config:
         if self.problems:
             first = self.problems[0]
             more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+            if first.source == "flags":  # a command-line flag, named as the user typed it
+                raise BadInput(f"--{first.key}: {first.message}{more}", "see --help for the flag")
             raise BadInput(f"bad config: {first}{more}", "run 'claude-cage config validate'")
 
 

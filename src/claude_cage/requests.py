@@ -13,8 +13,12 @@ from pathlib import Path
 
 from claude_cage.errors import BadInput
 
-# Paths that must never be bound into a session (or contain something that must not be).
-FORBIDDEN_TREES = ("/etc", "/proc", "/sys", "/dev", "/var/lib/docker")
+# Paths that must never be bound into a session, nor any directory that contains one.
+# The engines' state directories and sockets give root on the host.
+FORBIDDEN_TREES = (
+    "/etc", "/proc", "/sys", "/dev",
+    "/var/lib/docker", "/var/lib/containerd", "/run/containerd",
+)  # fmt: skip
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 RESERVED_ENV = re.compile(
     r"^(ANTHROPIC_API_KEY|ANTHROPIC_AUTH_TOKEN|CAGE_.*|HOME|CLAUDE_CONFIG_DIR)$"
@@ -55,10 +59,10 @@ def parse_mount(spec: str, home: Path | None = None) -> Mount:
         why = "it is the root of the filesystem"
     elif _inside(home, real):
         why = "it is (or contains) your whole home directory"
-    elif any(_inside(real, Path(tree)) for tree in FORBIDDEN_TREES):
-        why = "it is a system directory"
     elif any(_inside(Path(sock).resolve(), real) for sock in DOCKER_SOCKETS):
         why = "it is (or contains) the Docker socket, which would give root on the host"
+    elif any(_inside(real, Path(t)) or _inside(Path(t), real) for t in FORBIDDEN_TREES):
+        why = "it is (or contains) a system directory"
     if why:
         raise BadInput(
             f"refusing to mount {real}: {why}",

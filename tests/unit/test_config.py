@@ -121,7 +121,7 @@ def test_validate_command_lists_every_problem(isolated: Path, tmp_path: Path) ->
     user = write(isolated / "config.yaml", "memory: lots\n")
     extra = write(tmp_path / "extra.yaml", "network: open\n")
     result = CliRunner().invoke(cli, ["config", "validate", "--config", str(extra)])
-    assert result.exit_code == 2
+    assert isinstance(result.exception, BadInput) and result.exception.exit_code == 2
     lines = result.output.splitlines()
     assert any(str(user) in line and "memory" in line for line in lines)
     assert any(str(extra) in line and "network" in line for line in lines)

@@ -84,7 +84,7 @@ def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
         click.echo(f"{result.name}")
         note(f"session {result.name} {verb} ({result.mode}, network {result.network})")
         if result.url:
-            note(f"desktop: claude-cage open {result.name}")
+            note(f"desktop: {result.url} (open it with 'claude-cage open {result.name}')")
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if result.mode == "cli" and interactive and not detach and not as_json:
         from claude_cage.operations.run import attach
@@ -180,7 +180,12 @@ def list_cmd(as_json: bool) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(name: str | None, as_json: bool) -> None:
+@click.option(
+    "--show-password",
+    is_flag=True,
+    help="Desktop sessions: add the VNC password and the noVNC websocket token.",
+)
+def status(name: str | None, as_json: bool, show_password: bool) -> None:
     """Show one session in detail, with a sandbox verification (default: most recent)."""
     from claude_cage.operations.query import most_recent_running
     from claude_cage.operations.query import status as status_op
@@ -188,6 +193,10 @@ def status(name: str | None, as_json: bool) -> None:
 
     name = name or most_recent_running()
     info = status_op(name)
+    if show_password:
+        from claude_cage.operations.desktop import credentials
+
+        info.update(credentials(name))
     if as_json:
         print_json({"session": info})
         return
@@ -205,6 +214,9 @@ def status(name: str | None, as_json: bool) -> None:
         "image",
         "credential",
         "url",
+        "health",
+        "password",
+        "token",
         "oom_killed",
     ):
         if info.get(key) not in (None, "", False):

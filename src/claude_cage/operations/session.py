@@ -13,7 +13,7 @@ from claude_cage import config as config_mod
 from claude_cage import metadata, names, paths, policy
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
-from claude_cage.operations import checkpoint, operation
+from claude_cage.operations import checkpoint, desktop, operation
 from claude_cage.operations.egress import ingest_blocked
 from claude_cage.operations.query import owned_containers
 from claude_cage.requests import Mount, parse_env, parse_mounts, parse_port
@@ -360,16 +360,25 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         engine.require_image(req.image)
         if policy.needs_companion(req):
             engine.require_image(cfg["image_companion"])
+        desktop_plan = None
+        if req.mode == "desktop":
+            desktop_plan = desktop.prepare(engine, cfg, store, name, req.desktop_port)
+            req.desktop_port = desktop_plan.port
+            warnings += desktop_plan.warnings
 
         created: list[str] = []
         try:
             _bring_up(engine, cfg, req, key, info is not None, created)
+            if desktop_plan is not None:
+                desktop.finish(engine, store, name, desktop_plan)
         except BaseException:
             _rollback(engine, created)
             raise
         if key and not restarted:
             store.write_secret(name, API_KEY_SECRET, key)
         data = metadata_for(req, meta["created"] if meta else metadata.now_iso())
+        if desktop_plan is not None:
+            data["desktop_bind"] = desktop_plan.bind
         checkpoint("start:before-metadata")
         store.write(name, {**(meta or {}), **data})
 
@@ -380,6 +389,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         network=req.network,
         credential=req.credential,
         restarted=restarted,
+        url=desktop_plan.url if desktop_plan else None,
         warnings=warnings,
     )
 

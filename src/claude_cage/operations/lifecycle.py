@@ -1,0 +1,532 @@
+"""Long-running upkeep: `reap` stops idle or memory-hungry sessions, `gc` removes what
+crashed or ephemeral sessions left behind.
+
+How `reap` decides a session is idle
+------------------------------------
+A running session is idle when nobody uses it and it uses no CPU to speak of, for
+longer than `idle_timeout` minutes:
+
+* Nobody uses it: the container has no running exec instance. Every way in from the
+  host (`shell`, `attach`, `exec`, `claude -p` and a bare `docker exec`) is an exec
+  instance, and nothing inside the sandbox can create one, so a running exec means
+  someone outside is waiting on the session. The engine drops finished execs from
+  `ExecIDs`; each remaining one is checked with exec inspect (`Running`).
+* No CPU to speak of: between the last check and this one the session used at most
+  IDLE_CPU_SECONDS of CPU, or IDLE_CPU_SHARE of the time in between if that is more.
+  Each check keeps its sample (`cpu_total`, `cpu_sampled`) in the metadata. With no
+  usable earlier sample (first check since the container started) the baseline is the
+  container's start, when its CPU counter was zero, so the first check covers the
+  whole run so far. CPU time comes from one one-shot stats call per session, made for
+  all sessions at once.
+* Since when: `last_active` in the metadata, moved to now whenever a check sees a
+  running exec or CPU use, and by `shell`, `attach` and `exec` themselves; never
+  earlier than the session's last start (`started`, which every `start` writes; the
+  container's StartedAt when the metadata has neither). A check can only place activity
+  somewhere between two checks, so run `reap` (from cron, say) several times per
+  `idle_timeout`; a longer gap only makes it keep sessions longer, never stop early.
+
+Memory: a session using `memory_kill` percent of its limit or more is stopped, whether
+or not it is idle; from `memory_warn` percent it is reported. Every stop and warning
+is recorded as an event; `dry_run` decides the same and changes nothing, not even the
+samples in the metadata.
+
+What `gc` removes
+-----------------
+Only objects labelled `managed-by=claude-cage` whose `cage.owner` is this data
+directory's, and only while it holds the session's lock (so never what a `start`,
+`stop` or `destroy` is building or taking apart at that moment):
+
+* containers, volumes and networks of a session that has no metadata (a `start`
+  killed before it wrote any, a metadata directory deleted by hand), and session
+  directories holding no metadata or stale temp files;
+* the companion proxy of a session whose container is stopped or gone;
+* the containers and volumes of an ephemeral session that is not running;
+* with `remove_stale=True` only (the CLI asks, or takes `--yes`): the metadata of a
+  session whose container is gone, together with what remains of that session.
+
+The shared `cage-egress` network is left alone: it has no owner, other data
+directories' sessions use it, and removing it could race with their `start`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from claude_cage import metadata, names, paths, resources
+from claude_cage.engine import Engine
+from claude_cage.errors import CageError
+from claude_cage.operations import record_event
+
+IDLE_CPU_SECONDS = 1.0  # CPU time between two checks that still counts as idle ...
+IDLE_CPU_SHARE = 0.005  # ... or this share of the time between them, if more
+
+
+# --- reap: pure decisions ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # epoch seconds
+    cpu_ns: int  # CPU time used since the container started
+
+
+@dataclass
+class Facts:
+    """What reap knows about one running session at one check."""
+
+    name: str
+    now: float
+    started: float  # the container's StartedAt: its CPU counter was zero then
+    last_active: float | None  # from the metadata: max(last_active, started)
+    previous: Sample | None  # the last check's sample, from the metadata
+    current: Sample | None  # this check's sample (None when stats failed)
+    attached: int  # running exec instances
+    memory_percent: float | None
+
+
+@dataclass
+class Verdict:
+    name: str
+    action: str  # stop | warn | keep
+    reason: str  # idle | memory | memory-warning | attached | busy | active | unknown
+    idle_seconds: float
+    last_active: float
+    memory_percent: float | None = None
+    attached: int = 0
+    cpu_seconds: float | None = None  # CPU used since the baseline sample
+    done: bool = False  # the stop happened (not on a dry run)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "action": self.action,
+            "reason": self.reason,
+            "idle_minutes": round(self.idle_seconds / 60, 1),
+            "last_active": resources.format_time(self.last_active),
+            "memory_percent": self.memory_percent,
+            "attached": self.attached,
+            "cpu_seconds": self.cpu_seconds,
+            "done": self.done,
+            "error": self.error,
+        }
+
+
+def baseline(previous: Sample | None, current: Sample, started: float) -> Sample:
+    """The earlier sample to measure CPU use against: the last check's if it was taken
+    during this run of the container, else the start (when the counter was zero)."""
+    if previous is not None and previous.at >= started and previous.cpu_ns <= current.cpu_ns:
+        return previous
+    return Sample(started, 0)
+
+
+def cpu_busy(before: Sample, after: Sample) -> bool:
+    used = (after.cpu_ns - before.cpu_ns) / 1e9
+    return used > max(IDLE_CPU_SECONDS, IDLE_CPU_SHARE * max(after.at - before.at, 0.0))
+
+
+def decide(
+    facts: Facts, idle_timeout_min: float, memory_warn: float, memory_kill: float
+) -> Verdict:
+    """Stop, warn or keep one running session. Pure: no engine, no clock."""
+    last = facts.last_active if facts.last_active is not None else facts.started
+    busy, cpu_seconds = False, None
+    if facts.current is not None:
+        before = baseline(facts.previous, facts.current, facts.started)
+        busy = cpu_busy(before, facts.current)
+        cpu_seconds = round((facts.current.cpu_ns - before.cpu_ns) / 1e9, 3)
+    if facts.attached or busy:
+        last = facts.now
+    idle = max(facts.now - last, 0.0)
+
+    def verdict(action: str, reason: str) -> Verdict:
+        return Verdict(
+            facts.name,
+            action,
+            reason,
+            idle,
+            last,
+            facts.memory_percent,
+            facts.attached,
+            cpu_seconds,
+        )
+
+    memory = facts.memory_percent
+    if memory is not None and memory >= memory_kill:
+        return verdict("stop", "memory")
+    if facts.attached:
+        return verdict("keep", "attached")
+    if busy:
+        return verdict("keep", "busy")
+    if facts.current is None:
+        return verdict("keep", "unknown")  # no CPU figure: never stop on a guess
+    if idle >= idle_timeout_min * 60:
+        return verdict("stop", "idle")
+    if memory is not None and memory >= memory_warn:
+        return verdict("warn", "memory-warning")
+    return verdict("keep", "active")
+
+
+# --- reap: gathering facts and acting ---------------------------------------------------
+
+
+def _previous_sample(meta: dict[str, Any]) -> Sample | None:
+    at = resources.parse_time(meta.get("cpu_sampled"))
+    try:
+        cpu = int(meta.get("cpu_total", ""))
+    except ValueError:
+        return None
+    return Sample(at, cpu) if at is not None else None
+
+
+def _last_active(meta: dict[str, Any]) -> float | None:
+    times = [resources.parse_time(meta.get(k)) for k in ("last_active", "started")]
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def _attached(engine: Engine, info: dict[str, Any]) -> int:
+    running = 0
+    for exec_id in info.get("ExecIDs") or []:
+        detail = engine.exec_inspect(exec_id)
+        if detail and detail.get("Running"):
+            running += 1
+    return running
+
+
+def _facts(
+    engine: Engine, name: str, meta: dict[str, Any], stats: dict[str, Any] | None, now: float
+) -> Facts | None:
+    info = engine.inspect(names.container_name(name))
+    if info is None or not info["State"].get("Running"):
+        return None
+    started = resources.parse_time(info["State"].get("StartedAt")) or now
+    current = Sample(now, resources.cpu_total_ns(stats)) if stats else None
+    return Facts(
+        name=name,
+        now=now,
+        started=started,
+        last_active=_last_active(meta),
+        previous=_previous_sample(meta),
+        current=current,
+        attached=_attached(engine, info),
+        memory_percent=resources.memory_percent(stats) if stats else None,
+    )
+
+
+def _settings() -> tuple[float, float, float]:
+    from claude_cage import config as config_mod
+
+    cfg = config_mod.load()
+    cfg.raise_problems()
+    return float(cfg["idle_timeout"]), float(cfg["memory_warn"]), float(cfg["memory_kill"])
+
+
+def reap(dry_run: bool = False, engine: Engine | None = None) -> list[Verdict]:
+    """Check every running session of this data directory; stop the idle and the
+    memory-hungry ones (see the module's docstring for the rules)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from claude_cage.operations.query import owned_containers
+
+    idle_timeout, memory_warn, memory_kill = _settings()
+    engine = engine or Engine()
+    store = metadata.SessionStore()
+    running = sorted(
+        c["Labels"]["cage.session"]
+        for c in owned_containers(engine)
+        if c.get("State") == "running" and c["Labels"].get("cage.session")
+    )
+    stats = engine.stats_many([names.container_name(n) for n in running])
+    now = time.time()
+    metas = {n: store.read(n) or {} for n in running}
+    with ThreadPoolExecutor(max_workers=max(1, min(len(running), 8))) as pool:
+        gathered = list(
+            pool.map(
+                lambda n: _facts(engine, n, metas[n], stats.get(names.container_name(n)), now),
+                running,
+            )
+        )
+    verdicts = []
+    for facts in (f for f in gathered if f is not None):
+        verdict = decide(facts, idle_timeout, memory_warn, memory_kill)
+        verdicts.append(verdict)
+        if dry_run:
+            continue
+        _remember(store, facts, verdict)
+        if verdict.action == "stop":
+            _stop(engine, verdict)
+        elif verdict.action == "warn":
+            record_event("reap-warning", verdict.name, {"status": "warning", **_event(verdict)})
+    return verdicts
+
+
+def _event(verdict: Verdict) -> dict[str, Any]:
+    data = verdict.as_dict()
+    return {k: data[k] for k in ("reason", "idle_minutes", "memory_percent", "cpu_seconds")}
+
+
+def _remember(store: metadata.SessionStore, facts: Facts, verdict: Verdict) -> None:
+    """Keep this check's sample and the last activity, for the next check."""
+    if facts.current is None:
+        return
+    store.update(
+        facts.name,
+        blocking=False,
+        cpu_total=facts.current.cpu_ns,
+        cpu_sampled=resources.format_time(facts.current.at),
+        last_active=resources.format_time(verdict.last_active),
+    )
+
+
+def _stop(engine: Engine, verdict: Verdict) -> None:
+    from claude_cage.operations.session import stop
+
+    try:
+        stop(name=verdict.name, engine=engine)
+    except CageError as exc:
+        verdict.error = exc.message
+        record_event("reaped", verdict.name, {"status": "error", "error": exc.message})
+        return
+    verdict.done = True
+    record_event("reaped", verdict.name, {"status": "ok", **_event(verdict)})
+
+
+def mark_active(name: str) -> None:
+    """Note that someone used the session now (shell, attach, exec). Never waits."""
+    store = metadata.SessionStore()
+    store.update(name, blocking=False, last_active=resources.format_time(time.time()))
+
+
+# --- gc -------------------------------------------------------------------------------
+
+
+@dataclass
+class Leftover:
+    session: str
+    kind: str  # container | volume | network | metadata | files
+    target: str  # container/volume/network name, or a path
+    reason: str
+    outcome: str = "planned"  # planned | removed | kept | busy | failed
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "session": self.session,
+            "kind": self.kind,
+            "target": self.target,
+            "reason": self.reason,
+            "outcome": self.outcome,
+        }
+
+
+@dataclass
+class SessionObjects:
+    """Everything of one session name that this data directory owns."""
+
+    name: str
+    meta: dict[str, Any] | None = None
+    containers: list[dict[str, Any]] = field(default_factory=list)  # list entries
+    volumes: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    stray_files: list[str] = field(default_factory=list)  # paths with no metadata to them
+
+
+def _role(container: dict[str, Any]) -> str:
+    return (container.get("Labels") or {}).get("cage.role", "")
+
+
+def _container_name(container: dict[str, Any]) -> str:
+    return (container.get("Names") or ["/" + container["Id"]])[0].lstrip("/")
+
+
+def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
+    """(what gc removes, what it removes only once confirmed) for one session. Pure."""
+    name, meta = objects.name, objects.meta
+    sessions = [c for c in objects.containers if _role(c) == "session"]
+    companions = [c for c in objects.containers if _role(c) == "companion"]
+    running = any(c.get("State") in ("running", "restarting") for c in sessions)
+    now: list[Leftover] = [Leftover(name, "files", p, "no metadata") for p in objects.stray_files]
+    confirm: list[Leftover] = []
+
+    def containers(items: list[dict[str, Any]], reason: str) -> list[Leftover]:
+        return [Leftover(name, "container", _container_name(c), reason) for c in items]
+
+    def storage(reason: str) -> list[Leftover]:
+        return [Leftover(name, "volume", v, reason) for v in objects.volumes] + [
+            Leftover(name, "network", n, reason) for n in objects.networks
+        ]
+
+    if meta is None:
+        now += containers(objects.containers, "belongs to no session")
+        now += storage("belongs to no session")
+        return now, confirm
+    if running:
+        return now, confirm
+    if meta.get("ephemeral") == "true":
+        now += containers(objects.containers, "ephemeral session not running")
+        now += storage("ephemeral session not running")
+        confirm.append(Leftover(name, "metadata", name, "ephemeral session not running"))
+        return now, confirm
+    if sessions:  # stopped: keep it, but not a proxy still running for it
+        now += containers(
+            [c for c in companions if c.get("State") == "running"], "proxy of a stopped session"
+        )
+        return now, confirm
+    now += containers(companions, "proxy of a removed session")
+    confirm.append(Leftover(name, "metadata", name, "its container is gone"))
+    confirm += storage("its container is gone")
+    return now, confirm
+
+
+def _stray_files(store: metadata.SessionStore) -> dict[str, list[str]]:
+    """Session directories with no metadata, and temp files a killed write left."""
+    found: dict[str, list[str]] = {}
+    if not store.root.is_dir():
+        return found
+    for directory in store.root.iterdir():
+        if not directory.is_dir():
+            continue
+        if not (directory / "metadata").is_file():
+            found.setdefault(directory.name, []).append(str(directory))
+            continue
+        temps = [str(p) for p in directory.glob(".metadata.*")]
+        if temps:
+            found.setdefault(directory.name, []).extend(temps)
+    return found
+
+
+def _gather(engine: Engine, store: metadata.SessionStore) -> dict[str, SessionObjects]:
+    """One snapshot of everything this data directory owns, grouped by session."""
+    owner = paths.owner_id()
+
+    def mine(labels: dict[str, str] | None) -> str | None:
+        labels = labels or {}
+        if labels.get("managed-by") != "claude-cage" or labels.get("cage.owner") != owner:
+            return None
+        return labels.get("cage.session") or None
+
+    groups: dict[str, SessionObjects] = {}
+
+    def group(name: str) -> SessionObjects:
+        return groups.setdefault(name, SessionObjects(name))
+
+    for name, meta in store.read_all().items():
+        group(name).meta = meta
+    for name, files in _stray_files(store).items():
+        group(name).stray_files = files
+    for container in engine.list_containers([f"cage.owner={owner}"]):
+        if session := mine(container.get("Labels")):
+            group(session).containers.append(container)
+    for volume in engine.list_volumes():
+        if session := mine(volume.get("Labels")):
+            group(session).volumes.append(volume["Name"])
+    for network in engine.list_networks():
+        if session := mine(network.get("Labels")):
+            group(session).networks.append(network["Name"])
+    return groups
+
+
+@dataclass
+class GcPlan:
+    leftovers: list[Leftover] = field(default_factory=list)
+    stale: list[Leftover] = field(default_factory=list)  # need confirmation
+
+    @property
+    def stale_sessions(self) -> list[str]:
+        return sorted({i.session for i in self.stale if i.kind == "metadata"})
+
+
+def plan_gc(engine: Engine | None = None) -> GcPlan:
+    """What gc would remove now. Changes nothing."""
+    engine = engine or Engine()
+    plan = GcPlan()
+    for _name, objects in sorted(_gather(engine, metadata.SessionStore()).items()):
+        now, confirm = leftovers(objects)
+        plan.leftovers += now
+        plan.stale += confirm
+    return plan
+
+
+def gc(
+    remove_stale: bool = False, dry_run: bool = False, engine: Engine | None = None
+) -> list[Leftover]:
+    """Remove leftovers; with remove_stale, also sessions whose container is gone.
+
+    Each session is re-read under its lock before anything of it is removed, and a
+    session whose lock is taken (a start, stop or destroy at work) is left alone.
+    """
+    engine = engine or Engine()
+    store = metadata.SessionStore()
+    plan = plan_gc(engine)
+    if dry_run:
+        for item in plan.stale:
+            item.outcome = "planned" if remove_stale else "kept"
+        return plan.leftovers + plan.stale
+    done: list[Leftover] = []
+    for name in sorted({i.session for i in plan.leftovers + plan.stale}):
+        done += _collect(engine, store, name, remove_stale)
+    return done
+
+
+def _collect(
+    engine: Engine, store: metadata.SessionStore, name: str, remove_stale: bool
+) -> list[Leftover]:
+    with store.lock(name, blocking=False) as locked:
+        if not locked:
+            return [Leftover(name, "session", name, "a start, stop or destroy is at work", "busy")]
+        objects = _gather_one(engine, store, name)
+        now, confirm = leftovers(objects)
+        for item in confirm:
+            item.outcome = "planned" if remove_stale else "kept"
+        items = now + confirm
+        order = {"container": 0, "network": 1, "volume": 2, "files": 3, "metadata": 4}
+        for item in sorted(items, key=lambda i: order.get(i.kind, 9)):
+            if item.outcome == "planned":
+                _remove(engine, store, item)
+        removed = [i.as_dict() for i in items if i.outcome == "removed"]
+        if removed:
+            record_event("gc", name, {"status": "ok", "removed": [r["target"] for r in removed]})
+        return items
+
+
+def _gather_one(engine: Engine, store: metadata.SessionStore, name: str) -> SessionObjects:
+    """The same as _gather, for one session, read afresh (under its lock)."""
+    owner = paths.owner_id()
+    objects = SessionObjects(name, meta=store.read(name))
+    objects.stray_files = _stray_files(store).get(name, [])
+    objects.containers = engine.list_containers([f"cage.owner={owner}", f"cage.session={name}"])
+    for volume in engine.list_volumes():
+        labels = volume.get("Labels") or {}
+        if labels.get("cage.owner") == owner and labels.get("cage.session") == name:
+            objects.volumes.append(volume["Name"])
+    for network in engine.list_networks():
+        labels = network.get("Labels") or {}
+        if labels.get("cage.owner") == owner and labels.get("cage.session") == name:
+            objects.networks.append(network["Name"])
+    return objects
+
+
+def _remove(engine: Engine, store: metadata.SessionStore, item: Leftover) -> None:
+    import shutil
+
+    try:
+        if item.kind == "container":
+            engine.remove(item.target)
+        elif item.kind == "volume":
+            engine.remove_volume(item.target)
+        elif item.kind == "network":
+            engine.remove_network(item.target)
+        elif item.kind == "metadata":
+            store.remove(item.target)
+        elif item.kind == "files":
+            if os.path.isdir(item.target):
+                shutil.rmtree(item.target, ignore_errors=True)
+            else:
+                os.unlink(item.target)
+        item.outcome = "removed"
+    except (CageError, OSError) as exc:
+        item.outcome = "failed"
+        item.reason = f"{item.reason}; {getattr(exc, 'message', None) or exc}"
