@@ -99,8 +99,11 @@ def connect_url(bind: str, port: int, token: str, password: str | None = None) -
 
 
 def _bindable(bind: str, port: int) -> bool:
+    """Nothing listens there. (SO_REUSEADDR: closed connections in TIME_WAIT do not
+    count, and the engine's own listener would not mind them either.)"""
     family = socket.AF_INET6 if ipaddress.ip_address(bind).version == 6 else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((bind, port))
         except OSError:

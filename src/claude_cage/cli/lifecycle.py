@@ -1,0 +1,123 @@
+"""Upkeep commands: reap, gc, doctor."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.render import note, print_json, table, warn
+
+# --- reap -----------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--dry-run", is_flag=True, help="Show what would be stopped; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def reap(dry_run: bool, as_json: bool) -> None:
+    """Stop idle sessions and sessions near their memory limit.
+
+    Idle: nobody attached (no shell, attach or exec running) and no CPU use to speak
+    of for longer than idle_timeout minutes. Memory: at memory_kill percent of the
+    limit a session is stopped, from memory_warn percent it is reported. Run it
+    regularly (from cron, say): each run keeps a CPU sample for the next.
+    """
+    from claude_cage.operations.lifecycle import reap as reap_op
+    from claude_cage.resources import human_duration
+
+    verdicts = reap_op(dry_run=dry_run)
+    if as_json:
+        print_json({"dry_run": dry_run, "sessions": [v.as_dict() for v in verdicts]})
+        return
+    if not verdicts:
+        note("no session is running")
+        return
+    rows = []
+    for v in verdicts:
+        if v.action == "stop":
+            action = "would stop" if dry_run else ("stopped" if v.done else "stop failed")
+        else:
+            action = {"warn": "warning", "keep": "kept"}[v.action]
+        memory = "-" if v.memory_percent is None else f"{v.memory_percent:.0f}%"
+        rows.append((v.name, action, v.reason, human_duration(v.idle_seconds), memory))
+        if v.error:
+            warn(f"{v.name}: {v.error}")
+        if v.action == "warn":
+            warn(f"{v.name} uses {memory} of its memory limit (start it with --memory 8g)")
+    click.echo(table(rows, ("NAME", "ACTION", "REASON", "IDLE", "MEMORY")))
+
+
+# --- gc -------------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
+@click.option(
+    "--yes", "-y", is_flag=True, help="Also remove sessions whose container is gone, unasked."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
+    """Remove what crashed and ephemeral sessions left behind.
+
+    Containers, volumes and networks of sessions with no metadata, proxies of stopped
+    sessions, and ephemeral sessions that are not running. The metadata of a session
+    whose container is gone is removed only after you confirm (or with --yes).
+    Only objects labelled managed-by=claude-cage for this data directory are touched.
+    """
+    from claude_cage.operations.lifecycle import gc as gc_op
+    from claude_cage.operations.lifecycle import plan_gc
+
+    remove_stale = yes
+    if not yes and not dry_run and not as_json and sys.stdin.isatty():
+        stale = plan_gc().stale_sessions
+        if stale:
+            remove_stale = click.confirm(
+                f"remove {len(stale)} session(s) whose container is gone "
+                f"({', '.join(stale)}), with their data volumes?",
+                default=False,
+                err=True,
+            )
+    items = gc_op(remove_stale=remove_stale, dry_run=dry_run)
+    if as_json:
+        print_json({"dry_run": dry_run, "items": [i.as_dict() for i in items]})
+        return
+    if not items:
+        note("nothing to clean up")
+        return
+    words = {"planned": "would remove" if dry_run else "remove", "kept": "kept (needs --yes)"}
+    rows = [
+        (i.session, i.kind, i.target, words.get(i.outcome, i.outcome), i.reason) for i in items
+    ]
+    click.echo(table(rows, ("SESSION", "KIND", "OBJECT", "OUTCOME", "WHY")))
+    kept = sorted({i.session for i in items if i.kind == "metadata" and i.outcome == "kept"})
+    if kept:
+        note(f"kept {len(kept)} session(s) whose container is gone; 'claude-cage gc --yes'")
+
+
+# --- doctor ---------------------------------------------------------------------------
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--no-probe", is_flag=True, help="Skip the throwaway filtered-network session.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def doctor(no_probe: bool, as_json: bool) -> None:
+    """Check the engine, images, egress, disk, security options, config and MongoDB.
+
+    Each failure comes with the command that fixes it. Exits 1 when anything fails.
+    """
+    from claude_cage.errors import EXIT_FAILED
+    from claude_cage.operations.doctor import run
+
+    report = run(probe=not no_probe)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        marks = {"ok": "ok", "warn": "WARN", "fail": "FAIL"}
+        rows = [(marks[c.status], c.check, c.detail) for c in report.checks]
+        click.echo(table(rows, ("", "check", "detail")))
+        for c in report.checks:
+            if c.fix and c.status != "ok":
+                click.echo(f"  fix {c.check}: {c.fix}", err=True)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)

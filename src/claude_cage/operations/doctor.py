@@ -1,0 +1,294 @@
+"""`doctor`: is this machine ready to run sessions? Each check says ok, warn or fail,
+and every failure names the command that fixes it (the seed's decision framework:
+engine down -> start it; image missing -> build; no egress -> look at the proxy).
+
+The filtered-network check is proven, not assumed: it starts a real throwaway session
+(`--network filtered --ephemeral`, named doctor-probe-xxxxxx), checks from inside that
+the session has no route out and that the egress proxy answers a request for a host
+off the allowlist with 403, then destroys the probe. Nothing leaves the machine: the
+proxy refuses the request before any name is looked up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from claude_cage import __version__
+from claude_cage import config as config_mod
+from claude_cage.engine import Engine
+from claude_cage.errors import CageError, EngineUnavailable
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+DISK_FAIL_BYTES = 2 * 1024**3  # an image rebuild alone needs about this much
+DISK_WARN_BYTES = 10 * 1024**3
+PROBE_PREFIX = "doctor-probe-"
+PROBE_URL = "http://denied.invalid/"  # off every allowlist; .invalid never resolves
+MONGO_TIMEOUT_MS = 2000
+
+
+@dataclass
+class Check:
+    check: str
+    status: str  # ok | warn | fail
+    detail: str
+    fix: str | None = None
+
+
+@dataclass
+class Report:
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status != FAIL for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
+def check_engine(engine: Engine) -> tuple[Check, dict[str, Any] | None]:
+    try:
+        version = engine.ping()
+        info = engine.info()
+    except CageError as exc:
+        return Check("engine", FAIL, exc.message, EngineUnavailable.hint), None
+    detail = (
+        f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}), "
+        f"{info.get('Driver', '?')} storage, root {info.get('DockerRootDir', '?')}"
+    )
+    return Check("engine", OK, detail), info
+
+
+def check_images(engine: Engine, cfg: config_mod.Config) -> list[Check]:
+    checks = []
+    wanted = [("image_cli", True), ("image_companion", True), ("image_desktop", False)]
+    for key, required in wanted:
+        image = cfg[key]
+        labels = engine.image_labels(image)
+        target = "desktop" if key == "image_desktop" else "cli"
+        if labels is None:
+            status = FAIL if required else WARN
+            detail = f"{image} is not built" + ("" if required else " (needed by --mode desktop)")
+            checks.append(Check(f"image {image}", status, detail, f"claude-cage build {target}"))
+            continue
+        built = labels.get("cage.version")
+        if built != __version__:
+            checks.append(
+                Check(
+                    f"image {image}",
+                    FAIL if required else WARN,
+                    f"built by claude-cage {built or 'unknown'}, this is {__version__}",
+                    f"claude-cage build {target}",
+                )
+            )
+        else:
+            checks.append(Check(f"image {image}", OK, f"built by claude-cage {built}"))
+    return checks
+
+
+def check_security(info: dict[str, Any]) -> list[Check]:
+    options = " ".join(info.get("SecurityOptions") or [])
+    seccomp = "name=seccomp" in options
+    apparmor = "name=apparmor" in options
+    return [
+        Check(
+            "seccomp",
+            OK if seccomp else FAIL,
+            "the engine applies seccomp profiles"
+            if seccomp
+            else "the engine has no seccomp support: sessions would run without a syscall filter",
+            None
+            if seccomp
+            else "install an engine built with seccomp (Debian: apt-get install "
+            "docker.io), then restart dockerd",
+        ),
+        Check(
+            "apparmor",
+            OK if apparmor else WARN,
+            "the engine applies AppArmor profiles"
+            if apparmor
+            else "AppArmor is not available on this host: sessions run without an AppArmor "
+            "profile (seccomp, dropped capabilities and the read-only root still apply)",
+            None
+            if apparmor
+            else "enable AppArmor in the host kernel (boot with apparmor=1 "
+            "security=apparmor) and apt-get install apparmor",
+        ),
+    ]
+
+
+def check_disk(info: dict[str, Any]) -> Check:
+    root = info.get("DockerRootDir") or "/var/lib/docker"
+    try:
+        free = shutil.disk_usage(root).free
+    except OSError:
+        return Check(
+            "disk", WARN, f"cannot see {root} from here (a remote engine?)", "docker system df"
+        )
+    text = f"{free / 1024**3:.1f} GiB free for {root}"
+    fix = "claude-cage gc, then 'docker system df' to see what else uses the space"
+    if free < DISK_FAIL_BYTES:
+        return Check("disk", FAIL, text, fix)
+    if free < DISK_WARN_BYTES:
+        return Check("disk", WARN, text, fix)
+    return Check("disk", OK, text)
+
+
+def check_config(cfg: config_mod.Config) -> Check:
+    if cfg.problems:
+        listed = "; ".join(str(p) for p in cfg.problems[:3])
+        more = f" (and {len(cfg.problems) - 3} more)" if len(cfg.problems) > 3 else ""
+        return Check("config", FAIL, listed + more, "claude-cage config validate")
+    return Check("config", OK, "every layer is valid")
+
+
+def check_mongodb(cfg: config_mod.Config) -> Check | None:
+    uri = cfg["mongodb_uri"]
+    if not uri:
+        return None
+    from claude_cage.events import mask_uri
+
+    shown = mask_uri(uri)
+    fix = "check mongodb_uri ('claude-cage config show') and that the server is up"
+    try:
+        import pymongo
+
+        client: Any = pymongo.MongoClient(
+            uri,
+            serverSelectionTimeoutMS=MONGO_TIMEOUT_MS,
+            connectTimeoutMS=MONGO_TIMEOUT_MS,
+        )
+        try:
+            client.admin.command("ping")
+        finally:
+            client.close()
+    except Exception as exc:  # any driver error is a "cannot reach"
+        reason = _scrub(f"{type(exc).__name__}: {exc}", uri)
+        return Check("mongodb", FAIL, f"cannot reach {shown}: {reason[:200]}", fix)
+    return Check("mongodb", OK, f"{shown} answers")
+
+
+def _scrub(text: str, uri: str) -> str:
+    """The driver's message with any credential of the URI masked."""
+    from urllib.parse import unquote, urlsplit
+
+    from claude_cage.events import MASK, mask_uri
+
+    text = mask_uri(text)
+    with contextlib.suppress(ValueError):
+        password = urlsplit(uri).password
+        if password:
+            for form in {password, unquote(password)}:
+                text = text.replace(form, MASK)
+    return text
+
+
+@contextlib.contextmanager
+def _without_api_key() -> Iterator[None]:
+    """The probe needs no credential: keep the user's key out of it."""
+    saved = os.environ.pop("ANTHROPIC_API_KEY", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["ANTHROPIC_API_KEY"] = saved
+
+
+def check_filtered_network(engine: Engine) -> Check:
+    """Start a throwaway filtered session, ask its proxy for a denied host, remove it."""
+    from claude_cage import names
+    from claude_cage.operations.session import StartOptions, destroy, start
+
+    name = PROBE_PREFIX + secrets.token_hex(3)
+    fix = "claude-cage build (companion image), then claude-cage start --network filtered"
+    try:
+        with _without_api_key():
+            start(
+                StartOptions(name=name, network="filtered", ephemeral=True, persist=False),
+                engine=engine,
+            )
+    except CageError as exc:
+        if "max_sessions" in exc.message:
+            return Check(
+                "filtered network",
+                WARN,
+                f"not probed: {exc.message}",
+                "claude-cage reap, or stop a session, then run doctor again",
+            )
+        return Check("filtered network", FAIL, f"probe session did not start: {exc.message}", fix)
+    try:
+        container = names.container_name(name)
+        _code, routes = engine.exec_run(container, ["cat", "/proc/net/route"])
+        route_lines = [line for line in routes.decode(errors="replace").splitlines()[1:] if line]
+        curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]
+        _code, answer = engine.exec_run(container, [*curl, PROBE_URL])
+        code = answer.decode(errors="replace").strip()
+    except CageError as exc:
+        return Check("filtered network", FAIL, f"probe failed: {exc.message}", fix)
+    finally:
+        with contextlib.suppress(CageError):
+            destroy(name=name, force=True, engine=engine)
+    if route_lines:
+        return Check(
+            "filtered network",
+            FAIL,
+            f"the probe session has {len(route_lines)} route(s) out: it is not isolated",
+            "check the policy: sessions must run with network mode none",
+        )
+    if code != "403":
+        return Check(
+            "filtered network",
+            FAIL,
+            f"the egress proxy answered {code or 'nothing'} for a denied host (wanted 403)",
+            "claude-cage build (rebuilds the companion proxy)",
+        )
+    return Check(
+        "filtered network",
+        OK,
+        "a probe session had no route out, and its proxy refused a denied host (403)",
+    )
+
+
+def run(probe: bool = True, engine: Engine | None = None) -> Report:
+    """Every check, in the order a person would look."""
+    engine = engine or Engine()
+    cfg = config_mod.load()
+    checks: list[Check] = []
+    engine_check, info = check_engine(engine)
+    checks.append(engine_check)
+    if info is not None:
+        guarded: list[Callable[[], list[Check]]] = [
+            lambda: check_images(engine, cfg),
+            lambda: check_security(info),
+            lambda: [check_disk(info)],
+        ]
+        for step in guarded:
+            try:
+                checks += step()
+            except CageError as exc:
+                checks.append(Check("engine", FAIL, exc.message, exc.hint))
+    checks.append(check_config(cfg))
+    mongo = check_mongodb(cfg)
+    if mongo is not None:
+        checks.append(mongo)
+    if info is None:
+        checks.append(Check("filtered network", FAIL, "not probed: no engine", "see 'engine'"))
+    elif not probe:
+        checks.append(Check("filtered network", WARN, "not probed (--no-probe)", None))
+    elif cfg.problems:
+        checks.append(
+            Check("filtered network", FAIL, "not probed: the config is invalid", "see 'config'")
+        )
+    elif any(engine.image_labels(cfg[k]) is None for k in ("image_cli", "image_companion")):
+        checks.append(
+            Check("filtered network", FAIL, "not probed: images missing", "claude-cage build")
+        )
+    else:
+        checks.append(check_filtered_network(engine))
+    return Report(checks)
