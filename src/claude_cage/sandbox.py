@@ -11,7 +11,10 @@ DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _PROBE = (
     "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
     "if touch /.cage-probe 2>/dev/null; then echo root=writable; else echo root=read-only; fi; "
-    'if [ -s "$CLAUDE_CONFIG_DIR/.credentials.json" ]; then echo login=yes; fi'
+    'if [ -s "$CLAUDE_CONFIG_DIR/.credentials.json" ]; then echo login=yes; fi; '
+    # The kernel's count of OOM kills in the session's memory cgroup (v1, then v2).
+    "sed -n 's/^oom_kill /oom_kill=/p' /sys/fs/cgroup/memory/memory.oom_control "
+    "/sys/fs/cgroup/memory.events 2>/dev/null"
 )
 
 

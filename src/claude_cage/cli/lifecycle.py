@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -86,9 +87,7 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
         note("nothing to clean up")
         return
     words = {"planned": "would remove" if dry_run else "remove", "kept": "kept (needs --yes)"}
-    rows = [
-        (i.session, i.kind, i.target, words.get(i.outcome, i.outcome), i.reason) for i in items
-    ]
+    rows = [(i.session, i.kind, i.target, words.get(i.outcome, i.outcome), i.reason) for i in items]
     click.echo(table(rows, ("SESSION", "KIND", "OBJECT", "OUTCOME", "WHY")))
     kept = sorted({i.session for i in items if i.kind == "metadata" and i.outcome == "kept"})
     if kept:
@@ -121,3 +120,34 @@ def doctor(no_probe: bool, as_json: bool) -> None:
                 click.echo(f"  fix {c.check}: {c.fix}", err=True)
     if not report.ok:
         sys.exit(EXIT_FAILED)
+
+
+# --- status: resource use -------------------------------------------------------------
+
+
+def usage_lines(info: dict[str, Any]) -> list[str]:
+    """Uptime, restarts and resource use, as `status` shows them."""
+    from claude_cage.resources import human_bytes, human_duration
+
+    lines = []
+    if info.get("uptime_seconds") is not None:
+        lines.append(f"{'uptime':12} {human_duration(info['uptime_seconds'])}")
+    if info.get("restart_count"):
+        lines.append(f"{'restarts':12} {info['restart_count']}")
+    use = info.get("resources")
+    if not use:
+        return lines
+    if use["cpu_percent"] is not None:
+        basis = "" if use["cpu_basis"] == "sampled" else f" ({use['cpu_basis']})"
+        lines.append(f"{'cpu':12} {use['cpu_percent']:.1f}%{basis}")
+    memory = f"{human_bytes(use['memory_used'])} / {human_bytes(use['memory_limit'])}"
+    if use["memory_percent"] is not None:
+        memory += f" ({use['memory_percent']:.0f}%)"
+    lines.append(f"{'memory':12} {memory}")
+    if use["pids"] is not None:
+        lines.append(f"{'pids':12} {use['pids']} / {use['pids_limit'] or '-'}")
+    via = {"companion": " (through its proxy)", "none": " (no network)"}.get(use["net_via"], "")
+    lines.append(
+        f"{'net i/o':12} rx {human_bytes(use['net_rx'])}, tx {human_bytes(use['net_tx'])}{via}"
+    )
+    return lines

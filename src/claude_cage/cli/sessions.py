@@ -231,6 +231,10 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         click.echo(
             f"{'companion':12} {info['companion']['container']} ({info['companion']['status']})"
         )
+    from claude_cage.cli.lifecycle import usage_lines
+
+    for line in usage_lines(info):
+        click.echo(line)
     if info.get("sandbox"):
         verdict = "PASS" if info["sandbox"]["ok"] else "FAIL"
         click.echo(f"\nsandbox: {verdict}\n" + checks_table(info["sandbox"]["checks"]))

@@ -10,7 +10,7 @@ from typing import Any
 
 from claude_cage import metadata, names, paths, sandbox
 from claude_cage.engine import Engine
-from claude_cage.errors import BadInput, SessionNotFound
+from claude_cage.errors import BadInput, OutOfMemory, SessionNotFound
 
 JSON_VERSION = 1
 CREDENTIALS = {
@@ -96,6 +96,29 @@ def most_recent_running(engine: Engine | None = None) -> str:
     return max(running, key=lambda s: s["created"])["name"]
 
 
+def _usage(
+    engine: Engine, info: dict[str, Any], companion: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Uptime and resource use from one one-shot stats sample of the session (and of
+    its companion, taken at the same moment: the session's traffic goes through it)."""
+    import time
+
+    from claude_cage import resources
+
+    targets = [info["Name"].lstrip("/")]
+    if companion is not None and companion["State"].get("Running"):
+        targets.append(companion["Name"].lstrip("/"))
+    stats = engine.stats_many(targets)
+    now = time.time()
+    started = resources.parse_time(info["State"].get("StartedAt"))
+    own = stats.get(targets[0])
+    via = stats.get(targets[1]) if len(targets) > 1 else None
+    return {
+        "uptime_seconds": round(now - started) if started else None,
+        "resources": resources.usage(own, started, now, via) if own else None,
+    }
+
+
 def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[str, Any]:
     engine = engine or Engine()
     store = metadata.SessionStore()
@@ -122,7 +145,14 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         entry["oom_killed"] = bool(state.get("OOMKilled"))
         entry["exit_code"] = state.get("ExitCode")
         entry["health"] = (state.get("Health") or {}).get("Status")
+        entry["oom_hint"] = OutOfMemory.hint if entry["oom_killed"] else None
+        if live and state.get("Running"):
+            entry.update(_usage(engine, info, companion))
         inside = sandbox.probe_inside(engine, info) if live and state.get("Running") else None
+        oom_kills = (inside or {}).get("oom_kill", "")
+        if oom_kills.isdigit() and int(oom_kills) > 0:
+            # A process in it was OOM-killed; the engine sets OOMKilled only once it exits.
+            entry["oom_killed"], entry["oom_hint"] = True, OutOfMemory.hint
         if entry.get("credential") == "none" and inside and inside.get("login") == "yes":
             entry["credential"] = "oauth"
         entry["sandbox"] = sandbox.verify(info, meta or {}, inside, companion)
