@@ -241,3 +241,14 @@ def test_none_has_no_proxy_and_host_warns(cage: Cage) -> None:
     started = cage("start", "--name", host, "--detach", "--network", "host")
     assert started.code == 0 and "warning" in started.stderr
     assert "warning" in cage("status", host).stderr
+
+
+def test_blocked_attempts_reach_the_event_log_once(cage_module: Cage, session: str) -> None:
+    marker = f"blocked-{uuid.uuid4().hex[:6]}.test"
+    assert http_code(cage_module, session, f"http://{marker}/") == "403"
+    for _ in range(2):  # reading the log twice files each blocked attempt once
+        assert cage_module("egress", session, "--blocked").code == 0
+    events = cage_module("events", "--type", "egress", "--session", session, "--json").json()
+    hits = [e for e in events["events"] if e["value"].get("host") == marker]
+    assert len(hits) == 1
+    assert hits[0]["key"] == f"blocked:{session}" and hits[0]["value"]["status"] == "blocked"

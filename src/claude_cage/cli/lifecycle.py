@@ -146,7 +146,9 @@ def usage_lines(info: dict[str, Any]) -> list[str]:
     lines.append(f"{'memory':12} {memory}")
     if use["pids"] is not None:
         lines.append(f"{'pids':12} {use['pids']} / {use['pids_limit'] or '-'}")
-    via = {"companion": " (through its proxy)", "none": " (no network)"}.get(use["net_via"], "")
+    via = {"companion": " (through its proxy)", "none": " (no network of its own)"}.get(
+        use["net_via"], ""
+    )
     lines.append(
         f"{'net i/o':12} rx {human_bytes(use['net_rx'])}, tx {human_bytes(use['net_tx'])}{via}"
     )

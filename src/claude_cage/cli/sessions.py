@@ -225,6 +225,11 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         warn("killed for running out of memory: start it with --memory 8g, or stop other sessions")
     if info.get("network") == "host":
         warn("network host: this session is not isolated from the network")
+    if info.get("egress"):
+        click.echo(
+            f"{'egress':12} {info['egress']['requests']} request(s), "
+            f"{info['egress']['blocked']} blocked (claude-cage egress {name})"
+        )
     if info.get("allowed_hosts"):
         click.echo(f"{'allowlist':12} {' '.join(info['allowed_hosts'])}")
     if info.get("companion"):

@@ -96,26 +96,22 @@ def most_recent_running(engine: Engine | None = None) -> str:
     return max(running, key=lambda s: s["created"])["name"]
 
 
-def _usage(
-    engine: Engine, info: dict[str, Any], companion: dict[str, Any] | None
-) -> dict[str, Any]:
-    """Uptime and resource use from one one-shot stats sample of the session (and of
-    its companion, taken at the same moment: the session's traffic goes through it)."""
+def _usage(engine: Engine, info: dict[str, Any]) -> dict[str, Any]:
+    """Uptime and resource use from one one-shot stats call. The engine samples on a
+    one-second tick, so a second call would often wait for the next tick: the session
+    has no network of its own, and its traffic (through the companion) is left to
+    `claude-cage egress`."""
     import time
 
     from claude_cage import resources
 
-    targets = [info["Name"].lstrip("/")]
-    if companion is not None and companion["State"].get("Running"):
-        targets.append(companion["Name"].lstrip("/"))
-    stats = engine.stats_many(targets)
+    name = info["Name"].lstrip("/")
+    stats = engine.stats_many([name]).get(name)
     now = time.time()
     started = resources.parse_time(info["State"].get("StartedAt"))
-    own = stats.get(targets[0])
-    via = stats.get(targets[1]) if len(targets) > 1 else None
     return {
         "uptime_seconds": round(now - started) if started else None,
-        "resources": resources.usage(own, started, now, via) if own else None,
+        "resources": resources.usage(stats, started, now) if stats else None,
     }
 
 
@@ -130,6 +126,14 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
     if meta is not None:
         _follow(store, name, meta, entry["status"])
         entry["allowed_hosts"] = meta.get("allowed_hosts") or []
+        if meta.get("network") == "filtered" and info is not None:
+            from claude_cage.operations.egress import read_log
+
+            requests = read_log(name, engine)  # also files blocked ones in the event log
+            entry["egress"] = {
+                "requests": len(requests),
+                "blocked": sum(not r.allowed for r in requests),
+            }
         entry["credential"] = meta.get("credential", "none")
         entry["mounts"] = meta.get("mounts") or []
     companion = engine.inspect(names.companion_name(name)) if info else None
@@ -147,7 +151,7 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         entry["health"] = (state.get("Health") or {}).get("Status")
         entry["oom_hint"] = OutOfMemory.hint if entry["oom_killed"] else None
         if live and state.get("Running"):
-            entry.update(_usage(engine, info, companion))
+            entry.update(_usage(engine, info))
         inside = sandbox.probe_inside(engine, info) if live and state.get("Running") else None
         oom_kills = (inside or {}).get("oom_kill", "")
         if oom_kills.isdigit() and int(oom_kills) > 0:

@@ -12,6 +12,7 @@ from claude_cage import metadata, names
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, SessionNotFound
 from claude_cage.operations import record_event
+from claude_cage.operations.lifecycle import mark_active
 
 
 def running_container(name: str, engine: Engine) -> str:
@@ -36,12 +37,14 @@ def exec_stream(name: str, command: list[str], engine: Engine | None = None) -> 
     engine = engine or Engine()
     container = running_container(name, engine)
     code = None
+    mark_active(name)
     try:
         for item in engine.exec_stream(container, command, workdir="/workspace"):
             if isinstance(item, int):
                 code = item
             yield item
     finally:
+        mark_active(name)
         record_event(
             "exec",
             name,
@@ -57,7 +60,11 @@ def _interactive(kind: str, name: str | None, command: list[str]) -> int:
     container = running_container(name, engine)
     record_event(kind, name, {"status": "ok"})
     flags = ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
-    return subprocess.call(["docker", "exec", *flags, "-w", "/workspace", container, *command])
+    mark_active(name)
+    try:
+        return subprocess.call(["docker", "exec", *flags, "-w", "/workspace", container, *command])
+    finally:
+        mark_active(name)
 
 
 def shell(name: str | None) -> int:
