@@ -4,7 +4,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: setup install engine build run test unit lint bench clean
+.PHONY: setup install engine browser build run test unit lint bench
 
 install:
 	$(PIP) install -q -e '.[dev]'
@@ -14,13 +14,18 @@ engine:
 
 setup: engine install
 
+# Debian's Chromium, for the desktop tests (driven by Playwright; no browser download).
+browser:
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 build: setup
 	claude-cage build all
 
 run: build
 	claude-cage start
 
-test: setup
+test: setup browser
 	scripts/run-tests
 
 unit: install

@@ -74,8 +74,13 @@ class Cage:
         """A session name unique to this test run."""
         return f"{self.prefix}{suffix or uuid.uuid4().hex[:4]}"
 
-    def __call__(self, *args: str, input: str | None = None, timeout: float = 300,
-                 env: dict[str, str] | None = None) -> Result:
+    def __call__(
+        self,
+        *args: str,
+        input: str | None = None,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
+    ) -> Result:
         run = subprocess.run(
             [sys.executable, "-m", "claude_cage", *args],
             input=input,
@@ -114,11 +119,15 @@ def owned(owner: str) -> tuple[list[str], list[str]]:
     label = f"label=cage.owner={owner}"
     containers = subprocess.run(
         ["docker", "ps", "-a", "--format", "{{.Names}}", "--filter", label],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     volumes = subprocess.run(
         ["docker", "volume", "ls", "-q", "--filter", label],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     return containers, volumes
 
@@ -158,7 +167,8 @@ def cage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cage]:
 def cage_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cage]:
     """Like `cage`, shared by one module's tests: for sessions those tests only read.
 
-    Do not use it together with `cage` in one test: each sets CAGE_DATA_DIR.
+    One test may use both for subprocess runs; code run in-process then sees the
+    directories of `cage`, which is set up last.
     """
     with pytest.MonkeyPatch.context() as monkeypatch:
         instance = _isolated_cage(tmp_path_factory.mktemp("cage"), monkeypatch)

@@ -758,10 +758,20 @@ class EventLog:
                         ordered=True,
                     )
                     first, after = rows[0][0], rows[-1][0]
-                    db.execute(
-                        "UPDATE events SET synced = 1 WHERE seq BETWEEN ? AND ? AND synced = 0",
-                        (first, after),
-                    )
+                    # marked sent and last_sync in one transaction: status() never sees
+                    # the one without the other
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        db.execute(
+                            "UPDATE events SET synced = 1 WHERE seq BETWEEN ? AND ? AND synced = 0",
+                            (first, after),
+                        )
+                        self._set_state(db, last_sync=_now(), last_error=None, last_error_at=None)
+                        db.execute("COMMIT")
+                    except BaseException:
+                        if db.in_transaction:
+                            db.execute("ROLLBACK")
+                        raise
                     sent += len(rows)
             except Exception as exc:
                 message = self._mask(f"{type(exc).__name__}: {exc}").splitlines()[0]
@@ -778,7 +788,6 @@ class EventLog:
                 if client is not None:
                     with contextlib.suppress(Exception):
                         client.close()
-            self._set_state(db, last_sync=_now(), last_error=None, last_error_at=None)
         return sent
 
 

@@ -21,7 +21,7 @@ TEST_LABEL = "cage-test=1"
 
 
 @dataclass
-class TestHost:  # noqa: D101
+class TestHost:
     __test__ = False
     alias: str
     container: str

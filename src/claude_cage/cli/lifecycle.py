@@ -52,6 +52,11 @@ def reap(dry_run: bool, as_json: bool) -> None:
 # --- gc -------------------------------------------------------------------------------
 
 
+def can_ask() -> bool:
+    """gc asks before removing metadata only when someone is there to answer."""
+    return sys.stdin.isatty()
+
+
 @cli.command(context_settings=CONTEXT)
 @click.option("--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
 @click.option(
@@ -70,7 +75,7 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     from claude_cage.operations.lifecycle import plan_gc
 
     remove_stale = yes
-    if not yes and not dry_run and not as_json and sys.stdin.isatty():
+    if not yes and not dry_run and not as_json and can_ask():
         stale = plan_gc().stale_sessions
         if stale:
             remove_stale = click.confirm(

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_cage import config as config_mod
-from claude_cage import metadata, names
+from claude_cage import metadata, names, paths
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 
@@ -119,7 +119,8 @@ def _taken_ports(engine: Engine, store: metadata.SessionStore, name: str) -> set
         if other != name and str(meta.get("desktop_port") or "").isdigit():
             taken.add(int(meta["desktop_port"]))
     for container in engine.list_containers():
-        if (container.get("Labels") or {}).get("cage.session") == name:
+        labels = container.get("Labels") or {}
+        if labels.get("cage.session") == name and labels.get("cage.owner") == paths.owner_id():
             continue
         taken |= {p["PublicPort"] for p in container.get("Ports") or [] if p.get("PublicPort")}
     return taken

@@ -22,8 +22,10 @@ longer than `idle_timeout` minutes:
   running exec or CPU use, and by `shell`, `attach` and `exec` themselves; never
   earlier than the session's last start (`started`, which every `start` writes; the
   container's StartedAt when the metadata has neither). A check can only place activity
-  somewhere between two checks, so run `reap` (from cron, say) several times per
-  `idle_timeout`; a longer gap only makes it keep sessions longer, never stop early.
+  somewhere between two checks, and over a long gap the allowance (IDLE_CPU_SHARE of
+  it) can hide a short burst of work, so run `reap` (from cron, say) several times per
+  `idle_timeout`: then a session is stopped only after at least `idle_timeout` with
+  no exec and no CPU use above the allowance.
 
 Memory: a session using `memory_kill` percent of its limit or more is stopped, whether
 or not it is idle; from `memory_warn` percent it is reported. Every stop and warning
@@ -39,10 +41,13 @@ directory's, and only while it holds the session's lock (so never what a `start`
 * containers, volumes and networks of a session that has no metadata (a `start`
   killed before it wrote any, a metadata directory deleted by hand), and session
   directories holding no metadata or stale temp files;
-* the companion proxy of a session whose container is stopped or gone;
+* a companion proxy still running for a stopped session (`start` makes a fresh one),
+  and any companion of a session whose container is gone;
 * the containers and volumes of an ephemeral session that is not running;
 * with `remove_stale=True` only (the CLI asks, or takes `--yes`): the metadata of a
-  session whose container is gone, together with what remains of that session.
+  session whose container is gone (or of an ephemeral one that is not running),
+  together with its data volume. Such a session could still be started again from
+  its metadata, which is why this needs a yes.
 
 The shared `cage-egress` network is left alone: it has no owner, other data
 directories' sessions use it, and removing it could race with their `start`.

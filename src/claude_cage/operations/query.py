@@ -34,7 +34,9 @@ def _url(meta: dict[str, Any]) -> str | None:
     port = meta.get("desktop_port")
     if meta.get("mode") != "desktop" or not port:
         return None
-    return f"http://{meta.get('desktop_bind') or '127.0.0.1'}:{port}/vnc.html"
+    from claude_cage.operations.desktop import url_for
+
+    return url_for(meta.get("desktop_bind") or "127.0.0.1", int(port))
 
 
 def view(

@@ -329,7 +329,7 @@ def _rollback(engine: Engine, created: list[str]) -> None:
 @operation("start")
 def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
     cfg = load_config(options)
-    name = names.check_name(options.name) if options.name else names.generate_name()
+    name = names.check_name(options.name) if options.name is not None else names.generate_name()
     key = read_api_key(options.api_key_file)
     req = _request(cfg, options, name, key is not None)
     engine = engine or Engine()
@@ -366,14 +366,25 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             req.desktop_port = desktop_plan.port
             warnings += desktop_plan.warnings
 
-        created: list[str] = []
-        try:
-            _bring_up(engine, cfg, req, key, info is not None, created)
-            if desktop_plan is not None:
-                desktop.finish(engine, store, name, desktop_plan)
-        except BaseException:
-            _rollback(engine, created)
-            raise
+        for attempt in range(3):
+            created: list[str] = []
+            try:
+                _bring_up(engine, cfg, req, key, info is not None, created)
+                if desktop_plan is not None:
+                    desktop.finish(engine, store, name, desktop_plan)
+                break
+            except EngineError as exc:
+                _rollback(engine, created)
+                # Another start took the desktop port between our check and our bind.
+                if desktop_plan is None or "port is already allocated" not in exc.message:
+                    raise
+                if attempt == 2:
+                    raise
+                desktop_plan = desktop.prepare(engine, cfg, store, name, None)
+                req.desktop_port = desktop_plan.port
+            except BaseException:
+                _rollback(engine, created)
+                raise
         if key and not restarted:
             store.write_secret(name, API_KEY_SECRET, key)
         data = metadata_for(req, meta["created"] if meta else metadata.now_iso())

@@ -1,0 +1,307 @@
+"""The sandbox, seen from `docker inspect` and from inside a running session: read-only
+root, uid 1000, no capabilities, limits that hold, isolation between sessions, and an
+API key that shows up only where Claude Code reads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage, inspect
+
+pytestmark = pytest.mark.engine
+
+PIDS = 64
+MEMORY = "96m"
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+# A bounded fork bomb: children that sleep, counted, then killed.
+FORK_BOMB = r"""
+my ($ok, $fail, %err, @kids) = (0, 0);
+for (1 .. 200) {
+    my $pid = fork;
+    if (!defined $pid) { $fail++; $err{"$!"}++; next }
+    if (!$pid) { sleep 30; exit 0 }
+    $ok++; push @kids, $pid;
+}
+kill 9, @kids; waitpid($_, 0) for @kids;
+print "forked=$ok\nfailed=$fail\n"; print "error=$_\n" for keys %err;
+"""
+MEMORY_HOG = "head -c 400m /dev/zero | tail"  # tail keeps the one endless line in memory
+
+
+def sh(cage: Cage, name: str, script: str, **kwargs):
+    return cage("exec", name, "--", "sh", "-c", script, **kwargs)
+
+
+def proc_status(cage: Cage, name: str) -> dict[str, str]:
+    text = cage("exec", name, "--", "cat", "/proc/self/status").stdout
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def fake_key() -> str:
+    return f"sk-ant-test-{secrets.token_hex(16)}"
+
+
+@pytest.fixture(scope="module")
+def session(cage_module: Cage) -> str:
+    """One session with small limits, for the tests that look at it from inside."""
+    name = cage_module.name("sandbox")
+    result = cage_module(
+        "start", "--name", name, "--network", "none", "--detach", "--pids", str(PIDS),
+        "--memory", MEMORY,
+    )  # fmt: skip
+    assert result.code == 0, result.output
+    return name
+
+
+# --- from docker inspect --------------------------------------------------------------
+
+
+def test_inspect_shows_the_hardening(session: str) -> None:
+    info = inspect(f"cage-{session}")
+    host = info["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert host["Privileged"] is False
+    opts = host["SecurityOpt"]
+    assert "no-new-privileges:true" in opts
+    [seccomp] = [o for o in opts if o.startswith("seccomp=")]
+    assert json.loads(seccomp.removeprefix("seccomp="))["defaultAction"] != "SCMP_ACT_ALLOW"
+    assert info["Config"]["User"] == "1000:1000"
+    assert host["Memory"] == 96 * 1024**2 and host["MemorySwap"] == host["Memory"]
+    assert host["NanoCpus"] == 2 * 10**9 and host["PidsLimit"] == PIDS
+    ulimits = {u["Name"]: (u["Soft"], u["Hard"]) for u in host["Ulimits"]}
+    assert ulimits == {"nofile": (4096, 4096), "nproc": (1024, 1024)}
+    assert host["NetworkMode"] == "none"
+    assert host["PidMode"] == "" and host["IpcMode"] == "private"
+    assert set(host["Tmpfs"]) >= {"/tmp", "/run"}
+    assert all("size=" in options for options in host["Tmpfs"].values())
+    sources = [m.get("Source", "") for m in info["Mounts"]] + (host.get("Binds") or [])
+    assert not any(sock in s for s in sources for sock in DOCKER_SOCKETS)
+
+
+def test_apparmor_when_the_host_has_it(session: str) -> None:
+    try:
+        enabled = Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        enabled = False
+    info = inspect(f"cage-{session}")
+    opts = info["HostConfig"]["SecurityOpt"]
+    if enabled:
+        assert "apparmor=docker-default" in opts and info["AppArmorProfile"] == "docker-default"
+    else:
+        assert not any(o.startswith("apparmor") for o in opts)
+
+
+def test_status_verifies_the_sandbox(cage_module: Cage, session: str) -> None:
+    sandbox = cage_module("status", session, "--json").json()["session"]["sandbox"]
+    failed = [c for c in sandbox["checks"] if not c["ok"]]
+    assert sandbox["ok"] is True and failed == []
+
+
+# --- from inside ----------------------------------------------------------------------
+
+
+def test_root_is_read_only(cage_module: Cage, session: str) -> None:
+    for path in ("/probe", "/usr/bin/probe", "/etc/probe", "/workspace/../probe"):
+        result = sh(cage_module, session, f"echo x > {path}")
+        assert result.code != 0 and "Read-only file system" in result.stderr, path
+    # The writable places are the size-limited tmpfs ones.
+    assert sh(cage_module, session, "echo x > /tmp/ok && echo x > /run/ok").code == 0
+
+
+def test_tmpfs_are_size_limited(cage_module: Cage, session: str) -> None:
+    mounts = cage_module("exec", session, "--", "cat", "/proc/mounts").stdout.splitlines()
+    by_target = {line.split()[1]: line.split() for line in mounts}
+    for target in ("/tmp", "/run"):
+        assert by_target[target][2] == "tmpfs"
+        assert "size=" in by_target[target][3], by_target[target]
+
+
+def test_runs_as_uid_1000(cage_module: Cage, session: str) -> None:
+    assert cage_module("exec", session, "--", "id", "-u").stdout.strip() == "1000"
+    assert cage_module("exec", session, "--", "id", "-g").stdout.strip() == "1000"
+    # PID 1 (tini) too, not just the exec'd process.
+    assert sh(cage_module, session, "stat -c %u /proc/1").stdout.strip() == "1000"
+
+
+def test_no_capabilities_no_new_privileges_seccomp(cage_module: Cage, session: str) -> None:
+    status = proc_status(cage_module, session)
+    assert status["CapEff"] == "0000000000000000"
+    assert status["CapPrm"] == "0000000000000000"
+    assert status["CapBnd"] == "0000000000000000"
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp"] == "2"
+
+
+def test_setuid_does_not_help(cage_module: Cage, session: str) -> None:
+    result = sh(cage_module, session, "su -c id root </dev/null; echo rc=$?")
+    assert "uid=0" not in result.stdout
+
+
+def test_no_docker_socket_inside(cage_module: Cage, session: str) -> None:
+    for sock in DOCKER_SOCKETS:
+        assert sh(cage_module, session, f"test -e {sock}").code == 1
+
+
+def test_ulimits_inside(cage_module: Cage, session: str) -> None:
+    result = cage_module("exec", session, "--", "bash", "-c", "ulimit -n; ulimit -u")
+    assert result.stdout.split() == ["4096", "1024"]
+
+
+def test_fork_bomb_stops_at_the_pids_limit(cage_module: Cage, session: str) -> None:
+    result = cage_module("exec", session, "--", "perl", "-e", FORK_BOMB, timeout=60)
+    assert result.code == 0, result.output
+    facts = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert 0 < int(facts["forked"]) < PIDS
+    assert int(facts["failed"]) >= 200 - PIDS
+    assert facts["error"] == "Resource temporarily unavailable"
+    # The session is still usable afterwards: the children are gone.
+    assert sh(cage_module, session, "echo alive").stdout == "alive\n"
+
+
+def test_memory_hog_is_oom_killed_and_reported(cage_module: Cage, session: str) -> None:
+    before = cage_module("status", session, "--json").json()["session"]
+    assert before["oom_killed"] is False
+    result = cage_module("exec", session, "--", "sh", "-c", MEMORY_HOG, timeout=60)
+    assert result.code == 137  # SIGKILL, from the kernel's OOM killer
+    after = cage_module("status", session, "--json").json()["session"]
+    assert after["oom_killed"] is True and after["status"] == "running"
+    assert "--memory 8g" in after["oom_hint"]
+    text = cage_module("status", session)
+    assert "--memory 8g" in text.stderr and "out of memory" in text.stderr
+
+
+# --- isolation between sessions -------------------------------------------------------
+
+
+def test_sessions_cannot_reach_each_other(cage_module: Cage, session: str) -> None:
+    other = cage_module.name("other")
+    assert cage_module("start", "--name", other, "--network", "none", "--detach").code == 0
+    try:
+        namespaces = "for ns in ipc net pid uts mnt; do readlink /proc/self/ns/$ns; done"
+        mine = sh(cage_module, session, namespaces).stdout.split()
+        theirs = sh(cage_module, other, namespaces).stdout.split()
+        assert len(mine) == 5 and all(a != b for a, b in zip(mine, theirs, strict=True))
+        host = [os.readlink(f"/proc/self/ns/{ns}") for ns in ("ipc", "net", "pid", "uts", "mnt")]
+        assert not set(mine) & set(host)
+        for name in (session, other):
+            assert cage_module("exec", name, "--", "ls", "/sys/class/net").stdout.split() == ["lo"]
+            routes = cage_module("exec", name, "--", "cat", "/proc/net/route").stdout
+            assert len(routes.splitlines()) == 1  # the header: no route at all
+        host_ip = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+        target = host_ip[0] if host_ip else "127.0.0.2"
+        probe = cage_module(
+            "exec", session, "--", "bash", "-c", f"timeout 5 bash -c 'echo > /dev/tcp/{target}/22'"
+        )
+        assert probe.code != 0 and "Network is unreachable" in probe.stderr
+    finally:
+        assert cage_module("destroy", "--force", other).code == 0
+
+
+# --- the API key ----------------------------------------------------------------------
+
+
+def _key_not_stored(cage: Cage, key: str, name: str) -> None:
+    """Not in inspect of any of the session's containers, their logs, or our files."""
+    containers = (f"cage-{name}", f"companion-cage-{name}")
+    out = subprocess.run(["docker", "inspect", *containers], capture_output=True, text=True)
+    assert f"cage-{name}" in out.stdout and key not in out.stdout
+    for container in containers:
+        logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
+        assert key not in logs.stdout + logs.stderr
+    assert key not in (cage.data_dir / "sessions" / name / "metadata").read_text()
+    for path in cage.data_dir.rglob("*"):  # events, locks, ...: all but the 0600 secret
+        if path.is_file() and path.name != "api_key":
+            assert key.encode() not in path.read_bytes(), path
+
+
+def _key_nowhere(cage: Cage, key: str, name: str) -> None:
+    """Not stored anywhere but the secret file, not in JSON output, not in the env."""
+    _key_not_stored(cage, key, name)
+    assert key not in cage("status", name, "--json").stdout
+    assert key not in cage("list", "--json").stdout
+    assert key not in cage("exec", name, "--", "sh", "-c", "cat /proc/1/environ; env").stdout
+
+
+def _helper_prints(cage: Cage, name: str) -> str:
+    settings = cage("exec", name, "--", "cat", "/etc/claude-code/managed-settings.json")
+    helper = json.loads(settings.stdout)["apiKeyHelper"]
+    return cage("exec", name, "--", "sh", "-c", helper).stdout.strip()
+
+
+def test_api_key_from_the_environment(cage: Cage) -> None:
+    key = fake_key()
+    name = cage.name("envkey")
+    result = cage(
+        "start", "--name", name, "--network", "none", "--detach", env={"ANTHROPIC_API_KEY": key}
+    )
+    assert result.code == 0, result.output
+    assert key not in result.output
+    assert cage("exec", name, "--", "cat", "/run/cage/secrets/api_key").stdout.strip() == key
+    assert _helper_prints(cage, name) == key
+    mode = cage("exec", name, "--", "stat", "-c", "%a %u", "/run/cage/secrets/api_key")
+    assert mode.stdout.split() == ["600", "1000"]
+    _key_nowhere(cage, key, name)
+    # The key is handed over again when the session starts again.
+    assert cage("stop", name).code == 0
+    assert cage("start", "--name", name).code == 0
+    assert _helper_prints(cage, name) == key
+    _key_not_stored(cage, key, name)
+
+
+def test_api_key_from_a_file(cage: Cage, tmp_path: Path) -> None:
+    key = fake_key()
+    key_file = tmp_path / "key"
+    key_file.write_text(key + "\n")
+    name = cage.name("filekey")
+    result = cage(
+        "start", "--name", name, "--network", "none", "--detach", "--api-key-file", str(key_file)
+    )
+    assert result.code == 0, result.output
+    assert _helper_prints(cage, name) == key
+    _key_nowhere(cage, key, name)
+
+
+def test_api_key_stays_out_of_the_filtered_session(cage: Cage, tmp_path: Path) -> None:
+    key = fake_key()
+    key_file = tmp_path / "key"
+    key_file.write_text(key)
+    name = cage.name("proxykey")
+    result = cage("start", "--name", name, "--detach", "--api-key-file", str(key_file))
+    assert result.code == 0, result.output
+    inside = cage("exec", name, "--", "sh", "-c", "cat /run/cage/secrets/* 2>/dev/null; true")
+    assert key not in inside.stdout
+    assert _helper_prints(cage, name) != key
+    _key_nowhere(cage, key, name)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--image", "claude-cage-no-such-image:latest"],  # fails after the key is read
+        ["--mount", "/"],
+        ["--memory", "lots"],
+    ],
+)
+def test_api_key_never_in_error_messages(cage: Cage, args: list[str]) -> None:
+    key = fake_key()
+    result = cage(
+        "start", "--name", cage.name("err"), "--network", "none", "--detach", *args,
+        env={"ANTHROPIC_API_KEY": key},
+    )  # fmt: skip
+    assert result.code != 0 and result.stderr.startswith("error: ")
+    assert key not in result.output
+
+
+def test_malformed_key_is_refused_without_echoing_it(cage: Cage) -> None:
+    key = fake_key() + " \u00e9 oops"
+    result = cage(
+        "start", "--name", cage.name("bad"), "--network", "none", env={"ANTHROPIC_API_KEY": key}
+    )
+    assert result.code == 2 and key not in result.output and "sk-ant" not in result.output

@@ -1,0 +1,151 @@
+"""Desktop mode without an engine: URLs, secrets, port choice, the bind warning."""
+
+from __future__ import annotations
+
+import socket
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claude_cage import config as config_mod
+from claude_cage import paths
+from claude_cage.errors import BadInput, CageError
+from claude_cage.metadata import SessionStore
+from claude_cage.operations import desktop
+
+
+class ListingEngine:
+    """Only what port choice asks of the engine: the container list."""
+
+    def __init__(self, containers: list[dict[str, Any]] | None = None) -> None:
+        self.containers = containers or []
+
+    def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
+        return self.containers
+
+
+def published(session: str, port: int) -> dict[str, Any]:
+    owner = paths.owner_id()
+    return {
+        "Labels": {"cage.session": session, "cage.role": "companion", "cage.owner": owner},
+        "Ports": [{"IP": "127.0.0.1", "PrivatePort": 6080, "PublicPort": port, "Type": "tcp"}],
+    }
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SessionStore:
+    return SessionStore(tmp_path / "sessions")
+
+
+@pytest.fixture
+def free_base() -> int:
+    """A port with the next few free on 127.0.0.1 (asked of the kernel, then released)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base < 65000 and all(desktop._bindable("127.0.0.1", base + i) for i in range(6)):
+            return base
+    pytest.skip("no run of free ports found")
+
+
+def cfg(**values: Any) -> config_mod.Config:
+    config = config_mod.Config()
+    config.apply(values, "test")
+    config.raise_problems()
+    return config
+
+
+def test_password_is_exactly_what_vnc_compares() -> None:
+    passwords = {desktop.new_password() for _ in range(200)}
+    assert {len(p) for p in passwords} == {8}
+    assert len(passwords) == 200
+
+
+def test_secrets_ride_in_the_fragment_only() -> None:
+    url = desktop.connect_url("127.0.0.1", 6081, "tok-en_1", "pass-wd_")
+    page, _, fragment = url.partition("#")
+    assert page == "http://127.0.0.1:6081/vnc.html"
+    params = dict(urllib.parse.parse_qsl(fragment))
+    assert params["password"] == "pass-wd_"
+    assert params["path"] == "websockify?token=tok-en_1"
+    assert params["autoconnect"] == "1"
+    assert "password" not in desktop.connect_url("127.0.0.1", 6081, "t")
+
+
+def test_urls_for_ipv6_and_wildcard_binds() -> None:
+    assert desktop.url_for("::1", 6080) == "http://[::1]:6080/vnc.html"
+    assert desktop._host("0.0.0.0", for_client=True) == "127.0.0.1"
+    assert desktop._host("::", for_client=True) == "[::1]"
+
+
+def test_port_skips_recorded_published_and_bound(store: SessionStore, free_base: int) -> None:
+    store.write("stopped", {"mode": "desktop", "desktop_port": free_base})
+    engine = ListingEngine([published("other", free_base + 1)])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", free_base + 2))
+        busy.listen(1)
+        port = desktop.pick_port(engine, cfg(desktop_port=free_base), store, "new")  # type: ignore[arg-type]
+    assert port == free_base + 3
+
+
+def test_port_reuses_the_sessions_own_record(store: SessionStore, free_base: int) -> None:
+    store.write("mine", {"mode": "desktop", "desktop_port": free_base + 4})
+    engine = ListingEngine([published("mine", free_base + 4)])  # its own old companion
+    port = desktop.pick_port(engine, cfg(desktop_port=free_base), store, "mine", free_base + 4)  # type: ignore[arg-type]
+    assert port == free_base + 4
+
+
+def test_no_free_port_says_what_to_do(store: SessionStore, free_base: int) -> None:
+    engine = ListingEngine([published(f"s{i}", free_base + i) for i in range(100)])
+    with pytest.raises(CageError) as error:
+        desktop.pick_port(engine, cfg(desktop_port=free_base), store, "new")  # type: ignore[arg-type]
+    assert "no free port" in error.value.message and error.value.hint
+
+
+def test_non_loopback_bind_warns(store: SessionStore, free_base: int) -> None:
+    quiet = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "a", None)  # type: ignore[arg-type]
+    assert quiet.warnings == []
+    loud = desktop.prepare(
+        ListingEngine(),  # type: ignore[arg-type]
+        cfg(desktop_port=free_base, desktop_bind="0.0.0.0"),
+        store,
+        "b",
+        None,
+    )
+    assert any("8 characters" in w and "0.0.0.0" in w for w in loud.warnings)
+
+
+def test_restart_keeps_the_stored_secrets(store: SessionStore, free_base: int) -> None:
+    store.write("s", {"mode": "desktop", "desktop_port": free_base})
+    store.write_secret("s", desktop.PASSWORD_SECRET, "abcdefgh")
+    store.write_secret("s", desktop.TOKEN_SECRET, "the-token")
+    plan = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "s", free_base)  # type: ignore[arg-type]
+    assert (plan.password, plan.token, plan.port) == ("abcdefgh", "the-token", free_base)
+
+
+def test_credentials_only_for_desktop_sessions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
+    local = SessionStore()
+    local.write("term", {"mode": "cli"})
+    with pytest.raises(BadInput):
+        desktop.credentials("term")
+    local.write("desk", {"mode": "desktop", "desktop_port": 6080})
+    local.write_secret("desk", desktop.PASSWORD_SECRET, "abcdefgh")
+    local.write_secret("desk", desktop.TOKEN_SECRET, "tok")
+    assert desktop.credentials("desk") == {"password": "abcdefgh", "token": "tok"}
+    assert (local.dir("desk") / desktop.PASSWORD_SECRET).stat().st_mode & 0o777 == 0o600
+
+
+def test_restart_moves_off_a_port_taken_meanwhile(store: SessionStore, free_base: int) -> None:
+    store.write("s", {"mode": "desktop", "desktop_port": free_base})
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", free_base))
+        busy.listen(1)
+        plan = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "s", free_base)  # type: ignore[arg-type]
+    assert plan.port == free_base + 1
+    assert any("was taken" in w for w in plan.warnings)

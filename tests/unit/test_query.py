@@ -1,0 +1,128 @@
+"""list and status, offline: the engine is the truth for runtime state, metadata follows
+it, and the number of engine calls does not grow with the number of sessions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from claude_cage import metadata, paths
+from claude_cage.errors import SessionNotFound
+from claude_cage.operations import query
+from tests.unit.fake_engine import FakeEngine
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
+    monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
+    return FakeEngine(paths.owner_id())
+
+
+def record(name: str, status: str = "running") -> None:
+    store = metadata.SessionStore()
+    store.write(
+        name,
+        {
+            "name": name,
+            "mode": "cli",
+            "status": status,
+            "created": "2026-01-02T03:04:05Z",
+            "container": f"cage-{name}",
+            "network": "filtered",
+        },
+    )
+
+
+def recorded_status(name: str) -> str:
+    data = metadata.SessionStore().read(name)
+    assert data is not None
+    return data["status"]
+
+
+def test_removed_behind_our_back(engine: FakeEngine) -> None:
+    record("web", status="running")
+    [entry] = query.list_sessions(engine)
+    assert entry["status"] == "removed" and entry["orphan"] is False
+    assert recorded_status("web") == "removed"
+
+
+def test_stopped_behind_our_back(engine: FakeEngine) -> None:
+    record("web", status="running")
+    engine.add_session("web", running=False)
+    [entry] = query.list_sessions(engine)
+    assert entry["status"] == "stopped"
+    assert recorded_status("web") == "stopped"
+    assert query.status("web", engine, live=False)["status"] == "stopped"
+
+
+def test_running_again(engine: FakeEngine) -> None:
+    record("web", status="stopped")
+    engine.add_session("web")
+    assert query.status("web", engine, live=False)["status"] == "running"
+    assert recorded_status("web") == "running"
+
+
+def test_orphan(engine: FakeEngine) -> None:
+    engine.add_session("lost")
+    [entry] = query.list_sessions(engine)
+    assert entry["name"] == "lost" and entry["orphan"] is True and entry["status"] == "running"
+    assert entry["network"] == "filtered"  # from the container's labels
+    assert metadata.SessionStore().read("lost") is None  # listing creates nothing
+
+
+def test_other_owners_are_not_listed(engine: FakeEngine) -> None:
+    engine.add_session("mine")
+    stranger = FakeEngine("someone-else")
+    stranger.add_session("theirs")
+    engine.listed += stranger.listed
+    assert [s["name"] for s in query.list_sessions(engine)] == ["mine"]
+
+
+def test_status_of_an_unknown_session(engine: FakeEngine) -> None:
+    with pytest.raises(SessionNotFound) as err:
+        query.status("nope", engine)
+    assert err.value.exit_code == 3
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_list_makes_one_engine_call(engine: FakeEngine, count: int) -> None:
+    for i in range(count):
+        record(f"s{i}")
+        engine.add_session(f"s{i}")
+    assert len(query.list_sessions(engine)) == count
+    assert engine.calls == ["list_containers"]
+
+
+def test_status_makes_a_fixed_number_of_calls(engine: FakeEngine) -> None:
+    record("web")
+    engine.add_session("web")
+    query.status("web", engine)
+    few = list(engine.calls)
+    for i in range(30):
+        record(f"s{i}")
+        engine.add_session(f"s{i}")
+    engine.calls.clear()
+    query.status("web", engine)
+    assert engine.calls == few and len(few) <= 6
+
+
+def test_status_reports_an_oom_kill_seen_inside(engine: FakeEngine) -> None:
+    """The engine sets OOMKilled only when the container exits; the kernel's count of
+    OOM kills in the session's memory cgroup tells about a killed process at once."""
+    record("web")
+    engine.add_session("web")
+    calm = query.status("web", engine)
+    assert calm["oom_killed"] is False and not calm.get("oom_hint")
+    engine.probe_output = engine.probe_output.replace(b"oom_kill=0", b"oom_kill=2")
+    killed = query.status("web", engine)
+    assert killed["oom_killed"] is True
+    assert "--memory 8g" in killed["oom_hint"]
+
+
+def test_status_reports_the_engines_oom_killed(engine: FakeEngine) -> None:
+    record("web")
+    engine.add_session("web", running=False)
+    engine.containers["cage-web"]["State"]["OOMKilled"] = True
+    entry = query.status("web", engine)
+    assert entry["oom_killed"] is True and "--memory 8g" in entry["oom_hint"]
