@@ -107,9 +107,7 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(
-    results: list[SectionResult], info: dict[str, str], command: str, extra: list[str]
-) -> str:
+def markdown(results: list[SectionResult], info: dict[str, str], command: str) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -122,8 +120,10 @@ def markdown(
         "",
         _md_table(["", ""], [[k, v] for k, v in info.items()]),
         "",
+        "A load average above nproc means other work shared the machine during the run: "
+        "medians are then noisy, paired ratios less so.",
+        "",
     ]
-    lines += [f"{e}" for e in extra] + ([""] if extra else [])
     targets = [r for res in results for r in res.ratios if r.target is not None]
     if targets:
         lines += ["## Targets", ""]

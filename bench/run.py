@@ -61,7 +61,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
+    # Clean up on SIGTERM as on Ctrl-C, and take SIGINT even when started in the background.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     info = report.machine()
     results: list[SectionResult] = []
     failed = False
@@ -77,7 +79,10 @@ def main(argv: list[str]) -> int:
                 failed = True
                 traceback.print_exc()
                 results.append(SectionResult(name, ALL[name].TITLE, notes=[f"FAILED: {exc}"]))
+            finally:
+                ws.release()  # the next section starts on an engine without this one's
             print(f"bench: {name} took {time.monotonic() - began:.0f} s", flush=True)
+    print(f"bench: removed what run {ws.run_id} made", flush=True)
     leftovers = ws.leftovers()
     if leftovers:
         failed = True
@@ -87,10 +92,13 @@ def main(argv: list[str]) -> int:
     print(report.text(results))
     command = "python3 bench/run.py" + "".join(f" {shlex.quote(a)}" for a in argv)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(report.markdown(results, info, command, []))
+    args.output.write_text(report.markdown(results, info, command))
     print(f"bench: wrote {args.output}")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)

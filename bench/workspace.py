@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class Workspace:
         self.label = f"cage-bench={self.run_id}"
         self.prefix = f"cbench-{self.run_id}-"  # names of raw containers and volumes
         self._count = 0
+        self._released = 0  # owners before this index were released already
 
     def unique(self, stem: str = "") -> str:
         """A container or volume name of this run."""
@@ -94,16 +96,31 @@ class Workspace:
             if names:
                 subprocess.run([DOCKER, "volume", "rm", "-f", *names], capture_output=True)
 
+    def release(self) -> None:
+        """Remove what was made since the last release (run between sections)."""
+        self.remove_containers(self.label)
+        for owner in self.owners[self._released :]:
+            self.remove_containers(f"cage.owner={owner}")
+        self.remove_volumes(
+            f"name={self.prefix}",
+            *(f"label=cage.owner={o}" for o in self.owners[self._released :]),
+        )
+        self._released = len(self.owners)
+
     def cleanup(self) -> None:
         """Remove every container and volume this run made, then its folder."""
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            self.remove_containers(self.label)
-            for owner in self.owners:
-                self.remove_containers(f"cage.owner={owner}")
-            self.remove_volumes(
-                f"name={self.prefix}", *(f"label=cage.owner={o}" for o in self.owners)
-            )
+            for _ in range(3):  # again if an interrupted engine call created something late
+                self.remove_containers(self.label)
+                for owner in self.owners:
+                    self.remove_containers(f"cage.owner={owner}")
+                self.remove_volumes(
+                    f"name={self.prefix}", *(f"label=cage.owner={o}" for o in self.owners)
+                )
+                if not self.leftovers():
+                    break
+                time.sleep(1)
             shutil.rmtree(self.root, ignore_errors=True)
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -126,8 +143,11 @@ class Workspace:
     def __enter__(self) -> Workspace:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         try:
             self.cleanup()
         except Exception as exc:  # report, and let the original error (if any) through
             print(f"bench: cleanup failed: {exc}; look for label {self.label}", file=sys.stderr)
+        else:
+            if exc_info[0] is not None:
+                print(f"bench: interrupted; removed what run {self.run_id} made", file=sys.stderr)

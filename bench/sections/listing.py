@@ -35,7 +35,6 @@ def run(ctx) -> SectionResult:
     floor_ps = [ctx.docker, "ps", "-a", "--filter", "label=managed-by=claude-cage"]
     floor_ps += ["--filter", "label=cage.role=session", "--filter", f"label=cage.owner={owner}"]
     floor_py = [ctx.python, str(ctx.bench_dir / "floor_api.py"), owner]
-    first_list: list[float] | None = None
     for count in ctx.sessions:
         while len(names) < count:
             names.append(ctx.ws.session_name("s"))
@@ -53,7 +52,6 @@ def run(ctx) -> SectionResult:
             if label == "list (1 session)" and count == 1:
                 continue  # the same thing as `list` at 1
             result.rows.append(Row(NAME, f"{label} @ {count}", values))
-        first_list = first_list or samples["list"]
         for cand, floor, target in (
             ("list", "bare Python API call", 2.0 if count == 100 else None),
             ("list", "docker ps", None),
@@ -72,18 +70,22 @@ def run(ctx) -> SectionResult:
                     1.2 if count == 100 else None,
                 )
             )
-    if len(ctx.sessions) > 1 and first_list is not None:
-        last = ctx.sessions[-1]
-        last_list = next(r.samples for r in result.rows if r.label == f"list @ {last}")
-        result.ratios.append(
-            Ratio(
-                NAME,
-                f"list @ {last}",
-                f"list @ {ctx.sessions[0]} (earlier in the run)",
-                [statistics.median(last_list) / statistics.median(first_list)],
-                paired=False,
+    if len(ctx.sessions) > 1:
+        first, last = ctx.sessions[0], ctx.sessions[-1]
+        for label in ("list", "bare Python API call"):
+            series = {r.label: r.samples for r in result.rows}
+            growth = statistics.median(series[f"{label} @ {last}"]) / statistics.median(
+                series[f"{label} @ {first}"]
             )
-        )
+            result.ratios.append(
+                Ratio(
+                    NAME,
+                    f"{label} @ {last}",
+                    f"{label} @ {first} (earlier in the run)",
+                    [growth],
+                    paired=False,
+                )
+            )
     result.notes.append(
         "All sessions are running (cli, network none, no data volume). `status` includes its "
         "live in-container check (an exec into the session). Floors use the same label "

@@ -60,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "image_desktop": "claude-cage-desktop:latest",
     "image_companion": "claude-cage-companion:latest",
     "base_image": "debian:bookworm-slim",
+    # Pinned for reproducible images; `build --claude-code-version latest` to move on.
+    "claude_code_version": "2.1.330",
     "desktop_port": 6080,
     "desktop_bind": "127.0.0.1",
     "vnc_resolution": "1280x800x24",
@@ -206,6 +208,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "image_desktop": _text,
     "image_companion": _text,
     "base_image": _text,
+    "claude_code_version": _text,
     "desktop_port": _number(int, 1024, 65535),
     "desktop_bind": _bind,
     "vnc_resolution": _resolution,

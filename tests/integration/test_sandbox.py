@@ -264,6 +264,7 @@ def test_api_key_from_a_file(cage: Cage, tmp_path: Path) -> None:
         "start", "--name", name, "--network", "none", "--detach", "--api-key-file", str(key_file)
     )
     assert result.code == 0, result.output
+    assert key not in result.output
     assert _helper_prints(cage, name) == key
     _key_nowhere(cage, key, name)
 
@@ -275,6 +276,7 @@ def test_api_key_stays_out_of_the_filtered_session(cage: Cage, tmp_path: Path) -
     name = cage.name("proxykey")
     result = cage("start", "--name", name, "--detach", "--api-key-file", str(key_file))
     assert result.code == 0, result.output
+    assert key not in result.output
     inside = cage("exec", name, "--", "sh", "-c", "cat /run/cage/secrets/* 2>/dev/null; true")
     assert key not in inside.stdout
     assert _helper_prints(cage, name) != key

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import click
 
 from claude_cage import __version__
 from claude_cage.cli.base import CONTEXT, cli
 from claude_cage.render import note, print_json, table
+
+if TYPE_CHECKING:
+    from claude_cage.operations.build import BuildResult
 
 # --- build, config, version -----------------------------------------------------------
 
@@ -27,23 +33,41 @@ from claude_cage.render import note, print_json, table
 )
 @click.option(
     "--claude-code-version",
-    default="latest",
-    show_default=True,
-    help="npm version of @anthropic-ai/claude-code.",
+    help="npm version of @anthropic-ai/claude-code (default: config claude_code_version, "
+    "a pinned release; 'latest' for the newest).",
 )
 def build(
-    target: str, base: str | None, ca_certs: tuple[str, ...], claude_code_version: str
+    target: str, base: str | None, ca_certs: tuple[str, ...], claude_code_version: str | None
 ) -> None:
     """Build the images (cli, desktop, or all), with their companion."""
+    import sys
+
     from claude_cage.operations.build import build as build_op
 
-    result = build_op(
-        target,
-        base=base,
-        ca_certs=list(ca_certs),
-        claude_code_version=claude_code_version,
-        progress=note,
-    )
+    def run(progress: Callable[[str], None]) -> BuildResult:
+        return build_op(
+            target,
+            base=base,
+            ca_certs=list(ca_certs),
+            claude_code_version=claude_code_version,
+            progress=progress,
+        )
+
+    if sys.stderr.isatty():  # a live status line on a terminal; plain lines elsewhere
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        with console.status("building") as status:
+
+            def show(message: str) -> None:
+                if message.startswith("  "):
+                    status.update(message.strip())
+                else:
+                    console.print(message)
+
+            result = run(show)
+    else:
+        result = run(note)
     for image in result.images:
         click.echo(image)
 

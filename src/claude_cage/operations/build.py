@@ -133,7 +133,7 @@ def build(
     target: str = "all",
     base: str | None = None,
     ca_certs: list[str] | None = None,
-    claude_code_version: str = "latest",
+    claude_code_version: str | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
     cfg = config_mod.load()
@@ -150,7 +150,10 @@ def build(
             (
                 "cli",
                 cfg["image_cli"],
-                {"BASE": base_image, "CLAUDE_CODE_VERSION": claude_code_version},
+                {
+                    "BASE": base_image,
+                    "CLAUDE_CODE_VERSION": claude_code_version or cfg["claude_code_version"],
+                },
             )
         )
     if target in ("desktop", "all"):
