@@ -19,7 +19,14 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from claude_cage.errors import CageError, EngineError, EngineUnavailable, ImageMissing, NotFound
+from claude_cage.errors import (
+    BadInput,
+    CageError,
+    EngineError,
+    EngineUnavailable,
+    ImageMissing,
+    NotFound,
+)
 
 if TYPE_CHECKING:
     from claude_cage.policy import ContainerSpec
@@ -57,6 +64,11 @@ def _translate(exc: Exception) -> CageError:
         return ImageMissing(str(getattr(exc, "explanation", "") or exc))
     if isinstance(exc, docker.errors.NotFound):
         return NotFound(str(exc.explanation or exc))
+    if isinstance(exc, docker.errors.APIError) and exc.status_code == 400:
+        return BadInput(
+            f"the engine refused a setting: {exc.explanation or exc}",
+            "check --cpus, --memory, --pids and --port against this machine",
+        )
     if isinstance(exc, docker.errors.APIError):
         return EngineError(f"the engine refused: {exc.explanation or exc}")
     if isinstance(exc, docker.errors.DockerException):
@@ -264,7 +276,7 @@ class Engine:
             ports=spec.ports or None,
             working_dir=spec.working_dir,
             auto_remove=spec.auto_remove,
-            ipc_mode="private",
+            ipc_mode=spec.ipc_mode,
             init=False,  # tini is PID 1 in every image
             detach=True,
             stdin_open=False,

@@ -78,6 +78,7 @@ class ContainerSpec:
     ports: dict[str, tuple[str, int]] = field(default_factory=dict)
     working_dir: str | None = None
     auto_remove: bool = False
+    ipc_mode: str = "private"  # never the host's, never another container's
 
 
 @dataclass

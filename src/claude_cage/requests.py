@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from claude_cage import paths
 from claude_cage.errors import BadInput
 
 # Paths that must never be bound into a session, nor any directory that contains one.
@@ -40,6 +41,13 @@ def _inside(path: Path, tree: Path) -> bool:
     return path == tree or tree in path.parents
 
 
+def docker_sockets() -> list[str]:
+    """The usual Docker sockets, plus the one DOCKER_HOST names."""
+    host = os.environ.get("DOCKER_HOST", "")
+    extra = [host[len("unix://") :]] if host.startswith("unix://") else []
+    return [*DOCKER_SOCKETS, *extra]
+
+
 def parse_mount(spec: str, home: Path | None = None) -> Mount:
     """`PATH[:ro]` -> a bind to /workspace/<basename>, symlinks resolved first."""
     raw, read_only = spec, False
@@ -54,13 +62,16 @@ def parse_mount(spec: str, home: Path | None = None) -> Mount:
         raise BadInput(f"--mount {raw}: no such file or directory", "check the path")
     real = path.resolve()
     home = (home or Path.home()).resolve()
+    data_dir = paths.data_dir().resolve()
     why = None
     if real == Path("/"):
         why = "it is the root of the filesystem"
     elif _inside(home, real):
         why = "it is (or contains) your whole home directory"
-    elif any(_inside(Path(sock).resolve(), real) for sock in DOCKER_SOCKETS):
+    elif any(_inside(Path(sock).resolve(), real) for sock in docker_sockets()):
         why = "it is (or contains) the Docker socket, which would give root on the host"
+    elif _inside(real, data_dir) or _inside(data_dir, real):
+        why = "it is (or contains) claude-cage's data directory, which holds session secrets"
     elif any(_inside(real, Path(t)) or _inside(Path(t), real) for t in FORBIDDEN_TREES):
         why = "it is (or contains) a system directory"
     if why:

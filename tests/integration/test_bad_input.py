@@ -243,3 +243,23 @@ def test_name_of_another_data_dirs_session(cage_module: Cage, cage: Cage) -> Non
     line = refused(cage_module, name=name, existing=(f"cage-{name}", f"cage-data-{name}"))
     assert "another data directory" in line
     assert inspect(f"cage-{name}")["Id"] == before
+
+
+def test_usage_errors_are_one_line_and_a_hint(cage) -> None:
+    result = cage("start", "--network", "bogus")
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and lines[1].startswith("hint: ")
+    assert "Traceback" not in result.stderr and "Usage:" not in result.stderr
+
+
+@pytest.mark.engine
+def test_a_setting_the_engine_refuses_is_bad_input_and_leaves_nothing(cage) -> None:
+    name = cage.name("cpus")
+    result = cage("start", "--name", name, "--detach", "--network", "none", "--cpus", "200")
+    assert result.code == 2, result.output
+    assert "hint: " in result.stderr
+    assert (
+        subprocess.run(["docker", "inspect", f"cage-{name}"], capture_output=True).returncode != 0
+    )
+    assert not (cage.data_dir / "sessions" / name).exists()

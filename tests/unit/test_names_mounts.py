@@ -179,6 +179,30 @@ def test_refuses_docker_socket_and_dirs_containing_it(
     refused(str(link), home, "Docker socket")
 
 
+def test_refuses_the_socket_docker_host_names(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock_dir = tmp_path / "engine"
+    sock_dir.mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock_dir / "engine.sock"))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock_dir / 'engine.sock'}")
+    try:
+        refused(str(sock_dir), home, "Docker socket")
+    finally:
+        server.close()
+
+
+def test_refuses_the_data_directory(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "srv" / "cage-data"
+    (data / "sessions").mkdir(parents=True)
+    monkeypatch.setenv("CAGE_DATA_DIR", str(data))
+    refused(str(data / "sessions"), home, "data directory")
+    refused(str(tmp_path / "srv"), home, "data directory")
+
+
 @pytest.mark.parametrize("path", ["/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run"])
 def test_refuses_the_real_docker_socket(path: str, home: Path) -> None:
     if not os.path.exists("/run/docker.sock"):

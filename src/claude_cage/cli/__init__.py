@@ -24,6 +24,11 @@ def main() -> None:
         cli.main(prog_name="claude-cage", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # one line and a hint, like every other error
+        command = exc.ctx.command_path if exc.ctx else "claude-cage"
+        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(f"hint: see '{command} --help'", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

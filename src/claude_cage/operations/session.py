@@ -203,6 +203,30 @@ def request_from_metadata(meta: dict[str, Any], cfg: config_mod.Config) -> polic
     )
 
 
+def _given_settings(options: StartOptions) -> list[str]:
+    """The flags of a start that a restart of an existing session cannot honour."""
+    given = []
+    for field_name, flag in (
+        ("mode", "--mode"),
+        ("network", "--network"),
+        ("mounts", "--mount"),
+        ("cpus", "--cpus"),
+        ("memory", "--memory"),
+        ("pids", "--pids"),
+        ("ports", "--port"),
+        ("env", "--env"),
+        ("image", "--image"),
+        ("allow_hosts", "--allow-host"),
+        ("api_key_file", "--api-key-file"),
+        ("ephemeral", "--ephemeral"),
+    ):
+        if getattr(options, field_name):
+            given.append(flag)
+    if not options.persist:
+        given.append("--no-persist")
+    return given
+
+
 def metadata_for(req: policy.SessionRequest, created: str) -> dict[str, Any]:
     return {
         "name": req.name,
@@ -354,6 +378,12 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             assert meta is not None
             req = request_from_metadata(meta, cfg)
             key = store.read_secret(name, API_KEY_SECRET) if req.credential != "none" else None
+            ignored = _given_settings(options)
+            if ignored:
+                warnings.append(
+                    f"session {name} exists: started with its recorded settings, ignoring "
+                    f"{', '.join(ignored)} (destroy it to start afresh)"
+                )
             if info is None and meta.get("env_keys"):
                 warnings.append("the container was gone; recreated without its --env values")
         _check_capacity(engine, cfg)
