@@ -87,14 +87,15 @@ class Engine:
 
     # --- the fast, read-only path -------------------------------------------------------
 
-    def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
+    def _call(self, method: str, path: str, query: dict[str, str] | None = None) -> Any:
+        """One request over the unix socket: the parsed JSON answer, None for 404 or an
+        empty answer. Only for calls without a request body."""
         sock_path = _socket_path()
-        if sock_path is None:
-            return self._sdk_get(path, query)
+        assert sock_path is not None
         url = path + ("?" + urllib.parse.urlencode(query) if query else "")
-        conn = _UnixHTTPConnection(sock_path, timeout=30)
+        conn = _UnixHTTPConnection(sock_path, timeout=60)
         try:
-            conn.request("GET", url)
+            conn.request(method, url)
             response = conn.getresponse()
             body = response.read()
         except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
@@ -110,7 +111,12 @@ class Engine:
         if response.status >= 400:
             message = json.loads(body or b"{}").get("message", response.reason)
             raise EngineError(f"the engine refused: {message}")
-        return json.loads(body)
+        return json.loads(body) if body.strip() else None
+
+    def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
+        if _socket_path() is None:
+            return self._sdk_get(path, query)
+        return self._call("GET", path, query)
 
     def _sdk_get(self, path: str, query: dict[str, str] | None) -> Any:
         api = self.client.api
@@ -287,8 +293,15 @@ class Engine:
             return str(container.id)
 
     def start(self, name: str) -> None:
-        with self._errors():
-            self.client.api.start(name)
+        """Start a container. Safe to call from several threads at once."""
+        if _socket_path() is None:
+            with self._errors():
+                self.client.api.start(name)
+            return
+        path = f"/containers/{urllib.parse.quote(name)}/start"
+        if self._call("GET", f"/containers/{urllib.parse.quote(name)}/json") is None:
+            raise NotFound(f"no container {name}")
+        self._call("POST", path)
 
     def stop(self, name: str, timeout: int = 10) -> None:
         with self._errors():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import re
@@ -318,16 +319,20 @@ def _bring_up(
             cfg["egress_network"], {"managed-by": "claude-cage", "cage.role": "network"}
         )
         engine.remove(plan.companion.name)  # stateless: always made fresh from current settings
-        engine.create(plan.companion)
+        engine.create(plan.companion)  # first: a new socket volume takes its layout from it
         created.append(f"container:{plan.companion.name}")
         checkpoint("start:companion-created")
-        engine.start(plan.companion.name)
-        checkpoint("start:companion-started")
     if not reuse_session:
         engine.create(plan.session)
         created.append(f"container:{plan.session.name}")
         checkpoint("start:session-created")
-    engine.start(plan.session.name)
+    # Starting a container is most of a start's time, and the two do not wait on each
+    # other: the session reaches the companion's sockets only when it first uses them.
+    to_start = [c.name for c in (plan.companion, plan.session) if c is not None]
+    with concurrent.futures.ThreadPoolExecutor(len(to_start)) as pool:
+        for future in [pool.submit(engine.start, name) for name in to_start]:
+            future.result()
+    checkpoint("start:companion-started")
     checkpoint("start:session-started")
     if plan.companion is not None:
         code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
