@@ -1,10 +1,17 @@
 """The one module that talks to Docker.
 
-Everything goes through the Docker SDK for Python, imported lazily, except the two
-read-only queries on the hot path (`list` and `status`): those use a plain HTTP
-request over the engine's unix socket, because importing the SDK alone costs more
-than the whole `list` command should. SDK and socket errors become claude-cage errors
-with a hint (see errors.py).
+Two ways in, each where it fits:
+
+- Container lifecycle, exec and queries (everything `start`, `stop`, `list`, `status`
+  and `exec` need) are plain requests to the engine's HTTP API over its unix socket,
+  with `http.client`. Importing the Docker SDK alone costs more than a whole `list`
+  and a third of a `start`, and these calls are simple: one JSON body, one answer.
+- Builds, pulls, imports and log streams go through the Docker SDK for Python
+  (imported lazily), which knows the streaming formats and the build context.
+
+With a DOCKER_HOST that is not a unix socket, the same requests are sent through the
+SDK's own session instead. Every failure becomes a claude-cage error with a hint
+(errors.py); no request body (which may hold settings) is ever quoted in one.
 """
 
 from __future__ import annotations
@@ -76,6 +83,24 @@ def _translate(exc: Exception) -> CageError:
     return EngineError(str(exc))
 
 
+def _api_error(status: int, data: bytes) -> CageError:
+    """Map an API error answer to ours."""
+    try:
+        message = str(json.loads(data).get("message", "")) or f"HTTP {status}"
+    except ValueError:
+        message = data.decode(errors="replace").strip()[:200] or f"HTTP {status}"
+    if status == 400:
+        return BadInput(
+            f"the engine refused a setting: {message}",
+            "check --cpus, --memory, --pids and --port against this machine",
+        )
+    if "No such image" in message:
+        return ImageMissing(message.split(":", 1)[-1].strip())
+    if status == 404:
+        return NotFound(message)
+    return EngineError(f"the engine refused: {message}")
+
+
 def _short(exc: Exception) -> str:
     text = str(exc)
     return text if len(text) < 160 else text[:157] + "..."
@@ -85,19 +110,27 @@ class Engine:
     def __init__(self) -> None:
         self._client: Any = None
 
-    # --- the fast, read-only path -------------------------------------------------------
+    # --- the engine API ----------------------------------------------------------------
 
-    def _call(self, method: str, path: str, query: dict[str, str] | None = None) -> Any:
-        """One request over the unix socket: the parsed JSON answer, None for 404 or an
-        empty answer. Only for calls without a request body."""
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> tuple[int, bytes]:
+        """One API request: (HTTP status, raw answer)."""
         sock_path = _socket_path()
-        assert sock_path is not None
+        if sock_path is None:
+            return self._sdk_request(method, path, query, body)
         url = path + ("?" + urllib.parse.urlencode(query) if query else "")
-        conn = _UnixHTTPConnection(sock_path, timeout=60)
+        payload = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        conn = _UnixHTTPConnection(sock_path, timeout=300)
         try:
-            conn.request(method, url)
+            conn.request(method, url, body=payload, headers=headers)
             response = conn.getresponse()
-            body = response.read()
+            return response.status, response.read()
         except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
             raise EngineUnavailable(
                 f"cannot reach the Docker engine at {sock_path} ({exc.strerror})"
@@ -106,28 +139,32 @@ class Engine:
             raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
         finally:
             conn.close()
-        if response.status == 404:
+
+    def _sdk_request(
+        self, method: str, path: str, query: dict[str, str] | None, body: dict[str, Any] | None
+    ) -> tuple[int, bytes]:
+        api = self.client.api
+        with self._errors():
+            response = api.request(method, api._url(path), params=query, json=body)
+            return response.status_code, response.content
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        """A request whose answer is JSON (or empty): the parsed answer, None for 404."""
+        status, data = self._request(method, path, query, body)
+        if status == 404:
             return None
-        if response.status >= 400:
-            message = json.loads(body or b"{}").get("message", response.reason)
-            raise EngineError(f"the engine refused: {message}")
-        return json.loads(body) if body.strip() else None
+        if status >= 400:
+            raise _api_error(status, data)
+        return json.loads(data) if data.strip() else None
 
     def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
-        if _socket_path() is None:
-            return self._sdk_get(path, query)
         return self._call("GET", path, query)
-
-    def _sdk_get(self, path: str, query: dict[str, str] | None) -> Any:
-        api = self.client.api
-        try:
-            response = api._get(api._url(path), params=query)
-            if response.status_code == 404:
-                return None
-            api._raise_for_status(response)
-            return response.json()
-        except Exception as exc:
-            raise _translate(exc) from None
 
     def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
         """All claude-cage containers (running or not) in one engine call."""
@@ -206,177 +243,181 @@ class Engine:
             raise ImageMissing(image)
 
     def ensure_network(self, name: str, labels: dict[str, str]) -> None:
-        with self._errors():
-            import docker.errors
-
-            try:
-                self.client.networks.get(name)
-            except docker.errors.NotFound:
-                with contextlib.suppress(docker.errors.APIError):  # created concurrently
-                    self.client.networks.create(name, driver="bridge", labels=labels)
+        if self._get(f"/networks/{urllib.parse.quote(name)}") is not None:
+            return
+        status, data = self._request(
+            "POST",
+            "/networks/create",
+            body={"Name": name, "Driver": "bridge", "Labels": labels, "CheckDuplicate": True},
+        )
+        if status >= 400 and status != 409:  # 409: another start made it meanwhile
+            raise _api_error(status, data)
 
     def volume_exists(self, name: str) -> bool:
         return self._get(f"/volumes/{urllib.parse.quote(name)}") is not None
 
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
-        with self._errors():
-            self.client.volumes.create(name=name, labels=labels)
+        self._call("POST", "/volumes/create", body={"Name": name, "Labels": labels})
 
     def remove_volume(self, name: str) -> bool:
-        with self._errors():
-            import docker.errors
-
-            try:
-                self.client.volumes.get(name).remove(force=True)
-                return True
-            except docker.errors.NotFound:
-                return False
+        """Remove a volume; False when it was not there."""
+        status, data = self._request(
+            "DELETE", f"/volumes/{urllib.parse.quote(name)}", {"force": "true"}
+        )
+        if status == 404:
+            return False
+        if status >= 400:
+            raise _api_error(status, data)
+        return True
 
     def list_volumes(self) -> list[dict[str, Any]]:
-        with self._errors():
-            return self.client.api.volumes(filters={"label": MANAGED}).get("Volumes") or []
+        found = self._get("/volumes", {"filters": json.dumps({"label": [MANAGED]})}) or {}
+        return found.get("Volumes") or []
 
     def list_networks(self) -> list[dict[str, Any]]:
-        with self._errors():
-            return self.client.api.networks(filters={"label": MANAGED})
+        return self._get("/networks", {"filters": json.dumps({"label": [MANAGED]})}) or []
 
     def remove_network(self, name: str) -> None:
-        with self._errors():
-            import docker.errors
-
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.api.remove_network(name)
+        self._call("DELETE", f"/networks/{urllib.parse.quote(name)}")
 
     def create(self, spec: ContainerSpec) -> str:
-        import docker.types
-
-        mounts = [
-            docker.types.Mount(
-                v["target"], v["source"], type="volume", no_copy=v.get("no_copy", False)
-            )
-            for v in spec.volumes
-        ]
-        mounts += [
-            docker.types.Mount(b.target, b.source, type="bind", read_only=b.read_only)
-            for b in spec.binds
-        ]
-        kwargs: dict[str, Any] = dict(
-            image=spec.image,
-            name=spec.name,
-            hostname=spec.hostname,
-            labels=spec.labels,
-            user=spec.user,
-            command=spec.command,
-            environment=spec.environment,
-            mounts=mounts,
-            tmpfs=spec.tmpfs,
-            read_only=spec.read_only,
-            cap_drop=spec.cap_drop,
-            security_opt=spec.security_opt,
-            mem_limit=spec.mem_limit,
-            memswap_limit=spec.mem_limit,  # no swap beyond the memory limit
-            nano_cpus=spec.nano_cpus,
-            pids_limit=spec.pids_limit,
-            ulimits=[docker.types.Ulimit(name=n, soft=s, hard=h) for n, s, h in spec.ulimits],
-            network_mode=spec.network_mode,
-            ports=spec.ports or None,
-            working_dir=spec.working_dir,
-            auto_remove=spec.auto_remove,
-            ipc_mode=spec.ipc_mode,
-            init=False,  # tini is PID 1 in every image
-            detach=True,
-            stdin_open=False,
-            tty=False,
-        )
-        with self._errors():
-            container = self.client.containers.create(**kwargs)
-            return str(container.id)
+        found = self._call("POST", "/containers/create", {"name": spec.name}, _create_body(spec))
+        if found is None:
+            raise ImageMissing(spec.image)
+        return str(found["Id"])
 
     def start(self, name: str) -> None:
         """Start a container. Safe to call from several threads at once."""
-        if _socket_path() is None:
-            with self._errors():
-                self.client.api.start(name)
-            return
         path = f"/containers/{urllib.parse.quote(name)}/start"
-        if self._call("GET", f"/containers/{urllib.parse.quote(name)}/json") is None:
-            raise NotFound(f"no container {name}")
-        self._call("POST", path)
+        status, data = self._request("POST", path)
+        if status >= 400:  # 304 (already running) is fine
+            raise _api_error(status, data)
 
     def stop(self, name: str, timeout: int = 10) -> None:
-        with self._errors():
-            import docker.errors
-
-            with contextlib.suppress(docker.errors.NotFound):
-                self.client.api.stop(name, timeout=timeout)
+        """Stop a container; nothing happens when it is not there or not running."""
+        path = f"/containers/{urllib.parse.quote(name)}/stop"
+        status, data = self._request("POST", path, {"t": str(timeout)})
+        if status >= 400 and status != 404:
+            raise _api_error(status, data)
 
     def remove(self, name: str) -> bool:
-        """Force-remove a container; False when it was not there."""
-        with self._errors():
-            import docker.errors
-
-            try:
-                self.client.api.remove_container(name, force=True, v=False)
-                return True
-            except docker.errors.NotFound:
-                return False
-            except docker.errors.APIError as exc:
-                if "already in progress" in str(exc):  # auto-remove got there first
-                    self._wait_removed(name)
-                    return True
-                raise
-
-    def _wait_removed(self, name: str, timeout: int = 30) -> None:
-        """Block until a container being removed is gone, so its volumes are free."""
-        import docker.errors
-        import requests.exceptions
-
-        with contextlib.suppress(docker.errors.NotFound, requests.exceptions.RequestException):
-            self.client.api.wait(name, timeout=timeout, condition="removed")
+        """Force-remove a container; False when it was not there. Returns once it is gone,
+        so its volumes are free (also when the engine's auto-remove got there first)."""
+        path = f"/containers/{urllib.parse.quote(name)}"
+        status, data = self._request("DELETE", path, {"force": "true"})
+        if status == 404:
+            return False
+        if status == 409 and b"already in progress" in data:
+            self._request("POST", f"{path}/wait", {"condition": "removed"})
+            return True
+        if status >= 400:
+            raise _api_error(status, data)
+        return True
 
     def exec_run(
         self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
     ) -> tuple[int, bytes]:
-        """Run a command to completion. Data for it goes in on stdin, never in argv or env."""
-        with self._errors():
-            api = self.client.api
-            exec_id = api.exec_create(name, cmd, stdin=stdin is not None, user=user or "")["Id"]
-            sock = api.exec_start(exec_id, socket=True)
-            raw = getattr(sock, "_sock", sock)
-            try:
-                if stdin is not None:
-                    raw.sendall(stdin)
-                    raw.shutdown(socket.SHUT_WR)
-                output = _read_frames(raw)
-            finally:
-                sock.close()
-            code = api.exec_inspect(exec_id)["ExitCode"]
-            return int(code if code is not None else -1), output
+        """Run a command to completion: (exit code, stdout and stderr).
+
+        Data for it goes in on stdin, never in argv or the environment, so secrets
+        handed over this way show in no `docker inspect` and no process list.
+        """
+        exec_id = self._exec_create(name, cmd, stdin is not None, user=user)
+        output = b"".join(out or err or b"" for out, err in self._exec_start(exec_id, stdin))
+        return self._exit_code(exec_id), output
 
     def exec_stream(self, name: str, cmd: list[str], workdir: str | None = None) -> Iterator[Any]:
-        """Yield (stdout, stderr) chunks, then a final int: the exit code."""
-        with self._errors():
+        """Yield (stdout, stderr) chunks as they come, then a final int: the exit code."""
+        exec_id = self._exec_create(name, cmd, False, workdir=workdir)
+        yield from self._exec_start(exec_id, None)
+        yield self._exit_code(exec_id)
+
+    def _exec_create(
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bool,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> str:
+        body = {
+            "Cmd": cmd,
+            "AttachStdin": stdin,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": False,
+            "User": user or "",
+            "WorkingDir": workdir or "",
+        }
+        found = self._call("POST", f"/containers/{urllib.parse.quote(name)}/exec", body=body)
+        if found is None:
+            raise NotFound(f"no container {name}")
+        return str(found["Id"])
+
+    def _exit_code(self, exec_id: str) -> int:
+        code = (self.exec_inspect(exec_id) or {}).get("ExitCode")
+        return int(code) if code is not None else -1
+
+    def _exec_start(self, exec_id: str, stdin: bytes | None) -> Iterator[tuple[Any, Any]]:
+        """Start an exec and yield its output as (stdout, stderr) pairs."""
+        sock = self._hijack(f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
+        try:
+            if stdin is not None:
+                sock.sendall(stdin)
+                sock.shutdown(socket.SHUT_WR)
+            yield from _frames(sock)
+        finally:
+            sock.close()
+
+    def _hijack(self, path: str, body: dict[str, Any]) -> socket.socket:
+        """POST that turns the connection into a raw stream (how exec attaches)."""
+        sock_path = _socket_path()
+        if sock_path is None:
             api = self.client.api
-            exec_id = api.exec_create(name, cmd, workdir=workdir)["Id"]
-            yield from api.exec_start(exec_id, stream=True, demux=True)
-            yield int(api.exec_inspect(exec_id)["ExitCode"] or 0)
+            with self._errors():
+                response = api._post_json(api._url(path), data=body, stream=True)
+                api._raise_for_status(response)
+                return api._get_raw_response_socket(response)  # type: ignore[no-any-return]
+        payload = json.dumps(body).encode()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(sock_path)
+            request = (
+                f"POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+            )
+            sock.sendall(request.encode() + payload)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(1)  # byte by byte: what follows the headers is the stream
+                if not chunk:
+                    break
+                head += chunk
+        except OSError as exc:
+            sock.close()
+            raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
+        status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+        if status not in (101, 200):
+            sock.close()
+            raise _api_error(status or 500, head.partition(b"\r\n\r\n")[2])
+        return sock
 
     def get_file(self, name: str, path: str) -> bytes | None:
         """One file's bytes from a container, running or stopped; None if absent."""
         import io
         import tarfile
 
-        with self._errors():
-            import docker.errors
-
-            try:
-                stream, _stat = self.client.api.get_archive(name, path)
-            except docker.errors.NotFound:
-                return None
-            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
-                member = archive.next()
-                handle = archive.extractfile(member) if member else None
-                return handle.read() if handle else b""
+        status, data = self._request(
+            "GET", f"/containers/{urllib.parse.quote(name)}/archive", {"path": path}
+        )
+        if status == 404:
+            return None
+        if status >= 400:
+            raise _api_error(status, data)
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            member = archive.next()
+            handle = archive.extractfile(member) if member else None
+            return handle.read() if handle else b""
 
     def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]:
         with self._errors():
@@ -386,8 +427,12 @@ class Engine:
 
     def stats(self, name: str) -> dict[str, Any]:
         """One-shot stats: no 1.5 s wait for a second sample."""
-        with self._errors():
-            return self.client.api.stats(name, stream=False, one_shot=True)
+        found = self._get(
+            f"/containers/{urllib.parse.quote(name)}/stats", {"stream": "false", "one-shot": "true"}
+        )
+        if found is None:
+            raise NotFound(f"no container {name}")
+        return found  # type: ignore[no-any-return]
 
     def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         with self._errors():
@@ -403,14 +448,68 @@ class Engine:
             self.client.api.import_image_from_file(tar_path, repository=repository, tag=tag)
 
 
-def _read_frames(raw: socket.socket) -> bytes:
-    """Read an exec's multiplexed stdout/stderr stream to EOF."""
-    data = b""
-    while chunk := raw.recv(65536):
-        data += chunk
-    out, pos = b"", 0
-    while pos + 8 <= len(data):
-        size = struct.unpack(">I", data[pos + 4 : pos + 8])[0]
-        out += data[pos + 8 : pos + 8 + size]
-        pos += 8 + size
-    return out
+def _frames(sock: socket.socket) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Split an exec's multiplexed stream into (stdout, stderr) pairs, as data arrives.
+
+    Each frame is an 8-byte header (stream type, three zero bytes, big-endian size)
+    followed by its payload.
+    """
+    buffer = b""
+    while chunk := sock.recv(65536):
+        buffer += chunk
+        while len(buffer) >= 8:
+            size = struct.unpack(">I", buffer[4:8])[0]
+            if len(buffer) < 8 + size:
+                break
+            kind, payload, buffer = buffer[0], buffer[8 : 8 + size], buffer[8 + size :]
+            yield (None, payload) if kind == 2 else (payload, None)
+
+
+def _create_body(spec: ContainerSpec) -> dict[str, Any]:
+    """The engine's container-create request for a spec (see policy.py for the why)."""
+    mounts = [
+        {
+            "Type": "volume",
+            "Source": v["source"],
+            "Target": v["target"],
+            "VolumeOptions": {"NoCopy": bool(v.get("no_copy"))},
+        }
+        for v in spec.volumes
+    ] + [
+        {"Type": "bind", "Source": b.source, "Target": b.target, "ReadOnly": b.read_only}
+        for b in spec.binds
+    ]
+    host_config = {
+        "Mounts": mounts,
+        "Tmpfs": spec.tmpfs,
+        "ReadonlyRootfs": spec.read_only,
+        "CapDrop": spec.cap_drop,
+        "SecurityOpt": spec.security_opt,
+        "Memory": spec.mem_limit,
+        "MemorySwap": spec.mem_limit,  # no swap beyond the memory limit
+        "NanoCpus": spec.nano_cpus,
+        "PidsLimit": spec.pids_limit,
+        "Ulimits": [{"Name": n, "Soft": soft, "Hard": hard} for n, soft, hard in spec.ulimits],
+        "NetworkMode": spec.network_mode,
+        "PortBindings": {
+            port: [{"HostIp": ip, "HostPort": str(host_port)}]
+            for port, (ip, host_port) in spec.ports.items()
+        },
+        "AutoRemove": spec.auto_remove,
+        "IpcMode": spec.ipc_mode,
+        "Init": False,  # tini is PID 1 in every image
+    }
+    return {
+        "Image": spec.image,
+        "Hostname": spec.hostname or "",
+        "User": spec.user,
+        "Env": [f"{key}={value}" for key, value in spec.environment.items()],
+        "Cmd": spec.command,
+        "Labels": spec.labels,
+        "WorkingDir": spec.working_dir or "",
+        "ExposedPorts": {port: {} for port in spec.ports},
+        "AttachStdin": False,
+        "OpenStdin": False,
+        "Tty": False,
+        "HostConfig": host_config,
+    }
