@@ -12,7 +12,6 @@ import sys
 
 import click
 
-from claude_cage.cli import desktop, egress, events, lifecycle, sessions, system  # noqa: F401 - registers commands
 from claude_cage.cli.base import cli
 from claude_cage.errors import EXIT_FAILED, CageError
 

@@ -1,6 +1,14 @@
-"""The `claude-cage` command group, shared by every command module."""
+"""The `claude-cage` command group, shared by every command module.
+
+Commands are loaded lazily: `claude-cage --help` lists them from COMMANDS without
+importing their modules, and `claude-cage NAME` imports only NAME's module. Each
+module registers its commands on `cli` when imported. tests/unit/test_cli_registry.py
+checks that COMMANDS matches the commands and their docstrings.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
@@ -8,8 +16,62 @@ from claude_cage import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+# name -> (module in claude_cage.cli, the first line of the command's docstring)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "allow": ("egress", "Add hosts to a filtered session's allowlist (or --remove them), live."),
+    "attach": ("sessions", "Attach the terminal to Claude Code in a session "
+               "(default: most recent running)."),
+    "build": ("system", "Build the images (cli, desktop, or all), with their companion."),
+    "config": ("system", "Show, check or locate the configuration."),
+    "destroy": ("sessions", "Remove a session: its containers, volumes and metadata."),
+    "doctor": ("lifecycle", "Check the engine, images, egress, disk, security options, "
+               "config and MongoDB."),
+    "egress": ("egress", "Show every request a filtered session made through its proxy."),
+    "events": ("events", "Read the event log: every operation claude-cage ran, and every "
+               "blocked request."),
+    "exec": ("sessions", "Run a command in a session and return its exit code: "
+             "exec NAME -- CMD..."),
+    "gc": ("lifecycle", "Remove what crashed and ephemeral sessions left behind."),
+    "key": ("egress", "Manage a session's Anthropic API key."),
+    "list": ("sessions", "List sessions, running and stopped."),
+    "log": ("events", "Add an event: log TYPE KEY [JSON] "
+            "(e.g. log session \"review:web\" '{\"status\":\"ok\"}')."),
+    "logs": ("sessions", "Show a session's container logs (default: the most recent "
+             "running one)."),
+    "open": ("desktop", "Open a desktop session in the browser, logged in."),
+    "reap": ("lifecycle", "Stop idle sessions and sessions near their memory limit."),
+    "shell": ("sessions", "Open a bash shell in a session (default: the most recent "
+              "running one)."),
+    "start": ("sessions", "Start a session (with no options: --mode cli --network filtered)."),
+    "status": ("sessions", "Show one session in detail, with a sandbox verification "
+               "(default: most recent)."),
+    "stop": ("sessions", "Stop a session (its companion proxy stops with it)."),
+    "version": ("system", "Print claude-cage's version."),
+}  # fmt: skip
 
-@click.group(context_settings=CONTEXT)
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when the command is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(f"claude_cage.cli.{COMMANDS[cmd_name][0]}")
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [
+            (name, click.utils.make_default_short_help(COMMANDS[name][1], limit)) for name in names
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, "--version", prog_name="claude-cage")
 def cli() -> None:
     """Run Claude Code in hardened Docker sessions.
@@ -17,3 +79,10 @@ def cli() -> None:
     Sessions have no network of their own: with --network filtered (the default) they
     reach only allowlisted hosts, through a proxy outside the sandbox.
     """
+
+
+def load_all() -> click.Group:
+    """Import every command module (for tests and tools that walk the command tree)."""
+    for module in sorted({module for module, _ in COMMANDS.values()}):
+        importlib.import_module(f"claude_cage.cli.{module}")
+    return cli

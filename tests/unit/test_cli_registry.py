@@ -1,0 +1,40 @@
+"""The lazy command registry (cli/base.py COMMANDS) matches the real commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from claude_cage.cli.base import COMMANDS, load_all
+
+
+def test_registry_lists_every_command_with_its_docstring() -> None:
+    cli = load_all()
+    assert set(cli.commands) == set(COMMANDS)
+    for name, command in cli.commands.items():
+        module, summary = COMMANDS[name]
+        assert command.callback is not None
+        assert command.callback.__module__ == f"claude_cage.cli.{module}", name
+        assert (command.help or "").strip().splitlines()[0] == summary, name
+
+
+def test_help_lists_every_command_without_importing_them() -> None:
+    code = (
+        "import sys\n"
+        "from claude_cage.cli import cli\n"
+        "try:\n    cli.main(['--help'], prog_name='claude-cage')\n"
+        "except SystemExit:\n    pass\n"
+        "loaded = [m for m in sys.modules if m.startswith('claude_cage.cli.')]\n"
+        "print('LOADED', sorted(loaded))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    for name in COMMANDS:
+        assert f"  {name} " in out, name
+    assert "LOADED ['claude_cage.cli.base']" in out
+
+
+def test_a_command_loads_its_module_on_use() -> None:
+    result = CliRunner().invoke(load_all(), ["version"])
+    assert result.exit_code == 0 and "claude-cage" in result.output
