@@ -97,6 +97,26 @@ def network_io(stats: dict[str, Any] | None) -> tuple[int, int] | None:
     return rx, tx
 
 
+def stats_from_cgroup(facts: dict[str, str], host_config: dict[str, Any]) -> dict[str, Any]:
+    """A stats-shaped sample from the cgroup counters the inside probe read (see
+    sandbox.py), with the limits from `docker inspect`. The pid count includes the
+    probe's own two or three processes."""
+
+    def number(key: str) -> int:
+        value = facts.get(key, "")
+        return int(value) if value.isdigit() else 0
+
+    return {
+        "cpu_stats": {"cpu_usage": {"total_usage": number("cpu_ns")}},
+        "memory_stats": {
+            "usage": number("mem_usage"),
+            "limit": int(host_config.get("Memory") or 0),
+            "stats": {"total_inactive_file": number("mem_inactive")},
+        },
+        "pids_stats": {"current": number("pids"), "limit": host_config.get("PidsLimit")},
+    }
+
+
 def usage(
     stats: dict[str, Any],
     started: float | None,

@@ -14,12 +14,24 @@ _PROBE = (
     'if [ -s "$CLAUDE_CONFIG_DIR/.credentials.json" ]; then echo login=yes; fi; '
     # The kernel's count of OOM kills in the session's memory cgroup (v1, then v2).
     "sed -n 's/^oom_kill /oom_kill=/p' /sys/fs/cgroup/memory/memory.oom_control "
-    "/sys/fs/cgroup/memory.events 2>/dev/null"
+    "/sys/fs/cgroup/memory.events 2>/dev/null; "
+    # Resource use from the same counters `docker stats` reads, without its one-second
+    # sampling tick (cgroup v1, then v2).
+    "c=/sys/fs/cgroup; if [ -r $c/memory/memory.usage_in_bytes ]; then "
+    "echo mem_usage=$(cat $c/memory/memory.usage_in_bytes); "
+    "echo mem_inactive=$(sed -n 's/^total_inactive_file //p' $c/memory/memory.stat); "
+    "echo cpu_ns=$(cat $c/cpuacct/cpuacct.usage 2>/dev/null || cat $c/cpu,cpuacct/cpuacct.usage); "
+    "echo pids=$(cat $c/pids/pids.current); else "
+    "echo mem_usage=$(cat $c/memory.current); "
+    "echo mem_inactive=$(sed -n 's/^inactive_file //p' $c/memory.stat); "
+    "echo cpu_ns=$(( $(sed -n 's/^usage_usec //p' $c/cpu.stat) * 1000 )); "
+    "echo pids=$(cat $c/pids.current); fi"
 )
 
 
 def probe_inside(engine: Engine, info: dict[str, Any]) -> dict[str, str]:
-    """uid, effective caps, no_new_privs, seccomp mode and root writability, from inside."""
+    """From inside the session: uid, effective caps, no_new_privs, seccomp mode, root
+    writability, login, OOM kills and the cgroup's resource counters."""
     _code, output = engine.exec_run(info["Name"].lstrip("/"), ["sh", "-c", _PROBE])
     lines = output.decode(errors="replace").split("\n")
     facts: dict[str, str] = {"uid": lines[0].strip()} if lines else {}

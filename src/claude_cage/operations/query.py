@@ -98,22 +98,21 @@ def most_recent_running(engine: Engine | None = None) -> str:
     return max(running, key=lambda s: s["created"])["name"]
 
 
-def _usage(engine: Engine, info: dict[str, Any]) -> dict[str, Any]:
-    """Uptime and resource use from one one-shot stats call. The engine samples on a
-    one-second tick, so a second call would often wait for the next tick: the session
-    has no network of its own, and its traffic (through the companion) is left to
+def _usage(info: dict[str, Any], inside: dict[str, str]) -> dict[str, Any]:
+    """Uptime and resource use, from the cgroup counters the inside probe read: no
+    stats call, whose one-second sampling tick would cost up to a second. The session
+    has no network of its own; its traffic (through the companion) is left to
     `claude-cage egress`."""
     import time
 
     from claude_cage import resources
 
-    name = info["Name"].lstrip("/")
-    stats = engine.stats_many([name]).get(name)
     now = time.time()
     started = resources.parse_time(info["State"].get("StartedAt"))
+    stats = resources.stats_from_cgroup(inside, info["HostConfig"])
     return {
         "uptime_seconds": round(now - started) if started else None,
-        "resources": resources.usage(stats, started, now) if stats else None,
+        "resources": resources.usage(stats, started, now),
     }
 
 
@@ -152,9 +151,9 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         entry["exit_code"] = state.get("ExitCode")
         entry["health"] = (state.get("Health") or {}).get("Status")
         entry["oom_hint"] = OutOfMemory.hint if entry["oom_killed"] else None
-        if live and state.get("Running"):
-            entry.update(_usage(engine, info))
         inside = sandbox.probe_inside(engine, info) if live and state.get("Running") else None
+        if inside is not None:
+            entry.update(_usage(info, inside))
         oom_kills = (inside or {}).get("oom_kill", "")
         if oom_kills.isdigit() and int(oom_kills) > 0:
             # A process in it was OOM-killed; the engine sets OOMKilled only once it exits.
