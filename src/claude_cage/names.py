@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 
 from claude_cage.errors import BadInput
 
@@ -30,6 +29,8 @@ def check_name(name: str) -> str:
 
 
 def generate_name() -> str:
+    import secrets  # not at the top: hashlib's import is a few ms on every command
+
     return f"{secrets.choice(ADJECTIVES)}-{secrets.choice(NOUNS)}-{secrets.token_hex(2)}"
 
 

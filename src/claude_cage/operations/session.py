@@ -6,6 +6,7 @@ import concurrent.futures
 import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,7 @@ from claude_cage import config as config_mod
 from claude_cage import metadata, names, paths, policy
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
-from claude_cage.operations import checkpoint, desktop, operation
-from claude_cage.operations.egress import ingest_blocked
+from claude_cage.operations import checkpoint, operation
 from claude_cage.operations.query import owned_containers
 from claude_cage.requests import Mount, parse_env, parse_mounts, parse_port
 
@@ -318,22 +318,26 @@ def _bring_up(
         engine.ensure_network(
             cfg["egress_network"], {"managed-by": "claude-cage", "cage.role": "network"}
         )
-        engine.remove(plan.companion.name)  # stateless: always made fresh from current settings
-        engine.create(plan.companion)  # first: a new socket volume takes its layout from it
-        created.append(f"container:{plan.companion.name}")
-        checkpoint("start:companion-created")
-    if not reuse_session:
-        engine.create(plan.session)
-        created.append(f"container:{plan.session.name}")
-        checkpoint("start:session-created")
     # Starting a container is most of a start's time, and the two do not wait on each
-    # other: the session reaches the companion's sockets only when it first uses them.
-    to_start = [c.name for c in (plan.companion, plan.session) if c is not None]
-    with concurrent.futures.ThreadPoolExecutor(len(to_start)) as pool:
-        for future in [pool.submit(engine.start, name) for name in to_start]:
-            future.result()
-    checkpoint("start:companion-started")
-    checkpoint("start:session-started")
+    # other (the session reaches the companion's sockets only when it first uses them),
+    # so the companion starts in the background while the session is made and started.
+    with concurrent.futures.ThreadPoolExecutor(1) as background:
+        companion_started = None
+        if plan.companion is not None:
+            engine.remove(plan.companion.name)  # stateless: made fresh from current settings
+            engine.create(plan.companion)  # first: a new socket volume takes its layout
+            created.append(f"container:{plan.companion.name}")
+            checkpoint("start:companion-created")
+            companion_started = background.submit(engine.start, plan.companion.name)
+        if not reuse_session:
+            engine.create(plan.session)
+            created.append(f"container:{plan.session.name}")
+            checkpoint("start:session-created")
+        engine.start(plan.session.name)
+        checkpoint("start:session-started")
+        if companion_started is not None:
+            companion_started.result()
+            checkpoint("start:companion-started")
     if plan.companion is not None:
         code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
         if code != 0:
@@ -397,6 +401,8 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             engine.require_image(cfg["image_companion"])
         desktop_plan = None
         if req.mode == "desktop":
+            from claude_cage.operations import desktop
+
             desktop_plan = desktop.prepare(engine, cfg, store, name, req.desktop_port)
             req.desktop_port = desktop_plan.port
             warnings += desktop_plan.warnings
@@ -456,16 +462,28 @@ def _remove_everything(engine: Engine, name: str) -> list[str]:
     return removed
 
 
-@operation("stop")
-def stop(name: str, engine: Engine | None = None) -> StopResult:
-    engine = engine or Engine()
-    store = metadata.SessionStore()
+@contextlib.contextmanager
+def _existing_session(
+    name: str, engine: Engine, store: metadata.SessionStore
+) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """Hold the session's lock and yield (metadata, container inspect); either may be
+    None, not both. Blocked egress is filed in the event log first, while it is there."""
+    from claude_cage.operations.egress import ingest_blocked
+
     ingest_blocked(name, engine)
     with store.lock(name):
         meta = store.read(name)
         info = engine.inspect(names.container_name(name))
         if meta is None and info is None:
             raise SessionNotFound(name)
+        yield meta, info
+
+
+@operation("stop")
+def stop(name: str, engine: Engine | None = None) -> StopResult:
+    engine = engine or Engine()
+    store = metadata.SessionStore()
+    with _existing_session(name, engine, store) as (meta, _info):
         engine.stop(names.container_name(name))
         checkpoint("stop:session-stopped")
         engine.stop(names.companion_name(name))
@@ -485,12 +503,7 @@ def stop(name: str, engine: Engine | None = None) -> StopResult:
 def destroy(name: str, force: bool = False, engine: Engine | None = None) -> DestroyResult:
     engine = engine or Engine()
     store = metadata.SessionStore()
-    ingest_blocked(name, engine)
-    with store.lock(name):
-        meta = store.read(name)
-        info = engine.inspect(names.container_name(name))
-        if meta is None and info is None:
-            raise SessionNotFound(name)
+    with _existing_session(name, engine, store) as (_meta, info):
         if info is not None and info["State"]["Running"] and not force:
             raise BadInput(
                 f"session {name} is running",
