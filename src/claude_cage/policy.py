@@ -11,6 +11,7 @@ from typing import Any
 
 from claude_cage import __version__, names
 from claude_cage.config import parse_size
+from claude_cage.egress import split_allowlist
 from claude_cage.requests import Mount
 
 SESSION_UID = 1000
@@ -186,8 +187,7 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
     for outer, inner in req.ports:
         services.append(f"port:{inner}")
         ports[f"{inner}/tcp"] = ("127.0.0.1", outer)
-    exact = [h for h in req.allowed_hosts if not h.startswith("*.")]
-    suffixes = [h[1:] for h in req.allowed_hosts if h.startswith("*.")]
+    exact, suffixes = split_allowlist(req.allowed_hosts)
     return ContainerSpec(
         name=names.companion_name(req.name),
         image=cfg["image_companion"],

@@ -90,10 +90,16 @@ def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
         from claude_cage.operations.run import attach
 
         code = attach(result.name)
-        note(
-            f"claude exited; session {result.name} is still running "
-            f"(claude-cage stop {result.name})"
-        )
+        if kwargs.get("ephemeral"):  # an ephemeral session ends with its Claude Code
+            from claude_cage.operations.session import stop as stop_op
+
+            stop_op(result.name)
+            note(f"claude exited; ephemeral session {result.name} removed")
+        else:
+            note(
+                f"claude exited; session {result.name} is still running "
+                f"(claude-cage stop {result.name})"
+            )
         sys.exit(code)
 
 

@@ -145,7 +145,9 @@ def credential_kind(network: str, has_key: bool) -> str:
     return "api-key-proxy" if network == "filtered" else "api-key-file"
 
 
-def _request(cfg: config_mod.Config, options: StartOptions, name: str, has_key: bool):
+def _request(
+    cfg: config_mod.Config, options: StartOptions, name: str, has_key: bool
+) -> policy.SessionRequest:
     mode, network = cfg["mode"], cfg["network"]
     ports = [parse_port(p) for p in options.ports]
     if ports and network == "host":
