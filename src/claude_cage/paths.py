@@ -51,10 +51,6 @@ def sessions_dir() -> Path:
     return data_dir() / "sessions"
 
 
-def session_dir(name: str) -> Path:
-    return sessions_dir() / name
-
-
 def events_db() -> Path:
     return data_dir() / "events.sqlite3"
 

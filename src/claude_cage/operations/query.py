@@ -12,7 +12,6 @@ from claude_cage import metadata, names, paths, sandbox
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, OutOfMemory, SessionNotFound
 
-JSON_VERSION = 1
 CREDENTIALS = {
     "api-key-proxy": "api-key via proxy (the key never enters the session)",
     "api-key-file": "api-key file (read-only, inside the session)",
