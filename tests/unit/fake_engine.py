@@ -14,6 +14,26 @@ PROBE_OUTPUT = (
 )
 
 
+def record(name: str, network: str = "filtered", status: str = "running") -> None:
+    """Metadata for a session, as `start` would have written it."""
+    from claude_cage import metadata
+
+    store = metadata.SessionStore()
+    with store.lock(name):
+        store.write(
+            name,
+            {
+                "name": name,
+                "mode": "cli",
+                "status": status,
+                "created": "2026-01-02T03:04:05Z",
+                "container": f"cage-{name}",
+                "network": network,
+                "image": "claude-cage-cli:latest",
+            },
+        )
+
+
 def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from claude_cage import metadata, paths
+from claude_cage import paths
 from claude_cage.cli import cli
 from claude_cage.operations import query
-from tests.unit.fake_engine import FakeEngine
+from tests.unit.fake_engine import FakeEngine, record
 
 SESSION_KEYS = {"name", "mode", "status", "network", "container", "created"}
 STATUSES = {"running", "stopped", "removed"}
@@ -32,23 +32,6 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine(paths.owner_id())
     monkeypatch.setattr(query, "Engine", lambda: fake)
     return fake
-
-
-def record(name: str, network: str = "filtered", status: str = "running") -> None:
-    store = metadata.SessionStore()
-    with store.lock(name):
-        store.write(
-            name,
-            {
-                "name": name,
-                "mode": "cli",
-                "status": status,
-                "created": "2026-01-02T03:04:05Z",
-                "container": f"cage-{name}",
-                "network": network,
-                "image": "claude-cage-cli:latest",
-            },
-        )
 
 
 def check_session(entry: dict, name: str) -> None:

@@ -10,28 +10,13 @@ import pytest
 from claude_cage import metadata, paths
 from claude_cage.errors import SessionNotFound
 from claude_cage.operations import query
-from tests.unit.fake_engine import FakeEngine
+from tests.unit.fake_engine import FakeEngine, record
 
 
 @pytest.fixture
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
     return FakeEngine(paths.owner_id())
-
-
-def record(name: str, status: str = "running") -> None:
-    store = metadata.SessionStore()
-    store.write(
-        name,
-        {
-            "name": name,
-            "mode": "cli",
-            "status": status,
-            "created": "2026-01-02T03:04:05Z",
-            "container": f"cage-{name}",
-            "network": "filtered",
-        },
-    )
 
 
 def recorded_status(name: str) -> str:

@@ -20,14 +20,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def event_log() -> Any:
     """The event log, mirrored to MongoDB when `mongodb_uri` (or MONGODB_URI) is set."""
-    from claude_cage import config, events, paths
+    from claude_cage import paths
+
+    return _event_log(str(paths.events_db()))
+
+
+@functools.cache
+def _event_log(db_path: str) -> Any:
+    """One EventLog per data directory and process (the config is read once)."""
+    from claude_cage import config, events
 
     try:
         cfg = config.load()
         uri, database = cfg["mongodb_uri"], cfg["mongodb_db"]
     except CageError:  # a broken config file must not stop the log
         uri, database = None, "claude_cage"
-    return events.EventLog(paths.events_db(), uri, database)
+    return events.EventLog(db_path, uri, database)
 
 
 def record_event(
