@@ -336,3 +336,21 @@ def test_concurrent_stop_and_destroy_never_corrupt_the_metadata(cage: Cage) -> N
         done.set()
         thread.join()
     assert bad == []
+
+
+def test_parallel_starts_never_overshoot_max_sessions(cage: Cage) -> None:
+    names = [cage.name(f"cap{i}") for i in range(10)]
+    env = {"CAGE_MAX_SESSIONS": "2"}
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(
+            pool.map(
+                lambda n: cage("start", "--name", n, "--detach", "--network", "none", env=env),
+                names,
+            )
+        )
+    won = [n for n, r in zip(names, results, strict=True) if r.code == 0]
+    lost = [r for r in results if r.code != 0]
+    assert len(won) == 2, [r.output for r in results]
+    assert all("max_sessions (2) reached" in r.stderr and "hint:" in r.stderr for r in lost)
+    listed = cage("list", "--json").json()["sessions"]
+    assert sorted(s["name"] for s in listed if s["status"] == "running") == sorted(won)

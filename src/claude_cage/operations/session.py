@@ -6,7 +6,7 @@ import concurrent.futures
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from claude_cage.operations.query import owned_containers
 from claude_cage.requests import Mount, parse_env, parse_mounts, parse_port
 
 API_KEY_SECRET = "api_key"
+CAPACITY_LOCK = ".capacity"  # never a session name: those start with a letter or digit
 _API_KEY = re.compile(r"^[A-Za-z0-9._~+/=-]{8,512}$")
 
 
@@ -275,10 +276,12 @@ def _check_owned(container: str, info: dict[str, Any] | None) -> None:
 
 
 def _check_capacity(engine: Engine, cfg: config_mod.Config) -> None:
+    """Refuse a start beyond max_sessions. Call with the capacity lock held (see start):
+    a session counts from the moment its container is created."""
     running = [
         c["Labels"].get("cage.session", "?")
         for c in owned_containers(engine)
-        if c.get("State") == "running"
+        if c.get("State") in ("created", "running", "restarting")
     ]
     if len(running) >= int(cfg["max_sessions"]):
         raise CageError(
@@ -307,8 +310,10 @@ def _bring_up(
     key: str | None,
     reuse_session: bool,
     created: list[str],
+    counted: Callable[[], None],
 ) -> None:
-    """Create what is missing and start it all, noting in `created` what it made."""
+    """Create what is missing and start it all, noting in `created` what it made.
+    `counted()` is called once the session counts towards max_sessions."""
     plan = policy.plan(cfg.values, req, host_facts(cfg))
     labels = policy.labels(req, "volume")
     for volume in plan.volumes:
@@ -335,7 +340,9 @@ def _bring_up(
             engine.create(plan.session)
             created.append(f"container:{plan.session.name}")
             checkpoint("start:session-created")
+            counted()
         engine.start(plan.session.name)
+        counted()
         checkpoint("start:session-started")
         if companion_started is not None:
             companion_started.result()
@@ -397,7 +404,6 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
                 )
             if info is None and meta.get("env_keys"):
                 warnings.append("the container was gone; recreated without its --env values")
-        _check_capacity(engine, cfg)
         engine.require_image(req.image)
         if policy.needs_companion(req):
             engine.require_image(cfg["image_companion"])
@@ -411,8 +417,13 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
 
         for attempt in range(3):
             created: list[str] = []
+            # Starts in parallel take turns from the capacity check until their session
+            # counts (its container exists), so they cannot overshoot max_sessions.
+            capacity = contextlib.ExitStack()
+            capacity.enter_context(store.lock(CAPACITY_LOCK))
             try:
-                _bring_up(engine, cfg, req, key, info is not None, created)
+                _check_capacity(engine, cfg)
+                _bring_up(engine, cfg, req, key, info is not None, created, capacity.close)
                 if desktop_plan is not None:
                     desktop.finish(engine, store, name, desktop_plan)
                 break
@@ -428,6 +439,8 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             except BaseException:
                 _rollback(engine, created)
                 raise
+            finally:
+                capacity.close()
         if key and not restarted:
             store.write_secret(name, API_KEY_SECRET, key)
         data = metadata_for(req, meta["created"] if meta else metadata.now_iso())
