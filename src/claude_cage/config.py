@@ -182,6 +182,16 @@ def _resolution(value: Any) -> Any:
     return str(value)
 
 
+_UPSTREAM = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$")
+
+
+def _upstream(value: Any) -> Any:
+    """The API key proxy's upstream: scheme, host and port only (it goes in nginx's config)."""
+    if not isinstance(value, str) or not _UPSTREAM.match(value):
+        raise ValueError(f"{value!r} is not a URL like https://api.anthropic.com")
+    return value.rstrip("/")
+
+
 def _bind(value: Any) -> Any:
     import ipaddress
 
@@ -220,7 +230,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "memory_warn": _number(int, 1, 100),
     "memory_kill": _number(int, 1, 100),
     "egress_network": _text,
-    "anthropic_upstream": _text,
+    "anthropic_upstream": _upstream,
     "mongodb_uri": _optional_text,
     "mongodb_db": _text,
 }

@@ -254,7 +254,12 @@ class Engine:
             raise _api_error(status, data)
 
     def volume_exists(self, name: str) -> bool:
-        return self._get(f"/volumes/{urllib.parse.quote(name)}") is not None
+        return self.volume_labels(name) is not None
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        """A volume's labels, or None when it is not there."""
+        found = self._get(f"/volumes/{urllib.parse.quote(name)}")
+        return None if found is None else (found.get("Labels") or {})
 
     def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         self._call("POST", "/volumes/create", body={"Name": name, "Labels": labels})
@@ -418,6 +423,14 @@ class Engine:
             member = archive.next()
             handle = archive.extractfile(member) if member else None
             return handle.read() if handle else b""
+
+    def log_tail(self, name: str, lines: int = 5) -> str:
+        """The last lines a container wrote (stdout and stderr), for error messages."""
+        try:
+            chunks = list(self.logs(name, follow=False, tail=lines))
+        except CageError:
+            return ""
+        return b"".join(chunks).decode(errors="replace").strip()
 
     def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]:
         with self._errors():

@@ -23,7 +23,7 @@ from claude_cage import paths
 SCHEMA = "1"
 REQUIRED = ("name", "mode", "status", "created", "container")
 STATUSES = ("running", "stopped", "removed")
-_JSON_KEYS = ("mounts", "ports", "allowed_hosts", "env_keys")
+_JSON_KEYS = ("mounts", "ports", "allowed_hosts", "allowed_ports", "env_keys")
 
 
 def now_iso() -> str:

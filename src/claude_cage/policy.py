@@ -22,6 +22,8 @@ COMPANION_SOCK_DIR = "/sock"  # ... and as the companion sees it
 PROXY_PORT = 3128  # loopback port in the session -> egress proxy
 API_PORT = 8082  # loopback port in the session -> API key proxy
 NOVNC_PORT = 6080  # websockify's port inside the companion
+SQUID_PORT = 8888  # the egress proxy's port inside the companion (loopback only)
+COMPANION_PORTS = (SQUID_PORT, NOVNC_PORT)  # never free for --port
 NO_PROXY = "localhost,127.0.0.1,::1"
 
 

@@ -263,3 +263,70 @@ def test_a_setting_the_engine_refuses_is_bad_input_and_leaves_nothing(cage) -> N
         subprocess.run(["docker", "inspect", f"cage-{name}"], capture_output=True).returncode != 0
     )
     assert not (cage.data_dir / "sessions" / name).exists()
+
+
+@pytest.mark.parametrize("inner", ["8888", "6080"])
+def test_ports_the_companion_uses_are_refused(cage, inner: str) -> None:
+    result = cage("start", "--detach", "--network", "none", "--port", f"18000:{inner}")
+    assert result.code == 2 and "companion" in result.stderr
+    assert cage("list", "--json").json()["sessions"] == []
+
+
+def test_key_set_on_a_missing_session_is_not_found(cage) -> None:
+    result = cage("key", "set", "no-such-session", input="")
+    assert result.code == 3, result.output
+
+
+def test_a_failed_start_is_logged_under_its_name(cage) -> None:
+    assert cage("start", "--name", "logged", "--mount", "/etc").code == 2
+    events = cage("events", "--session", "logged", "--json").json()["events"]
+    assert [(e["key"], e["value"]["status"]) for e in events] == [("start:logged", "error")]
+
+
+@pytest.mark.engine
+def test_commands_leave_namesakes_alone(cage, tmp_path) -> None:
+    """A container named like a session but not ours (not claude-cage's, or another data
+    directory's) is invisible: not found, and never stopped or removed."""
+    name = cage.name("twin")
+    foreign = f"cage-{name}"
+    subprocess.run(
+        [
+            "docker",
+            "create",
+            "--name",
+            foreign,
+            "--label",
+            "cage-test=1",
+            "claude-cage-base:bookworm",
+            "sleep",
+            "60",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(["docker", "start", foreign], check=True, capture_output=True)
+    try:
+        for args in (
+            ("stop", name),
+            ("destroy", "--force", name),
+            ("status", name),
+            ("logs", name),
+            ("exec", name, "--", "true"),
+        ):
+            result = cage(*args)
+            assert result.code == 3, (args, result.output)
+        assert inspect(foreign)["State"]["Running"]
+    finally:
+        subprocess.run(["docker", "rm", "-f", foreign], capture_output=True)
+    # Another data directory's session is just as invisible.
+    mine = cage.name("mine")
+    assert cage("start", "--name", mine, "--detach", "--network", "none").code == 0
+    other = {"CAGE_DATA_DIR": str(tmp_path / "other-data")}
+    for args in (
+        ("stop", mine),
+        ("destroy", "--force", mine),
+        ("exec", mine, "--", "true"),
+        ("status", mine),
+    ):
+        assert cage(*args, env=other).code == 3, args
+    assert inspect(f"cage-{mine}")["State"]["Running"]

@@ -200,3 +200,24 @@ def test_upstream_down_or_wrong_gives_a_clear_http_error(
         assert code in ("502", "503", "504"), (upstream, code)
         assert time.monotonic() - began < 20
         assert cage("destroy", "--force", name).code == 0
+
+
+def test_a_stopped_secretless_session_starts_again_with_its_key(
+    cage: Cage, test_hosts: dict[str, TestHost]
+) -> None:
+    key, name = new_key(), cage.name("again")
+    env = {"ANTHROPIC_API_KEY": key, "CAGE_ANTHROPIC_UPSTREAM": UPSTREAM}
+    assert cage("start", "--name", name, "--detach", env=env).code == 0
+    assert cage("stop", name).code == 0
+    again = cage("start", "--name", name, "--detach", env={"CAGE_ANTHROPIC_UPSTREAM": UPSTREAM})
+    assert again.code == 0, again.output
+    marker = uuid.uuid4().hex
+    assert api_request(cage, name, marker) == "200"
+    [request] = received(test_hosts["upstream.test"], marker)
+    assert request["headers"]["x-api-key"] == key
+
+
+def test_upstream_must_be_a_plain_url(cage: Cage) -> None:
+    result = cage("start", "--detach", env={"CAGE_ANTHROPIC_UPSTREAM": 'https://x|"; evil'})
+    assert result.code == 2 and "anthropic_upstream" in result.stderr
+    assert cage("list", "--json").json()["sessions"] == []

@@ -225,7 +225,12 @@ class ReapEngine:
         if s is None:
             return None
         ids = [f"{name}-{i}" for i in range(len(s["execs"]))]
-        return {"State": {"Running": True, "StartedAt": s["started"]}, "ExecIDs": ids or None}
+        labels = {"managed-by": "claude-cage", "cage.owner": self.owner}
+        return {
+            "State": {"Running": True, "StartedAt": s["started"]},
+            "ExecIDs": ids or None,
+            "Config": {"Labels": labels},
+        }
 
     def exec_inspect(self, exec_id: str) -> dict[str, Any]:
         name, _, index = exec_id.rpartition("-")

@@ -56,8 +56,8 @@ def operation(kind: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            name = kwargs.get("name", args[0] if args else None)
-            name = name if isinstance(name, str) else None
+            first = kwargs.get("name", args[0] if args else None)
+            name = first if isinstance(first, str) else getattr(first, "name", None)
             try:
                 result = fn(*args, **kwargs)
             except CageError as exc:

@@ -12,6 +12,7 @@ from claude_cage import egress, metadata, names
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.operations import operation, record_event
+from claude_cage.operations.query import inspect_ours
 
 LOG_PATH = "/sock/log/access.log"
 
@@ -60,13 +61,11 @@ def allow(
             changed = [h for h in checked if h not in current]
             new = current + changed
         companion = names.companion_name(name)
-        info = engine.inspect(companion)
+        info = inspect_ours(engine, companion)
         live = bool(info and info["State"]["Running"])
         if live:
-            cfg = config_mod.load()
-            code, output = engine.exec_run(
-                companion, egress.companion_allow_args(new, cfg["allowed_ports"])
-            )
+            ports = meta.get("allowed_ports") or config_mod.load()["allowed_ports"]
+            code, output = engine.exec_run(companion, egress.companion_allow_args(new, ports))
             if code != 0:
                 raise EngineError(
                     f"the proxy of {name} refused the new allowlist: "

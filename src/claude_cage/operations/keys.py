@@ -9,6 +9,7 @@ from claude_cage import metadata
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, SessionNotFound
 from claude_cage.operations import operation
+from claude_cage.operations.query import inspect_ours
 from claude_cage.operations.session import API_KEY_SECRET, check_api_key, inject_key
 
 
@@ -24,9 +25,11 @@ class KeyResult:
 
 @operation("key-set")
 def set_key(name: str, key: str, engine: Engine | None = None) -> KeyResult:
-    key = check_api_key(key.strip(), "the key given")
     engine = engine or Engine()
     store = metadata.SessionStore()
+    if store.read(name) is None:
+        raise SessionNotFound(name)
+    key = check_api_key(key.strip(), "the key given")
     with store.lock(name):
         meta = store.read(name)
         if meta is None:
@@ -39,7 +42,7 @@ def set_key(name: str, key: str, engine: Engine | None = None) -> KeyResult:
             )
         store.write_secret(name, API_KEY_SECRET, key)
         target = meta["companion"] if credential == "api-key-proxy" else meta["container"]
-        info = engine.inspect(target)
+        info = inspect_ours(engine, target)
         live = bool(info and info["State"]["Running"])
         if live:
             inject_key(engine, name, credential, key)

@@ -64,6 +64,7 @@ from claude_cage import metadata, names, paths, resources
 from claude_cage.engine import Engine
 from claude_cage.errors import CageError
 from claude_cage.operations import record_event
+from claude_cage.operations.query import inspect_ours
 
 IDLE_CPU_SECONDS = 1.0  # CPU time between two checks that still counts as idle ...
 IDLE_CPU_SHARE = 0.005  # ... or this share of the time between them, if more
@@ -205,7 +206,7 @@ def _attached(engine: Engine, info: dict[str, Any]) -> int:
 def _facts(
     engine: Engine, name: str, meta: dict[str, Any], stats: dict[str, Any] | None, now: float
 ) -> Facts | None:
-    info = engine.inspect(names.container_name(name))
+    info = inspect_ours(engine, names.container_name(name))
     if info is None or not info["State"].get("Running"):
         return None
     started = resources.parse_time(info["State"].get("StartedAt")) or now

@@ -65,6 +65,21 @@ def view(
     }
 
 
+def is_ours(labels: dict[str, str] | None) -> bool:
+    """Made by claude-cage for this data directory (not someone else's, nor another
+    data directory's)."""
+    labels = labels or {}
+    return labels.get("managed-by") == "claude-cage" and labels.get("cage.owner") == (
+        paths.owner_id()
+    )
+
+
+def inspect_ours(engine: Engine, container: str) -> dict[str, Any] | None:
+    """`docker inspect` of one of our containers; None when absent or not ours."""
+    info = engine.inspect(container)
+    return info if info is not None and is_ours(info["Config"].get("Labels")) else None
+
+
 def owned_containers(engine: Engine, role: str = "session") -> list[dict[str, Any]]:
     """This data directory's containers of one role, in one engine call."""
     return engine.list_containers([f"cage.role={role}", f"cage.owner={paths.owner_id()}"])
@@ -119,7 +134,7 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
     engine = engine or Engine()
     store = metadata.SessionStore()
     meta = store.read(name)
-    info = engine.inspect(names.container_name(name))
+    info = inspect_ours(engine, names.container_name(name))
     if meta is None and info is None:
         raise SessionNotFound(name)
     entry = view(name, meta, info)
@@ -136,7 +151,7 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
             }
         entry["credential"] = meta.get("credential", "none")
         entry["mounts"] = meta.get("mounts") or []
-    companion = engine.inspect(names.companion_name(name)) if info else None
+    companion = inspect_ours(engine, names.companion_name(name)) if info else None
     entry["companion"] = (
         {"container": names.companion_name(name), "status": _engine_status(companion)}
         if companion

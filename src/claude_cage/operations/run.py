@@ -17,9 +17,11 @@ from claude_cage.operations.lifecycle import mark_active
 
 def running_container(name: str, engine: Engine) -> str:
     """The session's container, checked to exist and run."""
+    from claude_cage.operations.query import inspect_ours
+
     container = names.container_name(name)
-    info = engine.inspect(container)
-    if info is None or (info["Config"].get("Labels") or {}).get("managed-by") != "claude-cage":
+    info = inspect_ours(engine, container)
+    if info is None:
         if metadata.SessionStore().read(name) is None:
             raise SessionNotFound(name)
         raise BadInput(
@@ -80,7 +82,9 @@ def logs(name: str | None, follow: bool = False, tail: int | None = None) -> Ite
 
     engine = Engine()
     name = name or most_recent_running(engine)
+    from claude_cage.operations.query import inspect_ours
+
     container = names.container_name(name)
-    if engine.inspect(container) is None:
+    if inspect_ours(engine, container) is None:
         raise SessionNotFound(name)
     yield from engine.logs(container, follow=follow, tail=tail)

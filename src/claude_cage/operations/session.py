@@ -16,7 +16,7 @@ from claude_cage import metadata, names, paths, policy
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.operations import checkpoint, operation
-from claude_cage.operations.query import owned_containers
+from claude_cage.operations.query import inspect_ours, is_ours, owned_containers
 from claude_cage.requests import Mount, parse_env, parse_mounts, parse_port
 
 API_KEY_SECRET = "api_key"
@@ -151,6 +151,13 @@ def _request(
 ) -> policy.SessionRequest:
     mode, network = cfg["mode"], cfg["network"]
     ports = [parse_port(p) for p in options.ports]
+    for _, inner in ports:
+        if inner in policy.COMPANION_PORTS:
+            raise BadInput(
+                f"--port: container port {inner} is taken by the session's companion",
+                "use another port in the session than "
+                + " or ".join(str(p) for p in policy.COMPANION_PORTS),
+            )
     if ports and network == "host":
         raise BadInput("--port has no effect with --network host", "drop --port, or use filtered")
     hosts = list(cfg["allowed_hosts"])
@@ -231,7 +238,9 @@ def _given_settings(options: StartOptions) -> list[str]:
     return given
 
 
-def metadata_for(req: policy.SessionRequest, created: str) -> dict[str, Any]:
+def metadata_for(
+    req: policy.SessionRequest, created: str, allowed_ports: list[int]
+) -> dict[str, Any]:
     return {
         "name": req.name,
         "mode": req.mode,
@@ -251,6 +260,7 @@ def metadata_for(req: policy.SessionRequest, created: str) -> dict[str, Any]:
         "persist": req.persist,
         "credential": req.credential,
         "allowed_hosts": req.allowed_hosts,
+        "allowed_ports": allowed_ports,
         "desktop_port": req.desktop_port or "",
         "started": metadata.now_iso(),
     }
@@ -350,7 +360,11 @@ def _bring_up(
     if plan.companion is not None:
         code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
         if code != 0:
-            raise EngineError(f"the session's companion did not start: {output.decode()[-200:]}")
+            why = output.decode(errors="replace").strip() or engine.log_tail(plan.companion.name)
+            raise EngineError(
+                f"the session's companion did not start: {why[-300:]}",
+                f"see 'docker logs {plan.companion.name}'",
+            )
     if key:
         inject_key(engine, req.name, req.credential, key)
     info = engine.inspect(plan.session.name)
@@ -379,6 +393,11 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
     warnings = []
     if req.network == "host":
         warnings.append("--network host: the session shares the host's network, with no filtering")
+    if req.credential == "api-key-proxy" and cfg["anthropic_upstream"].startswith("http://"):
+        warnings.append(
+            f"anthropic_upstream {cfg['anthropic_upstream']} is plain http: "
+            "the API key crosses the network unencrypted"
+        )
 
     with store.lock(name):
         container = names.container_name(name)
@@ -429,6 +448,8 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
                 break
             except EngineError as exc:
                 _rollback(engine, created)
+                if info is not None:
+                    engine.stop(container)
                 # Another start took the desktop port between our check and our bind.
                 if desktop_plan is None or "port is already allocated" not in exc.message:
                     raise
@@ -438,12 +459,16 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
                 req.desktop_port = desktop_plan.port
             except BaseException:
                 _rollback(engine, created)
+                if info is not None:  # a failed restart leaves the session stopped, as it was
+                    engine.stop(container)
                 raise
             finally:
                 capacity.close()
         if key and not restarted:
             store.write_secret(name, API_KEY_SECRET, key)
-        data = metadata_for(req, meta["created"] if meta else metadata.now_iso())
+        data = metadata_for(
+            req, meta["created"] if meta else metadata.now_iso(), cfg["allowed_ports"]
+        )
         if desktop_plan is not None:
             data["desktop_bind"] = desktop_plan.bind
         checkpoint("start:before-metadata")
@@ -465,13 +490,14 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
 
 
 def _remove_everything(engine: Engine, name: str) -> list[str]:
+    """Remove the session's containers and volumes: only ours, never a namesake."""
     removed = []
     for container in (names.container_name(name), names.companion_name(name)):
-        if engine.remove(container):
+        if inspect_ours(engine, container) is not None and engine.remove(container):
             removed.append(container)
     checkpoint("remove:containers")
     for volume in (names.data_volume(name), names.socket_volume(name)):
-        if engine.remove_volume(volume):
+        if is_ours(engine.volume_labels(volume)) and engine.remove_volume(volume):
             removed.append(volume)
         checkpoint("remove:volume")
     return removed
@@ -488,7 +514,7 @@ def _existing_session(
     ingest_blocked(name, engine)
     with store.lock(name):
         meta = store.read(name)
-        info = engine.inspect(names.container_name(name))
+        info = inspect_ours(engine, names.container_name(name))
         if meta is None and info is None:
             raise SessionNotFound(name)
         yield meta, info
@@ -498,10 +524,12 @@ def _existing_session(
 def stop(name: str, engine: Engine | None = None) -> StopResult:
     engine = engine or Engine()
     store = metadata.SessionStore()
-    with _existing_session(name, engine, store) as (meta, _info):
-        engine.stop(names.container_name(name))
+    with _existing_session(name, engine, store) as (meta, info):
+        if info is not None:
+            engine.stop(names.container_name(name))
         checkpoint("stop:session-stopped")
-        engine.stop(names.companion_name(name))
+        if inspect_ours(engine, names.companion_name(name)) is not None:
+            engine.stop(names.companion_name(name))
         checkpoint("stop:companion-stopped")
         ephemeral = (meta or {}).get("ephemeral") == "true"
         if ephemeral:
