@@ -24,7 +24,7 @@ import pytest
 
 from claude_cage import metadata, resources
 from claude_cage.metadata import REQUIRED, parse
-from tests.conftest import Cage, inspect
+from tests.conftest import Cage, Result, inspect
 
 pytestmark = pytest.mark.engine
 
@@ -262,16 +262,20 @@ def test_list_and_status_follow_the_engine(cage: Cage) -> None:
 # --- concurrency ----------------------------------------------------------------------
 
 
-def test_ten_parallel_starts_with_different_names(cage: Cage) -> None:
-    names = [cage.name(f"p{i}") for i in range(10)]
-    env = {"CAGE_MAX_SESSIONS": "20"}
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        results = list(
+def start_in_parallel(cage: Cage, names: list[str], env: dict[str, str]) -> list[Result]:
+    """`start --detach --network none` for every name at once; results in name order."""
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return list(
             pool.map(
                 lambda n: cage("start", "--name", n, "--detach", "--network", "none", env=env),
                 names,
             )
         )
+
+
+def test_ten_parallel_starts_with_different_names(cage: Cage) -> None:
+    names = [cage.name(f"p{i}") for i in range(10)]
+    results = start_in_parallel(cage, names, {"CAGE_MAX_SESSIONS": "20"})
     for name, result in zip(names, results, strict=True):
         assert result.code == 0, (name, result.output)
     listed = {s["name"]: s for s in cage("list", "--json").json()["sessions"]}
@@ -340,14 +344,7 @@ def test_concurrent_stop_and_destroy_never_corrupt_the_metadata(cage: Cage) -> N
 
 def test_parallel_starts_never_overshoot_max_sessions(cage: Cage) -> None:
     names = [cage.name(f"cap{i}") for i in range(10)]
-    env = {"CAGE_MAX_SESSIONS": "2"}
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        results = list(
-            pool.map(
-                lambda n: cage("start", "--name", n, "--detach", "--network", "none", env=env),
-                names,
-            )
-        )
+    results = start_in_parallel(cage, names, {"CAGE_MAX_SESSIONS": "2"})
     won = [n for n, r in zip(names, results, strict=True) if r.code == 0]
     lost = [r for r in results if r.code != 0]
     assert len(won) == 2, [r.output for r in results]
