@@ -21,6 +21,8 @@ from pathlib import Path
 
 from harness import run
 
+from claude_cage import paths
+
 DOCKER = shutil.which("docker") or "docker"
 
 
@@ -28,21 +30,6 @@ def claude_cage_executable() -> str:
     """The console script next to this interpreter (no version-manager shim in between)."""
     beside = Path(sys.executable).parent / "claude-cage"
     return str(beside) if beside.exists() else shutil.which("claude-cage") or "claude-cage"
-
-
-def owner_id(data_dir: Path) -> str:
-    """The `cage.owner` label claude-cage puts on objects of this data directory."""
-    from claude_cage import paths
-
-    old = os.environ.get("CAGE_DATA_DIR")
-    os.environ["CAGE_DATA_DIR"] = str(data_dir)
-    try:
-        return paths.owner_id()
-    finally:
-        if old is None:
-            del os.environ["CAGE_DATA_DIR"]
-        else:
-            os.environ["CAGE_DATA_DIR"] = old
 
 
 class Workspace:
@@ -70,7 +57,7 @@ class Workspace:
         data, conf = self.root / tag / "data", self.root / tag / "config"
         data.mkdir(parents=True)
         conf.mkdir(parents=True)
-        self.owners.append(owner_id(data))
+        self.owners.append(paths.owner_id(data))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CAGE_", "ANTHROPIC_"))}
         env.pop("MONGODB_URI", None)
         env.update(
@@ -81,7 +68,7 @@ class Workspace:
         return env
 
     def owner_of(self, env: dict[str, str]) -> str:
-        return owner_id(Path(env["CAGE_DATA_DIR"]))
+        return paths.owner_id(Path(env["CAGE_DATA_DIR"]))
 
     def remove_containers(self, label: str) -> None:
         ids = run([DOCKER, "ps", "-aq", "--filter", f"label={label}"]).split()

@@ -94,15 +94,7 @@ class Cage:
     def owner(self) -> str:
         from claude_cage import paths
 
-        old = os.environ.get("CAGE_DATA_DIR")
-        os.environ["CAGE_DATA_DIR"] = str(self.data_dir)
-        try:
-            return paths.owner_id()
-        finally:
-            if old is None:
-                del os.environ["CAGE_DATA_DIR"]
-            else:
-                os.environ["CAGE_DATA_DIR"] = old
+        return paths.owner_id(self.data_dir)
 
 
 def docker_json(*args: str) -> object:

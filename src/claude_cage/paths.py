@@ -32,15 +32,17 @@ def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP, appauthor=False))
 
 
-def owner_id() -> str:
-    """A short id of this data directory, put on every Docker object as `cage.owner`.
+def owner_id(directory: Path | None = None) -> str:
+    """A short id of a data directory (default: this one), put on every Docker object
+    as `cage.owner`.
 
     Each data directory sees only its own sessions, so two users (or two test runs)
     sharing one engine never take each other's sessions for orphans.
     """
     import hashlib
 
-    return hashlib.sha256(str(data_dir().resolve()).encode()).hexdigest()[:12]
+    directory = data_dir() if directory is None else directory
+    return hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:12]
 
 
 def user_config_file() -> Path:
