@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import isolation
+
 REQUIRE_ENGINE = os.environ.get("CI") == "true" or os.environ.get("CAGE_REQUIRE_ENGINE") == "1"
 
 
@@ -139,7 +141,9 @@ def _isolated_cage(base: Path, monkeypatch: pytest.MonkeyPatch) -> Cage:
     conf.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAGE_", "ANTHROPIC_"))}
     env.pop("MONGODB_URI", None)
-    env.update(CAGE_DATA_DIR=str(data), CAGE_CONFIG_DIR=str(conf))
+    env.update(CAGE_DATA_DIR=str(data), CAGE_CONFIG_DIR=str(conf), **isolation.cage_env())
+    for key, value in isolation.cage_env().items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("CAGE_DATA_DIR", str(data))
     monkeypatch.setenv("CAGE_CONFIG_DIR", str(conf))
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import inspect
+from tests.isolation import EGRESS_NETWORK, IMAGE_COMPANION
 
-EGRESS_NETWORK = "cage-egress"
 SERVER = Path(__file__).with_name("testserver.py")
 TEST_LABEL = "cage-test=1"
 
@@ -90,7 +90,7 @@ def start_test_host(alias: str, prefix: str) -> TestHost:
             f"{SERVER}:/testserver.py:ro",
             "--entrypoint",
             "python3",
-            "claude-cage-companion:latest",
+            IMAGE_COMPANION,
             "/testserver.py",
             alias,
         ],

@@ -10,6 +10,7 @@ import pytest
 
 from claude_cage import __version__
 from tests.conftest import Cage
+from tests.isolation import IMAGE_CLI, IMAGE_COMPANION
 
 
 def checks_of(result) -> dict[str, dict]:
@@ -41,7 +42,7 @@ def test_doctor_checks_everything_and_proves_the_filtered_network(cage: Cage) ->
     assert checks["filtered network"]["status"] == "ok", checks["filtered network"]
     assert "403" in checks["filtered network"]["detail"]
     assert "mongodb" not in checks  # not configured
-    for image in ("claude-cage-cli:latest", "claude-cage-companion:latest"):
+    for image in (IMAGE_CLI, IMAGE_COMPANION):
         wanted = "ok" if image_version(image) == __version__ else "fail"
         assert checks[f"image {image}"]["status"] == wanted
     failed = [c for c in report["checks"] if c["status"] == "fail"]

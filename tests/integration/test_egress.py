@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Cage, inspect
 from tests.integration.conftest import TestHost
+from tests.isolation import EGRESS_NETWORK
 
 pytestmark = pytest.mark.engine
 
@@ -85,7 +86,7 @@ def test_no_direct_connection_to_any_address(
 ) -> None:
     port, host_addresses = host_server
     companion_ip = inspect(f"companion-cage-{session}")["NetworkSettings"]["Networks"][
-        "cage-egress"
+        EGRESS_NETWORK
     ]["IPAddress"]
     docker0 = "172.17.0.1"
     assert host_addresses, "the host has addresses to try"
@@ -175,7 +176,7 @@ def test_companion_is_hardened_and_labelled(cage_module: Cage, session: str) -> 
     labels = info["Config"]["Labels"]
     assert labels["managed-by"] == "claude-cage"
     assert labels["cage.session"] == session and labels["cage.role"] == "companion"
-    assert list(info["NetworkSettings"]["Networks"]) == ["cage-egress"]
+    assert list(info["NetworkSettings"]["Networks"]) == [EGRESS_NETWORK]
     assert not info["NetworkSettings"]["Ports"]
     volume = f"cage-sock-{session}"
     vol = subprocess.run(["docker", "volume", "inspect", volume], capture_output=True, text=True)
@@ -194,7 +195,7 @@ def test_two_sessions_cannot_reach_each_other(cage_module: Cage, session: str) -
         }
         # The other's companion is not reachable directly, nor through the proxy.
         companion = f"companion-cage-{other}"
-        ip = inspect(companion)["NetworkSettings"]["Networks"]["cage-egress"]["IPAddress"]
+        ip = inspect(companion)["NetworkSettings"]["Networks"][EGRESS_NETWORK]["IPAddress"]
         assert http_code(cage_module, session, f"http://{companion}:6080/") == "403"
         assert http_code(cage_module, session, f"http://{ip}:6080/") == "403"
         result = sh(
