@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import __version__, names
+from claude_cage import __version__, names, workdir
 from claude_cage.config import parse_size
 from claude_cage.egress import split_allowlist
 from claude_cage.requests import Mount
@@ -137,6 +137,8 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         env["VNC_RESOLUTION"] = cfg["vnc_resolution"]
     bridges += [f"in:{inner}:port-{inner}.sock" for _, inner in req.ports]
     env["CAGE_BRIDGES"] = " ".join(bridges)
+    project = workdir.project_dir_of(None, [m.target for m in req.mounts])
+    env["CAGE_PROJECT"] = project  # the desktop's terminal starts there
     env.update(req.env)  # user values last; reserved names were refused earlier
 
     volumes = []
@@ -170,7 +172,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         ulimits=[("nofile", cfg["nofile"], cfg["nofile"]), ("nproc", cfg["nproc"], cfg["nproc"])],
         # filtered and none both mean: no network namespace beyond loopback.
         network_mode="host" if req.network == "host" else "none",
-        working_dir="/workspace",
+        working_dir=project,
         auto_remove=req.ephemeral,
     )
 

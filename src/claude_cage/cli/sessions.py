@@ -257,7 +257,12 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
 @cli.command(name="exec", context_settings={**CONTEXT, "ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_cmd(name: str, command: tuple[str, ...]) -> None:
+@click.option(
+    "--workdir",
+    metavar="DIR",
+    help="Start in DIR, relative to the project (default: the project itself).",
+)
+def exec_cmd(name: str, command: tuple[str, ...], workdir: str | None) -> None:
     """Run a command in a session and return its exit code: exec NAME -- CMD...
 
     Output streams as it comes. Headless Claude Code: exec NAME -- claude -p "..."
@@ -265,7 +270,7 @@ def exec_cmd(name: str, command: tuple[str, ...]) -> None:
     from claude_cage.operations.run import exec_stream
 
     code = 0
-    for item in exec_stream(name, list(command)):
+    for item in exec_stream(name, list(command), cwd=workdir):
         if isinstance(item, int):
             code = item
             continue
@@ -281,21 +286,31 @@ def exec_cmd(name: str, command: tuple[str, ...]) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("name", required=False)
-def shell(name: str | None) -> None:
+@click.option(
+    "--workdir",
+    metavar="DIR",
+    help="Start in DIR, relative to the project (default: the project itself).",
+)
+def shell(name: str | None, workdir: str | None) -> None:
     """Open a bash shell in a session (default: the most recent running one)."""
     from claude_cage.operations.run import shell as shell_op
 
-    sys.exit(shell_op(name))
+    sys.exit(shell_op(name, workdir))
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("name", required=False)
-def attach(name: str | None) -> None:
+@click.option(
+    "--workdir",
+    metavar="DIR",
+    help="Start in DIR, relative to the project (default: the project itself).",
+)
+def attach(name: str | None, workdir: str | None) -> None:
     """Attach the terminal to Claude Code in a session (default: most recent running)."""
     from claude_cage.operations.query import most_recent_running
     from claude_cage.operations.run import attach as attach_op
 
-    sys.exit(attach_op(name or most_recent_running()))
+    sys.exit(attach_op(name or most_recent_running(), workdir))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from claude_cage import metadata, names
+from claude_cage import metadata, names, workdir
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, SessionNotFound
 from claude_cage.operations import record_event
@@ -34,14 +34,23 @@ def running_container(name: str, engine: Engine) -> str:
     return container
 
 
-def exec_stream(name: str, command: list[str], engine: Engine | None = None) -> Iterator[Any]:
-    """Yield (stdout, stderr) chunks as they come, then the command's exit code."""
+def session_workdir(name: str, requested: str | None = None) -> str:
+    """The directory a command starts in: the project, or `requested` inside it."""
+    return workdir.resolve(workdir.project_dir(metadata.SessionStore().read(name)), requested)
+
+
+def exec_stream(
+    name: str, command: list[str], engine: Engine | None = None, cwd: str | None = None
+) -> Iterator[Any]:
+    """Yield (stdout, stderr) chunks as they come, then the command's exit code.
+    `cwd` is a --workdir, relative to the project."""
     engine = engine or Engine()
     container = running_container(name, engine)
+    directory = session_workdir(name, cwd)
     code = None
     mark_active(name)
     try:
-        for item in engine.exec_stream(container, command, workdir="/workspace"):
+        for item in engine.exec_stream(container, command, workdir=directory):
             if isinstance(item, int):
                 code = item
             yield item
@@ -54,27 +63,28 @@ def exec_stream(name: str, command: list[str], engine: Engine | None = None) -> 
         )
 
 
-def _interactive(kind: str, name: str | None, command: list[str]) -> int:
+def _interactive(kind: str, name: str | None, command: list[str], cwd: str | None = None) -> int:
     from claude_cage.operations.query import most_recent_running
 
     engine = Engine()
     name = name or most_recent_running(engine)
     container = running_container(name, engine)
+    directory = session_workdir(name, cwd)
     record_event(kind, name, {"status": "ok"})
     flags = ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
     mark_active(name)
     try:
-        return subprocess.call(["docker", "exec", *flags, "-w", "/workspace", container, *command])
+        return subprocess.call(["docker", "exec", *flags, "-w", directory, container, *command])
     finally:
         mark_active(name)
 
 
-def shell(name: str | None) -> int:
-    return _interactive("shell", name, ["bash", "-l"])
+def shell(name: str | None, cwd: str | None = None) -> int:
+    return _interactive("shell", name, ["bash", "-l"], cwd)
 
 
-def attach(name: str | None) -> int:
-    return _interactive("attach", name, ["claude"])
+def attach(name: str | None, cwd: str | None = None) -> int:
+    return _interactive("attach", name, ["claude"], cwd)
 
 
 def logs(name: str | None, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:

@@ -1,0 +1,56 @@
+"""Where a session's commands start: the project, not the read-only `/workspace`.
+
+The project is the session's clone (`/workspace/<repo>`), else its first mount, else
+`/workspace`. Every entry point (start, attach, shell, exec, the desktop's terminal) asks
+`project_dir`; `--workdir` is resolved against it by `resolve`, which refuses a path that
+leaves the project. Pure: no I/O, so callers can use it before touching the engine.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from claude_cage.errors import BadInput
+
+WORKSPACE = "/workspace"
+
+
+def clone_target(repo_name: str) -> str:
+    return f"{WORKSPACE}/{repo_name}"
+
+
+def project_dir_of(clone_name: str | None, mount_targets: Iterable[str]) -> str:
+    """The clone's directory, else the first mount's target, else /workspace."""
+    if clone_name:
+        return clone_target(clone_name)
+    for target in mount_targets:
+        return target
+    return WORKSPACE
+
+
+def project_dir(meta: Mapping[str, Any] | None) -> str:
+    """The project directory of a session, from its metadata (None: no metadata)."""
+    meta = meta or {}
+    clone = meta.get("clone") or {}
+    targets = []
+    for text in meta.get("mounts") or []:
+        # "SOURCE:TARGET:rw|ro"; the source may hold colons, the target never does.
+        parts = str(text).rsplit(":", 2)
+        if len(parts) == 3:
+            targets.append(parts[1])
+    return project_dir_of(clone.get("name") if isinstance(clone, Mapping) else None, targets)
+
+
+def resolve(project: str, requested: str | None) -> str:
+    """`--workdir DIR`, relative to the project (absolute paths must lie inside it)."""
+    if not requested:
+        return project
+    joined = posixpath.normpath(posixpath.join(project, requested))
+    if joined != project and not joined.startswith(project.rstrip("/") + "/"):
+        raise BadInput(
+            f"--workdir {requested} is outside the project {project}",
+            f"give a directory inside {project}, e.g. --workdir src",
+        )
+    return joined
