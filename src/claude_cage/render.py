@@ -1,13 +1,67 @@
-"""Output: human text on stdout, versioned JSON for scripts, notes and errors on stderr."""
+"""Output: human text on stdout, versioned JSON for scripts, notes and errors on stderr.
+
+Text a session can influence (its logs, the hosts it asked for, event values, status
+fields, error messages that quote the engine) reaches the operator's terminal only
+through `sanitize`: control characters are shown escaped (`\\x1b`, `\\r`, `\\u202e`),
+so a session cannot set the window title, write the clipboard (OSC 52), clear the
+screen, or move the cursor to overwrite a line with a forged PASS. JSON needs no such
+step: `json.dumps` escapes every control character itself.
+"""
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 JSON_VERSION = 1
+
+# C0 controls, DEL, C1 controls (U+009B is a one-character CSI on some terminals), and
+# the invisible characters that reorder or hide text (bidi overrides, line separators).
+_INVISIBLE = "\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+_UNSAFE_LINE = re.compile(f"[\x00-\x1f{_INVISIBLE}]")
+_UNSAFE_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f{_INVISIBLE}]")  # keeps \t and \n
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def sanitize(text: Any, multiline: bool = False) -> str:
+    """`text` as it is safe to print on a terminal: control characters escaped.
+
+    One line by default (tabs and newlines escaped too, so a value cannot start a
+    line of its own); with multiline=True, tabs and newlines are kept.
+    """
+    pattern = _UNSAFE_TEXT if multiline else _UNSAFE_LINE
+    return pattern.sub(_escape, str(text))
+
+
+def sanitize_stream(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Sanitized text from a byte stream (a session's logs), chunk by chunk.
+
+    Bytes that are not UTF-8 show as `\\xNN`. CRLF (a terminal's line ending, in the
+    logs of a session with a TTY) becomes a newline; a lone CR is escaped.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+    held = ""  # a CR at the end of a chunk waits to see whether an LF follows
+    for chunk in chunks:
+        text = held + decoder.decode(chunk)
+        held = "\r" if text.endswith("\r") else ""
+        text = text[:-1] if held else text
+        if text:
+            yield sanitize(text.replace("\r\n", "\n"), multiline=True)
+    tail = held + decoder.decode(b"", final=True)
+    if tail:
+        yield sanitize(tail.replace("\r\n", "\n"), multiline=True)
 
 
 def print_json(payload: dict[str, Any]) -> None:
@@ -15,16 +69,19 @@ def print_json(payload: dict[str, Any]) -> None:
 
 
 def note(message: str) -> None:
-    sys.stderr.write(message + "\n")
+    sys.stderr.write(sanitize(message, multiline=True) + "\n")
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.write(f"warning: {sanitize(message, multiline=True)}\n")
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    """A plain aligned table (no Rich import: `list` is on the hot path)."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """A plain aligned table (no Rich import: `list` is on the hot path). Every cell is
+    sanitized: cells often hold what a session wrote or asked for."""
+    cells = [[str(h) for h in headers]] + [
+        ["" if c is None else sanitize(c) for c in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells

@@ -34,9 +34,12 @@ def main() -> None:
     except click.exceptions.Abort:
         sys.exit(130)
     except CageError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+        # Messages can quote what the engine or a session said: never raw.
+        from claude_cage.render import sanitize
+
+        click.echo(f"error: {sanitize(exc.message)}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            click.echo(f"hint: {sanitize(exc.hint)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -7,7 +7,7 @@ import sys
 import click
 
 from claude_cage.cli.base import CONTEXT, cli
-from claude_cage.render import note, print_json, table
+from claude_cage.render import note, print_json, sanitize, table
 
 
 @cli.command(context_settings=CONTEXT)
@@ -68,9 +68,8 @@ def egress(name: str, as_json: bool, follow: bool, blocked: bool) -> None:
 
                     click.echo(json.dumps(r.to_json()))
                 else:
-                    click.echo(
-                        f"{r.time}  {r.host}  {r.port}  {'allowed' if r.allowed else 'BLOCKED'}"
-                    )
+                    result = "allowed" if r.allowed else "BLOCKED"
+                    click.echo(sanitize(f"{r.time}  {r.host}  {r.port}  {result}"))
         except KeyboardInterrupt:
             pass
 

@@ -11,7 +11,7 @@ import click
 
 from claude_cage.cli.base import CONTEXT, cli
 from claude_cage.errors import BadInput
-from claude_cage.render import print_json, table
+from claude_cage.render import print_json, sanitize, table
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 
@@ -88,13 +88,13 @@ def events(
             print_json({"status": status})
         else:
             for key, value in status.items():
-                click.echo(f"{key:14} {'' if value is None else value}")
+                click.echo(sanitize(f"{key:14} {'' if value is None else value}"))
         return
     when = parse_since(since) if since else None
     if follow:
         try:
             for event in log.follow(session=session, type=type_, since=when, backlog=limit or 10):
-                click.echo(json.dumps(event) if as_json else "  ".join(_line(event)))
+                click.echo(json.dumps(event) if as_json else sanitize("  ".join(_line(event))))
         except KeyboardInterrupt:
             pass
         return

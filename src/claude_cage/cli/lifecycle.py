@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from claude_cage.cli.base import CONTEXT, cli
-from claude_cage.render import note, print_json, table, warn
+from claude_cage.render import note, print_json, sanitize, table, warn
 
 # --- reap -----------------------------------------------------------------------------
 
@@ -122,7 +122,7 @@ def doctor(no_probe: bool, as_json: bool) -> None:
         click.echo(table(rows, ("", "check", "detail")))
         for c in report.checks:
             if c.fix and c.status != "ok":
-                click.echo(f"  fix {c.check}: {c.fix}", err=True)
+                click.echo(sanitize(f"  fix {c.check}: {c.fix}"), err=True)
     if not report.ok:
         sys.exit(EXIT_FAILED)
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from claude_cage.cli.base import CONTEXT, cli
-from claude_cage.render import note, print_json, table, warn
+from claude_cage.render import note, print_json, sanitize, table, warn
 
 # --- start ----------------------------------------------------------------------------
 
@@ -226,7 +226,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         "oom_killed",
     ):
         if info.get(key) not in (None, "", False):
-            click.echo(f"{key:12} {info[key]}")
+            click.echo(f"{key:12} {sanitize(info[key])}")
     if info.get("oom_killed"):
         warn("killed for running out of memory: start it with --memory 8g, or stop other sessions")
     if info.get("network") == "host":
@@ -237,7 +237,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
             f"{info['egress']['blocked']} blocked (claude-cage egress {name})"
         )
     if info.get("allowed_hosts"):
-        click.echo(f"{'allowlist':12} {' '.join(info['allowed_hosts'])}")
+        click.echo(f"{'allowlist':12} {sanitize(' '.join(info['allowed_hosts']))}")
     if info.get("companion"):
         click.echo(
             f"{'companion':12} {info['companion']['container']} ({info['companion']['status']})"
@@ -245,7 +245,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
     from claude_cage.cli.lifecycle import usage_lines
 
     for line in usage_lines(info):
-        click.echo(line)
+        click.echo(sanitize(line))
     if info.get("sandbox"):
         verdict = "PASS" if info["sandbox"]["ok"] else "FAIL"
         click.echo(f"\nsandbox: {verdict}\n" + checks_table(info["sandbox"]["checks"]))
@@ -317,13 +317,26 @@ def attach(name: str | None, workdir: str | None) -> None:
 @click.argument("name", required=False)
 @click.option("--follow", "-f", is_flag=True, help="Keep following new output.")
 @click.option("--tail", type=int, help="Show only the last N lines.")
-def logs(name: str | None, follow: bool, tail: int | None) -> None:
-    """Show a session's container logs (default: the most recent running one)."""
-    from claude_cage.operations.run import logs as logs_op
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Pass the output through as the session wrote it, escape sequences and all.",
+)
+def logs(name: str | None, follow: bool, tail: int | None, raw: bool) -> None:
+    """Show a session's container logs (default: the most recent running one).
 
+    Control characters are shown escaped (\\x1b...): what a session writes cannot
+    set your terminal's title or clipboard, clear it, or forge lines. --raw turns
+    that off.
+    """
+    from claude_cage.operations.run import logs as logs_op
+    from claude_cage.render import sanitize_stream
+
+    chunks = logs_op(name, follow=follow, tail=tail)
+    stream = chunks if raw else (text.encode() for text in sanitize_stream(chunks))
     try:
-        for chunk in logs_op(name, follow=follow, tail=tail):
-            sys.stdout.buffer.write(chunk)
+        for data in stream:
+            sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
     except KeyboardInterrupt:
         pass

@@ -63,7 +63,13 @@ def exec_stream(
         )
 
 
-def _interactive(kind: str, name: str | None, command: list[str], cwd: str | None = None) -> int:
+def _interactive(
+    kind: str,
+    name: str | None,
+    command: list[str],
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
     from claude_cage.operations.query import most_recent_running
 
     engine = Engine()
@@ -72,6 +78,8 @@ def _interactive(kind: str, name: str | None, command: list[str], cwd: str | Non
     directory = session_workdir(name, cwd)
     record_event(kind, name, {"status": "ok"})
     flags = ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
+    for key, value in (env or {}).items():
+        flags += ["-e", f"{key}={value}"]
     mark_active(name)
     try:
         return subprocess.call(["docker", "exec", *flags, "-w", directory, container, *command])
@@ -79,8 +87,25 @@ def _interactive(kind: str, name: str | None, command: list[str], cwd: str | Non
         mark_active(name)
 
 
+def shell_environment(name: str) -> dict[str, str]:
+    """What `shell` sets so that no file the agent can write shapes the operator's shell:
+    bash reads no startup files (--noprofile --norc), readline only the image's inputrc,
+    ncurses only the image's terminal descriptions (not ~/.terminfo), and no history
+    the agent could have planted. The prompt names the session."""
+    return {
+        "PS1": f"[cage {name}] \\w \\$ ",
+        "INPUTRC": "/etc/inputrc",
+        "TERMINFO": "/lib/terminfo",
+        "HISTFILE": "/dev/null",
+    }
+
+
 def shell(name: str | None, cwd: str | None = None) -> int:
-    return _interactive("shell", name, ["bash", "-l"], cwd)
+    from claude_cage.operations.query import most_recent_running
+
+    name = name or most_recent_running()
+    command = ["bash", "--noprofile", "--norc"]
+    return _interactive("shell", name, command, cwd, shell_environment(name))
 
 
 def attach(name: str | None, cwd: str | None = None) -> int:
