@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import inspect
+from tests.integration.model import ModelServer, start_model_server
 from tests.isolation import EGRESS_NETWORK, IMAGE_COMPANION
 
 SERVER = Path(__file__).with_name("testserver.py")
@@ -132,6 +133,19 @@ def test_hosts() -> Iterator[dict[str, TestHost]]:
         names = [h.container for h in hosts.values()]
         if names:
             subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def model_server() -> Iterator[ModelServer]:
+    """The scripted Messages API server, on the egress network as api.anthropic.com.
+
+    Point a session at it with `start` and `env=model_server.session_env()`."""
+    ensure_egress_network()
+    server = start_model_server(uuid.uuid4().hex[:6])
+    try:
+        yield server
+    finally:
+        subprocess.run(["docker", "rm", "-f", server.container], capture_output=True)
 
 
 def http_get(url: str, timeout: float = 5) -> int:

@@ -1,0 +1,106 @@
+"""Claude Code itself, end to end: a real agent run in a filtered session with every
+hardening in place, against the scripted model server under the real API host name.
+
+The model makes Claude Code call Write, Read, Edit and Bash in the mounted project, and
+one Bash call tries a host the allowlist does not name. The checks are on what the host
+sees: the files in the project, the blocked request in `egress`, and which credential
+reached the model server.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage
+from tests.integration.model import ModelServer, agent_script
+
+pytestmark = pytest.mark.engine
+
+PLACEHOLDER = "sk-ant-cage-placeholder"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    path = tmp_path / "proj"
+    path.mkdir()
+    path.chmod(0o777)  # the session's uid 1000 writes here
+    return path
+
+
+def run_agent(
+    cage: Cage, model_server: ModelServer, project: Path, key: str, blocked: str
+) -> tuple[str, object]:
+    """Start a session on `project`, run `claude -p` in it; (session name, exec result)."""
+    name = cage.name("agent")
+    started = cage(
+        "start",
+        "--name",
+        name,
+        "--detach",
+        "--mount",
+        str(project),
+        env={"ANTHROPIC_API_KEY": key, **model_server.session_env()},
+    )
+    assert started.code == 0, started.output
+    status = cage("status", name, "--json").json()["session"]
+    assert status["network"] == "filtered"
+    assert status["sandbox"]["ok"], status["sandbox"]
+    model_server.reset()
+    model_server.set_script(agent_script(f"/workspace/{project.name}", blocked))
+    result = cage(
+        "exec",
+        name,
+        "--",
+        "bash",
+        "-c",
+        f"cd /workspace/{project.name} && "
+        "claude -p 'Update the notes.' --dangerously-skip-permissions --output-format json"
+        " </dev/null",
+        timeout=240,
+    )
+    return name, result
+
+
+def test_claude_code_does_real_work_in_a_hardened_filtered_session(
+    cage: Cage, model_server: ModelServer, project: Path
+) -> None:
+    key = f"sk-ant-test-{secrets.token_hex(16)}"
+    blocked = f"exfil-{uuid.uuid4().hex[:8]}.example.net"
+    name, result = run_agent(cage, model_server, project, key, blocked)
+    assert result.code == 0, result.output
+    assert '"is_error":false' in result.stdout.replace(" ", ""), result.stdout
+
+    # Write, Read and Edit reached the project on the host; Bash ran in it.
+    assert (project / "notes.txt").read_text() == "edited from the cage\n"
+    assert (project / "size.txt").read_text().strip() == "21"
+
+    received = model_server.received()
+    agent = [r for r in received if r["kind"] == "agent"]
+    assert [r["turn"] for r in agent] == [0, 1, 2, 3, 4, 5], [r["turn"] for r in agent]
+    results = [r["tool_results"] for r in agent[1:]]
+    assert all(len(r) == 1 and not r[0]["is_error"] for r in results), results
+    read, bash, curl = results[1][0]["content"], results[3][0]["content"], results[4][0]["content"]
+    assert "hello from the cage" in read
+    # The agent's own tool call runs as uid 1000, filtered by seccomp, no privileges.
+    assert "uid=1000" in bash and "Seccomp: 2" in bash, bash
+    assert "NoNewPrivs: 1" in bash and "CapEff: 0000000000000000" in bash, bash
+    # The host that is not allowed: the proxy refused the tunnel (curl exit 56).
+    assert "proxy=403" in curl and "exit=56" in curl, curl
+
+    egress = cage("egress", name, "--blocked", "--json").json()["requests"]
+    assert [r for r in egress if r["host"] == blocked and not r["allowed"]], egress
+
+    # Every model call carried the real key, added outside the session; never the
+    # placeholder Claude Code holds, and no other credential.
+    messages = [r for r in received if r["path"].startswith("/v1/messages")]
+    assert messages
+    for request in messages:
+        assert request["headers"].get("x-api-key") == key, request["headers"]
+        assert "authorization" not in request["headers"]
+        assert PLACEHOLDER not in str(request["headers"])
+        assert request["path"] == "/v1/messages?beta=true"
+        assert request["stream"] is True
