@@ -23,9 +23,12 @@ REMOVED = [
     "name_to_handle_at", "kexec_load", "kexec_file_load", "mount", "umount", "umount2",
     "pivot_root", "unshare", "setns", "lookup_dcookie", "acct", "quotactl", "syslog",
     "vhangup", "iopl", "ioperm", "swapon", "swapoff", "reboot", "init_module",
-    "finit_module", "delete_module",
+    "finit_module", "delete_module", "socketcall",
 ]  # fmt: skip
-CORE = ["read", "write", "openat", "clone", "execve", "futex", "epoll_wait", "socket", "connect"]
+CORE = ["read", "write", "openat", "clone", "execve", "futex", "epoll_wait", "connect"]
+# socket(2)'s allowed address families: AF_UNIX, AF_INET, AF_INET6, AF_NETLINK.
+FAMILIES = {1, 2, 10, 16}
+LOW32 = 0xFFFFFFFF
 # personality(2) values that stay allowed: PER_LINUX, PER_LINUX32, UNAME26, both, query.
 SAFE_PERSONALITIES = {0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF}
 
@@ -113,3 +116,64 @@ def test_script_drops_cap_rules_and_cap_exclusions() -> None:
         "excludes": {"caps": ["CAP_SYS_ADMIN"], "arches": ["s390"]},
     }
     assert tighten(rule) == dict(rule, names=["clone", "write"], excludes={"arches": ["s390"]})
+
+
+def allowed_on_amd64(profile: dict, name: str, args: list[int]) -> bool:
+    """Would the profile let `name(*args)` through on amd64? (SCMP_CMP_EQ and
+    SCMP_CMP_MASKED_EQ are the only comparisons the socket rules use.)"""
+
+    def holds(cond: dict) -> bool:
+        value = args[cond["index"]]
+        if cond["op"] == "SCMP_CMP_MASKED_EQ":
+            return value & cond["value"] == cond.get("valueTwo", 0)
+        assert cond["op"] == "SCMP_CMP_EQ", cond
+        return value == cond["value"]
+
+    return any(
+        all(holds(c) for c in rule.get("args") or [])
+        for rule in allow_rules(profile)
+        if name in rule["names"] and applies_on_amd64(rule)
+    )
+
+
+@pytest.mark.parametrize("name", ["socket", "socketpair"])
+def test_socket_is_never_allowed_unconditionally(profile: dict, name: str) -> None:
+    for rule in allow_rules(profile):
+        if name in rule["names"]:
+            assert rule["args"], f"{name} allowed for any family by {rule}"
+
+
+@pytest.mark.parametrize("family", range(64))
+def test_socket_opens_only_the_allowed_families(profile: dict, family: int) -> None:
+    for kind in (1, 2, 3, 5):  # stream, datagram, raw, seqpacket: the type is not the filter
+        assert allowed_on_amd64(profile, "socket", [family, kind, 0]) == (family in FAMILIES)
+
+
+def test_vsock_is_refused_even_with_junk_in_the_upper_bits(profile: dict) -> None:
+    vsock, unix = 40, 1
+    assert not allowed_on_amd64(profile, "socket", [vsock, 1, 0])
+    assert not allowed_on_amd64(profile, "socket", [(1 << 32) | vsock, 1, 0])
+    # The kernel reads the family as an int: a unix socket with junk above is a unix socket.
+    assert allowed_on_amd64(profile, "socket", [(7 << 32) | unix, 1, 0])
+
+
+def test_netlink_only_for_routing(profile: dict) -> None:
+    route, audit, uevent, netfilter = 0, 9, 15, 12
+    assert allowed_on_amd64(profile, "socket", [16, 3, route])
+    for protocol in (audit, uevent, netfilter, 4):
+        assert not allowed_on_amd64(profile, "socket", [16, 3, protocol])
+
+
+def test_socketpair_only_for_unix(profile: dict) -> None:
+    assert allowed_on_amd64(profile, "socketpair", [1, 1, 0, 0])
+    for family in (2, 10, 16, 40, 30):
+        assert not allowed_on_amd64(profile, "socketpair", [family, 1, 0, 0])
+
+
+def test_the_packaged_profile_is_what_the_script_makes() -> None:
+    """Regenerated from Docker's default and the script, the profile is unchanged: the
+    socket rules in the JSON are the script's."""
+    script = load_script()
+    profile = json.loads(package_data("data", "seccomp.json").read_text())
+    socket_rules = [r for r in profile["syscalls"] if {"socket", "socketpair"} & set(r["names"])]
+    assert socket_rules == script.socket_rules()
