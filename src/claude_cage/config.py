@@ -60,8 +60,9 @@ DEFAULTS: dict[str, Any] = {
     "image_desktop": "claude-cage-desktop:latest",
     "image_companion": "claude-cage-companion:latest",
     "base_image": "debian:bookworm-slim",
-    # Pinned for reproducible images; `build --claude-code-version latest` to move on.
-    "claude_code_version": "2.1.330",
+    # The newest release at build time (recorded in the image's labels); pin one here
+    # (e.g. "2.1.332") for reproducible images.
+    "claude_code_version": "latest",
     "desktop_port": 6080,
     "desktop_bind": "127.0.0.1",
     "vnc_resolution": "1280x800x24",
@@ -192,6 +193,12 @@ def _upstream(value: Any) -> Any:
     return value.rstrip("/")
 
 
+def _claude_code_version(value: Any) -> Any:
+    if value != "latest" and not re.match(r"^\d+\.\d+\.\d+$", str(value)):
+        raise ValueError(f"{value!r} is not a Claude Code release like 2.1.332, or latest")
+    return str(value)
+
+
 def _bind(value: Any) -> Any:
     import ipaddress
 
@@ -218,7 +225,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "image_desktop": _text,
     "image_companion": _text,
     "base_image": _text,
-    "claude_code_version": _text,
+    "claude_code_version": _claude_code_version,
     "desktop_port": _number(int, 1024, 65535),
     "desktop_bind": _bind,
     "vnc_resolution": _resolution,

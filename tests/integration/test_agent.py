@@ -10,17 +10,23 @@ reached the model server.
 from __future__ import annotations
 
 import secrets
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cage
+from tests.conftest import Cage, docker_json
 from tests.integration.model import ModelServer, agent_script
+from tests.isolation import IMAGE_CLI
 
 pytestmark = pytest.mark.engine
 
 PLACEHOLDER = "sk-ant-cage-placeholder"
+
+
+def inspect_image(image: str) -> dict:
+    return docker_json("image", "inspect", image)[0]  # type: ignore[index]
 
 
 @pytest.fixture
@@ -104,3 +110,24 @@ def test_claude_code_does_real_work_in_a_hardened_filtered_session(
         assert PLACEHOLDER not in str(request["headers"])
         assert request["path"] == "/v1/messages?beta=true"
         assert request["stream"] is True
+
+
+def test_the_image_holds_the_native_release_its_label_names() -> None:
+    labels = inspect_image(IMAGE_CLI)["Config"]["Labels"]
+    release = labels["cage.claude-code-version"]
+    script = (
+        "claude --version; readlink -f /usr/local/bin/claude; "
+        "head -c 4 $(readlink -f /usr/local/bin/claude) | od -An -c; "
+        "ls /usr/local/lib/node_modules/@anthropic-ai 2>&1"
+    )
+    run = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--user", "1000:1000", "--read-only",
+         "--tmpfs", "/home/claude:uid=1000", "--tmpfs", "/run/cage:uid=1000",
+         "--entrypoint", "sh", IMAGE_CLI, "-c", script],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = run.stdout.splitlines()
+    assert lines[0] == f"{release} (Claude Code)", run.stdout + run.stderr
+    assert lines[1] == "/opt/claude-code/claude"
+    assert lines[2].split() == ["177", "E", "L", "F"]  # the native binary, not the JS wrapper
+    assert "No such file" in lines[3]  # no npm wrapper whose postinstall could have failed

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--claude-code-version",
-    help="npm version of @anthropic-ai/claude-code (default: config claude_code_version, "
-    "a pinned release; 'latest' for the newest).",
+    help="Claude Code release to install, e.g. 2.1.332, or 'latest' (default: config "
+    "claude_code_version, which is latest).",
 )
 def build(
     target: str, base: str | None, ca_certs: tuple[str, ...], claude_code_version: str | None

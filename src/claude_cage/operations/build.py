@@ -143,6 +143,12 @@ def build(
     engine = Engine()
     base_image, bootstrapped = resolve_base(engine, base or cfg["base_image"], progress)
     common = {"CAGE_VERSION": __version__}
+    version = None
+    if target in ("cli", "desktop", "all"):
+        from claude_cage import claude_code
+
+        version = claude_code.resolve(claude_code_version or cfg["claude_code_version"])
+        progress(f"Claude Code {version}")
     result = BuildResult(base=base_image, bootstrapped=bootstrapped)
     plan = [("companion", cfg["image_companion"], {"BASE": base_image})]
     if target in ("cli", "desktop", "all"):
@@ -152,7 +158,7 @@ def build(
                 cfg["image_cli"],
                 {
                     "BASE": base_image,
-                    "CLAUDE_CODE_VERSION": claude_code_version or cfg["claude_code_version"],
+                    "CLAUDE_CODE_VERSION": str(version),
                 },
             )
         )

@@ -92,6 +92,36 @@ def check_images(engine: Engine, cfg: config_mod.Config) -> list[Check]:
     return checks
 
 
+def check_claude_code(engine: Engine, cfg: config_mod.Config) -> list[Check]:
+    """The image's Claude Code against the newest release (skipped quietly offline)."""
+    from claude_cage import claude_code
+
+    labels = engine.image_labels(cfg["image_cli"])
+    if labels is None:
+        return []  # the image check already says to build it
+    have = labels.get(claude_code.LABEL)
+    if not have or not claude_code.is_release(have):
+        return [
+            Check(
+                "claude code",
+                WARN,
+                f"{cfg['image_cli']} does not record its Claude Code release",
+                "claude-cage build cli",
+            )
+        ]
+    newest = claude_code.latest_release()
+    if newest is None:
+        return [Check("claude code", OK, f"{have} (the npm registry did not answer: not compared)")]
+    if not claude_code.older(have, newest):
+        return [Check("claude code", OK, f"{have}, the newest release")]
+    pinned = cfg["claude_code_version"] != "latest"
+    fix = "claude-cage build cli" + (" --claude-code-version latest" if pinned else "")
+    detail = f"{have} in {cfg['image_cli']}; {newest} is out"
+    if pinned:
+        detail += f" (config pins claude_code_version {cfg['claude_code_version']})"
+    return [Check("claude code", WARN, detail, fix)]
+
+
 def check_security(info: dict[str, Any]) -> list[Check]:
     options = " ".join(info.get("SecurityOptions") or [])
     seccomp = "name=seccomp" in options
@@ -265,6 +295,7 @@ def run(probe: bool = True, engine: Engine | None = None) -> Report:
     if info is not None:
         guarded: list[Callable[[], list[Check]]] = [
             lambda: check_images(engine, cfg),
+            lambda: check_claude_code(engine, cfg),
             lambda: check_security(info),
             lambda: [check_disk(info)],
         ]
