@@ -331,6 +331,47 @@ class Engine:
         output = b"".join(out or err or b"" for out, err in self._exec_start(exec_id, stdin))
         return self._exit_code(exec_id), output
 
+    def exec_output(
+        self, name: str, cmd: list[str], stdin: bytes | None = None
+    ) -> tuple[int, bytes, bytes]:
+        """Run a command to completion: (exit code, stdout, stderr), kept apart."""
+        exec_id = self._exec_create(name, cmd, stdin is not None)
+        out, err = [], []
+        for chunk_out, chunk_err in self._exec_start(exec_id, stdin):
+            if chunk_out:
+                out.append(chunk_out)
+            if chunk_err:
+                err.append(chunk_err)
+        return self._exit_code(exec_id), b"".join(out), b"".join(err)
+
+    def put_archive(self, name: str, path: str, tar_file: str) -> None:
+        """Unpack a tar file at `path` in a container (created or running), with the
+        owners its headers name. Streams the file: it may be large."""
+        sock_path = _socket_path()
+        if sock_path is None:
+            with open(tar_file, "rb") as handle, self._errors():
+                self.client.api.put_archive(name, path, handle)
+            return
+        url = f"/containers/{urllib.parse.quote(name)}/archive?" + urllib.parse.urlencode(
+            {"path": path}
+        )
+        conn = _UnixHTTPConnection(sock_path, timeout=300)
+        try:
+            with open(tar_file, "rb") as handle:
+                headers = {
+                    "Content-Type": "application/x-tar",
+                    "Content-Length": str(os.fstat(handle.fileno()).st_size),
+                }
+                conn.request("PUT", url, body=handle, headers=headers)
+            response = conn.getresponse()
+            status, data = response.status, response.read()
+        except OSError as exc:
+            raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
+        finally:
+            conn.close()
+        if status >= 400:
+            raise _api_error(status, data)
+
     def exec_stream(self, name: str, cmd: list[str], workdir: str | None = None) -> Iterator[Any]:
         """Yield (stdout, stderr) chunks as they come, then a final int: the exit code."""
         exec_id = self._exec_create(name, cmd, False, workdir=workdir)

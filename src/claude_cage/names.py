@@ -49,3 +49,17 @@ def data_volume(session: str) -> str:
 
 def socket_volume(session: str) -> str:
     return f"cage-sock-{session}"
+
+
+def workspace_volume(session: str) -> str:
+    return f"cage-work-{session}"
+
+
+def export_container(session: str) -> str:
+    # Reads a stopped session's clone; never of the form cage-<name> either.
+    return f"export-cage-{session}"
+
+
+def fill_container(session: str) -> str:
+    # Carries the clone into a new session's volume; created, never started.
+    return f"fill-cage-{session}"

@@ -53,6 +53,7 @@ class SessionRequest:
     allowed_hosts: list[str] = field(default_factory=list)
     desktop_port: int | None = None
     owner: str = ""  # paths.owner_id() of the data directory that owns the session
+    clone: str = ""  # clone mode: the repository's name, cloned to /workspace/<clone>
 
 
 @dataclass
@@ -137,7 +138,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         env["VNC_RESOLUTION"] = cfg["vnc_resolution"]
     bridges += [f"in:{inner}:port-{inner}.sock" for _, inner in req.ports]
     env["CAGE_BRIDGES"] = " ".join(bridges)
-    project = workdir.project_dir_of(None, [m.target for m in req.mounts])
+    project = workdir.project_dir_of(req.clone, [m.target for m in req.mounts])
     env["CAGE_PROJECT"] = project  # the desktop's terminal starts there
     env.update(req.env)  # user values last; reserved names were refused earlier
 
@@ -148,6 +149,8 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         )
     if req.persist:
         volumes.append({"source": names.data_volume(req.name), "target": f"{HOME}/.claude"})
+    if req.clone:  # the session's own copy of the repository (operations/clone.py)
+        volumes.append({"source": names.workspace_volume(req.name), "target": project})
 
     user_tmpfs = f"rw,nosuid,nodev,uid={SESSION_UID},gid={SESSION_UID}"
     return ContainerSpec(

@@ -33,14 +33,13 @@ def project_dir_of(clone_name: str | None, mount_targets: Iterable[str]) -> str:
 def project_dir(meta: Mapping[str, Any] | None) -> str:
     """The project directory of a session, from its metadata (None: no metadata)."""
     meta = meta or {}
-    clone = meta.get("clone") or {}
     targets = []
     for text in meta.get("mounts") or []:
         # "SOURCE:TARGET:rw|ro"; the source may hold colons, the target never does.
         parts = str(text).rsplit(":", 2)
         if len(parts) == 3:
             targets.append(parts[1])
-    return project_dir_of(clone.get("name") if isinstance(clone, Mapping) else None, targets)
+    return project_dir_of(meta.get("repo_name") or None, targets)
 
 
 def resolve(project: str, requested: str | None) -> str:

@@ -7,7 +7,7 @@ from claude_cage.errors import BadInput
 
 
 def test_project_is_the_clone_then_the_first_mount_then_workspace() -> None:
-    assert workdir.project_dir({"clone": {"name": "repo"}, "mounts": ["/a:/workspace/a:rw"]}) == (
+    assert workdir.project_dir({"repo_name": "repo", "mounts": ["/a:/workspace/a:rw"]}) == (
         "/workspace/repo"
     )
     mounts = ["/x:y/b:/workspace/b:rw", "/a:/workspace/a:ro"]

@@ -18,12 +18,16 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 # name -> (module in claude_cage.cli, the first line of the command's docstring)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "apply": ("workspace", "Apply a clone-mode session's whole change to your working tree, "
+              "uncommitted."),
     "allow": ("egress", "Add hosts to a filtered session's allowlist (or --remove them), live."),
     "attach": ("sessions", "Attach the terminal to Claude Code in a session "
                "(default: most recent running)."),
     "build": ("system", "Build the images (cli, desktop, or all), with their companion."),
     "config": ("system", "Show, check or locate the configuration."),
     "destroy": ("sessions", "Remove a session: its containers, volumes and metadata."),
+    "diff": ("workspace", "Show what a clone-mode session changed since its base, "
+             "committed or not."),
     "doctor": ("lifecycle", "Check the engine, images, egress, disk, security options, "
                "config and MongoDB."),
     "egress": ("egress", "Show every request a filtered session made through its proxy."),
@@ -31,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "blocked request."),
     "exec": ("sessions", "Run a command in a session and return its exit code: "
              "exec NAME -- CMD..."),
+    "fetch": ("workspace", "Create or update the branch cage/NAME in your repository; "
+              "nothing else changes."),
     "gc": ("lifecycle", "Remove what crashed and ephemeral sessions left behind."),
     "key": ("egress", "Manage a session's Anthropic API key."),
     "list": ("sessions", "List sessions, running and stopped."),
@@ -38,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
             "(e.g. log session \"review:web\" '{\"status\":\"ok\"}')."),
     "logs": ("sessions", "Show a session's container logs (default: the most recent "
              "running one)."),
+    "merge": ("workspace", "Fetch cage/NAME, then merge it into your repository's current "
+              "branch."),
     "open": ("desktop", "Open a desktop session in the browser, logged in."),
     "reap": ("lifecycle", "Stop idle sessions and sessions near their memory limit."),
     "shell": ("sessions", "Open a bash shell in a session (default: the most recent "

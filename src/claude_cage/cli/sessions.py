@@ -24,6 +24,12 @@ from claude_cage.render import note, print_json, sanitize, table, warn
     help="Bind PATH to /workspace/<basename> (read-only with :ro). Repeatable.",
 )
 @click.option(
+    "--clone",
+    metavar="PATH",
+    help="Give the session its own copy of the git repository at PATH, on branch "
+    "cage/<name>, with your uncommitted changes (see diff, fetch, merge, apply).",
+)
+@click.option(
     "--network",
     type=click.Choice(["none", "filtered", "host"]),
     help="filtered (default): allowlisted hosts only; none: no network; host: no isolation.",
@@ -77,6 +83,9 @@ def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
                 "network": result.network,
                 "restarted": result.restarted,
                 "url": result.url,
+                "repo": result.repo,
+                "branch": result.branch,
+                "base": result.base,
             }
         )
     else:
@@ -85,6 +94,8 @@ def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
         note(f"session {result.name} {verb} ({result.mode}, network {result.network})")
         if result.url:
             note(f"desktop: {result.url} (open it with 'claude-cage open {result.name}')")
+        if result.branch:
+            note(f"clone of {result.repo} on branch {result.branch} (review: claude-cage diff)")
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if result.mode == "cli" and interactive and not detach and not as_json:
         from claude_cage.operations.run import attach
@@ -177,10 +188,11 @@ def list_cmd(as_json: bool) -> None:
             s["network"],
             s["created"],
             s["url"] or "",
+            f"{s['repo']} ({s['branch']})" if s.get("branch") else "",
         )
         for s in sessions
     ]
-    click.echo(table(rows, ("NAME", "MODE", "STATUS", "NETWORK", "CREATED", "URL")))
+    click.echo(table(rows, ("NAME", "MODE", "STATUS", "NETWORK", "CREATED", "URL", "REPO")))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -220,6 +232,9 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         "image",
         "credential",
         "url",
+        "repo",
+        "branch",
+        "base",
         "health",
         "password",
         "token",

@@ -62,6 +62,9 @@ def view(
         "ports": meta.get("ports") or [],
         "desktop_port": int(meta["desktop_port"]) if meta.get("desktop_port") else None,
         "url": _url(meta),
+        "repo": meta.get("repo") or None,  # clone mode: the user's repository,
+        "branch": meta.get("branch") or None,  # the session's branch in its copy,
+        "base": meta.get("base") or None,  # and the commit the copy started from
     }
 
 

@@ -41,6 +41,7 @@ class StartOptions:
     image: str | None = None
     config_file: str | None = None
     allow_hosts: tuple[str, ...] = ()
+    clone: str | None = None  # a path in a git repository (operations/clone.py)
 
 
 @dataclass
@@ -53,6 +54,9 @@ class StartResult:
     restarted: bool = False
     url: str | None = None
     warnings: list[str] = field(default_factory=list)
+    repo: str | None = None  # clone mode: the repository, the session's branch, its base
+    branch: str | None = None
+    base: str | None = None
 
     def event_details(self) -> dict[str, Any]:
         return {"mode": self.mode, "network": self.network, "restarted": self.restarted}
@@ -189,6 +193,25 @@ def _request(
     )
 
 
+def _clone_request(options: StartOptions, name: str, req: policy.SessionRequest) -> Any:
+    """Check --clone before anything exists; returns the repository, or None."""
+    if not options.clone:
+        return None
+    from claude_cage import workspace
+
+    repo = workspace.find_repo(options.clone)
+    workspace.check_branch(name)
+    for mount in req.mounts:
+        if mount.target == f"/workspace/{repo.name}" or Path(mount.source) == repo.top:
+            raise BadInput(
+                f"--clone {options.clone} and --mount {mount.source} would both be "
+                f"/workspace/{repo.name}",
+                "use --clone for a git repository and --mount for other directories",
+            )
+    req.clone = repo.name
+    return repo
+
+
 def request_from_metadata(meta: dict[str, Any], cfg: config_mod.Config) -> policy.SessionRequest:
     """Rebuild a session's request from what its metadata recorded."""
     mounts = []
@@ -211,6 +234,7 @@ def request_from_metadata(meta: dict[str, Any], cfg: config_mod.Config) -> polic
         allowed_hosts=list(meta.get("allowed_hosts") or []),
         desktop_port=int(meta["desktop_port"]) if meta.get("desktop_port") else None,
         owner=paths.owner_id(),
+        clone=meta.get("repo_name") or "",
     )
 
 
@@ -230,6 +254,7 @@ def _given_settings(options: StartOptions) -> list[str]:
         ("allow_hosts", "--allow-host"),
         ("api_key_file", "--api-key-file"),
         ("ephemeral", "--ephemeral"),
+        ("clone", "--clone"),
     ):
         if getattr(options, field_name):
             given.append(flag)
@@ -388,6 +413,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
     name = names.check_name(options.name) if options.name is not None else names.generate_name()
     key = read_api_key(options.api_key_file)
     req = _request(cfg, options, name, key is not None)
+    repo = _clone_request(options, name, req)
     engine = engine or Engine()
     store = metadata.SessionStore()
     warnings = []
@@ -399,7 +425,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             "the API key crosses the network unencrypted"
         )
 
-    with store.lock(name):
+    with contextlib.ExitStack() as stack, store.lock(name):
         container = names.container_name(name)
         info = engine.inspect(container)
         _check_owned(container, info)
@@ -434,6 +460,11 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             req.desktop_port = desktop_plan.port
             warnings += desktop_plan.warnings
 
+        snap = None
+        if repo is not None and not restarted:
+            from claude_cage import workspace
+
+            snap = stack.enter_context(workspace.snapshot(repo))
         for attempt in range(3):
             created: list[str] = []
             # Starts in parallel take turns from the capacity check until their session
@@ -443,6 +474,10 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             try:
                 _check_capacity(engine, cfg)
                 _bring_up(engine, cfg, req, key, info is not None, created, capacity.close)
+                if snap is not None:
+                    from claude_cage.operations import clone
+
+                    clone.deliver(engine, req, f"cage/{name}", snap)
                 if desktop_plan is not None:
                     desktop.finish(engine, store, name, desktop_plan)
                 break
@@ -471,8 +506,12 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         )
         if desktop_plan is not None:
             data["desktop_bind"] = desktop_plan.bind
+        if snap is not None:
+            data.update(repo=str(repo.top), repo_name=req.clone, branch=f"cage/{name}")
+            data.update(base=snap.base, start=snap.work)
         checkpoint("start:before-metadata")
-        store.write(name, {**(meta or {}), **data})
+        data = {**(meta or {}), **data}
+        store.write(name, data)
 
     return StartResult(
         name=name,
@@ -483,6 +522,9 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         restarted=restarted,
         url=desktop_plan.url if desktop_plan else None,
         warnings=warnings,
+        repo=data.get("repo"),
+        branch=data.get("branch"),
+        base=data.get("base"),
     )
 
 
@@ -496,7 +538,11 @@ def _remove_everything(engine: Engine, name: str) -> list[str]:
         if inspect_ours(engine, container) is not None and engine.remove(container):
             removed.append(container)
     checkpoint("remove:containers")
-    for volume in (names.data_volume(name), names.socket_volume(name)):
+    for volume in (
+        names.data_volume(name),
+        names.socket_volume(name),
+        names.workspace_volume(name),
+    ):
         if is_ours(engine.volume_labels(volume)) and engine.remove_volume(volume):
             removed.append(volume)
         checkpoint("remove:volume")

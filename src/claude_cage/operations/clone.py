@@ -1,0 +1,232 @@
+"""Clone mode in the engine: fill a session's workspace volume with the user's repository,
+and get the session's work back out, running or stopped.
+
+Everything crosses through the engine's API (an archive upload in, an exec's stdout
+out), never a bind mount, so it works the same against a remote engine. The git that
+runs inside is the session's own, under the session's sandbox; what comes out of it is
+untrusted data that `workspace.quarantine` checks before the host's git reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from claude_cage import metadata, names, policy, workdir
+from claude_cage.engine import Engine
+from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
+from claude_cage.workspace import Snapshot
+
+PACK = ".git/objects/pack/pack-snapshot.pack"
+
+# Runs in the session as its user: turn the uploaded pack into a repository on branch $2
+# at the base $3, with the working tree of $4 and the index of $5.
+SETUP = r"""
+set -eu
+cd "$1"
+git init -q -b "$2" .
+git index-pack "$6" >/dev/null
+git update-ref "refs/heads/$2" "$3"
+git update-ref refs/cage/start "$4"
+git read-tree -u --reset "$4"
+git read-tree "$5"
+git update-index -q --refresh >/dev/null || :
+git config user.name "Claude Code (claude-cage)"
+git config user.email "claude@claude-cage.invalid"
+"""
+
+# Runs in the session (or in its export container when it is stopped): print the commit
+# holding all the work (its commits, plus one for uncommitted changes), then a thin pack
+# of everything since the base $2, with the starting point $4 (the user's uncommitted
+# work it began from). Nothing is written into the session's repository.
+EXPORT = r"""
+set -eu
+cd "$1"
+base=$2
+objects=$(git rev-parse --path-format=absolute --git-path objects)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cp .git/index "$tmp/index" 2>/dev/null || :
+export GIT_INDEX_FILE="$tmp/index" GIT_OBJECT_DIRECTORY="$tmp/objects"
+export GIT_ALTERNATE_OBJECT_DIRECTORIES="$objects"
+export GIT_AUTHOR_NAME=claude-cage GIT_AUTHOR_EMAIL=claude-cage@localhost
+export GIT_COMMITTER_NAME=claude-cage GIT_COMMITTER_EMAIL=claude-cage@localhost
+export GIT_AUTHOR_DATE="@0 +0000" GIT_COMMITTER_DATE="@0 +0000"
+mkdir -p "$tmp/objects"
+head=$(git rev-parse -q --verify 'HEAD^{commit}' || echo "$base")
+git add -A . >&2
+tree=$(git write-tree)
+if [ "$tree" = "$(git rev-parse "$head^{tree}")" ]; then
+    tip=$head
+else
+    tip=$(git commit-tree "$tree" -p "$head" -m "Uncommitted work in session $3")
+fi
+printf '%s\n' "$tip"
+start=$4
+git cat-file -e "$start^{commit}" 2>/dev/null || start=$tip
+if git cat-file -e "$base^{commit}" 2>/dev/null; then
+    printf '%s\n%s\n^%s\n' "$tip" "$start" "$base" | git pack-objects --revs --thin --stdout -q
+else
+    printf '%s\n%s\n' "$tip" "$start" | git pack-objects --revs --stdout -q
+fi
+"""
+
+
+def deliver(engine: Engine, req: policy.SessionRequest, branch: str, snap: Snapshot) -> None:
+    """Upload the snapshot into the session's workspace volume and check it out there."""
+    container = names.container_name(req.name)
+    uid, gid = _user(engine, container)
+    tar_path = snap.tmp / "upload.tar"
+    with tarfile.open(tar_path, "w", format=tarfile.GNU_FORMAT) as tar:
+        for directory in ("", "/.git", "/.git/objects", "/.git/objects/pack"):
+            # The volume's root takes the owner of its entry: the session's user.
+            info = tarfile.TarInfo(req.clone + directory)
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, gid
+            tar.addfile(info)
+        info = tar.gettarinfo(str(snap.pack), f"{req.clone}/{PACK}")
+        info.mode, info.uid, info.gid, info.uname, info.gname = 0o444, uid, gid, "", ""
+        with snap.pack.open("rb") as handle:
+            tar.addfile(info, handle)
+    # The engine unpacks an upload only into a writable place, and the session's root is
+    # read-only. A container that is only created (never started) with the volume one
+    # level down, at /fill/<repo>, takes the upload instead: that way the volume's root
+    # directory gets its owner too.
+    filler = policy.ContainerSpec(
+        name=names.fill_container(req.name),
+        image=req.image,
+        role="fill",
+        labels={**policy.labels(req, "fill")},
+        user=f"{uid}:{gid}",
+        command=["true"],
+        volumes=[{"source": names.workspace_volume(req.name), "target": f"/fill/{req.clone}"}],
+        read_only=False,
+        network_mode="none",
+    )
+    engine.remove(filler.name)  # a leftover of a killed run
+    engine.create(filler)
+    try:
+        engine.put_archive(filler.name, "/fill", str(tar_path))
+    finally:
+        with contextlib.suppress(CageError):
+            engine.remove(filler.name)
+    target = workdir.clone_target(req.clone)
+    code, _out, err = engine.exec_output(
+        container,
+        ["sh", "-c", SETUP, "setup", target, branch, snap.base, snap.work, snap.index, PACK],
+    )
+    if code != 0:
+        raise EngineError(
+            f"could not set up the clone in the session: {err.decode(errors='replace')[-300:]}",
+            "check the session image has git ('claude-cage build')",
+        )
+
+
+def _user(engine: Engine, container: str) -> tuple[int, int]:
+    info = engine.inspect(container) or {}
+    user = (info.get("Config") or {}).get("User") or f"{policy.SESSION_UID}"
+    uid, _, gid = user.partition(":")
+    return int(uid), int(gid or uid)
+
+
+# --- getting the work out ---------------------------------------------------------------
+
+
+def clone_meta(name: str) -> dict[str, Any]:
+    """The session's metadata, checked to be a clone-mode session (3 / 2 otherwise)."""
+    meta = metadata.SessionStore().read(name)
+    if meta is None:
+        raise SessionNotFound(name)
+    if not meta.get("repo_name") or not meta.get("repo") or not meta.get("base"):
+        raise BadInput(
+            f"session {name} has no clone of a repository",
+            "diff, fetch, merge and apply work on sessions started with --clone PATH",
+        )
+    return meta
+
+
+@contextlib.contextmanager
+def _reader(engine: Engine, name: str, meta: dict[str, Any]) -> Iterator[str]:
+    """A running container that sees the clone: the session itself, or, when it is
+    stopped, a throwaway one with the session's sandbox and only the clone's volume."""
+    from claude_cage.operations.query import inspect_ours
+
+    container = names.container_name(name)
+    info = inspect_ours(engine, container)
+    if info is not None and info["State"]["Running"]:
+        yield container
+        return
+    volume = names.workspace_volume(name)
+    if engine.volume_labels(volume) is None:
+        raise CageError(f"the clone of session {name} is gone (volume {volume})")
+    from claude_cage.operations.session import host_facts, load_config, request_from_metadata
+
+    cfg = load_config(_no_options())
+    req = request_from_metadata(meta, cfg)
+    spec = policy.session_spec(cfg.values, req, host_facts(cfg))
+    reader = dataclasses.replace(
+        spec,
+        name=names.export_container(name),
+        hostname=None,
+        labels={**spec.labels, "cage.role": "export"},
+        environment={"CAGE_BRIDGES": ""},
+        volumes=[v for v in spec.volumes if v["source"] == volume],
+        binds=[],
+        command=["sleep", "300"],
+        network_mode="none",
+        ports={},
+        auto_remove=False,
+    )
+    engine.remove(reader.name)  # a leftover of a killed run
+    engine.create(reader)
+    try:
+        engine.start(reader.name)
+        yield reader.name
+    finally:
+        with contextlib.suppress(CageError):
+            engine.remove(reader.name)
+
+
+def _no_options() -> Any:
+    from claude_cage.operations.session import StartOptions
+
+    return StartOptions()
+
+
+def export(engine: Engine, name: str, meta: dict[str, Any]) -> tuple[str, bytes]:
+    """(the commit holding all the session's work, a thin pack of it since the base)."""
+    target = workdir.clone_target(meta["repo_name"])
+    with _reader(engine, name, meta) as container:
+        code, out, err = engine.exec_output(
+            container,
+            [
+                "sh",
+                "-c",
+                EXPORT,
+                "export",
+                target,
+                meta["base"],
+                name,
+                meta.get("start") or meta["base"],
+            ],
+        )
+    if code != 0:
+        raise CageError(
+            f"could not read the session's work: {err.decode(errors='replace').strip()[-300:]}",
+            f"look inside with 'claude-cage shell {name}'",
+        )
+    tip, _, pack = out.partition(b"\n")
+    return tip.decode(errors="replace").strip(), pack
+
+
+def host_repo(meta: dict[str, Any]) -> Path:
+    top = Path(meta["repo"])
+    if not (top / ".git").exists():
+        raise BadInput(
+            f"the session's repository {top} is gone",
+            "the work is still in the session: 'claude-cage shell NAME'",
+        )
+    return top

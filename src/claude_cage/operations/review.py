@@ -1,0 +1,166 @@
+"""Reviewing a clone-mode session's work and bringing it back: diff, fetch, merge, apply.
+
+Each one exports the session's work (running or stopped) as a thin pack, checks it in
+quarantine (`workspace.quarantine`), and only then lets the host's git read it. What
+reaches the user's repository is objects and one branch, `cage/NAME`; checkouts are
+git's own (`git merge`, `git apply`), which never write through a symlink or outside
+the working tree. A change to a `.gitattributes` file is refused by merge and apply:
+attributes pick filters and drivers, programs the user's git would run on checkout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from claude_cage import workspace
+from claude_cage.engine import Engine
+from claude_cage.errors import BadInput, CageError
+from claude_cage.operations import operation
+from claude_cage.operations.clone import clone_meta, export, host_repo
+
+
+@dataclass
+class FetchResult:
+    name: str
+    branch: str
+    tip: str
+    base: str
+    repo: str
+
+    def event_details(self) -> dict[str, Any]:
+        return {"branch": self.branch, "tip": self.tip, "repo": self.repo}
+
+
+@dataclass
+class ApplyResult:
+    name: str
+    repo: str
+    paths: list[str] = field(default_factory=list)
+    merged: bool = False  # merge: whether a merge happened (False: already up to date)
+
+    def event_details(self) -> dict[str, Any]:
+        return {"repo": self.repo, "paths": len(self.paths)}
+
+
+@contextlib.contextmanager
+def _incoming(name: str, engine: Engine | None) -> Iterator[workspace.Quarantine]:
+    meta = clone_meta(name)
+    repo = workspace.find_repo(str(host_repo(meta)))
+    tip, pack = export(engine or Engine(), name, meta)
+    start = meta.get("start") or meta["base"]
+    with workspace.quarantine(repo, meta["base"], start, tip, pack) as incoming:
+        yield incoming
+
+
+def diff(name: str, stat: bool = False, engine: Engine | None = None) -> bytes:
+    """Everything the session changed since it started: commits and uncommitted work."""
+    with _incoming(name, engine) as incoming:
+        return incoming.diff(stat=stat)
+
+
+def _branch(meta: dict[str, Any], repo: workspace.Repo) -> str:
+    branch = meta.get("branch") or f"cage/{meta['name']}"
+    current = workspace.git(repo.top, "symbolic-ref", "-q", "HEAD", check=False)
+    if current.stdout.decode().strip() == f"refs/heads/{branch}":
+        raise BadInput(
+            f"{branch} is checked out in {repo.top}: fetching would change your working tree",
+            "switch to another branch first (git switch -), then fetch again",
+        )
+    return branch
+
+
+def _fetch(name: str, incoming: workspace.Quarantine) -> FetchResult:
+    meta = clone_meta(name)
+    branch = _branch(meta, incoming.repo)
+    incoming.migrate()
+    workspace.git(
+        incoming.repo.top, "update-ref", "-m", f"claude-cage fetch {name}",
+        f"refs/heads/{branch}", incoming.tip,
+    )  # fmt: skip
+    return FetchResult(name, branch, incoming.tip, incoming.base, str(incoming.repo.top))
+
+
+@operation("fetch")
+def fetch(name: str, engine: Engine | None = None) -> FetchResult:
+    """Create or update the branch cage/NAME in the user's repository."""
+    with _incoming(name, engine) as incoming:
+        return _fetch(name, incoming)
+
+
+def _no_attributes(name: str, paths: list[str], verb: str) -> None:
+    touched = [p for p in paths if p.rsplit("/", 1)[-1] == ".gitattributes"]
+    if touched:
+        raise BadInput(
+            f"refusing to {verb}: the session changed {', '.join(touched)}, which can make "
+            "your git run filters on checkout",
+            f"review it ('claude-cage diff {name}'), then 'claude-cage fetch {name}' "
+            "and merge the branch yourself",
+        )
+
+
+def _no_merge_in_progress(repo: workspace.Repo) -> None:
+    for ref in ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "REBASE_HEAD"):
+        if workspace.git(repo.top, "rev-parse", "-q", "--verify", ref, check=False).returncode == 0:
+            raise BadInput(
+                f"{repo.top} has a {ref.split('_')[0].lower()} in progress",
+                "finish it (git commit) or abort it (git merge --abort) first",
+            )
+
+
+@operation("merge")
+def merge(name: str, engine: Engine | None = None) -> ApplyResult:
+    """Fetch, then merge cage/NAME into the user's current branch."""
+    meta = clone_meta(name)
+    repo = workspace.find_repo(str(host_repo(meta)))
+    _no_merge_in_progress(repo)
+    with _incoming(name, engine) as incoming:
+        paths = incoming.changed_paths(incoming.base)
+        _no_attributes(name, paths, "merge")
+        fetched = _fetch(name, incoming)
+    before = workspace.git(repo.top, "rev-parse", "HEAD").stdout
+    run = workspace.git(
+        repo.top, "merge", "--no-edit", "-m", f"Merge {fetched.branch}", fetched.branch,
+        check=False,
+    )  # fmt: skip
+    said = (run.stdout + run.stderr).decode(errors="replace")
+    if run.returncode != 0:
+        if "would be overwritten" in said or "untracked working tree files" in said:
+            raise BadInput(
+                f"merging {fetched.branch} would overwrite your uncommitted changes in {repo.top}",
+                "commit or stash them first (git stash), then merge again",
+            )
+        if "CONFLICT" in said:
+            raise CageError(
+                f"merging {fetched.branch} stopped with conflicts in {repo.top}",
+                "resolve them and 'git commit', or 'git merge --abort'",
+            )
+        last = said.strip().splitlines()[-1:] or [""]
+        raise CageError(f"git merge {fetched.branch} failed: {last[0]}", "see 'git status'")
+    after = workspace.git(repo.top, "rev-parse", "HEAD").stdout
+    return ApplyResult(name, str(repo.top), paths, merged=before != after)
+
+
+@operation("apply")
+def apply(name: str, engine: Engine | None = None) -> ApplyResult:
+    """Apply the session's whole change to the user's working tree, uncommitted."""
+    with _incoming(name, engine) as incoming:
+        paths = incoming.changed_paths(incoming.start)
+        _no_attributes(name, paths, "apply")
+        patch = incoming.diff(binary=True)
+    if not patch:
+        return ApplyResult(name, str(incoming.repo.top), [])
+    # git apply refuses paths outside the tree and writes beyond a symlink; it applies
+    # all of the patch or none of it.
+    run = workspace.git(incoming.repo.top, "apply", "--whitespace=nowarn", "-", input=patch,
+                        check=False)  # fmt: skip
+    if run.returncode != 0:
+        why = run.stderr.decode(errors="replace").strip().splitlines()
+        raise CageError(
+            f"the session's change does not apply to {incoming.repo.top}: "
+            + (why[0] if why else "git apply failed"),
+            f"your files changed since the session started: use 'claude-cage merge {name}'",
+        )
+    return ApplyResult(name, str(incoming.repo.top), paths)

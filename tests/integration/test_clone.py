@@ -1,0 +1,186 @@
+"""Clone mode: the session's own copy, the host untouched, and the way back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage, inspect, owned
+from tests.integration.workspace_helpers import fingerprint, git, make_repo
+
+pytestmark = pytest.mark.engine
+
+
+def start_clone(cage: Cage, repo: Path, *extra: str) -> str:
+    name = cage.name()
+    started = cage("start", "--name", name, "--network", "none", "-d", "--clone", str(repo),
+                   "--json", *extra)  # fmt: skip
+    assert started.code == 0, started.output
+    return name
+
+
+def inside(cage: Cage, name: str, script: str) -> str:
+    run = cage("exec", name, "--", "sh", "-c", script)
+    assert run.code == 0, run.output
+    return run.stdout
+
+
+def test_the_copy_branch_and_uncommitted_work_with_the_host_untouched(
+    cage: Cage, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "proj")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    before = fingerprint(repo)
+    status_before = git(repo, "status", "--porcelain")
+    name = start_clone(cage, repo)
+    other = start_clone(cage, repo)  # several sessions may clone one repository
+
+    container = inspect(f"cage-{name}")
+    assert not [m for m in container["Mounts"] if m["Type"] == "bind"], "no host directory"
+    volume = [m for m in container["Mounts"] if m["Destination"] == "/workspace/proj"]
+    assert volume and volume[0]["Type"] == "volume" and volume[0]["Name"] == f"cage-work-{name}"
+
+    assert inside(cage, name, "pwd").strip() == "/workspace/proj"
+    assert inside(cage, name, "git branch --show-current").strip() == f"cage/{name}"
+    assert inside(cage, other, "git branch --show-current").strip() == f"cage/{other}"
+    assert inside(cage, name, "git rev-parse HEAD").strip() == head
+    # The same staged, unstaged and untracked state as the user's; no ignored file.
+    assert inside(cage, name, "git status --porcelain") == status_before
+    assert inside(cage, name, "cat staged.txt unstaged.txt") == "one\nstaged\none\nunstaged\n"
+    assert inside(cage, name, "ls") == "src\nstaged.txt\nunstaged.txt\nuntracked.txt\n"
+    owners = inside(cage, name, "id -u; stat -c %u . .git src/main.py; touch new && echo ok")
+    uid = owners.split()[0]
+    assert owners.split() == [uid, uid, uid, uid, "ok"]
+
+    assert fingerprint(repo) == before, "the host repository changed"
+
+    listed = {s["name"]: s for s in cage("list", "--json").json()["sessions"]}
+    assert listed[name]["repo"] == str(repo)
+    assert listed[name]["branch"] == f"cage/{name}"
+    assert listed[name]["base"] == head
+    status = cage("status", name, "--json").json()["session"]
+    assert (status["repo"], status["branch"], status["base"]) == (str(repo), f"cage/{name}", head)
+    text = cage("status", name).stdout
+    assert f"cage/{name}" in text and str(repo) in text
+    assert f"cage/{name}" in cage("list").stdout
+
+
+def test_diff_fetch_apply_and_merge(cage: Cage, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "proj")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    name = start_clone(cage, repo)
+    inside(
+        cage, name,
+        "git add -A && git commit -qm 'agent: first' && echo agent >> src/main.py"
+        " && git commit -qam 'agent: second' && echo wip > wip.txt && echo more >> staged.txt",
+    )  # fmt: skip
+
+    # diff: only what the session changed since it started (the user's own uncommitted
+    # changes were its starting point), committed or not, with the user's paths.
+    stat = cage("diff", name, "--stat")
+    assert stat.code == 0, stat.output
+    assert "src/main.py" in stat.stdout and "wip.txt" in stat.stdout
+    assert "unstaged.txt" not in stat.stdout and "untracked.txt" not in stat.stdout
+    full = cage("diff", name).stdout
+    assert "+agent" in full and "+wip" in full and "+more" in full
+
+    # fetch: the branch, with the commits plus one for the uncommitted work; the user's
+    # checkout, index and working tree stay as they were.
+    status_before, files_before = git(repo, "status", "--porcelain"), fingerprint(repo)
+    fetched = cage("fetch", name, "--json")
+    assert fetched.code == 0, fetched.output
+    branch = f"cage/{name}"
+    assert fetched.json()["branch"] == branch
+    log = git(repo, "log", "--format=%s", f"{head}..{branch}").splitlines()
+    assert log == [f"Uncommitted work in session {name}", "agent: second", "agent: first"]
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert git(repo, "status", "--porcelain") == status_before
+    worktree = {k: v for k, v in fingerprint(repo).items() if not k.startswith(".git")}
+    assert worktree == {k: v for k, v in files_before.items() if not k.startswith(".git")}
+    git(repo, "fsck", "--strict")  # the objects that came over are whole
+
+    # apply: the change lands as uncommitted changes in the user's working tree.
+    applied = cage("apply", name)
+    assert applied.code == 0, applied.output
+    assert (repo / "wip.txt").read_text() == "wip\n"
+    assert (repo / "src/main.py").read_text() == "print('hi')\nagent\n"
+    assert (repo / "staged.txt").read_text() == "one\nstaged\nmore\n"
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+
+    # merge refuses while that would overwrite the user's uncommitted changes...
+    refused = cage("merge", name)
+    assert refused.code == 2, refused.output
+    assert "error: merging" in refused.stderr and "hint: commit or stash" in refused.stderr
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    # ...and merges once the tree is clean, after the session has stopped too.
+    git(repo, "reset", "-q", "--hard")
+    git(repo, "clean", "-qfd")
+    assert cage("stop", name).code == 0
+    merged = cage("merge", name, "--json")
+    assert merged.code == 0, merged.output
+    assert git(repo, "rev-parse", "HEAD").strip() == git(repo, "rev-parse", branch).strip()
+    assert (repo / "wip.txt").read_text() == "wip\n"
+    assert not [c for c in owned(cage.owner())[0] if c.startswith("export-")]
+
+    # After destroy: not found.
+    assert cage("destroy", name).code == 0
+    for command in ("diff", "fetch", "merge", "apply"):
+        gone = cage(command, name)
+        assert gone.code == 3, (command, gone.output)
+
+
+def test_bad_input(cage: Cage, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    repo = make_repo(tmp_path / "proj")
+    cases = [
+        (["--clone", str(plain)], "not in a git repository"),
+        (["--clone", str(bare)], "bare repository"),
+        (["--clone", str(tmp_path / "missing")], "no such directory"),
+        (["--clone", str(repo), "--mount", str(repo)], "would both be /workspace/proj"),
+        (["--clone", str(repo / "src"), "--mount", f"{repo}:ro"], "would both be"),
+    ]
+    for args, message in cases:
+        run = cage("start", "--name", cage.name(), "--network", "none", "-d", *args)
+        assert run.code == 2, (args, run.output)
+        assert message in run.stderr and "hint:" in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
+    assert owned(cage.owner()) == ([], []), "nothing half-created"
+    assert not (cage.data_dir / "sessions").exists() or not list(
+        (cage.data_dir / "sessions").iterdir()
+    )
+
+    plain_session = cage.name()
+    assert cage("start", "--name", plain_session, "--network", "none", "-d").code == 0
+    for command in ("diff", "fetch", "merge", "apply"):
+        run = cage(command, plain_session)
+        assert run.code == 2 and "has no clone" in run.stderr, run.output
+        assert cage(command, "no-such-session").code == 3
+
+    name = start_clone(cage, repo)
+    git(repo, "stash", "-u")
+    git(repo, "checkout", "-q", "-b", "side")
+    (repo / "staged.txt").write_text("side\n")
+    git(repo, "commit", "-qam", "side")
+    git(repo, "checkout", "-q", "main")
+    (repo / "staged.txt").write_text("main\n")
+    git(repo, "commit", "-qam", "main")
+    git(repo, "merge", "side", check=False)  # a conflict: a merge in progress
+    before = fingerprint(repo)
+    run = cage("merge", name)
+    assert run.code == 2, run.output
+    assert "merge in progress" in run.stderr and "hint:" in run.stderr
+    assert fingerprint(repo) == before
+
+
+def test_json_of_start(cage: Cage, tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "proj")
+    name = cage.name()
+    run = cage("start", "--name", name, "--network", "none", "-d", "--clone", str(repo), "--json")
+    data = json.loads(run.stdout)
+    assert data["branch"] == f"cage/{name}" and data["repo"] == str(repo)
+    assert data["base"] == git(repo, "rev-parse", "HEAD").strip()
