@@ -19,7 +19,15 @@ def diff(name: str, stat: bool) -> None:
     """Show what a clone-mode session changed since its base, committed or not."""
     from claude_cage.operations.review import diff as diff_op
 
-    sys.stdout.buffer.write(diff_op(name, stat=stat))
+    patch = diff_op(name, stat=stat)
+    if sys.stdout.isatty():  # the session wrote these bytes: no escape reaches the terminal
+        from claude_cage.render import sanitize_stream
+
+        for text in sanitize_stream([patch]):
+            sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    sys.stdout.buffer.write(patch)  # piped: exact bytes, e.g. for 'git apply'
     sys.stdout.buffer.flush()
 
 
@@ -68,6 +76,8 @@ def apply(name: str, as_json: bool) -> None:
     if as_json:
         print_json({"name": name, "repo": result.repo, "paths": result.paths})
         return
+    from claude_cage.render import sanitize
+
     for path in result.paths:
-        click.echo(path)
+        click.echo(sanitize(path))
     note(f"applied {len(result.paths)} file(s) to {result.repo}; review with 'git diff'")
