@@ -44,11 +44,44 @@ DEFAULT_ALLOWED_HOSTS = [
     "registry.npmjs.org",
 ]
 
+MEMORY_CAP = 4 * 1024**3
+
+
+def host_cpus() -> int:
+    """The cores this host gives us (the affinity mask, where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def host_memory() -> int:
+    """The host's physical memory in bytes (0 when the platform does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def default_cpus(cores: int) -> float:
+    """Every core but one, and at least one: a busy session leaves the host a core."""
+    return float(max(1, cores - 1))
+
+
+def default_memory(total: int) -> str:
+    """Half the host's memory, at most 4g and at least 512m: a session near its limit
+    leaves the host (and a second session) room."""
+    if total <= 0:
+        return "4g"
+    mib = max(512, min(total // 2, MEMORY_CAP) // 1024**2)
+    return f"{mib // 1024}g" if mib % 1024 == 0 else f"{mib}m"
+
+
 DEFAULTS: dict[str, Any] = {
     "mode": "cli",
     "network": "filtered",
-    "cpus": 2.0,
-    "memory": "4g",
+    "cpus": default_cpus(host_cpus()),
+    "memory": default_memory(host_memory()),
     "pids": 512,
     "nofile": 4096,
     "nproc": 1024,

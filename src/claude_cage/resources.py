@@ -98,9 +98,8 @@ def network_io(stats: dict[str, Any] | None) -> tuple[int, int] | None:
 
 
 def stats_from_cgroup(facts: dict[str, str], host_config: dict[str, Any]) -> dict[str, Any]:
-    """A stats-shaped sample from the cgroup counters the inside probe read (see
-    sandbox.py), with the limits from `docker inspect`. The pid count includes the
-    probe's own two or three processes."""
+    """A stats-shaped sample from a session's cgroup counters (see cgroups.py), with
+    the limits from `docker inspect`."""
 
     def number(key: str) -> int:
         value = facts.get(key, "")

@@ -11,30 +11,25 @@ DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _PROBE = (
     "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
     "if touch /.cage-probe 2>/dev/null; then echo root=writable; else echo root=read-only; fi; "
-    'if [ -s "$CLAUDE_CONFIG_DIR/.credentials.json" ]; then echo login=yes; fi; '
-    # The kernel's count of OOM kills in the session's memory cgroup (v1, then v2).
-    "sed -n 's/^oom_kill /oom_kill=/p' /sys/fs/cgroup/memory/memory.oom_control "
-    "/sys/fs/cgroup/memory.events 2>/dev/null; "
-    # Resource use from the same counters `docker stats` reads, without its one-second
-    # sampling tick (cgroup v1, then v2).
-    "c=/sys/fs/cgroup; if [ -r $c/memory/memory.usage_in_bytes ]; then "
-    "echo mem_usage=$(cat $c/memory/memory.usage_in_bytes); "
-    "echo mem_inactive=$(sed -n 's/^total_inactive_file //p' $c/memory/memory.stat); "
-    "echo cpu_ns=$(cat $c/cpuacct/cpuacct.usage 2>/dev/null || cat $c/cpu,cpuacct/cpuacct.usage); "
-    "echo pids=$(cat $c/pids/pids.current); else "
-    "echo mem_usage=$(cat $c/memory.current); "
-    "echo mem_inactive=$(sed -n 's/^inactive_file //p' $c/memory.stat); "
-    "echo cpu_ns=$(( $(sed -n 's/^usage_usec //p' $c/cpu.stat) * 1000 )); "
-    "echo pids=$(cat $c/pids.current); fi"
+    'if [ -s "$CLAUDE_CONFIG_DIR/.credentials.json" ]; then echo login=yes; fi'
 )
 
 
 def probe_inside(engine: Engine, info: dict[str, Any]) -> dict[str, str]:
     """From inside the session: uid, effective caps, no_new_privs, seccomp mode, root
-    writability, login, OOM kills and the cgroup's resource counters."""
-    _code, output = engine.exec_run(info["Name"].lstrip("/"), ["sh", "-c", _PROBE])
+    writability and login. A session at its pids limit has no room for the probe: the
+    facts are then {"error": why}. (Resource use is read from outside, see cgroups.py.)"""
+    from claude_cage.errors import CageError
+
+    try:
+        code, output = engine.exec_run(info["Name"].lstrip("/"), ["sh", "-c", _PROBE])
+    except CageError as exc:
+        return {"error": exc.message}
     lines = output.decode(errors="replace").split("\n")
-    facts: dict[str, str] = {"uid": lines[0].strip()} if lines else {}
+    if code != 0 or not lines[0].strip().isdigit():
+        why = " ".join(line.strip() for line in lines if line.strip())[:200]
+        return {"error": f"exit {code}: {why or 'no output'}"}
+    facts: dict[str, str] = {"uid": lines[0].strip()}
     for line in lines[1:]:
         key, sep, value = line.replace("=", ":", 1).partition(":")
         if sep:
@@ -125,7 +120,11 @@ def verify(
                 else "companion proxy is not running: no egress at all",
             )
         )
-    if inside is not None:
+    if inside is not None and "error" in inside:
+        checks.append(
+            _check("inside", False, f"no probe could run inside the session: {inside['error']}")
+        )
+    elif inside is not None:
         checks.append(
             _check(
                 "inside",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_cage import config
 from tests.conftest import Cage, inspect
 
 pytestmark = pytest.mark.engine
@@ -74,7 +75,7 @@ def test_inspect_shows_the_hardening(session: str) -> None:
     assert json.loads(seccomp.removeprefix("seccomp="))["defaultAction"] != "SCMP_ACT_ALLOW"
     assert info["Config"]["User"] == "1000:1000"
     assert host["Memory"] == 96 * 1024**2 and host["MemorySwap"] == host["Memory"]
-    assert host["NanoCpus"] == 2 * 10**9 and host["PidsLimit"] == PIDS
+    assert host["NanoCpus"] == config.DEFAULTS["cpus"] * 10**9 and host["PidsLimit"] == PIDS
     ulimits = {u["Name"]: (u["Soft"], u["Hard"]) for u in host["Ulimits"]}
     assert ulimits == {"nofile": (4096, 4096), "nproc": (1024, 1024)}
     assert host["NetworkMode"] == "none"

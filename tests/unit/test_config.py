@@ -42,7 +42,8 @@ def test_defaults_have_the_seed_keys() -> None:
     assert seed_keys <= config.DEFAULTS.keys()
     cfg = config.load(environ={})
     assert cfg["mode"] == "cli" and cfg["network"] == "filtered"
-    assert (cfg["cpus"], cfg["memory"], cfg["pids"]) == (2.0, "4g", 512)
+    limits = (config.default_cpus(config.host_cpus()), config.default_memory(config.host_memory()))
+    assert (cfg["cpus"], cfg["memory"], cfg["pids"]) == (*limits, 512)
     assert set(cfg.sources.values()) == {"default"}
     assert cfg.problems == []
 
@@ -113,7 +114,8 @@ def test_validate_names_every_problem_with_its_file(isolated: Path, tmp_path: Pa
         ("environment", "mode"),
     }
     # A bad value never replaces a good one.
-    assert cfg["memory"] == "4g" and cfg["network"] == "filtered" and cfg["mode"] == "cli"
+    assert cfg["memory"] == config.DEFAULTS["memory"]
+    assert cfg["network"] == "filtered" and cfg["mode"] == "cli"
     assert next(p for p in cfg.problems if p.key == "bogus_key").message == "unknown key"
 
 
@@ -227,3 +229,29 @@ def test_range_message_is_readable() -> None:
     cfg = config.Config()
     cfg.apply({"pids": "8"}, "test")
     assert cfg.problems[0].message == "must be between 16 and 1000000"
+
+
+@pytest.mark.parametrize(("cores", "cpus"), [(1, 1.0), (2, 1.0), (3, 2.0), (16, 15.0)])
+def test_default_cpus_leave_the_host_a_core(cores: int, cpus: float) -> None:
+    assert config.default_cpus(cores) == cpus
+
+
+GIB = 1024**3
+
+
+@pytest.mark.parametrize(
+    ("total", "memory"),
+    [(24 * GIB, "4g"), (8 * GIB, "4g"), (6 * GIB, "3g"), (3 * GIB, "1536m"), (GIB, "512m"),
+     (GIB // 2, "512m"), (0, "4g")],
+)  # fmt: skip
+def test_default_memory_is_half_the_host_at_most_4g(total: int, memory: str) -> None:
+    assert config.default_memory(total) == memory
+
+
+def test_default_limits_follow_this_host_and_stay_config_keys(isolated: Path) -> None:
+    assert config.DEFAULTS["cpus"] == max(1, len(os.sched_getaffinity(0)) - 1)
+    host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert config.parse_size(config.DEFAULTS["memory"]) <= max(host // 2, 512 * 1024**2)
+    write(isolated / "config.yaml", "cpus: 0.5\nmemory: 1g\n")
+    cfg = config.load(environ={"CAGE_CPUS": "1.5"})
+    assert (cfg["cpus"], cfg["memory"]) == (1.5, "1g")

@@ -627,27 +627,3 @@ def test_stats_are_asked_for_one_shot_without_streaming(monkeypatch: pytest.Monk
         ("/containers/cage-a/stats", {"stream": "false", "one-shot": "true"}),
         ("/containers/cage-b/stats", {"stream": "false", "one-shot": "true"}),
     ]
-
-
-def test_status_reads_usage_from_the_probe_not_from_stats(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """One-shot stats wait for the engine's one-second sampling tick; status instead
-    reads the cgroup counters in the inside probe it runs anyway."""
-    from claude_cage.operations import query
-    from tests.unit.fake_engine import FakeEngine
-
-    engine = FakeEngine(paths.owner_id())
-    engine.add_session("s")
-    engine.probe_output += (
-        f"mem_usage={GIB + 1000}\nmem_inactive=1000\ncpu_ns={10**9}\npids=7\n".encode()
-    )
-    monkeypatch.setattr("claude_cage.operations.egress.read_log", lambda *a, **k: [], raising=False)
-    info = query.status("s", engine=engine)  # type: ignore[arg-type]
-    assert not [c for c in engine.calls if "stats" in c]
-    assert info["resources"]["memory_used"] == GIB
-    assert info["resources"]["memory_limit"] == engine.inspect("cage-s")["HostConfig"]["Memory"]
-    assert info["resources"]["pids"] == 7
-    assert info["resources"]["cpu_seconds"] == 1.0
-    assert info["resources"]["cpu_basis"] == resources.SINCE_START
-    assert info["uptime_seconds"] is not None

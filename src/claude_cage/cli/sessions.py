@@ -34,8 +34,8 @@ from claude_cage.render import note, print_json, sanitize, table, warn
     type=click.Choice(["none", "filtered", "host"]),
     help="filtered (default): allowlisted hosts only; none: no network; host: no isolation.",
 )
-@click.option("--cpus", type=float, help="CPU limit (default 2).")
-@click.option("--memory", help="Memory limit, e.g. 4g (default 4g).")
+@click.option("--cpus", type=float, help="CPU limit (default: the host's cores minus one).")
+@click.option("--memory", help="Memory limit, e.g. 4g (default: half the host's, at most 4g).")
 @click.option("--pids", type=int, help="Process limit (default 512).")
 @click.option(
     "--port",

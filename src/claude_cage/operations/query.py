@@ -115,22 +115,32 @@ def most_recent_running(engine: Engine | None = None) -> str:
     return max(running, key=lambda s: s["created"])["name"]
 
 
-def _usage(info: dict[str, Any], inside: dict[str, str]) -> dict[str, Any]:
-    """Uptime and resource use, from the cgroup counters the inside probe read: no
-    stats call, whose one-second sampling tick would cost up to a second. The session
-    has no network of its own; its traffic (through the companion) is left to
-    `claude-cage egress`."""
+def _usage(engine: Engine, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Uptime and resource use, read from outside the session, so they stay right when
+    it is full: from its cgroup on this host (cgroups.py), else from the engine's
+    one-shot stats (which wait for the engine's one-second sampling tick). Also the
+    kernel's count of OOM kills in it ("" when unknown). The session has no network of
+    its own; its traffic (through the companion) is left to `claude-cage egress`."""
     import time
 
-    from claude_cage import resources
+    from claude_cage import cgroups, resources
+    from claude_cage.errors import CageError
 
     now = time.time()
     started = resources.parse_time(info["State"].get("StartedAt"))
-    stats = resources.stats_from_cgroup(inside, info["HostConfig"])
-    return {
+    facts = cgroups.read(info)
+    if facts is not None:
+        stats = resources.stats_from_cgroup(facts, info["HostConfig"])
+    else:
+        try:
+            stats = engine.stats(info["Name"].lstrip("/")) or {}
+        except CageError:
+            stats = {}
+    usage = {
         "uptime_seconds": round(now - started) if started else None,
-        "resources": resources.usage(stats, started, now),
+        "resources": resources.usage(stats, started, now) if stats else None,
     }
+    return usage, (facts or {}).get("oom_kill", "")
 
 
 def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[str, Any]:
@@ -168,10 +178,12 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         entry["exit_code"] = state.get("ExitCode")
         entry["health"] = (state.get("Health") or {}).get("Status")
         entry["oom_hint"] = OutOfMemory.hint if entry["oom_killed"] else None
-        inside = sandbox.probe_inside(engine, info) if live and state.get("Running") else None
-        if inside is not None:
-            entry.update(_usage(info, inside))
-        oom_kills = (inside or {}).get("oom_kill", "")
+        running = live and state.get("Running")
+        oom_kills = ""
+        if running:
+            usage, oom_kills = _usage(engine, info)
+            entry.update(usage)
+        inside = sandbox.probe_inside(engine, info) if running else None
         if oom_kills.isdigit() and int(oom_kills) > 0:
             # A process in it was OOM-killed; the engine sets OOMKilled only once it exits.
             entry["oom_killed"], entry["oom_hint"] = True, OutOfMemory.hint

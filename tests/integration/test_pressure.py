@@ -1,0 +1,97 @@
+"""A session that pushes against its limits. By default it gets the host's cores minus
+one and half its memory (at most 4g), so a CPU loop leaves the host a core; and
+`status` reads its resource use from the host side, so it stays right while a fork
+bomb fills the session to its pids limit and no probe can start inside."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from claude_cage import config
+from tests.conftest import Cage, inspect
+
+pytestmark = pytest.mark.engine
+
+PIDS = 48
+# A bounded fork bomb: fork until the kernel refuses, hold every process for a while,
+# then end. Nothing here outlives HOLD seconds.
+HOLD = 12
+FORK_BOMB = f"""
+my @kids;
+while (1) {{ my $pid = fork; last unless defined $pid; if (!$pid) {{ sleep {HOLD}; exit 0 }}
+            push @kids, $pid; last if @kids > 1000 }}
+print "forked=", scalar(@kids), "\\n"; $| = 1;
+sleep {HOLD}; kill 9, @kids; waitpid($_, 0) for @kids;
+"""
+
+
+def status(cage: Cage, name: str) -> dict:
+    result = cage("status", name, "--json")
+    assert result.code == 0, result.output
+    return result.json()["session"]
+
+
+def test_status_sees_a_fork_bomb_from_outside(cage: Cage) -> None:
+    name = cage.name("bomb")
+    started = cage("start", "--name", name, "--network", "none", "--detach",
+                   "--pids", str(PIDS), "--memory", "256m")  # fmt: skip
+    assert started.code == 0, started.output
+    bomb = subprocess.Popen(
+        [sys.executable, "-m", "claude_cage", "exec", name, "--", "perl", "-e", FORK_BOMB],
+        env=cage.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline, use = time.monotonic() + HOLD, {}
+        while time.monotonic() < deadline:
+            use = status(cage, name)["resources"]
+            if use["pids"] == PIDS:
+                break
+            time.sleep(0.2)
+        assert use["pids"] == PIDS and use["pids_limit"] == PIDS, use
+        assert use["memory_used"] > 0 and use["memory_limit"] == 256 * 1024**2
+        assert use["cpu_seconds"] > 0
+        # The probe inside had no room: said so, not passed.
+        session = status(cage, name)
+        inside = [c for c in session["sandbox"]["checks"] if c["check"] == "inside"]
+        assert inside == [] or inside[0]["ok"] is False
+        if inside:
+            assert "no probe could run inside" in inside[0]["detail"]
+        human = cage("status", name).stdout
+        assert f"pids         {PIDS} / {PIDS}" in human
+        assert "memory       0 B" not in human
+    finally:
+        out, _err = bomb.communicate(timeout=HOLD + 60)
+    assert b"forked=" in out
+    # Once it is over, the session is usable and status sees it calm again.
+    assert cage("exec", name, "--", "true").code == 0
+    assert status(cage, name)["resources"]["pids"] < PIDS
+
+
+def test_default_limits_leave_the_host_a_core_and_room(cage: Cage) -> None:
+    cores = len(os.sched_getaffinity(0))
+    host_memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    name = cage.name("share")
+    assert cage("start", "--name", name, "--network", "none", "--detach").code == 0
+    host = inspect(f"cage-{name}")["HostConfig"]
+    assert host["NanoCpus"] == max(1, cores - 1) * 10**9
+    assert host["Memory"] == config.parse_size(config.default_memory(host_memory))
+    assert host["Memory"] <= max(host_memory // 2, 512 * 1024**2)
+    shown = {row.split()[0]: row.split()[-1] for row in cage("config", "show").stdout.splitlines()}
+    assert shown["cpus"] == "default" and shown["memory"] == "default"
+
+    # The attack: a busy loop on every core of the host, for a few seconds.
+    loops = " & ".join(["timeout 4 sh -c 'while :; do :; done'"] * cores) + " & wait"
+    before = status(cage, name)["resources"]["cpu_seconds"]
+    began = time.monotonic()
+    assert cage("exec", name, "--", "sh", "-c", loops).code == 0
+    wall = time.monotonic() - began
+    used = status(cage, name)["resources"]["cpu_seconds"] - before
+    # CFS quota holds the session to cores - 1 (a little slack for the quota period).
+    assert used / wall <= max(1, cores - 1) + 0.2, (used, wall)
