@@ -1,5 +1,5 @@
 """The benchmark's sections, in the order they run. Each has `NAME` and `run(ctx)`."""
 
-from sections import coldstart, listing, memory, proxy, start
+from sections import clone, coldstart, listing, memory, proxy, start
 
-ALL = {module.NAME: module for module in (listing, start, coldstart, memory, proxy)}
+ALL = {module.NAME: module for module in (listing, start, clone, coldstart, memory, proxy)}

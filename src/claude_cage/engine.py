@@ -344,25 +344,22 @@ class Engine:
                 err.append(chunk_err)
         return self._exit_code(exec_id), b"".join(out), b"".join(err)
 
-    def put_archive(self, name: str, path: str, tar_file: str) -> None:
-        """Unpack a tar file at `path` in a container (created or running), with the
-        owners its headers name. Streams the file: it may be large."""
+    def put_archive(self, name: str, path: str, archive: Any) -> None:
+        """Unpack a tar at `path` in a container (created or running), with the owners
+        its headers name. `archive` iterates over byte chunks and has a `length`: it is
+        streamed, never held in memory whole."""
         sock_path = _socket_path()
         if sock_path is None:
-            with open(tar_file, "rb") as handle, self._errors():
-                self.client.api.put_archive(name, path, handle)
+            with self._errors():
+                self.client.api.put_archive(name, path, b"".join(archive))
             return
         url = f"/containers/{urllib.parse.quote(name)}/archive?" + urllib.parse.urlencode(
             {"path": path}
         )
         conn = _UnixHTTPConnection(sock_path, timeout=300)
         try:
-            with open(tar_file, "rb") as handle:
-                headers = {
-                    "Content-Type": "application/x-tar",
-                    "Content-Length": str(os.fstat(handle.fileno()).st_size),
-                }
-                conn.request("PUT", url, body=handle, headers=headers)
+            headers = {"Content-Type": "application/x-tar", "Content-Length": str(archive.length)}
+            conn.request("PUT", url, body=iter(archive), headers=headers)
             response = conn.getresponse()
             status, data = response.status, response.read()
         except OSError as exc:

@@ -129,7 +129,7 @@ class Snapshot:
     base: str  # the user's HEAD
     work: str  # a commit holding the working tree (== base when nothing is uncommitted)
     index: str  # a commit holding the user's index (== base when nothing is staged)
-    pack: Path  # every object the three need, as one pack
+    pack: Path  # every object the three need, as one pack (its .idx beside it)
     tmp: Path = field(repr=False)
 
 
@@ -139,6 +139,7 @@ def snapshot(repo: Repo) -> Iterator[Snapshot]:
     with tempfile.TemporaryDirectory(prefix="cage-snapshot-") as tmp:
         scratch = Path(tmp)
         (scratch / "objects").mkdir()
+        (scratch / "pack").mkdir()
         index = scratch / "index"
         if repo.index.exists():
             shutil.copyfile(repo.index, index)
@@ -163,20 +164,20 @@ def snapshot(repo: Repo) -> Iterator[Snapshot]:
 
         work = commit(work_tree, "Uncommitted work (working tree)")
         staged_commit = commit(index_tree, "Uncommitted work (index)")
-        pack = scratch / "snapshot.pack"
-        # --window=0: no delta search; packed objects are copied as they are. Speed over
-        # size: the pack crosses a local socket once and is thrown away.
-        with pack.open("wb") as out:
-            run = subprocess.run(
-                ["git", "-C", str(repo.top), "pack-objects", "--revs", "--stdout",
-                 "--window=0", "-q"],
-                input=f"{base}\n{work}\n{staged_commit}\n".encode(),
-                stdout=out,
-                stderr=subprocess.PIPE,
-                env=_env({**env, "GIT_CONFIG_PARAMETERS": "'pack.compression'='1'"}),
-            )  # fmt: skip
+        # pack-objects writes the pack and its index (so the session need not index it
+        # again). --window=0: no delta search; packed objects are copied as they are.
+        # Speed over size: the pack crosses a local socket once.
+        run = subprocess.run(
+            ["git", "-C", str(repo.top), "pack-objects", "--revs", "--window=0", "-q",
+             str(scratch / "pack" / "pack")],
+            input=f"{base}\n{work}\n{staged_commit}\n".encode(),
+            capture_output=True,
+            env=_env({**env, "GIT_CONFIG_PARAMETERS": "'pack.compression'='1'"}),
+        )  # fmt: skip
         if run.returncode != 0:
-            raise GitFailed(f"git pack-objects failed: {run.stderr.decode(errors='replace')}")
+            why = run.stderr.decode(errors="replace").strip()
+            raise GitFailed(f"git pack-objects failed: {why}")
+        pack = scratch / "pack" / f"pack-{run.stdout.decode().strip()}.pack"
         yield Snapshot(base, work, staged_commit, pack, scratch)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,20 +22,21 @@ from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.workspace import Snapshot
 
-PACK = ".git/objects/pack/pack-snapshot.pack"
-
-# Runs in the session as its user: turn the uploaded pack into a repository on branch $2
-# at the base $3, with the working tree of $4 and the index of $5.
+# Runs in the session as its user: turn the uploaded pack (and its index) into a
+# repository on branch $2 at the base $3, with the working tree of $4 and the index of $5.
 SETUP = r"""
 set -eu
 cd "$1"
 git init -q -b "$2" .
-git index-pack "$6" >/dev/null
 git update-ref "refs/heads/$2" "$3"
 git update-ref refs/cage/start "$4"
-git read-tree -u --reset "$4"
-git read-tree "$5"
-git update-index -q --refresh >/dev/null || :
+git -c checkout.workers=0 read-tree -u --reset "$4"
+if [ "$4" != "$5" ]; then
+    # Only the paths whose staged state differs: the others keep their fresh stat data,
+    # so the agent's first 'git status' does not hash the whole tree again.
+    git diff-tree -r -z --no-renames --name-only "$4" "$5" \
+        | GIT_LITERAL_PATHSPECS=1 git reset -q --pathspec-from-file=- --pathspec-file-nul "$5"
+fi
 git config user.name "Claude Code (claude-cage)"
 git config user.email "claude@claude-cage.invalid"
 """
@@ -80,17 +82,11 @@ def deliver(engine: Engine, req: policy.SessionRequest, branch: str, snap: Snaps
     """Upload the snapshot into the session's workspace volume and check it out there."""
     container = names.container_name(req.name)
     uid, gid = _user(engine, container)
-    tar_path = snap.tmp / "upload.tar"
-    with tarfile.open(tar_path, "w", format=tarfile.GNU_FORMAT) as tar:
-        for directory in ("", "/.git", "/.git/objects", "/.git/objects/pack"):
-            # The volume's root takes the owner of its entry: the session's user.
-            info = tarfile.TarInfo(req.clone + directory)
-            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, gid
-            tar.addfile(info)
-        info = tar.gettarinfo(str(snap.pack), f"{req.clone}/{PACK}")
-        info.mode, info.uid, info.gid, info.uname, info.gname = 0o444, uid, gid, "", ""
-        with snap.pack.open("rb") as handle:
-            tar.addfile(info, handle)
+    pack_dir = f"{req.clone}/.git/objects/pack"
+    entries: list[tuple[str, Path | None]] = [
+        (req.clone + d, None) for d in ("", "/.git", "/.git/objects", "/.git/objects/pack")
+    ]  # the volume's root takes the owner of its entry: the session's user
+    entries += [(f"{pack_dir}/{p.name}", p) for p in (snap.pack.with_suffix(".idx"), snap.pack)]
     # The engine unpacks an upload only into a writable place, and the session's root is
     # read-only. A container that is only created (never started) with the volume one
     # level down, at /fill/<repo>, takes the upload instead: that way the volume's root
@@ -109,20 +105,54 @@ def deliver(engine: Engine, req: policy.SessionRequest, branch: str, snap: Snaps
     engine.remove(filler.name)  # a leftover of a killed run
     engine.create(filler)
     try:
-        engine.put_archive(filler.name, "/fill", str(tar_path))
+        engine.put_archive(filler.name, "/fill", tar_stream(entries, uid, gid))
     finally:
         with contextlib.suppress(CageError):
             engine.remove(filler.name)
     target = workdir.clone_target(req.clone)
     code, _out, err = engine.exec_output(
         container,
-        ["sh", "-c", SETUP, "setup", target, branch, snap.base, snap.work, snap.index, PACK],
+        ["sh", "-c", SETUP, "setup", target, branch, snap.base, snap.work, snap.index],
     )
     if code != 0:
         raise EngineError(
             f"could not set up the clone in the session: {err.decode(errors='replace')[-300:]}",
             "check the session image has git ('claude-cage build')",
         )
+
+
+def tar_stream(entries: list[tuple[str, Path | None]], uid: int, gid: int) -> TarStream:
+    """An archive of directories (None) and files, owned by uid:gid, read lazily: the
+    files are not copied into a tar file first."""
+    parts: list[bytes | Path] = []
+    for name, source in entries:
+        info = tarfile.TarInfo(name)
+        info.uid, info.gid, info.mtime = uid, gid, int(time.time())
+        if source is None:
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            parts.append(info.tobuf(tarfile.GNU_FORMAT))
+            continue
+        info.size, info.mode = source.stat().st_size, 0o444
+        parts += [info.tobuf(tarfile.GNU_FORMAT), source, b"\0" * (-info.size % 512)]
+    parts.append(b"\0" * 1024)
+    return TarStream(parts)
+
+
+class TarStream:
+    """A file-like reader over byte strings and files, with a known length."""
+
+    def __init__(self, parts: list[bytes | Path]) -> None:
+        self.parts = parts
+        self.length = sum(len(p) if isinstance(p, bytes) else p.stat().st_size for p in parts)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in self.parts:
+            if isinstance(part, bytes):
+                yield part
+                continue
+            with part.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    yield chunk
 
 
 def _user(engine: Engine, container: str) -> tuple[int, int]:
