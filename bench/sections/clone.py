@@ -33,8 +33,9 @@ def make_repo(root) -> None:
         (root / f"d{i % DIRS:03}" / f"f{i:05}.txt").write_text(text)
     env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b",
            "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@b"}  # fmt: skip
-    for argv in (["init", "-q"], ["add", "."], ["commit", "-qm", "bench"], ["gc", "-q"]):
-        run_cmd(["git", "-C", str(root), *argv], env)
+    steps = (["init", "-q"], ["add", "."], ["commit", "-qm", "bench"], ["gc", "-q"])
+    for argv in steps:  # gc.auto=0: no background gc racing the explicit one
+        run_cmd(["git", "-C", str(root), "-c", "gc.auto=0", *argv], env)
     (root / "d000" / "f00000.txt").write_text("changed\n")
     (root / "new.txt").write_text("untracked\n")
 

@@ -54,6 +54,9 @@ class SessionRequest:
     desktop_port: int | None = None
     owner: str = ""  # paths.owner_id() of the data directory that owns the session
     clone: str = ""  # clone mode: the repository's name, cloned to /workspace/<clone>
+    uid: int = SESSION_UID  # the owner of the read-write mounts, if any (bindmounts.py)
+    gid: int = SESSION_UID
+    protect: list[Mount] = field(default_factory=list)  # read-only binds over .git parts
 
 
 @dataclass
@@ -152,7 +155,13 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
     if req.clone:  # the session's own copy of the repository (operations/clone.py)
         volumes.append({"source": names.workspace_volume(req.name), "target": project})
 
-    user_tmpfs = f"rw,nosuid,nodev,uid={SESSION_UID},gid={SESSION_UID}"
+    user_tmpfs = f"rw,nosuid,nodev,uid={req.uid},gid={req.gid}"
+    if req.uid != SESSION_UID:  # no passwd entry in the image: nss_wrapper gives one
+        env.update(
+            LD_PRELOAD="libnss_wrapper.so",
+            NSS_WRAPPER_PASSWD="/run/cage/passwd",
+            NSS_WRAPPER_GROUP="/run/cage/group",
+        )
     return ContainerSpec(
         name=names.container_name(req.name),
         hostname=names.container_name(req.name)[:63],
@@ -161,7 +170,8 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         labels=labels(req, "session"),
         environment=env,
         volumes=volumes,
-        binds=list(req.mounts),
+        binds=list(req.mounts) + list(req.protect),
+        user=f"{req.uid}:{req.gid}",
         tmpfs={
             "/tmp": f"rw,nosuid,nodev,size={cfg['tmp_size']},mode=1777",
             "/run": f"{user_tmpfs},noexec,size=16m,mode=0755",

@@ -95,6 +95,11 @@ def find_repo(path: str) -> Repo:
     if not where.is_dir():
         raise BadInput(f"--clone {path}: no such directory", "give a directory in a git repository")
     probe = git(where, "rev-parse", "--is-bare-repository", check=False)
+    if b"dubious ownership" in probe.stderr:
+        raise BadInput(
+            f"--clone {path}: git refuses a repository another user owns",
+            "run claude-cage as the repository's owner (or add it to git's safe.directory)",
+        )
     if probe.returncode != 0:
         raise BadInput(
             f"--clone {path}: not in a git repository",

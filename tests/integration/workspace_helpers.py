@@ -17,7 +17,7 @@ GIT_ENV = {
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
     run = subprocess.run(
-        ["git", "-C", str(repo), *args],
+        ["git", "-c", "safe.directory=*", "-C", str(repo), *args],
         capture_output=True,
         text=True,
         env={**os.environ, **GIT_ENV},

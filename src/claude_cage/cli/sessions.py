@@ -251,6 +251,8 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
             f"{'egress':12} {info['egress']['requests']} request(s), "
             f"{info['egress']['blocked']} blocked (claude-cage egress {name})"
         )
+    for path in info.get("protections") or []:
+        click.echo(f"{'protected':12} {path} (read-only: git cannot run what the agent puts there)")
     if info.get("allowed_hosts"):
         click.echo(f"{'allowlist':12} {sanitize(' '.join(info['allowed_hosts']))}")
     if info.get("companion"):

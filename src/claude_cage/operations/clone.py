@@ -81,34 +81,12 @@ fi
 def deliver(engine: Engine, req: policy.SessionRequest, branch: str, snap: Snapshot) -> None:
     """Upload the snapshot into the session's workspace volume and check it out there."""
     container = names.container_name(req.name)
-    uid, gid = _user(engine, container)
     pack_dir = f"{req.clone}/.git/objects/pack"
     entries: list[tuple[str, Path | None]] = [
         (req.clone + d, None) for d in ("", "/.git", "/.git/objects", "/.git/objects/pack")
     ]  # the volume's root takes the owner of its entry: the session's user
     entries += [(f"{pack_dir}/{p.name}", p) for p in (snap.pack.with_suffix(".idx"), snap.pack)]
-    # The engine unpacks an upload only into a writable place, and the session's root is
-    # read-only. A container that is only created (never started) with the volume one
-    # level down, at /fill/<repo>, takes the upload instead: that way the volume's root
-    # directory gets its owner too.
-    filler = policy.ContainerSpec(
-        name=names.fill_container(req.name),
-        image=req.image,
-        role="fill",
-        labels={**policy.labels(req, "fill")},
-        user=f"{uid}:{gid}",
-        command=["true"],
-        volumes=[{"source": names.workspace_volume(req.name), "target": f"/fill/{req.clone}"}],
-        read_only=False,
-        network_mode="none",
-    )
-    engine.remove(filler.name)  # a leftover of a killed run
-    engine.create(filler)
-    try:
-        engine.put_archive(filler.name, "/fill", tar_stream(entries, uid, gid))
-    finally:
-        with contextlib.suppress(CageError):
-            engine.remove(filler.name)
+    _fill(engine, req, names.workspace_volume(req.name), req.clone, entries)
     target = workdir.clone_target(req.clone)
     code, _out, err = engine.exec_output(
         container,
@@ -119,6 +97,46 @@ def deliver(engine: Engine, req: policy.SessionRequest, branch: str, snap: Snaps
             f"could not set up the clone in the session: {err.decode(errors='replace')[-300:]}",
             "check the session image has git ('claude-cage build')",
         )
+
+
+def own_data_volume(engine: Engine, req: policy.SessionRequest) -> None:
+    """A new data volume takes the image's owner (uid 1000): give it the session's."""
+    if req.persist and (req.uid, req.gid) != (policy.SESSION_UID, policy.SESSION_UID):
+        _fill(engine, req, names.data_volume(req.name), ".claude", [(".claude", None)])
+
+
+def _fill(
+    engine: Engine,
+    req: policy.SessionRequest,
+    volume: str,
+    top: str,
+    entries: list[tuple[str, Path | None]],
+) -> None:
+    """Upload entries, owned by the session's user, into a volume mounted at /fill/<top>.
+
+    The engine unpacks an upload only into a writable place, and the session's root is
+    read-only. A container that is only created (never started), with the volume one
+    level down, takes the upload instead: that way the volume's root directory gets its
+    owner too.
+    """
+    filler = policy.ContainerSpec(
+        name=names.fill_container(req.name),
+        image=req.image,
+        role="fill",
+        labels=policy.labels(req, "fill"),
+        user=f"{req.uid}:{req.gid}",
+        command=["true"],
+        volumes=[{"source": volume, "target": f"/fill/{top}"}],
+        read_only=False,
+        network_mode="none",
+    )
+    engine.remove(filler.name)  # a leftover of a killed run
+    engine.create(filler)
+    try:
+        engine.put_archive(filler.name, "/fill", tar_stream(entries, req.uid, req.gid))
+    finally:
+        with contextlib.suppress(CageError):
+            engine.remove(filler.name)
 
 
 def tar_stream(entries: list[tuple[str, Path | None]], uid: int, gid: int) -> TarStream:
@@ -153,13 +171,6 @@ class TarStream:
             with part.open("rb") as handle:
                 while chunk := handle.read(1 << 20):
                     yield chunk
-
-
-def _user(engine: Engine, container: str) -> tuple[int, int]:
-    info = engine.inspect(container) or {}
-    user = (info.get("Config") or {}).get("User") or f"{policy.SESSION_UID}"
-    uid, _, gid = user.partition(":")
-    return int(uid), int(gid or uid)
 
 
 # --- getting the work out ---------------------------------------------------------------

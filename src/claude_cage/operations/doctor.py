@@ -285,6 +285,25 @@ def check_filtered_network(engine: Engine) -> Check:
     )
 
 
+def check_session_mounts() -> list[Check]:
+    """Every session's read-write mounts are writable by the uid it runs as."""
+    from claude_cage import bindmounts, metadata
+
+    checks = []
+    for name, meta in sorted(metadata.SessionStore().read_all().items()):
+        user, bad = bindmounts.unwritable(meta)
+        if bad:
+            checks.append(
+                Check(
+                    f"mounts of {name}",
+                    FAIL,
+                    f"not writable by the session's user {user}: {', '.join(bad)}",
+                    f"chown {user} the directory, or destroy the session and mount it :ro",
+                )
+            )
+    return checks
+
+
 def run(probe: bool = True, engine: Engine | None = None) -> Report:
     """Every check, in the order a person would look."""
     engine = engine or Engine()
@@ -305,6 +324,7 @@ def run(probe: bool = True, engine: Engine | None = None) -> Report:
             except CageError as exc:
                 checks.append(Check("engine", FAIL, exc.message, exc.hint))
     checks.append(check_config(cfg))
+    checks += check_session_mounts()
     mongo = check_mongodb(cfg)
     if mongo is not None:
         checks.append(mongo)

@@ -143,6 +143,19 @@ def _usage(engine: Engine, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return usage, (facts or {}).get("oom_kill", "")
 
 
+def _workspace_checks(entry: dict[str, Any], info: dict[str, Any], meta: dict[str, Any]) -> None:
+    """The read-write mounts are writable by the session's uid; the git protections."""
+    from claude_cage import bindmounts
+
+    entry["protections"] = bindmounts.protected_paths(info.get("Mounts") or [])
+    user, bad = bindmounts.unwritable(meta)
+    if any(str(m).endswith(":rw") for m in meta.get("mounts") or []):
+        detail = f"not writable by {user}: {', '.join(bad)}" if bad else f"writable by {user}"
+        entry["sandbox"]["checks"].append({"check": "mounts writable", "ok": not bad,
+                                           "detail": detail})  # fmt: skip
+        entry["sandbox"]["ok"] = entry["sandbox"]["ok"] and not bad
+
+
 def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[str, Any]:
     engine = engine or Engine()
     store = metadata.SessionStore()
@@ -190,6 +203,7 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         if entry.get("credential") == "none" and inside and inside.get("login") == "yes":
             entry["credential"] = "oauth"
         entry["sandbox"] = sandbox.verify(info, meta or {}, inside, companion)
+        _workspace_checks(entry, info, meta or {})
     else:
         entry["sandbox"] = None
     return entry

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from claude_cage import bindmounts, metadata, names, paths, policy
 from claude_cage import config as config_mod
-from claude_cage import metadata, names, paths, policy
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.operations import checkpoint, operation
@@ -235,6 +235,9 @@ def request_from_metadata(meta: dict[str, Any], cfg: config_mod.Config) -> polic
         desktop_port=int(meta["desktop_port"]) if meta.get("desktop_port") else None,
         owner=paths.owner_id(),
         clone=meta.get("repo_name") or "",
+        uid=int(meta.get("uid") or policy.SESSION_UID),
+        gid=int(meta.get("gid") or policy.SESSION_UID),
+        protect=bindmounts.protections(mounts),
     )
 
 
@@ -288,6 +291,8 @@ def metadata_for(
         "allowed_ports": allowed_ports,
         "desktop_port": req.desktop_port or "",
         "started": metadata.now_iso(),
+        "uid": req.uid,
+        "gid": req.gid,
     }
 
 
@@ -414,6 +419,8 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
     key = read_api_key(options.api_key_file)
     req = _request(cfg, options, name, key is not None)
     repo = _clone_request(options, name, req)
+    req.uid, req.gid = bindmounts.session_user(req.mounts)
+    req.protect = bindmounts.protections(req.mounts)
     engine = engine or Engine()
     store = metadata.SessionStore()
     warnings = []
@@ -474,10 +481,12 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             try:
                 _check_capacity(engine, cfg)
                 _bring_up(engine, cfg, req, key, info is not None, created, capacity.close)
-                if snap is not None:
+                if not restarted:
                     from claude_cage.operations import clone
 
-                    clone.deliver(engine, req, f"cage/{name}", snap)
+                    clone.own_data_volume(engine, req)
+                    if snap is not None:
+                        clone.deliver(engine, req, f"cage/{name}", snap)
                 if desktop_plan is not None:
                     desktop.finish(engine, store, name, desktop_plan)
                 break
