@@ -9,6 +9,7 @@ reached the model server.
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import uuid
@@ -33,7 +34,7 @@ def inspect_image(image: str) -> dict:
 def project(tmp_path: Path) -> Path:
     path = tmp_path / "proj"
     path.mkdir()
-    path.chmod(0o777)  # the session's uid 1000 writes here
+    os.chown(path, 1000, 1000)  # a read-write mount: the session runs as its owner
     return path
 
 
