@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_cage.errors import BadInput
-from claude_cage.requests import Mount
+from claude_cage.record import Mount, SessionRecord
 
 DEFAULT_UID = 1000  # the image's user, for sessions without read-write mounts
 PROTECTED = ("config", "hooks", "info")
@@ -128,15 +128,13 @@ def writable_by(path: str, uid: int, gid: int) -> bool:
     return bool(mode & stat.S_IWOTH)
 
 
-def unwritable(meta: dict[str, Any]) -> tuple[str, list[str]]:
+def unwritable(session: SessionRecord) -> tuple[str, list[str]]:
     """(the session's uid:gid, its read-write mounts that uid cannot write)."""
-    uid = int(meta.get("uid") or DEFAULT_UID)
-    gid = int(meta.get("gid") or DEFAULT_UID)
-    bad = []
-    for text in meta.get("mounts") or []:
-        source, _target, flag = str(text).rsplit(":", 2)
-        if flag == "rw" and not writable_by(source, uid, gid):
-            bad.append(source)
+    uid = session.uid or DEFAULT_UID
+    gid = session.gid or DEFAULT_UID
+    bad = [
+        m.source for m in session.mounts if not m.read_only and not writable_by(m.source, uid, gid)
+    ]
     return f"{uid}:{gid}", bad
 
 

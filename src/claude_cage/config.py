@@ -16,14 +16,13 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from claude_cage import paths
 from claude_cage.errors import BadInput
-
-MODES = ("cli", "desktop")
-NETWORKS = ("none", "filtered", "host")
+from claude_cage.kinds import DEFAULT_MODE, DEFAULT_NETWORK, Mode, Network
 
 # Where each default host comes from:
 #   api.anthropic.com      the Messages API Claude Code calls
@@ -78,8 +77,8 @@ def default_memory(total: int) -> str:
 
 
 DEFAULTS: dict[str, Any] = {
-    "mode": "cli",
-    "network": "filtered",
+    "mode": DEFAULT_MODE,
+    "network": DEFAULT_NETWORK,
     "cpus": default_cpus(host_cpus()),
     "memory": default_memory(host_memory()),
     "pids": 512,
@@ -127,11 +126,12 @@ def parse_size(text: str) -> int:
     return int(number * units[unit])
 
 
-def _choice(options: tuple[str, ...]) -> Callable[[Any], Any]:
+def _choice(kind: type[StrEnum]) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
-        if value not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return value
+        try:
+            return kind(value)
+        except ValueError:
+            raise ValueError(f"must be one of {', '.join(kind)}") from None
 
     return check
 
@@ -243,8 +243,8 @@ def _bind(value: Any) -> Any:
 
 
 VALIDATORS: dict[str, Callable[[Any], Any]] = {
-    "mode": _choice(MODES),
-    "network": _choice(NETWORKS),
+    "mode": _choice(Mode),
+    "network": _choice(Network),
     "cpus": _number(float, 0.1, 256),
     "memory": _size_at_least("6m"),  # the engine's own minimum
     "pids": _number(int, 16, 1_000_000),

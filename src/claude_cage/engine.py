@@ -26,6 +26,7 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from claude_cage import labels
 from claude_cage.errors import (
     BadInput,
     CageError,
@@ -38,7 +39,7 @@ from claude_cage.errors import (
 if TYPE_CHECKING:
     from claude_cage.policy import ContainerSpec
 
-MANAGED = "managed-by=claude-cage"
+MANAGED = labels.MANAGED_FILTER
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
 

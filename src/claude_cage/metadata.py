@@ -1,9 +1,12 @@
 """Session metadata on disk: `<data dir>/sessions/<name>/metadata`.
 
 The format is the seed's: `key=value` lines, at least name, mode, status, created and
-container. Lists are stored as JSON arrays. Writes are atomic (temp file + rename) and
-every read-modify-write holds the session's lock (an flock on `<name>/.lock`).
-Secrets never go in here; they live in 0600 files beside it (see `write_secret`).
+container. Lists are stored as JSON arrays. `parse` and `render` are the one reader and
+the one writer of that text; `record.py` types what they hold (`SessionRecord`), and
+`SessionStore.load`/`save` are how the rest of claude-cage reads and writes it. Writes
+are atomic (temp file + rename) and every read-modify-write holds the session's lock
+(an flock on `locks/<name>.lock`). Secrets never go in here; they live in 0600 files
+beside it (see `write_secret`).
 """
 
 from __future__ import annotations
@@ -13,17 +16,17 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from claude_cage import paths
+from claude_cage import paths, record
+from claude_cage.record import SessionRecord
 
 SCHEMA = "1"
 REQUIRED = ("name", "mode", "status", "created", "container")
-STATUSES = ("running", "stopped", "removed")
-_JSON_KEYS = ("mounts", "ports", "allowed_hosts", "allowed_ports", "env_keys")
 
 
 def now_iso() -> str:
@@ -32,12 +35,13 @@ def now_iso() -> str:
 
 def parse(text: str) -> dict[str, Any]:
     data: dict[str, Any] = {}
+    json_keys = record.json_keys()
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if not sep or not key.strip() or key.startswith("#"):
             continue
         key = key.strip()
-        if key in _JSON_KEYS:
+        if key in json_keys:
             try:
                 data[key] = json.loads(value)
                 continue
@@ -54,7 +58,7 @@ def render(data: dict[str, Any]) -> str:
         value = data[key]
         if value is None:
             continue
-        if key in _JSON_KEYS or isinstance(value, list | dict):
+        if key in record.json_keys() or isinstance(value, list | dict):
             text = json.dumps(value, separators=(",", ":"))
         elif isinstance(value, bool):
             text = "true" if value else "false"
@@ -112,6 +116,21 @@ class SessionStore:
                 result[name] = data
         return result
 
+    def load(self, name: str) -> SessionRecord | None:
+        """The session's record, or None when it has no metadata."""
+        data = self.read(name)
+        return None if data is None else record.from_fields({**data, "name": name})
+
+    def load_all(self) -> dict[str, SessionRecord]:
+        return {
+            name: record.from_fields({**data, "name": name})
+            for name, data in self.read_all().items()
+        }
+
+    def save(self, session: SessionRecord) -> None:
+        """Replace the session's metadata with the record. Call with the lock held."""
+        self.write(session.name, record.to_fields(session))
+
     @contextlib.contextmanager
     def lock(self, name: str, blocking: bool = True) -> Iterator[bool]:
         """Hold the session's exclusive lock. Yields False if not blocking and it is taken.
@@ -136,21 +155,27 @@ class SessionStore:
         data = {**data, "name": name, "schema": SCHEMA, "updated": now_iso()}
         _atomic_write(_private_dir(self.dir(name)) / "metadata", render(data), 0o644)
 
-    def update(self, name: str, blocking: bool = True, **changes: Any) -> dict[str, Any] | None:
-        """Locked read-modify-write. Returns the new data, or None if there is none
-        (or, when not blocking, if another process holds the lock)."""
+    def update(self, name: str, blocking: bool = True, **changes: Any) -> SessionRecord | None:
+        """Locked read-modify-write of some keys. Returns the new record, or None if
+        there is none (or, when not blocking, if another process holds the lock)."""
         if not (self.dir(name) / "metadata").is_file():
             return None
         with self.lock(name, blocking) as locked:
             data = self.read(name) if locked else None
             if data is None:
                 return None
-            data.update(changes)
+            data.update({key: record.encode(value) for key, value in changes.items()})
             self.write(name, data)
-            return data
+            return record.from_fields({**data, "name": name})
+
+    def mark_active(self, name: str) -> None:
+        """Note that someone used the session now (shell, attach, exec). Never waits."""
+        from claude_cage import resources  # start-up time: `list` never marks
+
+        self.update(name, blocking=False, last_active=resources.format_time(time.time()))
 
     def remove(self, name: str) -> None:
-        import shutil
+        import shutil  # start-up time: only destroy and gc remove anything
 
         shutil.rmtree(self.dir(name), ignore_errors=True)
 

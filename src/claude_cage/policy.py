@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import __version__, names, workdir
+from claude_cage import labels as labels_mod
+from claude_cage import names, workdir
 from claude_cage.config import parse_size
 from claude_cage.egress import split_allowlist
-from claude_cage.requests import Mount
+from claude_cage.kinds import DEFAULT_MODE, DEFAULT_NETWORK, Credential, Mode, Network
+from claude_cage.record import Mount
 
 SESSION_UID = 1000
 COMPANION_UID = 13  # Debian's `proxy` user, which the companion image runs as
@@ -38,8 +40,8 @@ class HostFacts:
 @dataclass
 class SessionRequest:
     name: str
-    mode: str = "cli"
-    network: str = "filtered"
+    mode: Mode = DEFAULT_MODE
+    network: Network = DEFAULT_NETWORK
     image: str = "claude-cage-cli:latest"
     cpus: float = 2.0
     memory: str = "4g"
@@ -49,7 +51,7 @@ class SessionRequest:
     env: dict[str, str] = field(default_factory=dict)
     ephemeral: bool = False
     persist: bool = True
-    credential: str = "none"  # none | api-key-file | api-key-proxy
+    credential: Credential = Credential.NONE
     allowed_hosts: list[str] = field(default_factory=list)
     desktop_port: int | None = None
     owner: str = ""  # paths.owner_id() of the data directory that owns the session
@@ -65,7 +67,7 @@ class ContainerSpec:
 
     name: str
     image: str
-    role: str  # session | companion
+    role: labels_mod.Role
     labels: dict[str, str]
     hostname: str | None = None
     user: str = f"{SESSION_UID}:{SESSION_UID}"
@@ -95,22 +97,15 @@ class Plan:
     volumes: list[str]  # named volumes to create, each labelled for the session
 
 
-def labels(req: SessionRequest, role: str) -> dict[str, str]:
-    return {
-        "managed-by": "claude-cage",
-        "cage.owner": req.owner,
-        "cage.session": req.name,
-        "cage.mode": req.mode,
-        "cage.network": req.network,
-        "cage.role": role,
-        "cage.version": __version__,
-        "cage.ephemeral": "true" if req.ephemeral else "false",
-    }
+def labels(req: SessionRequest, role: labels_mod.Role | str) -> dict[str, str]:
+    return labels_mod.for_session(
+        req.name, req.owner, req.mode, req.network, req.ephemeral, labels_mod.Role(role)
+    )
 
 
 def needs_companion(req: SessionRequest) -> bool:
     """Anything that must cross the session's missing network goes through a companion."""
-    return req.network == "filtered" or req.mode == "desktop" or bool(req.ports)
+    return req.network == Network.FILTERED or req.mode == Mode.DESKTOP or bool(req.ports)
 
 
 def _hardening(cfg: dict[str, Any], host: HostFacts) -> list[str]:
@@ -124,20 +119,20 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
     bridges = []
     env = {
         "CAGE_SESSION": req.name,
-        "CAGE_MODE": req.mode,
-        "CAGE_CREDENTIAL": req.credential,
+        "CAGE_MODE": str(req.mode),
+        "CAGE_CREDENTIAL": str(req.credential),
         "TERM": "xterm-256color",
     }
-    if req.network == "filtered":
+    if req.network == Network.FILTERED:
         bridges.append(f"out:{PROXY_PORT}:proxy.sock")
         proxy = f"http://127.0.0.1:{PROXY_PORT}"
         for var in ("HTTP_PROXY", "HTTPS_PROXY"):
             env[var] = env[var.lower()] = proxy
         env["NO_PROXY"] = env["no_proxy"] = NO_PROXY
-    if req.credential == "api-key-proxy":
+    if req.credential == Credential.API_KEY_PROXY:
         bridges.append(f"out:{API_PORT}:api.sock")
         env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{API_PORT}"
-    if req.mode == "desktop":  # x11vnc itself listens on the socket volume's in/vnc.sock
+    if req.mode == Mode.DESKTOP:  # x11vnc itself listens on the socket volume's in/vnc.sock
         env["VNC_RESOLUTION"] = cfg["vnc_resolution"]
     bridges += [f"in:{inner}:port-{inner}.sock" for _, inner in req.ports]
     env["CAGE_BRIDGES"] = " ".join(bridges)
@@ -166,8 +161,8 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         name=names.container_name(req.name),
         hostname=names.container_name(req.name)[:63],
         image=req.image,
-        role="session",
-        labels=labels(req, "session"),
+        role=labels_mod.Role.SESSION,
+        labels=labels(req, labels_mod.Role.SESSION),
         environment=env,
         volumes=volumes,
         binds=list(req.mounts) + list(req.protect),
@@ -184,7 +179,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         pids_limit=req.pids,
         ulimits=[("nofile", cfg["nofile"], cfg["nofile"]), ("nproc", cfg["nproc"], cfg["nproc"])],
         # filtered and none both mean: no network namespace beyond loopback.
-        network_mode="host" if req.network == "host" else "none",
+        network_mode="host" if req.network == Network.HOST else "none",
         working_dir=project,
         auto_remove=req.ephemeral,
     )
@@ -193,12 +188,12 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
 def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> ContainerSpec:
     companion_owner = f"uid={COMPANION_UID},gid={COMPANION_UID}"
     services = []
-    if req.network == "filtered":
+    if req.network == Network.FILTERED:
         services.append("proxy")
-    if req.credential == "api-key-proxy":
+    if req.credential == Credential.API_KEY_PROXY:
         services.append("api")
     ports: dict[str, tuple[str, int]] = {}
-    if req.mode == "desktop" and req.desktop_port:
+    if req.mode == Mode.DESKTOP and req.desktop_port:
         services.append("vnc")
         ports[f"{NOVNC_PORT}/tcp"] = (cfg["desktop_bind"], req.desktop_port)
     for outer, inner in req.ports:
@@ -208,8 +203,8 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
     return ContainerSpec(
         name=names.companion_name(req.name),
         image=cfg["image_companion"],
-        role="companion",
-        labels=labels(req, "companion"),
+        role=labels_mod.Role.COMPANION,
+        labels=labels(req, labels_mod.Role.COMPANION),
         user=f"{COMPANION_UID}:{COMPANION_UID}",
         environment={
             "CAGE_SESSION": req.name,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from claude_cage import paths
 from claude_cage.errors import BadInput
+from claude_cage.record import Mount
 
 # Paths that must never be bound into a session, nor any directory that contains one.
 # The engines' state directories and sockets give root on the host.
@@ -25,16 +25,6 @@ RESERVED_ENV = re.compile(
     r"^(ANTHROPIC_API_KEY|ANTHROPIC_AUTH_TOKEN|CAGE_.*|HOME|CLAUDE_CONFIG_DIR)$"
 )
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-@dataclass(frozen=True)
-class Mount:
-    source: str
-    target: str
-    read_only: bool
-
-    def to_text(self) -> str:
-        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
 
 
 def _inside(path: Path, tree: Path) -> bool:

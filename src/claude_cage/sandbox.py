@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from claude_cage import labels
 from claude_cage.engine import Engine
+from claude_cage.kinds import Network
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _PROBE = (
@@ -43,13 +45,15 @@ def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
 
 def verify(
     info: dict[str, Any],
-    meta: dict[str, Any],
+    recorded_network: str | None,
     inside: dict[str, str] | None,
     companion: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The checks of a session container's inspect output against the policy; the
+    network is the recorded one, else (an orphan) its container's label."""
     host = info["HostConfig"]
     opts = host.get("SecurityOpt") or []
-    network = meta.get("network") or info["Config"]["Labels"].get("cage.network", "")
+    network = recorded_network or info["Config"]["Labels"].get(labels.NETWORK, "")
     mode = host.get("NetworkMode")
     binds = [m for m in info.get("Mounts") or [] if m.get("Type") == "bind"]
     ulimits = {u["Name"] for u in host.get("Ulimits") or []}
@@ -94,7 +98,8 @@ def verify(
         ),
         _check(
             "network policy",
-            (network == "host" and mode == "host") or (network != "host" and mode == "none"),
+            (network == Network.HOST and mode == "host")
+            or (network != Network.HOST and mode == "none"),
             f"{network}: network mode {mode}"
             + (" (no filtering: host network)" if mode == "host" else ""),
         ),
@@ -109,7 +114,7 @@ def verify(
             or "no host directories",
         ),
     ]
-    if network == "filtered":
+    if network == Network.FILTERED:
         running = bool(companion and companion["State"]["Running"])
         checks.append(
             _check(

@@ -12,7 +12,9 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from claude_cage import record
 from claude_cage.errors import BadInput
+from claude_cage.record import SessionRecord
 
 WORKSPACE = "/workspace"
 
@@ -30,16 +32,14 @@ def project_dir_of(clone_name: str | None, mount_targets: Iterable[str]) -> str:
     return WORKSPACE
 
 
-def project_dir(meta: Mapping[str, Any] | None) -> str:
-    """The project directory of a session, from its metadata (None: no metadata)."""
-    meta = meta or {}
-    targets = []
-    for text in meta.get("mounts") or []:
-        # "SOURCE:TARGET:rw|ro"; the source may hold colons, the target never does.
-        parts = str(text).rsplit(":", 2)
-        if len(parts) == 3:
-            targets.append(parts[1])
-    return project_dir_of(meta.get("repo_name") or None, targets)
+def project_dir(session: SessionRecord | Mapping[str, Any] | None) -> str:
+    """The project directory of a session, from its record or its metadata keys
+    (None: no metadata)."""
+    if session is None:
+        return WORKSPACE
+    if not isinstance(session, SessionRecord):
+        session = record.from_fields({"name": "-", **session})
+    return project_dir_of(session.repo_name, [m.target for m in session.mounts])
 
 
 def resolve(project: str, requested: str | None) -> str:

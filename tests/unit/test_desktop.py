@@ -29,7 +29,12 @@ class ListingEngine:
 def published(session: str, port: int) -> dict[str, Any]:
     owner = paths.owner_id()
     return {
-        "Labels": {"cage.session": session, "cage.role": "companion", "cage.owner": owner},
+        "Labels": {
+            "managed-by": "claude-cage",  # the engine lists only these
+            "cage.session": session,
+            "cage.role": "companion",
+            "cage.owner": owner,
+        },
         "Ports": [{"IP": "127.0.0.1", "PrivatePort": 6080, "PublicPort": port, "Type": "tcp"}],
     }
 

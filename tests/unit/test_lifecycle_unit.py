@@ -13,6 +13,7 @@ import pytest
 from claude_cage import __version__, config, metadata, paths, resources
 from claude_cage.operations import doctor, lifecycle
 from claude_cage.operations.lifecycle import Facts, Sample, SessionObjects, decide, leftovers
+from claude_cage.record import SessionRecord
 
 HOUR = 3600.0
 NOW = 1_800_000_000.0
@@ -337,7 +338,7 @@ def test_gc_removes_everything_of_a_session_with_no_metadata() -> None:
 def test_gc_leaves_a_running_session_alone() -> None:
     objects = SessionObjects(
         "s",
-        meta={"ephemeral": "true"},
+        meta=SessionRecord("s", ephemeral=True),
         containers=[container("session", "running"), container("companion", "running")],
         volumes=["cage-sock-s"],
     )
@@ -347,7 +348,7 @@ def test_gc_leaves_a_running_session_alone() -> None:
 def test_gc_keeps_a_stopped_session_but_not_its_running_proxy() -> None:
     objects = SessionObjects(
         "s",
-        meta={"ephemeral": "false"},
+        meta=SessionRecord("s", ephemeral=False),
         containers=[container("session", "exited"), container("companion", "running")],
         volumes=["cage-data-s"],
     )
@@ -360,7 +361,7 @@ def test_gc_keeps_a_stopped_session_but_not_its_running_proxy() -> None:
 
 def test_gc_cleans_an_ephemeral_session_that_is_not_running() -> None:
     objects = SessionObjects(
-        "s", meta={"ephemeral": "true"}, containers=[], volumes=["cage-sock-s"]
+        "s", meta=SessionRecord("s", ephemeral=True), containers=[], volumes=["cage-sock-s"]
     )
     now, confirm = leftovers(objects)
     assert kinds(now) == [("volume", "cage-sock-s")]
@@ -370,7 +371,7 @@ def test_gc_cleans_an_ephemeral_session_that_is_not_running() -> None:
 def test_gc_asks_before_removing_a_session_whose_container_is_gone() -> None:
     objects = SessionObjects(
         "s",
-        meta={"ephemeral": "false"},
+        meta=SessionRecord("s", ephemeral=False),
         containers=[container("companion", "exited")],
         volumes=["cage-data-s"],
     )

@@ -8,13 +8,14 @@ from typing import Any
 import click
 
 from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.kinds import Mode, Network, values
 from claude_cage.render import note, print_json, sanitize, table, warn
 
 # --- start ----------------------------------------------------------------------------
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--mode", type=click.Choice(["cli", "desktop"]), help="Terminal or browser desktop.")
+@click.option("--mode", type=click.Choice(values(Mode)), help="Terminal or browser desktop.")
 @click.option("--name", help="Session name (default: a generated adjective-noun-xxxx).")
 @click.option(
     "--mount",
@@ -31,7 +32,7 @@ from claude_cage.render import note, print_json, sanitize, table, warn
 )
 @click.option(
     "--network",
-    type=click.Choice(["none", "filtered", "host"]),
+    type=click.Choice(values(Network)),
     help="filtered (default): allowlisted hosts only; none: no network; host: no isolation.",
 )
 @click.option("--cpus", type=float, help="CPU limit (default: the host's cores minus one).")
@@ -97,7 +98,7 @@ def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
         if result.branch:
             note(f"clone of {result.repo} on branch {result.branch} (review: claude-cage diff)")
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    if result.mode == "cli" and interactive and not detach and not as_json:
+    if result.mode == Mode.CLI and interactive and not detach and not as_json:
         from claude_cage.operations.run import attach
 
         code = attach(result.name)
@@ -244,7 +245,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
             click.echo(f"{key:12} {sanitize(info[key])}")
     if info.get("oom_killed"):
         warn("killed for running out of memory: start it with --memory 8g, or stop other sessions")
-    if info.get("network") == "host":
+    if info.get("network") == Network.HOST:
         warn("network host: this session is not isolated from the network")
     if info.get("egress"):
         click.echo(

@@ -15,11 +15,13 @@ import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from claude_cage import metadata, names, policy, workdir
+from claude_cage import labels, metadata, names, policy, workdir
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
+from claude_cage.operations.inputs import StartOptions, host_facts, load_config, request_from_record
+from claude_cage.operations.objects import inspect_ours
+from claude_cage.record import SessionRecord
 from claude_cage.workspace import Snapshot
 
 # Runs in the session as its user: turn the uploaded pack (and its index) into a
@@ -122,8 +124,8 @@ def _fill(
     filler = policy.ContainerSpec(
         name=names.fill_container(req.name),
         image=req.image,
-        role="fill",
-        labels=policy.labels(req, "fill"),
+        role=labels.Role.FILL,
+        labels=policy.labels(req, labels.Role.FILL),
         user=f"{req.uid}:{req.gid}",
         command=["true"],
         volumes=[{"source": volume, "target": f"/fill/{top}"}],
@@ -176,12 +178,12 @@ class TarStream:
 # --- getting the work out ---------------------------------------------------------------
 
 
-def clone_meta(name: str) -> dict[str, Any]:
-    """The session's metadata, checked to be a clone-mode session (3 / 2 otherwise)."""
-    meta = metadata.SessionStore().read(name)
+def clone_meta(name: str) -> SessionRecord:
+    """The session's record, checked to be a clone-mode session (3 / 2 otherwise)."""
+    meta = metadata.SessionStore().load(name)
     if meta is None:
         raise SessionNotFound(name)
-    if not meta.get("repo_name") or not meta.get("repo") or not meta.get("base"):
+    if not meta.repo_name or not meta.repo or not meta.base:
         raise BadInput(
             f"session {name} has no clone of a repository",
             "diff, fetch, merge and apply work on sessions started with --clone PATH",
@@ -190,11 +192,9 @@ def clone_meta(name: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _reader(engine: Engine, name: str, meta: dict[str, Any]) -> Iterator[str]:
+def _reader(engine: Engine, name: str, meta: SessionRecord) -> Iterator[str]:
     """A running container that sees the clone: the session itself, or, when it is
     stopped, a throwaway one with the session's sandbox and only the clone's volume."""
-    from claude_cage.operations.query import inspect_ours
-
     container = names.container_name(name)
     info = inspect_ours(engine, container)
     if info is not None and info["State"]["Running"]:
@@ -203,16 +203,14 @@ def _reader(engine: Engine, name: str, meta: dict[str, Any]) -> Iterator[str]:
     volume = names.workspace_volume(name)
     if engine.volume_labels(volume) is None:
         raise CageError(f"the clone of session {name} is gone (volume {volume})")
-    from claude_cage.operations.session import host_facts, load_config, request_from_metadata
-
-    cfg = load_config(_no_options())
-    req = request_from_metadata(meta, cfg)
+    cfg = load_config(StartOptions())
+    req = request_from_record(meta, cfg)
     spec = policy.session_spec(cfg.values, req, host_facts(cfg))
     reader = dataclasses.replace(
         spec,
         name=names.export_container(name),
         hostname=None,
-        labels={**spec.labels, "cage.role": "export"},
+        labels={**spec.labels, labels.ROLE: labels.Role.EXPORT.value},
         environment={"CAGE_BRIDGES": ""},
         volumes=[v for v in spec.volumes if v["source"] == volume],
         binds=[],
@@ -231,15 +229,10 @@ def _reader(engine: Engine, name: str, meta: dict[str, Any]) -> Iterator[str]:
             engine.remove(reader.name)
 
 
-def _no_options() -> Any:
-    from claude_cage.operations.session import StartOptions
-
-    return StartOptions()
-
-
-def export(engine: Engine, name: str, meta: dict[str, Any]) -> tuple[str, bytes]:
+def export(engine: Engine, name: str, meta: SessionRecord) -> tuple[str, bytes]:
     """(the commit holding all the session's work, a thin pack of it since the base)."""
-    target = workdir.clone_target(meta["repo_name"])
+    assert meta.repo_name and meta.base  # clone_meta checked them
+    target = workdir.clone_target(meta.repo_name)
     with _reader(engine, name, meta) as container:
         code, out, err = engine.exec_output(
             container,
@@ -249,9 +242,9 @@ def export(engine: Engine, name: str, meta: dict[str, Any]) -> tuple[str, bytes]
                 EXPORT,
                 "export",
                 target,
-                meta["base"],
+                meta.base,
                 name,
-                meta.get("start") or meta["base"],
+                meta.start or meta.base,
             ],
         )
     if code != 0:
@@ -263,8 +256,8 @@ def export(engine: Engine, name: str, meta: dict[str, Any]) -> tuple[str, bytes]
     return tip.decode(errors="replace").strip(), pack
 
 
-def host_repo(meta: dict[str, Any]) -> Path:
-    top = Path(meta["repo"])
+def host_repo(meta: SessionRecord) -> Path:
+    top = Path(meta.repo or "")
     if not (top / ".git").exists():
         raise BadInput(
             f"the session's repository {top} is gone",

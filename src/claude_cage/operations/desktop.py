@@ -25,6 +25,7 @@ appear in argv, the environment, `docker inspect`, metadata or logs:
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 import socket
 import time
@@ -33,12 +34,14 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from claude_cage import config as config_mod
-from claude_cage import metadata, names, paths
+from claude_cage import labels, metadata, names
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
+from claude_cage.kinds import Mode
+from claude_cage.operations.objects import running_container
+from claude_cage.record import SessionRecord
 
 PASSWORD_SECRET = "vnc_password"
 TOKEN_SECRET = "vnc_token"
@@ -115,12 +118,11 @@ def _taken_ports(engine: Engine, store: metadata.SessionStore, name: str) -> set
     """Ports recorded by this data directory's other sessions (running or stopped), and
     ports published by any claude-cage container of another session."""
     taken = set()
-    for other, meta in store.read_all().items():
-        if other != name and str(meta.get("desktop_port") or "").isdigit():
-            taken.add(int(meta["desktop_port"]))
+    for other, session in store.load_all().items():
+        if other != name and session.desktop_port is not None:
+            taken.add(session.desktop_port)
     for container in engine.list_containers():
-        labels = container.get("Labels") or {}
-        if labels.get("cage.session") == name and labels.get("cage.owner") == paths.owner_id():
+        if labels.session_of(container.get("Labels")) == name:
             continue
         taken |= {p["PublicPort"] for p in container.get("Ports") or [] if p.get("PublicPort")}
     return taken
@@ -229,11 +231,11 @@ class OpenInfo:
     launcher: Path  # a 0600 page that opens the desktop, password included
 
 
-def _desktop_meta(name: str, store: metadata.SessionStore) -> dict[str, Any]:
-    meta = store.read(name)
+def _desktop_meta(name: str, store: metadata.SessionStore) -> SessionRecord:
+    meta = store.load(name)
     if meta is None:
         raise SessionNotFound(name)
-    if meta.get("mode") != "desktop" or not meta.get("desktop_port"):
+    if meta.mode != Mode.DESKTOP or not meta.desktop_port:
         raise BadInput(
             f"session {name} is not a desktop session",
             "start one with 'claude-cage start --mode desktop'",
@@ -254,13 +256,12 @@ def credentials(name: str) -> dict[str, str]:
 
 def open_info(name: str, engine: Engine | None = None) -> OpenInfo:
     """Write the launcher page for a running desktop session and say where it is."""
-    from claude_cage.operations.run import running_container
-
     store = metadata.SessionStore()
     meta = _desktop_meta(name, store)
     running_container(name, engine or Engine())
-    bind = meta.get("desktop_bind") or "127.0.0.1"
-    port = int(meta["desktop_port"])
+    bind = meta.desktop_bind or "127.0.0.1"
+    port = meta.desktop_port
+    assert port is not None  # _desktop_meta checked it
     found = credentials(name)
     if len(found) < 2:
         raise CageError(
@@ -284,6 +285,4 @@ def open_info(name: str, engine: Engine | None = None) -> OpenInfo:
 
 
 def _js_string(text: str) -> str:
-    import json
-
     return json.dumps(text).replace("<", "\\u003c")

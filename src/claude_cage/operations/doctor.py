@@ -23,6 +23,7 @@ from claude_cage import __version__
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
 from claude_cage.errors import CageError, EngineUnavailable
+from claude_cage.labels import VERSION as VERSION_LABEL
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DISK_FAIL_BYTES = 2 * 1024**3  # an image rebuild alone needs about this much
@@ -77,7 +78,7 @@ def check_images(engine: Engine, cfg: config_mod.Config) -> list[Check]:
             detail = f"{image} is not built" + ("" if required else " (needed by --mode desktop)")
             checks.append(Check(f"image {image}", status, detail, f"claude-cage build {target}"))
             continue
-        built = labels.get("cage.version")
+        built = labels.get(VERSION_LABEL)
         if built != __version__:
             checks.append(
                 Check(
@@ -290,7 +291,7 @@ def check_session_mounts() -> list[Check]:
     from claude_cage import bindmounts, metadata
 
     checks = []
-    for name, meta in sorted(metadata.SessionStore().read_all().items()):
+    for name, meta in sorted(metadata.SessionStore().load_all().items()):
         user, bad = bindmounts.unwritable(meta)
         if bad:
             checks.append(

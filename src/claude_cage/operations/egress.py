@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,8 +12,10 @@ from claude_cage import config as config_mod
 from claude_cage import egress, metadata, names
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
+from claude_cage.kinds import Network
 from claude_cage.operations import operation, record_event
-from claude_cage.operations.query import inspect_ours
+from claude_cage.operations.objects import inspect_ours
+from claude_cage.record import SessionRecord
 
 LOG_PATH = "/sock/log/access.log"
 
@@ -29,13 +32,13 @@ class AllowResult:
         return {"added": self.added, "removed": self.removed, "live": self.live}
 
 
-def _filtered_session(store: metadata.SessionStore, name: str) -> dict[str, Any]:
-    meta = store.read(name)
+def _filtered_session(store: metadata.SessionStore, name: str) -> SessionRecord:
+    meta = store.load(name)
     if meta is None:
         raise SessionNotFound(name)
-    if meta.get("network") != "filtered":
+    if meta.network != Network.FILTERED:
         raise BadInput(
-            f"session {name} uses --network {meta.get('network')}, which has no allowlist",
+            f"session {name} uses --network {meta.network}, which has no allowlist",
             "only filtered sessions have an egress proxy",
         )
     return meta
@@ -53,7 +56,7 @@ def allow(
     store = metadata.SessionStore()
     with store.lock(name):
         meta = _filtered_session(store, name)
-        current = list(meta.get("allowed_hosts") or [])
+        current = list(meta.allowed_hosts)
         if remove:
             changed = [h for h in checked if h in current]
             new = [h for h in current if h not in checked]
@@ -64,15 +67,14 @@ def allow(
         info = inspect_ours(engine, companion)
         live = bool(info and info["State"]["Running"])
         if live:
-            ports = meta.get("allowed_ports") or config_mod.load()["allowed_ports"]
+            ports = list(meta.allowed_ports) or config_mod.load()["allowed_ports"]
             code, output = engine.exec_run(companion, egress.companion_allow_args(new, ports))
             if code != 0:
                 raise EngineError(
                     f"the proxy of {name} refused the new allowlist: "
                     f"{output.decode(errors='replace').strip()[-200:]}"
                 )
-        meta["allowed_hosts"] = new
-        store.write(name, meta)
+        store.save(dataclasses.replace(meta, allowed_hosts=tuple(new)))
     return AllowResult(name, new, [] if remove else changed, changed if remove else [], live)
 
 
@@ -80,10 +82,10 @@ def read_log(name: str, engine: Engine | None = None) -> list[egress.Request]:
     """Every request the session made through its proxy, running or stopped."""
     engine = engine or Engine()
     store = metadata.SessionStore()
-    meta = store.read(name)
+    meta = store.load(name)
     if meta is None:
         raise SessionNotFound(name)
-    if meta.get("network") != "filtered":
+    if meta.network != Network.FILTERED:
         return []
     data = engine.get_file(names.companion_name(name), LOG_PATH)
     requests = egress.parse_log(data.decode(errors="replace")) if data else []
@@ -102,10 +104,10 @@ def _record_blocked(
 ) -> None:
     """Put blocked attempts not seen before into the event log (once each)."""
     with store.lock(name, blocking=False) as locked:
-        meta = store.read(name) if locked else None
+        meta = store.load(name) if locked else None
         if meta is None:
             return
-        seen = int(meta.get("egress_seen") or 0)
+        seen = meta.egress_seen
         if seen > len(requests):  # a new companion log: start over
             seen = 0
         for request in requests[seen:]:
@@ -122,8 +124,7 @@ def _record_blocked(
                     type_="egress",
                 )
         if len(requests) != seen:
-            meta["egress_seen"] = len(requests)
-            store.write(name, meta)
+            store.save(dataclasses.replace(meta, egress_seen=len(requests)))
 
 
 def follow_log(name: str, engine: Engine | None = None) -> Iterator[egress.Request]:
@@ -132,7 +133,7 @@ def follow_log(name: str, engine: Engine | None = None) -> Iterator[egress.Reque
     Blocked ones reach the event log through `read_log`, which keeps the offset.
     """
     engine = engine or Engine()
-    if metadata.SessionStore().read(name) is None:
+    if metadata.SessionStore().load(name) is None:
         raise SessionNotFound(name)
     companion = names.companion_name(name)
     buffer = b""

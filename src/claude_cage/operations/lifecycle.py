@@ -56,15 +56,19 @@ directories' sessions use it, and removing it could race with their `start`.
 from __future__ import annotations
 
 import os
+import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import metadata, names, paths, resources
+from claude_cage import config as config_mod
+from claude_cage import labels, metadata, names, resources
 from claude_cage.engine import Engine
 from claude_cage.errors import CageError
-from claude_cage.operations import record_event
-from claude_cage.operations.query import inspect_ours
+from claude_cage.operations import record_event, session
+from claude_cage.operations.objects import inspect_ours, owned_containers
+from claude_cage.record import SessionRecord
 
 IDLE_CPU_SECONDS = 1.0  # CPU time between two checks that still counts as idle ...
 IDLE_CPU_SHARE = 0.005  # ... or this share of the time between them, if more
@@ -179,17 +183,15 @@ def decide(
 # --- reap: gathering facts and acting ---------------------------------------------------
 
 
-def _previous_sample(meta: dict[str, Any]) -> Sample | None:
-    at = resources.parse_time(meta.get("cpu_sampled"))
-    try:
-        cpu = int(meta.get("cpu_total", ""))
-    except ValueError:
+def _previous_sample(meta: SessionRecord) -> Sample | None:
+    at = resources.parse_time(meta.cpu_sampled)
+    if meta.cpu_total is None:
         return None
-    return Sample(at, cpu) if at is not None else None
+    return Sample(at, meta.cpu_total) if at is not None else None
 
 
-def _last_active(meta: dict[str, Any]) -> float | None:
-    times = [resources.parse_time(meta.get(k)) for k in ("last_active", "started")]
+def _last_active(meta: SessionRecord) -> float | None:
+    times = [resources.parse_time(t) for t in (meta.last_active, meta.started)]
     known = [t for t in times if t is not None]
     return max(known) if known else None
 
@@ -204,7 +206,7 @@ def _attached(engine: Engine, info: dict[str, Any]) -> int:
 
 
 def _facts(
-    engine: Engine, name: str, meta: dict[str, Any], stats: dict[str, Any] | None, now: float
+    engine: Engine, name: str, meta: SessionRecord, stats: dict[str, Any] | None, now: float
 ) -> Facts | None:
     info = inspect_ours(engine, names.container_name(name))
     if info is None or not info["State"].get("Running"):
@@ -224,8 +226,6 @@ def _facts(
 
 
 def _settings() -> tuple[float, float, float]:
-    from claude_cage import config as config_mod
-
     cfg = config_mod.load()
     cfg.raise_problems()
     return float(cfg["idle_timeout"]), float(cfg["memory_warn"]), float(cfg["memory_kill"])
@@ -234,21 +234,17 @@ def _settings() -> tuple[float, float, float]:
 def reap(dry_run: bool = False, engine: Engine | None = None) -> list[Verdict]:
     """Check every running session of this data directory; stop the idle and the
     memory-hungry ones (see the module's docstring for the rules)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from claude_cage.operations.query import owned_containers
-
     idle_timeout, memory_warn, memory_kill = _settings()
     engine = engine or Engine()
     store = metadata.SessionStore()
     running = sorted(
-        c["Labels"]["cage.session"]
+        c["Labels"][labels.SESSION]
         for c in owned_containers(engine)
-        if c.get("State") == "running" and c["Labels"].get("cage.session")
+        if c.get("State") == "running" and c["Labels"].get(labels.SESSION)
     )
     stats = engine.stats_many([names.container_name(n) for n in running])
     now = time.time()
-    metas = {n: store.read(n) or {} for n in running}
+    metas = {n: store.load(n) or SessionRecord(name=n) for n in running}
     with ThreadPoolExecutor(max_workers=max(1, min(len(running), 8))) as pool:
         gathered = list(
             pool.map(
@@ -289,22 +285,14 @@ def _remember(store: metadata.SessionStore, facts: Facts, verdict: Verdict) -> N
 
 
 def _stop(engine: Engine, verdict: Verdict) -> None:
-    from claude_cage.operations.session import stop
-
     try:
-        stop(name=verdict.name, engine=engine)
+        session.stop(name=verdict.name, engine=engine)
     except CageError as exc:
         verdict.error = exc.message
         record_event("reaped", verdict.name, {"status": "error", "error": exc.message})
         return
     verdict.done = True
     record_event("reaped", verdict.name, {"status": "ok", **_event(verdict)})
-
-
-def mark_active(name: str) -> None:
-    """Note that someone used the session now (shell, attach, exec). Never waits."""
-    store = metadata.SessionStore()
-    store.update(name, blocking=False, last_active=resources.format_time(time.time()))
 
 
 # --- gc -------------------------------------------------------------------------------
@@ -333,7 +321,7 @@ class SessionObjects:
     """Everything of one session name that this data directory owns."""
 
     name: str
-    meta: dict[str, Any] | None = None
+    meta: SessionRecord | None = None
     containers: list[dict[str, Any]] = field(default_factory=list)  # list entries
     volumes: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
@@ -341,7 +329,7 @@ class SessionObjects:
 
 
 def _role(container: dict[str, Any]) -> str:
-    return (container.get("Labels") or {}).get("cage.role", "")
+    return (container.get("Labels") or {}).get(labels.ROLE, "")
 
 
 def _container_name(container: dict[str, Any]) -> str:
@@ -371,7 +359,7 @@ def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
         return now, confirm
     if running:
         return now, confirm
-    if meta.get("ephemeral") == "true":
+    if meta.ephemeral:
         now += containers(objects.containers, "ephemeral session not running")
         now += storage("ephemeral session not running")
         confirm.append(Leftover(name, "metadata", name, "ephemeral session not running"))
@@ -406,32 +394,24 @@ def _stray_files(store: metadata.SessionStore) -> dict[str, list[str]]:
 
 def _gather(engine: Engine, store: metadata.SessionStore) -> dict[str, SessionObjects]:
     """One snapshot of everything this data directory owns, grouped by session."""
-    owner = paths.owner_id()
-
-    def mine(labels: dict[str, str] | None) -> str | None:
-        labels = labels or {}
-        if labels.get("managed-by") != "claude-cage" or labels.get("cage.owner") != owner:
-            return None
-        return labels.get("cage.session") or None
-
     groups: dict[str, SessionObjects] = {}
 
     def group(name: str) -> SessionObjects:
         return groups.setdefault(name, SessionObjects(name))
 
-    for name, meta in store.read_all().items():
+    for name, meta in store.load_all().items():
         group(name).meta = meta
     for name, files in _stray_files(store).items():
         group(name).stray_files = files
-    for container in engine.list_containers([f"cage.owner={owner}"]):
-        if session := mine(container.get("Labels")):
-            group(session).containers.append(container)
+    for container in engine.list_containers(labels.owner_filters()):
+        if owner := labels.session_of(container.get("Labels")):
+            group(owner).containers.append(container)
     for volume in engine.list_volumes():
-        if session := mine(volume.get("Labels")):
-            group(session).volumes.append(volume["Name"])
+        if owner := labels.session_of(volume.get("Labels")):
+            group(owner).volumes.append(volume["Name"])
     for network in engine.list_networks():
-        if session := mine(network.get("Labels")):
-            group(session).networks.append(network["Name"])
+        if owner := labels.session_of(network.get("Labels")):
+            group(owner).networks.append(network["Name"])
     return groups
 
 
@@ -500,24 +480,19 @@ def _collect(
 
 def _gather_one(engine: Engine, store: metadata.SessionStore, name: str) -> SessionObjects:
     """The same as _gather, for one session, read afresh (under its lock)."""
-    owner = paths.owner_id()
-    objects = SessionObjects(name, meta=store.read(name))
+    objects = SessionObjects(name, meta=store.load(name))
     objects.stray_files = _stray_files(store).get(name, [])
-    objects.containers = engine.list_containers([f"cage.owner={owner}", f"cage.session={name}"])
+    objects.containers = engine.list_containers(labels.owner_filters(session=name))
     for volume in engine.list_volumes():
-        labels = volume.get("Labels") or {}
-        if labels.get("cage.owner") == owner and labels.get("cage.session") == name:
+        if labels.session_of(volume.get("Labels")) == name:
             objects.volumes.append(volume["Name"])
     for network in engine.list_networks():
-        labels = network.get("Labels") or {}
-        if labels.get("cage.owner") == owner and labels.get("cage.session") == name:
+        if labels.session_of(network.get("Labels")) == name:
             objects.networks.append(network["Name"])
     return objects
 
 
 def _remove(engine: Engine, store: metadata.SessionStore, item: Leftover) -> None:
-    import shutil
-
     try:
         if item.kind == "container":
             engine.remove(item.target)

@@ -8,102 +8,104 @@ from __future__ import annotations
 
 from typing import Any
 
-from claude_cage import metadata, names, paths, sandbox
+from claude_cage import labels, metadata, names, record
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, OutOfMemory, SessionNotFound
+from claude_cage.kinds import Credential, Mode, Network, Status
+from claude_cage.operations.objects import inspect_ours, owned_containers
+from claude_cage.record import SessionRecord
 
 CREDENTIALS = {
-    "api-key-proxy": "api-key via proxy (the key never enters the session)",
-    "api-key-file": "api-key file (read-only, inside the session)",
-    "oauth": "OAuth/login (kept in the session's data volume)",
-    "none": "none (log in inside with /login)",
+    Credential.API_KEY_PROXY: "api-key via proxy (the key never enters the session)",
+    Credential.API_KEY_FILE: "api-key file (read-only, inside the session)",
+    Credential.OAUTH: "OAuth/login (kept in the session's data volume)",
+    Credential.NONE: "none (log in inside with /login)",
 }
 
 
-def _engine_status(container: dict[str, Any] | None) -> str:
+def _engine_status(container: dict[str, Any] | None) -> Status:
     if container is None:
-        return "removed"
+        return Status.REMOVED
     state = container.get("State")
     if isinstance(state, dict):  # an inspect result
         state = state.get("Status")
-    return "running" if state in ("running", "restarting") else "stopped"
+    return Status.RUNNING if state in ("running", "restarting") else Status.STOPPED
 
 
-def _url(meta: dict[str, Any]) -> str | None:
-    port = meta.get("desktop_port")
-    if meta.get("mode") != "desktop" or not port:
+def _url(session: SessionRecord) -> str | None:
+    if session.mode != Mode.DESKTOP or not session.desktop_port:
         return None
-    from claude_cage.operations.desktop import url_for
+    from claude_cage.operations import desktop  # start-up time: `list` of cli sessions
 
-    return url_for(meta.get("desktop_bind") or "127.0.0.1", int(port))
+    return desktop.url_for(session.desktop_bind or "127.0.0.1", session.desktop_port)
 
 
 def view(
-    name: str, meta: dict[str, Any] | None, container: dict[str, Any] | None
+    name: str, meta: SessionRecord | dict[str, Any] | None, container: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """One session as `list --json` shows it."""
-    labels = (
+    """One session as `list --json` shows it (an orphan, with no record, from the
+    labels of its container)."""
+    if isinstance(meta, dict):
+        meta = record.from_fields({**meta, "name": name})
+    found = (
         (container or {}).get("Labels")
         or ((container or {}).get("Config") or {}).get("Labels")
         or {}
     )
-    meta = meta or {}
     status = _engine_status(container)
+    if meta is None:
+        return {
+            "name": name,
+            "mode": found.get(labels.MODE, Mode.CLI.value),
+            "status": status.value,
+            "network": found.get(labels.NETWORK, ""),
+            "container": names.container_name(name),
+            "created": "",
+            "image": "",
+            "orphan": True,
+            "ephemeral": False,
+            "ports": [],
+            "desktop_port": None,
+            "url": None,
+            "repo": None,
+            "branch": None,
+            "base": None,
+        }
     return {
         "name": name,
-        "mode": meta.get("mode") or labels.get("cage.mode", "cli"),
-        "status": status,
-        "network": meta.get("network") or labels.get("cage.network", ""),
-        "container": meta.get("container") or names.container_name(name),
-        "created": meta.get("created", ""),
-        "image": meta.get("image", ""),
-        "orphan": not meta,
-        "ephemeral": meta.get("ephemeral") == "true",
-        "ports": meta.get("ports") or [],
-        "desktop_port": int(meta["desktop_port"]) if meta.get("desktop_port") else None,
+        "mode": meta.mode.value,
+        "status": status.value,
+        "network": meta.network.value,
+        "container": meta.container or names.container_name(name),
+        "created": meta.created,
+        "image": meta.image,
+        "orphan": False,
+        "ephemeral": meta.ephemeral,
+        "ports": [list(p) for p in meta.ports],
+        "desktop_port": meta.desktop_port,
         "url": _url(meta),
-        "repo": meta.get("repo") or None,  # clone mode: the user's repository,
-        "branch": meta.get("branch") or None,  # the session's branch in its copy,
-        "base": meta.get("base") or None,  # and the commit the copy started from
+        "repo": meta.repo or None,  # clone mode: the user's repository,
+        "branch": meta.branch or None,  # the session's branch in its copy,
+        "base": meta.base or None,  # and the commit the copy started from
     }
 
 
-def is_ours(labels: dict[str, str] | None) -> bool:
-    """Made by claude-cage for this data directory (not someone else's, nor another
-    data directory's)."""
-    labels = labels or {}
-    return labels.get("managed-by") == "claude-cage" and labels.get("cage.owner") == (
-        paths.owner_id()
-    )
-
-
-def inspect_ours(engine: Engine, container: str) -> dict[str, Any] | None:
-    """`docker inspect` of one of our containers; None when absent or not ours."""
-    info = engine.inspect(container)
-    return info if info is not None and is_ours(info["Config"].get("Labels")) else None
-
-
-def owned_containers(engine: Engine, role: str = "session") -> list[dict[str, Any]]:
-    """This data directory's containers of one role, in one engine call."""
-    return engine.list_containers([f"cage.role={role}", f"cage.owner={paths.owner_id()}"])
-
-
-def _follow(store: metadata.SessionStore, name: str, meta: dict[str, Any], status: str) -> None:
+def _follow(store: metadata.SessionStore, session: SessionRecord, status: Status) -> None:
     """Bring the metadata in line with the engine; skip if a writer holds the lock."""
-    if meta.get("status") != status:
-        store.update(name, blocking=False, status=status)
+    if session.status != status:
+        store.update(session.name, blocking=False, status=status)
 
 
 def list_sessions(engine: Engine | None = None) -> list[dict[str, Any]]:
     engine = engine or Engine()
     store = metadata.SessionStore()
-    containers = {c["Labels"].get("cage.session"): c for c in owned_containers(engine)}
-    metas = store.read_all()
+    containers = {c["Labels"].get(labels.SESSION): c for c in owned_containers(engine)}
+    metas = store.load_all()
     sessions = []
     for name in sorted(set(metas) | {n for n in containers if n}):
         entry = view(name, metas.get(name), containers.get(name))
         if name in metas:
-            _follow(store, name, metas[name], entry["status"])
+            _follow(store, metas[name], Status(entry["status"]))
         sessions.append(entry)
     return sessions
 
@@ -121,7 +123,7 @@ def _usage(engine: Engine, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
     one-shot stats (which wait for the engine's one-second sampling tick). Also the
     kernel's count of OOM kills in it ("" when unknown). The session has no network of
     its own; its traffic (through the companion) is left to `claude-cage egress`."""
-    import time
+    import time  # start-up time: `list` needs none of this
 
     from claude_cage import cgroups, resources
     from claude_cage.errors import CageError
@@ -143,13 +145,17 @@ def _usage(engine: Engine, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return usage, (facts or {}).get("oom_kill", "")
 
 
-def _workspace_checks(entry: dict[str, Any], info: dict[str, Any], meta: dict[str, Any]) -> None:
+def _workspace_checks(
+    entry: dict[str, Any], info: dict[str, Any], meta: SessionRecord | None
+) -> None:
     """The read-write mounts are writable by the session's uid; the git protections."""
-    from claude_cage import bindmounts
+    from claude_cage import bindmounts  # start-up time: `list` never checks mounts
 
     entry["protections"] = bindmounts.protected_paths(info.get("Mounts") or [])
+    if meta is None:
+        return
     user, bad = bindmounts.unwritable(meta)
-    if any(str(m).endswith(":rw") for m in meta.get("mounts") or []):
+    if any(not m.read_only for m in meta.mounts):
         detail = f"not writable by {user}: {', '.join(bad)}" if bad else f"writable by {user}"
         entry["sandbox"]["checks"].append({"check": "mounts writable", "ok": not bad,
                                            "detail": detail})  # fmt: skip
@@ -157,26 +163,28 @@ def _workspace_checks(entry: dict[str, Any], info: dict[str, Any], meta: dict[st
 
 
 def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[str, Any]:
+    from claude_cage import sandbox  # start-up time: `list` never verifies
+
     engine = engine or Engine()
     store = metadata.SessionStore()
-    meta = store.read(name)
+    meta = store.load(name)
     info = inspect_ours(engine, names.container_name(name))
     if meta is None and info is None:
         raise SessionNotFound(name)
     entry = view(name, meta, info)
     if meta is not None:
-        _follow(store, name, meta, entry["status"])
-        entry["allowed_hosts"] = meta.get("allowed_hosts") or []
-        if meta.get("network") == "filtered" and info is not None:
-            from claude_cage.operations.egress import read_log
+        _follow(store, meta, Status(entry["status"]))
+        entry["allowed_hosts"] = list(meta.allowed_hosts)
+        if meta.network == Network.FILTERED and info is not None:
+            from claude_cage.operations import egress  # start-up time: `list` needs none of it
 
-            requests = read_log(name, engine)  # also files blocked ones in the event log
+            requests = egress.read_log(name, engine)  # also files blocked ones in the event log
             entry["egress"] = {
                 "requests": len(requests),
                 "blocked": sum(not r.allowed for r in requests),
             }
-        entry["credential"] = meta.get("credential", "none")
-        entry["mounts"] = meta.get("mounts") or []
+        entry["credential"] = meta.credential.value
+        entry["mounts"] = [m.to_text() for m in meta.mounts]
     companion = inspect_ours(engine, names.companion_name(name)) if info else None
     entry["companion"] = (
         {"container": names.companion_name(name), "status": _engine_status(companion)}
@@ -200,10 +208,11 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         if oom_kills.isdigit() and int(oom_kills) > 0:
             # A process in it was OOM-killed; the engine sets OOMKilled only once it exits.
             entry["oom_killed"], entry["oom_hint"] = True, OutOfMemory.hint
-        if entry.get("credential") == "none" and inside and inside.get("login") == "yes":
-            entry["credential"] = "oauth"
-        entry["sandbox"] = sandbox.verify(info, meta or {}, inside, companion)
-        _workspace_checks(entry, info, meta or {})
+        if entry.get("credential") == Credential.NONE and inside and inside.get("login") == "yes":
+            entry["credential"] = Credential.OAUTH.value
+        network = meta.network if meta is not None else None
+        entry["sandbox"] = sandbox.verify(info, network, inside, companion)
+        _workspace_checks(entry, info, meta)
     else:
         entry["sandbox"] = None
     return entry

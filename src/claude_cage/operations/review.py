@@ -20,6 +20,7 @@ from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError
 from claude_cage.operations import operation
 from claude_cage.operations.clone import clone_meta, export, host_repo
+from claude_cage.record import SessionRecord
 
 
 @dataclass
@@ -50,8 +51,9 @@ def _incoming(name: str, engine: Engine | None) -> Iterator[workspace.Quarantine
     meta = clone_meta(name)
     repo = workspace.find_repo(str(host_repo(meta)))
     tip, pack = export(engine or Engine(), name, meta)
-    start = meta.get("start") or meta["base"]
-    with workspace.quarantine(repo, meta["base"], start, tip, pack) as incoming:
+    assert meta.base  # clone_meta checked it
+    start = meta.start or meta.base
+    with workspace.quarantine(repo, meta.base, start, tip, pack) as incoming:
         yield incoming
 
 
@@ -61,8 +63,8 @@ def diff(name: str, stat: bool = False, engine: Engine | None = None) -> bytes:
         return incoming.diff(stat=stat)
 
 
-def _branch(meta: dict[str, Any], repo: workspace.Repo) -> str:
-    branch = meta.get("branch") or f"cage/{meta['name']}"
+def _branch(meta: SessionRecord, repo: workspace.Repo) -> str:
+    branch = meta.branch or f"cage/{meta.name}"
     current = workspace.git(repo.top, "symbolic-ref", "-q", "HEAD", check=False)
     if current.stdout.decode().strip() == f"refs/heads/{branch}":
         raise BadInput(

@@ -10,33 +10,19 @@ from typing import Any
 
 from claude_cage import metadata, names, workdir
 from claude_cage.engine import Engine
-from claude_cage.errors import BadInput, SessionNotFound
+from claude_cage.errors import SessionNotFound
 from claude_cage.operations import record_event
-from claude_cage.operations.lifecycle import mark_active
+from claude_cage.operations.objects import inspect_ours, running_container
+from claude_cage.operations.query import most_recent_running
 
 
-def running_container(name: str, engine: Engine) -> str:
-    """The session's container, checked to exist and run."""
-    from claude_cage.operations.query import inspect_ours
-
-    container = names.container_name(name)
-    info = inspect_ours(engine, container)
-    if info is None:
-        if metadata.SessionStore().read(name) is None:
-            raise SessionNotFound(name)
-        raise BadInput(
-            f"session {name} has no container", f"start it: claude-cage start --name {name}"
-        )
-    if not info["State"]["Running"]:
-        raise BadInput(
-            f"session {name} is not running", f"start it: claude-cage start --name {name}"
-        )
-    return container
+def mark_active(name: str) -> None:
+    metadata.SessionStore().mark_active(name)
 
 
 def session_workdir(name: str, requested: str | None = None) -> str:
     """The directory a command starts in: the project, or `requested` inside it."""
-    return workdir.resolve(workdir.project_dir(metadata.SessionStore().read(name)), requested)
+    return workdir.resolve(workdir.project_dir(metadata.SessionStore().load(name)), requested)
 
 
 def exec_stream(
@@ -70,8 +56,6 @@ def _interactive(
     cwd: str | None = None,
     env: dict[str, str] | None = None,
 ) -> int:
-    from claude_cage.operations.query import most_recent_running
-
     engine = Engine()
     name = name or most_recent_running(engine)
     container = running_container(name, engine)
@@ -101,8 +85,6 @@ def shell_environment(name: str) -> dict[str, str]:
 
 
 def shell(name: str | None, cwd: str | None = None) -> int:
-    from claude_cage.operations.query import most_recent_running
-
     name = name or most_recent_running()
     command = ["bash", "--noprofile", "--norc"]
     return _interactive("shell", name, command, cwd, shell_environment(name))
@@ -113,12 +95,8 @@ def attach(name: str | None, cwd: str | None = None) -> int:
 
 
 def logs(name: str | None, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
-    from claude_cage.operations.query import most_recent_running
-
     engine = Engine()
     name = name or most_recent_running(engine)
-    from claude_cage.operations.query import inspect_ours
-
     container = names.container_name(name)
     if inspect_ours(engine, container) is None:
         raise SessionNotFound(name)

@@ -1,0 +1,192 @@
+"""What a start is asked for: its options, the merged config, the host's facts, and the
+session request built from them (or rebuilt from a session's record).
+
+Everything here runs before any Docker object exists, so bad input is refused with
+exit 2 and nothing half-made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from claude_cage import bindmounts, paths, policy
+from claude_cage import config as config_mod
+from claude_cage.errors import BadInput
+from claude_cage.kinds import Credential, Mode, Network
+from claude_cage.record import SessionRecord
+from claude_cage.requests import parse_env, parse_mounts, parse_port
+
+
+@dataclass
+class StartOptions:
+    name: str | None = None
+    mode: str | None = None
+    network: str | None = None
+    mounts: tuple[str, ...] = ()
+    cpus: float | None = None
+    memory: str | None = None
+    pids: int | None = None
+    ports: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    api_key_file: str | None = None
+    ephemeral: bool = False
+    persist: bool = True
+    image: str | None = None
+    config_file: str | None = None
+    allow_hosts: tuple[str, ...] = ()
+    clone: str | None = None  # a path in a git repository (operations/clone.py)
+
+
+def load_config(options: StartOptions) -> config_mod.Config:
+    cfg = config_mod.load(options.config_file)
+    flags = {
+        "mode": options.mode,
+        "network": options.network,
+        "cpus": options.cpus,
+        "memory": options.memory,
+        "pids": options.pids,
+    }
+    cfg.apply({k: v for k, v in flags.items() if v is not None}, "flags")
+    cfg.raise_problems()
+    return cfg
+
+
+def host_facts(cfg: config_mod.Config) -> policy.HostFacts:
+    profile = cfg["seccomp_profile"]
+    path = paths.package_data("data", "seccomp.json") if profile == "default" else Path(profile)
+    try:
+        seccomp = path.read_text()
+    except OSError as exc:
+        raise BadInput(
+            f"seccomp profile {path}: {exc.strerror}", "set seccomp_profile to 'default' or a file"
+        ) from None
+    try:
+        apparmor = Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
+    except OSError:
+        apparmor = False
+    return policy.HostFacts(seccomp_profile=seccomp, apparmor=apparmor)
+
+
+def credential_kind(network: Network, has_key: bool) -> Credential:
+    if not has_key:
+        return Credential.NONE
+    return Credential.API_KEY_PROXY if network == Network.FILTERED else Credential.API_KEY_FILE
+
+
+def default_image(cfg: config_mod.Config, mode: Mode) -> str:
+    return str(cfg["image_desktop" if mode == Mode.DESKTOP else "image_cli"])
+
+
+def build_request(
+    cfg: config_mod.Config, options: StartOptions, name: str, has_key: bool
+) -> policy.SessionRequest:
+    """The request of a new session, from the merged config and the start's options."""
+    mode, network = cfg["mode"], cfg["network"]
+    ports = [parse_port(p) for p in options.ports]
+    for _, inner in ports:
+        if inner in policy.COMPANION_PORTS:
+            raise BadInput(
+                f"--port: container port {inner} is taken by the session's companion",
+                "use another port in the session than "
+                + " or ".join(str(p) for p in policy.COMPANION_PORTS),
+            )
+    if ports and network == Network.HOST:
+        raise BadInput("--port has no effect with --network host", "drop --port, or use filtered")
+    hosts = list(cfg["allowed_hosts"])
+    for host in options.allow_hosts:
+        try:
+            checked = config_mod.validate_host(host)
+        except ValueError as exc:
+            raise BadInput(
+                f"--allow-host: {exc}", "use a name like example.com or *.example.com"
+            ) from None
+        if checked not in hosts:
+            hosts.append(checked)
+    return policy.SessionRequest(
+        name=name,
+        mode=mode,
+        network=network,
+        image=options.image or default_image(cfg, mode),
+        cpus=float(cfg["cpus"]),
+        memory=cfg["memory"],
+        pids=int(cfg["pids"]),
+        mounts=parse_mounts(options.mounts),
+        ports=ports,
+        env=parse_env(options.env),
+        ephemeral=options.ephemeral,
+        persist=options.persist,
+        credential=credential_kind(network, has_key),
+        allowed_hosts=hosts if network == Network.FILTERED else [],
+        owner=paths.owner_id(),
+    )
+
+
+def clone_request(options: StartOptions, name: str, req: policy.SessionRequest) -> Any:
+    """Check --clone before anything exists; returns the repository, or None."""
+    if not options.clone:
+        return None
+    from claude_cage import workspace  # start-up time: git handling only for --clone
+
+    repo = workspace.find_repo(options.clone)
+    workspace.check_branch(name)
+    for mount in req.mounts:
+        if mount.target == f"/workspace/{repo.name}" or Path(mount.source) == repo.top:
+            raise BadInput(
+                f"--clone {options.clone} and --mount {mount.source} would both be "
+                f"/workspace/{repo.name}",
+                "use --clone for a git repository and --mount for other directories",
+            )
+    req.clone = repo.name
+    return repo
+
+
+def request_from_record(session: SessionRecord, cfg: config_mod.Config) -> policy.SessionRequest:
+    """Rebuild a session's request from what its metadata recorded."""
+    return policy.SessionRequest(
+        name=session.name,
+        mode=session.mode,
+        network=session.network,
+        image=session.image or default_image(cfg, session.mode),
+        cpus=float(cfg["cpus"]) if session.cpus is None else session.cpus,
+        memory=cfg["memory"] if session.memory is None else session.memory,
+        pids=int(cfg["pids"]) if session.pids is None else session.pids,
+        mounts=list(session.mounts),
+        ports=list(session.ports),
+        ephemeral=session.ephemeral,
+        persist=session.persist,
+        credential=session.credential,
+        allowed_hosts=list(session.allowed_hosts),
+        desktop_port=session.desktop_port,
+        owner=paths.owner_id(),
+        clone=session.repo_name or "",
+        uid=session.uid or policy.SESSION_UID,
+        gid=session.gid or policy.SESSION_UID,
+        protect=bindmounts.protections(list(session.mounts)),
+    )
+
+
+def given_settings(options: StartOptions) -> list[str]:
+    """The flags of a start that a restart of an existing session cannot honour."""
+    given = []
+    for field_name, flag in (
+        ("mode", "--mode"),
+        ("network", "--network"),
+        ("mounts", "--mount"),
+        ("cpus", "--cpus"),
+        ("memory", "--memory"),
+        ("pids", "--pids"),
+        ("ports", "--port"),
+        ("env", "--env"),
+        ("image", "--image"),
+        ("allow_hosts", "--allow-host"),
+        ("api_key_file", "--api-key-file"),
+        ("ephemeral", "--ephemeral"),
+        ("clone", "--clone"),
+    ):
+        if getattr(options, field_name):
+            given.append(flag)
+    if not options.persist:
+        given.append("--no-persist")
+    return given

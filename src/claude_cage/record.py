@@ -1,0 +1,173 @@
+"""One session's record: what its metadata file holds, typed.
+
+`SessionRecord` is frozen; change one with `dataclasses.replace`. Adding a field is
+one line: a typed field with a default (the default is what a metadata file without
+the key means). `from_fields` and `to_fields` convert every field by its type, so
+nothing else needs to change. They sit between the typed record and the key=value
+text, which `metadata.parse` and `metadata.render` read and write.
+
+Keys this version does not know are kept in `extra` and written back unchanged, so a
+newer claude-cage's metadata survives an older one. A value that does not fit its
+field's type (a damaged file) is dropped and the field keeps its default.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+from claude_cage.kinds import DEFAULT_MODE, DEFAULT_NETWORK, Credential, Mode, Network, Status
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host directory bound into the session (checked by `requests.parse_mount`)."""
+
+    source: str
+    target: str
+    read_only: bool
+
+    def to_text(self) -> str:
+        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+
+    @classmethod
+    def from_text(cls, text: str) -> Mount:
+        """The inverse of to_text (a source path may itself hold a colon)."""
+        source, target, flag = text.rsplit(":", 2)
+        return cls(source, target, flag == "ro")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    name: str
+    mode: Mode = DEFAULT_MODE
+    status: Status = Status.RUNNING
+    created: str = ""  # ISO 8601 UTC, the first start
+    container: str = ""
+    companion: str = ""  # empty when the session has no companion
+    network: Network = DEFAULT_NETWORK
+    image: str = ""
+    cpus: float | None = None  # None: the config's, when started again
+    memory: str | None = None
+    pids: int | None = None
+    mounts: tuple[Mount, ...] = ()
+    ports: tuple[tuple[int, int], ...] = ()  # (host, container)
+    env_keys: tuple[str, ...] = ()  # names only: the values are never kept
+    ephemeral: bool = False
+    persist: bool = True
+    credential: Credential = Credential.NONE
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_ports: tuple[int, ...] = ()
+    desktop_port: int | None = None
+    desktop_bind: str | None = None
+    started: str | None = None  # every start
+    stopped: str | None = None
+    last_active: str | None = None  # shell, attach, exec and reap's checks
+    cpu_total: int | None = None  # reap's last CPU sample (ns since the container started)
+    cpu_sampled: str | None = None  # ... and when it was taken
+    egress_seen: int = 0  # egress log lines already filed in the event log
+    repo: str | None = None  # clone mode: the user's repository on the host,
+    repo_name: str | None = None  # its name (the clone is /workspace/<repo_name>),
+    branch: str | None = None  # the session's branch in its copy,
+    base: str | None = None  # the commit the copy started from,
+    start: str | None = None  # and the commit holding the uncommitted work it began with
+    uid: int | None = None  # the session's user: the owner of its read-write mounts
+    gid: int | None = None  # (bindmounts.py); None: the image's user, 1000
+    updated: str | None = None  # set by the store on every write
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False)  # unknown keys
+
+
+@functools.cache
+def _types() -> dict[str, Any]:
+    hints = typing.get_type_hints(SessionRecord)
+    return {f.name: hints[f.name] for f in fields(SessionRecord) if f.name != "extra"}
+
+
+@functools.cache
+def json_keys() -> frozenset[str]:
+    """The keys whose values are JSON arrays in the file."""
+    return frozenset(k for k, t in _types().items() if typing.get_origin(t) is tuple)
+
+
+def _decode(kind: Any, raw: Any) -> Any:
+    """One value from the file (text, or a list for JSON keys) as `kind`; ValueError or
+    TypeError when it does not fit."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union):  # X | None: an empty value is None
+        inner = next(a for a in args if a is not type(None))
+        return None if raw in (None, "") else _decode(inner, raw)
+    if origin is tuple:
+        items = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(items, list):
+            raise ValueError(f"{raw!r} is not a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], item) for item in items)
+        if len(items) != len(args):
+            raise ValueError(f"{raw!r} does not have {len(args)} items")
+        return tuple(_decode(a, item) for a, item in zip(args, items, strict=True))
+    if kind is bool:
+        if raw in (True, "true"):
+            return True
+        if raw in (False, "false"):
+            return False
+        raise ValueError(f"{raw!r} is not true or false")
+    if kind in (int, float):
+        if isinstance(raw, bool):
+            raise TypeError("a bool is not a number")
+        return kind(raw)
+    if kind is str:
+        if not isinstance(raw, str):
+            raise TypeError(f"{raw!r} is not text")
+        return raw
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return kind(raw)
+    if isinstance(kind, type) and hasattr(kind, "from_text"):
+        return kind.from_text(raw)
+    raise TypeError(f"no conversion for {kind}")
+
+
+def encode(value: Any) -> Any:
+    """One value as the file holds it: text, a number, a bool, or a list (JSON)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple | list):
+        return [encode(item) for item in value]
+    if hasattr(value, "to_text"):
+        return value.to_text()
+    return value
+
+
+def from_fields(data: Mapping[str, Any]) -> SessionRecord:
+    """A record from parsed metadata (which must name the session)."""
+    kinds = _types()
+    known: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key not in kinds:
+            extra[key] = raw
+            continue
+        try:
+            known[key] = _decode(kinds[key], raw)
+        except (ValueError, TypeError):
+            continue  # damaged: the field keeps its default
+    if "name" not in known:
+        raise ValueError("the metadata names no session")
+    return SessionRecord(**known, extra=extra)
+
+
+def to_fields(record: SessionRecord) -> dict[str, Any]:
+    """The record as metadata keys and values; None values are left out."""
+    data = dict(record.extra)
+    for key in _types():
+        value = encode(getattr(record, key))
+        if value is not None:
+            data[key] = value
+    return data

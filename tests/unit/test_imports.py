@@ -1,0 +1,91 @@
+"""The package's import graph, read with `ast`: no module imports itself back, through
+any chain of imports, function-local ones included (those run too, only later)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import claude_cage
+
+PACKAGE = Path(claude_cage.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = ["claude_cage", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _type_checking_only(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """Inside `if TYPE_CHECKING:`: never imported at run time."""
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return True
+    return False
+
+
+def _with_parents(name: str) -> set[str]:
+    """Importing a.b.c runs a, a.b and a.b.c: the ones that are ours."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)} & MODULES.keys()
+
+
+def imports(module: str) -> set[str]:
+    """Every module of ours that `module` imports, at the top or inside a function."""
+    tree = ast.parse(MODULES[module].read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if _type_checking_only(node, parents):
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                found |= _with_parents(alias.name)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= _with_parents(node.module)
+            for alias in node.names:  # `from package import module`
+                found |= _with_parents(f"{node.module}.{alias.name}")
+    return found - {module} - {"claude_cage"}  # the root package imports nothing of ours
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle in the graph as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_root_package_imports_nothing_of_ours() -> None:
+    assert not imports("claude_cage") - {"claude_cage"}
+
+
+def test_no_import_cycle() -> None:
+    graph = {module: imports(module) for module in MODULES}
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_the_check_finds_a_cycle() -> None:
+    """The check itself can fail: a loop hidden behind a function-local import."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}
+    assert find_cycle(graph) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
