@@ -109,6 +109,9 @@ DEFAULTS: dict[str, Any] = {
     "anthropic_upstream": "https://api.anthropic.com",
     "mongodb_uri": None,
     "mongodb_db": "claude_cage",
+    # A JSON file of Claude Code managed settings (the operator's policy), delivered
+    # read-only into every session at /etc/claude-code/managed-settings.json.
+    "claude_managed_settings": None,
 }
 
 _SIZE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
@@ -273,6 +276,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "anthropic_upstream": _upstream,
     "mongodb_uri": _optional_text,
     "mongodb_db": _text,
+    "claude_managed_settings": _optional_text,
 }
 assert VALIDATORS.keys() == DEFAULTS.keys()
 

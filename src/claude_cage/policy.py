@@ -27,6 +27,7 @@ NOVNC_PORT = 6080  # websockify's port inside the companion
 SQUID_PORT = 8888  # the egress proxy's port inside the companion (loopback only)
 COMPANION_PORTS = (SQUID_PORT, NOVNC_PORT)  # never free for --port
 NO_PROXY = "localhost,127.0.0.1,::1"
+MANAGED_SETTINGS_DIR = "/etc/claude-code"  # where Claude Code reads its managed settings
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class SessionRequest:
     allowed_hosts: list[str] = field(default_factory=list)
     desktop_port: int | None = None
     owner: str = ""  # paths.owner_id() of the data directory that owns the session
+    managed_settings: str = ""  # host directory bound read-only at /etc/claude-code
     clone: str = ""  # clone mode: the repository's name, cloned to /workspace/<clone>
     uid: int = SESSION_UID  # the owner of the read-write mounts, if any (bindmounts.py)
     gid: int = SESSION_UID
@@ -115,6 +117,14 @@ def _hardening(cfg: dict[str, Any], host: HostFacts) -> list[str]:
     return opts
 
 
+def managed_settings_bind(req: SessionRequest) -> list[Mount]:
+    """Claude Code's managed settings, the operator's policy: read-only, over the image's
+    root-owned /etc/claude-code, so the agent can neither change nor replace them."""
+    if not req.managed_settings:
+        return []
+    return [Mount(req.managed_settings, MANAGED_SETTINGS_DIR, read_only=True)]
+
+
 def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> ContainerSpec:
     bridges = []
     env = {
@@ -165,7 +175,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         labels=labels(req, labels_mod.Role.SESSION),
         environment=env,
         volumes=volumes,
-        binds=list(req.mounts) + list(req.protect),
+        binds=list(req.mounts) + list(req.protect) + managed_settings_bind(req),
         user=f"{req.uid}:{req.gid}",
         tmpfs={
             "/tmp": f"rw,nosuid,nodev,size={cfg['tmp_size']},mode=1777",

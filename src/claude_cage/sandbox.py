@@ -8,6 +8,7 @@ from typing import Any
 from claude_cage import labels
 from claude_cage.engine import Engine
 from claude_cage.kinds import Network
+from claude_cage.policy import MANAGED_SETTINGS_DIR
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _PROBE = (
@@ -55,7 +56,9 @@ def verify(
     opts = host.get("SecurityOpt") or []
     network = recorded_network or info["Config"]["Labels"].get(labels.NETWORK, "")
     mode = host.get("NetworkMode")
-    binds = [m for m in info.get("Mounts") or [] if m.get("Type") == "bind"]
+    mounts = [m for m in info.get("Mounts") or [] if m.get("Type") == "bind"]
+    managed = [m for m in mounts if m["Destination"] == MANAGED_SETTINGS_DIR]
+    binds = [m for m in mounts if m["Destination"] != MANAGED_SETTINGS_DIR]
     ulimits = {u["Name"] for u in host.get("Ulimits") or []}
     user = info["Config"].get("User") or "root"
     checks = [
@@ -112,6 +115,13 @@ def verify(
             ),
             ", ".join(f"{b['Source']}->{b['Destination']}{'' if b['RW'] else ':ro'}" for b in binds)
             or "no host directories",
+        ),
+        _check(
+            "managed settings",
+            len(managed) == 1 and not managed[0]["RW"],
+            f"{MANAGED_SETTINGS_DIR} read-only from {managed[0]['Source']}"
+            if managed
+            else f"{MANAGED_SETTINGS_DIR} is not claude-cage's read-only mount",
         ),
     ]
     if network == Network.FILTERED:

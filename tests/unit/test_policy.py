@@ -337,3 +337,10 @@ def test_allowlist_goes_to_the_companion() -> None:
     assert env["CAGE_ALLOWED_EXACT"] == "api.anthropic.com"
     assert env["CAGE_ALLOWED_SUFFIXES"] == ".sentry.io"
     assert env["CAGE_SERVICES"].split() == ["proxy", "api", "port:3000"]
+
+
+def test_managed_settings_are_bound_read_only_over_etc_claude_code() -> None:
+    spec = plan(managed_settings="/data/sessions/demo/claude-code").session
+    [bind] = [b for b in spec.binds if b.target == "/etc/claude-code"]
+    assert bind.source == "/data/sessions/demo/claude-code" and bind.read_only is True
+    assert not [b for b in plan().session.binds if b.target == "/etc/claude-code"]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import bindmounts, labels, metadata, names, policy
+from claude_cage import bindmounts, labels, managed, metadata, names, policy
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
@@ -237,6 +237,8 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
                 )
             if info is None and previous.env_keys:
                 warnings.append("the container was gone; recreated without its --env values")
+        # Claude Code's managed settings, from the configuration of this start.
+        settings = managed.compose(cfg["claude_managed_settings"], req.credential)
         engine.require_image(req.image)
         if policy.needs_companion(req):
             engine.require_image(cfg["image_companion"])
@@ -246,6 +248,9 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             req.desktop_port = desktop_plan.port
             warnings += desktop_plan.warnings
 
+        req.managed_settings = str(managed.write(store.dir(name) / "claude-code", settings))
+        if not restarted:  # a first start that fails leaves no session directory behind
+            stack.callback(managed.forget_if_unrecorded, store.dir(name))
         snap = None
         if repo is not None and not restarted:
             from claude_cage import workspace  # start-up time: git handling only for --clone

@@ -1,0 +1,89 @@
+"""Claude Code's managed settings for a session: the operator's policy, read-only inside.
+
+Claude Code reads /etc/claude-code/managed-settings.json with the highest precedence of
+all its settings, above the user's and the project's, which the agent can write. So
+the file must be out of the agent's reach: claude-cage writes it on the host, in the
+session's data directory, and binds that directory read-only over /etc/claude-code
+(a root-owned directory on the image's read-only root). Inside, nothing can change,
+replace, rename or remove it.
+
+Its content: the operator's own file (config `claude_managed_settings`, a JSON object),
+plus what claude-cage itself needs (the apiKeyHelper of a session with an API key),
+which wins over the operator's value for the same key. It is written afresh at every
+start, from the configuration of that moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from claude_cage.errors import BadInput
+
+FILE = "managed-settings.json"
+API_KEY_HELPER = "/usr/local/bin/cage-api-key"
+MAX_BYTES = 1024 * 1024
+
+
+def operator_settings(path: str | None) -> dict[str, Any]:
+    """The operator's managed settings file, checked: a JSON object, at most 1 MiB."""
+    if not path:
+        return {}
+    where = Path(path).expanduser()
+    hint = 'claude_managed_settings must name a JSON file such as {"permissions": {...}}'
+    try:
+        if where.stat().st_size > MAX_BYTES:
+            raise BadInput(f"claude_managed_settings {where} is larger than 1 MiB", hint)
+        data = json.loads(where.read_text())
+    except OSError as exc:
+        raise BadInput(
+            f"cannot read claude_managed_settings {where}: {exc.strerror}", hint
+        ) from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput(f"claude_managed_settings {where} is not valid JSON", hint) from None
+    if not isinstance(data, dict):
+        raise BadInput(f"claude_managed_settings {where} is not a JSON object", hint)
+    return data
+
+
+def compose(path: str | None, credential: str) -> dict[str, Any]:
+    """The session's managed settings: the operator's, then claude-cage's own keys."""
+    settings = operator_settings(path)
+    if credential in ("api-key-file", "api-key-proxy"):
+        settings["apiKeyHelper"] = API_KEY_HELPER
+    return settings
+
+
+def write(directory: Path, settings: dict[str, Any]) -> Path:
+    """Write the settings into `directory` (made 0755, the file 0644: Claude Code runs as
+    the session's user and must read them), atomically: the directory is what is bound,
+    so a rename inside it shows in a running session too."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{FILE}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), 0o644)
+            json.dump(settings, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, directory / FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return directory
+
+
+def forget_if_unrecorded(session_dir: Path) -> None:
+    """Remove the settings written for a session whose start failed before its
+    metadata was recorded (and its directory, when nothing else is in it)."""
+    if (session_dir / "metadata").exists():
+        return
+    shutil.rmtree(session_dir / "claude-code", ignore_errors=True)
+    with contextlib.suppress(OSError):
+        session_dir.rmdir()
+
