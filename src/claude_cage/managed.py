@@ -86,4 +86,3 @@ def forget_if_unrecorded(session_dir: Path) -> None:
     shutil.rmtree(session_dir / "claude-code", ignore_errors=True)
     with contextlib.suppress(OSError):
         session_dir.rmdir()
-

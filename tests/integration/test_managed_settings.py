@@ -89,7 +89,7 @@ def test_claude_code_reads_them_above_the_agents_settings(
 ) -> None:
     project = tmp_path / "proj"
     project.mkdir()
-    project.chmod(0o777)  # the session's uid 1000 writes here
+    os.chown(project, 1000, 1000)  # a read-write mount: the session runs as its owner
     work = f"/workspace/{project.name}"
     name = cage.name("policy")
     key = f"sk-ant-test-{secrets.token_hex(16)}"
