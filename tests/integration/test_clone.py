@@ -38,7 +38,9 @@ def test_the_copy_branch_and_uncommitted_work_with_the_host_untouched(
     other = start_clone(cage, repo)  # several sessions may clone one repository
 
     container = inspect(f"cage-{name}")
-    assert not [m for m in container["Mounts"] if m["Type"] == "bind"], "no host directory"
+    binds = [m for m in container["Mounts"] if m["Type"] == "bind"]
+    # No host directory: only the read-only managed settings claude-cage writes.
+    assert [m["Destination"] for m in binds] == ["/etc/claude-code"], binds
     volume = [m for m in container["Mounts"] if m["Destination"] == "/workspace/proj"]
     assert volume and volume[0]["Type"] == "volume" and volume[0]["Name"] == f"cage-work-{name}"
 
