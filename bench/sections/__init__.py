@@ -1,5 +1,6 @@
 """The benchmark's sections, in the order they run. Each has `NAME` and `run(ctx)`."""
 
-from sections import clone, coldstart, listing, memory, proxy, start
+from sections import clone, coldstart, hostshare, listing, memory, proxy, start
 
-ALL = {module.NAME: module for module in (listing, start, clone, coldstart, memory, proxy)}
+SECTIONS = (listing, start, clone, coldstart, memory, proxy, hostshare)
+ALL = {module.NAME: module for module in SECTIONS}

@@ -23,9 +23,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from claude_cage.errors import BadInput
+from claude_cage.errors import BadInput, CageError
 
 FILE = "managed-settings.json"
+# Images whose /etc/claude-code is a root-owned directory to bind over carry this label;
+# in older ones it is a symlink into /run, where the bind would land and break the start.
+IMAGE_LABEL = "cage.managed-settings"
 API_KEY_HELPER = "/usr/local/bin/cage-api-key"
 MAX_BYTES = 1024 * 1024
 
@@ -86,3 +89,13 @@ def forget_if_unrecorded(session_dir: Path) -> None:
     shutil.rmtree(session_dir / "claude-code", ignore_errors=True)
     with contextlib.suppress(OSError):
         session_dir.rmdir()
+
+
+def require_image_support(image: str, labels: dict[str, str]) -> None:
+    """Refuse, with the fix, an image built before managed settings were bound read-only."""
+    if labels.get(IMAGE_LABEL) != "read-only":
+        raise CageError(
+            f"image {image} was built by an older claude-cage: its /etc/claude-code cannot "
+            "take the read-only managed settings",
+            "rebuild the images: claude-cage build all",
+        )

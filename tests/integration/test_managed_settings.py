@@ -8,12 +8,14 @@ import json
 import os
 import secrets
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cage, inspect, owned
 from tests.integration.model import ModelServer
+from tests.isolation import IMAGE_CLI
 
 pytestmark = pytest.mark.engine
 
@@ -160,3 +162,23 @@ def test_a_bad_policy_file_is_refused_before_anything_is_made(
     assert owned(cage.owner()) == ([], [])
     gone = subprocess.run(["docker", "inspect", f"cage-{name}"], capture_output=True)
     assert gone.returncode != 0
+
+
+def test_an_image_from_before_read_only_settings_is_refused_with_the_fix(cage: Cage) -> None:
+    old = f"cage-test-old-image:{uuid.uuid4().hex[:8]}"
+    built = subprocess.run(
+        ["docker", "build", "-q", "-t", old, "--label", "cage-test=1", "-"],
+        input=f'FROM {IMAGE_CLI}\nLABEL cage.managed-settings=""\n',
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    try:
+        name = cage.name("old")
+        result = cage("start", "--name", name, "--network", "none", "--detach", "--image", old)
+        assert result.code == 1, result.output
+        assert "built by an older claude-cage" in result.stderr
+        assert "hint: rebuild the images: claude-cage build all" in result.stderr
+        assert owned(cage.owner()) == ([], [])
+    finally:
+        subprocess.run(["docker", "rmi", "-f", old], capture_output=True)

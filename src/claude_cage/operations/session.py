@@ -240,6 +240,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         # Claude Code's managed settings, from the configuration of this start.
         settings = managed.compose(cfg["claude_managed_settings"], req.credential)
         engine.require_image(req.image)
+        managed.require_image_support(req.image, engine.image_labels(req.image) or {})
         if policy.needs_companion(req):
             engine.require_image(cfg["image_companion"])
         desktop_plan = None
