@@ -108,6 +108,10 @@ class Workspace:
                 if not self.leftovers():
                     break
                 time.sleep(1)
+            from claude_cage import quota
+
+            for data in self.root.glob("*/data"):
+                quota.release_all(data)  # bounded volumes are mounted filesystems
             shutil.rmtree(self.root, ignore_errors=True)
         finally:
             signal.signal(signal.SIGINT, previous)

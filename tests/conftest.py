@@ -135,6 +135,13 @@ def remove_owned(owner: str) -> None:
         subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
 
 
+def release_volumes(data_dir: Path) -> None:
+    """Unmount the bounded volumes' filesystems (claude-cage mounts them as root)."""
+    from claude_cage import quota
+
+    quota.release_all(data_dir)
+
+
 def _isolated_cage(base: Path, monkeypatch: pytest.MonkeyPatch) -> Cage:
     """A Cage whose data and config dirs live under `base`, set in this process too."""
     data, conf = base / "data", base / "config"
@@ -157,6 +164,7 @@ def cage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cage]:
     instance = _isolated_cage(tmp_path, monkeypatch)
     yield instance
     remove_owned(instance.owner())
+    release_volumes(instance.data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +180,4 @@ def cage_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cage]:
             yield instance
         finally:
             remove_owned(instance.owner())
+            release_volumes(instance.data_dir)

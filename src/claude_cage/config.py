@@ -86,6 +86,9 @@ DEFAULTS: dict[str, Any] = {
     "nproc": 1024,
     "tmp_size": "512m",
     "home_size": "512m",
+    "workspace_size": "10g",  # the clone's volume; 0: unbounded (see quota.py)
+    "data_size": "2g",  # Claude Code's data volume
+    "socket_size": "64m",  # the socket volume: sockets, and the egress log
     "allowed_hosts": DEFAULT_ALLOWED_HOSTS,
     "allowed_ports": [80, 443],
     "image_cli": "claude-cage-cli:latest",
@@ -167,6 +170,14 @@ def _size_at_least(minimum: str) -> Callable[[Any], Any]:
         return str(value).strip().lower()
 
     return check
+
+
+def _volume_size(value: Any) -> Any:
+    """A volume's size limit: 0 for none, else at least 16m (ext4 needs room)."""
+    size = parse_size(value)
+    if 0 < size < parse_size("16m"):
+        raise ValueError(f"{value!r} is below the minimum of 16m (0: no limit)")
+    return str(value).strip().lower()
 
 
 def _boolean(value: Any) -> Any:
@@ -255,6 +266,9 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "nproc": _number(int, 16, 1_000_000),
     "tmp_size": _size_at_least("1m"),
     "home_size": _size_at_least("1m"),
+    "workspace_size": _volume_size,
+    "data_size": _volume_size,
+    "socket_size": _volume_size,
     "allowed_hosts": _hosts,
     "allowed_ports": _ports,
     "image_cli": _text,

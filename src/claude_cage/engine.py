@@ -262,8 +262,13 @@ class Engine:
         found = self._get(f"/volumes/{urllib.parse.quote(name)}")
         return None if found is None else (found.get("Labels") or {})
 
-    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
-        self._call("POST", "/volumes/create", body={"Name": name, "Labels": labels})
+    def ensure_volume(
+        self, name: str, labels: dict[str, str], driver_opts: dict[str, str] | None = None
+    ) -> None:
+        body: dict[str, Any] = {"Name": name, "Labels": labels}
+        if driver_opts:
+            body.update(Driver="local", DriverOpts=driver_opts)
+        self._call("POST", "/volumes/create", body=body)
 
     def remove_volume(self, name: str) -> bool:
         """Remove a volume; False when it was not there."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import isolation
-from tests.conftest import Result, inspect, remove_owned
+from tests.conftest import Result, inspect, release_volumes, remove_owned
 from tests.integration.workspace_helpers import GIT_ENV
 
 pytestmark = pytest.mark.engine
@@ -89,6 +89,7 @@ def user() -> Iterator[User]:
         from claude_cage import paths
 
         remove_owned(paths.owner_id(instance.data))
+        release_volumes(instance.data)
         subprocess.run(["userdel", name], capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
 

@@ -497,7 +497,10 @@ def _remove(engine: Engine, store: metadata.SessionStore, item: Leftover) -> Non
         if item.kind == "container":
             engine.remove(item.target)
         elif item.kind == "volume":
+            from claude_cage import quota
+
             engine.remove_volume(item.target)
+            quota.release(item.target)
         elif item.kind == "network":
             engine.remove_network(item.target)
         elif item.kind == "metadata":

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import bindmounts, labels, managed, metadata, names, policy
+from claude_cage import bindmounts, labels, managed, metadata, names, policy, quota
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
@@ -136,8 +136,10 @@ def _bring_up(
     volume_labels = policy.labels(req, labels.Role.VOLUME)
     for volume in plan.volumes:
         if not engine.volume_exists(volume):
-            engine.ensure_volume(volume, volume_labels)
             created.append(f"volume:{volume}")
+            engine.ensure_volume(volume, volume_labels, _volume_options(cfg, req, volume))
+        else:
+            quota.ensure_mounted(volume)
     checkpoint("start:volumes")
     if plan.companion is not None:
         engine.ensure_network(cfg["egress_network"], labels.for_shared_network())
@@ -181,11 +183,26 @@ def _bring_up(
         )
 
 
+def _volume_options(
+    cfg: config_mod.Config, req: policy.SessionRequest, volume: str
+) -> dict[str, str] | None:
+    """A bounded filesystem for the volume (quota.py), or None for a plain one."""
+    if volume == names.workspace_volume(req.name):
+        return quota.prepare(volume, cfg["workspace_size"], req.uid, req.gid)
+    if volume == names.data_volume(req.name):
+        return quota.prepare(volume, cfg["data_size"], req.uid, req.gid)
+    return quota.prepare(volume, cfg["socket_size"], 0, 0)
+
+
 def _rollback(engine: Engine, created: list[str]) -> None:
     for item in reversed(created):
         kind, _, obj = item.partition(":")
         with contextlib.suppress(CageError):
-            engine.remove(obj) if kind == "container" else engine.remove_volume(obj)
+            if kind == "container":
+                engine.remove(obj)
+            else:
+                engine.remove_volume(obj)
+                quota.release(obj)
 
 
 @operation("start")
@@ -237,6 +254,9 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
                 )
             if info is None and previous.env_keys:
                 warnings.append("the container was gone; recreated without its --env values")
+        sizes = (cfg["workspace_size"], cfg["data_size"], cfg["socket_size"])
+        if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
+            warnings.append(quota.UNBOUNDED_HINT)
         # Claude Code's managed settings, from the configuration of this start.
         settings = managed.compose(cfg["claude_managed_settings"], req.credential)
         engine.require_image(req.image)
@@ -340,6 +360,7 @@ def _remove_everything(engine: Engine, name: str) -> list[str]:
     ):
         if labels.is_ours(engine.volume_labels(volume)) and engine.remove_volume(volume):
             removed.append(volume)
+        quota.release(volume)
         checkpoint("remove:volume")
     return removed
 

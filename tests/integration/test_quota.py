@@ -1,0 +1,99 @@
+"""Volume size limits: the clone, Claude Code's data and the socket volume are bounded
+filesystems; writing past a limit gives ENOSPC and the host keeps its space."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage, inspect
+from tests.integration.workspace_helpers import make_repo
+
+pytestmark = pytest.mark.engine
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def bounded(cage: Cage) -> Cage:
+    if os.geteuid() != 0:
+        pytest.skip("volume limits need root")
+    (cage.config_dir / "config.yaml").write_text(
+        "workspace_size: 64m\ndata_size: 32m\nsocket_size: 16m\n"
+    )
+    return cage
+
+
+def fill(cage: Cage, name: str, directory: str) -> str:
+    """Write 200 MiB into a directory of the session; dd's last words."""
+    script = f"dd if=/dev/zero of={directory}/fill bs=1M count=200 2>&1; echo exit=$?"
+    run = cage("exec", name, "--", "sh", "-c", script)
+    return run.stdout
+
+
+def test_writing_past_a_limit_gives_enospc(bounded: Cage, tmp_path: Path) -> None:
+    cage = bounded
+    repo = make_repo(tmp_path / "proj")
+    name = cage.name()
+    started = cage("start", "--name", name, "-d", "--clone", str(repo))
+    assert started.code == 0, started.output
+    assert "unbounded" not in started.stderr
+    mounts = {m["Destination"]: m for m in inspect(f"cage-{name}")["Mounts"]}
+    assert mounts["/workspace/proj"]["Type"] == "volume"
+    sizes = cage(
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "df -B1M --output=size /workspace/proj ~/.claude /sock | tail -n +2",
+    ).stdout
+    totals = [int(s) for s in sizes.split()]
+    assert totals[0] <= 64 and totals[1] <= 32 and totals[2] <= 16, sizes
+    for directory in ("/workspace/proj", "/home/claude/.claude", "/sock/in"):
+        out = fill(cage, name, directory)
+        assert "No space left on device" in out and "exit=1" in out, (directory, out)
+    # The clone still works (git keeps its files). On the host, the session's writes sit
+    # in the sparse images, which hold at most their sizes (the host disk is shared with
+    # other writers, so its free space is no measure).
+    assert cage("exec", name, "--", "git", "status", "--short").code == 0
+    images = list((cage.data_dir / "volumes").glob("*/fs.img"))
+    assert len(images) == 3
+    assert sum(p.stat().st_blocks * 512 for p in images) <= (64 + 32 + 16 + 8) * MIB
+
+    # After a reboot the filesystems are not mounted: the next start mounts them again.
+    assert cage("stop", name).code == 0
+    for mnt in (cage.data_dir / "volumes").glob("*/mnt"):
+        subprocess.run(["umount", str(mnt)], check=True)
+    assert cage("start", "--name", name, "-d").code == 0
+    assert cage("exec", name, "--", "sh", "-c", "test -s fill && git status --short").code == 0
+
+    assert cage("destroy", "--force", name).code == 0
+    assert not list((cage.data_dir / "volumes").iterdir())
+    mounted = Path("/proc/self/mounts").read_text()
+    assert str(cage.data_dir) not in mounted
+
+
+def test_zero_means_a_plain_volume(cage: Cage, tmp_path: Path) -> None:
+    (cage.config_dir / "config.yaml").write_text(
+        "workspace_size: 0\ndata_size: 0\nsocket_size: 0\n"
+    )
+    name = cage.name()
+    started = cage("start", "--name", name, "--network", "none", "-d",
+                   "--clone", str(make_repo(tmp_path / "proj")))  # fmt: skip
+    assert started.code == 0, started.output
+    volume = subprocess.run(["docker", "volume", "inspect", f"cage-work-{name}"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert '"Options": null' in volume or '"Options": {}' in volume, volume
+    assert not (cage.data_dir / "volumes").exists() or not list(
+        (cage.data_dir / "volumes").iterdir()
+    )
+
+
+def test_bad_sizes_are_refused(cage: Cage) -> None:
+    (cage.config_dir / "config.yaml").write_text("workspace_size: 1m\n")
+    run = cage("start", "--name", cage.name(), "-d")
+    assert run.code == 2 and "workspace_size" in run.stderr, run.output
