@@ -524,7 +524,7 @@ def test_doctor_images_missing_or_stale_say_how_to_build() -> None:
     cfg = config.load()
     engine = ImageEngine(
         {
-            cfg["image_cli"]: {"cage.version": __version__},
+            cfg["image_cli"]: {"cage.version": __version__, "cage.managed-settings": "read-only"},
             cfg["image_companion"]: {"cage.version": "0.0.1"},
         }
     )
@@ -535,6 +535,16 @@ def test_doctor_images_missing_or_stale_say_how_to_build() -> None:
     assert stale.fix is not None and stale.fix.startswith("claude-cage build")
     desktop = checks[f"image {cfg['image_desktop']}"]
     assert desktop.status == doctor.WARN and desktop.fix == "claude-cage build desktop"
+
+
+def test_doctor_fails_a_session_image_from_before_read_only_managed_settings() -> None:
+    cfg = config.load()
+    engine = ImageEngine({cfg["image_cli"]: {"cage.version": __version__}})
+    check = {c.check: c for c in doctor.check_images(engine, cfg)}[  # type: ignore[arg-type]
+        f"image {cfg['image_cli']}"
+    ]
+    assert check.status == doctor.FAIL and "managed settings" in check.detail
+    assert check.fix == "claude-cage build cli"
 
 
 def test_doctor_security_options() -> None:

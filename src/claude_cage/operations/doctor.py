@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from claude_cage import __version__
+from claude_cage import __version__, managed
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
 from claude_cage.errors import CageError, EngineUnavailable
@@ -79,7 +79,17 @@ def check_images(engine: Engine, cfg: config_mod.Config) -> list[Check]:
             checks.append(Check(f"image {image}", status, detail, f"claude-cage build {target}"))
             continue
         built = labels.get(VERSION_LABEL)
-        if built != __version__:
+        session_image = key != "image_companion"
+        if session_image and labels.get(managed.IMAGE_LABEL) != "read-only":
+            checks.append(
+                Check(
+                    f"image {image}",
+                    FAIL if required else WARN,
+                    "built before Claude Code's managed settings were bound read-only",
+                    f"claude-cage build {target}",
+                )
+            )
+        elif built != __version__:
             checks.append(
                 Check(
                     f"image {image}",
