@@ -12,6 +12,7 @@ Each layer overrides the one before:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -24,23 +25,20 @@ from claude_cage import paths
 from claude_cage.errors import BadInput
 from claude_cage.kinds import DEFAULT_MODE, DEFAULT_NETWORK, Mode, Network
 
-# Where each default host comes from:
+# Where each default host comes from (README: what each is for, and who can send to it).
+# None of them takes data from anyone without an account: Claude Code runs with error
+# reporting (sentry.io), telemetry (statsig) and other non-essential traffic off
+# (policy.CLAUDE_CODE_ENV), and npm's registry, which takes `npm publish` from any
+# account, is one --allow-host away rather than a default.
 #   api.anthropic.com      the Messages API Claude Code calls
-#   statsig.anthropic.com  feature flags and usage metrics Claude Code reports
-#   sentry.io              Claude Code's error reporting (*.ingest.sentry.io)
 #   claude.ai              OAuth login with a Claude subscription
 #   console.anthropic.com  OAuth login with an Anthropic Console account
 #   platform.claude.com    the Console's new home, used by the login flow
-#   registry.npmjs.org     `npm install` inside a session
 DEFAULT_ALLOWED_HOSTS = [
     "api.anthropic.com",
-    "statsig.anthropic.com",
-    "sentry.io",
-    "*.sentry.io",
     "claude.ai",
     "console.anthropic.com",
     "platform.claude.com",
-    "registry.npmjs.org",
 ]
 
 MEMORY_CAP = 4 * 1024**3
@@ -109,6 +107,7 @@ DEFAULTS: dict[str, Any] = {
     "memory_warn": 80,
     "memory_kill": 95,
     "egress_network": "cage-egress",
+    "egress_log_size": "16m",
     "anthropic_upstream": "https://api.anthropic.com",
     "mongodb_uri": None,
     "mongodb_db": "claude_cage",
@@ -201,11 +200,45 @@ def _optional_text(value: Any) -> Any:
     return None if value in (None, "") else _text(value)
 
 
+HOST_HINT = "use a name under a registrable domain, like api.example.com or *.example.com"
+
+
 def validate_host(host: str) -> str:
+    """A host name or *.suffix pattern under a registrable domain: never an address, a
+    public suffix (com, co.uk, github.io) or a pattern over one (*.com, *.co.uk), which
+    would open the allowlist to every site under it."""
     host = str(host).strip().lower()
+    if _is_address(host.removeprefix("*.")):
+        raise ValueError(f"{host!r} is an IP address; the allowlist takes host names")
     if not _HOST.match(host) or len(host) > 253:
         raise ValueError(f"{host!r} is not a host name or a *.suffix pattern")
+    if host not in DEFAULT_ALLOWED_HOSTS and _public_suffix(host.removeprefix("*.")):
+        what = "every host under it" if host.startswith("*.") else "no single site"
+        raise ValueError(f"{host!r} covers {what}: {host.removeprefix('*.')} is a public suffix")
     return host
+
+
+def _is_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return bool(re.match(r"^[0-9.]+$", text))  # 10.1, 127.1: still addresses to many tools
+    return True
+
+
+def _public_suffix(name: str) -> bool:
+    """True for a public suffix (or an unknown top-level name, a bare TLD), from the
+    Public Suffix List that the publicsuffixlist package bundles (no download)."""
+    return _suffix_list().privatesuffix(name) is None
+
+
+@functools.cache
+def _suffix_list() -> Any:
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
 
 
 def _hosts(value: Any) -> Any:
@@ -287,6 +320,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "memory_warn": _number(int, 1, 100),
     "memory_kill": _number(int, 1, 100),
     "egress_network": _text,
+    "egress_log_size": _size_at_least("64k"),
     "anthropic_upstream": _upstream,
     "mongodb_uri": _optional_text,
     "mongodb_db": _text,

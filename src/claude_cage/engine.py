@@ -23,7 +23,7 @@ import os
 import socket
 import struct
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import labels
@@ -482,6 +482,47 @@ class Engine:
                 name, stream=True, follow=follow, tail=tail if tail is not None else "all"
             )
 
+    def output_lines(
+        self, name: str, since: str = "0", follow: bool = False, tail: int | None = None
+    ) -> Iterator[tuple[str, bytes]]:
+        """(engine timestamp, line) for each line a container wrote to its standard
+        output since `since` (seconds since the epoch, with up to nine decimals; lines
+        at exactly that time come again). With `follow`, lines keep coming until the
+        container stops; with `tail`, only the last `tail` lines come. Read from the
+        engine's own log, so no process runs in the container, and a stopped one's
+        output is there too."""
+        query = {
+            "stdout": "1",
+            "stderr": "0",
+            "timestamps": "1",
+            "since": since,
+            "follow": "1" if follow else "0",
+            "tail": "all" if tail is None else str(tail),
+        }
+        path = f"/containers/{urllib.parse.quote(name)}/logs"
+        sock_path = _socket_path()
+        if sock_path is None:
+            with self._errors():
+                chunks = self.client.api.logs(
+                    name, stream=True, follow=follow, stdout=True, stderr=False,
+                    timestamps=True, since=float(since),
+                    tail="all" if tail is None else tail,
+                )  # fmt: skip
+                yield from _lines(chunk for chunk in chunks)
+            return
+        conn = _UnixHTTPConnection(sock_path, timeout=None if follow else 300)  # type: ignore[arg-type]
+        try:
+            conn.request("GET", path + "?" + urllib.parse.urlencode(query))
+            response = conn.getresponse()
+            if response.status >= 400:
+                error = _api_error(response.status, response.read())
+                raise NotFound(f"no container {name}") if response.status == 404 else error
+            yield from _lines(out for out, _err in _demux(response.read1) if out)
+        except OSError as exc:
+            raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
+        finally:
+            conn.close()
+
     def stats(self, name: str) -> dict[str, Any]:
         """One-shot stats: no 1.5 s wait for a second sample."""
         found = self._get(
@@ -506,13 +547,19 @@ class Engine:
 
 
 def _frames(sock: socket.socket) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """Split an exec's multiplexed stream into (stdout, stderr) pairs, as data arrives.
+    """Split an exec's multiplexed stream into (stdout, stderr) pairs, as data arrives."""
+    return _demux(sock.recv)
+
+
+def _demux(read: Callable[[int], bytes]) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Split a multiplexed stream (exec, or the logs of a container without a TTY) into
+    (stdout, stderr) pairs, as data arrives.
 
     Each frame is an 8-byte header (stream type, three zero bytes, big-endian size)
     followed by its payload.
     """
     buffer = b""
-    while chunk := sock.recv(65536):
+    while chunk := read(65536):
         buffer += chunk
         while len(buffer) >= 8:
             size = struct.unpack(">I", buffer[4:8])[0]
@@ -520,6 +567,17 @@ def _frames(sock: socket.socket) -> Iterator[tuple[bytes | None, bytes | None]]:
                 break
             kind, payload, buffer = buffer[0], buffer[8 : 8 + size], buffer[8 + size :]
             yield (None, payload) if kind == 2 else (payload, None)
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[tuple[str, bytes]]:
+    """'<timestamp> <text>' lines from a stream of chunks, as (timestamp, text)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            stamp, _, text = line.partition(b" ")
+            yield stamp.decode(errors="replace"), text
 
 
 def _create_body(spec: ContainerSpec) -> dict[str, Any]:
@@ -536,7 +594,7 @@ def _create_body(spec: ContainerSpec) -> dict[str, Any]:
         {"Type": "bind", "Source": b.source, "Target": b.target, "ReadOnly": b.read_only}
         for b in spec.binds
     ]
-    host_config = {
+    host_config: dict[str, Any] = {
         "Mounts": mounts,
         "Tmpfs": spec.tmpfs,
         "ReadonlyRootfs": spec.read_only,
@@ -556,6 +614,11 @@ def _create_body(spec: ContainerSpec) -> dict[str, Any]:
         "IpcMode": spec.ipc_mode,
         "Init": False,  # tini is PID 1 in every image
     }
+    if spec.log_size:  # the container's own output: two files, rotated by the engine
+        host_config["LogConfig"] = {
+            "Type": "json-file",
+            "Config": {"max-size": str(max(spec.log_size // 2, 4096)), "max-file": "2"},
+        }
     return {
         "Image": spec.image,
         "Hostname": spec.hostname or "",

@@ -284,6 +284,76 @@ def _row_event(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
+_INSERT = (
+    "INSERT INTO events (id, type, key, session, status, value_json, ts, host, project)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _prepare(
+    type: str, key: str, value: Mapping[str, Any] | None, session: str | None
+) -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """(the event, its row for _INSERT), secrets redacted."""
+    ns = time.time_ns()
+    try:
+        clean = redact(dict(value or {}))
+        value_json = json.dumps(clean, default=str, skipkeys=True)
+    except Exception as exc:  # a cycle, say: keep the event, not the value
+        status = value.get("status") if isinstance(value, Mapping) else None
+        clean = {"status": None if status is None else mask_uri(str(status))}
+        clean["error"] = f"value not recordable: {exc.__class__.__name__}"
+        value_json = json.dumps(clean)
+    event: dict[str, Any] = {
+        "id": new_event_id(ns),
+        "type": mask_uri(str(type)),
+        "key": mask_uri(str(key)),
+        "value": json.loads(value_json),
+        "_ts": _iso_ns(ns),
+        "_host": _hostname(),
+        "_project": PROJECT,
+    }
+    if session is None:
+        sess = clean.get("session")
+        if isinstance(sess, str) and sess:
+            session = sess
+        elif ":" in event["key"]:
+            session = event["key"].split(":", 1)[1] or None
+    status = clean.get("status")
+    row = (
+        event["id"],
+        event["type"],
+        event["key"],
+        session,
+        None if status is None else str(status),
+        value_json,
+        event["_ts"],
+        event["_host"],
+        event["_project"],
+    )
+    return event, row
+
+
+class Batch:
+    """Events and state written in one transaction (see EventLog.batch)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.count = 0
+
+    def record(
+        self, type: str, key: str, value: Mapping[str, Any], *, session: str | None = None
+    ) -> None:
+        self._db.execute(_INSERT, _prepare(type, key, value, session)[1])
+        self.count += 1
+
+    def get_state(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_state(self, key: str, value: str) -> None:
+        EventLog._set_state(self._db, **{key: value})
+
+
 # Detached flushers this process started: kept so they are reaped, never waited for.
 _FLUSHERS: list[subprocess.Popen[bytes]] = []
 
@@ -403,54 +473,36 @@ class EventLog:
         `key` is "<operation>:<name>". The `session` column (what `query(session=...)`
         filters on) is `session`, else `value["session"]`, else the name part of `key`.
         """
-        ns = time.time_ns()
-        try:
-            clean = redact(dict(value or {}))
-            value_json = json.dumps(clean, default=str, skipkeys=True)
-        except Exception as exc:  # a cycle, say: keep the event, not the value
-            status = value.get("status") if isinstance(value, Mapping) else None
-            clean = {"status": None if status is None else mask_uri(str(status))}
-            clean["error"] = f"value not recordable: {exc.__class__.__name__}"
-            value_json = json.dumps(clean)
-        event: dict[str, Any] = {
-            "id": new_event_id(ns),
-            "type": mask_uri(str(type)),
-            "key": mask_uri(str(key)),
-            "value": json.loads(value_json),
-            "_ts": _iso_ns(ns),
-            "_host": _hostname(),
-            "_project": PROJECT,
-        }
-        if session is None:
-            sess = clean.get("session")
-            if isinstance(sess, str) and sess:
-                session = sess
-            elif ":" in event["key"]:
-                session = event["key"].split(":", 1)[1] or None
-        status = clean.get("status")
+        event, row = _prepare(type, key, value, session)
         try:
             with self._connect() as db:
-                db.execute(
-                    "INSERT INTO events (id, type, key, session, status, value_json, ts, host,"
-                    " project) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        event["id"],
-                        event["type"],
-                        event["key"],
-                        session,
-                        None if status is None else str(status),
-                        value_json,
-                        event["_ts"],
-                        event["_host"],
-                        event["_project"],
-                    ),
-                )
+                db.execute(_INSERT, row)
         except Exception as exc:
             self._warn(f"event {event['key']!r} not recorded in {self.db_path}", exc)
             return event
         if self.mongodb_uri and self.background_sync:
             self.kick()
         return event
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """One write transaction: the events and state a batch adds land together or not
+        at all, and a reader of the state inside it sees no other writer's changes.
+        Thousands of events cost one commit. Raises EventLogError when the log is broken."""
+        try:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                batch = Batch(db)
+                try:
+                    yield batch
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise EventLogError(f"cannot write the event log {self.db_path}: {exc}") from None
+        if batch.count and self.mongodb_uri and self.background_sync:
+            self.kick()
 
     def kick(self) -> bool:
         """Start a detached flusher unless one is running or starting; True if started.
@@ -612,6 +664,10 @@ class EventLog:
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             list(values.items()),
         )
+
+    def get_state(self, key: str) -> str | None:
+        with self._connect() as db:
+            return self._get_state(db).get(key)
 
     def pending(self) -> int:
         with self._connect() as db:

@@ -28,6 +28,15 @@ SQUID_PORT = 8888  # the egress proxy's port inside the companion (loopback only
 COMPANION_PORTS = (SQUID_PORT, NOVNC_PORT)  # never free for --port
 NO_PROXY = "localhost,127.0.0.1,::1"
 MANAGED_SETTINGS_DIR = "/etc/claude-code"  # where Claude Code reads its managed settings
+SESSION_LOG_SIZE = 8 * 1024**2  # the session container's own output (the engine rotates it)
+COMPANION_PIDS = 192  # room for the proxy bridge's connections (companion-entrypoint) and more
+# Claude Code's own switches: no error reports (to sentry.io), no telemetry, no update
+# checks. With them, the allowlist needs no host that takes uploads from anyone.
+CLAUDE_CODE_ENV = {
+    "DISABLE_ERROR_REPORTING": "1",
+    "DISABLE_TELEMETRY": "1",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class ContainerSpec:
     working_dir: str | None = None
     auto_remove: bool = False
     ipc_mode: str = "private"  # never the host's, never another container's
+    log_size: int = 0  # cap of the container's own log in bytes (0: the engine's default)
 
 
 @dataclass
@@ -132,6 +142,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         "CAGE_MODE": str(req.mode),
         "CAGE_CREDENTIAL": str(req.credential),
         "TERM": "xterm-256color",
+        **CLAUDE_CODE_ENV,
     }
     if req.network == Network.FILTERED:
         bridges.append(f"out:{PROXY_PORT}:proxy.sock")
@@ -192,6 +203,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         network_mode="host" if req.network == Network.HOST else "none",
         working_dir=project,
         auto_remove=req.ephemeral,
+        log_size=SESSION_LOG_SIZE,
     )
 
 
@@ -233,11 +245,12 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
         security_opt=_hardening(cfg, host),
         mem_limit=parse_size("256m"),
         nano_cpus=int(0.5e9),
-        pids_limit=128,
+        pids_limit=COMPANION_PIDS,
         ulimits=[("nofile", 4096, 4096)],
         network_mode=cfg["egress_network"],
         ports=ports,
         auto_remove=req.ephemeral,
+        log_size=parse_size(cfg["egress_log_size"]),  # squid's audit log is this output
     )
 
 

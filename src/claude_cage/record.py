@@ -71,7 +71,6 @@ class SessionRecord:
     last_active: str | None = None  # shell, attach, exec and reap's checks
     cpu_total: int | None = None  # reap's last CPU sample (ns since the container started)
     cpu_sampled: str | None = None  # ... and when it was taken
-    egress_seen: int = 0  # egress log lines already filed in the event log
     repo: str | None = None  # clone mode: the user's repository on the host,
     repo_name: str | None = None  # its name (the clone is /workspace/<repo_name>),
     branch: str | None = None  # the session's branch in its copy,

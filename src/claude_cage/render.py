@@ -64,8 +64,12 @@ def sanitize_stream(chunks: Iterable[bytes]) -> Iterator[str]:
         yield sanitize(tail.replace("\r\n", "\n"), multiline=True)
 
 
-def print_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps({"version": JSON_VERSION, **payload}, indent=2) + "\n")
+def print_json(payload: dict[str, Any], compact: bool = False) -> None:
+    """`compact` for long lists: indenting takes json's pure-Python encoder, ten times
+    slower (seconds for an egress log of 30,000 requests)."""
+    data = {"version": JSON_VERSION, **payload}
+    text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=2)
+    sys.stdout.write(text + "\n")
 
 
 def note(message: str) -> None:

@@ -69,8 +69,9 @@ def ensure_egress_network() -> None:
         )
 
 
-def start_test_host(alias: str, prefix: str) -> TestHost:
+def start_test_host(alias: str, prefix: str, *more_aliases: str) -> TestHost:
     name = f"cage-testhost-{prefix}-{alias.replace('.', '-')}"
+    extra = [arg for more in more_aliases for arg in ("--network-alias", more)]
     subprocess.run(
         [
             "docker",
@@ -85,6 +86,7 @@ def start_test_host(alias: str, prefix: str) -> TestHost:
             EGRESS_NETWORK,
             "--network-alias",
             alias,
+            *extra,
             "--user",
             "0",
             "-v",
@@ -121,13 +123,16 @@ def start_test_host(alias: str, prefix: str) -> TestHost:
 
 @pytest.fixture(scope="session")
 def test_hosts() -> Iterator[dict[str, TestHost]]:
-    """allowed.test, denied.test and upstream.test: our own hosts on the egress network."""
+    """allowed.test, denied.test (also www.denied.test) and upstream.test: our own hosts
+    on the egress network."""
     ensure_egress_network()
     prefix = uuid.uuid4().hex[:6]
     hosts: dict[str, TestHost] = {}
     try:
         for alias in ("allowed.test", "denied.test", "upstream.test"):
-            hosts[alias] = start_test_host(alias, prefix)
+            # www.denied.test: a subdomain, for *.denied.test patterns
+            more = ("www.denied.test",) if alias == "denied.test" else ()
+            hosts[alias] = start_test_host(alias, prefix, *more)
         yield hosts
     finally:
         names = [h.container for h in hosts.values()]

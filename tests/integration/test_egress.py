@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -45,7 +46,8 @@ def test_other_host_gets_403_and_shows_as_blocked(cage_module: Cage, session: st
     assert log["version"] == 1
     blocked = [r for r in log["requests"] if r["host"] == "denied.test"]
     assert blocked and all(r["allowed"] is False for r in blocked)
-    assert set(blocked[0]) >= {"time", "host", "port", "allowed"}
+    assert all(r["result"] == "blocked-host" and r["status"] == 403 for r in blocked)
+    assert set(blocked[0]) >= {"time", "host", "port", "allowed", "result", "reason"}
     everything = cage_module("egress", session, "--json").json()["requests"]
     assert any(r["host"] == "allowed.test" and r["allowed"] for r in everything)
 
@@ -144,12 +146,13 @@ def test_allowlist_changes_live_in_both_directions(cage_module: Cage, session: s
 
 
 def test_suffix_patterns_match_subdomains_only(cage_module: Cage, session: str) -> None:
-    assert cage_module("allow", session, "*.test").code == 0
+    assert cage_module("allow", session, "*.denied.test").code == 0
     try:
-        assert http_code(cage_module, session, "http://denied.test/") == "200"
+        assert http_code(cage_module, session, "http://www.denied.test/") == "200"
+        assert http_code(cage_module, session, "http://denied.test/") == "403"
     finally:
-        assert cage_module("allow", session, "--remove", "*.test").code == 0
-    assert http_code(cage_module, session, "http://denied.test/") == "403"
+        assert cage_module("allow", session, "--remove", "*.denied.test").code == 0
+    assert http_code(cage_module, session, "http://www.denied.test/") == "403"
 
 
 def test_killing_the_bridge_only_cuts_the_session_off(cage_module: Cage, session: str) -> None:
@@ -247,9 +250,17 @@ def test_none_has_no_proxy_and_host_warns(cage: Cage) -> None:
 def test_blocked_attempts_reach_the_event_log_once(cage_module: Cage, session: str) -> None:
     marker = f"blocked-{uuid.uuid4().hex[:6]}.test"
     assert http_code(cage_module, session, f"http://{marker}/") == "403"
-    for _ in range(2):  # reading the log twice files each blocked attempt once
+    deadline = time.monotonic() + 10
+    hits: list[dict] = []
+    while time.monotonic() < deadline and not hits:
+        events = cage_module("events", "--type", "egress", "--session", session, "--json").json()
+        hits = [e for e in events["events"] if e["value"].get("host") == marker]
+    for _ in range(2):  # reading the log again files nothing twice
         assert cage_module("egress", session, "--blocked").code == 0
+    time.sleep(0.5)
     events = cage_module("events", "--type", "egress", "--session", session, "--json").json()
     hits = [e for e in events["events"] if e["value"].get("host") == marker]
     assert len(hits) == 1
-    assert hits[0]["key"] == f"blocked:{session}" and hits[0]["value"]["status"] == "blocked"
+    assert hits[0]["key"] == f"blocked:{session}"
+    assert hits[0]["value"]["status"] == "blocked-host"
+    assert hits[0]["value"]["reason"] == "ERR_CAGE_HOST"

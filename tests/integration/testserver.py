@@ -1,7 +1,7 @@
 """A small HTTP server for the tests' own hosts (run with python3 inside a container).
 
 It records every request it receives (method, path, headers), answers
-GET /_received with that record, and streams server-sent events for
+GET /_received with that record, GET /_status/N with status N, and streams server-sent events for
 POST /v1/messages: five chunks, 0.3 s apart, like a model streaming its answer.
 """
 
@@ -43,6 +43,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, json.dumps(RECEIVED).encode())
             return
         self._record()
+        if self.path.startswith("/_status/"):  # GET /_status/502: answer with that status
+            self._send(int(self.path.split("/")[2]), b"{}")
+            return
         self._send(200, json.dumps({"server": sys.argv[1], "path": self.path}).encode())
 
     def do_POST(self) -> None:

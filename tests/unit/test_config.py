@@ -255,3 +255,27 @@ def test_default_limits_follow_this_host_and_stay_config_keys(isolated: Path) ->
     write(isolated / "config.yaml", "cpus: 0.5\nmemory: 1g\n")
     cfg = config.load(environ={"CAGE_CPUS": "1.5"})
     assert (cfg["cpus"], cfg["memory"]) == (1.5, "1g")
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["*.com", "*.co.uk", "com", "co.uk", "*.github.io", "localhost", "10.0.0.1", "127.1",
+     "::1", "*.10.0.0.1"],
+)  # fmt: skip
+def test_allowlist_entries_must_be_under_a_registrable_domain(host: str) -> None:
+    with pytest.raises(ValueError):
+        config.validate_host(host)
+
+
+@pytest.mark.parametrize(
+    "host", ["example.com", "*.example.co.uk", "api.anthropic.com", "a.b.github.io", "x.test"]
+)
+def test_names_under_a_registrable_domain_pass(host: str) -> None:
+    assert config.validate_host(host) == host
+
+
+def test_a_config_file_with_a_broad_entry_is_refused(isolated: Path) -> None:
+    write(isolated / "config.yaml", "allowed_hosts: [example.com, '*.com']\n")
+    cfg = config.load()
+    assert [p.key for p in cfg.problems] == ["allowed_hosts"]
+    assert "public suffix" in cfg.problems[0].message

@@ -107,13 +107,16 @@ def test_status_fields_are_escaped_and_json_stays_valid(monkeypatch: pytest.Monk
 
 
 def test_egress_hosts_are_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from claude_cage.egress import Request
+    from claude_cage.egress import BLOCKED_HOST, Request
+    from claude_cage.operations.egress import EgressLog
 
     hostile = Request(
-        time="2026-11-29T10:00:00Z", host="evil" + OSC52, port=443, allowed=False,
-        status=403, method="CONNECT",
+        seq=1, time="2026-11-29T10:00:00Z", host="evil" + OSC52, port=443,
+        result=BLOCKED_HOST, status=403, reason="ERR_CAGE_HOST", method="CONNECT",
     )  # fmt: skip
-    monkeypatch.setattr("claude_cage.operations.egress.read_log", lambda name: [hostile])
+    monkeypatch.setattr(
+        "claude_cage.operations.egress.read_log", lambda name, *_: EgressLog(name, [hostile])
+    )
     out = run(monkeypatch, ["egress", "web"])
     assert_inert(out)
     assert "evil\\x1b]52;" in out

@@ -2,41 +2,70 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from claude_cage.cli.base import CONTEXT, cli
-from claude_cage.render import note, print_json, sanitize, table
+from claude_cage.render import note, print_json, sanitize, table, warn
+
+if TYPE_CHECKING:
+    from claude_cage.egress import Request
 
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("name")
-@click.argument("hosts", nargs=-1, required=True)
-@click.option("--remove", is_flag=True, help="Remove the hosts instead of adding them.")
+@click.argument("hosts", nargs=-1)
+@click.option(
+    "--port",
+    "ports",
+    type=int,
+    multiple=True,
+    help="Also allow this port (repeatable), for this session only.",
+)
+@click.option("--remove", is_flag=True, help="Remove the hosts (and ports) instead of adding them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def allow(name: str, hosts: tuple[str, ...], remove: bool, as_json: bool) -> None:
+def allow(
+    name: str, hosts: tuple[str, ...], ports: tuple[int, ...], remove: bool, as_json: bool
+) -> None:
     """Add hosts to a filtered session's allowlist (or --remove them), live.
 
     HOST is an exact name (api.example.com) or a suffix pattern (*.example.com,
-    which matches subdomains of example.com but not example.com itself).
+    which matches subdomains of example.com but not example.com itself). Requests
+    go out only on the session's allowed ports (allowed_ports, 80 and 443 by default);
+    --port adds one for this session.
     """
+    from claude_cage.errors import BadInput
     from claude_cage.operations.egress import allow as allow_op
 
-    result = allow_op(name, list(hosts), remove=remove)
+    if not hosts and not ports:
+        raise BadInput(
+            "allow needs a HOST or a --port", f"e.g. claude-cage allow {name} example.com"
+        )
+    result = allow_op(name, list(hosts), remove=remove, ports=list(ports))
+    for warning in result.warnings:
+        warn(warning)
     if as_json:
         print_json(
             {
                 "name": result.name,
                 "allowed_hosts": result.allowed_hosts,
+                "allowed_ports": result.allowed_ports,
                 "added": result.added,
                 "removed": result.removed,
+                "added_ports": result.added_ports,
+                "removed_ports": result.removed_ports,
                 "live": result.live,
+                "warnings": result.warnings,
             }
         )
         return
     click.echo(result.name)
-    changed = result.removed if remove else result.added
+    changed = (result.removed if remove else result.added) + [
+        f"port {p}" for p in (result.removed_ports if remove else result.added_ports)
+    ]
     verb = "removed" if remove else "added"
     when = "now" if result.live else "at the next start"
     note(f"{verb}: {' '.join(changed) or 'nothing'} (applies {when})")
@@ -46,32 +75,65 @@ def allow(name: str, hosts: tuple[str, ...], remove: bool, as_json: bool) -> Non
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new requests.")
-@click.option("--blocked", is_flag=True, help="Only requests the proxy refused.")
-def egress(name: str, as_json: bool, follow: bool, blocked: bool) -> None:
-    """Show every request a filtered session made through its proxy."""
+@click.option(
+    "--blocked",
+    is_flag=True,
+    help="Only requests that never reached an allowed upstream (blocked or refused).",
+)
+@click.option(
+    "--tail",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Only the last N lines of the proxy's log.",
+)
+@click.option("--all", "everything", is_flag=True, help="The whole log (up to egress_log_size).")
+def egress(
+    name: str, as_json: bool, follow: bool, blocked: bool, tail: int, everything: bool
+) -> None:
+    """Show every request a filtered session made through its proxy.
+
+    RESULT is allowed, blocked-host (not on the allowlist), blocked-port (a port not
+    allowed), refused (STATUS) when the proxy rejected the request itself, or
+    failed (STATUS) when an allowed upstream failed or could not be reached.
+    Refused requests of every kind are also in the event log (events --type egress).
+    """
     from claude_cage.operations.egress import follow_log, read_log
 
-    requests = [r for r in read_log(name) if r.allowed is False or not blocked]
+    log = read_log(name, None if everything else tail)
+    requests = [r for r in log.requests if r.refused or not blocked]
     if as_json and not follow:
-        print_json({"name": name, "requests": [r.to_json() for r in requests]})
+        print_json(
+            {
+                "name": name,
+                "requests": [r.to_json() for r in requests],
+                "more": log.more,
+                "dropped": log.dropped,
+            },
+            compact=len(requests) > 100,
+        )
         return
-    rows = [(r.time, r.host, r.port, "allowed" if r.allowed else "BLOCKED") for r in requests]
     if not as_json:
-        click.echo(table(rows, ("TIME", "HOST", "PORT", "RESULT")))
+        click.echo(table([_row(r) for r in requests], ("TIME", "HOST", "PORT", "RESULT")))
+        if log.more:
+            note(f"the last {tail} lines of the log; --all for the whole of it")
+        if log.dropped:
+            note(f"{log.dropped} line(s) rotated out of the log before the audit filed them")
     if follow:
         try:
-            for r in follow_log(name):
-                if blocked and r.allowed:
+            for r in follow_log(name, log.since, log.seen):
+                if blocked and not r.refused:
                     continue
                 if as_json:
-                    import json
-
                     click.echo(json.dumps(r.to_json()))
                 else:
-                    result = "allowed" if r.allowed else "BLOCKED"
-                    click.echo(sanitize(f"{r.time}  {r.host}  {r.port}  {result}"))
+                    click.echo(sanitize("  ".join(_row(r))))
         except KeyboardInterrupt:
             pass
+
+
+def _row(r: Request) -> tuple[str, str, str, str]:
+    return (r.time, r.host, "" if r.port is None else str(r.port), r.label())
 
 
 @cli.group(context_settings=CONTEXT)

@@ -248,9 +248,11 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
     if info.get("network") == Network.HOST:
         warn("network host: this session is not isolated from the network")
     if info.get("egress"):
+        counts = info["egress"]
+        extra = "".join(f", {counts[k]} {k}" for k in ("failed", "dropped") if counts.get(k))
         click.echo(
-            f"{'egress':12} {info['egress']['requests']} request(s), "
-            f"{info['egress']['blocked']} blocked (claude-cage egress {name})"
+            f"{'egress':12} {counts['requests']} request(s), {counts['blocked']} blocked"
+            f"{extra} (claude-cage egress {name})"
         )
     for path in info.get("protections") or []:
         click.echo(f"{'protected':12} {path} (read-only: git cannot run what the agent puts there)")
@@ -260,6 +262,8 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         click.echo(
             f"{'companion':12} {info['companion']['container']} ({info['companion']['status']})"
         )
+        if info["companion"].get("problem"):
+            warn(info["companion"]["problem"])
     from claude_cage.cli.lifecycle import usage_lines
 
     for line in usage_lines(info):

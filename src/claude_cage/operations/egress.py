@@ -1,35 +1,59 @@
-"""Egress operations: change a session's allowlist live, read its audit log."""
+"""Egress operations: change a session's allowlist live, read its audit log.
+
+The audit log is the companion's own output (audit.py): reading it starts no process
+in the companion, works for a stopped one, and costs the same however the session
+floods its proxy, because the engine caps it at `egress_log_size`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from claude_cage import audit, egress, metadata, names
 from claude_cage import config as config_mod
-from claude_cage import egress, metadata, names
 from claude_cage.engine import Engine
-from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
+from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Network
-from claude_cage.operations import operation, record_event
+from claude_cage.operations import event_log, operation
 from claude_cage.operations.objects import inspect_ours
 from claude_cage.record import SessionRecord
 
-LOG_PATH = "/sock/log/access.log"
+RECENT_REFUSALS = 1000  # how far back `allow` looks for a host refused on its port
 
 
 @dataclass
 class AllowResult:
     name: str
     allowed_hosts: list[str]
+    allowed_ports: list[int]
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    added_ports: list[int] = field(default_factory=list)
+    removed_ports: list[int] = field(default_factory=list)
     live: bool = False  # applied to a running proxy (else at the next start)
+    warnings: list[str] = field(default_factory=list)
 
     def event_details(self) -> dict[str, Any]:
-        return {"added": self.added, "removed": self.removed, "live": self.live}
+        return {
+            "added": self.added,
+            "removed": self.removed,
+            "added_ports": self.added_ports,
+            "removed_ports": self.removed_ports,
+            "live": self.live,
+        }
+
+
+@dataclass
+class EgressLog:
+    name: str
+    requests: list[egress.Request]
+    more: bool = False  # the log holds earlier lines than these (`tail` left them)
+    dropped: int = 0  # lines rotated out of the log before the audit filed them
+    since: str = "0"  # where `follow_log` goes on from: the last line's time ...
+    seen: list[int] = field(default_factory=list)  # ... and squid's numbers at that time
 
 
 def _filtered_session(store: metadata.SessionStore, name: str) -> SessionRecord:
@@ -44,102 +68,147 @@ def _filtered_session(store: metadata.SessionStore, name: str) -> SessionRecord:
     return meta
 
 
+def _session_ports(meta: SessionRecord) -> list[int]:
+    return [int(p) for p in meta.allowed_ports or config_mod.load()["allowed_ports"]]
+
+
+def _check_ports(ports: list[int]) -> list[int]:
+    for port in ports:
+        if not 1 <= port <= 65535:
+            raise BadInput(f"--port {port} is not a port", "use a number from 1 to 65535")
+    return ports
+
+
 @operation("allow")
 def allow(
-    name: str, hosts: list[str], remove: bool = False, engine: Engine | None = None
+    name: str,
+    hosts: list[str],
+    remove: bool = False,
+    ports: list[int] | None = None,
+    engine: Engine | None = None,
 ) -> AllowResult:
     try:
         checked = [config_mod.validate_host(h) for h in hosts]
     except ValueError as exc:
-        raise BadInput(str(exc), "use a name like example.com or *.example.com") from None
+        raise BadInput(str(exc), config_mod.HOST_HINT) from None
+    port_changes = _check_ports(list(ports or []))
     engine = engine or Engine()
     store = metadata.SessionStore()
     with store.lock(name):
         meta = _filtered_session(store, name)
         current = list(meta.allowed_hosts)
+        current_ports = _session_ports(meta)
         if remove:
             changed = [h for h in checked if h in current]
             new = [h for h in current if h not in checked]
+            ports_changed = [p for p in port_changes if p in current_ports]
+            new_ports = [p for p in current_ports if p not in port_changes]
         else:
             changed = [h for h in checked if h not in current]
             new = current + changed
+            ports_changed = [p for p in dict.fromkeys(port_changes) if p not in current_ports]
+            new_ports = current_ports + ports_changed
         companion = names.companion_name(name)
         info = inspect_ours(engine, companion)
         live = bool(info and info["State"]["Running"])
         if live:
-            ports = list(meta.allowed_ports) or config_mod.load()["allowed_ports"]
-            code, output = engine.exec_run(companion, egress.companion_allow_args(new, ports))
+            code, output = engine.exec_run(companion, egress.companion_allow_args(new, new_ports))
             if code != 0:
                 raise EngineError(
                     f"the proxy of {name} refused the new allowlist: "
                     f"{output.decode(errors='replace').strip()[-200:]}"
                 )
-        store.save(dataclasses.replace(meta, allowed_hosts=tuple(new)))
-    return AllowResult(name, new, [] if remove else changed, changed if remove else [], live)
+        store.save(
+            dataclasses.replace(meta, allowed_hosts=tuple(new), allowed_ports=tuple(new_ports))
+        )
+    warnings = [] if remove else _port_warnings(name, checked, new_ports)
+    return AllowResult(
+        name,
+        new,
+        new_ports,
+        added=[] if remove else changed,
+        removed=changed if remove else [],
+        added_ports=[] if remove else ports_changed,
+        removed_ports=ports_changed if remove else [],
+        live=live,
+        warnings=warnings,
+    )
 
 
-def read_log(name: str, engine: Engine | None = None) -> list[egress.Request]:
-    """Every request the session made through its proxy, running or stopped."""
+def _port_warnings(name: str, hosts: list[str], ports: list[int]) -> list[str]:
+    """A host the session was refused on a port that stays closed: allowing the host
+    alone will not let those requests through."""
+    wanted: dict[str, set[int]] = {}
+    for event in event_log().query(session=name, type="egress", limit=RECENT_REFUSALS):
+        value = event["value"]
+        host, port = value.get("host"), value.get("port")
+        if isinstance(port, int) and port not in ports and _covers(hosts, str(host)):
+            wanted.setdefault(str(host), set()).add(port)
+    allowed = " ".join(str(p) for p in ports)
+    return [
+        f"{host} was refused on port {', '.join(map(str, sorted(refused)))}, which this "
+        f"session does not allow (allowed ports: {allowed}); add it with "
+        f"'claude-cage allow {name} {host} --port {min(refused)}'"
+        for host, refused in sorted(wanted.items())
+    ]
+
+
+def _covers(patterns: list[str], host: str) -> bool:
+    return any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in patterns)
+
+
+def read_log(name: str, tail: int | None = None, engine: Engine | None = None) -> EgressLog:
+    """The requests the session made through its current companion (running or
+    stopped): the last `tail` lines of its log, or all it holds."""
     engine = engine or Engine()
     store = metadata.SessionStore()
     meta = store.load(name)
     if meta is None:
         raise SessionNotFound(name)
     if meta.network != Network.FILTERED:
-        return []
-    data = engine.get_file(names.companion_name(name), LOG_PATH)
-    requests = egress.parse_log(data.decode(errors="replace")) if data else []
-    _record_blocked(store, name, requests)
-    return requests
+        return EgressLog(name, [])
+    audit.ensure_follower()
+    info = inspect_ours(engine, names.companion_name(name))
+    if info is None:
+        return EgressLog(name, [])
+    last = "0"
+    lines: list[str] = []
+    seen: list[int] = []
+    for stamp, raw in engine.output_lines(info["Id"], tail=tail):
+        text = raw.decode(errors="replace")
+        seq = egress.line_seq(text)
+        if seq is None:
+            continue
+        seen = [*seen, seq] if stamp == last else [seq]
+        last = stamp
+        lines.append(text)
+    here = audit.place(event_log(), name)
+    return EgressLog(
+        name,
+        egress.parse_log("\n".join(lines)),
+        more=tail is not None and len(lines) >= tail,
+        dropped=here.dropped if here.container == info["Id"] else 0,
+        since=audit.engine_seconds(last) if lines else "0",
+        seen=seen,
+    )
 
 
-def ingest_blocked(name: str, engine: Engine) -> None:
-    """Best effort, before a stop or destroy: blocked attempts go to the event log."""
-    with contextlib.suppress(CageError):
-        read_log(name, engine)
-
-
-def _record_blocked(
-    store: metadata.SessionStore, name: str, requests: list[egress.Request]
-) -> None:
-    """Put blocked attempts not seen before into the event log (once each)."""
-    with store.lock(name, blocking=False) as locked:
-        meta = store.load(name) if locked else None
-        if meta is None:
-            return
-        seen = meta.egress_seen
-        if seen > len(requests):  # a new companion log: start over
-            seen = 0
-        for request in requests[seen:]:
-            if not request.allowed:
-                record_event(
-                    "blocked",
-                    name,
-                    {
-                        "status": "blocked",
-                        "host": request.host,
-                        "port": request.port,
-                        "time": request.time,
-                    },
-                    type_="egress",
-                )
-        if len(requests) != seen:
-            store.save(dataclasses.replace(meta, egress_seen=len(requests)))
-
-
-def follow_log(name: str, engine: Engine | None = None) -> Iterator[egress.Request]:
-    """New requests as they happen (the session must be running).
-
-    Blocked ones reach the event log through `read_log`, which keeps the offset.
-    """
+def follow_log(
+    name: str, since: str = "0", seen: list[int] | None = None, engine: Engine | None = None
+) -> Iterator[egress.Request]:
+    """Requests as they happen from `since` (read_log's last line, whose squid numbers
+    `seen` are not shown again), until the companion stops. Nothing runs in the
+    companion for it."""
     engine = engine or Engine()
     if metadata.SessionStore().load(name) is None:
         raise SessionNotFound(name)
-    companion = names.companion_name(name)
-    buffer = b""
-    for item in engine.exec_stream(companion, ["tail", "-n", "0", "-F", LOG_PATH]):
-        if isinstance(item, int):
-            return
-        buffer += item[0] or b""
-        *lines, buffer = buffer.split(b"\n")
-        yield from egress.parse_log(b"\n".join(lines).decode(errors="replace"))
+    info = inspect_ours(engine, names.companion_name(name))
+    if info is None:
+        return
+    for stamp, raw in engine.output_lines(info["Id"], since, follow=True):
+        request = egress.parse_line(raw.decode(errors="replace"))
+        if request is None:
+            continue
+        if audit.engine_seconds(stamp) == since and request.seq in (seen or []):
+            continue
+        yield request

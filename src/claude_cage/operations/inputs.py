@@ -99,9 +99,7 @@ def build_request(
         try:
             checked = config_mod.validate_host(host)
         except ValueError as exc:
-            raise BadInput(
-                f"--allow-host: {exc}", "use a name like example.com or *.example.com"
-            ) from None
+            raise BadInput(f"--allow-host: {exc}", config_mod.HOST_HINT) from None
         if checked not in hosts:
             hosts.append(checked)
     return policy.SessionRequest(

@@ -162,6 +162,44 @@ def _workspace_checks(
         entry["sandbox"]["ok"] = entry["sandbox"]["ok"] and not bad
 
 
+def _companion(
+    name: str,
+    meta: SessionRecord | None,
+    info: dict[str, Any] | None,
+    companion: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """The companion's state, and for a running session what is wrong with it."""
+    from claude_cage.operations import companion as companion_ops
+
+    wanted = meta is not None and bool(meta.companion)
+    if companion is None and not wanted:
+        return None
+    found: dict[str, Any] = {
+        "container": names.companion_name(name),
+        "status": _engine_status(companion),
+    }
+    if info is not None and info["State"].get("Running") and wanted:
+        pids = companion_ops.pids_in_use(companion) if companion else None
+        found["problem"] = companion_ops.problem(name, companion, pids)
+    return found
+
+
+def _egress_counts(name: str) -> dict[str, int]:
+    """What the audit counted in the current companion's log (never reads the log
+    itself, so it costs the same however much the session sent)."""
+    from claude_cage import audit
+    from claude_cage.operations import event_log
+
+    audit.ensure_follower()
+    here = audit.place(event_log(), name)
+    return {
+        "requests": here.requests,
+        "blocked": here.refused,
+        "failed": here.failed,
+        "dropped": here.dropped,
+    }
+
+
 def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[str, Any]:
     from claude_cage import sandbox  # start-up time: `list` never verifies
 
@@ -176,21 +214,11 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         _follow(store, meta, Status(entry["status"]))
         entry["allowed_hosts"] = list(meta.allowed_hosts)
         if meta.network == Network.FILTERED and info is not None:
-            from claude_cage.operations import egress  # start-up time: `list` needs none of it
-
-            requests = egress.read_log(name, engine)  # also files blocked ones in the event log
-            entry["egress"] = {
-                "requests": len(requests),
-                "blocked": sum(not r.allowed for r in requests),
-            }
+            entry["egress"] = _egress_counts(name)
         entry["credential"] = meta.credential.value
         entry["mounts"] = [m.to_text() for m in meta.mounts]
     companion = inspect_ours(engine, names.companion_name(name)) if info else None
-    entry["companion"] = (
-        {"container": names.companion_name(name), "status": _engine_status(companion)}
-        if companion
-        else None
-    )
+    entry["companion"] = _companion(name, meta, info, companion)
     if info is not None:
         state = info["State"]
         entry["started_at"] = state.get("StartedAt")

@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import bindmounts, labels, managed, metadata, names, policy, quota
+from claude_cage import audit, bindmounts, labels, managed, metadata, names, policy, quota
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
 from claude_cage.operations import checkpoint, clone, desktop, operation
-from claude_cage.operations.egress import ingest_blocked
+from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.inputs import (
     StartOptions,
     build_request,
@@ -149,6 +149,7 @@ def _bring_up(
     with concurrent.futures.ThreadPoolExecutor(1) as background:
         companion_started = None
         if plan.companion is not None:
+            companion_ops.drain_audit(engine, req.name)
             engine.remove(plan.companion.name)  # stateless: made fresh from current settings
             engine.create(plan.companion)  # first: a new socket volume takes its layout
             created.append(f"container:{plan.companion.name}")
@@ -175,6 +176,8 @@ def _bring_up(
             )
     if key:
         inject_key(engine, req.name, req.credential, key)
+    if req.network == "filtered":
+        audit.ensure_follower()
     info = engine.inspect(plan.session.name)
     if info is None or not info["State"]["Running"]:
         raise EngineError(
@@ -233,6 +236,18 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         check_claimable(container, info)
         check_claimable(names.companion_name(name), engine.inspect(names.companion_name(name)))
         if info is not None and info["State"]["Running"]:
+            running = store.load(name)
+            if running is not None and companion_ops.needs_restart(engine, name, running):
+                companion_ops.restart(engine, cfg, store, running)
+                return StartResult(
+                    name=name,
+                    container=container,
+                    mode=running.mode,
+                    network=running.network,
+                    credential=running.credential,
+                    restarted=True,
+                    warnings=[f"session {name} was running; its companion was down: started again"],
+                )
             raise BadInput(
                 f"session {name} is already running",
                 f"attach with 'claude-cage shell {name}', or pick another --name",
@@ -370,8 +385,7 @@ def _existing_session(
     name: str, engine: Engine, store: metadata.SessionStore
 ) -> Iterator[tuple[SessionRecord | None, dict[str, Any] | None]]:
     """Hold the session's lock and yield (record, container inspect); either may be
-    None, not both. Blocked egress is filed in the event log first, while it is there."""
-    ingest_blocked(name, engine)
+    None, not both."""
     with store.lock(name):
         meta = store.load(name)
         info = inspect_ours(engine, names.container_name(name))
@@ -390,6 +404,7 @@ def stop(name: str, engine: Engine | None = None) -> StopResult:
         checkpoint("stop:session-stopped")
         if inspect_ours(engine, names.companion_name(name)) is not None:
             engine.stop(names.companion_name(name))
+            audit.ensure_follower()  # it files the rest of the stopped companion's log
         checkpoint("stop:companion-stopped")
         if meta is not None and meta.ephemeral:
             _remove_everything(engine, name)
@@ -410,6 +425,7 @@ def destroy(name: str, force: bool = False, engine: Engine | None = None) -> Des
                 f"session {name} is running",
                 f"stop it first ('claude-cage stop {name}'), or use --force",
             )
+        companion_ops.drain_audit(engine, name)
         removed = _remove_everything(engine, name)
         checkpoint("destroy:before-metadata")
         store.remove(name)

@@ -1,0 +1,302 @@
+"""The egress audit: every refused request of a session, filed in the event log.
+
+Squid logs each request to its companion's standard output (egress.py has the format),
+which the engine keeps in the companion's json-file log, rotated at `egress_log_size`.
+A follower, one per data directory (`python -m claude_cage.audit DATA_DIR`), streams
+that output from the engine for every companion of the data directory and files each
+refused request (blocked-host, blocked-port, refused) in the event log within a fraction
+of a second, whether or not any claude-cage command runs. `start` and every command that
+reads the audit start it when it is not running; it ends once no companion runs.
+
+Why a follower on the host: the event log is SQLite in the data directory (mirrored to
+MongoDB). A writer inside the companion would need the host's data directory mounted in
+the one container that faces the agent's traffic.
+
+Each session's place in its companion's log (`egress:<name>` in the event log's state
+table: the engine's timestamp of the last line read) moves in the same transaction as
+the events it covers, so a line is filed once, whoever files it: the follower, or
+`destroy` draining what is left. Squid numbers its lines (from 0 again when it reloads
+the allowlist); a gap is what the log's rotation dropped before anyone read it, counted
+in the state and filed as a `dropped:<name>` event.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from claude_cage import egress, labels, paths
+from claude_cage.errors import CageError
+from claude_cage.kinds import Network
+
+BATCH_SECONDS = 0.2  # how long the follower gathers lines before one commit
+BATCH_LINES = 5000
+DISCOVER_SECONDS = 1.0  # how often it looks for companions that started
+IDLE_EXIT_SECONDS = 3.0  # it ends after this long with no companion running
+
+
+@dataclass
+class Place:
+    """A session's place in its current companion's log, and what was counted there."""
+
+    container: str = ""
+    since: str = "0"  # the engine's timestamp of the last line read, as seconds.nanos
+    seq: int = -1  # squid's number of the last line read
+    seen: list[int] = field(default_factory=list)  # squid's numbers read at `since`
+    requests: int = 0
+    refused: int = 0
+    failed: int = 0
+    dropped: int = 0
+    done: bool = False  # the companion stopped and its log was read to the end
+
+    @staticmethod
+    def load(text: str | None) -> Place:
+        try:
+            return Place(**json.loads(text or "{}"))
+        except (TypeError, ValueError):
+            return Place()
+
+
+def state_key(name: str) -> str:
+    return f"egress:{name}"
+
+
+def place(log: Any, name: str) -> Place:
+    return Place.load(log.get_state(state_key(name)))
+
+
+def engine_seconds(stamp: str) -> str:
+    """'2026-11-29T18:48:31.330123456Z' -> '1795978111.330123456' (the logs API's since)."""
+    head, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return "0"
+    return f"{seconds}.{(fraction or '0')[:9].ljust(9, '0')}"
+
+
+def _time(seconds: str) -> tuple[int, int]:
+    whole, _, nanos = seconds.partition(".")
+    return int(whole or 0), int(nanos or 0)
+
+
+def ingest(
+    log: Any, name: str, container: str, lines: list[tuple[str, bytes]], final: bool = False
+) -> Place:
+    """File the refused requests among `lines` not filed before; one transaction."""
+    with log.batch() as batch:
+        here = Place.load(batch.get_state(state_key(name)))
+        if here.container != container:  # a new companion: its squid counts from 0
+            here = Place(container=container)
+        for stamp, raw in lines:
+            text = raw.decode(errors="replace")
+            seq = egress.line_seq(text)
+            when = engine_seconds(stamp)
+            if seq is None or _time(when) < _time(here.since):
+                continue  # not squid's, or before our place
+            if when == here.since:
+                if seq in here.seen:
+                    continue  # read before: `since` gives the lines at that time again
+            else:
+                here.seen = []
+            here.seen.append(seq)
+            # Squid numbers from 0 when it starts and when it reloads its allowlist.
+            gap = seq - here.seq - 1 if seq > here.seq else seq
+            if gap > 0:
+                here.dropped += gap
+                batch.record(
+                    "egress",
+                    f"dropped:{name}",
+                    {"status": "dropped", "count": gap, "reason": "the proxy log rotated"},
+                    session=name,
+                )
+            here.seq, here.since = seq, when
+            request = egress.parse_line(text)
+            if request is None:
+                continue
+            here.requests += 1
+            if request.refused:
+                here.refused += 1
+                batch.record("egress", f"blocked:{name}", request.event_value(), session=name)
+            elif request.result == egress.FAILED:
+                here.failed += 1
+        here.done = here.done or final
+        batch.set_state(state_key(name), json.dumps(asdict(here)))
+    return here
+
+
+def drain(log: Any, engine: Any, name: str, container: str, wait: float = 1.0) -> None:
+    """Before a companion is removed: file what its log holds that is not filed yet.
+    The follower usually has; give it `wait` seconds, then read the rest here."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        here = place(log, name)
+        if here.container == container and here.done:
+            return
+        time.sleep(0.05)
+    here = place(log, name)
+    since = here.since if here.container == container else "0"
+    with contextlib.suppress(CageError):
+        ingest(log, name, container, list(engine.output_lines(container, since)), final=True)
+
+
+# --- the follower ----------------------------------------------------------------------
+
+
+def _lock_path(data_dir: Path) -> Path:
+    return data_dir / "locks" / "egress-audit.lock"
+
+
+def _try_lock(data_dir: Path) -> int | None:
+    path = _lock_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def ensure_follower() -> bool:
+    """Start this data directory's follower unless it runs; True if one was started.
+    Never raises and never waits: the follower is a process in its own session."""
+    data_dir = paths.data_dir()
+    try:
+        fd = _try_lock(data_dir)
+        if fd is None:
+            return False
+        os.close(fd)  # the follower takes the lock itself (a second one exits at once)
+        env = dict(os.environ, CAGE_DATA_DIR=str(data_dir))
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_parent, env.get("PYTHONPATH", "")) if p
+        )
+        subprocess.Popen(
+            [sys.executable, "-m", "claude_cage.audit", str(data_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+            env=env,
+        )
+        return True
+    except OSError:
+        return False
+
+
+def _read(engine: Any, name: str, container: str, since: str, out: queue.Queue[Any]) -> None:
+    """Stream one companion's log into `out`; (name, container, None) at its end."""
+    try:
+        for stamp, text in engine.output_lines(container, since, follow=True):
+            out.put((name, container, (stamp, text)))
+    except CageError:
+        pass
+    finally:
+        out.put((name, container, None))
+
+
+def follow(data_dir: Path) -> None:
+    """The follower's loop: one reader thread per companion, one writer (this thread)."""
+    from claude_cage.engine import Engine
+    from claude_cage.operations import event_log
+
+    engine, log = Engine(), event_log()
+    companions_here = [
+        *labels.owner_filters(role=labels.Role.COMPANION),
+        f"{labels.NETWORK}={Network.FILTERED}",
+    ]
+    lines: queue.Queue[Any] = queue.Queue()
+    readers: dict[str, threading.Thread] = {}
+    ended: set[str] = set()
+    pending: dict[tuple[str, str], list[tuple[str, bytes]]] = {}
+    last_discovery = 0.0
+    idle_since: float | None = None
+    while data_dir.is_dir():
+        now = time.monotonic()
+        if now - last_discovery >= DISCOVER_SECONDS:
+            last_discovery = now
+            try:
+                companions = engine.list_containers(companions_here)
+            except CageError:
+                companions = []
+            running = False
+            for info in companions:
+                cid, name = info["Id"], labels.session_of(info["Labels"]) or ""
+                running = running or info.get("State") == "running"
+                if not name or cid in readers or cid in ended:
+                    continue
+                here = place(log, name)
+                if here.container == cid and here.done:
+                    continue
+                since = here.since if here.container == cid else "0"
+                readers[cid] = threading.Thread(
+                    target=_read, args=(engine, name, cid, since, lines), daemon=True
+                )
+                readers[cid].start()
+            if running or readers:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            elif now - idle_since > IDLE_EXIT_SECONDS:
+                return
+        deadline = time.monotonic() + BATCH_SECONDS
+        finished: list[tuple[str, str]] = []
+        count = 0
+        while count < BATCH_LINES and (left := deadline - time.monotonic()) > 0:
+            try:
+                name, cid, item = lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if item is None:
+                finished.append((name, cid))
+            else:
+                pending.setdefault((name, cid), []).append(item)
+                count += 1
+        for (name, cid), batch in list(pending.items()):
+            with contextlib.suppress(CageError):
+                ingest(log, name, cid, batch)
+            del pending[(name, cid)]
+        for name, cid in finished:
+            readers.pop(cid, None)
+            try:
+                state = engine.inspect(cid)
+            except CageError:
+                continue  # the engine is away: look again at the next discovery
+            if state is None or not state["State"]["Running"]:
+                ended.add(cid)
+                with contextlib.suppress(CageError):
+                    ingest(log, name, cid, [], final=True)
+
+
+def main(argv: list[str]) -> int:
+    data_dir = Path(argv[0]) if argv else paths.data_dir()
+    os.environ["CAGE_DATA_DIR"] = str(data_dir)
+    fd = _try_lock(data_dir)
+    if fd is None:
+        return 0  # another follower has this data directory
+    try:
+        follow(data_dir)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        os.close(fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

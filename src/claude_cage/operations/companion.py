@@ -1,0 +1,123 @@
+"""The companion's health, and bringing it back alone while its session runs.
+
+A companion that died (its session flooded it, say) leaves the session with no way out:
+that fails closed, as it should. `status` names it and the way back, `claude-cage start
+--name NAME`, which recreates the companion from the session's recorded settings and hands it
+its secrets again, without touching the running session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from claude_cage import audit, config, metadata, names, policy
+from claude_cage.engine import Engine
+from claude_cage.errors import EngineError
+from claude_cage.kinds import Credential, Mode, Network
+from claude_cage.record import SessionRecord
+
+# Above this share of its process limit, the companion is "overloaded": new processes
+# (the operator's allow, key set, wait-ready) may not start.
+OVERLOADED = 0.9
+
+
+def problem(name: str, info: dict[str, Any] | None, pids: int | None = None) -> str | None:
+    """What is wrong with a running session's companion, with the way out; None if
+    nothing is. `info` is its inspect (None: gone), `pids` its process count if known."""
+    fix = f"restart it alone with 'claude-cage start --name {name}'"
+    if info is None:
+        return f"the companion is gone: the session has no proxy; {fix}"
+    state = info["State"]
+    if not state.get("Running"):
+        why = "killed for running out of memory" if state.get("OOMKilled") else (
+            f"exited with code {state.get('ExitCode')}"
+        )  # fmt: skip
+        return f"the companion {why}: the session has no proxy; {fix}"
+    limit = info["HostConfig"].get("PidsLimit") or 0
+    if pids is not None and limit and pids >= OVERLOADED * limit:
+        return (
+            f"the companion is overloaded ({pids} of {limit} processes): the session holds "
+            f"too many connections; stop what floods it, or {fix}"
+        )
+    return None
+
+
+def pids_in_use(info: dict[str, Any]) -> int | None:
+    """The companion's process count, from its cgroup on this host (cgroup v1 or v2,
+    cgroupfs or systemd); None where the engine is not local. No process in it is
+    needed, so this works when it is full."""
+    from pathlib import Path
+
+    cid = info["Id"]
+    for path in (
+        f"/sys/fs/cgroup/pids/docker/{cid}/pids.current",
+        f"/sys/fs/cgroup/pids/system.slice/docker-{cid}.scope/pids.current",
+        f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/pids.current",
+        f"/sys/fs/cgroup/docker/{cid}/pids.current",
+    ):
+        try:
+            return int(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def drain_audit(engine: Engine, name: str) -> None:
+    """File what the companion's log holds before the companion (and its log) goes."""
+    from claude_cage import labels
+    from claude_cage.operations import event_log
+    from claude_cage.operations.objects import inspect_ours
+
+    companion = inspect_ours(engine, names.companion_name(name))
+    if companion is None or companion["Config"]["Labels"].get(labels.NETWORK) != Network.FILTERED:
+        return
+    engine.stop(companion["Id"], timeout=1)  # its log is final once it stops
+    audit.drain(event_log(), engine, name, companion["Id"])
+
+
+def needs_restart(engine: Engine, name: str, meta: SessionRecord | None) -> bool:
+    """A running session whose companion should run and does not."""
+    if meta is None or not meta.companion:
+        return False
+    info = engine.inspect(names.companion_name(name))
+    return info is None or not info["State"]["Running"]
+
+
+def restart(
+    engine: Engine, cfg: config.Config, store: metadata.SessionStore, meta: SessionRecord
+) -> None:
+    """Recreate a running session's companion from its record, and hand it the API key
+    and the desktop token again. The caller holds the session's lock."""
+    from claude_cage.operations import desktop
+    from claude_cage.operations.inputs import host_facts, request_from_record
+    from claude_cage.operations.keys import API_KEY_SECRET, inject_key
+
+    name = meta.name
+    req = request_from_record(meta, cfg)
+    plan = policy.plan(cfg.values, req, host_facts(cfg))
+    if plan.companion is None:
+        return
+    drain_audit(engine, name)
+    engine.remove(plan.companion.name)
+    engine.create(plan.companion)
+    engine.start(plan.companion.name)
+    code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
+    if code != 0:
+        raise EngineError(
+            f"the companion did not start again: {output.decode(errors='replace').strip()}",
+            f"see 'docker logs {plan.companion.name}'",
+        )
+    if req.credential == Credential.API_KEY_PROXY:
+        key = store.read_secret(name, API_KEY_SECRET)
+        if key:
+            inject_key(engine, name, req.credential, key)
+    if req.mode == Mode.DESKTOP:
+        token = store.read_secret(name, desktop.TOKEN_SECRET)
+        if token:
+            code, _ = engine.exec_run(
+                plan.companion.name,
+                ["companion-entrypoint", "set-vnc-token"],
+                stdin=(token + "\n").encode(),
+            )
+    if req.network == Network.FILTERED:
+        audit.ensure_follower()

@@ -1,0 +1,287 @@
+"""The egress audit, tested as the agent would attack it and as an operator reads it:
+every row says what happened; a refused request is answered in plain text and filed in
+the event log within 2 seconds with no claude-cage command running; the view, the event
+log and squid's own log agree line for line; a flood neither stalls the operator's
+commands nor grows the log past its cap; the companion survives the session."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage, inspect
+from tests.integration.conftest import TestHost
+
+pytestmark = pytest.mark.engine
+
+# One request of each kind, and what the egress view must call it.
+REQUESTS = {
+    "curl -s -o /dev/null http://denied.test/a": ("denied.test", 80, "blocked-host"),
+    "curl -s -o /dev/null http://allowed.test:8080/b": ("allowed.test", 8080, "blocked-port"),
+    "curl -s -o /dev/null http://allowed.test/c": ("allowed.test", 80, "allowed"),
+    "curl -s -o /dev/null http://allowed.test/_status/502": ("allowed.test", 80, "failed (502)"),
+    "curl -s -o /dev/null https://allowed.test/": ("allowed.test", 443, "failed (503)"),
+    # A method the upstream does not know: squid forwards it, the upstream says 501.
+    "curl -s -o /dev/null -X BREW http://allowed.test/d": ("allowed.test", 80, "failed (501)"),
+    # A transfer coding squid does not know: refused before the allowlist is asked.
+    "curl -s -o /dev/null -H 'Transfer-Encoding: foo' -d x http://allowed.test/g": (
+        "allowed.test",
+        80,
+        "refused (501)",
+    ),
+    "curl -s -o /dev/null -H 'Expect: bogus' -d x http://denied.test/e": (
+        "denied.test",
+        80,
+        "refused (417)",
+    ),
+    # Two lengths: squid refuses it before its allowlist is asked (411).
+    "printf 'GET http://allowed.test/f HTTP/1.1\\r\\nHost: allowed.test\\r\\n"
+    "Content-Length: 3\\r\\nContent-Length: 4\\r\\n\\r\\nabc' "
+    "| timeout 5 socat - TCP:127.0.0.1:3128 >/dev/null": ("allowed.test", 80, "refused (411)"),
+    "printf 'garbage\\r\\n\\r\\n' | timeout 5 socat - TCP:127.0.0.1:3128 >/dev/null": (
+        "-",
+        None,
+        "refused (400)",
+    ),
+}
+REFUSED_STATUSES = {"400", "403", "411", "417", "501"}
+
+
+def start(cage: Cage, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+    result = cage("start", "--name", name, "--detach", "--allow-host", "allowed.test", *args,
+                  env=env)  # fmt: skip
+    assert result.code == 0, result.output
+
+
+def in_session(name: str, script: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run a script in the session with docker itself: no claude-cage command runs."""
+    return subprocess.run(
+        ["docker", "exec", f"cage-{name}", "bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def filed(cage: Cage, name: str) -> list[dict]:
+    """The session's egress events, read from the event log's file by the test itself."""
+    path = cage.data_dir / "events.sqlite3"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT key, value_json FROM events WHERE type = 'egress' AND session = ? ORDER BY seq",
+            (name,),
+        ).fetchall()
+    return [{"key": key, **json.loads(value)} for key, value in rows]
+
+
+def squid_lines(name: str) -> list[list[str]]:
+    """Squid's own log: the companion's standard output, as the engine keeps it."""
+    out = subprocess.run(
+        ["docker", "logs", f"companion-cage-{name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line.split() for line in out.splitlines() if line.split()[:1] != []]
+
+
+def wait_for(check, timeout: float, step: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
+def test_every_row_says_what_happened_and_all_three_logs_agree(
+    cage: Cage, test_hosts: dict[str, TestHost]
+) -> None:
+    name = cage.name("rows")
+    start(cage, name)
+    for script in REQUESTS:
+        in_session(name, script)
+    wanted = sorted(REQUESTS.values(), key=str)
+
+    def rows() -> list[dict]:
+        found = cage("egress", name, "--json", "--all").json()["requests"]
+        return found if len(found) >= len(REQUESTS) else []
+
+    found = wait_for(rows, 10)
+    assert sorted(((r["host"], r["port"], _label(r)) for r in found), key=str) == wanted, found
+    text = cage("egress", name).stdout
+    for _host, _port, label in REQUESTS.values():
+        assert label in text, text
+
+    # Line for line: squid's log, `egress --blocked` and the event log name the same
+    # requests as refused (squid numbers its lines: compare the numbers).
+    # (fields: seq, time, host, port, status, upstream's status, ...: see squid.conf)
+    squid = {
+        int(p[0])
+        for p in squid_lines(name)
+        if len(p) == 9 and p[4] in REFUSED_STATUSES and p[5] == "-"
+    }
+    blocked = cage("egress", name, "--json", "--all", "--blocked").json()["requests"]
+    events = wait_for(lambda: [e for e in filed(cage, name) if e["key"] == f"blocked:{name}"]
+                      if len(filed(cage, name)) >= len(squid) else [], 5)  # fmt: skip
+    assert len(squid) == 6
+    assert {r["seq"] for r in blocked} == squid
+    assert {e["seq"] for e in events} == squid
+    assert len(events) == len(squid)  # each once
+    reasons = {e["seq"]: (e["status"], e["code"], e["reason"]) for e in events}
+    assert ("blocked-port", 403, "ERR_CAGE_PORT") in reasons.values()
+    assert ("refused", 417, "ERR_INVALID_REQ") in reasons.values()
+
+
+def _label(row: dict) -> str:
+    return (
+        f"{row['result']} ({row['status']})"
+        if row["result"] in ("failed", "refused")
+        else (row["result"])
+    )
+
+
+def test_a_blocked_request_gets_a_short_plain_answer_naming_the_fix(
+    cage: Cage, test_hosts: dict[str, TestHost]
+) -> None:
+    name = cage.name("answer")
+    start(cage, name)
+    host = in_session(name, "curl -s -i http://denied.test/x").stdout
+    head, _, body = host.partition("\n\n")  # (text mode: CRLF read as LF)
+    assert head.startswith("HTTP/1.1 403")
+    assert "content-type: text/plain" in head.lower()
+    assert len(body) < 300 and "<html" not in body.lower()
+    assert "denied.test" in body and "port 80" in body
+    assert f"claude-cage allow {name} denied.test" in body
+    port = in_session(name, "curl -s http://allowed.test:8080/").stdout
+    assert f"claude-cage allow {name} allowed.test --port 8080" in port and "8080" in port
+
+
+def test_allow_warns_about_a_closed_port_and_port_opens_it(
+    cage: Cage, test_hosts: dict[str, TestHost]
+) -> None:
+    name = cage.name("port")
+    start(cage, name)
+    assert "403" in in_session(name, "curl -s -o /dev/null -w '%{http_code}' "
+                                     "http://denied.test:8080/").stdout  # fmt: skip
+    wait_for(lambda: filed(cage, name), 5)
+    allowed = cage("allow", name, "denied.test")
+    assert allowed.code == 0
+    assert "warning: denied.test was refused on port 8080" in allowed.stderr
+    assert f"claude-cage allow {name} denied.test --port 8080" in allowed.stderr
+    code = "curl -s -o /dev/null -w '%{http_code}' http://denied.test:8080/"
+    assert in_session(name, code).stdout == "403"  # the port is still closed
+    opened = cage("allow", name, "--port", "8080", "--json")
+    assert opened.code == 0 and opened.json()["added_ports"] == [8080]
+    # Nothing listens on 8080 there: the proxy let it through and the upstream failed.
+    assert in_session(name, code).stdout == "503"
+    assert cage("status", name, "--json").json()["session"]["allowed_hosts"]
+    meta = (cage.data_dir / "sessions" / name / "metadata").read_text()
+    assert "8080" in meta
+
+
+def test_blocked_requests_reach_the_event_log_within_2_s_with_no_command_running(
+    cage: Cage, test_hosts: dict[str, TestHost]
+) -> None:
+    name = cage.name("live")
+    start(cage, name)
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "claude_cage", "events", "-f", "--json", "--type", "egress"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cage.env,
+    )
+    printed: list[tuple[float, str]] = []
+    reader = threading.Thread(
+        target=lambda: [printed.append((time.monotonic(), line)) for line in follow.stdout or []],
+        daemon=True,
+    )
+    reader.start()
+    try:
+        time.sleep(1.5)  # `events -f` is reading
+        for attempt in range(3):
+            host = f"late-{attempt}.test"
+            in_session(name, f"curl -s -o /dev/null http://{host}/")
+            sent = time.monotonic()
+            seen = wait_for(lambda h=host: [e for e in filed(cage, name) if e["host"] == h], 3)
+            assert seen, f"{host} not in the event log 3 s after the request"
+            assert time.monotonic() - sent < 2.0, f"{host}: {time.monotonic() - sent:.2f} s"
+            shown = wait_for(lambda h=host: [t for t, line in printed if h in line], 3)
+            assert shown and shown[0] - sent < 2.0, f"events -f showed {host} late"
+    finally:
+        follow.send_signal(signal.SIGINT)
+        follow.wait(10)
+
+
+def test_a_flood_does_not_stall_the_operator_and_the_log_stays_capped(
+    cage: Cage, test_hosts: dict[str, TestHost]
+) -> None:
+    """30,000 blocked requests in a few seconds: stop, destroy, status and egress take
+    at most 2 s more than on a quiet session; the proxy's log stays within
+    egress_log_size, and what rotated out before the audit filed it is counted."""
+    quiet, flood = cage.name("quiet"), cage.name("flood")
+    env = {"CAGE_EGRESS_LOG_SIZE": "1m"}
+    start(cage, quiet, env=env)
+    start(cage, flood, env=env)
+    in_session(quiet, "curl -s -o /dev/null http://denied.test/")
+    # Stop the audit's follower, so the rotation drops lines before anyone files them.
+    follower = _follower_pid(cage.data_dir)
+    os.kill(follower, signal.SIGTERM)
+    flood_script = "curl -s -o /dev/null -Z --parallel-max 32 'http://denied.test/[1-30000]'"
+    flooded = in_session(flood, flood_script + "; echo done", timeout=300)
+    assert "done" in flooded.stdout
+
+    log = Path(inspect(f"companion-cage-{flood}")["LogPath"])
+    on_disk = sum(p.stat().st_size for p in log.parent.glob(log.name + "*"))
+    assert on_disk <= 1024**2 + 64 * 1024, on_disk  # two files of half the cap each
+    config = inspect(f"companion-cage-{flood}")["HostConfig"]["LogConfig"]
+    assert config["Type"] == "json-file" and config["Config"]["max-file"] == "2"
+
+    for command in (("status",), ("egress",), ("egress", "--blocked", "--json")):
+        before = _timed(cage, *command, quiet)
+        after = _timed(cage, *command, flood)
+        assert after < before + 2.0, (command, before, after)
+    # The rotation dropped lines before they were filed: the audit counts them.
+    counts = wait_for(
+        lambda: (c := cage("status", flood, "--json").json()["session"]["egress"])["dropped"]
+        and c, 10)  # fmt: skip
+    assert counts and counts["dropped"] > 0
+    kept = [e for e in filed(cage, flood) if e["key"].startswith("blocked:")]
+    dropped = sum(e["count"] for e in filed(cage, flood) if e["key"].startswith("dropped:"))
+    assert dropped == counts["dropped"]
+    wait_for(lambda: len([e for e in filed(cage, flood) if e["key"].startswith("blocked:")])
+             + dropped >= 30000, 20)  # fmt: skip
+    kept = [e for e in filed(cage, flood) if e["key"].startswith("blocked:")]
+    assert len(kept) + dropped >= 30000  # every request: filed, or counted as dropped
+    assert len({e["seq"] for e in kept}) == len(kept)
+
+    for command in ("stop", "destroy"):
+        before = _timed(cage, command, quiet)
+        after = _timed(cage, command, flood)
+        assert after < before + 2.0, (command, before, after)
+
+
+def _timed(cage: Cage, *args: str) -> float:
+    began = time.monotonic()
+    result = cage(*args)
+    assert result.code == 0, result.output
+    return time.monotonic() - began
+
+
+def _follower_pid(data_dir: Path) -> int:
+    out = subprocess.run(
+        ["pgrep", "-f", f"claude_cage.audit {data_dir}$"], capture_output=True, text=True
+    ).stdout.split()
+    assert len(out) == 1, out
+    return int(out[0])
