@@ -26,6 +26,9 @@ from claude_cage import paths
 DOCKER = shutil.which("docker") or "docker"
 
 
+ISOLATION = ("CAGE_IMAGE_CLI", "CAGE_IMAGE_DESKTOP", "CAGE_IMAGE_COMPANION", "CAGE_EGRESS_NETWORK")
+
+
 def claude_cage_executable() -> str:
     """The console script next to this interpreter (no version-manager shim in between)."""
     beside = Path(sys.executable).parent / "claude-cage"
@@ -60,6 +63,8 @@ class Workspace:
         self.owners.append(paths.owner_id(data))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CAGE_", "ANTHROPIC_"))}
         env.pop("MONGODB_URI", None)
+        # The images and network of a tagged checkout (tests/isolation.py), when set.
+        env.update({k: os.environ[k] for k in ISOLATION if k in os.environ})
         env.update(
             CAGE_DATA_DIR=str(data),
             CAGE_CONFIG_DIR=str(conf),
