@@ -162,10 +162,10 @@ def test_a_dead_companion_is_named_and_start_restarts_it_alone(
     subprocess.run(["docker", "kill", f"companion-cage-{name}"], capture_output=True, check=True)
     assert code(name, "http://allowed.test/") != "200"
     status = cage("status", name)
-    assert "companion" in status.output and f"claude-cage start --name {name}" in status.output
+    assert "companion" in status.output and f"claude-cage start {name}" in status.output
     problem = cage("status", name, "--json").json()["session"]["companion"]
     assert problem["status"] == "stopped" and problem["problem"]
-    restarted = cage("start", "--name", name)
+    restarted = cage("start", name)
     assert restarted.code == 0, restarted.output
     assert "companion" in restarted.stderr
     assert inspect(f"cage-{name}")["State"]["StartedAt"] == session_started  # not restarted

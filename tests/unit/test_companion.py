@@ -23,10 +23,10 @@ def test_a_dead_or_missing_companion_is_named_with_the_way_back() -> None:
     ):
         text = problem("web", info) or ""
         assert why in text and "no proxy" in text
-        assert "claude-cage start --name web" in text
+        assert "claude-cage start web" in text
 
 
 def test_a_companion_at_its_process_limit_is_overloaded() -> None:
     text = problem("web", inspect(True), pids=180) or ""
     assert "overloaded (180 of 192 processes)" in text
-    assert "claude-cage start --name web" in text
+    assert "claude-cage start web" in text

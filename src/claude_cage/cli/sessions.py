@@ -15,6 +15,7 @@ from claude_cage.render import note, print_json, sanitize, table, warn
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("session", required=False, metavar="[NAME]")
 @click.option("--mode", type=click.Choice(values(Mode)), help="Terminal or browser desktop.")
 @click.option("--name", help="Session name (default: a generated adjective-noun-xxxx).")
 @click.option(
@@ -67,10 +68,17 @@ from claude_cage.render import note, print_json, sanitize, table, warn
 def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
     """Start a session (with no options: --mode cli --network filtered).
 
-    A stopped session given with --name starts again with its recorded settings.
+    A stopped session given with --name (or as NAME) starts again with its recorded
+    settings; a running one whose companion died gets its companion back, alone.
     """
+    from claude_cage.errors import BadInput
     from claude_cage.operations.session import StartOptions
     from claude_cage.operations.session import start as start_op
+
+    session = kwargs.pop("session")
+    if session and kwargs.get("name") not in (None, session):
+        raise BadInput("NAME and --name name two sessions", "give one of them")
+    kwargs["name"] = session or kwargs.get("name")
 
     result = start_op(StartOptions(persist=not no_persist, **kwargs))
     for message in result.warnings:

@@ -2,7 +2,7 @@
 
 A companion that died (its session flooded it, say) leaves the session with no way out:
 that fails closed, as it should. `status` names it and the way back, `claude-cage start
---name NAME`, which recreates the companion from the session's recorded settings and hands it
+NAME`, which recreates the companion from the session's recorded settings and hands it
 its secrets again, without touching the running session.
 """
 
@@ -24,7 +24,7 @@ OVERLOADED = 0.9
 def problem(name: str, info: dict[str, Any] | None, pids: int | None = None) -> str | None:
     """What is wrong with a running session's companion, with the way out; None if
     nothing is. `info` is its inspect (None: gone), `pids` its process count if known."""
-    fix = f"restart it alone with 'claude-cage start --name {name}'"
+    fix = f"restart it alone with 'claude-cage start {name}'"
     if info is None:
         return f"the companion is gone: the session has no proxy; {fix}"
     state = info["State"]
