@@ -86,6 +86,8 @@ class Cage:
         run = subprocess.run(
             [sys.executable, "-m", "claude_cage", *args],
             input=input,
+            # exec passes a stdin that is not a terminal on: never the test runner's.
+            stdin=subprocess.DEVNULL if input is None else None,
             capture_output=True,
             text=True,
             timeout=timeout,

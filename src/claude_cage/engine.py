@@ -381,6 +381,22 @@ class Engine:
         yield from self._exec_start(exec_id, None)
         yield self._exit_code(exec_id)
 
+    def exec_attach(
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bool = False,
+        workdir: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> tuple[str, socket.socket]:
+        """Start an exec and hand back (its id, the raw stream): write its stdin there
+        (when `stdin`), read its output with `frames`, then ask `exit_code`."""
+        exec_id = self._exec_create(name, cmd, stdin, workdir=workdir, env=env)
+        return exec_id, self._hijack(f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
+
+    def exit_code(self, exec_id: str) -> int:
+        return self._exit_code(exec_id)
+
     def _exec_create(
         self,
         name: str,
@@ -388,6 +404,7 @@ class Engine:
         stdin: bool,
         user: str | None = None,
         workdir: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> str:
         body = {
             "Cmd": cmd,
@@ -397,6 +414,7 @@ class Engine:
             "Tty": False,
             "User": user or "",
             "WorkingDir": workdir or "",
+            "Env": [f"{key}={value}" for key, value in (env or {}).items()],
         }
         found = self._call("POST", f"/containers/{urllib.parse.quote(name)}/exec", body=body)
         if found is None:
@@ -414,7 +432,7 @@ class Engine:
             if stdin is not None:
                 sock.sendall(stdin)
                 sock.shutdown(socket.SHUT_WR)
-            yield from _frames(sock)
+            yield from frames(sock)
         finally:
             sock.close()
 
@@ -450,6 +468,18 @@ class Engine:
             sock.close()
             raise _api_error(status or 500, head.partition(b"\r\n\r\n")[2])
         return sock
+
+    def get_archive(self, name: str, path: str) -> bytes | None:
+        """A tar of `path` (a file or a directory) in a container, running or stopped,
+        volumes included; None if absent."""
+        status, data = self._request(
+            "GET", f"/containers/{urllib.parse.quote(name)}/archive", {"path": path}
+        )
+        if status == 404:
+            return None
+        if status >= 400:
+            raise _api_error(status, data)
+        return data
 
     def get_file(self, name: str, path: str) -> bytes | None:
         """One file's bytes from a container, running or stopped; None if absent."""
@@ -546,7 +576,7 @@ class Engine:
             self.client.api.import_image_from_file(tar_path, repository=repository, tag=tag)
 
 
-def _frames(sock: socket.socket) -> Iterator[tuple[bytes | None, bytes | None]]:
+def frames(sock: socket.socket) -> Iterator[tuple[bytes | None, bytes | None]]:
     """Split an exec's multiplexed stream into (stdout, stderr) pairs, as data arrives."""
     return _demux(sock.recv)
 

@@ -78,8 +78,37 @@ class SessionRecord:
     start: str | None = None  # and the commit holding the uncommitted work it began with
     uid: int | None = None  # the session's user: the owner of its read-write mounts
     gid: int | None = None  # (bindmounts.py); None: the image's user, 1000
+    # The config's settings that shape the session, as it was started (see RECORDED).
+    anthropic_upstream: str | None = None
+    egress_network: str | None = None
+    seccomp_profile: str | None = None
+    apparmor_profile: str | None = None
+    read_only_root: bool | None = None
+    tmp_size: str | None = None
+    home_size: str | None = None
+    nofile: int | None = None
+    nproc: int | None = None
+    vnc_resolution: str | None = None
     updated: str | None = None  # set by the store on every write
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)  # unknown keys
+
+
+# The config keys kept with a session when it starts, and put back over the config when
+# it starts again: the same session (the same model endpoint above all) whatever the
+# environment says then. `status` shows them.
+RECORDED = (
+    "anthropic_upstream",
+    "egress_network",
+    "allowed_ports",
+    "seccomp_profile",
+    "apparmor_profile",
+    "read_only_root",
+    "tmp_size",
+    "home_size",
+    "nofile",
+    "nproc",
+    "vnc_resolution",
+)
 
 
 @functools.cache

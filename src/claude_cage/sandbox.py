@@ -9,6 +9,7 @@ from claude_cage import labels
 from claude_cage.engine import Engine
 from claude_cage.kinds import Network
 from claude_cage.policy import MANAGED_SETTINGS_DIR
+from claude_cage.resources import human_bytes
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _PROBE = (
@@ -68,7 +69,8 @@ def verify(
             host.get("CapDrop") == ["ALL"]
             and not host.get("CapAdd")
             and not host.get("Privileged"),
-            f"drop={host.get('CapDrop')} add={host.get('CapAdd')}",
+            f"dropped: {', '.join(host.get('CapDrop') or []) or 'none'}; "
+            f"added: {', '.join(host.get('CapAdd') or []) or 'none'}",
         ),
         _check(
             "no-new-privileges",
@@ -91,8 +93,9 @@ def verify(
             and host.get("NanoCpus", 0) > 0
             and (host.get("PidsLimit") or 0) > 0
             and {"nofile", "nproc"} <= ulimits,
-            f"memory={host.get('Memory')} cpus={host.get('NanoCpus', 0) / 1e9:g} "
-            f"pids={host.get('PidsLimit')} ulimits={sorted(ulimits)}",
+            f"memory {human_bytes(host.get('Memory'))}, "
+            f"{host.get('NanoCpus', 0) / 1e9:g} CPUs, {host.get('PidsLimit')} processes, "
+            f"ulimits {', '.join(sorted(ulimits)) or 'none'}",
         ),
         _check(
             "namespaces",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import pty
-import re
 import select
 import subprocess
 import time
@@ -13,6 +12,7 @@ import time
 import pytest
 
 from tests.conftest import Cage
+from tests.integration.terminal import Terminal, plain
 
 pytestmark = pytest.mark.engine
 
@@ -41,15 +41,35 @@ def on_a_tty(cage: Cage, args: list[str], keys: bytes = b"", timeout: float = 12
     return out.decode(errors="replace")
 
 
-def test_start_attaches_claude_code_and_an_ephemeral_session_ends_with_it(cage: Cage) -> None:
+def test_an_interactive_start_whose_claude_exits_at_once_says_why(cage: Cage) -> None:
     name = cage.name("tty")
-    # With no network, Claude Code cannot reach its API and exits by itself.
-    out = on_a_tty(
-        cage, ["claude-cage", "start", "--network", "none", "--ephemeral", "--name", name]
-    )
-    text = " ".join(re.sub(r"\x1b(\[[0-?]*[ -/]*[@-~]|[78])", " ", out).split())
+    # With no network Claude Code cannot reach any model, and exits at once.
+    terminal = Terminal(["claude-cage", "start", "--network", "none", "--name", name], cage.env)
+    try:
+        assert terminal.wait(120) == 1
+        text = plain(terminal.output)
+    finally:
+        terminal.close()
+    assert "cannot reach any model" in text  # start warned before it began
+    assert "Claude Code exited at once (status 1)" in text
+    assert "Unable to connect to Anthropic services" in text  # why, in its own words
+    assert f"'claude-cage attach {name}' starts Claude Code again" in text
+    # The session is left for `attach NAME`: one session, running, not a new one.
+    sessions = cage("list", "--json").json()["sessions"]
+    assert [(s["name"], s["status"]) for s in sessions] == [(name, "running")]
+
+
+def test_an_ephemeral_session_ends_with_its_claude_code(cage: Cage) -> None:
+    name = cage.name("eph")
+    argv = ["claude-cage", "start", "--network", "none", "--ephemeral", "--name", name]
+    terminal = Terminal(argv, cage.env)
+    try:
+        terminal.wait(120)
+        text = plain(terminal.output)
+    finally:
+        terminal.close()
     assert "Claude Code" in text  # Claude Code drew its screen on the terminal
-    assert f"ephemeral session {name} removed" in out
+    assert f"ephemeral session {name} removed" in text
     gone = subprocess.run(["docker", "inspect", f"cage-{name}"], capture_output=True)
     assert gone.returncode != 0
 

@@ -1,7 +1,7 @@
 """The operator's terminal, attacked from inside a session: what the session writes to
-its logs comes out of `logs` escaped (no clipboard write, title, screen clear or forged
-PASS line reaches the terminal), and `shell` reads none of the startup files the agent
-can write."""
+its logs comes out of `logs --raw` escaped on a terminal (no clipboard write, title,
+screen clear or forged PASS line reaches it), and `shell` reads none of the startup
+files the agent can write."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import pytest
 
 from tests.conftest import Cage
+from tests.integration.terminal import Terminal
 from tests.integration.test_attach import on_a_tty
 
 pytestmark = pytest.mark.engine
@@ -52,7 +53,13 @@ def logs_bytes(cage: Cage, name: str, *flags: str) -> bytes:
 
 def test_logs_show_escape_sequences_escaped(cage_module: Cage, session: str) -> None:
     write_to_log(cage_module, session, HOSTILE)
-    out = logs_bytes(cage_module, session)
+    # On a terminal, the container's output comes out escaped.
+    terminal = Terminal(["claude-cage", "logs", session, "--raw"], cage_module.env)
+    try:
+        assert terminal.wait(60) == 0
+    finally:
+        terminal.close()
+    out = terminal.output.replace(b"\r\n", b"\n")  # the terminal's own line endings
     assert not CONTROL.search(out), out
     text = out.decode()
     assert "\\x1b]52;c;Y3VybCBldmlsIHwgc2g=\\x07" in text  # visible, and inert
@@ -61,7 +68,7 @@ def test_logs_show_escape_sequences_escaped(cage_module: Cage, session: str) -> 
     assert "\\r\\x1b[2KPASS  read-only root" in text
 
 
-def test_logs_raw_passes_them_through(cage_module: Cage, session: str) -> None:
+def test_logs_raw_to_a_pipe_passes_them_through(cage_module: Cage, session: str) -> None:
     write_to_log(cage_module, session, HOSTILE)
     out = logs_bytes(cage_module, session, "--raw", "--tail", "1")
     assert b"\x1b]52;c;" in out and b"\r\x1b[2KPASS" in out

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("workspace", "Apply a clone-mode session's whole change to your working tree, "
               "uncommitted."),
     "allow": ("egress", "Add hosts to a filtered session's allowlist (or --remove them), live."),
-    "attach": ("sessions", "Attach the terminal to Claude Code in a session "
+    "attach": ("running", "Attach the terminal to the session's Claude Code "
                "(default: most recent running)."),
     "build": ("system", "Build the images (cli, desktop, or all), with their companion."),
     "config": ("system", "Show, check or locate the configuration."),
@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "egress": ("egress", "Show every request a filtered session made through its proxy."),
     "events": ("events", "Read the event log: every operation claude-cage ran, and every "
                "blocked request."),
-    "exec": ("sessions", "Run a command in a session and return its exit code: "
+    "exec": ("running", "Run a command in a session and return its exit code: "
              "exec NAME -- CMD..."),
     "fetch": ("workspace", "Create or update the branch cage/NAME in your repository; "
               "nothing else changes."),
@@ -42,13 +42,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("sessions", "List sessions, running and stopped."),
     "log": ("events", "Add an event: log TYPE KEY [JSON] "
             "(e.g. log session \"review:web\" '{\"status\":\"ok\"}')."),
-    "logs": ("sessions", "Show a session's container logs (default: the most recent "
-             "running one)."),
+    "logs": ("running", "Show what the agent did: prompts, tool calls, results, answers "
+             "(default: most recent)."),
     "merge": ("workspace", "Fetch cage/NAME, then merge it into your repository's current "
               "branch."),
     "open": ("desktop", "Open a desktop session in the browser, logged in."),
     "reap": ("lifecycle", "Stop idle sessions and sessions near their memory limit."),
-    "shell": ("sessions", "Open a bash shell in a session (default: the most recent "
+    "shell": ("running", "Open a bash shell in a session (default: the most recent "
               "running one)."),
     "start": ("sessions", "Start a session (with no options: --mode cli --network filtered)."),
     "status": ("sessions", "Show one session in detail, with a sandbox verification "

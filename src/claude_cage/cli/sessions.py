@@ -1,4 +1,4 @@
-"""Session commands: start, stop, destroy, list, status, exec, shell, attach, logs."""
+"""Session commands: start, stop, destroy, list, status."""
 
 from __future__ import annotations
 
@@ -105,21 +105,17 @@ def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
             note(f"desktop: {result.url} (open it with 'claude-cage open {result.name}')")
         if result.branch:
             note(f"clone of {result.repo} on branch {result.branch} (review: claude-cage diff)")
-    interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    if result.mode == Mode.CLI and interactive and not detach and not as_json:
-        from claude_cage.operations.run import attach
+    from claude_cage.cli.terminal import is_terminal
 
-        code = attach(result.name)
-        if kwargs.get("ephemeral"):  # an ephemeral session ends with its Claude Code
+    if result.mode == Mode.CLI and is_terminal() and not detach and not as_json:
+        from claude_cage.cli.terminal import attach as attach_terminal
+
+        code, exited = attach_terminal(result.name, just_started=True)
+        if exited and kwargs.get("ephemeral"):  # an ephemeral session ends with its Claude
             from claude_cage.operations.session import stop as stop_op
 
             stop_op(result.name)
-            note(f"claude exited; ephemeral session {result.name} removed")
-        else:
-            note(
-                f"claude exited; session {result.name} is still running "
-                f"(claude-cage stop {result.name})"
-            )
+            note(f"ephemeral session {result.name} removed")
         sys.exit(code)
 
 
@@ -152,7 +148,10 @@ def stop(name: str | None, stop_all: bool, as_json: bool) -> None:
         return
     for r in results:
         click.echo(r.name)
-        note(f"session {r.name} {'stopped and removed (ephemeral)' if r.removed else 'stopped'}")
+        if r.removed:
+            note(f"session {r.name} stopped and removed (ephemeral)")
+        else:
+            note(f"session {r.name} {'stopped' if r.was_running else 'was already stopped'}")
     if not results:
         note("no session was running")
 
@@ -214,11 +213,10 @@ def list_cmd(as_json: bool) -> None:
 )
 def status(name: str | None, as_json: bool, show_password: bool) -> None:
     """Show one session in detail, with a sandbox verification (default: most recent)."""
-    from claude_cage.operations.query import most_recent_running
     from claude_cage.operations.query import status as status_op
     from claude_cage.render import checks_table
 
-    name = name or most_recent_running()
+    name = pick_session(name)
     info = status_op(name)
     if show_password:
         from claude_cage.operations.desktop import credentials
@@ -272,6 +270,14 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         )
         if info["companion"].get("problem"):
             warn(info["companion"]["problem"])
+    model = info.get("model")
+    if model:
+        path = model["url"] + (f" -> {model['upstream']}" if model.get("upstream") else "")
+        click.echo(f"{'model':12} {sanitize(path)}: {sanitize(model['detail'])}")
+        if not model["ok"]:
+            warn(f"Claude Code in {name} cannot reach its model: {model['detail']}")
+    if info.get("settings"):
+        click.echo(settings_text(info["settings"]))
     from claude_cage.cli.lifecycle import usage_lines
 
     for line in usage_lines(info):
@@ -281,92 +287,35 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         click.echo(f"\nsandbox: {verdict}\n" + checks_table(info["sandbox"]["checks"]))
 
 
-# --- exec, shell, attach, logs --------------------------------------------------------
+def human(value: Any) -> str:
+    """A setting as a person reads it: yes/no, lists joined, nothing for empty."""
+    if isinstance(value, bool) or value in ("true", "false"):
+        return "yes" if value in (True, "true") else "no"
+    if isinstance(value, list | tuple):
+        return " ".join(":".join(map(str, v)) if isinstance(v, list) else str(v) for v in value)
+    return str(value)
 
 
-@cli.command(name="exec", context_settings={**CONTEXT, "ignore_unknown_options": True})
-@click.argument("name")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option(
-    "--workdir",
-    metavar="DIR",
-    help="Start in DIR, relative to the project (default: the project itself).",
-)
-def exec_cmd(name: str, command: tuple[str, ...], workdir: str | None) -> None:
-    """Run a command in a session and return its exit code: exec NAME -- CMD...
+def settings_text(settings: dict[str, Any], width: int = 80) -> str:
+    """`key value` pairs, wrapped to `width` under a `settings` label."""
+    import textwrap
 
-    Output streams as it comes. Headless Claude Code: exec NAME -- claude -p "..."
-    """
-    from claude_cage.operations.run import exec_stream
-
-    code = 0
-    for item in exec_stream(name, list(command), cwd=workdir):
-        if isinstance(item, int):
-            code = item
-            continue
-        out, err = item
-        if out:
-            sys.stdout.buffer.write(out)
-            sys.stdout.buffer.flush()
-        if err:
-            sys.stderr.buffer.write(err)
-            sys.stderr.buffer.flush()
-    sys.exit(code)
+    pairs = [f"{key}={human(value)}" for key, value in settings.items() if human(value)]
+    return textwrap.fill(
+        sanitize("  ".join(pairs)),
+        width=width,
+        initial_indent=f"{'settings':12} ",
+        subsequent_indent=" " * 13,
+        break_on_hyphens=False,
+    )
 
 
-@cli.command(context_settings=CONTEXT)
-@click.argument("name", required=False)
-@click.option(
-    "--workdir",
-    metavar="DIR",
-    help="Start in DIR, relative to the project (default: the project itself).",
-)
-def shell(name: str | None, workdir: str | None) -> None:
-    """Open a bash shell in a session (default: the most recent running one)."""
-    from claude_cage.operations.run import shell as shell_op
-
-    sys.exit(shell_op(name, workdir))
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("name", required=False)
-@click.option(
-    "--workdir",
-    metavar="DIR",
-    help="Start in DIR, relative to the project (default: the project itself).",
-)
-def attach(name: str | None, workdir: str | None) -> None:
-    """Attach the terminal to Claude Code in a session (default: most recent running)."""
+def pick_session(name: str | None) -> str:
+    """NAME, or the most recent running session, said out loud."""
+    if name:
+        return name
     from claude_cage.operations.query import most_recent_running
-    from claude_cage.operations.run import attach as attach_op
 
-    sys.exit(attach_op(name or most_recent_running(), workdir))
-
-
-@cli.command(context_settings=CONTEXT)
-@click.argument("name", required=False)
-@click.option("--follow", "-f", is_flag=True, help="Keep following new output.")
-@click.option("--tail", type=int, help="Show only the last N lines.")
-@click.option(
-    "--raw",
-    is_flag=True,
-    help="Pass the output through as the session wrote it, escape sequences and all.",
-)
-def logs(name: str | None, follow: bool, tail: int | None, raw: bool) -> None:
-    """Show a session's container logs (default: the most recent running one).
-
-    Control characters are shown escaped (\\x1b...): what a session writes cannot
-    set your terminal's title or clipboard, clear it, or forge lines. --raw turns
-    that off.
-    """
-    from claude_cage.operations.run import logs as logs_op
-    from claude_cage.render import sanitize_stream
-
-    chunks = logs_op(name, follow=follow, tail=tail)
-    stream = chunks if raw else (text.encode() for text in sanitize_stream(chunks))
-    try:
-        for data in stream:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-    except KeyboardInterrupt:
-        pass
+    picked = most_recent_running()
+    note(f"using {picked} (the most recent running session)")
+    return picked

@@ -6,11 +6,14 @@ How `reap` decides a session is idle
 A running session is idle when nobody uses it and it uses no CPU to speak of, for
 longer than `idle_timeout` minutes:
 
-* Nobody uses it: the container has no running exec instance. Every way in from the
-  host (`shell`, `attach`, `exec`, `claude -p` and a bare `docker exec`) is an exec
-  instance, and nothing inside the sandbox can create one, so a running exec means
-  someone outside is waiting on the session. The engine drops finished execs from
-  `ExecIDs`; each remaining one is checked with exec inspect (`Running`).
+* Nobody uses it: no terminal is attached to its Claude Code and no other exec
+  instance runs. Every way in from the host (`shell`, `attach`, `exec`, `claude -p`
+  and a bare `docker exec`) is an exec instance, and nothing inside the sandbox can
+  create one, so a running exec means someone outside is waiting on the session. The
+  engine drops finished execs from `ExecIDs`; each remaining one is checked with exec
+  inspect (`Running`). Attached terminals are counted by tmux itself (`cage-agent
+  clients`), so Claude Code working detached counts as nobody, and the watch exec
+  that shadows each command (see operations/run.py) is not counted.
 * No CPU to speak of: between the last check and this one the session used at most
   IDLE_CPU_SECONDS of CPU, or IDLE_CPU_SHARE of the time in between if that is more.
   Each check keeps its sample (`cpu_total`, `cpu_sampled`) in the metadata. With no
@@ -197,11 +200,27 @@ def _last_active(meta: SessionRecord) -> float | None:
 
 
 def _attached(engine: Engine, info: dict[str, Any]) -> int:
-    running = 0
+    """Who uses the session from outside: terminals attached to its Claude Code (tmux's
+    own count of clients) and other running execs. A `cage-exec watch` is only the
+    shadow of another exec, and the agent running detached is nobody."""
+    running, attaches = 0, 0
     for exec_id in info.get("ExecIDs") or []:
         detail = engine.exec_inspect(exec_id)
-        if detail and detail.get("Running"):
-            running += 1
+        if not (detail and detail.get("Running")):
+            continue
+        process = detail.get("ProcessConfig") or {}
+        args = [process.get("entrypoint", ""), *(process.get("arguments") or [])]
+        if args[:2] == ["cage-exec", "watch"]:
+            continue
+        if args[0] == "cage-exec" and args[3:5] == ["cage-agent", "attach"]:
+            attaches += 1
+            continue
+        running += 1
+    if attaches:
+        from claude_cage.operations.agent import clients
+
+        counted = clients(engine, info["Name"].lstrip("/"))
+        running += attaches if counted is None else counted
     return running
 
 

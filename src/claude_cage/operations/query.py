@@ -200,6 +200,15 @@ def _egress_counts(name: str) -> dict[str, int]:
     }
 
 
+def settings_of(meta: SessionRecord) -> dict[str, Any]:
+    """What the session was started with (a restart keeps it), for `status`."""
+    from claude_cage.record import RECORDED, encode
+
+    keys = ("cpus", "memory", "pids", "ports", "env_keys", "ephemeral", "persist", *RECORDED)
+    values = {key: encode(getattr(meta, key)) for key in keys}
+    return {key: value for key, value in values.items() if value not in (None, "", [])}
+
+
 def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[str, Any]:
     from claude_cage import sandbox  # start-up time: `list` never verifies
 
@@ -217,6 +226,7 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
             entry["egress"] = _egress_counts(name)
         entry["credential"] = meta.credential.value
         entry["mounts"] = [m.to_text() for m in meta.mounts]
+        entry["settings"] = settings_of(meta)
     companion = inspect_ours(engine, names.companion_name(name)) if info else None
     entry["companion"] = _companion(name, meta, info, companion)
     if info is not None:
@@ -232,7 +242,18 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         if running:
             usage, oom_kills = _usage(engine, info)
             entry.update(usage)
+        model = None
+        if running:  # in the background: it may wait for a model that does not answer
+            from concurrent.futures import ThreadPoolExecutor
+
+            from claude_cage.operations import model as model_check
+
+            upstream = meta.anthropic_upstream if meta is not None else None
+            background = ThreadPoolExecutor(1)
+            model = background.submit(model_check.check, engine, info["Name"][1:], upstream)
+            background.shutdown(wait=False)
         inside = sandbox.probe_inside(engine, info) if running else None
+        entry["model"] = model.result().as_dict() if model is not None else None
         if oom_kills.isdigit() and int(oom_kills) > 0:
             # A process in it was OOM-killed; the engine sets OOMKilled only once it exits.
             entry["oom_killed"], entry["oom_hint"] = True, OutOfMemory.hint

@@ -1,19 +1,37 @@
-"""Running things in a session: exec (streamed, headless), shell and attach (the
-user's TTY, handed to the docker CLI), and logs."""
+"""Running commands in a session: exec (headless, over the engine API) and the
+terminal paths (shell, exec -t, attach: the user's TTY, handed to the docker CLI).
+
+The engine cannot signal an exec's process and leaves it running when its client goes
+away. So every command runs as `cage-exec run KEY CMD...`, paired with a second exec,
+`cage-exec watch KEY` (see the image's cage-exec), whose stdin claude-cage holds open:
+each signal claude-cage receives (INT, TERM, HUP) is written there and reaches the
+command's process group, and when claude-cage finishes or dies, the engine closes that
+stdin and the watcher ends what is left of the group. Nothing a command started keeps
+running once the claude-cage that ran it has gone.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
-import sys
+import threading
+import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
-from claude_cage import metadata, names, workdir
-from claude_cage.engine import Engine
-from claude_cage.errors import SessionNotFound
+from claude_cage import metadata, workdir
+from claude_cage.engine import Engine, frames
 from claude_cage.operations import record_event
-from claude_cage.operations.objects import inspect_ours, running_container
-from claude_cage.operations.query import most_recent_running
+from claude_cage.operations.objects import running_container
+
+# The docker CLI reads its detach keys (Ctrl-P Ctrl-Q by default) out of the stream it
+# forwards. claude-cage's detach key is tmux's (Ctrl-\, see the image's tmux.conf), so
+# the docker CLI gets a sequence nobody types; only its first key (Ctrl-@, NUL, which
+# Claude Code does not use) is held back until the next key arrives.
+DOCKER_DETACH_KEYS = ",".join(["ctrl-@"] * 8)
+GRACE_SECONDS = 1.0  # after a signal, how long the command gets before TERM and KILL
 
 
 def mark_active(name: str) -> None:
@@ -25,50 +43,168 @@ def session_workdir(name: str, requested: str | None = None) -> str:
     return workdir.resolve(workdir.project_dir(metadata.SessionStore().load(name)), requested)
 
 
+class Watch:
+    """The `cage-exec watch KEY` exec paired with one command (see the module's doc)."""
+
+    def __init__(self, engine: Engine, container: str, key: str) -> None:
+        _, self._sock = engine.exec_attach(container, ["cage-exec", "watch", key], stdin=True)
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def signal(self, signame: str) -> None:
+        """Send INT, TERM or HUP to the command; end it for good after a grace time."""
+        with self._lock, contextlib.suppress(OSError):
+            self._sock.sendall(f"{signame}\n".encode())
+        if self._timer is None:
+            self._timer = threading.Timer(GRACE_SECONDS, self.close)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def close(self) -> None:
+        """End of stdin for the watcher: it ends whatever is left of the command."""
+        with self._lock, contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class Exec:
+    """One command running in a session, over the engine API (no terminal)."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        stdin: IO[bytes] | None = None,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.name = name
+        self.command = command
+        self.engine = engine or Engine()
+        container = running_container(name, self.engine)
+        directory = session_workdir(name, cwd)
+        key = uuid.uuid4().hex
+        mark_active(name)
+        self._exec_id, self._sock = self.engine.exec_attach(
+            container,
+            ["cage-exec", "run", key, *command],
+            stdin=stdin is not None,
+            workdir=directory,
+            env=env,
+        )
+        self.watch = Watch(self.engine, container, key)
+        self.code: int | None = None
+        if stdin is not None:
+            threading.Thread(target=self._pump, args=(stdin,), daemon=True).start()
+
+    def _pump(self, stdin: IO[bytes]) -> None:
+        """Copy our stdin to the command's, as it comes; then end its stdin."""
+        fd = stdin.fileno()
+        with contextlib.suppress(OSError):
+            while chunk := os.read(fd, 65536):
+                self._sock.sendall(chunk)
+            self._sock.shutdown(socket.SHUT_WR)
+
+    def output(self) -> Iterator[tuple[bytes | None, bytes | None]]:
+        """(stdout, stderr) chunks as they come; `code` is set once they end."""
+        try:
+            yield from frames(self._sock)
+            self.code = self.engine.exit_code(self._exec_id)
+        finally:
+            self._sock.close()
+            self.watch.close()
+            mark_active(self.name)
+            record_event(
+                "exec",
+                self.name,
+                {
+                    "status": "ok" if self.code == 0 else "error",
+                    "command": self.command[0],
+                    "exit_code": self.code,
+                },
+            )
+
+
 def exec_stream(
     name: str, command: list[str], engine: Engine | None = None, cwd: str | None = None
 ) -> Iterator[Any]:
-    """Yield (stdout, stderr) chunks as they come, then the command's exit code.
-    `cwd` is a --workdir, relative to the project."""
-    engine = engine or Engine()
-    container = running_container(name, engine)
-    directory = session_workdir(name, cwd)
-    code = None
-    mark_active(name)
-    try:
-        for item in engine.exec_stream(container, command, workdir=directory):
-            if isinstance(item, int):
-                code = item
-            yield item
-    finally:
-        mark_active(name)
-        record_event(
-            "exec",
-            name,
-            {"status": "ok" if code == 0 else "error", "command": command[0], "exit_code": code},
-        )
+    """Yield (stdout, stderr) chunks as they come, then the command's exit code."""
+    run = Exec(name, command, cwd=cwd, engine=engine)
+    yield from run.output()
+    yield run.code
 
 
-def _interactive(
+def on_terminal(
     kind: str,
-    name: str | None,
+    name: str,
     command: list[str],
     cwd: str | None = None,
     env: dict[str, str] | None = None,
-) -> int:
-    engine = Engine()
-    name = name or most_recent_running(engine)
+    stdin: bool = True,
+    engine: Engine | None = None,
+    record: bool = True,
+) -> TerminalRun:
+    """Prepare a command for the user's terminal (shell, exec -t, attach)."""
+    engine = engine or Engine()
     container = running_container(name, engine)
     directory = session_workdir(name, cwd)
-    record_event(kind, name, {"status": "ok"})
-    flags = ["-it"] if sys.stdin.isatty() and sys.stdout.isatty() else ["-i"]
-    for key, value in (env or {}).items():
-        flags += ["-e", f"{key}={value}"]
-    mark_active(name)
-    try:
-        return subprocess.call(["docker", "exec", *flags, "-w", directory, container, *command])
-    finally:
-        mark_active(name)
+    if record:
+        record_event(kind, name, {"status": "ok"})
+    return TerminalRun(engine, name, container, command, directory, env or {}, stdin)
+
+
+class TerminalRun:
+    """A command on the user's terminal through `docker exec -t` (the docker CLI
+    knows terminals: raw mode, window size), tied to claude-cage by a watch."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        container: str,
+        command: list[str],
+        directory: str,
+        env: dict[str, str],
+        stdin: bool,
+    ) -> None:
+        self.engine, self.name, self.container = engine, name, container
+        self.command, self.directory, self.env, self.stdin = command, directory, env, stdin
+        self.watch: Watch | None = None
+
+    def run(self) -> int:
+        key = uuid.uuid4().hex
+        flags = ["-i", "-t"] if self.stdin else ["-t"]
+        # Values travel in the docker CLI's environment, not on its command line.
+        env_flags = [arg for k in self.env for arg in ("-e", k)]
+        argv = [
+            "docker",
+            "exec",
+            *flags,
+            f"--detach-keys={DOCKER_DETACH_KEYS}",
+            "-w",
+            self.directory,
+            *env_flags,
+            self.container,
+            "cage-exec",
+            "run",
+            key,
+            *self.command,
+        ]
+        mark_active(self.name)
+        try:
+            proc = subprocess.Popen(argv, env={**os.environ, **self.env})
+            self.watch = Watch(self.engine, self.container, key)
+            return proc.wait()
+        finally:
+            if self.watch is not None:
+                self.watch.close()
+            mark_active(self.name)
+
+    def signal(self, signame: str) -> None:
+        if self.watch is not None:
+            self.watch.signal(signame)
 
 
 def shell_environment(name: str) -> dict[str, str]:
@@ -84,20 +220,4 @@ def shell_environment(name: str) -> dict[str, str]:
     }
 
 
-def shell(name: str | None, cwd: str | None = None) -> int:
-    name = name or most_recent_running()
-    command = ["bash", "--noprofile", "--norc"]
-    return _interactive("shell", name, command, cwd, shell_environment(name))
-
-
-def attach(name: str | None, cwd: str | None = None) -> int:
-    return _interactive("attach", name, ["claude"], cwd)
-
-
-def logs(name: str | None, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
-    engine = Engine()
-    name = name or most_recent_running(engine)
-    container = names.container_name(name)
-    if inspect_ours(engine, container) is None:
-        raise SessionNotFound(name)
-    yield from engine.logs(container, follow=follow, tail=tail)
+SHELL = ["bash", "--noprofile", "--norc"]

@@ -9,12 +9,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import audit, bindmounts, labels, managed, metadata, names, policy, quota
+from claude_cage import audit, bindmounts, labels, managed, metadata, names, policy, quota, workdir
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
-from claude_cage.operations import checkpoint, clone, desktop, operation
+from claude_cage.operations import agent, checkpoint, clone, desktop, model, operation
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.inputs import (
     StartOptions,
@@ -27,7 +27,7 @@ from claude_cage.operations.inputs import (
 )
 from claude_cage.operations.keys import API_KEY_SECRET, inject_key, read_api_key
 from claude_cage.operations.objects import check_claimable, inspect_ours, owned_containers
-from claude_cage.record import SessionRecord
+from claude_cage.record import RECORDED, SessionRecord, encode
 
 __all__ = ["StartOptions", "destroy", "load_config", "start", "stop"]
 
@@ -56,9 +56,10 @@ class StartResult:
 class StopResult:
     name: str
     removed: bool = False  # ephemeral sessions are removed when they stop
+    was_running: bool = True
 
     def event_details(self) -> dict[str, Any]:
-        return {"removed": self.removed}
+        return {"removed": self.removed, "was_running": self.was_running}
 
 
 @dataclass
@@ -100,6 +101,23 @@ def record_for(
         uid=req.uid,
         gid=req.gid,
     )
+
+
+def keep_recorded(cfg: config_mod.Config, previous: SessionRecord) -> list[str]:
+    """Put the settings the session was started with (RECORDED) back over the current
+    config, for a restart; say where the config now disagrees."""
+    kept = {key: encode(getattr(previous, key)) for key in RECORDED}
+    kept = {key: value for key, value in kept.items() if value not in (None, "", [])}
+    before = {key: cfg[key] for key in kept}
+    cfg.apply(kept, "session")
+    cfg.raise_problems()
+    changed = [key for key in kept if str(before[key]) != str(cfg[key])]
+    if not changed:
+        return []
+    return [
+        "the session keeps the settings it was started with: "
+        + ", ".join(f"{key}={cfg[key]} (the config now says {before[key]})" for key in changed)
+    ]
 
 
 # --- start ----------------------------------------------------------------------------
@@ -230,6 +248,10 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             "the API key crosses the network unencrypted"
         )
 
+    unreachable = model.unreachable(req.network, req.env)
+    if unreachable:
+        warnings.append(unreachable)
+
     with contextlib.ExitStack() as stack, store.lock(name):
         container = names.container_name(name)
         info = engine.inspect(container)
@@ -269,6 +291,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
                 )
             if info is None and previous.env_keys:
                 warnings.append("the container was gone; recreated without its --env values")
+            warnings += keep_recorded(cfg, previous)
         sizes = (cfg["workspace_size"], cfg["data_size"], cfg["socket_size"])
         if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
             warnings.append(quota.UNBOUNDED_HINT)
@@ -329,6 +352,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         if key and not restarted:
             store.write_secret(name, API_KEY_SECRET, key)
         session = record_for(req, previous, cfg["allowed_ports"])
+        session = dataclasses.replace(session, **{key: cfg[key] for key in RECORDED})
         if desktop_plan is not None:
             session = dataclasses.replace(session, desktop_bind=desktop_plan.bind)
         if snap is not None:
@@ -343,6 +367,11 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         checkpoint("start:before-metadata")
         store.save(session)
 
+    if req.mode == Mode.CLI:  # the desktop's terminal starts it there
+        try:
+            agent.ensure(engine, container, workdir.project_dir(session))
+        except CageError as exc:
+            warnings.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
     return StartResult(
         name=name,
         container=container,
@@ -399,6 +428,7 @@ def stop(name: str, engine: Engine | None = None) -> StopResult:
     engine = engine or Engine()
     store = metadata.SessionStore()
     with _existing_session(name, engine, store) as (meta, info):
+        was_running = info is not None and bool(info["State"].get("Running"))
         if info is not None:
             engine.stop(names.container_name(name))
         checkpoint("stop:session-stopped")
@@ -409,10 +439,10 @@ def stop(name: str, engine: Engine | None = None) -> StopResult:
         if meta is not None and meta.ephemeral:
             _remove_everything(engine, name)
             store.remove(name)
-            return StopResult(name, removed=True)
-        if meta is not None:
+            return StopResult(name, removed=True, was_running=was_running)
+        if meta is not None and was_running:
             store.save(dataclasses.replace(meta, status=Status.STOPPED, stopped=metadata.now_iso()))
-    return StopResult(name)
+    return StopResult(name, was_running=was_running)
 
 
 @operation("destroy")

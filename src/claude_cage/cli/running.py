@@ -1,0 +1,167 @@
+"""Working in a session: exec, shell, attach (the user's terminal), logs."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.sessions import pick_session
+from claude_cage.render import note
+
+# --- exec, shell, attach, logs --------------------------------------------------------
+
+WORKDIR_HELP = "Start in DIR, relative to the project (default: the project itself)."
+
+
+@cli.command(name="exec", context_settings={**CONTEXT, "ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--interactive", "-i", is_flag=True, help="Keep stdin open (as docker exec -i).")
+@click.option("--tty", "-t", is_flag=True, help="Give the command a terminal (as docker exec -t).")
+@click.option("--workdir", "-w", metavar="DIR", help=WORKDIR_HELP)
+@click.option("--env", "-e", "env", multiple=True, metavar="KEY=VAL", help="Set a variable.")
+def exec_cmd(
+    name: str,
+    command: tuple[str, ...],
+    interactive: bool,
+    tty: bool,
+    workdir: str | None,
+    env: tuple[str, ...],
+) -> None:
+    """Run a command in a session and return its exit code: exec NAME -- CMD...
+
+    Output streams as it comes; stdin is passed on when it is not a terminal (or with
+    -i). Ctrl-C, SIGTERM and SIGHUP reach the command, and nothing it started outlives
+    this exec. Headless Claude Code: git diff | exec NAME -- claude -p "review this"
+    """
+    from claude_cage.cli.terminal import forwarding
+    from claude_cage.requests import parse_env
+
+    variables = parse_env(env)
+    if tty:
+        from claude_cage.operations.run import on_terminal
+
+        run = on_terminal("exec", name, list(command), workdir, variables, stdin=interactive)
+        with forwarding(run.signal):
+            sys.exit(run.run())
+    from claude_cage.operations.run import Exec
+
+    forward = interactive or not sys.stdin.isatty()
+    job = Exec(name, list(command), sys.stdin.buffer if forward else None, variables, workdir)
+    with forwarding(job.watch.signal) as received:
+        for out, err in job.output():
+            if out:
+                sys.stdout.buffer.write(out)
+                sys.stdout.buffer.flush()
+            if err:
+                sys.stderr.buffer.write(err)
+                sys.stderr.buffer.flush()
+    if job.code is None or job.code < 0:
+        sys.exit(128 + received[0] if received else 1)
+    sys.exit(job.code)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option("--workdir", "-w", metavar="DIR", help=WORKDIR_HELP)
+def shell(name: str | None, workdir: str | None) -> None:
+    """Open a bash shell in a session (default: the most recent running one)."""
+    from claude_cage.cli.terminal import forwarding
+    from claude_cage.operations.run import SHELL, on_terminal, shell_environment
+
+    name = pick_session(name)
+    run = on_terminal("shell", name, SHELL, workdir, shell_environment(name))
+    with forwarding(run.signal):
+        sys.exit(run.run())
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option(
+    "--workdir",
+    "-w",
+    metavar="DIR",
+    help="Where a new Claude Code starts, relative to the project (default: the project).",
+)
+def attach(name: str | None, workdir: str | None) -> None:
+    """Attach the terminal to the session's Claude Code (default: most recent running).
+
+    It is the same Claude Code every time, screen redrawn; Ctrl-\\ detaches and leaves
+    it working. Two terminals can attach at once. If Claude Code has exited, a new one
+    starts in the project.
+    """
+    from claude_cage.cli.terminal import attach as attach_terminal
+    from claude_cage.cli.terminal import is_terminal
+    from claude_cage.errors import BadInput
+
+    if not is_terminal():
+        raise BadInput(
+            "attach needs a terminal",
+            "from a script, run Claude Code headless: claude-cage exec NAME -- claude -p '...'",
+        )
+    sys.exit(attach_terminal(pick_session(name), workdir)[0])
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+@click.option("--follow", "-f", is_flag=True, help="Keep following: show new events as they come.")
+@click.option(
+    "--tail", type=click.IntRange(min=0), help="Only the last N events (N lines with --raw)."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="The transcript events unchanged, one per line."
+)
+@click.option("--raw", is_flag=True, help="The session container's own output instead.")
+def logs(name: str | None, follow: bool, tail: int | None, as_json: bool, raw: bool) -> None:
+    """Show what the agent did: prompts, tool calls, results, answers (default: most recent).
+
+    Read from Claude Code's own transcripts in the session's data volume, for running and
+    stopped sessions. --raw shows the container's output instead; on a terminal its
+    control characters are shown escaped (\\x1b...), so what a session writes cannot set
+    your terminal's title or clipboard, clear it, or forge lines.
+    """
+    from claude_cage.errors import BadInput
+
+    if raw and as_json:
+        raise BadInput("--raw and --json do not go together", "pick one")
+    name = pick_session(name)
+    try:
+        if raw:
+            _raw_logs(name, follow, tail)
+        else:
+            _transcript(name, follow, tail, as_json)
+    except KeyboardInterrupt:
+        pass
+
+
+def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> None:
+    import shutil
+
+    from claude_cage.operations.logs import transcript
+    from claude_cage.transcript import Renderer
+    from claude_cage.transcript import as_json as event_json
+
+    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
+    renderer, shown = Renderer(width), 0
+    for batch in transcript(name, follow=follow, tail=tail):
+        lines = (event_json(e) for e in batch) if as_json else renderer.lines(batch)
+        for line in lines:
+            sys.stdout.write(line + "\n")
+            shown += 1
+        sys.stdout.flush()
+        if not shown and not follow and not as_json:
+            note(f"no transcript in {name} yet: Claude Code has not been used there")
+
+
+def _raw_logs(name: str, follow: bool, tail: int | None) -> None:
+    from claude_cage.operations.logs import raw
+    from claude_cage.render import sanitize_stream
+
+    chunks = raw(name, follow=follow, tail=tail)
+    # Escaped on a terminal; a pipe or a file gets the bytes as the session wrote them.
+    stream = (t.encode() for t in sanitize_stream(chunks)) if sys.stdout.isatty() else chunks
+    for data in stream:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()

@@ -1,0 +1,77 @@
+"""What the terminal commands share: signals passed on to the session, and `attach`
+with what it tells the user before and after."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+
+from claude_cage.render import note
+
+FORWARDED = {signal.SIGINT: "INT", signal.SIGTERM: "TERM", signal.SIGHUP: "HUP"}
+
+
+def is_terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+@contextlib.contextmanager
+def forwarding(send: Callable[[str], None]) -> Iterator[list[int]]:
+    """Pass INT, TERM and HUP on to the command in the session (through its watch)
+    instead of dying; a second one ends claude-cage at once (the watch then ends the
+    command). Yields the list of signals received."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        send(FORWARDED[signal.Signals(signum)])
+
+    previous = {sig: signal.signal(sig, handler) for sig in FORWARDED}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def attach(name: str, cwd: str | None = None, just_started: bool = False) -> tuple[int, bool]:
+    """Attach this terminal to the session's Claude Code and say what happened after:
+    (exit code, whether Claude Code exited)."""
+    from claude_cage.operations import agent
+
+    prepared = agent.prepare_attach(name, cwd)
+    if prepared.restarted_status is not None:
+        note(
+            f"Claude Code had exited (status {prepared.restarted_status}); "
+            f"started a new one in {prepared.directory}"
+        )
+    elif prepared.was == "started" and not just_started:
+        note(f"started Claude Code in {prepared.directory}")
+    note(f"attaching to {name}: {agent.DETACH_KEY} detaches and leaves Claude Code working")
+    with forwarding(prepared.terminal.signal):
+        code = prepared.run()
+    after = prepared.after()
+    if after.state != "exited":
+        note(f"detached: Claude Code keeps working in {name} (claude-cage attach {name})")
+        return 0, False
+    from claude_cage.render import sanitize
+
+    if just_started and prepared.quick_exit():
+        note(f"Claude Code exited at once (status {after.status}). Its last words:")
+        for line in after.last_lines:
+            if sum(c.isalpha() for c in line) >= 3:  # words, not the logo's blocks
+                note("  " + sanitize(line.strip()))
+        note(
+            f"session {name} is still running: fix the cause, then 'claude-cage attach {name}' "
+            f"starts Claude Code again ('claude-cage shell {name}' to look around)"
+        )
+        return after.status or 1, True
+    note(
+        f"Claude Code exited (status {after.status}); session {name} is still running "
+        f"('claude-cage attach {name}' starts a new one, 'claude-cage stop {name}' ends it)"
+    )
+    return (code if after.status is None else after.status), True

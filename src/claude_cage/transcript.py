@@ -1,0 +1,179 @@
+"""Claude Code's own transcripts, rendered for a person (`claude-cage logs`).
+
+Claude Code writes every conversation as JSON Lines under its config directory,
+`projects/<project>/<conversation>.jsonl` (subagents' in files beside it), in the
+session's data volume. Each line is one event: a prompt or tool results (`user`), an
+answer or tool calls (`assistant`), and bookkeeping. Pure: no I/O here.
+
+Everything in an event is the session's own writing, so every rendered line goes
+through `render.sanitize` and is one terminal line, shortened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from claude_cage.render import sanitize
+
+WIDTH = 100  # a rendered line's length at most (shortened with an ellipsis)
+
+
+@dataclass
+class Event:
+    """One transcript line, parsed; `order` keeps a file's own order for ties."""
+
+    data: dict[str, Any]
+    source: str  # the file it came from, inside the data volume
+    order: int
+
+    @property
+    def timestamp(self) -> str:
+        return str(self.data.get("timestamp") or "")
+
+
+@dataclass
+class Reader:
+    """Splits growing transcript files into events, remembering how far each was read,
+    so a follower gets each event once."""
+
+    done: dict[str, int] = field(default_factory=dict)  # file -> bytes consumed
+    counter: int = 0
+
+    def feed(self, files: dict[str, bytes]) -> list[Event]:
+        """New complete lines from each file's whole current content, as events, in
+        time order. A file that shrank (replaced) is read again from its start."""
+        events = []
+        for source in sorted(files):
+            content = files[source]
+            start = self.done.get(source, 0)
+            if start > len(content):
+                start = 0
+            end = content.rfind(b"\n", start) + 1
+            if end <= start:
+                continue
+            for line in content[start:end].splitlines():
+                parsed = parse_line(line)
+                if parsed is not None:
+                    self.counter += 1
+                    events.append(Event(parsed, source, self.counter))
+            self.done[source] = end
+        return sorted(events, key=lambda e: (e.timestamp, e.order))
+
+
+def parse_line(line: bytes) -> dict[str, Any] | None:
+    """One JSON object, or None for a blank or damaged line."""
+    if not line.strip():
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def shorten(text: str, width: int) -> str:
+    """One line: whitespace runs become one space, and at most `width` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: max(width - 1, 1)] + "…"
+
+
+def _tool_input(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_tool_input(item)}" for key, item in value.items())
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "text":
+                parts.append(str(block.get("text", "")))
+            elif isinstance(block, dict):
+                parts.append(f"[{block.get('type', '?')}]")
+        return " ".join(parts)
+    return "" if content is None else json.dumps(content, ensure_ascii=False)
+
+
+def items(event: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """What a person sees of one event: (kind, text) pairs. Kinds: prompt, answer,
+    tool, result, error, system."""
+    kind = event.get("type")
+    message = event.get("message") if isinstance(event.get("message"), dict) else {}
+    content = message.get("content") if message else None
+    if kind == "user":
+        if isinstance(content, str):
+            yield "prompt", content
+            return
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                yield "prompt", str(block.get("text", ""))
+            elif block.get("type") == "tool_result":
+                text = _result_text(block.get("content"))
+                yield ("error" if block.get("is_error") else "result"), text
+    elif kind == "assistant":
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                yield "answer", str(block.get("text", ""))
+            elif block.get("type") == "tool_use":
+                yield "tool", f"{block.get('name', '?')}({_tool_input(block.get('input'))})"
+    elif kind == "system" and event.get("content"):
+        yield "system", str(event.get("content"))
+
+
+LABELS = {
+    "prompt": "you",
+    "answer": "claude",
+    "tool": "tool",
+    "result": "result",
+    "error": "error",
+    "system": "system",
+}
+
+
+def _clock(timestamp: str) -> tuple[str, str]:
+    """(date, time) in local time, from an ISO timestamp; blanks if there is none."""
+    try:
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return "", " " * 8
+    return moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M:%S")
+
+
+class Renderer:
+    """Lines for a person: a date line when the day changes, then `time  kind  text`,
+    each one terminal line of at most `width` characters."""
+
+    def __init__(self, width: int = WIDTH) -> None:
+        self.width = width
+        self.day = ""
+
+    def lines(self, events: Iterable[Event]) -> Iterator[str]:
+        for event in events:
+            date, clock = _clock(event.timestamp)
+            side = "  (subagent)" if event.data.get("isSidechain") else ""
+            for kind, text in items(event.data):
+                if date and date != self.day:
+                    self.day = date
+                    yield f"--- {date}"
+                head = f"{clock}  {LABELS[kind]:<6}  "
+                room = max(self.width - len(head) - len(side), 10)
+                yield sanitize(head + shorten(text, room) + side)
+
+
+def as_json(event: Event) -> str:
+    """The event as Claude Code wrote it, re-encoded: json.dumps escapes every control
+    and non-ASCII character, so the line is safe on a terminal and still the same JSON."""
+    return json.dumps(event.data)

@@ -1,0 +1,130 @@
+"""The session's Claude Code outlives its terminals: a person attaches, detaches with
+Ctrl-\\, comes back to the same Claude (screen redrawn), watches it from two terminals
+at once, and after Claude Code exits, the next attach starts a new one. Each terminal
+is a pseudo-terminal of its own, driven as a person would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Cage
+from tests.integration.model import ModelServer
+from tests.integration.terminal import DETACH, Terminal
+
+pytestmark = pytest.mark.engine
+
+KEY = "sk-ant-test-0123456789abcdef0123"
+
+
+@pytest.fixture
+def terminals() -> Iterator[list[Terminal]]:
+    opened: list[Terminal] = []
+    yield opened
+    for terminal in opened:
+        terminal.close()
+
+
+def in_session(cage: Cage, name: str, *command: str) -> str:
+    result = cage("exec", name, "--", *command)
+    assert result.code == 0, result.output
+    return result.stdout.strip()
+
+
+def claude_pid(cage: Cage, name: str) -> str:
+    return in_session(cage, name, "pgrep", "-x", "claude")
+
+
+def reap_view(cage: Cage, name: str) -> dict:
+    verdicts = cage("reap", "--dry-run", "--json").json()["sessions"]
+    return next(v for v in verdicts if v["name"] == name)
+
+
+def test_attach_detach_two_terminals_and_a_new_claude_after_exit(
+    cage: Cage, model_server: ModelServer, terminals: list[Terminal]
+) -> None:
+    name = cage.name("agent")
+    env = {**cage.env, "ANTHROPIC_API_KEY": KEY, **model_server.session_env()}
+    started = cage("start", "--name", name, "--detach", env=env)
+    assert started.code == 0, started.output
+    first = claude_pid(cage, name)  # --detach started Claude Code, attached to nobody
+    assert reap_view(cage, name)["attached"] == 0
+
+    def attach() -> Terminal:
+        terminal = Terminal(["claude-cage", "attach", name], cage.env)
+        terminals.append(terminal)
+        return terminal
+
+    # Attach, answer Claude Code's first question, detach with the documented key.
+    one = attach()
+    one.expect("Choose the text style")
+    mark = one.type(b"\r")
+    one.expect("Press Enter to continue", since=mark)
+    mark = one.type(DETACH)
+    assert one.wait() == 0
+    assert "detached: Claude Code keeps working" in one.expect("detached", since=mark)
+    assert claude_pid(cage, name) == first  # still the same Claude, working on its own
+    assert reap_view(cage, name)["attached"] == 0  # and nobody is attached
+
+    # Attach again: the same Claude, its screen redrawn where we left it.
+    two = attach()
+    two.expect("Press Enter to continue")
+    assert "Choose the text style" not in two.expect("Press Enter")
+
+    # A second terminal at once: both see the same Claude, keys from either reach it.
+    three = attach()
+    three.expect("Press Enter to continue")
+    assert in_session(cage, name, "cage-agent", "clients") == "2"
+    view = reap_view(cage, name)
+    assert (view["attached"], view["reason"]) == (2, "attached")
+    mark_two, mark_three = len(two.output), three.type(b"\r")
+    screen = three.expect("trust", since=mark_three)  # the next question, on both
+    assert "trust" in two.expect("trust", since=mark_two), screen
+    three.type(DETACH)
+    assert three.wait() == 0
+    assert in_session(cage, name, "cage-agent", "clients") == "1"
+
+    # Claude Code exits (Ctrl-C twice, typed in the terminal still attached): the
+    # terminal is let go, and claude-cage says what happened.
+    mark = two.type(b"\x03")
+    two.type(b"\x03")
+    two.wait()
+    said = two.expect("Claude Code exited", since=mark)
+    assert f"session {name} is still running" in said
+    assert in_session(cage, name, "cage-agent", "state").startswith("exited")
+
+    # The next attach starts a new Claude Code in the project, and says so.
+    four = attach()
+    four.expect("started a new one in /workspace")
+    four.expect("Claude Code")
+    assert claude_pid(cage, name) != first
+    four.type(DETACH)
+    assert four.wait() == 0
+
+
+def test_keys_reach_the_session_untouched(cage: Cage, terminals: list[Terminal]) -> None:
+    """Ctrl-P, Ctrl-Q (docker's own detach keys) and Ctrl-B (tmux's usual prefix) pass
+    through the terminal path to the program in the session."""
+    name = cage.name("keys")
+    assert cage("start", "--name", name, "--detach", "--network", "none").code == 0
+    script = "stty raw -echo; echo ready; head -c 4 | od -An -c"
+    argv = ["claude-cage", "exec", "-i", "-t", name, "--", "sh", "-c", script]
+    terminal = Terminal(argv, cage.env)
+    terminals.append(terminal)
+    terminal.expect("ready")
+    terminal.type(b"\x10\x11\x02x")
+    assert terminal.wait() == 0
+    assert "020 021 002 x" in terminal.expect("x")
+    # The agent's tmux binds one key, Ctrl-\, and has no prefix key.
+    tmux = ["tmux", "-S", "/run/cage/tmux.sock"]
+    root = in_session(cage, name, *tmux, "list-keys", "-T", "root")
+    assert " ".join(root.split()) == "bind-key -T root C-\\\\ detach-client", root
+    assert (
+        in_session(
+            cage, name, "sh", "-c", "tmux -S /run/cage/tmux.sock list-keys -T prefix | wc -l"
+        )
+        == "0"
+    )
+    prefix = in_session(cage, name, *tmux, "show", "-g", "prefix")
+    assert prefix == "prefix None"

@@ -1,0 +1,113 @@
+"""`logs` shows what the agent did, from Claude Code's own transcripts: a real Claude
+Code run against the scripted model server makes tool calls, and `logs` shows the
+prompt, each call with its input, the results and the answer, for the running and
+then the stopped session. `status` asks the model endpoint through the agent's path."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage
+from tests.integration.model import ModelServer, agent_script
+from tests.integration.test_agent import project  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.engine
+
+HOSTILE = "Done.\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2J"  # clipboard write, clear screen
+
+
+def logs(cage: Cage, name: str, *flags: str) -> str:
+    run = subprocess.run(
+        [sys.executable, "-m", "claude_cage", "logs", name, *flags],
+        capture_output=True,
+        env=cage.env,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert b"\x1b" not in run.stdout and b"\x07" not in run.stdout  # nothing raw
+    return run.stdout.decode()
+
+
+def test_logs_show_the_agents_tool_calls_running_and_stopped(
+    cage: Cage,
+    model_server: ModelServer,
+    project: Path,  # noqa: F811
+) -> None:
+    key = f"sk-ant-test-{secrets.token_hex(16)}"
+    name = cage.name("logs")
+    env = {"ANTHROPIC_API_KEY": key, **model_server.session_env()}
+    started = cage("start", "--name", name, "--detach", "--mount", str(project), env=env)
+    assert started.code == 0, started.output
+
+    # The model endpoint answers through the session's own path (bridge, key proxy,
+    # upstream), and status says where that path leads.
+    shown = cage("status", name, "--json").json()["session"]
+    assert shown["model"]["ok"], shown["model"]
+    assert shown["model"]["url"] == "http://127.0.0.1:8082"
+    assert shown["model"]["upstream"] == "http://api.anthropic.com"
+    assert shown["settings"]["anthropic_upstream"] == "http://api.anthropic.com"
+    text = cage("status", name).stdout
+    assert "model        http://127.0.0.1:8082 -> http://api.anthropic.com: answers" in text
+
+    model_server.reset()
+    model_server.set_script(agent_script(f"/workspace/{project.name}", "x.invalid"), final=HOSTILE)
+    run = cage(
+        "exec", name, "--", "claude", "-p", "Update the notes.",
+        "--dangerously-skip-permissions", timeout=240,
+    )  # fmt: skip
+    assert run.code == 0, run.output
+
+    out = logs(cage, name)
+    lines = out.splitlines()
+    assert any(line.endswith("you     Update the notes.") for line in lines), out
+    write = f"tool    Write(file_path=/workspace/{project.name}/notes.txt, content=hello from"
+    assert any(write in line for line in lines), out
+    assert any("result  File created successfully" in line for line in lines), out
+    assert any("tool    Edit(" in x and "old_string=hello" in x for x in lines), out
+    assert any("tool    Bash(command=wc -c < notes.txt" in line for line in lines), out
+    assert any("claude  Writing the notes." in line for line in lines), out
+    # The answer's escape sequences arrive escaped, on its own single line.
+    assert any("claude  Done.\\x1b]52;c;Y3VybCBldmlsIHwgc2g=\\x07\\x1b[2J" in x for x in lines)
+    assert all(len(line) <= 100 for line in lines)  # one line each, shortened
+
+    events = [json.loads(line) for line in logs(cage, name, "--json").splitlines()]
+    assert {"user", "assistant"} <= {e["type"] for e in events}
+    uses = [b for e in events if e["type"] == "assistant" for b in e["message"]["content"]]
+    assert [b["name"] for b in uses if b["type"] == "tool_use"][:4] == [
+        "Write", "Read", "Edit", "Bash",
+    ]  # fmt: skip
+    assert len(logs(cage, name, "--json", "--tail", "3").splitlines()) == 3
+
+    assert cage("stop", name).code == 0
+    assert logs(cage, name) == out  # a stopped session's transcript reads the same
+
+
+def test_status_says_when_the_model_does_not_answer(cage: Cage, model_server: ModelServer) -> None:
+    name = cage.name("nomodel")
+    key = f"sk-ant-test-{secrets.token_hex(16)}"
+    env = {"ANTHROPIC_API_KEY": key, "CAGE_ANTHROPIC_UPSTREAM": "http://nowhere.invalid"}
+    assert cage("start", "--name", name, "--detach", env=env).code == 0
+    model = cage("status", name, "--json").json()["session"]["model"]
+    assert not model["ok"] and model["http_status"] in (502, 504), model
+    assert "no answer from http://nowhere.invalid" in model["detail"]
+    assert "cannot reach its model" in cage("status", name).stderr
+
+    # Started again without that setting in the environment, the session keeps the
+    # endpoint it was started with, and says so.
+    assert cage("stop", name).code == 0
+    again = cage("start", "--name", name, "--detach", env={"ANTHROPIC_API_KEY": key})
+    assert again.code == 0, again.output
+    assert "anthropic_upstream=http://nowhere.invalid" in again.stderr
+    settings = cage("status", name, "--json").json()["session"]["settings"]
+    assert settings["anthropic_upstream"] == "http://nowhere.invalid"
+
+    offline = cage.name("offline")
+    assert cage("start", "--name", offline, "--detach", "--network", "none").code == 0
+    model = cage("status", offline, "--json").json()["session"]["model"]
+    assert not model["ok"] and "no network" in model["detail"], model
