@@ -46,10 +46,19 @@ def exec_cmd(
         run = on_terminal("exec", name, list(command), workdir, variables, stdin=interactive)
         with forwarding(run.signal):
             sys.exit(run.run())
+    forward = interactive or not sys.stdin.isatty()
+    sys.exit(_stream(name, list(command), forward, variables, workdir))
+
+
+def _stream(
+    name: str, command: list[str], forward: bool, env: dict[str, str], workdir: str | None
+) -> int:
+    """Run a command without a terminal: output streamed, our stdin passed on when
+    `forward`, INT/TERM/HUP passed on; its exit code."""
+    from claude_cage.cli.terminal import forwarding
     from claude_cage.operations.run import Exec
 
-    forward = interactive or not sys.stdin.isatty()
-    job = Exec(name, list(command), sys.stdin.buffer if forward else None, variables, workdir)
+    job = Exec(name, command, sys.stdin.buffer if forward else None, env, workdir)
     with forwarding(job.watch.signal) as received:
         for out, err in job.output():
             if out:
@@ -59,8 +68,8 @@ def exec_cmd(
                 sys.stderr.buffer.write(err)
                 sys.stderr.buffer.flush()
     if job.code is None or job.code < 0:
-        sys.exit(128 + received[0] if received else 1)
-    sys.exit(job.code)
+        return 128 + received[0] if received else 1
+    return job.code
 
 
 @cli.command(context_settings=CONTEXT)
@@ -68,10 +77,12 @@ def exec_cmd(
 @click.option("--workdir", "-w", metavar="DIR", help=WORKDIR_HELP)
 def shell(name: str | None, workdir: str | None) -> None:
     """Open a bash shell in a session (default: the most recent running one)."""
-    from claude_cage.cli.terminal import forwarding
+    from claude_cage.cli.terminal import forwarding, is_terminal
     from claude_cage.operations.run import SHELL, on_terminal, shell_environment
 
     name = pick_session(name)
+    if not is_terminal():  # commands on stdin, as `bash` reads them from a pipe
+        sys.exit(_stream(name, SHELL, True, shell_environment(name), workdir))
     run = on_terminal("shell", name, SHELL, workdir, shell_environment(name))
     with forwarding(run.signal):
         sys.exit(run.run())
