@@ -108,7 +108,9 @@ DEFAULTS: dict[str, Any] = {
     "memory_kill": 95,
     "egress_network": "cage-egress",
     "egress_log_size": "16m",
-    "anthropic_upstream": "https://api.anthropic.com",
+    # PEM files of extra CAs the companion trusts when it verifies the servers it adds
+    # credentials for (a TLS-intercepting corporate proxy's, or a test CA).
+    "upstream_ca_certs": [],
     "mongodb_uri": None,
     "mongodb_db": "claude_cage",
     # A JSON file of Claude Code managed settings (the operator's policy), delivered
@@ -263,14 +265,19 @@ def _resolution(value: Any) -> Any:
     return str(value)
 
 
-_UPSTREAM = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?/?$")
-
-
-def _upstream(value: Any) -> Any:
-    """The API key proxy's upstream: scheme, host and port only (it goes in nginx's config)."""
-    if not isinstance(value, str) or not _UPSTREAM.match(value):
-        raise ValueError(f"{value!r} is not a URL like https://api.anthropic.com")
-    return value.rstrip("/")
+def _pem_files(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [p for p in value.replace(",", " ").split() if p]
+    if not isinstance(value, list):
+        raise ValueError("must be a list of PEM certificate files")
+    for item in value:
+        try:
+            text = Path(str(item)).expanduser().read_text(errors="replace")
+        except OSError as exc:
+            raise ValueError(f"{item}: {exc.strerror}") from None
+        if "BEGIN CERTIFICATE" not in text:
+            raise ValueError(f"{item} is not a PEM certificate")
+    return [str(Path(str(p)).expanduser()) for p in value]
 
 
 def _claude_code_version(value: Any) -> Any:
@@ -321,7 +328,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "memory_kill": _number(int, 1, 100),
     "egress_network": _text,
     "egress_log_size": _size_at_least("64k"),
-    "anthropic_upstream": _upstream,
+    "upstream_ca_certs": _pem_files,
     "mongodb_uri": _optional_text,
     "mongodb_db": _text,
     "claude_managed_settings": _optional_text,

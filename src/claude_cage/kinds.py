@@ -35,6 +35,7 @@ class Credential(StrEnum):
     NONE = "none"  # log in inside with /login
     API_KEY_FILE = "api-key-file"  # a 0600 file on the session's tmpfs
     API_KEY_PROXY = "api-key-proxy"  # the companion adds the key; it never enters the session
+    CLAUDE_TOKEN_PROXY = "claude-token-proxy"  # the same, for a Claude subscription token
     OAUTH = "oauth"  # seen inside a running session by `status`, never chosen at start
 
 

@@ -8,9 +8,11 @@ session's data directory, and binds that directory read-only over /etc/claude-co
 replace, rename or remove it.
 
 Its content: the operator's own file (config `claude_managed_settings`, a JSON object),
-plus what claude-cage itself needs (the apiKeyHelper of a session with an API key),
-which wins over the operator's value for the same key. It is written afresh at every
-start, from the configuration of that moment.
+plus what claude-cage itself needs (the apiKeyHelper of a session with an API key
+file; in a filtered session, a placeholder of its credential's kind, which the proxy
+replaces), which wins over the operator's value for the same key. It is written afresh
+at every start, from the configuration of that moment, and again when the kind of a
+running session's credential changes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from claude_cage.credentials import placeholder_settings
 from claude_cage.errors import BadInput, CageError
+from claude_cage.kinds import Credential
 
 FILE = "managed-settings.json"
 # Images whose /etc/claude-code is a root-owned directory to bind over carry this label;
@@ -57,8 +61,10 @@ def operator_settings(path: str | None) -> dict[str, Any]:
 def compose(path: str | None, credential: str) -> dict[str, Any]:
     """The session's managed settings: the operator's, then claude-cage's own keys."""
     settings = operator_settings(path)
-    if credential in ("api-key-file", "api-key-proxy"):
+    if credential == Credential.API_KEY_FILE:
         settings["apiKeyHelper"] = API_KEY_HELPER
+    else:
+        settings.update(placeholder_settings(Credential(credential)))
     return settings
 
 

@@ -22,10 +22,10 @@ HOME = "/home/claude"
 SOCK_DIR = "/sock"  # the shared socket volume, as the session sees it
 COMPANION_SOCK_DIR = "/sock"  # ... and as the companion sees it
 PROXY_PORT = 3128  # loopback port in the session -> egress proxy
-API_PORT = 8082  # loopback port in the session -> API key proxy
 NOVNC_PORT = 6080  # websockify's port inside the companion
 SQUID_PORT = 8888  # the egress proxy's port inside the companion (loopback only)
-COMPANION_PORTS = (SQUID_PORT, NOVNC_PORT)  # never free for --port
+BUMP_PORTS = (8889, 8890)  # squid's TLS-terminating port, and the relay to it
+COMPANION_PORTS = (SQUID_PORT, *BUMP_PORTS, NOVNC_PORT)  # never free for --port
 NO_PROXY = "localhost,127.0.0.1,::1"
 MANAGED_SETTINGS_DIR = "/etc/claude-code"  # where Claude Code reads its managed settings
 SESSION_LOG_SIZE = 8 * 1024**2  # the session container's own output (the engine rotates it)
@@ -37,6 +37,17 @@ CLAUDE_CODE_ENV = {
     "DISABLE_TELEMETRY": "1",
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
 }
+# The companion publishes its CA (with the system's CAs) here; the session's tools trust
+# it through their environment, so nothing is written to the read-only root.
+CA_BUNDLE = f"{SOCK_DIR}/out/ca-bundle.pem"
+CA_BUNDLE_VARS = (
+    "SSL_CERT_FILE",  # OpenSSL, and Python's ssl module
+    "NODE_EXTRA_CA_CERTS",  # Node and Bun: Claude Code
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",  # Python requests, pip
+    "GIT_SSL_CAINFO",
+    "NPM_CONFIG_CAFILE",
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,7 @@ class HostFacts:
 
     seccomp_profile: str  # the profile's JSON text
     apparmor: bool
+    upstream_ca: str = ""  # PEM text of config upstream_ca_certs
 
 
 @dataclass
@@ -62,6 +74,7 @@ class SessionRequest:
     ephemeral: bool = False
     persist: bool = True
     credential: Credential = Credential.NONE
+    proxy_credentials: bool = False  # the companion waits for credentials before serving
     allowed_hosts: list[str] = field(default_factory=list)
     desktop_port: int | None = None
     owner: str = ""  # paths.owner_id() of the data directory that owns the session
@@ -140,7 +153,9 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
     env = {
         "CAGE_SESSION": req.name,
         "CAGE_MODE": str(req.mode),
-        "CAGE_CREDENTIAL": str(req.credential),
+        # filtered: the companion adds the credentials, and Claude Code's managed settings
+        # hold a placeholder of the right kind (managed.py), which can change live.
+        "CAGE_CREDENTIAL": "proxy" if req.network == Network.FILTERED else str(req.credential),
         "TERM": "xterm-256color",
         **CLAUDE_CODE_ENV,
     }
@@ -150,9 +165,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         for var in ("HTTP_PROXY", "HTTPS_PROXY"):
             env[var] = env[var.lower()] = proxy
         env["NO_PROXY"] = env["no_proxy"] = NO_PROXY
-    if req.credential == Credential.API_KEY_PROXY:
-        bridges.append(f"out:{API_PORT}:api.sock")
-        env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{API_PORT}"
+        env.update(dict.fromkeys(CA_BUNDLE_VARS, CA_BUNDLE))
     if req.mode == Mode.DESKTOP:  # x11vnc itself listens on the socket volume's in/vnc.sock
         env["VNC_RESOLUTION"] = cfg["vnc_resolution"]
     bridges += [f"in:{inner}:port-{inner}.sock" for _, inner in req.ports]
@@ -212,8 +225,6 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
     services = []
     if req.network == Network.FILTERED:
         services.append("proxy")
-    if req.credential == Credential.API_KEY_PROXY:
-        services.append("api")
     ports: dict[str, tuple[str, int]] = {}
     if req.mode == Mode.DESKTOP and req.desktop_port:
         services.append("vnc")
@@ -234,7 +245,8 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
             "CAGE_ALLOWED_EXACT": " ".join(exact),
             "CAGE_ALLOWED_SUFFIXES": " ".join(suffixes),
             "CAGE_ALLOWED_PORTS": " ".join(str(p) for p in cfg["allowed_ports"]),
-            "CAGE_UPSTREAM": cfg["anthropic_upstream"],
+            "CAGE_UPSTREAM_CA": host.upstream_ca,
+            "CAGE_CREDENTIALS": "wait" if req.proxy_credentials else "",
         },
         volumes=[{"source": names.socket_volume(req.name), "target": COMPANION_SOCK_DIR}],
         tmpfs={

@@ -22,7 +22,8 @@ FORBIDDEN_TREES = (
 )  # fmt: skip
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 RESERVED_ENV = re.compile(
-    r"^(ANTHROPIC_API_KEY|ANTHROPIC_AUTH_TOKEN|CAGE_.*|HOME|CLAUDE_CONFIG_DIR)$"
+    r"^(ANTHROPIC_API_KEY|ANTHROPIC_AUTH_TOKEN|CLAUDE_CODE_OAUTH_TOKEN|CAGE_.*|HOME"
+    r"|CLAUDE_CONFIG_DIR)$"
 )
 ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -102,7 +103,7 @@ def parse_env(specs: list[str] | tuple[str, ...]) -> dict[str, str]:
         if RESERVED_ENV.match(key):
             hint = (
                 "pass the key through ANTHROPIC_API_KEY in your environment or --api-key-file"
-                if key.startswith("ANTHROPIC")
+                if key.startswith(("ANTHROPIC", "CLAUDE_CODE"))
                 else "claude-cage sets this variable itself"
             )
             raise BadInput(f"--env {key} is reserved", hint)

@@ -69,9 +69,18 @@ def ensure_egress_network() -> None:
         )
 
 
-def start_test_host(alias: str, prefix: str, *more_aliases: str) -> TestHost:
+def start_test_host(
+    alias: str,
+    prefix: str,
+    tls: Path | None = None,
+    aliases: tuple[str, ...] = (),
+    image: str = IMAGE_COMPANION,
+    setup: str = "",
+) -> TestHost:
+    """A recording server reached as `alias` (and `aliases`) on the egress network; with
+    `tls` (a directory holding cert.pem and key.pem) it also answers HTTPS on 443."""
     name = f"cage-testhost-{prefix}-{alias.replace('.', '-')}"
-    extra = [arg for more in more_aliases for arg in ("--network-alias", more)]
+    args = ["/testserver.py", alias] + (["/tls/cert.pem", "/tls/key.pem"] if tls else [])
     subprocess.run(
         [
             "docker",
@@ -84,18 +93,17 @@ def start_test_host(alias: str, prefix: str, *more_aliases: str) -> TestHost:
             TEST_LABEL,
             "--network",
             EGRESS_NETWORK,
-            "--network-alias",
-            alias,
-            *extra,
+            *(f"--network-alias={a}" for a in (alias, *aliases)),
             "--user",
             "0",
             "-v",
             f"{SERVER}:/testserver.py:ro",
+            *(["-v", f"{tls}:/tls:ro"] if tls else []),
             "--entrypoint",
-            "python3",
-            IMAGE_COMPANION,
-            "/testserver.py",
-            alias,
+            "sh",
+            image,
+            "-c",
+            f"{setup} exec python3 " + " ".join(args),
         ],
         capture_output=True,
         text=True,
@@ -132,7 +140,7 @@ def test_hosts() -> Iterator[dict[str, TestHost]]:
         for alias in ("allowed.test", "denied.test", "upstream.test"):
             # www.denied.test: a subdomain, for *.denied.test patterns
             more = ("www.denied.test",) if alias == "denied.test" else ()
-            hosts[alias] = start_test_host(alias, prefix, *more)
+            hosts[alias] = start_test_host(alias, prefix, aliases=more)
         yield hosts
     finally:
         names = [h.container for h in hosts.values()]
@@ -141,12 +149,23 @@ def test_hosts() -> Iterator[dict[str, TestHost]]:
 
 
 @pytest.fixture(scope="session")
-def model_server() -> Iterator[ModelServer]:
-    """The scripted Messages API server, on the egress network as api.anthropic.com.
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory of the tests' own CA (ca.pem): see make_ca and make_cert."""
+    directory = tmp_path_factory.mktemp("pki")
+    directory.chmod(0o755)
+    make_ca(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def model_server(test_ca: Path) -> Iterator[ModelServer]:
+    """The scripted Messages API server, on the egress network as api.anthropic.com,
+    over HTTPS with a certificate from the test CA.
 
     Point a session at it with `start` and `env=model_server.session_env()`."""
     ensure_egress_network()
-    server = start_model_server(uuid.uuid4().hex[:6])
+    tls = make_cert(test_ca, ("api.anthropic.com",))
+    server = start_model_server(uuid.uuid4().hex[:6], tls, test_ca / "ca.pem")
     try:
         yield server
     finally:
@@ -159,3 +178,47 @@ def http_get(url: str, timeout: float = 5) -> int:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+# --- TLS: a test CA, and certificates it signs for the tests' hosts -------------------
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], capture_output=True, check=True)
+
+
+def make_ca(directory: Path) -> Path:
+    """A CA of the tests' own: the companion trusts it (config upstream_ca_certs) to
+    verify the servers it adds credentials for; sessions never do."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        "req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:prime256v1", "-keyout", str(directory / "ca.key"),
+        "-out", str(directory / "ca.pem"), "-days", "2", "-subj", "/CN=claude-cage test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    return directory / "ca.pem"
+
+
+def make_cert(ca_dir: Path, hosts: tuple[str, ...]) -> Path:
+    """A server certificate for `hosts`, signed by the test CA, in its own directory."""
+    out = ca_dir / hosts[0]
+    out.mkdir(exist_ok=True)
+    ext = ca_dir / f"{hosts[0]}.ext"
+    ext.write_text(
+        "subjectAltName=" + ",".join(f"DNS:{h}" for h in hosts) + "\n"
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-keyout", str(out / "key.pem"), "-out", str(out / "req.csr"), "-subj", f"/CN={hosts[0]}",
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", str(out / "req.csr"), "-CA", str(ca_dir / "ca.pem"),
+        "-CAkey", str(ca_dir / "ca.key"), "-CAcreateserial", "-days", "2",
+        "-out", str(out / "cert.pem"), "-extfile", str(ext),
+    )  # fmt: skip
+    for path in (out, out / "key.pem", out / "cert.pem"):  # the servers run as root anyway
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return out

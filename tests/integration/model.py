@@ -1,9 +1,10 @@
 """The scripted model server (model_server.py) as the tests use it, and the agent script.
 
 `start_model_server()` runs it in a container on the egress network under the real API
-host name. How a session reaches it lives in one place, `ModelServer.session_env()`:
-today the companion's key proxy forwards to `anthropic_upstream`, so that is all a
-session needs to be pointed at it.
+host name, answering HTTPS with a certificate from the tests' own CA. How a session
+reaches it lives in one place, `ModelServer.session_env()`: the session talks to
+https://api.anthropic.com as it would for real, and its companion (which terminates TLS
+for the host of a credential and verifies the server) is told to trust the test CA.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ TEST_LABEL = "cage-test=1"
 @dataclass
 class ModelServer:
     container: str
+    ca_file: str  # the test CA that signed its certificate
     host: str = API_HOST
 
     def _call(self, path: str, body: object = None) -> str:
@@ -57,11 +59,12 @@ class ModelServer:
 
     def session_env(self) -> dict[str, str]:
         """The environment for `claude-cage start` that sends a session's model calls here."""
-        return {"CAGE_ANTHROPIC_UPSTREAM": f"http://{self.host}"}
+        return {"CAGE_UPSTREAM_CA_CERTS": self.ca_file}
 
 
-def start_model_server(prefix: str) -> ModelServer:
-    """The server in a container on the egress network, reachable as api.anthropic.com."""
+def start_model_server(prefix: str, tls: Path, ca_file: Path) -> ModelServer:
+    """The server in a container on the egress network, reachable as api.anthropic.com;
+    `tls` holds cert.pem and key.pem for that name, signed by `ca_file`."""
     name = f"cage-testhost-{prefix}-model"
     subprocess.run(
         [
@@ -81,16 +84,22 @@ def start_model_server(prefix: str) -> ModelServer:
             "0",
             "-v",
             f"{SERVER}:/model_server.py:ro",
+            "-v",
+            f"{tls}:/tls:ro",
             "--entrypoint",
             "python3",
             IMAGE_COMPANION,
             "/model_server.py",
+            "--cert",
+            "/tls/cert.pem",
+            "--key",
+            "/tls/key.pem",
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    server = ModelServer(name)
+    server = ModelServer(name, str(ca_file))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:

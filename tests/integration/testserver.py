@@ -1,13 +1,20 @@
 """A small HTTP server for the tests' own hosts (run with python3 inside a container).
 
 It records every request it receives (method, path, headers), answers
-GET /_received with that record, GET /_status/N with status N, and streams server-sent events for
-POST /v1/messages: five chunks, 0.3 s apart, like a model streaming its answer.
+GET /_received with that record (on port 80 only), GET /_status/N with status N, and
+streams server-sent events for POST /v1/messages: five chunks, 0.3 s apart, like a
+model streaming its answer.
+Under /git/ it is a git server over smart HTTP (`git http-backend`, where git is
+installed): like GitHub, it answers 401 to a request without Authorization.
 """
 
 import http.server
 import json
+import os
+import ssl
+import subprocess
 import sys
+import threading
 import time
 
 RECEIVED: list[dict] = []
@@ -26,7 +33,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _record(self) -> None:
+    def _record(self) -> bytes:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         RECEIVED.append(
@@ -34,13 +41,56 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "method": self.command,
                 "path": self.path,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
-                "body": body.decode(errors="replace"),
+                "body": body.decode(errors="replace")[:2000],
             }
         )
+        return body
+
+    def _git(self) -> None:
+        body = self._record()
+        if not self.headers.get("authorization"):
+            self.send_response(401)
+            self.send_header("www-authenticate", 'Basic realm="GitHub"')
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path[len("/git") :].partition("?")
+        env = {
+            **os.environ,
+            "GIT_PROJECT_ROOT": "/srv/git",
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REMOTE_USER": "tester",
+            "REQUEST_METHOD": self.command,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": self.headers.get("content-type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+        }
+        out = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True
+        ).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            key, _, value = line.partition(": ")
+            if key.lower() == "status":
+                status = int(value.split()[0])
+            elif key:
+                headers.append((key, value))
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def do_GET(self) -> None:
-        if self.path == "/_received":
+        if self.path == "/_received" and self.server.server_port == 80:
             self._send(200, json.dumps(RECEIVED).encode())
+            return
+        if self.path.startswith("/git/"):
+            self._git()
             return
         self._record()
         if self.path.startswith("/_status/"):  # GET /_status/502: answer with that status
@@ -49,6 +99,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._send(200, json.dumps({"server": sys.argv[1], "path": self.path}).encode())
 
     def do_POST(self) -> None:
+        if self.path.startswith("/git/"):
+            self._git()
+            return
         self._record()
         if not self.path.startswith("/v1/messages"):
             self._send(200, b"{}")
@@ -67,4 +120,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    # With a certificate and key (argv 2 and 3) it also answers HTTPS on port 443.
+    if len(sys.argv) > 3:
+        tls = http.server.ThreadingHTTPServer(("0.0.0.0", 443), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        tls.socket = context.wrap_socket(tls.socket, server_side=True)
+        threading.Thread(target=tls.serve_forever, daemon=True).start()
     http.server.ThreadingHTTPServer(("0.0.0.0", 80), Handler).serve_forever()

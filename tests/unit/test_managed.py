@@ -10,21 +10,30 @@ from pathlib import Path
 import pytest
 
 from claude_cage import managed
+from claude_cage.credentials import PLACEHOLDER
 from claude_cage.errors import BadInput
 
 HELPER = "/usr/local/bin/cage-api-key"
+KEY = PLACEHOLDER["api-key"]
 
 
 def test_operator_policy_plus_claude_cages_own_key_helper(tmp_path: Path) -> None:
     policy = tmp_path / "p.json"
     policy.write_text(json.dumps({"permissions": {"deny": ["Bash"]}, "apiKeyHelper": "/x"}))
-    for credential in ("api-key-proxy", "api-key-file"):
-        settings = managed.compose(str(policy), credential)
-        assert settings == {"permissions": {"deny": ["Bash"]}, "apiKeyHelper": HELPER}
+    settings = managed.compose(str(policy), "api-key-file")
+    assert settings == {"permissions": {"deny": ["Bash"]}, "apiKeyHelper": HELPER}
+    # A filtered session's helper prints a placeholder: the proxy adds the real key.
+    proxied = managed.compose(str(policy), "api-key-proxy")
+    assert proxied == {"permissions": {"deny": ["Bash"]}, "apiKeyHelper": f"echo {KEY}"}
     # Without a key claude-cage adds nothing: the operator's helper stays.
     assert managed.compose(str(policy), "none")["apiKeyHelper"] == "/x"
     assert managed.compose(None, "none") == {}
-    assert managed.compose(None, "api-key-proxy") == {"apiKeyHelper": HELPER}
+    assert managed.compose(None, "api-key-file") == {"apiKeyHelper": HELPER}
+
+
+def test_a_subscription_token_is_a_placeholder_in_claude_codes_env() -> None:
+    settings = managed.compose(None, "claude-token-proxy")
+    assert settings == {"env": {"CLAUDE_CODE_OAUTH_TOKEN": PLACEHOLDER["claude-token"]}}
 
 
 @pytest.mark.parametrize(

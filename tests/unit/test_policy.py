@@ -301,15 +301,31 @@ def test_proxy_env_only_for_filtered(network: str) -> None:
 
 
 @pytest.mark.parametrize("credential", ["none", "api-key-file", "api-key-proxy"])
-def test_base_url_only_for_the_key_proxy(credential: str) -> None:
+def test_no_base_url_the_real_endpoints(credential: str) -> None:
+    """Claude Code talks to api.anthropic.com itself; the proxy adds the credential."""
     network = "filtered" if credential == "api-key-proxy" else "none"
     env = plan(network=network, credential=credential).session.environment
-    assert env["CAGE_CREDENTIAL"] == credential
-    if credential == "api-key-proxy":
-        assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8082"
-        assert "out:8082:api.sock" in env["CAGE_BRIDGES"]
-    else:
-        assert "ANTHROPIC_BASE_URL" not in env
+    assert env["CAGE_CREDENTIAL"] == ("proxy" if network == "filtered" else credential)
+    assert "ANTHROPIC_BASE_URL" not in env
+    assert "api.sock" not in env["CAGE_BRIDGES"]
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_filtered_sessions_trust_the_session_ca_through_env(network: str) -> None:
+    env = plan(network=network).session.environment
+    for var in policy.CA_BUNDLE_VARS:
+        if network == "filtered":
+            assert env[var] == "/sock/out/ca-bundle.pem"
+        else:
+            assert var not in env
+
+
+def test_companion_waits_for_credentials_only_when_there_are_some() -> None:
+    waiting = plan(network="filtered", proxy_credentials=True).companion
+    idle = plan(network="filtered").companion
+    assert waiting is not None and idle is not None
+    assert waiting.environment["CAGE_CREDENTIALS"] == "wait"
+    assert idle.environment["CAGE_CREDENTIALS"] == ""
 
 
 @pytest.mark.parametrize("network", NETWORKS)
@@ -336,7 +352,7 @@ def test_allowlist_goes_to_the_companion() -> None:
     env = companion.environment
     assert env["CAGE_ALLOWED_EXACT"] == "api.anthropic.com"
     assert env["CAGE_ALLOWED_SUFFIXES"] == ".sentry.io"
-    assert env["CAGE_SERVICES"].split() == ["proxy", "api", "port:3000"]
+    assert env["CAGE_SERVICES"].split() == ["proxy", "port:3000"]
 
 
 def test_managed_settings_are_bound_read_only_over_etc_claude_code() -> None:

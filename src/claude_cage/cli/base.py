@@ -48,6 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "branch."),
     "open": ("desktop", "Open a desktop session in the browser, logged in."),
     "reap": ("lifecycle", "Stop idle sessions and sessions near their memory limit."),
+    "secret": ("secrets", "Manage credentials the proxy adds for a host, for all sessions "
+               "or one."),
     "shell": ("running", "Open a bash shell in a session (default: the most recent "
               "running one)."),
     "start": ("sessions", "Start a session (with no options: --mode cli --network filtered)."),

@@ -13,7 +13,7 @@ from typing import Any
 from claude_cage import audit, config, metadata, names, policy
 from claude_cage.engine import Engine
 from claude_cage.errors import EngineError
-from claude_cage.kinds import Credential, Mode, Network
+from claude_cage.kinds import Mode, Network
 from claude_cage.record import SessionRecord
 
 # Above this share of its process limit, the companion is "overloaded": new processes
@@ -86,11 +86,10 @@ def needs_restart(engine: Engine, name: str, meta: SessionRecord | None) -> bool
 def restart(
     engine: Engine, cfg: config.Config, store: metadata.SessionStore, meta: SessionRecord
 ) -> None:
-    """Recreate a running session's companion from its record, and hand it the API key
-    and the desktop token again. The caller holds the session's lock."""
-    from claude_cage.operations import desktop
+    """Recreate a running session's companion from its record, and hand it the
+    credentials and the desktop token again. The caller holds the session's lock."""
+    from claude_cage.operations import desktop, secrets
     from claude_cage.operations.inputs import host_facts, request_from_record
-    from claude_cage.operations.keys import API_KEY_SECRET, inject_key
 
     name = meta.name
     req = request_from_record(meta, cfg)
@@ -107,10 +106,8 @@ def restart(
             f"the companion did not start again: {output.decode(errors='replace').strip()}",
             f"see 'docker logs {plan.companion.name}'",
         )
-    if req.credential == Credential.API_KEY_PROXY:
-        key = store.read_secret(name, API_KEY_SECRET)
-        if key:
-            inject_key(engine, name, req.credential, key)
+    if req.network == Network.FILTERED:  # squid takes them with a reconfigure
+        secrets.hand_over(engine, name, secrets.effective(name))
     if req.mode == Mode.DESKTOP:
         token = store.read_secret(name, desktop.TOKEN_SECRET)
         if token:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import bindmounts, paths, policy
+from claude_cage import bindmounts, credentials, paths, policy
 from claude_cage import config as config_mod
+from claude_cage.credentials import Secret
 from claude_cage.errors import BadInput
 from claude_cage.kinds import Credential, Mode, Network
 from claude_cage.record import SessionRecord
@@ -66,13 +67,16 @@ def host_facts(cfg: config_mod.Config) -> policy.HostFacts:
         apparmor = Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
     except OSError:
         apparmor = False
-    return policy.HostFacts(seccomp_profile=seccomp, apparmor=apparmor)
+    upstream_ca = "".join(Path(p).read_text() for p in cfg["upstream_ca_certs"])
+    return policy.HostFacts(seccomp_profile=seccomp, apparmor=apparmor, upstream_ca=upstream_ca)
 
 
-def credential_kind(network: Network, has_key: bool) -> Credential:
-    if not has_key:
-        return Credential.NONE
-    return Credential.API_KEY_PROXY if network == Network.FILTERED else Credential.API_KEY_FILE
+def credential_kind(network: Network, given: Secret | None) -> Credential:
+    """What a start's own credential makes of the session (for a filtered one, `start`
+    adds the stored credentials)."""
+    if network == Network.FILTERED:
+        return credentials.session_kind([given] if given else [])
+    return Credential.API_KEY_FILE if given else Credential.NONE
 
 
 def default_image(cfg: config_mod.Config, mode: Mode) -> str:
@@ -80,7 +84,7 @@ def default_image(cfg: config_mod.Config, mode: Mode) -> str:
 
 
 def build_request(
-    cfg: config_mod.Config, options: StartOptions, name: str, has_key: bool
+    cfg: config_mod.Config, options: StartOptions, name: str, given: Secret | None
 ) -> policy.SessionRequest:
     """The request of a new session, from the merged config and the start's options."""
     mode, network = cfg["mode"], cfg["network"]
@@ -115,7 +119,7 @@ def build_request(
         env=parse_env(options.env),
         ephemeral=options.ephemeral,
         persist=options.persist,
-        credential=credential_kind(network, has_key),
+        credential=credential_kind(network, given),
         allowed_hosts=hosts if network == Network.FILTERED else [],
         owner=paths.owner_id(),
     )

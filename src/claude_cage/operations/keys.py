@@ -1,8 +1,9 @@
-"""API keys: read and check the user's key, hand it to a session, rotate it live.
+"""Anthropic credentials given to `start` or `key set`: read, check, hand over.
 
-A key travels only on an exec's stdin: never in argv, the environment, `docker
-inspect`, metadata, logs or error messages. It is kept 0600 beside the metadata so a
-stopped session can get it again.
+A filtered session's key or subscription token is its `anthropic` credential
+(operations/secrets.py), added by its companion; the session never holds it. A
+none/host session's key is a 0600 file inside it, handed over on an exec's stdin:
+never in argv, the environment, `docker inspect`, metadata, logs or error messages.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import metadata, names
+from claude_cage import credentials, metadata, names
+from claude_cage.credentials import Secret
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
-from claude_cage.kinds import Credential
-from claude_cage.operations import operation
+from claude_cage.kinds import Credential, Network
+from claude_cage.operations import operation, secrets
 from claude_cage.operations.objects import inspect_ours
 
-API_KEY_SECRET = "api_key"
+API_KEY_SECRET = secrets.API_KEY_SECRET
 _API_KEY = re.compile(r"^[A-Za-z0-9._~+/=-]{8,512}$")
 
 
@@ -45,23 +47,51 @@ def read_api_key(api_key_file: str | None, environ: dict[str, str] | None = None
     return check_api_key(key, f"the API key from {source}")
 
 
-def check_api_key(key: str, what: str) -> str:
-    """Refuse anything that is not key-shaped (it ends up in a proxy's config file)."""
+def check_api_key(key: str, what: str, kind: str = "api-key") -> str:
+    """Refuse anything that is not key-shaped (it ends up in a proxy's config file),
+    and a subscription token where a key belongs (or the other way round)."""
     if not _API_KEY.match(key):
         raise BadInput(
             f"{what} has characters an API key never has",
             "check that it holds the key alone, on one line",
         )
+    credentials.check_kind_value(kind, key)
     return key
 
 
-def inject_key(engine: Engine, name: str, credential: Credential, key: str) -> None:
-    """Hand the key over on stdin: never in argv, env, inspect output or the image."""
-    if credential == Credential.API_KEY_PROXY:
-        target, cmd = names.companion_name(name), ["companion-entrypoint", "set-key"]
-    else:
-        target = names.container_name(name)
-        cmd = ["sh", "-c", "umask 077 && cat > /run/cage/secrets/api_key"]
+def read_start_credential(
+    api_key_file: str | None, network: Network, environ: dict[str, str] | None = None
+) -> Secret | None:
+    """The Anthropic credential a start was given: an API key (--api-key-file or
+    ANTHROPIC_API_KEY) or a subscription token (CLAUDE_CODE_OAUTH_TOKEN)."""
+    environ = dict(os.environ) if environ is None else environ
+    key = read_api_key(api_key_file, environ)
+    token = environ.get("CLAUDE_CODE_OAUTH_TOKEN", "").strip()
+    if key and token:
+        raise BadInput(
+            "both an API key and CLAUDE_CODE_OAUTH_TOKEN are set",
+            "unset the one this session should not use",
+        )
+    if token:
+        check_api_key(token, "CLAUDE_CODE_OAUTH_TOKEN", "claude-token")
+        if network != Network.FILTERED:
+            raise BadInput(
+                "a subscription token is added by the filtered network's proxy; "
+                f"--network {network} has none",
+                "use --network filtered (the default), or log in inside with /login",
+            )
+    value, kind = (key, "api-key") if key else (token, "claude-token")
+    if not value:
+        return None
+    host = (credentials.ANTHROPIC_HOST,)
+    return Secret(secrets.ANTHROPIC, kind, host, value, None, metadata.now_iso(), "session")
+
+
+def inject_key(engine: Engine, name: str, key: str) -> None:
+    """Hand a none/host session its key file on stdin. (A filtered session never gets
+    it: its companion adds it, see operations/secrets.py.)"""
+    target = names.container_name(name)
+    cmd = ["sh", "-c", "umask 077 && cat > /run/cage/secrets/api_key"]
     code, _output = engine.exec_run(target, cmd, stdin=key.encode())
     if code != 0:
         raise EngineError(f"could not hand the API key to {target} (exit {code})")
@@ -81,24 +111,26 @@ class KeyResult:
 def set_key(name: str, key: str, engine: Engine | None = None) -> KeyResult:
     engine = engine or Engine()
     store = metadata.SessionStore()
-    if store.load(name) is None:
+    found = store.load(name)
+    if found is None:
         raise SessionNotFound(name)
     key = check_api_key(key.strip(), "the key given")
+    if found.network == Network.FILTERED:
+        result = secrets.store_secret(secrets.ANTHROPIC, key, [], "api-key", None, name, engine)
+        return KeyResult(name, Credential.API_KEY_PROXY, bool(result.updated))
     with store.lock(name):
         session = store.load(name)
         if session is None:
             raise SessionNotFound(name)
         credential = session.credential
-        if credential not in (Credential.API_KEY_PROXY, Credential.API_KEY_FILE):
+        if credential != Credential.API_KEY_FILE:
             raise BadInput(
                 f"session {name} was started without an API key, so it has no key path",
                 "destroy it and start it again with ANTHROPIC_API_KEY or --api-key-file",
             )
         store.write_secret(name, API_KEY_SECRET, key)
-        proxied = credential == Credential.API_KEY_PROXY
-        target = session.companion if proxied else session.container
-        info = inspect_ours(engine, target)
+        info = inspect_ours(engine, session.container)
         live = bool(info and info["State"]["Running"])
         if live:
-            inject_key(engine, name, credential, key)
+            inject_key(engine, name, key)
     return KeyResult(name, credential, live)

@@ -17,6 +17,9 @@ from claude_cage.record import SessionRecord
 
 CREDENTIALS = {
     Credential.API_KEY_PROXY: "api-key via proxy (the key never enters the session)",
+    Credential.CLAUDE_TOKEN_PROXY: (
+        "subscription token via proxy (the token never enters the session)"
+    ),
     Credential.API_KEY_FILE: "api-key file (read-only, inside the session)",
     Credential.OAUTH: "OAuth/login (kept in the session's data volume)",
     Credential.NONE: "none (log in inside with /login)",

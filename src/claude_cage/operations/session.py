@@ -9,12 +9,24 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import audit, bindmounts, labels, managed, metadata, names, policy, quota, workdir
+from claude_cage import (
+    audit,
+    bindmounts,
+    credentials,
+    labels,
+    managed,
+    metadata,
+    names,
+    policy,
+    quota,
+    workdir,
+)
 from claude_cage import config as config_mod
+from claude_cage.credentials import Secret
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
-from claude_cage.operations import agent, checkpoint, clone, desktop, model, operation
+from claude_cage.operations import agent, checkpoint, clone, desktop, model, operation, secrets
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.inputs import (
     StartOptions,
@@ -25,7 +37,7 @@ from claude_cage.operations.inputs import (
     load_config,
     request_from_record,
 )
-from claude_cage.operations.keys import API_KEY_SECRET, inject_key, read_api_key
+from claude_cage.operations.keys import API_KEY_SECRET, inject_key, read_start_credential
 from claude_cage.operations.objects import check_claimable, inspect_ours, owned_containers
 from claude_cage.record import RECORDED, SessionRecord, encode
 
@@ -144,6 +156,7 @@ def _bring_up(
     cfg: config_mod.Config,
     req: policy.SessionRequest,
     key: str | None,
+    creds: list[Secret],
     reuse_session: bool,
     created: list[str],
     counted: Callable[[], None],
@@ -184,6 +197,8 @@ def _bring_up(
         if companion_started is not None:
             companion_started.result()
             checkpoint("start:companion-started")
+    if req.proxy_credentials:  # the companion's squid waits for these before it serves
+        secrets.hand_over(engine, req.name, creds)
     if plan.companion is not None:
         code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
         if code != 0:
@@ -192,8 +207,8 @@ def _bring_up(
                 f"the session's companion did not start: {why[-300:]}",
                 f"see 'docker logs {plan.companion.name}'",
             )
-    if key:
-        inject_key(engine, req.name, req.credential, key)
+    if key and req.network != Network.FILTERED:
+        inject_key(engine, req.name, key)
     if req.network == "filtered":
         audit.ensure_follower()
     info = engine.inspect(plan.session.name)
@@ -230,8 +245,8 @@ def _rollback(engine: Engine, created: list[str]) -> None:
 def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
     cfg = load_config(options)
     name = names.check_name(options.name) if options.name is not None else names.generate_name()
-    key = read_api_key(options.api_key_file)
-    req = build_request(cfg, options, name, key is not None)
+    given = read_start_credential(options.api_key_file, cfg["network"])
+    req = build_request(cfg, options, name, given)
     repo = clone_request(options, name, req)
     req.uid, req.gid = bindmounts.session_user(req.mounts)
     req.protect = bindmounts.protections(req.mounts)
@@ -240,13 +255,6 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
     warnings = []
     if req.network == Network.HOST:
         warnings.append("--network host: the session shares the host's network, with no filtering")
-    if req.credential == Credential.API_KEY_PROXY and cfg["anthropic_upstream"].startswith(
-        "http://"
-    ):
-        warnings.append(
-            f"anthropic_upstream {cfg['anthropic_upstream']} is plain http: "
-            "the API key crosses the network unencrypted"
-        )
 
     unreachable = model.unreachable(req.network, req.env)
     if unreachable:
@@ -278,11 +286,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         restarted = previous is not None
         if previous is not None:
             req = request_from_record(previous, cfg)
-            key = (
-                store.read_secret(name, API_KEY_SECRET)
-                if req.credential != Credential.NONE
-                else None
-            )
+            given = None  # a restart uses what is stored (a warning names ignored flags)
             ignored = given_settings(options)
             if ignored:
                 warnings.append(
@@ -295,6 +299,22 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         sizes = (cfg["workspace_size"], cfg["data_size"], cfg["socket_size"])
         if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
             warnings.append(quota.UNBOUNDED_HINT)
+        key, creds = None, list[Secret]()
+        if req.network == Network.FILTERED:
+            creds = secrets.effective(name, given)
+            req.credential = credentials.session_kind(creds)
+            req.proxy_credentials = bool(creds)
+            if given is not None:
+                secrets.check_allowed(
+                    list(given.hosts),
+                    req.allowed_hosts,
+                    f"session {name}'s allowlist",
+                    "allow it with --allow-host HOST",
+                )
+        elif given is not None:
+            key = given.value
+        elif restarted and req.credential == Credential.API_KEY_FILE:
+            key = store.read_secret(name, API_KEY_SECRET)
         # Claude Code's managed settings, from the configuration of this start.
         settings = managed.compose(cfg["claude_managed_settings"], req.credential)
         engine.require_image(req.image)
@@ -323,7 +343,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             capacity.enter_context(store.lock(CAPACITY_LOCK))
             try:
                 _check_capacity(engine, cfg)
-                _bring_up(engine, cfg, req, key, info is not None, created, capacity.close)
+                _bring_up(engine, cfg, req, key, creds, info is not None, created, capacity.close)
                 if not restarted:
                     clone.own_data_volume(engine, req)
                     if snap is not None:
@@ -349,7 +369,9 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
                 raise
             finally:
                 capacity.close()
-        if key and not restarted:
+        if given is not None and req.network == Network.FILTERED:
+            secrets.save(given, name)
+        elif key and not restarted:
             store.write_secret(name, API_KEY_SECRET, key)
         session = record_for(req, previous, cfg["allowed_ports"])
         session = dataclasses.replace(session, **{key: cfg[key] for key in RECORDED})

@@ -1,0 +1,283 @@
+"""Credentials for every session or for one: stored 0600 outside any container, handed
+to running companions at once (rotation needs no restart), never shown.
+
+Storage: `<data dir>/credentials/<name>.json` for all sessions, and
+`<data dir>/sessions/<session>/credentials/<name>.json` for one. A session's own
+credential takes its hosts from any credential for all sessions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from claude_cage import config as config_mod
+from claude_cage import credentials, managed, metadata, names, paths
+from claude_cage.credentials import Secret
+from claude_cage.engine import Engine
+from claude_cage.errors import BadInput, CageError, EngineError, NotFound, SessionNotFound
+from claude_cage.kinds import Credential, Network
+from claude_cage.operations import operation
+from claude_cage.operations.objects import inspect_ours
+
+API_KEY_SECRET = "api_key"  # a none/host session's key file, and older filtered sessions'
+ANTHROPIC = "anthropic"  # the name start and `key set` give a session's Anthropic credential
+
+
+def _dir(session: str | None) -> Path:
+    if session is None:
+        return paths.data_dir() / "credentials"
+    return metadata.SessionStore().dir(session) / "credentials"
+
+
+def load(session: str | None) -> list[Secret]:
+    """The credentials of one scope (None: all sessions). A damaged file is skipped."""
+    folder = _dir(session)
+    creds = []
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            try:
+                data = json.loads(path.read_text())
+                creds.append(Secret.from_json(data, "all" if session is None else "session"))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return creds
+
+
+def save(cred: Secret, session: str | None) -> None:
+    folder = _dir(session)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    metadata._atomic_write(folder / f"{cred.name}.json", json.dumps(cred.to_json()), 0o600)
+
+
+def effective(session: str, given: Secret | None = None) -> list[Secret]:
+    """What a session's companion adds: its own credentials (`given` replaces the one
+    of its name), then those for all sessions on the hosts its own do not cover."""
+    own = [c for c in load(session) if given is None or c.name != given.name]
+    if given is not None:
+        own.append(given)
+    legacy = metadata.SessionStore().read_secret(session, API_KEY_SECRET)
+    if legacy and not any(c.name == ANTHROPIC for c in own):
+        own.append(Secret(ANTHROPIC, "api-key", (credentials.ANTHROPIC_HOST,), legacy.strip()))
+    result = list(own)
+    for cred in load(None):
+        if any(c.name == cred.name for c in own):
+            continue
+        taken = {h for c in own for h in credentials.clashes(c, cred)}
+        hosts = tuple(h for h in cred.hosts if h not in taken)
+        if hosts:
+            result.append(Secret(cred.name, cred.kind, hosts, cred.value, cred.header))
+    return result
+
+
+# --- pushing to running sessions ------------------------------------------------------
+
+
+def push(engine: Engine, session: str, running: bool = True) -> Credential:
+    """Hand a filtered session's companion its credentials, and Claude Code a placeholder
+    of the matching kind. Returns the session's credential kind. Call it locked."""
+    creds = effective(session)
+    kind = credentials.session_kind(creds)
+    if running:
+        hand_over(engine, session, creds)
+    return kind
+
+
+def hand_over(engine: Engine, session: str, creds: list[Secret]) -> None:
+    """The companion's squid rules, values included, on an exec's stdin only."""
+    code, _output = engine.exec_run(
+        names.companion_name(session),
+        ["companion-entrypoint", "set-credentials"],
+        stdin=credentials.squid_rules(creds).encode(),
+    )
+    if code != 0:
+        raise EngineError(
+            f"the companion of {session} did not take its credentials (exit {code})",
+            f"see 'docker logs {names.companion_name(session)}'",
+        )
+
+
+def _rewrite_claude_settings(store: metadata.SessionStore, session: str, kind: str) -> None:
+    """The managed settings directory is bound into the session: a rewrite on the host
+    shows inside at once, for the next Claude Code that starts there."""
+    directory = store.dir(session) / "claude-code"
+    if directory.is_dir():
+        operator = config_mod.load()["claude_managed_settings"]
+        managed.write(directory, managed.compose(operator, kind))
+
+
+def _running_filtered(engine: Engine, store: metadata.SessionStore) -> list[str]:
+    result = []
+    for name, session in store.load_all().items():
+        if session.network != Network.FILTERED:
+            continue
+        info = inspect_ours(engine, names.companion_name(name))
+        if info and info["State"]["Running"]:
+            result.append(name)
+    return result
+
+
+def _refresh(engine: Engine, session: str, store: metadata.SessionStore) -> bool:
+    """Push to one session if its companion runs; record its new kind. Locks it."""
+    with store.lock(session):
+        found = store.load(session)
+        if found is None or found.network != Network.FILTERED:
+            return False
+        info = inspect_ours(engine, names.companion_name(session))
+        running = bool(info and info["State"]["Running"])
+        kind = push(engine, session, running)
+        if found.credential != kind:
+            _rewrite_claude_settings(store, session, kind)
+            store.save(dataclasses.replace(found, credential=kind))
+        return running
+
+
+# --- set / list / rm ------------------------------------------------------------------
+
+
+@dataclass
+class SecretResult:
+    name: str  # the credential's, not a session's
+    kind: str
+    hosts: list[str]
+    fingerprint: str
+    session: str | None
+    updated: list[str] = field(default_factory=list)  # running sessions that got it now
+
+    def event_details(self) -> dict[str, Any]:  # never the value
+        return {
+            "kind": self.kind,
+            "hosts": self.hosts,
+            "fingerprint": self.fingerprint,
+            "scope": self.session or "all",
+            "sessions_updated": self.updated,
+        }
+
+
+def check_allowed(hosts: list[str], allowlist: list[str], where: str, fix: str) -> None:
+    """A credential is added only on the way to its hosts, and those must be reachable:
+    refuse rather than widen the allowlist behind the user's back."""
+    for host in hosts:
+        if not credentials.covered(host, allowlist):
+            raise BadInput(
+                f"{host} is not in {where}: the credential could never be used",
+                fix.replace("HOST", host),
+            )
+
+
+def _check_scope(hosts: list[str], session: str | None) -> None:
+    if session is None:
+        allowlist = list(config_mod.load()["allowed_hosts"])
+        where = "the configured allowed_hosts"
+        fix = "add it to allowed_hosts in the config file ('claude-cage config path')"
+    else:
+        found = metadata.SessionStore().load(session)
+        if found is None or found.network != Network.FILTERED:
+            raise BadInput(
+                f"session {session} has no filtered network, so no proxy to add a credential",
+                "start a session with --network filtered (the default)",
+            )
+        allowlist = list(found.allowed_hosts)
+        where = f"session {session}'s allowlist"
+        fix = f"allow it first: claude-cage allow {session} HOST"
+    check_allowed(hosts, allowlist, where, fix)
+
+
+@operation("secret-set")
+def set_secret(
+    name: str,
+    value: str,
+    hosts: list[str],
+    kind: str | None = None,
+    header: str | None = None,
+    session: str | None = None,
+    engine: Engine | None = None,
+) -> SecretResult:
+    return store_secret(name, value, hosts, kind, header, session, engine)
+
+
+def store_secret(
+    name: str,
+    value: str,
+    hosts: list[str],
+    kind: str | None = None,
+    header: str | None = None,
+    session: str | None = None,
+    engine: Engine | None = None,
+) -> SecretResult:
+    credentials.check_name(name)
+    store = metadata.SessionStore()
+    if session is not None and store.load(session) is None:
+        raise SessionNotFound(session)
+    if kind in credentials.ANTHROPIC_KINDS and not hosts:
+        hosts = [credentials.ANTHROPIC_HOST]
+    if not hosts:
+        raise BadInput("a credential needs at least one --host", "e.g. --host api.github.com")
+    checked = list(dict.fromkeys(credentials.check_host(h) for h in hosts))
+    kind = kind or credentials.default_kind(checked)
+    if kind not in credentials.KINDS:
+        raise BadInput(f"unknown kind {kind!r}", "one of: " + ", ".join(credentials.KINDS))
+    if kind == "header":
+        if not header:
+            raise BadInput("--kind header needs --header NAME", "e.g. --header X-Api-Key")
+        header = credentials.check_header(header)
+    elif header:
+        raise BadInput(f"--header goes with --kind header, not {kind}", "drop --header")
+    value = credentials.check_value(value, "the secret")
+    credentials.check_kind_value(kind, value)
+    _check_scope(checked, session)
+    cred = Secret(name, kind, tuple(checked), value, header, metadata.now_iso())
+    for other in load(session):
+        clash = credentials.clashes(other, cred)
+        if other.name != name and clash:
+            raise BadInput(
+                f"credential {other.name!r} already sets that header for {', '.join(clash)}",
+                f"replace it under its name ({other.name}), or remove it first",
+            )
+    save(cred, session)
+    engine = engine or Engine()
+    targets = [session] if session else _running_filtered(engine, store)
+    updated = [s for s in targets if _refresh(engine, s, store)]
+    return SecretResult(name, kind, checked, cred.fingerprint(), session, updated)
+
+
+def list_secrets(session: str | None = None) -> list[dict[str, Any]]:
+    if session is not None and metadata.SessionStore().load(session) is None:
+        raise SessionNotFound(session)
+    creds = load(None) + (load(session) if session else [])
+    return [c.public() for c in creds]
+
+
+@operation("secret-rm")
+def remove_secret(
+    name: str, session: str | None = None, engine: Engine | None = None
+) -> SecretResult:
+    credentials.check_name(name)
+    store = metadata.SessionStore()
+    if session is not None and store.load(session) is None:
+        raise SessionNotFound(session)
+    found = [c for c in load(session) if c.name == name]
+    if not found:
+        scope = f"session {session}" if session else "all sessions"
+        raise NotFound(
+            f"no credential named {name!r} for {scope}",
+            "see 'claude-cage secret list'" + (f" --session {session}" if session else ""),
+        )
+    (_dir(session) / f"{name}.json").unlink()
+    if session is not None and name == ANTHROPIC:
+        store_path = store.dir(session) / API_KEY_SECRET
+        store_path.unlink(missing_ok=True)
+    engine = engine or Engine()
+    targets = [session] if session else _running_filtered(engine, store)
+    updated = []
+    for target in targets:
+        try:
+            if _refresh(engine, target, store):
+                updated.append(target)
+        except CageError:
+            continue
+    cred = found[0]
+    return SecretResult(name, cred.kind, list(cred.hosts), cred.fingerprint(), session, updated)
