@@ -79,7 +79,6 @@ class SessionRecord:
     uid: int | None = None  # the session's user: the owner of its read-write mounts
     gid: int | None = None  # (bindmounts.py); None: the image's user, 1000
     # The config's settings that shape the session, as it was started (see RECORDED).
-    anthropic_upstream: str | None = None
     egress_network: str | None = None
     seccomp_profile: str | None = None
     apparmor_profile: str | None = None
@@ -97,7 +96,6 @@ class SessionRecord:
 # it starts again: the same session (the same model endpoint above all) whatever the
 # environment says then. `status` shows them.
 RECORDED = (
-    "anthropic_upstream",
     "egress_network",
     "allowed_ports",
     "seccomp_profile",

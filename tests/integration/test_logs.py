@@ -45,15 +45,14 @@ def test_logs_show_the_agents_tool_calls_running_and_stopped(
     started = cage("start", "--name", name, "--detach", "--mount", str(project), env=env)
     assert started.code == 0, started.output
 
-    # The model endpoint answers through the session's own path (bridge, key proxy,
-    # upstream), and status says where that path leads.
+    # The model endpoint answers through the session's own path (bridge, proxy, the
+    # credential added on the way), and status says where that path leads.
     shown = cage("status", name, "--json").json()["session"]
     assert shown["model"]["ok"], shown["model"]
-    assert shown["model"]["url"] == "http://127.0.0.1:8082"
-    assert shown["model"]["upstream"] == "http://api.anthropic.com"
-    assert shown["settings"]["anthropic_upstream"] == "http://api.anthropic.com"
+    assert shown["model"]["url"] == "https://api.anthropic.com"
+    assert shown["model"]["upstream"] is None
     text = cage("status", name).stdout
-    assert "model        http://127.0.0.1:8082 -> http://api.anthropic.com: answers" in text
+    assert "model        https://api.anthropic.com: answers" in text
 
     model_server.reset()
     model_server.set_script(agent_script(f"/workspace/{project.name}", "x.invalid"), final=HOSTILE)
@@ -90,22 +89,11 @@ def test_logs_show_the_agents_tool_calls_running_and_stopped(
 
 def test_status_says_when_the_model_does_not_answer(cage: Cage, model_server: ModelServer) -> None:
     name = cage.name("nomodel")
-    key = f"sk-ant-test-{secrets.token_hex(16)}"
-    env = {"ANTHROPIC_API_KEY": key, "CAGE_ANTHROPIC_UPSTREAM": "http://nowhere.invalid"}
+    env = {"CAGE_ALLOWED_HOSTS": "claude.ai"}  # the proxy refuses api.anthropic.com
     assert cage("start", "--name", name, "--detach", env=env).code == 0
     model = cage("status", name, "--json").json()["session"]["model"]
-    assert not model["ok"] and model["http_status"] in (502, 504), model
-    assert "no answer from http://nowhere.invalid" in model["detail"]
+    assert not model["ok"] and model["http_status"] is None, model
     assert "cannot reach its model" in cage("status", name).stderr
-
-    # Started again without that setting in the environment, the session keeps the
-    # endpoint it was started with, and says so.
-    assert cage("stop", name).code == 0
-    again = cage("start", "--name", name, "--detach", env={"ANTHROPIC_API_KEY": key})
-    assert again.code == 0, again.output
-    assert "anthropic_upstream=http://nowhere.invalid" in again.stderr
-    settings = cage("status", name, "--json").json()["session"]["settings"]
-    assert settings["anthropic_upstream"] == "http://nowhere.invalid"
 
     offline = cage.name("offline")
     assert cage("start", "--name", offline, "--detach", "--network", "none").code == 0

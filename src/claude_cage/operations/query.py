@@ -251,9 +251,8 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
 
             from claude_cage.operations import model as model_check
 
-            upstream = meta.anthropic_upstream if meta is not None else None
-            background = ThreadPoolExecutor(1)
-            model = background.submit(model_check.check, engine, info["Name"][1:], upstream)
+            background = ThreadPoolExecutor(1)  # the real endpoint: no key proxy upstream
+            model = background.submit(model_check.check, engine, info["Name"][1:], None)
             background.shutdown(wait=False)
         inside = sandbox.probe_inside(engine, info) if running else None
         entry["model"] = model.result().as_dict() if model is not None else None
