@@ -116,6 +116,11 @@ DEFAULTS: dict[str, Any] = {
     # A JSON file of Claude Code managed settings (the operator's policy), delivered
     # read-only into every session at /etc/claude-code/managed-settings.json.
     "claude_managed_settings": None,
+    # Docker engines besides the local one (engines.py): context names or URLs, each
+    # optionally with its own max_sessions; `start` uses default_engine ("" = local).
+    "engines": [],
+    "default_engine": "",
+    "engine_timeout": 2.0,
 }
 
 _SIZE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
@@ -286,6 +291,39 @@ def _claude_code_version(value: Any) -> Any:
     return str(value)
 
 
+_ENGINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$|^(unix|ssh|tcp)://\S+$")
+
+
+def _engine_name(value: Any) -> str:
+    if not isinstance(value, str) or not _ENGINE_NAME.match(value) or value == "auto":
+        raise ValueError(f"{value!r} is not a Docker context name or an engine URL")
+    return value
+
+
+def _engines(value: Any) -> list[dict[str, Any]]:
+    """A list of engines: each a name or URL, or {name: ..., max_sessions: N}."""
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if not isinstance(value, list):
+        raise ValueError("must be a list of Docker context names or engine URLs")
+    engines = []
+    for item in value:
+        if isinstance(item, dict):
+            unknown = set(item) - {"name", "max_sessions"}
+            if unknown:
+                raise ValueError(f"unknown engine setting {sorted(unknown)[0]!r}")
+            limit = item.get("max_sessions")
+            engines.append(
+                {
+                    "name": _engine_name(item.get("name")),
+                    "max_sessions": None if limit is None else _number(int, 1, 10_000)(limit),
+                }
+            )
+        else:
+            engines.append({"name": _engine_name(item), "max_sessions": None})
+    return engines
+
+
 def _bind(value: Any) -> Any:
     import ipaddress
 
@@ -332,6 +370,11 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "mongodb_uri": _optional_text,
     "mongodb_db": _text,
     "claude_managed_settings": _optional_text,
+    "engines": lambda value: _engines(value),
+    "default_engine": lambda value: (
+        "" if value in (None, "", "local") else "auto" if value == "auto" else _engine_name(value)
+    ),
+    "engine_timeout": _number(float, 0.1, 600),
 }
 assert VALIDATORS.keys() == DEFAULTS.keys()
 

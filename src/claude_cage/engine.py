@@ -3,14 +3,15 @@
 Two ways in, each where it fits:
 
 - Container lifecycle, exec and queries (everything `start`, `stop`, `list`, `status`
-  and `exec` need) are plain requests to the engine's HTTP API over its unix socket,
-  with `http.client`. Importing the Docker SDK alone costs more than a whole `list`
+  and `exec` need) are plain requests to the engine's HTTP API with `http.client`.
+  Importing the Docker SDK alone costs more than a whole `list`
   and a third of a `start`, and these calls are simple: one JSON body, one answer.
 - Builds, pulls, imports and log streams go through the Docker SDK for Python
   (imported lazily), which knows the streaming formats and the build context.
 
-With a DOCKER_HOST that is not a unix socket, the same requests are sent through the
-SDK's own session instead. Every failure becomes a claude-cage error with a hint
+Both reach any engine: the local socket, or a far one over SSH or TCP (`endpoints.py`
+names them, `dial.py` opens the stream, so the raw requests and hijacked exec streams
+are the same on all of them). Every failure becomes a claude-cage error with a hint
 (errors.py); no request body (which may hold settings) is ever quoted in one.
 """
 
@@ -19,14 +20,15 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import socket
 import struct
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from claude_cage import labels
+from claude_cage import dial, endpoints, labels
+from claude_cage.endpoints import Endpoint
 from claude_cage.errors import (
     BadInput,
     CageError,
@@ -40,28 +42,17 @@ if TYPE_CHECKING:
     from claude_cage.policy import ContainerSpec
 
 MANAGED = labels.MANAGED_FILTER
-DEFAULT_SOCKET = "/var/run/docker.sock"
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
+class _EngineConnection(http.client.HTTPConnection):
+    """HTTP over whatever stream reaches the engine (dial.py)."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float | None) -> None:
         super().__init__("localhost", timeout=timeout)
-        self._path = path
+        self._endpoint = endpoint
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-def _socket_path() -> str | None:
-    host = os.environ.get("DOCKER_HOST", "")
-    if not host:
-        return DEFAULT_SOCKET
-    if host.startswith("unix://"):
-        return host[len("unix://") :]
-    return None  # tcp:// or ssh://: only the SDK knows how to talk to it
+        self.sock = dial.connect(self._endpoint, self.timeout)
 
 
 def _translate(exc: Exception) -> CageError:
@@ -108,10 +99,25 @@ def _short(exc: Exception) -> str:
 
 
 class Engine:
-    def __init__(self) -> None:
+    """One Docker engine: the local one by default, or any Endpoint (endpoints.py)."""
+
+    def __init__(self, endpoint: Endpoint | None = None, timeout: float = 300) -> None:
+        self.endpoint = endpoint if endpoint is not None else endpoints.local()
+        self.timeout = timeout
         self._client: Any = None
+        # A far engine's connection is kept and reused (one SSH dial for many requests);
+        # a local socket is cheaper to open than to share between threads.
+        self._kept = threading.local()
 
     # --- the engine API ----------------------------------------------------------------
+
+    def _connection(self) -> _EngineConnection:
+        if self.endpoint.is_local:
+            return _EngineConnection(self.endpoint, self.timeout)
+        conn = getattr(self._kept, "conn", None)
+        if conn is None:
+            conn = self._kept.conn = _EngineConnection(self.endpoint, self.timeout)
+        return conn
 
     def _request(
         self,
@@ -119,35 +125,36 @@ class Engine:
         path: str,
         query: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        raw: Any = None,
+        headers: dict[str, str] | None = None,
+        retried: bool = False,
     ) -> tuple[int, bytes]:
-        """One API request: (HTTP status, raw answer)."""
-        sock_path = _socket_path()
-        if sock_path is None:
-            return self._sdk_request(method, path, query, body)
+        """One API request: (HTTP status, raw answer). `raw` is a body sent as it is."""
         url = path + ("?" + urllib.parse.urlencode(query) if query else "")
-        payload = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        conn = _UnixHTTPConnection(sock_path, timeout=300)
+        payload = json.dumps(body).encode() if body is not None else raw
+        headers = dict(headers or {})
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        conn = self._connection()
         try:
             conn.request(method, url, body=payload, headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
-        except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
-            raise EngineUnavailable(
-                f"cannot reach the Docker engine at {sock_path} ({exc.strerror})"
-            ) from None
-        except OSError as exc:
-            raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
-        finally:
+        except CageError:
             conn.close()
-
-    def _sdk_request(
-        self, method: str, path: str, query: dict[str, str] | None, body: dict[str, Any] | None
-    ) -> tuple[int, bytes]:
-        api = self.client.api
-        with self._errors():
-            response = api.request(method, api._url(path), params=query, json=body)
-            return response.status_code, response.content
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            if method == "GET" and not self.endpoint.is_local and not retried:
+                # A kept connection the far side closed while idle: dial again, once.
+                return self._request(method, path, query, body, raw, headers, retried=True)
+            raise EngineUnavailable(
+                f"lost {self.endpoint.described} ({exc or type(exc).__name__})",
+                self.endpoint.unreachable_hint,
+            ) from None
+        finally:
+            if self.endpoint.is_local:
+                conn.close()
 
     def _call(
         self,
@@ -210,9 +217,20 @@ class Engine:
             import docker
 
             try:
-                self._client = docker.from_env(timeout=120)
+                if not self.endpoint.name:  # the local engine: DOCKER_HOST and its TLS vars
+                    self._client = docker.from_env(timeout=120)
+                else:
+                    self._client = docker.DockerClient(
+                        base_url=self.endpoint.host,
+                        timeout=120,
+                        tls=_tls_config(self.endpoint),
+                        use_ssh_client=True,  # the system's ssh, with the user's ssh config
+                    )
             except docker.errors.DockerException as exc:
-                raise EngineUnavailable(f"cannot reach the Docker engine ({_short(exc)})") from None
+                raise EngineUnavailable(
+                    f"cannot reach {self.endpoint.described} ({_short(exc)})",
+                    self.endpoint.unreachable_hint,
+                ) from None
         return self._client
 
     @contextlib.contextmanager
@@ -238,6 +256,46 @@ class Engine:
             if data is None:
                 return None
             return (data.get("Config") or {}).get("Labels") or {}
+
+    def image_id(self, image: str) -> str | None:
+        data = self._get(f"/images/{urllib.parse.quote(image, safe='')}/json")
+        return None if data is None else str(data.get("Id"))
+
+    def save_image(self, image: str, chunk: int = 4 << 20) -> Iterator[bytes]:
+        """`docker save` of one image, streamed: a tar in chunks, never whole in memory."""
+        conn = _EngineConnection(self.endpoint, self.timeout)
+        try:
+            conn.request("GET", f"/images/{urllib.parse.quote(image, safe='')}/get")
+            response = conn.getresponse()
+            if response.status >= 400:
+                raise _api_error(response.status, response.read())
+            while data := response.read(chunk):
+                yield data
+        except OSError as exc:
+            raise EngineUnavailable(
+                f"lost {self.endpoint.described} ({exc})", self.endpoint.unreachable_hint
+            ) from None
+        finally:
+            conn.close()
+
+    def load_image(self, tar_chunks: Iterator[bytes]) -> None:
+        """`docker load` of a tar sent as it comes (chunked), on its own connection."""
+        conn = _EngineConnection(self.endpoint, self.timeout)
+        try:
+            headers = {"Content-Type": "application/x-tar"}
+            conn.request("POST", "/images/load?quiet=1", body=tar_chunks, headers=headers)
+            response = conn.getresponse()
+            status, data = response.status, response.read()
+        except OSError as exc:
+            raise EngineUnavailable(
+                f"lost {self.endpoint.described} ({exc})", self.endpoint.unreachable_hint
+            ) from None
+        finally:
+            conn.close()
+        if status >= 400:
+            raise _api_error(status, data)
+        if b'"error"' in data:
+            raise EngineError(f"loading the image failed: {data.decode(errors='replace')[:300]}")
 
     def require_image(self, image: str) -> None:
         if self.image_labels(image) is None:
@@ -354,24 +412,11 @@ class Engine:
         """Unpack a tar at `path` in a container (created or running), with the owners
         its headers name. `archive` iterates over byte chunks and has a `length`: it is
         streamed, never held in memory whole."""
-        sock_path = _socket_path()
-        if sock_path is None:
-            with self._errors():
-                self.client.api.put_archive(name, path, b"".join(archive))
-            return
         url = f"/containers/{urllib.parse.quote(name)}/archive?" + urllib.parse.urlencode(
             {"path": path}
         )
-        conn = _UnixHTTPConnection(sock_path, timeout=300)
-        try:
-            headers = {"Content-Type": "application/x-tar", "Content-Length": str(archive.length)}
-            conn.request("PUT", url, body=iter(archive), headers=headers)
-            response = conn.getresponse()
-            status, data = response.status, response.read()
-        except OSError as exc:
-            raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
-        finally:
-            conn.close()
+        headers = {"Content-Type": "application/x-tar", "Content-Length": str(archive.length)}
+        status, data = self._request("PUT", url, raw=iter(archive), headers=headers)
         if status >= 400:
             raise _api_error(status, data)
 
@@ -438,17 +483,9 @@ class Engine:
 
     def _hijack(self, path: str, body: dict[str, Any]) -> socket.socket:
         """POST that turns the connection into a raw stream (how exec attaches)."""
-        sock_path = _socket_path()
-        if sock_path is None:
-            api = self.client.api
-            with self._errors():
-                response = api._post_json(api._url(path), data=body, stream=True)
-                api._raise_for_status(response)
-                return api._get_raw_response_socket(response)  # type: ignore[no-any-return]
         payload = json.dumps(body).encode()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = dial.connect(self.endpoint, self.timeout)
         try:
-            sock.connect(sock_path)
             request = (
                 f"POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(payload)}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
@@ -462,7 +499,9 @@ class Engine:
                 head += chunk
         except OSError as exc:
             sock.close()
-            raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
+            raise EngineUnavailable(
+                f"lost {self.endpoint.described} ({exc})", self.endpoint.unreachable_hint
+            ) from None
         status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
         if status not in (101, 200):
             sock.close()
@@ -530,17 +569,7 @@ class Engine:
             "tail": "all" if tail is None else str(tail),
         }
         path = f"/containers/{urllib.parse.quote(name)}/logs"
-        sock_path = _socket_path()
-        if sock_path is None:
-            with self._errors():
-                chunks = self.client.api.logs(
-                    name, stream=True, follow=follow, stdout=True, stderr=False,
-                    timestamps=True, since=float(since),
-                    tail="all" if tail is None else tail,
-                )  # fmt: skip
-                yield from _lines(chunk for chunk in chunks)
-            return
-        conn = _UnixHTTPConnection(sock_path, timeout=None if follow else 300)  # type: ignore[arg-type]
+        conn = _EngineConnection(self.endpoint, timeout=None if follow else 300)
         try:
             conn.request("GET", path + "?" + urllib.parse.urlencode(query))
             response = conn.getresponse()
@@ -574,6 +603,19 @@ class Engine:
     def import_image(self, tar_path: str, repository: str, tag: str) -> None:
         with self._errors():
             self.client.api.import_image_from_file(tar_path, repository=repository, tag=tag)
+
+
+def _tls_config(endpoint: Endpoint) -> Any:
+    if endpoint.scheme != "tcp" or not endpoint.tls_dir:
+        return False
+    import docker.tls
+
+    tls = endpoint.tls_dir
+    return docker.tls.TLSConfig(
+        client_cert=(f"{tls}/cert.pem", f"{tls}/key.pem"),
+        ca_cert=f"{tls}/ca.pem" if endpoint.tls_verify else None,
+        verify=endpoint.tls_verify,
+    )
 
 
 def frames(sock: socket.socket) -> Iterator[tuple[bytes | None, bytes | None]]:
@@ -618,6 +660,7 @@ def _create_body(spec: ContainerSpec) -> dict[str, Any]:
             "Source": v["source"],
             "Target": v["target"],
             "VolumeOptions": {"NoCopy": bool(v.get("no_copy"))},
+            "ReadOnly": bool(v.get("read_only")),
         }
         for v in spec.volumes
     ] + [

@@ -51,6 +51,11 @@ def socket_volume(session: str) -> str:
     return f"cage-sock-{session}"
 
 
+def managed_volume(session: str) -> str:
+    """Claude Code's managed settings, on an engine that cannot see this machine's files."""
+    return f"cage-managed-{session}"
+
+
 def workspace_volume(session: str) -> str:
     return f"cage-work-{session}"
 

@@ -79,6 +79,7 @@ class SessionRequest:
     desktop_port: int | None = None
     owner: str = ""  # paths.owner_id() of the data directory that owns the session
     managed_settings: str = ""  # host directory bound read-only at /etc/claude-code
+    managed_volume: str = ""  # ... or, on a remote engine, a volume mounted read-only there
     clone: str = ""  # clone mode: the repository's name, cloned to /workspace/<clone>
     uid: int = SESSION_UID  # the owner of the read-write mounts, if any (bindmounts.py)
     gid: int = SESSION_UID
@@ -183,6 +184,10 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         volumes.append({"source": names.data_volume(req.name), "target": f"{HOME}/.claude"})
     if req.clone:  # the session's own copy of the repository (operations/clone.py)
         volumes.append({"source": names.workspace_volume(req.name), "target": project})
+    if req.managed_volume:  # root-owned files, filled by claude-cage, read-only inside
+        volumes.append(
+            {"source": req.managed_volume, "target": MANAGED_SETTINGS_DIR, "read_only": True}
+        )
 
     user_tmpfs = f"rw,nosuid,nodev,uid={req.uid},gid={req.gid}"
     if req.uid != SESSION_UID:  # no passwd entry in the image: nss_wrapper gives one

@@ -88,6 +88,7 @@ class SessionRecord:
     nofile: int | None = None
     nproc: int | None = None
     vnc_resolution: str | None = None
+    engine: str = ""  # the Docker engine it lives on: a context or URL ("" = the local one)
     updated: str | None = None  # set by the store on every write
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)  # unknown keys
 

@@ -58,7 +58,9 @@ def verify(
     network = recorded_network or info["Config"]["Labels"].get(labels.NETWORK, "")
     mode = host.get("NetworkMode")
     mounts = [m for m in info.get("Mounts") or [] if m.get("Type") == "bind"]
-    managed = [m for m in mounts if m["Destination"] == MANAGED_SETTINGS_DIR]
+    # The managed settings are a bind of the data directory, or on a remote engine a
+    # volume of the session's own (names.managed_volume).
+    managed = [m for m in info.get("Mounts") or [] if m["Destination"] == MANAGED_SETTINGS_DIR]
     binds = [m for m in mounts if m["Destination"] != MANAGED_SETTINGS_DIR]
     ulimits = {u["Name"] for u in host.get("Ulimits") or []}
     user = info["Config"].get("User") or "root"
@@ -122,7 +124,8 @@ def verify(
         _check(
             "managed settings",
             len(managed) == 1 and not managed[0]["RW"],
-            f"{MANAGED_SETTINGS_DIR} read-only from {managed[0]['Source']}"
+            f"{MANAGED_SETTINGS_DIR} read-only from "
+            f"{managed[0].get('Name') or managed[0]['Source']}"
             if managed
             else f"{MANAGED_SETTINGS_DIR} is not claude-cage's read-only mount",
         ),

@@ -259,7 +259,8 @@ def test_exec_in_a_stopped_session(cage: Cage) -> None:
 
 def test_list_json_contract(cage_module: Cage, shared: str) -> None:
     payload = cage_module("list", "--json").json()
-    assert payload["version"] == 1 and set(payload) == {"version", "sessions"}
+    assert payload["version"] == 1 and set(payload) == {"version", "sessions", "engines"}
+    assert payload["engines"] == [{"name": "local", "reachable": True, "error": None}]
     entry = next(s for s in payload["sessions"] if s["name"] == shared)
     assert entry.keys() >= SESSION_KEYS
     assert (entry["mode"], entry["status"], entry["network"], entry["container"]) == (

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from claude_cage.endpoints import Endpoint
+
 FIXTURES = Path(__file__).parent / "fixtures"
 PROBE_OUTPUT = (
     b"1000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nroot=read-only\noom_kill=0\n"
@@ -72,6 +74,7 @@ class FakeEngine:
         self.listed: list[dict[str, Any]] = []
         self.probe_output = PROBE_OUTPUT
         self.calls: list[str] = []
+        self.endpoint = Endpoint("", "unix:///var/run/docker.sock")  # the local engine
 
     def add_session(self, name: str, running: bool = True, companion: bool = True) -> None:
         self.containers[f"cage-{name}"] = session_inspect(name, self.owner, running)

@@ -1,7 +1,7 @@
 """The JSON contract of `list --json` and `status NAME --json`, pinned offline.
 
 `list --json`:   {"version": 1, "sessions": [{name, mode, status, network, container,
-                  created, ...}]}
+                  created, engine, ...}], "engines": [{name, reachable, error}]}
 `status --json`: {"version": 1, "session": {...the same keys..., "sandbox": {...}}}
 
 The engine answers from captured inspect output (see fake_engine.py); an engine test in
@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from claude_cage import paths
+from claude_cage import engines, paths
 from claude_cage.cli import cli
 from claude_cage.operations import query
 from tests.unit.fake_engine import FakeEngine, record
 
-SESSION_KEYS = {"name", "mode", "status", "network", "container", "created"}
+SESSION_KEYS = {"name", "mode", "status", "network", "container", "created", "engine"}
 STATUSES = {"running", "stopped", "removed"}
 
 
@@ -31,6 +31,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     monkeypatch.setenv("CAGE_CONFIG_DIR", str(tmp_path / "config"))
     fake = FakeEngine(paths.owner_id())
     monkeypatch.setattr(query, "Engine", lambda: fake)
+    monkeypatch.setattr(engines, "engine_named", lambda name=None, timeout=300: fake)
     return fake
 
 
@@ -58,6 +59,7 @@ def test_view_has_the_contract_keys() -> None:
         "created": "2026-01-02T03:04:05Z",
         "container": "cage-web",
         "network": "none",
+        "engine": "local",
     }
     entry = query.view("web", meta, {"State": "running", "Labels": {}})
     check_session(entry, "web")
@@ -69,15 +71,20 @@ def test_list_json(engine: FakeEngine) -> None:
     record("web")
     engine.add_session("web")
     payload = run_json("list")
-    assert payload.keys() == {"version", "sessions"}
+    assert payload.keys() == {"version", "sessions", "engines"}
     assert payload["version"] == 1
+    assert payload["engines"] == [{"name": "local", "reachable": True, "error": None}]
     [entry] = payload["sessions"]
     check_session(entry, "web")
     assert entry["status"] == "running" and entry["created"] == "2026-01-02T03:04:05Z"
 
 
 def test_list_json_when_empty(engine: FakeEngine) -> None:
-    assert run_json("list") == {"version": 1, "sessions": []}
+    assert run_json("list") == {
+        "version": 1,
+        "sessions": [],
+        "engines": [{"name": "local", "reachable": True, "error": None}],
+    }
 
 
 def test_status_json(engine: FakeEngine) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from claude_cage import __version__, config, metadata, paths, resources
+from claude_cage.endpoints import Endpoint
 from claude_cage.operations import doctor, lifecycle
 from claude_cage.operations.lifecycle import Facts, Sample, SessionObjects, decide, leftovers
 from claude_cage.record import SessionRecord
@@ -388,6 +389,7 @@ class GcEngine:
 
     def __init__(self, owner: str) -> None:
         self.owner = owner
+        self.endpoint = Endpoint("", "unix:///var/run/docker.sock")  # the local engine
         self.containers: list[dict[str, Any]] = []
         self.volumes: list[dict[str, Any]] = []
         self.removed: list[str] = []

@@ -63,6 +63,12 @@ from claude_cage.render import note, print_json, sanitize, table, warn
 @click.option("--no-persist", is_flag=True, help="Keep no data volume (logins are not kept).")
 @click.option("--detach", "-d", is_flag=True, help="Do not attach the terminal to Claude Code.")
 @click.option("--image", help="Session image (default from config).")
+@click.option(
+    "--engine",
+    metavar="NAME",
+    help="Docker engine: a Docker context, a URL (ssh://user@host, tcp://, unix://), "
+    "'local', or 'auto' (the engine with the most free capacity). Default: default_engine.",
+)
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Extra config file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
@@ -95,12 +101,14 @@ def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
                 "repo": result.repo,
                 "branch": result.branch,
                 "base": result.base,
+                "engine": result.engine,
             }
         )
     else:
         verb = "restarted" if result.restarted else "started"
         click.echo(f"{result.name}")
-        note(f"session {result.name} {verb} ({result.mode}, network {result.network})")
+        where = f", engine {result.engine}" if result.engine != "local" else ""
+        note(f"session {result.name} {verb} ({result.mode}, network {result.network}{where})")
         if result.url:
             note(f"desktop: {result.url} (open it with 'claude-cage open {result.name}')")
         if result.branch:
@@ -179,11 +187,15 @@ def destroy(name: str, force: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_cmd(as_json: bool) -> None:
     """List sessions, running and stopped."""
-    from claude_cage.operations.query import list_sessions
+    from claude_cage.operations.query import survey
 
-    sessions = list_sessions()
+    found = survey()
+    sessions = found.sessions
+    for engine in found.engines:
+        if not engine["reachable"] and not as_json:
+            warn(f"engine {engine['name']} is unreachable: {engine['error']}")
     if as_json:
-        print_json({"sessions": sessions})
+        print_json({"sessions": sessions, "engines": found.engines})
         return
     if not sessions:
         note("no sessions; start one with 'claude-cage start'")
@@ -197,10 +209,12 @@ def list_cmd(as_json: bool) -> None:
             s["created"],
             s["url"] or "",
             f"{s['repo']} ({s['branch']})" if s.get("branch") else "",
+            s["engine"],
         )
         for s in sessions
     ]
-    click.echo(table(rows, ("NAME", "MODE", "STATUS", "NETWORK", "CREATED", "URL", "REPO")))
+    headers = ("NAME", "MODE", "STATUS", "NETWORK", "CREATED", "URL", "REPO", "ENGINE")
+    click.echo(table(rows, headers))
 
 
 @cli.command(context_settings=CONTEXT)

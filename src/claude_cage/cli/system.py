@@ -36,15 +36,34 @@ if TYPE_CHECKING:
     help="Claude Code release to install, e.g. 2.1.332, or 'latest' (default: config "
     "claude_code_version, which is latest).",
 )
+@click.option("--engine", metavar="NAME", help="Build on this Docker engine (context or URL).")
 def build(
-    target: str, base: str | None, ca_certs: tuple[str, ...], claude_code_version: str | None
+    target: str,
+    base: str | None,
+    ca_certs: tuple[str, ...],
+    claude_code_version: str | None,
+    engine: str | None,
 ) -> None:
-    """Build the images (cli, desktop, or all), with their companion."""
+    """Build the images (cli, desktop, or all), with their companion.
+
+    With --engine, on that engine; when it cannot pull the base image (no registry
+    there), the local engine's images are sent to it instead.
+    """
     import sys
 
     from claude_cage.operations.build import build as build_op
+    from claude_cage.operations.build import build_on
 
     def run(progress: Callable[[str], None]) -> BuildResult:
+        if engine:
+            return build_on(
+                engine,
+                target,
+                base=base,
+                ca_certs=list(ca_certs),
+                claude_code_version=claude_code_version,
+                progress=progress,
+            )
         return build_op(
             target,
             base=base,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from claude_cage import engines
 from claude_cage.engine import Engine
 from claude_cage.errors import EngineError
 from claude_cage.operations import record_event
@@ -88,7 +89,7 @@ class Attach:
 
 def prepare_attach(name: str, cwd: str | None = None, engine: Engine | None = None) -> Attach:
     """Start the session's Claude Code if it is not running, and get ready to attach."""
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     terminal = on_terminal("attach", name, ["cage-agent", "attach"], cwd, engine=engine)
     was = ensure(engine, terminal.container, terminal.directory)
     record_event("agent", name, {"status": "ok", "agent": was.split()[0]})

@@ -34,10 +34,16 @@ class BuildResult:
     images: list[str] = field(default_factory=list)
     base: str = ""
     bootstrapped: bool = False
+    sent: bool = False  # copied from the local engine rather than built there
     name: str = "-"
 
     def event_details(self) -> dict[str, Any]:
-        return {"images": self.images, "base": self.base, "bootstrapped": self.bootstrapped}
+        return {
+            "images": self.images,
+            "base": self.base,
+            "bootstrapped": self.bootstrapped,
+            "sent": self.sent,
+        }
 
 
 def _suite(base: str) -> str:
@@ -128,19 +134,111 @@ def _build_one(
                     progress(f"  {line}")
 
 
+def _send_images(
+    source: Engine, target: Engine, images: list[str], progress: Progress
+) -> list[str]:
+    """Copy images from one engine to another through their APIs (save, then load as
+    it streams), skipping those the target already has."""
+    sent = []
+    for image in images:
+        found = source.image_id(image)
+        if found is None:
+            raise EngineError(
+                f"the local engine has no {image} to send",
+                "build it here first: claude-cage build all",
+            )
+        if target.image_id(image) == found:
+            progress(f"{target.endpoint.label} already has {image}")
+            sent.append(image)
+            continue
+        progress(f"sending {image} to engine {target.endpoint.label}")
+        moved = 0
+
+        def counted(chunks: Any, image: str = image) -> Any:
+            nonlocal moved
+            for chunk in chunks:
+                if (moved + len(chunk)) // 2**26 > moved // 2**26:  # every 64 MiB
+                    progress(f"  {image}: {(moved + len(chunk)) // 2**20} MiB sent")
+                moved += len(chunk)
+                yield chunk
+
+        target.load_image(counted(source.save_image(image)))
+        progress(f"sent {image} ({moved // 2**20} MiB)")
+        sent.append(image)
+    return sent
+
+
+def _current(engine: Engine, image: str) -> bool:
+    labels = engine.image_labels(image)
+    return labels is not None and labels.get("cage.version") == __version__
+
+
 @operation("build")
-def build(
+def build_on(
+    engine_name: str,
     target: str = "all",
     base: str | None = None,
     ca_certs: list[str] | None = None,
     claude_code_version: str | None = None,
     progress: Progress | None = None,
 ) -> BuildResult:
+    """`build --engine NAME`: build on that engine; when it cannot pull the base image
+    (no registry there), send it the local engine's images instead, building them here
+    first when they are missing or older than this claude-cage. A remote engine gets no
+    desktop image: desktop sessions run only on the local engine."""
+    from claude_cage import engines
+
+    cfg = config_mod.load()
+    cfg.raise_problems()
+    progress = progress or (lambda _message: None)
+    far = engines.engine_named(engine_name)
+    if target in ("desktop", "all") and not far.endpoint.is_local:
+        progress("desktop sessions run only on the local engine: no desktop image there")
+        target = "cli"
+    base_image = base or cfg["base_image"]
+    if far.image_labels(base_image) is None:
+        try:
+            progress(f"pulling {base_image} on engine {far.endpoint.label}")
+            far.pull(base_image)
+        except CageError:
+            progress(f"engine {far.endpoint.label} cannot pull {base_image}: sending the images")
+            return _send_from_here(far, cfg, target, base, ca_certs, claude_code_version, progress)
+    return _build(target, base, ca_certs, claude_code_version, progress, engine=far)
+
+
+def _send_from_here(
+    far: Engine,
+    cfg: config_mod.Config,
+    target: str,
+    base: str | None,
+    ca_certs: list[str] | None,
+    claude_code_version: str | None,
+    progress: Progress,
+) -> BuildResult:
+    here = Engine()
+    wanted = [cfg["image_companion"]]
+    if target in ("cli", "desktop", "all"):
+        wanted.append(cfg["image_cli"])
+    if target in ("desktop", "all"):
+        wanted.append(cfg["image_desktop"])
+    if not all(_current(here, image) for image in wanted):
+        _build(target, base, ca_certs, claude_code_version, progress, engine=here)
+    return BuildResult(images=_send_images(here, far, wanted, progress), sent=True)
+
+
+def _build(
+    target: str = "all",
+    base: str | None = None,
+    ca_certs: list[str] | None = None,
+    claude_code_version: str | None = None,
+    progress: Progress | None = None,
+    engine: Engine | None = None,
+) -> BuildResult:
     cfg = config_mod.load()
     cfg.raise_problems()
     progress = progress or (lambda _message: None)
     certs = ca_certificates(ca_certs or [])
-    engine = Engine()
+    engine = engine or Engine()
     base_image, bootstrapped = resolve_base(engine, base or cfg["base_image"], progress)
     common = {"CAGE_VERSION": __version__}
     version = None
@@ -168,3 +266,6 @@ def build(
         _build_one(engine, kind, tag, {**common, **args}, certs, progress)
         result.images.append(tag)
     return result
+
+
+build = operation("build")(_build)

@@ -107,12 +107,20 @@ def own_data_volume(engine: Engine, req: policy.SessionRequest) -> None:
         _fill(engine, req, names.data_volume(req.name), ".claude", [(".claude", None)])
 
 
+def fill_managed_settings(engine: Engine, req: policy.SessionRequest, settings: Path) -> None:
+    """Claude Code's managed settings into the session's managed volume, owned by root
+    (on a remote engine, which cannot bind this machine's file; see managed.py)."""
+    entries = [("claude-code", None), (f"claude-code/{settings.name}", settings)]
+    _fill(engine, req, req.managed_volume, "claude-code", entries, owner=(0, 0))
+
+
 def _fill(
     engine: Engine,
     req: policy.SessionRequest,
     volume: str,
     top: str,
     entries: list[tuple[str, Path | None]],
+    owner: tuple[int, int] | None = None,
 ) -> None:
     """Upload entries, owned by the session's user, into a volume mounted at /fill/<top>.
 
@@ -135,7 +143,8 @@ def _fill(
     engine.remove(filler.name)  # a leftover of a killed run
     engine.create(filler)
     try:
-        engine.put_archive(filler.name, "/fill", tar_stream(entries, req.uid, req.gid))
+        uid, gid = owner or (req.uid, req.gid)
+        engine.put_archive(filler.name, "/fill", tar_stream(entries, uid, gid))
     finally:
         with contextlib.suppress(CageError):
             engine.remove(filler.name)

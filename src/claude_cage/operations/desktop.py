@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from claude_cage import config as config_mod
-from claude_cage import labels, metadata, names
+from claude_cage import engines, labels, metadata, names
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Mode
@@ -258,7 +258,7 @@ def open_info(name: str, engine: Engine | None = None) -> OpenInfo:
     """Write the launcher page for a running desktop session and say where it is."""
     store = metadata.SessionStore()
     meta = _desktop_meta(name, store)
-    running_container(name, engine or Engine())
+    running_container(name, engine or engines.for_session(name))
     bind = meta.desktop_bind or "127.0.0.1"
     port = meta.desktop_port
     assert port is not None  # _desktop_meta checked it

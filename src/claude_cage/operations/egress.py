@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import audit, egress, metadata, names
+from claude_cage import audit, egress, engines, metadata, names
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
@@ -92,7 +92,7 @@ def allow(
     except ValueError as exc:
         raise BadInput(str(exc), config_mod.HOST_HINT) from None
     port_changes = _check_ports(list(ports or []))
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     with store.lock(name):
         meta = _filtered_session(store, name)
@@ -160,7 +160,7 @@ def _covers(patterns: list[str], host: str) -> bool:
 def read_log(name: str, tail: int | None = None, engine: Engine | None = None) -> EgressLog:
     """The requests the session made through its current companion (running or
     stopped): the last `tail` lines of its log, or all it holds."""
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     meta = store.load(name)
     if meta is None:
@@ -199,7 +199,7 @@ def follow_log(
     """Requests as they happen from `since` (read_log's last line, whose squid numbers
     `seen` are not shown again), until the companion stops. Nothing runs in the
     companion for it."""
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     if metadata.SessionStore().load(name) is None:
         raise SessionNotFound(name)
     info = inspect_ours(engine, names.companion_name(name))

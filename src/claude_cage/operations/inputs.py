@@ -38,6 +38,7 @@ class StartOptions:
     config_file: str | None = None
     allow_hosts: tuple[str, ...] = ()
     clone: str | None = None  # a path in a git repository (operations/clone.py)
+    engine: str | None = None  # a Docker context, a URL, "local" or "auto" (engines.py)
 
 
 def load_config(options: StartOptions) -> config_mod.Config:
@@ -54,7 +55,11 @@ def load_config(options: StartOptions) -> config_mod.Config:
     return cfg
 
 
-def host_facts(cfg: config_mod.Config) -> policy.HostFacts:
+def host_facts(
+    cfg: config_mod.Config, engine_info: dict[str, Any] | None = None
+) -> policy.HostFacts:
+    """The facts plan() needs. A far engine's come from its own `docker info`
+    (`engine_info`), never from this machine."""
     profile = cfg["seccomp_profile"]
     path = paths.package_data("data", "seccomp.json") if profile == "default" else Path(profile)
     try:
@@ -63,11 +68,16 @@ def host_facts(cfg: config_mod.Config) -> policy.HostFacts:
         raise BadInput(
             f"seccomp profile {path}: {exc.strerror}", "set seccomp_profile to 'default' or a file"
         ) from None
-    try:
-        apparmor = Path("/sys/module/apparmor/parameters/enabled").read_text().strip() == "Y"
-    except OSError:
-        apparmor = False
     upstream_ca = "".join(Path(p).read_text() for p in cfg["upstream_ca_certs"])
+    if engine_info is not None:
+        options = engine_info.get("SecurityOptions") or []
+        apparmor = any(str(o).startswith("name=apparmor") for o in options)
+    else:
+        try:
+            enabled = Path("/sys/module/apparmor/parameters/enabled").read_text()
+            apparmor = enabled.strip() == "Y"
+        except OSError:
+            apparmor = False
     return policy.HostFacts(seccomp_profile=seccomp, apparmor=apparmor, upstream_ca=upstream_ca)
 
 
@@ -169,6 +179,35 @@ def request_from_record(session: SessionRecord, cfg: config_mod.Config) -> polic
     )
 
 
+def remote_limits(cfg: config_mod.Config, engine_info: dict[str, Any]) -> None:
+    """Default limits follow the engine's own host: cores minus one, half its memory."""
+    if cfg.sources.get("cpus") == "default" and engine_info.get("NCPU"):
+        cfg.values["cpus"] = config_mod.default_cpus(int(engine_info["NCPU"]))
+    if cfg.sources.get("memory") == "default" and engine_info.get("MemTotal"):
+        cfg.values["memory"] = config_mod.default_memory(int(engine_info["MemTotal"]))
+
+
+def check_remote(req: policy.SessionRequest, engine_label: str) -> None:
+    """What a session on a far engine cannot have: this machine's files, or ports and a
+    desktop published on the far host's loopback."""
+    where = f"engine {engine_label} is not this machine"
+    if req.mounts:
+        raise BadInput(
+            f"--mount {req.mounts[0].source}: {where}, so it cannot see your files",
+            "give the session its own copy of a git repository with --clone PATH",
+        )
+    if req.ports:
+        raise BadInput(
+            f"--port: {where}; ports are published on the engine's own loopback",
+            "drop --port, or run claude-cage on that host",
+        )
+    if req.mode == Mode.DESKTOP:
+        raise BadInput(
+            f"--mode desktop: {where}; its desktop would be on the engine's own loopback",
+            "use --mode cli on a remote engine, or run claude-cage on that host",
+        )
+
+
 def given_settings(options: StartOptions) -> list[str]:
     """The flags of a start that a restart of an existing session cannot honour."""
     given = []
@@ -186,6 +225,7 @@ def given_settings(options: StartOptions) -> list[str]:
         ("api_key_file", "--api-key-file"),
         ("ephemeral", "--ephemeral"),
         ("clone", "--clone"),
+        ("engine", "--engine"),
     ):
         if getattr(options, field_name):
             given.append(flag)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import credentials, metadata, names
+from claude_cage import credentials, engines, metadata, names
 from claude_cage.credentials import Secret
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
@@ -109,7 +109,7 @@ class KeyResult:
 
 @operation("key-set")
 def set_key(name: str, key: str, engine: Engine | None = None) -> KeyResult:
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     found = store.load(name)
     if found is None:

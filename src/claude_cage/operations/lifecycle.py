@@ -419,7 +419,8 @@ def _gather(engine: Engine, store: metadata.SessionStore) -> dict[str, SessionOb
         return groups.setdefault(name, SessionObjects(name))
 
     for name, meta in store.load_all().items():
-        group(name).meta = meta
+        if meta.engine == engine.endpoint.name:  # a session elsewhere is not this engine's
+            group(name).meta = meta
     for name, files in _stray_files(store).items():
         group(name).stray_files = files
     for container in engine.list_containers(labels.owner_filters()):
@@ -499,7 +500,10 @@ def _collect(
 
 def _gather_one(engine: Engine, store: metadata.SessionStore, name: str) -> SessionObjects:
     """The same as _gather, for one session, read afresh (under its lock)."""
-    objects = SessionObjects(name, meta=store.load(name))
+    meta = store.load(name)
+    if meta is not None and meta.engine != engine.endpoint.name:
+        return SessionObjects(name)  # it lives on another engine: nothing of it here
+    objects = SessionObjects(name, meta=meta)
     objects.stray_files = _stray_files(store).get(name, [])
     objects.containers = engine.list_containers(labels.owner_filters(session=name))
     for volume in engine.list_volumes():

@@ -9,7 +9,7 @@ import tarfile
 import time
 from collections.abc import Iterator
 
-from claude_cage import names
+from claude_cage import engines, names
 from claude_cage.engine import Engine
 from claude_cage.errors import SessionNotFound
 from claude_cage.transcript import Event, Reader
@@ -46,7 +46,7 @@ def transcript(
 ) -> Iterator[list[Event]]:
     """The session's transcript events in time order: what is there now (the last
     `tail` of them), then, when following, each new batch as it appears."""
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     container = _container(engine, name)
     reader = Reader()
     events = reader.feed(transcript_files(engine, container))
@@ -60,5 +60,5 @@ def transcript(
 
 def raw(name: str, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
     """The session container's own output (`logs --raw`)."""
-    engine = Engine()
+    engine = engines.for_session(name)
     yield from engine.logs(_container(engine, name), follow=follow, tail=tail)

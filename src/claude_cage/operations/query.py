@@ -6,11 +6,12 @@ metadata records intent and history, and follows the engine when they disagree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import labels, metadata, names, record
+from claude_cage import engines, labels, metadata, names, record
 from claude_cage.engine import Engine
-from claude_cage.errors import BadInput, OutOfMemory, SessionNotFound
+from claude_cage.errors import BadInput, CageError, OutOfMemory, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
 from claude_cage.operations.objects import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
@@ -73,6 +74,7 @@ def view(
             "repo": None,
             "branch": None,
             "base": None,
+            "engine": engines.LOCAL,
         }
     return {
         "name": name,
@@ -90,6 +92,7 @@ def view(
         "repo": meta.repo or None,  # clone mode: the user's repository,
         "branch": meta.branch or None,  # the session's branch in its copy,
         "base": meta.base or None,  # and the commit the copy started from
+        "engine": meta.engine or engines.LOCAL,  # the Docker engine it lives on
     }
 
 
@@ -99,18 +102,63 @@ def _follow(store: metadata.SessionStore, session: SessionRecord, status: Status
         store.update(session.name, blocking=False, status=status)
 
 
-def list_sessions(engine: Engine | None = None) -> list[dict[str, Any]]:
-    engine = engine or Engine()
+@dataclass
+class Survey:
+    """What `list` shows: every session, and every engine that was asked."""
+
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    engines: list[dict[str, Any]] = field(default_factory=list)  # name, reachable, error
+
+
+def _watched_engines(metas: dict[str, SessionRecord]) -> tuple[list[str], float]:
+    """The engines `list` asks, and how long it waits for each. The config is read only
+    when engines are in play, so a plain `list` stays one engine call."""
+    recorded = [m.engine for m in metas.values() if m.engine]
+    from claude_cage import config as config_mod  # start-up time: only with engines
+
+    cfg = config_mod.load()  # a bad key keeps its default here; `start` reports it
+    return engines.watched(cfg["engines"], recorded), float(cfg["engine_timeout"])
+
+
+def survey(engine: Engine | None = None) -> Survey:
     store = metadata.SessionStore()
-    containers = {c["Labels"].get(labels.SESSION): c for c in owned_containers(engine)}
     metas = store.load_all()
-    sessions = []
-    for name in sorted(set(metas) | {n for n in containers if n}):
-        entry = view(name, metas.get(name), containers.get(name))
-        if name in metas:
-            _follow(store, metas[name], Status(entry["status"]))
-        sessions.append(entry)
-    return sessions
+    if engine is not None:
+        asked = [engine.endpoint.name]
+        answers: dict[str, Any] = {engine.endpoint.name: owned_containers(engine)}
+    else:
+        asked, timeout = _watched_engines(metas)
+        if asked == [""]:  # the local engine alone: its errors are the command's
+            answers = {"": owned_containers(Engine())}
+        else:
+            answers = engines.ask(asked, owned_containers, timeout)
+    result = Survey()
+    for where in asked:
+        answer = answers[where]
+        reachable = not isinstance(answer, CageError)
+        result.engines.append(
+            {
+                "name": where or engines.LOCAL,
+                "reachable": reachable,
+                "error": None if reachable else answer.message,
+            }
+        )
+        containers = {c["Labels"].get(labels.SESSION): c for c in answer} if reachable else {}
+        here = {n: m for n, m in metas.items() if m.engine == where}
+        for name in sorted(set(here) | {n for n in containers if n} - set(metas)):
+            entry = view(name, here.get(name), containers.get(name))
+            entry["engine"] = where or engines.LOCAL
+            if not reachable:
+                entry["status"] = "unreachable"  # not "removed": nobody could look
+            elif name in here:
+                _follow(store, here[name], Status(entry["status"]))
+            result.sessions.append(entry)
+    result.sessions.sort(key=lambda s: (s["name"], s["engine"]))
+    return result
+
+
+def list_sessions(engine: Engine | None = None) -> list[dict[str, Any]]:
+    return survey(engine).sessions
 
 
 def most_recent_running(engine: Engine | None = None) -> str:
@@ -215,7 +263,7 @@ def settings_of(meta: SessionRecord) -> dict[str, Any]:
 def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[str, Any]:
     from claude_cage import sandbox  # start-up time: `list` never verifies
 
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     meta = store.load(name)
     info = inspect_ours(engine, names.container_name(name))

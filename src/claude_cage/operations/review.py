@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import workspace
+from claude_cage import engines, workspace
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError
 from claude_cage.operations import operation
@@ -50,7 +50,7 @@ class ApplyResult:
 def _incoming(name: str, engine: Engine | None) -> Iterator[workspace.Quarantine]:
     meta = clone_meta(name)
     repo = workspace.find_repo(str(host_repo(meta)))
-    tip, pack = export(engine or Engine(), name, meta)
+    tip, pack = export(engine or engines.for_session(name), name, meta)
     assert meta.base  # clone_meta checked it
     start = meta.start or meta.base
     with workspace.quarantine(repo, meta.base, start, tip, pack) as incoming:

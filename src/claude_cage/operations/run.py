@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator
 from typing import IO, Any
 
-from claude_cage import metadata, workdir
+from claude_cage import engines, metadata, workdir
 from claude_cage.engine import Engine, frames
 from claude_cage.operations import record_event
 from claude_cage.operations.objects import running_container
@@ -82,7 +82,7 @@ class Exec:
     ) -> None:
         self.name = name
         self.command = command
-        self.engine = engine or Engine()
+        self.engine = engine or engines.for_session(name)
         container = running_container(name, self.engine)
         directory = session_workdir(name, cwd)
         key = uuid.uuid4().hex
@@ -147,7 +147,7 @@ def on_terminal(
     record: bool = True,
 ) -> TerminalRun:
     """Prepare a command for the user's terminal (shell, exec -t, attach)."""
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     container = running_container(name, engine)
     directory = session_workdir(name, cwd)
     if record:
@@ -180,6 +180,7 @@ class TerminalRun:
         env_flags = [arg for k in self.env for arg in ("-e", k)]
         argv = [
             "docker",
+            *engines.docker_cli_args(self.engine.endpoint),
             "exec",
             *flags,
             f"--detach-keys={DOCKER_DETACH_KEYS}",

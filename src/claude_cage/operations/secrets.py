@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_cage import config as config_mod
-from claude_cage import credentials, managed, metadata, names, paths
+from claude_cage import credentials, engines, managed, metadata, names, paths
 from claude_cage.credentials import Secret
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, EngineError, NotFound, SessionNotFound
@@ -109,19 +109,25 @@ def _rewrite_claude_settings(store: metadata.SessionStore, session: str, kind: s
         managed.write(directory, managed.compose(operator, kind))
 
 
-def _running_filtered(engine: Engine, store: metadata.SessionStore) -> list[str]:
+def _running_filtered(engine: Engine | None, store: metadata.SessionStore) -> list[str]:
+    """Filtered sessions whose companion runs, each asked on its own engine (one that
+    cannot be reached is skipped: it gets its credentials at its next start)."""
     result = []
     for name, session in store.load_all().items():
         if session.network != Network.FILTERED:
             continue
-        info = inspect_ours(engine, names.companion_name(name))
+        try:
+            info = inspect_ours(engine or engines.for_session(name), names.companion_name(name))
+        except CageError:
+            continue
         if info and info["State"]["Running"]:
             result.append(name)
     return result
 
 
-def _refresh(engine: Engine, session: str, store: metadata.SessionStore) -> bool:
+def _refresh(engine: Engine | None, session: str, store: metadata.SessionStore) -> bool:
     """Push to one session if its companion runs; record its new kind. Locks it."""
+    engine = engine or engines.for_session(session)
     with store.lock(session):
         found = store.load(session)
         if found is None or found.network != Network.FILTERED:
@@ -238,7 +244,6 @@ def store_secret(
                 f"replace it under its name ({other.name}), or remove it first",
             )
     save(cred, session)
-    engine = engine or Engine()
     targets = [session] if session else _running_filtered(engine, store)
     updated = [s for s in targets if _refresh(engine, s, store)]
     return SecretResult(name, kind, checked, cred.fingerprint(), session, updated)
@@ -270,7 +275,6 @@ def remove_secret(
     if session is not None and name == ANTHROPIC:
         store_path = store.dir(session) / API_KEY_SECRET
         store_path.unlink(missing_ok=True)
-    engine = engine or Engine()
     targets = [session] if session else _running_filtered(engine, store)
     updated = []
     for target in targets:

@@ -7,12 +7,14 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from claude_cage import (
     audit,
     bindmounts,
     credentials,
+    engines,
     labels,
     managed,
     metadata,
@@ -31,10 +33,12 @@ from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.inputs import (
     StartOptions,
     build_request,
+    check_remote,
     clone_request,
     given_settings,
     host_facts,
     load_config,
+    remote_limits,
     request_from_record,
 )
 from claude_cage.operations.keys import API_KEY_SECRET, inject_key, read_start_credential
@@ -44,6 +48,16 @@ from claude_cage.record import RECORDED, SessionRecord, encode
 __all__ = ["StartOptions", "destroy", "load_config", "start", "stop"]
 
 CAPACITY_LOCK = ".capacity"  # never a session name: those start with a letter or digit
+PLACEMENT_LOCK = ".placement"
+
+
+def _recorded_engine(store: metadata.SessionStore, name: str) -> str | None:
+    """The engine an existing session records, or None for a new session."""
+    try:
+        session = store.load(name)
+    except CageError:
+        return None
+    return None if session is None else session.engine
 
 
 @dataclass
@@ -59,9 +73,15 @@ class StartResult:
     repo: str | None = None  # clone mode: the repository, the session's branch, its base
     branch: str | None = None
     base: str | None = None
+    engine: str = engines.LOCAL  # the Docker engine it runs on
 
     def event_details(self) -> dict[str, Any]:
-        return {"mode": self.mode.value, "network": self.network.value, "restarted": self.restarted}
+        return {
+            "mode": self.mode.value,
+            "network": self.network.value,
+            "restarted": self.restarted,
+            "engine": self.engine,
+        }
 
 
 @dataclass
@@ -135,17 +155,29 @@ def keep_recorded(cfg: config_mod.Config, previous: SessionRecord) -> list[str]:
 # --- start ----------------------------------------------------------------------------
 
 
+def _capacity_lock(engine: Engine) -> str:
+    """One capacity lock per engine: starts on different engines do not wait on each other."""
+    name = engine.endpoint.name
+    if not name:
+        return CAPACITY_LOCK
+    import hashlib
+
+    return f"{CAPACITY_LOCK}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
 def _check_capacity(engine: Engine, cfg: config_mod.Config) -> None:
-    """Refuse a start beyond max_sessions. Call with the capacity lock held (see start):
-    a session counts from the moment its container is created."""
+    """Refuse a start beyond the engine's max_sessions. Call with its capacity lock held
+    (see start): a session counts from the moment its container is created."""
     running = [
         c["Labels"].get(labels.SESSION, "?")
         for c in owned_containers(engine)
         if c.get("State") in ("created", "running", "restarting")
     ]
-    if len(running) >= int(cfg["max_sessions"]):
+    limit = engines.limit_of(engine.endpoint.name, cfg["engines"], int(cfg["max_sessions"]))
+    if len(running) >= limit:
+        where = f" on engine {engine.endpoint.label}" if engine.endpoint.name else ""
         raise CageError(
-            f"max_sessions ({cfg['max_sessions']}) reached; running: {', '.join(sorted(running))}",
+            f"max_sessions ({limit}) reached{where}; running: {', '.join(sorted(running))}",
             "stop one ('claude-cage stop NAME'), reap idle ones ('claude-cage reap'), "
             "or raise max_sessions in the config",
         )
@@ -163,15 +195,19 @@ def _bring_up(
 ) -> None:
     """Create what is missing and start it all, noting in `created` what it made.
     `counted()` is called once the session counts towards max_sessions."""
-    plan = policy.plan(cfg.values, req, host_facts(cfg))
+    far = None if engine.endpoint.is_local else engine.info()
+    plan = policy.plan(cfg.values, req, host_facts(cfg, far))
     volume_labels = policy.labels(req, labels.Role.VOLUME)
     for volume in plan.volumes:
         if not engine.volume_exists(volume):
             created.append(f"volume:{volume}")
-            engine.ensure_volume(volume, volume_labels, _volume_options(cfg, req, volume))
-        else:
+            options = _volume_options(cfg, req, volume, engine.endpoint.is_local)
+            engine.ensure_volume(volume, volume_labels, options)
+        elif engine.endpoint.is_local:
             quota.ensure_mounted(volume)
     checkpoint("start:volumes")
+    if req.managed_volume:
+        clone.fill_managed_settings(engine, req, _settings_file(req.name))
     if plan.companion is not None:
         engine.ensure_network(cfg["egress_network"], labels.for_shared_network())
     # Starting a container is most of a start's time, and the two do not wait on each
@@ -219,10 +255,17 @@ def _bring_up(
         )
 
 
+def _settings_file(name: str) -> Path:
+    return metadata.SessionStore().dir(name) / "claude-code" / managed.FILE
+
+
 def _volume_options(
-    cfg: config_mod.Config, req: policy.SessionRequest, volume: str
+    cfg: config_mod.Config, req: policy.SessionRequest, volume: str, local: bool = True
 ) -> dict[str, str] | None:
-    """A bounded filesystem for the volume (quota.py), or None for a plain one."""
+    """A bounded filesystem for the volume (quota.py), or None for a plain one: also on
+    a remote engine, which cannot mount this machine's loop devices."""
+    if not local or volume == req.managed_volume:
+        return None
     if volume == names.workspace_volume(req.name):
         return quota.prepare(volume, cfg["workspace_size"], req.uid, req.gid)
     if volume == names.data_volume(req.name):
@@ -248,11 +291,26 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
     given = read_start_credential(options.api_key_file, cfg["network"])
     req = build_request(cfg, options, name, given)
     repo = clone_request(options, name, req)
-    req.uid, req.gid = bindmounts.session_user(req.mounts)
-    req.protect = bindmounts.protections(req.mounts)
-    engine = engine or Engine()
     store = metadata.SessionStore()
     warnings = []
+    placing = contextlib.ExitStack()  # --engine auto: held until the session counts
+    if engine is None:
+        previous_engine = _recorded_engine(store, name)
+        wanted = engines.canonical(options.engine or cfg["default_engine"])
+        if previous_engine is not None:
+            wanted = previous_engine  # a session stays on its engine
+        elif wanted == engines.AUTO:
+            # Parallel auto starts take turns from the count to the new session's
+            # container, so two of them never both take an engine's last place.
+            placing.enter_context(store.lock(PLACEMENT_LOCK))
+            wanted = engines.place(cfg["engines"], int(cfg["max_sessions"]), cfg["engine_timeout"])
+        engine = engines.engine_named(wanted)
+    if not engine.endpoint.is_local:
+        check_remote(req, engine.endpoint.label)
+        remote_limits(cfg, engine.info())
+        req.cpus, req.memory = float(cfg["cpus"]), cfg["memory"]
+    req.uid, req.gid = bindmounts.session_user(req.mounts)
+    req.protect = bindmounts.protections(req.mounts)
     if req.network == Network.HOST:
         warnings.append("--network host: the session shares the host's network, with no filtering")
 
@@ -260,7 +318,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
     if unreachable:
         warnings.append(unreachable)
 
-    with contextlib.ExitStack() as stack, store.lock(name):
+    with placing, contextlib.ExitStack() as stack, store.lock(name):
         container = names.container_name(name)
         info = engine.inspect(container)
         check_claimable(container, info)
@@ -315,6 +373,11 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             key = given.value
         elif restarted and req.credential == Credential.API_KEY_FILE:
             key = store.read_secret(name, API_KEY_SECRET)
+        if not restarted and not engine.endpoint.is_local:
+            warnings.append(
+                f"volume size limits apply on the local engine only: the volumes on "
+                f"{engine.endpoint.label} are not bounded"
+            )
         # Claude Code's managed settings, from the configuration of this start.
         settings = managed.compose(cfg["claude_managed_settings"], req.credential)
         engine.require_image(req.image)
@@ -327,7 +390,11 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             req.desktop_port = desktop_plan.port
             warnings += desktop_plan.warnings
 
-        req.managed_settings = str(managed.write(store.dir(name) / "claude-code", settings))
+        settings_dir = managed.write(store.dir(name) / "claude-code", settings)
+        if engine.endpoint.is_local:
+            req.managed_settings = str(settings_dir)
+        else:  # a remote engine cannot bind this machine's file: a volume it is filled into
+            req.managed_volume = names.managed_volume(name)
         if not restarted:  # a first start that fails leaves no session directory behind
             stack.callback(managed.forget_if_unrecorded, store.dir(name))
         snap = None
@@ -340,7 +407,8 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             # Starts in parallel take turns from the capacity check until their session
             # counts (its container exists), so they cannot overshoot max_sessions.
             capacity = contextlib.ExitStack()
-            capacity.enter_context(store.lock(CAPACITY_LOCK))
+            capacity.enter_context(store.lock(_capacity_lock(engine)))
+            capacity.push(placing)
             try:
                 _check_capacity(engine, cfg)
                 _bring_up(engine, cfg, req, key, creds, info is not None, created, capacity.close)
@@ -375,6 +443,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             store.write_secret(name, API_KEY_SECRET, key)
         session = record_for(req, previous, cfg["allowed_ports"])
         session = dataclasses.replace(session, **{key: cfg[key] for key in RECORDED})
+        session = dataclasses.replace(session, engine=engine.endpoint.name)
         if desktop_plan is not None:
             session = dataclasses.replace(session, desktop_bind=desktop_plan.bind)
         if snap is not None:
@@ -406,6 +475,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         repo=session.repo,
         branch=session.branch,
         base=session.base,
+        engine=engine.endpoint.label,
     )
 
 
@@ -423,6 +493,7 @@ def _remove_everything(engine: Engine, name: str) -> list[str]:
         names.data_volume(name),
         names.socket_volume(name),
         names.workspace_volume(name),
+        names.managed_volume(name),
     ):
         if labels.is_ours(engine.volume_labels(volume)) and engine.remove_volume(volume):
             removed.append(volume)
@@ -447,7 +518,7 @@ def _existing_session(
 
 @operation("stop")
 def stop(name: str, engine: Engine | None = None) -> StopResult:
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     with _existing_session(name, engine, store) as (meta, info):
         was_running = info is not None and bool(info["State"].get("Running"))
@@ -469,7 +540,7 @@ def stop(name: str, engine: Engine | None = None) -> StopResult:
 
 @operation("destroy")
 def destroy(name: str, force: bool = False, engine: Engine | None = None) -> DestroyResult:
-    engine = engine or Engine()
+    engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     with _existing_session(name, engine, store) as (_meta, info):
         if info is not None and info["State"]["Running"] and not force:

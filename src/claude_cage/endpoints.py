@@ -1,0 +1,142 @@
+"""Which Docker engine a command talks to: a name or URL -> an Endpoint.
+
+An engine is named the way Docker names it: a Docker context (made with
+`docker context create`), or a URL (`unix:///path`, `ssh://user@host[:port]`,
+`tcp://host:port`). The empty name is the local engine: `DOCKER_HOST` when set, else
+Docker's default socket, as it always was.
+
+Contexts are read from Docker's own store (`$DOCKER_CONFIG/contexts`, by default
+`~/.docker/contexts`): `meta/<sha256 of the name>/meta.json` holds the endpoint, and
+`tls/<sha256>/docker/` its TLS files. Reading two small files keeps the Docker SDK's
+import off the paths that only need an address (`list` over several engines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from claude_cage.errors import BadInput
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+SCHEMES = ("unix", "ssh", "tcp")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One engine's address. `name` is what the user wrote ("" for the local engine)."""
+
+    name: str
+    host: str  # unix:///var/run/docker.sock, ssh://user@host:22, tcp://host:2376
+    tls_dir: str | None = None  # ca.pem, cert.pem, key.pem, for tcp://
+    tls_verify: bool = True
+
+    @property
+    def scheme(self) -> str:
+        return self.host.split("://", 1)[0]
+
+    @property
+    def socket_path(self) -> str | None:
+        return self.host[len("unix://") :] if self.scheme == "unix" else None
+
+    @property
+    def is_local(self) -> bool:
+        """True when the engine runs on this machine, so bind mounts see this machine's
+        files: a unix socket is on this machine, by definition."""
+        return self.scheme == "unix"
+
+    @property
+    def label(self) -> str:
+        """How the engine is shown: its name, or `local`."""
+        return self.name or "local"
+
+    @property
+    def described(self) -> str:
+        """For messages: "the Docker engine at unix:///..." or "... engine e2 (ssh://...)"."""
+        if not self.name:
+            return f"the Docker engine at {self.host}"
+        if self.name == self.host:
+            return f"the Docker engine {self.host}"
+        return f"the Docker engine {self.name} ({self.host})"
+
+    @property
+    def unreachable_hint(self) -> str:
+        if self.is_local and not self.name:
+            return (
+                "start the Docker engine (as root: scripts/ensure-docker, or "
+                "'systemctl start docker'), then check with 'docker info'"
+            )
+        shown = self.name if self.name and "://" not in self.name else self.host
+        return (
+            f"check it with 'docker --host {self.host} info'"
+            if shown == self.host
+            else (f"check it with 'docker --context {shown} info'")
+        )
+
+
+def docker_config_dir() -> Path:
+    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+
+
+def local() -> Endpoint:
+    """The engine every command used before engines had names."""
+    host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    verify = os.environ.get("DOCKER_TLS_VERIFY", "") not in ("", "0")
+    return Endpoint("", _check_url(host, "DOCKER_HOST"), os.environ.get("DOCKER_CERT_PATH"), verify)
+
+
+def resolve(name: str | None) -> Endpoint:
+    """An engine by name: "" or None is the local one; a URL; or a Docker context."""
+    if not name:
+        return local()
+    if "://" in name:
+        return Endpoint(name, _check_url(name, "--engine"))
+    if name == "default":  # Docker's own name for the engine DOCKER_HOST points to
+        return Endpoint(name, local().host, local().tls_dir, local().tls_verify)
+    return _context(name)
+
+
+def _check_url(url: str, where: str) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in SCHEMES:
+        raise BadInput(
+            f"{where} {url!r} is not an engine address",
+            "use unix:///path, ssh://user@host[:port] or tcp://host:port, or a Docker context",
+        )
+    if parsed.scheme == "unix" and not parsed.path:
+        raise BadInput(f"{where} {url!r} names no socket", "e.g. unix:///var/run/docker.sock")
+    if parsed.scheme in ("ssh", "tcp") and not parsed.hostname:
+        raise BadInput(f"{where} {url!r} names no host", "e.g. ssh://user@host or tcp://host:2376")
+    return url
+
+
+def _context(name: str) -> Endpoint:
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    store = docker_config_dir() / "contexts"
+    meta_file = store / "meta" / digest / "meta.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+        docker_endpoint = meta["Endpoints"]["docker"]
+        host = str(docker_endpoint["Host"])
+    except FileNotFoundError:
+        raise BadInput(
+            f"no Docker context named {name!r}",
+            f"create it ('docker context create {name} --docker host=ssh://user@host'), "
+            "or give a URL; 'docker context ls' lists them",
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BadInput(
+            f"the Docker context {name!r} is damaged ({meta_file})",
+            f"recreate it: 'docker context rm {name}' then 'docker context create {name} ...'",
+        ) from None
+    tls = store / "tls" / digest / "docker"
+    return Endpoint(
+        name,
+        _check_url(host, f"context {name}:"),
+        str(tls) if tls.is_dir() else None,
+        not bool(docker_endpoint.get("SkipTLSVerify")),
+    )

@@ -1,0 +1,170 @@
+"""Sessions on several Docker engines: which engine a session lives on, which engines
+claude-cage watches, where `--engine auto` puts a new session, and asking every engine
+at once within a time bound.
+
+An engine is a Docker context or a URL (endpoints.py); "" is the local engine, shown as
+`local`. A session records its engine when it starts, and every later command goes
+there. `list` asks the local engine, the configured `engines` and every engine a
+session records, all at once: one that does not answer within `engine_timeout` is
+reported as unreachable, and the others are shown all the same.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from claude_cage import endpoints, labels, metadata
+from claude_cage.engine import Engine
+from claude_cage.errors import BadInput, CageError, EngineUnavailable
+
+AUTO = "auto"
+LOCAL = "local"
+T = TypeVar("T")
+
+
+def canonical(name: str | None) -> str:
+    """The name an engine is recorded under: "" for the local one."""
+    return "" if name in (None, "", LOCAL) else str(name)
+
+
+def engine_named(name: str | None, timeout: float = 300) -> Engine:
+    return Engine(endpoints.resolve(canonical(name)), timeout=timeout)
+
+
+def for_session(name: str, store: metadata.SessionStore | None = None) -> Engine:
+    """The engine a session lives on (the local one when it records none, or has no
+    record at all: an orphan found on the local engine)."""
+    store = store or metadata.SessionStore()
+    try:
+        session = store.load(name)
+    except CageError:
+        session = None
+    return engine_named(session.engine if session is not None else "")
+
+
+def docker_cli_args(endpoint: endpoints.Endpoint) -> list[str]:
+    """The docker CLI's flags for this engine (interactive terminals go through the CLI)."""
+    if not endpoint.name:
+        return []  # the local engine: DOCKER_HOST and friends apply as they are
+    if "://" not in endpoint.name and endpoint.name != "default":
+        return ["--context", endpoint.name]
+    args = ["--host", endpoint.host]
+    if endpoint.tls_dir:
+        args += ["--tlsverify" if endpoint.tls_verify else "--tls", "--tlscacert",
+                 f"{endpoint.tls_dir}/ca.pem", "--tlscert", f"{endpoint.tls_dir}/cert.pem",
+                 "--tlskey", f"{endpoint.tls_dir}/key.pem"]  # fmt: skip
+    return args
+
+
+def configured(cfg_engines: Iterable[dict[str, Any]]) -> list[str]:
+    """The local engine and the configured ones, in order, without repeats."""
+    found = [""]
+    for entry in cfg_engines:
+        name = canonical(entry["name"])
+        if name not in found:
+            found.append(name)
+    return found
+
+
+def watched(cfg_engines: Iterable[dict[str, Any]], recorded: Iterable[str]) -> list[str]:
+    """What `list` asks: the configured engines, plus any a session records."""
+    found = configured(cfg_engines)
+    for name in recorded:
+        if canonical(name) not in found:
+            found.append(canonical(name))
+    return found
+
+
+def ask(
+    names: list[str], question: Callable[[Engine], T], timeout: float
+) -> dict[str, T | CageError]:
+    """Ask every engine at once. Each answer is the question's result, or the error it
+    raised; an engine still silent after `timeout` seconds is EngineUnavailable.
+
+    The threads are daemons: a command never waits at exit for an engine that hangs.
+    """
+    answers: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def one(name: str) -> None:
+        try:
+            answers.put((name, question(engine_named(name, timeout=timeout))))
+        except CageError as exc:
+            answers.put((name, exc))
+        except Exception as exc:  # a bug or a broken engine answer: shown, never a traceback
+            answers.put((name, EngineUnavailable(f"engine {name or LOCAL}: {exc}")))
+
+    for name in names:
+        threading.Thread(target=one, args=(name,), daemon=True).start()
+    results: dict[str, T | CageError] = {}
+    deadline = time.monotonic() + timeout
+    while len(results) < len(names):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            name, answer = answers.get(timeout=left)
+        except queue.Empty:
+            break
+        results[name] = answer
+    for name in names:
+        if name not in results:
+            endpoint = endpoints.resolve(name)
+            results[name] = EngineUnavailable(
+                f"{endpoint.described} did not answer within {timeout:g} s",
+                endpoint.unreachable_hint + " (config engine_timeout sets the bound)",
+            )
+    return results
+
+
+def running_count(engine: Engine) -> int:
+    """Sessions of this data directory that count towards the engine's max_sessions."""
+    found = engine.list_containers(labels.owner_filters(role=labels.Role.SESSION))
+    return sum(1 for c in found if c.get("State") in ("created", "running", "restarting"))
+
+
+@dataclass(frozen=True)
+class Capacity:
+    engine: str
+    limit: int
+    running: int
+
+    @property
+    def free(self) -> int:
+        return self.limit - self.running
+
+
+def limit_of(name: str, cfg_engines: Iterable[dict[str, Any]], default: int) -> int:
+    for entry in cfg_engines:
+        if canonical(entry["name"]) == canonical(name) and entry.get("max_sessions"):
+            return int(entry["max_sessions"])
+    return default
+
+
+def place(cfg_engines: list[dict[str, Any]], max_sessions: int, timeout: float) -> str:
+    """`--engine auto`: the engine with the most free capacity (its own max_sessions
+    minus the sessions running there); the first listed wins a tie."""
+    names = configured(cfg_engines)
+    answers = ask(names, running_count, timeout)
+    capacities = [
+        Capacity(name, limit_of(name, cfg_engines, max_sessions), answer)
+        for name, answer in answers.items()
+        if isinstance(answer, int)
+    ]
+    open_ones = [c for c in capacities if c.free > 0]
+    if not open_ones:
+        unreachable = [n or LOCAL for n, a in answers.items() if not isinstance(a, int)]
+        full = ", ".join(f"{c.engine or LOCAL} {c.running}/{c.limit}" for c in capacities)
+        raise BadInput(
+            "--engine auto: every engine is full"
+            + (f" ({full})" if full else "")
+            + (f"; unreachable: {', '.join(unreachable)}" if unreachable else ""),
+            "stop a session ('claude-cage stop NAME'), add an engine to 'engines' in the "
+            "config, or raise an engine's max_sessions",
+        )
+    best = max(open_ones, key=lambda c: (c.free, -names.index(c.engine)))
+    return best.engine
