@@ -342,3 +342,17 @@ def test_auto_placement_holds_each_engines_max_sessions(remote_cage: Cage) -> No
     assert sorted(placed.values()) == sorted(["local", REMOTE, REMOTE]), placed
     assert len(names_on(REMOTE, cage.owner())) == 2
     assert len(names_on(None, cage.owner())) == 1
+
+
+def test_doctor_checks_each_engine(remote_cage: Cage) -> None:
+    cage = remote_cage
+    (cage.config_dir / "config.yaml").write_text(
+        f"engines: [{REMOTE}, {DEAD}]\nengine_timeout: 20\n"
+    )
+    result = cage("doctor", "--no-probe", "--json")
+    checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks[f"engine {REMOTE}"]["status"] == "ok", checks[f"engine {REMOTE}"]
+    assert f"at ssh://{REMOTE}" in checks[f"engine {REMOTE}"]["detail"]
+    dead = checks[f"engine {DEAD}"]
+    assert dead["status"] == "fail" and f"docker --context {DEAD} info" in dead["fix"]
+    assert result.code == 1

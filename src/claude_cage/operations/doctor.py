@@ -22,7 +22,7 @@ from typing import Any
 from claude_cage import __version__, managed
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
-from claude_cage.errors import CageError, EngineUnavailable
+from claude_cage.errors import CageError, EngineError, EngineUnavailable, ImageMissing
 from claude_cage.labels import VERSION as VERSION_LABEL
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -64,6 +64,45 @@ def check_engine(engine: Engine) -> tuple[Check, dict[str, Any] | None]:
         f"{info.get('Driver', '?')} storage, root {info.get('DockerRootDir', '?')}"
     )
     return Check("engine", OK, detail), info
+
+
+def check_far_engines(cfg: config_mod.Config) -> list[Check]:
+    """Each configured engine besides the local one, all asked at once within
+    engine_timeout: it answers, has seccomp, and has the session images."""
+    from claude_cage import engines
+
+    names = [n for n in engines.configured(cfg["engines"]) if n]
+    if not names:
+        return []
+
+    def look(engine: Engine) -> str:
+        version, info = engine.ping(), engine.info()
+        security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
+        if "seccomp" not in security:
+            raise EngineError(f"Docker {version.get('Version', '?')} without seccomp")
+        missing = [
+            cfg[key]
+            for key in ("image_cli", "image_companion")
+            if engine.image_labels(cfg[key]) is None
+        ]
+        if missing:
+            raise ImageMissing(", ".join(missing))
+        runtimes = ", ".join(sorted(info.get("Runtimes") or {}))
+        return (
+            f"Docker {version.get('Version', '?')} at {engine.endpoint.host}, "
+            f"{info.get('NCPU', '?')} cores, runtimes {runtimes}, images built"
+        )
+
+    checks = []
+    for name, answer in engines.ask(names, look, float(cfg["engine_timeout"])).items():
+        if isinstance(answer, ImageMissing):
+            fix = f"claude-cage build all --engine {name}"
+            checks.append(Check(f"engine {name}", FAIL, answer.message, fix))
+        elif isinstance(answer, CageError):
+            checks.append(Check(f"engine {name}", FAIL, answer.message, answer.hint))
+        else:
+            checks.append(Check(f"engine {name}", OK, answer))
+    return checks
 
 
 def check_images(engine: Engine, cfg: config_mod.Config) -> list[Check]:
@@ -335,6 +374,7 @@ def run(probe: bool = True, engine: Engine | None = None) -> Report:
             except CageError as exc:
                 checks.append(Check("engine", FAIL, exc.message, exc.hint))
     checks.append(check_config(cfg))
+    checks += check_far_engines(cfg)
     checks += check_session_mounts()
     mongo = check_mongodb(cfg)
     if mongo is not None:
