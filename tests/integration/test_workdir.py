@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cage, inspect
+from tests.integration.test_attach import on_a_tty
+from tests.integration.workspace_helpers import make_repo
 
 pytestmark = pytest.mark.engine
 
@@ -45,3 +48,46 @@ def test_without_a_project_commands_start_in_workspace(cage: Cage) -> None:
     name = cage.name()
     assert cage("start", "--name", name, "--network", "none", "-d").code == 0
     assert cage("exec", name, "--", "pwd").stdout.strip() == "/workspace"
+
+
+ONBOARDED = '{"hasCompletedOnboarding": true, "theme": "dark"}'
+
+
+def screen(out: str) -> str:
+    return " ".join(re.sub(r"\x1b(\[[0-?]*[ -/]*[@-~]|[78]|\][^\x07\x1b]*)", " ", out).split())
+
+
+def test_claude_code_asks_to_trust_the_project(cage: Cage, tmp_path: Path) -> None:
+    """Interactive start and attach: Claude Code's trust dialog names the project (a clone
+    here), not /workspace. Its onboarding is marked done so the dialog comes first."""
+    repo = make_repo(tmp_path / "proj")
+    name = cage.name()
+    started = cage("start", "--name", name, "--network", "none", "-d", "--clone", str(repo))
+    assert started.code == 0, started.output
+    seed = cage("exec", name, "--", "sh", "-c", f"echo '{ONBOARDED}' > ~/.claude/.claude.json")
+    assert seed.code == 0, seed.output
+    attached = screen(on_a_tty(cage, ["claude-cage", "attach", name], timeout=20))
+    assert "Accessing workspace: /workspace/proj" in attached, attached[-800:]
+    sub = screen(on_a_tty(cage, ["claude-cage", "attach", name, "--workdir", "src"], timeout=20))
+    assert "Accessing workspace: /workspace/proj/src" in sub, sub[-800:]
+    # start on a terminal (again, after a stop) attaches Claude Code in the project too.
+    assert cage("stop", name).code == 0
+    again = screen(on_a_tty(cage, ["claude-cage", "start", "--name", name], timeout=20))
+    assert "Accessing workspace: /workspace/proj" in again, again[-800:]
+
+
+def test_the_desktop_terminal_starts_in_the_project(cage: Cage, tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    name = cage.name()
+    started = cage("start", "--name", name, "--mode", "desktop", "-d", "--mount", f"{project}:ro")
+    assert started.code == 0, started.output
+    # The xterm runs `bash -lc 'claude; exec bash'`; its working directory is the project.
+    find = (
+        "for i in $(seq 100); do for p in /proc/[0-9]*; do"
+        " if grep -q 'exec bash' $p/cmdline 2>/dev/null; then readlink $p/cwd; exit 0; fi;"
+        " done; sleep 0.2; done; exit 1"
+    )
+    found = cage("exec", name, "--", "sh", "-c", find)
+    assert found.code == 0, found.output
+    assert found.stdout.strip() == "/workspace/proj"
