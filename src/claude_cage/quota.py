@@ -96,6 +96,12 @@ def release(volume: str) -> None:
     shutil.rmtree(where, ignore_errors=True)
 
 
+def filesystems() -> list[str]:
+    """The volumes that have a bounded filesystem under this data directory."""
+    root = paths.data_dir() / "volumes"
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
 def release_all(data_dir: Path) -> None:
     """Unmount every bounded volume under a data directory (tests, benchmarks)."""
     for mnt in sorted((data_dir / "volumes").glob("*/mnt")):

@@ -97,3 +97,15 @@ def test_bad_sizes_are_refused(cage: Cage) -> None:
     (cage.config_dir / "config.yaml").write_text("workspace_size: 1m\n")
     run = cage("start", "--name", cage.name(), "-d")
     assert run.code == 2 and "workspace_size" in run.stderr, run.output
+
+
+def test_gc_releases_a_filesystem_whose_volume_is_gone(bounded: Cage) -> None:
+    from claude_cage import quota
+
+    volume = f"cage-work-{bounded.name()}"  # as a start killed before the engine's volume
+    assert quota.prepare(volume, "32m", 1000, 1000) is not None
+    mnt = bounded.data_dir / "volumes" / volume / "mnt"
+    assert os.path.ismount(mnt)
+    run = bounded("gc", "--yes")
+    assert run.code == 0, run.output
+    assert not os.path.ismount(mnt) and not mnt.parent.exists()

@@ -320,7 +320,7 @@ def _stop(engine: Engine, verdict: Verdict) -> None:
 @dataclass
 class Leftover:
     session: str
-    kind: str  # container | volume | network | metadata | files
+    kind: str  # container | volume | network | metadata | files | filesystem
     target: str  # container/volume/network name, or a path
     reason: str
     outcome: str = "planned"  # planned | removed | kept | busy | failed
@@ -453,7 +453,21 @@ def plan_gc(engine: Engine | None = None) -> GcPlan:
         now, confirm = leftovers(objects)
         plan.leftovers += now
         plan.stale += confirm
+    plan.leftovers += _orphan_filesystems(engine)
     return plan
+
+
+def _orphan_filesystems(engine: Engine) -> list[Leftover]:
+    """Bounded volumes' filesystems (quota.py) whose engine volume is gone: a start
+    killed between the two, or a volume removed with docker itself."""
+    from claude_cage import quota
+
+    volumes = {v["Name"] for v in engine.list_volumes()}
+    return [
+        Leftover(name.split("-", 2)[-1], "filesystem", name, "its volume is gone")
+        for name in quota.filesystems()
+        if name not in volumes
+    ]
 
 
 def gc(
@@ -485,10 +499,12 @@ def _collect(
             return [Leftover(name, "session", name, "a start, stop or destroy is at work", "busy")]
         objects = _gather_one(engine, store, name)
         now, confirm = leftovers(objects)
+        now += [f for f in _orphan_filesystems(engine) if f.session == name]
         for item in confirm:
             item.outcome = "planned" if remove_stale else "kept"
         items = now + confirm
-        order = {"container": 0, "network": 1, "volume": 2, "files": 3, "metadata": 4}
+        order = {"container": 0, "network": 1, "volume": 2, "filesystem": 3, "files": 4,
+                 "metadata": 5}  # fmt: skip
         for item in sorted(items, key=lambda i: order.get(i.kind, 9)):
             if item.outcome == "planned":
                 _remove(engine, store, item)
@@ -526,6 +542,10 @@ def _remove(engine: Engine, store: metadata.SessionStore, item: Leftover) -> Non
             quota.release(item.target)
         elif item.kind == "network":
             engine.remove_network(item.target)
+        elif item.kind == "filesystem":
+            from claude_cage import quota
+
+            quota.release(item.target)
         elif item.kind == "metadata":
             store.remove(item.target)
         elif item.kind == "files":
