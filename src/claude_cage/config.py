@@ -86,7 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "home_size": "512m",
     "workspace_size": "10g",  # the clone's volume; 0: unbounded (see quota.py)
     "data_size": "2g",  # Claude Code's data volume
-    "socket_size": "64m",  # the socket volume: sockets, and the egress log
+    "socket_size": "16m",  # the socket volume: it holds sockets only
     "allowed_hosts": DEFAULT_ALLOWED_HOSTS,
     "allowed_ports": [80, 443],
     "image_cli": "claude-cage-cli:latest",

@@ -212,6 +212,9 @@ def _reader(engine: Engine, name: str, meta: SessionRecord) -> Iterator[str]:
     volume = names.workspace_volume(name)
     if engine.volume_labels(volume) is None:
         raise CageError(f"the clone of session {name} is gone (volume {volume})")
+    from claude_cage import quota
+
+    quota.ensure_mounted(volume)  # a bounded volume, after a reboot
     cfg = load_config(StartOptions())
     req = request_from_record(meta, cfg)
     spec = policy.session_spec(cfg.values, req, host_facts(cfg))
