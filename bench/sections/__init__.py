@@ -1,6 +1,6 @@
 """The benchmark's sections, in the order they run. Each has `NAME` and `run(ctx)`."""
 
-from sections import audit, clone, coldstart, hostshare, listing, memory, proxy, start
+from sections import audit, clone, coldstart, hostshare, listing, memory, proxy, remote, start
 
-SECTIONS = (listing, start, clone, coldstart, memory, proxy, audit, hostshare)
+SECTIONS = (listing, start, clone, coldstart, memory, proxy, audit, hostshare, remote)
 ALL = {module.NAME: module for module in SECTIONS}

@@ -16,7 +16,6 @@ import atexit
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import tempfile
 import urllib.parse
@@ -41,7 +40,7 @@ def connect(endpoint: Endpoint, timeout: float | None) -> socket.socket:
         why = exc.strerror
     except TimeoutError:
         why = f"no answer in {timeout or 0:g} s"
-    except OSError as exc:  # ssl.SSLError is one too
+    except OSError as exc:  # ssl.SSLError is one too, and so are ssh's failures
         why = str(exc)
     raise EngineUnavailable(f"cannot reach {endpoint.described} ({why})", endpoint.unreachable_hint)
 
@@ -62,6 +61,8 @@ def _tcp(endpoint: Endpoint, timeout: float | None) -> socket.socket:
     sock = socket.create_connection((url.hostname or "", url.port or 2375), timeout=timeout)
     if not endpoint.tls_dir:
         return sock
+    import ssl  # start-up time: only TLS engines need it
+
     tls = Path(endpoint.tls_dir)
     context = ssl.create_default_context(
         cafile=str(tls / "ca.pem") if endpoint.tls_verify else None
