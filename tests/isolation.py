@@ -2,7 +2,7 @@
 
 By default the tests use the images `claude-cage build` makes and the egress network of
 the packaged config. With CAGE_TEST_TAG=x set, they use `claude-cage-*:x` and the
-network `cage-egress-x` instead: a run on another checkout builds and tests its own
+network `cage-filtered-x` instead: a run on another checkout builds and tests its own
 images without replacing anyone else's. `scripts/run-tests` builds with the same names.
 """
 
@@ -15,7 +15,7 @@ TAG = os.environ.get("CAGE_TEST_TAG", "")
 IMAGE_CLI = f"claude-cage-cli:{TAG or 'latest'}"
 IMAGE_DESKTOP = f"claude-cage-desktop:{TAG or 'latest'}"
 IMAGE_COMPANION = f"claude-cage-companion:{TAG or 'latest'}"
-EGRESS_NETWORK = f"cage-egress-{TAG}" if TAG else "cage-egress"
+EGRESS_NETWORK = f"cage-filtered-{TAG}" if TAG else "cage-filtered"
 
 
 def cage_env() -> dict[str, str]:

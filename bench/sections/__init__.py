@@ -1,6 +1,17 @@
 """The benchmark's sections, in the order they run. Each has `NAME` and `run(ctx)`."""
 
-from sections import audit, clone, coldstart, hostshare, listing, memory, proxy, remote, start
+from sections import (
+    audit,
+    clone,
+    coldstart,
+    hostshare,
+    listing,
+    loop,
+    memory,
+    proxy,
+    remote,
+    start,
+)
 
-SECTIONS = (listing, start, clone, coldstart, memory, proxy, audit, hostshare, remote)
+SECTIONS = (listing, start, clone, coldstart, memory, proxy, audit, hostshare, remote, loop)
 ALL = {module.NAME: module for module in SECTIONS}

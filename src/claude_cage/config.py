@@ -106,7 +106,7 @@ DEFAULTS: dict[str, Any] = {
     "idle_timeout": 60,
     "memory_warn": 80,
     "memory_kill": 95,
-    "egress_network": "cage-egress",
+    "egress_network": "cage-filtered",
     "egress_log_size": "16m",
     # PEM files of extra CAs the companion trusts when it verifies the servers it adds
     # credentials for (a TLS-intercepting corporate proxy's, or a test CA).

@@ -301,6 +301,10 @@ class Engine:
         if self.image_labels(image) is None:
             raise ImageMissing(image)
 
+    def network(self, name: str) -> dict[str, Any] | None:
+        """`docker network inspect`: labels, attached (running) containers; None if absent."""
+        return self._get(f"/networks/{urllib.parse.quote(name)}")  # type: ignore[no-any-return]
+
     def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         if self._get(f"/networks/{urllib.parse.quote(name)}") is not None:
             return

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TextIO
 
 JSON_VERSION = 1
 
@@ -77,7 +78,19 @@ def note(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"warning: {sanitize(message, multiline=True)}\n")
+    sys.stderr.write(f"{colour('warning:', YELLOW)} {sanitize(message, multiline=True)}\n")
+
+
+RED, GREEN, YELLOW = "31", "32", "33"
+
+
+def colour(text: str, code: str, stream: TextIO | None = None) -> str:
+    """`text` in an ANSI colour when `stream` (stderr by default) is a terminal and
+    NO_COLOR is not set (https://no-color.org); else `text` as it is."""
+    stream = sys.stderr if stream is None else stream
+    if os.environ.get("NO_COLOR") or not stream.isatty():
+        return text
+    return f"\x1b[{code}m{text}\x1b[0m"
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -94,5 +107,8 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
 
 
 def checks_table(checks: list[dict[str, Any]]) -> str:
+    """PASS/FAIL lines for stdout, the verdicts coloured there on a terminal."""
     rows = [("PASS" if c["ok"] else "FAIL", c["check"], c["detail"]) for c in checks]
-    return table(rows, ("", "check", "detail"))
+    lines = table(rows, ("", "check", "detail")).splitlines()
+    marks = {"PASS": colour("PASS", GREEN, sys.stdout), "FAIL": colour("FAIL", RED, sys.stdout)}
+    return "\n".join(marks.get(line[:4], line[:4]) + line[4:] for line in lines)

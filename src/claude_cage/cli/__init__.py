@@ -14,6 +14,7 @@ import click
 
 from claude_cage.cli.base import cli
 from claude_cage.errors import EXIT_FAILED, CageError
+from claude_cage.render import RED, colour
 
 __all__ = ["cli", "main"]
 
@@ -25,7 +26,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:  # one line and a hint, like every other error
         command = exc.ctx.command_path if exc.ctx else "claude-cage"
-        click.echo(f"error: {exc.format_message()}", err=True)
+        click.echo(f"{colour('error:', RED)} {exc.format_message()}", err=True)
         click.echo(f"hint: see '{command} --help'", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -37,7 +38,7 @@ def main() -> None:
         # Messages can quote what the engine or a session said: never raw.
         from claude_cage.render import sanitize
 
-        click.echo(f"error: {sanitize(exc.message)}", err=True)
+        click.echo(f"{colour('error:', RED)} {sanitize(exc.message)}", err=True)
         if exc.hint:
             click.echo(f"hint: {sanitize(exc.hint)}", err=True)
         sys.exit(exc.exit_code)

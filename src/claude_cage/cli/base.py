@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attach": ("running", "Attach the terminal to the session's Claude Code "
                "(default: most recent running)."),
     "build": ("system", "Build the images (cli, desktop, or all), with their companion."),
+    "completion": ("system", "Print a shell completion script: completion bash|zsh|fish."),
     "config": ("system", "Show, check or locate the configuration."),
     "destroy": ("sessions", "Remove a session: its containers, volumes and metadata."),
     "diff": ("workspace", "Show what a clone-mode session changed since its base, "
@@ -69,7 +70,23 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             importlib.import_module(f"claude_cage.cli.{COMMANDS[cmd_name][0]}")
-        return self.commands.get(cmd_name)
+        command = self.commands.get(cmd_name)
+        if command is not None:
+            complete_session_names(command)
+        return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """A mistyped command gets the closest one as a suggestion."""
+        name = click.utils.make_str(args[0])
+        if self.get_command(ctx, name) is None and not name.startswith("-"):
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1, cutoff=0.5)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            ctx.fail(f"no such command '{name}'{hint}")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)
@@ -89,6 +106,32 @@ def cli() -> None:
     Sessions have no network of their own: with --network filtered (the default) they
     reach only allowlisted hosts, through a proxy outside the sandbox.
     """
+
+
+def session_names(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """This data directory's sessions whose names start with `incomplete` (from the
+    metadata files alone: completion must not wait for the engine)."""
+    from claude_cage import metadata
+
+    return [
+        click.shell_completion.CompletionItem(name)
+        for name in metadata.SessionStore().names()
+        if name.startswith(incomplete)
+    ]
+
+
+def complete_session_names(command: click.Command) -> None:
+    """Give every NAME argument (and --session option) of a command, and of its
+    subcommands, the session names as completions."""
+    for param in command.params:
+        if param.name in ("name", "session") and param._custom_shell_complete is None:
+            # Click's own attribute for a `shell_complete=` given at declaration.
+            param._custom_shell_complete = session_names
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            complete_session_names(sub)
 
 
 def load_all() -> click.Group:

@@ -200,21 +200,38 @@ def list_cmd(as_json: bool) -> None:
     if not sessions:
         note("no sessions; start one with 'claude-cage start'")
         return
+    import time
+
+    from claude_cage.resources import parse_time
+
+    now = time.time()
     rows = [
         (
             s["name"] + (" (orphan)" if s["orphan"] else ""),
             s["mode"],
             s["status"],
             s["network"],
-            s["created"],
+            age(now - created) if (created := parse_time(s["created"])) else "",
+            (s["project"] or "") + (f" ({s['branch']})" if s.get("branch") else ""),
             s["url"] or "",
-            f"{s['repo']} ({s['branch']})" if s.get("branch") else "",
             s["engine"],
         )
         for s in sessions
     ]
-    headers = ("NAME", "MODE", "STATUS", "NETWORK", "CREATED", "URL", "REPO", "ENGINE")
+    headers = ("NAME", "MODE", "STATUS", "NETWORK", "AGE", "PROJECT", "URL", "ENGINE")
     click.echo(table(rows, headers))
+
+
+def age(seconds: float) -> str:
+    """How long ago, as a person says it: 40 s, 5 min, 3 h, 2 days."""
+    if seconds < 60:
+        return f"{max(int(seconds), 0)} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h"
+    days = int(seconds // 86400)
+    return f"{days} day" if days == 1 else f"{days} days"
 
 
 @cli.command(context_settings=CONTEXT)

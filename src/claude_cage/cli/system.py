@@ -9,7 +9,7 @@ import click
 
 from claude_cage import __version__
 from claude_cage.cli.base import CONTEXT, cli
-from claude_cage.render import note, print_json, table
+from claude_cage.render import note, print_json
 
 if TYPE_CHECKING:
     from claude_cage.operations.build import BuildResult
@@ -91,6 +91,25 @@ def build(
         click.echo(image)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print a shell completion script: completion bash|zsh|fish.
+
+    Session names complete for the commands that take a NAME. Install it with, e.g.,
+    `claude-cage completion bash > ~/.local/share/bash-completion/completions/claude-cage`,
+    or `eval "$(claude-cage completion zsh)"` in ~/.zshrc.
+    """
+    from click.shell_completion import get_completion_class
+
+    from claude_cage.cli.base import cli as group
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # the choice above lists the shells Click knows
+    script = completer(group, {}, "claude-cage", "_CLAUDE_CAGE_COMPLETE").source()
+    click.echo(script)
+
+
 @cli.group(context_settings=CONTEXT)
 def config() -> None:
     """Show, check or locate the configuration."""
@@ -112,10 +131,33 @@ def config_show(config_file: str | None, as_json: bool) -> None:
         print_json({"config": values, "sources": cfg.sources})
         return
     rows = [
-        (k, v if not isinstance(v, list) else " ".join(map(str, v)), cfg.sources[k])
+        (k, _config_value(v), cfg.sources[k])
         for k, v in values.items()
     ]
-    click.echo(table(rows, ("KEY", "VALUE", "FROM")))
+    click.echo(config_table(rows))
+
+
+def config_table(rows: list[tuple[str, str, str]], width: int = 80) -> str:
+    """KEY, FROM, VALUE in `width` columns: a long value wraps under itself, a long
+    source (a file's path) shows its end."""
+    import textwrap
+
+    from claude_cage.render import sanitize
+
+    key_width = max(len("KEY"), *(len(key) for key, _, _ in rows))
+    source_width = min(max(len("FROM"), *(len(source) for _, _, source in rows)), 16)
+    value_width = width - key_width - source_width - 4
+    lines = [f"{'KEY':<{key_width}}  {'FROM':<{source_width}}  VALUE"]
+    for key, value, source in rows:
+        source = sanitize(source)
+        if len(source) > source_width:
+            source = "…" + source[-(source_width - 1) :]
+        chunks = textwrap.wrap(
+            sanitize(value), value_width, break_on_hyphens=False, break_long_words=True
+        )
+        lines.append(f"{key:<{key_width}}  {source:<{source_width}}  {(chunks or [''])[0]}")
+        lines += [" " * (key_width + source_width + 4) + chunk for chunk in chunks[1:]]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 @config.command("validate", context_settings=CONTEXT)
@@ -150,3 +192,11 @@ def version(as_json: bool) -> None:
         print_json({"claude_cage": __version__})
     else:
         click.echo(f"claude-cage {__version__}")
+
+
+def _config_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return "" if value is None else str(value)

@@ -328,10 +328,19 @@ def check_filtered_network(engine: Engine) -> Check:
             f"the egress proxy answered {code or 'nothing'} for a denied host (wanted 403)",
             "claude-cage build (rebuilds the companion proxy)",
         )
+    network = str(config_mod.load()["egress_network"])
+    if engine.network(network) is None:
+        return Check(
+            "filtered network",
+            FAIL,
+            f"the companions' network {network} is missing after a filtered start",
+            "claude-cage start --network filtered (it makes the network)",
+        )
     return Check(
         "filtered network",
         OK,
-        "a probe session had no route out, and its proxy refused a denied host (403)",
+        "a probe session had no route out, and its proxy refused a denied host (403); "
+        f"the companions' network is {network} (docker network ls | grep {network})",
     )
 
 

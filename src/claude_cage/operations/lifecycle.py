@@ -52,7 +52,7 @@ directory's, and only while it holds the session's lock (so never what a `start`
   together with its data volume. Such a session could still be started again from
   its metadata, which is why this needs a yes.
 
-The shared `cage-egress` network is left alone: it has no owner, other data
+The shared `cage-filtered` network is left alone: it has no owner, other data
 directories' sessions use it, and removing it could race with their `start`.
 """
 

@@ -75,6 +75,7 @@ def view(
             "branch": None,
             "base": None,
             "engine": engines.LOCAL,
+            "project": None,
         }
     return {
         "name": name,
@@ -93,6 +94,8 @@ def view(
         "branch": meta.branch or None,  # the session's branch in its copy,
         "base": meta.base or None,  # and the commit the copy started from
         "engine": meta.engine or engines.LOCAL,  # the Docker engine it lives on
+        # the project on the host: the cloned repository, else the first mount
+        "project": meta.repo or (meta.mounts[0].source if meta.mounts else None),
     }
 
 

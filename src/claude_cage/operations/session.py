@@ -209,7 +209,7 @@ def _bring_up(
     if req.managed_volume:
         clone.fill_managed_settings(engine, req, _settings_file(req.name))
     if plan.companion is not None:
-        engine.ensure_network(cfg["egress_network"], labels.for_shared_network())
+        ensure_egress_network(engine, cfg["egress_network"])
     # Starting a container is most of a start's time, and the two do not wait on each
     # other (the session reaches the companion's sockets only when it first uses them),
     # so the companion starts in the background while the session is made and started.
@@ -271,6 +271,24 @@ def _volume_options(
     if volume == names.data_volume(req.name):
         return quota.prepare(volume, cfg["data_size"], req.uid, req.gid)
     return quota.prepare(volume, cfg["socket_size"], 0, 0)
+
+
+LEGACY_NETWORK = "cage-egress"  # the companions' network before it was named cage-filtered
+
+
+def ensure_egress_network(engine: Engine, name: str) -> None:
+    """The companions' network. When the default one is first made, an old claude-cage's
+    `cage-egress` goes, if it is claude-cage's and no container uses it (else it stays,
+    for the sessions on it, until they have moved)."""
+    if engine.network(name) is not None:
+        return
+    if name == config_mod.DEFAULTS["egress_network"]:
+        legacy = engine.network(LEGACY_NETWORK)
+        managed_by = ((legacy or {}).get("Labels") or {}).get("managed-by")
+        if legacy is not None and managed_by == "claude-cage" and not legacy.get("Containers"):
+            with contextlib.suppress(CageError):  # in use after all: it stays
+                engine.remove_network(LEGACY_NETWORK)
+    engine.ensure_network(name, labels.for_shared_network())
 
 
 def _rollback(engine: Engine, created: list[str]) -> None:

@@ -1,0 +1,100 @@
+"""Claude Code's transcripts as `logs` renders them, and the model probe's verdicts."""
+
+from __future__ import annotations
+
+import json
+
+from claude_cage.operations.model import interpret, unreachable
+from claude_cage.transcript import Reader, Renderer
+
+
+def line(**event: object) -> bytes:
+    return json.dumps(event).encode() + b"\n"
+
+
+def conversation() -> bytes:
+    ts = "2026-11-29T10:00:0{}Z"
+    return b"".join(
+        [
+            line(type="summary", summary="x"),
+            line(
+                type="user", timestamp=ts.format(1), message={"role": "user", "content": "Fix it"}
+            ),
+            line(
+                type="assistant",
+                timestamp=ts.format(2),
+                message={
+                    "content": [
+                        {"type": "thinking", "thinking": "secret plans"},
+                        {"type": "text", "text": "On it.\x1b]0;owned\x07"},
+                        {"type": "tool_use", "name": "Bash", "input": {"command": "ls\n-la"}},
+                    ]
+                },
+            ),
+            line(
+                type="user",
+                timestamp=ts.format(3),
+                message={
+                    "content": [
+                        {"type": "tool_result", "content": "a\nb\n" * 100, "is_error": True}
+                    ]
+                },
+            ),
+            b"{not json\n",
+        ]
+    )
+
+
+def test_rendered_lines_are_one_line_each_escaped_and_short() -> None:
+    events = Reader().feed({"p/s.jsonl": conversation()})
+    lines = list(Renderer(width=60).lines(events))
+    assert lines[0] == "--- 2026-11-29" or lines[0].startswith("--- ")
+    kinds = [entry.split()[1] for entry in lines[1:]]
+    assert kinds == ["you", "claude", "tool", "error"]
+    assert "Fix it" in lines[1]
+    assert "On it.\\x1b]0;owned\\x07" in lines[2]  # escaped, never raw
+    assert "Bash(command=ls -la)" in lines[3]  # one line
+    assert all(len(entry) <= 60 and "\x1b" not in entry for entry in lines)
+    assert lines[4].endswith("…")
+    assert not any("secret plans" in entry for entry in lines)
+
+
+def test_a_follower_reads_each_event_once_and_only_complete_lines() -> None:
+    reader = Reader()
+    first = conversation()
+    assert len(reader.feed({"s.jsonl": first + b'{"type": "user"'})) == 4  # summary too
+    more = line(type="user", timestamp="2026-11-29T10:00:09Z", message={"content": "again"})
+    assert len(reader.feed({"s.jsonl": first + more})) == 1
+    assert reader.feed({"s.jsonl": first + more}) == []
+
+
+def test_tail_and_order_across_files() -> None:
+    a = line(type="user", timestamp="2026-11-29T10:00:05Z", message={"content": "late"})
+    b = line(type="user", timestamp="2026-11-29T10:00:01Z", message={"content": "early"})
+    events = Reader().feed({"a.jsonl": a, "b.jsonl": b})
+    assert [e.data["message"]["content"] for e in events] == ["early", "late"]
+
+
+def test_the_model_probe_verdicts() -> None:
+    upstream = "https://api.anthropic.com"
+    ok = interpret("http://127.0.0.1:8082\n404 0.012\n", upstream)
+    assert ok.ok and ok.http_status == 404 and ok.upstream == upstream
+    assert "answers (HTTP 404 in 12 ms)" in ok.detail
+    gateway = interpret("http://127.0.0.1:8082\n502 0.003\n", upstream)
+    assert not gateway.ok and f"no answer from {upstream}" in gateway.detail
+    offline = interpret(
+        "https://api.anthropic.com\ncurl: (6) Could not resolve host: api.anthropic.com\n000 0\n",
+        None,
+    )
+    assert not offline.ok and "no network" in offline.detail
+    refused = interpret(
+        "https://api.anthropic.com\ncurl: (56) CONNECT tunnel failed, response 403\n000 0\n", None
+    )
+    assert not refused.ok and "egress proxy refused" in refused.detail
+
+
+def test_start_warns_when_no_model_can_be_reached() -> None:
+    assert unreachable("none", {}) is not None
+    assert "ANTHROPIC_BASE_URL" in (unreachable("none", {}) or "")
+    assert unreachable("none", {"ANTHROPIC_BASE_URL": "http://127.0.0.1:8000"}) is None
+    assert unreachable("filtered", {}) is None
