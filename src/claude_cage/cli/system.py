@@ -130,10 +130,7 @@ def config_show(config_file: str | None, as_json: bool) -> None:
     if as_json:
         print_json({"config": values, "sources": cfg.sources})
         return
-    rows = [
-        (k, _config_value(v), cfg.sources[k])
-        for k, v in values.items()
-    ]
+    rows = [(k, _config_value(v), cfg.sources[k]) for k, v in values.items()]
     click.echo(config_table(rows))
 
 
