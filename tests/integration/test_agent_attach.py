@@ -5,6 +5,7 @@ is a pseudo-terminal of its own, driven as a person would."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -128,3 +129,22 @@ def test_keys_reach_the_session_untouched(cage: Cage, terminals: list[Terminal])
     )
     prefix = in_session(cage, name, *tmux, "show", "-g", "prefix")
     assert prefix == "prefix None"
+
+
+def test_the_desktops_terminal_shows_the_same_claude(cage: Cage, model_server: ModelServer) -> None:
+    name = cage.name("desk")
+    env = {**cage.env, "ANTHROPIC_API_KEY": KEY, **model_server.session_env()}
+    started = cage("start", "--name", name, "--mode", "desktop", "--detach", env=env)
+    assert started.code == 0, started.output
+    tmux = ["tmux", "-S", "/run/cage/tmux.sock"]
+    deadline = time.monotonic() + 60
+    clients = ""
+    while time.monotonic() < deadline:
+        clients = cage("exec", name, "--", *tmux, "list-clients", "-F", "#{client_termname}").stdout
+        if clients.strip():
+            break
+        time.sleep(0.5)
+    assert clients.split() == ["xterm-256color"], clients  # the xterm, on the agent's tmux
+    assert in_session(cage, name, "cage-agent", "state") == "running"
+    assert in_session(cage, name, "cage-agent", "clients") == "0"  # nobody behind it
+    assert reap_view(cage, name)["attached"] == 0

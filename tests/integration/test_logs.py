@@ -99,3 +99,17 @@ def test_status_says_when_the_model_does_not_answer(cage: Cage, model_server: Mo
     assert cage("start", "--name", offline, "--detach", "--network", "none").code == 0
     model = cage("status", offline, "--json").json()["session"]["model"]
     assert not model["ok"] and "no network" in model["detail"], model
+
+
+def test_a_restart_keeps_the_settings_the_session_started_with(cage: Cage) -> None:
+    name = cage.name("keep")
+    first = cage(
+        "start", "--name", name, "--detach", "--network", "none", env={"CAGE_TMP_SIZE": "256m"}
+    )
+    assert first.code == 0, first.output
+    assert cage("status", name, "--json").json()["session"]["settings"]["tmp_size"] == "256m"
+    assert cage("stop", name).code == 0
+    again = cage("start", "--name", name, "--detach")
+    assert again.code == 0, again.output
+    assert "keeps the settings it was started with: tmp_size=256m" in again.stderr
+    assert cage("status", name, "--json").json()["session"]["settings"]["tmp_size"] == "256m"
