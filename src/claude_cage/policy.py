@@ -26,6 +26,18 @@ NOVNC_PORT = 6080  # websockify's port inside the companion
 SQUID_PORT = 8888  # the egress proxy's port inside the companion (loopback only)
 BUMP_PORTS = (8889, 8890)  # squid's TLS-terminating port, and the relay to it
 COMPANION_PORTS = (SQUID_PORT, *BUMP_PORTS, NOVNC_PORT)  # never free for --port
+# The sockets on the shared volume: out/ is the companion's, in/ the session's.
+PROXY_SOCKET = "proxy.sock"  # out/: the egress proxy
+VNC_SOCKET = "vnc.sock"  # in/: x11vnc
+# The image files repeat these values (entrypoints, squid.conf); each pair is held
+# together by tests/unit/test_image_constants.py, which reads those files.
+
+
+def port_socket(inner: int) -> str:
+    """in/: the session's --port CONTAINER, reached by the companion."""
+    return f"port-{inner}.sock"
+
+
 NO_PROXY = "localhost,127.0.0.1,::1"
 MANAGED_SETTINGS_DIR = "/etc/claude-code"  # where Claude Code reads its managed settings
 SESSION_LOG_SIZE = 8 * 1024**2  # the session container's own output (the engine rotates it)
@@ -161,7 +173,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         **CLAUDE_CODE_ENV,
     }
     if req.network == Network.FILTERED:
-        bridges.append(f"out:{PROXY_PORT}:proxy.sock")
+        bridges.append(f"out:{PROXY_PORT}:{PROXY_SOCKET}")
         proxy = f"http://127.0.0.1:{PROXY_PORT}"
         for var in ("HTTP_PROXY", "HTTPS_PROXY"):
             env[var] = env[var.lower()] = proxy
@@ -169,7 +181,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         env.update(dict.fromkeys(CA_BUNDLE_VARS, CA_BUNDLE))
     if req.mode == Mode.DESKTOP:  # x11vnc itself listens on the socket volume's in/vnc.sock
         env["VNC_RESOLUTION"] = cfg["vnc_resolution"]
-    bridges += [f"in:{inner}:port-{inner}.sock" for _, inner in req.ports]
+    bridges += [f"in:{inner}:{port_socket(inner)}" for _, inner in req.ports]
     env["CAGE_BRIDGES"] = " ".join(bridges)
     project = workdir.project_dir_of(req.clone, [m.target for m in req.mounts])
     env["CAGE_PROJECT"] = project  # the desktop's terminal starts there
