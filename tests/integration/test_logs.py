@@ -9,6 +9,7 @@ import json
 import secrets
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,31 @@ def test_a_restart_keeps_the_settings_the_session_started_with(cage: Cage) -> No
     assert again.code == 0, again.output
     assert "keeps the settings it was started with: tmp_size=256m" in again.stderr
     assert cage("status", name, "--json").json()["session"]["settings"]["tmp_size"] == "256m"
+
+
+def test_logs_follow_shows_new_events_as_they_come(cage: Cage) -> None:
+    name = cage.name("follow")
+    assert cage("start", "--name", name, "--detach", "--network", "none").code == 0
+    path = "/home/claude/.claude/projects/-workspace/follow.jsonl"
+    event = json.dumps(
+        {"type": "user", "timestamp": "2026-11-29T10:00:00Z", "message": {"content": "late one"}}
+    )
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "claude_cage", "logs", name, "-f"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=cage.env,
+    )
+    stopper = threading.Timer(60, follower.kill)  # a follower that shows nothing fails
+    stopper.start()
+    try:
+        write = f"mkdir -p $(dirname {path}) && printf '%s\\n' '{event}' >> {path}"
+        assert cage("exec", name, "--", "sh", "-c", write).code == 0
+        line = follower.stdout.readline().decode()  # type: ignore[union-attr]
+        while line.startswith("---"):  # the date line
+            line = follower.stdout.readline().decode()  # type: ignore[union-attr]
+        assert "you     late one" in line, line
+    finally:
+        stopper.cancel()
+        follower.kill()
+        follower.wait()
