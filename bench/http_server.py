@@ -1,10 +1,12 @@
 """Test host for the proxy benchmark: serves a directory over HTTP/1.1 with keep-alive.
 
 Runs inside a container on the egress network: python3 -c "$(cat http_server.py)" DIR
+With a certificate and its key (argv 2 and 3) it answers HTTPS on 443 instead.
 """
 
 import functools
 import http.server
+import ssl
 import sys
 
 
@@ -17,4 +19,10 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
 
 handler = functools.partial(Handler, directory=sys.argv[1])
+if len(sys.argv) > 3:
+    server = http.server.ThreadingHTTPServer(("", 443), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
 http.server.ThreadingHTTPServer(("", 80), handler).serve_forever()

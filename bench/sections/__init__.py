@@ -4,6 +4,7 @@ from sections import (
     audit,
     clone,
     coldstart,
+    credentials,
     hostshare,
     listing,
     loop,
@@ -13,5 +14,17 @@ from sections import (
     start,
 )
 
-SECTIONS = (listing, start, clone, coldstart, memory, proxy, audit, hostshare, remote, loop)
+SECTIONS = (
+    listing,
+    start,
+    clone,
+    coldstart,
+    memory,
+    proxy,
+    credentials,
+    audit,
+    hostshare,
+    remote,
+    loop,
+)
 ALL = {module.NAME: module for module in SECTIONS}
