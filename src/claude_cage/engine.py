@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 from claude_cage import dial, endpoints, labels
 from claude_cage.endpoints import Endpoint
 from claude_cage.errors import (
-    BadInput,
     CageError,
+    EngineConflict,
     EngineError,
+    EngineNotFound,
+    EngineRefusedSetting,
     EngineUnavailable,
     ImageMissing,
-    NotFound,
+    PortAllocated,
 )
 
 if TYPE_CHECKING:
@@ -61,36 +63,36 @@ def _translate(exc: Exception) -> CageError:
 
     if isinstance(exc, docker.errors.ImageNotFound):
         return ImageMissing(str(getattr(exc, "explanation", "") or exc))
-    if isinstance(exc, docker.errors.NotFound):
-        return NotFound(str(exc.explanation or exc))
-    if isinstance(exc, docker.errors.APIError) and exc.status_code == 400:
-        return BadInput(
-            f"the engine refused a setting: {exc.explanation or exc}",
-            "check --cpus, --memory, --pids and --port against this machine",
-        )
     if isinstance(exc, docker.errors.APIError):
-        return EngineError(f"the engine refused: {exc.explanation or exc}")
+        return _error_for(exc.status_code or 500, str(exc.explanation or exc))
     if isinstance(exc, docker.errors.DockerException):
         return EngineUnavailable(f"cannot reach the Docker engine ({_short(exc)})")
     return EngineError(str(exc))
 
 
-def _api_error(status: int, data: bytes) -> CageError:
+def _api_error(status: int, data: bytes) -> EngineError:
     """Map an API error answer to ours."""
     try:
         message = str(json.loads(data).get("message", "")) or f"HTTP {status}"
-    except ValueError:
+    except (ValueError, AttributeError):
         message = data.decode(errors="replace").strip()[:200] or f"HTTP {status}"
+    return _error_for(status, message)
+
+
+def _error_for(status: int, message: str) -> EngineError:
+    """The one place that reads a failed answer: the error keeps its HTTP status, with a
+    class where a caller needs one, so no caller matches a message text."""
     if status == 400:
-        return BadInput(
-            f"the engine refused a setting: {message}",
-            "check --cpus, --memory, --pids and --port against this machine",
-        )
+        return EngineRefusedSetting(f"the engine refused a setting: {message}")
     if "No such image" in message:
         return ImageMissing(message.split(":", 1)[-1].strip())
     if status == 404:
-        return NotFound(message)
-    return EngineError(f"the engine refused: {message}")
+        return EngineNotFound(message)
+    if status == 409:
+        return EngineConflict(f"the engine refused: {message}")
+    if "port is already allocated" in message:  # the engine's word for a taken host port
+        return PortAllocated(f"the engine refused: {message}", status=status)
+    return EngineError(f"the engine refused: {message}", status=status)
 
 
 def _short(exc: Exception) -> str:
@@ -467,7 +469,7 @@ class Engine:
         }
         found = self._call("POST", f"/containers/{urllib.parse.quote(name)}/exec", body=body)
         if found is None:
-            raise NotFound(f"no container {name}")
+            raise EngineNotFound(f"no container {name}")
         return str(found["Id"])
 
     def _exit_code(self, exec_id: str) -> int:
@@ -579,7 +581,7 @@ class Engine:
             response = conn.getresponse()
             if response.status >= 400:
                 error = _api_error(response.status, response.read())
-                raise NotFound(f"no container {name}") if response.status == 404 else error
+                raise EngineNotFound(f"no container {name}") if response.status == 404 else error
             yield from _lines(out for out, _err in _demux(response.read1) if out)
         except OSError as exc:
             raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
@@ -592,7 +594,7 @@ class Engine:
             f"/containers/{urllib.parse.quote(name)}/stats", {"stream": "false", "one-shot": "true"}
         )
         if found is None:
-            raise NotFound(f"no container {name}")
+            raise EngineNotFound(f"no container {name}")
         return found  # type: ignore[no-any-return]
 
     def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:

@@ -47,7 +47,21 @@ class EngineUnavailable(CageError):
     )
 
 
-class ImageMissing(CageError):
+class EngineError(CageError):
+    """A failure reported by the engine. `status` is the HTTP status of its answer (0
+    when there was none), so callers test a type or a status, never a message text."""
+
+    status = 0
+
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint)
+        if status is not None:
+            self.status = status
+
+
+class ImageMissing(EngineError):
+    status = 404
+
     def __init__(self, image: str) -> None:
         super().__init__(
             f"image {image!r} is not built",
@@ -55,8 +69,31 @@ class ImageMissing(CageError):
         )
 
 
-class EngineError(CageError):
-    """Any other failure reported by the engine."""
+class EngineNotFound(NotFound, EngineError):
+    """The engine has no such container, volume, network or exec (HTTP 404)."""
+
+    status = 404
+
+
+class EngineRefusedSetting(BadInput, EngineError):
+    """The engine refused a setting of the request (HTTP 400): bad input, exit 2."""
+
+    status = 400
+    hint = "check --cpus, --memory, --pids and --port against this machine"
+
+
+class EngineConflict(EngineError):
+    """The object is in a state that forbids the request (HTTP 409)."""
+
+    status = 409
+
+
+class PortAllocated(EngineError):
+    """A host port to publish is taken by another container."""
+
+
+class CapacityReached(CageError):
+    """max_sessions sessions are running already."""
 
 
 class OutOfMemory(CageError):

@@ -22,7 +22,13 @@ from typing import Any
 from claude_cage import __version__, managed
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
-from claude_cage.errors import CageError, EngineError, EngineUnavailable, ImageMissing
+from claude_cage.errors import (
+    CageError,
+    CapacityReached,
+    EngineError,
+    EngineUnavailable,
+    ImageMissing,
+)
 from claude_cage.labels import VERSION as VERSION_LABEL
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -293,14 +299,14 @@ def check_filtered_network(engine: Engine) -> Check:
                 StartOptions(name=name, network="filtered", ephemeral=True, persist=False),
                 engine=engine,
             )
+    except CapacityReached as exc:
+        return Check(
+            "filtered network",
+            WARN,
+            f"not probed: {exc.message}",
+            "claude-cage reap, or stop a session, then run doctor again",
+        )
     except CageError as exc:
-        if "max_sessions" in exc.message:
-            return Check(
-                "filtered network",
-                WARN,
-                f"not probed: {exc.message}",
-                "claude-cage reap, or stop a session, then run doctor again",
-            )
         return Check("filtered network", FAIL, f"probe session did not start: {exc.message}", fix)
     try:
         container = names.container_name(name)

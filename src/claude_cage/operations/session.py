@@ -26,7 +26,14 @@ from claude_cage import (
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
 from claude_cage.engine import Engine
-from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
+from claude_cage.errors import (
+    BadInput,
+    CageError,
+    CapacityReached,
+    EngineError,
+    PortAllocated,
+    SessionNotFound,
+)
 from claude_cage.kinds import Credential, Mode, Network, Status
 from claude_cage.operations import agent, checkpoint, clone, desktop, model, operation, secrets
 from claude_cage.operations import companion as companion_ops
@@ -176,7 +183,7 @@ def _check_capacity(engine: Engine, cfg: config_mod.Config) -> None:
     limit = engines.limit_of(engine.endpoint.name, cfg["engines"], int(cfg["max_sessions"]))
     if len(running) >= limit:
         where = f" on engine {engine.endpoint.label}" if engine.endpoint.name else ""
-        raise CageError(
+        raise CapacityReached(
             f"max_sessions ({limit}) reached{where}; running: {', '.join(sorted(running))}",
             "stop one ('claude-cage stop NAME'), reap idle ones ('claude-cage reap'), "
             "or raise max_sessions in the config",
@@ -437,14 +444,12 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
                 if desktop_plan is not None:
                     desktop.finish(engine, store, name, desktop_plan)
                 break
-            except EngineError as exc:
+            except PortAllocated:
                 _rollback(engine, created)
                 if info is not None:
                     engine.stop(container)
                 # Another start took the desktop port between our check and our bind.
-                if desktop_plan is None or "port is already allocated" not in exc.message:
-                    raise
-                if attempt == 2:
+                if desktop_plan is None or attempt == 2:
                     raise
                 desktop_plan = desktop.prepare(engine, cfg, store, name, None)
                 req.desktop_port = desktop_plan.port

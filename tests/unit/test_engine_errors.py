@@ -1,0 +1,46 @@
+"""Engine errors keep their HTTP status, with a class where a caller needs one, so no
+caller has to match a message text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from claude_cage import errors
+from claude_cage.engine import _api_error
+
+
+def answer(message: str) -> bytes:
+    return json.dumps({"message": message}).encode()
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "kind", "exit_code"),
+    [
+        (400, "invalid memory", errors.EngineRefusedSetting, errors.EXIT_BAD_INPUT),
+        (404, "No such container: cage-x", errors.EngineNotFound, errors.EXIT_NOT_FOUND),
+        (404, "No such image: claude-cage-cli:x", errors.ImageMissing, errors.EXIT_FAILED),
+        (409, "removal already in progress", errors.EngineConflict, errors.EXIT_FAILED),
+        (500, "Bind for 127.0.0.1:6080 failed: port is already allocated",
+         errors.PortAllocated, errors.EXIT_FAILED),
+        (500, "something else", errors.EngineError, errors.EXIT_FAILED),
+    ],
+)  # fmt: skip
+def test_status_and_class(status: int, message: str, kind: type, exit_code: int) -> None:
+    error = _api_error(status, answer(message))
+    assert type(error) is kind
+    assert isinstance(error, errors.EngineError) and error.status == status
+    assert error.exit_code == exit_code
+
+
+def test_a_refused_setting_is_bad_input_with_the_hint() -> None:
+    error = _api_error(400, answer("invalid memory"))
+    assert isinstance(error, errors.BadInput)
+    assert error.message == "the engine refused a setting: invalid memory"
+    assert error.hint is not None and "--memory" in error.hint
+
+
+def test_an_answer_that_is_not_json() -> None:
+    error = _api_error(502, b"Bad Gateway")
+    assert error.status == 502 and "Bad Gateway" in error.message
