@@ -34,7 +34,7 @@ unit: install
 lint: install
 	ruff check src tests bench scripts/make-seccomp
 	ruff format --check src tests bench
-	mypy src
+	mypy --strict src
 
 bench: build
 	$(PYTHON) bench/run.py

@@ -182,17 +182,17 @@ class Engine:
         return self._get("/containers/json", {"all": "1", "filters": json.dumps(filters)}) or []
 
     def inspect(self, name: str) -> dict[str, Any] | None:
-        return self._get(f"/containers/{urllib.parse.quote(name)}/json")
+        return self._get(f"/containers/{urllib.parse.quote(name)}/json")  # type: ignore[no-any-return]
 
     def ping(self) -> dict[str, Any]:
-        return self._get("/version")
+        return self._get("/version")  # type: ignore[no-any-return]
 
     def info(self) -> dict[str, Any]:
         """`docker info`: security options, data root, driver, counts."""
-        return self._get("/info")
+        return self._get("/info")  # type: ignore[no-any-return]
 
     def exec_inspect(self, exec_id: str) -> dict[str, Any] | None:
-        return self._get(f"/exec/{urllib.parse.quote(exec_id)}/json")
+        return self._get(f"/exec/{urllib.parse.quote(exec_id)}/json")  # type: ignore[no-any-return]
 
     def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
         """One-shot stats of several containers at once (None for one that is gone).
@@ -204,7 +204,7 @@ class Engine:
 
         def one(name: str) -> dict[str, Any] | None:
             path = f"/containers/{urllib.parse.quote(name)}/stats"
-            return self._get(path, {"stream": "false", "one-shot": "true"})
+            return self._get(path, {"stream": "false", "one-shot": "true"})  # type: ignore[no-any-return]
 
         if not names:
             return {}

@@ -348,11 +348,11 @@ class SessionObjects:
 
 
 def _role(container: dict[str, Any]) -> str:
-    return (container.get("Labels") or {}).get(labels.ROLE, "")
+    return str((container.get("Labels") or {}).get(labels.ROLE, ""))
 
 
 def _container_name(container: dict[str, Any]) -> str:
-    return (container.get("Names") or ["/" + container["Id"]])[0].lstrip("/")
+    return str((container.get("Names") or ["/" + container["Id"]])[0]).lstrip("/")
 
 
 def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:

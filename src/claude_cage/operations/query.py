@@ -168,7 +168,7 @@ def most_recent_running(engine: Engine | None = None) -> str:
     running = [s for s in list_sessions(engine) if s["status"] == "running"]
     if not running:
         raise BadInput("no session is running", "start one with 'claude-cage start'")
-    return max(running, key=lambda s: s["created"])["name"]
+    return str(max(running, key=lambda s: s["created"])["name"])
 
 
 def _usage(engine: Engine, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
