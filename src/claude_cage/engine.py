@@ -426,12 +426,6 @@ class Engine:
         if status >= 400:
             raise _api_error(status, data)
 
-    def exec_stream(self, name: str, cmd: list[str], workdir: str | None = None) -> Iterator[Any]:
-        """Yield (stdout, stderr) chunks as they come, then a final int: the exit code."""
-        exec_id = self._exec_create(name, cmd, False, workdir=workdir)
-        yield from self._exec_start(exec_id, None)
-        yield self._exit_code(exec_id)
-
     def exec_attach(
         self,
         name: str,

@@ -19,7 +19,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 from claude_cage import engines, metadata, workdir
 from claude_cage.engine import Engine, frames
@@ -125,15 +125,6 @@ class Exec:
                     "exit_code": self.code,
                 },
             )
-
-
-def exec_stream(
-    name: str, command: list[str], engine: Engine | None = None, cwd: str | None = None
-) -> Iterator[Any]:
-    """Yield (stdout, stderr) chunks as they come, then the command's exit code."""
-    run = Exec(name, command, cwd=cwd, engine=engine)
-    yield from run.output()
-    yield run.code
 
 
 def on_terminal(
