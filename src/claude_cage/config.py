@@ -426,9 +426,12 @@ def _read_yaml(path: Path, config: Config) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         config.problems.append(Problem(str(path), "-", f"cannot read: {exc.strerror}"))
+        return {}
+    except UnicodeDecodeError:
+        config.problems.append(Problem(str(path), "-", "not UTF-8 text"))
         return {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -456,11 +459,11 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
     environ = os.environ if environ is None else environ
     config = Config()
     user_file = paths.user_config_file()
-    if user_file.is_file():
+    if user_file.exists():  # a directory in its place is a problem, not "no file"
         config.apply(_read_yaml(user_file, config), str(user_file))
     if config_file is not None:
         path = Path(config_file)
-        if not path.is_file():
+        if not path.exists():
             raise BadInput(f"config file {path} does not exist", "check the --config path")
         config.apply(_read_yaml(path, config), str(path))
     config.apply(env_layer(environ), "environment")

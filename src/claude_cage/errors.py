@@ -1,9 +1,14 @@
 """The one error hierarchy. Each error is one line plus a hint, and maps to an exit code.
 
-Exit codes: 0 ok, 1 failed, 2 bad input, 3 not found.
+Exit codes: 0 ok, 1 failed, 2 bad input, 3 not found. A damaged file of claude-cage's
+own state (metadata, config, event log, locks) and a full or read-only filesystem are
+failures (1): the message names the file, the hint says what to do.
 """
 
 from __future__ import annotations
+
+import errno
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -98,3 +103,34 @@ class CapacityReached(CageError):
 
 class OutOfMemory(CageError):
     hint = "start it with more memory (--memory 8g), or stop other sessions"
+
+
+class DamagedFile(CageError):
+    """A file of claude-cage's own state that cannot be used as it is."""
+
+    def __init__(self, path: Path | str, reason: str, hint: str | None = None) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}", hint or f"move it aside ('mv {path} {path}.bad')")
+
+
+def file_error(exc: OSError, path: Path | str | None = None) -> CageError:
+    """A filesystem failure (full, read-only, a directory in a file's place, no
+    permission) as one line naming the file, and a hint that fixes it."""
+    where = str(path if path is not None else exc.filename or "a file")
+    reason = exc.strerror or str(exc)
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        hint = f"free some space on the filesystem that holds {where}, then try again"
+    elif code == errno.EROFS:
+        hint = (
+            f"{where} is on a read-only filesystem: make it writable, "
+            "or point CAGE_DATA_DIR at a writable directory"
+        )
+    elif code in (errno.EACCES, errno.EPERM):
+        hint = f"check the owner and permissions of {where}"
+    elif code in (errno.EISDIR, errno.ENOTDIR):
+        hint = f"something else is in the place of {where}: move it aside"
+    else:
+        hint = f"check {where}"
+    return CageError(f"{where}: {reason}", hint)

@@ -42,12 +42,14 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from claude_cage.errors import CageError
 
 if TYPE_CHECKING:
     import threading
+
+_T = TypeVar("_T")
 
 __all__ = [
     "COLLECTION",
@@ -71,6 +73,8 @@ BUSY_TIMEOUT_S = 10.0
 SPAWN_MARKER_STALE_S = 5.0
 SYNC_BATCH = 500
 MAX_ERROR_CHARS = 500
+# What SQLite says about a file that is not (or no longer) a database.
+_DAMAGE = ("not a database", "malformed")
 
 
 class EventLogError(CageError):
@@ -380,6 +384,7 @@ class EventLog:
         self.sync_timeout_ms = sync_timeout_ms
         self._migrated = False
         self._warned = False
+        self.moved_aside: list[str] = []  # damaged databases this log moved aside
 
     def __repr__(self) -> str:
         uri = mask_uri(self.mongodb_uri) if self.mongodb_uri else None
@@ -401,6 +406,18 @@ class EventLog:
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if not self._recover(exc):
+                raise
+            db = self._open()
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def _open(self) -> sqlite3.Connection:
         if not self.db_path.exists():
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileExistsError):
@@ -413,9 +430,90 @@ class EventLog:
             if not self._migrated:
                 migrate(db)
                 self._migrated = True
-            yield db
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _read_only(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `work` on a connection that writes nothing (a read-only filesystem). With
+        no WAL file left, everything is in the database file, which is read as is."""
+        wal = Path(f"{self.db_path}-wal")
+        mode = "ro" if wal.exists() else "ro&immutable=1"
+        from urllib.parse import quote
+
+        db = sqlite3.connect(f"file:{quote(str(self.db_path))}?mode={mode}", uri=True)
+        try:
+            return work(db)
         finally:
             db.close()
+
+    # -- damage
+
+    def _looks_damaged(self, exc: BaseException) -> bool:
+        """Damage, as opposed to a busy, full or read-only database (those pass)."""
+        if self.db_path.is_dir():
+            return True
+        if "unable to open database file" in str(exc):  # also said of a read-only directory
+            return self.db_path.exists() and not os.access(self.db_path, os.R_OK | os.W_OK)
+        return any(sign in str(exc) for sign in _DAMAGE)
+
+    def _still_damaged(self) -> bool:
+        if self.db_path.is_dir():
+            return True
+        try:
+            db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
+            try:
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            return self._looks_damaged(exc)
+        return False
+
+    def _recover(self, exc: BaseException) -> bool:
+        """Move a damaged database aside, with its WAL, and start a new one. Nothing in
+        the old file is deleted. True when the database is usable again."""
+        if not self._looks_damaged(exc):
+            return False
+        import fcntl
+
+        guard = self.db_path.with_name(self.db_path.name + ".repair.lock")
+        try:
+            fd = os.open(guard, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return False
+        try:
+            # Another process may have repaired it meanwhile: move only what is still
+            # damaged, never the new database it started.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not self._still_damaged():
+                return True
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            aside = self.db_path.with_name(f"{self.db_path.name}.damaged-{stamp}")
+            os.rename(self.db_path, aside)
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(f"{self.db_path}{suffix}", f"{aside}{suffix}")
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        self._migrated = False
+        self.moved_aside.append(str(aside))
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        with contextlib.suppress(Exception):
+            print(
+                f"claude-cage: warning: the event log {self.db_path} was damaged ({reason}); "
+                f"moved it aside to {aside} and started a new one",
+                file=sys.stderr,
+            )
+        self.record(
+            "events",
+            "moved-aside:-",
+            {"status": "warning", "reason": reason, "moved_to": str(aside)},
+        )
+        return True
 
     @staticmethod
     def _ensure_wal(db: sqlite3.Connection) -> None:
@@ -467,17 +565,22 @@ class EventLog:
         value: Mapping[str, Any] | None = None,
         *,
         session: str | None = None,
+        strict: bool = False,
     ) -> dict[str, Any]:
-        """Record one event and return it. Never raises.
+        """Record one event and return it. Never raises, unless `strict`: then a failure
+        to record raises EventLogError.
 
         `key` is "<operation>:<name>". The `session` column (what `query(session=...)`
         filters on) is `session`, else `value["session"]`, else the name part of `key`.
         """
         event, row = _prepare(type, key, value, session)
         try:
-            with self._connect() as db:
-                db.execute(_INSERT, row)
+            self._with_db(lambda db: db.execute(_INSERT, row))
         except Exception as exc:
+            if strict:
+                raise EventLogError(
+                    f"event {event['key']!r} not recorded in {self.db_path}: {exc}"
+                ) from None
             self._warn(f"event {event['key']!r} not recorded in {self.db_path}", exc)
             return event
         if self.mongodb_uri and self.background_sync:
@@ -503,6 +606,18 @@ class EventLog:
             raise EventLogError(f"cannot write the event log {self.db_path}: {exc}") from None
         if batch.count and self.mongodb_uri and self.background_sync:
             self.kick()
+
+    def _with_db(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `work` on a connection; damage found past opening (a truncated file) is
+        moved aside once and the work done again on the new database."""
+        try:
+            with self._connect() as db:
+                return work(db)
+        except sqlite3.DatabaseError as exc:
+            if not self._recover(exc):
+                raise
+        with self._connect() as db:
+            return work(db)
 
     def kick(self) -> bool:
         """Start a detached flusher unless one is running or starting; True if started.
@@ -596,15 +711,25 @@ class EventLog:
         sql = f"SELECT {_COLUMNS} FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
+
+        def run(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            if limit is None:
+                return list(db.execute(sql + " ORDER BY seq", params))
+            rows = list(db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit]))
+            rows.reverse()
+            return rows
+
         try:
-            with self._connect() as db:
-                if limit is None:
-                    return list(db.execute(sql + " ORDER BY seq", params))
-                rows = list(db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit]))
+            return self._with_db(run)
+        except sqlite3.OperationalError as exc:
+            if os.access(self.db_path.parent, os.W_OK) or not self.db_path.is_file():
+                raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
         except sqlite3.Error as exc:
             raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
-        rows.reverse()
-        return rows
+        try:  # a read-only data directory: read without writing anything
+            return self._read_only(run)
+        except sqlite3.Error as exc:
+            raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
 
     def query(
         self,

@@ -40,6 +40,7 @@ class Credential(StrEnum):
 
 
 class Status(StrEnum):
+    STARTING = "starting"  # a new session's record, before its first container exists
     RUNNING = "running"
     STOPPED = "stopped"
     REMOVED = "removed"  # the container is gone; the metadata remains

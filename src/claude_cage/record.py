@@ -38,9 +38,49 @@ class Mount:
 
     @classmethod
     def from_text(cls, text: str) -> Mount:
-        """The inverse of to_text (a source path may itself hold a colon)."""
-        source, target, flag = text.rsplit(":", 2)
-        return cls(source, target, flag == "ro")
+        """The inverse of to_text, for paths without colons (see from_legacy)."""
+        return cls.from_legacy(text)
+
+    @classmethod
+    def from_legacy(cls, text: str) -> Mount:
+        """A mount as metadata schema 1 kept it, `to_text` unescaped. Its target is
+        /workspace/<basename>: a basename holds no slash, so the last ":/workspace/"
+        starts the target whatever colons the paths hold."""
+        rest, _, flag = text.rpartition(":")
+        cut = rest.rfind(":/workspace/")
+        if cut < 0:
+            cut = rest.rfind(":")
+        return cls(rest[:cut], rest[cut + 1 :], flag == "ro")
+
+    def to_field(self) -> str:
+        """How the metadata keeps it: `to_text` with `\\` and `:` escaped in the paths, so
+        any path reads back exactly."""
+
+        def quote(path: str) -> str:
+            return path.replace("\\", "\\\\").replace(":", "\\:")
+
+        return f"{quote(self.source)}:{quote(self.target)}:{'ro' if self.read_only else 'rw'}"
+
+    @classmethod
+    def from_field(cls, text: str) -> Mount:
+        parts, current, i = [], [], 0
+        while i < len(text):
+            if text[i] == "\\" and i + 1 < len(text):
+                current.append(text[i + 1])
+                i += 2
+                continue
+            if text[i] == ":":
+                parts.append("".join(current))
+                current = []
+            else:
+                current.append(text[i])
+            i += 1
+        parts.append("".join(current))
+        if len(parts) == 3 and parts[2] in ("ro", "rw"):
+            return cls(parts[0], parts[1], parts[2] == "ro")
+        if text.endswith((":ro", ":rw")) and ":" in text[:-3]:  # `to_text`, unescaped
+            return cls.from_legacy(text)
+        raise ValueError(f"{text!r} is not a mount")
 
 
 @dataclass(frozen=True)
@@ -116,6 +156,11 @@ def _types() -> dict[str, Any]:
     return {f.name: hints[f.name] for f in fields(SessionRecord) if f.name != "extra"}
 
 
+def field_types() -> dict[str, Any]:
+    """Each field's type, by name (`extra` aside)."""
+    return _types()
+
+
 @functools.cache
 def json_keys() -> frozenset[str]:
     """The keys whose values are JSON arrays in the file."""
@@ -154,6 +199,8 @@ def _decode(kind: Any, raw: Any) -> Any:
         return raw
     if isinstance(kind, type) and issubclass(kind, Enum):
         return kind(raw)
+    if isinstance(kind, type) and hasattr(kind, "from_field"):
+        return kind.from_field(raw)
     if isinstance(kind, type) and hasattr(kind, "from_text"):
         return kind.from_text(raw)
     raise TypeError(f"no conversion for {kind}")
@@ -163,10 +210,12 @@ def encode(value: Any) -> Any:
     """One value as the file holds it: text, a number, a bool, or a list (JSON)."""
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, float):
-        return f"{value:g}"
+    if isinstance(value, float):  # "2", as the seed would write it, when that is exact
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
     if isinstance(value, tuple | list):
         return [encode(item) for item in value]
+    if hasattr(value, "to_field"):
+        return value.to_field()
     if hasattr(value, "to_text"):
         return value.to_text()
     return value

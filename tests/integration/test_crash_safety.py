@@ -1,7 +1,8 @@
 """Crash safety: the CLI is killed with SIGKILL between two steps of start, stop or
 destroy (CAGE_TEST_KILL_AT=<step>, see operations.checkpoint). Afterwards `list` still
-tells the truth, its metadata follows the engine, `gc` cleans what was half made, and
-the name can be used again."""
+tells the truth, its metadata follows the engine, `gc --dry-run` and `gc --yes` agree
+with it, `gc` cleans what was half made and never removes a running session, and the
+name can be used again."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.engine
 
 KILLED = -9
 START_STEPS = [
+    "start:record-written",
     "start:volumes",
     "start:companion-created",
     "start:companion-started",
@@ -88,8 +90,10 @@ def assert_consistent(cage: Cage, name: str) -> dict | None:
         return None
     assert entry["status"] == truth, (entry, truth)
     assert entry["orphan"] == (meta is None)
-    if meta is not None:
-        assert meta["status"] == entry["status"]
+    if meta is not None:  # a start that never finished keeps saying so, until it runs
+        assert meta["status"] == entry["status"] or (
+            meta["status"] == "starting" and entry["status"] != "running"
+        ), (meta, entry)
     return entry
 
 
@@ -105,6 +109,9 @@ def start(cage: Cage, name: str, *extra: str, env: dict | None = None):
 
 @pytest.mark.parametrize("step", START_STEPS)
 def test_killed_start_of_a_new_session(cage: Cage, step: str, tmp_path: Path) -> None:
+    """The record is written before the first container: whatever the step, `list`
+    shows the session (not an orphan), `gc --dry-run` plans exactly what `gc --yes`
+    then does, and a session that runs is kept, never removed."""
     name = cage.name()
     key = tmp_path / "key"
     key.write_text("sk-ant-test-0123456789abcdef\n")
@@ -120,14 +127,79 @@ def test_killed_start_of_a_new_session(cage: Cage, step: str, tmp_path: Path) ->
     assert killed.code == KILLED, killed.output
 
     entry = assert_consistent(cage, name)
-    if entry is not None:  # a container was made: it shows, as an orphan
-        assert entry["orphan"]
-    gc_yes(cage)
-    assert leftovers(cage, name) == {}
+    assert entry is not None and not entry["orphan"], entry
+    running = entry["status"] == "running"
+    dry = cage("gc", "--dry-run", "--yes", "--json")
+    assert dry.code == 0, dry.output
+    planned = {(i["kind"], i["target"]) for i in dry.json()["items"] if i["session"] == name}
+    done = {
+        (i["kind"], i["target"])
+        for i in gc_yes(cage)["items"]
+        if i["session"] == name and i["outcome"] == "removed"
+    }
+    assert planned == done, (planned, done)
+    if running:  # a session: nothing of it is garbage
+        assert planned == set()
+        assert engine_status(f"cage-{name}") == "running"
+        assert (read_metadata(cage, name) or {}).get("status") == "running"
+        assert f"cage-data-{name}" in docker_names(["volume", "ls"], cage, name)
+        assert cage("stop", name).code == 0
+    else:  # a start that did not finish: all of it goes, the record too
+        assert ("metadata", name) in planned
+        assert leftovers(cage, name) == {}
     assert_consistent(cage, name)
 
     again = start(cage, name, "--network", "filtered")
     assert again.code == 0, again.output
+    assert engine_status(f"cage-{name}") == "running"
+
+
+def test_a_running_session_without_metadata_is_adopted(cage: Cage) -> None:
+    """Its record is rebuilt from the labels and the engine; its data volume stays."""
+    name = cage.name()
+    project = cage.data_dir.parent / "my project: a=b"
+    project.mkdir()
+    assert start(cage, name, "--network", "filtered", "--mount", f"{project}:ro").code == 0
+    original = read_metadata(cage, name)
+    assert original is not None
+    (cage.data_dir / "sessions" / name / "metadata").unlink()
+
+    listed = assert_consistent(cage, name)
+    assert listed is not None and listed["orphan"] and listed["status"] == "running"
+    dry = cage("gc", "--dry-run", "--json").json()["items"]
+    assert [(i["kind"], i["outcome"]) for i in dry if i["session"] == name] == [
+        ("session", "planned")
+    ]
+    plain = cage("gc", "--yes")
+    assert plain.code == 0, plain.output
+    assert f"adopting session {name}" in plain.stderr  # named before anything is done
+    assert engine_status(f"cage-{name}") == "running"
+    assert f"cage-data-{name}" in docker_names(["volume", "ls"], cage, name)
+    rebuilt = read_metadata(cage, name)
+    assert rebuilt is not None
+    for key in ("mode", "network", "container", "image", "mounts"):
+        assert rebuilt[key] == original[key], key
+    assert sorted(rebuilt["allowed_hosts"]) == sorted(original["allowed_hosts"])
+    listed = assert_consistent(cage, name)
+    assert listed is not None and not listed["orphan"]
+    assert cage("gc", "--dry-run", "--json").json()["items"] == []
+
+
+def test_start_adopts_a_running_session_with_damaged_metadata(cage: Cage) -> None:
+    name = cage.name()
+    assert start(cage, name, "--network", "none").code == 0
+    path = cage.data_dir / "sessions" / name / "metadata"
+    path.write_text("")
+    listed = {s["name"]: s for s in cage("list", "--json").json()["sessions"]}
+    assert listed[name]["damaged"] == "empty" and listed[name]["status"] == "running"
+    again = start(cage, name)
+    assert again.code == 0, again.output
+    assert "adopted" in again.stderr
+    assert [p.name.split("-")[0] for p in path.parent.glob("metadata.damaged-*")] == [
+        "metadata.damaged"
+    ]  # kept, not deleted
+    meta = read_metadata(cage, name)
+    assert meta is not None and meta["network"] == "none"
     assert engine_status(f"cage-{name}") == "running"
 
 
@@ -206,11 +278,11 @@ def test_killed_destroy(cage: Cage, step: str) -> None:
 def test_gc_dry_run_reports_and_changes_nothing(cage: Cage) -> None:
     name = cage.name()
     killed = start(
-        cage, name, "--network", "filtered", env={"CAGE_TEST_KILL_AT": "start:before-metadata"}
+        cage, name, "--network", "filtered", env={"CAGE_TEST_KILL_AT": "start:session-created"}
     )
     assert killed.code == KILLED
     before = leftovers(cage, name)
-    assert before["containers"] and before["volumes"]
+    assert before["containers"] and before["volumes"] and before["metadata"]
 
     dry = cage("gc", "--dry-run", "--yes", "--json")
     assert dry.code == 0, dry.output
@@ -229,7 +301,7 @@ def test_gc_never_touches_objects_of_another_data_dir(cage: Cage, tmp_path: Path
         name,
         "--network",
         "none",
-        env={**other_env, "CAGE_TEST_KILL_AT": "start:session-started"},
+        env={**other_env, "CAGE_TEST_KILL_AT": "start:session-created"},
     )
     assert killed.code == KILLED
     try:

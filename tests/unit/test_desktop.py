@@ -16,6 +16,16 @@ from claude_cage.metadata import SessionStore
 from claude_cage.operations import desktop
 
 
+def complete(name: str) -> dict[str, str]:
+    """The keys every record has."""
+    return {
+        "name": name,
+        "status": "stopped",
+        "created": "2026-01-01T00:00:00Z",
+        "container": f"cage-{name}",
+    }
+
+
 class ListingEngine:
     """Only what port choice asks of the engine: the container list."""
 
@@ -87,7 +97,7 @@ def test_urls_for_ipv6_and_wildcard_binds() -> None:
 
 
 def test_port_skips_recorded_published_and_bound(store: SessionStore, free_base: int) -> None:
-    store.write("stopped", {"mode": "desktop", "desktop_port": free_base})
+    store.write("stopped", {**complete("stopped"), "mode": "desktop", "desktop_port": free_base})
     engine = ListingEngine([published("other", free_base + 1)])
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", free_base + 2))
@@ -97,7 +107,7 @@ def test_port_skips_recorded_published_and_bound(store: SessionStore, free_base:
 
 
 def test_port_reuses_the_sessions_own_record(store: SessionStore, free_base: int) -> None:
-    store.write("mine", {"mode": "desktop", "desktop_port": free_base + 4})
+    store.write("mine", {**complete("mine"), "mode": "desktop", "desktop_port": free_base + 4})
     engine = ListingEngine([published("mine", free_base + 4)])  # its own old companion
     port = desktop.pick_port(engine, cfg(desktop_port=free_base), store, "mine", free_base + 4)  # type: ignore[arg-type]
     assert port == free_base + 4
@@ -124,7 +134,7 @@ def test_non_loopback_bind_warns(store: SessionStore, free_base: int) -> None:
 
 
 def test_restart_keeps_the_stored_secrets(store: SessionStore, free_base: int) -> None:
-    store.write("s", {"mode": "desktop", "desktop_port": free_base})
+    store.write("s", {**complete("s"), "mode": "desktop", "desktop_port": free_base})
     store.write_secret("s", desktop.PASSWORD_SECRET, "abcdefgh")
     store.write_secret("s", desktop.TOKEN_SECRET, "the-token")
     plan = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "s", free_base)  # type: ignore[arg-type]
@@ -136,10 +146,10 @@ def test_credentials_only_for_desktop_sessions(
 ) -> None:
     monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
     local = SessionStore()
-    local.write("term", {"mode": "cli"})
+    local.write("term", {**complete("term"), "mode": "cli"})
     with pytest.raises(BadInput):
         desktop.credentials("term")
-    local.write("desk", {"mode": "desktop", "desktop_port": 6080})
+    local.write("desk", {**complete("desk"), "mode": "desktop", "desktop_port": 6080})
     local.write_secret("desk", desktop.PASSWORD_SECRET, "abcdefgh")
     local.write_secret("desk", desktop.TOKEN_SECRET, "tok")
     assert desktop.credentials("desk") == {"password": "abcdefgh", "token": "tok"}
@@ -147,7 +157,7 @@ def test_credentials_only_for_desktop_sessions(
 
 
 def test_restart_moves_off_a_port_taken_meanwhile(store: SessionStore, free_base: int) -> None:
-    store.write("s", {"mode": "desktop", "desktop_port": free_base})
+    store.write("s", {**complete("s"), "mode": "desktop", "desktop_port": free_base})
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", free_base))
         busy.listen(1)

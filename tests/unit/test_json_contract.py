@@ -77,6 +77,7 @@ def test_list_json(engine: FakeEngine) -> None:
     [entry] = payload["sessions"]
     check_session(entry, "web")
     assert entry["status"] == "running" and entry["created"] == "2026-01-02T03:04:05Z"
+    assert entry["orphan"] is False and entry["damaged"] is None  # a string when damaged
 
 
 def test_list_json_when_empty(engine: FakeEngine) -> None:

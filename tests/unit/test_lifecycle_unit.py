@@ -12,6 +12,7 @@ import pytest
 
 from claude_cage import __version__, config, metadata, paths, resources
 from claude_cage.endpoints import Endpoint
+from claude_cage.kinds import Status
 from claude_cage.operations import doctor, lifecycle
 from claude_cage.operations.lifecycle import Facts, Sample, SessionObjects, decide, leftovers
 from claude_cage.record import SessionRecord
@@ -317,11 +318,11 @@ def kinds(items: list[lifecycle.Leftover]) -> list[tuple[str, str]]:
     return sorted((i.kind, i.target) for i in items)
 
 
-def test_gc_removes_everything_of_a_session_with_no_metadata() -> None:
+def test_gc_removes_everything_of_a_stopped_session_with_no_metadata() -> None:
     objects = SessionObjects(
         "s",
         meta=None,
-        containers=[container("session", "running"), container("companion", "running")],
+        containers=[container("session", "exited"), container("companion", "running")],
         volumes=["cage-data-s", "cage-sock-s"],
         stray_files=["/d/sessions/s"],
     )
@@ -334,6 +335,50 @@ def test_gc_removes_everything_of_a_session_with_no_metadata() -> None:
         ("volume", "cage-sock-s"),
     ]
     assert confirm == []
+
+
+def test_gc_adopts_a_running_session_with_no_usable_metadata() -> None:
+    for damaged in (None, metadata.DamagedMetadata("s", Path("/d/sessions/s/metadata"), "empty")):
+        objects = SessionObjects(
+            "s",
+            meta=None,
+            damaged=damaged,
+            containers=[container("session", "running"), container("companion", "running")],
+            volumes=["cage-data-s", "cage-sock-s"],
+            stray_files=["/d/sessions/s", "/d/sessions/s/.metadata.x1"],
+        )
+        now, confirm = leftovers(objects)
+        assert kinds(now) == [("files", "/d/sessions/s/.metadata.x1"), ("session", "s")]
+        assert confirm == []
+
+
+def test_gc_removes_a_stopped_session_with_damaged_metadata_once_confirmed() -> None:
+    objects = SessionObjects(
+        "s",
+        damaged=metadata.DamagedMetadata("s", Path("/d/sessions/s/metadata"), "not UTF-8 text"),
+        containers=[container("session", "exited")],
+        volumes=["cage-data-s"],
+    )
+    now, confirm = leftovers(objects)
+    assert kinds(now) == [("container", "cage-s"), ("volume", "cage-data-s")]
+    assert kinds(confirm) == [("metadata", "s")]
+    assert "not UTF-8 text" in confirm[0].reason
+
+
+def test_gc_removes_a_start_that_did_not_finish_unless_it_is_at_work() -> None:
+    objects = SessionObjects(
+        "s",
+        meta=SessionRecord("s", status=Status.STARTING),
+        containers=[container("session", "created")],
+        volumes=["cage-data-s"],
+    )
+    now, confirm = leftovers(objects)
+    assert kinds(now) == [("container", "cage-s"), ("metadata", "s"), ("volume", "cage-data-s")]
+    assert confirm == []
+    objects.busy = True  # the start still holds the lock
+    assert leftovers(objects) == ([], [])
+    objects.busy, objects.containers = False, [container("session", "running")]
+    assert leftovers(objects) == ([], [])  # it came up: a session
 
 
 def test_gc_leaves_a_running_session_alone() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from claude_cage import metadata
+from claude_cage.errors import CageError
 from claude_cage.metadata import SessionStore
 
 SEED = """name=web
@@ -140,7 +141,7 @@ def test_failed_write_keeps_the_old_file(store: SessionStore, monkeypatch) -> No
         raise OSError("disk full")
 
     monkeypatch.setattr(metadata.os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(CageError, match="disk full"):
         store.write("web", {**base(), "status": "stopped"})
     assert (store.dir("web") / "metadata").read_text() == before
     assert sorted(p.name for p in store.dir("web").iterdir()) == ["metadata"]

@@ -13,7 +13,7 @@ import sys
 import click
 
 from claude_cage.cli.base import cli
-from claude_cage.errors import EXIT_FAILED, CageError
+from claude_cage.errors import EXIT_FAILED, CageError, file_error
 from claude_cage.render import RED, colour
 
 __all__ = ["cli", "main"]
@@ -35,14 +35,20 @@ def main() -> None:
     except click.exceptions.Abort:
         sys.exit(130)
     except CageError as exc:
-        # Messages can quote what the engine or a session said: never raw.
-        from claude_cage.render import sanitize
-
-        click.echo(f"{colour('error:', RED)} {sanitize(exc.message)}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {sanitize(exc.hint)}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
         os._exit(EXIT_FAILED)
+    except OSError as exc:  # a full, read-only or damaged filesystem: one line, no traceback
+        _fail(file_error(exc))
+
+
+def _fail(exc: CageError) -> None:
+    # Messages can quote what the engine or a session said: never raw.
+    from claude_cage.render import sanitize
+
+    click.echo(f"{colour('error:', RED)} {sanitize(exc.message)}", err=True)
+    if exc.hint:
+        click.echo(f"hint: {sanitize(exc.hint)}", err=True)
+    sys.exit(exc.exit_code)

@@ -112,7 +112,8 @@ def events(
 def log(type_: str, key: str, value: str) -> None:
     """Add an event: log TYPE KEY [JSON] (e.g. log session "review:web" '{"status":"ok"}').
 
-    The same interface as the seed's `store.js log`, for scripts and agents.
+    The same interface as the seed's `store.js log`, for scripts and agents. Prints the
+    event's id; exits 1 when the event could not be recorded.
     """
     from claude_cage.operations import event_log
 
@@ -122,5 +123,5 @@ def log(type_: str, key: str, value: str) -> None:
         raise BadInput("VALUE is not valid JSON", 'quote it, e.g. \'{"status": "ok"}\'') from None
     if not isinstance(data, dict):
         raise BadInput("VALUE must be a JSON object", 'e.g. \'{"status": "ok"}\'')
-    event = event_log().record(type_, key, data)
+    event = event_log().record(type_, key, data, strict=True)  # exit 1 when not recorded
     click.echo(event["id"])

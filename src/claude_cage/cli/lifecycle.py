@@ -66,17 +66,21 @@ def can_ask() -> bool:
 def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     """Remove what crashed and ephemeral sessions left behind.
 
-    Containers, volumes and networks of sessions with no metadata, proxies of stopped
-    sessions, and ephemeral sessions that are not running. The metadata of a session
-    whose container is gone is removed only after you confirm (or with --yes).
-    Only objects labelled managed-by=claude-cage for this data directory are touched.
+    Containers, volumes and networks of sessions with no metadata, starts that did not
+    finish, proxies of stopped sessions, and ephemeral sessions that are not running.
+    A running session without (usable) metadata is never removed: its record is rebuilt
+    from the engine. The metadata of a session whose container is gone, and damaged
+    metadata, is removed only after you confirm (or with --yes). Each item is named
+    before anything is touched. Only objects labelled managed-by=claude-cage for this
+    data directory are touched.
     """
     from claude_cage.operations.lifecycle import gc as gc_op
     from claude_cage.operations.lifecycle import plan_gc
 
     remove_stale = yes
+    plan = plan_gc()
     if not yes and not dry_run and not as_json and can_ask():
-        stale = plan_gc().stale_sessions
+        stale = plan.stale_sessions
         if stale:
             remove_stale = click.confirm(
                 f"remove {len(stale)} session(s) whose container is gone "
@@ -84,6 +88,10 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
                 default=False,
                 err=True,
             )
+    if not dry_run and not as_json:  # each item is named before anything is touched
+        for item in plan.leftovers + (plan.stale if remove_stale else []):
+            verb = "adopting" if item.kind == "session" else "removing"
+            note(f"{verb} {item.kind} {item.target} ({item.reason})")
     items = gc_op(remove_stale=remove_stale, dry_run=dry_run)
     if as_json:
         print_json({"dry_run": dry_run, "items": [i.as_dict() for i in items]})
@@ -92,11 +100,20 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
         note("nothing to clean up")
         return
     words = {"planned": "would remove" if dry_run else "remove", "kept": "kept (needs --yes)"}
-    rows = [(i.session, i.kind, i.target, words.get(i.outcome, i.outcome), i.reason) for i in items]
+    rows = [
+        (i.session, i.kind, i.target, _outcome(i.kind, i.outcome, dry_run, words), i.reason)
+        for i in items
+    ]
     click.echo(table(rows, ("SESSION", "KIND", "OBJECT", "OUTCOME", "WHY")))
     kept = sorted({i.session for i in items if i.kind == "metadata" and i.outcome == "kept"})
     if kept:
         note(f"kept {len(kept)} session(s) whose container is gone; 'claude-cage gc --yes'")
+
+
+def _outcome(kind: str, outcome: str, dry_run: bool, words: dict[str, str]) -> str:
+    if kind == "session" and outcome == "planned":
+        return "would adopt" if dry_run else "adopt"
+    return words.get(outcome, outcome)
 
 
 # --- doctor ---------------------------------------------------------------------------

@@ -102,8 +102,15 @@ def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
                 "branch": result.branch,
                 "base": result.base,
                 "engine": result.engine,
+                "repaired": result.repaired,
+                "adopted": result.adopted,
             }
         )
+    elif result.repaired or result.adopted:  # it was running: nothing was started
+        click.echo(f"{result.name}")
+        if result.repaired:
+            note(f"session {result.name} is running; repaired: {', '.join(result.repaired)}")
+        return
     else:
         verb = "restarted" if result.restarted else "started"
         click.echo(f"{result.name}")
@@ -207,7 +214,7 @@ def list_cmd(as_json: bool) -> None:
     now = time.time()
     rows = [
         (
-            s["name"] + (" (orphan)" if s["orphan"] else ""),
+            s["name"] + (" (damaged)" if s["damaged"] else " (orphan)" if s["orphan"] else ""),
             s["mode"],
             s["status"],
             s["network"],
@@ -220,6 +227,12 @@ def list_cmd(as_json: bool) -> None:
     ]
     headers = ("NAME", "MODE", "STATUS", "NETWORK", "AGE", "PROJECT", "URL", "ENGINE")
     click.echo(table(rows, headers))
+    for s in sessions:
+        if s.get("damaged"):
+            warn(
+                f"session {s['name']}: its metadata is damaged ({s['damaged']}); see "
+                f"'claude-cage status {s['name']}'"
+            )
 
 
 def age(seconds: float) -> str:
@@ -280,6 +293,8 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
     ):
         if info.get(key) not in (None, "", False):
             click.echo(f"{key:12} {sanitize(info[key])}")
+    if info.get("damaged"):
+        warn(f"its metadata is damaged ({info['damaged']}): {info['hint']}")
     if info.get("oom_killed"):
         warn("killed for running out of memory: start it with --memory 8g, or stop other sessions")
     if info.get("network") == Network.HOST:

@@ -69,7 +69,9 @@ from claude_cage import config as config_mod
 from claude_cage import labels, metadata, names, resources
 from claude_cage.engine import Engine
 from claude_cage.errors import CageError
+from claude_cage.kinds import Status
 from claude_cage.operations import record_event, session
+from claude_cage.operations.adoption import ADOPT, ORPHAN, adopt, ownership
 from claude_cage.operations.objects import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
 
@@ -263,7 +265,8 @@ def reap(dry_run: bool = False, engine: Engine | None = None) -> list[Verdict]:
     )
     stats = engine.stats_many([names.container_name(n) for n in running])
     now = time.time()
-    metas = {n: store.load(n) or SessionRecord(name=n) for n in running}
+    records = store.load_scan()[0]  # a damaged record: reaped on the engine's facts alone
+    metas = {n: records.get(n) or SessionRecord(name=n) for n in running}
     with ThreadPoolExecutor(max_workers=max(1, min(len(running), 8))) as pool:
         gathered = list(
             pool.map(
@@ -320,10 +323,10 @@ def _stop(engine: Engine, verdict: Verdict) -> None:
 @dataclass
 class Leftover:
     session: str
-    kind: str  # container | volume | network | metadata | files | filesystem
+    kind: str  # session (adopt) | container | volume | network | metadata | files | filesystem
     target: str  # container/volume/network name, or a path
     reason: str
-    outcome: str = "planned"  # planned | removed | kept | busy | failed
+    outcome: str = "planned"  # planned | removed | adopted | kept | busy | failed
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -341,6 +344,8 @@ class SessionObjects:
 
     name: str
     meta: SessionRecord | None = None
+    damaged: metadata.DamagedMetadata | None = None  # a metadata file that is unusable
+    busy: bool = False  # a start, stop or destroy holds its lock
     containers: list[dict[str, Any]] = field(default_factory=list)  # list entries
     volumes: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
@@ -372,11 +377,25 @@ def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
             Leftover(name, "network", n, reason) for n in objects.networks
         ]
 
-    if meta is None:
+    fate = ownership(meta is not None, running)
+    if fate == ADOPT:  # never garbage: its record is rebuilt from the engine
+        reason = "running without usable metadata: rebuild its record from the engine"
+        temps = [i for i in now if os.path.basename(i.target) != name]  # not its directory
+        return [*temps, Leftover(name, "session", name, reason)], confirm
+    if fate == ORPHAN:
         now += containers(objects.containers, "belongs to no session")
         now += storage("belongs to no session")
+        if objects.damaged is not None:
+            why = f"damaged metadata ({objects.damaged.reason})"
+            confirm.append(Leftover(name, "metadata", name, why))
         return now, confirm
-    if running:
+    assert meta is not None
+    if running or objects.busy:
+        return now, confirm
+    if meta.status == Status.STARTING:  # a new session whose start never finished
+        reason = "a start that did not finish"
+        now += containers(objects.containers, reason) + storage(reason)
+        now.append(Leftover(name, "metadata", name, reason))
         return now, confirm
     if meta.ephemeral:
         now += containers(objects.containers, "ephemeral session not running")
@@ -402,7 +421,7 @@ def _stray_files(store: metadata.SessionStore) -> dict[str, list[str]]:
     for directory in store.root.iterdir():
         if not directory.is_dir():
             continue
-        if not (directory / "metadata").is_file():
+        if not os.path.lexists(directory / "metadata"):  # damaged is not missing
             found.setdefault(directory.name, []).append(str(directory))
             continue
         temps = [str(p) for p in directory.glob(".metadata.*")]
@@ -418,9 +437,13 @@ def _gather(engine: Engine, store: metadata.SessionStore) -> dict[str, SessionOb
     def group(name: str) -> SessionObjects:
         return groups.setdefault(name, SessionObjects(name))
 
-    for name, meta in store.load_all().items():
+    records, damaged = store.load_scan()
+    for name, meta in records.items():
         if meta.engine == engine.endpoint.name:  # a session elsewhere is not this engine's
             group(name).meta = meta
+            group(name).busy = meta.status == Status.STARTING and store.busy(name)
+    for name, exc in damaged.items():
+        group(name).damaged = exc
     for name, files in _stray_files(store).items():
         group(name).stray_files = files
     for container in engine.list_containers(labels.owner_filters()):
@@ -503,23 +526,28 @@ def _collect(
         for item in confirm:
             item.outcome = "planned" if remove_stale else "kept"
         items = now + confirm
-        order = {"container": 0, "network": 1, "volume": 2, "filesystem": 3, "files": 4,
-                 "metadata": 5}  # fmt: skip
+        order = {"session": 0, "container": 1, "network": 2, "volume": 3, "filesystem": 4,
+                 "files": 5, "metadata": 6}  # fmt: skip
         for item in sorted(items, key=lambda i: order.get(i.kind, 9)):
             if item.outcome == "planned":
                 _remove(engine, store, item)
-        removed = [i.as_dict() for i in items if i.outcome == "removed"]
-        if removed:
-            record_event("gc", name, {"status": "ok", "removed": [r["target"] for r in removed]})
+        removed = [i.target for i in items if i.outcome == "removed"]
+        adopted = any(i.outcome == "adopted" for i in items)
+        if removed or adopted:
+            record_event("gc", name, {"status": "ok", "removed": removed, "adopted": adopted})
         return items
 
 
 def _gather_one(engine: Engine, store: metadata.SessionStore, name: str) -> SessionObjects:
     """The same as _gather, for one session, read afresh (under its lock)."""
-    meta = store.load(name)
+    damaged = None
+    try:
+        meta = store.load(name)
+    except metadata.DamagedMetadata as exc:  # its engine unknown: this one is asked
+        meta, damaged = None, exc
     if meta is not None and meta.engine != engine.endpoint.name:
         return SessionObjects(name)  # it lives on another engine: nothing of it here
-    objects = SessionObjects(name, meta=meta)
+    objects = SessionObjects(name, meta=meta, damaged=damaged)
     objects.stray_files = _stray_files(store).get(name, [])
     objects.containers = engine.list_containers(labels.owner_filters(session=name))
     for volume in engine.list_volumes():
@@ -533,6 +561,9 @@ def _gather_one(engine: Engine, store: metadata.SessionStore, name: str) -> Sess
 
 def _remove(engine: Engine, store: metadata.SessionStore, item: Leftover) -> None:
     try:
+        if item.kind == "session":
+            item.outcome = "adopted" if adopt(engine, store, item.target) else "kept"
+            return
         if item.kind == "container":
             engine.remove(item.target)
         elif item.kind == "volume":

@@ -45,10 +45,15 @@ def _url(session: SessionRecord) -> str | None:
 
 
 def view(
-    name: str, meta: SessionRecord | dict[str, Any] | None, container: dict[str, Any] | None
+    name: str,
+    meta: SessionRecord | dict[str, Any] | None,
+    container: dict[str, Any] | None,
+    damaged: str | None = None,
 ) -> dict[str, Any]:
-    """One session as `list --json` shows it (an orphan, with no record, from the
-    labels of its container)."""
+    """One session as `list --json` shows it (with no usable record, from the labels of
+    its container). `damaged`: why its metadata is unusable."""
+    from claude_cage.operations.adoption import SESSION, ownership
+
     if isinstance(meta, dict):
         meta = record.from_fields({**meta, "name": name})
     found = (
@@ -66,7 +71,8 @@ def view(
             "container": names.container_name(name),
             "created": "",
             "image": "",
-            "orphan": True,
+            "orphan": ownership(False, status == Status.RUNNING) != SESSION,
+            "damaged": damaged,
             "ephemeral": False,
             "ports": [],
             "desktop_port": None,
@@ -85,7 +91,8 @@ def view(
         "container": meta.container or names.container_name(name),
         "created": meta.created,
         "image": meta.image,
-        "orphan": False,
+        "orphan": ownership(True, status == Status.RUNNING) != SESSION,
+        "damaged": damaged,
         "ephemeral": meta.ephemeral,
         "ports": [list(p) for p in meta.ports],
         "desktop_port": meta.desktop_port,
@@ -100,7 +107,10 @@ def view(
 
 
 def _follow(store: metadata.SessionStore, session: SessionRecord, status: Status) -> None:
-    """Bring the metadata in line with the engine; skip if a writer holds the lock."""
+    """Bring the metadata in line with the engine; skip if a writer holds the lock.
+    A new session's "starting" stays until it runs: gc tells a failed start by it."""
+    if session.status == Status.STARTING and status != Status.RUNNING:
+        return
     if session.status != status:
         store.update(session.name, blocking=False, status=status)
 
@@ -125,7 +135,7 @@ def _watched_engines(metas: dict[str, SessionRecord]) -> tuple[list[str], float]
 
 def survey(engine: Engine | None = None) -> Survey:
     store = metadata.SessionStore()
-    metas = store.load_all()
+    metas, damaged = store.load_scan()  # a damaged record hides no other
     if engine is not None:
         asked = [engine.endpoint.name]
         answers: dict[str, Any] = {engine.endpoint.name: owned_containers(engine)}
@@ -148,8 +158,10 @@ def survey(engine: Engine | None = None) -> Survey:
         )
         containers = {c["Labels"].get(labels.SESSION): c for c in answer} if reachable else {}
         here = {n: m for n, m in metas.items() if m.engine == where}
-        for name in sorted(set(here) | {n for n in containers if n} - set(metas)):
-            entry = view(name, here.get(name), containers.get(name))
+        broken = set(damaged) if where == asked[0] else set()  # its engine is unknown
+        for name in sorted(set(here) | broken | {n for n in containers if n} - set(metas)):
+            why = damaged[name].reason if name in damaged else None
+            entry = view(name, here.get(name), containers.get(name), why)
             entry["engine"] = where or engines.LOCAL
             if not reachable:
                 entry["status"] = "unreachable"  # not "removed": nobody could look
@@ -268,11 +280,19 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
 
     engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
-    meta = store.load(name)
+    damaged = None
+    try:
+        meta = store.load(name)
+    except metadata.DamagedMetadata as exc:  # show what the engine knows, and why
+        meta, damaged = None, exc
     info = inspect_ours(engine, names.container_name(name))
     if meta is None and info is None:
+        if damaged is not None:
+            raise damaged
         raise SessionNotFound(name)
-    entry = view(name, meta, info)
+    entry = view(name, meta, info, damaged.reason if damaged else None)
+    if damaged is not None:
+        entry["hint"] = damaged.hint
     if meta is not None:
         _follow(store, meta, Status(entry["status"]))
         entry["allowed_hosts"] = list(meta.allowed_hosts)
@@ -315,6 +335,12 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         network = meta.network if meta is not None else None
         entry["sandbox"] = sandbox.verify(info, network, inside, companion)
         _workspace_checks(entry, info, meta)
+        if inside is not None:  # each bridge, used from inside the session
+            from claude_cage.operations import bridges  # start-up time: `list` needs none
+
+            checks = bridges.as_checks(name, bridges.check(engine, info))
+            entry["sandbox"]["checks"] += checks
+            entry["sandbox"]["ok"] = entry["sandbox"]["ok"] and all(c["ok"] for c in checks)
     else:
         entry["sandbox"] = None
     return entry

@@ -81,14 +81,19 @@ class StartResult:
     branch: str | None = None
     base: str | None = None
     engine: str = engines.LOCAL  # the Docker engine it runs on
+    repaired: list[str] = field(default_factory=list)  # bridges of a running session
+    adopted: bool = False  # a running session's record was rebuilt
 
     def event_details(self) -> dict[str, Any]:
-        return {
+        details: dict[str, Any] = {
             "mode": self.mode.value,
             "network": self.network.value,
             "restarted": self.restarted,
             "engine": self.engine,
         }
+        if self.repaired or self.adopted:
+            details.update(repaired=self.repaired, adopted=self.adopted)
+        return details
 
 
 @dataclass
@@ -309,6 +314,59 @@ def _rollback(engine: Engine, created: list[str]) -> None:
                 quota.release(obj)
 
 
+def _start_running(
+    engine: Engine,
+    cfg: config_mod.Config,
+    store: metadata.SessionStore,
+    name: str,
+    info: dict[str, Any],
+    warnings: list[str],
+) -> StartResult:
+    """`start NAME` of a running session: adopt it if it lost its record, bring back a
+    companion that died, repair dead bridges; refuse only when there is nothing to do."""
+    from claude_cage.operations import adoption, bridges
+
+    try:
+        meta = store.load(name)
+    except metadata.DamagedMetadata:
+        meta = None
+    adopted = meta is None and adoption.adopt(engine, store, name) is not None
+    if adopted:
+        warnings.append(
+            f"session {name} was running without usable metadata: adopted, its record "
+            "rebuilt from the engine"
+        )
+    meta = meta or store.load(name) or SessionRecord(name=name)
+    repaired = []
+    if companion_ops.needs_restart(engine, name, meta):
+        companion_ops.restart(engine, cfg, store, meta)
+        repaired.append("companion")
+    fixed, dead = bridges.repair(engine, name, info)
+    repaired += fixed
+    if dead:
+        raise CageError(
+            f"session {name} is running, but could not repair: {', '.join(dead)}",
+            f"restart it: claude-cage stop {name} && claude-cage start --name {name}",
+        )
+    if not adopted and not repaired:
+        raise BadInput(
+            f"session {name} is already running",
+            f"attach with 'claude-cage shell {name}', or pick another --name",
+        )
+    return StartResult(
+        name=name,
+        container=names.container_name(name),
+        mode=meta.mode,
+        network=meta.network,
+        credential=meta.credential,
+        restarted=True,
+        warnings=warnings,
+        engine=engine.endpoint.label,
+        repaired=repaired,
+        adopted=adopted,
+    )
+
+
 @operation("start")
 def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
     cfg = load_config(options)
@@ -349,22 +407,7 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         check_claimable(container, info)
         check_claimable(names.companion_name(name), engine.inspect(names.companion_name(name)))
         if info is not None and info["State"]["Running"]:
-            running = store.load(name)
-            if running is not None and companion_ops.needs_restart(engine, name, running):
-                companion_ops.restart(engine, cfg, store, running)
-                return StartResult(
-                    name=name,
-                    container=container,
-                    mode=running.mode,
-                    network=running.network,
-                    credential=running.credential,
-                    restarted=True,
-                    warnings=[f"session {name} was running; its companion was down: started again"],
-                )
-            raise BadInput(
-                f"session {name} is already running",
-                f"attach with 'claude-cage shell {name}', or pick another --name",
-            )
+            return _start_running(engine, cfg, store, name, info, warnings)
         previous = store.load(name)
         restarted = previous is not None
         if previous is not None:
@@ -415,71 +458,103 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
             req.desktop_port = desktop_plan.port
             warnings += desktop_plan.warnings
 
+        if not restarted:  # a first start that fails leaves no session directory behind
+            stack.callback(managed.forget_if_unrecorded, store.dir(name))
         settings_dir = managed.write(store.dir(name) / "claude-code", settings)
         if engine.endpoint.is_local:
             req.managed_settings = str(settings_dir)
         else:  # a remote engine cannot bind this machine's file: a volume it is filled into
             req.managed_volume = names.managed_volume(name)
-        if not restarted:  # a first start that fails leaves no session directory behind
-            stack.callback(managed.forget_if_unrecorded, store.dir(name))
         snap = None
         if repo is not None and not restarted:
             from claude_cage import workspace  # start-up time: git handling only for --clone
 
             snap = stack.enter_context(workspace.snapshot(repo))
-        for attempt in range(3):
-            created: list[str] = []
-            # Starts in parallel take turns from the capacity check until their session
-            # counts (its container exists), so they cannot overshoot max_sessions.
-            capacity = contextlib.ExitStack()
-            capacity.enter_context(store.lock(_capacity_lock(engine)))
-            capacity.push(placing)
-            try:
-                _check_capacity(engine, cfg)
-                _bring_up(engine, cfg, req, key, creds, info is not None, created, capacity.close)
-                if not restarted:
-                    clone.own_data_volume(engine, req)
-                    if snap is not None:
-                        clone.deliver(engine, req, f"cage/{name}", snap)
-                if desktop_plan is not None:
-                    desktop.finish(engine, store, name, desktop_plan)
-                break
-            except PortAllocated:
-                _rollback(engine, created)
-                if info is not None:
-                    engine.stop(container)
-                # Another start took the desktop port between our check and our bind.
-                if desktop_plan is None or attempt == 2:
-                    raise
-                desktop_plan = desktop.prepare(engine, cfg, store, name, None)
-                req.desktop_port = desktop_plan.port
-            except BaseException:
-                _rollback(engine, created)
-                if info is not None:  # a failed restart leaves the session stopped, as it was
-                    engine.stop(container)
-                raise
-            finally:
-                capacity.close()
-        if given is not None and req.network == Network.FILTERED:
-            secrets.save(given, name)
-        elif key and not restarted:
-            store.write_secret(name, API_KEY_SECRET, key)
-        session = record_for(req, previous, cfg["allowed_ports"])
-        session = dataclasses.replace(session, **{key: cfg[key] for key in RECORDED})
-        session = dataclasses.replace(session, engine=engine.endpoint.name)
-        if desktop_plan is not None:
-            session = dataclasses.replace(session, desktop_bind=desktop_plan.bind)
-        if snap is not None:
-            session = dataclasses.replace(
-                session,
-                repo=str(repo.top),
-                repo_name=req.clone,
-                branch=f"cage/{name}",
-                base=snap.base,
-                start=snap.work,
+        starting = None
+        if previous is None:
+            # The record comes first: a start killed at any later point leaves a session
+            # `list` shows and `gc` cleans ("starting", with no start holding its lock).
+            starting = dataclasses.replace(
+                record_for(req, None, cfg["allowed_ports"]),
+                status=Status.STARTING,
+                engine=engine.endpoint.name,
             )
-        checkpoint("start:before-metadata")
-        store.save(session)
+            try:
+                store.save(starting)
+            except BaseException:  # a full disk: not even an empty directory stays
+                with contextlib.suppress(CageError):
+                    store.remove(name)
+                raise
+            checkpoint("start:record-written")
+        made: list[str] = []
+        try:
+            for attempt in range(3):
+                created: list[str] = []
+                # Starts in parallel take turns from the capacity check until their session
+                # counts (its container exists), so they cannot overshoot max_sessions.
+                capacity = contextlib.ExitStack()
+                capacity.enter_context(store.lock(_capacity_lock(engine)))
+                capacity.push(placing)
+                try:
+                    _check_capacity(engine, cfg)
+                    _bring_up(
+                        engine, cfg, req, key, creds, info is not None, created, capacity.close
+                    )
+                    if not restarted:
+                        clone.own_data_volume(engine, req)
+                        if snap is not None:
+                            clone.deliver(engine, req, f"cage/{name}", snap)
+                    if desktop_plan is not None:
+                        desktop.finish(engine, store, name, desktop_plan)
+                    break
+                except PortAllocated:
+                    _rollback(engine, created)
+                    if info is not None:
+                        engine.stop(container)
+                    # Another start took the desktop port between our check and our bind.
+                    if desktop_plan is None or attempt == 2:
+                        raise
+                    desktop_plan = desktop.prepare(engine, cfg, store, name, None)
+                    req.desktop_port = desktop_plan.port
+                except BaseException:
+                    _rollback(engine, created)
+                    if info is not None:  # a failed restart leaves the session stopped, as it was
+                        engine.stop(container)
+                    raise
+                finally:
+                    capacity.close()
+            made = created
+            if given is not None and req.network == Network.FILTERED:
+                secrets.save(given, name)
+            elif key and not restarted:
+                store.write_secret(name, API_KEY_SECRET, key)
+            session = record_for(req, previous or starting, cfg["allowed_ports"])
+            session = dataclasses.replace(session, **{key: cfg[key] for key in RECORDED})
+            session = dataclasses.replace(session, engine=engine.endpoint.name)
+            if desktop_plan is not None:
+                session = dataclasses.replace(session, desktop_bind=desktop_plan.bind)
+            if snap is not None:
+                session = dataclasses.replace(
+                    session,
+                    repo=str(repo.top),
+                    repo_name=req.clone,
+                    branch=f"cage/{name}",
+                    base=snap.base,
+                    start=snap.work,
+                )
+            checkpoint("start:before-metadata")
+            store.save(session)
+        except BaseException:
+            # Whatever failed (the disk, the engine, the companion, an interrupt), nothing
+            # half-made stays: what this start made goes, a new session's record with it.
+            _rollback(engine, made)
+            if info is not None:  # a failed restart leaves the session stopped, as it was
+                with contextlib.suppress(CageError):
+                    engine.stop(container)
+            if not restarted:
+                with contextlib.suppress(CageError):
+                    store.remove(name)
+            raise
 
     if req.mode == Mode.CLI:  # the desktop's terminal starts it there
         try:
@@ -532,9 +607,13 @@ def _existing_session(
     """Hold the session's lock and yield (record, container inspect); either may be
     None, not both."""
     with store.lock(name):
-        meta = store.load(name)
+        damaged = None
+        try:
+            meta = store.load(name)
+        except metadata.DamagedMetadata as exc:  # the engine's labels are enough
+            meta, damaged = None, exc
         info = inspect_ours(engine, names.container_name(name))
-        if meta is None and info is None:
+        if meta is None and info is None and damaged is None:
             raise SessionNotFound(name)
         yield meta, info
 
@@ -552,7 +631,8 @@ def stop(name: str, engine: Engine | None = None) -> StopResult:
             engine.stop(names.companion_name(name))
             audit.ensure_follower()  # it files the rest of the stopped companion's log
         checkpoint("stop:companion-stopped")
-        if meta is not None and meta.ephemeral:
+        found = (info or {}).get("Config", {}).get("Labels") or {}
+        if meta.ephemeral if meta is not None else found.get(labels.EPHEMERAL) == "true":
             _remove_everything(engine, name)
             store.remove(name)
             return StopResult(name, removed=True, was_running=was_running)

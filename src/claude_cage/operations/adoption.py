@@ -1,0 +1,139 @@
+"""Which session names are sessions, and adopting a running one that lost its record.
+
+`ownership()` is the one place that decides what an orphan is; `list`, `status` and
+`gc` all ask it. A name is
+
+* a **session** when it has a usable record (metadata);
+* to be **adopted** when it has none (missing or damaged) but its container runs: `gc`
+  and `start NAME` rebuild the record from the container's labels and the engine, so a
+  running session (and its data volume) is never taken for garbage;
+* an **orphan** when it has no usable record and nothing of it runs: `gc` removes its
+  containers and volumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from claude_cage import labels, metadata, names
+from claude_cage.engine import Engine
+from claude_cage.kinds import Mode
+from claude_cage.record import Mount
+
+SESSION, ADOPT, ORPHAN = "session", "adopt", "orphan"
+
+
+def ownership(has_record: bool, running: bool) -> str:
+    """SESSION, ADOPT or ORPHAN (see the module's docstring)."""
+    if has_record:
+        return SESSION
+    return ADOPT if running else ORPHAN
+
+
+def _env(config: dict[str, Any]) -> dict[str, str]:
+    pairs = (item.partition("=") for item in config.get("Env") or [])
+    return {key: value for key, _, value in pairs}
+
+
+def _created(info: dict[str, Any]) -> str:
+    text = str(info.get("Created") or "")
+    try:
+        when = datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
+    except ValueError:
+        return metadata.now_iso()
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _published(companion: dict[str, Any] | None) -> dict[int, int]:
+    """The companion's published ports: container port -> host port."""
+    bindings = ((companion or {}).get("HostConfig") or {}).get("PortBindings") or {}
+    found = {}
+    for key, hosts in bindings.items():
+        with contextlib.suppress(ValueError, IndexError, KeyError, TypeError):
+            found[int(key.split("/")[0])] = int(hosts[0]["HostPort"])
+    return found
+
+
+def rebuild_record(
+    name: str, info: dict[str, Any], companion: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A session's record, from its container's labels and what the engine reports."""
+    from claude_cage import policy
+
+    found = info["Config"].get("Labels") or {}
+    host = info.get("HostConfig") or {}
+    env = _env(info["Config"])
+    mounts = [
+        Mount(m["Source"], m["Destination"], not m.get("RW", True)).to_field()
+        for m in info.get("Mounts") or []
+        if m.get("Type") == "bind"
+    ]
+    published = _published(companion)
+    inner_ports = [
+        int(bridge.split(":")[1])
+        for bridge in env.get("CAGE_BRIDGES", "").split()
+        if bridge.startswith("in:")
+    ]
+    companion_env = _env((companion or {}).get("Config") or {})
+    hosts = companion_env.get("CAGE_ALLOWED_EXACT", "").split() + [
+        "*" + suffix for suffix in companion_env.get("CAGE_ALLOWED_SUFFIXES", "").split()
+    ]
+    allowed_ports = [int(p) for p in companion_env.get("CAGE_ALLOWED_PORTS", "").split()]
+    persisted = any(m.get("Name") == names.data_volume(name) for m in info.get("Mounts") or [])
+    user = str(info["Config"].get("User") or "")
+    uid, _, gid = user.partition(":")
+    owner = (int(uid), int(gid)) if uid.isdigit() and gid.isdigit() else (None, None)
+    mode = found.get(labels.MODE) or env.get("CAGE_MODE") or Mode.CLI.value
+    return {
+        "name": name,
+        "mode": mode if mode in set(Mode) else Mode.CLI.value,
+        "status": "running" if info["State"].get("Running") else "stopped",
+        "created": _created(info),
+        "container": names.container_name(name),
+        "companion": names.companion_name(name) if companion else "",
+        "network": found.get(labels.NETWORK) or "none",
+        "image": info["Config"].get("Image", ""),
+        "cpus": f"{(host.get('NanoCpus') or 0) / 1e9:g}",
+        "memory": f"{(host.get('Memory') or 0) // 1024**2}m",
+        "pids": host.get("PidsLimit") or 0,
+        "mounts": mounts,
+        "ports": [[published[p], p] for p in inner_ports if p in published],
+        "ephemeral": found.get(labels.EPHEMERAL) == "true",
+        "persist": persisted,
+        "credential": env.get("CAGE_CREDENTIAL", "none"),
+        "allowed_hosts": hosts,
+        "allowed_ports": allowed_ports,
+        "desktop_port": published.get(policy.NOVNC_PORT, ""),
+        "uid": owner[0] if owner != (1000, 1000) else None,  # the image's user otherwise
+        "gid": owner[1] if owner != (1000, 1000) else None,
+        "started": metadata.now_iso(),
+        "adopted": metadata.now_iso(),
+    }
+
+
+def adopt(engine: Engine, store: metadata.SessionStore, name: str) -> dict[str, Any] | None:
+    """Rebuild and write the record of a running session that has no usable one.
+    Call with the session's lock held. A damaged file is kept beside it, never deleted.
+    Returns the new record, or None when there is nothing to adopt."""
+    from claude_cage.operations.objects import inspect_ours
+
+    info = inspect_ours(engine, names.container_name(name))
+    if info is None or not info["State"].get("Running"):
+        return None
+    try:
+        if store.read(name) is not None:
+            return None  # it has a record after all
+    except metadata.DamagedMetadata as damaged:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        try:
+            os.rename(damaged.path, f"{damaged.path}.damaged-{stamp}")
+        except OSError as exc:
+            from claude_cage.errors import file_error
+
+            raise file_error(exc, damaged.path) from None
+    record = rebuild_record(name, info, inspect_ours(engine, names.companion_name(name)))
+    store.write(name, record)
+    return record
