@@ -57,6 +57,11 @@ def _published(companion: dict[str, Any] | None) -> dict[int, int]:
     return found
 
 
+def _is_user_mount(target: str) -> bool:
+    head, _, base = target.rpartition("/")
+    return head == "/workspace" and bool(base)
+
+
 def rebuild_record(
     name: str, info: dict[str, Any], companion: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -66,10 +71,10 @@ def rebuild_record(
     found = info["Config"].get("Labels") or {}
     host = info.get("HostConfig") or {}
     env = _env(info["Config"])
-    mounts = [
+    mounts = [  # the user's: /workspace/<basename>, not the protections under them
         Mount(m["Source"], m["Destination"], not m.get("RW", True)).to_field()
         for m in info.get("Mounts") or []
-        if m.get("Type") == "bind"
+        if m.get("Type") == "bind" and _is_user_mount(m["Destination"])
     ]
     published = _published(companion)
     inner_ports = [
