@@ -236,6 +236,9 @@ def test_a_start_on_a_full_disk_leaves_nothing(cage: Cage, tmp_path: Path) -> No
     the start fails with one line and nothing it made stays; other sessions go on."""
     key = tmp_path / "key"
     key.write_text("sk-ant-test-0123456789abcdef\n")
+    # plain volumes: size-limited ones keep their images in the data directory
+    plain = {"CAGE_WORKSPACE_SIZE": "0", "CAGE_DATA_SIZE": "0", "CAGE_SOCKET_SIZE": "0"}
+    cage.env.update(plain)
     with mounted(cage.data_dir, "-t", "tmpfs", "-o", "size=512k", "tmpfs"):
         other = cage.name("other")
         assert cage("start", "--name", other, "--network", "none", "--detach").code == 0

@@ -339,6 +339,7 @@ def _start_running(
     meta = meta or store.load(name) or SessionRecord(name=name)
     repaired = []
     if companion_ops.needs_restart(engine, name, meta):
+        keep_recorded(cfg, meta)  # the companion it was started with: upstream, network
         companion_ops.restart(engine, cfg, store, meta)
         repaired.append("companion")
     fixed, dead = bridges.repair(engine, name, info)
