@@ -1,13 +1,12 @@
 """Dead bridges, from detection to repair. An agent can kill the socat bridges in its
 own session (they stay in the process table as `[socat] <defunct>`): `status` uses
 each bridge from inside the session and reports a dead one as a FAIL with its fix;
-`start NAME` repairs it and says so; then traffic flows again, the API key included."""
+`start NAME` repairs it and says so; then traffic flows again."""
 
 from __future__ import annotations
 
 import secrets
 import subprocess
-import uuid
 
 import pytest
 
@@ -17,7 +16,7 @@ from tests.integration.conftest import TestHost
 pytestmark = pytest.mark.engine
 
 UPSTREAM = "http://upstream.test"
-BRIDGES = {"egress proxy bridge", "API proxy bridge", "port 5000 bridge"}
+BRIDGES = {"egress proxy bridge", "port 5000 bridge"}
 
 
 def sh(cage: Cage, name: str, script: str) -> str:
@@ -31,16 +30,9 @@ def bridge_checks(cage: Cage, name: str) -> dict[str, dict]:
     return {c["check"]: c for c in checks if c["check"] in BRIDGES}
 
 
-def traffic(cage: Cage, name: str, marker: str) -> tuple[str, str]:
-    """(egress through the proxy, a request to the API endpoint), as HTTP codes."""
-    egress = sh(cage, name, "curl -s -o /dev/null -m 10 -w '%{http_code}' http://allowed.test/")
-    api = sh(
-        cage,
-        name,
-        "curl -s -m 20 -o /dev/null -w '%{http_code}' "
-        f"-H 'x-api-key: placeholder' http://127.0.0.1:8082/v1/{marker}",
-    )
-    return egress.strip(), api.strip()
+def traffic(cage: Cage, name: str) -> str:
+    """Egress through the proxy, as an HTTP code."""
+    return sh(cage, name, "curl -s -o /dev/null -m 10 -w '%{http_code}' http://allowed.test/")
 
 
 @pytest.fixture
@@ -59,15 +51,15 @@ def session(cage: Cage, test_hosts: dict[str, TestHost]) -> tuple[str, str]:
 def test_a_killed_bridge_is_a_fail_and_start_repairs_it(
     cage: Cage, session: tuple[str, str], test_hosts: dict[str, TestHost]
 ) -> None:
-    name, key = session
+    name, _key = session
     checks = bridge_checks(cage, name)
     assert set(checks) == BRIDGES and all(c["ok"] for c in checks.values()), checks
-    assert traffic(cage, name, "before") == ("200", "200")
+    assert traffic(cage, name) == "200"
 
     # The agent kills its bridges: the processes stay, as zombies.
     sh(cage, name, "pkill socat; sleep 0.3")
     assert "[socat] <defunct>" in sh(cage, name, "ps ax")
-    assert traffic(cage, name, "dead") == ("000", "000")
+    assert traffic(cage, name) == "000"
     status = cage("status", name, "--json").json()["session"]
     assert status["sandbox"]["ok"] is False
     checks = {c["check"]: c for c in status["sandbox"]["checks"] if c["check"] in BRIDGES}
@@ -83,10 +75,7 @@ def test_a_killed_bridge_is_a_fail_and_start_repairs_it(
 
     checks = bridge_checks(cage, name)
     assert all(c["ok"] for c in checks.values()), checks
-    marker = uuid.uuid4().hex
-    assert traffic(cage, name, marker) == ("200", "200")
-    [request] = [r for r in test_hosts["upstream.test"].received() if marker in r["path"]]
-    assert request["headers"]["x-api-key"] == key
+    assert traffic(cage, name) == "200"
 
     again = cage("start", "--name", name)  # nothing left to repair
     assert again.code == 2 and "already running" in again.stderr
@@ -95,16 +84,14 @@ def test_a_killed_bridge_is_a_fail_and_start_repairs_it(
 def test_a_dead_companion_is_started_again_with_its_key(
     cage: Cage, session: tuple[str, str], test_hosts: dict[str, TestHost]
 ) -> None:
-    name, key = session
+    name, _key = session
     subprocess.run(["docker", "kill", f"companion-cage-{name}"], check=True, capture_output=True)
     status = cage("status", name, "--json").json()["session"]
     failed = {c["check"] for c in status["sandbox"]["checks"] if not c["ok"]}
-    assert {"egress proxy", "egress proxy bridge", "API proxy bridge"} <= failed
+    assert {"egress proxy bridge"} <= failed
 
     repaired = cage("start", "--name", name)
     assert repaired.code == 0, repaired.output
     assert "repaired: companion" in repaired.stderr
-    marker = uuid.uuid4().hex
-    assert traffic(cage, name, marker) == ("200", "200")
-    [request] = [r for r in test_hosts["upstream.test"].received() if marker in r["path"]]
-    assert request["headers"]["x-api-key"] == key  # handed over again, on stdin
+    assert traffic(cage, name) == "200"
+    assert all(c["ok"] for c in bridge_checks(cage, name).values())
