@@ -25,6 +25,8 @@ import pytest
 from tests import isolation
 
 REQUIRE_ENGINE = os.environ.get("CI") == "true" or os.environ.get("CAGE_REQUIRE_ENGINE") == "1"
+# CI registers gVisor (scripts/ensure-docker), so there a missing runsc is a failure.
+REQUIRE_RUNSC = os.environ.get("CI") == "true" or os.environ.get("CAGE_REQUIRE_RUNSC") == "1"
 
 
 def _engine_answers() -> bool:
@@ -144,14 +146,35 @@ def release_volumes(data_dir: Path) -> None:
     quota.release_all(data_dir)
 
 
-def _isolated_cage(base: Path, monkeypatch: pytest.MonkeyPatch) -> Cage:
+def runsc_registered() -> bool:
+    out = subprocess.run(
+        ["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True
+    )
+    return out.returncode == 0 and '"runsc"' in out.stdout
+
+
+@pytest.fixture(scope="module")
+def runtime(request: pytest.FixtureRequest) -> str:
+    """The container runtime this module's sessions use: runc unless the module is
+    parametrised over runtimes (tests/integration/conftest.py: RUNTIME_MODULES)."""
+    name = getattr(request, "param", "runc")
+    if name == "runsc" and not runsc_registered():
+        message = "gVisor (runsc) is not registered with the engine: run scripts/ensure-docker"
+        if REQUIRE_RUNSC:
+            pytest.fail(message)
+        pytest.skip(message)
+    return name
+
+
+def _isolated_cage(base: Path, monkeypatch: pytest.MonkeyPatch, runtime: str = "runc") -> Cage:
     """A Cage whose data and config dirs live under `base`, set in this process too."""
     data, conf = base / "data", base / "config"
     conf.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAGE_", "ANTHROPIC_"))}
     env.pop("MONGODB_URI", None)
-    env.update(CAGE_DATA_DIR=str(data), CAGE_CONFIG_DIR=str(conf), **isolation.cage_env())
-    for key, value in isolation.cage_env().items():
+    cage_env = {**isolation.cage_env(), "CAGE_RUNTIME": runtime}
+    env.update(CAGE_DATA_DIR=str(data), CAGE_CONFIG_DIR=str(conf), **cage_env)
+    for key, value in cage_env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("CAGE_DATA_DIR", str(data))
     monkeypatch.setenv("CAGE_CONFIG_DIR", str(conf))
@@ -161,23 +184,23 @@ def _isolated_cage(base: Path, monkeypatch: pytest.MonkeyPatch) -> Cage:
 
 
 @pytest.fixture
-def cage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cage]:
+def cage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtime: str) -> Iterator[Cage]:
     """A claude-cage with its own data dir; removes everything it made at teardown."""
-    instance = _isolated_cage(tmp_path, monkeypatch)
+    instance = _isolated_cage(tmp_path, monkeypatch, runtime)
     yield instance
     remove_owned(instance.owner())
     release_volumes(instance.data_dir)
 
 
 @pytest.fixture(scope="module")
-def cage_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cage]:
+def cage_module(tmp_path_factory: pytest.TempPathFactory, runtime: str) -> Iterator[Cage]:
     """Like `cage`, shared by one module's tests: for sessions those tests only read.
 
     One test may use both for subprocess runs; code run in-process then sees the
     directories of `cage`, which is set up last.
     """
     with pytest.MonkeyPatch.context() as monkeypatch:
-        instance = _isolated_cage(tmp_path_factory.mktemp("cage"), monkeypatch)
+        instance = _isolated_cage(tmp_path_factory.mktemp("cage"), monkeypatch, runtime)
         try:
             yield instance
         finally:

@@ -11,6 +11,7 @@ from sections import (
     memory,
     proxy,
     remote,
+    runtimes,
     start,
 )
 
@@ -26,5 +27,6 @@ SECTIONS = (
     hostshare,
     remote,
     loop,
+    runtimes,
 )
 ALL = {module.NAME: module for module in SECTIONS}

@@ -23,7 +23,7 @@ from typing import Any
 
 from claude_cage import paths
 from claude_cage.errors import BadInput
-from claude_cage.kinds import DEFAULT_MODE, DEFAULT_NETWORK, Mode, Network
+from claude_cage.kinds import DEFAULT_MODE, DEFAULT_NETWORK, DEFAULT_RUNTIME, Mode, Network, Runtime
 
 # Where each default host comes from (README: what each is for, and who can send to it).
 # None of them takes data from anyone without an account: Claude Code runs with error
@@ -121,6 +121,7 @@ DEFAULTS: dict[str, Any] = {
     "engines": [],
     "default_engine": "",
     "engine_timeout": 2.0,
+    "runtime": DEFAULT_RUNTIME,
 }
 
 _SIZE = re.compile(r"^\d+(\.\d+)?[bkmg]?$", re.IGNORECASE)
@@ -375,6 +376,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
         "" if value in (None, "", "local") else "auto" if value == "auto" else _engine_name(value)
     ),
     "engine_timeout": _number(float, 0.1, 600),
+    "runtime": _choice(Runtime),
 }
 assert VALIDATORS.keys() == DEFAULTS.keys()
 

@@ -685,6 +685,7 @@ def _create_body(spec: ContainerSpec) -> dict[str, Any]:
         },
         "AutoRemove": spec.auto_remove,
         "IpcMode": spec.ipc_mode,
+        "Runtime": spec.runtime,
         "Init": False,  # tini is PID 1 in every image
     }
     if spec.log_size:  # the container's own output: two files, rotated by the engine

@@ -20,6 +20,7 @@ OWNER = "cage.owner"
 SESSION = "cage.session"
 MODE = "cage.mode"
 NETWORK = "cage.network"
+RUNTIME = "cage.runtime"  # on session containers: runc or runsc
 ROLE = "cage.role"
 VERSION = "cage.version"
 EPHEMERAL = "cage.ephemeral"

@@ -10,10 +10,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from claude_cage import labels as labels_mod
-from claude_cage import names, workdir
+from claude_cage import names, runtimes, workdir
 from claude_cage.config import parse_size
 from claude_cage.egress import split_allowlist
-from claude_cage.kinds import DEFAULT_MODE, DEFAULT_NETWORK, Credential, Mode, Network
+from claude_cage.kinds import (
+    DEFAULT_MODE,
+    DEFAULT_NETWORK,
+    DEFAULT_RUNTIME,
+    Credential,
+    Mode,
+    Network,
+    Runtime,
+)
 from claude_cage.record import Mount
 
 SESSION_UID = 1000
@@ -96,6 +104,7 @@ class SessionRequest:
     uid: int = SESSION_UID  # the owner of the read-write mounts, if any (bindmounts.py)
     gid: int = SESSION_UID
     protect: list[Mount] = field(default_factory=list)  # read-only binds over .git parts
+    runtime: Runtime = DEFAULT_RUNTIME
 
 
 @dataclass
@@ -126,6 +135,7 @@ class ContainerSpec:
     auto_remove: bool = False
     ipc_mode: str = "private"  # never the host's, never another container's
     log_size: int = 0  # cap of the container's own log in bytes (0: the engine's default)
+    runtime: str = runtimes.RUNC
 
 
 @dataclass
@@ -201,6 +211,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
             {"source": req.managed_volume, "target": MANAGED_SETTINGS_DIR, "read_only": True}
         )
 
+    pids_limit, nproc = runtimes.limits(req.runtime, req.pids, cfg["nproc"])
     user_tmpfs = f"rw,nosuid,nodev,uid={req.uid},gid={req.gid}"
     if req.uid != SESSION_UID:  # no passwd entry in the image: nss_wrapper gives one
         env.update(
@@ -213,7 +224,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         hostname=names.container_name(req.name)[:63],
         image=req.image,
         role=labels_mod.Role.SESSION,
-        labels=labels(req, labels_mod.Role.SESSION),
+        labels={**labels(req, labels_mod.Role.SESSION), labels_mod.RUNTIME: str(req.runtime)},
         environment=env,
         volumes=volumes,
         binds=list(req.mounts) + list(req.protect) + managed_settings_bind(req),
@@ -227,13 +238,14 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         security_opt=_hardening(cfg, host),
         mem_limit=parse_size(req.memory),
         nano_cpus=int(req.cpus * 1e9),
-        pids_limit=req.pids,
-        ulimits=[("nofile", cfg["nofile"], cfg["nofile"]), ("nproc", cfg["nproc"], cfg["nproc"])],
+        pids_limit=pids_limit,
+        ulimits=[("nofile", cfg["nofile"], cfg["nofile"]), ("nproc", nproc, nproc)],
         # filtered and none both mean: no network namespace beyond loopback.
         network_mode="host" if req.network == Network.HOST else "none",
         working_dir=project,
         auto_remove=req.ephemeral,
         log_size=SESSION_LOG_SIZE,
+        runtime=req.runtime,
     )
 
 
@@ -280,6 +292,9 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
         ports=ports,
         auto_remove=req.ephemeral,
         log_size=parse_size(cfg["egress_log_size"]),  # squid's audit log is this output
+        # Always runc: it holds the credentials and needs a real network namespace on
+        # the egress bridge; the session never reaches it except through unix sockets.
+        runtime=runtimes.RUNC,
     )
 
 

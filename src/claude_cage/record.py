@@ -22,7 +22,16 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
 
-from claude_cage.kinds import DEFAULT_MODE, DEFAULT_NETWORK, Credential, Mode, Network, Status
+from claude_cage.kinds import (
+    DEFAULT_MODE,
+    DEFAULT_NETWORK,
+    DEFAULT_RUNTIME,
+    Credential,
+    Mode,
+    Network,
+    Runtime,
+    Status,
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ class SessionRecord:
     container: str = ""
     companion: str = ""  # empty when the session has no companion
     network: Network = DEFAULT_NETWORK
+    runtime: Runtime = DEFAULT_RUNTIME  # older metadata without the key: runc
     image: str = ""
     cpus: float | None = None  # None: the config's, when started again
     memory: str | None = None

@@ -10,19 +10,24 @@ from claude_cage.engine import Engine
 from claude_cage.kinds import Network
 from claude_cage.policy import MANAGED_SETTINGS_DIR
 from claude_cage.resources import human_bytes
+from claude_cage.runtimes import RUNC, RUNSC
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _PROBE = (
     "id -u; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; "
     "if touch /.cage-probe 2>/dev/null; then echo root=writable; else echo root=read-only; fi; "
-    'if [ -s "$CLAUDE_CONFIG_DIR/.credentials.json" ]; then echo login=yes; fi'
+    'if [ -s "$CLAUDE_CONFIG_DIR/.credentials.json" ]; then echo login=yes; fi; '
+    # Which kernel answers: gVisor's logs its own boot; the host's refuses (seccomp).
+    "if dmesg 2>/dev/null | head -1 | grep -q gVisor; then echo kernel=gvisor; "
+    "else echo kernel=host; fi"
 )
 
 
 def probe_inside(engine: Engine, info: dict[str, Any]) -> dict[str, str]:
     """From inside the session: uid, effective caps, no_new_privs, seccomp mode, root
-    writability and login. A session at its pids limit has no room for the probe: the
-    facts are then {"error": why}. (Resource use is read from outside, see cgroups.py.)"""
+    writability, login and which kernel answers. A session at its pids limit has no
+    room for the probe: the facts are then {"error": why}. (Resource use is read from
+    outside, see cgroups.py.)"""
     from claude_cage.errors import CageError
 
     try:
@@ -50,9 +55,12 @@ def verify(
     recorded_network: str | None,
     inside: dict[str, str] | None,
     companion: dict[str, Any] | None = None,
+    recorded_runtime: str | None = None,
 ) -> dict[str, Any]:
     """The checks of a session container's inspect output against the policy; the
-    network is the recorded one, else (an orphan) its container's label."""
+    network is the recorded one, else (an orphan) its container's label. The runtime
+    check compares the engine's runtime with the recorded one and, from inside, the
+    kernel that answers (gVisor's, or the host's)."""
     host = info["HostConfig"]
     opts = host.get("SecurityOpt") or []
     network = recorded_network or info["Config"]["Labels"].get(labels.NETWORK, "")
@@ -82,7 +90,9 @@ def verify(
         _check(
             "seccomp",
             any(o.startswith("seccomp=") and o != "seccomp=unconfined" for o in opts),
-            "claude-cage's syscall profile",
+            "claude-cage's syscall profile"
+            if (host.get("Runtime") or RUNC) == RUNC
+            else "gVisor's kernel takes the syscalls; its own filter guards the host's",
         ),
         _check(
             "non-root user",
@@ -141,20 +151,38 @@ def verify(
                 else "companion proxy is not running: no egress at all",
             )
         )
+    runtime = host.get("Runtime") or RUNC
+    wanted = recorded_runtime or runtime
     if inside is not None and "error" in inside:
+        checks.append(_check("runtime", runtime == wanted, f"{runtime} (not probed inside)"))
         checks.append(
             _check("inside", False, f"no probe could run inside the session: {inside['error']}")
         )
     elif inside is not None:
+        kernel = inside.get("kernel")
+        checks.append(
+            _check(
+                "runtime",
+                runtime == wanted and kernel == ("gvisor" if wanted == RUNSC else "host"),
+                f"{runtime}: "
+                + ("gVisor's kernel answers inside" if kernel == "gvisor" else "the host's kernel"),
+            )
+        )
+        # gVisor's kernel takes every syscall itself, and does not report no_new_privs
+        # or a seccomp mode; the profile guards the host's kernel on runc.
+        kernel_facts = runtime == RUNSC or (
+            inside.get("NoNewPrivs") == "1" and inside.get("Seccomp") == "2"
+        )
         checks.append(
             _check(
                 "inside",
                 inside.get("uid") not in (None, "0")
                 and inside.get("CapEff") == "0000000000000000"
-                and inside.get("NoNewPrivs") == "1"
-                and inside.get("Seccomp") == "2"
+                and kernel_facts
                 and inside.get("root") == "read-only",
                 " ".join(f"{k}={v}" for k, v in sorted(inside.items()) if k != "login"),
             )
         )
+    else:
+        checks.append(_check("runtime", runtime == wanted, f"{runtime} (not probed inside)"))
     return {"ok": all(c["ok"] for c in checks), "checks": checks}

@@ -19,6 +19,15 @@ from tests.isolation import EGRESS_NETWORK, IMAGE_COMPANION
 
 SERVER = Path(__file__).with_name("testserver.py")
 TEST_LABEL = "cage-test=1"
+# These modules run once per runtime: runc and gVisor (runsc). Without runsc registered
+# the runsc half is skipped, or fails in CI (tests/conftest.py: the `runtime` fixture).
+RUNTIME_MODULES = {"test_agent", "test_desktop", "test_egress", "test_sandbox"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if module in RUNTIME_MODULES and "runtime" in metafunc.fixturenames:
+        metafunc.parametrize("runtime", ["runc", "runsc"], indirect=True, scope="module")
 
 
 @dataclass

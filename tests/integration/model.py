@@ -131,7 +131,7 @@ def agent_script(project: str, blocked_host: str) -> list[list[dict]]:
                 "Bash",
                 command="wc -c < notes.txt > size.txt && echo uid=$(id -u) "
                 "$(grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status "
-                "| tr -s '\\t\\n' '  ')",
+                "| tr -s '\\t\\n' '  ') kernel: $(dmesg 2>&1 | head -1)",
                 description="Count the bytes and show the sandbox",
             )
         ],

@@ -12,7 +12,8 @@ from claude_cage.endpoints import Endpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROBE_OUTPUT = (
-    b"1000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nroot=read-only\noom_kill=0\n"
+    b"1000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nroot=read-only\n"
+    b"kernel=host\noom_kill=0\n"
 )
 
 

@@ -21,7 +21,7 @@ from claude_cage.cli import cli
 from claude_cage.operations import query
 from tests.unit.fake_engine import FakeEngine, record
 
-SESSION_KEYS = {"name", "mode", "status", "network", "container", "created", "engine"}
+SESSION_KEYS = {"name", "mode", "status", "network", "container", "created", "engine", "runtime"}
 STATUSES = {"running", "stopped", "removed"}
 
 
@@ -60,6 +60,7 @@ def test_view_has_the_contract_keys() -> None:
         "container": "cage-web",
         "network": "none",
         "engine": "local",
+        "runtime": "runsc",
     }
     entry = query.view("web", meta, {"State": "running", "Labels": {}})
     check_session(entry, "web")

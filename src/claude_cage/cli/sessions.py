@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from claude_cage.cli.base import CONTEXT, cli
-from claude_cage.kinds import Mode, Network, values
+from claude_cage.kinds import Mode, Network, Runtime, values
 from claude_cage.render import note, print_json, sanitize, table, warn
 
 # --- start ----------------------------------------------------------------------------
@@ -35,6 +35,11 @@ from claude_cage.render import note, print_json, sanitize, table, warn
     "--network",
     type=click.Choice(values(Network)),
     help="filtered (default): allowlisted hosts only; none: no network; host: no isolation.",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(values(Runtime)),
+    help="runc: the host's kernel; runsc: gVisor, a kernel of its own (default: config runtime).",
 )
 @click.option("--cpus", type=float, help="CPU limit (default: the host's cores minus one).")
 @click.option("--memory", help="Memory limit, e.g. 4g (default: half the host's, at most 4g).")

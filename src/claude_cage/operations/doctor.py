@@ -178,6 +178,37 @@ def check_claude_code(engine: Engine, cfg: config_mod.Config) -> list[Check]:
     return [Check("claude code", WARN, detail, fix)]
 
 
+def check_gvisor(
+    engine: Engine, cfg: config_mod.Config, info: dict[str, Any], probe: bool
+) -> Check:
+    """gVisor registered as sessions need it; with the probe, this image's Claude Code
+    started on it. A failure only when the configured runtime is runsc."""
+    from claude_cage import runtimes
+    from claude_cage.operations import gvisor
+
+    wanted = cfg["runtime"] == runtimes.RUNSC
+    found = gvisor.registration(info)
+    if not found.registered:
+        detail = "gVisor (runsc) is not registered: sessions run on the host's kernel (runc)"
+        return Check("gvisor", FAIL if wanted else WARN, detail, runtimes.ENABLE_HINT)
+    if found.problems:
+        detail = "runsc is registered without " + "; ".join(found.problems)
+        return Check("gvisor", FAIL if wanted else WARN, detail, runtimes.ENABLE_HINT)
+    default = f"runtime {cfg['runtime']} by default"
+    if not probe or engine.image_labels(cfg["image_cli"]) is None:
+        return Check("gvisor", OK, f"runsc is registered ({default}; not probed)")
+    ok, said = gvisor.probe(engine, cfg["image_cli"])
+    if ok:
+        return Check("gvisor", OK, f"runsc is registered, and Claude Code runs on it: {said}")
+    return Check(
+        "gvisor",
+        FAIL if wanted else WARN,
+        f"this Claude Code does not run on gVisor: {said}",
+        "keep runtime runc (config runtime), or build another release: "
+        "claude-cage build cli --claude-code-version X.Y.Z",
+    )
+
+
 def check_security(info: dict[str, Any]) -> list[Check]:
     options = " ".join(info.get("SecurityOptions") or [])
     seccomp = "name=seccomp" in options
@@ -382,6 +413,7 @@ def run(probe: bool = True, engine: Engine | None = None) -> Report:
             lambda: check_claude_code(engine, cfg),
             lambda: check_security(info),
             lambda: [check_disk(info)],
+            lambda: [check_gvisor(engine, cfg, info, probe and not cfg.problems)],
         ]
         for step in guarded:
             try:

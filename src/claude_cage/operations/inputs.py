@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import bindmounts, credentials, paths, policy
+from claude_cage import bindmounts, credentials, paths, policy, runtimes
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
 from claude_cage.errors import BadInput
@@ -39,6 +39,7 @@ class StartOptions:
     allow_hosts: tuple[str, ...] = ()
     clone: str | None = None  # a path in a git repository (operations/clone.py)
     engine: str | None = None  # a Docker context, a URL, "local" or "auto" (engines.py)
+    runtime: str | None = None
 
 
 def load_config(options: StartOptions) -> config_mod.Config:
@@ -49,6 +50,7 @@ def load_config(options: StartOptions) -> config_mod.Config:
         "cpus": options.cpus,
         "memory": options.memory,
         "pids": options.pids,
+        "runtime": options.runtime,
     }
     cfg.apply({k: v for k, v in flags.items() if v is not None}, "flags")
     cfg.raise_problems()
@@ -108,6 +110,9 @@ def build_request(
             )
     if ports and network == Network.HOST:
         raise BadInput("--port has no effect with --network host", "drop --port, or use filtered")
+    refused = runtimes.refusal(cfg["runtime"], network)
+    if refused:
+        raise BadInput(*refused)
     hosts = list(cfg["allowed_hosts"])
     for host in options.allow_hosts:
         try:
@@ -132,6 +137,7 @@ def build_request(
         credential=credential_kind(network, given),
         allowed_hosts=hosts if network == Network.FILTERED else [],
         owner=paths.owner_id(),
+        runtime=cfg["runtime"],
     )
 
 
@@ -172,6 +178,7 @@ def request_from_record(session: SessionRecord, cfg: config_mod.Config) -> polic
         allowed_hosts=list(session.allowed_hosts),
         desktop_port=session.desktop_port,
         owner=paths.owner_id(),
+        runtime=session.runtime,
         clone=session.repo_name or "",
         uid=session.uid or policy.SESSION_UID,
         gid=session.gid or policy.SESSION_UID,
@@ -218,6 +225,7 @@ def given_settings(options: StartOptions) -> list[str]:
         ("cpus", "--cpus"),
         ("memory", "--memory"),
         ("pids", "--pids"),
+        ("runtime", "--runtime"),
         ("ports", "--port"),
         ("env", "--env"),
         ("image", "--image"),

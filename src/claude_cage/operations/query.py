@@ -68,6 +68,7 @@ def view(
             "mode": found.get(labels.MODE, Mode.CLI.value),
             "status": status.value,
             "network": found.get(labels.NETWORK, ""),
+            "runtime": found.get(labels.RUNTIME, ""),
             "container": names.container_name(name),
             "created": "",
             "image": "",
@@ -88,6 +89,7 @@ def view(
         "mode": meta.mode.value,
         "status": status.value,
         "network": meta.network.value,
+        "runtime": meta.runtime.value,
         "container": meta.container or names.container_name(name),
         "created": meta.created,
         "image": meta.image,
@@ -333,7 +335,8 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
         if entry.get("credential") == Credential.NONE and inside and inside.get("login") == "yes":
             entry["credential"] = Credential.OAUTH.value
         network = meta.network if meta is not None else None
-        entry["sandbox"] = sandbox.verify(info, network, inside, companion)
+        runtime = meta.runtime if meta is not None else None
+        entry["sandbox"] = sandbox.verify(info, network, inside, companion, runtime)
         _workspace_checks(entry, info, meta)
         if inside is not None:  # each bridge, used from inside the session
             from claude_cage.operations import bridges  # start-up time: `list` needs none

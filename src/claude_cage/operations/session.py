@@ -34,8 +34,17 @@ from claude_cage.errors import (
     PortAllocated,
     SessionNotFound,
 )
-from claude_cage.kinds import Credential, Mode, Network, Status
-from claude_cage.operations import agent, checkpoint, clone, desktop, model, operation, secrets
+from claude_cage.kinds import Credential, Mode, Network, Runtime, Status
+from claude_cage.operations import (
+    agent,
+    checkpoint,
+    clone,
+    desktop,
+    gvisor,
+    model,
+    operation,
+    secrets,
+)
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.inputs import (
     StartOptions,
@@ -128,6 +137,7 @@ def record_for(
         container=names.container_name(req.name),
         companion=names.companion_name(req.name) if policy.needs_companion(req) else "",
         network=req.network,
+        runtime=req.runtime,
         image=req.image,
         cpus=req.cpus,
         memory=req.memory,
@@ -451,6 +461,8 @@ def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
         settings = managed.compose(cfg["claude_managed_settings"], req.credential)
         engine.require_image(req.image)
         managed.require_image_support(req.image, engine.image_labels(req.image) or {})
+        if req.runtime == Runtime.RUNSC:
+            gvisor.check_start(engine, req.image)
         if policy.needs_companion(req):
             engine.require_image(cfg["image_companion"])
         desktop_plan = None
