@@ -32,7 +32,7 @@ unit: install
 	$(PYTHON) -m pytest -q tests/unit
 
 lint: install
-	ruff check src tests bench scripts/make-seccomp
+	ruff check src tests bench scripts/make-seccomp scripts/register-runsc
 	ruff format --check src tests bench
 	mypy --strict src
 

@@ -49,16 +49,27 @@ ENABLE_HINT = (
 )
 
 
-def refusal(runtime: str, network: str) -> tuple[str, str] | None:
-    """(error, hint) when `network` makes no sense on `runtime`, else None.
+def refusal(runtime: str, network: str, mode: str = "cli") -> tuple[str, str] | None:
+    """(error, hint) when a session of `mode` on `network` cannot run on `runtime`.
 
     `host` on gVisor: the session would share the host's network with no filtering, so a
     second kernel protects nothing that matters there, and runsc is registered with
     --network=none, which would silently leave it with no network at all.
+    `desktop` on gVisor: the desktop's terminal, xterm, cannot open its pseudo-terminal
+    on Debian 12's gVisor ("open ttydev: Input/output error", where `script` and
+    `docker exec -t` work), so the desktop would show no terminal at all.
     """
-    if runtime == RUNSC and network == "host":
+    if runtime != RUNSC:
+        return None
+    if network == "host":
         return (
             "--network host cannot run on gVisor (runsc)",
             "use --network filtered (or none) on runsc, or --runtime runc for --network host",
+        )
+    if mode == "desktop":
+        return (
+            "desktop sessions cannot run on gVisor (runsc) here: the desktop's terminal "
+            "(xterm) cannot open its pseudo-terminal on it",
+            "use --runtime runc for --mode desktop (cli sessions run on runsc)",
         )
     return None

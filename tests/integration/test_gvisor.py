@@ -78,12 +78,19 @@ def test_a_runsc_session_runs_on_gvisors_kernel(cage: Cage, runtime: str) -> Non
 
 
 @pytest.mark.parametrize("runtime", ["runsc"], indirect=True)
-def test_host_network_on_gvisor_is_refused_and_nothing_is_made(cage: Cage, runtime: str) -> None:
+def test_host_network_and_desktop_on_gvisor_are_refused_and_nothing_is_made(
+    cage: Cage, runtime: str
+) -> None:
     name = cage.name("host")
     result = cage("start", "--name", name, "--network", "host", "--detach")
     assert result.code == 2
     assert result.stderr.startswith("error: --network host cannot run on gVisor"), result.stderr
     assert "hint: " in result.stderr and "Traceback" not in result.output
+    assert not (cage.data_dir / "sessions" / name).exists()
+    desktop = cage("start", "--name", name, "--mode", "desktop", "--detach")
+    assert desktop.code == 2, desktop.output
+    assert desktop.stderr.startswith("error: desktop sessions cannot run on gVisor")
+    assert "hint: use --runtime runc for --mode desktop" in desktop.stderr
     assert not (cage.data_dir / "sessions" / name).exists()
     assert cage("list", "--json").json()["sessions"] == []
     bad = cage("start", "--runtime", "kata", "--detach")

@@ -28,6 +28,9 @@ def test_host_network_is_refused_on_gvisor_only() -> None:
     for network in ("none", "filtered"):
         assert runtimes.refusal("runsc", network) is None
     assert runtimes.refusal("runc", "host") is None
+    error, hint = runtimes.refusal("runsc", "filtered", "desktop") or ("", "")
+    assert "desktop" in error and "--runtime runc" in hint
+    assert runtimes.refusal("runc", "filtered", "desktop") is None
 
 
 def test_process_limits_on_gvisor() -> None:

@@ -223,6 +223,7 @@ def list_cmd(as_json: bool) -> None:
             s["mode"],
             s["status"],
             s["network"],
+            s.get("runtime") or "",
             age(now - created) if (created := parse_time(s["created"])) else "",
             (s["project"] or "") + (f" ({s['branch']})" if s.get("branch") else ""),
             s["url"] or "",
@@ -230,7 +231,7 @@ def list_cmd(as_json: bool) -> None:
         )
         for s in sessions
     ]
-    headers = ("NAME", "MODE", "STATUS", "NETWORK", "AGE", "PROJECT", "URL", "ENGINE")
+    headers = ("NAME", "MODE", "STATUS", "NETWORK", "RUNTIME", "AGE", "PROJECT", "URL", "ENGINE")
     click.echo(table(rows, headers))
     for s in sessions:
         if s.get("damaged"):
@@ -283,6 +284,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         "mode",
         "status",
         "network",
+        "runtime",
         "container",
         "created",
         "image",

@@ -199,7 +199,9 @@ def check_gvisor(
         return Check("gvisor", OK, f"runsc is registered ({default}; not probed)")
     ok, said = gvisor.probe(engine, cfg["image_cli"])
     if ok:
-        return Check("gvisor", OK, f"runsc is registered, and Claude Code runs on it: {said}")
+        return Check(
+            "gvisor", OK, f"runsc is registered ({default}); Claude Code runs on it: {said}"
+        )
     return Check(
         "gvisor",
         FAIL if wanted else WARN,

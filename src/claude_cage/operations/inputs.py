@@ -110,7 +110,7 @@ def build_request(
             )
     if ports and network == Network.HOST:
         raise BadInput("--port has no effect with --network host", "drop --port, or use filtered")
-    refused = runtimes.refusal(cfg["runtime"], network)
+    refused = runtimes.refusal(cfg["runtime"], network, mode)
     if refused:
         raise BadInput(*refused)
     hosts = list(cfg["allowed_hosts"])
