@@ -4,7 +4,8 @@ For each runtime, with the same images and flags:
 - `start --detach` of a cli session with network none, to a running session;
 - the first tool call: `claude -p` in a filtered session whose model (the scripted
   server of tests/integration/model_server.py, on a network of this run as
-  api.anthropic.com) asks for one Bash call, then answers; timed through `exec`;
+  api.anthropic.com, over HTTPS with a certificate of this run's own CA, which the
+  companion is told to trust) asks for one Bash call, then answers; timed through `exec`;
 - `git status` in a mounted project of 10,000 committed files;
 - a 100 MiB write (dd, fsync) into the mounted project.
 
@@ -41,6 +42,34 @@ def registered(ctx) -> bool:
     return '"runsc"' in out
 
 
+def make_tls(root: Path) -> tuple[Path, Path]:
+    """A CA of this run, and a certificate it signs for api.anthropic.com: (ca.pem, dir)."""
+    root.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run_cmd(
+        ["openssl", "req", "-x509", "-new", *ec, "-keyout", str(root / "ca.key"),
+         "-out", str(root / "ca.pem"), "-days", "1", "-subj", "/CN=claude-cage bench CA",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+    )  # fmt: skip
+    (root / "ext").write_text(
+        "subjectAltName=DNS:api.anthropic.com\nbasicConstraints=CA:FALSE\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    run_cmd(
+        ["openssl", "req", "-new", *ec, "-keyout", str(root / "key.pem"),
+         "-out", str(root / "req.csr"), "-subj", "/CN=api.anthropic.com"]
+    )  # fmt: skip
+    run_cmd(
+        ["openssl", "x509", "-req", "-in", str(root / "req.csr"), "-CA", str(root / "ca.pem"),
+         "-CAkey", str(root / "ca.key"), "-CAcreateserial", "-days", "1",
+         "-out", str(root / "cert.pem"), "-extfile", str(root / "ext")]
+    )  # fmt: skip
+    for path in (root, *root.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return root / "ca.pem", root
+
+
 def make_project(root: Path) -> Path:
     """A git repository of FILES committed files, owned by the session's uid 1000."""
     project = root / "proj"
@@ -75,11 +104,13 @@ def measure(ctx, result: SectionResult, network: str) -> None:
     images = {k: v for k, v in os.environ.items() if k.startswith("CAGE_IMAGE_")}
     env = {**ctx.ws.cage_env("runtimes"), **images, "CAGE_EGRESS_NETWORK": network}
     cfg = ctx.config(env)
+    ca, tls = make_tls(ctx.ws.root / "runtimes-tls")
     server = ctx.ws.unique("model")
     argv = [ctx.docker, "run", "-d", "--name", server, "--label", ctx.ws.label]
     argv += ["--network", network, "--network-alias", "api.anthropic.com", "--user", "0"]
-    argv += ["-v", f"{SERVER}:/model_server.py:ro", "--entrypoint", "python3"]
-    run_cmd([*argv, cfg["image_companion"], "/model_server.py"])
+    argv += ["-v", f"{SERVER}:/model_server.py:ro", "-v", f"{tls}:/tls:ro"]
+    argv += ["--entrypoint", "python3", cfg["image_companion"], "/model_server.py"]
+    run_cmd([*argv, "--cert", "/tls/cert.pem", "--key", "/tls/key.pem"])
     script = json.dumps(ONE_TOOL_CALL)
     load = "import sys,urllib.request;urllib.request.urlopen(urllib.request.Request("
     load += "'http://127.0.0.1/_script',data=sys.stdin.buffer.read(),method='POST'))"
@@ -102,7 +133,7 @@ def measure(ctx, result: SectionResult, network: str) -> None:
             [ctx.cage, "start", "--detach", "--name", name, "--runtime", runtime,
              "--mount", str(project)],
             {**env, "ANTHROPIC_API_KEY": "sk-ant-bench-0123456789",
-             "CAGE_ANTHROPIC_UPSTREAM": "http://api.anthropic.com"},
+             "CAGE_UPSTREAM_CA_CERTS": str(ca)},
         )  # fmt: skip
         sessions[runtime] = name
 
