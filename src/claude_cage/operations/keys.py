@@ -91,7 +91,8 @@ def inject_key(engine: Engine, name: str, key: str) -> None:
     """Hand a none/host session its key file on stdin. (A filtered session never gets
     it: its companion adds it, see operations/secrets.py.)"""
     target = names.container_name(name)
-    cmd = ["sh", "-c", "umask 077 && cat > /run/cage/secrets/api_key"]
+    # mkdir: on gVisor this exec can come before the entrypoint made the directory.
+    cmd = ["sh", "-c", "umask 077 && mkdir -p /run/cage/secrets && cat > /run/cage/secrets/api_key"]
     code, _output = engine.exec_run(target, cmd, stdin=key.encode())
     if code != 0:
         raise EngineError(f"could not hand the API key to {target} (exit {code})")
