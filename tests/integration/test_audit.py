@@ -178,7 +178,9 @@ def test_allow_warns_about_a_closed_port_and_port_opens_it(
     start(cage, name)
     assert "403" in in_session(name, "curl -s -o /dev/null -w '%{http_code}' "
                                      "http://denied.test:8080/").stdout  # fmt: skip
-    wait_for(lambda: filed(cage, name), 5)
+    # `allow` reads the refusal from the event log: wait until the follower filed it
+    # (its own 2 s bound is the next test's; a loaded machine can take longer to start it).
+    wait_for(lambda: [e for e in filed(cage, name) if e.get("port") == 8080], 30)
     allowed = cage("allow", name, "denied.test")
     assert allowed.code == 0
     assert "warning: denied.test was refused on port 8080" in allowed.stderr
