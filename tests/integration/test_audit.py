@@ -214,7 +214,11 @@ def test_blocked_requests_reach_the_event_log_within_2_s_with_no_command_running
     )
     reader.start()
     try:
-        time.sleep(1.5)  # `events -f` is reading
+        # Once the follower and `events -f` both run (a first request has come through
+        # both; on a loaded machine starting them can take a while), each blocked request
+        # must reach the event log and `events -f` within 2 s.
+        in_session(name, "curl -s -o /dev/null http://warm-up.test/")
+        assert wait_for(lambda: [t for t, line in printed if "warm-up.test" in line], 60)
         for attempt in range(3):
             host = f"late-{attempt}.test"
             in_session(name, f"curl -s -o /dev/null http://{host}/")
