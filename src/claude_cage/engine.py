@@ -520,23 +520,6 @@ class Engine:
             raise _api_error(status, data)
         return data
 
-    def get_file(self, name: str, path: str) -> bytes | None:
-        """One file's bytes from a container, running or stopped; None if absent."""
-        import io
-        import tarfile
-
-        status, data = self._request(
-            "GET", f"/containers/{urllib.parse.quote(name)}/archive", {"path": path}
-        )
-        if status == 404:
-            return None
-        if status >= 400:
-            raise _api_error(status, data)
-        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-            member = archive.next()
-            handle = archive.extractfile(member) if member else None
-            return handle.read() if handle else b""
-
     def log_tail(self, name: str, lines: int = 5) -> str:
         """The last lines a container wrote (stdout and stderr), for error messages."""
         try:
