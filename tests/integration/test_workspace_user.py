@@ -22,12 +22,14 @@ from tests.integration.workspace_helpers import GIT_ENV
 
 pytestmark = pytest.mark.engine
 SYSTEM_PYTHON = "/usr/bin/python3"
-LIBS = ("click", "yaml", "platformdirs")  # what the commands used here import
+# claude-cage itself, and what the commands used here import
+LIBS = ("claude_cage", "click", "yaml", "platformdirs")
 
 
 def _libraries(target: Path) -> None:
-    """The test's own Python may sit where other users cannot read (a pyenv under /root):
-    the user runs the system's Python, with copies of claude-cage's imports."""
+    """The test's own Python and this checkout may sit where other users cannot read (a
+    pyenv, a clone under /root): the user runs the system's Python, with copies of
+    claude-cage and its imports."""
     import importlib
 
     for lib in LIBS:
