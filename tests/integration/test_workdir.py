@@ -70,6 +70,10 @@ def test_claude_code_asks_to_trust_the_project(cage: Cage, tmp_path: Path) -> No
     assert started.code == 0, started.output
     seed = cage("exec", name, "--", "sh", "-c", f"echo '{ONBOARDED}' > ~/.claude/.claude.json")
     assert seed.code == 0, seed.output
+    # `start -d` started a Claude Code before the onboarding was marked done; the one the
+    # next start begins reads it (the data volume keeps it).
+    assert cage("stop", name).code == 0
+    assert cage("start", "--name", name, "-d").code == 0
     attached = screen(on_a_tty(cage, ["claude-cage", "attach", name], timeout=20))
     assert "Accessing workspace: /workspace/proj " in attached + " ", attached[-800:]
     # start on a terminal (again, after a stop) starts Claude Code in the project itself,
