@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -231,12 +232,22 @@ def _memory_hog_stops_a_gvisor_session(cage: Cage) -> None:
     assert (
         cage("start", "--name", name, "--network", "none", "--detach", "--memory", MEMORY).code == 0
     )
-    # In the background: an exec whose sandbox died may never return (the engine's wait
-    # on gVisor can hang), so poll the engine instead.
-    assert cage("exec", name, "--", "sh", "-c", f"({MEMORY_HOG}) >/dev/null 2>&1 &").code == 0
-    deadline = time.monotonic() + 60
-    while inspect(f"cage-{name}")["State"]["Running"] and time.monotonic() < deadline:
-        time.sleep(0.5)
+    # The exec stays open while the engine is polled: what an exec leaves behind ends
+    # with it, and an exec whose sandbox died may never return (the engine's wait on
+    # gVisor can hang), so it is not waited for.
+    hog = subprocess.Popen(
+        [sys.executable, "-m", "claude_cage", "exec", name, "--", "sh", "-c", MEMORY_HOG],
+        env=cage.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while inspect(f"cage-{name}")["State"]["Running"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        hog.kill()
+        hog.wait(10)
     after = cage("status", name, "--json").json()["session"]
     assert after["oom_killed"] is True and after["status"] != "running"
     assert "--memory 8g" in after["oom_hint"]
