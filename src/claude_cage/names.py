@@ -29,7 +29,7 @@ def check_name(name: str) -> str:
 
 
 def generate_name() -> str:
-    import secrets  # not at the top: hashlib's import is a few ms on every command
+    import secrets  # start-up: it imports hashlib (a few ms); only a start without --name needs it
 
     return f"{secrets.choice(ADJECTIVES)}-{secrets.choice(NOUNS)}-{secrets.token_hex(2)}"
 

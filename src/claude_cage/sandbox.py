@@ -7,6 +7,7 @@ from typing import Any
 
 from claude_cage import labels
 from claude_cage.engine import Engine
+from claude_cage.errors import CageError
 from claude_cage.kinds import Network
 from claude_cage.policy import MANAGED_SETTINGS_DIR
 from claude_cage.resources import human_bytes
@@ -28,8 +29,6 @@ def probe_inside(engine: Engine, info: dict[str, Any]) -> dict[str, str]:
     writability, login and which kernel answers. A session at its pids limit has no
     room for the probe: the facts are then {"error": why}. (Resource use is read from
     outside, see cgroups.py.)"""
-    from claude_cage.errors import CageError
-
     try:
         code, output = engine.exec_run(info["Name"].lstrip("/"), ["sh", "-c", _PROBE])
     except CageError as exc:

@@ -155,7 +155,7 @@ class Networks:
 
 def test_the_companions_network_is_cage_filtered_and_the_old_one_goes_when_unused() -> None:
     from claude_cage import config
-    from claude_cage.operations.session import ensure_egress_network
+    from claude_cage.operations.bringup import ensure_egress_network
 
     assert config.DEFAULTS["egress_network"] == "cage-filtered"
     ours = {"managed-by": "claude-cage"}

@@ -1,5 +1,6 @@
 """What a start is asked for: its options, the merged config, the host's facts, and the
-session request built from them (or rebuilt from a session's record).
+session request built from them (or rebuilt from a session's record); and the record a
+start writes.
 
 Everything here runs before any Docker object exists, so bad input is refused with
 exit 2 and nothing half-made.
@@ -7,16 +8,17 @@ exit 2 and nothing half-made.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import bindmounts, credentials, paths, policy, runtimes
+from claude_cage import bindmounts, credentials, metadata, names, paths, policy, runtimes
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
 from claude_cage.errors import BadInput
-from claude_cage.kinds import Credential, Mode, Network
-from claude_cage.record import SessionRecord
+from claude_cage.kinds import Credential, Mode, Network, Status
+from claude_cage.record import RECORDED, SessionRecord, encode
 from claude_cage.requests import parse_env, parse_mounts, parse_port
 
 
@@ -240,3 +242,56 @@ def given_settings(options: StartOptions) -> list[str]:
     if not options.persist:
         given.append("--no-persist")
     return given
+
+
+# --- what a start records ---------------------------------------------------------
+
+
+def record_for(
+    req: policy.SessionRequest, previous: SessionRecord | None, allowed_ports: list[int]
+) -> SessionRecord:
+    """The record of a session just started from `req`; what `previous` recorded and
+    the request does not decide (its creation, reap's samples) is kept."""
+    base = previous or SessionRecord(name=req.name, created=metadata.now_iso())
+    return dataclasses.replace(
+        base,
+        mode=req.mode,
+        status=Status.RUNNING,
+        container=names.container_name(req.name),
+        companion=names.companion_name(req.name) if policy.needs_companion(req) else "",
+        network=req.network,
+        runtime=req.runtime,
+        image=req.image,
+        cpus=req.cpus,
+        memory=req.memory,
+        pids=req.pids,
+        mounts=tuple(req.mounts),
+        ports=tuple(req.ports),
+        env_keys=tuple(sorted(req.env)),
+        ephemeral=req.ephemeral,
+        persist=req.persist,
+        credential=req.credential,
+        allowed_hosts=tuple(req.allowed_hosts),
+        allowed_ports=tuple(allowed_ports),
+        desktop_port=req.desktop_port,
+        started=metadata.now_iso(),
+        uid=req.uid,
+        gid=req.gid,
+    )
+
+
+def keep_recorded(cfg: config_mod.Config, previous: SessionRecord) -> list[str]:
+    """Put the settings the session was started with (RECORDED) back over the current
+    config, for a restart; say where the config now disagrees."""
+    kept = {key: encode(getattr(previous, key)) for key in RECORDED}
+    kept = {key: value for key, value in kept.items() if value not in (None, "", [])}
+    before = {key: cfg[key] for key in kept}
+    cfg.apply(kept, "session")
+    cfg.raise_problems()
+    changed = [key for key in kept if str(before[key]) != str(cfg[key])]
+    if not changed:
+        return []
+    return [
+        "the session keeps the settings it was started with: "
+        + ", ".join(f"{key}={cfg[key]} (the config now says {before[key]})" for key in changed)
+    ]

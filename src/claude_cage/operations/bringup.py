@@ -1,0 +1,172 @@
+"""Bringing a session up on its engine: the capacity check, the volumes, the companion
+and the session container, started together; and taking back what a failed start made.
+
+`start` (operations/session.py) decides what to bring up; this module makes it exist.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from claude_cage import audit, engines, labels, managed, metadata, names, policy, quota
+from claude_cage import config as config_mod
+from claude_cage.credentials import Secret
+from claude_cage.engine import Engine
+from claude_cage.errors import CageError, CapacityReached, EngineError
+from claude_cage.kinds import Network
+from claude_cage.operations import checkpoint, clone, secrets
+from claude_cage.operations import companion as companion_ops
+from claude_cage.operations.inputs import host_facts
+from claude_cage.operations.keys import inject_key
+from claude_cage.operations.objects import owned_containers
+
+CAPACITY_LOCK = ".capacity"  # never a session name: those start with a letter or digit
+
+
+def capacity_lock(engine: Engine) -> str:
+    """One capacity lock per engine: starts on different engines do not wait on each other."""
+    name = engine.endpoint.name
+    if not name:
+        return CAPACITY_LOCK
+    return f"{CAPACITY_LOCK}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
+def check_capacity(engine: Engine, cfg: config_mod.Config) -> None:
+    """Refuse a start beyond the engine's max_sessions. Call with its capacity lock held
+    (see start): a session counts from the moment its container is created."""
+    running = [
+        c["Labels"].get(labels.SESSION, "?")
+        for c in owned_containers(engine)
+        if c.get("State") in ("created", "running", "restarting")
+    ]
+    limit = engines.limit_of(engine.endpoint.name, cfg["engines"], int(cfg["max_sessions"]))
+    if len(running) >= limit:
+        where = f" on engine {engine.endpoint.label}" if engine.endpoint.name else ""
+        raise CapacityReached(
+            f"max_sessions ({limit}) reached{where}; running: {', '.join(sorted(running))}",
+            "stop one ('claude-cage stop NAME'), reap idle ones ('claude-cage reap'), "
+            "or raise max_sessions in the config",
+        )
+
+
+def bring_up(
+    engine: Engine,
+    cfg: config_mod.Config,
+    req: policy.SessionRequest,
+    key: str | None,
+    creds: list[Secret],
+    reuse_session: bool,
+    created: list[str],
+    counted: Callable[[], None],
+) -> None:
+    """Create what is missing and start it all, noting in `created` what it made.
+    `counted()` is called once the session counts towards max_sessions."""
+    far = None if engine.endpoint.is_local else engine.info()
+    plan = policy.plan(cfg.values, req, host_facts(cfg, far))
+    volume_labels = policy.labels(req, labels.Role.VOLUME)
+    for volume in plan.volumes:
+        if not engine.volume_exists(volume):
+            created.append(f"volume:{volume}")
+            options = _volume_options(cfg, req, volume, engine.endpoint.is_local)
+            engine.ensure_volume(volume, volume_labels, options)
+        elif engine.endpoint.is_local:
+            quota.ensure_mounted(volume)
+    checkpoint("start:volumes")
+    if req.managed_volume:
+        clone.fill_managed_settings(engine, req, _settings_file(req.name))
+    if plan.companion is not None:
+        ensure_egress_network(engine, cfg["egress_network"])
+    # Starting a container is most of a start's time, and the two do not wait on each
+    # other (the session reaches the companion's sockets only when it first uses them),
+    # so the companion starts in the background while the session is made and started.
+    with concurrent.futures.ThreadPoolExecutor(1) as background:
+        companion_started = None
+        if plan.companion is not None:
+            companion_ops.drain_audit(engine, req.name)
+            engine.remove(plan.companion.name)  # stateless: made fresh from current settings
+            engine.create(plan.companion)  # first: a new socket volume takes its layout
+            created.append(f"container:{plan.companion.name}")
+            checkpoint("start:companion-created")
+            companion_started = background.submit(engine.start, plan.companion.name)
+        if not reuse_session:
+            engine.create(plan.session)
+            created.append(f"container:{plan.session.name}")
+            checkpoint("start:session-created")
+            counted()
+        engine.start(plan.session.name)
+        counted()
+        checkpoint("start:session-started")
+        if companion_started is not None:
+            companion_started.result()
+            checkpoint("start:companion-started")
+    if req.proxy_credentials:  # the companion's squid waits for these before it serves
+        secrets.hand_over(engine, req.name, creds)
+    if plan.companion is not None:
+        code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
+        if code != 0:
+            why = output.decode(errors="replace").strip() or engine.log_tail(plan.companion.name)
+            raise EngineError(
+                f"the session's companion did not start: {why[-300:]}",
+                f"see 'docker logs {plan.companion.name}'",
+            )
+    if key and req.network != Network.FILTERED:
+        inject_key(engine, req.name, key)
+    if req.network == "filtered":
+        audit.ensure_follower()
+    info = engine.inspect(plan.session.name)
+    if info is None or not info["State"]["Running"]:
+        raise EngineError(
+            f"session container {plan.session.name} exited right after starting",
+            "see 'claude-cage logs NAME'; check the image with 'claude-cage build'",
+        )
+
+
+def _settings_file(name: str) -> Path:
+    return metadata.SessionStore().dir(name) / "claude-code" / managed.FILE
+
+
+def _volume_options(
+    cfg: config_mod.Config, req: policy.SessionRequest, volume: str, local: bool = True
+) -> dict[str, str] | None:
+    """A bounded filesystem for the volume (quota.py), or None for a plain one: also on
+    a remote engine, which cannot mount this machine's loop devices."""
+    if not local or volume == req.managed_volume:
+        return None
+    if volume == names.workspace_volume(req.name):
+        return quota.prepare(volume, cfg["workspace_size"], req.uid, req.gid)
+    if volume == names.data_volume(req.name):
+        return quota.prepare(volume, cfg["data_size"], req.uid, req.gid)
+    return quota.prepare(volume, cfg["socket_size"], 0, 0)
+
+
+LEGACY_NETWORK = "cage-egress"  # the companions' network before it was named cage-filtered
+
+
+def ensure_egress_network(engine: Engine, name: str) -> None:
+    """The companions' network. When the default one is first made, an old claude-cage's
+    `cage-egress` goes, if it is claude-cage's and no container uses it (else it stays,
+    for the sessions on it, until they have moved)."""
+    if engine.network(name) is not None:
+        return
+    if name == config_mod.DEFAULTS["egress_network"]:
+        legacy = engine.network(LEGACY_NETWORK)
+        managed_by = ((legacy or {}).get("Labels") or {}).get("managed-by")
+        if legacy is not None and managed_by == "claude-cage" and not legacy.get("Containers"):
+            with contextlib.suppress(CageError):  # in use after all: it stays
+                engine.remove_network(LEGACY_NETWORK)
+    engine.ensure_network(name, labels.for_shared_network())
+
+
+def rollback(engine: Engine, created: list[str]) -> None:
+    for item in reversed(created):
+        kind, _, obj = item.partition(":")
+        with contextlib.suppress(CageError):
+            if kind == "container":
+                engine.remove(obj)
+            else:
+                engine.remove_volume(obj)
+                quota.release(obj)

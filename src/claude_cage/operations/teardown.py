@@ -1,0 +1,115 @@
+"""Ending a session: stop (an ephemeral one is removed as it stops) and destroy."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from claude_cage import audit, engines, labels, metadata, names, quota
+from claude_cage.engine import Engine
+from claude_cage.errors import BadInput, SessionNotFound
+from claude_cage.kinds import Status
+from claude_cage.operations import checkpoint, operation
+from claude_cage.operations import companion as companion_ops
+from claude_cage.operations.objects import inspect_ours
+from claude_cage.record import SessionRecord
+
+
+@dataclass
+class StopResult:
+    name: str
+    removed: bool = False  # ephemeral sessions are removed when they stop
+    was_running: bool = True
+
+    def event_details(self) -> dict[str, Any]:
+        return {"removed": self.removed, "was_running": self.was_running}
+
+
+@dataclass
+class DestroyResult:
+    name: str
+    removed: list[str] = field(default_factory=list)
+
+    def event_details(self) -> dict[str, Any]:
+        return {"removed": self.removed}
+
+
+def _remove_everything(engine: Engine, name: str) -> list[str]:
+    """Remove the session's containers and volumes: only ours, never a namesake."""
+    removed = []
+    for container in (names.container_name(name), names.companion_name(name)):
+        if inspect_ours(engine, container) is not None and engine.remove(container):
+            removed.append(container)
+    checkpoint("remove:containers")
+    for volume in (
+        names.data_volume(name),
+        names.socket_volume(name),
+        names.workspace_volume(name),
+        names.managed_volume(name),
+    ):
+        if labels.is_ours(engine.volume_labels(volume)) and engine.remove_volume(volume):
+            removed.append(volume)
+        quota.release(volume)
+        checkpoint("remove:volume")
+    return removed
+
+
+@contextlib.contextmanager
+def _existing_session(
+    name: str, engine: Engine, store: metadata.SessionStore
+) -> Iterator[tuple[SessionRecord | None, dict[str, Any] | None]]:
+    """Hold the session's lock and yield (record, container inspect); either may be
+    None, not both."""
+    with store.lock(name):
+        damaged = None
+        try:
+            meta = store.load(name)
+        except metadata.DamagedMetadata as exc:  # the engine's labels are enough
+            meta, damaged = None, exc
+        info = inspect_ours(engine, names.container_name(name))
+        if meta is None and info is None and damaged is None:
+            raise SessionNotFound(name)
+        yield meta, info
+
+
+@operation("stop")
+def stop(name: str, engine: Engine | None = None) -> StopResult:
+    engine = engine or engines.for_session(name)
+    store = metadata.SessionStore()
+    with _existing_session(name, engine, store) as (meta, info):
+        was_running = info is not None and bool(info["State"].get("Running"))
+        if info is not None:
+            engine.stop(names.container_name(name))
+        checkpoint("stop:session-stopped")
+        if inspect_ours(engine, names.companion_name(name)) is not None:
+            engine.stop(names.companion_name(name))
+            audit.ensure_follower()  # it files the rest of the stopped companion's log
+        checkpoint("stop:companion-stopped")
+        found = (info or {}).get("Config", {}).get("Labels") or {}
+        if meta.ephemeral if meta is not None else found.get(labels.EPHEMERAL) == "true":
+            _remove_everything(engine, name)
+            store.remove(name)
+            return StopResult(name, removed=True, was_running=was_running)
+        if meta is not None and was_running:
+            store.save(dataclasses.replace(meta, status=Status.STOPPED, stopped=metadata.now_iso()))
+    return StopResult(name, was_running=was_running)
+
+
+@operation("destroy")
+def destroy(name: str, force: bool = False, engine: Engine | None = None) -> DestroyResult:
+    engine = engine or engines.for_session(name)
+    store = metadata.SessionStore()
+    with _existing_session(name, engine, store) as (_meta, info):
+        if info is not None and info["State"]["Running"] and not force:
+            raise BadInput(
+                f"session {name} is running",
+                f"stop it first ('claude-cage stop {name}'), or use --force",
+            )
+        companion_ops.drain_audit(engine, name)
+        removed = _remove_everything(engine, name)
+        checkpoint("destroy:before-metadata")
+        store.remove(name)
+    return DestroyResult(name, removed)
