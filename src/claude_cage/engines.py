@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from claude_cage import endpoints, labels, metadata
 from claude_cage.engine import Engine
@@ -80,45 +80,66 @@ def watched(cfg_engines: Iterable[dict[str, Any]], recorded: Iterable[str]) -> l
     return found
 
 
+class Asking(Generic[T]):
+    """One question put to several engines at once, each in its own thread.
+
+    Engines can be added while the first ones answer, so a caller starts the slow ones
+    (over SSH) before its own work and collects everything at the end. An engine still
+    silent `timeout` seconds after the first was asked is EngineUnavailable. The threads
+    are daemons: a command never waits at exit for an engine that hangs.
+    """
+
+    def __init__(self, question: Callable[[Engine], T], timeout: float) -> None:
+        self.question = question
+        self.timeout = timeout
+        self.names: list[str] = []
+        self._answers: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._deadline = time.monotonic() + timeout
+
+    def ask(self, name: str) -> None:
+        if name not in self.names:
+            self.names.append(name)
+            threading.Thread(target=self._one, args=(name,), daemon=True).start()
+
+    def _one(self, name: str) -> None:
+        try:
+            self._answers.put((name, self.question(engine_named(name, timeout=self.timeout))))
+        except CageError as exc:
+            self._answers.put((name, exc))
+        except Exception as exc:  # a bug or a broken engine answer: shown, never a traceback
+            self._answers.put((name, EngineUnavailable(f"engine {name or LOCAL}: {exc}")))
+
+    def results(self) -> dict[str, T | CageError]:
+        """Each engine's answer (the question's result, or the error it raised)."""
+        results: dict[str, T | CageError] = {}
+        while len(results) < len(self.names):
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                name, answer = self._answers.get(timeout=left)
+            except queue.Empty:
+                break
+            results[name] = answer
+        for name in self.names:
+            if name not in results:
+                endpoint = endpoints.resolve(name)
+                results[name] = EngineUnavailable(
+                    f"{endpoint.described} did not answer within {self.timeout:g} s",
+                    endpoint.unreachable_hint + " (config engine_timeout sets the bound)",
+                )
+        return results
+
+
 def ask(
     names: list[str], question: Callable[[Engine], T], timeout: float
 ) -> dict[str, T | CageError]:
-    """Ask every engine at once. Each answer is the question's result, or the error it
-    raised; an engine still silent after `timeout` seconds is EngineUnavailable.
-
-    The threads are daemons: a command never waits at exit for an engine that hangs.
-    """
-    answers: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-    def one(name: str) -> None:
-        try:
-            answers.put((name, question(engine_named(name, timeout=timeout))))
-        except CageError as exc:
-            answers.put((name, exc))
-        except Exception as exc:  # a bug or a broken engine answer: shown, never a traceback
-            answers.put((name, EngineUnavailable(f"engine {name or LOCAL}: {exc}")))
-
+    """Ask every engine at once; each answer is the question's result, or the error it
+    raised (EngineUnavailable for one silent after `timeout` seconds)."""
+    asking = Asking(question, timeout)
     for name in names:
-        threading.Thread(target=one, args=(name,), daemon=True).start()
-    results: dict[str, T | CageError] = {}
-    deadline = time.monotonic() + timeout
-    while len(results) < len(names):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        try:
-            name, answer = answers.get(timeout=left)
-        except queue.Empty:
-            break
-        results[name] = answer
-    for name in names:
-        if name not in results:
-            endpoint = endpoints.resolve(name)
-            results[name] = EngineUnavailable(
-                f"{endpoint.described} did not answer within {timeout:g} s",
-                endpoint.unreachable_hint + " (config engine_timeout sets the bound)",
-            )
-    return results
+        asking.ask(name)
+    return asking.results()
 
 
 def running_count(engine: Engine) -> int:

@@ -315,6 +315,19 @@ def test_list_over_three_engines_one_unreachable(remote_cage: Cage, silent_engin
     text = cage("list")
     assert text.code == 0 and "ENGINE" in text.stdout and REMOTE in text.stdout
     assert f"engine {DEAD} is unreachable" in text.stderr
+    # one engine alone: only its sessions, and only it is asked
+    alone = cage("list", "--engine", REMOTE, "--json")
+    assert alone.code == 0, alone.output
+    assert [e["name"] for e in alone.json()["engines"]] == [REMOTE]
+    assert [s["name"] for s in alone.json()["sessions"]] == [name]
+    here = cage("list", "--engine", "local", "--json").json()
+    assert [e["name"] for e in here["engines"]] == ["local"]
+    assert name not in [s["name"] for s in here["sessions"]]
+    dead = cage("list", "--engine", DEAD)
+    assert dead.code == 1 and dead.stderr.startswith("error: cannot reach"), dead.output
+    assert "Traceback" not in dead.output
+    unknown = cage("list", "--engine", "no-such-context")
+    assert unknown.code == 2 and "docker context create" in unknown.stderr, unknown.output
     # gc works on the local engine: a session on another engine is none of its business
     assert cage("gc", "--yes").code == 0
     assert names_on(REMOTE, cage.owner()) == [f"cage-{name}"]

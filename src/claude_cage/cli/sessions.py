@@ -197,11 +197,19 @@ def destroy(name: str, force: bool, as_json: bool) -> None:
 
 @cli.command(name="list", context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_cmd(as_json: bool) -> None:
+@click.option(
+    "--engine",
+    "engine_name",
+    metavar="ENGINE",
+    help="Only this Docker engine (a context, a URL, or 'local'). Default: every "
+    "watched engine at once.",
+)
+def list_cmd(as_json: bool, engine_name: str | None) -> None:
     """List sessions, running and stopped."""
+    from claude_cage import engines
     from claude_cage.operations.query import survey
 
-    found = survey()
+    found = survey(engines.engine_named(engine_name) if engine_name is not None else None)
     sessions = found.sessions
     for engine in found.engines:
         if not engine["reachable"] and not as_json:

@@ -125,28 +125,33 @@ class Survey:
     engines: list[dict[str, Any]] = field(default_factory=list)  # name, reachable, error
 
 
-def _watched_engines(metas: dict[str, SessionRecord]) -> tuple[list[str], float]:
-    """The engines `list` asks, and how long it waits for each. The config is read only
-    when engines are in play, so a plain `list` stays one engine call."""
-    recorded = [m.engine for m in metas.values() if m.engine]
-    from claude_cage import config as config_mod  # start-up time: only with engines
-
-    cfg = config_mod.load()  # a bad key keeps its default here; `start` reports it
-    return engines.watched(cfg["engines"], recorded), float(cfg["engine_timeout"])
-
-
 def survey(engine: Engine | None = None) -> Survey:
+    """Every session of this data directory, on `engine` alone or on every watched one.
+
+    Over several engines, the configured ones are asked before the records are read, so
+    a slow engine's answer (SSH) is under way while the rest of the work is done.
+    """
     store = metadata.SessionStore()
-    metas, damaged = store.load_scan()  # a damaged record hides no other
     if engine is not None:
         asked = [engine.endpoint.name]
         answers: dict[str, Any] = {engine.endpoint.name: owned_containers(engine)}
+        metas, damaged = store.load_scan()
     else:
-        asked, timeout = _watched_engines(metas)
+        from claude_cage import config as config_mod  # start-up: PyYAML, 10-20 ms
+
+        cfg = config_mod.load()  # a bad key keeps its default here; `start` reports it
+        asking = engines.Asking(owned_containers, float(cfg["engine_timeout"]))
+        if engines.configured(cfg["engines"]) != [""]:
+            for name in engines.configured(cfg["engines"]):
+                asking.ask(name)
+        metas, damaged = store.load_scan()  # a damaged record hides no other
+        asked = engines.watched(cfg["engines"], [m.engine for m in metas.values() if m.engine])
         if asked == [""]:  # the local engine alone: its errors are the command's
             answers = {"": owned_containers(Engine())}
         else:
-            answers = engines.ask(asked, owned_containers, timeout)
+            for name in asked:
+                asking.ask(name)
+            answers = asking.results()
     result = Survey()
     for where in asked:
         answer = answers[where]
