@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Commands import what they use when they run, for start-up time: `--help` and `list`
+# load only the command group (tests/unit/test_cli_registry.py).
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 

@@ -13,6 +13,7 @@ from claude_cage import engines, labels, metadata, names, record
 from claude_cage.engine import Engine
 from claude_cage.errors import BadInput, CageError, OutOfMemory, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
+from claude_cage.operations.adoption import SESSION, ownership
 from claude_cage.operations.objects import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
 
@@ -52,8 +53,6 @@ def view(
 ) -> dict[str, Any]:
     """One session as `list --json` shows it (with no usable record, from the labels of
     its container). `damaged`: why its metadata is unusable."""
-    from claude_cage.operations.adoption import SESSION, ownership
-
     if isinstance(meta, dict):
         meta = record.from_fields({**meta, "name": name})
     found = (
@@ -242,6 +241,7 @@ def _companion(
     companion: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
     """The companion's state, and for a running session what is wrong with it."""
+    # start-up: the companion's checks bring PyYAML and the policy; only `status` needs them
     from claude_cage.operations import companion as companion_ops
 
     wanted = meta is not None and bool(meta.companion)
@@ -260,6 +260,7 @@ def _companion(
 def _egress_counts(name: str) -> dict[str, int]:
     """What the audit counted in the current companion's log (never reads the log
     itself, so it costs the same however much the session sent)."""
+    # start-up: the event log (SQLite) and its follower; only `status` counts egress
     from claude_cage import audit
     from claude_cage.operations import event_log
 
@@ -275,10 +276,8 @@ def _egress_counts(name: str) -> dict[str, int]:
 
 def settings_of(meta: SessionRecord) -> dict[str, Any]:
     """What the session was started with (a restart keeps it), for `status`."""
-    from claude_cage.record import RECORDED, encode
-
-    keys = ("cpus", "memory", "pids", "ports", "env_keys", "ephemeral", "persist", *RECORDED)
-    values = {key: encode(getattr(meta, key)) for key in keys}
+    keys = ("cpus", "memory", "pids", "ports", "env_keys", "ephemeral", "persist", *record.RECORDED)
+    values = {key: record.encode(getattr(meta, key)) for key in keys}
     return {key: value for key, value in values.items() if value not in (None, "", [])}
 
 
@@ -325,6 +324,7 @@ def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[s
             entry.update(usage)
         model = None
         if running:  # in the background: it may wait for a model that does not answer
+            # start-up: a thread pool and the model probe, for a running session's status
             from concurrent.futures import ThreadPoolExecutor
 
             from claude_cage.operations import model as model_check
