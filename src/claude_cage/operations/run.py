@@ -22,9 +22,10 @@ from collections.abc import Iterator
 from typing import IO
 
 from claude_cage import engines, metadata, workdir
-from claude_cage.engine import Engine, frames
+from claude_cage.engine import Engine
 from claude_cage.operations import record_event
 from claude_cage.operations.objects import running_container
+from claude_cage.transport import frames
 
 # The docker CLI reads its detach keys (Ctrl-P Ctrl-Q by default) out of the stream it
 # forwards. claude-cage's detach key is tmux's (Ctrl-\, see the image's tmux.conf), so

@@ -1,0 +1,285 @@
+"""How requests reach a Docker engine, and how its answers become our errors.
+
+Container lifecycle, exec and queries are plain requests to the engine's HTTP API with
+`http.client`: importing the Docker SDK alone costs more than a whole `list` and a third
+of a `start`, and these calls are simple: one JSON body, one answer. Builds, pulls,
+imports and log streams go through the Docker SDK's client (`Transport.client`, made on
+first use), which knows the streaming formats and the build context.
+
+Both reach any engine: the local socket, or a far one over SSH or TCP (`endpoints.py`
+names them, `dial.py` opens the stream, so the raw requests and hijacked exec streams
+are the same on all of them). Every failure becomes a claude-cage error with a hint
+(errors.py): `error_for` is the one place that reads a failed answer, and the error
+keeps its HTTP status. No request body (which may hold settings) is ever quoted in one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import struct
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from claude_cage import dial
+from claude_cage.endpoints import Endpoint
+from claude_cage.errors import (
+    CageError,
+    EngineConflict,
+    EngineError,
+    EngineNotFound,
+    EngineRefusedSetting,
+    EngineUnavailable,
+    ImageMissing,
+    PortAllocated,
+)
+
+
+class Connection(http.client.HTTPConnection):
+    """HTTP over whatever stream reaches the engine (dial.py)."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float | None) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._endpoint = endpoint
+
+    def connect(self) -> None:
+        self.sock = dial.connect(self._endpoint, self.timeout)
+
+
+def sdk_error(exc: Exception) -> CageError:
+    """Map an SDK error to ours. The message never includes request bodies."""
+    import docker.errors  # start-up: the SDK costs ~80 ms; only SDK calls get here
+
+    if isinstance(exc, docker.errors.ImageNotFound):
+        return ImageMissing(str(getattr(exc, "explanation", "") or exc))
+    if isinstance(exc, docker.errors.APIError):
+        return error_for(exc.status_code or 500, str(exc.explanation or exc))
+    if isinstance(exc, docker.errors.DockerException):
+        return EngineUnavailable(f"cannot reach the Docker engine ({short(exc)})")
+    return EngineError(str(exc))
+
+
+def api_error(status: int, data: bytes) -> EngineError:
+    """Map an API error answer to ours."""
+    try:
+        message = str(json.loads(data).get("message", "")) or f"HTTP {status}"
+    except (ValueError, AttributeError):
+        message = data.decode(errors="replace").strip()[:200] or f"HTTP {status}"
+    return error_for(status, message)
+
+
+def error_for(status: int, message: str) -> EngineError:
+    """The one place that reads a failed answer: the error keeps its HTTP status, with a
+    class where a caller needs one, so no caller matches a message text."""
+    if status == 400:
+        return EngineRefusedSetting(f"the engine refused a setting: {message}")
+    if "No such image" in message:
+        return ImageMissing(message.split(":", 1)[-1].strip())
+    if status == 404:
+        return EngineNotFound(message)
+    if status == 409:
+        return EngineConflict(f"the engine refused: {message}")
+    if "port is already allocated" in message:  # the engine's word for a taken host port
+        return PortAllocated(f"the engine refused: {message}", status=status)
+    return EngineError(f"the engine refused: {message}", status=status)
+
+
+def short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+class Transport:
+    """Requests to one engine: raw and JSON answers, hijacked streams, the SDK's client."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._client: Any = None
+        # A far engine's connection is kept and reused (one SSH dial for many requests);
+        # a local socket is cheaper to open than to share between threads.
+        self._kept = threading.local()
+
+    def connection(self) -> Connection:
+        if self.endpoint.is_local:
+            return Connection(self.endpoint, self.timeout)
+        conn = getattr(self._kept, "conn", None)
+        if conn is None:
+            conn = self._kept.conn = Connection(self.endpoint, self.timeout)
+        return conn
+
+    def lost(self, exc: OSError) -> EngineUnavailable:
+        """The error for a stream to the engine that broke."""
+        return EngineUnavailable(
+            f"lost {self.endpoint.described} ({exc})", self.endpoint.unreachable_hint
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        raw: Any = None,
+        headers: dict[str, str] | None = None,
+        retried: bool = False,
+    ) -> tuple[int, bytes]:
+        """One API request: (HTTP status, raw answer). `raw` is a body sent as it is."""
+        url = path + ("?" + urllib.parse.urlencode(query) if query else "")
+        payload = json.dumps(body).encode() if body is not None else raw
+        headers = dict(headers or {})
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        conn = self.connection()
+        try:
+            conn.request(method, url, body=payload, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        except CageError:
+            conn.close()
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            if method == "GET" and not self.endpoint.is_local and not retried:
+                # A kept connection the far side closed while idle: dial again, once.
+                return self.request(method, path, query, body, raw, headers, retried=True)
+            raise EngineUnavailable(
+                f"lost {self.endpoint.described} ({exc or type(exc).__name__})",
+                self.endpoint.unreachable_hint,
+            ) from None
+        finally:
+            if self.endpoint.is_local:
+                conn.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
+        """A request whose answer is JSON (or empty): the parsed answer, None for 404."""
+        status, data = self.request(method, path, query, body)
+        if status == 404:
+            return None
+        if status >= 400:
+            raise api_error(status, data)
+        return json.loads(data) if data.strip() else None
+
+    def hijack(self, path: str, body: dict[str, Any]) -> socket.socket:
+        """POST that turns the connection into a raw stream (how exec attaches)."""
+        payload = json.dumps(body).encode()
+        sock = dial.connect(self.endpoint, self.timeout)
+        try:
+            request = (
+                f"POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+            )
+            sock.sendall(request.encode() + payload)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(1)  # byte by byte: what follows the headers is the stream
+                if not chunk:
+                    break
+                head += chunk
+        except OSError as exc:
+            sock.close()
+            raise self.lost(exc) from None
+        status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+        if status not in (101, 200):
+            sock.close()
+            raise api_error(status or 500, head.partition(b"\r\n\r\n")[2])
+        return sock
+
+    # --- what goes through the Docker SDK ----------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import docker  # start-up: the SDK costs ~110 ms; builds, pulls and logs need it
+
+            try:
+                if not self.endpoint.name:  # the local engine: DOCKER_HOST and its TLS vars
+                    self._client = docker.from_env(timeout=120)
+                else:
+                    self._client = docker.DockerClient(
+                        base_url=self.endpoint.host,
+                        timeout=120,
+                        tls=tls_config(self.endpoint),
+                        use_ssh_client=True,  # the system's ssh, with the user's ssh config
+                    )
+            except docker.errors.DockerException as exc:
+                raise EngineUnavailable(
+                    f"cannot reach {self.endpoint.described} ({short(exc)})",
+                    self.endpoint.unreachable_hint,
+                ) from None
+        return self._client
+
+    @contextlib.contextmanager
+    def sdk_errors(self) -> Iterator[None]:
+        """Turn the SDK's exceptions (and its HTTP library's) into ours."""
+        try:
+            yield
+        except CageError:
+            raise
+        except Exception as exc:
+            # start-up: the SDK and requests cost ~80 ms; only a failed SDK call gets here
+            import docker.errors
+            import requests.exceptions
+
+            if isinstance(
+                exc, docker.errors.DockerException | requests.exceptions.RequestException
+            ):
+                raise sdk_error(exc) from None
+            raise
+
+
+def tls_config(endpoint: Endpoint) -> Any:
+    if endpoint.scheme != "tcp" or not endpoint.tls_dir:
+        return False
+    import docker.tls  # start-up: the SDK costs ~80 ms; only the SDK's client needs it
+
+    tls = endpoint.tls_dir
+    return docker.tls.TLSConfig(
+        client_cert=(f"{tls}/cert.pem", f"{tls}/key.pem"),
+        ca_cert=f"{tls}/ca.pem" if endpoint.tls_verify else None,
+        verify=endpoint.tls_verify,
+    )
+
+
+def frames(sock: socket.socket) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Split an exec's multiplexed stream into (stdout, stderr) pairs, as data arrives."""
+    return demux(sock.recv)
+
+
+def demux(read: Callable[[int], bytes]) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Split a multiplexed stream (exec, or the logs of a container without a TTY) into
+    (stdout, stderr) pairs, as data arrives.
+
+    Each frame is an 8-byte header (stream type, three zero bytes, big-endian size)
+    followed by its payload.
+    """
+    buffer = b""
+    while chunk := read(65536):
+        buffer += chunk
+        while len(buffer) >= 8:
+            size = struct.unpack(">I", buffer[4:8])[0]
+            if len(buffer) < 8 + size:
+                break
+            kind, payload, buffer = buffer[0], buffer[8 : 8 + size], buffer[8 + size :]
+            yield (None, payload) if kind == 2 else (payload, None)
+
+
+def lines(chunks: Iterable[bytes]) -> Iterator[tuple[str, bytes]]:
+    """'<timestamp> <text>' lines from a stream of chunks, as (timestamp, text)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            stamp, _, text = line.partition(b" ")
+            yield stamp.decode(errors="replace"), text
