@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from claude_cage import endpoints, labels, metadata
 from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineUnavailable
 
 AUTO = "auto"
@@ -142,7 +143,7 @@ def ask(
     return asking.results()
 
 
-def running_count(engine: Engine) -> int:
+def running_count(engine: EngineAPI) -> int:
     """Sessions of this data directory that count towards the engine's max_sessions."""
     found = engine.list_containers(labels.owner_filters(role=labels.Role.SESSION))
     return sum(1 for c in found if c.get("State") in ("created", "running", "restarting"))

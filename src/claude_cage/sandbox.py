@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from claude_cage import labels
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
 from claude_cage.policy import MANAGED_SETTINGS_DIR
@@ -24,7 +24,7 @@ _PROBE = (
 )
 
 
-def probe_inside(engine: Engine, info: dict[str, Any]) -> dict[str, str]:
+def probe_inside(engine: EngineAPI, info: dict[str, Any]) -> dict[str, str]:
     """From inside the session: uid, effective caps, no_new_privs, seccomp mode, root
     writability, login and which kernel answers. A session at its pids limit has no
     room for the probe: the facts are then {"error": why}. (Resource use is read from

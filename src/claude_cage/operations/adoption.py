@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from claude_cage import labels, metadata, names
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.kinds import Mode
 from claude_cage.record import Mount
 
@@ -119,7 +119,7 @@ def rebuild_record(
     }
 
 
-def adopt(engine: Engine, store: metadata.SessionStore, name: str) -> dict[str, Any] | None:
+def adopt(engine: EngineAPI, store: metadata.SessionStore, name: str) -> dict[str, Any] | None:
     """Rebuild and write the record of a running session that has no usable one.
     Call with the session's lock held. A damaged file is kept beside it, never deleted.
     Returns the new record, or None when there is nothing to adopt."""

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from claude_cage import engines
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import EngineError
 from claude_cage.operations import record_event
 from claude_cage.operations.objects import running_container
@@ -29,7 +29,7 @@ class AgentState:
     last_lines: list[str] = field(default_factory=list)  # what it wrote last, once exited
 
 
-def ensure(engine: Engine, container: str, directory: str) -> str:
+def ensure(engine: EngineAPI, container: str, directory: str) -> str:
     """Start Claude Code in `directory` unless it runs: running | started | restarted N."""
     code, output = engine.exec_run(container, ["cage-agent", "start", directory])
     text = output.decode(errors="replace").strip()
@@ -41,7 +41,7 @@ def ensure(engine: Engine, container: str, directory: str) -> str:
     return text.splitlines()[-1] if text else "running"
 
 
-def state(engine: Engine, container: str) -> AgentState:
+def state(engine: EngineAPI, container: str) -> AgentState:
     code, output = engine.exec_run(container, ["cage-agent", "state"])
     lines = output.decode(errors="replace").splitlines()
     if code != 0 or not lines:
@@ -51,7 +51,7 @@ def state(engine: Engine, container: str) -> AgentState:
     return AgentState(first[0], status, lines[1:])
 
 
-def clients(engine: Engine, container: str) -> int | None:
+def clients(engine: EngineAPI, container: str) -> int | None:
     """Terminals attached from outside the session (None: unknown, e.g. an old image)."""
     code, output = engine.exec_run(container, ["cage-agent", "clients"])
     text = output.decode(errors="replace").strip()
@@ -67,7 +67,7 @@ class Attach:
     directory: str
     was: str  # what ensure found: running | started | restarted N
     terminal: TerminalRun
-    engine: Engine
+    engine: EngineAPI
     began: float = 0.0
 
     @property
@@ -87,7 +87,7 @@ class Attach:
         return time.monotonic() - self.began < QUICK_EXIT_SECONDS
 
 
-def prepare_attach(name: str, cwd: str | None = None, engine: Engine | None = None) -> Attach:
+def prepare_attach(name: str, cwd: str | None = None, engine: EngineAPI | None = None) -> Attach:
     """Start the session's Claude Code if it is not running, and get ready to attach."""
     engine = engine or engines.for_session(name)
     terminal = on_terminal("attach", name, ["cage-agent", "attach"], cwd, engine=engine)
@@ -96,6 +96,6 @@ def prepare_attach(name: str, cwd: str | None = None, engine: Engine | None = No
     return Attach(name, terminal.container, terminal.directory, was, terminal, engine)
 
 
-def start_detached(name: str, directory: str, engine: Engine) -> str:
+def start_detached(name: str, directory: str, engine: EngineAPI) -> str:
     """`start`: Claude Code starts with the session, attached to or not."""
     return ensure(engine, running_container(name, engine), directory)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_cage import names
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 
 SOCK_DIR = "/sock"
 VNC_SOCKET = f"{SOCK_DIR}/in/vnc.sock"
@@ -95,7 +95,7 @@ def bridges_of(info: dict[str, Any]) -> list[Bridge]:
     return found
 
 
-def check(engine: Engine, info: dict[str, Any]) -> dict[Bridge, bool]:
+def check(engine: EngineAPI, info: dict[str, Any]) -> dict[Bridge, bool]:
     """Use each bridge from inside the running session: bridge -> carries traffic."""
     found = bridges_of(info)
     if not found:
@@ -130,7 +130,7 @@ def as_checks(name: str, results: dict[Bridge, bool]) -> list[dict[str, Any]]:
     return checks
 
 
-def repair(engine: Engine, name: str, info: dict[str, Any]) -> tuple[list[str], list[str]]:
+def repair(engine: EngineAPI, name: str, info: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Bring every dead bridge of a running session back: (repaired, still dead). The
     companion's end must run (see operations/companion.py)."""
     dead = [b for b, ok in check(engine, info).items() if not ok]

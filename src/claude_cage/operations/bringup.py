@@ -15,7 +15,7 @@ from pathlib import Path
 from claude_cage import audit, engines, labels, managed, metadata, names, policy, quota
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError, CapacityReached, EngineError
 from claude_cage.kinds import Network
 from claude_cage.operations import checkpoint, clone, secrets
@@ -27,7 +27,7 @@ from claude_cage.operations.objects import owned_containers
 CAPACITY_LOCK = ".capacity"  # never a session name: those start with a letter or digit
 
 
-def capacity_lock(engine: Engine) -> str:
+def capacity_lock(engine: EngineAPI) -> str:
     """One capacity lock per engine: starts on different engines do not wait on each other."""
     name = engine.endpoint.name
     if not name:
@@ -35,7 +35,7 @@ def capacity_lock(engine: Engine) -> str:
     return f"{CAPACITY_LOCK}-{hashlib.sha256(name.encode()).hexdigest()[:16]}"
 
 
-def check_capacity(engine: Engine, cfg: config_mod.Config) -> None:
+def check_capacity(engine: EngineAPI, cfg: config_mod.Config) -> None:
     """Refuse a start beyond the engine's max_sessions. Call with its capacity lock held
     (see start): a session counts from the moment its container is created."""
     running = [
@@ -54,7 +54,7 @@ def check_capacity(engine: Engine, cfg: config_mod.Config) -> None:
 
 
 def bring_up(
-    engine: Engine,
+    engine: EngineAPI,
     cfg: config_mod.Config,
     req: policy.SessionRequest,
     key: str | None,
@@ -146,7 +146,7 @@ def _volume_options(
 LEGACY_NETWORK = "cage-egress"  # the companions' network before it was named cage-filtered
 
 
-def ensure_egress_network(engine: Engine, name: str) -> None:
+def ensure_egress_network(engine: EngineAPI, name: str) -> None:
     """The companions' network. When the default one is first made, an old claude-cage's
     `cage-egress` goes, if it is claude-cage's and no container uses it (else it stays,
     for the sessions on it, until they have moved)."""
@@ -161,7 +161,7 @@ def ensure_egress_network(engine: Engine, name: str) -> None:
     engine.ensure_network(name, labels.for_shared_network())
 
 
-def rollback(engine: Engine, created: list[str]) -> None:
+def rollback(engine: EngineAPI, created: list[str]) -> None:
     for item in reversed(created):
         kind, _, obj = item.partition(":")
         with contextlib.suppress(CageError):

@@ -20,6 +20,7 @@ from typing import Any
 from claude_cage import __version__, paths
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError
 from claude_cage.operations import operation
 
@@ -52,7 +53,7 @@ def _suite(base: str) -> str:
     return tag.split("-")[0] or "bookworm"
 
 
-def bootstrap_base(engine: Engine, suite: str, progress: Progress) -> str:
+def bootstrap_base(engine: EngineAPI, suite: str, progress: Progress) -> str:
     """Make a minimal Debian base image with debootstrap + docker import."""
     image = f"{BOOTSTRAP_REPO}:{suite}"
     if engine.image_labels(image) is not None:
@@ -86,7 +87,7 @@ def bootstrap_base(engine: Engine, suite: str, progress: Progress) -> str:
     return image
 
 
-def resolve_base(engine: Engine, base: str, progress: Progress) -> tuple[str, bool]:
+def resolve_base(engine: EngineAPI, base: str, progress: Progress) -> tuple[str, bool]:
     if engine.image_labels(base) is not None:
         return base, False
     try:
@@ -110,7 +111,12 @@ def ca_certificates(given: list[str]) -> list[Path]:
 
 
 def _build_one(
-    engine: Engine, kind: str, tag: str, args: dict[str, str], certs: list[Path], progress: Progress
+    engine: EngineAPI,
+    kind: str,
+    tag: str,
+    args: dict[str, str],
+    certs: list[Path],
+    progress: Progress,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix=f"cage-build-{kind}-") as ctx:
         shutil.copytree(paths.package_data("images", kind), ctx, dirs_exist_ok=True)
@@ -135,7 +141,7 @@ def _build_one(
 
 
 def _send_images(
-    source: Engine, target: Engine, images: list[str], progress: Progress
+    source: EngineAPI, target: EngineAPI, images: list[str], progress: Progress
 ) -> list[str]:
     """Copy images from one engine to another through their APIs (save, then load as
     it streams), skipping those the target already has."""
@@ -168,7 +174,7 @@ def _send_images(
     return sent
 
 
-def _current(engine: Engine, image: str) -> bool:
+def _current(engine: EngineAPI, image: str) -> bool:
     labels = engine.image_labels(image)
     return labels is not None and labels.get("cage.version") == __version__
 
@@ -207,7 +213,7 @@ def build_on(
 
 
 def _send_from_here(
-    far: Engine,
+    far: EngineAPI,
     cfg: config_mod.Config,
     target: str,
     base: str | None,
@@ -232,7 +238,7 @@ def _build(
     ca_certs: list[str] | None = None,
     claude_code_version: str | None = None,
     progress: Progress | None = None,
-    engine: Engine | None = None,
+    engine: EngineAPI | None = None,
 ) -> BuildResult:
     cfg = config_mod.load()
     cfg.raise_problems()

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from claude_cage import labels, metadata, names, policy, workdir
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.operations.inputs import StartOptions, host_facts, load_config, request_from_record
 from claude_cage.operations.objects import inspect_ours
@@ -80,7 +80,7 @@ fi
 """
 
 
-def deliver(engine: Engine, req: policy.SessionRequest, branch: str, snap: Snapshot) -> None:
+def deliver(engine: EngineAPI, req: policy.SessionRequest, branch: str, snap: Snapshot) -> None:
     """Upload the snapshot into the session's workspace volume and check it out there."""
     container = names.container_name(req.name)
     pack_dir = f"{req.clone}/.git/objects/pack"
@@ -101,13 +101,13 @@ def deliver(engine: Engine, req: policy.SessionRequest, branch: str, snap: Snaps
         )
 
 
-def own_data_volume(engine: Engine, req: policy.SessionRequest) -> None:
+def own_data_volume(engine: EngineAPI, req: policy.SessionRequest) -> None:
     """A new data volume takes the image's owner (uid 1000): give it the session's."""
     if req.persist and (req.uid, req.gid) != (policy.SESSION_UID, policy.SESSION_UID):
         _fill(engine, req, names.data_volume(req.name), ".claude", [(".claude", None)])
 
 
-def fill_managed_settings(engine: Engine, req: policy.SessionRequest, settings: Path) -> None:
+def fill_managed_settings(engine: EngineAPI, req: policy.SessionRequest, settings: Path) -> None:
     """Claude Code's managed settings into the session's managed volume, owned by root
     (on a remote engine, which cannot bind this machine's file; see managed.py)."""
     entries = [("claude-code", None), (f"claude-code/{settings.name}", settings)]
@@ -115,7 +115,7 @@ def fill_managed_settings(engine: Engine, req: policy.SessionRequest, settings: 
 
 
 def _fill(
-    engine: Engine,
+    engine: EngineAPI,
     req: policy.SessionRequest,
     volume: str,
     top: str,
@@ -201,7 +201,7 @@ def clone_meta(name: str) -> SessionRecord:
 
 
 @contextlib.contextmanager
-def _reader(engine: Engine, name: str, meta: SessionRecord) -> Iterator[str]:
+def _reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
     """A running container that sees the clone: the session itself, or, when it is
     stopped, a throwaway one with the session's sandbox and only the clone's volume."""
     container = names.container_name(name)
@@ -241,7 +241,7 @@ def _reader(engine: Engine, name: str, meta: SessionRecord) -> Iterator[str]:
             engine.remove(reader.name)
 
 
-def export(engine: Engine, name: str, meta: SessionRecord) -> tuple[str, bytes]:
+def export(engine: EngineAPI, name: str, meta: SessionRecord) -> tuple[str, bytes]:
     """(the commit holding all the session's work, a thin pack of it since the base)."""
     assert meta.repo_name and meta.base  # clone_meta checked them
     target = workdir.clone_target(meta.repo_name)

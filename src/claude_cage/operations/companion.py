@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from claude_cage import audit, config, metadata, names, policy
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import EngineError
 from claude_cage.kinds import Mode, Network
 from claude_cage.record import SessionRecord
@@ -62,7 +62,7 @@ def pids_in_use(info: dict[str, Any]) -> int | None:
     return None
 
 
-def drain_audit(engine: Engine, name: str) -> None:
+def drain_audit(engine: EngineAPI, name: str) -> None:
     """File what the companion's log holds before the companion (and its log) goes."""
     from claude_cage import labels
     from claude_cage.operations import event_log
@@ -75,7 +75,7 @@ def drain_audit(engine: Engine, name: str) -> None:
     audit.drain(event_log(), engine, name, companion["Id"])
 
 
-def needs_restart(engine: Engine, name: str, meta: SessionRecord | None) -> bool:
+def needs_restart(engine: EngineAPI, name: str, meta: SessionRecord | None) -> bool:
     """A running session whose companion should run and does not."""
     if meta is None or not meta.companion:
         return False
@@ -84,7 +84,7 @@ def needs_restart(engine: Engine, name: str, meta: SessionRecord | None) -> bool
 
 
 def restart(
-    engine: Engine, cfg: config.Config, store: metadata.SessionStore, meta: SessionRecord
+    engine: EngineAPI, cfg: config.Config, store: metadata.SessionStore, meta: SessionRecord
 ) -> None:
     """Recreate a running session's companion from its record, and hand it the
     credentials and the desktop token again. The caller holds the session's lock."""

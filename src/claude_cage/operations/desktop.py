@@ -37,7 +37,7 @@ from pathlib import Path
 
 from claude_cage import config as config_mod
 from claude_cage import engines, labels, metadata, names
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Mode
 from claude_cage.operations.objects import running_container
@@ -114,7 +114,7 @@ def _bindable(bind: str, port: int) -> bool:
     return True
 
 
-def _taken_ports(engine: Engine, store: metadata.SessionStore, name: str) -> set[int]:
+def _taken_ports(engine: EngineAPI, store: metadata.SessionStore, name: str) -> set[int]:
     """Ports recorded by this data directory's other sessions (running or stopped), and
     ports published by any claude-cage container of another session."""
     taken = set()
@@ -129,7 +129,7 @@ def _taken_ports(engine: Engine, store: metadata.SessionStore, name: str) -> set
 
 
 def pick_port(
-    engine: Engine,
+    engine: EngineAPI,
     cfg: config_mod.Config,
     store: metadata.SessionStore,
     name: str,
@@ -157,7 +157,7 @@ def new_password() -> str:
 
 
 def prepare(
-    engine: Engine,
+    engine: EngineAPI,
     cfg: config_mod.Config,
     store: metadata.SessionStore,
     name: str,
@@ -181,7 +181,7 @@ def prepare(
     return plan
 
 
-def _hand_over(engine: Engine, container: str, cmd: list[str], secret: str, what: str) -> None:
+def _hand_over(engine: EngineAPI, container: str, cmd: list[str], secret: str, what: str) -> None:
     code, _output = engine.exec_run(container, cmd, stdin=(secret + "\n").encode())
     if code != 0:
         raise EngineError(f"could not hand the {what} to {container} (exit {code})")
@@ -196,7 +196,7 @@ def _novnc_answers(url: str) -> bool:
         return False
 
 
-def finish(engine: Engine, store: metadata.SessionStore, name: str, plan: DesktopPlan) -> None:
+def finish(engine: EngineAPI, store: metadata.SessionStore, name: str, plan: DesktopPlan) -> None:
     """Hand the secrets over, wait until the desktop and noVNC answer, keep the secrets."""
     session, companion = names.container_name(name), names.companion_name(name)
     _hand_over(engine, companion, ["companion-entrypoint", "set-vnc-token"], plan.token, "token")
@@ -254,7 +254,7 @@ def credentials(name: str) -> dict[str, str]:
     return {k: v.strip() for k, v in values.items() if v}
 
 
-def open_info(name: str, engine: Engine | None = None) -> OpenInfo:
+def open_info(name: str, engine: EngineAPI | None = None) -> OpenInfo:
     """Write the launcher page for a running desktop session and say where it is."""
     store = metadata.SessionStore()
     meta = _desktop_meta(name, store)

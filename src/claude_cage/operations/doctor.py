@@ -22,6 +22,7 @@ from typing import Any
 from claude_cage import __version__, managed
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import (
     CageError,
     CapacityReached,
@@ -59,7 +60,7 @@ class Report:
         return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
 
 
-def check_engine(engine: Engine) -> tuple[Check, dict[str, Any] | None]:
+def check_engine(engine: EngineAPI) -> tuple[Check, dict[str, Any] | None]:
     try:
         version = engine.ping()
         info = engine.info()
@@ -81,7 +82,7 @@ def check_far_engines(cfg: config_mod.Config) -> list[Check]:
     if not names:
         return []
 
-    def look(engine: Engine) -> str:
+    def look(engine: EngineAPI) -> str:
         version, info = engine.ping(), engine.info()
         security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
         if "seccomp" not in security:
@@ -111,7 +112,7 @@ def check_far_engines(cfg: config_mod.Config) -> list[Check]:
     return checks
 
 
-def check_images(engine: Engine, cfg: config_mod.Config) -> list[Check]:
+def check_images(engine: EngineAPI, cfg: config_mod.Config) -> list[Check]:
     checks = []
     wanted = [("image_cli", True), ("image_companion", True), ("image_desktop", False)]
     for key, required in wanted:
@@ -148,7 +149,7 @@ def check_images(engine: Engine, cfg: config_mod.Config) -> list[Check]:
     return checks
 
 
-def check_claude_code(engine: Engine, cfg: config_mod.Config) -> list[Check]:
+def check_claude_code(engine: EngineAPI, cfg: config_mod.Config) -> list[Check]:
     """The image's Claude Code against the newest release (skipped quietly offline)."""
     from claude_cage import claude_code
 
@@ -179,7 +180,7 @@ def check_claude_code(engine: Engine, cfg: config_mod.Config) -> list[Check]:
 
 
 def check_gvisor(
-    engine: Engine, cfg: config_mod.Config, info: dict[str, Any], probe: bool
+    engine: EngineAPI, cfg: config_mod.Config, info: dict[str, Any], probe: bool
 ) -> Check:
     """gVisor registered as sessions need it; with the probe, this image's Claude Code
     started on it. A failure only when the configured runtime is runsc."""
@@ -319,7 +320,7 @@ def _without_api_key() -> Iterator[None]:
             os.environ["ANTHROPIC_API_KEY"] = saved
 
 
-def check_filtered_network(engine: Engine) -> Check:
+def check_filtered_network(engine: EngineAPI) -> Check:
     """Start a throwaway filtered session, ask its proxy for a denied host, remove it."""
     from claude_cage import names
     from claude_cage.operations.session import StartOptions, destroy, start
@@ -402,7 +403,7 @@ def check_session_mounts() -> list[Check]:
     return checks
 
 
-def run(probe: bool = True, engine: Engine | None = None) -> Report:
+def run(probe: bool = True, engine: EngineAPI | None = None) -> Report:
     """Every check, in the order a person would look."""
     engine = engine or Engine()
     cfg = config_mod.load()

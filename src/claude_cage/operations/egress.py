@@ -14,7 +14,7 @@ from typing import Any
 
 from claude_cage import audit, egress, engines, metadata, names
 from claude_cage import config as config_mod
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Network
 from claude_cage.operations import event_log, operation
@@ -85,7 +85,7 @@ def allow(
     hosts: list[str],
     remove: bool = False,
     ports: list[int] | None = None,
-    engine: Engine | None = None,
+    engine: EngineAPI | None = None,
 ) -> AllowResult:
     try:
         checked = [config_mod.validate_host(h) for h in hosts]
@@ -157,7 +157,7 @@ def _covers(patterns: list[str], host: str) -> bool:
     return any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in patterns)
 
 
-def read_log(name: str, tail: int | None = None, engine: Engine | None = None) -> EgressLog:
+def read_log(name: str, tail: int | None = None, engine: EngineAPI | None = None) -> EgressLog:
     """The requests the session made through its current companion (running or
     stopped): the last `tail` lines of its log, or all it holds."""
     engine = engine or engines.for_session(name)
@@ -194,7 +194,7 @@ def read_log(name: str, tail: int | None = None, engine: Engine | None = None) -
 
 
 def follow_log(
-    name: str, since: str = "0", seen: list[int] | None = None, engine: Engine | None = None
+    name: str, since: str = "0", seen: list[int] | None = None, engine: EngineAPI | None = None
 ) -> Iterator[egress.Request]:
     """Requests as they happen from `since` (read_log's last line, whose squid numbers
     `seen` are not shown again), until the companion stops. Nothing runs in the

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_cage import claude_code, labels, paths, policy, runtimes
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Mode, Network, Runtime
 
@@ -68,7 +68,7 @@ def _remember(release: str, ok: bool, detail: str) -> None:
     tmp.replace(path)
 
 
-def check_start(engine: Engine, image: str) -> None:
+def check_start(engine: EngineAPI, image: str) -> None:
     """Refuse a session on runsc when gVisor is not registered, or when doctor found
     that this image's Claude Code does not run on it."""
     if not registration(engine.info()).registered:
@@ -109,7 +109,7 @@ def _probe_spec(image: str) -> policy.ContainerSpec:
     )
 
 
-def probe(engine: Engine, image: str) -> tuple[bool, str]:
+def probe(engine: EngineAPI, image: str) -> tuple[bool, str]:
     """Whether this image's Claude Code starts on gVisor: (ok, what it said). The
     verdict is kept for `start --runtime runsc`."""
     release = (engine.image_labels(image) or {}).get(claude_code.LABEL, "")

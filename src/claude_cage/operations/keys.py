@@ -16,7 +16,7 @@ from typing import Any
 
 from claude_cage import credentials, engines, metadata, names
 from claude_cage.credentials import Secret
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Credential, Network
 from claude_cage.operations import operation, secrets
@@ -87,7 +87,7 @@ def read_start_credential(
     return Secret(secrets.ANTHROPIC, kind, host, value, None, metadata.now_iso(), "session")
 
 
-def inject_key(engine: Engine, name: str, key: str) -> None:
+def inject_key(engine: EngineAPI, name: str, key: str) -> None:
     """Hand a none/host session its key file on stdin. (A filtered session never gets
     it: its companion adds it, see operations/secrets.py.)"""
     target = names.container_name(name)
@@ -109,7 +109,7 @@ class KeyResult:
 
 
 @operation("key-set")
-def set_key(name: str, key: str, engine: Engine | None = None) -> KeyResult:
+def set_key(name: str, key: str, engine: EngineAPI | None = None) -> KeyResult:
     engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     found = store.load(name)

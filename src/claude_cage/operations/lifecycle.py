@@ -68,6 +68,7 @@ from typing import Any
 from claude_cage import config as config_mod
 from claude_cage import labels, metadata, names, resources
 from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Status
 from claude_cage.operations import record_event, session
@@ -201,7 +202,7 @@ def _last_active(meta: SessionRecord) -> float | None:
     return max(known) if known else None
 
 
-def _attached(engine: Engine, info: dict[str, Any]) -> int:
+def _attached(engine: EngineAPI, info: dict[str, Any]) -> int:
     """Who uses the session from outside: terminals attached to its Claude Code (tmux's
     own count of clients) and other running execs. A `cage-exec watch` is only the
     shadow of another exec, and the agent running detached is nobody."""
@@ -227,7 +228,7 @@ def _attached(engine: Engine, info: dict[str, Any]) -> int:
 
 
 def _facts(
-    engine: Engine, name: str, meta: SessionRecord, stats: dict[str, Any] | None, now: float
+    engine: EngineAPI, name: str, meta: SessionRecord, stats: dict[str, Any] | None, now: float
 ) -> Facts | None:
     info = inspect_ours(engine, names.container_name(name))
     if info is None or not info["State"].get("Running"):
@@ -252,7 +253,7 @@ def _settings() -> tuple[float, float, float]:
     return float(cfg["idle_timeout"]), float(cfg["memory_warn"]), float(cfg["memory_kill"])
 
 
-def reap(dry_run: bool = False, engine: Engine | None = None) -> list[Verdict]:
+def reap(dry_run: bool = False, engine: EngineAPI | None = None) -> list[Verdict]:
     """Check every running session of this data directory; stop the idle and the
     memory-hungry ones (see the module's docstring for the rules)."""
     idle_timeout, memory_warn, memory_kill = _settings()
@@ -306,7 +307,7 @@ def _remember(store: metadata.SessionStore, facts: Facts, verdict: Verdict) -> N
     )
 
 
-def _stop(engine: Engine, verdict: Verdict) -> None:
+def _stop(engine: EngineAPI, verdict: Verdict) -> None:
     try:
         session.stop(name=verdict.name, engine=engine)
     except CageError as exc:
@@ -430,7 +431,7 @@ def _stray_files(store: metadata.SessionStore) -> dict[str, list[str]]:
     return found
 
 
-def _gather(engine: Engine, store: metadata.SessionStore) -> dict[str, SessionObjects]:
+def _gather(engine: EngineAPI, store: metadata.SessionStore) -> dict[str, SessionObjects]:
     """One snapshot of everything this data directory owns, grouped by session."""
     groups: dict[str, SessionObjects] = {}
 
@@ -468,7 +469,7 @@ class GcPlan:
         return sorted({i.session for i in self.stale if i.kind == "metadata"})
 
 
-def plan_gc(engine: Engine | None = None) -> GcPlan:
+def plan_gc(engine: EngineAPI | None = None) -> GcPlan:
     """What gc would remove now. Changes nothing."""
     engine = engine or Engine()
     plan = GcPlan()
@@ -480,7 +481,7 @@ def plan_gc(engine: Engine | None = None) -> GcPlan:
     return plan
 
 
-def _orphan_filesystems(engine: Engine) -> list[Leftover]:
+def _orphan_filesystems(engine: EngineAPI) -> list[Leftover]:
     """Bounded volumes' filesystems (quota.py) whose engine volume is gone: a start
     killed between the two, or a volume removed with docker itself."""
     from claude_cage import quota
@@ -494,7 +495,7 @@ def _orphan_filesystems(engine: Engine) -> list[Leftover]:
 
 
 def gc(
-    remove_stale: bool = False, dry_run: bool = False, engine: Engine | None = None
+    remove_stale: bool = False, dry_run: bool = False, engine: EngineAPI | None = None
 ) -> list[Leftover]:
     """Remove leftovers; with remove_stale, also sessions whose container is gone.
 
@@ -515,7 +516,7 @@ def gc(
 
 
 def _collect(
-    engine: Engine, store: metadata.SessionStore, name: str, remove_stale: bool
+    engine: EngineAPI, store: metadata.SessionStore, name: str, remove_stale: bool
 ) -> list[Leftover]:
     with store.lock(name, blocking=False) as locked:
         if not locked:
@@ -538,7 +539,7 @@ def _collect(
         return items
 
 
-def _gather_one(engine: Engine, store: metadata.SessionStore, name: str) -> SessionObjects:
+def _gather_one(engine: EngineAPI, store: metadata.SessionStore, name: str) -> SessionObjects:
     """The same as _gather, for one session, read afresh (under its lock)."""
     damaged = None
     try:
@@ -559,7 +560,7 @@ def _gather_one(engine: Engine, store: metadata.SessionStore, name: str) -> Sess
     return objects
 
 
-def _remove(engine: Engine, store: metadata.SessionStore, item: Leftover) -> None:
+def _remove(engine: EngineAPI, store: metadata.SessionStore, item: Leftover) -> None:
     try:
         if item.kind == "session":
             item.outcome = "adopted" if adopt(engine, store, item.target) else "kept"

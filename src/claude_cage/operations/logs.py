@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 from claude_cage import engines, names
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import SessionNotFound
 from claude_cage.transcript import Event, Reader
 
@@ -18,7 +18,7 @@ TRANSCRIPTS = "/home/claude/.claude/projects"  # CLAUDE_CONFIG_DIR/projects
 FOLLOW_INTERVAL = 1.0  # seconds between two looks at the files when following
 
 
-def _container(engine: Engine, name: str) -> str:
+def _container(engine: EngineAPI, name: str) -> str:
     from claude_cage.operations.objects import inspect_ours
 
     container = names.container_name(name)
@@ -27,7 +27,7 @@ def _container(engine: Engine, name: str) -> str:
     return container
 
 
-def transcript_files(engine: Engine, container: str) -> dict[str, bytes]:
+def transcript_files(engine: EngineAPI, container: str) -> dict[str, bytes]:
     """Every transcript file in the session: path -> its content."""
     data = engine.get_archive(container, TRANSCRIPTS)
     if not data:
@@ -42,7 +42,7 @@ def transcript_files(engine: Engine, container: str) -> dict[str, bytes]:
 
 
 def transcript(
-    name: str, follow: bool = False, tail: int | None = None, engine: Engine | None = None
+    name: str, follow: bool = False, tail: int | None = None, engine: EngineAPI | None = None
 ) -> Iterator[list[Event]]:
     """The session's transcript events in time order: what is there now (the last
     `tail` of them), then, when following, each new batch as it appears."""

@@ -10,7 +10,7 @@ import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
 
 TIMEOUT_SECONDS = 4
@@ -69,7 +69,7 @@ def interpret(output: str, upstream: str | None) -> ModelCheck:
     return ModelCheck(False, url, detail, None, via)
 
 
-def check(engine: Engine, container: str, upstream: str | None) -> ModelCheck:
+def check(engine: EngineAPI, container: str, upstream: str | None) -> ModelCheck:
     """Probe from inside the running session (about TIMEOUT_SECONDS at most)."""
     try:
         _code, output = engine.exec_run(container, ["sh", "-c", _PROBE])

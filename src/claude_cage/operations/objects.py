@@ -9,18 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from claude_cage import labels, metadata, names
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, SessionNotFound
 
 
-def inspect_ours(engine: Engine, container: str) -> dict[str, Any] | None:
+def inspect_ours(engine: EngineAPI, container: str) -> dict[str, Any] | None:
     """`docker inspect` of one of our containers; None when absent or not ours."""
     info = engine.inspect(container)
     return info if info is not None and labels.is_ours(info["Config"].get("Labels")) else None
 
 
 def owned_containers(
-    engine: Engine, role: labels.Role = labels.Role.SESSION
+    engine: EngineAPI, role: labels.Role = labels.Role.SESSION
 ) -> list[dict[str, Any]]:
     """This data directory's containers of one role, in one engine call."""
     return engine.list_containers(labels.owner_filters(role=role))
@@ -43,7 +43,7 @@ def check_claimable(container: str, info: dict[str, Any] | None) -> None:
         )
 
 
-def running_container(name: str, engine: Engine) -> str:
+def running_container(name: str, engine: EngineAPI) -> str:
     """The session's container, checked to exist and run."""
     container = names.container_name(name)
     info = inspect_ours(engine, container)

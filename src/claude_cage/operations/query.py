@@ -11,6 +11,7 @@ from typing import Any
 
 from claude_cage import engines, labels, metadata, names, record
 from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, OutOfMemory, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
 from claude_cage.operations.adoption import SESSION, ownership
@@ -124,7 +125,7 @@ class Survey:
     engines: list[dict[str, Any]] = field(default_factory=list)  # name, reachable, error
 
 
-def survey(engine: Engine | None = None) -> Survey:
+def survey(engine: EngineAPI | None = None) -> Survey:
     """Every session of this data directory, on `engine` alone or on every watched one.
 
     Over several engines, the configured ones are asked before the records are read, so
@@ -178,18 +179,18 @@ def survey(engine: Engine | None = None) -> Survey:
     return result
 
 
-def list_sessions(engine: Engine | None = None) -> list[dict[str, Any]]:
+def list_sessions(engine: EngineAPI | None = None) -> list[dict[str, Any]]:
     return survey(engine).sessions
 
 
-def most_recent_running(engine: Engine | None = None) -> str:
+def most_recent_running(engine: EngineAPI | None = None) -> str:
     running = [s for s in list_sessions(engine) if s["status"] == "running"]
     if not running:
         raise BadInput("no session is running", "start one with 'claude-cage start'")
     return str(max(running, key=lambda s: s["created"])["name"])
 
 
-def _usage(engine: Engine, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def _usage(engine: EngineAPI, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Uptime and resource use, read from outside the session, so they stay right when
     it is full: from its cgroup on this host (cgroups.py), else from the engine's
     one-shot stats (which wait for the engine's one-second sampling tick). Also the
@@ -281,7 +282,7 @@ def settings_of(meta: SessionRecord) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value not in (None, "", [])}
 
 
-def status(name: str, engine: Engine | None = None, live: bool = True) -> dict[str, Any]:
+def status(name: str, engine: EngineAPI | None = None, live: bool = True) -> dict[str, Any]:
     from claude_cage import sandbox  # start-up time: `list` never verifies
 
     engine = engine or engines.for_session(name)

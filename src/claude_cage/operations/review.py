@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from claude_cage import engines, workspace
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.operations import operation
 from claude_cage.operations.clone import clone_meta, export, host_repo
@@ -47,7 +47,7 @@ class ApplyResult:
 
 
 @contextlib.contextmanager
-def _incoming(name: str, engine: Engine | None) -> Iterator[workspace.Quarantine]:
+def _incoming(name: str, engine: EngineAPI | None) -> Iterator[workspace.Quarantine]:
     meta = clone_meta(name)
     repo = workspace.find_repo(str(host_repo(meta)))
     tip, pack = export(engine or engines.for_session(name), name, meta)
@@ -57,7 +57,7 @@ def _incoming(name: str, engine: Engine | None) -> Iterator[workspace.Quarantine
         yield incoming
 
 
-def diff(name: str, stat: bool = False, engine: Engine | None = None) -> bytes:
+def diff(name: str, stat: bool = False, engine: EngineAPI | None = None) -> bytes:
     """Everything the session changed since it started: commits and uncommitted work."""
     with _incoming(name, engine) as incoming:
         return incoming.diff(stat=stat)
@@ -86,7 +86,7 @@ def _fetch(name: str, incoming: workspace.Quarantine) -> FetchResult:
 
 
 @operation("fetch")
-def fetch(name: str, engine: Engine | None = None) -> FetchResult:
+def fetch(name: str, engine: EngineAPI | None = None) -> FetchResult:
     """Create or update the branch cage/NAME in the user's repository."""
     with _incoming(name, engine) as incoming:
         return _fetch(name, incoming)
@@ -113,7 +113,7 @@ def _no_merge_in_progress(repo: workspace.Repo) -> None:
 
 
 @operation("merge")
-def merge(name: str, engine: Engine | None = None) -> ApplyResult:
+def merge(name: str, engine: EngineAPI | None = None) -> ApplyResult:
     """Fetch, then merge cage/NAME into the user's current branch."""
     meta = clone_meta(name)
     repo = workspace.find_repo(str(host_repo(meta)))
@@ -146,7 +146,7 @@ def merge(name: str, engine: Engine | None = None) -> ApplyResult:
 
 
 @operation("apply")
-def apply(name: str, engine: Engine | None = None) -> ApplyResult:
+def apply(name: str, engine: EngineAPI | None = None) -> ApplyResult:
     """Apply the session's whole change to the user's working tree, uncommitted."""
     with _incoming(name, engine) as incoming:
         paths = incoming.changed_paths(incoming.start)

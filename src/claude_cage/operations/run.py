@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from claude_cage import engines, metadata, workdir
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.operations import record_event
 from claude_cage.operations.objects import running_container
 from claude_cage.transport import frames
@@ -47,7 +47,7 @@ def session_workdir(name: str, requested: str | None = None) -> str:
 class Watch:
     """The `cage-exec watch KEY` exec paired with one command (see the module's doc)."""
 
-    def __init__(self, engine: Engine, container: str, key: str) -> None:
+    def __init__(self, engine: EngineAPI, container: str, key: str) -> None:
         _, self._sock = engine.exec_attach(container, ["cage-exec", "watch", key], stdin=True)
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -79,7 +79,7 @@ class Exec:
         stdin: IO[bytes] | None = None,
         env: dict[str, str] | None = None,
         cwd: str | None = None,
-        engine: Engine | None = None,
+        engine: EngineAPI | None = None,
     ) -> None:
         self.name = name
         self.command = command
@@ -135,7 +135,7 @@ def on_terminal(
     cwd: str | None = None,
     env: dict[str, str] | None = None,
     stdin: bool = True,
-    engine: Engine | None = None,
+    engine: EngineAPI | None = None,
     record: bool = True,
 ) -> TerminalRun:
     """Prepare a command for the user's terminal (shell, exec -t, attach)."""
@@ -153,7 +153,7 @@ class TerminalRun:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: EngineAPI,
         name: str,
         container: str,
         command: list[str],

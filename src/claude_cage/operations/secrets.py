@@ -17,7 +17,7 @@ from typing import Any
 from claude_cage import config as config_mod
 from claude_cage import credentials, engines, managed, metadata, names, paths
 from claude_cage.credentials import Secret
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, NotFound, SessionNotFound
 from claude_cage.kinds import Credential, Network
 from claude_cage.operations import operation
@@ -76,7 +76,7 @@ def effective(session: str, given: Secret | None = None) -> list[Secret]:
 # --- pushing to running sessions ------------------------------------------------------
 
 
-def push(engine: Engine, session: str, running: bool = True) -> Credential:
+def push(engine: EngineAPI, session: str, running: bool = True) -> Credential:
     """Hand a filtered session's companion its credentials, and Claude Code a placeholder
     of the matching kind. Returns the session's credential kind. Call it locked."""
     creds = effective(session)
@@ -86,7 +86,7 @@ def push(engine: Engine, session: str, running: bool = True) -> Credential:
     return kind
 
 
-def hand_over(engine: Engine, session: str, creds: list[Secret]) -> None:
+def hand_over(engine: EngineAPI, session: str, creds: list[Secret]) -> None:
     """The companion's squid rules, values included, on an exec's stdin only."""
     code, _output = engine.exec_run(
         names.companion_name(session),
@@ -109,7 +109,7 @@ def _rewrite_claude_settings(store: metadata.SessionStore, session: str, kind: s
         managed.write(directory, managed.compose(operator, kind))
 
 
-def _running_filtered(engine: Engine | None, store: metadata.SessionStore) -> list[str]:
+def _running_filtered(engine: EngineAPI | None, store: metadata.SessionStore) -> list[str]:
     """Filtered sessions whose companion runs, each asked on its own engine (one that
     cannot be reached is skipped: it gets its credentials at its next start)."""
     result = []
@@ -125,7 +125,7 @@ def _running_filtered(engine: Engine | None, store: metadata.SessionStore) -> li
     return result
 
 
-def _refresh(engine: Engine | None, session: str, store: metadata.SessionStore) -> bool:
+def _refresh(engine: EngineAPI | None, session: str, store: metadata.SessionStore) -> bool:
     """Push to one session if its companion runs; record its new kind. Locks it."""
     engine = engine or engines.for_session(session)
     with store.lock(session):
@@ -200,7 +200,7 @@ def set_secret(
     kind: str | None = None,
     header: str | None = None,
     session: str | None = None,
-    engine: Engine | None = None,
+    engine: EngineAPI | None = None,
 ) -> SecretResult:
     return store_secret(name, value, hosts, kind, header, session, engine)
 
@@ -212,7 +212,7 @@ def store_secret(
     kind: str | None = None,
     header: str | None = None,
     session: str | None = None,
-    engine: Engine | None = None,
+    engine: EngineAPI | None = None,
 ) -> SecretResult:
     credentials.check_name(name)
     store = metadata.SessionStore()
@@ -258,7 +258,7 @@ def list_secrets(session: str | None = None) -> list[dict[str, Any]]:
 
 @operation("secret-rm")
 def remove_secret(
-    name: str, session: str | None = None, engine: Engine | None = None
+    name: str, session: str | None = None, engine: EngineAPI | None = None
 ) -> SecretResult:
     credentials.check_name(name)
     store = metadata.SessionStore()

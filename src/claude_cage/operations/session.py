@@ -23,7 +23,7 @@ from claude_cage import (
 )
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, PortAllocated
 from claude_cage.kinds import Credential, Mode, Network, Runtime, Status
 from claude_cage.operations import (
@@ -105,7 +105,7 @@ class StartResult:
 
 
 def _start_running(
-    engine: Engine,
+    engine: EngineAPI,
     cfg: config_mod.Config,
     store: metadata.SessionStore,
     name: str,
@@ -157,7 +157,7 @@ def _start_running(
 
 
 @operation("start")
-def start(options: StartOptions, engine: Engine | None = None) -> StartResult:
+def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult:
     cfg = load_config(options)
     name = names.check_name(options.name) if options.name is not None else names.generate_name()
     given = read_start_credential(options.api_key_file, cfg["network"])

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from claude_cage import audit, engines, labels, metadata, names, quota
-from claude_cage.engine import Engine
+from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, SessionNotFound
 from claude_cage.kinds import Status
 from claude_cage.operations import checkpoint, operation
@@ -37,7 +37,7 @@ class DestroyResult:
         return {"removed": self.removed}
 
 
-def _remove_everything(engine: Engine, name: str) -> list[str]:
+def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
     """Remove the session's containers and volumes: only ours, never a namesake."""
     removed = []
     for container in (names.container_name(name), names.companion_name(name)):
@@ -59,7 +59,7 @@ def _remove_everything(engine: Engine, name: str) -> list[str]:
 
 @contextlib.contextmanager
 def _existing_session(
-    name: str, engine: Engine, store: metadata.SessionStore
+    name: str, engine: EngineAPI, store: metadata.SessionStore
 ) -> Iterator[tuple[SessionRecord | None, dict[str, Any] | None]]:
     """Hold the session's lock and yield (record, container inspect); either may be
     None, not both."""
@@ -76,7 +76,7 @@ def _existing_session(
 
 
 @operation("stop")
-def stop(name: str, engine: Engine | None = None) -> StopResult:
+def stop(name: str, engine: EngineAPI | None = None) -> StopResult:
     engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     with _existing_session(name, engine, store) as (meta, info):
@@ -99,7 +99,7 @@ def stop(name: str, engine: Engine | None = None) -> StopResult:
 
 
 @operation("destroy")
-def destroy(name: str, force: bool = False, engine: Engine | None = None) -> DestroyResult:
+def destroy(name: str, force: bool = False, engine: EngineAPI | None = None) -> DestroyResult:
     engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     with _existing_session(name, engine, store) as (_meta, info):
