@@ -34,7 +34,7 @@ unit: install
 lint: install
 	ruff check src tests bench scripts/make-seccomp scripts/register-runsc
 	ruff format --check src tests bench
-	mypy --strict src
+	mypy --strict  # src and the unit tests with engine fakes (pyproject.toml: files)
 
 bench: build
 	$(PYTHON) bench/run.py

@@ -16,6 +16,7 @@ import atexit
 import os
 import shutil
 import socket
+import ssl  # http.client, which every request uses, imports it anyway
 import subprocess
 import tempfile
 import urllib.parse
@@ -61,8 +62,6 @@ def _tcp(endpoint: Endpoint, timeout: float | None) -> socket.socket:
     sock = socket.create_connection((url.hostname or "", url.port or 2375), timeout=timeout)
     if not endpoint.tls_dir:
         return sock
-    import ssl  # start-up time: only TLS engines need it
-
     tls = Path(endpoint.tls_dir)
     context = ssl.create_default_context(
         cafile=str(tls / "ca.pem") if endpoint.tls_verify else None

@@ -229,7 +229,7 @@ class Transport:
         except Exception as exc:
             # start-up: the SDK and requests cost ~80 ms; only a failed SDK call gets here
             import docker.errors
-            import requests.exceptions
+            import requests.exceptions  # start-up: as above (it comes with the SDK)
 
             if isinstance(
                 exc, docker.errors.DockerException | requests.exceptions.RequestException

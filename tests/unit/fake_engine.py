@@ -1,14 +1,26 @@
-"""An engine stand-in for offline tests of list and status, fed with captured
-`docker inspect` and container-list JSON (tests/unit/fixtures)."""
+"""Engine stand-ins for offline tests, checked by mypy against engine_api.EngineAPI.
+
+`UnusedEngine` implements the whole interface and refuses every call, so a fake answers
+only what its test needs and a call the test did not expect fails loudly, while a
+misspelt call fails the type check. `FakeEngine` answers list and status from captured
+`docker inspect` and container-list JSON (tests/unit/fixtures).
+"""
 
 from __future__ import annotations
 
 import copy
 import json
+import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from claude_cage import metadata
 from claude_cage.endpoints import Endpoint
+from claude_cage.engine_api import Archive, EngineAPI
+
+if TYPE_CHECKING:
+    from claude_cage.policy import ContainerSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROBE_OUTPUT = (
@@ -19,8 +31,6 @@ PROBE_OUTPUT = (
 
 def record(name: str, network: str = "filtered", status: str = "running") -> None:
     """Metadata for a session, as `start` would have written it."""
-    from claude_cage import metadata
-
     store = metadata.SessionStore()
     with store.lock(name):
         store.write(
@@ -43,7 +53,7 @@ def fixture(name: str) -> Any:
 
 def session_inspect(name: str, owner: str, running: bool = True) -> dict[str, Any]:
     """The captured inspect of a filtered session, renamed and re-owned."""
-    info = copy.deepcopy(fixture("inspect-session.json"))
+    info: dict[str, Any] = copy.deepcopy(fixture("inspect-session.json"))
     info["Name"] = f"/cage-{name}"
     info["Config"]["Labels"].update({"cage.session": name, "cage.owner": owner})
     info["State"].update(Running=running, Status="running" if running else "exited")
@@ -51,7 +61,7 @@ def session_inspect(name: str, owner: str, running: bool = True) -> dict[str, An
 
 
 def companion_inspect(name: str, owner: str) -> dict[str, Any]:
-    info = copy.deepcopy(fixture("inspect-companion.json"))
+    info: dict[str, Any] = copy.deepcopy(fixture("inspect-companion.json"))
     info["Name"] = f"/companion-cage-{name}"
     info["Config"]["Labels"].update({"cage.session": name, "cage.owner": owner})
     return info
@@ -59,15 +69,159 @@ def companion_inspect(name: str, owner: str) -> dict[str, Any]:
 
 def list_entry(name: str, owner: str, state: str = "running") -> dict[str, Any]:
     """One entry of the engine's container list, as `list` gets it."""
-    entry = copy.deepcopy(fixture("list-session.json")[0])
+    entry: dict[str, Any] = copy.deepcopy(fixture("list-session.json")[0])
     entry["Names"] = [f"/cage-{name}"]
     entry["Labels"].update({"cage.session": name, "cage.owner": owner})
     entry["State"] = state
     return entry
 
 
-class FakeEngine:
-    """Answers from dicts, and counts every call made to it."""
+LOCAL = Endpoint("", "unix:///var/run/docker.sock")
+
+
+class UnusedEngine(EngineAPI):
+    """The engine's whole interface, every call refused: a fake overrides what its test
+    needs (mypy checks each override against EngineAPI)."""
+
+    endpoint = LOCAL
+
+    def _unused(self, call: str) -> NoReturn:
+        raise NotImplementedError(f"{type(self).__name__} does not answer {call}")
+
+    # --- queries ---
+    def ping(self) -> dict[str, Any]:
+        self._unused("ping")
+
+    def info(self) -> dict[str, Any]:
+        self._unused("info")
+
+    def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
+        self._unused("list_containers")
+
+    def inspect(self, name: str) -> dict[str, Any] | None:
+        self._unused("inspect")
+
+    def stats(self, name: str) -> dict[str, Any]:
+        self._unused("stats")
+
+    def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
+        self._unused("stats_many")
+
+    # --- images ---
+    def image_labels(self, image: str) -> dict[str, str] | None:
+        self._unused("image_labels")
+
+    def image_id(self, image: str) -> str | None:
+        self._unused("image_id")
+
+    def require_image(self, image: str) -> None:
+        self._unused("require_image")
+
+    def save_image(self, image: str, chunk: int = 4 << 20) -> Iterator[bytes]:
+        self._unused("save_image")
+
+    def load_image(self, tar_chunks: Iterator[bytes]) -> None:
+        self._unused("load_image")
+
+    def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        self._unused("build")
+
+    def pull(self, image: str) -> None:
+        self._unused("pull")
+
+    def import_image(self, tar_path: str, repository: str, tag: str) -> None:
+        self._unused("import_image")
+
+    # --- networks and volumes ---
+    def network(self, name: str) -> dict[str, Any] | None:
+        self._unused("network")
+
+    def ensure_network(self, name: str, labels: dict[str, str]) -> None:
+        self._unused("ensure_network")
+
+    def list_networks(self) -> list[dict[str, Any]]:
+        self._unused("list_networks")
+
+    def remove_network(self, name: str) -> None:
+        self._unused("remove_network")
+
+    def volume_exists(self, name: str) -> bool:
+        self._unused("volume_exists")
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        self._unused("volume_labels")
+
+    def ensure_volume(
+        self, name: str, labels: dict[str, str], driver_opts: dict[str, str] | None = None
+    ) -> None:
+        self._unused("ensure_volume")
+
+    def remove_volume(self, name: str) -> bool:
+        self._unused("remove_volume")
+
+    def list_volumes(self) -> list[dict[str, Any]]:
+        self._unused("list_volumes")
+
+    # --- containers ---
+    def create(self, spec: ContainerSpec) -> str:
+        self._unused("create")
+
+    def start(self, name: str) -> None:
+        self._unused("start")
+
+    def stop(self, name: str, timeout: int = 10) -> None:
+        self._unused("stop")
+
+    def remove(self, name: str) -> bool:
+        self._unused("remove")
+
+    def put_archive(self, name: str, path: str, archive: Archive) -> None:
+        self._unused("put_archive")
+
+    def get_archive(self, name: str, path: str) -> bytes | None:
+        self._unused("get_archive")
+
+    def log_tail(self, name: str, lines: int = 5) -> str:
+        self._unused("log_tail")
+
+    def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]:
+        self._unused("logs")
+
+    def output_lines(
+        self, name: str, since: str = "0", follow: bool = False, tail: int | None = None
+    ) -> Iterator[tuple[str, bytes]]:
+        self._unused("output_lines")
+
+    # --- exec ---
+    def exec_run(
+        self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
+    ) -> tuple[int, bytes]:
+        self._unused("exec_run")
+
+    def exec_output(
+        self, name: str, cmd: list[str], stdin: bytes | None = None
+    ) -> tuple[int, bytes, bytes]:
+        self._unused("exec_output")
+
+    def exec_attach(
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bool = False,
+        workdir: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> tuple[str, socket.socket]:
+        self._unused("exec_attach")
+
+    def exec_inspect(self, exec_id: str) -> dict[str, Any] | None:
+        self._unused("exec_inspect")
+
+    def exit_code(self, exec_id: str) -> int:
+        self._unused("exit_code")
+
+
+class FakeEngine(UnusedEngine):
+    """Answers list and status from dicts, and counts every call made to it."""
 
     def __init__(self, owner: str) -> None:
         self.owner = owner
@@ -75,7 +229,7 @@ class FakeEngine:
         self.listed: list[dict[str, Any]] = []
         self.probe_output = PROBE_OUTPUT
         self.calls: list[str] = []
-        self.endpoint = Endpoint("", "unix:///var/run/docker.sock")  # the local engine
+        self.endpoint = LOCAL
 
     def add_session(self, name: str, running: bool = True, companion: bool = True) -> None:
         self.containers[f"cage-{name}"] = session_inspect(name, self.owner, running)
@@ -92,20 +246,15 @@ class FakeEngine:
         self.calls.append("inspect")
         return copy.deepcopy(self.containers.get(name))
 
-    def exec_run(self, name: str, cmd: list[str], **_kwargs: Any) -> tuple[int, bytes]:
+    def exec_run(
+        self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
+    ) -> tuple[int, bytes]:
         self.calls.append("exec_run")
         if "CAGE-BRIDGE-CHECK" in cmd[-1] or "UNIX-CONNECT" in cmd[-1]:  # bridges: all work
             count = cmd[-1].count("echo b")
             return 0, "".join(f"b{i}=ok\n" for i in range(count)).encode()
         return 0, self.probe_output
 
-    def __getattr__(self, method: str) -> Any:
-        """Any other engine call (stats, say) answers empty."""
-        if method.startswith("_"):
-            raise AttributeError(method)
-
-        def empty(*_args: Any, **_kwargs: Any) -> dict[str, Any]:
-            self.calls.append(method)
-            return {}
-
-        return empty
+    def stats(self, name: str) -> dict[str, Any]:
+        self.calls.append("stats")
+        return {}  # no figures: status shows none

@@ -16,6 +16,7 @@ from claude_cage import claude_code
 from claude_cage import config as config_mod
 from claude_cage.errors import BadInput
 from claude_cage.operations.doctor import OK, WARN, check_claude_code
+from tests.unit.fake_engine import UnusedEngine
 
 
 class Registry(http.server.BaseHTTPRequestHandler):
@@ -87,7 +88,7 @@ def test_releases_compare_as_numbers() -> None:
     assert not claude_code.older("3.0.0", "2.9.999")
 
 
-class Images:
+class Images(UnusedEngine):
     """Just enough of the engine for the check: one image's labels."""
 
     def __init__(self, labels: dict[str, str] | None) -> None:
@@ -102,7 +103,7 @@ def cfg(**values: str) -> config_mod.Config:
 
 
 def check(labels: dict[str, str] | None, **values: str):
-    return check_claude_code(Images(labels), cfg(**values))  # type: ignore[arg-type]
+    return check_claude_code(Images(labels), cfg(**values))
 
 
 def test_doctor_says_when_a_newer_release_is_out(registry: type[Registry]) -> None:

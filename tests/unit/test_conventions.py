@@ -14,6 +14,7 @@ import pytest
 
 from claude_cage import metadata
 from claude_cage.record import SessionRecord
+from tests.unit.fake_engine import UnusedEngine
 
 
 @pytest.fixture
@@ -135,7 +136,7 @@ def test_status_settings_are_human_and_fit_80_columns() -> None:
     assert max(len(line) for line in text.splitlines()) <= 80
 
 
-class Networks:
+class Networks(UnusedEngine):
     """Just enough of an engine for the egress network's name change."""
 
     def __init__(self, legacy: dict | None) -> None:
@@ -160,14 +161,14 @@ def test_the_companions_network_is_cage_filtered_and_the_old_one_goes_when_unuse
     assert config.DEFAULTS["egress_network"] == "cage-filtered"
     ours = {"managed-by": "claude-cage"}
     unused = Networks({"Labels": ours, "Containers": {}})
-    ensure_egress_network(unused, "cage-filtered")  # type: ignore[arg-type]
+    ensure_egress_network(unused, "cage-filtered")
     assert unused.removed == ["cage-egress"] and "cage-filtered" in unused.nets
     in_use = Networks({"Labels": ours, "Containers": {"abc": {"Name": "companion-cage-x"}}})
-    ensure_egress_network(in_use, "cage-filtered")  # type: ignore[arg-type]
+    ensure_egress_network(in_use, "cage-filtered")
     assert in_use.removed == [] and {"cage-egress", "cage-filtered"} <= set(in_use.nets)
     foreign = Networks({"Labels": {}, "Containers": {}})
-    ensure_egress_network(foreign, "cage-filtered")  # type: ignore[arg-type]
+    ensure_egress_network(foreign, "cage-filtered")
     assert foreign.removed == []
     custom = Networks({"Labels": ours, "Containers": {}})
-    ensure_egress_network(custom, "my-net")  # type: ignore[arg-type]
+    ensure_egress_network(custom, "my-net")
     assert custom.removed == []  # only the default name retires the old one

@@ -14,6 +14,7 @@ from claude_cage import paths
 from claude_cage.errors import BadInput, CageError
 from claude_cage.metadata import SessionStore
 from claude_cage.operations import desktop
+from tests.unit.fake_engine import UnusedEngine
 
 
 def complete(name: str) -> dict[str, str]:
@@ -26,7 +27,7 @@ def complete(name: str) -> dict[str, str]:
     }
 
 
-class ListingEngine:
+class ListingEngine(UnusedEngine):
     """Only what port choice asks of the engine: the container list."""
 
     def __init__(self, containers: list[dict[str, Any]] | None = None) -> None:
@@ -102,29 +103,29 @@ def test_port_skips_recorded_published_and_bound(store: SessionStore, free_base:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", free_base + 2))
         busy.listen(1)
-        port = desktop.pick_port(engine, cfg(desktop_port=free_base), store, "new")  # type: ignore[arg-type]
+        port = desktop.pick_port(engine, cfg(desktop_port=free_base), store, "new")
     assert port == free_base + 3
 
 
 def test_port_reuses_the_sessions_own_record(store: SessionStore, free_base: int) -> None:
     store.write("mine", {**complete("mine"), "mode": "desktop", "desktop_port": free_base + 4})
     engine = ListingEngine([published("mine", free_base + 4)])  # its own old companion
-    port = desktop.pick_port(engine, cfg(desktop_port=free_base), store, "mine", free_base + 4)  # type: ignore[arg-type]
+    port = desktop.pick_port(engine, cfg(desktop_port=free_base), store, "mine", free_base + 4)
     assert port == free_base + 4
 
 
 def test_no_free_port_says_what_to_do(store: SessionStore, free_base: int) -> None:
     engine = ListingEngine([published(f"s{i}", free_base + i) for i in range(100)])
     with pytest.raises(CageError) as error:
-        desktop.pick_port(engine, cfg(desktop_port=free_base), store, "new")  # type: ignore[arg-type]
+        desktop.pick_port(engine, cfg(desktop_port=free_base), store, "new")
     assert "no free port" in error.value.message and error.value.hint
 
 
 def test_non_loopback_bind_warns(store: SessionStore, free_base: int) -> None:
-    quiet = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "a", None)  # type: ignore[arg-type]
+    quiet = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "a", None)
     assert quiet.warnings == []
     loud = desktop.prepare(
-        ListingEngine(),  # type: ignore[arg-type]
+        ListingEngine(),
         cfg(desktop_port=free_base, desktop_bind="0.0.0.0"),
         store,
         "b",
@@ -137,7 +138,7 @@ def test_restart_keeps_the_stored_secrets(store: SessionStore, free_base: int) -
     store.write("s", {**complete("s"), "mode": "desktop", "desktop_port": free_base})
     store.write_secret("s", desktop.PASSWORD_SECRET, "abcdefgh")
     store.write_secret("s", desktop.TOKEN_SECRET, "the-token")
-    plan = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "s", free_base)  # type: ignore[arg-type]
+    plan = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "s", free_base)
     assert (plan.password, plan.token, plan.port) == ("abcdefgh", "the-token", free_base)
 
 
@@ -161,6 +162,6 @@ def test_restart_moves_off_a_port_taken_meanwhile(store: SessionStore, free_base
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", free_base))
         busy.listen(1)
-        plan = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "s", free_base)  # type: ignore[arg-type]
+        plan = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "s", free_base)
     assert plan.port == free_base + 1
     assert any("was taken" in w for w in plan.warnings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from claude_cage.kinds import Status
 from claude_cage.operations import doctor, lifecycle
 from claude_cage.operations.lifecycle import Facts, Sample, SessionObjects, decide, leftovers
 from claude_cage.record import SessionRecord
+from tests.unit.fake_engine import UnusedEngine
 
 HOUR = 3600.0
 NOW = 1_800_000_000.0
@@ -204,14 +206,14 @@ def test_without_a_cpu_figure_nothing_is_stopped_for_idleness() -> None:
 # --- reap, driven ---------------------------------------------------------------------
 
 
-class ReapEngine:
+class ReapEngine(UnusedEngine):
     """Running sessions with given stats and exec instances."""
 
     def __init__(self, owner: str) -> None:
         self.owner = owner
         self.sessions: dict[str, dict[str, Any]] = {}
 
-    def add(self, name: str, started: str, cpu_ns: int, execs: list[bool] = ()) -> None:
+    def add(self, name: str, started: str, cpu_ns: int, execs: Sequence[bool] = ()) -> None:
         self.sessions[name] = {"started": started, "cpu": cpu_ns, "execs": list(execs)}
 
     def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
@@ -220,7 +222,7 @@ class ReapEngine:
             {"State": "running", "Labels": {**labels_of, "cage.session": n}} for n in self.sessions
         ]
 
-    def stats_many(self, names: list[str]) -> dict[str, dict[str, Any]]:
+    def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
         return {n: stats(cpu_ns=self.sessions[n[5:]]["cpu"], usage=GIB // 10) for n in names}
 
     def inspect(self, name: str) -> dict[str, Any] | None:
@@ -256,7 +258,7 @@ def reap_world(monkeypatch: pytest.MonkeyPatch) -> tuple[ReapEngine, list, list]
     events: list[tuple[str, str, dict]] = []
     stopped: list[str] = []
     monkeypatch.setattr(lifecycle, "record_event", lambda k, n, v: events.append((k, n, v)))
-    monkeypatch.setattr(lifecycle.time, "time", lambda: NOW + 1)
+    monkeypatch.setattr(lifecycle.time, "time", lambda: NOW + 1)  # type: ignore[attr-defined]
 
     def fake_stop(name: str, engine: Any = None) -> None:
         stopped.append(name)
@@ -429,7 +431,7 @@ def test_gc_asks_before_removing_a_session_whose_container_is_gone() -> None:
 # --- gc, driven -----------------------------------------------------------------------
 
 
-class GcEngine:
+class GcEngine(UnusedEngine):
     """Containers and volumes of this owner, another owner and no owner at all."""
 
     def __init__(self, owner: str) -> None:
@@ -559,7 +561,7 @@ def test_checkpoint_kills_only_at_the_named_step(step: str, code: int) -> None:
 # --- doctor checks --------------------------------------------------------------------
 
 
-class ImageEngine:
+class ImageEngine(UnusedEngine):
     def __init__(self, labels: dict[str, dict[str, str] | None]) -> None:
         self.labels = labels
 
@@ -575,7 +577,7 @@ def test_doctor_images_missing_or_stale_say_how_to_build() -> None:
             cfg["image_companion"]: {"cage.version": "0.0.1"},
         }
     )
-    checks = {c.check: c for c in doctor.check_images(engine, cfg)}  # type: ignore[arg-type]
+    checks = {c.check: c for c in doctor.check_images(engine, cfg)}
     assert checks[f"image {cfg['image_cli']}"].status == doctor.OK
     stale = checks[f"image {cfg['image_companion']}"]
     assert stale.status == doctor.FAIL and "0.0.1" in stale.detail
@@ -587,9 +589,7 @@ def test_doctor_images_missing_or_stale_say_how_to_build() -> None:
 def test_doctor_fails_a_session_image_from_before_read_only_managed_settings() -> None:
     cfg = config.load()
     engine = ImageEngine({cfg["image_cli"]: {"cage.version": __version__}})
-    check = {c.check: c for c in doctor.check_images(engine, cfg)}[  # type: ignore[arg-type]
-        f"image {cfg['image_cli']}"
-    ]
+    check = {c.check: c for c in doctor.check_images(engine, cfg)}[f"image {cfg['image_cli']}"]
     assert check.status == doctor.FAIL and "managed settings" in check.detail
     assert check.fix == "claude-cage build cli"
 

@@ -13,6 +13,7 @@ from claude_cage import config, policy, runtimes
 from claude_cage.errors import BadInput
 from claude_cage.operations import gvisor
 from claude_cage.operations.session import StartOptions, load_config
+from tests.unit.fake_engine import UnusedEngine
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +45,7 @@ def test_process_limits_on_gvisor() -> None:
 def test_the_plan_puts_the_session_on_its_runtime_and_the_companion_on_runc() -> None:
     cfg = config.Config().values
     host = policy.HostFacts(seccomp_profile="{}", apparmor=False)
-    req = policy.SessionRequest(name="web", runtime="runsc", pids=100)
+    req = policy.SessionRequest(name="web", runtime="runsc", pids=100)  # type: ignore[arg-type]
     plan = policy.plan(cfg, req, host)
     assert plan.session.runtime == "runsc" and plan.session.labels["cage.runtime"] == "runsc"
     assert plan.companion is not None and plan.companion.runtime == "runc"
@@ -69,7 +70,7 @@ def test_the_recommended_registration_is_what_sessions_need() -> None:
     assert not gvisor.registration({"Runtimes": {"runc": {}}}).registered
 
 
-class Engine:
+class Engine(UnusedEngine):
     def __init__(self, runtimes_: dict[str, Any], labels: dict[str, str]) -> None:
         self.runtimes, self.labels = runtimes_, labels
 
@@ -82,17 +83,17 @@ class Engine:
 
 def test_start_on_gvisor_is_refused_when_it_is_not_registered() -> None:
     with pytest.raises(BadInput) as error:
-        gvisor.check_start(Engine({"runc": {}}, {}), "img")  # type: ignore[arg-type]
+        gvisor.check_start(Engine({"runc": {}}, {}), "img")
     assert "not registered" in error.value.message and "daemon.json" in error.value.hint
 
 
 def test_start_on_gvisor_is_refused_for_a_release_doctor_found_broken() -> None:
     engine = Engine({"runsc": {}}, {"cage.claude-code-version": "2.1.400"})
-    gvisor.check_start(engine, "img")  # type: ignore[arg-type]  # no verdict: allowed
+    gvisor.check_start(engine, "img")  # no verdict: allowed
     gvisor._remember("2.1.400", False, "exit 134: panic(main thread): abort() called")
     with pytest.raises(BadInput) as error:
-        gvisor.check_start(engine, "img")  # type: ignore[arg-type]
+        gvisor.check_start(engine, "img")
     assert "2.1.400 does not run on gVisor" in error.value.message
     assert "--runtime runc" in error.value.hint
     gvisor._remember("2.1.400", True, "2.1.400 (Claude Code)")
-    gvisor.check_start(engine, "img")  # type: ignore[arg-type]
+    gvisor.check_start(engine, "img")
