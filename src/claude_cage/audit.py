@@ -28,7 +28,6 @@ import fcntl
 import json
 import os
 import queue
-import subprocess
 import sys
 import threading
 import time
@@ -36,9 +35,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_cage import egress, labels, paths
+from claude_cage import detach, egress, labels, paths
+from claude_cage.engine import Engine
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
+from claude_cage.operations import event_log
 
 BATCH_SECONDS = 0.2  # how long the follower gathers lines before one commit
 BATCH_LINES = 5000
@@ -179,21 +180,7 @@ def ensure_follower() -> bool:
         if fd is None:
             return False
         os.close(fd)  # the follower takes the lock itself (a second one exits at once)
-        env = dict(os.environ, CAGE_DATA_DIR=str(data_dir))
-        package_parent = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_parent, env.get("PYTHONPATH", "")) if p
-        )
-        subprocess.Popen(
-            [sys.executable, "-m", "claude_cage.audit", str(data_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-            cwd="/",
-            env=env,
-        )
+        detach.spawn("claude_cage.audit", [str(data_dir)], {"CAGE_DATA_DIR": str(data_dir)})
         return True
     except OSError:
         return False
@@ -212,9 +199,6 @@ def _read(engine: Any, name: str, container: str, since: str, out: queue.Queue[A
 
 def follow(data_dir: Path) -> None:
     """The follower's loop: one reader thread per companion, one writer (this thread)."""
-    from claude_cage.engine import Engine
-    from claude_cage.operations import event_log
-
     engine, log = Engine(), event_log()
     companions_here = [
         *labels.owner_filters(role=labels.Role.COMPANION),

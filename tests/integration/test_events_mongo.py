@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from claude_cage import events
+from claude_cage import event_outbox, events
 from claude_cage.events import EventLog, EventSyncError
 from tests.conftest import REQUIRE_ENGINE
 
@@ -128,13 +128,13 @@ class NxServer:
 def _wait_for_flushers(timeout: float = 30.0) -> None:
     """Let the detached flushers this process started finish (they are never awaited)."""
     deadline = time.monotonic() + timeout
-    for proc in list(events._FLUSHERS):
+    for proc in list(event_outbox._FLUSHERS):
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    events._FLUSHERS.clear()
+    event_outbox._FLUSHERS.clear()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from claude_cage import events
+from claude_cage import event_outbox, event_schema, events
 from claude_cage.events import EventLog, EventSyncError, mask_uri, migrate, redact
 
 SECRET = "s3cret-Pa55"
@@ -85,7 +85,7 @@ def test_a_new_migration_is_applied_once(db_path: Path, monkeypatch: pytest.Monk
         calls.append(1)
         db.execute("ALTER TABLE events ADD COLUMN extra TEXT")
 
-    monkeypatch.setattr(events, "MIGRATIONS", [*events.MIGRATIONS, m999_test_column])
+    monkeypatch.setattr(event_schema, "MIGRATIONS", [*event_schema.MIGRATIONS, m999_test_column])
     db = _connect(db_path)
     assert migrate(db) == ["m999_test_column"]
     assert migrate(db) == []
@@ -100,7 +100,7 @@ def test_a_failing_migration_rolls_back(db_path: Path, monkeypatch: pytest.Monke
         db.execute("CREATE TABLE half (x)")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(events, "MIGRATIONS", [*events.MIGRATIONS, m998_broken])
+    monkeypatch.setattr(event_schema, "MIGRATIONS", [*event_schema.MIGRATIONS, m998_broken])
     db = _connect(db_path)
     with pytest.raises(RuntimeError):
         migrate(db)
@@ -395,7 +395,7 @@ def test_flusher_is_detached_and_gets_the_uri_by_environment(
             return 0
 
     monkeypatch.setattr(subprocess, "Popen", FakePopen)
-    monkeypatch.setattr(events, "_FLUSHERS", [])
+    monkeypatch.setattr(event_outbox, "_FLUSHERS", [])
     uri = f"mongodb://cage:{SECRET}@127.0.0.1:1/"
     log = EventLog(db_path, uri, "mydb", sync_timeout_ms=700)
     log.record("operation", "start:web", {"status": "ok"})
@@ -416,12 +416,12 @@ def test_flusher_is_detached_and_gets_the_uri_by_environment(
 
     # A flusher holds the lock (it looks again after unlocking): no second one.
     log.spawn_marker_path.unlink()
-    fd = log._try_lock()
+    fd = event_outbox.try_lock(log.lock_path)
     assert fd is not None
     try:
         log.record("operation", "stop:web", {"status": "ok"})
     finally:
-        log._unlock(fd)
+        event_outbox.unlock(fd)
     assert len(calls) == 1
 
     # Neither: a new one.

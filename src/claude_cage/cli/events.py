@@ -74,6 +74,7 @@ def events(
     Events live in SQLite in the data directory, and are mirrored to MongoDB when
     mongodb_uri (or MONGODB_URI) is set.
     """
+    # start-up: `--help` and `list` load this module too; they need no event log
     from claude_cage.operations import event_log
 
     log = event_log()
@@ -117,6 +118,7 @@ def log(type_: str, key: str, value: str) -> None:
     The same interface as the seed's `store.js log`, for scripts and agents. Prints the
     event's id; exits 1 when the event could not be recorded.
     """
+    # start-up: `--help` and `list` load this module too; they need no event log
     from claude_cage.operations import event_log
 
     try:

@@ -1,0 +1,33 @@
+"""Start one of claude-cage's background processes (the event log's flusher, the egress
+audit's follower): `python -m MODULE ARGS` detached from the command that starts it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def spawn(module: str, args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """Start `module` and return at once. It runs in a session of its own (a Ctrl-C or a
+    closed terminal does not reach it), with no standard streams and `/` as its working
+    directory, so it holds nothing of the caller's open. `env` is added to this process's
+    environment (secrets go there: argv is visible to `ps`), and this package comes first
+    on its PYTHONPATH, so it runs the same code as its caller."""
+    full = dict(os.environ, **env)
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    full["PYTHONPATH"] = os.pathsep.join(
+        p for p in (package_parent, full.get("PYTHONPATH", "")) if p
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+        cwd="/",
+        env=full,
+    )
