@@ -33,13 +33,16 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import detach, egress, labels, paths
 from claude_cage.engine import Engine
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
 from claude_cage.operations import event_log
+
+if TYPE_CHECKING:
+    from claude_cage.events import EventLog
 
 BATCH_SECONDS = 0.2  # how long the follower gathers lines before one commit
 BATCH_LINES = 5000
@@ -73,7 +76,7 @@ def state_key(name: str) -> str:
     return f"egress:{name}"
 
 
-def place(log: Any, name: str) -> Place:
+def place(log: EventLog, name: str) -> Place:
     return Place.load(log.get_state(state_key(name)))
 
 
@@ -93,7 +96,7 @@ def _time(seconds: str) -> tuple[int, int]:
 
 
 def ingest(
-    log: Any, name: str, container: str, lines: list[tuple[str, bytes]], final: bool = False
+    log: EventLog, name: str, container: str, lines: list[tuple[str, bytes]], final: bool = False
 ) -> Place:
     """File the refused requests among `lines` not filed before; one transaction."""
     with log.batch() as batch:
@@ -137,7 +140,7 @@ def ingest(
     return here
 
 
-def drain(log: Any, engine: Any, name: str, container: str, wait: float = 1.0) -> None:
+def drain(log: EventLog, engine: Any, name: str, container: str, wait: float = 1.0) -> None:
     """Before a companion is removed: file what its log holds that is not filed yet.
     The follower usually has; give it `wait` seconds, then read the rest here."""
     deadline = time.monotonic() + wait
