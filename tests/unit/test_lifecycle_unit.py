@@ -15,7 +15,9 @@ from claude_cage import __version__, config, metadata, paths, resources
 from claude_cage.endpoints import Endpoint
 from claude_cage.kinds import Status
 from claude_cage.operations import doctor, lifecycle
-from claude_cage.operations.lifecycle import Facts, Sample, SessionObjects, decide, leftovers
+from claude_cage.operations import gc as gc_ops
+from claude_cage.operations.gc import SessionObjects, leftovers
+from claude_cage.operations.lifecycle import Facts, Sample, decide
 from claude_cage.record import SessionRecord
 from tests.unit.fake_engine import UnusedEngine
 
@@ -316,7 +318,7 @@ def container(role: str, state: str, name: str = "s") -> dict[str, Any]:
     }
 
 
-def kinds(items: list[lifecycle.Leftover]) -> list[tuple[str, str]]:
+def kinds(items: list[gc_ops.Leftover]) -> list[tuple[str, str]]:
     return sorted((i.kind, i.target) for i in items)
 
 
@@ -487,7 +489,7 @@ class GcEngine(UnusedEngine):
 
 @pytest.fixture
 def gc_world(monkeypatch: pytest.MonkeyPatch) -> GcEngine:
-    monkeypatch.setattr(lifecycle, "record_event", lambda *a, **k: None)
+    monkeypatch.setattr(gc_ops, "record_event", lambda *a, **k: None)
     engine = GcEngine(paths.owner_id())
     mine = {"managed-by": "claude-cage", "cage.owner": engine.owner}
     theirs = {"managed-by": "claude-cage", "cage.owner": "someone-else"}
@@ -503,13 +505,13 @@ def gc_world(monkeypatch: pytest.MonkeyPatch) -> GcEngine:
 
 
 def test_gc_touches_only_its_own_labelled_objects(gc_world: GcEngine) -> None:
-    lifecycle.gc(engine=gc_world)
+    gc_ops.gc(engine=gc_world)
     assert sorted(gc_world.removed) == ["cage-data-orphan", "cage-orphan"]
     assert metadata.SessionStore().read("gone") is not None  # not confirmed: kept
 
 
 def test_gc_dry_run_removes_nothing(gc_world: GcEngine) -> None:
-    items = lifecycle.gc(remove_stale=True, dry_run=True, engine=gc_world)
+    items = gc_ops.gc(remove_stale=True, dry_run=True, engine=gc_world)
     assert gc_world.removed == []
     assert {i.target for i in items} == {
         "cage-orphan",
@@ -523,7 +525,7 @@ def test_gc_dry_run_removes_nothing(gc_world: GcEngine) -> None:
 def test_gc_with_confirmation_removes_sessions_whose_container_is_gone(
     gc_world: GcEngine,
 ) -> None:
-    lifecycle.gc(remove_stale=True, engine=gc_world)
+    gc_ops.gc(remove_stale=True, engine=gc_world)
     assert sorted(gc_world.removed) == ["cage-data-gone", "cage-data-orphan", "cage-orphan"]
     assert metadata.SessionStore().read("gone") is None
 
@@ -531,7 +533,7 @@ def test_gc_with_confirmation_removes_sessions_whose_container_is_gone(
 def test_gc_leaves_a_session_whose_lock_is_held(gc_world: GcEngine) -> None:
     store = metadata.SessionStore()
     with store.lock("orphan"):  # a start building it right now
-        items = lifecycle.gc(engine=gc_world)
+        items = gc_ops.gc(engine=gc_world)
     assert "cage-orphan" not in gc_world.removed
     assert [i.outcome for i in items if i.session == "orphan"] == ["busy"]
 
@@ -542,7 +544,7 @@ def test_gc_removes_half_written_session_directories(gc_world: GcEngine, data_di
     (half / "api_key").write_text("secret")
     temp = data_dir / "sessions" / "gone" / ".metadata.abc123"
     temp.write_text("name=gone\n")
-    lifecycle.gc(engine=gc_world)
+    gc_ops.gc(engine=gc_world)
     assert not half.exists()
     assert not temp.exists()
     assert (data_dir / "sessions" / "gone" / "metadata").is_file()
@@ -656,7 +658,7 @@ def test_gc_asks_only_on_a_terminal(
     from claude_cage.cli import cli
     from claude_cage.cli import lifecycle as cli_lifecycle
 
-    plan = lifecycle.GcPlan(stale=[lifecycle.Leftover("old", "metadata", "old", "gone")])
+    plan = gc_ops.GcPlan(stale=[gc_ops.Leftover("old", "metadata", "old", "gone")])
     seen: list[bool] = []
 
     def fake_gc(remove_stale: bool = False, dry_run: bool = False) -> list:
@@ -664,8 +666,8 @@ def test_gc_asks_only_on_a_terminal(
         return []
 
     monkeypatch.setattr(cli_lifecycle, "can_ask", lambda: tty)
-    monkeypatch.setattr(lifecycle, "plan_gc", lambda: plan)
-    monkeypatch.setattr(lifecycle, "gc", fake_gc)
+    monkeypatch.setattr(gc_ops, "plan_gc", lambda: plan)
+    monkeypatch.setattr(gc_ops, "gc", fake_gc)
     result = CliRunner().invoke(cli, ["gc", *flags], input=answer)
     assert result.exit_code == 0, result.output
     assert seen == [expected]

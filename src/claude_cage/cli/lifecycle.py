@@ -76,8 +76,8 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     before anything is touched. Only objects labelled managed-by=claude-cage for this
     data directory are touched.
     """
-    from claude_cage.operations.lifecycle import gc as gc_op
-    from claude_cage.operations.lifecycle import plan_gc
+    from claude_cage.operations.gc import gc as gc_op
+    from claude_cage.operations.gc import plan_gc
 
     remove_stale = yes
     plan = plan_gc()
