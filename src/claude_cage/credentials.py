@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from publicsuffixlist import PublicSuffixList
+
 from claude_cage.errors import BadInput
 from claude_cage.kinds import Credential
 
@@ -141,9 +143,8 @@ def check_host(host: str) -> str:
     host = host.strip().lower().rstrip(".")
     if not _HOST.match(host) or len(host) > 253:
         raise BadInput(f"--host: {host!r} is not a host name", "use e.g. api.github.com")
-    from publicsuffixlist import PublicSuffixList  # 30 ms: only when a secret is set
-
     domain = host[2:] if host.startswith("*.") else host
+    # Reading the bundled list takes ~35 ms, so it is read only when a host is checked.
     if PublicSuffixList().privatesuffix(domain) is None:
         raise BadInput(
             f"--host: {host!r} is broader than one registrable domain",

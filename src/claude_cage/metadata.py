@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -336,8 +337,6 @@ class SessionStore:
         self.update(name, blocking=False, last_active=resources.format_time(time.time()))
 
     def remove(self, name: str) -> None:
-        import shutil  # start-up time: only destroy and gc remove anything
-
         path = self.dir(name)
         try:
             if path.is_dir() and not path.is_symlink():

@@ -20,7 +20,9 @@ from typing import Any
 
 from claude_cage import labels, metadata, names
 from claude_cage.engine_api import EngineAPI
+from claude_cage.errors import file_error
 from claude_cage.kinds import Mode
+from claude_cage.operations.objects import inspect_ours
 from claude_cage.record import Mount
 
 SESSION, ADOPT, ORPHAN = "session", "adopt", "orphan"
@@ -66,6 +68,7 @@ def rebuild_record(
     name: str, info: dict[str, Any], companion: dict[str, Any] | None
 ) -> dict[str, Any]:
     """A session's record, from its container's labels and what the engine reports."""
+    # start-up: policy brings egress, runtimes and workdir; `list` needs only ownership()
     from claude_cage import policy
 
     found = info["Config"].get("Labels") or {}
@@ -123,8 +126,6 @@ def adopt(engine: EngineAPI, store: metadata.SessionStore, name: str) -> dict[st
     """Rebuild and write the record of a running session that has no usable one.
     Call with the session's lock held. A damaged file is kept beside it, never deleted.
     Returns the new record, or None when there is nothing to adopt."""
-    from claude_cage.operations.objects import inspect_ours
-
     info = inspect_ours(engine, names.container_name(name))
     if info is None or not info["State"].get("Running"):
         return None
@@ -136,8 +137,6 @@ def adopt(engine: EngineAPI, store: metadata.SessionStore, name: str) -> dict[st
         try:
             os.rename(damaged.path, f"{damaged.path}.damaged-{stamp}")
         except OSError as exc:
-            from claude_cage.errors import file_error
-
             raise file_error(exc, damaged.path) from None
     record = rebuild_record(name, info, inspect_ours(engine, names.companion_name(name)))
     store.write(name, record)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_cage import __version__, paths
+from claude_cage import __version__, claude_code, engines, paths
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
 from claude_cage.engine_api import EngineAPI
@@ -192,8 +192,6 @@ def build_on(
     (no registry there), send it the local engine's images instead, building them here
     first when they are missing or older than this claude-cage. A remote engine gets no
     desktop image: desktop sessions run only on the local engine."""
-    from claude_cage import engines
-
     cfg = config_mod.load()
     cfg.raise_problems()
     progress = progress or (lambda _message: None)
@@ -249,8 +247,6 @@ def _build(
     common = {"CAGE_VERSION": __version__}
     version = None
     if target in ("cli", "desktop", "all"):
-        from claude_cage import claude_code
-
         version = claude_code.resolve(claude_code_version or cfg["claude_code_version"])
         progress(f"Claude Code {version}")
     result = BuildResult(base=base_image, bootstrapped=bootstrapped)

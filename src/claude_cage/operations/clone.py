@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from claude_cage import labels, metadata, names, policy, workdir
+from claude_cage import labels, metadata, names, policy, quota, workdir
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.operations.inputs import StartOptions, host_facts, load_config, request_from_record
@@ -212,8 +212,6 @@ def _reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
     volume = names.workspace_volume(name)
     if engine.volume_labels(volume) is None:
         raise CageError(f"the clone of session {name} is gone (volume {volume})")
-    from claude_cage import quota
-
     quota.ensure_mounted(volume)  # a bounded volume, after a reboot
     cfg = load_config(StartOptions())
     req = request_from_record(meta, cfg)

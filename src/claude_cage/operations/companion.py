@@ -8,12 +8,15 @@ its secrets again, without touching the running session.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from claude_cage import audit, config, metadata, names, policy
+from claude_cage import audit, config, labels, metadata, names, policy
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import EngineError
 from claude_cage.kinds import Mode, Network
+from claude_cage.operations import event_log
+from claude_cage.operations.objects import inspect_ours
 from claude_cage.record import SessionRecord
 
 # Above this share of its process limit, the companion is "overloaded": new processes
@@ -46,8 +49,6 @@ def pids_in_use(info: dict[str, Any]) -> int | None:
     """The companion's process count, from its cgroup on this host (cgroup v1 or v2,
     cgroupfs or systemd); None where the engine is not local. No process in it is
     needed, so this works when it is full."""
-    from pathlib import Path
-
     cid = info["Id"]
     for path in (
         f"/sys/fs/cgroup/pids/docker/{cid}/pids.current",
@@ -64,10 +65,6 @@ def pids_in_use(info: dict[str, Any]) -> int | None:
 
 def drain_audit(engine: EngineAPI, name: str) -> None:
     """File what the companion's log holds before the companion (and its log) goes."""
-    from claude_cage import labels
-    from claude_cage.operations import event_log
-    from claude_cage.operations.objects import inspect_ours
-
     companion = inspect_ours(engine, names.companion_name(name))
     if companion is None or companion["Config"]["Labels"].get(labels.NETWORK) != Network.FILTERED:
         return
@@ -88,12 +85,13 @@ def restart(
 ) -> None:
     """Recreate a running session's companion from its record, and hand it the
     credentials and the desktop token again. The caller holds the session's lock."""
-    from claude_cage.operations import desktop, secrets
-    from claude_cage.operations.inputs import host_facts, request_from_record
+    # `status` imports this module for problem(); what only a restart needs stays off it
+    # (start-up: urllib.request, the credentials, the managed settings)
+    from claude_cage.operations import desktop, inputs, secrets
 
     name = meta.name
-    req = request_from_record(meta, cfg)
-    plan = policy.plan(cfg.values, req, host_facts(cfg))
+    req = inputs.request_from_record(meta, cfg)
+    plan = policy.plan(cfg.values, req, inputs.host_facts(cfg))
     if plan.companion is None:
         return
     drain_audit(engine, name)

@@ -18,8 +18,18 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from claude_cage import __version__, managed
+from claude_cage import (
+    __version__,
+    bindmounts,
+    claude_code,
+    engines,
+    managed,
+    metadata,
+    names,
+    runtimes,
+)
 from claude_cage import config as config_mod
 from claude_cage.engine import Engine
 from claude_cage.engine_api import EngineAPI
@@ -30,7 +40,10 @@ from claude_cage.errors import (
     EngineUnavailable,
     ImageMissing,
 )
+from claude_cage.events import MASK, mask_uri
 from claude_cage.labels import VERSION as VERSION_LABEL
+from claude_cage.operations import gvisor
+from claude_cage.operations.session import StartOptions, destroy, start
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DISK_FAIL_BYTES = 2 * 1024**3  # an image rebuild alone needs about this much
@@ -76,8 +89,6 @@ def check_engine(engine: EngineAPI) -> tuple[Check, dict[str, Any] | None]:
 def check_far_engines(cfg: config_mod.Config) -> list[Check]:
     """Each configured engine besides the local one, all asked at once within
     engine_timeout: it answers, has seccomp, and has the session images."""
-    from claude_cage import engines
-
     names = [n for n in engines.configured(cfg["engines"]) if n]
     if not names:
         return []
@@ -151,8 +162,6 @@ def check_images(engine: EngineAPI, cfg: config_mod.Config) -> list[Check]:
 
 def check_claude_code(engine: EngineAPI, cfg: config_mod.Config) -> list[Check]:
     """The image's Claude Code against the newest release (skipped quietly offline)."""
-    from claude_cage import claude_code
-
     labels = engine.image_labels(cfg["image_cli"])
     if labels is None:
         return []  # the image check already says to build it
@@ -184,9 +193,6 @@ def check_gvisor(
 ) -> Check:
     """gVisor registered as sessions need it; with the probe, this image's Claude Code
     started on it. A failure only when the configured runtime is runsc."""
-    from claude_cage import runtimes
-    from claude_cage.operations import gvisor
-
     wanted = cfg["runtime"] == runtimes.RUNSC
     found = gvisor.registration(info)
     if not found.registered:
@@ -272,11 +278,10 @@ def check_mongodb(cfg: config_mod.Config) -> Check | None:
     uri = cfg["mongodb_uri"]
     if not uri:
         return None
-    from claude_cage.events import mask_uri
-
     shown = mask_uri(uri)
     fix = "check mongodb_uri ('claude-cage config show') and that the server is up"
     try:
+        # start-up: pymongo takes ~80 ms to import; only a configured mongodb_uri needs it
         import pymongo
 
         client: Any = pymongo.MongoClient(
@@ -296,10 +301,6 @@ def check_mongodb(cfg: config_mod.Config) -> Check | None:
 
 def _scrub(text: str, uri: str) -> str:
     """The driver's message with any credential of the URI masked."""
-    from urllib.parse import unquote, urlsplit
-
-    from claude_cage.events import MASK, mask_uri
-
     text = mask_uri(text)
     with contextlib.suppress(ValueError):
         password = urlsplit(uri).password
@@ -322,9 +323,6 @@ def _without_api_key() -> Iterator[None]:
 
 def check_filtered_network(engine: EngineAPI) -> Check:
     """Start a throwaway filtered session, ask its proxy for a denied host, remove it."""
-    from claude_cage import names
-    from claude_cage.operations.session import StartOptions, destroy, start
-
     name = PROBE_PREFIX + secrets.token_hex(3)
     fix = "claude-cage build (companion image), then claude-cage start --network filtered"
     try:
@@ -386,8 +384,6 @@ def check_filtered_network(engine: EngineAPI) -> Check:
 
 def check_session_mounts() -> list[Check]:
     """Every session's read-write mounts are writable by the uid it runs as."""
-    from claude_cage import bindmounts, metadata
-
     checks = []
     for name, meta in sorted(metadata.SessionStore().load_all().items()):
         user, bad = bindmounts.unwritable(meta)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from claude_cage import engines, names
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import SessionNotFound
+from claude_cage.operations.objects import inspect_ours
 from claude_cage.transcript import Event, Reader
 
 TRANSCRIPTS = "/home/claude/.claude/projects"  # CLAUDE_CONFIG_DIR/projects
@@ -19,8 +20,6 @@ FOLLOW_INTERVAL = 1.0  # seconds between two looks at the files when following
 
 
 def _container(engine: EngineAPI, name: str) -> str:
-    from claude_cage.operations.objects import inspect_ours
-
     container = names.container_name(name)
     if inspect_ours(engine, container) is None:
         raise SessionNotFound(name)
