@@ -265,9 +265,9 @@ def reap_world(monkeypatch: pytest.MonkeyPatch) -> tuple[ReapEngine, list, list]
     def fake_stop(name: str, engine: Any = None) -> None:
         stopped.append(name)
 
-    import claude_cage.operations.session as session_mod
+    import claude_cage.operations.teardown as teardown_mod
 
-    monkeypatch.setattr(session_mod, "stop", fake_stop)
+    monkeypatch.setattr(teardown_mod, "stop", fake_stop)
     return engine, events, stopped
 
 

@@ -48,7 +48,7 @@ from claude_cage import labels, metadata, names, resources
 from claude_cage.engine import Engine
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
-from claude_cage.operations import record_event, session
+from claude_cage.operations import record_event, teardown
 from claude_cage.operations.agent import clients
 from claude_cage.operations.objects import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
@@ -284,7 +284,7 @@ def _remember(store: metadata.SessionStore, facts: Facts, verdict: Verdict) -> N
 
 def _stop(engine: EngineAPI, verdict: Verdict) -> None:
     try:
-        session.stop(name=verdict.name, engine=engine)
+        teardown.stop(name=verdict.name, engine=engine)
     except CageError as exc:
         verdict.error = exc.message
         record_event("reaped", verdict.name, {"status": "error", "error": exc.message})
