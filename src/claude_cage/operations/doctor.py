@@ -40,10 +40,10 @@ from claude_cage.errors import (
     EngineUnavailable,
     ImageMissing,
 )
-from claude_cage.events import MASK, mask_uri
 from claude_cage.labels import VERSION as VERSION_LABEL
 from claude_cage.operations import gvisor
 from claude_cage.operations.session import StartOptions, destroy, start
+from claude_cage.redaction import MASK, mask_uri
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DISK_FAIL_BYTES = 2 * 1024**3  # an image rebuild alone needs about this much
