@@ -5,7 +5,8 @@ Each layer overrides the one before:
   2. the user file, ~/.config/claude-cage/config.yaml
   3. the file given with --config
   4. CAGE_<KEY> environment variables (and MONGODB_URI)
-  5. command-line flags (applied by the caller)
+  5. command-line flags: a start checks them here (Config.check) but puts them straight
+     into its request (operations/inputs.py), not into the config
 
 `validate()` names every bad key or value together with where it came from.
 """
@@ -194,18 +195,25 @@ class Config:
     def __getitem__(self, key: str) -> Any:
         return self.values[key]
 
-    def apply(self, layer: Mapping[str, Any], source: str) -> None:
-        """Merge one layer, keeping every bad key or value as a problem."""
+    def check(self, layer: Mapping[str, Any], source: str) -> dict[str, Any]:
+        """One layer's values, each checked by its key's validator, without merging
+        them; every bad key or value is kept as a problem and left out."""
+        checked = {}
         for key, raw in layer.items():
             if key not in VALIDATORS:
                 self.problems.append(Problem(source, key, "unknown key"))
                 continue
             try:
-                self.values[key] = VALIDATORS[key](raw)
+                checked[key] = VALIDATORS[key](raw)
             except ValueError as exc:
                 self.problems.append(Problem(source, key, str(exc)))
-                continue
-            self.sources[key] = source
+        return checked
+
+    def apply(self, layer: Mapping[str, Any], source: str) -> None:
+        """Merge one layer, keeping every bad key or value as a problem."""
+        checked = self.check(layer, source)
+        self.values.update(checked)
+        self.sources.update(dict.fromkeys(checked, source))
 
     def raise_problems(self) -> None:
         if self.problems:

@@ -1,18 +1,23 @@
-"""The sandbox, as one pure function: configuration + request -> container specs.
+"""The sandbox, as pure functions: configuration + request -> container specs.
 
-No I/O happens here. Everything that hardens a session is decided in `plan()`, so a
-reviewer can audit the sandbox by reading this file top to bottom.
+No I/O happens here. Everything that hardens a session is decided in this file, so a
+reviewer can audit the sandbox by reading it top to bottom: `check()` refuses what the
+sandbox cannot give a request, `resolve()` decides what the request means for it (the
+credential, the allowlist) and `plan()` turns it into container specs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import labels as labels_mod
 from claude_cage import names, runtimes, workdir
 from claude_cage.config import parse_size
 from claude_cage.egress import split_allowlist
+from claude_cage.errors import BadInput
 from claude_cage.kinds import (
     DEFAULT_MODE,
     DEFAULT_NETWORK,
@@ -23,6 +28,9 @@ from claude_cage.kinds import (
     Runtime,
 )
 from claude_cage.record import Mount
+
+if TYPE_CHECKING:
+    from claude_cage.credentials import Secret
 
 SESSION_UID = 1000
 COMPANION_UID = 13  # Debian's `proxy` user, which the companion image runs as
@@ -298,7 +306,44 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
     )
 
 
+def check(req: SessionRequest) -> None:
+    """Refuse (BadInput) what the sandbox cannot give the request: a container port its
+    companion uses, ports on the host's network (there is nothing to publish them from),
+    and what its runtime cannot run (runtimes.refusal)."""
+    for _, inner in req.ports:
+        if inner in COMPANION_PORTS:
+            raise BadInput(
+                f"--port: container port {inner} is taken by the session's companion",
+                "use another port in the session than "
+                + " or ".join(str(p) for p in COMPANION_PORTS),
+            )
+    if req.ports and req.network == Network.HOST:
+        raise BadInput("--port has no effect with --network host", "drop --port, or use filtered")
+    refused = runtimes.refusal(req.runtime, req.network, req.mode)
+    if refused:
+        raise BadInput(*refused)
+
+
+def resolve(req: SessionRequest, held: Sequence[Secret], api_key: bool) -> SessionRequest:
+    """The request as the sandbox honours it; the caller's is left as it was.
+
+    filtered: the companion adds the credentials it holds (`held`), so the session's
+    credential is their kind, and the companion waits for them before it serves.
+    none and host: nothing filters, so there is no allowlist; the credential is an API
+    key file inside the session when it has a key (`api_key`)."""
+    if req.network == Network.FILTERED:
+        # start-up: credentials.py costs ~3 ms, and `status` imports this module (through
+        # sandbox.py) without ever resolving a request; a start has it loaded already.
+        from claude_cage import credentials
+
+        kind = credentials.session_kind(list(held))
+        return dataclasses.replace(req, credential=kind, proxy_credentials=bool(held))
+    kind = Credential.API_KEY_FILE if api_key else Credential.NONE
+    return dataclasses.replace(req, credential=kind, proxy_credentials=False, allowed_hosts=[])
+
+
 def plan(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> Plan:
+    """Every container of the session, from the settings and the resolved request."""
     session = session_spec(cfg, req, host)
     companion = companion_spec(cfg, req, host) if needs_companion(req) else None
     return Plan(session, companion, [v["source"] for v in session.volumes])

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import pytest
 
 from claude_cage import config, names, policy
+from claude_cage.credentials import Secret
+from claude_cage.errors import BadInput
 from claude_cage.paths import package_data
 from claude_cage.requests import Mount
 
@@ -103,6 +105,55 @@ def test_plan_does_no_io() -> None:
     # The hook itself sees what plan() must not do.
     seen = _audited(lambda: (SECCOMP_PATH.read_text(), os.listdir("/")))
     assert {"open", "os.listdir"} <= {event for event, _ in seen}
+
+
+# --- what the policy decides before the plan ---------------------------------------------
+
+ANTHROPIC_KEY = Secret("anthropic", "api-key", ("api.anthropic.com",), FAKE_KEY)
+ANTHROPIC_TOKEN = Secret("anthropic", "claude-token", ("api.anthropic.com",), FAKE_KEY)
+
+
+def test_resolve_decides_the_credential_and_the_allowlist() -> None:
+    hosts = ["api.anthropic.com", "example.com"]
+    filtered = request(network="filtered", allowed_hosts=hosts)
+    held = policy.resolve(filtered, [ANTHROPIC_KEY], api_key=True)
+    assert held.credential == "api-key-proxy" and held.proxy_credentials
+    assert held.allowed_hosts == hosts
+    token = policy.resolve(filtered, [ANTHROPIC_TOKEN], api_key=False)
+    assert token.credential == "claude-token-proxy" and token.proxy_credentials
+    bare = policy.resolve(filtered, [], api_key=True)  # filtered: the key is the companion's
+    assert bare.credential == "none" and not bare.proxy_credentials
+    for network in ("none", "host"):  # nothing filters: no allowlist
+        keyed = policy.resolve(request(network=network, allowed_hosts=hosts), [], api_key=True)
+        assert keyed.credential == "api-key-file" and keyed.allowed_hosts == []
+        assert not keyed.proxy_credentials
+        plain = policy.resolve(request(network=network), [ANTHROPIC_KEY], api_key=False)
+        assert plain.credential == "none"
+    assert filtered.credential == "none" and filtered.allowed_hosts == hosts  # left as it was
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"network": "host", "ports": [(8080, 3000)]}, "--port has no effect with --network host"),
+        ({"ports": [(8080, policy.SQUID_PORT)]}, "is taken by the session's companion"),
+        ({"network": "host", "runtime": "runsc"}, "--network host"),
+        ({"mode": "desktop", "runtime": "runsc"}, "desktop"),
+    ],
+)
+def test_check_refuses_what_the_sandbox_cannot_give(fields: dict, message: str) -> None:
+    with pytest.raises(BadInput) as err:
+        policy.check(request(**fields))
+    assert message in err.value.message
+
+
+def test_check_and_resolve_do_no_io() -> None:
+    def decide() -> None:
+        req = busy_request()
+        policy.check(req)
+        policy.resolve(req, [ANTHROPIC_KEY], api_key=False)
+
+    assert _audited(decide) == []
 
 
 # --- the session container ------------------------------------------------------------

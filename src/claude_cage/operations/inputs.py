@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import bindmounts, credentials, metadata, names, paths, policy, runtimes
+from claude_cage import bindmounts, metadata, names, paths, policy
 from claude_cage import config as config_mod
-from claude_cage.credentials import Secret
 from claude_cage.errors import BadInput
-from claude_cage.kinds import Credential, Mode, Network, Status
+from claude_cage.kinds import Mode, Status
 from claude_cage.record import RECORDED, SessionRecord, encode
 from claude_cage.requests import parse_env, parse_mounts, parse_port
 
@@ -44,18 +43,32 @@ class StartOptions:
     runtime: str | None = None
 
 
-def load_config(options: StartOptions) -> config_mod.Config:
+FLAG_SETTINGS = ("mode", "network", "cpus", "memory", "pids", "runtime")  # config keys
+
+
+def load_settings(options: StartOptions) -> tuple[config_mod.Config, dict[str, Any]]:
+    """The configuration a start runs with (defaults, files, environment) and the
+    settings its flags give, each checked by its config key's validator. The flags stay
+    out of the config: they go into the request (build_request). A bad value anywhere is
+    refused here, before anything exists, named as the flag when it is one."""
     cfg = config_mod.load(options.config_file)
-    flags = {
-        "mode": options.mode,
-        "network": options.network,
-        "cpus": options.cpus,
-        "memory": options.memory,
-        "pids": options.pids,
-        "runtime": options.runtime,
-    }
-    cfg.apply({k: v for k, v in flags.items() if v is not None}, "flags")
+    given = {key: getattr(options, key) for key in FLAG_SETTINGS}
+    flags = cfg.check({key: value for key, value in given.items() if value is not None}, "flags")
     cfg.raise_problems()
+    return cfg, flags
+
+
+def setting(cfg: config_mod.Config, flags: dict[str, Any], key: str) -> Any:
+    """A start's value for a config key: its flag's, else the config's."""
+    return flags[key] if key in flags else cfg[key]
+
+
+def load_config(options: StartOptions) -> config_mod.Config:
+    """The configuration with the start's flags merged in as their own layer ("flags"),
+    each value with its source: what a start with these options runs with."""
+    cfg, flags = load_settings(options)
+    cfg.values.update(flags)
+    cfg.sources.update(dict.fromkeys(flags, "flags"))
     return cfg
 
 
@@ -85,62 +98,43 @@ def host_facts(
     return policy.HostFacts(seccomp_profile=seccomp, apparmor=apparmor, upstream_ca=upstream_ca)
 
 
-def credential_kind(network: Network, given: Secret | None) -> Credential:
-    """What a start's own credential makes of the session (for a filtered one, `start`
-    adds the stored credentials)."""
-    if network == Network.FILTERED:
-        return credentials.session_kind([given] if given else [])
-    return Credential.API_KEY_FILE if given else Credential.NONE
-
-
 def default_image(cfg: config_mod.Config, mode: Mode) -> str:
     return str(cfg["image_desktop" if mode == Mode.DESKTOP else "image_cli"])
 
 
 def build_request(
-    cfg: config_mod.Config, options: StartOptions, name: str, given: Secret | None
+    cfg: config_mod.Config, flags: dict[str, Any], options: StartOptions, name: str
 ) -> policy.SessionRequest:
-    """The request of a new session, from the merged config and the start's options."""
-    mode, network = cfg["mode"], cfg["network"]
-    ports = [parse_port(p) for p in options.ports]
-    for _, inner in ports:
-        if inner in policy.COMPANION_PORTS:
-            raise BadInput(
-                f"--port: container port {inner} is taken by the session's companion",
-                "use another port in the session than "
-                + " or ".join(str(p) for p in policy.COMPANION_PORTS),
-            )
-    if ports and network == Network.HOST:
-        raise BadInput("--port has no effect with --network host", "drop --port, or use filtered")
-    refused = runtimes.refusal(cfg["runtime"], network, mode)
-    if refused:
-        raise BadInput(*refused)
-    hosts = list(cfg["allowed_hosts"])
+    """The request of a new session: the config's settings with the flags over them.
+    What the sandbox refuses is refused first (policy.check); what the request means for
+    the sandbox, its credential and allowlist, `start` has policy.resolve decide."""
+    mode = setting(cfg, flags, "mode")
+    req = policy.SessionRequest(
+        name=name,
+        mode=mode,
+        network=setting(cfg, flags, "network"),
+        image=options.image or default_image(cfg, mode),
+        cpus=float(setting(cfg, flags, "cpus")),
+        memory=setting(cfg, flags, "memory"),
+        pids=int(setting(cfg, flags, "pids")),
+        ports=[parse_port(p) for p in options.ports],
+        ephemeral=options.ephemeral,
+        persist=options.persist,
+        owner=paths.owner_id(),
+        runtime=setting(cfg, flags, "runtime"),
+    )
+    policy.check(req)
+    req.allowed_hosts = list(cfg["allowed_hosts"])
     for host in options.allow_hosts:
         try:
             checked = config_mod.validate_host(host)
         except ValueError as exc:
             raise BadInput(f"--allow-host: {exc}", config_mod.HOST_HINT) from None
-        if checked not in hosts:
-            hosts.append(checked)
-    return policy.SessionRequest(
-        name=name,
-        mode=mode,
-        network=network,
-        image=options.image or default_image(cfg, mode),
-        cpus=float(cfg["cpus"]),
-        memory=cfg["memory"],
-        pids=int(cfg["pids"]),
-        mounts=parse_mounts(options.mounts),
-        ports=ports,
-        env=parse_env(options.env),
-        ephemeral=options.ephemeral,
-        persist=options.persist,
-        credential=credential_kind(network, given),
-        allowed_hosts=hosts if network == Network.FILTERED else [],
-        owner=paths.owner_id(),
-        runtime=cfg["runtime"],
-    )
+        if checked not in req.allowed_hosts:
+            req.allowed_hosts.append(checked)
+    req.mounts = parse_mounts(options.mounts)
+    req.env = parse_env(options.env)
+    return req
 
 
 def clone_request(options: StartOptions, name: str, req: policy.SessionRequest) -> Any:
@@ -188,12 +182,21 @@ def request_from_record(session: SessionRecord, cfg: config_mod.Config) -> polic
     )
 
 
-def remote_limits(cfg: config_mod.Config, engine_info: dict[str, Any]) -> None:
-    """Default limits follow the engine's own host: cores minus one, half its memory."""
-    if cfg.sources.get("cpus") == "default" and engine_info.get("NCPU"):
-        cfg.values["cpus"] = config_mod.default_cpus(int(engine_info["NCPU"]))
-    if cfg.sources.get("memory") == "default" and engine_info.get("MemTotal"):
-        cfg.values["memory"] = config_mod.default_memory(int(engine_info["MemTotal"]))
+def remote_limits(
+    cfg: config_mod.Config,
+    flags: dict[str, Any],
+    req: policy.SessionRequest,
+    engine_info: dict[str, Any],
+) -> None:
+    """Default limits follow the engine's own host: cores minus one, half its memory
+    (limits that a flag or the config set stay as they are)."""
+    cores, total = engine_info.get("NCPU"), engine_info.get("MemTotal")
+    if cores and "cpus" not in flags and cfg.sources.get("cpus") == "default":
+        cfg.values["cpus"] = config_mod.default_cpus(int(cores))
+        req.cpus = float(cfg["cpus"])
+    if total and "memory" not in flags and cfg.sources.get("memory") == "default":
+        cfg.values["memory"] = config_mod.default_memory(int(total))
+        req.memory = cfg["memory"]
 
 
 def check_remote(req: policy.SessionRequest, engine_label: str) -> None:

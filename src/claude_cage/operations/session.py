@@ -11,7 +11,6 @@ from typing import Any
 
 from claude_cage import (
     bindmounts,
-    credentials,
     engines,
     managed,
     metadata,
@@ -48,9 +47,11 @@ from claude_cage.operations.inputs import (
     given_settings,
     keep_recorded,
     load_config,
+    load_settings,
     record_for,
     remote_limits,
     request_from_record,
+    setting,
 )
 from claude_cage.operations.keys import API_KEY_SECRET, read_start_credential
 from claude_cage.operations.objects import check_claimable
@@ -158,10 +159,10 @@ def _start_running(
 
 @operation("start")
 def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult:
-    cfg = load_config(options)
+    cfg, flags = load_settings(options)
     name = names.check_name(options.name) if options.name is not None else names.generate_name()
-    given = read_start_credential(options.api_key_file, cfg["network"])
-    req = build_request(cfg, options, name, given)
+    given = read_start_credential(options.api_key_file, setting(cfg, flags, "network"))
+    req = build_request(cfg, flags, options, name)
     repo = clone_request(options, name, req)
     store = metadata.SessionStore()
     warnings = []
@@ -179,8 +180,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         engine = engines.engine_named(wanted)
     if not engine.endpoint.is_local:
         check_remote(req, engine.endpoint.label)
-        remote_limits(cfg, engine.info())
-        req.cpus, req.memory = float(cfg["cpus"]), cfg["memory"]
+        remote_limits(cfg, flags, req, engine.info())
     req.uid, req.gid = bindmounts.session_user(req.mounts)
     req.protect = bindmounts.protections(req.mounts)
     if req.network == Network.HOST:
@@ -217,8 +217,6 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         key, creds = None, list[Secret]()
         if req.network == Network.FILTERED:
             creds = secrets.effective(name, given)
-            req.credential = credentials.session_kind(creds)
-            req.proxy_credentials = bool(creds)
             if given is not None:
                 secrets.check_allowed(
                     list(given.hosts),
@@ -230,6 +228,8 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
             key = given.value
         elif restarted and req.credential == Credential.API_KEY_FILE:
             key = store.read_secret(name, API_KEY_SECRET)
+        api_key = given is not None or (restarted and req.credential == Credential.API_KEY_FILE)
+        req = policy.resolve(req, creds, api_key)  # the credential; the allowlist
         if not restarted and not engine.endpoint.is_local:
             warnings.append(
                 f"volume size limits apply on the local engine only: the volumes on "

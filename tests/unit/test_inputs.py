@@ -1,0 +1,68 @@
+"""A start's flags go one way: into its request, never into the config as a layer that is
+read back out; the policy then decides what the request means for the sandbox."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from claude_cage import policy
+from claude_cage.errors import BadInput
+from claude_cage.operations import inputs
+from claude_cage.operations.inputs import StartOptions
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty config dir, and no CAGE_* variables from the caller's shell."""
+    for key in list(os.environ):
+        if key.startswith("CAGE_") or key == "MONGODB_URI":
+            monkeypatch.delenv(key)
+    conf = tmp_path / "config"
+    conf.mkdir()
+    monkeypatch.setenv("CAGE_CONFIG_DIR", str(conf))
+    monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
+    return conf
+
+
+def test_flags_go_into_the_request_and_leave_the_config_alone(isolated: Path) -> None:
+    (isolated / "config.yaml").write_text("network: none\nmemory: 1g\n")
+    options = StartOptions(network="host", memory="5G", pids=64, runtime="runc")
+    cfg, flags = inputs.load_settings(options)
+    assert flags == {"network": "host", "memory": "5g", "pids": 64, "runtime": "runc"}
+    assert cfg["network"] == "none" and cfg["memory"] == "1g"  # the config as configured
+    assert "flags" not in cfg.sources.values()
+    req = inputs.build_request(cfg, flags, options, "web")
+    assert (req.network, req.memory, req.pids, req.runtime) == ("host", "5g", 64, "runc")
+    # Without flags, the config decides.
+    cfg, flags = inputs.load_settings(StartOptions())
+    req = inputs.build_request(cfg, flags, StartOptions(), "web")
+    assert flags == {} and (req.network, req.memory) == ("none", "1g")
+
+
+def test_a_bad_flag_and_a_bad_file_are_refused_together(isolated: Path) -> None:
+    (isolated / "config.yaml").write_text("cpus: many\n")
+    with pytest.raises(BadInput) as err:
+        inputs.load_settings(StartOptions(memory="lots"))
+    assert err.value.message.startswith("bad config:") and "(and 1 more)" in err.value.message
+
+
+def test_the_request_keeps_the_allowlist_for_the_policy_to_decide() -> None:
+    """build_request does not decide what --network none does to the allowlist:
+    policy.resolve empties it, since nothing filters."""
+    options = StartOptions(network="none", allow_hosts=("example.com",))
+    cfg, flags = inputs.load_settings(options)
+    req = inputs.build_request(cfg, flags, options, "web")
+    assert "example.com" in req.allowed_hosts
+    assert policy.resolve(req, [], api_key=False).allowed_hosts == []
+
+
+def test_the_sandbox_refusals_come_before_the_rest_is_read(tmp_path: Path) -> None:
+    """A port the host network cannot publish is refused before a missing mount."""
+    options = StartOptions(network="host", ports=("8080:3000",), mounts=(str(tmp_path / "x"),))
+    cfg, flags = inputs.load_settings(options)
+    with pytest.raises(BadInput) as err:
+        inputs.build_request(cfg, flags, options, "web")
+    assert "--network host" in err.value.message
