@@ -332,8 +332,8 @@ def resolve(req: SessionRequest, held: Sequence[Secret], api_key: bool) -> Sessi
     none and host: nothing filters, so there is no allowlist; the credential is an API
     key file inside the session when it has a key (`api_key`)."""
     if req.network == Network.FILTERED:
-        # start-up: credentials.py costs ~3 ms, and `status` imports this module (through
-        # sandbox.py) without ever resolving a request; a start has it loaded already.
+        # `status` imports this module (through sandbox.py) and never resolves a request;
+        # start-up: credentials.py would cost it ~3 ms (a start has it loaded already)
         from claude_cage import credentials
 
         kind = credentials.session_kind(list(held))

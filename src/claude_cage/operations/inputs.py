@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import bindmounts, metadata, names, paths, policy
+from claude_cage import bindmounts, metadata, names, paths, policy, workspace
 from claude_cage import config as config_mod
 from claude_cage.errors import BadInput
 from claude_cage.kinds import Mode, Status
@@ -141,8 +141,6 @@ def clone_request(options: StartOptions, name: str, req: policy.SessionRequest) 
     """Check --clone before anything exists; returns the repository, or None."""
     if not options.clone:
         return None
-    from claude_cage import workspace  # start-up time: git handling only for --clone
-
     repo = workspace.find_repo(options.clone)
     workspace.check_branch(name)
     for mount in req.mounts:
