@@ -324,6 +324,17 @@ def check(req: SessionRequest) -> None:
         raise BadInput(*refused)
 
 
+def check_token(network: Network) -> None:
+    """Refuse a subscription token where nothing can carry it: only the filtered
+    network's proxy adds it to requests, and the session itself never holds it."""
+    if network != Network.FILTERED:
+        raise BadInput(
+            "a subscription token is added by the filtered network's proxy; "
+            f"--network {network} has none",
+            "use --network filtered (the default), or log in inside with /login",
+        )
+
+
 def resolve(req: SessionRequest, held: Sequence[Secret], api_key: bool) -> SessionRequest:
     """The request as the sandbox honours it; the caller's is left as it was.
 

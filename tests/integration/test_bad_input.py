@@ -157,6 +157,15 @@ def test_port_with_host_network(refuse: Callable[..., str]) -> None:
     assert "--port" in refuse("--network", "host", "--port", "8080:80")
 
 
+@pytest.mark.parametrize("network", ["none", "host"])
+def test_subscription_token_without_the_filtered_network(
+    refuse: Callable[..., str], network: str
+) -> None:
+    token = "sk-ant-oat01-" + "t" * 40
+    line = refuse("--network", network, env={"CLAUDE_CODE_OAUTH_TOKEN": token})
+    assert f"--network {network} has none" in line and token not in line
+
+
 @pytest.mark.parametrize(
     "env", ["ANTHROPIC_API_KEY=sk-ant-x", "CAGE_BRIDGES=x", "HOME=/tmp", "NOEQUALS", "1BAD=x"]
 )

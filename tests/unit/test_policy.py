@@ -14,6 +14,7 @@ import pytest
 from claude_cage import config, names, policy
 from claude_cage.credentials import Secret
 from claude_cage.errors import BadInput
+from claude_cage.kinds import Network
 from claude_cage.paths import package_data
 from claude_cage.requests import Mount
 
@@ -147,10 +148,20 @@ def test_check_refuses_what_the_sandbox_cannot_give(fields: dict, message: str) 
     assert message in err.value.message
 
 
+def test_a_subscription_token_needs_the_filtered_network() -> None:
+    policy.check_token(Network.FILTERED)
+    for network in (Network.NONE, Network.HOST):
+        with pytest.raises(BadInput) as err:
+            policy.check_token(network)
+        assert f"--network {network} has none" in err.value.message
+        assert "--network filtered" in (err.value.hint or "")
+
+
 def test_check_and_resolve_do_no_io() -> None:
     def decide() -> None:
         req = busy_request()
         policy.check(req)
+        policy.check_token(req.network)
         policy.resolve(req, [ANTHROPIC_KEY], api_key=False)
 
     assert _audited(decide) == []

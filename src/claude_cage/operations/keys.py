@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import credentials, engines, metadata, names
+from claude_cage import credentials, engines, metadata, names, policy
 from claude_cage.credentials import Secret
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
@@ -74,12 +74,7 @@ def read_start_credential(
         )
     if token:
         check_api_key(token, "CLAUDE_CODE_OAUTH_TOKEN", "claude-token")
-        if network != Network.FILTERED:
-            raise BadInput(
-                "a subscription token is added by the filtered network's proxy; "
-                f"--network {network} has none",
-                "use --network filtered (the default), or log in inside with /login",
-            )
+        policy.check_token(network)
     value, kind = (key, "api-key") if key else (token, "claude-token")
     if not value:
         return None
