@@ -298,23 +298,14 @@ def test_commands_leave_namesakes_alone(cage, tmp_path) -> None:
     directory's) is invisible: not found, and never stopped or removed."""
     name = cage.name("twin")
     foreign = f"cage-{name}"
-    subprocess.run(
-        [
-            "docker",
-            "create",
-            "--name",
-            foreign,
-            "--label",
-            "cage-test=1",
-            "claude-cage-base:bookworm",
-            "sleep",
-            "60",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(["docker", "start", foreign], check=True, capture_output=True)
-    try:
+    try:  # the namesake goes, even when it never started
+        subprocess.run(
+            ["docker", "create", "--name", foreign, "--label", "cage-test=1",
+             "claude-cage-base:bookworm", "sleep", "60"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        subprocess.run(["docker", "start", foreign], check=True, capture_output=True)
         for args in (
             ("stop", name),
             ("destroy", "--force", name),
