@@ -10,6 +10,8 @@ benchmark's own.
 
 from __future__ import annotations
 
+import copy
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,3 +102,19 @@ def _mount(mount: dict[str, Any], volumes: dict[str, str]) -> str:
     if mount.get("ReadOnly"):
         parts.append("readonly")
     return ",".join(parts)
+
+
+def keep_binds(info: dict[str, Any], under: Path, into: Path) -> dict[str, Any]:
+    """The inspect with each bind source below `under` (a session's own files, such as its
+    managed settings, gone once it is destroyed) copied into `into` and pointed there."""
+    info = copy.deepcopy(info)
+    for index, mount in enumerate(info["HostConfig"].get("Mounts") or []):
+        source = Path(mount.get("Source") or "")
+        if mount["Type"] == "bind" and source.is_relative_to(under) and source.exists():
+            kept = into / f"bind{index}-{source.name}"
+            if source.is_dir():
+                shutil.copytree(source, kept, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, kept)
+            mount["Source"] = str(kept)
+    return info

@@ -12,6 +12,8 @@ then session, sharing the socket volume), which is what claude-cage has to do.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dockerrun
 from harness import Ratio, Row, SectionResult, paired, paired_ratios, timed
 from harness import run as run_cmd
@@ -31,10 +33,13 @@ def run_kind(ctx, result: SectionResult, kind: str, flags: tuple[str, ...], targ
     env = ctx.ws.cage_env(f"start-{slug}")
     ref = ctx.ws.session_name("ref")
     ctx.start(env, ref, *flags)
-    session_info = ctx.inspect(f"cage-{ref}")
-    companion_info = ctx.inspect(f"companion-cage-{ref}")
-    ctx.destroy(env, ref)
     workdir = ctx.ws.root / f"start-{slug}"
+    data = Path(env["CAGE_DATA_DIR"])
+    session_info = dockerrun.keep_binds(ctx.inspect(f"cage-{ref}"), data, workdir)
+    companion_info = ctx.inspect(f"companion-cage-{ref}")
+    if companion_info is not None:
+        companion_info = dockerrun.keep_binds(companion_info, data, workdir)
+    ctx.destroy(env, ref)
 
     def cage_start() -> float:
         name = ctx.ws.session_name("s")

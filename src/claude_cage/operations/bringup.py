@@ -10,15 +10,17 @@ import concurrent.futures
 import contextlib
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from claude_cage import audit, engines, labels, managed, metadata, names, policy, quota
+from claude_cage import audit, engines, labels, managed, metadata, names, policy, quota, workspace
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
 from claude_cage.engine_api import EngineAPI
-from claude_cage.errors import CageError, CapacityReached, EngineError
+from claude_cage.errors import CageError, CapacityReached, EngineError, PortAllocated
 from claude_cage.kinds import Network
-from claude_cage.operations import checkpoint, clone, secrets
+from claude_cage.operations import checkpoint, clone, desktop, secrets
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.inputs import host_facts
 from claude_cage.operations.keys import inject_key
@@ -170,3 +172,60 @@ def rollback(engine: EngineAPI, created: list[str]) -> None:
             else:
                 engine.remove_volume(obj)
                 quota.release(obj)
+
+
+@dataclass
+class Bringing:
+    """The containers of one start, brought up under the engine's capacity lock, and
+    tried again (up to three times) when another start takes the desktop's port."""
+
+    engine: EngineAPI
+    cfg: config_mod.Config
+    store: metadata.SessionStore
+    req: policy.SessionRequest
+    info: dict[str, Any] | None  # the session's container before this start, if any
+    restarted: bool  # the session has a record: its volumes are filled already
+    placing: contextlib.ExitStack  # --engine auto's placement lock, let go once it counts
+    desktop_plan: desktop.DesktopPlan | None
+
+    def up(
+        self, key: str | None, creds: list[Secret], snap: workspace.Snapshot | None
+    ) -> tuple[list[str], desktop.DesktopPlan | None]:
+        """What was made, and the desktop plan it was made with."""
+        engine, req, name = self.engine, self.req, self.req.name
+        for attempt in range(3):
+            created: list[str] = []
+            # Starts in parallel take turns from the capacity check until their session
+            # counts (its container exists), so they cannot overshoot max_sessions.
+            capacity = contextlib.ExitStack()
+            capacity.enter_context(self.store.lock(capacity_lock(engine)))
+            capacity.push(self.placing)
+            try:
+                check_capacity(engine, self.cfg)
+                reuse = self.info is not None
+                bring_up(engine, self.cfg, req, key, creds, reuse, created, capacity.close)
+                if not self.restarted:
+                    clone.own_data_volume(engine, req)
+                    if snap is not None:
+                        clone.deliver(engine, req, f"cage/{name}", snap)
+                if self.desktop_plan is not None:
+                    desktop.finish(engine, self.store, name, self.desktop_plan)
+                return created, self.desktop_plan
+            except PortAllocated:
+                self._undo(created)
+                # Another start took the desktop port between our check and our bind.
+                if self.desktop_plan is None or attempt == 2:
+                    raise
+                self.desktop_plan = desktop.prepare(engine, self.cfg, self.store, name, None)
+                req.desktop_port = self.desktop_plan.port
+            except BaseException:
+                self._undo(created)
+                raise
+            finally:
+                capacity.close()
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _undo(self, created: list[str]) -> None:
+        rollback(self.engine, created)
+        if self.info is not None:  # a failed restart leaves the session stopped, as it was
+            self.engine.stop(names.container_name(self.req.name))

@@ -23,14 +23,13 @@ from claude_cage import (
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
 from claude_cage.engine_api import EngineAPI
-from claude_cage.errors import BadInput, CageError, PortAllocated
+from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Credential, Mode, Network, Runtime, Status
 from claude_cage.operations import (
     adoption,
     agent,
     bridges,
     checkpoint,
-    clone,
     desktop,
     gvisor,
     model,
@@ -38,7 +37,7 @@ from claude_cage.operations import (
     secrets,
 )
 from claude_cage.operations import companion as companion_ops
-from claude_cage.operations.bringup import bring_up, capacity_lock, check_capacity, rollback
+from claude_cage.operations.bringup import Bringing, rollback
 from claude_cage.operations.inputs import (
     StartOptions,
     build_request,
@@ -157,6 +156,105 @@ def _start_running(
     )
 
 
+def _choose_engine(
+    options: StartOptions,
+    cfg: config_mod.Config,
+    store: metadata.SessionStore,
+    name: str,
+    placing: contextlib.ExitStack,
+) -> EngineAPI:
+    """The engine the session runs on: the one it records, else --engine or
+    default_engine; `auto` places it, holding `placing` until the caller lets go."""
+    previous_engine = _recorded_engine(store, name)
+    wanted = engines.canonical(options.engine or cfg["default_engine"])
+    if previous_engine is not None:
+        wanted = previous_engine  # a session stays on its engine
+    elif wanted == engines.AUTO:
+        # Parallel auto starts take turns from the count to the new session's
+        # container, so two of them never both take an engine's last place.
+        placing.enter_context(store.lock(PLACEMENT_LOCK))
+        wanted = engines.place(cfg["engines"], int(cfg["max_sessions"]), cfg["engine_timeout"])
+    return engines.engine_named(wanted)
+
+
+def _final_record(
+    req: policy.SessionRequest,
+    before: SessionRecord | None,
+    cfg: config_mod.Config,
+    engine: EngineAPI,
+    desktop_plan: desktop.DesktopPlan | None,
+) -> SessionRecord:
+    """The record of a started session: its request, the config it ran with (a restart
+    puts that back), its engine, and a desktop's bind."""
+    session = record_for(req, before, cfg["allowed_ports"])
+    session = dataclasses.replace(
+        session, engine=engine.endpoint.name, **{key: cfg[key] for key in RECORDED}
+    )
+    if desktop_plan is not None:
+        session = dataclasses.replace(session, desktop_bind=desktop_plan.bind)
+    return session
+
+
+def _require_images(engine: EngineAPI, cfg: config_mod.Config, req: policy.SessionRequest) -> None:
+    """The images this start runs are there, and new enough for what it asks of them."""
+    engine.require_image(req.image)
+    managed.require_image_support(req.image, engine.image_labels(req.image) or {})
+    if req.runtime == Runtime.RUNSC:
+        gvisor.check_start(engine, req.image)
+    if policy.needs_companion(req):
+        engine.require_image(cfg["image_companion"])
+
+
+def _save_starting(
+    store: metadata.SessionStore,
+    req: policy.SessionRequest,
+    cfg: config_mod.Config,
+    engine: EngineAPI,
+) -> SessionRecord:
+    """A new session's record comes first: a start killed at any later point leaves a
+    session `list` shows and `gc` cleans ("starting", with no start holding its lock)."""
+    starting = dataclasses.replace(
+        record_for(req, None, cfg["allowed_ports"]),
+        status=Status.STARTING,
+        engine=engine.endpoint.name,
+    )
+    try:
+        store.save(starting)
+    except BaseException:  # a full disk: not even an empty directory stays
+        with contextlib.suppress(CageError):
+            store.remove(req.name)
+        raise
+    checkpoint("start:record-written")
+    return starting
+
+
+def _credentials(
+    store: metadata.SessionStore,
+    req: policy.SessionRequest,
+    given: Secret | None,
+    restarted: bool,
+) -> tuple[policy.SessionRequest, str | None, list[Secret]]:
+    """The request as the policy resolves it for its credentials; the API key a none or
+    host session gets as a file; the credentials a filtered session's companion adds."""
+    name = req.name
+    key, creds = None, list[Secret]()
+    if req.network == Network.FILTERED:
+        creds = secrets.effective(name, given)
+        if given is not None:
+            secrets.check_allowed(
+                list(given.hosts),
+                req.allowed_hosts,
+                f"session {name}'s allowlist",
+                "allow it with --allow-host HOST",
+            )
+    elif given is not None:
+        key = given.value
+    elif restarted and req.credential == Credential.API_KEY_FILE:
+        key = store.read_secret(name, API_KEY_SECRET)
+    api_key = given is not None or (restarted and req.credential == Credential.API_KEY_FILE)
+    return policy.resolve(req, creds, api_key), key, creds
+
+
 @operation("start")
 def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult:
     cfg, flags = load_settings(options)
@@ -168,16 +266,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
     warnings = []
     placing = contextlib.ExitStack()  # --engine auto: held until the session counts
     if engine is None:
-        previous_engine = _recorded_engine(store, name)
-        wanted = engines.canonical(options.engine or cfg["default_engine"])
-        if previous_engine is not None:
-            wanted = previous_engine  # a session stays on its engine
-        elif wanted == engines.AUTO:
-            # Parallel auto starts take turns from the count to the new session's
-            # container, so two of them never both take an engine's last place.
-            placing.enter_context(store.lock(PLACEMENT_LOCK))
-            wanted = engines.place(cfg["engines"], int(cfg["max_sessions"]), cfg["engine_timeout"])
-        engine = engines.engine_named(wanted)
+        engine = _choose_engine(options, cfg, store, name, placing)
     if not engine.endpoint.is_local:
         check_remote(req, engine.endpoint.label)
         remote_limits(cfg, flags, req, engine.info())
@@ -214,22 +303,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         sizes = (cfg["workspace_size"], cfg["data_size"], cfg["socket_size"])
         if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
             warnings.append(quota.UNBOUNDED_HINT)
-        key, creds = None, list[Secret]()
-        if req.network == Network.FILTERED:
-            creds = secrets.effective(name, given)
-            if given is not None:
-                secrets.check_allowed(
-                    list(given.hosts),
-                    req.allowed_hosts,
-                    f"session {name}'s allowlist",
-                    "allow it with --allow-host HOST",
-                )
-        elif given is not None:
-            key = given.value
-        elif restarted and req.credential == Credential.API_KEY_FILE:
-            key = store.read_secret(name, API_KEY_SECRET)
-        api_key = given is not None or (restarted and req.credential == Credential.API_KEY_FILE)
-        req = policy.resolve(req, creds, api_key)  # the credential; the allowlist
+        req, key, creds = _credentials(store, req, given, restarted)
         if not restarted and not engine.endpoint.is_local:
             warnings.append(
                 f"volume size limits apply on the local engine only: the volumes on "
@@ -237,12 +311,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
             )
         # Claude Code's managed settings, from the configuration of this start.
         settings = managed.compose(cfg["claude_managed_settings"], req.credential)
-        engine.require_image(req.image)
-        managed.require_image_support(req.image, engine.image_labels(req.image) or {})
-        if req.runtime == Runtime.RUNSC:
-            gvisor.check_start(engine, req.image)
-        if policy.needs_companion(req):
-            engine.require_image(cfg["image_companion"])
+        _require_images(engine, cfg, req)
         desktop_plan = None
         if req.mode == Mode.DESKTOP:
             desktop_plan = desktop.prepare(engine, cfg, store, name, req.desktop_port)
@@ -259,70 +328,17 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         snap = None
         if repo is not None and not restarted:
             snap = stack.enter_context(workspace.snapshot(repo))
-        starting = None
-        if previous is None:
-            # The record comes first: a start killed at any later point leaves a session
-            # `list` shows and `gc` cleans ("starting", with no start holding its lock).
-            starting = dataclasses.replace(
-                record_for(req, None, cfg["allowed_ports"]),
-                status=Status.STARTING,
-                engine=engine.endpoint.name,
-            )
-            try:
-                store.save(starting)
-            except BaseException:  # a full disk: not even an empty directory stays
-                with contextlib.suppress(CageError):
-                    store.remove(name)
-                raise
-            checkpoint("start:record-written")
+        starting = None if restarted else _save_starting(store, req, cfg, engine)
         made: list[str] = []
         try:
-            for attempt in range(3):
-                created: list[str] = []
-                # Starts in parallel take turns from the capacity check until their session
-                # counts (its container exists), so they cannot overshoot max_sessions.
-                capacity = contextlib.ExitStack()
-                capacity.enter_context(store.lock(capacity_lock(engine)))
-                capacity.push(placing)
-                try:
-                    check_capacity(engine, cfg)
-                    bring_up(
-                        engine, cfg, req, key, creds, info is not None, created, capacity.close
-                    )
-                    if not restarted:
-                        clone.own_data_volume(engine, req)
-                        if snap is not None:
-                            clone.deliver(engine, req, f"cage/{name}", snap)
-                    if desktop_plan is not None:
-                        desktop.finish(engine, store, name, desktop_plan)
-                    break
-                except PortAllocated:
-                    rollback(engine, created)
-                    if info is not None:
-                        engine.stop(container)
-                    # Another start took the desktop port between our check and our bind.
-                    if desktop_plan is None or attempt == 2:
-                        raise
-                    desktop_plan = desktop.prepare(engine, cfg, store, name, None)
-                    req.desktop_port = desktop_plan.port
-                except BaseException:
-                    rollback(engine, created)
-                    if info is not None:  # a failed restart leaves the session stopped, as it was
-                        engine.stop(container)
-                    raise
-                finally:
-                    capacity.close()
-            made = created
+            bringing = Bringing(engine, cfg, store, req, info, restarted, placing, desktop_plan)
+            made, desktop_plan = bringing.up(key, creds, snap)
             if given is not None and req.network == Network.FILTERED:
                 secrets.save(given, name)
             elif key and not restarted:
                 store.write_secret(name, API_KEY_SECRET, key)
-            session = record_for(req, previous or starting, cfg["allowed_ports"])
-            session = dataclasses.replace(session, **{key: cfg[key] for key in RECORDED})
-            session = dataclasses.replace(session, engine=engine.endpoint.name)
-            if desktop_plan is not None:
-                session = dataclasses.replace(session, desktop_bind=desktop_plan.bind)
-            if snap is not None:
+            session = _final_record(req, previous or starting, cfg, engine, desktop_plan)
+            if snap is not None and repo is not None:
                 session = dataclasses.replace(
                     session,
                     repo=str(repo.top),
