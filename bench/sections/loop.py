@@ -24,6 +24,7 @@ from pathlib import Path
 
 from harness import Ratio, Row, SectionResult, paired, paired_ratios, timed
 from harness import run as run_command
+from pki import make_tls
 
 NAME = "loop"
 TITLE = "attach and logs"
@@ -101,7 +102,8 @@ def run(ctx) -> SectionResult:
     result = SectionResult(NAME, TITLE)
     env = ctx.ws.cage_env("loop")
     ensure_egress_network()
-    server = start_model_server(ctx.ws.run_id)
+    ca, tls = make_tls(ctx.ws.root / "loop-tls")
+    server = start_model_server(ctx.ws.run_id, tls, ca)
     try:
         name = ctx.ws.session_name("agent")
         key = {"ANTHROPIC_API_KEY": "sk-ant-bench-0123456789abcdef", **server.session_env()}

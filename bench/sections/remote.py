@@ -71,36 +71,20 @@ def run(ctx) -> SectionResult:
         )
         for label, values in samples.items():
             result.rows.append(Row(NAME, label, values))
-        over_ssh = samples["bare Python API call over SSH"]
-        for label in ("list (local + remote)", "list (local + remote + unreachable)"):
-            result.ratios.append(
-                Ratio(
-                    NAME,
-                    label,
-                    "bare Python API call over SSH",
-                    paired_ratios(samples[label], over_ssh),
+        floors = {
+            "bare Python API call over SSH": "the bare SSH floor (Python's start-up and one "
+            "call over SSH)",
+            "list --engine cage-e2 (the slowest engine alone)": "`list` of the slowest engine "
+            "alone (target: at most 50 ms)",
+        }
+        for floor, described in floors.items():
+            for label in ("list (local + remote)", "list (local + remote + unreachable)"):
+                ratios = paired_ratios(samples[label], samples[floor])
+                result.ratios.append(Ratio(NAME, label, floor, ratios))
+                extra = sorted(c - f for c, f in zip(samples[label], samples[floor], strict=True))
+                result.notes.append(
+                    f"{label}: median {extra[len(extra) // 2] * 1000:.0f} ms over {described}"
                 )
-            )
-            extra = sorted(c - f for c, f in zip(samples[label], over_ssh, strict=True))
-            result.notes.append(
-                f"{label}: median {extra[len(extra) // 2] * 1000:.0f} ms over the bare SSH "
-                "floor (Python's start-up and one call over SSH)"
-            )
-        alone = samples["list --engine cage-e2 (the slowest engine alone)"]
-        for label in ("list (local + remote)", "list (local + remote + unreachable)"):
-            result.ratios.append(
-                Ratio(
-                    NAME,
-                    label,
-                    "list --engine cage-e2 (the slowest engine alone)",
-                    paired_ratios(samples[label], alone),
-                )
-            )
-            extra = sorted(c - f for c, f in zip(samples[label], alone, strict=True))
-            result.notes.append(
-                f"{label}: median {extra[len(extra) // 2] * 1000:.0f} ms over `list` of the "
-                "slowest engine alone (target: at most 50 ms)"
-            )
         result.ratios.append(
             Ratio(
                 NAME,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import calendar
 import contextlib
-import fcntl
 import json
 import os
 import queue
@@ -163,15 +162,7 @@ def _lock_path(data_dir: Path) -> Path:
 
 
 def _try_lock(data_dir: Path) -> int | None:
-    path = _lock_path(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+    return detach.try_lock(_lock_path(data_dir))
 
 
 def ensure_follower() -> bool:

@@ -1,8 +1,10 @@
 """Start one of claude-cage's background processes (the event log's flusher, the egress
-audit's follower): `python -m MODULE ARGS` detached from the command that starts it."""
+audit's follower): `python -m MODULE ARGS` detached from the command that starts it, and
+the lock that keeps each to one process per data directory."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -31,3 +33,23 @@ def spawn(module: str, args: list[str], env: Mapping[str, str]) -> subprocess.Po
         cwd="/",
         env=full,
     )
+
+
+def try_lock(path: Path) -> int | None:
+    """A background process's lock, taken without waiting: its descriptor, or None if
+    another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

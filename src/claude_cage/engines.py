@@ -85,21 +85,25 @@ class Asking(Generic[T]):
     """One question put to several engines at once, each in its own thread.
 
     Engines can be added while the first ones answer, so a caller starts the slow ones
-    (over SSH) before its own work and collects everything at the end. An engine still
-    silent `timeout` seconds after the first was asked is EngineUnavailable. The threads
-    are daemons: a command never waits at exit for an engine that hangs.
+    (over SSH) before its own work and collects everything at the end. Each engine has
+    `timeout` seconds from the moment it was asked; one still silent then is
+    EngineUnavailable. The threads are daemons: a command never waits at exit for an
+    engine that hangs.
     """
 
     def __init__(self, question: Callable[[Engine], T], timeout: float) -> None:
         self.question = question
         self.timeout = timeout
-        self.names: list[str] = []
+        self._asked: dict[str, float] = {}  # engine -> when it was asked (monotonic)
         self._answers: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._deadline = time.monotonic() + timeout
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._asked)
 
     def ask(self, name: str) -> None:
-        if name not in self.names:
-            self.names.append(name)
+        if name not in self._asked:
+            self._asked[name] = time.monotonic()
             threading.Thread(target=self._one, args=(name,), daemon=True).start()
 
     def _one(self, name: str) -> None:
@@ -113,16 +117,18 @@ class Asking(Generic[T]):
     def results(self) -> dict[str, T | CageError]:
         """Each engine's answer (the question's result, or the error it raised)."""
         results: dict[str, T | CageError] = {}
-        while len(results) < len(self.names):
-            left = self._deadline - time.monotonic()
-            if left <= 0:
-                break
+        while len(results) < len(self._asked):
+            waiting = [at for name, at in self._asked.items() if name not in results]
+            left = max(waiting) + self.timeout - time.monotonic()
             try:
-                name, answer = self._answers.get(timeout=left)
+                if left > 0:
+                    name, answer = self._answers.get(timeout=left)
+                else:  # past every deadline: an answer already there still counts
+                    name, answer = self._answers.get_nowait()
             except queue.Empty:
                 break
             results[name] = answer
-        for name in self.names:
+        for name in self._asked:
             if name not in results:
                 endpoint = endpoints.resolve(name)
                 results[name] = EngineUnavailable(

@@ -12,7 +12,6 @@ and go out, in order, with a later sync.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import detach, event_schema
+from claude_cage.detach import try_lock, unlock
 from claude_cage.errors import CageError
 
 if TYPE_CHECKING:
@@ -45,25 +45,6 @@ class EventSyncError(CageError):
 
 # Detached flushers this process started: kept so they are reaped, never waited for.
 _FLUSHERS: list[subprocess.Popen[bytes]] = []
-
-
-def try_lock(path: Path) -> int | None:
-    """The flusher's lock, taken without waiting: its descriptor, or None if held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def unlock(fd: int) -> None:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 def kick(log: EventLog) -> bool:

@@ -144,7 +144,8 @@ class Transport:
             raise
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            if method == "GET" and not self.endpoint.is_local and not retried:
+            idle_closed = not isinstance(exc, TimeoutError)  # not one that never answers
+            if method == "GET" and not self.endpoint.is_local and not retried and idle_closed:
                 # A kept connection the far side closed while idle: dial again, once.
                 return self.request(method, path, query, body, raw, headers, retried=True)
             raise EngineUnavailable(

@@ -326,6 +326,10 @@ def test_list_over_three_engines_one_unreachable(remote_cage: Cage, silent_engin
     dead = cage("list", "--engine", DEAD)
     assert dead.code == 1 and dead.stderr.startswith("error: cannot reach"), dead.output
     assert "Traceback" not in dead.output
+    began = time.monotonic()
+    silent = cage("list", "--engine", silent_engine)
+    assert silent.code == 1 and silent.stderr.startswith("error: "), silent.output
+    assert time.monotonic() - began < 8 + 4  # engine_timeout bounds it, once
     unknown = cage("list", "--engine", "no-such-context")
     assert unknown.code == 2 and "docker context create" in unknown.stderr, unknown.output
     # gc works on the local engine: a session on another engine is none of its business

@@ -211,7 +211,13 @@ def list_cmd(as_json: bool, engine_name: str | None) -> None:
     from claude_cage import engines
     from claude_cage.operations.query import survey
 
-    found = survey(engines.engine_named(engine_name) if engine_name is not None else None)
+    only = None
+    if engine_name is not None:  # one engine, with the same bound `list` gives each
+        from claude_cage import config as config_mod
+
+        timeout = float(config_mod.load()["engine_timeout"])
+        only = engines.engine_named(engine_name, timeout=timeout)
+    found = survey(only)
     sessions = found.sessions
     for engine in found.engines:
         if not engine["reachable"] and not as_json:

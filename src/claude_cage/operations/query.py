@@ -165,7 +165,7 @@ def survey(engine: EngineAPI | None = None) -> Survey:
         )
         containers = {c["Labels"].get(labels.SESSION): c for c in answer} if reachable else {}
         here = {n: m for n, m in metas.items() if m.engine == where}
-        broken = set(damaged) if where == asked[0] else set()  # its engine is unknown
+        broken = set(damaged) if where == "" else set()  # its engine is unknown: local
         for name in sorted(set(here) | broken | {n for n in containers if n} - set(metas)):
             why = damaged[name].reason if name in damaged else None
             entry = view(name, here.get(name), containers.get(name), why)
