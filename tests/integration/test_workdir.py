@@ -68,10 +68,15 @@ def test_claude_code_asks_to_trust_the_project(cage: Cage, tmp_path: Path) -> No
     name = cage.name()
     started = cage("start", "--name", name, "--network", "none", "-d", "--clone", str(repo))
     assert started.code == 0, started.output
-    seed = cage("exec", name, "--", "sh", "-c", f"echo '{ONBOARDED}' > ~/.claude/.claude.json")
+    # `start -d` started a Claude Code before the onboarding is marked done: it writes its
+    # own .claude.json, so it must be gone first (on --network none it exits by itself).
+    # The one the next start begins reads the mark (the data volume keeps it).
+    seed = cage(
+        "exec", name, "--", "sh", "-c",
+        "for i in $(seq 100); do pgrep -x claude >/dev/null || break; sleep 0.1; done; "
+        f"pkill -KILL -x claude; echo '{ONBOARDED}' > ~/.claude/.claude.json",
+    )  # fmt: skip
     assert seed.code == 0, seed.output
-    # `start -d` started a Claude Code before the onboarding was marked done; the one the
-    # next start begins reads it (the data volume keeps it).
     assert cage("stop", name).code == 0
     assert cage("start", "--name", name, "-d").code == 0
     attached = screen(on_a_tty(cage, ["claude-cage", "attach", name], timeout=20))

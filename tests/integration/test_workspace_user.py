@@ -23,7 +23,7 @@ from tests.integration.workspace_helpers import GIT_ENV
 pytestmark = pytest.mark.engine
 SYSTEM_PYTHON = "/usr/bin/python3"
 # claude-cage itself, and what the commands used here import
-LIBS = ("claude_cage", "click", "yaml", "platformdirs")
+LIBS = ("claude_cage", "click", "yaml", "platformdirs", "publicsuffixlist")
 
 
 def _libraries(target: Path) -> None:

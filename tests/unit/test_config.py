@@ -16,16 +16,8 @@ from claude_cage.operations.session import StartOptions, load_config
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty config dir, and no CAGE_* variables from the caller's shell."""
-    for key in list(os.environ):
-        if key.startswith("CAGE_") or key == "MONGODB_URI":
-            monkeypatch.delenv(key)
-    conf = tmp_path / "config"
-    conf.mkdir()
-    monkeypatch.setenv("CAGE_CONFIG_DIR", str(conf))
-    monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
-    return conf
+def isolated(config_dir: Path) -> Path:
+    return config_dir
 
 
 def write(path: Path, text: str) -> Path:

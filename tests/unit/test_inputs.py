@@ -3,7 +3,6 @@ read back out; the policy then decides what the request means for the sandbox.""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,8 @@ from claude_cage.operations.inputs import StartOptions
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty config dir, and no CAGE_* variables from the caller's shell."""
-    for key in list(os.environ):
-        if key.startswith("CAGE_") or key == "MONGODB_URI":
-            monkeypatch.delenv(key)
-    conf = tmp_path / "config"
-    conf.mkdir()
-    monkeypatch.setenv("CAGE_CONFIG_DIR", str(conf))
-    monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
-    return conf
+def isolated(config_dir: Path) -> Path:
+    return config_dir
 
 
 def test_flags_go_into_the_request_and_leave_the_config_alone(isolated: Path) -> None:
