@@ -103,6 +103,18 @@ class Cage:
         return paths.owner_id(self.data_dir)
 
 
+def logs_bytes(cage: Cage, name: str, *flags: str) -> bytes:
+    """`claude-cage logs NAME FLAGS` into a pipe: its output as bytes (exit 0 checked)."""
+    run = subprocess.run(
+        [sys.executable, "-m", "claude_cage", "logs", name, *flags],
+        capture_output=True,
+        env=cage.env,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
 def docker_json(*args: str) -> object:
     out = subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
     return json.loads(out)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cage
+from tests.conftest import Cage, logs_bytes
 from tests.integration.model import ModelServer, agent_script
 from tests.integration.test_agent import project  # noqa: F401 (a fixture)
 
@@ -24,15 +24,9 @@ HOSTILE = "Done.\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2J"  # clipboard write, c
 
 
 def logs(cage: Cage, name: str, *flags: str) -> str:
-    run = subprocess.run(
-        [sys.executable, "-m", "claude_cage", "logs", name, *flags],
-        capture_output=True,
-        env=cage.env,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stderr
-    assert b"\x1b" not in run.stdout and b"\x07" not in run.stdout  # nothing raw
-    return run.stdout.decode()
+    out = logs_bytes(cage, name, *flags)
+    assert b"\x1b" not in out and b"\x07" not in out  # nothing raw
+    return out.decode()
 
 
 def test_logs_show_the_agents_tool_calls_running_and_stopped(

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from tests.conftest import Cage
+from tests.conftest import Cage, logs_bytes
 from tests.integration.terminal import Terminal
 from tests.integration.test_attach import on_a_tty
 
@@ -35,20 +35,6 @@ def session(cage_module: Cage) -> str:
 def write_to_log(cage: Cage, name: str, text: str) -> None:
     wrote = cage("exec", name, "--", "sh", "-c", f"printf '{text}' > /proc/1/fd/1")
     assert wrote.code == 0, wrote.output
-
-
-def logs_bytes(cage: Cage, name: str, *flags: str) -> bytes:
-    import subprocess
-    import sys
-
-    run = subprocess.run(
-        [sys.executable, "-m", "claude_cage", "logs", name, *flags],
-        capture_output=True,
-        env=cage.env,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stderr
-    return run.stdout
 
 
 def test_logs_show_escape_sequences_escaped(cage_module: Cage, session: str) -> None:

@@ -192,19 +192,6 @@ def _check_scope(hosts: list[str], session: str | None) -> None:
     check_allowed(hosts, allowlist, where, fix)
 
 
-@operation("secret-set")
-def set_secret(
-    name: str,
-    value: str,
-    hosts: list[str],
-    kind: str | None = None,
-    header: str | None = None,
-    session: str | None = None,
-    engine: EngineAPI | None = None,
-) -> SecretResult:
-    return store_secret(name, value, hosts, kind, header, session, engine)
-
-
 def store_secret(
     name: str,
     value: str,
@@ -247,6 +234,10 @@ def store_secret(
     targets = [session] if session else _running_filtered(engine, store)
     updated = [s for s in targets if _refresh(engine, s, store)]
     return SecretResult(name, kind, checked, cred.fingerprint(), session, updated)
+
+
+# `secret set`, recorded as its own event (`key set` stores through store_secret too)
+set_secret = operation("secret-set")(store_secret)
 
 
 def list_secrets(session: str | None = None) -> list[dict[str, Any]]:
