@@ -159,6 +159,7 @@ def test_start_refuses_a_running_sessions_name(cage_module: Cage, shared: str) -
     before = inspect(f"cage-{shared}")["Id"]
     result = cage_module("start", "--name", shared, "--network", "none", "--detach")
     assert result.code == 2 and "already running" in result.stderr
+    assert f"claude-cage attach {shared}" in result.stderr
     assert inspect(f"cage-{shared}")["Id"] == before
 
 

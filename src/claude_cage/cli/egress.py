@@ -151,7 +151,10 @@ def key() -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="Read the key from this file (default: standard input).",
 )
-def key_set(name: str, key_file: str | None) -> None:
+@click.option(
+    "--force", is_flag=True, help="Set a key that does not look like an Anthropic API key."
+)
+def key_set(name: str, key_file: str | None, force: bool) -> None:
     """Change a running session's API key without restarting it.
 
     The key is read from --file or standard input, never from the command line.
@@ -168,7 +171,7 @@ def key_set(name: str, key_file: str | None) -> None:
             value = sys.stdin.readline()
         else:
             value = sys.stdin.read()
-    result = set_key(name, value)
+    result = set_key(name, value, force=force)
     click.echo(result.name)
     note(
         f"key updated ({result.credential}; "

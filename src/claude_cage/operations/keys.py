@@ -24,6 +24,9 @@ from claude_cage.operations.objects import inspect_ours
 
 API_KEY_SECRET = secrets.API_KEY_SECRET
 _API_KEY = re.compile(r"^[A-Za-z0-9._~+/=-]{8,512}$")
+# What Anthropic's keys look like: "sk-ant-" then a kind ("api03-", "admin01-", ...) and a
+# long url-safe body (a real one is about 100 characters).
+_ANTHROPIC_KEY = re.compile(r"^sk-ant-[A-Za-z0-9]+-[A-Za-z0-9_-]{16,}$")
 
 
 def read_api_key(api_key_file: str | None, environ: dict[str, str] | None = None) -> str | None:
@@ -103,14 +106,34 @@ class KeyResult:
         return {"credential": self.credential.value, "live": self.live}  # never the key
 
 
+def check_key_shape(key: str) -> str:
+    """Refuse what is not an Anthropic API key at all (an empty line, a word, a token of
+    another service): `key set` is the one place a key is typed in by hand."""
+    key = key.strip()
+    if not key:
+        raise BadInput(
+            "no key was given (standard input was empty)",
+            "pass the key on standard input or with --file: claude-cage key set NAME < key",
+        )
+    key = check_api_key(key, "the key given")
+    if not _ANTHROPIC_KEY.match(key):
+        raise BadInput(
+            "the key given does not look like an Anthropic API key (sk-ant-api03-...)",
+            "check that it is the key itself; pass --force to set an unusual key anyway",
+        )
+    return key
+
+
 @operation("key-set")
-def set_key(name: str, key: str, engine: EngineAPI | None = None) -> KeyResult:
+def set_key(
+    name: str, key: str, engine: EngineAPI | None = None, force: bool = False
+) -> KeyResult:
     engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     found = store.load(name)
     if found is None:
         raise SessionNotFound(name)
-    key = check_api_key(key.strip(), "the key given")
+    key = check_api_key(key.strip(), "the key given") if force else check_key_shape(key)
     if found.network == Network.FILTERED:
         result = secrets.store_secret(secrets.ANTHROPIC, key, [], "api-key", None, name, engine)
         return KeyResult(name, Credential.API_KEY_PROXY, bool(result.updated))

@@ -138,9 +138,10 @@ def _start_running(
             f"restart it: claude-cage stop {name} && claude-cage start --name {name}",
         )
     if not adopted and not repaired:
+        join = "open" if meta.mode == Mode.DESKTOP else "attach"
         raise BadInput(
             f"session {name} is already running",
-            f"attach with 'claude-cage shell {name}', or pick another --name",
+            f"{join} it with 'claude-cage {join} {name}', or pick another --name",
         )
     return StartResult(
         name=name,
