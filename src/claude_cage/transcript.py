@@ -152,6 +152,9 @@ def _clock(timestamp: str) -> tuple[str, str]:
     return moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M:%S")
 
 
+DAY_MARK = "--- "  # the line that starts each day
+
+
 class Renderer:
     """Lines for a person: a date line when the day changes, then `time  kind  text`,
     each one terminal line of at most `width` characters."""
@@ -167,10 +170,32 @@ class Renderer:
             for kind, text in items(event.data):
                 if date and date != self.day:
                     self.day = date
-                    yield f"--- {date}"
+                    yield f"{DAY_MARK}{date}"
                 head = f"{clock}  {LABELS[kind]:<6}  "
                 room = max(self.width - len(head) - len(side), 10)
                 yield sanitize(head + shorten(text, room) + side)
+
+
+def last_lines(lines: Iterable[str], count: int) -> list[str]:
+    """The last `count` lines a person sees (events with nothing to show, and the date
+    lines, do not count), after the date line that stands above the first of them."""
+    shown: list[tuple[str, str]] = []  # (the date line above it, the line)
+    day = ""
+    for line in lines:
+        if line.startswith(DAY_MARK):
+            day = line
+        else:
+            shown.append((day, line))
+    shown = shown[len(shown) - count :] if count > 0 else []
+    if not shown:
+        return []
+    first_day = [shown[0][0]] if shown[0][0] else []
+    out = first_day
+    for i, (line_day, line) in enumerate(shown):
+        if i and line_day != shown[i - 1][0]:
+            out.append(line_day)
+        out.append(line)
+    return out
 
 
 def as_json(event: Event) -> str:

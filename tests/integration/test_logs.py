@@ -77,6 +77,16 @@ def test_logs_show_the_agents_tool_calls_running_and_stopped(
         "Write", "Read", "Edit", "Bash",
     ]  # fmt: skip
     assert len(logs(cage, name, "--json", "--tail", "3").splitlines()) == 3
+    # --tail counts what is shown: the last answer, under its date line, even when
+    # events that show nothing (as Claude Code writes after a turn) come after it
+    hidden = '{"type":"system","subtype":"hook","timestamp":"%s"}'
+    append = (
+        "f=$(ls -t ~/.claude/projects/*/*.jsonl | head -1); "
+        f"for i in 1 2 3; do printf '{hidden}\\n' $(date -u +%FT%TZ) >> $f; done"
+    )
+    assert cage("exec", name, "--", "sh", "-c", append).code == 0
+    last = [x for x in logs(cage, name, "--tail", "1").splitlines() if not x.startswith("--- ")]
+    assert last == [[x for x in lines if not x.startswith("--- ")][-1]], out
 
     assert cage("stop", name).code == 0
     assert logs(cage, name) == out  # a stopped session's transcript reads the same

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from claude_cage.operations.model import interpret, unreachable
-from claude_cage.transcript import Reader, Renderer
+from claude_cage.transcript import Reader, Renderer, last_lines
 
 
 def line(**event: object) -> bytes:
@@ -73,6 +73,19 @@ def test_tail_and_order_across_files() -> None:
     b = line(type="user", timestamp="2026-11-29T10:00:01Z", message={"content": "early"})
     events = Reader().feed({"a.jsonl": a, "b.jsonl": b})
     assert [e.data["message"]["content"] for e in events] == ["early", "late"]
+
+
+def test_tail_counts_the_lines_shown_not_the_hidden_events() -> None:
+    hidden = line(type="system", timestamp="2026-11-30T09:00:00Z", subtype="hook")
+    events = Reader().feed({"s.jsonl": conversation() + hidden * 5})
+    shown = list(Renderer(width=60).lines(events))
+    assert last_lines(shown, 1) == ["--- 2026-11-29", shown[-1]]  # the answer's day above it
+    assert last_lines(shown, 2) == ["--- 2026-11-29", *shown[-2:]]
+    assert last_lines(shown, 99) == shown
+    assert last_lines(shown, 0) == []
+    other_day = line(type="user", timestamp="2026-12-01T08:00:00Z", message={"content": "hi"})
+    more = list(Renderer(width=60).lines(Reader().feed({"s": conversation() + other_day})))
+    assert last_lines(more, 2) == ["--- 2026-11-29", more[-3], more[-2], more[-1]]
 
 
 def test_the_model_probe_verdicts() -> None:

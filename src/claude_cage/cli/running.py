@@ -5,6 +5,7 @@ from __future__ import annotations
 # Commands import what they use when they run, for start-up time: `--help` and `list`
 # load only the command group (tests/unit/test_cli_registry.py).
 import sys
+from collections.abc import Iterable
 
 import click
 
@@ -153,13 +154,23 @@ def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> Non
     import shutil
 
     from claude_cage.operations.logs import transcript
-    from claude_cage.transcript import Renderer
+    from claude_cage.transcript import Renderer, last_lines
     from claude_cage.transcript import as_json as event_json
 
     width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
     renderer, shown = Renderer(width), 0
-    for batch in transcript(name, follow=follow, tail=tail):
-        lines = (event_json(e) for e in batch) if as_json else renderer.lines(batch)
+    # --tail counts the lines shown: the JSON lines are the events, but many events
+    # (hooks, snapshots, thinking) show nothing, so the rendered text is cut instead.
+    first = True
+    for batch in transcript(name, follow=follow, tail=tail if as_json else None):
+        lines: Iterable[str]
+        if as_json:
+            lines = (event_json(e) for e in batch)
+        elif first and tail is not None:
+            lines = last_lines(renderer.lines(batch), tail)
+        else:
+            lines = renderer.lines(batch)
+        first = False
         for line in lines:
             sys.stdout.write(line + "\n")
             shown += 1

@@ -125,9 +125,7 @@ def check_key_shape(key: str) -> str:
 
 
 @operation("key-set")
-def set_key(
-    name: str, key: str, engine: EngineAPI | None = None, force: bool = False
-) -> KeyResult:
+def set_key(name: str, key: str, engine: EngineAPI | None = None, force: bool = False) -> KeyResult:
     engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
     found = store.load(name)
