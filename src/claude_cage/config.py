@@ -77,6 +77,14 @@ def default_memory(total: int) -> str:
     return f"{mib // 1024}g" if mib % 1024 == 0 else f"{mib}m"
 
 
+def default_max_sessions(cores: int, total: int) -> int:
+    """How many sessions may run at once: one per GiB of memory beyond 2 GiB for the
+    host (an idle Claude Code holds about 0.4 GiB, a busy one about 1), at most four per
+    core (agents mostly wait on their model), and at least 4."""
+    gib = total // 1024**3 if total > 0 else 8
+    return max(4, min(gib - 2, 4 * max(cores, 1)))
+
+
 DEFAULTS: dict[str, Any] = {
     "mode": DEFAULT_MODE,
     "network": DEFAULT_NETWORK,
@@ -105,7 +113,7 @@ DEFAULTS: dict[str, Any] = {
     "read_only_root": True,
     "seccomp_profile": "default",
     "apparmor_profile": "docker-default",
-    "max_sessions": 5,
+    "max_sessions": default_max_sessions(host_cpus(), host_memory()),
     "idle_timeout": 60,
     "memory_warn": 80,
     "memory_kill": 95,
@@ -184,12 +192,20 @@ class Problem:
         return f"{self.source}: {self.key}: {self.message}"
 
 
+# The defaults worked out from this machine's cores and memory: `config show` says so.
+FROM_MACHINE = frozenset({"cpus", "memory", "max_sessions"})
+
+
+def default_sources() -> dict[str, str]:
+    return {key: "machine" if key in FROM_MACHINE else "default" for key in DEFAULTS}
+
+
 @dataclass
 class Config:
     """The merged configuration: values plus the layer each one came from."""
 
     values: dict[str, Any] = field(default_factory=lambda: dict(DEFAULTS))
-    sources: dict[str, str] = field(default_factory=lambda: dict.fromkeys(DEFAULTS, "default"))
+    sources: dict[str, str] = field(default_factory=lambda: default_sources())
     problems: list[Problem] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> Any:

@@ -90,7 +90,8 @@ def test_default_limits_leave_the_host_a_core_and_room(cage: Cage) -> None:
     assert host["Memory"] <= max(host_memory // 2, 512 * 1024**2)
     # config show: KEY, FROM (the layer), VALUE
     shown = {row.split()[0]: row.split()[1] for row in cage("config", "show").stdout.splitlines()}
-    assert shown["cpus"] == "default" and shown["memory"] == "default"
+    assert shown["cpus"] == "machine" and shown["memory"] == "machine"
+    assert shown["max_sessions"] == "machine"
 
     # The attack: a busy loop on every core of the host, for a few seconds.
     loops = " & ".join(["timeout 4 sh -c 'while :; do :; done'"] * cores) + " & wait"

@@ -36,7 +36,11 @@ def test_defaults_have_the_seed_keys() -> None:
     assert cfg["mode"] == "cli" and cfg["network"] == "filtered"
     limits = (config.default_cpus(config.host_cpus()), config.default_memory(config.host_memory()))
     assert (cfg["cpus"], cfg["memory"], cfg["pids"]) == (*limits, 512)
-    assert set(cfg.sources.values()) == {"default"}
+    assert cfg["max_sessions"] == config.default_max_sessions(
+        config.host_cpus(), config.host_memory()
+    )
+    assert {k for k, v in cfg.sources.items() if v == "machine"} == config.FROM_MACHINE
+    assert set(cfg.sources.values()) == {"default", "machine"}
     assert cfg.problems == []
 
 
@@ -204,6 +208,14 @@ def test_size_is_normalised_to_lower_case() -> None:
 
 
 @pytest.mark.parametrize(
+    ("cores", "gib", "expected"),
+    [(2, 24, 8), (8, 16, 14), (64, 256, 254), (1, 4, 4), (4, 0, 6), (0, 2, 4)],
+)
+def test_max_sessions_follows_the_machine(cores: int, gib: int, expected: int) -> None:
+    assert config.default_max_sessions(cores, gib * 1024**3) == expected
+
+
+@pytest.mark.parametrize(
     ("key", "value"),
     [("cpus", "0"), ("cpus", "abc"), ("cpus", True), ("pids", "8"), ("pids", "2000000"),
      ("mode", "gui"), ("network", "open"), ("read_only_root", "maybe"),
@@ -214,7 +226,7 @@ def test_bad_values(key: str, value: object) -> None:
     cfg = config.Config()
     cfg.apply({key: value}, "test")
     assert [(p.source, p.key) for p in cfg.problems] == [("test", key)]
-    assert cfg[key] == config.DEFAULTS[key] and cfg.sources[key] == "default"
+    assert cfg[key] == config.DEFAULTS[key] and cfg.sources[key] in ("default", "machine")
 
 
 def test_range_message_is_readable() -> None:
