@@ -43,15 +43,20 @@ def test_completion_prints_a_script_for_each_shell(env: dict[str, str], shell: s
     assert run(env, "completion", "tcsh").returncode == 2
 
 
-def complete(env: dict[str, str], words: str) -> list[str]:
-    """What bash completion offers after `words` (Click's bash protocol: type,value)."""
+def completions(env: dict[str, str], words: str) -> list[str]:
+    """Click's bash protocol lines, `type,value`, for `words`."""
     result = run(
         env,
         COMP_WORDS=words,
         COMP_CWORD=str(len(words.split()) - (0 if words.endswith(" ") else 1)),
         _CLAUDE_CAGE_COMPLETE="bash_complete",
     )
-    return [line.split(",", 1)[1] for line in result.stdout.splitlines() if "," in line]
+    return result.stdout.splitlines()
+
+
+def complete(env: dict[str, str], words: str) -> list[str]:
+    """What bash completion offers after `words` (the values alone)."""
+    return [line.split(",", 1)[1] for line in completions(env, words) if "," in line]
 
 
 def test_session_names_complete_for_commands_that_take_a_name(
@@ -64,6 +69,13 @@ def test_session_names_complete_for_commands_that_take_a_name(
     for words in ("claude-cage attach w", "claude-cage logs w", "claude-cage key set w"):
         assert sorted(complete(env, words)) == ["web", "worker"], words
     assert sorted(complete(env, "claude-cage stop ")) == ["api", "web", "worker"]
+
+
+def test_clone_mount_and_key_file_complete_paths(env: dict[str, str]) -> None:
+    # The shell lists the directories (`compgen -d`) when Click answers type "dir".
+    assert completions(env, "claude-cage start --clone ./pro") == ["dir,./pro"]
+    assert completions(env, "claude-cage start --mount ") == ["dir,"]
+    assert completions(env, "claude-cage start --api-key-file k") == ["file,k"]
 
 
 def test_a_mistyped_command_gets_a_suggestion(env: dict[str, str]) -> None:

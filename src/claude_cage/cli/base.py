@@ -124,6 +124,13 @@ def session_names(
     ]
 
 
+def directories(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Let the shell complete directories (--clone, --mount): it lists them itself."""
+    return [click.shell_completion.CompletionItem(incomplete, type="dir")]
+
+
 def complete_session_names(command: click.Command) -> None:
     """Give every NAME argument (and --session option) of a command, and of its
     subcommands, the session names as completions."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, cli, directories
 from claude_cage.kinds import Mode, Network, Runtime, values
 from claude_cage.render import note, print_json, sanitize, table, warn
 
@@ -25,11 +25,13 @@ from claude_cage.render import note, print_json, sanitize, table, warn
     "mounts",
     multiple=True,
     metavar="PATH[:ro]",
+    shell_complete=directories,
     help="Bind PATH to /workspace/<basename> (read-only with :ro). Repeatable.",
 )
 @click.option(
     "--clone",
     metavar="PATH",
+    shell_complete=directories,
     help="Give the session its own copy of the git repository at PATH, on branch "
     "cage/<name>, with your uncommitted changes (see diff, fetch, merge, apply).",
 )
