@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_cage.credentials import placeholder_settings
-from claude_cage.errors import BadInput, CageError
+from claude_cage.errors import BadInput, CageError, file_error
 from claude_cage.kinds import Credential
 
 FILE = "managed-settings.json"
@@ -72,17 +72,22 @@ def write(directory: Path, settings: dict[str, Any]) -> Path:
     """Write the settings into `directory` (made 0755, the file 0644: Claude Code runs as
     the session's user and must read them), atomically: the directory is what is bound,
     so a rename inside it shows in a running session too."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o755)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{FILE}.")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{FILE}.")
+    except OSError as exc:
+        raise file_error(exc, directory) from None
     try:
         with os.fdopen(fd, "w") as handle:
             os.fchmod(handle.fileno(), 0o644)
             json.dump(settings, handle, indent=2)
             handle.write("\n")
         os.replace(tmp, directory / FILE)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a write to a full disk names no file of its own
+            raise file_error(exc, directory / FILE) from None
         raise
     return directory
 

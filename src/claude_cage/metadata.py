@@ -192,6 +192,15 @@ def _atomic_write(path: Path, text: str, mode: int = 0o600) -> None:
         raise
 
 
+def write_file(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace `path` atomically, making its directory (0700); a failure (a full or
+    read-only disk) is one line naming the file."""
+    try:
+        _atomic_write(_private_dir(path.parent) / path.name, text, mode)
+    except OSError as exc:
+        raise file_error(exc, path) from None
+
+
 class SessionStore:
     """All sessions' metadata under one data directory."""
 
@@ -307,11 +316,7 @@ class SessionStore:
     def write(self, name: str, data: dict[str, Any]) -> None:
         """Replace the metadata. Call with the lock held."""
         data = {**data, "name": name, "schema": SCHEMA, "updated": now_iso()}
-        path = self.dir(name) / "metadata"
-        try:
-            _atomic_write(_private_dir(path.parent) / "metadata", render(data), 0o644)
-        except OSError as exc:
-            raise file_error(exc, path) from None
+        write_file(self.dir(name) / "metadata", render(data), 0o644)
 
     def update(self, name: str, blocking: bool = True, **changes: Any) -> SessionRecord | None:
         """Locked read-modify-write of some keys, best effort: returns the new record, or
@@ -351,10 +356,7 @@ class SessionStore:
     # Secrets live beside the metadata, one 0600 file each, never inside it.
     def write_secret(self, name: str, secret: str, value: str) -> Path:
         path = self.dir(name) / secret
-        try:
-            _atomic_write(_private_dir(path.parent) / secret, value, 0o600)
-        except OSError as exc:
-            raise file_error(exc, path) from None
+        write_file(path, value, 0o600)
         return path
 
     def read_secret(self, name: str, secret: str) -> str | None:

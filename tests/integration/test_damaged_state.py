@@ -255,12 +255,20 @@ def test_a_start_on_a_full_disk_leaves_nothing(cage: Cage, tmp_path: Path) -> No
                 failures += 1
                 assert "No space left on device" in result.stderr, result.stderr
                 assert "hint: free some space" in result.stderr
+                assert "a file" not in result.stderr  # the file is named
                 nothing_of(cage, name)
         assert failures >= 2  # out of space at the first write, and at a later one
         for args in (["list"], ["status", other], ["gc", "--dry-run"], ["stop", other]):
             assert_well_behaved(cage(*args), args, cage.data_dir)
         logged = cage("log", "session", "full:disk", "{}")
         assert logged.code == 1 and "not recorded" in logged.stderr, logged.output
+        doctor = cage("doctor", "--no-probe")  # a report, with the directory as a FAIL
+        assert doctor.code == 1 and "Traceback" not in doctor.output, doctor.output
+        assert any(
+            line.startswith("FAIL") and "data directory" in line and "No space left" in line
+            for line in doctor.stdout.splitlines()
+        ), doctor.output
+        assert not list(cage.data_dir.glob("*.tmp")) and not list(cage.data_dir.glob(".doctor-*"))
         (cage.data_dir / "filler").unlink()
         assert cage("log", "session", "free:disk", "{}").code == 0
         assert cage("destroy", "--force", other).code == 0

@@ -28,6 +28,7 @@ from claude_cage import (
     managed,
     metadata,
     names,
+    paths,
     runtimes,
 )
 from claude_cage import config as config_mod
@@ -39,6 +40,7 @@ from claude_cage.errors import (
     EngineError,
     EngineUnavailable,
     ImageMissing,
+    file_error,
 )
 from claude_cage.labels import VERSION as VERSION_LABEL
 from claude_cage.operations import gvisor
@@ -266,6 +268,25 @@ def check_disk(info: dict[str, Any]) -> Check:
     return Check("disk", OK, text)
 
 
+def check_data_dir() -> Check:
+    """The data directory takes a write: every state change records there."""
+    where = paths.data_dir()
+    probe = where / f".doctor-{secrets.token_hex(4)}"
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        with probe.open("wb") as handle:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        failed = file_error(exc, where)
+        return Check("data directory", FAIL, failed.message, failed.hint)
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+    return Check("data directory", OK, f"{where} is writable")
+
+
 def check_config(cfg: config_mod.Config) -> Check:
     if cfg.problems:
         listed = "; ".join(str(p) for p in cfg.problems[:3])
@@ -419,6 +440,7 @@ def run(probe: bool = True, engine: EngineAPI | None = None) -> Report:
                 checks += step()
             except CageError as exc:
                 checks.append(Check("engine", FAIL, exc.message, exc.hint))
+    checks.append(check_data_dir())
     checks.append(check_config(cfg))
     checks += check_far_engines(cfg)
     checks += check_session_mounts()

@@ -62,10 +62,14 @@ def _remember(release: str, ok: bool, detail: str) -> None:
     found = _verdicts()
     found[release] = {"ok": ok, "detail": detail}
     path = paths.data_dir() / VERDICTS
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(found, indent=2) + "\n")
-    tmp.replace(path)
+    try:  # a cache of verdicts: on a full or read-only data directory, doctor asks again
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(found, indent=2) + "\n")
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def check_start(engine: EngineAPI, image: str) -> None:

@@ -18,7 +18,14 @@ from claude_cage import config as config_mod
 from claude_cage import credentials, engines, managed, metadata, names, paths
 from claude_cage.credentials import Secret
 from claude_cage.engine_api import EngineAPI
-from claude_cage.errors import BadInput, CageError, EngineError, NotFound, SessionNotFound
+from claude_cage.errors import (
+    BadInput,
+    CageError,
+    EngineError,
+    NotFound,
+    SessionNotFound,
+    file_error,
+)
 from claude_cage.kinds import Credential, Network
 from claude_cage.operations import operation
 from claude_cage.operations.objects import inspect_ours
@@ -49,8 +56,11 @@ def load(session: str | None) -> list[Secret]:
 
 def save(cred: Secret, session: str | None) -> None:
     folder = _dir(session)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    metadata._atomic_write(folder / f"{cred.name}.json", json.dumps(cred.to_json()), 0o600)
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise file_error(exc, folder) from None
+    metadata.write_file(folder / f"{cred.name}.json", json.dumps(cred.to_json()), 0o600)
 
 
 def effective(session: str, given: Secret | None = None) -> list[Secret]:
