@@ -83,7 +83,12 @@ def test_the_exit_code_workdir_and_env_come_through(
 ) -> None:
     assert cage_module("exec", session, "--", "sh", "-c", "exit 7").code == 7
     assert cage_module("exec", session, "--", "false").code == 1
-    assert cage_module("exec", session, "--", "no-such-command").code == 127
+    missing = cage_module("exec", session, "--", "no-such-command")
+    assert missing.code == 127
+    # docker exec's words, not the wrapper's (which would name cage-exec)
+    assert missing.stderr == 'exec: "no-such-command": executable file not found in $PATH\n'
+    not_here = cage_module("exec", session, "--", "./nowhere/tool")
+    assert not_here.code == 126 and not_here.stderr.endswith("no such file or directory\n")
     shown = cage_module(
         "exec", "--workdir", "/tmp", "--env", "GREETING=hi there", session,
         "--", "sh", "-c", 'echo "$GREETING in $(pwd)"',
