@@ -104,6 +104,14 @@ def test_the_model_probe_verdicts() -> None:
         "https://api.anthropic.com\ncurl: (56) CONNECT tunnel failed, response 403\n000 0\n", None
     )
     assert not refused.ok and "egress proxy refused" in refused.detail
+    assert "claude-cage allow" in refused.detail
+    cannot = interpret(
+        "https://api.anthropic.com\ncurl: (56) CONNECT tunnel failed, response 503\n000 0\n", None
+    )
+    assert not cannot.ok and "api.anthropic.com is allowed" in cannot.detail
+    assert "refused" not in cannot.detail and "claude-cage allow" not in cannot.detail
+    forward = interpret(cannot.url + "\ncurl: (56) CONNECT tunnel failed, response 500\n", None)
+    assert "is allowed, but the egress proxy could not reach it" in forward.detail
 
 
 def test_start_warns_when_no_model_can_be_reached() -> None:

@@ -6,6 +6,7 @@ key proxy's own 502/504 means its upstream did not answer."""
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,6 +22,10 @@ _PROBE = (
     f'--max-time {TIMEOUT_SECONDS} "$url/v1/messages" 2>&1 || true'
 )
 _GATEWAY = (502, 503, 504)
+# curl's words for the proxy's answer to CONNECT: 403 is squid's refusal; a 5xx (500
+# for a name it cannot resolve or forward, 503 for a refused connection) means the host
+# is allowed but squid could not reach it.
+_PROXY_ANSWER = re.compile(r"CONNECT tunnel failed, response (\d{3})")
 
 
 @dataclass
@@ -58,10 +63,19 @@ def interpret(output: str, upstream: str | None) -> ModelCheck:
         return ModelCheck(True, url, f"answers (HTTP {code} in {millis} ms)", code, via)
     error = " ".join(line for line in lines[1:] if not line.startswith("000")) or "no answer"
     error = error.removeprefix("curl: ")
+    host = urllib.parse.urlsplit(url).hostname or url
+    proxy_said = _PROXY_ANSWER.search(error)
     if "Could not resolve host" in error:
         detail = f"unreachable: the session has no network to reach {url} ({error})"
-    elif "CONNECT tunnel failed" in error or "response 403" in error:
+    elif proxy_said and int(proxy_said.group(1)) >= 500:
+        detail = (
+            f"{host} is allowed, but the egress proxy could not reach it ({error}): check "
+            "this machine's network and DNS (claude-cage egress NAME shows the proxy's reason)"
+        )
+    elif proxy_said and proxy_said.group(1) == "403":
         detail = f"the egress proxy refused it ({error}): allow the host with claude-cage allow"
+    elif proxy_said:
+        detail = f"the egress proxy answered {proxy_said.group(1)} ({error})"
     elif "timed out" in error:
         detail = f"no answer within {TIMEOUT_SECONDS} s ({error})"
     else:
