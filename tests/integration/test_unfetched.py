@@ -144,3 +144,17 @@ def test_gc_keeps_a_clone_whose_work_is_not_fetched(cage: Cage, tmp_path: Path) 
     removed = gc_items()
     assert removed[("metadata", name)]["outcome"] == "removed", removed
     assert objects_of(cage, name) == ([], [], False)
+
+
+def test_an_ephemeral_clone_is_thrown_away_on_stop_as_start_says(
+    cage: Cage, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "proj")
+    name = cage.name()
+    started = cage("start", "--name", name, "--network", "none", "-d", "--clone", str(repo),
+                   "--ephemeral")  # fmt: skip
+    assert started.code == 0, started.output
+    assert f"stopping {name} removes its clone, with any work not fetched" in started.stderr
+    inside(cage, name, "git add -A && git commit -qm 'agent: work'")
+    assert cage("stop", name).code == 0
+    assert objects_of(cage, name) == ([], [], False)
