@@ -73,7 +73,8 @@ def test_writing_past_a_limit_gives_enospc(bounded: Cage, tmp_path: Path) -> Non
     assert cage("start", "--name", name, "-d").code == 0
     assert cage("exec", name, "--", "sh", "-c", "test -s fill && git status --short").code == 0
 
-    assert cage("destroy", "--force", name).code == 0
+    # The fill is uncommitted work in the clone: destroying it needs --discard.
+    assert cage("destroy", "--force", "--discard", name).code == 0
     assert not list((cage.data_dir / "volumes").iterdir())
     mounted = Path("/proc/self/mounts").read_text()
     assert str(cage.data_dir) not in mounted

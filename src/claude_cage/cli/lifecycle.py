@@ -101,7 +101,11 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     if not items:
         note("nothing to clean up")
         return
-    words = {"planned": "would remove" if dry_run else "remove", "kept": "kept (needs --yes)"}
+    words = {
+        "planned": "would remove" if dry_run else "remove",
+        "kept": "kept (needs --yes)",
+        "unfetched": "kept (work not fetched)",
+    }
     rows = [
         (i.session, i.kind, i.target, _outcome(i.kind, i.outcome, dry_run, words), i.reason)
         for i in items

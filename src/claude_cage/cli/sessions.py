@@ -183,12 +183,17 @@ def stop(name: str | None, stop_all: bool, as_json: bool) -> None:
 @cli.command(context_settings=CONTEXT)
 @click.argument("name")
 @click.option("--force", "-f", is_flag=True, help="Destroy even if it is running.")
+@click.option("--discard", is_flag=True, help="Destroy even if its clone holds work not fetched.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def destroy(name: str, force: bool, as_json: bool) -> None:
-    """Remove a session: its containers, volumes and metadata."""
+def destroy(name: str, force: bool, discard: bool, as_json: bool) -> None:
+    """Remove a session: its containers, volumes and metadata.
+
+    A clone-mode session whose work is not in cage/NAME yet (commits or uncommitted
+    changes) is kept unless --discard; --force is about a running session only.
+    """
     from claude_cage.operations.session import destroy as destroy_op
 
-    result = destroy_op(name, force=force)
+    result = destroy_op(name, force=force, discard=discard)
     if as_json:
         print_json({"name": result.name, "removed": result.removed})
     else:

@@ -43,14 +43,19 @@ git config user.name "Claude Code (claude-cage)"
 git config user.email "claude@claude-cage.invalid"
 """
 
-# Runs in the session (or in its export container when it is stopped): print the commit
-# holding all the work (its commits, plus one for uncommitted changes), then a thin pack
-# of everything since the base $2, with the starting point $4 (the user's uncommitted
-# work it began from). Nothing is written into the session's repository.
-EXPORT = r"""
+# Runs in the session (or in its export container when it is stopped), in the clone $1
+# whose base is $2: sets $head and $tip, the commit holding all the work (HEAD, plus one
+# commit for uncommitted changes, made with a fixed identity and date so that the same
+# work always makes the same commit). Nothing is written into the session's repository.
+# The export and the check of what `destroy` would lose (operations/unfetched.py) share
+# it: `destroy` knows the work is fetched when this tip is in the host's cage/NAME.
+WORK_TIP = r"""
 set -eu
 cd "$1"
 base=$2
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_COUNT=2
+export GIT_CONFIG_KEY_0=core.fsmonitor GIT_CONFIG_VALUE_0=false
+export GIT_CONFIG_KEY_1=core.hooksPath GIT_CONFIG_VALUE_1=/dev/null
 objects=$(git rev-parse --path-format=absolute --git-path objects)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -69,6 +74,13 @@ if [ "$tree" = "$(git rev-parse "$head^{tree}")" ]; then
 else
     tip=$(git commit-tree "$tree" -p "$head" -m "Uncommitted work in session $3")
 fi
+"""
+
+# The export: the tip, then a thin pack of everything since the base $2, with the
+# starting point $4 (the user's uncommitted work it began from).
+EXPORT = (
+    WORK_TIP
+    + r"""
 printf '%s\n' "$tip"
 start=$4
 git cat-file -e "$start^{commit}" 2>/dev/null || start=$tip
@@ -78,6 +90,7 @@ else
     printf '%s\n%s\n' "$tip" "$start" | git pack-objects --revs --stdout -q
 fi
 """
+)
 
 
 def deliver(engine: EngineAPI, req: policy.SessionRequest, branch: str, snap: Snapshot) -> None:
@@ -201,7 +214,7 @@ def clone_meta(name: str) -> SessionRecord:
 
 
 @contextlib.contextmanager
-def _reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
+def reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
     """A running container that sees the clone: the session itself, or, when it is
     stopped, a throwaway one with the session's sandbox and only the clone's volume."""
     container = names.container_name(name)
@@ -216,7 +229,7 @@ def _reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
     cfg = load_config(StartOptions())
     req = request_from_record(meta, cfg)
     spec = policy.session_spec(cfg.values, req, host_facts(cfg))
-    reader = dataclasses.replace(
+    throwaway = dataclasses.replace(
         spec,
         name=names.export_container(name),
         hostname=None,
@@ -229,21 +242,21 @@ def _reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
         ports={},
         auto_remove=False,
     )
-    engine.remove(reader.name)  # a leftover of a killed run
-    engine.create(reader)
+    engine.remove(throwaway.name)  # a leftover of a killed run
+    engine.create(throwaway)
     try:
-        engine.start(reader.name)
-        yield reader.name
+        engine.start(throwaway.name)
+        yield throwaway.name
     finally:
         with contextlib.suppress(CageError):
-            engine.remove(reader.name)
+            engine.remove(throwaway.name)
 
 
 def export(engine: EngineAPI, name: str, meta: SessionRecord) -> tuple[str, bytes]:
     """(the commit holding all the session's work, a thin pack of it since the base)."""
     assert meta.repo_name and meta.base  # clone_meta checked them
     target = workdir.clone_target(meta.repo_name)
-    with _reader(engine, name, meta) as container:
+    with reader(engine, name, meta) as container:
         code, out, err = engine.exec_output(
             container,
             [

@@ -13,7 +13,10 @@ directory's, and only while it holds the session's lock (so never what a `start`
 * with `remove_stale=True` only (the CLI asks, or takes `--yes`): the metadata of a
   session whose container is gone (or of an ephemeral one that is not running),
   together with its data volume. Such a session could still be started again from
-  its metadata, which is why this needs a yes.
+  its metadata, which is why this needs a yes. A clone-mode one whose work is not in
+  cage/NAME (or cannot be checked) is kept even then (outcome `unfetched`): only
+  `destroy --discard` removes that work. So is the clone's volume of a session whose
+  metadata is damaged.
 
 The shared `cage-filtered` network is left alone: it has no owner, other data
 directories' sessions use it, and removing it could race with their `start`.
@@ -26,12 +29,12 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import labels, metadata, quota
+from claude_cage import labels, metadata, names, quota
 from claude_cage.engine import Engine
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Status
-from claude_cage.operations import record_event
+from claude_cage.operations import record_event, unfetched
 from claude_cage.operations.adoption import ADOPT, ORPHAN, adopt, ownership
 from claude_cage.record import SessionRecord
 
@@ -42,7 +45,7 @@ class Leftover:
     kind: str  # session (adopt) | container | volume | network | metadata | files | filesystem
     target: str  # container/volume/network name, or a path
     reason: str
-    outcome: str = "planned"  # planned | removed | adopted | kept | busy | failed
+    outcome: str = "planned"  # planned | removed | adopted | kept | busy | failed | unfetched
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -239,6 +242,7 @@ def _collect(
         now += [f for f in _orphan_filesystems(engine) if f.session == name]
         for item in confirm:
             item.outcome = "planned" if remove_stale else "kept"
+        _keep_unfetched(engine, objects, now + confirm)
         items = now + confirm
         order = {"session": 0, "container": 1, "network": 2, "volume": 3, "filesystem": 4,
                  "files": 5, "metadata": 6}  # fmt: skip
@@ -250,6 +254,37 @@ def _collect(
         if removed or adopted:
             record_event("gc", name, {"status": "ok", "removed": removed, "adopted": adopted})
         return items
+
+
+def _keep_unfetched(engine: EngineAPI, objects: SessionObjects, items: list[Leftover]) -> None:
+    """Keep a clone's work that is not in cage/NAME, as `destroy` does: a clone whose
+    container is gone can still be fetched (from its volume), so its record and volumes
+    stay while its work is not fetched or cannot be checked; the clone's volume of a
+    session whose record is damaged (nothing to check it with) stays too."""
+    name, meta = objects.name, objects.meta
+    volume = names.workspace_volume(name)
+    planned = [i for i in items if i.outcome == "planned" and i.kind in ("volume", "metadata")]
+    if not any(i.target == volume for i in planned):
+        return
+    discard = f"'claude-cage destroy --discard {name}'"
+    if meta is None:
+        if objects.damaged is None:
+            return  # no record ever: a start killed before the clone was filled
+        planned = [i for i in planned if i.target == volume]
+        why = "its metadata is damaged, so the clone's work cannot be checked"
+        why += f"; repair or move aside its metadata file, or {discard}"
+    elif meta.ephemeral or meta.status == Status.STARTING or not unfetched.is_clone(meta):
+        return  # thrown away by choice, or a start that never finished
+    else:
+        try:
+            lost = unfetched.find(engine, name, meta)
+            why = f"its clone holds work not fetched: {lost.describe()}" if lost else ""
+        except unfetched.Unknown as exc:
+            why = exc.message
+        why += f"; 'claude-cage fetch {name}', or {discard}" if why else ""
+    for item in planned if why else []:
+        item.outcome = "unfetched"
+        item.reason = why
 
 
 def _gather_one(engine: EngineAPI, store: metadata.SessionStore, name: str) -> SessionObjects:

@@ -279,6 +279,11 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
     unreachable = model.unreachable(req.network, req.env)
     if unreachable:
         warnings.append(unreachable)
+    if repo is not None and req.ephemeral:  # nothing keeps its work: see teardown.destroy
+        warnings.append(
+            f"--ephemeral: stopping {name} removes its clone, with any work not fetched "
+            f"('claude-cage fetch {name}' first)"
+        )
 
     with placing, contextlib.ExitStack() as stack, store.lock(name):
         container = names.container_name(name)

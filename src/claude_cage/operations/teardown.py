@@ -10,9 +10,9 @@ from typing import Any
 
 from claude_cage import audit, engines, labels, metadata, names, quota
 from claude_cage.engine_api import EngineAPI
-from claude_cage.errors import BadInput, SessionNotFound
+from claude_cage.errors import BadInput, CageError, SessionNotFound
 from claude_cage.kinds import Status
-from claude_cage.operations import checkpoint, operation
+from claude_cage.operations import checkpoint, operation, unfetched
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.objects import inspect_ours
 from claude_cage.record import SessionRecord
@@ -98,16 +98,46 @@ def stop(name: str, engine: EngineAPI | None = None) -> StopResult:
     return StopResult(name, was_running=was_running)
 
 
+def _nothing_to_lose(engine: EngineAPI, name: str, meta: SessionRecord | None) -> None:
+    """Refuse (exit 1) to remove a clone whose work is not in the host's cage/NAME, or
+    that cannot be checked: the work would be gone for good."""
+    hint = f"run 'claude-cage fetch {name}' first, or destroy with --discard"
+    if meta is None:  # a damaged record: no repository or base to compare with
+        if labels.is_ours(engine.volume_labels(names.workspace_volume(name))):
+            raise CageError(
+                f"cannot tell whether session {name}'s clone holds unfetched work: "
+                "its metadata is damaged",
+                "repair or move aside its metadata file, or destroy with --discard",
+            )
+        return
+    if not unfetched.is_clone(meta):
+        return
+    try:
+        lost = unfetched.find(engine, name, meta)
+    except unfetched.Unknown as exc:
+        raise CageError(f"{exc.message}; destroying could lose its work", hint) from None
+    if lost:
+        raise CageError(
+            f"session {name} has work that is not in {lost.branch}: {lost.describe()}", hint
+        )
+
+
 @operation("destroy")
-def destroy(name: str, force: bool = False, engine: EngineAPI | None = None) -> DestroyResult:
+def destroy(
+    name: str, force: bool = False, discard: bool = False, engine: EngineAPI | None = None
+) -> DestroyResult:
+    """Remove the session. A running one only with force; a clone-mode one whose work
+    is not fetched (or cannot be checked) only with discard."""
     engine = engine or engines.for_session(name)
     store = metadata.SessionStore()
-    with _existing_session(name, engine, store) as (_meta, info):
+    with _existing_session(name, engine, store) as (meta, info):
         if info is not None and info["State"]["Running"] and not force:
             raise BadInput(
                 f"session {name} is running",
                 f"stop it first ('claude-cage stop {name}'), or use --force",
             )
+        if not discard:
+            _nothing_to_lose(engine, name, meta)
         companion_ops.drain_audit(engine, name)
         removed = _remove_everything(engine, name)
         checkpoint("destroy:before-metadata")
