@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from harness import BenchError, Ratio, Row, SectionResult, paired, paired_ratios
+from harness import BenchError, Ratio, Row, SectionResult, paired_ratios
 from harness import run as run_cmd
 
 from sections.proxy import wait_for_host
@@ -29,20 +29,28 @@ SERVE = (
 # (name, the session port, the bumping port, drop the guard's lines?)
 VARIANTS = (("with", 8897, 8907, False), ("without", 8898, 8908, True))
 CLIENT = """
-import http.client, sys, time
-port, host, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-def one():
+import http.client, json, statistics, sys, time
+ports, host, count = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3])
+conns = [http.client.HTTPConnection("127.0.0.1", int(p), timeout=10) for p in ports]
+def one(conn):
+    began = time.perf_counter()
     conn.request("GET", f"http://{host}/small")
     response = conn.getresponse()
     response.read()
     if response.status != 200:
         raise SystemExit(f"status {response.status}")
-one()
-began = time.perf_counter()
-for _ in range(count):
-    one()
-print((time.perf_counter() - began) / count)
+    return time.perf_counter() - began
+for conn in conns:
+    one(conn)
+times = [[], []]
+for i in range(count):  # the two squids in turn, the order swapped every pair
+    for k in ((0, 1) if i % 2 else (1, 0)):
+        times[k].append(one(conns[k]))
+print(json.dumps({
+    "with": statistics.median(times[0]),
+    "without": statistics.median(times[1]),
+    "cost": statistics.median(a - b for a, b in zip(*times)),
+}))
 """
 
 
@@ -87,30 +95,39 @@ def run(ctx) -> SectionResult:
     if "bench-with.conf:2" not in dropped or "bench-without.conf:0" not in dropped:
         raise BenchError(f"the variants' guard lines are not as planned: {dropped}")
 
-    def per_request(port: int, count: int = REQUESTS) -> float:
-        argv = [ctx.docker, "exec", "-i", companion, "python3", "-", str(port), host, str(count)]
-        return float(json.loads(run_cmd(argv, input=CLIENT)))
+    def pairs(count: int = REQUESTS) -> dict[str, float]:
+        ports = ",".join(str(port) for _, port, _, _ in VARIANTS)
+        argv = [ctx.docker, "exec", "-i", companion, "python3", "-", ports, host, str(count)]
+        return json.loads(run_cmd(argv, input=CLIENT))  # type: ignore[no-any-return]
 
-    for _, port, _, _ in VARIANTS:
-        wait_for_host(lambda p=port: per_request(p, 1))
-    samples = paired(
-        {
-            "GET through squid, with the guard": lambda: per_request(VARIANTS[0][1]),
-            "GET through squid, without the guard": lambda: per_request(VARIANTS[1][1]),
-        },
-        max(5, ctx.reps),
-    )
-    for label, values in samples.items():
-        result.rows.append(Row(NAME, label, values, unit="µs/request", scale=1e6))
-    with_guard, without = samples.values()
+    wait_for_host(lambda: pairs(1))
+    pairs()  # warm-up
+    samples: dict[str, list[float]] = {"with": [], "without": [], "cost": []}
+    for _ in range(max(5, ctx.reps)):
+        for key, value in pairs().items():
+            samples[key].append(value)
+    labels = {
+        "with": "GET through squid, with the guard",
+        "without": "GET through squid, without the guard",
+        "cost": "the guard's cost per request (paired difference)",
+    }
+    for key, label in labels.items():
+        result.rows.append(Row(NAME, label, samples[key], unit="µs", scale=1e6))
     result.ratios.append(
-        Ratio(NAME, "with the guard", "without the guard", paired_ratios(with_guard, without))
+        Ratio(
+            NAME,
+            labels["with"],
+            labels["without"],
+            paired_ratios(samples["with"], samples["without"]),
+        )
     )
     result.notes.append(
-        f"Each sample: the mean time of {REQUESTS} sequential GETs of 1 KiB on one kept-alive "
-        "connection to squid, timed by a Python client inside the companion (so the "
-        "session's bridges are not in it). Both squids run in the same companion (0.5 CPU) "
-        "from its own squid.conf with other ports; 'without' lacks only the guard's two "
+        f"Each sample: {REQUESTS} pairs of GETs of 1 KiB, one through each squid in turn "
+        "(order swapped every pair), each squid on its own kept-alive connection, timed by a "
+        "Python client inside the companion (so the session's bridges are not in it); the "
+        "rows are medians of the per-request times and of the per-pair differences. Both "
+        "squids run in the same companion (0.5 CPU) from its own squid.conf with other "
+        "ports; 'without' lacks only the guard's two "
         f"http_access lines. The guard's list here: the egress network's subnet allowed "
         f"({env['CAGE_ALLOWED_ADDRESS_RANGES']}), so it holds the other ranges cut around it."
     )
