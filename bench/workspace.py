@@ -9,6 +9,7 @@ The shared egress network is left in place: sessions of other data dirs use it t
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -69,8 +70,22 @@ class Workspace:
             CAGE_DATA_DIR=str(data),
             CAGE_CONFIG_DIR=str(conf),
             CAGE_MAX_SESSIONS="10000",
+            # The run's test hosts live on the egress network, at private addresses that
+            # the proxy's address guard refuses unless this config holds them.
+            CAGE_ALLOWED_ADDRESS_RANGES=self.egress_subnets(
+                env.get("CAGE_EGRESS_NETWORK", "cage-filtered")
+            ),
         )
         return env
+
+    @functools.cache  # noqa: B019 (one workspace per run)
+    def egress_subnets(self, network: str) -> str:
+        """The egress network's subnets, made with claude-cage's labels when missing."""
+        if subprocess.run([DOCKER, "network", "inspect", network], capture_output=True).returncode:
+            labels = ["--label", "managed-by=claude-cage", "--label", "cage.role=network"]
+            subprocess.run([DOCKER, "network", "create", *labels, network], capture_output=True)
+        subnets = "{{range .IPAM.Config}}{{.Subnet}} {{end}}"
+        return run([DOCKER, "network", "inspect", "--format", subnets, network]).strip()
 
     def owner_of(self, env: dict[str, str]) -> str:
         return paths.owner_id(Path(env["CAGE_DATA_DIR"]))

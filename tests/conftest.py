@@ -11,6 +11,7 @@ exactly what this test made, even after a failure, and tests never see each othe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -178,13 +179,61 @@ def runtime(request: pytest.FixtureRequest) -> str:
     return name
 
 
+def ensure_egress_network() -> None:
+    if (
+        subprocess.run(
+            ["docker", "network", "inspect", isolation.EGRESS_NETWORK], capture_output=True
+        ).returncode
+        != 0
+    ):
+        subprocess.run(
+            [
+                "docker",
+                "network",
+                "create",
+                "--label",
+                "managed-by=claude-cage",
+                "--label",
+                "cage.role=network",
+                isolation.EGRESS_NETWORK,
+            ],
+            capture_output=True,
+        )
+
+
+@functools.cache
+def egress_subnets() -> str:
+    """The egress network's subnets: the tests' own hosts live there, at private
+    addresses the address guard refuses unless allowed_address_ranges holds them."""
+    if not _engine_answers():
+        return ""
+    ensure_egress_network()
+    out = subprocess.run(
+        [
+            "docker",
+            "network",
+            "inspect",
+            "--format",
+            "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+            isolation.EGRESS_NETWORK,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
 def _isolated_cage(base: Path, monkeypatch: pytest.MonkeyPatch, runtime: str = "runc") -> Cage:
     """A Cage whose data and config dirs live under `base`, set in this process too."""
     data, conf = base / "data", base / "config"
     conf.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAGE_", "ANTHROPIC_"))}
     env.pop("MONGODB_URI", None)
-    cage_env = {**isolation.cage_env(), "CAGE_RUNTIME": runtime}
+    cage_env = {
+        **isolation.cage_env(),
+        "CAGE_RUNTIME": runtime,
+        "CAGE_ALLOWED_ADDRESS_RANGES": egress_subnets(),
+    }
     env.update(CAGE_DATA_DIR=str(data), CAGE_CONFIG_DIR=str(conf), **cage_env)
     for key, value in cage_env.items():
         monkeypatch.setenv(key, value)

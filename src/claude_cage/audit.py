@@ -4,9 +4,10 @@ Squid logs each request to its companion's standard output (egress.py has the fo
 which the engine keeps in the companion's json-file log, rotated at `egress_log_size`.
 A follower, one per data directory (`python -m claude_cage.audit DATA_DIR`), streams
 that output from the engine for every companion of the data directory and files each
-refused request (blocked-host, blocked-port, refused) in the event log within a fraction
-of a second, whether or not any claude-cage command runs. `start` and every command that
-reads the audit start it when it is not running; it ends once no companion runs.
+refused request (blocked-host, blocked-port, blocked-address, refused) in the event log
+within a fraction of a second, whether or not any claude-cage command runs. `start` and
+every command that reads the audit start it when it is not running; it ends once no
+companion runs.
 
 Why a follower on the host: the event log is SQLite in the data directory (mirrored to
 MongoDB). A writer inside the companion would need the host's data directory mounted in

@@ -25,6 +25,7 @@ from claude_cage.kinds import DEFAULT_MODE, DEFAULT_NETWORK, DEFAULT_RUNTIME, Mo
 from claude_cage.validators import DEFAULT_ALLOWED_HOSTS as DEFAULT_ALLOWED_HOSTS
 from claude_cage.validators import HOST_HINT as HOST_HINT
 from claude_cage.validators import (
+    address_ranges,
     bind_address,
     boolean,
     choice,
@@ -100,6 +101,9 @@ DEFAULTS: dict[str, Any] = {
     "socket_size": "16m",  # the socket volume: it holds sockets only
     "allowed_hosts": DEFAULT_ALLOWED_HOSTS,
     "allowed_ports": [80, 443],
+    # Addresses an allowed name may resolve to although they are internal (loopback,
+    # private, link-local, the host's own): CIDR ranges; none by default (egress.py).
+    "allowed_address_ranges": [],
     "image_cli": "claude-cage-cli:latest",
     "image_desktop": "claude-cage-desktop:latest",
     "image_companion": "claude-cage-companion:latest",
@@ -151,6 +155,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "socket_size": volume_size,
     "allowed_hosts": hosts,
     "allowed_ports": ports,
+    "allowed_address_ranges": address_ranges,
     "image_cli": text,
     "image_desktop": text,
     "image_companion": text,

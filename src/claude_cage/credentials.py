@@ -7,9 +7,11 @@ its own verified TLS connection. Every other host stays a plain CONNECT tunnel.
 
 `squid_rules()` renders the rules squid includes (images/companion/squid.conf). A
 header is added only when the request's host AND the verified certificate of the
-server squid is connected to both name one of the credential's hosts, and only over
-HTTPS: a request for another host sent down a tunnel opened to a credentialed one, or a
-plain-http request, never carries it.
+server squid is connected to both name one of the credential's hosts, and only on a
+TLS connection to port 443 that the companion opened and verified itself: a request for
+another host sent down a tunnel opened to a credentialed one, a plain-http request, an
+absolute-form `https://` request (refused by squid.conf) or one for another port never
+carries it.
 """
 
 from __future__ import annotations
@@ -219,6 +221,17 @@ def _cert_name(host: str) -> str:
     return host[1:] if host.startswith("*.") else host  # squid's ".domain" form
 
 
+# The conditions squid.conf defines that every credential's header rule requires: an
+# https:// request (cage_https) that arrived decrypted on squid's bumping port
+# (cage_bump_port: only a CONNECT to port 443 of a credentialed host reaches it, and only
+# through TLS this container ended itself), for port 443 (cage_tls_port). Such a request
+# leaves on the connection squid opened to that host and port and pinned to the session's
+# connection, whose certificate it verified ({acl}_cert then names one of the hosts).
+# An absolute-form request on the session's port never matches cage_bump_port, whatever
+# its scheme says: that is how `GET https://HOST:80/` once went out over plaintext.
+ONLY_OVER_VERIFIED_TLS = "cage_https cage_bump_port cage_tls_port"
+
+
 def squid_rules(creds: list[Secret]) -> str:
     """The squid include: which hosts are decrypted, and each credential's header."""
     hosts = sorted({h for c in creds for h in c.hosts})
@@ -236,7 +249,8 @@ def squid_rules(creds: list[Secret]) -> str:
             f"acl {acl}_host dstdom_regex -n -i " + " ".join(_host_regex(h) for h in rule.hosts),
             f"acl {acl}_cert ssl::server_name " + " ".join(_cert_name(h) for h in rule.hosts),
             *(f"request_header_access {h} deny {acl}_host" for h in rule.strip),
-            f'request_header_add {rule.header} "{value}" cage_https {acl}_host {acl}_cert',
+            f'request_header_add {rule.header} "{value}" {ONLY_OVER_VERIFIED_TLS} '
+            f"{acl}_host {acl}_cert",
         ]
     return "\n".join(lines) + "\n"
 

@@ -16,6 +16,7 @@ were lost, and that is how the audit counts what the log's rotation dropped.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,12 +26,19 @@ ALLOWED = "allowed"  # reached an allowlisted upstream, which answered below 500
 FAILED = "failed"  # allowlisted, but the upstream failed (5xx) or could not be reached
 BLOCKED_HOST = "blocked-host"  # the host is not on the allowlist
 BLOCKED_PORT = "blocked-port"  # the port is not in allowed_ports
+BLOCKED_ADDRESS = "blocked-address"  # an allowed name, at an internal address (the guard)
 REFUSED = "refused"  # squid rejected the request itself (400, 411, 417, 501, ...)
-NOT_SENT = (BLOCKED_HOST, BLOCKED_PORT, REFUSED)  # never reached an allowed upstream
+# never reached an allowed upstream
+NOT_SENT = (BLOCKED_HOST, BLOCKED_PORT, BLOCKED_ADDRESS, REFUSED)
 
-# The error pages squid.conf names (deny_info) for the two allowlist refusals.
+# The error pages squid.conf names (deny_info) for its refusals: the allowlist's two, the
+# address guard's, an absolute-form https:// request, and the cache manager.
 PAGE_HOST = "ERR_CAGE_HOST"
 PAGE_PORT = "ERR_CAGE_PORT"
+PAGE_ADDRESS = "ERR_CAGE_ADDRESS"
+PAGE_SCHEME = "ERR_CAGE_SCHEME"
+PAGE_INTERNAL = "ERR_CAGE_INTERNAL"
+_REFUSAL_PAGES = frozenset({PAGE_SCHEME, PAGE_INTERNAL})
 # Squid's errors for a request that passed the allowlist and then failed on its way.
 _UPSTREAM_ERRORS = frozenset(
     {
@@ -49,6 +57,57 @@ _UPSTREAM_ERRORS = frozenset(
         "ERR_SHUTTING_DOWN",
     }
 )
+
+
+# What the address guard refuses an allowed name to resolve to: this network, loopback,
+# private (RFC 1918, carrier-grade NAT 100.64/10, IPv6 unique local fc00::/7), link-local
+# (169.254/16, where cloud metadata services answer on 169.254.169.254, and fe80::/10),
+# the IETF's and benchmarking blocks, multicast and the reserved rest; the host's own
+# addresses are added by the caller. An IPv4-mapped IPv6 answer is compared as IPv4.
+GUARDED_RANGES = (
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "224.0.0.0/3",
+    "::/127",
+    "fc00::/7",
+    "fe80::/10",
+    "ff00::/8",
+)
+# Squid needs at least one entry in an ACL file: a documentation address (RFC 5737) that
+# nothing answers on stands in when allowed_address_ranges covers all the rest.
+_NOTHING = "192.0.2.255/32"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def blocked_ranges(allowed: list[str], host_addresses: tuple[str, ...] = ()) -> list[str]:
+    """The guard's ranges minus config allowed_address_ranges, plus the host's own
+    addresses (each kept unless allowed_address_ranges names exactly that address: a
+    range that merely holds the host's bridge address does not open the host), as the
+    CIDR list squid's `dst` ACL reads. Squid refuses a name when any of its addresses is
+    in it, so a name with one guarded address among public ones is refused too."""
+    holes = [ipaddress.ip_network(text, strict=False) for text in allowed]
+    guarded: list[IPNetwork] = [ipaddress.ip_network(r) for r in GUARDED_RANGES]
+    for hole in holes:
+        kept: list[IPNetwork] = []
+        for net in guarded:
+            if net.version != hole.version or not net.overlaps(hole):
+                kept.append(net)
+            elif not hole.supernet_of(net):  # type: ignore[arg-type]
+                kept += net.address_exclude(hole)  # type: ignore[arg-type]
+        guarded = kept
+    guarded += [n for n in map(ipaddress.ip_network, host_addresses) if n not in holes]
+    v4 = [n for n in guarded if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in guarded if isinstance(n, ipaddress.IPv6Network)]
+    out = [*ipaddress.collapse_addresses(v4), *ipaddress.collapse_addresses(v6)]
+    return [str(net) for net in out] or [_NOTHING]
 
 
 def split_allowlist(hosts: list[str]) -> tuple[list[str], list[str]]:
@@ -76,7 +135,7 @@ class Request:
     time: str
     host: str
     port: int | None
-    result: str  # one of ALLOWED, FAILED, BLOCKED_HOST, BLOCKED_PORT, REFUSED
+    result: str  # one of ALLOWED, FAILED, BLOCKED_HOST, BLOCKED_PORT, BLOCKED_ADDRESS, REFUSED
     status: int  # what the session got (squid's status)
     reason: str  # squid's error page (ERR_...), or "" when there was none
     method: str
@@ -127,6 +186,10 @@ class Request:
 def classify(status: int, upstream: str, squid_status: str, page: str) -> str:
     if page == PAGE_PORT:
         return BLOCKED_PORT
+    if page == PAGE_ADDRESS:
+        return BLOCKED_ADDRESS
+    if page in _REFUSAL_PAGES:
+        return REFUSED
     if page == PAGE_HOST or "DENIED" in squid_status:
         return BLOCKED_HOST
     if page in _UPSTREAM_ERRORS:

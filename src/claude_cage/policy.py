@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from claude_cage import labels as labels_mod
 from claude_cage import names, runtimes, workdir
 from claude_cage.config import parse_size
-from claude_cage.egress import split_allowlist
+from claude_cage.egress import blocked_ranges, split_allowlist
 from claude_cage.errors import BadInput
 from claude_cage.kinds import (
     DEFAULT_MODE,
@@ -85,6 +85,7 @@ class HostFacts:
     seccomp_profile: str  # the profile's JSON text
     apparmor: bool
     upstream_ca: str = ""  # PEM text of config upstream_ca_certs
+    addresses: tuple[str, ...] = ()  # the host's own (CIDRs), which the address guard refuses
 
 
 @dataclass
@@ -283,6 +284,9 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
             "CAGE_ALLOWED_SUFFIXES": " ".join(suffixes),
             "CAGE_ALLOWED_PORTS": " ".join(str(p) for p in cfg["allowed_ports"]),
             "CAGE_UPSTREAM_CA": host.upstream_ca,
+            "CAGE_BLOCKED_ADDRESSES": " ".join(
+                blocked_ranges(cfg["allowed_address_ranges"], host.addresses)
+            ),
             "CAGE_CREDENTIALS": "wait" if req.proxy_credentials else "",
         },
         volumes=[{"source": names.socket_volume(req.name), "target": COMPANION_SOCK_DIR}],

@@ -130,6 +130,7 @@ class SessionRecord:
     gid: int | None = None  # (bindmounts.py); None: the image's user, 1000
     # The config's settings that shape the session, as it was started (see RECORDED).
     egress_network: str | None = None
+    allowed_address_ranges: tuple[str, ...] = ()  # the address guard's exceptions
     seccomp_profile: str | None = None
     apparmor_profile: str | None = None
     read_only_root: bool | None = None
@@ -149,6 +150,7 @@ class SessionRecord:
 RECORDED = (
     "egress_network",
     "allowed_ports",
+    "allowed_address_ranges",
     "seccomp_profile",
     "apparmor_profile",
     "read_only_root",

@@ -169,6 +169,21 @@ def ports(value: Any) -> Any:
     return [number(int, 1, 65535)(p) for p in value]
 
 
+def address_ranges(value: Any) -> Any:
+    """CIDR ranges (10.0.0.0/8, fd00::/8) or single addresses, as a list or one string."""
+    if isinstance(value, str):
+        value = [r for r in value.replace(",", " ").split() if r]
+    if not isinstance(value, list):
+        raise ValueError("must be a list of address ranges like 10.0.0.0/8")
+    checked = []
+    for item in value:
+        try:
+            checked.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address range like 10.0.0.0/8") from None
+    return checked
+
+
 def resolution(value: Any) -> Any:
     if not re.match(r"^\d{3,5}x\d{3,5}(x(8|16|24|32))?$", str(value)):
         raise ValueError(f"{value!r} is not a resolution like 1280x800x24")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import inspect
+from tests.conftest import ensure_egress_network, inspect
 from tests.integration.model import ModelServer, start_model_server
 from tests.isolation import EGRESS_NETWORK, IMAGE_COMPANION
 
@@ -55,28 +55,6 @@ class TestHost:
             check=True,
         ).stdout
         return json.loads(out)
-
-
-def ensure_egress_network() -> None:
-    if (
-        subprocess.run(
-            ["docker", "network", "inspect", EGRESS_NETWORK], capture_output=True
-        ).returncode
-        != 0
-    ):
-        subprocess.run(
-            [
-                "docker",
-                "network",
-                "create",
-                "--label",
-                "managed-by=claude-cage",
-                "--label",
-                "cage.role=network",
-                EGRESS_NETWORK,
-            ],
-            capture_output=True,
-        )
 
 
 def start_test_host(

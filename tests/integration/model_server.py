@@ -171,6 +171,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         entry = {
             "method": self.command,
             "path": self.path,
+            "port": self.server.server_port,
+            "tls": isinstance(self.connection, ssl.SSLSocket),
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "kind": kind,
             "turn": turn,

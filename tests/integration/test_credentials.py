@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cage, inspect
-from tests.integration.conftest import TestHost, make_cert, start_test_host
+from tests.integration.conftest import TestHost, make_ca, make_cert, start_test_host
 from tests.integration.model import ModelServer
 from tests.isolation import IMAGE_CLI
 
@@ -39,6 +39,7 @@ class World:
     github: TestHost  # github.com and api.github.com, a git server under /git/
     plain: TestHost  # plain.test: allowed, no credential
     plain_cert: str  # its certificate, PEM
+    untrusted: TestHost  # untrusted.test: a certificate from a CA the companion refuses
 
 
 def new_key() -> str:
@@ -74,8 +75,14 @@ def world(cage_module: Cage, test_ca: Path, model_server: ModelServer) -> Iterat
         plain_tls = make_cert(test_ca, ("plain.test",))
         plain = start_test_host("plain.test", prefix, plain_tls)
         hosts.append(plain)
+        other_ca = test_ca / "other-ca"
+        make_ca(other_ca)
+        untrusted_tls = make_cert(other_ca, ("untrusted.test",))
+        untrusted = start_test_host("untrusted.test", prefix, untrusted_tls)
+        hosts.append(untrusted)
         cage_module.env.update(model_server.session_env())
-        yield World(test_ca, model_server, github, plain, (plain_tls / "cert.pem").read_text())
+        plain_cert = (plain_tls / "cert.pem").read_text()
+        yield World(test_ca, model_server, github, plain, plain_cert, untrusted)
     finally:
         if hosts:
             subprocess.run(
@@ -84,7 +91,7 @@ def world(cage_module: Cage, test_ca: Path, model_server: ModelServer) -> Iterat
 
 
 ALLOW = ("--allow-host", "plain.test", "--allow-host", "github.com")
-ALLOW += ("--allow-host", "api.github.com")
+ALLOW += ("--allow-host", "api.github.com", "--allow-host", "untrusted.test")
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +270,151 @@ def test_credentials_never_cross_to_another_host_or_to_plain_http(
         assert key not in json.dumps(received(host, marker))
     plain_http = received(world.api, f"{marker}b")
     assert plain_http and "x-api-key" not in plain_http[0]["headers"]
+
+
+# --- never in cleartext: every way a session can talk to the proxy ----------------------
+# The upstreams record each request with the port it came to and whether it came over TLS;
+# port 80 of each alias is a plain listener. A credential may reach them only over TLS, on
+# 443, on a connection the companion opened itself.
+
+CLIENT = Path(__file__).with_name("proxy_client.py").read_text()
+API = "api.anthropic.com"
+
+
+def talk(cage: Cage, name: str, *connections: list[dict]) -> list[list[str]]:
+    """Raw requests to the session's proxy (proxy_client.py): one list per connection."""
+    result = cage("exec", name, "--", "python3", "-c", CLIENT, json.dumps(connections))
+    assert result.code == 0, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def get(target: str, host: str = API) -> dict:
+    return {"send": f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n"}
+
+
+def tunnel(port: int, host: str = API) -> list[dict]:
+    return [{"connect": f"{host}:{port}"}, {"tls": host}]
+
+
+def not_over_tls(host: TestHost | ModelServer, marker: str, secret: str) -> list[dict]:
+    """The requests that carried `secret` other than over TLS to port 443."""
+    return [
+        r
+        for r in received(host, marker)
+        if secret in json.dumps(r) and not (r["tls"] and r["port"] == 443)
+    ]
+
+
+# Each attack: the connections (with M for a fresh marker) and the statuses they get.
+ATTACKS = {
+    # The break: a plain request pools a connection to port 80, then an absolute-form
+    # https:// request for port 80 would have gone down it with the key.
+    "http-then-https-to-port-80": (
+        [[get(f"http://{API}/Mwarm"), get(f"https://{API}:80/Msteal")]],
+        [["404", "403"]],
+    ),
+    "the-same-on-two-connections": (
+        [[get(f"http://{API}/Mwarm")], [get(f"https://{API}:80/Msteal")]],
+        [["404"], ["403"]],
+    ),
+    "absolute-https-to-443": ([[get(f"https://{API}/Mabs")]], [["403"]]),
+    "absolute-https-after-plain-to-443": (
+        [[get(f"http://{API}:443/Mwarm")], [get(f"https://{API}:443/Msteal")]],
+        [[None], ["403"]],  # plain http to a TLS port: whatever the server makes of it
+    ),
+    "connect-to-port-80-plain-inside": (
+        [[{"connect": f"{API}:80"}, get("/Mtunnel80")]],
+        [["200", "404"]],  # a plain tunnel: the companion never sees inside
+    ),
+    "connect-to-port-80-tls-inside": ([tunnel(80)], [["200", None]]),
+    "absolute-forms-inside-a-decrypted-tunnel": (
+        [
+            [
+                *tunnel(443),
+                get("/Mok"),
+                get(f"https://{API}:80/Mabs80"),
+                get(f"http://{API}/Mabshttp"),
+                get(f"http://{API}:443/Mabs443"),
+            ]
+        ],
+        [["200", "tls", "404", None, None, None]],
+    ),
+    "warm-ups-then-several-requests-on-one-decrypted-connection": (
+        [
+            [get(f"http://{API}/Mw1")],
+            [get(f"http://{API}:443/Mw2")],
+            [{"connect": f"{API}:80"}, get("/Mw3")],
+            [*tunnel(443), get("/Ma"), get("/Mb"), get("/Mc")],
+            [get(f"http://{API}/Mw4")],
+        ],
+        [["404"], [None], ["200", "404"], ["200", "tls", "404", "404", "404"], ["404"]],
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_the_api_key_never_leaves_in_cleartext(
+    cage_module: Cage, key_session, world: World, attack: str
+) -> None:
+    key, name = key_session
+    marker = uuid.uuid4().hex
+    connections, expected = ATTACKS[attack]
+    steps = json.loads(json.dumps(connections).replace("/M", f"/{marker}"))
+    got = talk(cage_module, name, *steps)
+    assert not_over_tls(world.api, marker, key) == [], (attack, got)
+    for statuses, wanted in zip(got, expected, strict=True):
+        assert len(statuses) >= len([w for w in wanted if w is not None]), got
+        for status, want in zip(statuses, wanted, strict=False):
+            assert want is None or status == want, (attack, got)
+    decrypted = [r for r in received(world.api, marker) if r["tls"]]
+    origin_form = [r for r in decrypted if r["path"].endswith(("ok", "/" + marker + "a"))]
+    assert bool(origin_form) == ("decrypted" in attack), decrypted
+    for request in origin_form:  # the positive control: the key does go, over TLS
+        assert request["headers"]["x-api-key"] == key and request["port"] == 443
+
+
+def test_an_absolute_https_request_is_refused_with_a_reason(cage_module: Cage, key_session) -> None:
+    _, name = key_session
+    marker = uuid.uuid4().hex
+    answer = sh(
+        cage_module,
+        name,
+        f"curl -sS -x http://127.0.0.1:3128 --request-target https://{API}/{marker} http://{API}/",
+    )
+    assert "absolute-form https:// requests" in answer.stdout, answer.output
+    rows = cage_module("egress", name, "--json", "--all").json()["requests"]
+    [row] = [r for r in rows if r["reason"] == "ERR_CAGE_SCHEME"][-1:]
+    assert row["result"] == "refused" and row["status"] == 403
+
+
+def test_a_header_secret_for_a_host_whose_certificate_is_refused_never_leaves(
+    cage_module: Cage, key_session, world: World
+) -> None:
+    _, name = key_session
+    value = f"hdr-{secrets.token_hex(12)}"
+    host = "untrusted.test"
+    result = cage_module(
+        "secret", "set", "steal", "--session", name, "--kind", "header",
+        "--header", "X-Steal", "--host", host, input=value,
+    )  # fmt: skip
+    assert result.code == 0, result.output
+    try:
+        marker = uuid.uuid4().hex
+        got = talk(
+            cage_module,
+            name,
+            [get(f"http://{host}/{marker}warm", host), get(f"https://{host}:80/{marker}s", host)],
+            [get(f"https://{host}/{marker}abs", host)],
+            [*tunnel(443, host), get(f"/{marker}bumped", host)],
+            [{"connect": f"{host}:80"}, get(f"/{marker}t80", host)],
+        )
+        assert value not in json.dumps(received(world.untrusted, marker)), got
+        assert got[0] == ["200", "403"] and got[1] == ["403"], got
+        # The companion refused the server's certificate: its error, or a failed handshake.
+        assert got[2][-1] == "503" or got[2][-1].startswith("error"), got
+        assert received(world.untrusted, f"{marker}warm")  # the plain listener was there
+    finally:
+        assert cage_module("secret", "rm", "steal", "--session", name).code == 0
 
 
 # --- nowhere in the box ------------------------------------------------------------------

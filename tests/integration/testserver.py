@@ -40,6 +40,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             {
                 "method": self.command,
                 "path": self.path,
+                "port": self.server.server_port,
+                "tls": isinstance(self.connection, ssl.SSLSocket),
                 "headers": {k.lower(): v for k, v in self.headers.items()},
                 "body": body.decode(errors="replace")[:2000],
             }

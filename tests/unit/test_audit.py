@@ -71,6 +71,10 @@ def test_allowed_and_probe_lines_are_counted_not_filed(log: EventLog) -> None:
     [
         ("80 403 - TCP_DENIED ERR_CAGE_HOST GET", egress.BLOCKED_HOST),
         ("8080 403 - TCP_DENIED ERR_CAGE_PORT GET", egress.BLOCKED_PORT),
+        ("80 403 - TCP_DENIED ERR_CAGE_ADDRESS GET", egress.BLOCKED_ADDRESS),
+        ("443 403 - TCP_DENIED ERR_CAGE_ADDRESS CONNECT", egress.BLOCKED_ADDRESS),
+        ("80 403 - TCP_DENIED ERR_CAGE_SCHEME GET", egress.REFUSED),
+        ("443 403 - TCP_DENIED ERR_CAGE_INTERNAL GET", egress.REFUSED),
         ("80 200 200 TCP_MISS - GET", egress.ALLOWED),
         ("443 200 - TCP_TUNNEL - CONNECT", egress.ALLOWED),
         ("80 502 502 TCP_MISS - GET", egress.FAILED),

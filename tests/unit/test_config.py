@@ -220,7 +220,8 @@ def test_max_sessions_follows_the_machine(cores: int, gib: int, expected: int) -
     [("cpus", "0"), ("cpus", "abc"), ("cpus", True), ("pids", "8"), ("pids", "2000000"),
      ("mode", "gui"), ("network", "open"), ("read_only_root", "maybe"),
      ("allowed_hosts", "bad host!"), ("allowed_ports", "0"), ("desktop_port", "80"),
-     ("desktop_bind", "localhost"), ("vnc_resolution", "big"), ("image_cli", "")],
+     ("desktop_bind", "localhost"), ("vnc_resolution", "big"), ("image_cli", ""),
+     ("allowed_address_ranges", "10.0.0.0/33"), ("allowed_address_ranges", "intranet")],
 )  # fmt: skip
 def test_bad_values(key: str, value: object) -> None:
     cfg = config.Config()
@@ -283,3 +284,13 @@ def test_a_config_file_with_a_broad_entry_is_refused(isolated: Path) -> None:
     cfg = config.load()
     assert [p.key for p in cfg.problems] == ["allowed_hosts"]
     assert "public suffix" in cfg.problems[0].message
+
+
+def test_allowed_address_ranges_take_cidrs_from_a_file_or_the_environment() -> None:
+    assert config.DEFAULTS["allowed_address_ranges"] == []
+    loaded = config.load(environ={"CAGE_ALLOWED_ADDRESS_RANGES": "172.18.0.0/16, fd00::/8"})
+    assert loaded["allowed_address_ranges"] == ["172.18.0.0/16", "fd00::/8"]
+    assert config.load(environ={"CAGE_ALLOWED_ADDRESS_RANGES": ""})["allowed_address_ranges"] == []
+    cfg = config.Config()
+    cfg.apply({"allowed_address_ranges": ["10.1.2.3/8", "192.168.1.7"]}, "test")
+    assert cfg["allowed_address_ranges"] == ["10.0.0.0/8", "192.168.1.7/32"]

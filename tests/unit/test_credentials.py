@@ -10,6 +10,7 @@ from claude_cage import credentials
 from claude_cage.credentials import Secret
 from claude_cage.errors import BadInput
 from claude_cage.kinds import Credential
+from claude_cage.paths import package_data
 
 
 def secret(kind: str, *hosts: str, value: str = "tok-123", header: str | None = None) -> Secret:
@@ -47,9 +48,30 @@ def test_rules_add_each_header_only_for_its_hosts_over_verified_https() -> None:
     assert r"acl cage_bump_host dstdom_regex -n -i ^api\.anthropic\.com$" in rules
     assert "request_header_access x-api-key deny cage_cred_0_host" in rules
     assert "request_header_access Authorization deny cage_cred_0_host" in rules
-    add = 'request_header_add x-api-key "sk-1" cage_https cage_cred_0_host cage_cred_0_cert'
+    add = (
+        'request_header_add x-api-key "sk-1" cage_https cage_bump_port cage_tls_port '
+        "cage_cred_0_host cage_cred_0_cert"
+    )
     assert add in rules
     assert "acl cage_cred_0_cert ssl::server_name api.anthropic.com" in rules
+
+
+def test_every_header_rule_needs_the_companions_own_verified_tls_to_port_443() -> None:
+    """Each condition the rules name is one squid.conf defines as the TLS path: an
+    https request decrypted on the bumping port, for port 443, and the session's port
+    refuses absolute-form https:// (the way a credential once left in cleartext)."""
+    creds = [secret("api-key", "api.anthropic.com"), secret("github", "github.com")]
+    adds = [line for line in credentials.squid_rules(creds).splitlines() if "header_add" in line]
+    assert adds and all(credentials.ONLY_OVER_VERIFIED_TLS in line for line in adds)
+    conf = (package_data("images") / "companion/squid.conf").read_text()
+    assert "acl cage_https proto HTTPS\n" in conf
+    assert "acl cage_bump_port myportname cage_bump\n" in conf
+    assert "acl cage_tls_port port 443\n" in conf
+    assert "http_access deny cage_https !cage_bump_port\n" in conf
+    assert "name=cage_bump ssl-bump" in conf
+    peer = "cache_peer_access cage_bumper allow cage_connect cage_bump_host cage_tls_port"
+    assert peer in conf
+    assert "http_access deny manager\n" in conf
 
 
 def test_github_tokens_go_as_git_and_the_api_expect_them() -> None:

@@ -96,7 +96,9 @@ def egress(
     """Show every request a filtered session made through its proxy.
 
     RESULT is allowed, blocked-host (not on the allowlist), blocked-port (a port not
-    allowed), refused (STATUS) when the proxy rejected the request itself, or
+    allowed), blocked-address (an allowed name at an internal address: loopback,
+    private, link-local, the host's own; see allowed_address_ranges), refused (STATUS)
+    when the proxy rejected the request itself, or
     failed (STATUS) when an allowed upstream failed or could not be reached.
     Refused requests of every kind are also in the event log (events --type egress).
     """

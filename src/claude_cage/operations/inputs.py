@@ -9,6 +9,8 @@ exit 2 and nothing half-made.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +97,33 @@ def host_facts(
             apparmor = enabled.strip() == "Y"
         except OSError:
             apparmor = False
-    return policy.HostFacts(seccomp_profile=seccomp, apparmor=apparmor, upstream_ca=upstream_ca)
+    return policy.HostFacts(
+        seccomp_profile=seccomp,
+        apparmor=apparmor,
+        upstream_ca=upstream_ca,
+        addresses=() if engine_info is not None else local_addresses(),
+    )
+
+
+def local_addresses() -> tuple[str, ...]:
+    """This machine's own addresses (IPv4 from the kernel's local routes, IPv6 from
+    its interface list), which the address guard refuses; none where /proc says nothing."""
+    found: list[str] = []
+    try:
+        lines = Path("/proc/net/fib_trie").read_text().splitlines()
+    except OSError:
+        lines = []
+    for previous, line in itertools.pairwise(lines):
+        if line.strip() == "/32 host LOCAL" and "|--" in previous:
+            found.append(previous.split("|--")[1].strip() + "/32")
+    try:
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            raw = line.split()[0] if line.split() else ""
+            if len(raw) == 32:
+                found.append(str(ipaddress.IPv6Address(bytes.fromhex(raw))) + "/128")
+    except (OSError, ValueError):
+        pass
+    return tuple(sorted(set(found)))
 
 
 def default_image(cfg: config_mod.Config, mode: Mode) -> str:
