@@ -75,8 +75,11 @@ def protections(mounts: list[Mount], home: Path) -> list[Mount]:
             continue
         plan = gitdirs.Plan(Path(mount.source), mount.target, home)
         # `.git` directories first: a `.git` file may name a git directory inside one
-        for dot_git in sorted(_git_dirs(plan.root), key=lambda p: (p.is_file(), p)):
+        found = sorted(_git_dirs(plan.root), key=lambda p: (p.is_file(), p))
+        for dot_git in found:
             gitdirs.add_repository(plan, dot_git.parent)
+        if not any(p.parent == plan.root for p in found):
+            gitdirs.pin_root(plan)
         for host, copy, view in plan.copies:
             gitdirs.make_copy(host, copy, view)
         binds += plan.binds

@@ -127,9 +127,12 @@ def add_repository(plan: Plan, worktree: Path, depth: int = 0) -> None:
         plan.pin(dot_git, True)
         target = gitfile_target(dot_git)
         if target is not None and plan.contains(target) and target.is_dir():
-            cover(plan, target)
+            cover(plan, target, worktree)
+    elif not (dot_git / "HEAD").exists():  # not a git directory: it must not become one
+        plan.pin(dot_git, True)
+        return
     else:
-        cover(plan, dot_git)
+        cover(plan, dot_git, worktree)
     for link in gitlinks(worktree):
         if not plan.contains(link):
             continue
@@ -146,7 +149,22 @@ def add_repository(plan: Plan, worktree: Path, depth: int = 0) -> None:
                 plan.pin(link, True)
 
 
-def cover(plan: Plan, git_dir: Path) -> None:
+def pin_root(plan: Plan) -> None:
+    """A mount inside a repository (a subdirectory of it): an empty, read-only `.git` at
+    the mount's top, which git's discovery passes over (not a git directory), so the
+    agent cannot put one of its own where the host's git would find it first."""
+    dot_git = plan.root / ".git"
+    if os.path.lexists(dot_git) or not any((p / ".git").exists() for p in plan.root.parents):
+        return
+    try:
+        dot_git.mkdir(mode=0o555)
+        os.chown(dot_git, *owner(plan.root))
+    except OSError as exc:
+        raise file_error(exc, dot_git) from None
+    plan.pin(dot_git, True)
+
+
+def cover(plan: Plan, git_dir: Path, worktree: Path) -> None:
     """The host's git directory read-only at HOST_VIEW, the session's copy over it."""
     if any(git_dir == done or done in git_dir.parents for done, _, _ in plan.copies):
         return  # a submodule's, under a git directory already covered
@@ -156,8 +174,11 @@ def cover(plan: Plan, git_dir: Path) -> None:
     plan.copies.append((git_dir, copy, view))
     plan.add(Mount(str(git_dir), view, True))
     plan.pin(git_dir, False, source=copy)
-    for config in [git_dir / "config", git_dir / "config.worktree", *module_configs(git_dir)]:
-        protect_config(plan, config, git_dir)
+    for config in [git_dir / "config", git_dir / "config.worktree"]:
+        protect_config(plan, config, worktree)
+    for config in module_configs(git_dir):  # a submodule's worktree: its core.worktree
+        relative = git_read("config", "--file", str(config), "core.worktree").strip()
+        protect_config(plan, config, Path(os.path.normpath(config.parent / relative)))
 
 
 def module_configs(git_dir: Path) -> list[Path]:
@@ -167,7 +188,7 @@ def module_configs(git_dir: Path) -> list[Path]:
     return sorted(p for p in modules.rglob("config") if (p.parent / "HEAD").is_file())
 
 
-def protect_config(plan: Plan, config: Path, git_dir: Path, depth: int = 0) -> None:
+def protect_config(plan: Plan, config: Path, worktree: Path, depth: int = 0) -> None:
     """Includes and core.hooksPath of a host config that point into the mount: read-only;
     an include there that does not exist is refused (the agent could create it)."""
     if not config.is_file() or depth > MAX_NESTING:
@@ -179,10 +200,8 @@ def protect_config(plan: Plan, config: Path, git_dir: Path, depth: int = 0) -> N
     for entry in filter(None, text.split("\0")):
         key, _, value = entry.partition("\n")
         path = Path(os.path.expanduser(value))
-        if key.endswith(".path"):
-            path = config.parent / path
-        else:  # core.hooksPath: relative to the worktree
-            path = (git_dir.parent if git_dir.name == ".git" else git_dir) / path
+        # includes: relative to the including file; core.hooksPath: to the worktree
+        path = config.parent / path if key.endswith(".path") else worktree / path
         path = Path(os.path.normpath(path))
         if not plan.contains(path) or any(
             c == path or c in path.parents for c, _, _ in plan.copies
@@ -197,7 +216,7 @@ def protect_config(plan: Plan, config: Path, git_dir: Path, depth: int = 0) -> N
             )
         plan.pin(path, True)
         if key.endswith(".path"):
-            protect_config(plan, path, git_dir, depth + 1)
+            protect_config(plan, path, worktree, depth + 1)
 
 
 def owner(path: Path) -> tuple[int, int]:

@@ -278,6 +278,25 @@ def test_a_planted_redirect_never_runs_on_the_host(cage: Cage, tmp_path: Path, c
     assert not marker.exists(), f"{case}: the host's git ran the agent's command"
 
 
+def test_a_subdirectory_mount_of_a_repository_gets_no_git_of_the_agents(
+    cage: Cage, tmp_path: Path
+) -> None:
+    project = make_repo(tmp_path / "proj")
+    src = owned_dir(project / "src", OWNER)
+    marker = tmp_path / "marker"
+    name = cage.name()
+    started = cage("start", "--name", name, "--network", "none", "-d", "--mount", str(src))
+    assert started.code == 0, started.output
+    planted = cage("exec", name, "--", "sh", "-c", "cd /workspace/src && " + evil_repo(".", marker))
+    assert not marker.exists(), planted.output
+    for _ in range(2):  # and again after a restart
+        everyday(src)
+        assert not marker.exists(), "the host's git ran the agent's command"
+        assert git(src, "rev-parse", "--show-toplevel").strip() == str(project)
+        assert cage("stop", name).code == 0 and cage("start", "--name", name, "-d").code == 0
+        cage("exec", name, "--", "sh", "-c", "cd /workspace/src && " + evil_repo(".", marker))
+
+
 def include_missing(project: Path) -> str:
     git(project, "config", "include.path", "../local.gitconfig")
     return "local.gitconfig"
