@@ -20,6 +20,9 @@ any new name in it. So, inside the session:
   agent cannot give `git status` a repository to recurse into.
 - config includes and `core.hooksPath` that point into a mount are bound read-only; an
   include of a file that does not exist there is refused, as the agent could create it.
+- a `.git` directory that is no git directory is read-only, and a mount inside a
+  repository gets an empty one at its top: git's discovery passes over it, and the
+  agent cannot put a `.git` of its own where the host's git would find it first.
 
 See docs/SECURITY.md ("Mounted repositories") for the list and what is left.
 """
