@@ -4,9 +4,8 @@ stays read-only.
 A session with read-write mounts runs as the uid:gid that owns them, so the agent can
 write there and what it writes belongs to the user. They must all have one owner, and
 that owner may not be root: a session never runs as uid 0. Inside a mounted repository
-(or one held by a mounted directory), `.git/config`, `.git/hooks` and `.git/info` are
-bound read-only over themselves, so the agent can commit but cannot change what git runs
-on the host (hooks, `core.fsmonitor`, filters, `info/attributes`).
+(or one held by a mounted directory), the session commits into a git directory of its
+own, and what the host's git reads stays out of its reach (gitdirs.py).
 """
 
 from __future__ import annotations
@@ -16,11 +15,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from claude_cage import gitdirs
 from claude_cage.errors import BadInput
 from claude_cage.record import Mount, SessionRecord
 
 DEFAULT_UID = 1000  # the image's user, for sessions without read-write mounts
-PROTECTED = ("config", "hooks", "info")
 SEARCH_DEPTH = 3  # how deep below a mount to look for repositories
 SKIP = {"node_modules", ".venv", "venv", "__pycache__", "target", "dist", "build"}
 
@@ -66,52 +65,25 @@ def _git_dirs(root: Path) -> list[Path]:
     return found
 
 
-def _modules(git_dir: Path) -> list[Path]:
-    """Submodules' git directories under .git/modules (their hooks run on the host too)."""
-    modules = git_dir / "modules"
-    if not modules.is_dir():
-        return []
-    return sorted(p.parent for p in modules.rglob("config") if (p.parent / "HEAD").exists())
-
-
-def protections(mounts: list[Mount]) -> list[Mount]:
-    """Read-only binds over the git control files of every read-write mounted repository.
-
-    Missing `hooks` or `info` directories are created first (empty, as `git init` makes
-    them): a directory that does not exist cannot be bound, and the agent could create it.
-    """
+def protections(mounts: list[Mount], home: Path) -> list[Mount]:
+    """The binds that keep the host's git from reading anything the session writes, for
+    every repository in a read-write mount (gitdirs.py); the session's own git
+    directories are made under home, once."""
     binds: list[Mount] = []
     for mount in mounts:
         if mount.read_only:
             continue
-        root = Path(mount.source)
-        for dot_git in _git_dirs(root):
-            inside = mount.target + "/" + str(dot_git.relative_to(root))
-            # A mount point cannot be renamed or removed: bound over themselves (still
-            # read-write), `.git` and the directories above it up to the mount stay where
-            # the host's git will look, so no other `.git` can take their place.
-            for step in reversed(dot_git.relative_to(root).parents[:-1]):
-                binds.append(Mount(str(root / step), f"{mount.target}/{step}", False))
-            if dot_git.is_dir():
-                binds.append(Mount(str(dot_git), inside, False))
-            if not dot_git.is_dir():  # a worktree's `.git` file: it says where git looks
-                binds.append(Mount(str(dot_git), inside, True))
-                continue
-            for git_dir in [dot_git, *_modules(dot_git)]:
-                target = mount.target + "/" + str(git_dir.relative_to(root))
-                for entry in PROTECTED:
-                    path = git_dir / entry
-                    if entry != "config" and not path.exists():
-                        path.mkdir(mode=0o755)
-                        os.chown(path, *_owner(git_dir))
-                    if path.exists() and not path.is_symlink():
-                        binds.append(Mount(str(path), f"{target}/{entry}", True))
+        plan = gitdirs.Plan(Path(mount.source), mount.target, home)
+        # `.git` directories first: a `.git` file may name a git directory inside one
+        found = sorted(_git_dirs(plan.root), key=lambda p: (p.is_file(), p))
+        for dot_git in found:
+            gitdirs.add_repository(plan, dot_git.parent)
+        if not any(p.parent == plan.root for p in found):
+            gitdirs.pin_root(plan)
+        for host, copy, view in plan.copies:
+            gitdirs.make_copy(host, copy, view)
+        binds += plan.binds
     return binds
-
-
-def _owner(path: Path) -> tuple[int, int]:
-    info = path.stat()
-    return info.st_uid, info.st_gid
 
 
 def writable_by(path: str, uid: int, gid: int) -> bool:
@@ -139,11 +111,24 @@ def unwritable(session: SessionRecord) -> tuple[str, list[str]]:
 
 
 def protected_paths(binds: list[dict[str, Any]]) -> list[str]:
-    """The git control files bound read-only among a container's mounts (its inspect)."""
-    return sorted(
-        b["Destination"]
-        for b in binds
-        if b.get("Type") == "bind"
-        and not b.get("RW", True)
-        and ("/.git/" in b["Destination"] or b["Destination"].endswith("/.git"))
-    )
+    """What keeps the host's git apart, among a container's mounts (its inspect): the
+    session's own git directories and the read-only binds below a read-write mount."""
+    found = []
+    for bind in binds:
+        if bind.get("Type") != "bind" or bind["Destination"].startswith(gitdirs.HOST_VIEW + "/"):
+            continue
+        holder = next(
+            (b for b in binds if b.get("RW") and _below(bind["Destination"], b["Destination"])),
+            None,
+        )
+        if holder is None:
+            continue
+        rel = bind["Destination"][len(holder["Destination"]) :]
+        pinned = bind.get("RW") and bind.get("Source") == holder.get("Source", "") + rel
+        if not pinned:
+            found.append(bind["Destination"])
+    return sorted(found)
+
+
+def _below(path: str, top: str) -> bool:
+    return path.startswith(top.rstrip("/") + "/") and top.count("/") == 2

@@ -56,6 +56,7 @@ def port_socket(inner: int) -> str:
 
 NO_PROXY = "localhost,127.0.0.1,::1"
 MANAGED_SETTINGS_DIR = "/etc/claude-code"  # where Claude Code reads its managed settings
+HOST_GIT_VIEW = "/cage/git"  # host git directories, read-only, for alternates (gitdirs.py)
 SESSION_LOG_SIZE = 8 * 1024**2  # the session container's own output (the engine rotates it)
 COMPANION_PIDS = 192  # room for the proxy bridge's connections (companion-entrypoint) and more
 # Claude Code's own switches: no error reports (to sentry.io), no telemetry, no update
@@ -112,7 +113,7 @@ class SessionRequest:
     clone: str = ""  # clone mode: the repository's name, cloned to /workspace/<clone>
     uid: int = SESSION_UID  # the owner of the read-write mounts, if any (bindmounts.py)
     gid: int = SESSION_UID
-    protect: list[Mount] = field(default_factory=list)  # read-only binds over .git parts
+    protect: list[Mount] = field(default_factory=list)  # .git kept apart (gitdirs.py)
     runtime: Runtime = DEFAULT_RUNTIME
 
 

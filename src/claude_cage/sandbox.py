@@ -9,7 +9,7 @@ from claude_cage import labels
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
-from claude_cage.policy import MANAGED_SETTINGS_DIR
+from claude_cage.policy import HOST_GIT_VIEW, MANAGED_SETTINGS_DIR
 from claude_cage.resources import human_bytes
 from claude_cage.runtimes import RUNC, RUNSC
 
@@ -123,7 +123,10 @@ def verify(
         _check(
             "mounts",
             all(
-                b["Destination"].startswith("/workspace/")
+                (
+                    b["Destination"].startswith("/workspace/")
+                    or (b["Destination"].startswith(HOST_GIT_VIEW + "/") and not b["RW"])
+                )
                 and not any(b["Source"] in (s, s.rsplit("/", 1)[0]) for s in DOCKER_SOCKETS)
                 for b in binds
             ),

@@ -1,6 +1,6 @@
 """Read-write bind mounts: the session runs as their owner (any uid, none of them root),
-every tool works without a passwd entry, and a mounted repository's git control files
-are read-only inside."""
+every tool works without a passwd entry, and a mounted repository's git directory is
+never written from inside."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cage, inspect, owned
-from tests.integration.workspace_helpers import git, make_repo
+from tests.integration.workspace_helpers import fingerprint, git, make_repo
 
 pytestmark = pytest.mark.engine
 
@@ -79,35 +79,37 @@ def test_root_owned_and_mixed_mounts_are_refused(cage: Cage, tmp_path: Path) -> 
 
 
 def test_git_control_files_are_read_only_inside(cage: Cage, tmp_path: Path) -> None:
+    """The agent commits into its own git directory; the host's stays as it was, and
+    cannot be moved, replaced or written (test_git_redirects.py plants every redirect)."""
     project = tmp_path / "proj"
     make_repo(project)
     make_repo(project / "vendor" / "lib")  # a repository the mount holds
-    (project / ".git" / "hooks").rename(tmp_path / "hooks-gone")  # made again, empty
     owned_dir(project, 4242)
-    config_before = (project / ".git" / "config").read_text()
+    before = {p: fingerprint(p / ".git") for p in (project, project / "vendor" / "lib")}
     name = cage.name()
     started = cage("start", "--name", name, "--network", "none", "-d", "--mount", str(project))
     assert started.code == 0, started.output
     for repo in ("/workspace/proj", "/workspace/proj/vendor/lib"):
         attempts = run_in(
             cage, name,
-            f"cd {repo}; for try in 'git config core.fsmonitor \"touch /tmp/x\"'"
-            " 'echo evil > .git/hooks/post-checkout' 'echo \"* filter=x\" > .git/info/attributes'"
-            " 'rm -rf .git/hooks' 'mv .git/config .git/c2' 'mv .git .git-old'"
+            f"cd {repo}; for try in 'mv .git .git-old'"
+            " 'touch /cage/git$PWD/.git/commondir' 'echo x > /cage/git$PWD/.git/config'"
             " 'cd .. && mv lib lib2' 'cd ../.. && mv vendor v2' 'cd .. && mv proj p2'; do"
             " sh -c \"$try\" 2>/dev/null && echo \"allowed: $try\"; done;"
-            " git add -A && git commit -qm agent && git branch side && git stash list && echo ok",
+            " git config core.fsmonitor 'touch /tmp/x' && echo evil > .git/hooks/post-checkout"
+            " && git init -q --bare /tmp/b && echo /tmp/b > .git/commondir && rm .git/commondir"
+            " && git add -A && git commit -qm agent && git branch side && git stash list"
+            " && git log --format=%s -1",
         )  # fmt: skip
-        assert attempts.strip() == "ok", attempts
-    assert (project / ".git" / "config").read_text() == config_before
-    assert list((project / ".git" / "hooks").iterdir()) == []
-    assert git(project, "log", "--format=%s", "-1").strip() == "agent"
+        assert attempts.strip() == "agent", attempts
+    for path, print_before in before.items():
+        assert fingerprint(path / ".git") == print_before, f"{path}/.git changed"
+        assert git(path, "log", "--format=%s", "-1").strip() == "first"
     status = cage("status", name, "--json").json()["session"]
-    assert {
-        "/workspace/proj/.git/config", "/workspace/proj/.git/hooks", "/workspace/proj/.git/info",
-        "/workspace/proj/vendor/lib/.git/config",
-    } <= set(status["protections"])  # fmt: skip
-    assert "/workspace/proj/.git/hooks" in cage("status", name).stdout
+    assert {"/workspace/proj/.git", "/workspace/proj/vendor/lib/.git"} <= set(
+        status["protections"]
+    ), status
+    assert "/workspace/proj/.git" in cage("status", name).stdout
 
 
 def test_doctor_and_status_see_an_unwritable_mount(cage: Cage, tmp_path: Path) -> None:

@@ -337,7 +337,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
             f"{extra} (claude-cage egress {name})"
         )
     for path in info.get("protections") or []:
-        click.echo(f"{'protected':12} {path} (read-only: git cannot run what the agent puts there)")
+        click.echo(f"{'protected':12} {path} (the host's git reads nothing the agent writes there)")
     if info.get("allowed_hosts"):
         click.echo(f"{'allowlist':12} {sanitize(' '.join(info['allowed_hosts']))}")
     if info.get("companion"):

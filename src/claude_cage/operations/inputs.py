@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import bindmounts, metadata, names, paths, policy, workspace
 from claude_cage import config as config_mod
+from claude_cage import metadata, names, paths, policy, workspace
 from claude_cage.errors import BadInput
 from claude_cage.kinds import Mode, Status
 from claude_cage.record import RECORDED, SessionRecord, encode
@@ -204,7 +204,6 @@ def request_from_record(session: SessionRecord, cfg: config_mod.Config) -> polic
         clone=session.repo_name or "",
         uid=session.uid or policy.SESSION_UID,
         gid=session.gid or policy.SESSION_UID,
-        protect=bindmounts.protections(list(session.mounts)),
     )
 
 

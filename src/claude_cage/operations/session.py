@@ -272,7 +272,6 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         check_remote(req, engine.endpoint.label)
         remote_limits(cfg, flags, req, engine.info())
     req.uid, req.gid = bindmounts.session_user(req.mounts)
-    req.protect = bindmounts.protections(req.mounts)
     if req.network == Network.HOST:
         warnings.append("--network host: the session shares the host's network, with no filtering")
 
@@ -326,6 +325,8 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
 
         if not restarted:  # a first start that fails leaves no session directory behind
             stack.callback(managed.forget_if_unrecorded, store.dir(name))
+        if info is None and engine.endpoint.is_local:  # a container to create: its binds
+            req.protect = bindmounts.protections(req.mounts, store.dir(name) / "git")
         settings_dir = managed.write(store.dir(name) / "claude-code", settings)
         if engine.endpoint.is_local:
             req.managed_settings = str(settings_dir)
