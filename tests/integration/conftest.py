@@ -22,13 +22,15 @@ TEST_LABEL = "cage-test=1"
 # These modules run once per runtime: runc and gVisor (runsc). Without runsc registered
 # the runsc half is skipped, or fails in CI (tests/conftest.py: the `runtime` fixture).
 # (test_desktop is not: desktop sessions are refused on gVisor, see runtimes.refusal.)
+# The gVisor half is marked slow (make test-fast leaves it out).
 RUNTIME_MODULES = {"test_agent", "test_egress", "test_sandbox"}
+RUNTIMES = ["runc", pytest.param("runsc", marks=pytest.mark.slow)]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if module in RUNTIME_MODULES and "runtime" in metafunc.fixturenames:
-        metafunc.parametrize("runtime", ["runc", "runsc"], indirect=True, scope="module")
+        metafunc.parametrize("runtime", RUNTIMES, indirect=True, scope="module")
 
 
 @dataclass

@@ -76,6 +76,7 @@ def run_agent(
     return name, result
 
 
+@pytest.mark.slow
 def test_claude_code_does_real_work_in_a_hardened_filtered_session(
     cage: Cage, model_server: ModelServer, project: Path, runtime: str
 ) -> None:

@@ -235,6 +235,7 @@ def test_blocked_requests_reach_the_event_log_within_2_s_with_no_command_running
         follow.wait(10)
 
 
+@pytest.mark.slow
 def test_a_flood_does_not_stall_the_operator_and_the_log_stays_capped(
     cage: Cage, test_hosts: dict[str, TestHost]
 ) -> None:

@@ -107,6 +107,7 @@ def start(cage: Cage, name: str, *extra: str, env: dict | None = None):
     return cage("start", "--name", name, "--detach", *extra, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", START_STEPS)
 def test_killed_start_of_a_new_session(cage: Cage, step: str, tmp_path: Path) -> None:
     """The record is written before the first container: whatever the step, `list`

@@ -142,6 +142,7 @@ def test_model_server_sees_the_api_key(cage_module: Cage, key_session, world: Wo
     assert status["credential"] == "api-key-proxy"
 
 
+@pytest.mark.slow
 def test_claude_code_talks_to_the_real_name_logged_in(
     cage_module: Cage, key_session, world: World
 ) -> None:
@@ -156,6 +157,7 @@ def test_claude_code_talks_to_the_real_name_logged_in(
     assert all(c["headers"].get("x-api-key") == key for c in messages)
 
 
+@pytest.mark.slow
 def test_model_server_sees_the_subscription_token(
     cage_module: Cage, token_session, world: World
 ) -> None:
@@ -420,6 +422,7 @@ def test_a_header_secret_for_a_host_whose_certificate_is_refused_never_leaves(
 # --- nowhere in the box ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_no_credential_anywhere_in_the_session_or_our_records(
     cage_module: Cage, key_session, token_session
 ) -> None:

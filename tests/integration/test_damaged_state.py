@@ -143,6 +143,7 @@ def container_running(name: str) -> bool:
     return out.stdout.strip() == "true"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", DAMAGES)
 @pytest.mark.parametrize("which", FILES)
 def test_every_command_survives_a_damaged_file(cage: Cage, which: str, damage: str) -> None:

@@ -25,7 +25,7 @@ import pytest
 from tests.conftest import REQUIRE_ENGINE, Cage, inspect
 from tests.integration.conftest import TestHost, http_get
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

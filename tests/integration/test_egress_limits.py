@@ -82,6 +82,7 @@ def test_defaults_have_no_anonymous_upload_host(cage: Cage) -> None:
     assert not [h for h in hosts if "sentry" in h or "npmjs" in h or "statsig" in h], hosts
 
 
+@pytest.mark.slow
 def test_the_session_log_is_capped(cage: Cage) -> None:
     name = cage.name("noisy")
     assert cage("start", "--name", name, "--detach", "--network", "none").code == 0
@@ -111,6 +112,7 @@ print scalar(@held), " held\n"; sleep 120;
 """
 
 
+@pytest.mark.slow
 def test_the_companion_survives_a_connection_flood(
     cage: Cage, test_hosts: dict[str, TestHost]
 ) -> None:

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import Cage, inspect
 from tests.isolation import IMAGE_CLI
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 # A Claude Code that starts on the host's kernel and crashes on gVisor's, as a release
 # whose runtime needs something gVisor lacks would.

@@ -274,6 +274,7 @@ def start_in_parallel(cage: Cage, names: list[str], env: dict[str, str]) -> list
         )
 
 
+@pytest.mark.slow
 def test_ten_parallel_starts_with_different_names(cage: Cage) -> None:
     names = [cage.name(f"p{i}") for i in range(10)]
     results = start_in_parallel(cage, names, {"CAGE_MAX_SESSIONS": "20"})
@@ -343,6 +344,7 @@ def test_concurrent_stop_and_destroy_never_corrupt_the_metadata(cage: Cage) -> N
     assert bad == []
 
 
+@pytest.mark.slow
 def test_parallel_starts_never_overshoot_max_sessions(cage: Cage) -> None:
     names = [cage.name(f"cap{i}") for i in range(10)]
     results = start_in_parallel(cage, names, {"CAGE_MAX_SESSIONS": "2"})

@@ -29,6 +29,7 @@ def logs(cage: Cage, name: str, *flags: str) -> str:
     return out.decode()
 
 
+@pytest.mark.slow
 def test_logs_show_the_agents_tool_calls_running_and_stopped(
     cage: Cage,
     model_server: ModelServer,

@@ -86,6 +86,7 @@ def test_the_agent_cannot_change_or_replace_them(cage: Cage, policy: Path) -> No
     assert check["ok"] is True and "read-only" in check["detail"]
 
 
+@pytest.mark.slow
 def test_claude_code_reads_them_above_the_agents_settings(
     cage: Cage, policy: Path, model_server: ModelServer, tmp_path: Path
 ) -> None:

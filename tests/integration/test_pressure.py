@@ -15,7 +15,7 @@ import pytest
 from claude_cage import cgroups, config
 from tests.conftest import Cage, inspect
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 PIDS = 48
 # A bounded fork bomb: for HOLD seconds, fork whenever the kernel lets it (so the

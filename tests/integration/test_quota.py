@@ -34,6 +34,7 @@ def fill(cage: Cage, name: str, directory: str) -> str:
     return run.stdout
 
 
+@pytest.mark.slow
 def test_writing_past_a_limit_gives_enospc(bounded: Cage, tmp_path: Path) -> None:
     cage = bounded
     repo = make_repo(tmp_path / "proj")

@@ -27,7 +27,7 @@ from tests.integration.conftest import SERVER, make_cert
 from tests.integration.workspace_helpers import git, make_repo
 from tests.isolation import EGRESS_NETWORK, IMAGE_COMPANION
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 REMOTE = "cage-e2"

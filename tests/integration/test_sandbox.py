@@ -191,6 +191,7 @@ def test_ulimits_inside(cage_module: Cage, session: str) -> None:
     assert result.stdout.split() == ["4096", str(PIDS if on_gvisor(cage_module) else 1024)]
 
 
+@pytest.mark.slow
 def test_fork_bomb_stops_at_the_pids_limit(cage_module: Cage, session: str) -> None:
     if on_gvisor(cage_module):
         # Each process costs gVisor more host memory than 96m leaves room for 64 of them
@@ -211,6 +212,7 @@ def test_fork_bomb_stops_at_the_pids_limit(cage_module: Cage, session: str) -> N
     assert sh(cage_module, session, "echo alive").stdout == "alive\n"
 
 
+@pytest.mark.slow
 def test_memory_hog_is_oom_killed_and_reported(cage_module: Cage, session: str) -> None:
     if on_gvisor(cage_module):
         return _memory_hog_stops_a_gvisor_session(cage_module)

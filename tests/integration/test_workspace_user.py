@@ -20,7 +20,7 @@ from tests import isolation
 from tests.conftest import Result, inspect, release_volumes, remove_owned
 from tests.integration.workspace_helpers import GIT_ENV
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
 SYSTEM_PYTHON = "/usr/bin/python3"
 # claude-cage itself, and what the commands used here import
 LIBS = ("claude_cage", "click", "yaml", "platformdirs", "publicsuffixlist")

@@ -93,8 +93,11 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max(len(name) for name in names)
+        # Click's own shortening of a docstring, through its public Command API (the
+        # module-level helper is deprecated since Click 8.5), without importing the command.
         rows = [
-            (name, click.utils.make_default_short_help(COMMANDS[name][1], limit)) for name in names
+            (name, click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit))
+            for name in names
         ]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
