@@ -95,3 +95,18 @@ def test_a_dead_companion_is_started_again_with_its_key(
     assert "repaired: companion" in repaired.stderr
     assert traffic(cage, name) == "200"
     assert all(c["ok"] for c in bridge_checks(cage, name).values())
+
+
+def test_status_checks_are_not_the_agents_traffic(cage: Cage, session: tuple[str, str]) -> None:
+    """Each `status` uses the proxy bridge from inside the session; none of it may show in
+    the session's egress or its events as if the agent had asked for it."""
+    name, _key = session
+    for _ in range(3):
+        checks = bridge_checks(cage, name)
+        assert checks["egress proxy bridge"]["ok"], checks
+    assert traffic(cage, name) == "200"  # the agent's own request, for contrast
+    requests = cage("egress", name, "--json", "--all").json()["requests"]
+    assert "allowed.test" in [r["host"] for r in requests], requests
+    assert [r for r in requests if not r["allowed"]] == [], requests  # Claude Code's own only
+    events = cage("events", "--session", name, "--json").json()["events"]
+    assert not [e for e in events if e["key"].startswith("blocked:")], events

@@ -250,7 +250,7 @@ class FakeEngine(UnusedEngine):
         self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
     ) -> tuple[int, bytes]:
         self.calls.append("exec_run")
-        if "CAGE-BRIDGE-CHECK" in cmd[-1] or "UNIX-CONNECT" in cmd[-1]:  # bridges: all work
+        if "cage-bridge-check.invalid" in cmd[-1] or "UNIX-CONNECT" in cmd[-1]:  # bridges: all work
             count = cmd[-1].count("echo b")
             return 0, "".join(f"b{i}=ok\n" for i in range(count)).encode()
         return 0, self.probe_output

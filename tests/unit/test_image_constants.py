@@ -8,6 +8,7 @@ import re
 import pytest
 
 from claude_cage import policy
+from claude_cage.operations import bridges
 from claude_cage.paths import package_data
 
 IMAGES = package_data("images")
@@ -23,6 +24,14 @@ def test_squid_listens_where_the_companion_bridges_connect() -> None:
     targets = set(re.findall(r"TCP:127\.0\.0\.1:(\d+)", entrypoint))
     assert str(policy.SQUID_PORT) in targets
     assert targets <= {str(p) for p in (policy.SQUID_PORT, *policy.BUMP_PORTS)}
+
+
+def test_squid_keeps_the_bridge_probe_out_of_the_audit() -> None:
+    conf = image_file("companion/squid.conf")
+    assert f"acl cage_probe dstdomain -n {bridges.PROBE_HOST}\n" in conf
+    # refused before any allow, and not logged before the audit's own access_log line
+    assert conf.index("http_access deny cage_probe") < conf.index("http_access allow")
+    assert conf.index("access_log none cage_probe") < conf.index("access_log stdio:")
 
 
 def test_the_socket_volume_is_mounted_where_the_images_look() -> None:

@@ -4,10 +4,10 @@ A bridge that an agent killed stays in the session's process table as `[socat]
 <defunct>`, so looking for the process proves nothing. Each bridge is used instead,
 from inside the session, in one exec:
 
-* out bridges (egress proxy 127.0.0.1:3128, API key proxy 127.0.0.1:8082): a request
-  line sent through the bridge must come back as an HTTP answer from squid or nginx
-  at the companion's end (a malformed request: they answer 400 at once and nothing
-  leaves the machine);
+* out bridges (the egress proxy, 127.0.0.1:3128): a request for
+  `http://cage-bridge-check.invalid/` sent through the bridge must come back as an HTTP
+  answer from squid at the companion's end (squid refuses that name at once, asks no
+  DNS, and keeps it out of the audit, so a health check is not the agent's traffic);
 * in bridges (`--port`): the unix socket the companion connects to must accept;
 * desktop: x11vnc's unix socket must greet with `RFB`.
 
@@ -26,6 +26,7 @@ from claude_cage.engine_api import EngineAPI
 
 SOCK_DIR = "/sock"
 VNC_SOCKET = f"{SOCK_DIR}/in/vnc.sock"
+PROBE_HOST = "cage-bridge-check.invalid"  # squid.conf: cage_probe
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Bridge:
         """Shell that prints `ok` when the bridge carries traffic."""
         if self.direction == "out":
             send = (
-                "printf 'CAGE-BRIDGE-CHECK\\r\\n\\r\\n' | "
+                f"printf 'GET http://{PROBE_HOST}/ HTTP/1.1\\r\\nHost: {PROBE_HOST}\\r\\n"
+                "Connection: close\\r\\n\\r\\n' | "
                 f"timeout 5 socat -t 3 - TCP:127.0.0.1:{self.port}"
             )
             return f'case "$({send} 2>/dev/null | head -c 5)" in HTTP/) echo ok;; esac'
