@@ -25,6 +25,7 @@ Only the standard library is imported here; pymongo is imported by the sync alon
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import sys
@@ -34,10 +35,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from claude_cage import event_db, event_outbox, event_schema
+from claude_cage import event_db, event_outbox, event_prune, event_schema
 from claude_cage.errors import CageError
 from claude_cage.event_outbox import COLLECTION, DEFAULT_MONGODB_DB, URI_ENV, EventSyncError
-from claude_cage.event_schema import INSERT, MIGRATIONS, PROJECT, migrate, new_event_id
+from claude_cage.event_prune import Limits
+from claude_cage.event_schema import (
+    INSERT,
+    INSERT_FOLDED,
+    MIGRATIONS,
+    PROJECT,
+    migrate,
+    new_event_id,
+)
 from claude_cage.redaction import MASK, mask_uri, mask_with_password, redact
 
 if TYPE_CHECKING:
@@ -54,6 +63,7 @@ __all__ = [
     "EventLog",
     "EventLogError",
     "EventSyncError",
+    "Limits",
     "mask_uri",
     "migrate",
     "new_event_id",
@@ -80,6 +90,37 @@ class Batch:
         self._db.execute(INSERT, event_schema.prepare(type, key, value, session)[1])
         self.count += 1
 
+    def open_fold(self, fold: str) -> tuple[int, str, dict[str, Any]] | None:
+        """The newest event of a fold key (event_folds.py): (seq, id, value)."""
+        row = self._db.execute(
+            "SELECT seq, id, value_json FROM events WHERE fold = ? ORDER BY seq DESC LIMIT 1",
+            (fold,),
+        ).fetchone()
+        if row is None:
+            return None
+        value = json.loads(row[2])
+        return (int(row[0]), str(row[1]), value) if isinstance(value, dict) else None
+
+    def write_fold(
+        self,
+        fold: str,
+        type: str,
+        key: str,
+        value: Mapping[str, Any],
+        *,
+        session: str | None,
+        replaces: tuple[int, str] | None = None,
+    ) -> None:
+        """Write a folded event; `replaces` (seq, id): the row it rewrites, whose id it
+        keeps and whose place it leaves for a new `seq` (event_folds.py says why)."""
+        event_id = None
+        if replaces is not None:
+            self._db.execute("DELETE FROM events WHERE seq = ?", (replaces[0],))
+            event_id = replaces[1]
+        row = event_schema.prepare(type, key, value, session, event_id)[1]
+        self._db.execute(INSERT_FOLDED, (*row, fold))
+        self.count += 1
+
     def get_state(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
@@ -92,6 +133,7 @@ class EventLog:
     """The event log in one SQLite file, optionally mirrored to MongoDB.
 
     `background_sync=False` turns off the detached flusher (then only `sync()` sends).
+    `limits`: the size and age past which the oldest events are pruned (event_prune.py).
     """
 
     def __init__(
@@ -102,12 +144,14 @@ class EventLog:
         *,
         background_sync: bool = True,
         sync_timeout_ms: int = 2000,
+        limits: Limits | None = None,
     ) -> None:
         self.db_path = Path(db_path).expanduser().absolute()
         self.mongodb_uri = mongodb_uri or None
         self.mongodb_db = mongodb_db
         self.background_sync = background_sync
         self.sync_timeout_ms = sync_timeout_ms
+        self.limits = limits or Limits()
         self._migrated = False
         self._warned = False
         self.moved_aside: list[str] = []  # damaged databases this log moved aside
@@ -212,8 +256,20 @@ class EventLog:
         filters on) is `session`, else `value["session"]`, else the name part of `key`.
         """
         event, row = event_schema.prepare(type, key, value, session)
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute(INSERT, row)
+            if event_prune.over(db, self.limits):
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._prune(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+
         try:
-            self._with_db(lambda db: db.execute(INSERT, row))
+            self._with_db(write)
         except Exception as exc:
             if strict:
                 raise EventLogError(
@@ -236,6 +292,8 @@ class EventLog:
                 batch = Batch(db)
                 try:
                     yield batch
+                    if batch.count and event_prune.over(db, self.limits):
+                        self._prune(db)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -244,6 +302,10 @@ class EventLog:
             raise EventLogError(f"cannot write the event log {self.db_path}: {exc}") from None
         if batch.count and self.mongodb_uri and self.background_sync:
             self.kick()
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        """In the caller's write transaction (event_prune.py)."""
+        event_prune.prune(db, self.limits, mirrored=bool(self.mongodb_uri))
 
     def _with_db(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `work` on a connection; damage found past opening (a truncated file) is
@@ -373,6 +435,7 @@ class EventLog:
                 pending = db.execute("SELECT COUNT(*) FROM events WHERE synced = 0").fetchone()[0]
                 total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
                 state = event_schema.get_state(db)
+                used = event_prune.used_bytes(db)
         except sqlite3.Error as exc:
             raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
         last_error = state.get("last_error")
@@ -386,6 +449,13 @@ class EventLog:
             "last_error": self.mask(last_error) if last_error else None,
             "last_error_at": state.get("last_error_at"),
             "last_sync": state.get("last_sync"),
+            "size": used,
+            "max_size": self.limits.max_size,
+            "max_age_days": self.limits.max_age_days,
+            "pruned": event_prune.state_int(state, "pruned"),
+            "pruned_unsent": event_prune.state_int(state, "pruned_unsent"),
+            "pruned_last": event_prune.state_int(state, "pruned_last"),
+            "pruned_at": state.get("pruned_at"),
         }
 
     # -- syncing (event_outbox.py)

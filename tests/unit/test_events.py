@@ -70,9 +70,12 @@ def test_schema_has_indexes_wal_and_state(log: EventLog, db_path: Path) -> None:
         "host",
         "project",
         "synced",
+        "fold",
     ]
     indexes = {r[1]: r for r in db.execute("PRAGMA index_list(events)")}
-    assert {"events_ts", "events_session", "events_type", "events_pending"} <= set(indexes)
+    assert {"events_ts", "events_session", "events_type", "events_pending", "events_fold"} <= set(
+        indexes
+    )
     assert indexes["events_pending"][4] == 1  # partial
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'state'").fetchone()
 
@@ -473,3 +476,65 @@ def test_background_flusher_without_mongo_keeps_events_pending(db_path: Path) ->
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     assert not log.spawn_marker_path.exists()
     assert log.status()["pending"] == 1
+
+
+# --------------------------------------------------------------------------- bounds
+
+SMALL = events.Limits(max_size=256 * 1024, max_age_days=90)
+PADDING = "x" * 400
+
+
+def test_past_the_size_limit_the_oldest_events_are_pruned_and_counted(db_path: Path) -> None:
+    log = EventLog(db_path, background_sync=False, limits=SMALL)
+    for first in range(0, 2900, 100):  # the audit's way: batches
+        with log.batch() as batch:
+            for i in range(first, first + 100):
+                batch.record("operation", f"start:s{i}", {"status": "ok", "pad": PADDING})
+    for i in range(2900, 3000):  # an operation's way: one event at a time
+        log.record("operation", f"start:s{i}", {"status": "ok", "pad": PADDING})
+    status = log.status()
+    assert status["size"] <= SMALL.max_size and status["max_size"] == SMALL.max_size
+    assert status["pruned"] > 0 and status["pruned"] + status["total"] == 3000
+    assert status["pruned_at"] and status["pruned_last"] > 0 and status["pruned_unsent"] == 0
+    kept = [e["key"] for e in log.query()]
+    assert kept[-1] == "start:s2999" and "start:s0" not in kept  # the oldest went first
+    assert db_path.stat().st_size < SMALL.max_size * 1.25  # freed pages are reused
+
+
+def test_events_past_the_age_limit_are_pruned(db_path: Path) -> None:
+    log = EventLog(db_path, background_sync=False)
+    log.record("operation", "start:old", {"status": "ok"})
+    long_ago = event_schema.iso(datetime.now(UTC) - timedelta(days=91))
+    with _connect(db_path) as db:
+        db.execute("UPDATE events SET ts = ?", (long_ago,))
+    log.record("operation", "start:new", {"status": "ok"})
+    assert [e["key"] for e in log.query()] == ["start:new"]
+    assert log.status()["pruned"] == 1
+
+
+def test_pruning_counts_what_the_mirror_never_had(db_path: Path) -> None:
+    uri = "mongodb://127.0.0.1:1/"
+    log = EventLog(db_path, uri, background_sync=False, limits=SMALL)
+    for first in range(0, 1500, 100):
+        with log.batch() as batch:
+            for i in range(first, first + 100):
+                batch.record("operation", f"start:s{i}", {"status": "ok", "pad": PADDING})
+    status = log.status()
+    assert status["pruned"] > 0 and status["pruned_unsent"] == status["pruned"]
+
+
+def test_a_rewritten_fold_keeps_its_id_and_is_sent_again(log: EventLog, db_path: Path) -> None:
+    with log.batch() as batch:
+        batch.write_fold("k", "egress", "blocked:web", {"status": "blocked-host", "count": 1},
+                         session="web")  # fmt: skip
+    with _connect(db_path) as db:
+        db.execute("UPDATE events SET synced = 1")
+    assert log.pending() == 0
+    with log.batch() as batch:
+        found = batch.open_fold("k")
+        assert found is not None and found[2]["count"] == 1
+        batch.write_fold("k", "egress", "blocked:web", {**found[2], "count": 2}, session="web",
+                         replaces=found[:2])  # fmt: skip
+    [event] = log.query()
+    assert event["id"] == found[1] and event["value"]["count"] == 2
+    assert log.pending() == 1  # the outbox sends it again; the mirror replaces it by id
