@@ -11,7 +11,11 @@ An event looks like::
 Design:
 
 * `record()` only writes SQLite (WAL mode, a busy timeout, so several CLI processes can
-  write at once) and never raises: a broken log costs one warning line on stderr.
+  write at once) and never raises: an event the database cannot take now (locked, full)
+  waits in the spool beside it (event_spool.py) and is written by the next write or
+  read; one the spool cannot take either costs one warning line on stderr.
+* The log is bounded: repeated blocked requests fold into one event (event_folds.py),
+  and past its size or age limit the oldest events are pruned (event_prune.py).
 * Secrets never reach an event: `redact()` (redaction.py) masks keys named like
   passwords, tokens and API keys, and credentials inside URIs; `record()` always applies it.
 * A damaged database is moved aside, with its WAL, and a new one started.
@@ -35,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from claude_cage import event_db, event_outbox, event_prune, event_schema
+from claude_cage import event_db, event_outbox, event_prune, event_schema, event_spool
 from claude_cage.errors import CageError
 from claude_cage.event_outbox import COLLECTION, DEFAULT_MONGODB_DB, URI_ENV, EventSyncError
 from claude_cage.event_prune import Limits
@@ -258,6 +262,7 @@ class EventLog:
         event, row = event_schema.prepare(type, key, value, session)
 
         def write(db: sqlite3.Connection) -> None:
+            self._drain(db)
             db.execute(INSERT, row)
             if event_prune.over(db, self.limits):
                 db.execute("BEGIN IMMEDIATE")
@@ -275,7 +280,16 @@ class EventLog:
                 raise EventLogError(
                     f"event {event['key']!r} not recorded in {self.db_path}: {exc}"
                 ) from None
-            self.warn(f"event {event['key']!r} not recorded in {self.db_path}", exc)
+            try:  # kept, and written once the database can take it (event_spool.py)
+                event_spool.append(self.db_path, row)
+            except OSError as lost:
+                self.warn(f"event {event['key']!r} not recorded in {self.db_path}", lost)
+                return event
+            self.warn(
+                f"event {event['key']!r} kept in {event_spool.spool_path(self.db_path)} "
+                "until the event log can take it",
+                exc,
+            )
             return event
         if self.mongodb_uri and self.background_sync:
             self.kick()
@@ -288,6 +302,7 @@ class EventLog:
         Thousands of events cost one commit. Raises EventLogError when the log is broken."""
         try:
             with self.connect() as db:
+                self._drain(db)
                 db.execute("BEGIN IMMEDIATE")
                 batch = Batch(db)
                 try:
@@ -302,6 +317,25 @@ class EventLog:
             raise EventLogError(f"cannot write the event log {self.db_path}: {exc}") from None
         if batch.count and self.mongodb_uri and self.background_sync:
             self.kick()
+
+    def _drain(self, db: sqlite3.Connection, *, reading: bool = False) -> None:
+        """Write the spooled events first (event_spool.py). A write raises what SQLite
+        raises; a read tries once, briefly, and reads on whatever happens."""
+        if not event_spool.pending(self.db_path):
+            return
+        if not reading:
+            try:
+                event_spool.drain(self.db_path, db)
+            except OSError as exc:
+                self.warn(f"cannot read the event spool beside {self.db_path}", exc)
+            return
+        db.execute("PRAGMA busy_timeout = 100")
+        try:
+            event_spool.drain(self.db_path, db)
+        except (sqlite3.Error, OSError):
+            pass
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(event_db.BUSY_TIMEOUT_S * 1000)}")
 
     def _prune(self, db: sqlite3.Connection) -> None:
         """In the caller's write transaction (event_prune.py)."""
@@ -354,6 +388,7 @@ class EventLog:
             sql += " WHERE " + " AND ".join(where)
 
         def run(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            self._drain(db, reading=True)
             if limit is None:
                 return list(db.execute(sql + " ORDER BY seq", params))
             rows = list(db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit]))
@@ -432,6 +467,7 @@ class EventLog:
         """Where events go and how the MongoDB mirror is doing (URIs and errors masked)."""
         try:
             with self.connect() as db:
+                self._drain(db, reading=True)
                 pending = db.execute("SELECT COUNT(*) FROM events WHERE synced = 0").fetchone()[0]
                 total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
                 state = event_schema.get_state(db)
@@ -456,6 +492,7 @@ class EventLog:
             "pruned_unsent": event_prune.state_int(state, "pruned_unsent"),
             "pruned_last": event_prune.state_int(state, "pruned_last"),
             "pruned_at": state.get("pruned_at"),
+            "spooled": event_spool.waiting(self.db_path),
         }
 
     # -- syncing (event_outbox.py)

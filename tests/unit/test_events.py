@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from claude_cage import event_outbox, event_schema, events
+from claude_cage import event_outbox, event_schema, event_spool, events
 from claude_cage.events import EventLog, EventSyncError, mask_uri, migrate, redact
 
 SECRET = "s3cret-Pa55"
@@ -538,3 +538,76 @@ def test_a_rewritten_fold_keeps_its_id_and_is_sent_again(log: EventLog, db_path:
     [event] = log.query()
     assert event["id"] == found[1] and event["value"]["count"] == 2
     assert log.pending() == 1  # the outbox sends it again; the mirror replaces it by id
+
+
+# --------------------------------------------------------------------------- the spool
+
+
+def _locked(db_path: Path) -> sqlite3.Connection:
+    """Another process's write lock, held until the connection rolls back."""
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_an_event_the_locked_database_cannot_take_waits_in_the_spool(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(events.event_db, "BUSY_TIMEOUT_S", 0.2)
+    log = EventLog(db_path, background_sync=False)
+    log.record("session", "start:web", {"status": "ok"})
+    holder = _locked(db_path)
+    stopped = log.record("session", "stop:web", {"status": "ok", "token": SECRET})
+    assert "kept in" in capsys.readouterr().err
+    spool = event_spool.spool_path(db_path)
+    assert spool.stat().st_mode & 0o777 == 0o600 and SECRET not in spool.read_text()
+    assert log.status()["spooled"] == 1  # a read while locked does not wait for it
+    holder.execute("ROLLBACK")
+    # the next read writes it, once, with its own id and time
+    assert [e["key"] for e in log.query()] == ["start:web", "stop:web"]
+    assert log.query()[-1] == stopped
+    assert log.status()["spooled"] == 0 and not spool.exists()
+    log.record("session", "start:api", {"status": "ok"})
+    assert [e["key"] for e in log.query()].count("stop:web") == 1
+
+
+def test_a_drain_cut_short_writes_nothing_twice(db_path: Path) -> None:
+    log = EventLog(db_path, background_sync=False)
+    log.record("session", "start:web", {"status": "ok"})
+    event, row = event_schema.prepare("session", "stop:web", {"status": "ok"}, None)
+    event_spool.append(db_path, row)
+    with _connect(db_path) as db:  # written, but the drainer died before it deleted the file
+        db.execute(event_schema.INSERT, row)
+    event_spool.append(db_path, row)
+    spool = event_spool.spool_path(db_path)
+    with spool.open("ab") as f:
+        f.write(b'["cut short')  # a crash halfway through an append
+    assert log.status()["spooled"] == 0
+    assert [e["id"] for e in log.query()].count(event["id"]) == 1
+
+
+def test_a_batch_writes_the_spool_first(db_path: Path) -> None:
+    log = EventLog(db_path, background_sync=False)
+    log.record("session", "start:web", {"status": "ok"})
+    event_spool.append(db_path, event_schema.prepare("session", "stop:web", {}, None)[1])
+    with log.batch() as batch:
+        batch.record("egress", "blocked:web", {"status": "blocked-host"})
+    with _connect(db_path) as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM events ORDER BY seq")]
+    assert keys == ["start:web", "stop:web", "blocked:web"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "directory", "not an event"])
+def test_a_damaged_spool_costs_no_event_and_no_traceback(db_path: Path, damage: str) -> None:
+    log = EventLog(db_path, background_sync=False)
+    log.record("session", "start:web", {"status": "ok"})
+    spool = event_spool.spool_path(db_path)
+    if damage == "directory":
+        spool.mkdir()
+    elif damage == "garbage":
+        spool.write_bytes(os.urandom(300) + b"\n")
+    else:
+        spool.write_text('["id", "t", "k", null, null, "[not json", "ts", null, null]\n')
+    log.record("session", "stop:web", {"status": "ok"})
+    assert [e["key"] for e in log.query()] == ["start:web", "stop:web"]
+    assert isinstance(log.status()["spooled"], int)
