@@ -319,7 +319,11 @@ def test_a_flood_of_10000_blocked_requests_adds_under_1_mb_to_the_event_log(
     assert grown < 1024**2, f"the flood added {grown} bytes to the event log"
     assert len(folded) <= took // 60 + 2, len(folded)  # one event per minute at most
     assert folded[0]["seq"] <= folded[-1]["last_seq"] and folded[0]["first"] <= folded[-1]["last"]
-    print(f"10,000 blocked requests in {took:.1f} s added {grown} bytes, {len(folded)} event(s)")
+    wal = cage.data_dir / "events.sqlite3-wal"
+    print(
+        f"10,000 blocked requests in {took:.1f} s added {grown} bytes "
+        f"(WAL now {wal.stat().st_size if wal.exists() else 0}), {len(folded)} event(s)"
+    )
     # What the operator reads: one line, with the count and the first and last times.
     shown = cage("events", "--session", name, "--type", "egress", "--json").json()["events"]
     assert [e["value"]["count"] for e in shown if e["value"]["host"] == "denied.test"] == [
