@@ -7,7 +7,8 @@ The size is what the database's pages hold (pages less the free list): SQLite re
 freed pages, so the file itself stays near the limit, never far past it. A write that
 finds the log over its limit prunes it to PRUNE_TO of the limit, so pruning happens once
 in a while, not at every write, and at most MAX_CHUNKS chunks at a time, so no write
-waits long; the next one goes on.
+waits long; the next one goes on. A batch (the audit's) checks every EVERY events, so
+the log is never more than that many events past its limit.
 
 With a MongoDB mirror, the oldest events are the ones the outbox sent first, so pruning
 takes events MongoDB already has; only when the mirror has been away for so long that
@@ -26,6 +27,7 @@ from claude_cage import event_schema
 DEFAULT_MAX_SIZE = 64 * 1024**2
 DEFAULT_MAX_AGE_DAYS = 90
 PRUNE_TO = 0.9
+EVERY = 200  # a batch checks the bounds every EVERY events, and once more at its end
 CHUNK = 500
 MAX_CHUNKS = 20
 

@@ -82,17 +82,25 @@ class EventLogError(CageError):
 
 
 class Batch:
-    """Events and state written in one transaction (see EventLog.batch)."""
+    """Events and state written in one transaction (see EventLog.batch). Every
+    event_prune.EVERY events it checks the log's bounds (`bound`), so a batch of
+    thousands never takes the log far past them."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, bound: Callable[[], None]) -> None:
         self._db = db
+        self._bound = bound
         self.count = 0
+
+    def _written(self) -> None:
+        self.count += 1
+        if self.count % event_prune.EVERY == 0:
+            self._bound()
 
     def record(
         self, type: str, key: str, value: Mapping[str, Any], *, session: str | None = None
     ) -> None:
         self._db.execute(INSERT, event_schema.prepare(type, key, value, session)[1])
-        self.count += 1
+        self._written()
 
     def open_fold(self, fold: str) -> tuple[int, str, dict[str, Any]] | None:
         """The newest event of a fold key (event_folds.py): (seq, id, value)."""
@@ -123,7 +131,7 @@ class Batch:
             event_id = replaces[1]
         row = event_schema.prepare(type, key, value, session, event_id)[1]
         self._db.execute(INSERT_FOLDED, (*row, fold))
-        self.count += 1
+        self._written()
 
     def get_state(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
@@ -304,11 +312,11 @@ class EventLog:
             with self.connect() as db:
                 self._drain(db)
                 db.execute("BEGIN IMMEDIATE")
-                batch = Batch(db)
+                batch = Batch(db, lambda: self._bound(db))
                 try:
                     yield batch
-                    if batch.count and event_prune.over(db, self.limits):
-                        self._prune(db)
+                    if batch.count:
+                        self._bound(db)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -336,6 +344,11 @@ class EventLog:
             pass
         finally:
             db.execute(f"PRAGMA busy_timeout = {int(event_db.BUSY_TIMEOUT_S * 1000)}")
+
+    def _bound(self, db: sqlite3.Connection) -> None:
+        """Prune the log if it is past its bounds; in the caller's write transaction."""
+        if event_prune.over(db, self.limits):
+            self._prune(db)
 
     def _prune(self, db: sqlite3.Connection) -> None:
         """In the caller's write transaction (event_prune.py)."""

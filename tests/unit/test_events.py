@@ -501,6 +501,16 @@ def test_past_the_size_limit_the_oldest_events_are_pruned_and_counted(db_path: P
     assert db_path.stat().st_size < SMALL.max_size * 1.25  # freed pages are reused
 
 
+def test_one_large_batch_stays_near_the_size_limit(db_path: Path) -> None:
+    """The audit's batches hold thousands of events: the bound is checked within them."""
+    log = EventLog(db_path, background_sync=False, limits=SMALL)
+    with log.batch() as batch:
+        for i in range(3000):
+            batch.record("egress", f"blocked:s{i}", {"status": "blocked-host", "pad": PADDING})
+    assert log.status()["size"] <= SMALL.max_size
+    assert db_path.stat().st_size < SMALL.max_size * 1.6  # at most EVERY events past it
+
+
 def test_events_past_the_age_limit_are_pruned(db_path: Path) -> None:
     log = EventLog(db_path, background_sync=False)
     log.record("operation", "start:old", {"status": "ok"})
