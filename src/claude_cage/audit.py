@@ -5,9 +5,10 @@ which the engine keeps in the companion's json-file log, rotated at `egress_log_
 A follower, one per data directory (`python -m claude_cage.audit DATA_DIR`), streams
 that output from the engine for every companion of the data directory and files each
 refused request (blocked-host, blocked-port, blocked-address, refused) in the event log
-within a fraction of a second, whether or not any claude-cage command runs. `start` and
-every command that reads the audit start it when it is not running; it ends once no
-companion runs.
+within a fraction of a second, whether or not any claude-cage command runs; repeated
+ones are folded into one event that counts them (event_folds.py). `start` and every
+command that reads the audit start it when it is not running; it ends once no companion
+runs.
 
 Why a follower on the host: the event log is SQLite in the data directory (mirrored to
 MongoDB). A writer inside the companion would need the host's data directory mounted in
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import functools
 import json
 import os
 import queue
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from claude_cage import detach, egress, labels, paths
 from claude_cage.engine import Engine
 from claude_cage.errors import CageError
+from claude_cage.event_folds import Folds
 from claude_cage.kinds import Network
 from claude_cage.operations import event_log
 
@@ -83,11 +86,19 @@ def place(log: EventLog, name: str) -> Place:
 def engine_seconds(stamp: str) -> str:
     """'2026-11-29T18:48:31.330123456Z' -> '1795978111.330123456' (the logs API's since)."""
     head, _, fraction = stamp.rstrip("Z").partition(".")
-    try:
-        seconds = calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
+    seconds = _epoch_seconds(head)
+    if seconds is None:
         return "0"
     return f"{seconds}.{(fraction or '0')[:9].ljust(9, '0')}"
+
+
+@functools.lru_cache(maxsize=256)
+def _epoch_seconds(head: str) -> int | None:
+    """Cached: a flood's lines share their second (strptime is most of a line's cost)."""
+    try:
+        return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
 
 
 def _time(seconds: str) -> tuple[int, int]:
@@ -98,8 +109,10 @@ def _time(seconds: str) -> tuple[int, int]:
 def ingest(
     log: EventLog, name: str, container: str, lines: list[tuple[str, bytes]], final: bool = False
 ) -> Place:
-    """File the refused requests among `lines` not filed before; one transaction."""
+    """File the refused requests among `lines` not filed before; one transaction.
+    Repeated ones are folded into one event that counts them (event_folds.py)."""
     with log.batch() as batch:
+        folds = Folds(batch, name)
         here = Place.load(batch.get_state(state_key(name)))
         if here.container != container:  # a new companion: its squid counts from 0
             here = Place(container=container)
@@ -132,9 +145,10 @@ def ingest(
             here.requests += 1
             if request.refused:
                 here.refused += 1
-                batch.record("egress", f"blocked:{name}", request.event_value(), session=name)
+                folds.add(request)
             elif request.result == egress.FAILED:
                 here.failed += 1
+        folds.close()
         here.done = here.done or final
         batch.set_state(state_key(name), json.dumps(asdict(here)))
     return here

@@ -128,6 +128,9 @@ DEFAULTS: dict[str, Any] = {
     "upstream_ca_certs": [],
     "mongodb_uri": None,
     "mongodb_db": "claude_cage",
+    # The event log's bounds: past either, the oldest events are pruned (event_prune.py).
+    "events_max_size": "64m",
+    "events_max_age": 90,  # days
     # A JSON file of Claude Code managed settings (the operator's policy), delivered
     # read-only into every session at /etc/claude-code/managed-settings.json.
     "claude_managed_settings": None,
@@ -176,6 +179,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "upstream_ca_certs": pem_files,
     "mongodb_uri": optional_text,
     "mongodb_db": text,
+    "events_max_size": size_at_least("256k"),
+    "events_max_age": number(int, 1, 36_500),
     "claude_managed_settings": optional_text,
     "engines": lambda value: engine_list(value),
     "default_engine": lambda value: (

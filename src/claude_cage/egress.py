@@ -170,7 +170,8 @@ class Request:
         }
 
     def event_value(self) -> dict[str, Any]:
-        """The event-log value of a refused request."""
+        """The event-log value of a refused request: the first of a folded event, which
+        counts the ones like it that follow (event_folds.py)."""
         return {
             "status": self.result,
             "host": self.host,
@@ -178,8 +179,11 @@ class Request:
             "code": self.status,
             "reason": self.reason,
             "method": self.method,
-            "time": self.time,
+            "count": 1,
+            "first": self.time,
+            "last": self.time,
             "seq": self.seq,
+            "last_seq": self.seq,
         }
 
 

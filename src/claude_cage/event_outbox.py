@@ -7,6 +7,10 @@ argv) and returns at once. The flusher takes a non-blocking `flock` next to the 
 only one runs at a time, and sends pending events in `seq` order as upserts keyed by
 `_id`, so a resend never stores an event twice. If MongoDB is down, events stay pending
 and go out, in order, with a later sync.
+
+A folded event (event_folds.py) is rewritten as its count grows: same `id`, a new `seq`,
+pending again. The flusher marks sent only the `seq`s it read, so a rewrite made while
+it sends goes out with the next pass, and the mirror's last replace is the last count.
 """
 
 from __future__ import annotations

@@ -80,12 +80,22 @@ INSERT = (
     "INSERT INTO events (id, type, key, session, status, value_json, ts, host, project)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# A folded event (folds.py): the row of INSERT, then its fold key.
+INSERT_FOLDED = (
+    "INSERT INTO events (id, type, key, session, status, value_json, ts, host, project, fold)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def prepare(
-    type: str, key: str, value: Mapping[str, Any] | None, session: str | None
+    type: str,
+    key: str,
+    value: Mapping[str, Any] | None,
+    session: str | None,
+    event_id: str | None = None,
 ) -> tuple[dict[str, Any], tuple[Any, ...]]:
-    """(the event, its row for INSERT), secrets redacted."""
+    """(the event, its row for INSERT), secrets redacted. `event_id` keeps the id of
+    the event a folded one rewrites (the mirror replaces its document by id)."""
     ns = time.time_ns()
     try:
         clean = redact(dict(value or {}))
@@ -96,7 +106,7 @@ def prepare(
         clean["error"] = f"value not recordable: {exc.__class__.__name__}"
         value_json = json.dumps(clean)
     event: dict[str, Any] = {
-        "id": new_event_id(ns),
+        "id": event_id or new_event_id(ns),
         "type": mask_uri(str(type)),
         "key": mask_uri(str(key)),
         "value": json.loads(value_json),
@@ -184,6 +194,13 @@ def m002_indexes(db: sqlite3.Connection) -> None:
 @migration
 def m003_state(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT)")
+
+
+@migration
+def m004_folds(db: sqlite3.Connection) -> None:
+    """Repeated blocked requests are one event (folds.py), found again by its key."""
+    db.execute("ALTER TABLE events ADD COLUMN fold TEXT")
+    db.execute("CREATE INDEX events_fold ON events(fold, seq) WHERE fold IS NOT NULL")
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

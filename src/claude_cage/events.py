@@ -11,7 +11,11 @@ An event looks like::
 Design:
 
 * `record()` only writes SQLite (WAL mode, a busy timeout, so several CLI processes can
-  write at once) and never raises: a broken log costs one warning line on stderr.
+  write at once) and never raises: an event the database cannot take now (locked, full)
+  waits in the spool beside it (event_spool.py) and is written by the next write or
+  read; one the spool cannot take either costs one warning line on stderr.
+* The log is bounded: repeated blocked requests fold into one event (event_folds.py),
+  and past its size or age limit the oldest events are pruned (event_prune.py).
 * Secrets never reach an event: `redact()` (redaction.py) masks keys named like
   passwords, tokens and API keys, and credentials inside URIs; `record()` always applies it.
 * A damaged database is moved aside, with its WAL, and a new one started.
@@ -25,6 +29,7 @@ Only the standard library is imported here; pymongo is imported by the sync alon
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import sys
@@ -34,10 +39,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from claude_cage import event_db, event_outbox, event_schema
+from claude_cage import event_db, event_outbox, event_prune, event_schema, event_spool
 from claude_cage.errors import CageError
 from claude_cage.event_outbox import COLLECTION, DEFAULT_MONGODB_DB, URI_ENV, EventSyncError
-from claude_cage.event_schema import INSERT, MIGRATIONS, PROJECT, migrate, new_event_id
+from claude_cage.event_prune import Limits
+from claude_cage.event_schema import (
+    INSERT,
+    INSERT_FOLDED,
+    MIGRATIONS,
+    PROJECT,
+    migrate,
+    new_event_id,
+)
 from claude_cage.redaction import MASK, mask_uri, mask_with_password, redact
 
 if TYPE_CHECKING:
@@ -54,6 +67,7 @@ __all__ = [
     "EventLog",
     "EventLogError",
     "EventSyncError",
+    "Limits",
     "mask_uri",
     "migrate",
     "new_event_id",
@@ -68,17 +82,56 @@ class EventLogError(CageError):
 
 
 class Batch:
-    """Events and state written in one transaction (see EventLog.batch)."""
+    """Events and state written in one transaction (see EventLog.batch). Every
+    event_prune.EVERY events it checks the log's bounds (`bound`), so a batch of
+    thousands never takes the log far past them."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, bound: Callable[[], None]) -> None:
         self._db = db
+        self._bound = bound
         self.count = 0
+
+    def _written(self) -> None:
+        self.count += 1
+        if self.count % event_prune.EVERY == 0:
+            self._bound()
 
     def record(
         self, type: str, key: str, value: Mapping[str, Any], *, session: str | None = None
     ) -> None:
         self._db.execute(INSERT, event_schema.prepare(type, key, value, session)[1])
-        self.count += 1
+        self._written()
+
+    def open_fold(self, fold: str) -> tuple[int, str, dict[str, Any]] | None:
+        """The newest event of a fold key (event_folds.py): (seq, id, value)."""
+        row = self._db.execute(
+            "SELECT seq, id, value_json FROM events WHERE fold = ? ORDER BY seq DESC LIMIT 1",
+            (fold,),
+        ).fetchone()
+        if row is None:
+            return None
+        value = json.loads(row[2])
+        return (int(row[0]), str(row[1]), value) if isinstance(value, dict) else None
+
+    def write_fold(
+        self,
+        fold: str,
+        type: str,
+        key: str,
+        value: Mapping[str, Any],
+        *,
+        session: str | None,
+        replaces: tuple[int, str] | None = None,
+    ) -> None:
+        """Write a folded event; `replaces` (seq, id): the row it rewrites, whose id it
+        keeps and whose place it leaves for a new `seq` (event_folds.py says why)."""
+        event_id = None
+        if replaces is not None:
+            self._db.execute("DELETE FROM events WHERE seq = ?", (replaces[0],))
+            event_id = replaces[1]
+        row = event_schema.prepare(type, key, value, session, event_id)[1]
+        self._db.execute(INSERT_FOLDED, (*row, fold))
+        self._written()
 
     def get_state(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
@@ -92,6 +145,7 @@ class EventLog:
     """The event log in one SQLite file, optionally mirrored to MongoDB.
 
     `background_sync=False` turns off the detached flusher (then only `sync()` sends).
+    `limits`: the size and age past which the oldest events are pruned (event_prune.py).
     """
 
     def __init__(
@@ -102,12 +156,14 @@ class EventLog:
         *,
         background_sync: bool = True,
         sync_timeout_ms: int = 2000,
+        limits: Limits | None = None,
     ) -> None:
         self.db_path = Path(db_path).expanduser().absolute()
         self.mongodb_uri = mongodb_uri or None
         self.mongodb_db = mongodb_db
         self.background_sync = background_sync
         self.sync_timeout_ms = sync_timeout_ms
+        self.limits = limits or Limits()
         self._migrated = False
         self._warned = False
         self.moved_aside: list[str] = []  # damaged databases this log moved aside
@@ -212,14 +268,36 @@ class EventLog:
         filters on) is `session`, else `value["session"]`, else the name part of `key`.
         """
         event, row = event_schema.prepare(type, key, value, session)
+
+        def write(db: sqlite3.Connection) -> None:
+            self._drain(db)
+            db.execute(INSERT, row)
+            if event_prune.over(db, self.limits):
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._prune(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+
         try:
-            self._with_db(lambda db: db.execute(INSERT, row))
+            self._with_db(write)
         except Exception as exc:
             if strict:
                 raise EventLogError(
                     f"event {event['key']!r} not recorded in {self.db_path}: {exc}"
                 ) from None
-            self.warn(f"event {event['key']!r} not recorded in {self.db_path}", exc)
+            try:  # kept, and written once the database can take it (event_spool.py)
+                event_spool.append(self.db_path, row)
+            except OSError as lost:
+                self.warn(f"event {event['key']!r} not recorded in {self.db_path}", lost)
+                return event
+            self.warn(
+                f"event {event['key']!r} kept in {event_spool.spool_path(self.db_path)} "
+                "until the event log can take it",
+                exc,
+            )
             return event
         if self.mongodb_uri and self.background_sync:
             self.kick()
@@ -232,10 +310,13 @@ class EventLog:
         Thousands of events cost one commit. Raises EventLogError when the log is broken."""
         try:
             with self.connect() as db:
+                self._drain(db)
                 db.execute("BEGIN IMMEDIATE")
-                batch = Batch(db)
+                batch = Batch(db, lambda: self._bound(db))
                 try:
                     yield batch
+                    if batch.count:
+                        self._bound(db)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -244,6 +325,34 @@ class EventLog:
             raise EventLogError(f"cannot write the event log {self.db_path}: {exc}") from None
         if batch.count and self.mongodb_uri and self.background_sync:
             self.kick()
+
+    def _drain(self, db: sqlite3.Connection, *, reading: bool = False) -> None:
+        """Write the spooled events first (event_spool.py). A write raises what SQLite
+        raises; a read tries once, briefly, and reads on whatever happens."""
+        if not event_spool.pending(self.db_path):
+            return
+        if not reading:
+            try:
+                event_spool.drain(self.db_path, db)
+            except OSError as exc:
+                self.warn(f"cannot read the event spool beside {self.db_path}", exc)
+            return
+        db.execute("PRAGMA busy_timeout = 100")
+        try:
+            event_spool.drain(self.db_path, db)
+        except (sqlite3.Error, OSError):
+            pass
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(event_db.BUSY_TIMEOUT_S * 1000)}")
+
+    def _bound(self, db: sqlite3.Connection) -> None:
+        """Prune the log if it is past its bounds; in the caller's write transaction."""
+        if event_prune.over(db, self.limits):
+            self._prune(db)
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        """In the caller's write transaction (event_prune.py)."""
+        event_prune.prune(db, self.limits, mirrored=bool(self.mongodb_uri))
 
     def _with_db(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `work` on a connection; damage found past opening (a truncated file) is
@@ -292,6 +401,7 @@ class EventLog:
             sql += " WHERE " + " AND ".join(where)
 
         def run(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            self._drain(db, reading=True)
             if limit is None:
                 return list(db.execute(sql + " ORDER BY seq", params))
             rows = list(db.execute(sql + " ORDER BY seq DESC LIMIT ?", [*params, limit]))
@@ -370,9 +480,11 @@ class EventLog:
         """Where events go and how the MongoDB mirror is doing (URIs and errors masked)."""
         try:
             with self.connect() as db:
+                self._drain(db, reading=True)
                 pending = db.execute("SELECT COUNT(*) FROM events WHERE synced = 0").fetchone()[0]
                 total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
                 state = event_schema.get_state(db)
+                used = event_prune.used_bytes(db)
         except sqlite3.Error as exc:
             raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
         last_error = state.get("last_error")
@@ -386,6 +498,14 @@ class EventLog:
             "last_error": self.mask(last_error) if last_error else None,
             "last_error_at": state.get("last_error_at"),
             "last_sync": state.get("last_sync"),
+            "size": used,
+            "max_size": self.limits.max_size,
+            "max_age_days": self.limits.max_age_days,
+            "pruned": event_prune.state_int(state, "pruned"),
+            "pruned_unsent": event_prune.state_int(state, "pruned_unsent"),
+            "pruned_last": event_prune.state_int(state, "pruned_last"),
+            "pruned_at": state.get("pruned_at"),
+            "spooled": event_spool.waiting(self.db_path),
         }
 
     # -- syncing (event_outbox.py)

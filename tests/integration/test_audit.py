@@ -2,7 +2,9 @@
 every row says what happened; a refused request is answered in plain text and filed in
 the event log within 2 seconds with no claude-cage command running; the view, the event
 log and squid's own log agree line for line; a flood neither stalls the operator's
-commands nor grows the log past its cap; the companion survives the session."""
+commands nor grows the log past its cap; repeated refusals are one event that counts
+them, and the event log prunes its oldest past its size limit; the companion survives
+the session."""
 
 from __future__ import annotations
 
@@ -269,19 +271,93 @@ def test_a_flood_does_not_stall_the_operator_and_the_log_stays_capped(
         lambda: (c := cage("status", flood, "--json").json()["session"]["egress"])["dropped"]
         and c, 10)  # fmt: skip
     assert counts and counts["dropped"] > 0
-    kept = [e for e in filed(cage, flood) if e["key"].startswith("blocked:")]
     dropped = sum(e["count"] for e in filed(cage, flood) if e["key"].startswith("dropped:"))
     assert dropped == counts["dropped"]
-    wait_for(lambda: len([e for e in filed(cage, flood) if e["key"].startswith("blocked:")])
-             + dropped >= 30000, 20)  # fmt: skip
-    kept = [e for e in filed(cage, flood) if e["key"].startswith("blocked:")]
-    assert len(kept) + dropped >= 30000  # every request: filed, or counted as dropped
-    assert len({e["seq"] for e in kept}) == len(kept)
+
+    def kept() -> int:  # refusals are folded: each event counts its requests
+        return sum(e["count"] for e in filed(cage, flood) if e["key"].startswith("blocked:"))
+
+    wait_for(lambda: kept() + dropped >= 30000, 20)
+    assert kept() + dropped >= 30000  # every request: filed, or counted as dropped
 
     for command in ("stop", "destroy"):
         before = _timed(cage, command, quiet)
         after = _timed(cage, command, flood)
         assert after < before + 2.0, (command, before, after)
+
+
+def _db_bytes(data_dir: Path) -> int:
+    """The event log on disk: the database and its WAL."""
+    return sum(p.stat().st_size for p in data_dir.glob("events.sqlite3*") if p.is_file())
+
+
+def _blocked(cage: Cage, name: str, host: str) -> list[dict]:
+    return [e for e in filed(cage, name) if e["key"] == f"blocked:{name}" and e["host"] == host]
+
+
+def test_a_flood_of_10000_blocked_requests_adds_under_1_mb_to_the_event_log(
+    cage: Cage, test_hosts: dict[str, TestHost]
+) -> None:
+    """Repeated refusals of one host for one reason are one event that counts them:
+    10,000 blocked requests add kilobytes, and every one of them is counted."""
+    name = cage.name("fold")
+    start(cage, name)
+    in_session(name, "curl -s -o /dev/null http://warm-up.test/")
+    assert wait_for(lambda: _blocked(cage, name, "warm-up.test"), 60)
+    before = _db_bytes(cage.data_dir)
+    began = time.monotonic()
+    flood = "curl -s -o /dev/null -Z --parallel-max 32 'http://denied.test/[1-10000]'"
+    assert "done" in in_session(name, flood + "; echo done", timeout=300).stdout
+    took = time.monotonic() - began
+
+    def counted() -> int:
+        return sum(e["count"] for e in _blocked(cage, name, "denied.test"))
+
+    wait_for(lambda: counted() >= 10_000, 60)
+    folded = _blocked(cage, name, "denied.test")
+    assert counted() == 10_000, len(folded)  # each request once: none lost, none twice
+    grown = _db_bytes(cage.data_dir) - before
+    assert grown < 1024**2, f"the flood added {grown} bytes to the event log"
+    assert len(folded) <= took // 60 + 2, len(folded)  # one event per minute at most
+    assert folded[0]["seq"] <= folded[-1]["last_seq"] and folded[0]["first"] <= folded[-1]["last"]
+    wal = cage.data_dir / "events.sqlite3-wal"
+    print(
+        f"10,000 blocked requests in {took:.1f} s added {grown} bytes "
+        f"(WAL now {wal.stat().st_size if wal.exists() else 0}), {len(folded)} event(s)"
+    )
+    # What the operator reads: one line, with the count and the first and last times.
+    shown = cage("events", "--session", name, "--type", "egress", "--json").json()["events"]
+    assert [e["value"]["count"] for e in shown if e["value"]["host"] == "denied.test"] == [
+        e["count"] for e in folded
+    ]
+    text = cage("events", "--session", name, "--type", "egress").stdout
+    assert text.count("denied.test") == len(folded) and '"count":' in text
+    # squid's own log, and so the egress view, still has every request
+    squid = [p for p in squid_lines(name) if len(p) == 9 and p[2] == "denied.test"]
+    assert len(squid) == 10_000
+
+
+def test_past_its_size_limit_the_event_log_prunes_its_oldest_events_and_says_so(
+    cage: Cage, test_hosts: dict[str, TestHost]
+) -> None:
+    """Refusals that cannot fold (a new host each time) fill the log to its limit; the
+    oldest go, the file stays near the limit, and `events --status` counts them."""
+    name = cage.name("prune")
+    env = {"CAGE_EVENTS_MAX_SIZE": "256k"}
+    start(cage, name, env=env)
+    script = "curl -s -o /dev/null -Z --parallel-max 32 'http://h[1-3000].denied.test/'"
+    assert "done" in in_session(name, script + "; echo done", timeout=300).stdout
+    last = "h3000.denied.test"
+    assert wait_for(lambda: _blocked(cage, name, last), 60)
+    status = cage("events", "--status", "--json", env=env).json()["status"]
+    assert status["max_size"] == 256 * 1024 and status["size"] <= 256 * 1024
+    assert status["pruned"] > 0 and status["pruned_at"]
+    assert status["pruned"] + status["total"] >= 3000
+    assert (cage.data_dir / "events.sqlite3").stat().st_size < 2 * 256 * 1024
+    hosts = {e["host"] for e in filed(cage, name)}
+    assert last in hosts and "h1.denied.test" not in hosts  # the oldest went first
+    text = cage("events", "--status", env=env).stdout
+    assert f"pruned         {status['pruned']}" in text, text
 
 
 def _timed(cage: Cage, *args: str) -> float:

@@ -370,3 +370,33 @@ def test_real_operations_survive_mongo_down_and_sync_later(mongo: NxServer, cage
         out = cage(*args, env={"MONGODB_URI": uri})
         assert PASSWORD not in out.output
     print("operation times with MongoDB down (s):", [round(d, 2) for d in durations])
+
+
+@pytest.mark.engine
+def test_the_mirror_holds_a_folded_event_with_its_final_count(
+    mongo: NxServer, cage: Any, test_hosts: Any
+) -> None:
+    """A flood of blocked requests is one event in SQLite, rewritten as it counts; the
+    mirror replaces its document each time and ends with the same event and count."""
+    env = {"MONGODB_URI": mongo.uri}
+    name = cage.name("fold")
+    assert cage("start", "--name", name, "--detach", env=env).code == 0
+    flood = "curl -s -o /dev/null -Z --parallel-max 32 'http://denied.test/[1-3000]'"
+    subprocess.run(["docker", "exec", f"cage-{name}", "bash", "-c", flood], timeout=300)
+    key = {"key": f"blocked:{name}", "value.host": "denied.test"}
+
+    def mirrored() -> list[dict[str, Any]]:
+        docs = list(_collection(mongo).find(key))
+        return docs if sum(d["value"]["count"] for d in docs) == 3000 else []
+
+    docs = _poll(mirrored, timeout=60)
+    assert docs, list(_collection(mongo).find(key))
+    local = [
+        e
+        for e in cage("events", "--session", name, "--type", "egress", "--json").json()["events"]
+        if e["key"] == f"blocked:{name}" and e["value"]["host"] == "denied.test"
+    ]
+    assert sorted(d["_id"] for d in docs) == sorted(e["id"] for e in local)  # once each
+    assert {d["_id"]: d["value"] for d in docs} == {e["id"]: e["value"] for e in local}
+    assert _poll(lambda: cage("events", "--status", "--json", env=env).json()["status"][
+        "pending"] == 0)  # fmt: skip

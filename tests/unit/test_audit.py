@@ -1,20 +1,26 @@
 """The audit's bookkeeping: each squid line filed once, gaps counted, squid's numbering
-starting again after a reload, and the classification of each kind of line."""
+starting again after a reload, repeated refusals folded into one event that counts them,
+and the classification of each kind of line."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
-from claude_cage import audit, egress
+from claude_cage import audit, egress, event_folds
 from claude_cage.events import EventLog
 
+SQUID_TIME = 1795978111.330
 
-def line(seq: int, host: str = "denied.test", status: str = "403") -> bytes:
+
+def line(
+    seq: int, host: str = "denied.test", status: str = "403", at: float = SQUID_TIME, port: int = 80
+) -> bytes:
     page = {"403": "ERR_CAGE_HOST", "200": "-"}.get(status, "ERR_INVALID_REQ")
     squid = "TCP_DENIED" if status == "403" else "NONE_NONE"
-    return f"{seq} 1795978111.330 {host} 80 {status} - {squid} {page} GET".encode()
+    return f"{seq} {at:.3f} {host} {port} {status} - {squid} {page} GET".encode()
 
 
 def stamp(second: int, nanos: int = 0) -> str:
@@ -26,8 +32,13 @@ def log(tmp_path: Path) -> EventLog:
     return EventLog(tmp_path / "events.sqlite3", background_sync=False)
 
 
-def filed(log: EventLog) -> list[int]:
-    return [e["value"]["seq"] for e in log.query(type="egress") if e["key"] == "blocked:web"]
+def filed(log: EventLog) -> list[tuple[int, int, int]]:
+    """(squid's first number, its last, the count) of each blocked:web event."""
+    return [
+        (e["value"]["seq"], e["value"]["last_seq"], e["value"]["count"])
+        for e in log.query(type="egress")
+        if e["key"] == "blocked:web"
+    ]
 
 
 def test_each_line_is_filed_once_even_when_read_again(log: EventLog) -> None:
@@ -36,7 +47,7 @@ def test_each_line_is_filed_once_even_when_read_again(log: EventLog) -> None:
     # The engine's `since` gives the lines at the last time again, and new ones.
     again = [(stamp(2), line(1)), (stamp(2), line(2)), (stamp(3), line(3))]
     here = audit.ingest(log, "web", "c1", again)
-    assert filed(log) == [0, 1, 2, 3]
+    assert filed(log) == [(0, 3, 4)]
     assert here.requests == 4 and here.refused == 4 and here.dropped == 0
 
 
@@ -51,7 +62,7 @@ def test_a_gap_is_counted_as_dropped_and_filed(log: EventLog) -> None:
 def test_numbering_from_zero_after_a_reload_is_not_a_duplicate(log: EventLog) -> None:
     audit.ingest(log, "web", "c1", [(stamp(1), line(0)), (stamp(1, 5), line(1))])
     here = audit.ingest(log, "web", "c1", [(stamp(2), line(0)), (stamp(3), line(1))])
-    assert filed(log) == [0, 1, 0, 1] and here.dropped == 0
+    assert filed(log) == [(0, 1, 4)] and here.dropped == 0
 
 
 def test_a_new_companion_starts_a_new_place(log: EventLog) -> None:
@@ -94,3 +105,90 @@ def test_each_kind_of_line(fields: str, result: str) -> None:
 def test_engine_seconds() -> None:
     assert audit.engine_seconds("2026-11-29T18:48:31.33012345Z") == "1795978111.330123450"
     assert audit.engine_seconds("2026-11-29T18:48:31Z") == "1795978111.000000000"
+
+
+# --- folding ---------------------------------------------------------------------------
+
+
+def blocked(log: EventLog) -> list[dict]:
+    return [e for e in log.query(type="egress") if e["key"] == "blocked:web"]
+
+
+def test_repeated_refusals_are_one_event_with_a_count_and_first_and_last(log: EventLog) -> None:
+    lines = [(stamp(1), line(n, at=SQUID_TIME + n)) for n in range(5)]
+    audit.ingest(log, "web", "c1", lines)
+    [event] = blocked(log)
+    value = event["value"]
+    assert value["count"] == 5 and value["seq"] == 0 and value["last_seq"] == 4
+    assert value["first"] == "2026-11-29T18:48:31.330Z"
+    assert value["last"] == "2026-11-29T18:48:35.330Z"
+    assert value["host"] == "denied.test" and value["status"] == "blocked-host"
+
+
+def test_another_host_port_or_reason_is_another_event(log: EventLog) -> None:
+    lines = [
+        (stamp(1), line(0)),
+        (stamp(1, 1), line(1, host="other.test")),
+        (stamp(1, 2), line(2, port=8080)),
+        (stamp(1, 3), line(3, status="417")),
+        (stamp(1, 4), line(4)),
+    ]
+    audit.ingest(log, "web", "c1", lines)
+    assert sorted(filed(log)) == [(0, 4, 2), (1, 1, 1), (2, 2, 1), (3, 3, 1)]
+    # and another session's refusals are its own
+    audit.ingest(log, "api", "c9", [(stamp(1), line(0))])
+    assert len(blocked(log)) == 4
+
+
+def test_a_fold_goes_on_across_batches_keeping_its_id(log: EventLog) -> None:
+    audit.ingest(log, "web", "c1", [(stamp(1), line(0))])
+    [before] = blocked(log)
+    audit.ingest(log, "web", "c1", [(stamp(2), line(1, at=SQUID_TIME + 1))])
+    [after] = blocked(log)
+    assert after["id"] == before["id"] and after["value"]["count"] == 2
+    # rewritten as a new row: `events -f` (which follows seq) sees it again
+    seen = list(log.follow(backlog=None, stop=_set()))
+    assert [e["value"]["count"] for e in seen if e["key"] == "blocked:web"] == [2]
+
+
+def _set() -> threading.Event:
+    stop = threading.Event()
+    stop.set()
+    return stop
+
+
+def test_past_the_window_a_new_event_begins(log: EventLog) -> None:
+    window = event_folds.FOLD_WINDOW_SECONDS
+    lines = [
+        (stamp(1), line(0)),
+        (stamp(2), line(1, at=SQUID_TIME + window - 1)),
+        (stamp(3), line(2, at=SQUID_TIME + window + 1)),
+    ]
+    audit.ingest(log, "web", "c1", lines[:2])
+    audit.ingest(log, "web", "c1", lines[2:])
+    assert filed(log) == [(0, 1, 2), (2, 2, 1)]
+
+
+def test_a_flood_adds_kilobytes_not_megabytes(log: EventLog) -> None:
+    audit.ingest(log, "web", "c1", [(stamp(0), line(0, host="warm.test"))])
+    before = _size(log.db_path)
+    seq = 1
+    for _batch in range(4):  # four batches of the follower, 2,500 lines each
+        lines = [(stamp(1, seq + n), line(seq + n)) for n in range(2500)]
+        audit.ingest(log, "web", "c1", lines)
+        seq += 2500
+    assert _size(log.db_path) - before < 64 * 1024
+    assert [(f, last, count) for f, last, count in filed(log) if f > 0] == [(1, 10_000, 10_000)]
+
+
+def _size(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+
+
+def test_a_fold_key_collision_folds_nothing_that_differs(
+    log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(event_folds, "stored_key", lambda key: "same")
+    audit.ingest(log, "web", "c1", [(stamp(1), line(0))])
+    audit.ingest(log, "web", "c1", [(stamp(2), line(1, host="other.test"))])
+    assert sorted(e["value"]["host"] for e in blocked(log)) == ["denied.test", "other.test"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from claude_cage import event_outbox, event_schema, events
+from claude_cage import event_outbox, event_schema, event_spool, events
 from claude_cage.events import EventLog, EventSyncError, mask_uri, migrate, redact
 
 SECRET = "s3cret-Pa55"
@@ -70,9 +70,12 @@ def test_schema_has_indexes_wal_and_state(log: EventLog, db_path: Path) -> None:
         "host",
         "project",
         "synced",
+        "fold",
     ]
     indexes = {r[1]: r for r in db.execute("PRAGMA index_list(events)")}
-    assert {"events_ts", "events_session", "events_type", "events_pending"} <= set(indexes)
+    assert {"events_ts", "events_session", "events_type", "events_pending", "events_fold"} <= set(
+        indexes
+    )
     assert indexes["events_pending"][4] == 1  # partial
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'state'").fetchone()
 
@@ -473,3 +476,148 @@ def test_background_flusher_without_mongo_keeps_events_pending(db_path: Path) ->
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
     assert not log.spawn_marker_path.exists()
     assert log.status()["pending"] == 1
+
+
+# --------------------------------------------------------------------------- bounds
+
+SMALL = events.Limits(max_size=256 * 1024, max_age_days=90)
+PADDING = "x" * 400
+
+
+def test_past_the_size_limit_the_oldest_events_are_pruned_and_counted(db_path: Path) -> None:
+    log = EventLog(db_path, background_sync=False, limits=SMALL)
+    for first in range(0, 2900, 100):  # the audit's way: batches
+        with log.batch() as batch:
+            for i in range(first, first + 100):
+                batch.record("operation", f"start:s{i}", {"status": "ok", "pad": PADDING})
+    for i in range(2900, 3000):  # an operation's way: one event at a time
+        log.record("operation", f"start:s{i}", {"status": "ok", "pad": PADDING})
+    status = log.status()
+    assert status["size"] <= SMALL.max_size and status["max_size"] == SMALL.max_size
+    assert status["pruned"] > 0 and status["pruned"] + status["total"] == 3000
+    assert status["pruned_at"] and status["pruned_last"] > 0 and status["pruned_unsent"] == 0
+    kept = [e["key"] for e in log.query()]
+    assert kept[-1] == "start:s2999" and "start:s0" not in kept  # the oldest went first
+    assert db_path.stat().st_size < SMALL.max_size * 1.25  # freed pages are reused
+
+
+def test_one_large_batch_stays_near_the_size_limit(db_path: Path) -> None:
+    """The audit's batches hold thousands of events: the bound is checked within them."""
+    log = EventLog(db_path, background_sync=False, limits=SMALL)
+    with log.batch() as batch:
+        for i in range(3000):
+            batch.record("egress", f"blocked:s{i}", {"status": "blocked-host", "pad": PADDING})
+    assert log.status()["size"] <= SMALL.max_size
+    assert db_path.stat().st_size < SMALL.max_size * 1.6  # at most EVERY events past it
+
+
+def test_events_past_the_age_limit_are_pruned(db_path: Path) -> None:
+    log = EventLog(db_path, background_sync=False)
+    log.record("operation", "start:old", {"status": "ok"})
+    long_ago = event_schema.iso(datetime.now(UTC) - timedelta(days=91))
+    with _connect(db_path) as db:
+        db.execute("UPDATE events SET ts = ?", (long_ago,))
+    log.record("operation", "start:new", {"status": "ok"})
+    assert [e["key"] for e in log.query()] == ["start:new"]
+    assert log.status()["pruned"] == 1
+
+
+def test_pruning_counts_what_the_mirror_never_had(db_path: Path) -> None:
+    uri = "mongodb://127.0.0.1:1/"
+    log = EventLog(db_path, uri, background_sync=False, limits=SMALL)
+    for first in range(0, 1500, 100):
+        with log.batch() as batch:
+            for i in range(first, first + 100):
+                batch.record("operation", f"start:s{i}", {"status": "ok", "pad": PADDING})
+    status = log.status()
+    assert status["pruned"] > 0 and status["pruned_unsent"] == status["pruned"]
+
+
+def test_a_rewritten_fold_keeps_its_id_and_is_sent_again(log: EventLog, db_path: Path) -> None:
+    with log.batch() as batch:
+        batch.write_fold("k", "egress", "blocked:web", {"status": "blocked-host", "count": 1},
+                         session="web")  # fmt: skip
+    with _connect(db_path) as db:
+        db.execute("UPDATE events SET synced = 1")
+    assert log.pending() == 0
+    with log.batch() as batch:
+        found = batch.open_fold("k")
+        assert found is not None and found[2]["count"] == 1
+        batch.write_fold("k", "egress", "blocked:web", {**found[2], "count": 2}, session="web",
+                         replaces=found[:2])  # fmt: skip
+    [event] = log.query()
+    assert event["id"] == found[1] and event["value"]["count"] == 2
+    assert log.pending() == 1  # the outbox sends it again; the mirror replaces it by id
+
+
+# --------------------------------------------------------------------------- the spool
+
+
+def _locked(db_path: Path) -> sqlite3.Connection:
+    """Another process's write lock, held until the connection rolls back."""
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_an_event_the_locked_database_cannot_take_waits_in_the_spool(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(events.event_db, "BUSY_TIMEOUT_S", 0.2)
+    log = EventLog(db_path, background_sync=False)
+    log.record("session", "start:web", {"status": "ok"})
+    holder = _locked(db_path)
+    stopped = log.record("session", "stop:web", {"status": "ok", "token": SECRET})
+    assert "kept in" in capsys.readouterr().err
+    spool = event_spool.spool_path(db_path)
+    assert spool.stat().st_mode & 0o777 == 0o600 and SECRET not in spool.read_text()
+    assert log.status()["spooled"] == 1  # a read while locked does not wait for it
+    holder.execute("ROLLBACK")
+    # the next read writes it, once, with its own id and time
+    assert [e["key"] for e in log.query()] == ["start:web", "stop:web"]
+    assert log.query()[-1] == stopped
+    assert log.status()["spooled"] == 0 and not spool.exists()
+    log.record("session", "start:api", {"status": "ok"})
+    assert [e["key"] for e in log.query()].count("stop:web") == 1
+
+
+def test_a_drain_cut_short_writes_nothing_twice(db_path: Path) -> None:
+    log = EventLog(db_path, background_sync=False)
+    log.record("session", "start:web", {"status": "ok"})
+    event, row = event_schema.prepare("session", "stop:web", {"status": "ok"}, None)
+    event_spool.append(db_path, row)
+    with _connect(db_path) as db:  # written, but the drainer died before it deleted the file
+        db.execute(event_schema.INSERT, row)
+    event_spool.append(db_path, row)
+    spool = event_spool.spool_path(db_path)
+    with spool.open("ab") as f:
+        f.write(b'["cut short')  # a crash halfway through an append
+    assert log.status()["spooled"] == 0
+    assert [e["id"] for e in log.query()].count(event["id"]) == 1
+
+
+def test_a_batch_writes_the_spool_first(db_path: Path) -> None:
+    log = EventLog(db_path, background_sync=False)
+    log.record("session", "start:web", {"status": "ok"})
+    event_spool.append(db_path, event_schema.prepare("session", "stop:web", {}, None)[1])
+    with log.batch() as batch:
+        batch.record("egress", "blocked:web", {"status": "blocked-host"})
+    with _connect(db_path) as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM events ORDER BY seq")]
+    assert keys == ["start:web", "stop:web", "blocked:web"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "directory", "not an event"])
+def test_a_damaged_spool_costs_no_event_and_no_traceback(db_path: Path, damage: str) -> None:
+    log = EventLog(db_path, background_sync=False)
+    log.record("session", "start:web", {"status": "ok"})
+    spool = event_spool.spool_path(db_path)
+    if damage == "directory":
+        spool.mkdir()
+    elif damage == "garbage":
+        spool.write_bytes(os.urandom(300) + b"\n")
+    else:
+        spool.write_text('["id", "t", "k", null, null, "[not json", "ts", null, null]\n')
+    log.record("session", "stop:web", {"status": "ok"})
+    assert [e["key"] for e in log.query()] == ["start:web", "stop:web"]
+    assert isinstance(log.status()["spooled"], int)

@@ -30,13 +30,15 @@ def _event_log(db_path: str) -> Any:
     # The config (~8 ms) and the event log (sqlite3, ~15 ms) load only when an event is
     # recorded (start-up: `logs` imports this package and needs neither)
     from claude_cage import config, events
+    from claude_cage.validators import parse_size
 
     try:
         cfg = config.load()
         uri, database = cfg["mongodb_uri"], cfg["mongodb_db"]
+        limits = events.Limits(parse_size(cfg["events_max_size"]), cfg["events_max_age"])
     except CageError:  # a broken config file must not stop the log
-        uri, database = None, "claude_cage"
-    return events.EventLog(db_path, uri, database)
+        uri, database, limits = None, "claude_cage", events.Limits()
+    return events.EventLog(db_path, uri, database, limits=limits)
 
 
 def record_event(
