@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-# Where each default host comes from (README: what each is for, and who can send to it).
+# Where each default host comes from (docs/networks.md: what each is for, and who can send to it).
 # None of them takes data from anyone without an account: Claude Code runs with error
 # reporting (sentry.io), telemetry (statsig) and other non-essential traffic off
 # (policy.CLAUDE_CODE_ENV), and npm's registry, which takes `npm publish` from any
