@@ -140,6 +140,11 @@ DEFAULTS: dict[str, Any] = {
     "default_engine": "",
     "engine_timeout": 2.0,
     "runtime": DEFAULT_RUNTIME,
+    # diff, fetch, merge, apply: what a session may send back, and for how long
+    # (bounds.py). 2g is GitHub's own limit for one push, so a change bigger than that
+    # could not be pushed anyway; 600 s moves 2g over a slow SSH link to an engine.
+    "review_max_size": "2g",
+    "review_timeout": 600,
 }
 
 
@@ -188,6 +193,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     ),
     "engine_timeout": number(float, 0.1, 600),
     "runtime": choice(Runtime),
+    "review_max_size": size_at_least("1k"),
+    "review_timeout": number(float, 1, 86_400),
 }
 assert VALIDATORS.keys() == DEFAULTS.keys()
 

@@ -22,11 +22,14 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-from claude_cage.errors import BadInput, CageError
+from claude_cage import commit_text
+from claude_cage.bounds import Bounds
+from claude_cage.errors import BadInput, CageError, file_error
 
 # Fixed identity for the commits claude-cage makes itself (never the user's config).
 IDENTITY = {
@@ -209,17 +212,82 @@ class Quarantine:
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         return git(self.repo.top, *args, env=self.env, check=check)
 
+    def receive(self, tip: str, pack: Iterable[bytes], bounds: Bounds | None = None) -> None:
+        """Index the session's thin pack with full checks as it arrives (never held
+        whole); refuse anything malformed, and a pack without the commit `tip`."""
+        if not SHA.match(tip):
+            raise CageError("the session sent no valid commit id", "see 'claude-cage logs NAME'")
+        self.tip = tip
+        _index_pack(self, pack, bounds)
+        if self.git("cat-file", "-e", f"{tip}^{{commit}}", check=False).returncode != 0:
+            raise BadInput(
+                "refusing the session's work: it does not hold the commit it named",
+                "inspect it inside the session ('claude-cage shell NAME')",
+            )
+        if self.git("cat-file", "-e", f"{self.start}^{{commit}}", check=False).returncode != 0:
+            self.start = self.base  # the session dropped its starting point: use the base
+
+    def unsafe_commit(self) -> commit_text.Unsafe | None:
+        """The first of the session's new commits (since the base) whose header or
+        message holds a character that would act on a terminal, if any."""
+        env, top = _env(self.env), str(self.repo.top)
+        pipe, quiet = subprocess.PIPE, subprocess.DEVNULL
+        with (
+            subprocess.Popen(["git", "-C", top, "rev-list", self.tip, f"^{self.base}"],
+                             stdout=pipe, stderr=quiet, env=env) as revs,
+            subprocess.Popen(["git", "-C", top, "cat-file", "--batch"],
+                             stdin=revs.stdout, stdout=pipe, stderr=quiet, env=env) as batch,
+        ):  # fmt: skip
+            assert revs.stdout is not None and batch.stdout is not None
+            revs.stdout.close()  # cat-file's now: rev-list sees its end if cat-file stops
+            try:
+                return _first_unsafe(batch.stdout)
+            finally:
+                batch.kill()
+                revs.kill()
+
     def changed_paths(self, since: str) -> list[str]:
         out = self.git("diff", "--no-renames", "--name-only", "-z", since, self.tip).stdout
         return [p for p in out.decode(errors="replace").split("\0") if p]
 
-    def diff(self, stat: bool = False, binary: bool = False) -> bytes:
+    def _diff_args(self, stat: bool = False, binary: bool = False) -> list[str]:
         """What the session changed since its start. No external diff, no textconv: no
         program the change could select runs."""
         args = ["diff", "--no-ext-diff", "--no-textconv", "--no-color"]
         args += ["--stat"] if stat else []
         args += ["--binary", "--full-index"] if binary else []
-        return self.git(*args, self.start, self.tip).stdout
+        return [*args, self.start, self.tip]
+
+    def diff(self, stat: bool = False) -> Iterator[bytes]:
+        """The diff as it comes from git, never held whole (the objects may expand to
+        far more than the pack that carried them)."""
+        with (
+            tempfile.TemporaryFile() as errors,
+            subprocess.Popen(
+                ["git", "-C", str(self.repo.top), *self._diff_args(stat=stat)],
+                stdout=subprocess.PIPE, stderr=errors, env=_env(self.env),
+            ) as run,
+        ):  # fmt: skip
+            assert run.stdout is not None
+            try:
+                while chunk := os.read(run.stdout.fileno(), 1 << 16):
+                    yield chunk
+            finally:
+                if run.poll() is None:
+                    run.kill()
+            if run.wait() != 0:
+                errors.seek(0)
+                why = errors.read(4096).decode(errors="replace").strip().splitlines()
+                last = why[-1] if why else f"exit {run.returncode}"
+                raise GitFailed(f"git diff failed: {last}")
+
+    def apply(self) -> subprocess.CompletedProcess[bytes]:
+        """`git apply` of the whole change to the working tree, through a file beside
+        the quarantined objects (git writes it; it is never in this process's memory).
+        git apply applies all of it or nothing."""
+        patch = self.objects.parent / "change.patch"
+        self.git(*self._diff_args(binary=True)[:-2], f"--output={patch}", self.start, self.tip)
+        return git(self.repo.top, "apply", "--whitespace=nowarn", str(patch), check=False)
 
     def migrate(self) -> None:
         """Move the checked packs into the repository (.pack first, then its .idx, which
@@ -239,36 +307,91 @@ class Quarantine:
 
 
 @contextlib.contextmanager
-def quarantine(repo: Repo, base: str, start: str, tip: str, pack: bytes) -> Iterator[Quarantine]:
-    """Index the session's thin pack with full checks; refuse anything malformed."""
-    if not SHA.match(tip) or not SHA.match(base) or not SHA.match(start):
-        raise CageError("the session sent no valid commit id", "see 'claude-cage logs NAME'")
+def quarantine(
+    repo: Repo, base: str, start: str, scratch: Path | None = None
+) -> Iterator[Quarantine]:
+    """A temporary object directory for the session's work (in `scratch`, the data
+    directory, rather than a /tmp that may be memory); `Quarantine.receive` fills it."""
+    if not SHA.match(base) or not SHA.match(start):
+        raise CageError("the session's record holds no valid base commit")
     if git(repo.top, "cat-file", "-e", f"{base}^{{commit}}", check=False).returncode != 0:
         raise CageError(
             f"the session's base commit {base[:12]} is no longer in {repo.top}",
             "it was pruned (git gc after a rewrite?); the work stays in the session",
         )
-    with tempfile.TemporaryDirectory(prefix="cage-incoming-") as tmp:
+    if scratch is not None:
+        try:
+            scratch.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise file_error(exc, scratch) from None
+    with tempfile.TemporaryDirectory(prefix="cage-incoming-", dir=scratch) as tmp:
         objects = Path(tmp) / "objects"
         (objects / "pack").mkdir(parents=True)
-        q = Quarantine(repo, base, start, tip, objects)
-        if pack:
-            run = git(
-                repo.top, "index-pack", "--stdin", "--fix-thin", FSCK,
-                env=q.env, input=pack, check=False,
-            )  # fmt: skip
-            if run.returncode != 0:
-                why = run.stderr.decode(errors="replace").strip().splitlines()
-                raise BadInput(
-                    "refusing the session's work: its objects failed git's checks"
-                    + (f" ({why[-1][:200]})" if why else ""),
-                    "inspect it inside the session ('claude-cage shell NAME')",
-                )
-        if q.git("cat-file", "-e", f"{tip}^{{commit}}", check=False).returncode != 0:
+        yield Quarantine(repo, base, start, "", objects)
+
+
+def _index_pack(q: Quarantine, pack: Iterable[bytes], bounds: Bounds | None) -> None:
+    """`git index-pack --stdin --strict` fed chunk by chunk; killed at the deadline."""
+    with contextlib.ExitStack() as stack:
+        errors = stack.enter_context(tempfile.TemporaryFile())
+        proc: subprocess.Popen[bytes] | None = None
+        for chunk in pack:
+            if proc is None:
+                proc = subprocess.Popen(
+                    ["git", "-C", str(q.repo.top), "index-pack", "--stdin", "--fix-thin", FSCK],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+                    env=_env(q.env),
+                )  # fmt: skip
+                stack.callback(_reap, proc)
+                if bounds is not None:
+                    stack.enter_context(bounds.stopping(proc.kill))
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(chunk)
+            except BrokenPipeError:
+                break  # index-pack gave up (or was stopped): its exit says why
+        if proc is None:
+            return  # nothing but the commit id: the tip is the base
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+        code = proc.wait()
+        if bounds is not None:
+            bounds.check()
+        if code != 0:
+            errors.seek(0)
+            why = errors.read(64 * 1024).decode(errors="replace").strip().splitlines()
             raise BadInput(
-                "refusing the session's work: it does not hold the commit it named",
+                "refusing the session's work: its objects failed git's checks"
+                + (f" ({why[-1][:200]})" if why else ""),
                 "inspect it inside the session ('claude-cage shell NAME')",
             )
-        if q.git("cat-file", "-e", f"{start}^{{commit}}", check=False).returncode != 0:
-            q.start = base  # the session dropped its starting point: compare with the base
-        yield q
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    proc.wait()
+
+
+def _first_unsafe(batch: IO[bytes]) -> commit_text.Unsafe | None:
+    """Read `git cat-file --batch` answers ("<id> commit <size>", the object, LF)."""
+    while header := batch.readline(200):
+        parts = header.split()
+        if len(parts) != 3 or parts[1] != b"commit":
+            continue  # "<id> missing": nothing to read
+        commit, size = parts[0].decode(), int(parts[2])
+        scanner = commit_text.Scanner()
+        while size > 0:
+            chunk = batch.read(min(size, 1 << 16))
+            if not chunk:
+                return None
+            size -= len(chunk)
+            found = scanner.feed(chunk, final=size == 0)
+            if found is not None:
+                return commit_text.Unsafe(commit, *found)
+        batch.read(1)  # the LF after the object
+    return None

@@ -21,15 +21,16 @@ def diff(name: str, stat: bool) -> None:
     """Show what a clone-mode session changed since its base, committed or not."""
     from claude_cage.operations.review import diff as diff_op
 
-    patch = diff_op(name, stat=stat)
+    chunks = diff_op(name, stat=stat)  # written as git makes it, never held whole
     if sys.stdout.isatty():  # the session wrote these bytes: no escape reaches the terminal
         from claude_cage.render import sanitize_stream
 
-        for text in sanitize_stream([patch]):
+        for text in sanitize_stream(chunks):
             sys.stdout.write(text)
         sys.stdout.flush()
         return
-    sys.stdout.buffer.write(patch)  # piped: exact bytes, e.g. for 'git apply'
+    for chunk in chunks:  # piped: exact bytes, e.g. for 'git apply'
+        sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
 
 

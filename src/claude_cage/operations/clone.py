@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
+import socket
 import tarfile
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from claude_cage import labels, metadata, names, policy, quota, workdir
+from claude_cage.bounds import Bounds
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.operations.inputs import StartOptions, host_facts, load_config, request_from_record
 from claude_cage.operations.objects import inspect_ours
+from claude_cage.operations.run import Watch
 from claude_cage.record import SessionRecord
+from claude_cage.transport import demux
 from claude_cage.workspace import Snapshot
 
 # Runs in the session as its user: turn the uploaded pack (and its index) into a
@@ -43,30 +50,53 @@ git config user.name "Claude Code (claude-cage)"
 git config user.email "claude@claude-cage.invalid"
 """
 
-# Runs in the session (or in its export container when it is stopped), in the clone $1
-# whose base is $2: sets $head and $tip, the commit holding all the work (HEAD, plus one
-# commit for uncommitted changes, made with a fixed identity and date so that the same
-# work always makes the same commit). Nothing is written into the session's repository.
-# The export and the check of what `destroy` would lose (operations/unfetched.py) share
-# it: `destroy` knows the work is fetched when this tip is in the host's cage/NAME.
+# The work in the session's clone $1, whose base is $2, in session $3: sets $head and
+# $tip, the commit holding all the work (HEAD, plus one commit for uncommitted changes,
+# with a fixed identity and date, so the same work always makes the same commit). It
+# runs in the session (or in its export container when it is stopped) under `env -i`,
+# so no variable of the session's reaches git, and the clone is the agent's: git runs
+# with a git directory of claude-cage's own, over the clone's work tree and objects.
+# It reads no config, hooks or info of the session's repository (no system or global
+# config either), so no fsmonitor, hook, filter driver, include or other command of
+# the agent's choosing runs; the session's HEAD and refs are read as data. Nothing is
+# written into the session's repository. A FIFO or a stalled file in the clone can
+# still stop it: review_timeout ends that (bounds.py). The export and the check of what
+# `destroy` would lose (operations/unfetched.py) share it: `destroy` knows the work is
+# fetched when this tip is in the host's cage/NAME.
 WORK_TIP = r"""
 set -eu
-cd "$1"
-base=$2
-export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_COUNT=2
-export GIT_CONFIG_KEY_0=core.fsmonitor GIT_CONFIG_VALUE_0=false
-export GIT_CONFIG_KEY_1=core.hooksPath GIT_CONFIG_VALUE_1=/dev/null
-objects=$(git rev-parse --path-format=absolute --git-path objects)
+clone=$1 base=$2
+real=$clone/.git
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-cp .git/index "$tmp/index" 2>/dev/null || :
-export GIT_INDEX_FILE="$tmp/index" GIT_OBJECT_DIRECTORY="$tmp/objects"
-export GIT_ALTERNATE_OBJECT_DIRECTORIES="$objects"
+own=$tmp/git
+mkdir -p "$own/objects" "$own/info"
+printf '%s\n' "$base" > "$own/HEAD"
+if [ -d "$real/refs" ]; then ln -s "$real/refs" "$own/refs"; else mkdir "$own/refs"; fi
+[ ! -f "$real/packed-refs" ] || ln -s "$real/packed-refs" "$own/packed-refs"
+[ ! -f "$real/info/exclude" ] || head -c 1048576 "$real/info/exclude" > "$own/info/exclude"
+export GIT_DIR="$own" GIT_WORK_TREE="$clone" GIT_INDEX_FILE="$tmp/index"
+export GIT_OBJECT_DIRECTORY="$own/objects" GIT_ALTERNATE_OBJECT_DIRECTORIES="$real/objects"
+export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_COUNT=3
+export GIT_CONFIG_KEY_0=core.fsmonitor GIT_CONFIG_VALUE_0=false
+export GIT_CONFIG_KEY_1=core.hooksPath GIT_CONFIG_VALUE_1=/dev/null
+export GIT_CONFIG_KEY_2=core.untrackedCache GIT_CONFIG_VALUE_2=false
 export GIT_AUTHOR_NAME=claude-cage GIT_AUTHOR_EMAIL=claude-cage@localhost
 export GIT_COMMITTER_NAME=claude-cage GIT_COMMITTER_EMAIL=claude-cage@localhost
 export GIT_AUTHOR_DATE="@0 +0000" GIT_COMMITTER_DATE="@0 +0000"
-mkdir -p "$tmp/objects"
-head=$(git rev-parse -q --verify 'HEAD^{commit}' || echo "$base")
+cd "$clone"
+want=
+[ ! -f "$real/HEAD" ] || want=$(head -c 256 "$real/HEAD" | head -n 1)
+want=${want#ref: }
+case $want in
+    ""|-*|*[!A-Za-z0-9/._@+-]*) head=$base ;;
+    *) head=$(git rev-parse -q --verify "$want^{commit}" || printf '%s' "$base") ;;
+esac
+if ! { [ -f "$real/index" ] && cp "$real/index" "$tmp/index" 2>/dev/null \
+        && git ls-files -s >/dev/null 2>&1; }; then
+    rm -f "$tmp/index"  # none, or one this git cannot read alone (a split index)
+    git read-tree "$head"
+fi
 git add -A . >&2
 tree=$(git write-tree)
 if [ "$tree" = "$(git rev-parse "$head^{tree}")" ]; then
@@ -252,31 +282,103 @@ def reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
             engine.remove(throwaway.name)
 
 
-def export(engine: EngineAPI, name: str, meta: SessionRecord) -> tuple[str, bytes]:
-    """(the commit holding all the session's work, a thin pack of it since the base)."""
+# The export runs with nothing of the session's environment, and programs by their
+# full path: the root filesystem is the image's, read-only; PATH entries may not be.
+CLEAN_ENV = ["/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=/nonexistent"]
+TAIL = 4096  # how much of the export's stderr is kept, for the error message
+
+
+@dataclass
+class Export:
+    """What the session sent: the commit holding all its work, and a thin pack of it
+    since the base, as chunks that arrive while they are read. The chunks end with the
+    export's own error if it failed."""
+
+    tip: str
+    pack: Iterator[bytes]
+
+
+@contextlib.contextmanager
+def export(engine: EngineAPI, name: str, meta: SessionRecord, bounds: Bounds) -> Iterator[Export]:
+    """Run the export in the session (or its export container) and stream its output,
+    within `bounds`; whatever it started is stopped on the way out."""
     assert meta.repo_name and meta.base  # clone_meta checked them
     target = workdir.clone_target(meta.repo_name)
-    with reader(engine, name, meta) as container:
-        code, out, err = engine.exec_output(
-            container,
-            [
-                "sh",
-                "-c",
-                EXPORT,
-                "export",
-                target,
-                meta.base,
-                name,
-                meta.start or meta.base,
-            ],
+    command = [*CLEAN_ENV, "/bin/sh", "-c", EXPORT, "export", target, meta.base, name,
+               meta.start or meta.base]  # fmt: skip
+    with reader(engine, name, meta) as container, _Streamed(engine, container, command) as run:
+        chunks = run.stdout(bounds)
+        tip, first = _first_line(chunks)
+        yield Export(tip, itertools.chain([first] if first else [], chunks))
+
+
+def _first_line(chunks: Iterator[bytes]) -> tuple[str, bytes]:
+    """The commit id the export prints first, and what came after it."""
+    held = b""
+    for chunk in chunks:
+        held += chunk
+        if b"\n" in held or len(held) > 64:
+            break
+    line, newline, rest = held.partition(b"\n")
+    if not newline or len(line) > 64:
+        raise CageError("the session sent no valid commit id", "see 'claude-cage logs NAME'")
+    return line.decode(errors="replace").strip(), rest
+
+
+class _Streamed:
+    """One command in a container, as `cage-exec run` paired with a watch (see
+    run.py): stopping it ends its whole process group, not just our end of it."""
+
+    def __init__(self, engine: EngineAPI, container: str, command: list[str]) -> None:
+        self.engine = engine
+        key = uuid.uuid4().hex
+        self.exec_id, self.sock = engine.exec_attach(
+            container, ["/usr/local/bin/cage-exec", "run", key, *command]
         )
-    if code != 0:
-        raise CageError(
-            f"could not read the session's work: {err.decode(errors='replace').strip()[-300:]}",
-            f"look inside with 'claude-cage shell {name}'",
-        )
-    tip, _, pack = out.partition(b"\n")
-    return tip.decode(errors="replace").strip(), pack
+        self.sock.settimeout(None)  # the review's deadline governs (bounds.py)
+        self.watch = Watch(engine, container, key)
+        self.err = b""
+
+    def __enter__(self) -> _Streamed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self.watch.signal("TERM")  # the watcher ends what is left of the command
+        self.watch.close()
+        for _ in range(100):  # so nothing of it outlives this command (at most 5 s)
+            with contextlib.suppress(CageError):
+                if not (self.engine.exec_inspect(self.exec_id) or {}).get("Running"):
+                    return
+            time.sleep(0.05)
+
+    def stdout(self, bounds: Bounds) -> Iterator[bytes]:
+        """Its stdout as it comes, counted against the bounds; the tail of its stderr
+        kept. Ends with an error if the bounds were passed or the command failed."""
+
+        def read(size: int) -> bytes:
+            data = self.sock.recv(size)
+            bounds.count(len(data))
+            return data
+
+        with bounds.stopping(lambda: self.sock.shutdown(socket.SHUT_RDWR)):
+            try:
+                for out, err in demux(read):
+                    if err:
+                        self.err = (self.err + err)[-TAIL:]
+                    if out:
+                        yield out
+            except OSError as exc:
+                bounds.check()
+                raise CageError(f"lost the session's work on the way ({exc})") from None
+        bounds.check()
+        if self.engine.exit_code(self.exec_id) != 0:
+            raise CageError(
+                "could not read the session's work: "
+                + self.err.decode(errors="replace").strip()[-300:],
+                f"look inside with 'claude-cage shell {bounds.name}'",
+            )
 
 
 def host_repo(meta: SessionRecord) -> Path:

@@ -6,6 +6,10 @@ reaches the user's repository is objects and one branch, `cage/NAME`; checkouts 
 git's own (`git merge`, `git apply`), which never write through a symlink or outside
 the working tree. A change to a `.gitattributes` file is refused by merge and apply:
 attributes pick filters and drivers, programs the user's git would run on checkout.
+
+What the session sends is bounded (bounds.py: review_max_size, review_timeout) and
+streamed, never held whole; fetch and merge refuse commits whose text would act on a
+terminal (commit_text.py).
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import engines, workspace
+from claude_cage import engines, paths, workspace
+from claude_cage.bounds import Bounds
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.operations import operation
 from claude_cage.operations.clone import clone_meta, export, host_repo
+from claude_cage.operations.inputs import StartOptions, load_config
 from claude_cage.record import SessionRecord
 
 
@@ -48,19 +54,27 @@ class ApplyResult:
 
 @contextlib.contextmanager
 def _incoming(name: str, engine: EngineAPI | None) -> Iterator[workspace.Quarantine]:
+    """The session's work, checked, in quarantine: received within review_max_size
+    and review_timeout (bounds.py), or not at all."""
     meta = clone_meta(name)
     repo = workspace.find_repo(str(host_repo(meta)))
-    tip, pack = export(engine or engines.for_session(name), name, meta)
     assert meta.base  # clone_meta checked it
-    start = meta.start or meta.base
-    with workspace.quarantine(repo, meta.base, start, tip, pack) as incoming:
+    engine = engine or engines.for_session(name)
+    scratch = paths.data_dir() / "incoming"
+    with (
+        Bounds.from_config(name, load_config(StartOptions()).values) as bounds,
+        workspace.quarantine(repo, meta.base, meta.start or meta.base, scratch) as incoming,
+    ):
+        with export(engine, name, meta, bounds) as work:
+            incoming.receive(work.tip, work.pack, bounds)
         yield incoming
 
 
-def diff(name: str, stat: bool = False, engine: EngineAPI | None = None) -> bytes:
-    """Everything the session changed since it started: commits and uncommitted work."""
+def diff(name: str, stat: bool = False, engine: EngineAPI | None = None) -> Iterator[bytes]:
+    """Everything the session changed since it started: commits and uncommitted work,
+    as chunks while git makes them (the work is fetched and checked on the first)."""
     with _incoming(name, engine) as incoming:
-        return incoming.diff(stat=stat)
+        yield from incoming.diff(stat=stat)
 
 
 def _branch(meta: SessionRecord, repo: workspace.Repo) -> str:
@@ -74,9 +88,22 @@ def _branch(meta: SessionRecord, repo: workspace.Repo) -> str:
     return branch
 
 
+def _no_unsafe_commit(name: str, incoming: workspace.Quarantine) -> None:
+    unsafe = incoming.unsafe_commit()
+    if unsafe is not None:
+        raise BadInput(
+            f"refusing the session's work: {unsafe}, which git log would print to your "
+            "terminal as it is (only newline and tab are let through)",
+            f"reword it inside the session ('claude-cage shell {name}', then git commit "
+            f"--amend or git rebase -i), or take the change without its commits: "
+            f"'claude-cage apply {name}'",
+        )
+
+
 def _fetch(name: str, incoming: workspace.Quarantine) -> FetchResult:
     meta = clone_meta(name)
     branch = _branch(meta, incoming.repo)
+    _no_unsafe_commit(name, incoming)
     incoming.migrate()
     workspace.git(
         incoming.repo.top, "update-ref", "-m", f"claude-cage fetch {name}",
@@ -151,13 +178,11 @@ def apply(name: str, engine: EngineAPI | None = None) -> ApplyResult:
     with _incoming(name, engine) as incoming:
         paths = incoming.changed_paths(incoming.start)
         _no_attributes(name, paths, "apply")
-        patch = incoming.diff(binary=True)
-    if not patch:
-        return ApplyResult(name, str(incoming.repo.top), [])
-    # git apply refuses paths outside the tree and writes beyond a symlink; it applies
-    # all of the patch or none of it.
-    run = workspace.git(incoming.repo.top, "apply", "--whitespace=nowarn", "-", input=patch,
-                        check=False)  # fmt: skip
+        if not paths:
+            return ApplyResult(name, str(incoming.repo.top), [])
+        # git apply refuses paths outside the tree and writes beyond a symlink; it
+        # applies all of the patch or none of it.
+        run = incoming.apply()
     if run.returncode != 0:
         why = run.stderr.decode(errors="replace").strip().splitlines()
         raise CageError(
