@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import Cage, owned
 from tests.integration.test_clone import inside, start_clone
+from tests.integration.test_clone_hostile import POUR, STALL
 from tests.integration.workspace_helpers import git, make_repo
 
 pytestmark = pytest.mark.engine
@@ -106,14 +107,11 @@ def test_a_commit_message_cannot_write_to_the_terminal(cage: Cage, tmp_path: Pat
 
 
 def test_a_flooding_session_is_refused_within_the_cap(cage: Cage, tmp_path: Path) -> None:
-    # A clean filter that writes without end while the check hashes the changed file.
+    # The check runs none of the clone's filters; so the agent stalls it (a FIFO for
+    # a ref) and pours zeros into its stderr through /proc.
     repo = make_repo(tmp_path / "proj")
     name = start_clone(cage, repo)
-    inside(
-        cage, name,
-        "git config filter.x.clean 'yes flood >&2; cat' && echo '* filter=x' > .gitattributes"
-        " && echo more >> staged.txt",
-    )  # fmt: skip
+    inside(cage, name, f"echo more >> staged.txt && {STALL} && {POUR}")
     said = refused(cage, name, "--force")
     assert f"cannot check session {name}'s work: the session sent more than 1024 KiB" in said
     assert cage("destroy", name, "--force", "--discard").code == 0

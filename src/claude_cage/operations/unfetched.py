@@ -104,7 +104,8 @@ def find(engine: EngineAPI, name: str, meta: SessionRecord) -> Unfetched | None:
     args = [target, meta.base, name, meta.start or meta.base, *known]
     try:
         with reader(engine, name, meta) as container:
-            out = _ask(engine, container, [*CLEAN_ENV, "/bin/sh", "-c", CHECK, "check", *args])
+            command = [*CLEAN_ENV, f"LISTED={LISTED}", "/bin/sh", "-c", CHECK, "check", *args]
+            out = _ask(engine, container, command)
     except CageError as exc:  # Unknown too: the message names the session
         raise Unknown(f"cannot check session {name}'s work: {exc.message}") from None
     lines = out.decode(errors="replace").split("\n")
