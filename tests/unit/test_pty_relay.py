@@ -1,0 +1,57 @@
+"""The pseudo-terminal between the terminal paths' docker CLI and the user's terminal,
+with a local command in the docker CLI's place: keys reach it as typed, its output
+comes back filtered (or not, raw), the window size follows the terminal, and its exit
+code comes back."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import sys
+import termios
+
+from tests.integration.terminal import Terminal
+
+# A command that prints a clipboard write, reads three keys in raw mode, and reports the
+# window size once it changes.
+COMMAND = (
+    "printf 'before\\033]52;c;QQ==\\007after\\n'; stty raw -echo; echo ready; "
+    "head -c 3 | od -An -tx1; trap 'stty size; exit 7' WINCH; echo waiting; "
+    "while :; do sleep 0.05; done"
+)
+RELAY = (
+    "import os, sys\n"
+    "from claude_cage import pty_relay\n"
+    "sys.exit(pty_relay.run(['sh', '-c', sys.argv[1]], dict(os.environ), sys.argv[2] == 'f'))\n"
+)
+
+
+def relay(filtered: bool) -> Terminal:
+    return Terminal(
+        [sys.executable, "-c", RELAY, COMMAND, "f" if filtered else "r"], dict(os.environ), 30, 100
+    )
+
+
+def test_keys_in_filtered_output_out_size_and_exit_code_passed_on() -> None:
+    terminal = relay(filtered=True)
+    try:
+        terminal.expect("ready")
+        terminal.type(b"\x03\x1c\x1a")  # Ctrl-C, Ctrl-\ and Ctrl-Z: bytes, not signals
+        terminal.expect("03 1c 1a")
+        terminal.expect("waiting")
+        fcntl.ioctl(terminal.master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 91, 0, 0))
+        terminal.expect("33 91")
+        assert terminal.wait() == 7
+    finally:
+        terminal.close()
+    assert b"beforeafter" in terminal.output and b"\x1b]52" not in terminal.output
+
+
+def test_raw_passes_the_output_as_it_is() -> None:
+    terminal = relay(filtered=False)
+    try:
+        terminal.expect("ready")
+    finally:
+        terminal.close()
+    assert b"before\x1b]52;c;QQ==\x07after" in terminal.output
