@@ -8,8 +8,10 @@ from __future__ import annotations
 import fcntl
 import os
 import struct
+import subprocess
 import sys
 import termios
+from pathlib import Path
 
 from tests.integration.terminal import Terminal
 
@@ -55,3 +57,11 @@ def test_raw_passes_the_output_as_it_is() -> None:
     finally:
         terminal.close()
     assert b"before\x1b]52;c;QQ==\x07after" in terminal.output
+
+
+def test_raw_terminal_without_a_terminal_is_refused(tmp_path: Path) -> None:
+    env = {**os.environ, "CAGE_DATA_DIR": str(tmp_path / "d"), "CAGE_CONFIG_DIR": str(tmp_path)}
+    argv = [sys.executable, "-m", "claude_cage", "exec", "--raw-terminal", "web", "--", "true"]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --raw-terminal goes with -t")

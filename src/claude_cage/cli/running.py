@@ -45,6 +45,10 @@ def exec_cmd(
     from claude_cage.requests import parse_env
 
     variables = parse_env(env)
+    if raw_terminal and not tty:
+        from claude_cage.errors import BadInput
+
+        raise BadInput("--raw-terminal goes with -t", "without -t the output is passed as written")
     if tty:
         from claude_cage.operations.run import on_terminal
 
