@@ -192,22 +192,34 @@ class TerminalRun:
             *self.command,
         ]
         mark_active(self.name)
+        failed: list[BaseException] = []
 
         def watch() -> None:
-            self.watch = Watch(self.engine, self.container, key)
+            try:
+                self.watch = Watch(self.engine, self.container, key)
+            except BaseException as exc:
+                failed.append(exc)
 
+        # The watch exec is made while the screen already shows (one engine round trip
+        # less before the user sees it), as the docker CLI starts.
+        watching = threading.Thread(target=watch, daemon=True)
         try:
-            return pty_relay.run(
+            code = pty_relay.run(
                 argv,
                 {**os.environ, **self.env},
                 filtered=not self.raw,
                 forward_stdin=self.stdin,
-                started=watch,
+                started=watching.start,
             )
         finally:
+            if watching.ident is not None:
+                watching.join()
             if self.watch is not None:
                 self.watch.close()
             mark_active(self.name)
+        if failed:
+            raise failed[0]
+        return code
 
     def signal(self, signame: str) -> None:
         if self.watch is not None:
