@@ -29,17 +29,14 @@ RELAY = (
 )
 
 
-def relay(filtered: bool) -> Terminal:
-    return Terminal(
-        [sys.executable, "-c", RELAY, COMMAND, "f" if filtered else "r"], dict(os.environ), 30, 100
-    )
-
-
-def test_keys_in_filtered_output_out_size_and_exit_code_passed_on() -> None:
-    terminal = relay(filtered=True)
+def drive(filtered: bool) -> bytes:
+    """Run COMMAND through the relay on a terminal of 30x100: type three keys, resize to
+    33x91; all it wrote to the terminal."""
+    argv = [sys.executable, "-c", RELAY, COMMAND, "f" if filtered else "r"]
+    terminal = Terminal(argv, dict(os.environ), rows=30, cols=100)
     try:
         terminal.expect("ready")
-        terminal.type(b"\x03\x1c\x1a")  # Ctrl-C, Ctrl-\ and Ctrl-Z: bytes, not signals
+        terminal.type(b"\x03\x1c\x1a")  # Ctrl-C, Ctrl-\\ and Ctrl-Z: bytes, not signals
         terminal.expect("03 1c 1a")
         terminal.expect("waiting")
         fcntl.ioctl(terminal.master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 91, 0, 0))
@@ -47,16 +44,16 @@ def test_keys_in_filtered_output_out_size_and_exit_code_passed_on() -> None:
         assert terminal.wait() == 7
     finally:
         terminal.close()
-    assert b"beforeafter" in terminal.output and b"\x1b]52" not in terminal.output
+    return terminal.output
+
+
+def test_keys_in_filtered_output_out_size_and_exit_code_passed_on() -> None:
+    out = drive(filtered=True)
+    assert b"beforeafter" in out and b"\x1b]52" not in out
 
 
 def test_raw_passes_the_output_as_it_is() -> None:
-    terminal = relay(filtered=False)
-    try:
-        terminal.expect("ready")
-    finally:
-        terminal.close()
-    assert b"before\x1b]52;c;QQ==\x07after" in terminal.output
+    assert b"before\x1b]52;c;QQ==\x07after" in drive(filtered=False)
 
 
 def test_raw_terminal_without_a_terminal_is_refused(tmp_path: Path) -> None:
