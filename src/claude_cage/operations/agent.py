@@ -87,10 +87,13 @@ class Attach:
         return time.monotonic() - self.began < QUICK_EXIT_SECONDS
 
 
-def prepare_attach(name: str, cwd: str | None = None, engine: EngineAPI | None = None) -> Attach:
-    """Start the session's Claude Code if it is not running, and get ready to attach."""
+def prepare_attach(
+    name: str, cwd: str | None = None, engine: EngineAPI | None = None, raw: bool = False
+) -> Attach:
+    """Start the session's Claude Code if it is not running, and get ready to attach
+    (`raw`: its screen unfiltered, see terminal_filter)."""
     engine = engine or engines.for_session(name)
-    terminal = on_terminal("attach", name, ["cage-agent", "attach"], cwd, engine=engine)
+    terminal = on_terminal("attach", name, ["cage-agent", "attach"], cwd, engine=engine, raw=raw)
     was = ensure(engine, terminal.container, terminal.directory)
     record_event("agent", name, {"status": "ok", "agent": was.split()[0]})
     return Attach(name, terminal.container, terminal.directory, was, terminal, engine)

@@ -1,5 +1,6 @@
 """Running commands in a session: exec (headless, over the engine API) and the
-terminal paths (shell, exec -t, attach: the user's TTY, handed to the docker CLI).
+terminal paths (shell, exec -t, attach: the docker CLI on a pseudo-terminal of ours,
+its output filtered on the way to the user's, see pty_relay and terminal_filter).
 
 The engine cannot signal an exec's process and leaves it running when its client goes
 away. So every command runs as `cage-exec run KEY CMD...`, paired with a second exec,
@@ -15,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
 from typing import IO
 
-from claude_cage import engines, metadata, workdir
+from claude_cage import engines, metadata, pty_relay, workdir
 from claude_cage.engine_api import EngineAPI
 from claude_cage.operations import record_event
 from claude_cage.operations.objects import running_container
@@ -137,19 +137,23 @@ def on_terminal(
     stdin: bool = True,
     engine: EngineAPI | None = None,
     record: bool = True,
+    raw: bool = False,
 ) -> TerminalRun:
-    """Prepare a command for the user's terminal (shell, exec -t, attach)."""
+    """Prepare a command for the user's terminal (shell, exec -t, attach); `raw`: its
+    output unfiltered (`--raw-terminal`)."""
     engine = engine or engines.for_session(name)
     container = running_container(name, engine)
     directory = session_workdir(name, cwd)
     if record:
         record_event(kind, name, {"status": "ok"})
-    return TerminalRun(engine, name, container, command, directory, env or {}, stdin)
+    return TerminalRun(engine, name, container, command, directory, env or {}, stdin, raw)
 
 
 class TerminalRun:
-    """A command on the user's terminal through `docker exec -t` (the docker CLI
-    knows terminals: raw mode, window size), tied to claude-cage by a watch."""
+    """A command on the user's terminal through `docker exec -t`, tied to claude-cage
+    by a watch. The docker CLI runs on a pseudo-terminal of claude-cage's own
+    (`pty_relay`), so that the session's output reaches the user's terminal through
+    `terminal_filter` (no clipboard writes, no passthrough); `raw` passes it as it is."""
 
     def __init__(
         self,
@@ -160,9 +164,11 @@ class TerminalRun:
         directory: str,
         env: dict[str, str],
         stdin: bool,
+        raw: bool = False,
     ) -> None:
         self.engine, self.name, self.container = engine, name, container
         self.command, self.directory, self.env, self.stdin = command, directory, env, stdin
+        self.raw = raw
         self.watch: Watch | None = None
 
     def run(self) -> int:
@@ -186,14 +192,34 @@ class TerminalRun:
             *self.command,
         ]
         mark_active(self.name)
+        failed: list[BaseException] = []
+
+        def watch() -> None:
+            try:
+                self.watch = Watch(self.engine, self.container, key)
+            except BaseException as exc:
+                failed.append(exc)
+
+        # The watch exec is made while the screen already shows (one engine round trip
+        # less before the user sees it), as the docker CLI starts.
+        watching = threading.Thread(target=watch, daemon=True)
         try:
-            proc = subprocess.Popen(argv, env={**os.environ, **self.env})
-            self.watch = Watch(self.engine, self.container, key)
-            return proc.wait()
+            code = pty_relay.run(
+                argv,
+                {**os.environ, **self.env},
+                filtered=not self.raw,
+                forward_stdin=self.stdin,
+                started=watching.start,
+            )
         finally:
+            if watching.ident is not None:
+                watching.join()
             if self.watch is not None:
                 self.watch.close()
             mark_active(self.name)
+        if failed:
+            raise failed[0]
+        return code
 
     def signal(self, signame: str) -> None:
         if self.watch is not None:
