@@ -92,6 +92,24 @@ class Repo:
         return self.top.name
 
 
+def identity(repo: Path) -> dict[str, str]:
+    """The user's git identity in `repo` (`name`, `email`: what git config gives), for
+    the commits made for them; empty where git has none (or the repository is gone).
+    Control characters are left out: the values go on a command line in the session."""
+    found = {}
+    for key in ("name", "email"):
+        run = subprocess.run(
+            ["git", "-C", str(repo), "config", "--get", f"user.{key}"],
+            capture_output=True,
+            env=_env(),
+            check=False,
+        )
+        value = run.stdout.decode(errors="replace").strip()
+        if run.returncode == 0 and value and value.isprintable() and len(value) <= 256:
+            found[key] = value
+    return found
+
+
 def find_repo(path: str) -> Repo:
     """The repository holding `path`, checked to be one a session can clone."""
     where = Path(os.path.expanduser(path))

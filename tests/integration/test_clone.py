@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,11 @@ def test_diff_fetch_apply_and_merge(cage: Cage, tmp_path: Path) -> None:
     assert fetched.json()["branch"] == branch
     log = git(repo, "log", "--format=%s", f"{head}..{branch}").splitlines()
     assert log == [f"Uncommitted work in session {name}", "agent: second", "agent: first"]
+    # The uncommitted work's commit: dated when the work was done, committed by the user
+    # (their repository's identity), authored by the session.
+    who = git(repo, "log", "-1", "--format=%an|%cn <%ce>|%ct", branch).strip().split("|")
+    assert who[:2] == ["claude-cage", "user <user@example.invalid>"], who
+    assert abs(int(who[2]) - time.time()) < 600, who  # not 1970
     assert git(repo, "rev-parse", "HEAD").strip() == head
     assert git(repo, "status", "--porcelain") == status_before
     worktree = {k: v for k, v in fingerprint(repo).items() if not k.startswith(".git")}

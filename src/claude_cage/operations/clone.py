@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from claude_cage import labels, metadata, names, policy, quota, workdir
+from claude_cage import labels, metadata, names, policy, quota, workdir, workspace
 from claude_cage.bounds import Bounds
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
@@ -81,9 +81,12 @@ export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_COUNT=3
 export GIT_CONFIG_KEY_0=core.fsmonitor GIT_CONFIG_VALUE_0=false
 export GIT_CONFIG_KEY_1=core.hooksPath GIT_CONFIG_VALUE_1=/dev/null
 export GIT_CONFIG_KEY_2=core.untrackedCache GIT_CONFIG_VALUE_2=false
+# The uncommitted work's commit: the session's as author, the user's identity (from the
+# host's git config, COMMITTER_*) as committer, dated when its newest change was made.
+# The same work always makes the same commit, so `destroy` recognises it once fetched.
 export GIT_AUTHOR_NAME=claude-cage GIT_AUTHOR_EMAIL=claude-cage@localhost
-export GIT_COMMITTER_NAME=claude-cage GIT_COMMITTER_EMAIL=claude-cage@localhost
-export GIT_AUTHOR_DATE="@0 +0000" GIT_COMMITTER_DATE="@0 +0000"
+export GIT_COMMITTER_NAME="${COMMITTER_NAME:-claude-cage}"
+export GIT_COMMITTER_EMAIL="${COMMITTER_EMAIL:-claude-cage@localhost}"
 cd "$clone"
 want=
 [ ! -f "$real/HEAD" ] || want=$(head -c 256 "$real/HEAD" | head -n 1)
@@ -102,6 +105,10 @@ tree=$(git write-tree)
 if [ "$tree" = "$(git rev-parse "$head^{tree}")" ]; then
     tip=$head
 else
+    newest=$(git diff-tree -r -z --name-only --diff-filter=d "$head" "$tree" \
+        | xargs -0 -r stat -c %Y -- 2>/dev/null | sort -n | tail -n 1)
+    when=${newest:-$(git log -1 --format=%ct "$head")}
+    export GIT_AUTHOR_DATE="@$when +0000" GIT_COMMITTER_DATE="@$when +0000"
     tip=$(git commit-tree "$tree" -p "$head" -m "Uncommitted work in session $3")
 fi
 """
@@ -285,6 +292,15 @@ def reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
 # The export runs with nothing of the session's environment, and programs by their
 # full path: the root filesystem is the image's, read-only; PATH entries may not be.
 CLEAN_ENV = ["/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=/nonexistent"]
+
+
+def work_env(meta: SessionRecord) -> list[str]:
+    """CLEAN_ENV, with the user's git identity (their repository's user.name and
+    user.email) as the committer of the session's uncommitted work."""
+    who = workspace.identity(Path(meta.repo)) if meta.repo else {}
+    return [*CLEAN_ENV, *(f"COMMITTER_{k.upper()}={v}" for k, v in who.items())]
+
+
 TAIL = 4096  # how much of the export's stderr is kept, for the error message
 
 
@@ -304,7 +320,7 @@ def export(engine: EngineAPI, name: str, meta: SessionRecord, bounds: Bounds) ->
     within `bounds`; whatever it started is stopped on the way out."""
     assert meta.repo_name and meta.base  # clone_meta checked them
     target = workdir.clone_target(meta.repo_name)
-    command = [*CLEAN_ENV, "/bin/sh", "-c", EXPORT, "export", target, meta.base, name,
+    command = [*work_env(meta), "/bin/sh", "-c", EXPORT, "export", target, meta.base, name,
                meta.start or meta.base]  # fmt: skip
     with reader(engine, name, meta) as container, _Streamed(engine, container, command) as run:
         chunks = run.stdout(bounds)

@@ -24,7 +24,7 @@ from pathlib import Path
 from claude_cage import names, workdir, workspace
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
-from claude_cage.operations.clone import CLEAN_ENV, WORK_TIP, reader
+from claude_cage.operations.clone import WORK_TIP, reader, work_env
 from claude_cage.record import SessionRecord
 from claude_cage.transport import frames
 
@@ -104,7 +104,7 @@ def find(engine: EngineAPI, name: str, meta: SessionRecord) -> Unfetched | None:
     args = [target, meta.base, name, meta.start or meta.base, *known]
     try:
         with reader(engine, name, meta) as container:
-            command = [*CLEAN_ENV, f"LISTED={LISTED}", "/bin/sh", "-c", CHECK, "check", *args]
+            command = [*work_env(meta), f"LISTED={LISTED}", "/bin/sh", "-c", CHECK, "check", *args]
             out = _ask(engine, container, command)
     except CageError as exc:  # Unknown too: the message names the session
         raise Unknown(f"cannot check session {name}'s work: {exc.message}") from None
