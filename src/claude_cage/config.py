@@ -124,6 +124,9 @@ DEFAULTS: dict[str, Any] = {
     "engines": [],
     "default_engine": "",
     "engine_timeout": 2.0,
+    # How long any other engine call waits for an answer (not a build, a pull, or the
+    # output of a command the user runs: those take as long as they take).
+    "engine_call_timeout": 30.0,
     "runtime": DEFAULT_RUNTIME,
 }
 
@@ -169,6 +172,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
         "" if value in (None, "", "local") else "auto" if value == "auto" else engine_name(value)
     ),
     "engine_timeout": number(float, 0.1, 600),
+    "engine_call_timeout": number(float, 0.1, 3600),
     "runtime": choice(Runtime),
 }
 assert VALIDATORS.keys() == DEFAULTS.keys()

@@ -6,7 +6,6 @@ and the session container, started together; and taking back what a failed start
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import hashlib
 from collections.abc import Callable
@@ -14,7 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import audit, engines, labels, managed, metadata, names, policy, quota, workspace
+from claude_cage import (
+    audit,
+    engines,
+    interrupt,
+    labels,
+    managed,
+    metadata,
+    names,
+    policy,
+    quota,
+    workspace,
+)
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
 from claude_cage.engine_api import EngineAPI
@@ -85,7 +95,7 @@ def bring_up(
     # Starting a container is most of a start's time, and the two do not wait on each
     # other (the session reaches the companion's sockets only when it first uses them),
     # so the companion starts in the background while the session is made and started.
-    with concurrent.futures.ThreadPoolExecutor(1) as background:
+    with interrupt.pool(1) as background:
         companion_started = None
         if plan.companion is not None:
             companion_ops.drain_audit(engine, req.name)
