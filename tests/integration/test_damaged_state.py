@@ -253,6 +253,29 @@ def test_a_damaged_value_is_named_under_every_command(cage: Cage) -> None:
     assert container_running(good)
 
 
+def test_a_damaged_credential_is_named_and_start_refuses(cage: Cage) -> None:
+    """A credential file for all sessions that is not JSON: `secret list` shows it as
+    damaged, a filtered start refuses naming it and leaves nothing, `secret rm` removes
+    it, and the start then runs."""
+    folder = cage.data_dir / "credentials"
+    folder.mkdir(parents=True)
+    path = folder / "github.json"
+    path.write_text('{"name": "github", "kind": "github", "hosts": ["github.com"], "val')
+    listed = cage("secret", "list")
+    assert listed.code == 0 and "(damaged)" in listed.stdout, listed.output
+    assert str(path) in listed.stderr, listed.output
+    name = cage.name()
+    started = cage("start", "--name", name, "--detach")
+    assert_well_behaved(started, ["start"], path)
+    assert started.code == 1 and str(path) in started.stderr, started.output
+    assert "secret rm github" in started.stderr, started.output
+    assert owned(cage.owner()) == ([], [])
+    assert not (cage.data_dir / "sessions" / name).exists()
+    removed = cage("secret", "rm", "github")
+    assert removed.code == 0 and not path.exists(), removed.output
+    assert cage("start", "--name", name, "--detach").code == 0
+
+
 # --- a full disk, a read-only data directory ----------------------------------------
 
 
