@@ -9,6 +9,7 @@ The times asserted are bounds on a hang, with room for a loaded machine: not spe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cage
+from tests.conftest import Cage, owned
 from tests.integration.workspace_helpers import make_repo
 
 pytestmark = pytest.mark.engine
@@ -47,8 +48,9 @@ def engine_socket() -> str:
     return host[len("unix://") :]
 
 
-@pytest.fixture(scope="module")
-def stalled(cage_module: Cage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stalled]:
+@contextlib.contextmanager
+def proxy_socket() -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """The proxy (stop it with SIGSTOP) and its socket; continued and ended at exit."""
     place = Path(tempfile.mkdtemp(prefix="cage-stall-", dir="/tmp"))  # a short socket path
     listen = place / "engine.sock"
     proxy = subprocess.Popen(
@@ -58,6 +60,18 @@ def stalled(cage_module: Cage, tmp_path_factory: pytest.TempPathFactory) -> Iter
     )
     try:
         assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
+        yield proxy, listen
+    finally:
+        os.kill(proxy.pid, signal.SIGCONT)
+        proxy.kill()
+        proxy.wait()
+        listen.unlink(missing_ok=True)
+        place.rmdir()
+
+
+@pytest.fixture(scope="module")
+def stalled(cage_module: Cage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stalled]:
+    with proxy_socket() as (proxy, listen):
         env = {
             **cage_module.env,
             "DOCKER_HOST": f"unix://{listen}",
@@ -73,12 +87,6 @@ def stalled(cage_module: Cage, tmp_path_factory: pytest.TempPathFactory) -> Iter
         assert started.code == 0, started.output
         os.kill(proxy.pid, signal.SIGSTOP)
         yield Stalled(cage_module, env, name, repo)
-    finally:
-        os.kill(proxy.pid, signal.SIGCONT)
-        proxy.kill()
-        proxy.wait()
-        listen.unlink(missing_ok=True)
-        place.rmdir()
 
 
 def commands(s: Stalled) -> dict[str, list[str]]:
@@ -163,3 +171,40 @@ def test_ctrl_c_ends_a_command_on_a_stalled_engine(stalled: Stalled, command: st
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "error: interrupted", err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+
+
+@pytest.mark.parametrize("cleanup", [["destroy", "--force"], ["gc", "--yes"]])
+def test_the_engine_lost_mid_start_keeps_the_record_for_destroy_and_gc(
+    cage: Cage, cleanup: list[str]
+) -> None:
+    """The engine stalls once the start has made its first objects: the start fails
+    within its bound, the rollback cannot reach the engine, and the record stays
+    (`starting`, no start at work), so `destroy NAME` and `gc` remove all it made."""
+    name = cage.name()
+    with proxy_socket() as (proxy, listen):
+        env = {"DOCKER_HOST": f"unix://{listen}", "CAGE_ENGINE_CALL_TIMEOUT": "3"}
+        start = subprocess.Popen(
+            [sys.executable, "-m", "claude_cage", "start", "--name", name, "--detach"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**cage.env, **env},
+        )
+        deadline = time.monotonic() + 120
+        while not any(owned(cage.owner())) and start.poll() is None:
+            assert time.monotonic() < deadline, "the start made nothing"
+            time.sleep(0.05)
+        os.kill(proxy.pid, signal.SIGSTOP)
+        _out, err = start.communicate(timeout=120)
+        assert start.returncode == 1, err
+        assert "did not answer within 3 s" in err and "Traceback" not in err, err
+        assert any(owned(cage.owner())), "the start rolled back after all: no engine loss"
+        listed = cage("list", "--json").json()["sessions"]
+        assert [(s["name"], s["orphan"]) for s in listed] == [(name, False)], listed
+        kept = (cage.data_dir / "sessions" / name / "metadata").read_text()
+        assert "status=starting" in kept.splitlines(), kept
+    done = cage(*cleanup, *([name] if cleanup[0] == "destroy" else []))
+    assert done.code == 0, done.output
+    assert owned(cage.owner()) == ([], [])
+    assert not (cage.data_dir / "sessions" / name).exists()

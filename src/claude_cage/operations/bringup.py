@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -173,15 +173,21 @@ def ensure_egress_network(engine: EngineAPI, name: str) -> None:
     engine.ensure_network(name, labels.for_shared_network())
 
 
-def rollback(engine: EngineAPI, created: list[str]) -> None:
+def rollback(engine: EngineAPI, created: list[str]) -> list[str]:
+    """Remove what a start made, newest first; what could not be removed (the engine
+    lost, stalled, or out of time after Ctrl-C) is returned, for the record to stay."""
+    left = []
     for item in reversed(created):
         kind, _, obj = item.partition(":")
-        with contextlib.suppress(CageError):
+        try:
             if kind == "container":
                 engine.remove(obj)
             else:
                 engine.remove_volume(obj)
                 quota.release(obj)
+        except CageError:
+            left.append(item)
+    return left
 
 
 @dataclass
@@ -197,6 +203,7 @@ class Bringing:
     restarted: bool  # the session has a record: its volumes are filled already
     placing: contextlib.ExitStack  # --engine auto's placement lock, let go once it counts
     desktop_plan: desktop.DesktopPlan | None
+    left: list[str] = field(default_factory=list)  # what an undo could not remove
 
     def up(
         self, key: str | None, creds: list[Secret], snap: workspace.Snapshot | None
@@ -236,6 +243,6 @@ class Bringing:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _undo(self, created: list[str]) -> None:
-        rollback(self.engine, created)
+        self.left += rollback(self.engine, created)
         if self.info is not None:  # a failed restart leaves the session stopped, as it was
             self.engine.stop(names.container_name(self.req.name))
