@@ -139,6 +139,9 @@ DEFAULTS: dict[str, Any] = {
     "engines": [],
     "default_engine": "",
     "engine_timeout": 2.0,
+    # How long any other engine call waits for an answer (not a build, a pull, or the
+    # output of a command the user runs: those take as long as they take).
+    "engine_call_timeout": 30.0,
     "runtime": DEFAULT_RUNTIME,
     # diff, fetch, merge, apply: what a session may send back, and for how long
     # (bounds.py). 2g is GitHub's own limit for one push, so a change bigger than that
@@ -192,6 +195,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
         "" if value in (None, "", "local") else "auto" if value == "auto" else engine_name(value)
     ),
     "engine_timeout": number(float, 0.1, 600),
+    "engine_call_timeout": number(float, 0.1, 3600),
     "runtime": choice(Runtime),
     "review_max_size": size_at_least("1k"),
     "review_timeout": number(float, 1, 86_400),

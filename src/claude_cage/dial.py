@@ -23,14 +23,17 @@ import urllib.parse
 from pathlib import Path
 
 from claude_cage.endpoints import Endpoint
-from claude_cage.errors import EngineUnavailable
+from claude_cage.errors import EngineStalled, EngineUnavailable
 
 CONTROL_PERSIST_S = 30
 _children: list[subprocess.Popen[bytes]] = []
 
 
-def connect(endpoint: Endpoint, timeout: float | None) -> socket.socket:
-    """A connected stream to the engine's API, or EngineUnavailable."""
+def connect(
+    endpoint: Endpoint, timeout: float | None, setting: str = "engine_call_timeout"
+) -> socket.socket:
+    """A connected stream to the engine's API, or EngineUnavailable (EngineStalled
+    when it took no connection within `timeout`, which config `setting` sets)."""
     try:
         if endpoint.scheme == "unix":
             return _unix(endpoint.socket_path or "", timeout)
@@ -40,7 +43,7 @@ def connect(endpoint: Endpoint, timeout: float | None) -> socket.socket:
     except (FileNotFoundError, ConnectionRefusedError, PermissionError) as exc:
         why = exc.strerror
     except TimeoutError:
-        why = f"no answer in {timeout or 0:g} s"
+        raise EngineStalled(endpoint.described, timeout or 0, setting) from None
     except OSError as exc:  # ssl.SSLError is one too, and so are ssh's failures
         why = str(exc)
     raise EngineUnavailable(f"cannot reach {endpoint.described} ({why})", endpoint.unreachable_hint)

@@ -4,6 +4,12 @@ Each method is one request, or a few, over `transport.py`, which reaches any eng
 (the local socket, or a far one over SSH or TCP) and turns every failure into a
 claude-cage error with a hint. Builds, pulls, imports and log streams go through the
 Docker SDK's client, made on first use; nothing else needs the SDK.
+
+Each call waits `timeout` for the engine's answer (config `engine_call_timeout`), then
+fails with EngineStalled. What takes long on purpose has its own bound: a stop waits
+the container's grace time more; the output of a command run in a container waits for
+the command (as long as it runs for the user's own; LONG_CALL_S of silence for the
+commands claude-cage runs), and so do image transfers. Builds and pulls have the SDK's.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from claude_cage import endpoints, labels
+from claude_cage import endpoints, interrupt, labels
 from claude_cage.container_request import create_body
 from claude_cage.endpoints import Endpoint
 from claude_cage.engine_api import Archive, EngineAPI
@@ -31,15 +37,32 @@ if TYPE_CHECKING:
     from claude_cage.policy import ContainerSpec
 
 MANAGED = labels.MANAGED_FILTER
+CALL_SETTING = "engine_call_timeout"
+LONG_CALL_S = 300.0  # silence allowed in the output of a command claude-cage runs
+
+
+def call_timeout() -> float:
+    """The configured bound of one engine call (a bad value keeps its default here;
+    `config validate` and `start` report it)."""
+    from claude_cage import config as config_mod  # start-up: PyYAML, when a file is there
+
+    return float(config_mod.load()[CALL_SETTING])
 
 
 class Engine(EngineAPI):
-    """One Docker engine: the local one by default, or any Endpoint (endpoints.py)."""
+    """One Docker engine: the local one by default, or any Endpoint (endpoints.py).
+    Each call waits `timeout` seconds for an answer (default: config
+    engine_call_timeout); `setting` is the config key that sets it, for the hint."""
 
-    def __init__(self, endpoint: Endpoint | None = None, timeout: float = 300) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint | None = None,
+        timeout: float | None = None,
+        setting: str = CALL_SETTING,
+    ) -> None:
         self.endpoint = endpoint if endpoint is not None else endpoints.local()
-        self.timeout = timeout
-        self._http = Transport(self.endpoint, timeout)
+        self.timeout = timeout if timeout is not None else call_timeout()
+        self._http = Transport(self.endpoint, self.timeout, setting)
 
     def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
         return self._http.call("GET", path, query)
@@ -70,8 +93,6 @@ class Engine(EngineAPI):
         The engine samples on a one-second tick, so a single call can wait up to a
         second; asking for all of them together costs that wait once, not per container.
         """
-        # start-up: concurrent.futures brings logging (~5 ms); only status needs it
-        from concurrent.futures import ThreadPoolExecutor
 
         def one(name: str) -> dict[str, Any] | None:
             path = f"/containers/{urllib.parse.quote(name)}/stats"
@@ -79,7 +100,7 @@ class Engine(EngineAPI):
 
         if not names:
             return {}
-        with ThreadPoolExecutor(max_workers=min(len(names), 16)) as pool:
+        with interrupt.pool(min(len(names), 16)) as pool:
             return dict(zip(names, pool.map(one, names), strict=True))
 
     # --- images, networks, volumes ------------------------------------------------------
@@ -98,7 +119,7 @@ class Engine(EngineAPI):
 
     def save_image(self, image: str, chunk: int = 4 << 20) -> Iterator[bytes]:
         """`docker save` of one image, streamed: a tar in chunks, never whole in memory."""
-        conn = Connection(self.endpoint, self.timeout)
+        conn = Connection(self.endpoint, max(self.timeout, LONG_CALL_S))
         try:
             conn.request("GET", f"/images/{urllib.parse.quote(image, safe='')}/get")
             response = conn.getresponse()
@@ -113,7 +134,7 @@ class Engine(EngineAPI):
 
     def load_image(self, tar_chunks: Iterator[bytes]) -> None:
         """`docker load` of a tar sent as it comes (chunked), on its own connection."""
-        conn = Connection(self.endpoint, self.timeout)
+        conn = Connection(self.endpoint, max(self.timeout, LONG_CALL_S))
         try:
             headers = {"Content-Type": "application/x-tar"}
             conn.request("POST", "/images/load?quiet=1", body=tar_chunks, headers=headers)
@@ -202,7 +223,9 @@ class Engine(EngineAPI):
     def stop(self, name: str, timeout: int = 10) -> None:
         """Stop a container; nothing happens when it is not there or not running."""
         path = f"/containers/{urllib.parse.quote(name)}/stop"
-        status, data = self._http.request("POST", path, {"t": str(timeout)})
+        status, data = self._http.request(
+            "POST", path, {"t": str(timeout)}, timeout=self.timeout + timeout
+        )
         if status >= 400 and status != 404:
             raise api_error(status, data)
 
@@ -268,7 +291,8 @@ class Engine(EngineAPI):
         """Start an exec and hand back (its id, the raw stream): write its stdin there
         (when `stdin`), read its output with `frames`, then ask `exit_code`."""
         exec_id = self._exec_create(name, cmd, stdin, workdir=workdir, env=env)
-        return exec_id, self._http.hijack(f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
+        start = {"Detach": False, "Tty": False}
+        return exec_id, self._http.hijack(f"/exec/{exec_id}/start", start, None)
 
     def exit_code(self, exec_id: str) -> int:
         return self._exit_code(exec_id)
@@ -303,12 +327,16 @@ class Engine(EngineAPI):
 
     def _exec_start(self, exec_id: str, stdin: bytes | None) -> Iterator[tuple[Any, Any]]:
         """Start an exec and yield its output as (stdout, stderr) pairs."""
-        sock = self._http.hijack(f"/exec/{exec_id}/start", {"Detach": False, "Tty": False})
+        silence = max(self.timeout, LONG_CALL_S)
+        start = {"Detach": False, "Tty": False}
+        sock = self._http.hijack(f"/exec/{exec_id}/start", start, silence)
         try:
             if stdin is not None:
                 sock.sendall(stdin)
                 sock.shutdown(socket.SHUT_WR)
             yield from frames(sock)
+        except OSError as exc:
+            raise self._http.lost(exc, silence) from None
         finally:
             sock.close()
 
@@ -356,7 +384,7 @@ class Engine(EngineAPI):
             "tail": "all" if tail is None else str(tail),
         }
         path = f"/containers/{urllib.parse.quote(name)}/logs"
-        conn = Connection(self.endpoint, timeout=None if follow else 300)
+        conn = Connection(self.endpoint, None if follow else self.timeout)
         try:
             conn.request("GET", path + "?" + urllib.parse.urlencode(query))
             response = conn.getresponse()

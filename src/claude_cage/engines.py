@@ -33,8 +33,11 @@ def canonical(name: str | None) -> str:
     return "" if name in (None, "", LOCAL) else str(name)
 
 
-def engine_named(name: str | None, timeout: float = 300) -> Engine:
-    return Engine(endpoints.resolve(canonical(name)), timeout=timeout)
+def engine_named(
+    name: str | None, timeout: float | None = None, setting: str = "engine_call_timeout"
+) -> Engine:
+    """An engine by name; each call waits `timeout` (default: engine_call_timeout)."""
+    return Engine(endpoints.resolve(canonical(name)), timeout, setting)
 
 
 def for_session(name: str, store: metadata.SessionStore | None = None) -> Engine:
@@ -108,7 +111,8 @@ class Asking(Generic[T]):
 
     def _one(self, name: str) -> None:
         try:
-            self._answers.put((name, self.question(engine_named(name, timeout=self.timeout))))
+            engine = engine_named(name, self.timeout, "engine_timeout")
+            self._answers.put((name, self.question(engine)))
         except CageError as exc:
             self._answers.put((name, exc))
         except Exception as exc:  # a bug or a broken engine answer: shown, never a traceback

@@ -52,6 +52,18 @@ class EngineUnavailable(CageError):
     )
 
 
+class EngineStalled(EngineUnavailable):
+    """The engine took the connection but did not answer within the bound of the call
+    (config `engine_call_timeout`, `engine_timeout` for `list`): stalled, or overloaded."""
+
+    def __init__(self, described: str, seconds: float, setting: str) -> None:
+        super().__init__(
+            f"{described} did not answer within {seconds:g} s",
+            f"it is stalled or overloaded: check it with 'docker info' "
+            f"(config {setting} sets the bound)",
+        )
+
+
 class EngineError(CageError):
     """A failure reported by the engine. `status` is the HTTP status of its answer (0
     when there was none), so callers test a type or a status, never a message text."""

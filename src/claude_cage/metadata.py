@@ -12,10 +12,12 @@ beside it (see `write_secret`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +35,7 @@ from claude_cage.record import SessionRecord
 SCHEMA = "2"
 SCHEMAS = ("1", "2")
 REQUIRED = ("name", "mode", "status", "created", "container")
+MAX_BYTES = 1 << 20  # a record is a few hundred bytes: a bigger file is damage, not read
 
 
 class DamagedMetadata(DamagedFile):
@@ -111,7 +114,7 @@ def parse(text: str) -> dict[str, Any]:
             try:
                 data[key] = json.loads(value)
                 continue
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deep
                 pass
         data[key] = _unescape(value) if escaped else value
     if not escaped and isinstance(data.get("mounts"), list):
@@ -172,6 +175,24 @@ def _record(name: str, data: dict[str, Any]) -> SessionRecord:
     return record.from_fields({**{k: v for k, v in data.items() if k != "schema"}, "name": name})
 
 
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """Up to `limit` bytes of a regular file; never waits (a FIFO in its place)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        chunks, left = [], limit
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
@@ -223,16 +244,18 @@ class SessionStore:
     def read(self, name: str) -> dict[str, Any] | None:
         """The session's metadata; None when it has none. Raises DamagedMetadata when
         the file is there but unusable (not UTF-8, empty, cut short, garbage, a
-        directory, unreadable)."""
+        directory, unreadable, over MAX_BYTES, a value that does not fit its field)."""
         path = self.dir(name) / "metadata"
         try:
-            raw = path.read_bytes()
+            raw = _read_at_most(path, MAX_BYTES + 1)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except IsADirectoryError:
             raise DamagedMetadata(name, path, "a directory is in its place") from None
         except OSError as exc:
             raise DamagedMetadata(name, path, f"cannot be read: {exc.strerror}") from None
+        if len(raw) > MAX_BYTES:
+            raise DamagedMetadata(name, path, f"larger than {MAX_BYTES >> 20} MiB")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -243,6 +266,10 @@ class SessionStore:
         problem = check(name, data)
         if problem:
             raise DamagedMetadata(name, path, problem)
+        try:
+            _record(name, data)
+        except ValueError as exc:  # record.DamagedField: the value that does not fit
+            raise DamagedMetadata(name, path, str(exc)) from None
         return data
 
     def scan(self) -> tuple[dict[str, dict[str, Any]], dict[str, DamagedMetadata]]:

@@ -8,13 +8,16 @@ text, which `metadata.parse` and `metadata.render` read and write.
 
 Keys this version does not know are kept in `extra` and written back unchanged, so a
 newer claude-cage's metadata survives an older one. A value that does not fit its
-field's type (a damaged file) is dropped and the field keeps its default.
+field (its type; the config's check for a setting the record keeps; text with a NUL
+byte; a number that is not finite) is DamagedField, naming the field: the record is
+damaged, never half read.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -72,6 +75,8 @@ class Mount:
 
     @classmethod
     def from_field(cls, text: str) -> Mount:
+        if not isinstance(text, str):
+            raise TypeError(f"{text!r} is not a mount")
         parts, current, i = [], [], 0
         while i < len(text):
             if text[i] == "\\" and i + 1 < len(text):
@@ -233,8 +238,72 @@ def encode(value: Any) -> Any:
     return value
 
 
+class DamagedField(ValueError):
+    """A value of the record that does not fit its field; `key` names the field."""
+
+    def __init__(self, key: str, raw: Any, why: str) -> None:
+        self.key = key
+        shown = repr(raw)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        super().__init__(f"{key} {shown}: {why}")
+
+
+# Fields that hold a config setting (as the session was started, or asked for with a
+# flag): each is checked as the config checks it, so a value a start would refuse is
+# damage now, not a failure on the next restart.
+CHECKED_AS_CONFIG = (
+    "cpus",
+    "memory",
+    "pids",
+    "tmp_size",
+    "home_size",
+    "nofile",
+    "nproc",
+    "vnc_resolution",
+    "desktop_bind",
+    "seccomp_profile",
+    "apparmor_profile",
+    "egress_network",
+    "allowed_ports",
+)
+
+
+def _check(key: str, value: Any) -> None:
+    """ValueError when a decoded value cannot be right (see CHECKED_AS_CONFIG)."""
+    for item in _leaves(value):
+        if isinstance(item, str) and "\x00" in item:
+            raise ValueError("it holds a NUL byte")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("not a finite number")
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= 1 << 63:
+            raise ValueError("out of range")
+    if value is None:
+        return
+    if key in CHECKED_AS_CONFIG:
+        from claude_cage import config  # start-up: the validators, only with a record
+
+        config.VALIDATORS[key](list(value) if isinstance(value, tuple) else value)
+    elif key == "desktop_port" or key == "ports":
+        for port in _leaves(value):
+            if not 0 < port < 65536:
+                raise ValueError(f"{port} is not a port")
+
+
+def _leaves(value: Any) -> Any:
+    """The plain values inside a decoded value (a mount's paths, a tuple's items)."""
+    if isinstance(value, tuple):
+        for item in value:
+            yield from _leaves(item)
+    elif isinstance(value, Mount):
+        yield value.source
+        yield value.target
+    else:
+        yield value
+
+
 def from_fields(data: Mapping[str, Any]) -> SessionRecord:
-    """A record from parsed metadata (which must name the session)."""
+    """A record from parsed metadata (which must name the session); DamagedField for
+    the first value that does not fit its field."""
     kinds = _types()
     known: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -244,8 +313,9 @@ def from_fields(data: Mapping[str, Any]) -> SessionRecord:
             continue
         try:
             known[key] = _decode(kinds[key], raw)
-        except (ValueError, TypeError):
-            continue  # damaged: the field keeps its default
+            _check(key, known[key])
+        except Exception as exc:  # whatever the damage makes a decoder raise
+            raise DamagedField(key, raw, str(exc) or type(exc).__name__) from None
     if "name" not in known:
         raise ValueError("the metadata names no session")
     return SessionRecord(**known, extra=extra)

@@ -11,6 +11,12 @@ names them, `dial.py` opens the stream, so the raw requests and hijacked exec st
 are the same on all of them). Every failure becomes a claude-cage error with a hint
 (errors.py): `error_for` is the one place that reads a failed answer, and the error
 keeps its HTTP status. No request body (which may hold settings) is ever quoted in one.
+
+Every request has a deadline: an answer that does not come within the engine's bound
+(config `engine_call_timeout`; `engine_timeout` for `list`) is EngineStalled, and the
+engine is then taken as stalled for the rest of the command, so its later calls fail
+at once instead of each waiting out the bound again. After Ctrl-C, the calls left share
+one second (interrupt.py).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from claude_cage import dial
+from claude_cage import dial, interrupt
 from claude_cage.endpoints import Endpoint
 from claude_cage.errors import (
     CageError,
@@ -33,21 +39,45 @@ from claude_cage.errors import (
     EngineError,
     EngineNotFound,
     EngineRefusedSetting,
+    EngineStalled,
     EngineUnavailable,
     ImageMissing,
     PortAllocated,
 )
 
+# Engines that did not answer in time, by address: asked again within the same command,
+# they fail at once (a command that carries on after one failed call must not wait out
+# the bound again for each of the others).
+_stalled: dict[str, EngineStalled] = {}
+
 
 class Connection(http.client.HTTPConnection):
     """HTTP over whatever stream reaches the engine (dial.py)."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float | None) -> None:
-        super().__init__("localhost", timeout=timeout)
+    def __init__(
+        self, endpoint: Endpoint, timeout: float | None, setting: str = "engine_call_timeout"
+    ) -> None:
+        super().__init__("localhost", timeout=interrupt.bound(timeout))
         self._endpoint = endpoint
+        self._setting = setting
 
     def connect(self) -> None:
-        self.sock = dial.connect(self._endpoint, self.timeout)
+        self.sock = dial.connect(self._endpoint, self.timeout, self._setting)
+
+
+def stalled(endpoint: Endpoint, timeout: float | None, setting: str) -> EngineUnavailable:
+    """The error for an engine that did not answer in time; it is remembered (unless
+    the time that ran out was what an interrupt left: the engine may be fine)."""
+    if interrupt.bound(None) is not None:
+        return EngineUnavailable(f"interrupted while asking {endpoint.described}")
+    error = EngineStalled(endpoint.described, timeout or 0, setting)
+    _stalled[endpoint.host] = error
+    return error
+
+
+def check_not_stalled(endpoint: Endpoint) -> None:
+    if endpoint.host in _stalled:
+        raise _stalled[endpoint.host]
 
 
 def sdk_error(exc: Exception) -> CageError:
@@ -96,24 +126,35 @@ def short(exc: Exception) -> str:
 class Transport:
     """Requests to one engine: raw and JSON answers, hijacked streams, the SDK's client."""
 
-    def __init__(self, endpoint: Endpoint, timeout: float) -> None:
+    def __init__(
+        self, endpoint: Endpoint, timeout: float, setting: str = "engine_call_timeout"
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.setting = setting  # the config key that sets `timeout`, for the hint
         self._client: Any = None
         # A far engine's connection is kept and reused (one SSH dial for many requests);
         # a local socket is cheaper to open than to share between threads.
         self._kept = threading.local()
 
-    def connection(self) -> Connection:
+    def connection(self, timeout: float | None = None) -> Connection:
+        """A connection whose reads wait `timeout` (default: the engine's bound)."""
+        check_not_stalled(self.endpoint)
+        timeout = interrupt.bound(timeout or self.timeout)
         if self.endpoint.is_local:
-            return Connection(self.endpoint, self.timeout)
+            return Connection(self.endpoint, timeout, self.setting)
         conn = getattr(self._kept, "conn", None)
         if conn is None:
-            conn = self._kept.conn = Connection(self.endpoint, self.timeout)
+            conn = self._kept.conn = Connection(self.endpoint, timeout, self.setting)
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
         return conn
 
-    def lost(self, exc: OSError) -> EngineUnavailable:
-        """The error for a stream to the engine that broke."""
+    def lost(self, exc: OSError, timeout: float | None = None) -> EngineUnavailable:
+        """The error for a stream to the engine that broke, or did not answer in time."""
+        if isinstance(exc, TimeoutError):
+            return stalled(self.endpoint, timeout or self.timeout, self.setting)
         return EngineUnavailable(
             f"lost {self.endpoint.described} ({exc})", self.endpoint.unreachable_hint
         )
@@ -127,14 +168,17 @@ class Transport:
         raw: Any = None,
         headers: dict[str, str] | None = None,
         retried: bool = False,
+        timeout: float | None = None,
     ) -> tuple[int, bytes]:
-        """One API request: (HTTP status, raw answer). `raw` is a body sent as it is."""
+        """One API request: (HTTP status, raw answer). `raw` is a body sent as it is;
+        `timeout` replaces the engine's bound for a call the engine answers late on
+        purpose (a stop waits for the container)."""
         url = path + ("?" + urllib.parse.urlencode(query) if query else "")
         payload = json.dumps(body).encode() if body is not None else raw
         headers = dict(headers or {})
         if body is not None:
             headers["Content-Type"] = "application/json"
-        conn = self.connection()
+        conn = self.connection(timeout)
         try:
             conn.request(method, url, body=payload, headers=headers)
             response = conn.getresponse()
@@ -147,7 +191,9 @@ class Transport:
             idle_closed = not isinstance(exc, TimeoutError)  # not one that never answers
             if method == "GET" and not self.endpoint.is_local and not retried and idle_closed:
                 # A kept connection the far side closed while idle: dial again, once.
-                return self.request(method, path, query, body, raw, headers, retried=True)
+                return self.request(method, path, query, body, raw, headers, True, timeout)
+            if isinstance(exc, TimeoutError):
+                raise stalled(self.endpoint, conn.timeout, self.setting) from None
             raise EngineUnavailable(
                 f"lost {self.endpoint.described} ({exc or type(exc).__name__})",
                 self.endpoint.unreachable_hint,
@@ -162,19 +208,26 @@ class Transport:
         path: str,
         query: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """A request whose answer is JSON (or empty): the parsed answer, None for 404."""
-        status, data = self.request(method, path, query, body)
+        status, data = self.request(method, path, query, body, timeout=timeout)
         if status == 404:
             return None
         if status >= 400:
             raise api_error(status, data)
         return json.loads(data) if data.strip() else None
 
-    def hijack(self, path: str, body: dict[str, Any]) -> socket.socket:
-        """POST that turns the connection into a raw stream (how exec attaches)."""
+    def hijack(
+        self, path: str, body: dict[str, Any], stream_timeout: float | None
+    ) -> socket.socket:
+        """POST that turns the connection into a raw stream (how exec attaches). The
+        engine's bound holds until the stream is there; then reads wait
+        `stream_timeout` (None: as long as the command runs)."""
         payload = json.dumps(body).encode()
-        sock = dial.connect(self.endpoint, self.timeout)
+        check_not_stalled(self.endpoint)
+        timeout = interrupt.bound(self.timeout)
+        sock = dial.connect(self.endpoint, timeout, self.setting)
         try:
             request = (
                 f"POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n"
@@ -189,11 +242,12 @@ class Transport:
                 head += chunk
         except OSError as exc:
             sock.close()
-            raise self.lost(exc) from None
+            raise self.lost(exc, timeout) from None
         status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
         if status not in (101, 200):
             sock.close()
             raise api_error(status or 500, head.partition(b"\r\n\r\n")[2])
+        sock.settimeout(stream_timeout)
         return sock
 
     # --- what goes through the Docker SDK ----------------------------------------------

@@ -202,6 +202,81 @@ def test_every_command_survives_a_damaged_file(cage: Cage, which: str, damage: s
     assert run("status", good).code == 0
 
 
+# --- a damaged value in a record that parses ----------------------------------------
+
+DAMAGED_VALUES = {  # field -> a value that parses as text but does not fit the field
+    "mounts": ['[{"x":1}]', "[[]]"],
+    "memory": ["abc"],
+    "cpus": ["1e309"],
+    "seccomp_profile": ["/etc/p\x00x"],
+}
+
+
+def set_value(path: Path, key: str, value: str) -> None:
+    """Put `key=value` in a metadata file as it is, before its last (schema) line."""
+    lines = [line for line in path.read_text().splitlines() if not line.startswith(f"{key}=")]
+    path.write_text("\n".join([*lines[:-1], f"{key}={value}", lines[-1]]) + "\n")
+
+
+def test_a_damaged_value_is_named_under_every_command(cage: Cage) -> None:
+    """Each value the fault runs found: `list` marks that session damaged and shows the
+    other, `status` names the field, `stop` stops it, `start` refuses naming the file,
+    `gc` reports it, and `destroy --force` removes all of it by the engine's labels."""
+    good = cage.name("good")
+    assert cage("start", "--name", good, "--network", "none", "--detach").code == 0
+    for key, values in DAMAGED_VALUES.items():
+        for value in values:
+            victim = cage.name("victim")
+            started = cage("start", "--name", victim, "--network", "none", "--detach")
+            assert started.code == 0, started.output
+            path = cage.data_dir / "sessions" / victim / "metadata"
+            set_value(path, key, value)
+            results = {}
+            for args in (
+                ["list", "--json"], ["status", victim], ["stop", victim],
+                ["start", "--name", victim, "--detach"], ["gc", "--dry-run"],
+                ["destroy", "--force", victim], ["gc", "--yes"],
+            ):  # fmt: skip
+                result = cage(*args)
+                assert_well_behaved(result, args, path)
+                results[args[0] + (" --yes" if "--yes" in args else "")] = result
+            entries = {s["name"]: s for s in results["list"].json()["sessions"]}
+            assert not entries[good]["damaged"], entries[good]
+            assert entries[victim]["damaged"].startswith(f"{key} "), entries[victim]
+            assert f"{key} " in results["status"].output, results["status"].output
+            assert results["stop"].code == 0, results["stop"].output  # by the engine's labels
+            assert results["start"].code == 1, results["start"].output
+            assert str(path) in results["start"].stderr, results["start"].output
+            assert victim in results["gc"].output, results["gc"].output
+            assert results["destroy"].code == 0, results["destroy"].output
+            assert owned(cage.owner()) == ([f"cage-{good}"], [f"cage-data-{good}"])
+            assert not (cage.data_dir / "sessions" / victim).exists()
+    assert container_running(good)
+
+
+def test_a_damaged_credential_is_named_and_start_refuses(cage: Cage) -> None:
+    """A credential file for all sessions that is not JSON: `secret list` shows it as
+    damaged, a filtered start refuses naming it and leaves nothing, `secret rm` removes
+    it, and the start then runs."""
+    folder = cage.data_dir / "credentials"
+    folder.mkdir(parents=True)
+    path = folder / "github.json"
+    path.write_text('{"name": "github", "kind": "github", "hosts": ["github.com"], "val')
+    listed = cage("secret", "list")
+    assert listed.code == 0 and "(damaged)" in listed.stdout, listed.output
+    assert str(path) in listed.stderr, listed.output
+    name = cage.name()
+    started = cage("start", "--name", name, "--detach")
+    assert_well_behaved(started, ["start"], path)
+    assert started.code == 1 and str(path) in started.stderr, started.output
+    assert "secret rm github" in started.stderr, started.output
+    assert owned(cage.owner()) == ([], [])
+    assert not (cage.data_dir / "sessions" / name).exists()
+    removed = cage("secret", "rm", "github")
+    assert removed.code == 0 and not path.exists(), removed.output
+    assert cage("start", "--name", name, "--detach").code == 0
+
+
 # --- a full disk, a read-only data directory ----------------------------------------
 
 

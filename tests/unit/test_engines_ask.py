@@ -20,7 +20,7 @@ class Named:
 
 @pytest.fixture(autouse=True)
 def no_real_engines(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engines, "engine_named", lambda name, timeout=300: Named(name))
+    monkeypatch.setattr(engines, "engine_named", lambda name, timeout=None, setting="": Named(name))
     monkeypatch.setattr(
         endpoints, "resolve", lambda name: endpoints.Endpoint(name=name, host=f"tcp://{name}")
     )

@@ -30,8 +30,8 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CAGE_CONFIG_DIR", str(tmp_path / "config"))
     fake = FakeEngine(paths.owner_id())
-    monkeypatch.setattr(query, "Engine", lambda: fake)
-    monkeypatch.setattr(engines, "engine_named", lambda name=None, timeout=300: fake)
+    monkeypatch.setattr(query, "Engine", lambda **_kw: fake)
+    monkeypatch.setattr(engines, "engine_named", lambda name=None, timeout=None, setting="": fake)
     return fake
 
 

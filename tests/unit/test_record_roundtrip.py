@@ -16,8 +16,9 @@ from claude_cage.metadata import SessionStore
 from claude_cage.record import Mount, SessionRecord
 
 # Any character a Python string can hold, lone surrogates (os.fsdecode's stand-ins for
-# bytes that are not UTF-8) included.
-ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)
+# bytes that are not UTF-8) included; but NUL, which no path, name or setting holds
+# (a record with one is damaged: tests/unit/test_record_damage.py).
+ANY_TEXT = st.text(st.characters(exclude_categories=(), exclude_characters="\x00"), max_size=40)
 SOME_TEXT = ANY_TEXT.filter(bool)  # `X | None` fields read an empty value as None
 PATHS = st.one_of(
     ANY_TEXT,
@@ -29,6 +30,8 @@ WHEN = st.from_regex(
     r"20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]Z", fullmatch=True
 )
 PORT = st.integers(1, 65535)
+SIZES = st.from_regex(r"[1-9][0-9]{1,3}m|[1-9][0-9]{0,2}g", fullmatch=True)
+ADDRESSES = st.sampled_from(["127.0.0.1", "0.0.0.0", "::1", "192.168.1.20"])
 
 
 @st.composite
@@ -43,9 +46,9 @@ def records(draw: st.DrawFn) -> SessionRecord:
         companion=draw(st.sampled_from(["", f"companion-cage-{name}"])),
         network=draw(st.sampled_from(Network)),
         image=draw(ANY_TEXT),
-        cpus=draw(st.none() | st.floats(0.01, 256, allow_nan=False)),
-        memory=draw(st.none() | SOME_TEXT),
-        pids=draw(st.none() | st.integers(1, 10**6)),
+        cpus=draw(st.none() | st.floats(0.1, 256, allow_nan=False)),
+        memory=draw(st.none() | SIZES),
+        pids=draw(st.none() | st.integers(16, 10**6)),
         mounts=tuple(draw(st.lists(st.builds(Mount, PATHS, PATHS, st.booleans()), max_size=3))),
         ports=tuple(draw(st.lists(st.tuples(PORT, PORT), max_size=3))),
         env_keys=tuple(draw(st.lists(ENV_KEYS, max_size=4))),
@@ -55,7 +58,7 @@ def records(draw: st.DrawFn) -> SessionRecord:
         allowed_hosts=tuple(draw(st.lists(ANY_TEXT, max_size=3))),
         allowed_ports=tuple(draw(st.lists(PORT, max_size=3))),
         desktop_port=draw(st.none() | PORT),
-        desktop_bind=draw(st.none() | SOME_TEXT),
+        desktop_bind=draw(st.none() | ADDRESSES),
         started=draw(st.none() | WHEN),
         egress_network=draw(st.none() | SOME_TEXT),
         engine=draw(ANY_TEXT),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 # Commands import what they use when they run, for start-up time: `--help` and `list`
 # load only the command group (tests/unit/test_cli_registry.py).
+import contextlib
 import os
 import sys
 
@@ -22,6 +23,9 @@ __all__ = ["cli", "main"]
 
 
 def main() -> None:
+    from claude_cage import interrupt
+
+    interrupt.install()
     try:
         cli.main(prog_name="claude-cage", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -34,16 +38,26 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
+    except click.exceptions.Abort:  # Click's word for KeyboardInterrupt
+        _interrupted()
     except CageError as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        sys.exit(130)
+        _interrupted()
     except BrokenPipeError:
         os._exit(EXIT_FAILED)
     except OSError as exc:  # a full, read-only or damaged filesystem: one line, no traceback
         _fail(file_error(exc))
+
+
+def _interrupted() -> None:
+    """One line, exit 130, at once: a worker thread still waiting on an engine does not
+    hold the exit up (what was undone before, in `finally` and rollbacks, is done)."""
+    click.echo(f"{colour('error:', RED)} interrupted", err=True)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(130)
 
 
 def _fail(exc: CageError) -> None:

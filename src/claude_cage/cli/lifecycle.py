@@ -74,7 +74,7 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     from the engine. The metadata of a session whose container is gone, and damaged
     metadata, is removed only after you confirm (or with --yes). Each item is named
     before anything is touched. Only objects labelled managed-by=claude-cage for this
-    data directory are touched.
+    data directory are touched. Exits 1 when anything could not be removed.
     """
     from claude_cage.operations.gc import gc as gc_op
     from claude_cage.operations.gc import plan_gc
@@ -97,6 +97,7 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     items = gc_op(remove_stale=remove_stale, dry_run=dry_run)
     if as_json:
         print_json({"dry_run": dry_run, "items": [i.as_dict() for i in items]})
+        _fail_if_any_failed(items)
         return
     if not items:
         note("nothing to clean up")
@@ -114,6 +115,21 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     kept = sorted({i.session for i in items if i.kind == "metadata" and i.outcome == "kept"})
     if kept:
         note(f"kept {len(kept)} session(s) whose container is gone; 'claude-cage gc --yes'")
+    _fail_if_any_failed(items)
+
+
+def _fail_if_any_failed(items: list[Any]) -> None:
+    """gc's exit code says whether all went: 1 when an item failed (its row says why)."""
+    from claude_cage.errors import CageError
+
+    failed = [i for i in items if i.outcome == "failed"]
+    if failed:
+        raise CageError(
+            f"gc could not remove {len(failed)} item(s): "
+            + ", ".join(f"{i.kind} {i.target}" for i in failed[:3])
+            + (" ..." if len(failed) > 3 else ""),
+            "each failed row says why; fix that, then run 'claude-cage gc' again",
+        )
 
 
 def _outcome(kind: str, outcome: str, dry_run: bool, words: dict[str, str]) -> str:

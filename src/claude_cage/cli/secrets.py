@@ -9,7 +9,7 @@ import sys
 import click
 
 from claude_cage.cli.base import CONTEXT, cli
-from claude_cage.render import note, print_json, table
+from claude_cage.render import note, print_json, table, warn
 
 KIND_HELP = (
     "How the value is sent: api-key (x-api-key), claude-token (the token 'claude "
@@ -84,9 +84,19 @@ def secret_list(session: str | None, as_json: bool) -> None:
         note("no credentials")
         return
     rows = [
-        [c["name"], c["scope"], c["kind"], " ".join(c["hosts"]), c["fingerprint"]] for c in creds
+        [
+            c["name"],
+            c["scope"],
+            c["kind"] or "(damaged)",
+            " ".join(c["hosts"]),
+            c["fingerprint"] or "-",
+        ]
+        for c in creds
     ]
     click.echo(table(rows, ["NAME", "SCOPE", "KIND", "HOSTS", "FINGERPRINT"]))
+    for c in creds:
+        if c["damaged"]:
+            warn(c["damaged"])
 
 
 @secret.command("rm", context_settings=CONTEXT)

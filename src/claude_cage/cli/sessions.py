@@ -224,7 +224,7 @@ def list_cmd(as_json: bool, engine_name: str | None) -> None:
         from claude_cage import config as config_mod
 
         timeout = float(config_mod.load()["engine_timeout"])
-        only = engines.engine_named(engine_name, timeout=timeout)
+        only = engines.engine_named(engine_name, timeout, "engine_timeout")
     found = survey(only)
     sessions = found.sessions
     for engine in found.engines:

@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterator
 from claude_cage.render import note
 
 FORWARDED = {signal.SIGINT: "INT", signal.SIGTERM: "TERM", signal.SIGHUP: "HUP"}
+# After a signal is passed on: the command's grace time (operations/run.py
+# GRACE_SECONDS), then a second for the end of its output to arrive.
+GIVE_UP_S = 2.0
 
 
 def is_terminal() -> bool:
@@ -23,19 +26,31 @@ def is_terminal() -> bool:
 def forwarding(send: Callable[[str], None]) -> Iterator[list[int]]:
     """Pass INT, TERM and HUP on to the command in the session (through its watch)
     instead of dying; a second one ends claude-cage at once (the watch then ends the
-    command). Yields the list of signals received."""
+    command), and so does the first when the command has not ended GIVE_UP_S after it
+    (an engine that stalled mid-stream never says it ended). Yields the list of signals
+    received."""
+    import os
+    import threading
+
     received: list[int] = []
+    give_up = threading.Timer(GIVE_UP_S, os.kill, (os.getpid(), signal.SIGINT))
+    give_up.daemon = True
 
     def handler(signum: int, _frame: object) -> None:
         if received:
+            from claude_cage import interrupt
+
+            interrupt.begin()
             raise KeyboardInterrupt
         received.append(signum)
+        give_up.start()
         send(FORWARDED[signal.Signals(signum)])
 
     previous = {sig: signal.signal(sig, handler) for sig in FORWARDED}
     try:
         yield received
     finally:
+        give_up.cancel()
         for sig, old in previous.items():
             signal.signal(sig, old)
 

@@ -21,7 +21,7 @@ from typing import Any
 from claude_cage import labels, metadata, names
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import file_error
-from claude_cage.kinds import Mode
+from claude_cage.kinds import Credential, Mode
 from claude_cage.operations.objects import inspect_ours
 from claude_cage.record import Mount
 
@@ -95,6 +95,9 @@ def rebuild_record(
     uid, _, gid = user.partition(":")
     owner = (int(uid), int(gid)) if uid.isdigit() and gid.isdigit() else (None, None)
     mode = found.get(labels.MODE) or env.get("CAGE_MODE") or Mode.CLI.value
+    # The session's environment says "proxy" for any credential its companion adds: which
+    # one is the credentials' business (secrets.push records it at the next hand-over).
+    credential = env.get("CAGE_CREDENTIAL", "none")
     return {
         "name": name,
         "mode": mode if mode in set(Mode) else Mode.CLI.value,
@@ -104,14 +107,15 @@ def rebuild_record(
         "companion": names.companion_name(name) if companion else "",
         "network": found.get(labels.NETWORK) or "none",
         "image": info["Config"].get("Image", ""),
-        "cpus": f"{(host.get('NanoCpus') or 0) / 1e9:g}",
-        "memory": f"{(host.get('Memory') or 0) // 1024**2}m",
-        "pids": host.get("PidsLimit") or 0,
+        # no limit on the engine: none recorded ("" reads as None), the config's then
+        "cpus": f"{host['NanoCpus'] / 1e9:g}" if (host.get("NanoCpus") or 0) > 0 else "",
+        "memory": f"{host['Memory'] // 1024**2}m" if (host.get("Memory") or 0) > 0 else "",
+        "pids": host["PidsLimit"] if (host.get("PidsLimit") or 0) > 0 else "",
         "mounts": mounts,
         "ports": [[published[p], p] for p in inner_ports if p in published],
         "ephemeral": found.get(labels.EPHEMERAL) == "true",
         "persist": persisted,
-        "credential": env.get("CAGE_CREDENTIAL", "none"),
+        "credential": credential if credential in set(Credential) else Credential.NONE.value,
         "allowed_hosts": hosts,
         "allowed_ports": allowed_ports,
         "desktop_port": published.get(policy.NOVNC_PORT, ""),

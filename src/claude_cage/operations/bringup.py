@@ -6,15 +6,25 @@ and the session container, started together; and taking back what a failed start
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_cage import audit, engines, labels, managed, metadata, names, policy, quota, workspace
+from claude_cage import (
+    audit,
+    engines,
+    interrupt,
+    labels,
+    managed,
+    metadata,
+    names,
+    policy,
+    quota,
+    workspace,
+)
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
 from claude_cage.engine_api import EngineAPI
@@ -85,7 +95,7 @@ def bring_up(
     # Starting a container is most of a start's time, and the two do not wait on each
     # other (the session reaches the companion's sockets only when it first uses them),
     # so the companion starts in the background while the session is made and started.
-    with concurrent.futures.ThreadPoolExecutor(1) as background:
+    with interrupt.pool(1) as background:
         companion_started = None
         if plan.companion is not None:
             companion_ops.drain_audit(engine, req.name)
@@ -163,15 +173,21 @@ def ensure_egress_network(engine: EngineAPI, name: str) -> None:
     engine.ensure_network(name, labels.for_shared_network())
 
 
-def rollback(engine: EngineAPI, created: list[str]) -> None:
+def rollback(engine: EngineAPI, created: list[str]) -> list[str]:
+    """Remove what a start made, newest first; what could not be removed (the engine
+    lost, stalled, or out of time after Ctrl-C) is returned, for the record to stay."""
+    left = []
     for item in reversed(created):
         kind, _, obj = item.partition(":")
-        with contextlib.suppress(CageError):
+        try:
             if kind == "container":
                 engine.remove(obj)
             else:
                 engine.remove_volume(obj)
                 quota.release(obj)
+        except CageError:
+            left.append(item)
+    return left
 
 
 @dataclass
@@ -187,6 +203,7 @@ class Bringing:
     restarted: bool  # the session has a record: its volumes are filled already
     placing: contextlib.ExitStack  # --engine auto's placement lock, let go once it counts
     desktop_plan: desktop.DesktopPlan | None
+    left: list[str] = field(default_factory=list)  # what an undo could not remove
 
     def up(
         self, key: str | None, creds: list[Secret], snap: workspace.Snapshot | None
@@ -226,6 +243,6 @@ class Bringing:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _undo(self, created: list[str]) -> None:
-        rollback(self.engine, created)
+        self.left += rollback(self.engine, created)
         if self.info is not None:  # a failed restart leaves the session stopped, as it was
             self.engine.stop(names.container_name(self.req.name))

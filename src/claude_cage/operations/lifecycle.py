@@ -39,12 +39,11 @@ samples in the metadata.
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from claude_cage import config as config_mod
-from claude_cage import labels, metadata, names, resources
+from claude_cage import interrupt, labels, metadata, names, resources
 from claude_cage.engine import Engine
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
@@ -243,7 +242,7 @@ def reap(dry_run: bool = False, engine: EngineAPI | None = None) -> list[Verdict
     now = time.time()
     records = store.load_scan()[0]  # a damaged record: reaped on the engine's facts alone
     metas = {n: records.get(n) or SessionRecord(name=n) for n in running}
-    with ThreadPoolExecutor(max_workers=max(1, min(len(running), 8))) as pool:
+    with interrupt.pool(max(1, min(len(running), 8))) as pool:
         gathered = list(
             pool.map(
                 lambda n: _facts(engine, n, metas[n], stats.get(names.container_name(n)), now),

@@ -147,7 +147,8 @@ def survey(engine: EngineAPI | None = None) -> Survey:
         metas, damaged = store.load_scan()  # a damaged record hides no other
         asked = engines.watched(cfg["engines"], [m.engine for m in metas.values() if m.engine])
         if asked == [""]:  # the local engine alone: its errors are the command's
-            answers = {"": owned_containers(Engine())}
+            local = Engine(timeout=float(cfg["engine_timeout"]), setting="engine_timeout")
+            answers = {"": owned_containers(local)}
         else:
             for name in asked:
                 asking.ask(name)

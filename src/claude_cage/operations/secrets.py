@@ -4,12 +4,17 @@ to running companions at once (rotation needs no restart), never shown.
 Storage: `<data dir>/credentials/<name>.json` for all sessions, and
 `<data dir>/sessions/<session>/credentials/<name>.json` for one. A session's own
 credential takes its hosts from any credential for all sessions.
+
+A damaged credential file is named, never skipped: `secret list` shows it as damaged,
+`secret rm NAME` removes it, `secret set NAME` replaces it, and a start that would
+hand credentials over refuses, naming it (the user expects that credential there).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import (
     BadInput,
     CageError,
+    DamagedFile,
     EngineError,
     NotFound,
     SessionNotFound,
@@ -40,17 +46,77 @@ def _dir(session: str | None) -> Path:
     return metadata.SessionStore().dir(session) / "credentials"
 
 
-def load(session: str | None) -> list[Secret]:
-    """The credentials of one scope (None: all sessions). A damaged file is skipped."""
+MAX_BYTES = 1 << 20  # a credential is a few hundred bytes
+
+
+class DamagedCredential(DamagedFile):
+    """A credential file that cannot be read back as a credential."""
+
+    def __init__(self, path: Path, session: str | None, reason: str) -> None:
+        self.name = path.stem
+        self.scope = "all" if session is None else "session"
+        where = f" --session {session}" if session else ""
+        super().__init__(
+            path,
+            f"the credential {self.name!r} is damaged ({reason})",
+            f"set it again ('claude-cage secret set {self.name}{where} ...'), or remove it "
+            f"('claude-cage secret rm {self.name}{where}')",
+        )
+
+
+def _read(path: Path, session: str | None) -> Secret:
+    """One credential file, or DamagedCredential saying what is wrong with it."""
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise DamagedCredential(path, session, f"cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise DamagedCredential(path, session, f"larger than {MAX_BYTES >> 20} MiB")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise DamagedCredential(path, session, "not JSON") from None
+    try:
+        cred = Secret.from_json(data, "all" if session is None else "session")
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise DamagedCredential(path, session, "not a credential: a key is missing") from None
+    if cred.name != path.stem:
+        raise DamagedCredential(path, session, f"it names the credential {cred.name!r}")
+    fits = (
+        cred.kind in credentials.KINDS
+        and cred.hosts
+        and cred.value.strip()
+        and (cred.header is None or isinstance(cred.header, str))
+    )
+    if not fits:
+        raise DamagedCredential(path, session, "its kind, hosts, header or value is unusable")
+    return cred
+
+
+def scan(session: str | None) -> tuple[list[Secret], list[DamagedCredential]]:
+    """The credentials of one scope (None: all sessions), and apart from them the
+    damaged files."""
     folder = _dir(session)
-    creds = []
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.json")):
-            try:
-                data = json.loads(path.read_text())
-                creds.append(Secret.from_json(data, "all" if session is None else "session"))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+    creds, damaged = [], []
+    try:
+        paths_found = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    except OSError as exc:
+        raise DamagedFile(folder, f"cannot be read: {exc.strerror}") from None
+    for path in paths_found:
+        try:
+            creds.append(_read(path, session))
+        except DamagedCredential as exc:
+            damaged.append(exc)
+    return creds, damaged
+
+
+def load(session: str | None) -> list[Secret]:
+    """The credentials of one scope (None: all sessions); DamagedCredential for the
+    first damaged file (nothing is handed over without it)."""
+    creds, damaged = scan(session)
+    if damaged:
+        raise damaged[0]
     return creds
 
 
@@ -233,7 +299,11 @@ def store_secret(
     credentials.check_kind_value(kind, value)
     _check_scope(checked, session)
     cred = Secret(name, kind, tuple(checked), value, header, metadata.now_iso())
-    for other in load(session):
+    others, damaged = scan(session)
+    for broken in damaged:
+        if broken.name != name:  # the one of this name is what this replaces
+            raise broken
+    for other in others:
         clash = credentials.clashes(other, cred)
         if other.name != name and clash:
             raise BadInput(
@@ -253,8 +323,25 @@ set_secret = operation("secret-set")(store_secret)
 def list_secrets(session: str | None = None) -> list[dict[str, Any]]:
     if session is not None and metadata.SessionStore().load(session) is None:
         raise SessionNotFound(session)
-    creds = load(None) + (load(session) if session else [])
-    return [c.public() for c in creds]
+    found, damaged = scan(None)
+    if session is not None:
+        own, own_damaged = scan(session)
+        found, damaged = found + own, damaged + own_damaged
+    shown = [{**c.public(), "damaged": None} for c in found]
+    for broken in damaged:
+        shown.append(
+            {
+                "name": broken.name,
+                "kind": None,
+                "hosts": [],
+                "header": None,
+                "fingerprint": None,
+                "scope": broken.scope,
+                "created": None,
+                "damaged": broken.message,
+            }
+        )
+    return shown
 
 
 @operation("secret-rm")
@@ -265,14 +352,23 @@ def remove_secret(
     store = metadata.SessionStore()
     if session is not None and store.load(session) is None:
         raise SessionNotFound(session)
-    found = [c for c in load(session) if c.name == name]
-    if not found:
+    creds, damaged = scan(session)
+    found = [c for c in creds if c.name == name]
+    broken = [d for d in damaged if d.name == name]
+    if not found and not broken:
         scope = f"session {session}" if session else "all sessions"
         raise NotFound(
             f"no credential named {name!r} for {scope}",
             "see 'claude-cage secret list'" + (f" --session {session}" if session else ""),
         )
-    (_dir(session) / f"{name}.json").unlink()
+    path = _dir(session) / f"{name}.json"
+    try:
+        if path.is_dir() and not path.is_symlink():  # a damaged one: a directory in its place
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError as exc:
+        raise file_error(exc, path) from None
     if session is not None and name == ANTHROPIC:
         store_path = store.dir(session) / API_KEY_SECRET
         store_path.unlink(missing_ok=True)
@@ -284,5 +380,7 @@ def remove_secret(
                 updated.append(target)
         except CageError:
             continue
+    if not found:  # a damaged file: nothing of it is known
+        return SecretResult(name, "damaged", [], "", session, updated)
     cred = found[0]
     return SecretResult(name, cred.kind, list(cred.hosts), cred.fingerprint(), session, updated)

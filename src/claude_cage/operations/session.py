@@ -337,8 +337,8 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
             snap = stack.enter_context(workspace.snapshot(repo))
         starting = None if restarted else _save_starting(store, req, cfg, engine)
         made: list[str] = []
+        bringing = Bringing(engine, cfg, store, req, info, restarted, placing, desktop_plan)
         try:
-            bringing = Bringing(engine, cfg, store, req, info, restarted, placing, desktop_plan)
             made, desktop_plan = bringing.up(key, creds, snap)
             if given is not None and req.network == Network.FILTERED:
                 secrets.save(given, name)
@@ -359,11 +359,13 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         except BaseException:
             # Whatever failed (the disk, the engine, the companion, an interrupt), nothing
             # half-made stays: what this start made goes, a new session's record with it.
-            rollback(engine, made)
+            # What the engine did not let go (lost, stalled) keeps the record, "starting"
+            # with no start at work: `destroy NAME` and `gc` finish the job.
+            left = rollback(engine, made) + bringing.left
             if info is not None:  # a failed restart leaves the session stopped, as it was
                 with contextlib.suppress(CageError):
                     engine.stop(container)
-            if not restarted:
+            if not restarted and not left:
                 with contextlib.suppress(CageError):
                     store.remove(name)
             raise
