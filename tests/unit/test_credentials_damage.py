@@ -80,3 +80,21 @@ def test_secret_set_refuses_while_another_is_damaged(folder: Path) -> None:
     with pytest.raises(secrets.DamagedCredential, match="broken"):
         secrets.store_secret("anthropic", "sk-ant-" + "b" * 40, [], "api-key")
     assert not (folder / "anthropic.json").exists()
+
+
+def test_secret_list_shows_every_sessions_own_with_its_scope(folder: Path) -> None:
+    for name in ("web", "api"):
+        (paths.data_dir() / "sessions" / name).mkdir(parents=True)
+        (paths.data_dir() / "sessions" / name / "metadata").write_text(
+            f"name={name}\nmode=cli\nstatus=running\ncreated=2026-01-02T03:04:05Z\n"
+            f"container=cage-{name}\nschema=2\n"
+        )
+    token = Secret("npm", "bearer", ("registry.npmjs.org",), "npm_" + "c" * 36, scope="session")
+    secrets.save(token, "web")
+    listed = CliRunner().invoke(cli, ["secret", "list", "--json"])
+    rows = [(r["name"], r["scope"], r["session"]) for r in json.loads(listed.stdout)["secrets"]]
+    assert rows == [("github", "all", None), ("npm", "session", "web")]
+    shown = CliRunner().invoke(cli, ["secret", "list"])
+    assert "session web" in shown.stdout and "no credentials" not in shown.output
+    only_api = CliRunner().invoke(cli, ["secret", "list", "--session", "api", "--json"])
+    assert [r["name"] for r in json.loads(only_api.stdout)["secrets"]] == ["github"]

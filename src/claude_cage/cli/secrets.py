@@ -70,10 +70,16 @@ def secret_set(
 
 
 @secret.command("list", context_settings=CONTEXT)
-@click.option("--session", default=None, help="Add this session's own credentials.")
+@click.option(
+    "--session",
+    default=None,
+    help="Those for all sessions and this session's own (default: every session's own).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def secret_list(session: str | None, as_json: bool) -> None:
-    """Show credentials: name, kind, hosts and a fingerprint, never a value."""
+    """Show credentials: name, scope, kind, hosts and a fingerprint, never a value.
+
+    Without --session: those for all sessions and every session's own."""
     from claude_cage.operations.secrets import list_secrets
 
     creds = list_secrets(session)
@@ -86,7 +92,7 @@ def secret_list(session: str | None, as_json: bool) -> None:
     rows = [
         [
             c["name"],
-            c["scope"],
+            f"session {c['session']}" if c["session"] else c["scope"],
             c["kind"] or "(damaged)",
             " ".join(c["hosts"]),
             c["fingerprint"] or "-",

@@ -321,15 +321,16 @@ set_secret = operation("secret-set")(store_secret)
 
 
 def list_secrets(session: str | None = None) -> list[dict[str, Any]]:
-    if session is not None and metadata.SessionStore().load(session) is None:
+    """The credentials for all sessions, then each session's own (`session` names
+    whose): of one session with `session`, else of every session."""
+    store = metadata.SessionStore()
+    if session is not None and store.load(session) is None:
         raise SessionNotFound(session)
-    found, damaged = scan(None)
-    if session is not None:
-        own, own_damaged = scan(session)
-        found, damaged = found + own, damaged + own_damaged
-    shown = [{**c.public(), "damaged": None} for c in found]
-    for broken in damaged:
-        shown.append(
+    shown: list[dict[str, Any]] = []
+    for owner in [None, *([session] if session is not None else store.names())]:
+        found, damaged = scan(owner)
+        shown += [{**c.public(), "session": owner, "damaged": None} for c in found]
+        shown += [
             {
                 "name": broken.name,
                 "kind": None,
@@ -338,9 +339,11 @@ def list_secrets(session: str | None = None) -> list[dict[str, Any]]:
                 "fingerprint": None,
                 "scope": broken.scope,
                 "created": None,
+                "session": owner,
                 "damaged": broken.message,
             }
-        )
+            for broken in damaged
+        ]
     return shown
 
 
