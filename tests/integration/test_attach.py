@@ -79,3 +79,30 @@ def test_shell_is_bash_in_the_workspace(cage: Cage) -> None:
     assert cage("start", "--name", name, "--detach", "--network", "none").code == 0
     out = on_a_tty(cage, ["claude-cage", "shell", name], b'echo "in=$(pwd) uid=$(id -u)"; exit\n')
     assert "in=/workspace uid=1000" in out
+
+
+def quit_caught(pid: int) -> bool:
+    """Whether the process handles SIGQUIT itself (its SigCgt mask has signal 3)."""
+    with open(f"/proc/{pid}/status") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << 2))
+
+
+def test_the_detach_key_before_the_screen_shows_does_not_kill_claude_cage(cage: Cage) -> None:
+    """Ctrl-\\ pressed while attach still prepares (the terminal not yet raw, so the
+    key is SIGQUIT): attach says it did not attach, exits 0, and leaves Claude Code be."""
+    name = cage.name("early")
+    assert cage("start", "--name", name, "--detach", "--network", "none").code == 0
+    term = Terminal(["claude-cage", "attach", name], cage.env)
+    try:
+        deadline = time.monotonic() + 30
+        while not quit_caught(term.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        term.type(b"\x1c")
+        code = term.wait()
+        out = plain(term.output)
+    finally:
+        term.close()
+    assert code == 0, out  # not 131 (killed by SIGQUIT)
+    assert f"detached: Claude Code keeps working in {name}" in out, out
+    assert "Quit" not in out

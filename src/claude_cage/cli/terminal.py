@@ -62,17 +62,28 @@ def attach(
     (exit code, whether Claude Code exited)."""
     from claude_cage.operations import agent
 
-    prepared = agent.prepare_attach(name, cwd, raw=raw)
-    if prepared.restarted_status is not None:
-        note(
-            f"Claude Code had exited (status {prepared.restarted_status}); "
-            f"started a new one in {prepared.directory}"
-        )
-    elif prepared.was == "started" and not just_started:
-        note(f"started Claude Code in {prepared.directory}")
-    note(f"attaching to {name}: {agent.DETACH_KEY} detaches and leaves Claude Code working")
-    with forwarding(prepared.terminal.signal):
-        code = prepared.run()
+    # Until the relay puts the terminal in raw mode, the detach key is the terminal's
+    # quit key (SIGQUIT, which would kill claude-cage): pressed that early, it means
+    # "not now", so the attach is not made.
+    quit_early: list[int] = []
+    previous = signal.signal(signal.SIGQUIT, lambda signum, _frame: quit_early.append(signum))
+    try:
+        prepared = agent.prepare_attach(name, cwd, raw=raw)
+        if quit_early:
+            note(f"detached: Claude Code keeps working in {name} (claude-cage attach {name})")
+            return 0, False
+        if prepared.restarted_status is not None:
+            note(
+                f"Claude Code had exited (status {prepared.restarted_status}); "
+                f"started a new one in {prepared.directory}"
+            )
+        elif prepared.was == "started" and not just_started:
+            note(f"started Claude Code in {prepared.directory}")
+        note(f"attaching to {name}: {agent.DETACH_KEY} detaches and leaves Claude Code working")
+        with forwarding(prepared.terminal.signal):
+            code = prepared.run()
+    finally:
+        signal.signal(signal.SIGQUIT, previous)
     after = prepared.after()
     if after.state != "exited":
         note(f"detached: Claude Code keeps working in {name} (claude-cage attach {name})")
