@@ -6,6 +6,7 @@ continues its conversation."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -94,7 +95,12 @@ def test_the_setup_reaches_the_model_read_only_and_without_credentials(
     assert marker in told, told[:2000]  # the user's CLAUDE.md
     assert f"{marker}-agent" in asked[0]["agents"] + told  # the user's agent is offered
 
-    # The copies are read-only to the agent: not changed, replaced, nor removed.
+    # The copies are read-only to the agent: not changed, replaced, nor removed; even
+    # when the host's files belong to the session's uid (a host user with uid 1000).
+    copied = cage.data_dir / "sessions" / name / "user-claude"
+    assert (copied / "CLAUDE.md").is_file()
+    for path in [copied, *copied.rglob("*")]:
+        os.chown(path, 1000, 1000)
     for attack in (
         "echo evil >> ~/.claude/CLAUDE.md",
         "echo evil > ~/.claude/settings.json",
@@ -105,9 +111,10 @@ def test_the_setup_reaches_the_model_read_only_and_without_credentials(
     ):
         tried = cage("exec", name, "--", "sh", "-c", attack)
         assert tried.code != 0, attack
-        assert any(
-            why in tried.stderr for why in ("Read-only file system", "Permission denied", "busy")
-        ), (attack, tried.stderr)
+        assert any(why in tried.stderr for why in ("Read-only file system", "busy")), (
+            attack,
+            tried.stderr,
+        )
     kept = cage("exec", name, "--", "cat", "/home/claude/.claude/CLAUDE.md").stdout
     assert marker in kept
     # Claude Code's own state stays writable, with the user's servers and no headers.
