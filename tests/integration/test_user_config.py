@@ -85,6 +85,8 @@ def test_the_setup_reaches_the_model_read_only_and_without_credentials(
     assert started.code == 0, started.output
     # A stdio MCP server whose program the image lacks is named at start.
     assert "MCP server local-tool: its program no-such-mcp-program" in started.stderr
+    status = cage("status", name)
+    assert "MCP server local-tool: its program no-such-mcp-program" in status.stderr, status.output
 
     model_server.reset()
     model_server.set_script([])

@@ -340,6 +340,8 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         warn("killed for running out of memory: start it with --memory 8g, or stop other sessions")
     if info.get("network") == Network.HOST:
         warn("network host: this session is not isolated from the network")
+    for line in info.get("mcp_missing") or []:
+        warn(line)
     if info.get("egress"):
         counts = info["egress"]
         extra = "".join(f", {counts[k]} {k}" for k in ("failed", "dropped") if counts.get(k))
