@@ -233,6 +233,8 @@ def _isolated_cage(base: Path, monkeypatch: pytest.MonkeyPatch, runtime: str = "
         **isolation.cage_env(),
         "CAGE_RUNTIME": runtime,
         "CAGE_ALLOWED_ADDRESS_RANGES": egress_subnets(),
+        # Never the Claude Code setup of whoever runs the tests (test_user_config).
+        "CAGE_CLAUDE_CONFIG": "off",
     }
     env.update(CAGE_DATA_DIR=str(data), CAGE_CONFIG_DIR=str(conf), **cage_env)
     for key, value in cage_env.items():

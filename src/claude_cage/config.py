@@ -35,6 +35,7 @@ from claude_cage.validators import (
     hosts,
     number,
     optional_text,
+    path_or_off,
     pem_files,
     ports,
     resolution,
@@ -134,6 +135,9 @@ DEFAULTS: dict[str, Any] = {
     # A JSON file of Claude Code managed settings (the operator's policy), delivered
     # read-only into every session at /etc/claude-code/managed-settings.json.
     "claude_managed_settings": None,
+    # The user's Claude Code directory, carried read-only into every session at start
+    # (userconfig.py); "off": nothing is carried, and Claude Code starts as new.
+    "claude_config": "~/.claude",
     # Docker engines besides the local one (engines.py): context names or URLs, each
     # optionally with its own max_sessions; `start` uses default_engine ("" = local).
     "engines": [],
@@ -190,6 +194,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "events_max_size": size_at_least("256k"),
     "events_max_age": number(int, 1, 36_500),
     "claude_managed_settings": optional_text,
+    "claude_config": path_or_off,
     "engines": lambda value: engine_list(value),
     "default_engine": lambda value: (
         "" if value in (None, "", "local") else "auto" if value == "auto" else engine_name(value)

@@ -97,7 +97,8 @@ def forget_if_unrecorded(session_dir: Path) -> None:
     metadata was recorded (and its directory, when nothing else is in it)."""
     if (session_dir / "metadata").exists():
         return
-    shutil.rmtree(session_dir / "claude-code", ignore_errors=True)
+    for made in ("claude-code", "user-claude"):  # and the user's setup (userconfig.py)
+        shutil.rmtree(session_dir / made, ignore_errors=True)
     with contextlib.suppress(OSError):
         session_dir.rmdir()
 

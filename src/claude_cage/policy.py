@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import labels as labels_mod
-from claude_cage import names, runtimes, workdir
+from claude_cage import names, runtimes, userconfig, workdir
 from claude_cage.config import parse_size
 from claude_cage.egress import blocked_ranges, split_allowlist
 from claude_cage.errors import BadInput
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 SESSION_UID = 1000
 COMPANION_UID = 13  # Debian's `proxy` user, which the companion image runs as
 HOME = "/home/claude"
+CONFIG_DIR = f"{HOME}/.claude"  # Claude Code's (CLAUDE_CONFIG_DIR): the data volume
 SOCK_DIR = "/sock"  # the shared socket volume, as the session sees it
 COMPANION_SOCK_DIR = "/sock"  # ... and as the companion sees it
 PROXY_PORT = 3128  # loopback port in the session -> egress proxy
@@ -110,6 +112,7 @@ class SessionRequest:
     owner: str = ""  # paths.owner_id() of the data directory that owns the session
     managed_settings: str = ""  # host directory bound read-only at /etc/claude-code
     managed_volume: str = ""  # ... or, on a remote engine, a volume mounted read-only there
+    user_config: str = ""  # host directory of the user's Claude Code setup (userconfig.py)
     clone: str = ""  # clone mode: the repository's name, cloned to /workspace/<clone>
     uid: int = SESSION_UID  # the owner of the read-write mounts, if any (bindmounts.py)
     gid: int = SESSION_UID
@@ -213,7 +216,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
             {"source": names.socket_volume(req.name), "target": SOCK_DIR, "no_copy": True}
         )
     if req.persist:
-        volumes.append({"source": names.data_volume(req.name), "target": f"{HOME}/.claude"})
+        volumes.append({"source": names.data_volume(req.name), "target": CONFIG_DIR})
     if req.clone:  # the session's own copy of the repository (operations/clone.py)
         volumes.append({"source": names.workspace_volume(req.name), "target": project})
     if req.managed_volume:  # root-owned files, filled by claude-cage, read-only inside
@@ -221,6 +224,8 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
             {"source": req.managed_volume, "target": MANAGED_SETTINGS_DIR, "read_only": True}
         )
 
+    # The user's Claude Code setup, read-only over its names in the session's ~/.claude.
+    user_binds = userconfig.binds(Path(req.user_config), CONFIG_DIR) if req.user_config else []
     pids_limit, nproc = runtimes.limits(req.runtime, req.pids, cfg["nproc"])
     user_tmpfs = f"rw,nosuid,nodev,uid={req.uid},gid={req.gid}"
     if req.uid != SESSION_UID:  # no passwd entry in the image: nss_wrapper gives one
@@ -237,7 +242,7 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         labels={**labels(req, labels_mod.Role.SESSION), labels_mod.RUNTIME: str(req.runtime)},
         environment=env,
         volumes=volumes,
-        binds=list(req.mounts) + list(req.protect) + managed_settings_bind(req),
+        binds=list(req.mounts) + list(req.protect) + managed_settings_bind(req) + user_binds,
         user=f"{req.uid}:{req.gid}",
         tmpfs={
             "/tmp": f"rw,nosuid,nodev,size={cfg['tmp_size']},mode=1777",

@@ -133,6 +133,7 @@ class SessionRecord:
     start: str | None = None  # and the commit holding the uncommitted work it began with
     uid: int | None = None  # the session's user: the owner of its read-write mounts
     gid: int | None = None  # (bindmounts.py); None: the image's user, 1000
+    user_config: bool = False  # the user's Claude Code setup is bound in (userconfig.py)
     # The config's settings that shape the session, as it was started (see RECORDED).
     egress_network: str | None = None
     allowed_address_ranges: tuple[str, ...] = ()  # the address guard's exceptions

@@ -113,6 +113,15 @@ def optional_text(value: Any) -> Any:
     return None if value in (None, "") else text(value)
 
 
+def path_or_off(value: Any) -> Any:
+    """A path, or "off" (YAML's bare `off` and `false` read as False)."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false")):
+        return "off"
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('must be a path or "off"')
+    return value
+
+
 HOST_HINT = "use a name under a registrable domain, like api.example.com or *.example.com"
 
 

@@ -181,6 +181,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "tools": [t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)],
             "tool_results": tool_results(messages),
             "text": text_of(messages[-1].get("content")) if messages else "",
+            # What the model is told: the system prompt, the subagents the Task (Agent)
+            # tool offers, and the text of every message of the conversation so far.
+            "system": text_of(body.get("system", "")),
+            "agents": " ".join(
+                str(t.get("description", ""))
+                for t in body.get("tools") or []
+                if isinstance(t, dict) and t.get("name") in ("Task", "Agent")
+            ),
+            "history": [text_of(m.get("content")) for m in messages if isinstance(m, dict)],
         }
         with LOCK:
             RECEIVED.append(entry)

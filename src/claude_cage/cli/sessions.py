@@ -70,6 +70,11 @@ from claude_cage.render import note, print_json, sanitize, table, warn
 )
 @click.option("--ephemeral", is_flag=True, help="Remove everything when the session stops.")
 @click.option("--no-persist", is_flag=True, help="Keep no data volume (logins are not kept).")
+@click.option(
+    "--no-user-config",
+    is_flag=True,
+    help="Carry none of your Claude Code setup (~/.claude) in (default: config claude_config).",
+)
 @click.option("--detach", "-d", is_flag=True, help="Do not attach the terminal to Claude Code.")
 @click.option("--raw-terminal", is_flag=True, help="When attaching: " + RAW_TERMINAL_HELP)
 @click.option("--image", help="Session image (default from config).")
@@ -81,7 +86,14 @@ from claude_cage.render import note, print_json, sanitize, table, warn
 )
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Extra config file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def start(as_json: bool, detach: bool, no_persist: bool, raw_terminal: bool, **kwargs: Any) -> None:
+def start(
+    as_json: bool,
+    detach: bool,
+    no_persist: bool,
+    raw_terminal: bool,
+    no_user_config: bool,
+    **kwargs: Any,
+) -> None:
     """Start a session (with no options: --mode cli --network filtered).
 
     A stopped session given with --name (or as NAME) starts again with its recorded
@@ -96,7 +108,8 @@ def start(as_json: bool, detach: bool, no_persist: bool, raw_terminal: bool, **k
         raise BadInput("NAME and --name name two sessions", "give one of them")
     kwargs["name"] = session or kwargs.get("name")
 
-    result = start_op(StartOptions(persist=not no_persist, **kwargs))
+    options = StartOptions(persist=not no_persist, user_config=not no_user_config, **kwargs)
+    result = start_op(options)
     for message in result.warnings:
         warn(message)
     if as_json:
@@ -114,6 +127,7 @@ def start(as_json: bool, detach: bool, no_persist: bool, raw_terminal: bool, **k
                 "engine": result.engine,
                 "repaired": result.repaired,
                 "adopted": result.adopted,
+                "continued": result.continued,
             }
         )
     elif result.repaired or result.adopted:  # it was running: nothing was started
@@ -130,6 +144,8 @@ def start(as_json: bool, detach: bool, no_persist: bool, raw_terminal: bool, **k
             note(f"desktop: {result.url} (open it with 'claude-cage open {result.name}')")
         if result.branch:
             note(f"clone of {result.repo} on branch {result.branch} (review: claude-cage diff)")
+        if result.continued:
+            note("Claude Code resumed the last conversation (claude --continue)")
     from claude_cage.cli.terminal import is_terminal
 
     if result.mode == Mode.CLI and is_terminal() and not detach and not as_json:
@@ -330,6 +346,8 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         warn("killed for running out of memory: start it with --memory 8g, or stop other sessions")
     if info.get("network") == Network.HOST:
         warn("network host: this session is not isolated from the network")
+    for line in info.get("mcp_missing") or []:
+        warn(line)
     if info.get("egress"):
         counts = info["egress"]
         extra = "".join(f", {counts[k]} {k}" for k in ("failed", "dropped") if counts.get(k))

@@ -29,9 +29,15 @@ class AgentState:
     last_lines: list[str] = field(default_factory=list)  # what it wrote last, once exited
 
 
-def ensure(engine: EngineAPI, container: str, directory: str) -> str:
-    """Start Claude Code in `directory` unless it runs: running | started | restarted N."""
-    code, output = engine.exec_run(container, ["cage-agent", "start", directory])
+CONTINUED = "continue"  # what cage-agent adds when Claude Code resumed a conversation
+
+
+def ensure(engine: EngineAPI, container: str, directory: str, resume: bool = False) -> str:
+    """Start Claude Code in `directory` unless it runs: running | started | restarted N,
+    followed by " continue" when `resume` had it take up the directory's last
+    conversation (claude --continue; only when there is one)."""
+    command = ["cage-agent", "start", directory] + (["--continue"] if resume else [])
+    code, output = engine.exec_run(container, command)
     text = output.decode(errors="replace").strip()
     if code != 0:
         raise EngineError(

@@ -43,6 +43,7 @@ class StartOptions:
     clone: str | None = None  # a path in a git repository (operations/clone.py)
     engine: str | None = None  # a Docker context, a URL, "local" or "auto" (engines.py)
     runtime: str | None = None
+    user_config: bool = True  # False: --no-user-config (userconfig.py)
 
 
 FLAG_SETTINGS = ("mode", "network", "cpus", "memory", "pids", "runtime")  # config keys
@@ -305,6 +306,7 @@ def record_for(
         started=metadata.now_iso(),
         uid=req.uid,
         gid=req.gid,
+        user_config=bool(req.user_config),
     )
 
 

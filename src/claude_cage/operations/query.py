@@ -14,6 +14,7 @@ from claude_cage.engine import Engine
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, OutOfMemory, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
+from claude_cage.operations import usersetup
 from claude_cage.operations.adoption import SESSION, ownership
 from claude_cage.operations.objects import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
@@ -324,6 +325,9 @@ def status(name: str, engine: EngineAPI | None = None, live: bool = True) -> dic
         if running:
             usage, oom_kills = _usage(engine, info)
             entry.update(usage)
+        if running and meta is not None and meta.user_config:  # the user's MCP servers
+            missing = usersetup.missing_now(engine, info["Name"][1:])
+            entry["mcp_missing"] = [usersetup.missing_line(*pair) for pair in missing.items()]
         model = None
         if running:  # in the background: it may wait for a model that does not answer
             # start-up: a thread pool and the model probe, for a running session's status

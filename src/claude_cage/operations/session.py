@@ -17,6 +17,7 @@ from claude_cage import (
     names,
     policy,
     quota,
+    userconfig,
     workdir,
     workspace,
 )
@@ -35,6 +36,7 @@ from claude_cage.operations import (
     model,
     operation,
     secrets,
+    usersetup,
 )
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.bringup import Bringing, rollback
@@ -88,6 +90,7 @@ class StartResult:
     engine: str = engines.LOCAL  # the Docker engine it runs on
     repaired: list[str] = field(default_factory=list)  # bridges of a running session
     adopted: bool = False  # a running session's record was rebuilt
+    continued: bool = False  # Claude Code resumed the last conversation (--continue)
 
     def event_details(self) -> dict[str, Any]:
         details: dict[str, Any] = {
@@ -256,6 +259,42 @@ def _credentials(
     return policy.resolve(req, creds, api_key), key, creds
 
 
+def _carry_user_config(
+    options: StartOptions,
+    cfg: config_mod.Config,
+    store: metadata.SessionStore,
+    req: policy.SessionRequest,
+    previous: SessionRecord | None,
+    engine: EngineAPI,
+    warnings: list[str],
+) -> userconfig.Carried | None:
+    """The user's Claude Code setup for this start (config claude_config, unless
+    --no-user-config): copied afresh into the directory the session binds read-only,
+    which a new session on the local engine gets and a restart keeps. Returns what the
+    running session's state gets, or None when nothing is carried."""
+    home = userconfig.source(cfg["claude_config"]) if options.user_config else None
+    new = previous is None
+    bound = previous.user_config if previous is not None else home is not None
+    if home is not None and not engine.endpoint.is_local:
+        if new:
+            warnings.append(
+                f"your Claude Code setup is not carried to sessions on "
+                f"{engine.endpoint.label} (a remote engine cannot bind this machine's files)"
+            )
+        return None
+    if not bound:
+        if home is not None and not new:
+            warnings.append(
+                f"session {req.name} was created without your Claude Code setup: "
+                "destroy it and start afresh to carry it in"
+            )
+        return None
+    where = usersetup.directory(store, req.name)
+    carried = userconfig.write(where, home)
+    req.user_config = str(where)
+    return carried if home is not None else None
+
+
 @operation("start")
 def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult:
     cfg, flags = load_settings(options)
@@ -328,6 +367,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         if info is None and engine.endpoint.is_local:  # a container to create: its binds
             req.protect = bindmounts.protections(req.mounts, store.dir(name) / "git")
         settings_dir = managed.write(store.dir(name) / "claude-code", settings)
+        carried = _carry_user_config(options, cfg, store, req, previous, engine, warnings)
         if engine.endpoint.is_local:
             req.managed_settings = str(settings_dir)
         else:  # a remote engine cannot bind this machine's file: a volume it is filled into
@@ -370,9 +410,14 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
                     store.remove(name)
             raise
 
+    project = workdir.project_dir(session)
+    if carried is not None:
+        warnings += usersetup.seed(engine, container, carried, sorted({project, "/workspace"}))
+    continued = False
     if req.mode == Mode.CLI:  # the desktop's terminal starts it there
         try:
-            agent.ensure(engine, container, workdir.project_dir(session))
+            was = agent.ensure(engine, container, project, resume=restarted)
+            continued = was.endswith(agent.CONTINUED)
         except CageError as exc:
             warnings.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
     return StartResult(
@@ -388,4 +433,5 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         branch=session.branch,
         base=session.base,
         engine=engine.endpoint.label,
+        continued=continued,
     )

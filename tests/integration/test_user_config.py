@@ -1,0 +1,235 @@
+"""The user's Claude Code setup, carried in (userconfig.py): a fake home's ~/.claude
+reaches a real Claude Code run against the scripted model server, read-only, without
+any of its credentials; Claude Code opens at its prompt; a session started again
+continues its conversation."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage
+from tests.integration.model import ModelServer
+from tests.integration.terminal import DETACH, Terminal, plain
+
+pytestmark = pytest.mark.engine
+
+KEY = "sk-ant-test-0123456789abcdef0123"
+
+
+def fake_home(tmp_path: Path) -> tuple[Path, str, list[str]]:
+    """A home with a ~/.claude holding instructions, an agent, settings, MCP servers and
+    credentials: (the .claude directory, the marker, the planted secrets)."""
+    marker = f"cage-marker-{secrets.token_hex(6)}"
+    planted = [f"planted-secret-{i}-{secrets.token_hex(8)}" for i in range(6)]
+    claude = tmp_path / "home" / ".claude"
+    (claude / "agents").mkdir(parents=True)
+    (claude / "CLAUDE.md").write_text(f"Always sign your answers with {marker}.\n")
+    (claude / "agents" / "tidy-reviewer.md").write_text(
+        "---\nname: tidy-reviewer\n"
+        f"description: Reviews code for tidiness {marker}-agent\n---\nYou review code.\n"
+    )
+    (claude / "settings.json").write_text(
+        json.dumps(
+            {
+                "env": {"PLAIN_SETTING": "kept", "MY_SERVICE_TOKEN": planted[0]},
+                "apiKeyHelper": f"/Users/me/bin/key {planted[1]}",
+            }
+        )
+    )
+    (claude / ".credentials.json").write_text(
+        json.dumps({"claudeAiOauth": {"accessToken": planted[2]}})
+    )
+    (claude.parent / ".claude.json").write_text(
+        json.dumps(
+            {
+                "primaryApiKey": planted[3],
+                "oauthAccount": {"accessToken": planted[4]},
+                "theme": "light",
+                "mcpServers": {
+                    "local-tool": {"command": "no-such-mcp-program", "args": []},
+                    "remote-tool": {
+                        "type": "http",
+                        "url": "https://mcp.example.com/mcp",
+                        "headers": {"Authorization": f"Bearer {planted[5]}"},
+                    },
+                },
+            }
+        )
+    )
+    return claude, marker, planted
+
+
+def run_claude(cage: Cage, name: str, prompt: str) -> None:
+    result = cage(
+        "exec", name, "--", "sh", "-c",
+        f"claude -p '{prompt}' --output-format json </dev/null",
+        timeout=240,
+    )  # fmt: skip
+    assert result.code == 0, result.output
+
+
+def test_the_setup_reaches_the_model_read_only_and_without_credentials(
+    cage: Cage, model_server: ModelServer, tmp_path: Path
+) -> None:
+    claude, marker, planted = fake_home(tmp_path)
+    name = cage.name("conf")
+    env = {"ANTHROPIC_API_KEY": KEY, "CAGE_CLAUDE_CONFIG": str(claude)}
+    started = cage("start", "--name", name, "-d", env={**env, **model_server.session_env()})
+    assert started.code == 0, started.output
+    # A stdio MCP server whose program the image lacks is named at start.
+    assert "MCP server local-tool: its program no-such-mcp-program" in started.stderr
+    status = cage("status", name)
+    assert "MCP server local-tool: its program no-such-mcp-program" in status.stderr, status.output
+
+    model_server.reset()
+    model_server.set_script([])
+    run_claude(cage, name, "Say hello.")
+    asked = [r for r in model_server.received() if r["kind"] == "agent"]
+    assert asked, model_server.received()
+    told = asked[0]["system"] + "\n".join(asked[0]["history"])
+    assert marker in told, told[:2000]  # the user's CLAUDE.md
+    assert f"{marker}-agent" in asked[0]["agents"] + told  # the user's agent is offered
+
+    # The copies are read-only to the agent: not changed, replaced, nor removed; even
+    # when the host's files belong to the session's uid (a host user with uid 1000).
+    copied = cage.data_dir / "sessions" / name / "user-claude"
+    assert (copied / "CLAUDE.md").is_file()
+    for path in [copied, *copied.rglob("*")]:
+        os.chown(path, 1000, 1000)
+    for attack in (
+        "echo evil >> ~/.claude/CLAUDE.md",
+        "echo evil > ~/.claude/settings.json",
+        "touch ~/.claude/agents/evil.md",
+        "rm -f ~/.claude/agents/tidy-reviewer.md",
+        "mv ~/.claude/CLAUDE.md ~/.claude/moved.md",
+        "rm -rf ~/.claude/agents",
+    ):
+        tried = cage("exec", name, "--", "sh", "-c", attack)
+        assert tried.code != 0, attack
+        assert any(why in tried.stderr for why in ("Read-only file system", "busy")), (
+            attack,
+            tried.stderr,
+        )
+    kept = cage("exec", name, "--", "cat", "/home/claude/.claude/CLAUDE.md").stdout
+    assert marker in kept
+    # Claude Code's own state stays writable, with the user's servers and no headers.
+    state = json.loads(cage("exec", name, "--", "cat", "/home/claude/.claude/.claude.json").stdout)
+    assert state["hasCompletedOnboarding"] and state["theme"] == "light"
+    assert state["projects"]["/workspace"]["hasTrustDialogAccepted"]
+    assert set(state["mcpServers"]) == {"local-tool", "remote-tool"}
+    assert "headers" not in state["mcpServers"]["remote-tool"]
+    settings = json.loads(
+        cage("exec", name, "--", "cat", "/home/claude/.claude/settings.json").stdout
+    )
+    assert settings["env"] == {"PLAIN_SETTING": "kept"}
+
+    # No credential of the user's configuration anywhere: not in the session's files,
+    # not in the engine's view of its containers, not in the data directory.
+    found = cage(
+        "exec", name, "--", "sh", "-c",
+        "grep -rlF -e " + " -e ".join(planted)
+        + " /home /run /tmp /etc /workspace 2>/dev/null; true",
+    )  # fmt: skip
+    assert found.stdout.strip() == "", found.stdout
+    for container in (f"cage-{name}", f"companion-cage-{name}"):
+        seen = subprocess.run(["docker", "inspect", container], capture_output=True, text=True)
+        assert not [p for p in planted if p in seen.stdout], container
+    on_host = subprocess.run(
+        ["grep", "-rlF", *[a for p in planted for a in ("-e", p)], str(cage.data_dir)],
+        capture_output=True,
+        text=True,
+    )
+    assert on_host.stdout == "", on_host.stdout
+
+
+def test_no_user_config_and_off_carry_nothing(cage: Cage, tmp_path: Path) -> None:
+    claude, _, _ = fake_home(tmp_path)
+    for args, value, label in (
+        (["--no-user-config"], str(claude), "flag"),
+        ([], "off", "off"),
+    ):
+        name = cage.name(label)
+        env = {"CAGE_CLAUDE_CONFIG": value}
+        started = cage("start", "--name", name, "--network", "none", "-d", *args, env=env)
+        assert started.code == 0, started.output
+        look = cage("exec", name, "--", "sh", "-c", "ls -A ~/.claude; cat ~/.claude/.claude.json")
+        assert "CLAUDE.md" not in look.stdout and "agents" not in look.stdout, look.stdout
+        assert "mcpServers" not in look.stdout and "no-such-mcp" not in look.stdout
+        mounts = json.loads(
+            subprocess.run(
+                ["docker", "inspect", "--format", "{{json .Mounts}}", f"cage-{name}"],
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        assert not [m for m in mounts if "user-claude" in m.get("Source", "")], mounts
+
+
+def ask(terminal: Terminal, model_server: ModelServer, question: str) -> dict:
+    """Type a question at Claude Code's prompt; the model request it makes."""
+    model_server.reset()
+    terminal.type(question.encode())
+    time.sleep(0.5)  # Claude Code takes a pasted burst with Enter in it as text
+    terminal.type(b"\r")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        asked = [r for r in model_server.received() if r["kind"] == "agent"]
+        if asked:
+            return asked[-1]
+        terminal._read(0.3)  # keep the terminal drained while the model is asked
+    raise AssertionError(f"the model was not asked: {plain(terminal.output)[-1500:]}")
+
+
+def test_attach_opens_at_the_prompt_and_a_restart_continues(
+    cage: Cage, model_server: ModelServer, tmp_path: Path
+) -> None:
+    claude, _, _ = fake_home(tmp_path)
+    name = cage.name("cont")
+    env = {
+        **cage.env,
+        "ANTHROPIC_API_KEY": KEY,
+        "CAGE_CLAUDE_CONFIG": str(claude),
+        **model_server.session_env(),
+    }
+    started = cage("start", "--name", name, "-d", env=env)
+    assert started.code == 0, started.output
+    assert "resumed" not in started.stderr  # nothing to resume yet
+    model_server.set_script([], final="first answer")
+    first = f"first-question-{secrets.token_hex(4)}"
+
+    # attach opens at Claude Code's prompt: no theme picker, no trust dialog.
+    terminal = Terminal(["claude-cage", "attach", name], env)
+    try:
+        terminal.expect("shift+tab to cycle", timeout=60)  # the prompt
+        screen = plain(terminal.output)
+        assert "Choose the text style" not in screen and "trust" not in screen.lower(), screen
+        ask(terminal, model_server, first)
+        terminal.expect("first answer", timeout=60)
+        terminal.type(DETACH)
+        terminal.wait()
+    finally:
+        terminal.close()
+
+    assert cage("stop", name).code == 0
+    again = cage("start", "--name", name, "-d", env=env)
+    assert again.code == 0, again.output
+    assert "resumed the last conversation (claude --continue)" in again.stderr, again.output
+
+    # The conversation is back, and the model gets its earlier turns with the next one.
+    model_server.set_script([], final="second answer")
+    terminal = Terminal(["claude-cage", "attach", name], env)
+    try:
+        terminal.expect(first, timeout=60)
+        asked = ask(terminal, model_server, "second question")
+    finally:
+        terminal.close()
+    history = "\n".join(asked["history"])
+    assert first in history and "first answer" in history, history
+    assert "second question" in history

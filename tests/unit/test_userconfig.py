@@ -1,0 +1,124 @@
+"""The user's Claude Code setup as it is copied (userconfig.py): what is left out, what
+is kept, the files' modes, and the session's Claude Code state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from claude_cage import config as config_mod
+from claude_cage import userconfig
+from claude_cage.errors import BadInput
+
+
+def test_settings_lose_credential_helpers_secrets_and_host_paths() -> None:
+    left_out: list[str] = []
+    cleaned = userconfig.clean_settings(
+        {
+            "model": "opus",
+            "apiKeyHelper": "/Users/me/key.sh",
+            "awsAuthRefresh": "aws sso login",
+            "awsCredentialExport": "x",
+            "otelHeadersHelper": "/opt/h",
+            "env": {
+                "EDITOR": "vim",
+                "GITHUB_TOKEN": "t",
+                "HTTPS_PROXY": "http://x",
+                "Api_Key": "k",
+            },
+            "permissions": {"allow": ["Bash(ls)"], "additionalDirectories": ["/Users/me/x"]},
+            "statusLine": {"type": "command", "command": "~/.claude/status.sh"},
+            "hooks": {
+                "PreToolUse": [
+                    {"matcher": "Bash", "hooks": [{"type": "command", "command": "$HOME/h.sh"}]},
+                    {"matcher": "Edit", "hooks": [{"type": "command", "command": "npx prettier"}]},
+                ]
+            },
+        },
+        left_out,
+    )
+    assert cleaned == {
+        "model": "opus",
+        "env": {"EDITOR": "vim"},
+        "permissions": {"allow": ["Bash(ls)"]},
+        "hooks": {
+            "PreToolUse": [
+                {"matcher": "Edit", "hooks": [{"type": "command", "command": "npx prettier"}]}
+            ]
+        },
+    }
+    assert {"apiKeyHelper", "env.GITHUB_TOKEN", "statusLine", "hooks.PreToolUse"} <= set(left_out)
+
+
+def test_mcp_servers_lose_headers_and_secret_env() -> None:
+    left_out: list[str] = []
+    servers = userconfig.clean_mcp_servers(
+        {
+            "gh": {"command": "gh-mcp", "env": {"GH_TOKEN": "t", "LOG": "1"}},
+            "web": {"type": "http", "url": "https://m.example.com", "headers": {"A": "b"}},
+        },
+        left_out,
+    )
+    assert servers == {
+        "gh": {"command": "gh-mcp", "env": {"LOG": "1"}},
+        "web": {"type": "http", "url": "https://m.example.com"},
+    }
+    assert userconfig.stdio_programs(servers) == {"gh": "gh-mcp"}
+
+
+def test_write_copies_the_named_entries_only(tmp_path: Path) -> None:
+    home = tmp_path / ".claude"
+    (home / "agents").mkdir(parents=True)
+    (home / "CLAUDE.md").write_text("be brief\n")
+    (home / "agents" / "a.md").write_text("agent\n")
+    (home / ".credentials.json").write_text('{"token": "secret"}')
+    (home / "settings.json").write_text('{"apiKeyHelper": "x", "model": "opus"}')
+    (tmp_path / ".claude.json").write_text(
+        json.dumps({"primaryApiKey": "sk", "theme": "light", "mcpServers": {"s": {"command": "c"}}})
+    )
+    target = tmp_path / "session" / "user-claude"
+    carried = userconfig.write(target, home)
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        [*userconfig.FILES, *userconfig.DIRECTORIES]
+    )
+    assert (target / "CLAUDE.md").read_text() == "be brief\n"
+    assert json.loads((target / "settings.json").read_text()) == {"model": "opus"}
+    assert (target / "agents" / "a.md").stat().st_mode & 0o777 == 0o644
+    assert (target / "skills").is_dir() and not list((target / "skills").iterdir())
+    assert "secret" not in "".join(p.read_text() for p in target.rglob("*") if p.is_file())
+    assert carried.theme == "light" and carried.mcp_servers == {"s": {"command": "c"}}
+    # Again with nothing: every entry is there, empty (the container's mounts stay).
+    assert userconfig.write(target, None).mcp_servers == {}
+    assert (target / "CLAUDE.md").read_text() == "" and not list((target / "agents").iterdir())
+
+
+def test_a_damaged_settings_file_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    (tmp_path / "settings.json").write_text("{not json")
+    with pytest.raises(BadInput) as caught:
+        userconfig.write(tmp_path / "out", tmp_path)
+    assert "--no-user-config" in (caught.value.hint or "")
+
+
+def test_seed_state_keeps_claude_codes_own_and_trusts_the_project() -> None:
+    carried = userconfig.Carried(mcp_servers={"s": {"command": "c"}}, theme=None)
+    state = userconfig.seed_state(
+        {"numStartups": 3, "projects": {"/workspace/p": {"history": [1]}}},
+        carried,
+        ["/workspace/p", "/workspace"],
+    )
+    assert state["numStartups"] == 3 and state["hasCompletedOnboarding"]
+    assert state["theme"] == "dark" and state["mcpServers"] == {"s": {"command": "c"}}
+    assert state["projects"]["/workspace/p"] == {
+        "history": [1],
+        "hasTrustDialogAccepted": True,
+        "hasCompletedProjectOnboarding": True,
+    }
+
+
+@pytest.mark.parametrize(("value", "expected"), [(False, "off"), ("off", "off"), ("~/c", "~/c")])
+def test_claude_config_is_a_path_or_off(value: object, expected: str) -> None:
+    cfg = config_mod.Config()
+    assert cfg.check({"claude_config": value}, "test") == {"claude_config": expected}
+    assert userconfig.source(expected) == (None if expected == "off" else Path.home() / "c")
