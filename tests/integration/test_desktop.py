@@ -12,11 +12,13 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ import pytest
 
 from tests.conftest import REQUIRE_ENGINE, Cage, inspect
 from tests.integration.conftest import TestHost, http_get
+from tests.integration.model import ModelServer
+from tests.integration.terminal import DETACH, Terminal, plain
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -476,3 +480,256 @@ def test_shell_exec_logs_stop_start_destroy(cage: Cage) -> None:
 def _port_open(session: dict[str, Any]) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", session["desktop_port"])) == 0
+
+
+# --- the desktop's terminal: attach joins it, glyphs, the noVNC handle, last words ------
+
+KEY = "sk-ant-test-0123456789abcdef0123"
+TMUX = ["tmux", "-S", "/run/cage/tmux.sock"]
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {timeout:g} s")
+        time.sleep(0.3)
+
+
+def in_session(cage: Cage, name: str, *command: str) -> str:
+    """A command's output in the session, as the session's user (or '' when it fails)."""
+    result = cage("exec", name, "--", *command, timeout=60)
+    return result.stdout.strip() if result.code == 0 else ""
+
+
+def tmux_clients(cage: Cage, name: str) -> int:
+    return len(in_session(cage, name, *TMUX, "list-clients").splitlines())
+
+
+@pytest.fixture(scope="module")
+def agent_desktop(cage_module: Cage, model_server: ModelServer) -> dict[str, Any]:
+    """A desktop session whose Claude Code reaches a model (the test server), so it keeps
+    running on its first screen, shown by the desktop's terminal."""
+    env = {"ANTHROPIC_API_KEY": KEY, **model_server.session_env()}
+    name = cage_module.name("agentdesk")
+    started = cage_module("start", "--mode", "desktop", "--name", name, "--detach", env=env)
+    assert started.code == 0, started.output
+    wait_for(lambda: tmux_clients(cage_module, name) == 1, "the desktop's terminal attached")
+    wait_for(lambda: bool(in_session(cage_module, name, "pgrep", "-x", "claude")), "Claude Code")
+    return secrets_of(cage_module, name)
+
+
+def connected_page(browser: Any, session: dict[str, Any], width: int = 0) -> Any:
+    """A page logged in to the desktop as `claude-cage open` logs in (the screen scaled
+    to the window), once noVNC's control bar has settled."""
+    page = browser.new_page()
+    if width:
+        page.set_viewport_size({"width": width, "height": 800})
+    params = {"autoconnect": "1", "resize": "scale", "reconnect": "false"}
+    params.update(path=f"websockify?token={session['token']}", password=session["password"])
+    page.goto(f"{session['url']}#{urllib.parse.urlencode(params)}")
+    page.wait_for_selector("html.noVNC_connected", state="attached", timeout=20_000)
+    # noVNC closes its control bar 2 s after connecting, in a 0.5 s slide.
+    page.wait_for_selector("#noVNC_control_bar:not(.noVNC_open)", state="attached")
+    time.sleep(1)
+    return page
+
+
+def framebuffer(page: Any) -> tuple[int, int, list[bytes], int]:
+    """The remote screen's pixels, exactly as x11vnc sent them (noVNC's canvas)."""
+    url = page.evaluate("document.querySelector('#noVNC_container canvas').toDataURL()")
+    return png_pixels(base64.b64decode(url.split(",", 1)[1]))
+
+
+def test_attach_joins_the_claude_code_the_desktop_shows(
+    cage_module: Cage, agent_desktop: dict[str, Any]
+) -> None:
+    """`attach NAME`, and plain `attach` (the desktop is the newest session), join the
+    Claude Code in the desktop's terminal through tmux: both are attached at once, the
+    detach key lets the terminal go, and nothing is left waiting in the session."""
+    name = agent_desktop["name"]
+    claude = in_session(cage_module, name, "pgrep", "-x", "claude")
+    for argv in (["attach", name], ["attach"]):
+        terminal = Terminal([sys.executable, "-m", "claude_cage", *argv], cage_module.env)
+        try:
+            terminal.expect("Choose the text style", timeout=60)  # Claude Code's screen
+            assert tmux_clients(cage_module, name) == 2  # the desktop's terminal and this one
+            assert in_session(cage_module, name, "cage-agent", "clients") == "1"
+            mark = terminal.type(DETACH)
+            assert terminal.wait(30) == 0
+            assert "detached: Claude Code keeps working" in plain(terminal.output[mark:])
+        finally:
+            terminal.close()
+        assert tmux_clients(cage_module, name) == 1  # the desktop's terminal stays
+        processes = in_session(cage_module, name, "ps", "-eo", "args")
+        assert "cage-agent start" not in processes and "flock" not in processes, processes
+    assert in_session(cage_module, name, "pgrep", "-x", "claude") == claude  # the same one
+
+
+def test_the_desktops_terminal_has_claude_codes_glyphs(
+    cage_module: Cage, agent_desktop: dict[str, Any], browser: Any
+) -> None:
+    """⎿ (on every tool result) and ⏵ drawn in the desktop's terminal, beside U+E000, which
+    no font has: each must look unlike the box drawn for a missing glyph."""
+    name = agent_desktop["name"]
+    line = "\u23bf \ue000 \u23f5 \ue000"
+    shown = in_session(
+        cage_module,
+        name,
+        *TMUX,
+        "new-window",
+        "-P",
+        "-t",
+        "agent:",
+        f"printf '%s\\n' '{line}'; sleep 600",
+    )
+    assert shown, "a window for the glyphs"
+    page = connected_page(browser, agent_desktop, width=1298)  # about 1:1, for a person
+    try:
+        cells: list[list[tuple[int, int]]] = []
+        deadline = time.monotonic() + 20
+        while len(cells) != 4 and time.monotonic() < deadline:
+            page.screenshot(path=str(OUTPUT / "desktop-glyphs.png"))
+            cells = first_line_glyphs(framebuffer(page))
+            time.sleep(0.5)
+    finally:
+        page.close()
+        in_session(cage_module, name, *TMUX, "kill-window", "-t", shown)
+    assert len(cells) == 4, f"four glyphs on the first line, found {len(cells)}"
+    corner, box, triangle, box_again = (normalised(c) for c in cells)
+    assert box == box_again  # the missing glyph's box, the same each time
+    for glyph, what in ((corner, "⎿"), (triangle, "⏵")):
+        differ = len(glyph ^ box) / max(len(glyph | box), 1)
+        assert differ > 0.3, f"{what} is drawn as the missing-glyph box ({differ:.2f})"
+
+
+def first_line_glyphs(screen: tuple[int, int, list[bytes], int]) -> list[list[tuple[int, int]]]:
+    """The foreground pixels of each glyph on the terminal's first text line, glyph by
+    glyph (columns of pixels separated by background)."""
+    width, height, rows, bpp = screen
+
+    def distance(x: int, y: int) -> int:
+        pixel = rows[y][x * bpp : x * bpp + 3]
+        return max(abs(p - q) for p, q in zip(pixel, TERMINAL_BG, strict=True))
+
+    def ink(x: int, y: int) -> bool:
+        return distance(x, y) > 40
+
+    def background(y: int) -> bool:
+        return all(distance(x, y) <= 8 for x in range(width // 4, width // 2, 7))
+
+    top = next(y for y in range(height) if background(y))  # below the window's title
+    left = next(x for x in range(width) if not ink(x, top) and x > 2)
+    band = []
+    for y in range(top, min(top + 60, height)):
+        has = any(ink(x, y) for x in range(left, left + 200))
+        if has:
+            band.append(y)
+        elif band:
+            break
+    glyphs: list[list[tuple[int, int]]] = []
+    gap = True
+    for x in range(left, left + 200):
+        column = [(x, y) for y in band if ink(x, y)]
+        if column and gap:
+            glyphs.append([])
+        if column:
+            glyphs[-1] += column
+        gap = not column
+    return glyphs
+
+
+def normalised(pixels: list[tuple[int, int]]) -> frozenset[tuple[int, int]]:
+    x0 = min(x for x, _ in pixels)
+    y0 = min(y for _, y in pixels)
+    return frozenset((x - x0, y - y0) for x, y in pixels)
+
+
+def test_novncs_handle_leaves_the_terminals_first_column_free(
+    desktop: dict[str, Any], browser: Any
+) -> None:
+    page = connected_page(browser, desktop)
+    try:
+        page.screenshot(path=str(OUTPUT / "desktop-handle.png"))
+        found = page.evaluate(
+            """() => {
+                const handle = document.getElementById('noVNC_control_bar_handle')
+                    .getBoundingClientRect();
+                const canvas = document.querySelector('#noVNC_container canvas');
+                const screen = canvas.getBoundingClientRect();
+                const y = (handle.top + handle.bottom) / 2;
+                return {handle: handle.right, screen: screen.left,
+                        hit: document.elementFromPoint(screen.left + 1, y) === canvas};
+            }"""
+        )
+    finally:
+        page.close()
+    assert found["handle"] <= found["screen"], found  # the handle is beside the screen
+    assert found["hit"], found  # a click on the first column reaches the desktop
+
+
+def test_a_claude_code_without_a_model_says_why_and_waits(cage: Cage, browser: Any) -> None:
+    """No model: the desktop's terminal shows Claude Code's last words and does not start
+    it again by itself; Enter, typed in the browser, does."""
+    name = cage.name("nomodel")
+    session = start_desktop(cage, name, "--network", "none")
+    wait_for(
+        lambda: in_session(cage, name, "cage-agent", "state").startswith("exited"),
+        "Claude Code gave up on reaching a model",
+        timeout=90,
+    )
+    page = connected_page(browser, session)
+    try:
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:  # and no new one comes by itself
+            assert not in_session(cage, name, "pgrep", "-x", "claude"), "started again"
+            time.sleep(0.5)
+        page.screenshot(path=str(OUTPUT / "desktop-last-words.png"))
+        _width, _height, rows, bpp = framebuffer(page)
+        text_rows = sum(
+            1
+            for y in range(60, 200)
+            if any(min(rows[y][x * bpp : x * bpp + 3]) >= 200 for x in range(20, 600))
+        )
+        assert text_rows > 40, text_rows  # several lines of words, not a black screen
+        said = in_session(cage, name, "cage-agent", "state")
+        assert "Unable to connect" in said, said
+        page.click("#noVNC_container canvas")
+        page.keyboard.press("Enter")
+        wait_for(lambda: bool(in_session(cage, name, "pgrep", "-x", "claude")), "a new Claude")
+    finally:
+        page.close()
+
+
+def test_desktop_and_port_for_a_mount_of_another_uid(cage: Cage, tmp_path: Path) -> None:
+    """A session runs as the owner of its read-write mounts: x11vnc and the --port bridge
+    listen in the socket volume's in/, which must then be that user's too."""
+    project = tmp_path / "project"
+    project.mkdir()
+    os.chown(project, 1234, 1234)
+    name, port = cage.name("uid"), free_port()
+    session = start_desktop(
+        cage, name, "--network", "none", "--mount", str(project), "--port", f"{port}:3000"
+    )
+    assert in_session(cage, name, "id", "-u") == "1234"
+    ws, types = rfb_security_types(session["desktop_port"], session["token"])
+    ws.close()
+    assert types == [2]  # x11vnc answers through noVNC
+    serve = "require('http').createServer((q,r)=>r.end('from 1234')).listen(3000,'127.0.0.1')"
+    subprocess.run(["docker", "exec", "-d", f"cage-{name}", "node", "-e", serve], check=True)
+    body, deadline = b"", time.monotonic() + 15
+    while not body and time.monotonic() < deadline:
+        try:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+        except OSError:
+            time.sleep(0.2)
+    assert body == b"from 1234"
+    checks = cage("status", name, "--json").json()["session"]["sandbox"]["checks"]
+    bridges = {c["check"]: c["ok"] for c in checks if "bridge" in c["check"]}
+    assert bridges == {"desktop bridge": True, "port 3000 bridge": True}, bridges
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -165,3 +165,86 @@ def test_restart_moves_off_a_port_taken_meanwhile(store: SessionStore, free_base
         plan = desktop.prepare(ListingEngine(), cfg(desktop_port=free_base), store, "s", free_base)
     assert plan.port == free_base + 1
     assert any("was taken" in w for w in plan.warnings)
+
+
+# --- a desktop that does not come up, and the socket directory's owner -------------------
+
+
+class ExecEngine(UnusedEngine):
+    """Answers the execs of a desktop start: the handovers work, wait-ready fails."""
+
+    def __init__(self, said: bytes) -> None:
+        self.said = said
+
+    def exec_run(
+        self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
+    ) -> tuple[int, bytes]:
+        return (1, self.said) if cmd[-1] == "wait-ready" else (0, b"")
+
+
+def test_a_desktop_that_does_not_come_up_says_why_and_not_to_read_its_logs(
+    store: SessionStore,
+) -> None:
+    """A new session whose desktop fails is removed again: no `logs NAME` in the hint."""
+    said = b"x11vnc cannot listen: /sock/in is not writable by uid 1234\n"
+    plan = desktop.DesktopPlan(bind="127.0.0.1", port=6080, password="p", token="t")
+    with pytest.raises(CageError) as raised:
+        desktop.finish(ExecEngine(said), store, "demo", plan)
+    assert raised.value.message == (
+        "the desktop did not start: x11vnc cannot listen: /sock/in is not writable by uid 1234"
+    )
+    assert "logs" not in (raised.value.hint or "")
+    assert "claude-cage build all" in (raised.value.hint or "")
+
+
+class FillEngine(UnusedEngine):
+    """Records what a fill makes: the container and the archive it uploads."""
+
+    def __init__(self) -> None:
+        self.created: list[Any] = []
+        self.archives: list[tuple[str, bytes]] = []
+
+    def remove(self, name: str) -> bool:
+        return True
+
+    def create(self, spec: Any) -> str:
+        self.created.append(spec)
+        return spec.name
+
+    def put_archive(self, name: str, path: str, archive: Any) -> None:
+        self.archives.append((path, b"".join(archive)))
+
+
+@pytest.mark.parametrize(
+    ("mode", "ports", "uid", "fills"),
+    [
+        ("desktop", [], 1234, True),
+        ("cli", [(8080, 3000)], 1234, True),
+        ("cli", [], 1234, False),  # nothing of the session's listens in in/
+        ("desktop", [], 1000, False),  # the image's owner already
+    ],
+)
+def test_the_socket_inbox_belongs_to_the_sessions_user(
+    mode: str, ports: list[tuple[int, int]], uid: int, fills: bool
+) -> None:
+    import io
+    import tarfile
+
+    from claude_cage import policy
+    from claude_cage.kinds import Mode
+    from claude_cage.operations import clone
+
+    req = policy.SessionRequest(name="demo", owner="0123456789ab", mode=Mode(mode))
+    req.ports, req.uid, req.gid = ports, uid, uid + 1
+    engine = FillEngine()
+    clone.own_socket_inbox(engine, req)
+    if not fills:
+        assert engine.created == [] and engine.archives == []
+        return
+    (spec,) = engine.created
+    assert spec.volumes == [{"source": "cage-sock-demo", "target": "/fill/sock"}]
+    ((path, data),) = engine.archives
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        (entry,) = archive.getmembers()
+    assert (path, entry.name, entry.isdir()) == ("/fill", "sock/in", True)
+    assert (entry.uid, entry.gid, entry.mode) == (uid, uid + 1, 0o755)

@@ -103,6 +103,7 @@ def bring_up(
             engine.create(plan.companion)  # first: a new socket volume takes its layout
             created.append(f"container:{plan.companion.name}")
             checkpoint("start:companion-created")
+            clone.own_socket_inbox(engine, req)  # ... and in/ the session's owner
             companion_started = background.submit(engine.start, plan.companion.name)
         if not reuse_session:
             engine.create(plan.session)

@@ -24,6 +24,7 @@ from claude_cage import labels, metadata, names, policy, quota, workdir, workspa
 from claude_cage.bounds import Bounds
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
+from claude_cage.kinds import Mode
 from claude_cage.operations.inputs import StartOptions, host_facts, load_config, request_from_record
 from claude_cage.operations.objects import inspect_ours
 from claude_cage.operations.run import Watch
@@ -155,6 +156,15 @@ def own_data_volume(engine: EngineAPI, req: policy.SessionRequest) -> None:
     """A new data volume takes the image's owner (uid 1000): give it the session's."""
     if req.persist and (req.uid, req.gid) != (policy.SESSION_UID, policy.SESSION_UID):
         _fill(engine, req, names.data_volume(req.name), ".claude", [(".claude", None)])
+
+
+def own_socket_inbox(engine: EngineAPI, req: policy.SessionRequest) -> None:
+    """The socket volume's in/, where the session serves x11vnc and its --port bridges,
+    takes the companion image's owner (uid 1000) in a new volume: give it the session's.
+    Call after the companion is created (that fills a new volume) and before the
+    session starts. (in/ is 0755: its owner's uid is what counts.)"""
+    if req.uid != policy.SESSION_UID and (req.mode == Mode.DESKTOP or req.ports):
+        _fill(engine, req, names.socket_volume(req.name), "sock", [("sock/in", None)])
 
 
 def fill_managed_settings(engine: EngineAPI, req: policy.SessionRequest, settings: Path) -> None:

@@ -203,9 +203,12 @@ def finish(engine: EngineAPI, store: metadata.SessionStore, name: str, plan: Des
     _hand_over(engine, session, ["desktop-session", "set-password"], plan.password, "VNC password")
     code, output = engine.exec_run(session, ["desktop-session", "wait-ready"])
     if code != 0:
+        # No `logs NAME` in the hint: a new session that fails here is removed again.
+        said = output.decode(errors="replace").strip().splitlines()
         raise EngineError(
-            f"the desktop did not start: {output.decode(errors='replace').strip()[-200:]}",
-            f"see 'claude-cage logs {name}'; rebuild with 'claude-cage build desktop'",
+            f"the desktop did not start: {said[-1] if said else f'exit {code}'}",
+            "rebuild the images if they are older than claude-cage "
+            "('claude-cage build all'), then start it again",
         )
     page = f"http://{_host(plan.bind, for_client=True)}:{plan.port}/vnc.html"
     deadline = time.monotonic() + READY_TIMEOUT
