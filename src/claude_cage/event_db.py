@@ -67,10 +67,15 @@ def ensure_wal(db: sqlite3.Connection) -> None:
 
 
 def read_only(path: Path, work: Callable[[sqlite3.Connection], _T]) -> _T:
-    """Run `work` on a connection that writes nothing (a read-only filesystem). With
-    no WAL file left, everything is in the database file, which is read as is."""
+    """Run `work` on a connection that writes nothing (a read-only or full filesystem).
+    With no WAL left, or an empty one, everything is in the database file, which is read
+    as is (a reader of a WAL needs a shared-memory file it may not be able to make)."""
     wal = Path(f"{path}-wal")
-    mode = "ro" if wal.exists() else "ro&immutable=1"
+    try:
+        in_wal = wal.stat().st_size > 0
+    except OSError:
+        in_wal = False
+    mode = "ro" if in_wal else "ro&immutable=1"
     db = sqlite3.connect(f"file:{quote(str(path))}?mode={mode}", uri=True)
     try:
         return work(db)

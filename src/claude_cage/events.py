@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import sys
 import time
@@ -408,17 +407,24 @@ class EventLog:
             rows.reverse()
             return rows
 
+        return self._read(run)
+
+    def _read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run a read: on a connection that may write (a migration, the spool), else, when
+        the data directory cannot take a write (read-only, full), on one that writes
+        nothing: reading the log needs no free space."""
         try:
-            return self._with_db(run)
+            return self._with_db(work)
         except sqlite3.OperationalError as exc:
-            if os.access(self.db_path.parent, os.W_OK) or not self.db_path.is_file():
+            if not self.db_path.is_file():
                 raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
+            failed = exc
         except sqlite3.Error as exc:
             raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
-        try:  # a read-only data directory: read without writing anything
-            return event_db.read_only(self.db_path, run)
-        except sqlite3.Error as exc:
-            raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
+        try:
+            return event_db.read_only(self.db_path, work)
+        except sqlite3.Error:
+            raise EventLogError(f"cannot read the event log {self.db_path}: {failed}") from None
 
     def query(
         self,
@@ -478,15 +484,14 @@ class EventLog:
 
     def status(self) -> dict[str, Any]:
         """Where events go and how the MongoDB mirror is doing (URIs and errors masked)."""
-        try:
-            with self.connect() as db:
-                self._drain(db, reading=True)
-                pending = db.execute("SELECT COUNT(*) FROM events WHERE synced = 0").fetchone()[0]
-                total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-                state = event_schema.get_state(db)
-                used = event_prune.used_bytes(db)
-        except sqlite3.Error as exc:
-            raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
+
+        def counts(db: sqlite3.Connection) -> tuple[int, int, dict[str, str], int]:
+            self._drain(db, reading=True)
+            pending = db.execute("SELECT COUNT(*) FROM events WHERE synced = 0").fetchone()[0]
+            total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            return pending, total, event_schema.get_state(db), event_prune.used_bytes(db)
+
+        pending, total, state, used = self._read(counts)
         last_error = state.get("last_error")
         return {
             "sink": "sqlite+mongodb" if self.mongodb_uri else "sqlite",

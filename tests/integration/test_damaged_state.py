@@ -338,6 +338,10 @@ def test_a_start_on_a_full_disk_leaves_nothing(cage: Cage, tmp_path: Path) -> No
             assert_well_behaved(cage(*args), args, cage.data_dir)
         logged = cage("log", "session", "full:disk", "{}")
         assert logged.code == 1 and "not recorded" in logged.stderr, logged.output
+        for args in (["events", "--json"], ["events", "--status"]):  # reading needs no space
+            read = cage(*args)
+            assert read.code == 0 and "Traceback" not in read.output, read.output
+        assert f"start:{other}" in {e["key"] for e in cage("events", "--json").json()["events"]}
         doctor = cage("doctor", "--no-probe")  # a report, with the directory as a FAIL
         assert doctor.code == 1 and "Traceback" not in doctor.output, doctor.output
         assert any(
