@@ -485,7 +485,7 @@ class EventLog:
     def status(self) -> dict[str, Any]:
         """Where events go and how the MongoDB mirror is doing (URIs and errors masked)."""
 
-        def counts(db: sqlite3.Connection) -> tuple[int, int, dict[str, str], int]:
+        def counts(db: sqlite3.Connection) -> tuple[int, int, dict[str, str | None], int]:
             self._drain(db, reading=True)
             pending = db.execute("SELECT COUNT(*) FROM events WHERE synced = 0").fetchone()[0]
             total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
