@@ -36,6 +36,7 @@ from claude_cage.validators import (
     optional_text,
     pem_files,
     ports,
+    preset_names,
     resolution,
     size_at_least,
     text,
@@ -99,6 +100,8 @@ DEFAULTS: dict[str, Any] = {
     "data_size": "2g",  # Claude Code's data volume
     "socket_size": "16m",  # the socket volume: it holds sockets only
     "allowed_hosts": DEFAULT_ALLOWED_HOSTS,
+    # Package-registry presets (presets.py) whose hosts every session also allows.
+    "allowed_presets": [],
     "allowed_ports": [80, 443],
     "image_cli": "claude-cage-cli:latest",
     "image_desktop": "claude-cage-desktop:latest",
@@ -150,6 +153,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "data_size": volume_size,
     "socket_size": volume_size,
     "allowed_hosts": hosts,
+    "allowed_presets": preset_names,
     "allowed_ports": ports,
     "image_cli": text,
     "image_desktop": text,
