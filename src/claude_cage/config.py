@@ -38,6 +38,7 @@ from claude_cage.validators import (
     path_or_off,
     pem_files,
     ports,
+    preset_names,
     resolution,
     size_at_least,
     text,
@@ -101,6 +102,8 @@ DEFAULTS: dict[str, Any] = {
     "data_size": "2g",  # Claude Code's data volume
     "socket_size": "16m",  # the socket volume: it holds sockets only
     "allowed_hosts": DEFAULT_ALLOWED_HOSTS,
+    # Package-registry presets (presets.py) whose hosts every session also allows.
+    "allowed_presets": [],
     "allowed_ports": [80, 443],
     # Addresses an allowed name may resolve to although they are internal (loopback,
     # private, link-local, the host's own): CIDR ranges; none by default (egress.py).
@@ -169,6 +172,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "data_size": volume_size,
     "socket_size": volume_size,
     "allowed_hosts": hosts,
+    "allowed_presets": preset_names,
     "allowed_ports": ports,
     "allowed_address_ranges": address_ranges,
     "image_cli": text,

@@ -60,6 +60,11 @@ def workspace_volume(session: str) -> str:
     return f"cage-work-{session}"
 
 
+def scratch_volume(session: str) -> str:
+    """The /workspace of a session without a project: somewhere it can write."""
+    return f"cage-scratch-{session}"
+
+
 def export_container(session: str) -> str:
     # Reads a stopped session's clone; never of the form cage-<name> either.
     return f"export-cage-{session}"

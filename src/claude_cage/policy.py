@@ -78,7 +78,42 @@ CA_BUNDLE_VARS = (
     "REQUESTS_CA_BUNDLE",  # Python requests, pip
     "GIT_SSL_CAINFO",
     "NPM_CONFIG_CAFILE",
+    "CARGO_HTTP_CAINFO",  # cargo's libcurl reads no SSL_CERT_FILE
 )
+# The package clients' caches, in the data volume: a restart does not download again.
+CACHE_DIR = f"{CONFIG_DIR}/cage-cache"  # in the data volume, beside Claude Code's own data
+CACHE_VARS = {
+    "PIP_CACHE_DIR": f"{CACHE_DIR}/pip",
+    "UV_CACHE_DIR": f"{CACHE_DIR}/uv",
+    "npm_config_cache": f"{CACHE_DIR}/npm",  # npm, and pnpm's metadata
+    "CARGO_HOME": f"{CACHE_DIR}/cargo",  # the registry's index and crates (and `cargo install`)
+    "GOMODCACHE": f"{CACHE_DIR}/go-mod",
+}
+
+
+def proxy_env(proxy: str) -> dict[str, str]:
+    """What each package client needs to find the proxy. pip, uv, cargo, go, gem and
+    curl read HTTP(S)_PROXY; npm and pnpm read them too, and yarn 1 reads npm's own
+    settings (npm_config_*), yarn 2+ its YARN_* ones. Java reads no variable: Gradle and
+    Maven's launch scripts pass GRADLE_OPTS and MAVEN_OPTS to the JVM."""
+    host, _, port = proxy.removeprefix("http://").partition(":")
+    java = (
+        f"-Dhttp.proxyHost={host} -Dhttp.proxyPort={port} "
+        f"-Dhttps.proxyHost={host} -Dhttps.proxyPort={port} "
+        f"-Dhttp.nonProxyHosts={NO_PROXY.replace(',', '|')}"
+    )
+    env = {var: proxy for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+    env.update(
+        npm_config_proxy=proxy,
+        npm_config_https_proxy=proxy,
+        YARN_HTTP_PROXY=proxy,
+        YARN_HTTPS_PROXY=proxy,
+        GRADLE_OPTS=java,
+        MAVEN_OPTS=java,
+        NO_PROXY=NO_PROXY,
+        no_proxy=NO_PROXY,
+    )
+    return env
 
 
 @dataclass(frozen=True)
@@ -197,11 +232,10 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
     }
     if req.network == Network.FILTERED:
         bridges.append(f"out:{PROXY_PORT}:{PROXY_SOCKET}")
-        proxy = f"http://127.0.0.1:{PROXY_PORT}"
-        for var in ("HTTP_PROXY", "HTTPS_PROXY"):
-            env[var] = env[var.lower()] = proxy
-        env["NO_PROXY"] = env["no_proxy"] = NO_PROXY
+        env.update(proxy_env(f"http://127.0.0.1:{PROXY_PORT}"))
         env.update(dict.fromkeys(CA_BUNDLE_VARS, CA_BUNDLE))
+    if req.persist:
+        env.update(CACHE_VARS)
     if req.mode == Mode.DESKTOP:  # x11vnc itself listens on the socket volume's in/vnc.sock
         env["VNC_RESOLUTION"] = cfg["vnc_resolution"]
     bridges += [f"in:{inner}:{port_socket(inner)}" for _, inner in req.ports]
@@ -219,6 +253,9 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         volumes.append({"source": names.data_volume(req.name), "target": CONFIG_DIR})
     if req.clone:  # the session's own copy of the repository (operations/clone.py)
         volumes.append({"source": names.workspace_volume(req.name), "target": project})
+    scratch = not req.clone and not req.mounts  # no project: /workspace is its to write
+    if scratch and req.persist:  # ... kept across stop and start, like its data
+        volumes.append({"source": names.scratch_volume(req.name), "target": project})
     if req.managed_volume:  # root-owned files, filled by claude-cage, read-only inside
         volumes.append(
             {"source": req.managed_volume, "target": MANAGED_SETTINGS_DIR, "read_only": True}
@@ -248,6 +285,13 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
             "/tmp": f"rw,nosuid,nodev,size={cfg['tmp_size']},mode=1777",
             "/run": f"{user_tmpfs},noexec,size=16m,mode=0755",
             HOME: f"{user_tmpfs},size={cfg['home_size']},mode=0755",
+            # --no-persist keeps nothing: its scratch /workspace lives as long as it runs.
+            # exec, as the scratch volume is: a venv's scripts and a build's binaries run.
+            **(
+                {project: f"{user_tmpfs},exec,size={cfg['tmp_size']},mode=0755"}
+                if scratch and not req.persist
+                else {}
+            ),
         },
         read_only=bool(cfg["read_only_root"]),
         security_opt=_hardening(cfg, host),

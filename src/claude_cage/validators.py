@@ -13,6 +13,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from claude_cage import presets
+
 # Where each default host comes from (docs/networks.md: what each is for, and who can send to it).
 # None of them takes data from anyone without an account: Claude Code runs with error
 # reporting (sentry.io), telemetry (statsig) and other non-essential traffic off
@@ -168,6 +170,15 @@ def hosts(value: Any) -> Any:
     if not isinstance(value, list):
         raise ValueError("must be a list of host names")
     return [validate_host(h) for h in value]
+
+
+def preset_names(value: Any) -> Any:
+    """A list of package-registry presets (presets.py), each checked."""
+    if isinstance(value, str):
+        value = [p for p in value.replace(",", " ").split() if p]
+    if not isinstance(value, list):
+        raise ValueError("must be a list of preset names")
+    return list(dict.fromkeys(presets.check(p) for p in value))
 
 
 def ports(value: Any) -> Any:

@@ -57,3 +57,39 @@ def test_the_sandbox_refusals_come_before_the_rest_is_read(tmp_path: Path) -> No
     with pytest.raises(BadInput) as err:
         inputs.build_request(cfg, flags, options, "web")
     assert "--network host" in err.value.message
+
+
+def test_a_preset_adds_its_registry_hosts_to_the_allowlist(isolated: Path) -> None:
+    (isolated / "config.yaml").write_text("allowed_presets: [go]\n")
+    options = StartOptions(allow_presets=("Python", "python"), allow_hosts=("pypi.org",))
+    cfg, flags = inputs.load_settings(options)
+    req = inputs.build_request(cfg, flags, options, "web")
+    assert req.allowed_hosts[-4:] == [
+        "pypi.org",
+        "proxy.golang.org",
+        "sum.golang.org",
+        "files.pythonhosted.org",
+    ]
+    assert "api.anthropic.com" in req.allowed_hosts  # the defaults stay
+    assert len(req.allowed_hosts) == len(set(req.allowed_hosts))
+
+
+def test_an_unknown_preset_is_refused_with_the_known_ones(isolated: Path) -> None:
+    options = StartOptions(allow_presets=("cobol",))
+    cfg, flags = inputs.load_settings(options)
+    with pytest.raises(BadInput) as err:
+        inputs.build_request(cfg, flags, options, "web")
+    assert "--allow-preset" in err.value.message and "python, node" in err.value.message
+    (isolated / "config.yaml").write_text("allowed_presets: [python, cobol]\n")
+    with pytest.raises(BadInput) as err:
+        inputs.load_settings(StartOptions())
+    assert "allowed_presets" in err.value.message
+
+
+def test_every_preset_host_is_a_valid_allowlist_host() -> None:
+    from claude_cage import presets
+    from claude_cage.config import validate_host
+
+    for name, hosts in presets.PRESETS.items():
+        assert hosts, name
+        assert [validate_host(h) for h in hosts] == list(hosts)

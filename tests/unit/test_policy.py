@@ -294,16 +294,45 @@ def test_mounts_become_binds_with_their_mode() -> None:
 
 def test_data_volume_holds_claude_dir() -> None:
     result = plan(network="none")
-    assert result.session.volumes == [
-        {"source": names.data_volume("demo"), "target": "/home/claude/.claude"}
-    ]
-    assert result.volumes == [names.data_volume("demo")]
+    assert result.session.volumes[0] == {
+        "source": names.data_volume("demo"),
+        "target": "/home/claude/.claude",
+    }
+    assert names.data_volume("demo") in result.volumes
 
 
 def test_no_persist_has_no_data_volume() -> None:
     result = plan(network="none", persist=False)
     assert result.session.volumes == []
     assert result.volumes == []
+    # its scratch /workspace is a tmpfs, gone when it stops, where a venv's scripts run
+    assert ",exec," in result.session.tmpfs["/workspace"]
+
+
+def test_a_session_without_a_project_writes_in_a_scratch_volume() -> None:
+    result = plan(network="none")
+    scratch = {"source": names.scratch_volume("demo"), "target": "/workspace"}
+    assert scratch in result.session.volumes
+    assert result.session.working_dir == "/workspace"
+    assert "/workspace" not in result.session.tmpfs
+    with_project = policy.plan(cfg(), busy_request(), NO_APPARMOR).session
+    assert names.scratch_volume("demo") not in [v["source"] for v in with_project.volumes]
+
+
+def test_package_caches_are_in_the_data_volume() -> None:
+    env = plan(network="filtered").session.environment
+    for var in ("PIP_CACHE_DIR", "npm_config_cache", "UV_CACHE_DIR"):
+        assert env[var].startswith("/home/claude/.claude/"), var
+    assert "PIP_CACHE_DIR" not in plan(network="none", persist=False).session.environment
+
+
+def test_package_clients_find_the_proxy() -> None:
+    env = plan(network="filtered").session.environment
+    proxy = "http://127.0.0.1:3128"
+    for var in ("HTTPS_PROXY", "https_proxy", "npm_config_https_proxy", "YARN_HTTPS_PROXY"):
+        assert env[var] == proxy, var
+    assert "-Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=3128" in env["GRADLE_OPTS"]
+    assert "HTTPS_PROXY" not in plan(network="none").session.environment
 
 
 def test_filtered_shares_a_socket_volume_with_its_companion() -> None:

@@ -27,26 +27,42 @@ if TYPE_CHECKING:
     multiple=True,
     help="Also allow this port (repeatable), for this session only.",
 )
+@click.option(
+    "--preset",
+    "--allow-preset",
+    "presets",
+    multiple=True,
+    metavar="NAME",
+    help="Also the hosts of a package registry: python, node, rust, go, java or ruby.",
+)
 @click.option("--remove", is_flag=True, help="Remove the hosts (and ports) instead of adding them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def allow(
-    name: str, hosts: tuple[str, ...], ports: tuple[int, ...], remove: bool, as_json: bool
+    name: str,
+    hosts: tuple[str, ...],
+    ports: tuple[int, ...],
+    presets: tuple[str, ...],
+    remove: bool,
+    as_json: bool,
 ) -> None:
     """Add hosts to a filtered session's allowlist (or --remove them), live.
 
     HOST is an exact name (api.example.com) or a suffix pattern (*.example.com,
     which matches subdomains of example.com but not example.com itself). Requests
     go out only on the session's allowed ports (allowed_ports, 80 and 443 by default);
-    --port adds one for this session.
+    --port adds one for this session. --preset adds (or removes) the hosts a
+    package registry's client needs (README: "Your project's environment").
     """
     from claude_cage.errors import BadInput
     from claude_cage.operations.egress import allow as allow_op
 
-    if not hosts and not ports:
+    if not hosts and not ports and not presets:
         raise BadInput(
             "allow needs a HOST or a --port", f"e.g. claude-cage allow {name} example.com"
         )
-    result = allow_op(name, list(hosts), remove=remove, ports=list(ports))
+    result = allow_op(
+        name, list(hosts), remove=remove, ports=list(ports), preset_names=list(presets)
+    )
     for warning in result.warnings:
         warn(warning)
     if as_json:

@@ -64,6 +64,13 @@ from claude_cage.render import note, print_json, sanitize, table, warn
     help="Add a host to this session's allowlist (filtered only). Repeatable.",
 )
 @click.option(
+    "--allow-preset",
+    "allow_presets",
+    multiple=True,
+    metavar="NAME",
+    help="Allow a package registry: python, node, rust, go, java or ruby. Repeatable.",
+)
+@click.option(
     "--api-key-file",
     type=click.Path(dir_okay=False),
     help="File holding the Anthropic API key (default: $ANTHROPIC_API_KEY).",

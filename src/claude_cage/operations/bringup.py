@@ -149,7 +149,7 @@ def _volume_options(
     a remote engine, which cannot mount this machine's loop devices."""
     if not local or volume == req.managed_volume:
         return None
-    if volume == names.workspace_volume(req.name):
+    if volume in (names.workspace_volume(req.name), names.scratch_volume(req.name)):
         return quota.prepare(volume, cfg["workspace_size"], req.uid, req.gid)
     if volume == names.data_volume(req.name):
         return quota.prepare(volume, cfg["data_size"], req.uid, req.gid)

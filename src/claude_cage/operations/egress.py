@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import audit, egress, engines, metadata, names
+from claude_cage import audit, egress, engines, metadata, names, presets
 from claude_cage import config as config_mod
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
@@ -86,11 +86,19 @@ def allow(
     remove: bool = False,
     ports: list[int] | None = None,
     engine: EngineAPI | None = None,
+    preset_names: list[str] | None = None,
 ) -> AllowResult:
+    """Change the allowlist: `hosts`, and the hosts of the presets `preset_names`."""
     try:
         checked = [config_mod.validate_host(h) for h in hosts]
     except ValueError as exc:
         raise BadInput(str(exc), config_mod.HOST_HINT) from None
+    try:
+        checked += [h for h in presets.hosts(preset_names or []) if h not in checked]
+    except ValueError as exc:
+        raise BadInput(
+            f"--preset: {exc}", f"e.g. claude-cage allow {name} --preset python"
+        ) from None
     port_changes = _check_ports(list(ports or []))
     engine = engine or engines.for_session(name)
     store = metadata.SessionStore()

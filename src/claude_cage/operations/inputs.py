@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_cage import config as config_mod
-from claude_cage import metadata, names, paths, policy, workspace
+from claude_cage import metadata, names, paths, policy, presets, workspace
 from claude_cage.errors import BadInput
 from claude_cage.kinds import Mode, Status
 from claude_cage.record import RECORDED, SessionRecord, encode
@@ -40,6 +40,7 @@ class StartOptions:
     image: str | None = None
     config_file: str | None = None
     allow_hosts: tuple[str, ...] = ()
+    allow_presets: tuple[str, ...] = ()  # package registries (presets.py)
     clone: str | None = None  # a path in a git repository (operations/clone.py)
     engine: str | None = None  # a Docker context, a URL, "local" or "auto" (engines.py)
     runtime: str | None = None
@@ -161,6 +162,11 @@ def build_request(
             raise BadInput(f"--allow-host: {exc}", config_mod.HOST_HINT) from None
         if checked not in req.allowed_hosts:
             req.allowed_hosts.append(checked)
+    try:
+        wanted = [*cfg["allowed_presets"], *(presets.check(p) for p in options.allow_presets)]
+    except ValueError as exc:
+        raise BadInput(f"--allow-preset: {exc}", "e.g. --allow-preset python") from None
+    req.allowed_hosts += [h for h in presets.hosts(wanted) if h not in req.allowed_hosts]
     req.mounts = parse_mounts(options.mounts)
     req.env = parse_env(options.env)
     return req
@@ -261,6 +267,7 @@ def given_settings(options: StartOptions) -> list[str]:
         ("env", "--env"),
         ("image", "--image"),
         ("allow_hosts", "--allow-host"),
+        ("allow_presets", "--allow-preset"),
         ("api_key_file", "--api-key-file"),
         ("ephemeral", "--ephemeral"),
         ("clone", "--clone"),

@@ -48,6 +48,7 @@ def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
         names.data_volume(name),
         names.socket_volume(name),
         names.workspace_volume(name),
+        names.scratch_volume(name),
         names.managed_volume(name),
     ):
         if labels.is_ours(engine.volume_labels(volume)) and engine.remove_volume(volume):
