@@ -148,3 +148,35 @@ def test_the_desktops_terminal_shows_the_same_claude(cage: Cage, model_server: M
     assert in_session(cage, name, "cage-agent", "state") == "running"
     assert in_session(cage, name, "cage-agent", "clients") == "0"  # nobody behind it
     assert reap_view(cage, name)["attached"] == 0
+
+
+def test_the_mouse_wheel_scrolls_back_and_q_returns_to_claude_code(
+    cage: Cage, model_server: ModelServer, terminals: list[Terminal]
+) -> None:
+    """Long output can be read back while attached: wheel up shows earlier lines
+    (tmux's copy mode), q leaves it, and keys reach Claude Code again."""
+    name = cage.name("scroll")
+    env = {**cage.env, "ANTHROPIC_API_KEY": KEY, **model_server.session_env()}
+    assert cage("start", "--name", name, "--detach", env=env).code == 0
+    terminal = Terminal(["claude-cage", "attach", name], cage.env)
+    terminals.append(terminal)
+    terminal.expect("Choose the text style")
+    tmux = "tmux -S /run/cage/tmux.sock"
+    # 200 numbered lines in Claude Code's pane, as a long answer would fill it.
+    in_session(
+        cage, name, "sh", "-c",
+        f"seq -f 'scrolled%03g' 1 200 > \"$({tmux} display -p -t agent '#{{pane_tty}}')\"",
+    )  # fmt: skip
+    terminal.expect("scrolled200")
+    mark = terminal.type(b"\x1b[<64;10;10M" * 10)  # ten notches of the wheel, up
+    terminal.expect("scrolled140", since=mark)  # 40 rows: far above the screen's top
+    assert in_session(cage, name, "sh", "-c", f"{tmux} display -p '#{{pane_in_mode}}'") == "1"
+    terminal.type(b"q")
+    deadline = time.monotonic() + 10
+    while in_session(cage, name, "sh", "-c", f"{tmux} display -p '#{{pane_in_mode}}'") != "0":
+        assert time.monotonic() < deadline, "q did not leave the scrollback"
+        time.sleep(0.1)
+    mark = terminal.type(b"\r")  # the key reaches Claude Code, not tmux
+    terminal.expect("Press Enter to continue", since=mark)
+    mark = terminal.type(DETACH)
+    assert terminal.wait() == 0
