@@ -64,7 +64,9 @@ def test_attach_detach_two_terminals_and_a_new_claude_after_exit(
     one.expect("Press Enter to continue", since=mark)
     mark = one.type(DETACH)
     assert one.wait() == 0
-    assert "detached: Claude Code keeps working" in one.expect("detached", since=mark)
+    said = one.expect("detached", since=mark)
+    assert "detached: Claude Code keeps working" in said
+    assert "[detached" not in said, said  # one line, claude-cage's; none from tmux
     assert claude_pid(cage, name) == first  # still the same Claude, working on its own
     assert reap_view(cage, name)["attached"] == 0  # and nobody is attached
 
@@ -93,6 +95,7 @@ def test_attach_detach_two_terminals_and_a_new_claude_after_exit(
     two.wait()
     said = two.expect("Claude Code exited", since=mark)
     assert f"session {name} is still running" in said
+    assert "[detached" not in said and "[exited" not in said, said
     assert in_session(cage, name, "cage-agent", "state").startswith("exited")
 
     # The next attach starts a new Claude Code in the project, and says so.
@@ -119,8 +122,11 @@ def test_keys_reach_the_session_untouched(cage: Cage, terminals: list[Terminal])
     assert "020 021 002 x" in terminal.expect("x")
     # The agent's tmux binds one key, Ctrl-\, and has no prefix key.
     tmux = ["tmux", "-S", "/run/cage/tmux.sock"]
-    root = in_session(cage, name, *tmux, "list-keys", "-T", "root")
-    assert " ".join(root.split()) == "bind-key -T root C-\\\\ detach-client", root
+    root = in_session(cage, name, *tmux, "list-keys", "-T", "root").splitlines()
+    keys = [line for line in root if not line.split()[3].startswith(("Mouse", "Wheel"))]
+    assert [" ".join(line.split()) for line in keys] == [
+        "bind-key -T root C-\\\\ detach-client -E true"
+    ], root
     assert (
         in_session(
             cage, name, "sh", "-c", "tmux -S /run/cage/tmux.sock list-keys -T prefix | wc -l"
