@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -52,8 +53,13 @@ class GitFailed(CageError):
     """A git command failed; the message carries git's own last line."""
 
 
+# Where the user's git configuration is: the only GIT_* variables kept (the others,
+# such as GIT_DIR or GIT_INDEX_FILE, would point claude-cage's git elsewhere).
+CONFIG_LOCATION = ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_CONFIG_NOSYSTEM")
+
+
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in CONFIG_LOCATION}
     env.update(LC_ALL="C", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0")
     env.update(extra or {})
     return env
@@ -117,9 +123,13 @@ def find_repo(path: str) -> Repo:
         raise BadInput(f"--clone {path}: no such directory", "give a directory in a git repository")
     probe = git(where, "rev-parse", "--is-bare-repository", check=False)
     if b"dubious ownership" in probe.stderr:
+        # git names the directory to trust (the top of the repository, or its .git)
+        named = re.search(rb"safe\.directory (\S[^\n]*)", probe.stderr)
+        top = named.group(1).decode(errors="replace").strip() if named else str(where)
         raise BadInput(
             f"--clone {path}: git refuses a repository another user owns",
-            "run claude-cage as the repository's owner (or add it to git's safe.directory)",
+            f"run claude-cage as its owner, or trust it in your git configuration: "
+            f"git config --global --add safe.directory {shlex.quote(top)}",
         )
     if probe.returncode != 0:
         raise BadInput(

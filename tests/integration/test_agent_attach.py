@@ -64,7 +64,9 @@ def test_attach_detach_two_terminals_and_a_new_claude_after_exit(
     one.expect("Press Enter to continue", since=mark)
     mark = one.type(DETACH)
     assert one.wait() == 0
-    assert "detached: Claude Code keeps working" in one.expect("detached", since=mark)
+    said = one.expect("detached", since=mark)
+    assert "detached: Claude Code keeps working" in said
+    assert "[detached" not in said, said  # one line, claude-cage's; none from tmux
     assert claude_pid(cage, name) == first  # still the same Claude, working on its own
     assert reap_view(cage, name)["attached"] == 0  # and nobody is attached
 
@@ -93,6 +95,7 @@ def test_attach_detach_two_terminals_and_a_new_claude_after_exit(
     two.wait()
     said = two.expect("Claude Code exited", since=mark)
     assert f"session {name} is still running" in said
+    assert "[detached" not in said and "[exited" not in said, said
     assert in_session(cage, name, "cage-agent", "state").startswith("exited")
 
     # The next attach starts a new Claude Code in the project, and says so.
@@ -119,8 +122,11 @@ def test_keys_reach_the_session_untouched(cage: Cage, terminals: list[Terminal])
     assert "020 021 002 x" in terminal.expect("x")
     # The agent's tmux binds one key, Ctrl-\, and has no prefix key.
     tmux = ["tmux", "-S", "/run/cage/tmux.sock"]
-    root = in_session(cage, name, *tmux, "list-keys", "-T", "root")
-    assert " ".join(root.split()) == "bind-key -T root C-\\\\ detach-client", root
+    root = in_session(cage, name, *tmux, "list-keys", "-T", "root").splitlines()
+    keys = [line for line in root if not line.split()[3].startswith(("Mouse", "Wheel"))]
+    assert [" ".join(line.split()) for line in keys] == [
+        "bind-key -T root C-\\\\ detach-client -E true"
+    ], root
     assert (
         in_session(
             cage, name, "sh", "-c", "tmux -S /run/cage/tmux.sock list-keys -T prefix | wc -l"
@@ -148,3 +154,35 @@ def test_the_desktops_terminal_shows_the_same_claude(cage: Cage, model_server: M
     assert in_session(cage, name, "cage-agent", "state") == "running"
     assert in_session(cage, name, "cage-agent", "clients") == "0"  # nobody behind it
     assert reap_view(cage, name)["attached"] == 0
+
+
+def test_the_mouse_wheel_scrolls_back_and_q_returns_to_claude_code(
+    cage: Cage, model_server: ModelServer, terminals: list[Terminal]
+) -> None:
+    """Long output can be read back while attached: wheel up shows earlier lines
+    (tmux's copy mode), q leaves it, and keys reach Claude Code again."""
+    name = cage.name("scroll")
+    env = {**cage.env, "ANTHROPIC_API_KEY": KEY, **model_server.session_env()}
+    assert cage("start", "--name", name, "--detach", env=env).code == 0
+    terminal = Terminal(["claude-cage", "attach", name], cage.env)
+    terminals.append(terminal)
+    terminal.expect("Choose the text style")
+    tmux = "tmux -S /run/cage/tmux.sock"
+    # 200 numbered lines in Claude Code's pane, as a long answer would fill it.
+    in_session(
+        cage, name, "sh", "-c",
+        f"seq -f 'scrolled%03g' 1 200 > \"$({tmux} display -p -t agent '#{{pane_tty}}')\"",
+    )  # fmt: skip
+    terminal.expect("scrolled200")
+    mark = terminal.type(b"\x1b[<64;10;10M" * 10)  # ten notches of the wheel, up
+    terminal.expect("scrolled140", since=mark)  # 40 rows: far above the screen's top
+    assert in_session(cage, name, "sh", "-c", f"{tmux} display -p '#{{pane_in_mode}}'") == "1"
+    terminal.type(b"q")
+    deadline = time.monotonic() + 10
+    while in_session(cage, name, "sh", "-c", f"{tmux} display -p '#{{pane_in_mode}}'") != "0":
+        assert time.monotonic() < deadline, "q did not leave the scrollback"
+        time.sleep(0.1)
+    mark = terminal.type(b"\r")  # the key reaches Claude Code, not tmux
+    terminal.expect("Press Enter to continue", since=mark)
+    mark = terminal.type(DETACH)
+    assert terminal.wait() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -192,3 +193,38 @@ def test_json_of_start(cage: Cage, tmp_path: Path) -> None:
     data = json.loads(run.stdout)
     assert data["branch"] == f"cage/{name}" and data["repo"] == str(repo)
     assert data["base"] == git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_a_repository_another_user_owns(cage: Cage, tmp_path: Path) -> None:
+    """git refuses a repository another uid owns: claude-cage says the exact command
+    that trusts it, and a configuration it names (GIT_CONFIG_GLOBAL too) is honoured."""
+    repo = make_repo(tmp_path / "theirs")
+    subprocess.run(["chown", "-R", "4242:4242", str(repo)], check=True)
+    refused = cage("start", "--network", "none", "-d", "--clone", str(repo))
+    assert refused.code == 2, refused.output
+    assert "another user owns" in refused.stderr
+    assert f"git config --global --add safe.directory {repo}" in refused.stderr
+    config = tmp_path / "gitconfig"
+    config.write_text(f"[safe]\n\tdirectory = {repo}\n")
+    name = cage.name()
+    started = cage(
+        "start", "--name", name, "--network", "none", "-d", "--clone", str(repo),
+        env={"GIT_CONFIG_GLOBAL": str(config)},
+    )  # fmt: skip
+    assert started.code == 0, started.output
+    assert inside(cage, name, "git log --format=%s") == "first\n"
+
+
+def test_a_read_only_mount_of_roots_repository_can_be_read(cage: Cage, tmp_path: Path) -> None:
+    """The session's git reads a repository that root owns, mounted read-only (the
+    session itself runs as uid 1000): no "dubious ownership"."""
+    repo = make_repo(tmp_path / "roots")
+    assert repo.stat().st_uid == 0
+    name = cage.name()
+    started = cage(
+        "start", "--name", name, "--network", "none", "-d", "--mount", f"{repo}:ro"
+    )  # fmt: skip
+    assert started.code == 0, started.output
+    assert inside(cage, name, "id -u") != "0\n"
+    assert inside(cage, name, "git -C /workspace/roots log --format=%s") == "first\n"
+    assert "staged.txt" in inside(cage, name, "git -C /workspace/roots status --porcelain")

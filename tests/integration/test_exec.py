@@ -135,3 +135,49 @@ def test_what_the_command_left_running_ends_with_it(cage_module: Cage, session: 
     result = cage_module("exec", session, "--", "sh", "-c", f"sleep 300{marker} & echo ok")
     assert result.code == 0 and result.stdout == "ok\n"
     assert gone_within(cage_module, session, f"sleep 300{marker}", 2.0)
+
+
+def test_ctrl_c_ends_the_command_when_the_output_is_piped(cage_module: Cage, session: str) -> None:
+    """`exec NAME -- long-build | tee log`: Ctrl-C reaches the whole pipeline's process
+    group, claude-cage among them, with its stdout a pipe."""
+    marker = f".{uuid.uuid4().int % 10**6:06d}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_cage", "exec", session, "--", "sh", "-c",
+         f"echo started; sleep 300{marker}"],
+        env=cage_module.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        start_new_session=True,  # a group of its own, as a terminal's foreground job
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"started\n"
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        assert proc.wait(timeout=3) == 130
+        assert gone_within(cage_module, session, f"sleep 300{marker}", 2.0), running(
+            cage_module, session, marker
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_ctrl_c_ends_a_piped_command_on_the_terminal(cage_module: Cage, session: str) -> None:
+    """The same, typed at a terminal: `exec ... | cat` is the foreground job."""
+    marker = f".{uuid.uuid4().int % 10**6:06d}"
+    terminal = Terminal(
+        [
+            "sh",
+            "-c",
+            f"claude-cage exec {session} -- sh -c 'echo started; sleep 300{marker}' | cat",
+        ],
+        cage_module.env,
+    )
+    try:
+        terminal.expect("started")
+        terminal.type(b"\x03")  # Ctrl-C: SIGINT to claude-cage and cat
+        terminal.wait(timeout=3)
+        assert terminal.proc.poll() is not None, "exec kept running after Ctrl-C"
+        assert gone_within(cage_module, session, f"sleep 300{marker}", 2.0)
+    finally:
+        terminal.close()
