@@ -9,6 +9,7 @@ each other's objects for their own. An object is ours only with both.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from enum import StrEnum
 
@@ -25,6 +26,7 @@ ROLE = "cage.role"
 VERSION = "cage.version"
 EPHEMERAL = "cage.ephemeral"
 IMAGE = "cage.image"  # on images, set by their Dockerfiles
+PROBE = "cage.probe"  # on doctor's throwaway sessions: the pid of the doctor that made them
 
 MANAGED_FILTER = f"{MANAGED_BY}={MANAGER}"  # the engine's label filter for "made by us"
 
@@ -45,10 +47,11 @@ class Ownership(StrEnum):
 
 
 def for_session(
-    name: str, owner: str, mode: str, network: str, ephemeral: bool, role: Role
+    name: str, owner: str, mode: str, network: str, ephemeral: bool, role: Role, probe: str = ""
 ) -> dict[str, str]:
-    """The labels of one of a session's objects."""
-    return {
+    """The labels of one of a session's objects; `probe`: the pid of the `doctor` whose
+    throwaway session this is."""
+    found = {
         MANAGED_BY: MANAGER,
         OWNER: owner,
         SESSION: name,
@@ -58,6 +61,9 @@ def for_session(
         VERSION: __version__,
         EPHEMERAL: "true" if ephemeral else "false",
     }
+    if probe:
+        found[PROBE] = probe
+    return found
 
 
 def for_shared_network() -> dict[str, str]:
@@ -85,6 +91,27 @@ def session_of(labels: Mapping[str, str] | None, owner: str | None = None) -> st
     if not is_ours(labels, owner):
         return None
     return (labels or {}).get(SESSION) or None
+
+
+def is_probe(labels: Mapping[str, str] | None) -> bool:
+    """A throwaway object of `doctor`'s: it never counts towards max_sessions, and is
+    never adopted as a session."""
+    return bool((labels or {}).get(PROBE))
+
+
+def probe_gone(labels: Mapping[str, str] | None) -> bool:
+    """A probe whose doctor is no longer running on this machine (killed before it
+    removed the probe): `gc` and the next `doctor` remove it."""
+    pid = (labels or {}).get(PROBE, "")
+    if not pid.isdigit():
+        return bool(pid)  # a probe label that names no process: no doctor owns it
+    try:
+        os.kill(int(pid), 0)
+    except PermissionError:  # another user's process: not gone
+        return False
+    except (ProcessLookupError, OverflowError):
+        return True
+    return False
 
 
 def owner_filters(
