@@ -9,11 +9,10 @@ each other's objects for their own. An object is ours only with both.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from enum import StrEnum
 
-from claude_cage import __version__, paths
+from claude_cage import __version__, paths, processes
 
 MANAGED_BY = "managed-by"
 MANAGER = "claude-cage"
@@ -105,13 +104,7 @@ def probe_gone(labels: Mapping[str, str] | None) -> bool:
     pid = (labels or {}).get(PROBE, "")
     if not pid.isdigit():
         return bool(pid)  # a probe label that names no process: no doctor owns it
-    try:
-        os.kill(int(pid), 0)
-    except PermissionError:  # another user's process: not gone
-        return False
-    except (ProcessLookupError, OverflowError):
-        return True
-    return False
+    return processes.gone(int(pid))
 
 
 def owner_filters(

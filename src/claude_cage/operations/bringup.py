@@ -226,6 +226,7 @@ class Bringing:
                 if not self.restarted:
                     clone.own_data_volume(engine, req)
                     if snap is not None:
+                        checkpoint("start:before-clone")
                         clone.deliver(engine, req, f"cage/{name}", snap)
                 if self.desktop_plan is not None:
                     desktop.finish(engine, self.store, name, self.desktop_plan)

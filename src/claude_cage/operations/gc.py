@@ -11,7 +11,11 @@ directory's, and only while it holds the session's lock (so never what a `start`
   directories holding no metadata or stale temp files;
 * a companion proxy still running for a stopped session (`start` makes a fresh one),
   and any companion of a session whose container is gone;
+* everything of a `start --clone` killed before its clone arrived (even running: it is
+  no session, see SessionRecord.clone_pending), once no start holds its lock;
 * the containers and volumes of an ephemeral session that is not running;
+* clone snapshots and review quarantines in the data directory's `incoming/` whose
+  process is gone (they belong to no session);
 * with `remove_stale=True` only (the CLI asks, or takes `--yes`): the metadata of a
   session whose container is gone (or of an ephemeral one that is not running),
   together with its data volume. Such a session could still be started again from
@@ -31,7 +35,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import labels, metadata, names, quota
+from claude_cage import labels, metadata, names, paths, quota, workspace
 from claude_cage.engine import Engine
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
@@ -129,6 +133,11 @@ def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
             confirm.append(Leftover(name, "metadata", name, why))
         return now, confirm
     assert meta is not None
+    if meta.clone_pending and not objects.busy:  # killed before its clone arrived
+        reason = "a start with --clone that did not finish"
+        now += containers(objects.containers, reason) + storage(reason)
+        now.append(Leftover(name, "metadata", name, reason))
+        return now, confirm
     if running or objects.busy:
         return now, confirm
     if meta.status == Status.STARTING:  # a new session whose start never finished
@@ -219,7 +228,17 @@ def plan_gc(engine: EngineAPI | None = None) -> GcPlan:
         plan.leftovers += now
         plan.stale += confirm
     plan.leftovers += _orphan_filesystems(engine)
+    plan.leftovers += _abandoned_scratch()
     return plan
+
+
+def _abandoned_scratch() -> list[Leftover]:
+    """Clone snapshots and review quarantines whose process is gone (a killed `start
+    --clone`, `diff` or `fetch`): they belong to no session, and no lock guards them."""
+    return [
+        Leftover("", "files", str(path), "left by a killed clone start or review")
+        for path in workspace.abandoned_scratch(paths.incoming_dir())
+    ]
 
 
 def _orphan_filesystems(engine: EngineAPI) -> list[Leftover]:
@@ -249,8 +268,11 @@ def gc(
             item.outcome = "planned" if remove_stale else "kept"
         return plan.leftovers + plan.stale
     done: list[Leftover] = []
-    for name in sorted({i.session for i in plan.leftovers + plan.stale}):
+    for name in sorted({i.session for i in plan.leftovers + plan.stale} - {""}):
         done += _collect(engine, store, name, remove_stale)
+    for item in _abandoned_scratch():  # found afresh: each named by a process gone
+        _remove(engine, store, item)
+        done.append(item)
     return done
 
 
