@@ -156,7 +156,12 @@ def ask(
 def running_count(engine: EngineAPI) -> int:
     """Sessions of this data directory that count towards the engine's max_sessions."""
     found = engine.list_containers(labels.owner_filters(role=labels.Role.SESSION))
-    return sum(1 for c in found if c.get("State") in ("created", "running", "restarting"))
+    return sum(
+        1
+        for c in found
+        if c.get("State") in ("created", "running", "restarting")
+        and not labels.is_probe(c.get("Labels"))  # doctor's throwaway sessions never count
+    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
-from claude_cage import __version__, paths
+from claude_cage import __version__, paths, processes
 
 MANAGED_BY = "managed-by"
 MANAGER = "claude-cage"
@@ -25,6 +25,7 @@ ROLE = "cage.role"
 VERSION = "cage.version"
 EPHEMERAL = "cage.ephemeral"
 IMAGE = "cage.image"  # on images, set by their Dockerfiles
+PROBE = "cage.probe"  # on doctor's throwaway sessions: the pid of the doctor that made them
 
 MANAGED_FILTER = f"{MANAGED_BY}={MANAGER}"  # the engine's label filter for "made by us"
 
@@ -45,10 +46,11 @@ class Ownership(StrEnum):
 
 
 def for_session(
-    name: str, owner: str, mode: str, network: str, ephemeral: bool, role: Role
+    name: str, owner: str, mode: str, network: str, ephemeral: bool, role: Role, probe: str = ""
 ) -> dict[str, str]:
-    """The labels of one of a session's objects."""
-    return {
+    """The labels of one of a session's objects; `probe`: the pid of the `doctor` whose
+    throwaway session this is."""
+    found = {
         MANAGED_BY: MANAGER,
         OWNER: owner,
         SESSION: name,
@@ -58,6 +60,9 @@ def for_session(
         VERSION: __version__,
         EPHEMERAL: "true" if ephemeral else "false",
     }
+    if probe:
+        found[PROBE] = probe
+    return found
 
 
 def for_shared_network() -> dict[str, str]:
@@ -85,6 +90,21 @@ def session_of(labels: Mapping[str, str] | None, owner: str | None = None) -> st
     if not is_ours(labels, owner):
         return None
     return (labels or {}).get(SESSION) or None
+
+
+def is_probe(labels: Mapping[str, str] | None) -> bool:
+    """A throwaway object of `doctor`'s: it never counts towards max_sessions, and is
+    never adopted as a session."""
+    return bool((labels or {}).get(PROBE))
+
+
+def probe_gone(labels: Mapping[str, str] | None) -> bool:
+    """A probe whose doctor is no longer running on this machine (killed before it
+    removed the probe): `gc` and the next `doctor` remove it."""
+    pid = (labels or {}).get(PROBE, "")
+    if not pid.isdigit():
+        return bool(pid)  # a probe label that names no process: no doctor owns it
+    return processes.gone(int(pid))
 
 
 def owner_filters(

@@ -53,6 +53,12 @@ def sessions_dir() -> Path:
     return data_dir() / "sessions"
 
 
+def incoming_dir() -> Path:
+    """Scratch space of clone snapshots and review quarantines (workspace.py); `gc`
+    removes what a killed command left there."""
+    return data_dir() / "incoming"
+
+
 def events_db() -> Path:
     return data_dir() / "events.sqlite3"
 

@@ -153,6 +153,7 @@ class SessionRequest:
     gid: int = SESSION_UID
     protect: list[Mount] = field(default_factory=list)  # .git kept apart (gitdirs.py)
     runtime: Runtime = DEFAULT_RUNTIME
+    probe: str = ""  # doctor's throwaway session: the pid of that doctor (labels.PROBE)
 
 
 @dataclass
@@ -195,7 +196,13 @@ class Plan:
 
 def labels(req: SessionRequest, role: labels_mod.Role | str) -> dict[str, str]:
     return labels_mod.for_session(
-        req.name, req.owner, req.mode, req.network, req.ephemeral, labels_mod.Role(role)
+        req.name,
+        req.owner,
+        req.mode,
+        req.network,
+        req.ephemeral,
+        labels_mod.Role(role),
+        req.probe,
     )
 
 

@@ -149,6 +149,12 @@ class SessionRecord:
     updated: str | None = None  # set by the store on every write
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)  # unknown keys
 
+    @property
+    def clone_pending(self) -> bool:
+        """A `start --clone` that has not finished: its first record names the clone
+        asked for (repo_name), and only the finished start records the base it copied."""
+        return self.status == Status.STARTING and bool(self.repo_name) and not self.base
+
 
 # The config keys kept with a session when it starts, and put back over the config when
 # it starts again: the same session (the same model endpoint above all) whatever the

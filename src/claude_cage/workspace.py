@@ -23,12 +23,13 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from claude_cage import commit_text
+from claude_cage import commit_text, processes
 from claude_cage.bounds import Bounds
 from claude_cage.errors import BadInput, CageError, file_error
 
@@ -169,10 +170,45 @@ class Snapshot:
     tmp: Path = field(repr=False)
 
 
+SNAPSHOT_PREFIX, INCOMING_PREFIX = "cage-snapshot-", "cage-incoming-"
+ABANDONED_AFTER = 3600  # seconds: a scratch directory named by no pid, once this old
+
+
+def _scratch_dir(prefix: str, where: Path | None) -> tempfile.TemporaryDirectory[str]:
+    """A temporary directory in `where` (the data directory's incoming/, not a /tmp that
+    may be memory), named by this process: what a kill leaves, `gc` finds and removes
+    once the process is gone (abandoned_scratch)."""
+    if where is not None:
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise file_error(exc, where) from None
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=where)
+
+
+def abandoned_scratch(where: Path) -> list[Path]:
+    """The snapshot and quarantine directories in `where` whose process is gone."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in where.iterdir():
+            if not entry.name.startswith((SNAPSHOT_PREFIX, INCOMING_PREFIX)):
+                continue
+            pid = entry.name.split("-")[2]
+            if pid.isdigit():
+                if processes.gone(int(pid)):
+                    found.append(entry)
+                continue
+            with contextlib.suppress(OSError):  # an older claude-cage's: by its age
+                if time.time() - entry.lstat().st_mtime > ABANDONED_AFTER:
+                    found.append(entry)
+    return sorted(found)
+
+
 @contextlib.contextmanager
-def snapshot(repo: Repo) -> Iterator[Snapshot]:
-    """Pack HEAD, the index and the working tree, writing nothing into the repository."""
-    with tempfile.TemporaryDirectory(prefix="cage-snapshot-") as tmp:
+def snapshot(repo: Repo, scratch: Path | None = None) -> Iterator[Snapshot]:
+    """Pack HEAD, the index and the working tree, writing nothing into the repository
+    (the pack goes in `scratch`, see _scratch_dir)."""
+    with _scratch_dir(SNAPSHOT_PREFIX, scratch) as tmp:
         scratch = Path(tmp)
         (scratch / "objects").mkdir()
         (scratch / "pack").mkdir()
@@ -347,12 +383,7 @@ def quarantine(
             f"the session's base commit {base[:12]} is no longer in {repo.top}",
             "it was pruned (git gc after a rewrite?); the work stays in the session",
         )
-    if scratch is not None:
-        try:
-            scratch.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise file_error(exc, scratch) from None
-    with tempfile.TemporaryDirectory(prefix="cage-incoming-", dir=scratch) as tmp:
+    with _scratch_dir(INCOMING_PREFIX, scratch) as tmp:
         objects = Path(tmp) / "objects"
         (objects / "pack").mkdir(parents=True)
         yield Quarantine(repo, base, start, "", objects)

@@ -133,6 +133,8 @@ def adopt(engine: EngineAPI, store: metadata.SessionStore, name: str) -> dict[st
     info = inspect_ours(engine, names.container_name(name))
     if info is None or not info["State"].get("Running"):
         return None
+    if labels.is_probe(info["Config"].get("Labels")):
+        return None  # doctor's throwaway session: gc removes it once its doctor is gone
     try:
         if store.read(name) is not None:
             return None  # it has a record after all

@@ -54,6 +54,7 @@ def check_capacity(engine: EngineAPI, cfg: config_mod.Config) -> None:
         c["Labels"].get(labels.SESSION, "?")
         for c in owned_containers(engine)
         if c.get("State") in ("created", "running", "restarting")
+        and not labels.is_probe(c.get("Labels"))  # doctor's throwaway sessions never count
     ]
     limit = engines.limit_of(engine.endpoint.name, cfg["engines"], int(cfg["max_sessions"]))
     if len(running) >= limit:
@@ -225,6 +226,7 @@ class Bringing:
                 if not self.restarted:
                     clone.own_data_volume(engine, req)
                     if snap is not None:
+                        checkpoint("start:before-clone")
                         clone.deliver(engine, req, f"cage/{name}", snap)
                 if self.desktop_plan is not None:
                     desktop.finish(engine, self.store, name, self.desktop_plan)

@@ -43,7 +43,7 @@ from claude_cage.errors import (
     file_error,
 )
 from claude_cage.labels import VERSION as VERSION_LABEL
-from claude_cage.operations import gvisor
+from claude_cage.operations import gc, gvisor
 from claude_cage.operations.session import StartOptions, destroy, start
 from claude_cage.redaction import MASK, mask_uri
 
@@ -346,10 +346,14 @@ def check_filtered_network(engine: EngineAPI) -> Check:
     """Start a throwaway filtered session, ask its proxy for a denied host, remove it."""
     name = PROBE_PREFIX + secrets.token_hex(3)
     fix = "claude-cage build (companion image), then claude-cage start --network filtered"
+    with contextlib.suppress(CageError):  # what a doctor killed before cleaning up left
+        gc.remove_dead_probes(engine)
     try:
         with _without_api_key():
             start(
-                StartOptions(name=name, network="filtered", ephemeral=True, persist=False),
+                StartOptions(
+                    name=name, network="filtered", ephemeral=True, persist=False, probe=True
+                ),
                 engine=engine,
             )
     except CapacityReached as exc:

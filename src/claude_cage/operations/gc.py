@@ -4,12 +4,18 @@ Only objects labelled `managed-by=claude-cage` whose `cage.owner` is this data
 directory's, and only while it holds the session's lock (so never what a `start`,
 `stop` or `destroy` is building or taking apart at that moment):
 
+* everything of a `doctor` probe (labelled `cage.probe`) whose doctor is gone: never
+  adopted, and its record goes too;
 * containers, volumes and networks of a session that has no metadata (a `start`
   killed before it wrote any, a metadata directory deleted by hand), and session
   directories holding no metadata or stale temp files;
 * a companion proxy still running for a stopped session (`start` makes a fresh one),
   and any companion of a session whose container is gone;
+* everything of a `start --clone` killed before its clone arrived (even running: it is
+  no session, see SessionRecord.clone_pending), once no start holds its lock;
 * the containers and volumes of an ephemeral session that is not running;
+* clone snapshots and review quarantines in the data directory's `incoming/` whose
+  process is gone (they belong to no session);
 * with `remove_stale=True` only (the CLI asks, or takes `--yes`): the metadata of a
   session whose container is gone (or of an ephemeral one that is not running),
   together with its data volume. Such a session could still be started again from
@@ -29,7 +35,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import labels, metadata, names, quota
+from claude_cage import labels, metadata, names, paths, quota, workspace
 from claude_cage.engine import Engine
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
@@ -69,6 +75,16 @@ class SessionObjects:
     volumes: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
     stray_files: list[str] = field(default_factory=list)  # paths with no metadata to them
+    probes: list[dict[str, str]] = field(default_factory=list)  # labels of doctor's probe objects
+
+    def note(self, found: dict[str, str] | None) -> None:
+        if labels.is_probe(found):
+            self.probes.append(dict(found or {}))
+
+    @property
+    def dead_probe(self) -> bool:
+        """doctor's throwaway session, whose doctor is gone (killed before removing it)."""
+        return bool(self.probes) and all(labels.probe_gone(p) for p in self.probes)
 
 
 def _role(container: dict[str, Any]) -> str:
@@ -96,6 +112,14 @@ def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
             Leftover(name, "network", n, reason) for n in objects.networks
         ]
 
+    if objects.probes:  # doctor's: never adopted, removed once its doctor is gone
+        if not objects.dead_probe or objects.busy:
+            return now, confirm
+        reason = "a probe of a doctor that did not finish"
+        now += containers(objects.containers, reason) + storage(reason)
+        if meta is not None or objects.damaged is not None:
+            now.append(Leftover(name, "metadata", name, reason))
+        return now, confirm
     fate = ownership(meta is not None, running)
     if fate == ADOPT:  # never garbage: its record is rebuilt from the engine
         reason = "running without usable metadata: rebuild its record from the engine"
@@ -109,6 +133,11 @@ def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
             confirm.append(Leftover(name, "metadata", name, why))
         return now, confirm
     assert meta is not None
+    if meta.clone_pending and not objects.busy:  # killed before its clone arrived
+        reason = "a start with --clone that did not finish"
+        now += containers(objects.containers, reason) + storage(reason)
+        now.append(Leftover(name, "metadata", name, reason))
+        return now, confirm
     if running or objects.busy:
         return now, confirm
     if meta.status == Status.STARTING:  # a new session whose start never finished
@@ -126,7 +155,8 @@ def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
             [c for c in companions if c.get("State") == "running"], "proxy of a stopped session"
         )
         return now, confirm
-    now += containers(companions, "proxy of a removed session")
+    # its proxy, and a filler or export a killed command left (they hold its volumes)
+    now += containers(objects.containers, "left by a removed session")
     confirm.append(Leftover(name, "metadata", name, "its container is gone"))
     confirm += storage("its container is gone")
     return now, confirm
@@ -168,9 +198,11 @@ def _gather(engine: EngineAPI, store: metadata.SessionStore) -> dict[str, Sessio
     for container in engine.list_containers(labels.owner_filters()):
         if owner := labels.session_of(container.get("Labels")):
             group(owner).containers.append(container)
+            group(owner).note(container.get("Labels"))
     for volume in engine.list_volumes():
         if owner := labels.session_of(volume.get("Labels")):
             group(owner).volumes.append(volume["Name"])
+            group(owner).note(volume.get("Labels"))
     for network in engine.list_networks():
         if owner := labels.session_of(network.get("Labels")):
             group(owner).networks.append(network["Name"])
@@ -196,7 +228,17 @@ def plan_gc(engine: EngineAPI | None = None) -> GcPlan:
         plan.leftovers += now
         plan.stale += confirm
     plan.leftovers += _orphan_filesystems(engine)
+    plan.leftovers += _abandoned_scratch()
     return plan
+
+
+def _abandoned_scratch() -> list[Leftover]:
+    """Clone snapshots and review quarantines whose process is gone (a killed `start
+    --clone`, `diff` or `fetch`): they belong to no session, and no lock guards them."""
+    return [
+        Leftover("", "files", str(path), "left by a killed clone start or review")
+        for path in workspace.abandoned_scratch(paths.incoming_dir())
+    ]
 
 
 def _orphan_filesystems(engine: EngineAPI) -> list[Leftover]:
@@ -226,8 +268,22 @@ def gc(
             item.outcome = "planned" if remove_stale else "kept"
         return plan.leftovers + plan.stale
     done: list[Leftover] = []
-    for name in sorted({i.session for i in plan.leftovers + plan.stale}):
+    for name in sorted({i.session for i in plan.leftovers + plan.stale} - {""}):
         done += _collect(engine, store, name, remove_stale)
+    for item in _abandoned_scratch():  # found afresh: each named by a process gone
+        _remove(engine, store, item)
+        done.append(item)
+    return done
+
+
+def remove_dead_probes(engine: EngineAPI) -> list[Leftover]:
+    """Remove the throwaway sessions of `doctor`s that did not finish (`doctor` calls it
+    before it makes its own)."""
+    store = metadata.SessionStore()
+    groups = _gather(engine, store)
+    done: list[Leftover] = []
+    for name in sorted(n for n, objects in groups.items() if objects.dead_probe):
+        done += _collect(engine, store, name, remove_stale=False)
     return done
 
 
@@ -299,9 +355,12 @@ def _gather_one(engine: EngineAPI, store: metadata.SessionStore, name: str) -> S
     objects = SessionObjects(name, meta=meta, damaged=damaged)
     objects.stray_files = _stray_files(store).get(name, [])
     objects.containers = engine.list_containers(labels.owner_filters(session=name))
+    for container in objects.containers:
+        objects.note(container.get("Labels"))
     for volume in engine.list_volumes():
         if labels.session_of(volume.get("Labels")) == name:
             objects.volumes.append(volume["Name"])
+            objects.note(volume.get("Labels"))
     for network in engine.list_networks():
         if labels.session_of(network.get("Labels")) == name:
             objects.networks.append(network["Name"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,13 @@ def _probe_spec(image: str) -> policy.ContainerSpec:
         image=image,
         role=labels.Role.SESSION,
         labels=labels.for_session(
-            name, paths.owner_id(), Mode.CLI, Network.NONE, True, labels.Role.SESSION
+            name,
+            paths.owner_id(),
+            Mode.CLI,
+            Network.NONE,
+            True,
+            labels.Role.SESSION,
+            str(os.getpid()),
         ),
         command=["sleep", "60"],
         tmpfs={"/tmp": "rw,nosuid,nodev,size=64m", "/run": user_tmpfs, policy.HOME: user_tmpfs},

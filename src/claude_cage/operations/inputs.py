@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class StartOptions:
     engine: str | None = None  # a Docker context, a URL, "local" or "auto" (engines.py)
     runtime: str | None = None
     user_config: bool = True  # False: --no-user-config (userconfig.py)
+    probe: bool = False  # doctor's throwaway session, labelled with this pid (labels.PROBE)
 
 
 FLAG_SETTINGS = ("mode", "network", "cpus", "memory", "pids", "runtime")  # config keys
@@ -152,6 +154,7 @@ def build_request(
         persist=options.persist,
         owner=paths.owner_id(),
         runtime=setting(cfg, flags, "runtime"),
+        probe=str(os.getpid()) if options.probe else "",
     )
     policy.check(req)
     req.allowed_hosts = list(cfg["allowed_hosts"])

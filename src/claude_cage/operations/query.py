@@ -109,10 +109,19 @@ def view(
     }
 
 
+def _unfinished(store: metadata.SessionStore, session: SessionRecord, status: str) -> str:
+    """A clone start that did not finish is no running session: "starting" while its
+    start is at work (it holds the lock), "failed" once that process is gone."""
+    if not session.clone_pending:
+        return status
+    return "starting" if store.busy(session.name) else "failed"
+
+
 def _follow(store: metadata.SessionStore, session: SessionRecord, status: Status) -> None:
     """Bring the metadata in line with the engine; skip if a writer holds the lock.
-    A new session's "starting" stays until it runs: gc tells a failed start by it."""
-    if session.status == Status.STARTING and status != Status.RUNNING:
+    A new session's "starting" stays until it runs (a clone start's until its clone
+    has arrived): gc tells a failed start by it."""
+    if session.status == Status.STARTING and (status != Status.RUNNING or session.clone_pending):
         return
     if session.status != status:
         store.update(session.name, blocking=False, status=status)
@@ -176,6 +185,7 @@ def survey(engine: EngineAPI | None = None) -> Survey:
                 entry["status"] = "unreachable"  # not "removed": nobody could look
             elif name in here:
                 _follow(store, here[name], Status(entry["status"]))
+                entry["status"] = _unfinished(store, here[name], entry["status"])
             result.sessions.append(entry)
     result.sessions.sort(key=lambda s: (s["name"], s["engine"]))
     return result
@@ -304,6 +314,7 @@ def status(name: str, engine: EngineAPI | None = None, live: bool = True) -> dic
         entry["hint"] = damaged.hint
     if meta is not None:
         _follow(store, meta, Status(entry["status"]))
+        entry["status"] = _unfinished(store, meta, entry["status"])
         entry["allowed_hosts"] = list(meta.allowed_hosts)
         if meta.network == Network.FILTERED and info is not None:
             entry["egress"] = _egress_counts(name)

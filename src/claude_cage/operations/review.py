@@ -60,7 +60,7 @@ def _incoming(name: str, engine: EngineAPI | None) -> Iterator[workspace.Quarant
     repo = workspace.find_repo(str(host_repo(meta)))
     assert meta.base  # clone_meta checked it
     engine = engine or engines.for_session(name)
-    scratch = paths.data_dir() / "incoming"
+    scratch = paths.incoming_dir()
     with (
         Bounds.from_config(name, load_config(StartOptions()).values) as bounds,
         workspace.quarantine(repo, meta.base, meta.start or meta.base, scratch) as incoming,

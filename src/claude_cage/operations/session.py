@@ -15,6 +15,7 @@ from claude_cage import (
     managed,
     metadata,
     names,
+    paths,
     policy,
     quota,
     userconfig,
@@ -214,14 +215,21 @@ def _save_starting(
     req: policy.SessionRequest,
     cfg: config_mod.Config,
     engine: EngineAPI,
+    repo: str = "",
 ) -> SessionRecord:
     """A new session's record comes first: a start killed at any later point leaves a
-    session `list` shows and `gc` cleans ("starting", with no start holding its lock)."""
+    session `list` shows and `gc` cleans ("starting", with no start holding its lock).
+    A clone start's says so from the first (`repo`): one killed before the clone arrived
+    is never taken for a session that started (SessionRecord.clone_pending)."""
     starting = dataclasses.replace(
         record_for(req, None, cfg["allowed_ports"]),
         status=Status.STARTING,
         engine=engine.endpoint.name,
     )
+    if repo:
+        starting = dataclasses.replace(
+            starting, repo=repo, repo_name=req.clone, branch=f"cage/{req.name}"
+        )
     try:
         store.save(starting)
     except BaseException:  # a full disk: not even an empty directory stays
@@ -295,6 +303,22 @@ def _carry_user_config(
     return carried if home is not None else None
 
 
+def _refuse_unfinished_clone(store: metadata.SessionStore, name: str) -> None:
+    """A `start --clone` killed before its clone arrived left a workspace with part of
+    the files and no repository: starting it would run the agent there as if all were
+    well. It is started afresh instead (the user's repository was never touched)."""
+    try:
+        recorded = store.load(name)
+    except metadata.DamagedMetadata:
+        return  # adopted or refused further on, as any damaged record
+    if recorded is not None and recorded.clone_pending:
+        raise BadInput(
+            f"session {name}'s start with --clone did not finish: its clone never arrived",
+            f"remove it ('claude-cage destroy --force {name}' or 'claude-cage gc'), "
+            f"then start it again with --clone",
+        )
+
+
 @operation("start")
 def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult:
     cfg, flags = load_settings(options)
@@ -328,6 +352,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         info = engine.inspect(container)
         check_claimable(container, info)
         check_claimable(names.companion_name(name), engine.inspect(names.companion_name(name)))
+        _refuse_unfinished_clone(store, name)
         if info is not None and info["State"]["Running"]:
             return _start_running(engine, cfg, store, name, info, warnings)
         previous = store.load(name)
@@ -374,8 +399,10 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
             req.managed_volume = names.managed_volume(name)
         snap = None
         if repo is not None and not restarted:
-            snap = stack.enter_context(workspace.snapshot(repo))
-        starting = None if restarted else _save_starting(store, req, cfg, engine)
+            snap = stack.enter_context(workspace.snapshot(repo, paths.incoming_dir()))
+            checkpoint("start:snapshot")
+        top = str(repo.top) if repo is not None else ""
+        starting = None if restarted else _save_starting(store, req, cfg, engine, top)
         made: list[str] = []
         bringing = Bringing(engine, cfg, store, req, info, restarted, placing, desktop_plan)
         try:

@@ -38,11 +38,19 @@ class DestroyResult:
 
 
 def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
-    """Remove the session's containers and volumes: only ours, never a namesake."""
+    """Remove the session's containers and volumes: only ours, never a namesake. Every
+    container labelled for the session goes first, also a filler or export a killed
+    command left, which would hold its volumes."""
     removed = []
     for container in (names.container_name(name), names.companion_name(name)):
         if inspect_ours(engine, container) is not None and engine.remove(container):
             removed.append(container)
+    for found in engine.list_containers(labels.owner_filters(session=name)):
+        if labels.session_of(found.get("Labels")) != name:
+            continue
+        other = str((found.get("Names") or ["/" + found["Id"]])[0]).lstrip("/")
+        if engine.remove(other):
+            removed.append(other)
     checkpoint("remove:containers")
     for volume in (
         names.data_volume(name),
