@@ -73,7 +73,7 @@ def protections(mounts: list[Mount], home: Path) -> list[Mount]:
     for mount in mounts:
         if mount.read_only:
             continue
-        plan = gitdirs.Plan(Path(mount.source), mount.target, home)
+        plan = gitdirs.Plan(Path(os.path.realpath(mount.source)), mount.target, home)
         # `.git` directories first: a `.git` file may name a git directory inside one
         found = sorted(_git_dirs(plan.root), key=lambda p: (p.is_file(), p))
         for dot_git in found:

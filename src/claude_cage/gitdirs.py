@@ -23,6 +23,8 @@ any new name in it. So, inside the session:
 - a `.git` directory that is no git directory is read-only, and a mount inside a
   repository gets an empty one at its top: git's discovery passes over it, and the
   agent cannot put a `.git` of its own where the host's git would find it first.
+- every path bound or made below a mount passes Plan.host_path: inside the mount, with
+  no symbolic link on the way (the engine would follow a session's link on the host).
 
 See docs/SECURITY.md ("Mounted repositories") for the list and what is left.
 """
@@ -49,7 +51,7 @@ MAX_NESTING = 8  # submodules of submodules
 class Plan:
     """What one read-write mount needs: bind mounts, and the copies to make."""
 
-    root: Path
+    root: Path  # as the host resolves it (os.path.realpath)
     target: str
     home: Path
     binds: list[Mount] = field(default_factory=list)
@@ -63,10 +65,41 @@ class Plan:
     def contains(self, path: Path) -> bool:
         return path == self.root or self.root in path.parents
 
+    def host_path(self, path: Path) -> Path:
+        """The one place that turns a path the session may have written into a bind
+        source or a place to create: path as the host resolves it, refused if it leaves
+        the mount or if any step from the mount to it is a symbolic link (the engine and
+        claude-cage follow links on the host, where the session's link could name
+        anything). Steps that do not exist yet are left to make_dirs."""
+        path = Path(os.path.normpath(path))
+        hint = (
+            f"remove the link, or the git setting or gitlink naming {path}, then start "
+            "again; or mount the directory read-only (PATH:ro), or use --clone"
+        )
+        if not self.contains(path):
+            raise BadInput(f"{path} lies outside the mount {self.root}", hint)
+        here = self.root
+        for part in path.relative_to(self.root).parts:
+            here = here / part
+            try:
+                is_link = stat.S_ISLNK(os.lstat(here).st_mode)
+            except FileNotFoundError:
+                return path  # nothing below a missing step exists either
+            except OSError as exc:
+                raise file_error(exc, here) from None
+            if is_link:
+                raise BadInput(
+                    f"{path} is reached through the symbolic link {here}: the host would "
+                    "follow it, wherever a session pointed it",
+                    hint,
+                )
+        return path
+
     def pin(self, path: Path, read_only: bool, source: Path | None = None) -> None:
         """Bind source (default: path itself) at path; the directories above it up to
         the mount over themselves, read-write (a mount point cannot be renamed or
         removed, so nothing can take the place of either)."""
+        path = self.host_path(path)
         for step in reversed(path.relative_to(self.root).parents[:-1]):
             self.add(Mount(str(self.root / step), self.inside(self.root / step), False))
         self.add(Mount(str(source or path), self.inside(path), read_only))
@@ -129,8 +162,10 @@ def add_repository(plan: Plan, worktree: Path, depth: int = 0) -> None:
     if dot_git.is_file():
         plan.pin(dot_git, True)
         target = gitfile_target(dot_git)
-        if target is not None and plan.contains(target) and target.is_dir():
-            cover(plan, target, worktree)
+        if target is not None and plan.contains(target):
+            target = plan.host_path(target)
+            if target.is_dir():
+                cover(plan, target, worktree)
     elif not (dot_git / "HEAD").exists():  # not a git directory: it must not become one
         plan.pin(dot_git, True)
         return
@@ -139,17 +174,34 @@ def add_repository(plan: Plan, worktree: Path, depth: int = 0) -> None:
     for link in gitlinks(worktree):
         if not plan.contains(link):
             continue
-        if (link / ".git").exists() or (link / ".git").is_symlink():
+        real = plan.host_path(link)
+        if (real / ".git").exists() or (real / ".git").is_symlink():
             add_repository(plan, link, depth + 1)
         else:  # not initialized: nothing may appear there
-            if not link.exists():
-                try:
-                    link.mkdir(parents=True)
-                    os.chown(link, *owner(worktree))
-                except OSError as exc:
-                    raise file_error(exc, link) from None
-            if link.is_dir() and not link.is_symlink():
+            if not real.exists():
+                make_dirs(plan, link, owner(worktree))
+            if real.is_dir() and not real.is_symlink():
                 plan.pin(link, True)
+
+
+def make_dirs(plan: Plan, path: Path, uid_gid: tuple[int, int]) -> None:
+    """Create path below the mount one step at a time, each step opened without following
+    a symbolic link, so nothing is made outside the mount whatever the session put there."""
+    fd = os.open(plan.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in Path(os.path.normpath(path)).relative_to(plan.root).parts:
+            try:
+                os.mkdir(part, dir_fd=fd)
+                os.chown(part, *uid_gid, dir_fd=fd, follow_symlinks=False)
+            except FileExistsError:
+                pass
+            step = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = step
+    except OSError as exc:
+        raise file_error(exc, path) from None
+    finally:
+        os.close(fd)
 
 
 def pin_root(plan: Plan) -> None:
@@ -172,6 +224,7 @@ def cover(plan: Plan, git_dir: Path, worktree: Path) -> None:
     if any(git_dir == done or done in git_dir.parents for done, _, _ in plan.copies):
         return  # a submodule's, under a git directory already covered
     inside = plan.inside(git_dir)
+    git_dir = plan.host_path(git_dir)
     view = HOST_VIEW + inside
     copy = plan.home / inside.lstrip("/")
     plan.copies.append((git_dir, copy, view))
@@ -210,7 +263,8 @@ def protect_config(plan: Plan, config: Path, worktree: Path, depth: int = 0) -> 
             c == path or c in path.parents for c, _, _ in plan.copies
         ):
             continue
-        if not path.exists():
+        real = plan.host_path(path)
+        if not real.exists():
             raise BadInput(
                 f"the git config {config} names {path}, which does not exist: a session "
                 f"mounting {plan.root} could create it, and the host's git would read it",
@@ -219,7 +273,7 @@ def protect_config(plan: Plan, config: Path, worktree: Path, depth: int = 0) -> 
             )
         plan.pin(path, True)
         if key.endswith(".path"):
-            protect_config(plan, path, worktree, depth + 1)
+            protect_config(plan, real, worktree, depth + 1)
 
 
 def owner(path: Path) -> tuple[int, int]:

@@ -359,3 +359,56 @@ def test_the_agents_git_workflow_works_and_stays_in_the_session(cage: Cage, tmp_
     assert {f"{INSIDE}/.git", f"{INSIDE}/sub/.git"} <= set(status["protections"]), status
     checks = {c["check"]: c for c in status["sandbox"]["checks"]}
     assert checks["mounts"]["ok"] and checks["mounts writable"]["ok"], checks
+
+
+def host_read(outside: Path) -> str:
+    """Shell, in a fresh repository `sub`: an include and core.hooksPath through links to
+    a host file and a host directory outside the mount."""
+    return (
+        "mkdir sub && cd sub && git init -q && ln -s ../../secret leak"
+        " && ln -s ../../hostdir updir && git config include.path ../leak"
+        " && git config core.hooksPath updir"
+    )
+
+
+def host_write(outside: Path) -> str:
+    """Shell: an include under a link to a host directory (its parents were bound rw)."""
+    return (
+        "mkdir sub3 && cd sub3 && git init -q && ln -s ../../hostdir homelink"
+        " && git config include.path ../homelink/f"
+    )
+
+
+def root_mkdir(outside: Path) -> str:
+    """Shell: a gitlink through a link to a host directory, which claude-cage would make."""
+    return (
+        "mkdir sub2 && cd sub2 && git init -q && git -c user.name=a -c user.email=a@b"
+        f" commit -q --allow-empty -m x && ln -s {outside / 'victimroot'} esc"
+        " && git update-index --add --cacheinfo 160000,$(git rev-parse HEAD),esc/newdir"
+    )
+
+
+@pytest.mark.parametrize("plant", [host_read, host_write, root_mkdir])
+def test_links_a_session_plants_never_reach_outside_the_mount(
+    cage: Cage, tmp_path: Path, plant: Callable[[Path], str]
+) -> None:
+    project = mounted_project(tmp_path, setup_plain)
+    (tmp_path / "secret").write_text("host secret\n")
+    (tmp_path / "hostdir").mkdir()
+    (tmp_path / "hostdir" / "f").write_text("[color]\n")
+    (tmp_path / "victimroot").mkdir()
+    before = sorted(os.listdir(tmp_path / "hostdir"))
+    name = cage.name()
+    started = cage("start", "--name", name, "--network", "none", "-d", "--mount", str(project))
+    assert started.code == 0, started.output
+    run_in(cage, name, f"cd {INSIDE} && {plant(tmp_path)}")
+    assert cage("stop", name).code == 0
+    # the next session on the directory (a restart keeps the binds made before the plant)
+    refused = cage("start", "--name", cage.name(), "-d", "--mount", str(project))
+    assert refused.code == 2, refused.output
+    assert "symbolic link" in refused.stderr and "hint:" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 2, refused.stderr
+    assert "Traceback" not in refused.output
+    assert not (tmp_path / "victimroot" / "newdir").exists()
+    assert sorted(os.listdir(tmp_path / "hostdir")) == before
+    assert (tmp_path / "hostdir" / "f").read_text() == "[color]\n"
