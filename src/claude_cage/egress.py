@@ -62,8 +62,10 @@ _UPSTREAM_ERRORS = frozenset(
 # What the address guard refuses an allowed name to resolve to: this network, loopback,
 # private (RFC 1918, carrier-grade NAT 100.64/10, IPv6 unique local fc00::/7), link-local
 # (169.254/16, where cloud metadata services answer on 169.254.169.254, and fe80::/10),
-# the IETF's and benchmarking blocks, multicast and the reserved rest; the host's own
-# addresses are added by the caller. An IPv4-mapped IPv6 answer is compared as IPv4.
+# the IETF's and benchmarking blocks, multicast and the reserved rest, and NAT64's
+# prefixes (64:ff9b::/96 and the local-use 64:ff9b:1::/48: on an IPv6-only host a gateway
+# maps them to IPv4 addresses, internal ones too); the host's own addresses are added by
+# the caller. An IPv4-mapped IPv6 answer is compared as IPv4.
 GUARDED_RANGES = (
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -76,6 +78,8 @@ GUARDED_RANGES = (
     "198.18.0.0/15",
     "224.0.0.0/3",
     "::/127",
+    "64:ff9b::/96",
+    "64:ff9b:1::/48",
     "fc00::/7",
     "fe80::/10",
     "ff00::/8",

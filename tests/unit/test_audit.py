@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from claude_cage import audit, egress, event_folds
+from claude_cage.event_prune import Limits
 from claude_cage.events import EventLog
 
 SQUID_TIME = 1795978111.330
@@ -192,3 +193,54 @@ def test_a_fold_key_collision_folds_nothing_that_differs(
     audit.ingest(log, "web", "c1", [(stamp(1), line(0))])
     audit.ingest(log, "web", "c1", [(stamp(2), line(1, host="other.test"))])
     assert sorted(e["value"]["host"] for e in blocked(log)) == ["denied.test", "other.test"]
+
+
+# --- a flood of distinct host names ----------------------------------------------------
+
+
+def _distinct(count: int, start: int = 0) -> list[tuple[str, bytes]]:
+    return [
+        (stamp(1, start + n), line(start + n, host=f"h{start + n}.flood.test", at=SQUID_TIME))
+        for n in range(count)
+    ]
+
+
+def test_a_flood_of_distinct_hosts_is_a_bounded_number_of_events(log: EventLog) -> None:
+    for start in range(0, 5000, 1000):  # five batches of the follower
+        audit.ingest(log, "web", "c1", _distinct(1000, start))
+    events = blocked(log)
+    cap = event_folds.MAX_KEYS
+    assert len(events) == cap + 1
+    assert sum(e["value"]["count"] for e in events) == 5000
+    [over] = [e for e in events if e["value"].get("overflow")]
+    value = over["value"]
+    assert value["count"] == 5000 - cap and value["host"] is None
+    assert value["hosts"] == [f"h{n}.flood.test" for n in range(cap, cap + 20)]
+    assert value["seq"] == cap and value["last_seq"] == 4999
+    # a known host still folds into its own event
+    audit.ingest(log, "web", "c1", [(stamp(2), line(5000, host="h0.flood.test"))])
+    [h0] = [e for e in blocked(log) if e["value"]["host"] == "h0.flood.test"]
+    assert h0["value"]["count"] == 2 and len(blocked(log)) == cap + 1
+
+
+def test_the_next_window_counts_its_hosts_afresh(log: EventLog) -> None:
+    window = event_folds.FOLD_WINDOW_SECONDS
+    audit.ingest(log, "web", "c1", _distinct(200))
+    later = [
+        (stamp(3, n), line(200 + n, host=f"n{n}.flood.test", at=SQUID_TIME + window + 1))
+        for n in range(200)
+    ]
+    audit.ingest(log, "web", "c1", later)
+    events = blocked(log)
+    assert len(events) == 2 * (event_folds.MAX_KEYS + 1)
+    assert sum(e["value"]["count"] for e in events) == 400
+
+
+def test_one_sessions_flood_does_not_prune_another_sessions_event(tmp_path: Path) -> None:
+    log = EventLog(
+        tmp_path / "events.sqlite3", background_sync=False, limits=Limits(max_size=256 * 1024)
+    )
+    audit.ingest(log, "api", "c9", [(stamp(0), line(0, host="victim.test"))])
+    for start in range(0, 5000, 500):
+        audit.ingest(log, "web", "c1", _distinct(500, start))
+    assert [e["value"]["host"] for e in log.query(session="api", type="egress")] == ["victim.test"]
