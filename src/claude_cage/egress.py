@@ -64,8 +64,9 @@ _UPSTREAM_ERRORS = frozenset(
 # (169.254/16, where cloud metadata services answer on 169.254.169.254, and fe80::/10),
 # the IETF's and benchmarking blocks, multicast and the reserved rest, and NAT64's
 # prefixes (64:ff9b::/96 and the local-use 64:ff9b:1::/48: on an IPv6-only host a gateway
-# maps them to IPv4 addresses, internal ones too); the host's own addresses are added by
-# the caller. An IPv4-mapped IPv6 answer is compared as IPv4.
+# maps them to IPv4 addresses, internal ones too), and the two that carry an IPv4 address
+# inside (6to4 2002::/16, Teredo 2001::/32); the host's own addresses are added by the
+# caller. An IPv4-mapped IPv6 answer is compared as IPv4.
 GUARDED_RANGES = (
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -80,6 +81,8 @@ GUARDED_RANGES = (
     "::/127",
     "64:ff9b::/96",
     "64:ff9b:1::/48",
+    "2001::/32",
+    "2002::/16",
     "fc00::/7",
     "fe80::/10",
     "ff00::/8",

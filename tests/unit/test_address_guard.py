@@ -34,11 +34,15 @@ def test_internal_addresses_are_refused_by_default(address: str) -> None:
 
 @pytest.mark.parametrize(
     "address",
-    ["64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b:1::1", "64:ff9b:1:f::1"],
-)
+    [
+        "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b:1::1",
+        "64:ff9b:1:f::1", "2002:a9fe:a9fe::1", "2002:7f00:1::", "2001:0:4136:e378::1",
+    ],
+)  # fmt: skip
 def test_nat64_addresses_are_refused_by_default(address: str) -> None:
     """On an IPv6-only host a NAT64 gateway maps these to IPv4: 169.254.169.254,
-    127.0.0.1, 10.0.0.1, and what the local-use prefix maps to."""
+    127.0.0.1, 10.0.0.1, and what the local-use prefix maps to; 6to4 and Teredo
+    addresses carry an IPv4 address too."""
     assert blocked(address, egress.blocked_ranges([]))
 
 
