@@ -17,7 +17,9 @@ never reach the terminal:
 
 Each is also caught in its 8-bit form: the C1 character as UTF-8 (U+009D is `C2 9D`),
 and as a single byte that is not part of a UTF-8 character (what a terminal in 8-bit
-mode reads). Text, CSI and every other escape sequence pass byte for byte. A dropped
+mode reads). Text, CSI and every other escape sequence pass byte for byte, except an
+ESC another ESC follows, which is dropped as a terminal drops it (emitted, it could
+meet the text after a dropped string and begin a string of its own). A dropped
 string ends where a terminal would end it (BEL for OSC, ST, CAN, SUB, or ESC and
 anything but ESC or `\\`); one that never ends is dropped for `LIMIT` characters, then
 the output shows again. Sequences may be split across reads: the filter keeps the
@@ -149,8 +151,8 @@ class TerminalFilter:
             if c in "]PX^_":
                 out.append(self._pending[1:])  # the controls run; the ESC goes
                 self._string(c)
-            elif c == ESC:
-                out.append(self._pending)
+            elif c == ESC:  # a terminal drops the first ESC too; it must not meet
+                out.append(self._pending[1:])  # what follows a string the second begins
                 self._pending = ESC
             elif c in _INTRODUCERS:  # the ESC must not meet what follows the string
                 out.append(self._pending[1:])

@@ -79,6 +79,31 @@ def test_no_string_a_terminal_acts_on_gets_through(data: bytes) -> None:
     assert strings_started(run(data)) == []
 
 
+# What a dropped string could glue together: an ESC (or ESC ESC, or a C1 introducer, or
+# a UTF-8 lead byte) emitted before it and the text after it.
+FRAGMENTS = [
+    b"\x1b", b"\x1b\x1b", b"]", b"52;c;", b"0;x", b"\x07", b"\x1b\\", b"P", b"+q", b"_",
+    b"\x9d", b"\x90", b"\xc2", b"x",
+]  # fmt: skip
+glued = st.lists(st.sampled_from(FRAGMENTS), max_size=12).map(b"".join)
+
+
+@settings(max_examples=800, deadline=None)  # finds the glue on its own most runs
+@given(glued)
+@example(b"\x1b\x1b]0;x\x07]52;c;QUJD\x07")
+@example(b"\x1b\x1b_x\x1b\\]52;c;QUJD\x07")
+@example(b"\x1b\x1bP+q\x1b\\]52;c;QUJD\x07")
+def test_no_dropped_string_glues_what_came_before_to_what_follows(data: bytes) -> None:
+    assert strings_started(run(data)) == []
+
+
+def test_an_esc_before_a_dropped_string_does_not_begin_one_after_it() -> None:
+    for wrapper in (b"]0;x\x07", b"_x\x1b\\", b"P+q\x1b\\", b"X\x1b\\", b"^\x18"):
+        out = run(b"\x1b\x1b" + wrapper + b"]52;c;QUJD\x07")
+        assert out == b"]52;c;QUJD\x07", wrapper
+    assert run(b"a\x1b\x07\x1b]0;x\x07]52;c;QUJD\x07") == b"a\x07]52;c;QUJD\x07"
+
+
 @settings(max_examples=100)
 @given(hostile, splits)
 def test_chunks_split_anywhere_give_the_same_output(data: bytes, sizes: list[int]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from claude_cage import metadata, policy, userconfig
 from claude_cage.engine_api import EngineAPI
+from claude_cage.render import sanitize
 
 STATE = f"{policy.CONFIG_DIR}/{userconfig.STATE_FILE}"
 # Written beside, then renamed: a Claude Code reading it never sees half a file.
@@ -54,6 +55,9 @@ def missing_now(engine: EngineAPI, container: str) -> dict[str, str]:
 
 
 def missing_line(server: str, program: str) -> str:
+    """The warning for one MCP server; its name and program come from the session's
+    own .claude.json, so each is kept to one line (no forged lines in the output)."""
+    server, program = sanitize(server), sanitize(program)
     return (
         f"MCP server {server}: its program {program} is not in the session's image "
         "(build one with it: --image)"
@@ -72,7 +76,8 @@ def seed(
     code, out = engine.exec_run(container, ["sh", "-c", WRITE, "sh", STATE], stdin=text.encode())
     warnings = []
     if code != 0:
-        warnings.append(f"could not write {STATE} in the session: {out.decode(errors='replace')}")
+        said = sanitize(out.decode(errors="replace"))
+        warnings.append(f"could not write {STATE} in the session: {said}")
     for server, program in missing_programs(engine, container, carried.mcp_servers).items():
         warnings.append(missing_line(server, program))
     return warnings
