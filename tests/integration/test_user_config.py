@@ -290,12 +290,16 @@ def test_a_hostile_state_file_cannot_hang_or_exhaust_status_or_start(
     started = cage("start", "--name", name, "--network", "none", "-d")
     assert started.code == 0, started.output
     script = f'f=~/.claude/.claude.json; rm -f "$f"; {PLANTS[plant]}'
-    planted = cage("exec", name, "--", "sh", "-c", script)
-    assert planted.code == 0, planted.output
-    code, out, peak, took = bounded(cage, "status", name)
-    assert code == 0, (code, peak, took, out[-2000:])
-    assert "Traceback" not in out and "cannot read Claude Code's" in out, out
-    assert peak < RSS_CAP, peak
+    still = 'f=~/.claude/.claude.json; [ -L "$f" ] || [ -p "$f" ] || [ "$(head -c 2 "$f")" = "[[" ]'
+    for _ in range(3):  # Claude Code in the session may rewrite the file meanwhile
+        planted = cage("exec", name, "--", "sh", "-c", script)
+        assert planted.code == 0, planted.output
+        code, out, peak, took = bounded(cage, "status", name)
+        assert code == 0, (code, peak, took, out[-2000:])
+        assert "Traceback" not in out and peak < RSS_CAP, (peak, out)
+        if cage("exec", name, "--", "sh", "-c", still).code == 0:
+            break
+    assert "cannot read Claude Code's" in out, out
     assert cage("stop", name).code == 0
     # Claude Code in the session may have rewritten the file: plant it again, stopped.
     info = inspect(f"cage-{name}")
