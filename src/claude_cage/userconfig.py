@@ -16,7 +16,9 @@ servers (`mcpServers`) and the theme are taken, and written with the onboarding 
 (`seed_state`) into the session's own, writable ~/.claude/.claude.json. Never copied:
 `.credentials.json`, any other file of either, the OAuth account, API keys and tokens
 of ~/.claude.json, the headers of remote MCP servers (their credentials belong in
-`claude-cage secret set`), and the settings and environment entries listed below.
+`claude-cage secret set`), any MCP server, hook or status line whose command,
+arguments or url carries a credential (`SECRET_TEXT`), and the settings and environment
+entries listed below.
 """
 
 from __future__ import annotations
@@ -46,7 +48,22 @@ STATE_FILE = ".claude.json"
 DROPPED_SETTINGS = ("apiKeyHelper", "awsAuthRefresh", "awsCredentialExport", "otelHeadersHelper")
 # env entries left out: names that look like secrets, and the variables the session
 # itself sets (its proxy, its CA bundle, its config directory, its model endpoint).
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
+SECRET_NAME = re.compile(
+    r"KEY|TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|WEBHOOK"
+    r"|CUSTOM_HEADERS|(^|_)(PAT|PWD|PASS|DSN)(_|$)",
+    re.I,
+)
+# Text that carries a credential, wherever it is (env values, hook and status line
+# commands, MCP server commands, arguments and urls): a url with user:password@, a
+# query parameter named like a credential, an HTTP credential header, a credential flag.
+SECRET_TEXT = re.compile(
+    r"[a-z][\w+.-]*://[^/\s:@]+:[^/\s@]+@"
+    r"|[?&][\w.-]*(token|key|secret|passw|pwd|auth|sig|signature|credential)[\w.-]*="
+    r"|\b(authorization|proxy-authorization|x-api-key|api-key|x-auth-token|cookie)\s*:"
+    r"|\bbearer\s+\S"
+    r"|(^|\s)--?[\w-]*(token|api[-_]?key|secret|passw|passphrase|credential|auth)[\w-]*(=|\s|$)",
+    re.I,
+)
 SESSION_VARS = frozenset(
     {
         "HTTP_PROXY",
@@ -89,7 +106,11 @@ def _clean_env(env: Any, where: str, left_out: list[str]) -> dict[str, str]:
         return {}
     kept = {}
     for key, value in env.items():
-        if SECRET_NAME.search(str(key)) or str(key).upper() in SESSION_VARS:
+        if (
+            SECRET_NAME.search(str(key))
+            or str(key).upper() in SESSION_VARS
+            or SECRET_TEXT.search(str(value))
+        ):
             left_out.append(f"{where}.{key}")
         else:
             kept[str(key)] = value
@@ -112,12 +133,26 @@ def clean_settings(settings: dict[str, Any], left_out: list[str]) -> dict[str, A
         }
         left_out.append("permissions.additionalDirectories")
     status = cleaned.get("statusLine")
-    if isinstance(status, dict) and HOST_HOME.search(str(status.get("command", ""))):
+    if isinstance(status, dict) and _unsafe_command(status.get("command")):
         del cleaned["statusLine"]
         left_out.append("statusLine")
     if isinstance(cleaned.get("hooks"), dict):
         cleaned["hooks"] = _clean_hooks(cleaned["hooks"], left_out)
     return cleaned
+
+
+def _unsafe_command(command: Any) -> bool:
+    """A hook or status line command that names the host's home or carries a credential."""
+    text = str(command or "")
+    return bool(HOST_HOME.search(text) or SECRET_TEXT.search(text))
+
+
+def _carries_secret(server: dict[str, Any]) -> bool:
+    """An MCP server whose command, arguments or url carry a credential."""
+    args = server.get("args")
+    words = [str(a) for a in args] if isinstance(args, list) else [str(args or "")]
+    texts = [str(server.get("command") or ""), " ".join(words), str(server.get("url") or "")]
+    return any(SECRET_TEXT.search(text) for text in texts)
 
 
 def _clean_hooks(hooks: dict[str, Any], left_out: list[str]) -> dict[str, Any]:
@@ -132,7 +167,7 @@ def _clean_hooks(hooks: dict[str, Any], left_out: list[str]) -> dict[str, Any]:
             commands = [
                 hook
                 for hook in matcher.get("hooks", [])
-                if isinstance(hook, dict) and not HOST_HOME.search(str(hook.get("command", "")))
+                if isinstance(hook, dict) and not _unsafe_command(hook.get("command"))
             ]
             if len(commands) != len(matcher.get("hooks", [])):
                 left_out.append(f"hooks.{event}")
@@ -146,12 +181,16 @@ def _clean_hooks(hooks: dict[str, Any], left_out: list[str]) -> dict[str, Any]:
 def clean_mcp_servers(servers: Any, left_out: list[str]) -> dict[str, Any]:
     """User-scope MCP servers: stdio ones without secret-looking env entries, remote
     ones (http, sse) without their headers or header helpers (credentials go through
-    the proxy: `claude-cage secret set`)."""
+    the proxy: `claude-cage secret set`); a server whose command, arguments or url
+    carry a credential is left out whole."""
     if not isinstance(servers, dict):
         return {}
     kept = {}
     for name, server in servers.items():
         if not isinstance(server, dict):
+            continue
+        if _carries_secret(server):
+            left_out.append(f"mcpServers.{name}")
             continue
         server = dict(server)
         for key in ("headers", "headersHelper", "oauth"):

@@ -9,12 +9,15 @@ import json
 import os
 import secrets
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cage
+from claude_cage.policy import CONFIG_DIR
+from tests.conftest import Cage, inspect
 from tests.integration.model import ModelServer
 from tests.integration.terminal import DETACH, Terminal, plain
 
@@ -233,3 +236,84 @@ def test_attach_opens_at_the_prompt_and_a_restart_continues(
     history = "\n".join(asked["history"])
     assert first in history and "first answer" in history, history
     assert "second question" in history
+
+
+# The session's own ~/.claude/.claude.json, as the agent could leave it: an endless file,
+# a fifo no one writes, JSON nested past Python's recursion limit.
+PLANTS = {
+    "endless": 'ln -s /dev/zero "$f"',
+    "fifo": 'mkfifo "$f"',
+    "deep": "head -c 200000 /dev/zero | tr '\\0' '[' > \"$f\"",
+}
+BOUND = 30  # seconds for one status or start
+RSS_CAP = 200 << 10  # KiB
+
+
+def bounded(cage: Cage, *args: str) -> tuple[int | None, str, int, float]:
+    """Run claude-cage, killed past BOUND seconds or RSS_CAP: (exit code or None when
+    killed, its output, its peak VmRSS in KiB, the seconds it took)."""
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "claude_cage", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=cage.env,
+    )
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()))  # type: ignore[union-attr]
+    reader.start()
+    peak, killed = 0, False
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            rss = next((line for line in status.splitlines() if line.startswith("VmRSS:")), "")
+            peak = max(peak, int(rss.split()[1]) if rss else 0)
+        except (OSError, IndexError, ValueError):
+            pass
+        if peak > RSS_CAP or time.monotonic() - began > BOUND:
+            proc.kill()
+            killed = True
+        time.sleep(0.05)
+    reader.join(10)
+    text = b"".join(out).decode(errors="replace")
+    return (None if killed else proc.returncode), text, peak, time.monotonic() - began
+
+
+@pytest.mark.parametrize("plant", sorted(PLANTS))
+def test_a_hostile_state_file_cannot_hang_or_exhaust_status_or_start(
+    cage: Cage, tmp_path: Path, plant: str
+) -> None:
+    claude, _, _ = fake_home(tmp_path)
+    cage.env["CAGE_CLAUDE_CONFIG"] = str(claude)
+    name = cage.name(plant)
+    started = cage("start", "--name", name, "--network", "none", "-d")
+    assert started.code == 0, started.output
+    script = f'f=~/.claude/.claude.json; rm -f "$f"; {PLANTS[plant]}'
+    still = 'f=~/.claude/.claude.json; [ -L "$f" ] || [ -p "$f" ] || [ "$(head -c 2 "$f")" = "[[" ]'
+    for _ in range(3):  # Claude Code in the session may rewrite the file meanwhile
+        planted = cage("exec", name, "--", "sh", "-c", script)
+        assert planted.code == 0, planted.output
+        code, out, peak, took = bounded(cage, "status", name)
+        assert code == 0, (code, peak, took, out[-2000:])
+        assert "Traceback" not in out and peak < RSS_CAP, (peak, out)
+        if cage("exec", name, "--", "sh", "-c", still).code == 0:
+            break
+    assert "cannot read Claude Code's" in out, out
+    assert cage("stop", name).code == 0
+    # Claude Code in the session may have rewritten the file: plant it again, stopped.
+    info = inspect(f"cage-{name}")
+    volume = next(m["Name"] for m in info["Mounts"] if m["Destination"] == CONFIG_DIR)
+    again = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--user", info["Config"]["User"] or "0",
+         "-v", f"{volume}:/c", "--entrypoint", "sh", info["Config"]["Image"],
+         "-c", f'f=/c/.claude.json; rm -f "$f"; {PLANTS[plant]}'],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    code, out, peak, took = bounded(cage, "start", name, "-d")
+    assert code == 0, (code, peak, took, out[-2000:])
+    assert "Traceback" not in out and ".claude/.claude.json" in out, out
+    assert peak < RSS_CAP, peak
+    seeded = cage("exec", name, "--", "sh", "-c", "cat ~/.claude/.claude.json")
+    assert json.loads(seeded.stdout)["hasCompletedOnboarding"] is True, seeded.output

@@ -68,6 +68,72 @@ def test_mcp_servers_lose_headers_and_secret_env() -> None:
     assert userconfig.stdio_programs(servers) == {"gh": "gh-mcp"}
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATABASE_URL", "postgres://u:PW@db.example.com/app"),
+        ("GITHUB_PAT", "ghp_x"),
+        ("GPG_PASSPHRASE", "p"),
+        ("SENTRY_DSN", "https://k@o1.ingest.sentry.io/1"),
+        ("SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/X"),
+        ("DB_PWD", "p"),
+        ("ANTHROPIC_CUSTOM_HEADERS", "x-api-key: sk-1"),
+        ("SERVICE", "https://api.example.com/v1?access_token=abc"),
+        ("EXTRA", "Authorization: Bearer abc"),
+    ],
+)
+def test_env_entries_carrying_a_secret_are_left_out(name: str, value: str) -> None:
+    left_out: list[str] = []
+    env = {name: value, "EDITOR": "vim", "PYTHONPATH": "/opt/lib", "SITE": "https://x.org/"}
+    cleaned = userconfig.clean_settings({"env": env}, left_out)
+    assert cleaned["env"] == {"EDITOR": "vim", "PYTHONPATH": "/opt/lib", "SITE": "https://x.org/"}
+    assert left_out == [f"env.{name}"]
+    servers = userconfig.clean_mcp_servers({"s": {"command": "s-mcp", "env": env}}, [])
+    assert name not in servers["s"]["env"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "curl -H 'Authorization: Bearer abc' https://x.example.com",
+        "notify --token abc",
+        "curl https://u:pw@hooks.example.com/x",
+        "curl 'https://x.example.com/h?api_key=abc'",
+    ],
+)
+def test_hook_and_status_commands_carrying_a_secret_are_left_out(command: str) -> None:
+    left_out: list[str] = []
+    hook = {"type": "command", "command": command}
+    cleaned = userconfig.clean_settings(
+        {
+            "statusLine": hook,
+            "hooks": {"Stop": [{"hooks": [hook, {"type": "command", "command": "echo ok"}]}]},
+        },
+        left_out,
+    )
+    assert cleaned == {"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "echo ok"}]}]}}
+    assert command not in json.dumps(cleaned)
+    assert set(left_out) == {"statusLine", "hooks.Stop"}
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        {"command": "gh-mcp", "args": ["--token", "ghp_x"]},
+        {"command": "gh-mcp", "args": ["--api-key=abc"]},
+        {"command": "db-mcp", "args": ["postgres://u:pw@db/app"]},
+        {"type": "http", "url": "https://m.example.com/mcp?api_key=abc"},
+        {"type": "sse", "url": "https://u:pw@m.example.com/sse"},
+    ],
+)
+def test_mcp_servers_carrying_a_secret_are_left_out_whole(server: dict[str, object]) -> None:
+    left_out: list[str] = []
+    kept = {"fs": {"command": "npx", "args": ["-y", "@mcp/server-filesystem", "/workspace"]}}
+    servers = userconfig.clean_mcp_servers({"bad": server, **kept}, left_out)
+    assert servers == kept
+    assert left_out == ["mcpServers.bad"]
+
+
 def test_write_copies_the_named_entries_only(tmp_path: Path) -> None:
     home = tmp_path / ".claude"
     (home / "agents").mkdir(parents=True)

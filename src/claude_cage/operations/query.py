@@ -337,8 +337,7 @@ def status(name: str, engine: EngineAPI | None = None, live: bool = True) -> dic
             usage, oom_kills = _usage(engine, info)
             entry.update(usage)
         if running and meta is not None and meta.user_config:  # the user's MCP servers
-            missing = usersetup.missing_now(engine, info["Name"][1:])
-            entry["mcp_missing"] = [usersetup.missing_line(*pair) for pair in missing.items()]
+            entry["mcp_missing"] = usersetup.status_lines(engine, info["Name"][1:])
         model = None
         if running:  # in the background: it may wait for a model that does not answer
             # start-up: a thread pool and the model probe, for a running session's status

@@ -15,18 +15,16 @@ the answer does not come, the work counts as not fetched (`Unknown`).
 
 from __future__ import annotations
 
-import contextlib
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from claude_cage import names, workdir, workspace
 from claude_cage.engine_api import EngineAPI
 from claude_cage.errors import CageError
+from claude_cage.operations import answer
 from claude_cage.operations.clone import WORK_TIP, reader, work_env
 from claude_cage.record import SessionRecord
-from claude_cage.transport import frames
 
 ANSWER_CAP = 1 << 20  # bytes, stdout and stderr together; the answer is a few lines
 TIME_LIMIT = 120  # seconds: `git add -A` hashes what changed, as `fetch` does
@@ -121,31 +119,15 @@ def find(engine: EngineAPI, name: str, meta: SessionRecord) -> Unfetched | None:
 
 def _ask(engine: EngineAPI, container: str, cmd: list[str]) -> bytes:
     """Run cmd in the container; its stdout, read within ANSWER_CAP and TIME_LIMIT."""
-    deadline = time.monotonic() + TIME_LIMIT
-    limited = ["timeout", "-s", "KILL", str(TIME_LIMIT), *cmd]
-    exec_id, sock = engine.exec_attach(container, limited, env={"LISTED": str(LISTED)})
-    out, err, size = [], [], 0
     try:
-        sock.settimeout(TIME_LIMIT)
-        for chunk_out, chunk_err in frames(sock):
-            size += len(chunk_out or b"") + len(chunk_err or b"")
-            if size > ANSWER_CAP:
-                raise Unknown(f"the session sent more than {ANSWER_CAP >> 10} KiB")
-            if time.monotonic() > deadline:
-                raise Unknown(f"the session did not answer within {TIME_LIMIT} s")
-            out.append(chunk_out or b"")
-            err.append(chunk_err or b"")
-    except TimeoutError:
-        raise Unknown(f"the session did not answer within {TIME_LIMIT} s") from None
-    except OSError as exc:
-        raise Unknown(f"the session's answer broke off ({exc})") from None
-    finally:
-        with contextlib.suppress(OSError):
-            sock.close()
-    if (code := engine.exit_code(exec_id)) != 0:
-        said = _printable(b"".join(err).decode(errors="replace").strip()[-200:])
+        code, out, err = answer.ask(engine, container, cmd, cap=ANSWER_CAP, limit=TIME_LIMIT,
+                                    env={"LISTED": str(LISTED)})  # fmt: skip
+    except answer.NoAnswer as exc:
+        raise Unknown(exc.message) from None
+    if code != 0:
+        said = _printable(err.decode(errors="replace").strip()[-200:])
         raise Unknown(f"git in the session failed (exit {code}): {said}")
-    return b"".join(out)
+    return out
 
 
 def _branch_tip(repo: Path, branch: str) -> str | None:

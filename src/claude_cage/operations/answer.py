@@ -1,0 +1,50 @@
+"""A bounded read of what a command in a session prints: the session is untrusted, so
+the host reads at most `cap` bytes (stdout and stderr together) for at most `limit`
+seconds, and the command itself is killed (`timeout -s KILL`) when it runs longer."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from claude_cage.engine_api import EngineAPI
+from claude_cage.errors import CageError
+from claude_cage.transport import frames
+
+
+class NoAnswer(CageError):
+    """The session's answer was too big, too slow or broke off."""
+
+
+def ask(
+    engine: EngineAPI,
+    container: str,
+    cmd: list[str],
+    *,
+    cap: int,
+    limit: int,
+    env: dict[str, str] | None = None,
+) -> tuple[int, bytes, bytes]:
+    """Run cmd in the container: its exit code, stdout and stderr, read within the bounds."""
+    deadline = time.monotonic() + limit
+    limited = ["timeout", "-s", "KILL", str(limit), *cmd]
+    exec_id, sock = engine.exec_attach(container, limited, env=env)
+    out, err, size = [], [], 0
+    try:
+        sock.settimeout(limit)
+        for chunk_out, chunk_err in frames(sock):
+            size += len(chunk_out or b"") + len(chunk_err or b"")
+            if size > cap:
+                raise NoAnswer(f"the session sent more than {cap >> 10} KiB")
+            if time.monotonic() > deadline:
+                raise NoAnswer(f"the session did not answer within {limit} s")
+            out.append(chunk_out or b"")
+            err.append(chunk_err or b"")
+    except TimeoutError:
+        raise NoAnswer(f"the session did not answer within {limit} s") from None
+    except OSError as exc:
+        raise NoAnswer(f"the session's answer broke off ({exc})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
+    return engine.exit_code(exec_id), b"".join(out), b"".join(err)
