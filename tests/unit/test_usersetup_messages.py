@@ -23,9 +23,9 @@ class Session:
         self.write_error = write_error
 
     def exec_run(self, container: str, cmd: list[str], **_: Any) -> tuple[int, bytes]:
-        script = cmd[2]
+        script = cmd[cmd.index("-c") + 1]
         if script == usersetup.MISSING:
-            return 0, "\n".join(cmd[4:]).encode()
+            return 0, "\n".join(cmd[cmd.index("-c") + 3 :]).encode()
         if script == usersetup.WRITE:
             return (1, self.write_error) if self.write_error else (0, b"")
         servers = {FORGED: {"type": "stdio", "command": "npx"}}
@@ -47,12 +47,16 @@ def one_line_each(messages: list[str], capsys: pytest.CaptureFixture[str]) -> No
 def test_a_session_named_mcp_server_cannot_forge_lines_in_status(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    missing = usersetup.missing_now(engine(), "c")
+    servers = {FORGED: {"type": "stdio", "command": "np\x1b[2Jx"}}
+    missing = usersetup.missing_programs(engine(), "c", servers)
     assert missing  # the hostile name and program were read
     one_line_each([usersetup.missing_line(*pair) for pair in missing.items()], capsys)
 
 
-def test_nor_in_starts_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+def test_nor_in_starts_warnings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(usersetup, "_read_state", lambda engine, container: {})
     carried = userconfig.Carried(mcp_servers={FORGED: {"type": "stdio", "command": "a\nb"}})
     warnings = usersetup.seed(engine(b"denied\nwarning: forged\n"), "c", carried, ["/workspace"])
     assert any("could not write" in w for w in warnings)
