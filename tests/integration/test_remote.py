@@ -88,6 +88,11 @@ def second_engine() -> Iterator[str]:
 def remote_cage(cage: Cage, second_engine: str) -> Iterator[Cage]:
     # A loaded 2-core machine can take more than the default 2 s for an SSH round trip.
     (cage.config_dir / "config.yaml").write_text("engine_timeout: 20\n")
+    # The test hosts on the second engine's networks live at private addresses of its own
+    # pool (scripts/second-engine), which the address guard refuses unless allowed.
+    pool = os.environ.get("CAGE_E2_POOL", "10.213.0.0/16")
+    ranges = cage.env.get("CAGE_ALLOWED_ADDRESS_RANGES", "")
+    cage.env["CAGE_ALLOWED_ADDRESS_RANGES"] = f"{ranges} {pool}".strip()
     yield cage
     owner = cage.owner()
     containers = names_on(REMOTE, owner)

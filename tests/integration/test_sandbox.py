@@ -264,10 +264,24 @@ def test_sessions_cannot_reach_each_other(cage_module: Cage, session: str) -> No
     try:
         if on_gvisor(cage_module):  # a kernel of its own each: neither sees the other's
             marker = f"sleep {4000 + secrets.randbelow(5000)}"
-            assert sh(cage_module, other, f"{marker} >/dev/null 2>&1 &").code == 0
-            assert marker in sh(cage_module, other, "ps -eo args").stdout
-            seen = sh(cage_module, session, "ps -eo args").stdout
-            assert marker not in seen and "dockerd" not in seen
+            # Nothing an exec starts outlives it: the marker runs for as long as this
+            # exec does, while the other session looks.
+            keeper = subprocess.Popen(
+                [sys.executable, "-m", "claude_cage", "exec", other, "--", *marker.split()],
+                env=cage_module.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                deadline = time.monotonic() + 30
+                while marker not in sh(cage_module, other, "ps -eo args").stdout:
+                    assert time.monotonic() < deadline, "the marker never ran"
+                    time.sleep(0.2)
+                seen = sh(cage_module, session, "ps -eo args").stdout
+                assert marker not in seen and "dockerd" not in seen
+            finally:
+                keeper.terminate()
+                keeper.wait(timeout=30)
         else:
             namespaces = "for ns in ipc net pid uts mnt; do readlink /proc/self/ns/$ns; done"
             mine = sh(cage_module, session, namespaces).stdout.split()
