@@ -40,7 +40,7 @@ def refused(
     if name and "/" not in name:
         for kind, objects in (
             ("container", [f"cage-{name}", f"companion-cage-{name}"]),
-            ("volume", [f"cage-data-{name}", f"cage-sock-{name}"]),
+            ("volume", [f"cage-data-{name}", f"cage-scratch-{name}", f"cage-sock-{name}"]),
         ):
             found = subprocess.run(
                 ["docker", kind, "inspect", "--format", "{{.Name}}", *objects],

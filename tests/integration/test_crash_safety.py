@@ -217,7 +217,8 @@ def test_killed_restart_of_a_stopped_session(cage: Cage, step: str) -> None:
 
     gc_yes(cage)  # a stopped or running session with metadata is not garbage
     assert read_metadata(cage, name) is not None
-    assert docker_names(["volume", "ls"], cage, name) == [f"cage-data-{name}", f"cage-sock-{name}"]
+    volumes = [f"cage-data-{name}", f"cage-scratch-{name}", f"cage-sock-{name}"]
+    assert docker_names(["volume", "ls"], cage, name) == volumes  # the scratch /workspace too
     if entry["status"] == "stopped":
         assert start(cage, name).code == 0
     assert engine_status(f"cage-{name}") == "running"

@@ -21,7 +21,8 @@ DATA_DIR = "/home/claude/.claude"
 def objects_of(cage: Cage, name: str) -> tuple[list[str], list[str]]:
     """The containers and volumes labelled as this data dir's session `name`."""
     containers, volumes = owned(cage.owner())
-    mine = {f"cage-{name}", f"companion-cage-{name}", f"cage-data-{name}", f"cage-sock-{name}"}
+    mine = {f"cage-{name}", f"companion-cage-{name}"}
+    mine |= {f"cage-{kind}-{name}" for kind in ("data", "sock", "scratch")}
     return [c for c in containers if c in mine], [v for v in volumes if v in mine]
 
 
@@ -189,7 +190,7 @@ def test_ephemeral_removes_everything_at_stop(cage: Cage) -> None:
     assert result.code == 0, result.output
     containers, volumes = objects_of(cage, name)
     assert sorted(containers) == [f"cage-{name}", f"companion-cage-{name}"]
-    assert sorted(volumes) == [f"cage-data-{name}", f"cage-sock-{name}"]
+    assert sorted(volumes) == [f"cage-data-{name}", f"cage-scratch-{name}", f"cage-sock-{name}"]
     stopped = cage("stop", name)
     assert stopped.code == 0 and "removed" in stopped.stderr
     assert_gone(cage, name)
