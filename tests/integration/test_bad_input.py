@@ -249,7 +249,8 @@ def test_name_of_another_data_dirs_session(cage_module: Cage, cage: Cage) -> Non
     name = f"t{uuid.uuid4().hex[:6]}-theirs"
     assert cage("start", "--name", name, "--network", "none", "--detach").code == 0
     before = inspect(f"cage-{name}")["Id"]
-    line = refused(cage_module, name=name, existing=(f"cage-{name}", f"cage-data-{name}"))
+    theirs = (f"cage-{name}", f"cage-data-{name}", f"cage-scratch-{name}")
+    line = refused(cage_module, name=name, existing=theirs)
     assert "another data directory" in line
     assert inspect(f"cage-{name}")["Id"] == before
 

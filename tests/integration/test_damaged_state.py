@@ -185,7 +185,7 @@ def test_every_command_survives_a_damaged_file(cage: Cage, which: str, damage: s
         assert results["destroy --force"].code == 0, results["destroy --force"].output
         assert owned(cage.owner()) == (
             [f"cage-{good}"],
-            [f"cage-data-{good}"],
+            [f"cage-data-{good}", f"cage-scratch-{good}"],
         ), "destroy --force left something of the damaged session"
     if which == "events" and damage != "empty":  # moved aside, nothing deleted, a new log
         aside = sorted(cage.data_dir.glob("events.sqlite3.damaged-*"))
@@ -249,7 +249,8 @@ def test_a_damaged_value_is_named_under_every_command(cage: Cage) -> None:
             assert str(path) in results["start"].stderr, results["start"].output
             assert victim in results["gc"].output, results["gc"].output
             assert results["destroy"].code == 0, results["destroy"].output
-            assert owned(cage.owner()) == ([f"cage-{good}"], [f"cage-data-{good}"])
+            scratch = [f"cage-data-{good}", f"cage-scratch-{good}"]
+            assert owned(cage.owner()) == ([f"cage-{good}"], scratch)
             assert not (cage.data_dir / "sessions" / victim).exists()
     assert container_running(good)
 
