@@ -132,17 +132,20 @@ def test_status_verifies_the_sandbox(cage_module: Cage, session: str) -> None:
 
 
 def test_root_is_read_only(cage_module: Cage, session: str) -> None:
-    # /workspace belongs to uid 1000 in the image: only the read-only root stops it there.
     # (gVisor checks permissions before read-only-ness: root-owned paths say EACCES.)
     refusals = ("Permission denied", "Read-only file system") if on_gvisor(cage_module) else ()
-    for path in ("/probe", "/usr/bin/probe", "/etc/probe", "/workspace/../probe", "/workspace/p"):
+    for path in ("/probe", "/usr/bin/probe", "/etc/probe", "/workspace/../probe"):
         result = sh(cage_module, session, f"echo x > {path}")
         assert result.code != 0, path
-        assert "Read-only file system" in result.stderr or (
-            path != "/workspace/p" and any(r in result.stderr for r in refusals)
+        assert "Read-only file system" in result.stderr or any(
+            r in result.stderr for r in refusals
         ), (path, result.stderr)
-    # The writable places are the size-limited tmpfs ones.
+    # The writable places: the size-limited tmpfs ones, and a project-less session's
+    # scratch /workspace, a volume of its own (bounded by workspace_size).
     assert sh(cage_module, session, "echo x > /tmp/ok && echo x > /run/ok").code == 0
+    assert sh(cage_module, session, "echo x > /workspace/ok").code == 0
+    mounts = {m["Destination"]: m for m in inspect(f"cage-{session}")["Mounts"]}
+    assert mounts["/workspace"]["Type"] == "volume", mounts.get("/workspace")
 
 
 def test_tmpfs_are_size_limited(cage_module: Cage, session: str) -> None:
