@@ -21,7 +21,7 @@ from typing import Any
 from harness import Ratio, Row, SectionResult, paired, paired_ratios
 
 from claude_cage import audit
-from claude_cage.events import EventLog
+from claude_cage.eventlog.events import EventLog
 
 NAME = "fold"
 TITLE = "the folded audit: filing refused requests in the event log"

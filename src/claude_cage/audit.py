@@ -6,7 +6,7 @@ A follower, one per data directory (`python -m claude_cage.audit DATA_DIR`), str
 that output from the engine for every companion of the data directory and files each
 refused request (blocked-host, blocked-port, blocked-address, refused) in the event log
 within a fraction of a second, whether or not any claude-cage command runs; repeated
-ones are folded into one event that counts them (event_folds.py). `start` and every
+ones are folded into one event that counts them (eventlog/folds.py). `start` and every
 command that reads the audit start it when it is not running; it ends once no companion
 runs.
 
@@ -38,14 +38,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import detach, egress, labels, paths
-from claude_cage.engine import Engine
+from claude_cage.engine.client import Engine
 from claude_cage.errors import CageError
-from claude_cage.event_folds import Folds
+from claude_cage.eventlog.folds import Folds
 from claude_cage.kinds import Network
 from claude_cage.operations import event_log
 
 if TYPE_CHECKING:
-    from claude_cage.events import EventLog
+    from claude_cage.eventlog.events import EventLog
 
 BATCH_SECONDS = 0.2  # how long the follower gathers lines before one commit
 BATCH_LINES = 5000
@@ -110,7 +110,7 @@ def ingest(
     log: EventLog, name: str, container: str, lines: list[tuple[str, bytes]], final: bool = False
 ) -> Place:
     """File the refused requests among `lines` not filed before; one transaction.
-    Repeated ones are folded into one event that counts them (event_folds.py)."""
+    Repeated ones are folded into one event that counts them (eventlog/folds.py)."""
     with log.batch() as batch:
         folds = Folds(batch, name)
         here = Place.load(batch.get_state(state_key(name)))

@@ -132,7 +132,7 @@ DEFAULTS: dict[str, Any] = {
     "upstream_ca_certs": [],
     "mongodb_uri": None,
     "mongodb_db": "claude_cage",
-    # The event log's bounds: past either, the oldest events are pruned (event_prune.py).
+    # The event log's bounds: past either, the oldest events are pruned (eventlog/prune.py).
     "events_max_size": "64m",
     "events_max_age": 90,  # days
     # A JSON file of Claude Code managed settings (the operator's policy), delivered
@@ -141,7 +141,7 @@ DEFAULTS: dict[str, Any] = {
     # The user's Claude Code directory, carried read-only into every session at start
     # (userconfig.py); "off": nothing is carried, and Claude Code starts as new.
     "claude_config": "~/.claude",
-    # Docker engines besides the local one (engines.py): context names or URLs, each
+    # Docker engines besides the local one (engine/fleet.py): context names or URLs, each
     # optionally with its own max_sessions; `start` uses default_engine ("" = local).
     "engines": [],
     "default_engine": "",

@@ -178,7 +178,7 @@ class Request:
 
     def event_value(self) -> dict[str, Any]:
         """The event-log value of a refused request: the first of a folded event, which
-        counts the ones like it that follow (event_folds.py)."""
+        counts the ones like it that follow (eventlog/folds.py)."""
         return {
             "status": self.result,
             "host": self.host,

@@ -54,7 +54,7 @@ def sessions_dir() -> Path:
 
 
 def incoming_dir() -> Path:
-    """Scratch space of clone snapshots and review quarantines (workspace.py); `gc`
+    """Scratch space of clone snapshots and review quarantines (hostgit.py); `gc`
     removes what a killed command left there."""
     return data_dir() / "incoming"
 

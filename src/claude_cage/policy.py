@@ -158,7 +158,7 @@ class SessionRequest:
 
 @dataclass
 class ContainerSpec:
-    """Everything needed to create one container; engine.py turns it into SDK calls."""
+    """Everything needed to create one container; engine/client.py turns it into SDK calls."""
 
     name: str
     image: str

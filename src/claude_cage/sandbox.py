@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from claude_cage import labels
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
 from claude_cage.policy import HOST_GIT_VIEW, MANAGED_SETTINGS_DIR

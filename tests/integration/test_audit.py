@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_cage.event_prune import used_bytes
-from claude_cage.events import EventLog
+from claude_cage.eventlog.events import EventLog
+from claude_cage.eventlog.prune import used_bytes
 from tests.conftest import Cage, inspect
 from tests.integration.conftest import TestHost
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from claude_cage import event_outbox, events
-from claude_cage.events import EventLog, EventSyncError
+from claude_cage.eventlog import events, outbox
+from claude_cage.eventlog.events import EventLog, EventSyncError
 from tests.conftest import REQUIRE_ENGINE
 
 pymongo = pytest.importorskip("pymongo")
@@ -128,13 +128,13 @@ class NxServer:
 def _wait_for_flushers(timeout: float = 30.0) -> None:
     """Let the detached flushers this process started finish (they are never awaited)."""
     deadline = time.monotonic() + timeout
-    for proc in list(event_outbox._FLUSHERS):
+    for proc in list(outbox._FLUSHERS):
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    event_outbox._FLUSHERS.clear()
+    outbox._FLUSHERS.clear()
 
 
 @pytest.fixture
@@ -271,7 +271,7 @@ def test_the_sync_command_line(mongo: NxServer, db_path: Path) -> None:
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(Path(events.__file__).parents[1]), env.get("PYTHONPATH")) if p
     )
-    cmd = [sys.executable, "-m", "claude_cage.events", "sync", str(db_path)]
+    cmd = [sys.executable, "-m", "claude_cage.eventlog", "sync", str(db_path)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "sent 4" in proc.stdout

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from claude_cage import metadata
-from claude_cage.endpoints import Endpoint
-from claude_cage.engine_api import Archive, EngineAPI
+from claude_cage.engine.api import Archive, EngineAPI
+from claude_cage.engine.endpoints import Endpoint
 
 if TYPE_CHECKING:
     from claude_cage.policy import ContainerSpec

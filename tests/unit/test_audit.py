@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from claude_cage import audit, egress, event_folds
-from claude_cage.event_prune import Limits
-from claude_cage.events import EventLog
+from claude_cage import audit, egress
+from claude_cage.eventlog import folds
+from claude_cage.eventlog.events import EventLog
+from claude_cage.eventlog.prune import Limits
 
 SQUID_TIME = 1795978111.330
 
@@ -159,7 +160,7 @@ def _set() -> threading.Event:
 
 
 def test_past_the_window_a_new_event_begins(log: EventLog) -> None:
-    window = event_folds.FOLD_WINDOW_SECONDS
+    window = folds.FOLD_WINDOW_SECONDS
     lines = [
         (stamp(1), line(0)),
         (stamp(2), line(1, at=SQUID_TIME + window - 1)),
@@ -189,7 +190,7 @@ def _size(db: Path) -> int:
 def test_a_fold_key_collision_folds_nothing_that_differs(
     log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(event_folds, "stored_key", lambda key: "same")
+    monkeypatch.setattr(folds, "stored_key", lambda key: "same")
     audit.ingest(log, "web", "c1", [(stamp(1), line(0))])
     audit.ingest(log, "web", "c1", [(stamp(2), line(1, host="other.test"))])
     assert sorted(e["value"]["host"] for e in blocked(log)) == ["denied.test", "other.test"]
@@ -209,7 +210,7 @@ def test_a_flood_of_distinct_hosts_is_a_bounded_number_of_events(log: EventLog) 
     for start in range(0, 5000, 1000):  # five batches of the follower
         audit.ingest(log, "web", "c1", _distinct(1000, start))
     events = blocked(log)
-    cap = event_folds.MAX_KEYS
+    cap = folds.MAX_KEYS
     assert len(events) == cap + 1
     assert sum(e["value"]["count"] for e in events) == 5000
     [over] = [e for e in events if e["value"].get("overflow")]
@@ -224,7 +225,7 @@ def test_a_flood_of_distinct_hosts_is_a_bounded_number_of_events(log: EventLog) 
 
 
 def test_the_next_window_counts_its_hosts_afresh(log: EventLog) -> None:
-    window = event_folds.FOLD_WINDOW_SECONDS
+    window = folds.FOLD_WINDOW_SECONDS
     audit.ingest(log, "web", "c1", _distinct(200))
     later = [
         (stamp(3, n), line(200 + n, host=f"n{n}.flood.test", at=SQUID_TIME + window + 1))
@@ -232,7 +233,7 @@ def test_the_next_window_counts_its_hosts_afresh(log: EventLog) -> None:
     ]
     audit.ingest(log, "web", "c1", later)
     events = blocked(log)
-    assert len(events) == 2 * (event_folds.MAX_KEYS + 1)
+    assert len(events) == 2 * (folds.MAX_KEYS + 1)
     assert sum(e["value"]["count"] for e in events) == 400
 
 

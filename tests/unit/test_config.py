@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from claude_cage import config
 from claude_cage.cli import cli
 from claude_cage.errors import BadInput
-from claude_cage.operations.session import StartOptions, load_config
+from claude_cage.operations.inputs import StartOptions, load_config
 
 
 @pytest.fixture(autouse=True)

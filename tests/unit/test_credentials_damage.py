@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from claude_cage import paths
 from claude_cage.cli import cli
 from claude_cage.credentials import Secret
-from claude_cage.operations import secrets
+from claude_cage.operations import secret_store
 
 GOOD = Secret("github", "github", ("github.com",), "ghp_" + "a" * 36)
 DAMAGES = {
@@ -38,7 +38,7 @@ DAMAGES = {
 
 @pytest.fixture
 def folder(config_dir: Path) -> Path:
-    secrets.save(GOOD, None)
+    secret_store.save(GOOD, None)
     return paths.data_dir() / "credentials"
 
 
@@ -58,27 +58,27 @@ def test_a_damaged_credential_is_listed_named_refused_and_removable(
     assert shown.exit_code == 0 and "(damaged)" in shown.stdout
     assert f"warning: {path}: the credential {damage!r} is damaged" in shown.stderr
 
-    with pytest.raises(secrets.DamagedCredential) as caught:
-        secrets.effective("web")  # what a start hands over: refused, the file named
+    with pytest.raises(secret_store.DamagedCredential) as caught:
+        secret_store.effective("web")  # what a start hands over: refused, the file named
     assert caught.value.path == str(path) and caught.value.exit_code == 1
     assert f"secret rm {damage}" in (caught.value.hint or "")
 
     removed = CliRunner().invoke(cli, ["secret", "rm", damage])
     assert removed.exit_code == 0, removed.output
     assert not path.exists()
-    assert [c.name for c in secrets.effective("web")] == ["github"]
+    assert [c.name for c in secret_store.effective("web")] == ["github"]
 
 
 def test_secret_set_replaces_a_damaged_one_of_its_name(folder: Path) -> None:
     (folder / "anthropic.json").write_text("{")
-    secrets.store_secret("anthropic", "sk-ant-" + "b" * 40, [], "api-key")
-    assert {c.name for c in secrets.effective("web")} == {"github", "anthropic"}
+    secret_store.store_secret("anthropic", "sk-ant-" + "b" * 40, [], "api-key")
+    assert {c.name for c in secret_store.effective("web")} == {"github", "anthropic"}
 
 
 def test_secret_set_refuses_while_another_is_damaged(folder: Path) -> None:
     (folder / "broken.json").write_text("{")
-    with pytest.raises(secrets.DamagedCredential, match="broken"):
-        secrets.store_secret("anthropic", "sk-ant-" + "b" * 40, [], "api-key")
+    with pytest.raises(secret_store.DamagedCredential, match="broken"):
+        secret_store.store_secret("anthropic", "sk-ant-" + "b" * 40, [], "api-key")
     assert not (folder / "anthropic.json").exists()
 
 
@@ -90,7 +90,7 @@ def test_secret_list_shows_every_sessions_own_with_its_scope(folder: Path) -> No
             f"container=cage-{name}\nschema=2\n"
         )
     token = Secret("npm", "bearer", ("registry.npmjs.org",), "npm_" + "c" * 36, scope="session")
-    secrets.save(token, "web")
+    secret_store.save(token, "web")
     listed = CliRunner().invoke(cli, ["secret", "list", "--json"])
     rows = [(r["name"], r["scope"], r["session"]) for r in json.loads(listed.stdout)["secrets"]]
     assert rows == [("github", "all", None), ("npm", "session", "web")]

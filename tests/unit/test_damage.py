@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from claude_cage import metadata, paths
 from claude_cage.cli import cli
 from claude_cage.errors import DamagedFile
-from claude_cage.events import EventLog, EventLogError
+from claude_cage.eventlog.events import EventLog, EventLogError
 from claude_cage.metadata import DamagedMetadata, SessionStore
-from claude_cage.operations import query
+from claude_cage.operations import views
 from tests.unit.fake_engine import FakeEngine, record
 
 GOOD = b"name=web\nmode=cli\nstatus=running\ncreated=2026-01-02T03:04:05Z\ncontainer=cage-web\n"
@@ -99,11 +99,11 @@ def test_list_marks_the_damaged_one_and_shows_the_others(
     engine.add_session("good")
     engine.add_session("bad")
     (paths.sessions_dir() / "bad" / "metadata").write_bytes(b"\xff\xfe")
-    entries = {e["name"]: e for e in query.list_sessions(engine)}
+    entries = {e["name"]: e for e in views.list_sessions(engine)}
     assert entries["good"]["damaged"] is None and not entries["good"]["orphan"]
     assert entries["bad"]["damaged"] == "not UTF-8 text"
     assert entries["bad"]["status"] == "running"  # the engine still tells
-    status = query.status("bad", engine, live=False)
+    status = views.status("bad", engine, live=False)
     assert status["damaged"] == "not UTF-8 text" and "destroy --force bad" in status["hint"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_cage import endpoints
+from claude_cage.engine import endpoints
 from claude_cage.errors import BadInput
 
 

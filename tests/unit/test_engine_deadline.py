@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from claude_cage import interrupt, transport
-from claude_cage.endpoints import Endpoint
-from claude_cage.engine import Engine
+from claude_cage import interrupt
+from claude_cage.engine import transport
+from claude_cage.engine.client import Engine
+from claude_cage.engine.endpoints import Endpoint
 from claude_cage.errors import EngineStalled
 
 

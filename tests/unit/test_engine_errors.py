@@ -8,7 +8,7 @@ import json
 import pytest
 
 from claude_cage import errors
-from claude_cage.transport import api_error as _api_error
+from claude_cage.engine.transport import api_error as _api_error
 
 
 def answer(message: str) -> bytes:

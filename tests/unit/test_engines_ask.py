@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from claude_cage import endpoints, engines
+from claude_cage.engine import endpoints, fleet
 from claude_cage.errors import CageError, EngineUnavailable
 
 
@@ -20,14 +20,14 @@ class Named:
 
 @pytest.fixture(autouse=True)
 def no_real_engines(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engines, "engine_named", lambda name, timeout=None, setting="": Named(name))
+    monkeypatch.setattr(fleet, "engine_named", lambda name, timeout=None, setting="": Named(name))
     monkeypatch.setattr(
         endpoints, "resolve", lambda name: endpoints.Endpoint(name=name, host=f"tcp://{name}")
     )
 
 
 def test_answers_that_came_in_time_count_when_collected_late() -> None:
-    asking: engines.Asking[str] = engines.Asking(lambda e: f"hi from {e.name}", timeout=0.2)
+    asking: fleet.Asking[str] = fleet.Asking(lambda e: f"hi from {e.name}", timeout=0.2)
     asking.ask("a")
     asking.ask("b")
     time.sleep(0.5)  # the caller's own work outlasts the bound
@@ -42,7 +42,7 @@ def test_a_silent_engine_is_unavailable_and_the_others_answer() -> None:
             hang.wait(5)
         return engine.name
 
-    asking: engines.Asking[str] = engines.Asking(question, timeout=0.3)
+    asking: fleet.Asking[str] = fleet.Asking(question, timeout=0.3)
     for name in ("", "fast", "silent"):
         asking.ask(name)
     began = time.monotonic()
@@ -60,7 +60,7 @@ def test_an_engine_asked_later_gets_its_own_bound() -> None:
         time.sleep(0.3)
         return engine.name
 
-    asking: engines.Asking[str] = engines.Asking(question, timeout=0.5)
+    asking: fleet.Asking[str] = fleet.Asking(question, timeout=0.5)
     asking.ask("first")
     time.sleep(0.4)
     asking.ask("later")  # 0.4 s after the first: it still has its 0.5 s
@@ -73,7 +73,7 @@ def test_errors_are_answers() -> None:
             raise ValueError("bad JSON")
         raise CageError("refused")
 
-    results = engines.ask(["broken", "refusing"], question, timeout=1)
+    results = fleet.ask(["broken", "refusing"], question, timeout=1)
     assert isinstance(results["broken"], EngineUnavailable)
     assert "bad JSON" in results["broken"].message
     assert isinstance(results["refusing"], CageError)

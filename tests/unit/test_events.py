@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from claude_cage import event_outbox, event_schema, event_spool, events
-from claude_cage.events import EventLog, EventSyncError, mask_uri, migrate, redact
+from claude_cage.eventlog import events, outbox, schema
+from claude_cage.eventlog import spool as event_spool
+from claude_cage.eventlog.events import EventLog, EventSyncError, mask_uri, migrate, redact
 
 SECRET = "s3cret-Pa55"
 
@@ -88,7 +89,7 @@ def test_a_new_migration_is_applied_once(db_path: Path, monkeypatch: pytest.Monk
         calls.append(1)
         db.execute("ALTER TABLE events ADD COLUMN extra TEXT")
 
-    monkeypatch.setattr(event_schema, "MIGRATIONS", [*event_schema.MIGRATIONS, m999_test_column])
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, m999_test_column])
     db = _connect(db_path)
     assert migrate(db) == ["m999_test_column"]
     assert migrate(db) == []
@@ -103,7 +104,7 @@ def test_a_failing_migration_rolls_back(db_path: Path, monkeypatch: pytest.Monke
         db.execute("CREATE TABLE half (x)")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(event_schema, "MIGRATIONS", [*event_schema.MIGRATIONS, m998_broken])
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, m998_broken])
     db = _connect(db_path)
     with pytest.raises(RuntimeError):
         migrate(db)
@@ -398,13 +399,13 @@ def test_flusher_is_detached_and_gets_the_uri_by_environment(
             return 0
 
     monkeypatch.setattr(subprocess, "Popen", FakePopen)
-    monkeypatch.setattr(event_outbox, "_FLUSHERS", [])
+    monkeypatch.setattr(outbox, "_FLUSHERS", [])
     uri = f"mongodb://cage:{SECRET}@127.0.0.1:1/"
     log = EventLog(db_path, uri, "mydb", sync_timeout_ms=700)
     log.record("operation", "start:web", {"status": "ok"})
     assert len(calls) == 1
     args, kwargs = calls[0]
-    assert args[:4] == [sys.executable, "-m", "claude_cage.events", "sync"]
+    assert args[:4] == [sys.executable, "-m", "claude_cage.eventlog", "sync"]
     assert str(db_path) in args and "mydb" in args and "700" in args and "--background" in args
     assert all(SECRET not in a for a in args)
     assert kwargs["env"]["MONGODB_URI"] == uri
@@ -419,12 +420,12 @@ def test_flusher_is_detached_and_gets_the_uri_by_environment(
 
     # A flusher holds the lock (it looks again after unlocking): no second one.
     log.spawn_marker_path.unlink()
-    fd = event_outbox.try_lock(log.lock_path)
+    fd = outbox.try_lock(log.lock_path)
     assert fd is not None
     try:
         log.record("operation", "stop:web", {"status": "ok"})
     finally:
-        event_outbox.unlock(fd)
+        outbox.unlock(fd)
     assert len(calls) == 1
 
     # Neither: a new one.
@@ -455,7 +456,7 @@ def test_background_flusher_without_mongo_keeps_events_pending(db_path: Path) ->
         p for p in (str(Path(events.__file__).parents[1]), env.get("PYTHONPATH")) if p
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "claude_cage.events", "sync", str(db_path), "--timeout-ms", "200"],
+        [sys.executable, "-m", "claude_cage.eventlog", "sync", str(db_path), "--timeout-ms", "200"],
         env=env,
         capture_output=True,
         text=True,
@@ -514,7 +515,7 @@ def test_one_large_batch_stays_near_the_size_limit(db_path: Path) -> None:
 def test_events_past_the_age_limit_are_pruned(db_path: Path) -> None:
     log = EventLog(db_path, background_sync=False)
     log.record("operation", "start:old", {"status": "ok"})
-    long_ago = event_schema.iso(datetime.now(UTC) - timedelta(days=91))
+    long_ago = schema.iso(datetime.now(UTC) - timedelta(days=91))
     with _connect(db_path) as db:
         db.execute("UPDATE events SET ts = ?", (long_ago,))
     log.record("operation", "start:new", {"status": "ok"})
@@ -584,10 +585,10 @@ def test_an_event_the_locked_database_cannot_take_waits_in_the_spool(
 def test_a_drain_cut_short_writes_nothing_twice(db_path: Path) -> None:
     log = EventLog(db_path, background_sync=False)
     log.record("session", "start:web", {"status": "ok"})
-    event, row = event_schema.prepare("session", "stop:web", {"status": "ok"}, None)
+    event, row = schema.prepare("session", "stop:web", {"status": "ok"}, None)
     event_spool.append(db_path, row)
     with _connect(db_path) as db:  # written, but the drainer died before it deleted the file
-        db.execute(event_schema.INSERT, row)
+        db.execute(schema.INSERT, row)
     event_spool.append(db_path, row)
     spool = event_spool.spool_path(db_path)
     with spool.open("ab") as f:
@@ -599,7 +600,7 @@ def test_a_drain_cut_short_writes_nothing_twice(db_path: Path) -> None:
 def test_a_batch_writes_the_spool_first(db_path: Path) -> None:
     log = EventLog(db_path, background_sync=False)
     log.record("session", "start:web", {"status": "ok"})
-    event_spool.append(db_path, event_schema.prepare("session", "stop:web", {}, None)[1])
+    event_spool.append(db_path, schema.prepare("session", "stop:web", {}, None)[1])
     with log.batch() as batch:
         batch.record("egress", "blocked:web", {"status": "blocked-host"})
     with _connect(db_path) as db:

@@ -11,16 +11,16 @@ from click.testing import CliRunner
 
 from claude_cage.cli import cli
 from claude_cage.errors import CageError
-from claude_cage.operations import gc
+from claude_cage.operations import cleanup
 
 
 def outcome(monkeypatch: pytest.MonkeyPatch, *outcomes: str) -> None:
     items = [
-        gc.Leftover("web", "volume", f"cage-data-web{i}", "no metadata", result)
+        cleanup.Leftover("web", "volume", f"cage-data-web{i}", "no metadata", result)
         for i, result in enumerate(outcomes)
     ]
-    monkeypatch.setattr(gc, "plan_gc", lambda engine=None: gc.GcPlan())
-    monkeypatch.setattr(gc, "gc", lambda remove_stale=False, dry_run=False, engine=None: items)
+    monkeypatch.setattr(cleanup, "plan_gc", lambda engine=None: cleanup.GcPlan())
+    monkeypatch.setattr(cleanup, "gc", lambda remove_stale=False, dry_run=False, engine=None: items)
 
 
 @pytest.mark.parametrize("as_json", [False, True])

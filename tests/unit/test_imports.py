@@ -149,3 +149,23 @@ def test_the_local_import_check_can_fail(tmp_path: Path) -> None:
     )
     found = unexplained_local_imports(sample, tmp_path)
     assert [line.split(": ", 1)[1] for line in found] == ["    import json", "    import re"]
+
+
+def _shadowed(names: set[str]) -> set[str]:
+    """Our module names that are also the standard library's or an installed package's."""
+    import importlib.metadata
+    import sys
+
+    taken = set(sys.stdlib_module_names) | set(importlib.metadata.packages_distributions())
+    return names & (taken - {"claude_cage"})
+
+
+def test_no_module_of_ours_shadows_a_library_or_the_standard_library() -> None:
+    # `from claude_cage.operations import secrets` hides the standard library's `secrets`
+    # in that file; a module named `requests` confuses every reader of a traceback.
+    ours = {name.rsplit(".", 1)[-1] for name in MODULES} - {"__main__"}
+    assert _shadowed(ours) == set()
+
+
+def test_the_shadow_check_can_fail() -> None:
+    assert _shadowed({"secrets", "requests", "hostgit"}) >= {"secrets"}

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from claude_cage import engines, paths
+from claude_cage import paths
 from claude_cage.cli import cli
-from claude_cage.operations import query
+from claude_cage.engine import fleet
+from claude_cage.operations import views
 from tests.unit.fake_engine import FakeEngine, record
 
 SESSION_KEYS = {"name", "mode", "status", "network", "container", "created", "engine", "runtime"}
@@ -30,8 +31,8 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CAGE_CONFIG_DIR", str(tmp_path / "config"))
     fake = FakeEngine(paths.owner_id())
-    monkeypatch.setattr(query, "Engine", lambda **_kw: fake)
-    monkeypatch.setattr(engines, "engine_named", lambda name=None, timeout=None, setting="": fake)
+    monkeypatch.setattr(views, "Engine", lambda **_kw: fake)
+    monkeypatch.setattr(fleet, "engine_named", lambda name=None, timeout=None, setting="": fake)
     return fake
 
 
@@ -62,7 +63,7 @@ def test_view_has_the_contract_keys() -> None:
         "engine": "local",
         "runtime": "runsc",
     }
-    entry = query.view("web", meta, {"State": "running", "Labels": {}})
+    entry = views.view("web", meta, {"State": "running", "Labels": {}})
     check_session(entry, "web")
     assert {k: entry[k] for k in SESSION_KEYS} == {**meta, "status": "running"}
     json.dumps(entry)  # serialisable as it is

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from claude_cage import __version__, config, metadata, paths, resources
-from claude_cage.endpoints import Endpoint
+from claude_cage.engine.endpoints import Endpoint
 from claude_cage.kinds import Status
-from claude_cage.operations import doctor, lifecycle
-from claude_cage.operations import gc as gc_ops
-from claude_cage.operations.gc import SessionObjects, leftovers
-from claude_cage.operations.lifecycle import Facts, Sample, decide
+from claude_cage.operations import cleanup as gc_ops
+from claude_cage.operations import doctor, reap
+from claude_cage.operations.cleanup import SessionObjects, leftovers
+from claude_cage.operations.reap import Facts, Sample, decide
 from claude_cage.record import SessionRecord
 from tests.unit.fake_engine import UnusedEngine
 
@@ -165,22 +165,22 @@ def test_cpu_use_since_the_last_check_keeps_it_and_counts_as_activity() -> None:
 
 
 def test_cpu_noise_below_the_threshold_is_idle() -> None:
-    assert not lifecycle.cpu_busy(Sample(0, 0), Sample(60, 9 * 10**8))  # 0.9 s in a minute
-    assert lifecycle.cpu_busy(Sample(0, 0), Sample(60, 2 * 10**9))
+    assert not reap.cpu_busy(Sample(0, 0), Sample(60, 9 * 10**8))  # 0.9 s in a minute
+    assert reap.cpu_busy(Sample(0, 0), Sample(60, 2 * 10**9))
     # over a long interval the allowance grows with it: 0.5% of 10 h is 180 s
-    assert not lifecycle.cpu_busy(Sample(0, 0), Sample(10 * HOUR, 100 * 10**9))
-    assert lifecycle.cpu_busy(Sample(0, 0), Sample(10 * HOUR, 200 * 10**9))
+    assert not reap.cpu_busy(Sample(0, 0), Sample(10 * HOUR, 100 * 10**9))
+    assert reap.cpu_busy(Sample(0, 0), Sample(10 * HOUR, 200 * 10**9))
 
 
 def test_a_sample_from_before_the_last_start_is_not_a_baseline() -> None:
     started = NOW - 60
     stale = Sample(NOW - HOUR, 10**12)  # the previous run's counter
-    assert lifecycle.baseline(stale, Sample(NOW, 10**8), started) == Sample(started, 0)
+    assert reap.baseline(stale, Sample(NOW, 10**8), started) == Sample(started, 0)
     fresh = Sample(NOW - 30, 5 * 10**7)
-    assert lifecycle.baseline(fresh, Sample(NOW, 10**8), started) == fresh
+    assert reap.baseline(fresh, Sample(NOW, 10**8), started) == fresh
     # a counter that went backwards (restarted in between) is not trusted either
     backwards = Sample(NOW - 30, 10**9)
-    assert lifecycle.baseline(backwards, Sample(NOW, 10**8), started) == Sample(started, 0)
+    assert reap.baseline(backwards, Sample(NOW, 10**8), started) == Sample(started, 0)
 
 
 def test_no_last_activity_falls_back_to_the_start() -> None:
@@ -259,8 +259,8 @@ def reap_world(monkeypatch: pytest.MonkeyPatch) -> tuple[ReapEngine, list, list]
     record("fresh", started=resources.format_time(NOW), last_active=long_ago)
     events: list[tuple[str, str, dict]] = []
     stopped: list[str] = []
-    monkeypatch.setattr(lifecycle, "record_event", lambda k, n, v: events.append((k, n, v)))
-    monkeypatch.setattr(lifecycle.time, "time", lambda: NOW + 1)  # type: ignore[attr-defined]
+    monkeypatch.setattr(reap, "record_event", lambda k, n, v: events.append((k, n, v)))
+    monkeypatch.setattr(reap.time, "time", lambda: NOW + 1)  # type: ignore[attr-defined]
 
     def fake_stop(name: str, engine: Any = None) -> None:
         stopped.append(name)
@@ -274,7 +274,7 @@ def reap_world(monkeypatch: pytest.MonkeyPatch) -> tuple[ReapEngine, list, list]
 def test_reap_dry_run_decides_but_changes_nothing(reap_world: Any, data_dir: Path) -> None:
     engine, events, stopped = reap_world
     before = {p: p.read_bytes() for p in data_dir.rglob("metadata")}
-    verdicts = {v.name: v for v in lifecycle.reap(dry_run=True, engine=engine)}
+    verdicts = {v.name: v for v in reap.reap(dry_run=True, engine=engine)}
     assert verdicts["idle"].action == "stop" and not verdicts["idle"].done
     assert verdicts["attached"].reason == "attached"
     assert verdicts["fresh"].action == "keep"
@@ -284,7 +284,7 @@ def test_reap_dry_run_decides_but_changes_nothing(reap_world: Any, data_dir: Pat
 
 def test_reap_stops_the_idle_one_records_it_and_keeps_samples(reap_world: Any) -> None:
     engine, events, stopped = reap_world
-    verdicts = {v.name: v for v in lifecycle.reap(engine=engine)}
+    verdicts = {v.name: v for v in reap.reap(engine=engine)}
     assert stopped == ["idle"]
     assert verdicts["idle"].done
     assert [(k, n, v["reason"]) for k, n, v in events] == [("reaped", "idle", "idle")]
@@ -301,7 +301,7 @@ def test_reap_honours_the_configured_timeout(
 ) -> None:
     engine, _events, stopped = reap_world
     monkeypatch.setenv("CAGE_IDLE_TIMEOUT", str(6 * 60))  # six hours: nothing is idle yet
-    lifecycle.reap(engine=engine)
+    reap.reap(engine=engine)
     assert stopped == []
 
 
@@ -656,7 +656,7 @@ def test_gc_asks_only_on_a_terminal(
     from click.testing import CliRunner
 
     from claude_cage.cli import cli
-    from claude_cage.cli import lifecycle as cli_lifecycle
+    from claude_cage.cli import upkeep as cli_lifecycle
 
     plan = gc_ops.GcPlan(stale=[gc_ops.Leftover("old", "metadata", "old", "gone")])
     seen: list[bool] = []
@@ -678,7 +678,7 @@ def test_gc_asks_only_on_a_terminal(
 
 
 def test_stats_are_asked_for_one_shot_without_streaming(monkeypatch: pytest.MonkeyPatch) -> None:
-    from claude_cage.engine import Engine
+    from claude_cage.engine.client import Engine
 
     asked: list[tuple[str, dict]] = []
     monkeypatch.setattr(Engine, "_get", lambda self, path, query=None: asked.append((path, query)))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from claude_cage import names, requests
+from claude_cage import names, parsing
 from claude_cage.errors import BadInput
-from claude_cage.requests import Mount, parse_env, parse_mount, parse_mounts, parse_port
+from claude_cage.parsing import Mount, parse_env, parse_mount, parse_mounts, parse_port
 
 GENERATED = re.compile(r"^[a-z]+-[a-z]+-[0-9a-f]{4}$")
 
@@ -147,7 +147,7 @@ def test_refuses_engine_state_and_the_directories_above_it(
 ) -> None:
     fake = tmp_path / "root" / tree.lstrip("/")
     (fake / "overlay2").mkdir(parents=True)
-    monkeypatch.setattr(requests, "FORBIDDEN_TREES", (str(fake),))
+    monkeypatch.setattr(parsing, "FORBIDDEN_TREES", (str(fake),))
     for path in (fake, fake / "overlay2", fake.parent):
         refused(str(path), home, "system directory")
     sibling = fake.parent / "elsewhere"
@@ -163,7 +163,7 @@ def fake_docker_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = run / "docker.sock"
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(path))
-    monkeypatch.setattr(requests, "DOCKER_SOCKETS", (str(path),))
+    monkeypatch.setattr(parsing, "DOCKER_SOCKETS", (str(path),))
     yield path
     server.close()
 

@@ -15,8 +15,8 @@ from claude_cage import config, names, policy
 from claude_cage.credentials import Secret
 from claude_cage.errors import BadInput
 from claude_cage.kinds import Network
+from claude_cage.parsing import Mount
 from claude_cage.paths import package_data
-from claude_cage.requests import Mount
 
 SECCOMP = package_data("data", "seccomp.json").read_text()
 NO_APPARMOR = policy.HostFacts(seccomp_profile=SECCOMP, apparmor=False)

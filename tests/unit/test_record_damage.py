@@ -18,10 +18,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from claude_cage import config, engines, metadata, paths, policy, record
+from claude_cage import config, metadata, paths, policy, record
 from claude_cage.cli import cli
+from claude_cage.engine import fleet
 from claude_cage.errors import CageError
-from claude_cage.operations import inputs, query
+from claude_cage.operations import inputs, views
 from tests.unit.fake_engine import FakeEngine
 
 GOOD = {
@@ -80,8 +81,8 @@ def write(directory: Path, values: dict[str, str]) -> None:
 @pytest.fixture
 def engine(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine(paths.owner_id())
-    monkeypatch.setattr(query, "Engine", lambda **_kw: fake)
-    monkeypatch.setattr(engines, "engine_named", lambda name=None, timeout=None, setting="": fake)
+    monkeypatch.setattr(views, "Engine", lambda **_kw: fake)
+    monkeypatch.setattr(fleet, "engine_named", lambda name=None, timeout=None, setting="": fake)
     fake.add_session("hurt")
     fake.add_session("fine")
     write(paths.data_dir(), {**GOOD, "name": "fine", "container": "cage-fine"})

@@ -97,12 +97,12 @@ def fake_status(name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def test_status_fields_are_escaped_and_json_stays_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    out = run(monkeypatch, ["status", "web"], **{"operations.query.status": fake_status})
+    out = run(monkeypatch, ["status", "web"], **{"operations.views.status": fake_status})
     assert_inert(out)
     assert "sandbox: FAIL" in out and "sandbox: PASS" not in out.replace("\\nsandbox: PASS", "")
     assert not any(line.startswith("PASS") for line in out.splitlines())
     data = json.loads(run(monkeypatch, ["status", "web", "--json"],
-                          **{"operations.query.status": fake_status}))  # fmt: skip
+                          **{"operations.views.status": fake_status}))  # fmt: skip
     assert data["session"]["health"] == "healthy" + OSC52 + "\nsandbox: PASS"
 
 

@@ -12,7 +12,7 @@ import pytest
 from claude_cage import config, policy, runtimes
 from claude_cage.errors import BadInput
 from claude_cage.operations import gvisor
-from claude_cage.operations.session import StartOptions, load_config
+from claude_cage.operations.inputs import StartOptions, load_config
 from tests.unit.fake_engine import UnusedEngine
 
 

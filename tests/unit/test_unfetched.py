@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from claude_cage import metadata
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 from claude_cage.kinds import Status
-from claude_cage.operations.gc import Leftover, SessionObjects, _keep_unfetched
+from claude_cage.operations.cleanup import Leftover, SessionObjects, _keep_unfetched
 from claude_cage.operations.unfetched import Unfetched, _printable
 from claude_cage.record import SessionRecord
 

@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 
 from claude_cage import userconfig
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 from claude_cage.operations import usersetup
 from claude_cage.render import warn
 

@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "destroy": ("sessions", "Remove a session: its containers, volumes and metadata."),
     "diff": ("workspace", "Show what a clone-mode session changed since its base, "
              "committed or not."),
-    "doctor": ("lifecycle", "Check the engine, images, egress, disk, security options, "
+    "doctor": ("upkeep", "Check the engine, images, egress, disk, security options, "
                "config and MongoDB."),
     "egress": ("egress", "Show every request a filtered session made through its proxy."),
     "events": ("events", "Read the event log: every operation claude-cage ran, and every "
@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "exec NAME -- CMD..."),
     "fetch": ("workspace", "Create or update the branch cage/NAME in your repository; "
               "nothing else changes."),
-    "gc": ("lifecycle", "Remove what crashed and ephemeral sessions left behind."),
+    "gc": ("upkeep", "Remove what crashed and ephemeral sessions left behind."),
     "key": ("egress", "Manage a session's Anthropic API key."),
     "list": ("sessions", "List sessions, running and stopped."),
     "log": ("events", "Add an event: log TYPE KEY [JSON] "
@@ -55,8 +55,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("workspace", "Fetch cage/NAME, then merge it into your repository's current "
               "branch."),
     "open": ("desktop", "Open a desktop session in the browser, logged in."),
-    "reap": ("lifecycle", "Stop idle sessions and sessions near their memory limit."),
-    "secret": ("secrets", "Manage credentials the proxy adds for a host, for all sessions "
+    "reap": ("upkeep", "Stop idle sessions and sessions near their memory limit."),
+    "secret": ("credentials", "Manage credentials the proxy adds for a host, for all sessions "
                "or one."),
     "shell": ("running", "Open a bash shell in a session (default: the most recent "
               "running one)."),

@@ -42,7 +42,7 @@ def exec_cmd(
     this exec. Headless Claude Code: git diff | exec NAME -- claude -p "review this"
     """
     from claude_cage.cli.terminal import forwarding
-    from claude_cage.requests import parse_env
+    from claude_cage.parsing import parse_env
 
     variables = parse_env(env)
     if raw_terminal and not tty:

@@ -107,7 +107,7 @@ def start(
     settings; a running one whose companion died gets its companion back, alone.
     """
     from claude_cage.errors import BadInput
-    from claude_cage.operations.session import StartOptions
+    from claude_cage.operations.inputs import StartOptions
     from claude_cage.operations.session import start as start_op
 
     session = kwargs.pop("session")
@@ -160,7 +160,7 @@ def start(
 
         code, exited = attach_terminal(result.name, just_started=True, raw=raw_terminal)
         if exited and kwargs.get("ephemeral"):  # an ephemeral session ends with its Claude
-            from claude_cage.operations.session import stop as stop_op
+            from claude_cage.operations.teardown import stop as stop_op
 
             stop_op(result.name)
             note(f"ephemeral session {result.name} removed")
@@ -177,8 +177,8 @@ def start(
 def stop(name: str | None, stop_all: bool, as_json: bool) -> None:
     """Stop a session (its companion proxy stops with it)."""
     from claude_cage.errors import BadInput
-    from claude_cage.operations.query import list_sessions
-    from claude_cage.operations.session import stop as stop_op
+    from claude_cage.operations.teardown import stop as stop_op
+    from claude_cage.operations.views import list_sessions
 
     if bool(name) == stop_all:
         raise BadInput("name one session, or use --all", "e.g. 'claude-cage stop my-session'")
@@ -215,7 +215,7 @@ def destroy(name: str, force: bool, discard: bool, as_json: bool) -> None:
     A clone-mode session whose work is not in cage/NAME yet (commits or uncommitted
     changes) is kept unless --discard; --force is about a running session only.
     """
-    from claude_cage.operations.session import destroy as destroy_op
+    from claude_cage.operations.teardown import destroy as destroy_op
 
     result = destroy_op(name, force=force, discard=discard)
     if as_json:
@@ -239,15 +239,15 @@ def destroy(name: str, force: bool, discard: bool, as_json: bool) -> None:
 )
 def list_cmd(as_json: bool, engine_name: str | None) -> None:
     """List sessions, running and stopped."""
-    from claude_cage import engines
-    from claude_cage.operations.query import survey
+    from claude_cage.engine import fleet
+    from claude_cage.operations.views import survey
 
     only = None
     if engine_name is not None:  # one engine, with the same bound `list` gives each
         from claude_cage import config as config_mod
 
         timeout = float(config_mod.load()["engine_timeout"])
-        only = engines.engine_named(engine_name, timeout, "engine_timeout")
+        only = fleet.engine_named(engine_name, timeout, "engine_timeout")
     found = survey(only)
     sessions = found.sessions
     for engine in found.engines:
@@ -310,7 +310,7 @@ def age(seconds: float) -> str:
 )
 def status(name: str | None, as_json: bool, show_password: bool) -> None:
     """Show one session in detail, with a sandbox verification (default: most recent)."""
-    from claude_cage.operations.query import status as status_op
+    from claude_cage.operations.views import status as status_op
     from claude_cage.render import checks_table
 
     name = pick_session(name)
@@ -323,7 +323,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         print_json({"session": info})
         return
     if info.get("credential"):
-        from claude_cage.operations.query import CREDENTIALS
+        from claude_cage.operations.views import CREDENTIALS
 
         info = {**info, "credential": CREDENTIALS.get(info["credential"], info["credential"])}
     for key in (
@@ -380,7 +380,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
             warn(f"Claude Code in {name} cannot reach its model: {model['detail']}")
     if info.get("settings"):
         click.echo(settings_text(info["settings"]))
-    from claude_cage.cli.lifecycle import usage_lines
+    from claude_cage.cli.upkeep import usage_lines
 
     for line in usage_lines(info):
         click.echo(sanitize(line))
@@ -416,7 +416,7 @@ def pick_session(name: str | None) -> str:
     """NAME, or the most recent running session, said out loud."""
     if name:
         return name
-    from claude_cage.operations.query import most_recent_running
+    from claude_cage.operations.views import most_recent_running
 
     picked = most_recent_running()
     note(f"using {picked} (the most recent running session)")

@@ -123,7 +123,7 @@ def config() -> None:
 def config_show(config_file: str | None, as_json: bool) -> None:
     """Show the merged configuration and where each value comes from."""
     from claude_cage import config as config_mod
-    from claude_cage.events import mask_uri
+    from claude_cage.eventlog.events import mask_uri
 
     cfg = config_mod.load(config_file)
     values = dict(cfg.values)

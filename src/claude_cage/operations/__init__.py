@@ -29,7 +29,8 @@ def _event_log(db_path: str) -> Any:
     """One EventLog per data directory and process (the config is read once)."""
     # The config (~8 ms) and the event log (sqlite3, ~15 ms) load only when an event is
     # recorded (start-up: `logs` imports this package and needs neither)
-    from claude_cage import config, events
+    from claude_cage import config
+    from claude_cage.eventlog import events
     from claude_cage.validators import parse_size
 
     try:

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from claude_cage import labels, metadata, names
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import file_error
 from claude_cage.kinds import Credential, Mode
-from claude_cage.operations.objects import inspect_ours
+from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import Mount
 
 SESSION, ADOPT, ORPHAN = "session", "adopt", "orphan"

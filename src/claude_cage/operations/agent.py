@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from claude_cage import engines
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import EngineError
 from claude_cage.operations import record_event
-from claude_cage.operations.objects import running_container
+from claude_cage.operations.owned import running_container
 from claude_cage.operations.run import TerminalRun, on_terminal
 
 DETACH_KEY = "Ctrl-\\"
@@ -98,7 +98,7 @@ def prepare_attach(
 ) -> Attach:
     """Start the session's Claude Code if it is not running, and get ready to attach
     (`raw`: its screen unfiltered, see terminal_filter)."""
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     terminal = on_terminal("attach", name, ["cage-agent", "attach"], cwd, engine=engine, raw=raw)
     was = ensure(engine, terminal.container, terminal.directory)
     record_event("agent", name, {"status": "ok", "agent": was.split()[0]})

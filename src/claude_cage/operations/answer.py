@@ -7,9 +7,9 @@ from __future__ import annotations
 import contextlib
 import time
 
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.transport import frames
 from claude_cage.errors import CageError
-from claude_cage.transport import frames
 
 
 class NoAnswer(CageError):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_cage import names
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 
 SOCK_DIR = "/sock"
 VNC_SOCKET = f"{SOCK_DIR}/in/vnc.sock"

@@ -13,28 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_cage import (
-    audit,
-    engines,
-    interrupt,
-    labels,
-    managed,
-    metadata,
-    names,
-    policy,
-    quota,
-    workspace,
-)
+from claude_cage import audit, hostgit, interrupt, labels, managed, metadata, names, policy, quota
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError, CapacityReached, EngineError, PortAllocated
 from claude_cage.kinds import Network
-from claude_cage.operations import checkpoint, clone, desktop, secrets
+from claude_cage.operations import checkpoint, clone, desktop, secret_store
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.inputs import host_facts
 from claude_cage.operations.keys import inject_key
-from claude_cage.operations.objects import owned_containers
+from claude_cage.operations.owned import owned_containers
 
 CAPACITY_LOCK = ".capacity"  # never a session name: those start with a letter or digit
 
@@ -56,7 +46,7 @@ def check_capacity(engine: EngineAPI, cfg: config_mod.Config) -> None:
         if c.get("State") in ("created", "running", "restarting")
         and not labels.is_probe(c.get("Labels"))  # doctor's throwaway sessions never count
     ]
-    limit = engines.limit_of(engine.endpoint.name, cfg["engines"], int(cfg["max_sessions"]))
+    limit = fleet.limit_of(engine.endpoint.name, cfg["engines"], int(cfg["max_sessions"]))
     if len(running) >= limit:
         where = f" on engine {engine.endpoint.label}" if engine.endpoint.name else ""
         raise CapacityReached(
@@ -118,7 +108,7 @@ def bring_up(
             companion_started.result()
             checkpoint("start:companion-started")
     if req.proxy_credentials:  # the companion's squid waits for these before it serves
-        secrets.hand_over(engine, req.name, creds)
+        secret_store.hand_over(engine, req.name, creds)
     if plan.companion is not None:
         code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
         if code != 0:
@@ -208,7 +198,7 @@ class Bringing:
     left: list[str] = field(default_factory=list)  # what an undo could not remove
 
     def up(
-        self, key: str | None, creds: list[Secret], snap: workspace.Snapshot | None
+        self, key: str | None, creds: list[Secret], snap: hostgit.Snapshot | None
     ) -> tuple[list[str], desktop.DesktopPlan | None]:
         """What was made, and the desktop plan it was made with."""
         engine, req, name = self.engine, self.req, self.req.name

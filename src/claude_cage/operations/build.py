@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_cage import __version__, claude_code, engines, paths
+from claude_cage import __version__, claude_code, paths
 from claude_cage import config as config_mod
-from claude_cage.engine import Engine
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.client import Engine
 from claude_cage.errors import BadInput, CageError, EngineError
 from claude_cage.operations import operation
 
@@ -195,7 +196,7 @@ def build_on(
     cfg = config_mod.load()
     cfg.raise_problems()
     progress = progress or (lambda _message: None)
-    far = engines.engine_named(engine_name)
+    far = fleet.engine_named(engine_name)
     if target in ("desktop", "all") and not far.endpoint.is_local:
         progress("desktop sessions run only on the local engine: no desktop image there")
         target = "cli"

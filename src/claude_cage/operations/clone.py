@@ -4,7 +4,7 @@ and get the session's work back out, running or stopped.
 Everything crosses through the engine's API (an archive upload in, an exec's stdout
 out), never a bind mount, so it works the same against a remote engine. The git that
 runs inside is the session's own, under the session's sandbox; what comes out of it is
-untrusted data that `workspace.quarantine` checks before the host's git reads it.
+untrusted data that `hostgit.quarantine` checks before the host's git reads it.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from claude_cage import labels, metadata, names, policy, quota, workdir, workspace
+from claude_cage import hostgit, labels, metadata, names, policy, quota, workdir
 from claude_cage.bounds import Bounds
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.transport import demux
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
+from claude_cage.hostgit import Snapshot
 from claude_cage.kinds import Mode
 from claude_cage.operations.inputs import StartOptions, host_facts, load_config, request_from_record
-from claude_cage.operations.objects import inspect_ours
+from claude_cage.operations.owned import inspect_ours
 from claude_cage.operations.run import Watch
 from claude_cage.record import SessionRecord
-from claude_cage.transport import demux
-from claude_cage.workspace import Snapshot
 
 # Runs in the session as its user: turn the uploaded pack (and its index) into a
 # repository on branch $2 at the base $3, with the working tree of $4 and the index of $5.
@@ -307,7 +307,7 @@ CLEAN_ENV = ["/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "LC_ALL=C", "HOME=/none
 def work_env(meta: SessionRecord) -> list[str]:
     """CLEAN_ENV, with the user's git identity (their repository's user.name and
     user.email) as the committer of the session's uncommitted work."""
-    who = workspace.identity(Path(meta.repo)) if meta.repo else {}
+    who = hostgit.identity(Path(meta.repo)) if meta.repo else {}
     return [*CLEAN_ENV, *(f"COMMITTER_{k.upper()}={v}" for k, v in who.items())]
 
 

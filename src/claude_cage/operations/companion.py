@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from claude_cage import audit, config, labels, metadata, names, policy
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import EngineError
 from claude_cage.kinds import Mode, Network
 from claude_cage.operations import event_log
-from claude_cage.operations.objects import inspect_ours
+from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
 
 # Above this share of its process limit, the companion is "overloaded": new processes
@@ -87,7 +87,7 @@ def restart(
     credentials and the desktop token again. The caller holds the session's lock."""
     # `status` imports this module for problem(); what only a restart needs stays off it
     # (start-up: urllib.request, the credentials, the managed settings)
-    from claude_cage.operations import desktop, inputs, secrets
+    from claude_cage.operations import desktop, inputs, secret_store
 
     name = meta.name
     req = inputs.request_from_record(meta, cfg)
@@ -105,7 +105,7 @@ def restart(
             f"see 'docker logs {plan.companion.name}'",
         )
     if req.network == Network.FILTERED:  # squid takes them with a reconfigure
-        secrets.hand_over(engine, name, secrets.effective(name))
+        secret_store.hand_over(engine, name, secret_store.effective(name))
     if req.mode == Mode.DESKTOP:
         token = store.read_secret(name, desktop.TOKEN_SECRET)
         if token:

@@ -36,11 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from claude_cage import config as config_mod
-from claude_cage import engines, labels, metadata, names
-from claude_cage.engine_api import EngineAPI
+from claude_cage import labels, metadata, names
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Mode
-from claude_cage.operations.objects import running_container
+from claude_cage.operations.owned import running_container
 from claude_cage.record import SessionRecord
 
 PASSWORD_SECRET = "vnc_password"
@@ -261,7 +262,7 @@ def open_info(name: str, engine: EngineAPI | None = None) -> OpenInfo:
     """Write the launcher page for a running desktop session and say where it is."""
     store = metadata.SessionStore()
     meta = _desktop_meta(name, store)
-    running_container(name, engine or engines.for_session(name))
+    running_container(name, engine or fleet.for_session(name))
     bind = meta.desktop_bind or "127.0.0.1"
     port = meta.desktop_port
     assert port is not None  # _desktop_meta checked it

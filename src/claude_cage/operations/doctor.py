@@ -24,7 +24,6 @@ from claude_cage import (
     __version__,
     bindmounts,
     claude_code,
-    engines,
     managed,
     metadata,
     names,
@@ -32,8 +31,9 @@ from claude_cage import (
     runtimes,
 )
 from claude_cage import config as config_mod
-from claude_cage.engine import Engine
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.client import Engine
 from claude_cage.errors import (
     CageError,
     CapacityReached,
@@ -42,10 +42,12 @@ from claude_cage.errors import (
     ImageMissing,
     file_error,
 )
+from claude_cage.eventlog.redaction import MASK, mask_uri
 from claude_cage.labels import VERSION as VERSION_LABEL
-from claude_cage.operations import gc, gvisor
-from claude_cage.operations.session import StartOptions, destroy, start
-from claude_cage.redaction import MASK, mask_uri
+from claude_cage.operations import cleanup, gvisor
+from claude_cage.operations.inputs import StartOptions
+from claude_cage.operations.session import start
+from claude_cage.operations.teardown import destroy
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DISK_FAIL_BYTES = 2 * 1024**3  # an image rebuild alone needs about this much
@@ -91,7 +93,7 @@ def check_engine(engine: EngineAPI) -> tuple[Check, dict[str, Any] | None]:
 def check_far_engines(cfg: config_mod.Config) -> list[Check]:
     """Each configured engine besides the local one, all asked at once within
     engine_timeout: it answers, has seccomp, and has the session images."""
-    names = [n for n in engines.configured(cfg["engines"]) if n]
+    names = [n for n in fleet.configured(cfg["engines"]) if n]
     if not names:
         return []
 
@@ -114,7 +116,7 @@ def check_far_engines(cfg: config_mod.Config) -> list[Check]:
         )
 
     checks = []
-    for name, answer in engines.ask(names, look, float(cfg["engine_timeout"])).items():
+    for name, answer in fleet.ask(names, look, float(cfg["engine_timeout"])).items():
         if isinstance(answer, ImageMissing):
             fix = f"claude-cage build all --engine {name}"
             checks.append(Check(f"engine {name}", FAIL, answer.message, fix))
@@ -347,7 +349,7 @@ def check_filtered_network(engine: EngineAPI) -> Check:
     name = PROBE_PREFIX + secrets.token_hex(3)
     fix = "claude-cage build (companion image), then claude-cage start --network filtered"
     with contextlib.suppress(CageError):  # what a doctor killed before cleaning up left
-        gc.remove_dead_probes(engine)
+        cleanup.remove_dead_probes(engine)
     try:
         with _without_api_key():
             start(

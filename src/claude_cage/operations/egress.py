@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import audit, egress, engines, metadata, names, presets
+from claude_cage import audit, egress, metadata, names, presets
 from claude_cage import config as config_mod
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Network
 from claude_cage.operations import event_log, operation
-from claude_cage.operations.objects import inspect_ours
+from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
 
 RECENT_REFUSALS = 1000  # how far back `allow` looks for a host refused on its port
@@ -100,7 +101,7 @@ def allow(
             f"--preset: {exc}", f"e.g. claude-cage allow {name} --preset python"
         ) from None
     port_changes = _check_ports(list(ports or []))
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     store = metadata.SessionStore()
     with store.lock(name):
         meta = _filtered_session(store, name)
@@ -168,7 +169,7 @@ def _covers(patterns: list[str], host: str) -> bool:
 def read_log(name: str, tail: int | None = None, engine: EngineAPI | None = None) -> EgressLog:
     """The requests the session made through its current companion (running or
     stopped): the last `tail` lines of its log, or all it holds."""
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     store = metadata.SessionStore()
     meta = store.load(name)
     if meta is None:
@@ -207,7 +208,7 @@ def follow_log(
     """Requests as they happen from `since` (read_log's last line, whose squid numbers
     `seen` are not shown again), until the companion stops. Nothing runs in the
     companion for it."""
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     if metadata.SessionStore().load(name) is None:
         raise SessionNotFound(name)
     info = inspect_ours(engine, names.companion_name(name))

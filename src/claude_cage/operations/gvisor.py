@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_cage import claude_code, labels, paths, policy, runtimes
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Mode, Network, Runtime
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from claude_cage import config as config_mod
-from claude_cage import metadata, names, paths, policy, presets, workspace
+from claude_cage import hostgit, metadata, names, paths, policy, presets
 from claude_cage.errors import BadInput
 from claude_cage.kinds import Mode, Status
+from claude_cage.parsing import parse_env, parse_mounts, parse_port
 from claude_cage.record import RECORDED, SessionRecord, encode
-from claude_cage.requests import parse_env, parse_mounts, parse_port
 
 
 @dataclass
@@ -43,7 +43,7 @@ class StartOptions:
     allow_hosts: tuple[str, ...] = ()
     allow_presets: tuple[str, ...] = ()  # package registries (presets.py)
     clone: str | None = None  # a path in a git repository (operations/clone.py)
-    engine: str | None = None  # a Docker context, a URL, "local" or "auto" (engines.py)
+    engine: str | None = None  # a Docker context, a URL, "local" or "auto" (engine/fleet.py)
     runtime: str | None = None
     user_config: bool = True  # False: --no-user-config (userconfig.py)
     probe: bool = False  # doctor's throwaway session, labelled with this pid (labels.PROBE)
@@ -179,8 +179,8 @@ def clone_request(options: StartOptions, name: str, req: policy.SessionRequest) 
     """Check --clone before anything exists; returns the repository, or None."""
     if not options.clone:
         return None
-    repo = workspace.find_repo(options.clone)
-    workspace.check_branch(name)
+    repo = hostgit.find_repo(options.clone)
+    hostgit.check_branch(name)
     for mount in req.mounts:
         if mount.target == f"/workspace/{repo.name}" or Path(mount.source) == repo.top:
             raise BadInput(

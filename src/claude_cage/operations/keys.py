@@ -1,7 +1,7 @@
 """Anthropic credentials given to `start` or `key set`: read, check, hand over.
 
 A filtered session's key or subscription token is its `anthropic` credential
-(operations/secrets.py), added by its companion; the session never holds it. A
+(operations/secret_store.py), added by its companion; the session never holds it. A
 none/host session's key is a 0600 file inside it, handed over on an exec's stdin:
 never in argv, the environment, `docker inspect`, metadata, logs or error messages.
 """
@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claude_cage import credentials, engines, metadata, names, policy
+from claude_cage import credentials, metadata, names, policy
 from claude_cage.credentials import Secret
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Credential, Network
-from claude_cage.operations import operation, secrets
-from claude_cage.operations.objects import inspect_ours
+from claude_cage.operations import operation, secret_store
+from claude_cage.operations.owned import inspect_ours
 
-API_KEY_SECRET = secrets.API_KEY_SECRET
+API_KEY_SECRET = secret_store.API_KEY_SECRET
 _API_KEY = re.compile(r"^[A-Za-z0-9._~+/=-]{8,512}$")
 # What Anthropic's keys look like: "sk-ant-" then a kind ("api03-", "admin01-", ...) and a
 # long url-safe body (a real one is about 100 characters).
@@ -82,12 +83,12 @@ def read_start_credential(
     if not value:
         return None
     host = (credentials.ANTHROPIC_HOST,)
-    return Secret(secrets.ANTHROPIC, kind, host, value, None, metadata.now_iso(), "session")
+    return Secret(secret_store.ANTHROPIC, kind, host, value, None, metadata.now_iso(), "session")
 
 
 def inject_key(engine: EngineAPI, name: str, key: str) -> None:
     """Hand a none/host session its key file on stdin. (A filtered session never gets
-    it: its companion adds it, see operations/secrets.py.)"""
+    it: its companion adds it, see operations/secret_store.py.)"""
     target = names.container_name(name)
     # mkdir: on gVisor this exec can come before the entrypoint made the directory.
     cmd = ["sh", "-c", "umask 077 && mkdir -p /run/cage/secrets && cat > /run/cage/secrets/api_key"]
@@ -126,14 +127,16 @@ def check_key_shape(key: str) -> str:
 
 @operation("key-set")
 def set_key(name: str, key: str, engine: EngineAPI | None = None, force: bool = False) -> KeyResult:
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     store = metadata.SessionStore()
     found = store.load(name)
     if found is None:
         raise SessionNotFound(name)
     key = check_api_key(key.strip(), "the key given") if force else check_key_shape(key)
     if found.network == Network.FILTERED:
-        result = secrets.store_secret(secrets.ANTHROPIC, key, [], "api-key", None, name, engine)
+        result = secret_store.store_secret(
+            secret_store.ANTHROPIC, key, [], "api-key", None, name, engine
+        )
         return KeyResult(name, Credential.API_KEY_PROXY, bool(result.updated))
     with store.lock(name):
         session = store.load(name)

@@ -9,10 +9,11 @@ import tarfile
 import time
 from collections.abc import Iterator
 
-from claude_cage import engines, names
-from claude_cage.engine_api import EngineAPI
+from claude_cage import names
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import SessionNotFound
-from claude_cage.operations.objects import inspect_ours
+from claude_cage.operations.owned import inspect_ours
 from claude_cage.transcript import Event, Reader
 
 TRANSCRIPTS = "/home/claude/.claude/projects"  # CLAUDE_CONFIG_DIR/projects
@@ -45,7 +46,7 @@ def transcript(
 ) -> Iterator[list[Event]]:
     """The session's transcript events in time order: what is there now (the last
     `tail` of them), then, when following, each new batch as it appears."""
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     container = _container(engine, name)
     reader = Reader()
     events = reader.feed(transcript_files(engine, container))
@@ -59,5 +60,5 @@ def transcript(
 
 def raw(name: str, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
     """The session container's own output (`logs --raw`)."""
-    engine = engines.for_session(name)
+    engine = fleet.for_session(name)
     yield from engine.logs(_container(engine, name), follow=follow, tail=tail)

@@ -11,7 +11,7 @@ import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 
 TIMEOUT_SECONDS = 4

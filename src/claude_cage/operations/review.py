@@ -1,7 +1,7 @@
 """Reviewing a clone-mode session's work and bringing it back: diff, fetch, merge, apply.
 
 Each one exports the session's work (running or stopped) as a thin pack, checks it in
-quarantine (`workspace.quarantine`), and only then lets the host's git read it. What
+quarantine (`hostgit.quarantine`), and only then lets the host's git read it. What
 reaches the user's repository is objects and one branch, `cage/NAME`; checkouts are
 git's own (`git merge`, `git apply`), which never write through a symlink or outside
 the working tree. A change to a `.gitattributes` file is refused by merge and apply:
@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import engines, paths, workspace
+from claude_cage import hostgit, paths
 from claude_cage.bounds import Bounds
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.operations import operation
 from claude_cage.operations.clone import clone_meta, export, host_repo
@@ -53,17 +54,17 @@ class ApplyResult:
 
 
 @contextlib.contextmanager
-def _incoming(name: str, engine: EngineAPI | None) -> Iterator[workspace.Quarantine]:
+def _incoming(name: str, engine: EngineAPI | None) -> Iterator[hostgit.Quarantine]:
     """The session's work, checked, in quarantine: received within review_max_size
     and review_timeout (bounds.py), or not at all."""
     meta = clone_meta(name)
-    repo = workspace.find_repo(str(host_repo(meta)))
+    repo = hostgit.find_repo(str(host_repo(meta)))
     assert meta.base  # clone_meta checked it
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     scratch = paths.incoming_dir()
     with (
         Bounds.from_config(name, load_config(StartOptions()).values) as bounds,
-        workspace.quarantine(repo, meta.base, meta.start or meta.base, scratch) as incoming,
+        hostgit.quarantine(repo, meta.base, meta.start or meta.base, scratch) as incoming,
     ):
         with export(engine, name, meta, bounds) as work:
             incoming.receive(work.tip, work.pack, bounds)
@@ -77,9 +78,9 @@ def diff(name: str, stat: bool = False, engine: EngineAPI | None = None) -> Iter
         yield from incoming.diff(stat=stat)
 
 
-def _branch(meta: SessionRecord, repo: workspace.Repo) -> str:
+def _branch(meta: SessionRecord, repo: hostgit.Repo) -> str:
     branch = meta.branch or f"cage/{meta.name}"
-    current = workspace.git(repo.top, "symbolic-ref", "-q", "HEAD", check=False)
+    current = hostgit.git(repo.top, "symbolic-ref", "-q", "HEAD", check=False)
     if current.stdout.decode().strip() == f"refs/heads/{branch}":
         raise BadInput(
             f"{branch} is checked out in {repo.top}: fetching would change your working tree",
@@ -88,7 +89,7 @@ def _branch(meta: SessionRecord, repo: workspace.Repo) -> str:
     return branch
 
 
-def _no_unsafe_commit(name: str, incoming: workspace.Quarantine) -> None:
+def _no_unsafe_commit(name: str, incoming: hostgit.Quarantine) -> None:
     unsafe = incoming.unsafe_commit()
     if unsafe is not None:
         raise BadInput(
@@ -100,12 +101,12 @@ def _no_unsafe_commit(name: str, incoming: workspace.Quarantine) -> None:
         )
 
 
-def _fetch(name: str, incoming: workspace.Quarantine) -> FetchResult:
+def _fetch(name: str, incoming: hostgit.Quarantine) -> FetchResult:
     meta = clone_meta(name)
     branch = _branch(meta, incoming.repo)
     _no_unsafe_commit(name, incoming)
     incoming.migrate()
-    workspace.git(
+    hostgit.git(
         incoming.repo.top, "update-ref", "-m", f"claude-cage fetch {name}",
         f"refs/heads/{branch}", incoming.tip,
     )  # fmt: skip
@@ -130,9 +131,9 @@ def _no_attributes(name: str, paths: list[str], verb: str) -> None:
         )
 
 
-def _no_merge_in_progress(repo: workspace.Repo) -> None:
+def _no_merge_in_progress(repo: hostgit.Repo) -> None:
     for ref in ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "REBASE_HEAD"):
-        if workspace.git(repo.top, "rev-parse", "-q", "--verify", ref, check=False).returncode == 0:
+        if hostgit.git(repo.top, "rev-parse", "-q", "--verify", ref, check=False).returncode == 0:
             raise BadInput(
                 f"{repo.top} has a {ref.split('_')[0].lower()} in progress",
                 "finish it (git commit) or abort it (git merge --abort) first",
@@ -143,14 +144,14 @@ def _no_merge_in_progress(repo: workspace.Repo) -> None:
 def merge(name: str, engine: EngineAPI | None = None) -> ApplyResult:
     """Fetch, then merge cage/NAME into the user's current branch."""
     meta = clone_meta(name)
-    repo = workspace.find_repo(str(host_repo(meta)))
+    repo = hostgit.find_repo(str(host_repo(meta)))
     _no_merge_in_progress(repo)
     with _incoming(name, engine) as incoming:
         paths = incoming.changed_paths(incoming.base)
         _no_attributes(name, paths, "merge")
         fetched = _fetch(name, incoming)
-    before = workspace.git(repo.top, "rev-parse", "HEAD").stdout
-    run = workspace.git(
+    before = hostgit.git(repo.top, "rev-parse", "HEAD").stdout
+    run = hostgit.git(
         repo.top, "merge", "--no-edit", "-m", f"Merge {fetched.branch}", fetched.branch,
         check=False,
     )  # fmt: skip
@@ -168,7 +169,7 @@ def merge(name: str, engine: EngineAPI | None = None) -> ApplyResult:
             )
         last = said.strip().splitlines()[-1:] or [""]
         raise CageError(f"git merge {fetched.branch} failed: {last[0]}", "see 'git status'")
-    after = workspace.git(repo.top, "rev-parse", "HEAD").stdout
+    after = hostgit.git(repo.top, "rev-parse", "HEAD").stdout
     return ApplyResult(name, str(repo.top), paths, merged=before != after)
 
 

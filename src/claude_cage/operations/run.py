@@ -21,11 +21,12 @@ import uuid
 from collections.abc import Iterator
 from typing import IO
 
-from claude_cage import engines, metadata, pty_relay, workdir
-from claude_cage.engine_api import EngineAPI
+from claude_cage import metadata, pty_relay, workdir
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.transport import frames
 from claude_cage.operations import record_event
-from claude_cage.operations.objects import running_container
-from claude_cage.transport import frames
+from claude_cage.operations.owned import running_container
 
 # The docker CLI reads its detach keys (Ctrl-P Ctrl-Q by default) out of the stream it
 # forwards. claude-cage's detach key is tmux's (Ctrl-\, see the image's tmux.conf), so
@@ -83,7 +84,7 @@ class Exec:
     ) -> None:
         self.name = name
         self.command = command
-        self.engine = engine or engines.for_session(name)
+        self.engine = engine or fleet.for_session(name)
         container = running_container(name, self.engine)
         directory = session_workdir(name, cwd)
         key = uuid.uuid4().hex
@@ -141,7 +142,7 @@ def on_terminal(
 ) -> TerminalRun:
     """Prepare a command for the user's terminal (shell, exec -t, attach); `raw`: its
     output unfiltered (`--raw-terminal`)."""
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     container = running_container(name, engine)
     directory = session_workdir(name, cwd)
     if record:
@@ -178,7 +179,7 @@ class TerminalRun:
         env_flags = [arg for k in self.env for arg in ("-e", k)]
         argv = [
             "docker",
-            *engines.docker_cli_args(self.engine.endpoint),
+            *fleet.docker_cli_args(self.engine.endpoint),
             "exec",
             *flags,
             f"--detach-keys={DOCKER_DETACH_KEYS}",

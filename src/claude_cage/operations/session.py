@@ -11,7 +11,7 @@ from typing import Any
 
 from claude_cage import (
     bindmounts,
-    engines,
+    hostgit,
     managed,
     metadata,
     names,
@@ -20,11 +20,11 @@ from claude_cage import (
     quota,
     userconfig,
     workdir,
-    workspace,
 )
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Credential, Mode, Network, Runtime, Status
 from claude_cage.operations import (
@@ -36,7 +36,7 @@ from claude_cage.operations import (
     gvisor,
     model,
     operation,
-    secrets,
+    secret_store,
     usersetup,
 )
 from claude_cage.operations import companion as companion_ops
@@ -48,7 +48,6 @@ from claude_cage.operations.inputs import (
     clone_request,
     given_settings,
     keep_recorded,
-    load_config,
     load_settings,
     record_for,
     remote_limits,
@@ -56,12 +55,8 @@ from claude_cage.operations.inputs import (
     setting,
 )
 from claude_cage.operations.keys import API_KEY_SECRET, read_start_credential
-from claude_cage.operations.objects import check_claimable
-from claude_cage.operations.teardown import DestroyResult, StopResult, destroy, stop
+from claude_cage.operations.owned import check_claimable
 from claude_cage.record import RECORDED, SessionRecord
-
-# Also importable from here, where they lived before this module was split.
-__all__ = ["DestroyResult", "StartOptions", "StopResult", "destroy", "load_config", "start", "stop"]
 
 PLACEMENT_LOCK = ".placement"
 
@@ -88,7 +83,7 @@ class StartResult:
     repo: str | None = None  # clone mode: the repository, the session's branch, its base
     branch: str | None = None
     base: str | None = None
-    engine: str = engines.LOCAL  # the Docker engine it runs on
+    engine: str = fleet.LOCAL  # the Docker engine it runs on
     repaired: list[str] = field(default_factory=list)  # bridges of a running session
     adopted: bool = False  # a running session's record was rebuilt
     continued: bool = False  # Claude Code resumed the last conversation (--continue)
@@ -171,15 +166,15 @@ def _choose_engine(
     """The engine the session runs on: the one it records, else --engine or
     default_engine; `auto` places it, holding `placing` until the caller lets go."""
     previous_engine = _recorded_engine(store, name)
-    wanted = engines.canonical(options.engine or cfg["default_engine"])
+    wanted = fleet.canonical(options.engine or cfg["default_engine"])
     if previous_engine is not None:
         wanted = previous_engine  # a session stays on its engine
-    elif wanted == engines.AUTO:
+    elif wanted == fleet.AUTO:
         # Parallel auto starts take turns from the count to the new session's
         # container, so two of them never both take an engine's last place.
         placing.enter_context(store.lock(PLACEMENT_LOCK))
-        wanted = engines.place(cfg["engines"], int(cfg["max_sessions"]), cfg["engine_timeout"])
-    return engines.engine_named(wanted)
+        wanted = fleet.place(cfg["engines"], int(cfg["max_sessions"]), cfg["engine_timeout"])
+    return fleet.engine_named(wanted)
 
 
 def _final_record(
@@ -251,9 +246,9 @@ def _credentials(
     name = req.name
     key, creds = None, list[Secret]()
     if req.network == Network.FILTERED:
-        creds = secrets.effective(name, given)
+        creds = secret_store.effective(name, given)
         if given is not None:
-            secrets.check_allowed(
+            secret_store.check_allowed(
                 list(given.hosts),
                 req.allowed_hosts,
                 f"session {name}'s allowlist",
@@ -399,7 +394,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
             req.managed_volume = names.managed_volume(name)
         snap = None
         if repo is not None and not restarted:
-            snap = stack.enter_context(workspace.snapshot(repo, paths.incoming_dir()))
+            snap = stack.enter_context(hostgit.snapshot(repo, paths.incoming_dir()))
             checkpoint("start:snapshot")
         top = str(repo.top) if repo is not None else ""
         starting = None if restarted else _save_starting(store, req, cfg, engine, top)
@@ -408,7 +403,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         try:
             made, desktop_plan = bringing.up(key, creds, snap)
             if given is not None and req.network == Network.FILTERED:
-                secrets.save(given, name)
+                secret_store.save(given, name)
             elif key and not restarted:
                 store.write_secret(name, API_KEY_SECRET, key)
             session = _final_record(req, previous or starting, cfg, engine, desktop_plan)

@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import audit, engines, labels, metadata, names, quota
-from claude_cage.engine_api import EngineAPI
+from claude_cage import audit, labels, metadata, names, quota
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, SessionNotFound
 from claude_cage.kinds import Status
 from claude_cage.operations import checkpoint, operation, unfetched
 from claude_cage.operations import companion as companion_ops
-from claude_cage.operations.objects import inspect_ours
+from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
 
 
@@ -86,7 +87,7 @@ def _existing_session(
 
 @operation("stop")
 def stop(name: str, engine: EngineAPI | None = None) -> StopResult:
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     store = metadata.SessionStore()
     with _existing_session(name, engine, store) as (meta, info):
         was_running = info is not None and bool(info["State"].get("Running"))
@@ -137,7 +138,7 @@ def destroy(
 ) -> DestroyResult:
     """Remove the session. A running one only with force; a clone-mode one whose work
     is not fetched (or cannot be checked) only with discard."""
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     store = metadata.SessionStore()
     with _existing_session(name, engine, store) as (meta, info):
         if info is not None and info["State"]["Running"] and not force:

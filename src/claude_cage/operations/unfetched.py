@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from claude_cage import names, workdir, workspace
-from claude_cage.engine_api import EngineAPI
+from claude_cage import hostgit, names, workdir
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.operations import answer
 from claude_cage.operations.clone import WORK_TIP, reader, work_env
@@ -133,7 +133,7 @@ def _ask(engine: EngineAPI, container: str, cmd: list[str]) -> bytes:
 def _branch_tip(repo: Path, branch: str) -> str | None:
     if not (repo / ".git").exists():
         return None  # the repository is gone: nothing is in it
-    found = workspace.git(repo, "rev-parse", "-q", "--verify", f"refs/heads/{branch}^{{commit}}",
+    found = hostgit.git(repo, "rev-parse", "-q", "--verify", f"refs/heads/{branch}^{{commit}}",
                           check=False)  # fmt: skip
     tip = found.stdout.decode().strip()
     return tip if found.returncode == 0 and SHA.match(tip) else None
@@ -142,14 +142,14 @@ def _branch_tip(repo: Path, branch: str) -> str | None:
 def _parents(repo: Path, commit: str) -> list[str]:
     """The parents of the branch's tip: when the tip is a fetched 'uncommitted work'
     commit (never in the session), its parent is the session commit it was made on."""
-    found = workspace.git(repo, "rev-parse", f"{commit}^@", check=False).stdout.decode()
+    found = hostgit.git(repo, "rev-parse", f"{commit}^@", check=False).stdout.decode()
     return [p for p in found.split() if SHA.match(p)]
 
 
 def _contains(repo: Path, branch_tip: str, commit: str) -> bool:
     if commit == branch_tip:
         return True
-    run = workspace.git(repo, "merge-base", "--is-ancestor", commit, branch_tip, check=False)
+    run = hostgit.git(repo, "merge-base", "--is-ancestor", commit, branch_tip, check=False)
     return run.returncode == 0  # 1: not an ancestor; 128: not even in the repository
 
 

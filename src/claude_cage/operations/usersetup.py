@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from claude_cage import metadata, policy, userconfig
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 from claude_cage.operations import answer
 from claude_cage.render import sanitize
 

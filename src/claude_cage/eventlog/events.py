@@ -12,16 +12,16 @@ Design:
 
 * `record()` only writes SQLite (WAL mode, a busy timeout, so several CLI processes can
   write at once) and never raises: an event the database cannot take now (locked, full)
-  waits in the spool beside it (event_spool.py) and is written by the next write or
+  waits in the spool beside it (spool.py) and is written by the next write or
   read; one the spool cannot take either costs one warning line on stderr.
-* The log is bounded: repeated blocked requests fold into one event (event_folds.py),
-  and past its size or age limit the oldest events are pruned (event_prune.py).
+* The log is bounded: repeated blocked requests fold into one event (folds.py),
+  and past its size or age limit the oldest events are pruned (prune.py).
 * Secrets never reach an event: `redact()` (redaction.py) masks keys named like
   passwords, tokens and API keys, and credentials inside URIs; `record()` always applies it.
 * A damaged database is moved aside, with its WAL, and a new one started.
-* The MongoDB mirror is event_outbox.py: `record()` starts a detached flusher, whose
-  entry point is this module (`python -m claude_cage.events sync DB --background`).
-* The schema (rows, ids, migrations) is event_schema.py.
+* The MongoDB mirror is outbox.py: `record()` starts a detached flusher, whose
+  entry point is this module (`python -m claude_cage.eventlog sync DB --background`).
+* The schema (rows, ids, migrations) is schema.py.
 
 Only the standard library is imported here; pymongo is imported by the sync alone.
 """
@@ -38,11 +38,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from claude_cage import event_db, event_outbox, event_prune, event_schema, event_spool
 from claude_cage.errors import CageError
-from claude_cage.event_outbox import COLLECTION, DEFAULT_MONGODB_DB, URI_ENV, EventSyncError
-from claude_cage.event_prune import Limits
-from claude_cage.event_schema import (
+from claude_cage.eventlog import db as event_db
+from claude_cage.eventlog import outbox, prune, schema, spool
+from claude_cage.eventlog.outbox import COLLECTION, DEFAULT_MONGODB_DB, URI_ENV, EventSyncError
+from claude_cage.eventlog.prune import Limits
+from claude_cage.eventlog.redaction import MASK, mask_uri, mask_with_password, redact
+from claude_cage.eventlog.schema import (
     INSERT,
     INSERT_FOLDED,
     MIGRATIONS,
@@ -50,7 +52,6 @@ from claude_cage.event_schema import (
     migrate,
     new_event_id,
 )
-from claude_cage.redaction import MASK, mask_uri, mask_with_password, redact
 
 if TYPE_CHECKING:
     import threading
@@ -82,7 +83,7 @@ class EventLogError(CageError):
 
 class Batch:
     """Events and state written in one transaction (see EventLog.batch). Every
-    event_prune.EVERY events it checks the log's bounds (`bound`), so a batch of
+    prune.EVERY events it checks the log's bounds (`bound`), so a batch of
     thousands never takes the log far past them."""
 
     def __init__(self, db: sqlite3.Connection, bound: Callable[[], None]) -> None:
@@ -92,17 +93,17 @@ class Batch:
 
     def _written(self) -> None:
         self.count += 1
-        if self.count % event_prune.EVERY == 0:
+        if self.count % prune.EVERY == 0:
             self._bound()
 
     def record(
         self, type: str, key: str, value: Mapping[str, Any], *, session: str | None = None
     ) -> None:
-        self._db.execute(INSERT, event_schema.prepare(type, key, value, session)[1])
+        self._db.execute(INSERT, schema.prepare(type, key, value, session)[1])
         self._written()
 
     def open_fold(self, fold: str) -> tuple[int, str, dict[str, Any]] | None:
-        """The newest event of a fold key (event_folds.py): (seq, id, value)."""
+        """The newest event of a fold key (folds.py): (seq, id, value)."""
         row = self._db.execute(
             "SELECT seq, id, value_json FROM events WHERE fold = ? ORDER BY seq DESC LIMIT 1",
             (fold,),
@@ -123,12 +124,12 @@ class Batch:
         replaces: tuple[int, str] | None = None,
     ) -> None:
         """Write a folded event; `replaces` (seq, id): the row it rewrites, whose id it
-        keeps and whose place it leaves for a new `seq` (event_folds.py says why)."""
+        keeps and whose place it leaves for a new `seq` (folds.py says why)."""
         event_id = None
         if replaces is not None:
             self._db.execute("DELETE FROM events WHERE seq = ?", (replaces[0],))
             event_id = replaces[1]
-        row = event_schema.prepare(type, key, value, session, event_id)[1]
+        row = schema.prepare(type, key, value, session, event_id)[1]
         self._db.execute(INSERT_FOLDED, (*row, fold))
         self._written()
 
@@ -137,14 +138,14 @@ class Batch:
         return None if row is None else str(row[0])
 
     def set_state(self, key: str, value: str) -> None:
-        event_schema.set_state(self._db, **{key: value})
+        schema.set_state(self._db, **{key: value})
 
 
 class EventLog:
     """The event log in one SQLite file, optionally mirrored to MongoDB.
 
     `background_sync=False` turns off the detached flusher (then only `sync()` sends).
-    `limits`: the size and age past which the oldest events are pruned (event_prune.py).
+    `limits`: the size and age past which the oldest events are pruned (prune.py).
     """
 
     def __init__(
@@ -183,7 +184,7 @@ class EventLog:
         """Exists while a spawned flusher has not started yet."""
         return self.db_path.with_name(self.db_path.name + ".sync.spawned")
 
-    # -- sqlite (event_db.py)
+    # -- sqlite (db.py)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -266,12 +267,12 @@ class EventLog:
         `key` is "<operation>:<name>". The `session` column (what `query(session=...)`
         filters on) is `session`, else `value["session"]`, else the name part of `key`.
         """
-        event, row = event_schema.prepare(type, key, value, session)
+        event, row = schema.prepare(type, key, value, session)
 
         def write(db: sqlite3.Connection) -> None:
             self._drain(db)
             db.execute(INSERT, row)
-            if event_prune.over(db, self.limits):
+            if prune.over(db, self.limits):
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     self._prune(db)
@@ -287,13 +288,13 @@ class EventLog:
                 raise EventLogError(
                     f"event {event['key']!r} not recorded in {self.db_path}: {exc}"
                 ) from None
-            try:  # kept, and written once the database can take it (event_spool.py)
-                event_spool.append(self.db_path, row)
+            try:  # kept, and written once the database can take it (spool.py)
+                spool.append(self.db_path, row)
             except OSError as lost:
                 self.warn(f"event {event['key']!r} not recorded in {self.db_path}", lost)
                 return event
             self.warn(
-                f"event {event['key']!r} kept in {event_spool.spool_path(self.db_path)} "
+                f"event {event['key']!r} kept in {spool.spool_path(self.db_path)} "
                 "until the event log can take it",
                 exc,
             )
@@ -326,19 +327,19 @@ class EventLog:
             self.kick()
 
     def _drain(self, db: sqlite3.Connection, *, reading: bool = False) -> None:
-        """Write the spooled events first (event_spool.py). A write raises what SQLite
+        """Write the spooled events first (spool.py). A write raises what SQLite
         raises; a read tries once, briefly, and reads on whatever happens."""
-        if not event_spool.pending(self.db_path):
+        if not spool.pending(self.db_path):
             return
         if not reading:
             try:
-                event_spool.drain(self.db_path, db)
+                spool.drain(self.db_path, db)
             except OSError as exc:
                 self.warn(f"cannot read the event spool beside {self.db_path}", exc)
             return
         db.execute("PRAGMA busy_timeout = 100")
         try:
-            event_spool.drain(self.db_path, db)
+            spool.drain(self.db_path, db)
         except (sqlite3.Error, OSError):
             pass
         finally:
@@ -346,12 +347,12 @@ class EventLog:
 
     def _bound(self, db: sqlite3.Connection) -> None:
         """Prune the log if it is past its bounds; in the caller's write transaction."""
-        if event_prune.over(db, self.limits):
+        if prune.over(db, self.limits):
             self._prune(db)
 
     def _prune(self, db: sqlite3.Connection) -> None:
-        """In the caller's write transaction (event_prune.py)."""
-        event_prune.prune(db, self.limits, mirrored=bool(self.mongodb_uri))
+        """In the caller's write transaction (prune.py)."""
+        prune.prune(db, self.limits, mirrored=bool(self.mongodb_uri))
 
     def _with_db(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `work` on a connection; damage found past opening (a truncated file) is
@@ -367,8 +368,8 @@ class EventLog:
 
     def kick(self) -> bool:
         """Start a detached flusher unless one is running or starting; True if started.
-        Never raises and never waits on MongoDB (event_outbox.kick)."""
-        return event_outbox.kick(self)
+        Never raises and never waits on MongoDB (outbox.kick)."""
+        return outbox.kick(self)
 
     # -- reading
 
@@ -391,11 +392,11 @@ class EventLog:
             params.append(type)
         if since is not None:
             where.append("ts >= ?")
-            params.append(event_schema.iso(since))
+            params.append(schema.iso(since))
         if after_seq is not None:
             where.append("seq > ?")
             params.append(after_seq)
-        sql = f"SELECT {event_schema.COLUMNS} FROM events"
+        sql = f"SELECT {schema.COLUMNS} FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
 
@@ -435,7 +436,7 @@ class EventLog:
     ) -> list[dict[str, Any]]:
         """Matching events, oldest first; with `limit`, the last `limit` of them."""
         rows = self._select(session=session, type=type, since=since, limit=limit)
-        return [event_schema.row_event(r) for r in rows]
+        return [schema.row_event(r) for r in rows]
 
     def follow(
         self,
@@ -456,7 +457,7 @@ class EventLog:
         if backlog is None or backlog > 0:
             for row in self._select(session=session, type=type, since=since, limit=backlog):
                 last_seq = row[0]
-                yield event_schema.row_event(row)
+                yield schema.row_event(row)
         if last_seq == 0:
             with self.connect() as db:
                 last_seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
@@ -464,7 +465,7 @@ class EventLog:
             rows = self._select(session=session, type=type, since=since, after_seq=last_seq)
             for row in rows:
                 last_seq = row[0]
-                yield event_schema.row_event(row)
+                yield schema.row_event(row)
                 if stop is not None and stop.is_set():
                     return
             if stop is not None:
@@ -476,7 +477,7 @@ class EventLog:
 
     def get_state(self, key: str) -> str | None:
         with self.connect() as db:
-            return event_schema.get_state(db).get(key)
+            return schema.get_state(db).get(key)
 
     def pending(self) -> int:
         with self.connect() as db:
@@ -489,7 +490,7 @@ class EventLog:
             self._drain(db, reading=True)
             pending = db.execute("SELECT COUNT(*) FROM events WHERE synced = 0").fetchone()[0]
             total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-            return pending, total, event_schema.get_state(db), event_prune.used_bytes(db)
+            return pending, total, schema.get_state(db), prune.used_bytes(db)
 
         pending, total, state, used = self._read(counts)
         last_error = state.get("last_error")
@@ -506,14 +507,14 @@ class EventLog:
             "size": used,
             "max_size": self.limits.max_size,
             "max_age_days": self.limits.max_age_days,
-            "pruned": event_prune.state_int(state, "pruned"),
-            "pruned_unsent": event_prune.state_int(state, "pruned_unsent"),
-            "pruned_last": event_prune.state_int(state, "pruned_last"),
+            "pruned": prune.state_int(state, "pruned"),
+            "pruned_unsent": prune.state_int(state, "pruned_unsent"),
+            "pruned_last": prune.state_int(state, "pruned_last"),
             "pruned_at": state.get("pruned_at"),
-            "spooled": event_spool.waiting(self.db_path),
+            "spooled": spool.waiting(self.db_path),
         }
 
-    # -- syncing (event_outbox.py)
+    # -- syncing (outbox.py)
 
     def sync(self, timeout_ms: int = 2000, *, lock_timeout: float | None = None) -> int:
         """Send pending events to MongoDB, in order; return how many were sent.
@@ -524,14 +525,10 @@ class EventLog:
         events then stay pending and the error shows in `status()`.
         """
         try:
-            return event_outbox.sync(self, timeout_ms, lock_timeout)
+            return outbox.sync(self, timeout_ms, lock_timeout)
         except sqlite3.Error as exc:
             raise EventLogError(f"cannot read the event log {self.db_path}: {exc}") from None
 
     def flush(self, timeout_ms: int = 2000) -> int:
         """The detached flusher's job: sync if no one else is; swallow every error."""
-        return event_outbox.flush(self, timeout_ms)
-
-
-if __name__ == "__main__":  # the detached flusher's entry point (event_outbox.main)
-    sys.exit(event_outbox.main(sys.argv[1:], EventLog))
+        return outbox.flush(self, timeout_ms)

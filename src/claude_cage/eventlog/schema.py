@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from claude_cage.redaction import mask_uri, redact
+from claude_cage.eventlog.redaction import mask_uri, redact
 
 PROJECT = "claude-cage"
 

@@ -35,9 +35,9 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import labels, metadata, names, paths, quota, workspace
-from claude_cage.engine import Engine
-from claude_cage.engine_api import EngineAPI
+from claude_cage import hostgit, labels, metadata, names, paths, quota
+from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.client import Engine
 from claude_cage.errors import CageError
 from claude_cage.kinds import Status
 from claude_cage.operations import record_event, unfetched
@@ -237,7 +237,7 @@ def _abandoned_scratch() -> list[Leftover]:
     --clone`, `diff` or `fetch`): they belong to no session, and no lock guards them."""
     return [
         Leftover("", "files", str(path), "left by a killed clone start or review")
-        for path in workspace.abandoned_scratch(paths.incoming_dir())
+        for path in hostgit.abandoned_scratch(paths.incoming_dir())
     ]
 
 

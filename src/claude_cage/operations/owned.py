@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from claude_cage import labels, metadata, names
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, SessionNotFound
 
 

@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from claude_cage import endpoints, labels, metadata
-from claude_cage.engine import Engine
-from claude_cage.engine_api import EngineAPI
+from claude_cage import labels, metadata
+from claude_cage.engine import endpoints
+from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.client import Engine
 from claude_cage.errors import BadInput, CageError, EngineUnavailable
 
 AUTO = "auto"

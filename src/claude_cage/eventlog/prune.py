@@ -22,7 +22,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from claude_cage import event_schema
+from claude_cage.eventlog import schema
 
 DEFAULT_MAX_SIZE = 64 * 1024**2
 DEFAULT_MAX_AGE_DAYS = 90
@@ -61,7 +61,7 @@ def over(db: sqlite3.Connection, limits: Limits) -> bool:
 
 
 def _cutoff(limits: Limits) -> str:
-    return event_schema.iso_ns(time.time_ns() - limits.max_age_days * 86_400 * 10**9)
+    return schema.iso_ns(time.time_ns() - limits.max_age_days * 86_400 * 10**9)
 
 
 def prune(db: sqlite3.Connection, limits: Limits, *, mirrored: bool) -> Pruned:
@@ -92,13 +92,13 @@ def prune(db: sqlite3.Connection, limits: Limits, *, mirrored: bool) -> Pruned:
         unsent += int(waiting or 0) if mirrored else 0
         events += db.execute("DELETE FROM events WHERE seq <= ?", (top,)).rowcount
     if events:
-        state = event_schema.get_state(db)
-        event_schema.set_state(
+        state = schema.get_state(db)
+        schema.set_state(
             db,
             pruned=str(state_int(state, "pruned") + events),
             pruned_unsent=str(state_int(state, "pruned_unsent") + unsent),
             pruned_last=str(events),
-            pruned_at=event_schema.now(),
+            pruned_at=schema.now(),
         )
     return Pruned(events, unsent)
 

@@ -2,13 +2,13 @@
 
 Every event is written to SQLite first (`synced = 0`: the outbox). When a MongoDB URI is
 configured, `EventLog.record()` calls `kick()`, which starts a detached flusher process
-(`python -m claude_cage.events sync DB --background`, URI in its environment, never in
+(`python -m claude_cage.eventlog sync DB --background`, URI in its environment, never in
 argv) and returns at once. The flusher takes a non-blocking `flock` next to the DB, so
 only one runs at a time, and sends pending events in `seq` order as upserts keyed by
 `_id`, so a resend never stores an event twice. If MongoDB is down, events stay pending
 and go out, in order, with a later sync.
 
-A folded event (event_folds.py) is rewritten as its count grows: same `id`, a new `seq`,
+A folded event (folds.py) is rewritten as its count grows: same `id`, a new `seq`,
 pending again. The flusher marks sent only the `seq`s it read, so a rewrite made while
 it sends goes out with the next pass, and the mirror's last replace is the last count.
 """
@@ -23,12 +23,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from claude_cage import detach, event_schema
+from claude_cage import detach
 from claude_cage.detach import try_lock, unlock
 from claude_cage.errors import CageError
+from claude_cage.eventlog import schema
 
 if TYPE_CHECKING:
-    from claude_cage.events import EventLog
+    from claude_cage.eventlog.events import EventLog
 
 DEFAULT_MONGODB_DB = "claude_cage"
 COLLECTION = "events"
@@ -89,8 +90,8 @@ def kick(log: EventLog) -> bool:
             str(log.sync_timeout_ms),
             "--background",
         ]
-        # claude_cage.events is the flusher's entry point (it builds the EventLog)
-        _FLUSHERS.append(detach.spawn("claude_cage.events", args, {URI_ENV: log.mongodb_uri}))
+        # claude_cage.eventlog is the flusher's entry point (it builds the EventLog)
+        _FLUSHERS.append(detach.spawn("claude_cage.eventlog", args, {URI_ENV: log.mongodb_uri}))
         return True
     except Exception as exc:
         with contextlib.suppress(OSError):
@@ -169,19 +170,19 @@ def _sync_locked(log: EventLog, timeout_ms: int) -> int:
                 serverSelectionTimeoutMS=timeout_ms,
                 connectTimeoutMS=timeout_ms,
                 socketTimeoutMS=max(10_000, 5 * timeout_ms),
-                appname=event_schema.PROJECT,
+                appname=schema.PROJECT,
             )
             collection = client[log.mongodb_db][COLLECTION]
             after = 0
             while True:
                 rows = db.execute(
-                    f"SELECT {event_schema.COLUMNS} FROM events WHERE synced = 0 AND seq > ?"
+                    f"SELECT {schema.COLUMNS} FROM events WHERE synced = 0 AND seq > ?"
                     " AND seq <= ? ORDER BY seq LIMIT ?",
                     (after, top, SYNC_BATCH),
                 ).fetchall()
                 if not rows:
                     break
-                docs = [event_schema.row_event(r) for r in rows]
+                docs = [schema.row_event(r) for r in rows]
                 collection.bulk_write(
                     [
                         ReplaceOne({"_id": d["id"]}, {"_id": d["id"], **d}, upsert=True)
@@ -198,8 +199,8 @@ def _sync_locked(log: EventLog, timeout_ms: int) -> int:
                         "UPDATE events SET synced = 1 WHERE seq BETWEEN ? AND ? AND synced = 0",
                         (first, after),
                     )
-                    event_schema.set_state(
-                        db, last_sync=event_schema.now(), last_error=None, last_error_at=None
+                    schema.set_state(
+                        db, last_sync=schema.now(), last_error=None, last_error_at=None
                     )
                     db.execute("COMMIT")
                 except BaseException:
@@ -214,7 +215,7 @@ def _sync_locked(log: EventLog, timeout_ms: int) -> int:
             if len(message) > MAX_ERROR_CHARS:
                 message = message[: MAX_ERROR_CHARS - 3] + "..."
             with contextlib.suppress(Exception):
-                event_schema.set_state(db, last_error=message, last_error_at=event_schema.now())
+                schema.set_state(db, last_error=message, last_error_at=schema.now())
             raise EventSyncError(
                 f"could not sync events to MongoDB ({sent} sent): {message}"
             ) from None
@@ -229,11 +230,11 @@ def _sync_locked(log: EventLog, timeout_ms: int) -> int:
 
 
 def main(argv: list[str], event_log: type[EventLog]) -> int:
-    """`python -m claude_cage.events sync DB_PATH [...]`; the URI comes from $MONGODB_URI.
-    events.py runs it, with its EventLog (which imports this module)."""
+    """`python -m claude_cage.eventlog sync DB_PATH [...]`; the URI comes from $MONGODB_URI.
+    __main__.py runs it, with its EventLog (which imports this module)."""
     import argparse  # start-up: only the flusher process parses arguments, not every recorder
 
-    parser = argparse.ArgumentParser(prog="python -m claude_cage.events")
+    parser = argparse.ArgumentParser(prog="python -m claude_cage.eventlog")
     sub = parser.add_subparsers(dest="command", required=True)
     p_sync = sub.add_parser("sync", help="send pending events to MongoDB")
     p_sync.add_argument("db_path", type=Path)

@@ -44,12 +44,12 @@ from typing import Any
 
 from claude_cage import config as config_mod
 from claude_cage import interrupt, labels, metadata, names, resources
-from claude_cage.engine import Engine
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.client import Engine
 from claude_cage.errors import CageError
 from claude_cage.operations import record_event, teardown
 from claude_cage.operations.agent import clients
-from claude_cage.operations.objects import inspect_ours, owned_containers
+from claude_cage.operations.owned import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
 
 IDLE_CPU_SECONDS = 1.0  # CPU time between two checks that still counts as idle ...

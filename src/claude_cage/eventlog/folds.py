@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from claude_cage.egress import Request
-    from claude_cage.events import Batch
+    from claude_cage.eventlog.events import Batch
 
 FOLD_WINDOW_SECONDS = 60.0
 MAX_KEYS = 50  # distinct keys of one session in a window before its overflow event

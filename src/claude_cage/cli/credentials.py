@@ -54,7 +54,7 @@ def secret_set(
     """
     from pathlib import Path
 
-    from claude_cage.operations.secrets import set_secret
+    from claude_cage.operations.secret_store import set_secret
 
     if value_file:
         value = Path(value_file).read_text()
@@ -80,7 +80,7 @@ def secret_list(session: str | None, as_json: bool) -> None:
     """Show credentials: name, scope, kind, hosts and a fingerprint, never a value.
 
     Without --session: those for all sessions and every session's own."""
-    from claude_cage.operations.secrets import list_secrets
+    from claude_cage.operations.secret_store import list_secrets
 
     creds = list_secrets(session)
     if as_json:
@@ -110,7 +110,7 @@ def secret_list(session: str | None, as_json: bool) -> None:
 @click.option("--session", default=None, help="Remove this session's own credential.")
 def secret_rm(name: str, session: str | None) -> None:
     """Remove a credential; running sessions stop getting it at once."""
-    from claude_cage.operations.secrets import remove_secret
+    from claude_cage.operations.secret_store import remove_secret
 
     result = remove_secret(name, session)
     click.echo(result.name)

@@ -31,8 +31,9 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from claude_cage import dial, interrupt
-from claude_cage.endpoints import Endpoint
+from claude_cage import interrupt
+from claude_cage.engine import dial
+from claude_cage.engine.endpoints import Endpoint
 from claude_cage.errors import (
     CageError,
     EngineConflict,

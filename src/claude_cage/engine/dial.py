@@ -22,7 +22,7 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from claude_cage.endpoints import Endpoint
+from claude_cage.engine.endpoints import Endpoint
 from claude_cage.errors import EngineStalled, EngineUnavailable
 
 CONTROL_PERSIST_S = 30

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from claude_cage import config as config_mod
-from claude_cage import credentials, engines, managed, metadata, names, paths
+from claude_cage import credentials, managed, metadata, names, paths
 from claude_cage.credentials import Secret
-from claude_cage.engine_api import EngineAPI
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import (
     BadInput,
     CageError,
@@ -34,7 +35,7 @@ from claude_cage.errors import (
 )
 from claude_cage.kinds import Credential, Network
 from claude_cage.operations import operation
-from claude_cage.operations.objects import inspect_ours
+from claude_cage.operations.owned import inspect_ours
 
 API_KEY_SECRET = "api_key"  # a none/host session's key file, and older filtered sessions'
 ANTHROPIC = "anthropic"  # the name start and `key set` give a session's Anthropic credential
@@ -193,7 +194,7 @@ def _running_filtered(engine: EngineAPI | None, store: metadata.SessionStore) ->
         if session.network != Network.FILTERED:
             continue
         try:
-            info = inspect_ours(engine or engines.for_session(name), names.companion_name(name))
+            info = inspect_ours(engine or fleet.for_session(name), names.companion_name(name))
         except CageError:
             continue
         if info and info["State"]["Running"]:
@@ -203,7 +204,7 @@ def _running_filtered(engine: EngineAPI | None, store: metadata.SessionStore) ->
 
 def _refresh(engine: EngineAPI | None, session: str, store: metadata.SessionStore) -> bool:
     """Push to one session if its companion runs; record its new kind. Locks it."""
-    engine = engine or engines.for_session(session)
+    engine = engine or fleet.for_session(session)
     with store.lock(session):
         found = store.load(session)
         if found is None or found.network != Network.FILTERED:

@@ -26,7 +26,7 @@ def reap(dry_run: bool, as_json: bool) -> None:
     limit a session is stopped, from memory_warn percent it is reported. Run it
     regularly (from cron, say): each run keeps a CPU sample for the next.
     """
-    from claude_cage.operations.lifecycle import reap as reap_op
+    from claude_cage.operations.reap import reap as reap_op
     from claude_cage.resources import human_duration
 
     verdicts = reap_op(dry_run=dry_run)
@@ -76,8 +76,8 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     before anything is touched. Only objects labelled managed-by=claude-cage for this
     data directory are touched. Exits 1 when anything could not be removed.
     """
-    from claude_cage.operations.gc import gc as gc_op
-    from claude_cage.operations.gc import plan_gc
+    from claude_cage.operations.cleanup import gc as gc_op
+    from claude_cage.operations.cleanup import plan_gc
 
     remove_stale = yes
     plan = plan_gc()

@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from claude_cage import engines, labels, metadata, names, record
-from claude_cage.engine import Engine
-from claude_cage.engine_api import EngineAPI
+from claude_cage import labels, metadata, names, record
+from claude_cage.engine import fleet
+from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.client import Engine
 from claude_cage.errors import BadInput, CageError, OutOfMemory, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
 from claude_cage.operations import usersetup
 from claude_cage.operations.adoption import SESSION, ownership
-from claude_cage.operations.objects import inspect_ours, owned_containers
+from claude_cage.operations.owned import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
 
 CREDENTIALS = {
@@ -82,7 +83,7 @@ def view(
             "repo": None,
             "branch": None,
             "base": None,
-            "engine": engines.LOCAL,
+            "engine": fleet.LOCAL,
             "project": None,
         }
     return {
@@ -103,7 +104,7 @@ def view(
         "repo": meta.repo or None,  # clone mode: the user's repository,
         "branch": meta.branch or None,  # the session's branch in its copy,
         "base": meta.base or None,  # and the commit the copy started from
-        "engine": meta.engine or engines.LOCAL,  # the Docker engine it lives on
+        "engine": meta.engine or fleet.LOCAL,  # the Docker engine it lives on
         # the project on the host: the cloned repository, else the first mount
         "project": meta.repo or (meta.mounts[0].source if meta.mounts else None),
     }
@@ -150,12 +151,12 @@ def survey(engine: EngineAPI | None = None) -> Survey:
         from claude_cage import config as config_mod  # start-up: PyYAML, 10-20 ms
 
         cfg = config_mod.load()  # a bad key keeps its default here; `start` reports it
-        asking = engines.Asking(owned_containers, float(cfg["engine_timeout"]))
-        if engines.configured(cfg["engines"]) != [""]:
-            for name in engines.configured(cfg["engines"]):
+        asking = fleet.Asking(owned_containers, float(cfg["engine_timeout"]))
+        if fleet.configured(cfg["engines"]) != [""]:
+            for name in fleet.configured(cfg["engines"]):
                 asking.ask(name)
         metas, damaged = store.load_scan()  # a damaged record hides no other
-        asked = engines.watched(cfg["engines"], [m.engine for m in metas.values() if m.engine])
+        asked = fleet.watched(cfg["engines"], [m.engine for m in metas.values() if m.engine])
         if asked == [""]:  # the local engine alone: its errors are the command's
             local = Engine(timeout=float(cfg["engine_timeout"]), setting="engine_timeout")
             answers = {"": owned_containers(local)}
@@ -169,7 +170,7 @@ def survey(engine: EngineAPI | None = None) -> Survey:
         reachable = not isinstance(answer, CageError)
         result.engines.append(
             {
-                "name": where or engines.LOCAL,
+                "name": where or fleet.LOCAL,
                 "reachable": reachable,
                 "error": None if reachable else answer.message,
             }
@@ -180,7 +181,7 @@ def survey(engine: EngineAPI | None = None) -> Survey:
         for name in sorted(set(here) | broken | {n for n in containers if n} - set(metas)):
             why = damaged[name].reason if name in damaged else None
             entry = view(name, here.get(name), containers.get(name), why)
-            entry["engine"] = where or engines.LOCAL
+            entry["engine"] = where or fleet.LOCAL
             if not reachable:
                 entry["status"] = "unreachable"  # not "removed": nobody could look
             elif name in here:
@@ -297,7 +298,7 @@ def settings_of(meta: SessionRecord) -> dict[str, Any]:
 def status(name: str, engine: EngineAPI | None = None, live: bool = True) -> dict[str, Any]:
     from claude_cage import sandbox  # start-up time: `list` never verifies
 
-    engine = engine or engines.for_session(name)
+    engine = engine or fleet.for_session(name)
     store = metadata.SessionStore()
     damaged = None
     try:

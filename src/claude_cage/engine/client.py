@@ -20,10 +20,12 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from claude_cage import endpoints, interrupt, labels
-from claude_cage.container_request import create_body
-from claude_cage.endpoints import Endpoint
-from claude_cage.engine_api import Archive, EngineAPI
+from claude_cage import interrupt, labels
+from claude_cage.engine import endpoints
+from claude_cage.engine.api import Archive, EngineAPI
+from claude_cage.engine.container_request import create_body
+from claude_cage.engine.endpoints import Endpoint
+from claude_cage.engine.transport import Connection, Transport, api_error, demux, frames, lines
 from claude_cage.errors import (
     CageError,
     EngineError,
@@ -31,7 +33,6 @@ from claude_cage.errors import (
     EngineUnavailable,
     ImageMissing,
 )
-from claude_cage.transport import Connection, Transport, api_error, demux, frames, lines
 
 if TYPE_CHECKING:
     from claude_cage.policy import ContainerSpec

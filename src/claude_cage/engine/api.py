@@ -3,7 +3,7 @@
 `engine.Engine` implements it against a real engine; the unit tests' fakes implement
 the same `EngineAPI`, and mypy checks both, so a misspelt or unknown engine call fails
 the type check instead of passing against a fake. Operations take an `EngineAPI`;
-only the places that pick an engine (`engines.py`, a default `Engine()`) name the class.
+only the places that pick an engine (`fleet.py`, a default `Engine()`) name the class.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import socket
 
-    from claude_cage.endpoints import Endpoint
+    from claude_cage.engine.endpoints import Endpoint
     from claude_cage.policy import ContainerSpec
 
 
