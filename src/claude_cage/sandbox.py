@@ -9,7 +9,7 @@ from claude_cage import labels
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
-from claude_cage.policy import HOST_GIT_VIEW, MANAGED_SETTINGS_DIR
+from claude_cage.policy import CONFIG_DIR, HOST_GIT_VIEW, MANAGED_SETTINGS_DIR
 from claude_cage.resources import human_bytes
 from claude_cage.runtimes import RUNC, RUNSC
 
@@ -43,6 +43,19 @@ def probe_inside(engine: EngineAPI, info: dict[str, Any]) -> dict[str, str]:
         if sep:
             facts[key.strip()] = value.strip()
     return facts
+
+
+def _user_setup(bind: dict[str, Any]) -> bool:
+    """A read-only bind of the user's Claude Code setup: one of its names, from the
+    session's copy on the host (userconfig.py), over the same name in ~/.claude."""
+    from claude_cage import userconfig  # status only
+
+    name = bind["Destination"].removeprefix(CONFIG_DIR + "/")
+    return (
+        not bind["RW"]
+        and name in (*userconfig.FILES, *userconfig.DIRECTORIES)
+        and bind["Source"].endswith(f"/{userconfig.DIRECTORY}/{name}")
+    )
 
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
@@ -126,6 +139,7 @@ def verify(
                 (
                     b["Destination"].startswith("/workspace/")
                     or (b["Destination"].startswith(HOST_GIT_VIEW + "/") and not b["RW"])
+                    or _user_setup(b)
                 )
                 and not any(b["Source"] in (s, s.rsplit("/", 1)[0]) for s in DOCKER_SOCKETS)
                 for b in binds

@@ -90,6 +90,8 @@ def test_the_setup_reaches_the_model_read_only_and_without_credentials(
     assert "MCP server local-tool: its program no-such-mcp-program" in started.stderr
     status = cage("status", name)
     assert "MCP server local-tool: its program no-such-mcp-program" in status.stderr, status.output
+    # The setup's read-only binds are the sandbox's own: its verification passes.
+    assert "sandbox: PASS" in status.stdout, status.output
 
     model_server.reset()
     model_server.set_script([])
