@@ -14,6 +14,7 @@ commands claude-cage runs), and so do image transfers. Builds and pulls have the
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import urllib.parse
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import interrupt, labels
-from claude_cage.engine import endpoints
+from claude_cage.engine import endpoints, podman
 from claude_cage.engine.api import Archive, EngineAPI
 from claude_cage.engine.container_request import create_body
 from claude_cage.engine.endpoints import Endpoint
@@ -76,7 +77,11 @@ class Engine(EngineAPI):
         return self._get("/containers/json", {"all": "1", "filters": json.dumps(filters)}) or []
 
     def inspect(self, name: str) -> dict[str, Any] | None:
-        return self._get(f"/containers/{urllib.parse.quote(name)}/json")  # type: ignore[no-any-return]
+        path = f"/containers/{urllib.parse.quote(name)}/json"
+        found: dict[str, Any] | None = self._get(path)
+        if found is None or not self.is_podman:
+            return found
+        return podman.inspect(found, self._get(f"/v4.0.0/libpod{path}"))
 
     def ping(self) -> dict[str, Any]:
         return self._get("/version")  # type: ignore[no-any-return]
@@ -206,10 +211,17 @@ class Engine(EngineAPI):
     def remove_network(self, name: str) -> None:
         self._http.call("DELETE", f"/networks/{urllib.parse.quote(name)}")
 
+    @functools.cached_property
+    def is_podman(self) -> bool:
+        """Podman's Docker-compatible API, told by the component its `/version` names."""
+        version = self.ping() or {}
+        return any("Podman" in str(c.get("Name", "")) for c in version.get("Components") or [])
+
     def create(self, spec: ContainerSpec) -> str:
-        found = self._http.call(
-            "POST", "/containers/create", {"name": spec.name}, create_body(spec)
-        )
+        body = create_body(spec)
+        if self.is_podman:
+            body = podman.create_body(body, self.endpoint)
+        found = self._http.call("POST", "/containers/create", {"name": spec.name}, body)
         if found is None:
             raise ImageMissing(spec.image)
         return str(found["Id"])

@@ -1,0 +1,118 @@
+"""Where Podman's Docker-compatible API differs from Docker's, and how a create request
+is written for it. The operations never see the difference: the engine client calls
+`create_body` when the engine it speaks to is Podman.
+
+Differences handled here:
+* `seccomp=<profile>` in `SecurityOpt` is a path on the engine's host for Podman, never
+  the profile's text (Docker takes the text). The profile is written once, by content,
+  to a file the local engine reads; a remote Podman would need the file on its own host,
+  so it is refused with a line saying so.
+* A tmpfs's `uid=`/`gid=` options are unknown to Podman; its `U` option chowns the
+  tmpfs to the container's user, which is what they say here (checked). And Podman
+  copies the image's files into a tmpfs (`tmpcopyup`) where Docker mounts it empty:
+  every tmpfs says `notmpcopyup`, so the session sees what it sees on Docker.
+* A limit the request leaves out (`nproc` for the companion) is set by Podman to its
+  own default, which can exceed the host's hard limit and fail the start; every create
+  names both `nofile` and `nproc`.
+
+And what its inspect answers says differently (`inspect`, below), in Docker's words:
+the capabilities dropped (Podman lists its own default set, not `ALL`: the libpod
+answer's empty bounding set is the fact), the runtime (`oci`; libpod names it), the
+limits (`RLIMIT_NOFILE`), and the namespaces (`private`/`shareable` for Docker's
+`""`/`private`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from claude_cage.engine.endpoints import Endpoint
+from claude_cage.errors import BadInput
+
+
+def profile_path(profile: str) -> Path:
+    """The file holding `profile`, written once by content (0644: the engine reads it)."""
+    from claude_cage import paths  # the data directory, read when a Podman start needs it
+
+    digest = hashlib.sha256(profile.encode()).hexdigest()[:32]
+    path = paths.data_dir() / "seccomp" / f"{digest}.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(profile)
+        tmp.chmod(0o644)
+        tmp.replace(path)
+    return path
+
+
+def create_body(body: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
+    """Docker's create request, as Podman's compatible API needs it."""
+    host = dict(body["HostConfig"])
+    options = []
+    for option in host.get("SecurityOpt") or []:
+        if option.startswith("seccomp=") and option != "seccomp=unconfined":
+            if endpoint.scheme != "unix":
+                raise BadInput(
+                    f"engine {endpoint.name!r} is Podman on another host, which reads a "
+                    "seccomp profile only from a file on that host",
+                    "use a local Podman socket, or a Docker engine on that host",
+                )
+            option = f"seccomp={profile_path(option.removeprefix('seccomp='))}"
+        options.append(option)
+    host["SecurityOpt"] = options
+    host["Tmpfs"] = {
+        target: _tmpfs_options(opts, str(body.get("User") or ""))
+        for target, opts in (host.get("Tmpfs") or {}).items()
+    }
+    named = {limit["Name"] for limit in host.get("Ulimits") or []}
+    host["Ulimits"] = [*(host.get("Ulimits") or [])] + [
+        {"Name": name, "Soft": value, "Hard": value}
+        for name, value in DEFAULT_LIMITS.items()
+        if name not in named
+    ]
+    return {**body, "HostConfig": host}
+
+
+DEFAULT_LIMITS = {"nofile": 4096, "nproc": 4096}
+
+
+def _tmpfs_options(options: str, user: str) -> str:
+    """`uid=U,gid=G` as Podman's `U` (owned by the container's user), when U:G is it."""
+    kept, owner = [], {}
+    for option in options.split(","):
+        key, _, value = option.partition("=")
+        if key in ("uid", "gid"):
+            owner[key] = value
+        else:
+            kept.append(option)
+    if not owner:
+        return ",".join([*kept, "notmpcopyup"])
+    if f"{owner.get('uid')}:{owner.get('gid')}" != user:
+        raise BadInput(
+            f"a tmpfs owned by {owner} for a container running as {user!r} cannot be "
+            "made on Podman",
+            "run the session with its default user, or on a Docker engine",
+        )
+    return ",".join([*kept, "U", "notmpcopyup"])
+
+
+def inspect(compat: dict[str, Any], libpod: dict[str, Any] | None) -> dict[str, Any]:
+    """A container's compatible inspect answer, with what Podman says in its own words
+    there put in Docker's (`libpod` is the native answer for the same container)."""
+    host = dict(compat.get("HostConfig") or {})
+    if libpod is not None:
+        if "BoundingCaps" in libpod and not libpod["BoundingCaps"] and not host.get("CapAdd"):
+            host["CapDrop"] = ["ALL"]  # nothing is left in the bounding set
+        host["Runtime"] = libpod.get("OCIRuntime") or host.get("Runtime")
+    host["Ulimits"] = [
+        {**limit, "Name": str(limit.get("Name", "")).removeprefix("RLIMIT_").lower()}
+        for limit in host.get("Ulimits") or []
+    ]
+    if host.get("PidMode") == "private":
+        host["PidMode"] = ""
+    if host.get("IpcMode") == "shareable":  # its own namespace, as Docker's "private"
+        host["IpcMode"] = "private"
+    return {**compat, "HostConfig": host}

@@ -1,0 +1,130 @@
+"""Sessions on a rootful Podman, through its Docker-compatible API: the sandbox as
+Podman itself reports it (`podman inspect`) and as the session sees it from inside, the
+attacks of test_sandbox.py refused there too, egress refused by the companion, `list`
+across Docker and Podman at once, and nothing left behind.
+
+`scripts/ensure-podman` installs Debian's podman when it is missing, starts its service
+and copies the images from Docker; `make test` runs this file with the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage
+
+pytestmark = pytest.mark.engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def podman_url() -> str:
+    images = [
+        os.environ.get("CAGE_IMAGE_CLI", "claude-cage-cli:latest"),
+        os.environ.get("CAGE_IMAGE_COMPANION", "claude-cage-companion:latest"),
+    ]
+    run = subprocess.run(
+        [str(ROOT / "scripts" / "ensure-podman"), *images],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if run.returncode != 0:
+        if os.environ.get("CAGE_REQUIRE_ENGINE"):
+            pytest.fail(f"no Podman engine: {run.stderr}")
+        pytest.skip(f"no Podman engine: {run.stderr.strip()}")
+    return run.stdout.strip()
+
+
+def podman(*args: str) -> str:
+    return subprocess.run(
+        ["podman", *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+
+
+def podman_owned(owner: str) -> list[str]:
+    label = f"label=cage.owner={owner}"
+    containers = podman("ps", "-a", "-q", "--filter", label).split()
+    volumes = podman("volume", "ls", "-q", "--filter", label).split()
+    return containers + volumes
+
+
+@pytest.fixture
+def on_podman(cage: Cage, podman_url: str) -> Iterator[Cage]:
+    yield cage
+    label = f"label=cage.owner={cage.owner()}"
+    for ident in podman("ps", "-a", "-q", "--filter", label).split():
+        subprocess.run(["podman", "rm", "-f", ident], capture_output=True, timeout=120)
+    for ident in podman("volume", "ls", "-q", "--filter", label).split():
+        subprocess.run(["podman", "volume", "rm", "-f", ident], capture_output=True, timeout=120)
+
+
+def test_a_filtered_session_on_podman_is_sandboxed(on_podman: Cage, podman_url: str) -> None:
+    cage = on_podman
+    name = cage.name("pd")
+    started = cage("start", name, "-d", "--engine", podman_url)
+    assert started.code == 0, started.output
+
+    # What Podman itself reports, in its own words.
+    info = json.loads(podman("inspect", f"cage-{name}"))[0]
+    host = info["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert not info.get("BoundingCaps") and not host.get("CapAdd")  # no capability left
+    assert "no-new-privileges" in host["SecurityOpt"]
+    profile = next(o for o in host["SecurityOpt"] if o.startswith("seccomp="))
+    assert json.loads(Path(profile.removeprefix("seccomp=")).read_text())["defaultAction"]
+    assert info["Config"]["User"].split(":")[0] not in ("", "0", "root")
+    assert host["NetworkMode"] == "none"
+    assert info["OCIRuntime"] == "runc"
+
+    status = cage("status", name, "--json")
+    assert status.code == 0, status.output
+    sandbox = status.json()["session"]["sandbox"]
+    assert sandbox["ok"], json.dumps(sandbox, indent=1)
+
+    # From inside: no capabilities, the seccomp filter, no new privileges, read-only root.
+    proc = cage(
+        "exec", name, "--", "grep", "-E", "^(CapEff|Seccomp|NoNewPrivs):", "/proc/self/status"
+    )
+    facts = dict(line.split(":\t") for line in proc.stdout.strip().splitlines())
+    assert facts == {"CapEff": "0000000000000000", "Seccomp": "2", "NoNewPrivs": "1"}, proc.output
+
+    # The attacks of test_sandbox.py, refused on Podman too.
+    assert cage("exec", name, "--", "touch", "/etc/owned").code != 0  # read-only root
+    raw = "import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)"
+    packet = cage("exec", name, "--", "python3", "-c", raw)
+    assert packet.code != 0 and "PermissionError" in packet.stderr, packet.output
+    out = cage(
+        "exec", name, "--", "curl", "-sS", "--noproxy", "*", "-m", "5", "http://1.1.1.1/"
+    )  # fmt: skip
+    assert out.code != 0, out.output  # no route out but the companion
+    blocked = cage(
+        "exec", name, "--", "curl", "-sS", "-m", "20", "-o", "/dev/null", "-w", "%{http_code}",
+        "http://blocked.example.com/",
+    )  # fmt: skip
+    assert blocked.stdout.strip() == "403", blocked.output  # the companion refuses
+
+    destroyed = cage("destroy", name, "--force")
+    assert destroyed.code == 0, destroyed.output
+    assert podman_owned(cage.owner()) == []
+
+
+def test_list_shows_docker_and_podman_sessions_at_once(on_podman: Cage, podman_url: str) -> None:
+    cage = on_podman
+    (cage.config_dir / "config.yaml").write_text(f"engines: [{podman_url}]\n")
+    on_docker, on_pod = cage.name("dk"), cage.name("pd")
+    assert cage("start", on_docker, "-d").code == 0
+    started = cage("start", on_pod, "-d", "--engine", podman_url)
+    assert started.code == 0, started.output
+    listed = {s["name"]: s for s in cage("list", "--json").json()["sessions"]}
+    assert listed[on_docker]["status"] == listed[on_pod]["status"] == "running", listed
+    assert listed[on_pod]["engine"] == podman_url and listed[on_docker]["engine"] != podman_url
+    for name in (on_docker, on_pod):
+        assert cage("destroy", name, "--force").code == 0
+    assert podman_owned(cage.owner()) == []
