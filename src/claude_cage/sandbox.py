@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from claude_cage import labels
+from claude_cage import labels, userconfig
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
@@ -48,8 +48,6 @@ def probe_inside(engine: EngineAPI, info: dict[str, Any]) -> dict[str, str]:
 def _user_setup(bind: dict[str, Any]) -> bool:
     """A read-only bind of the user's Claude Code setup: one of its names, from the
     session's copy on the host (userconfig.py), over the same name in ~/.claude."""
-    from claude_cage import userconfig  # status only
-
     name = bind["Destination"].removeprefix(CONFIG_DIR + "/")
     return (
         not bind["RW"]

@@ -29,14 +29,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from claude_cage import paths
 from claude_cage.engine.endpoints import Endpoint
 from claude_cage.errors import BadInput
 
 
 def profile_path(profile: str) -> Path:
     """The file holding `profile`, written once by content (0644: the engine reads it)."""
-    from claude_cage import paths  # the data directory, read when a Podman start needs it
-
     digest = hashlib.sha256(profile.encode()).hexdigest()[:32]
     path = paths.data_dir() / "seccomp" / f"{digest}.json"
     if not path.exists():
