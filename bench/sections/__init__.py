@@ -12,6 +12,7 @@ from sections import (
     loop,
     memory,
     packages,
+    podman,
     proxy,
     remote,
     runtimes,
@@ -34,5 +35,6 @@ SECTIONS = (
     remote,
     loop,
     runtimes,
+    podman,
 )
 ALL = {module.NAME: module for module in SECTIONS}
