@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import detach, egress, labels, paths
-from claude_cage.engine.client import Engine
+from claude_cage.context import Context
 from claude_cage.errors import CageError
 from claude_cage.eventlog.folds import Folds
 from claude_cage.kinds import Network
-from claude_cage.operations import event_log
 
 if TYPE_CHECKING:
+    from claude_cage.engine.api import EngineAPI
     from claude_cage.eventlog.events import EventLog
 
 BATCH_SECONDS = 0.2  # how long the follower gathers lines before one commit
@@ -206,9 +206,9 @@ def _read(engine: Any, name: str, container: str, since: str, out: queue.Queue[A
         out.put((name, container, None))
 
 
-def follow(data_dir: Path) -> None:
-    """The follower's loop: one reader thread per companion, one writer (this thread)."""
-    engine, log = Engine(), event_log()
+def follow(data_dir: Path, engine: EngineAPI, log: EventLog) -> None:
+    """The follower's loop: one reader thread per companion, one writer (this thread),
+    filing into `log` what `engine`'s companions refused."""
     companions_here = [
         *labels.owner_filters(role=labels.Role.COMPANION),
         f"{labels.NETWORK}={Network.FILTERED}",
@@ -282,8 +282,9 @@ def main(argv: list[str]) -> int:
     fd = _try_lock(data_dir)
     if fd is None:
         return 0  # another follower has this data directory
+    ctx = Context()
     try:
-        follow(data_dir)
+        follow(data_dir, ctx.local_engine(), ctx.events)
     except KeyboardInterrupt:
         pass
     finally:

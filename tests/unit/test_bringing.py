@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from claude_cage import config, metadata, policy
+from claude_cage import policy
+from claude_cage.context import Context
 from claude_cage.errors import PortAllocated
 from claude_cage.kinds import Mode
 from claude_cage.operations import bringup, clone, desktop
@@ -44,7 +45,9 @@ def bringing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Bringing,
     taken: list[int] = []
     ports = iter(range(6081, 6100))
 
-    def bring_up(engine: Any, cfg: Any, req: policy.SessionRequest, *args: Any) -> None:
+    def bring_up(
+        ctx: Context, engine: Any, cfg: Any, req: policy.SessionRequest, *args: Any
+    ) -> None:
         created = args[3]
         created.append(f"container:companion-cage-{req.name}")
         if req.desktop_port in taken:
@@ -55,9 +58,17 @@ def bringing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Bringing,
     monkeypatch.setattr(desktop, "finish", lambda *args: None)
     req = policy.SessionRequest(name="demo", owner="0123456789ab", mode=Mode.DESKTOP)
     req.desktop_port = 6080
-    cfg = config.load()
+    ctx = Context(engine=Engine())
     made = Bringing(
-        Engine(), cfg, metadata.SessionStore(), req, None, False, contextlib.ExitStack(), plan(6080)
+        ctx,
+        ctx.local_engine(),
+        ctx.config,
+        ctx.store,
+        req,
+        None,
+        False,
+        contextlib.ExitStack(),
+        plan(6080),
     )
     monkeypatch.setattr(clone, "own_data_volume", lambda *args: None)
     return made, taken

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from claude_cage import cgroups, paths, resources
+from claude_cage.context import Context
 from claude_cage.operations import views
 from tests.unit.fake_engine import FakeEngine, record
 
@@ -122,7 +123,7 @@ def test_status_reads_the_cgroup_even_when_no_probe_can_start(
     root, proc = tree(tmp_path, V1, v1_files(pids=48))
     seen_from(monkeypatch, root, proc)
     engine.probe_output = b"sh: 1: Cannot fork\n"  # a session at its pids limit
-    entry = views.status("web", engine)
+    entry = views.status(Context(engine=engine), "web")
     use = entry["resources"]
     assert (use["memory_used"], use["pids"], use["cpu_seconds"]) == (GIB, 48, 1.0)
     assert use["cpu_basis"] == resources.SINCE_START
@@ -138,11 +139,11 @@ def test_status_reports_an_oom_kill_in_the_cgroup(
     OOM kills in the session's memory cgroup tells about a killed process at once."""
     root, proc = tree(tmp_path, V1, v1_files(oom=0))
     seen_from(monkeypatch, root, proc)
-    calm = views.status("web", engine)
+    calm = views.status(Context(engine=engine), "web")
     assert calm["oom_killed"] is False and not calm.get("oom_hint")
     tree(tmp_path / "2", V1, v1_files(oom=2))
     seen_from(monkeypatch, tmp_path / "2/cgroup", tmp_path / "2/proc")
-    killed = views.status("web", engine)
+    killed = views.status(Context(engine=engine), "web")
     assert killed["oom_killed"] is True and "--memory 8g" in killed["oom_hint"]
 
 
@@ -156,5 +157,5 @@ def test_status_asks_the_engine_when_the_cgroup_is_not_visible(
         "pids_stats": {"current": 9, "limit": 64},
     }
     engine.stats = lambda name: sample  # type: ignore[method-assign]
-    use = views.status("web", engine)["resources"]
+    use = views.status(Context(engine=engine), "web")["resources"]
     assert (use["memory_used"], use["pids"], use["pids_limit"]) == (1000, 9, 64)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from claude_cage import config
 from claude_cage.cli import cli
+from claude_cage.context import Context
 from claude_cage.errors import BadInput
 from claude_cage.operations.inputs import StartOptions, load_config
 
@@ -69,11 +70,11 @@ def test_flags_override_everything(
     write(isolated / "config.yaml", "memory: 1g\nnetwork: none\n")
     extra = write(tmp_path / "extra.yaml", "memory: 2g\n")
     monkeypatch.setenv("CAGE_MEMORY", "3g")
-    cfg = load_config(StartOptions(config_file=str(extra), memory="5g", network="host"))
+    cfg = load_config(Context(), StartOptions(config_file=str(extra), memory="5g", network="host"))
     assert cfg["memory"] == "5g" and cfg.sources["memory"] == "flags"
     assert cfg["network"] == "host" and cfg.sources["network"] == "flags"
     # With no flag, the environment wins.
-    cfg = load_config(StartOptions(config_file=str(extra)))
+    cfg = load_config(Context(), StartOptions(config_file=str(extra)))
     assert cfg["memory"] == "3g" and cfg.sources["memory"] == "environment"
     assert cfg["network"] == "none" and cfg.sources["network"] == str(isolated / "config.yaml")
 
@@ -175,7 +176,7 @@ def test_raise_problems_names_the_first_and_counts_the_rest(tmp_path: Path) -> N
 
 def test_bad_flag_is_named_as_a_flag() -> None:
     with pytest.raises(BadInput) as err:
-        load_config(StartOptions(memory="lots"))
+        load_config(Context(), StartOptions(memory="lots"))
     assert "--memory" in err.value.message and "lots" in err.value.message
     assert "config validate" not in (err.value.hint or "")
 

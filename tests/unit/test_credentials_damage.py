@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from claude_cage import paths
 from claude_cage.cli import cli
+from claude_cage.context import Context
 from claude_cage.credentials import Secret
 from claude_cage.operations import secret_store
 
@@ -59,26 +60,31 @@ def test_a_damaged_credential_is_listed_named_refused_and_removable(
     assert f"warning: {path}: the credential {damage!r} is damaged" in shown.stderr
 
     with pytest.raises(secret_store.DamagedCredential) as caught:
-        secret_store.effective("web")  # what a start hands over: refused, the file named
+        secret_store.effective(
+            Context().store, "web"
+        )  # what a start hands over: refused, the file named
     assert caught.value.path == str(path) and caught.value.exit_code == 1
     assert f"secret rm {damage}" in (caught.value.hint or "")
 
     removed = CliRunner().invoke(cli, ["secret", "rm", damage])
     assert removed.exit_code == 0, removed.output
     assert not path.exists()
-    assert [c.name for c in secret_store.effective("web")] == ["github"]
+    assert [c.name for c in secret_store.effective(Context().store, "web")] == ["github"]
 
 
 def test_secret_set_replaces_a_damaged_one_of_its_name(folder: Path) -> None:
     (folder / "anthropic.json").write_text("{")
-    secret_store.store_secret("anthropic", "sk-ant-" + "b" * 40, [], "api-key")
-    assert {c.name for c in secret_store.effective("web")} == {"github", "anthropic"}
+    secret_store.store_secret(Context(), "anthropic", "sk-ant-" + "b" * 40, [], "api-key")
+    assert {c.name for c in secret_store.effective(Context().store, "web")} == {
+        "github",
+        "anthropic",
+    }
 
 
 def test_secret_set_refuses_while_another_is_damaged(folder: Path) -> None:
     (folder / "broken.json").write_text("{")
     with pytest.raises(secret_store.DamagedCredential, match="broken"):
-        secret_store.store_secret("anthropic", "sk-ant-" + "b" * 40, [], "api-key")
+        secret_store.store_secret(Context(), "anthropic", "sk-ant-" + "b" * 40, [], "api-key")
     assert not (folder / "anthropic.json").exists()
 
 

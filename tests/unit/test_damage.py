@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from claude_cage import metadata, paths
 from claude_cage.cli import cli
+from claude_cage.context import Context
 from claude_cage.errors import DamagedFile
 from claude_cage.eventlog.events import EventLog, EventLogError
 from claude_cage.metadata import DamagedMetadata, SessionStore
@@ -99,11 +100,11 @@ def test_list_marks_the_damaged_one_and_shows_the_others(
     engine.add_session("good")
     engine.add_session("bad")
     (paths.sessions_dir() / "bad" / "metadata").write_bytes(b"\xff\xfe")
-    entries = {e["name"]: e for e in views.list_sessions(engine)}
+    entries = {e["name"]: e for e in views.list_sessions(Context(engine=engine))}
     assert entries["good"]["damaged"] is None and not entries["good"]["orphan"]
     assert entries["bad"]["damaged"] == "not UTF-8 text"
     assert entries["bad"]["status"] == "running"  # the engine still tells
-    status = views.status("bad", engine, live=False)
+    status = views.status(Context(engine=engine), "bad", live=False)
     assert status["damaged"] == "not UTF-8 text" and "destroy --force bad" in status["hint"]
 
 

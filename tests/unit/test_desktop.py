@@ -11,6 +11,7 @@ import pytest
 
 from claude_cage import config as config_mod
 from claude_cage import paths
+from claude_cage.context import Context
 from claude_cage.errors import BadInput, CageError
 from claude_cage.metadata import SessionStore
 from claude_cage.operations import desktop
@@ -149,11 +150,11 @@ def test_credentials_only_for_desktop_sessions(
     local = SessionStore()
     local.write("term", {**complete("term"), "mode": "cli"})
     with pytest.raises(BadInput):
-        desktop.credentials("term")
+        desktop.credentials(Context(), "term")
     local.write("desk", {**complete("desk"), "mode": "desktop", "desktop_port": 6080})
     local.write_secret("desk", desktop.PASSWORD_SECRET, "abcdefgh")
     local.write_secret("desk", desktop.TOKEN_SECRET, "tok")
-    assert desktop.credentials("desk") == {"password": "abcdefgh", "token": "tok"}
+    assert desktop.credentials(Context(), "desk") == {"password": "abcdefgh", "token": "tok"}
     assert (local.dir("desk") / desktop.PASSWORD_SECRET).stat().st_mode & 0o777 == 0o600
 
 

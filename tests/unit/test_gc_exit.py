@@ -19,8 +19,8 @@ def outcome(monkeypatch: pytest.MonkeyPatch, *outcomes: str) -> None:
         cleanup.Leftover("web", "volume", f"cage-data-web{i}", "no metadata", result)
         for i, result in enumerate(outcomes)
     ]
-    monkeypatch.setattr(cleanup, "plan_gc", lambda engine=None: cleanup.GcPlan())
-    monkeypatch.setattr(cleanup, "gc", lambda remove_stale=False, dry_run=False, engine=None: items)
+    monkeypatch.setattr(cleanup, "plan_gc", lambda _ctx: cleanup.GcPlan())
+    monkeypatch.setattr(cleanup, "gc", lambda _ctx, remove_stale=False, dry_run=False: items)
 
 
 @pytest.mark.parametrize("as_json", [False, True])

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from claude_cage import __version__, config, metadata, paths, resources
+from claude_cage.context import Context
 from claude_cage.engine.endpoints import Endpoint
 from claude_cage.kinds import Status
 from claude_cage.operations import cleanup as gc_ops
@@ -249,6 +250,11 @@ def record(name: str, **extra: Any) -> None:
     metadata.SessionStore().write(name, {**data, "container": f"cage-{name}", **extra})
 
 
+def at(engine: ReapEngine, now: float) -> Context:
+    """A command's context on `engine` whose clock reads `now`."""
+    return Context(engine=engine, clock=lambda: now)
+
+
 @pytest.fixture
 def reap_world(monkeypatch: pytest.MonkeyPatch) -> tuple[ReapEngine, list, list]:
     engine = ReapEngine(paths.owner_id())
@@ -259,10 +265,9 @@ def reap_world(monkeypatch: pytest.MonkeyPatch) -> tuple[ReapEngine, list, list]
     record("fresh", started=resources.format_time(NOW), last_active=long_ago)
     events: list[tuple[str, str, dict]] = []
     stopped: list[str] = []
-    monkeypatch.setattr(reap, "record_event", lambda k, n, v: events.append((k, n, v)))
-    monkeypatch.setattr(reap.time, "time", lambda: NOW + 1)  # type: ignore[attr-defined]
+    monkeypatch.setattr(reap, "record_event", lambda _ctx, k, n, v: events.append((k, n, v)))
 
-    def fake_stop(name: str, engine: Any = None) -> None:
+    def fake_stop(ctx: Context, name: str) -> None:
         stopped.append(name)
 
     import claude_cage.operations.teardown as teardown_mod
@@ -274,7 +279,7 @@ def reap_world(monkeypatch: pytest.MonkeyPatch) -> tuple[ReapEngine, list, list]
 def test_reap_dry_run_decides_but_changes_nothing(reap_world: Any, data_dir: Path) -> None:
     engine, events, stopped = reap_world
     before = {p: p.read_bytes() for p in data_dir.rglob("metadata")}
-    verdicts = {v.name: v for v in reap.reap(dry_run=True, engine=engine)}
+    verdicts = {v.name: v for v in reap.reap(at(engine, NOW + 1), dry_run=True)}
     assert verdicts["idle"].action == "stop" and not verdicts["idle"].done
     assert verdicts["attached"].reason == "attached"
     assert verdicts["fresh"].action == "keep"
@@ -284,7 +289,7 @@ def test_reap_dry_run_decides_but_changes_nothing(reap_world: Any, data_dir: Pat
 
 def test_reap_stops_the_idle_one_records_it_and_keeps_samples(reap_world: Any) -> None:
     engine, events, stopped = reap_world
-    verdicts = {v.name: v for v in reap.reap(engine=engine)}
+    verdicts = {v.name: v for v in reap.reap(at(engine, NOW + 1))}
     assert stopped == ["idle"]
     assert verdicts["idle"].done
     assert [(k, n, v["reason"]) for k, n, v in events] == [("reaped", "idle", "idle")]
@@ -301,7 +306,7 @@ def test_reap_honours_the_configured_timeout(
 ) -> None:
     engine, _events, stopped = reap_world
     monkeypatch.setenv("CAGE_IDLE_TIMEOUT", str(6 * 60))  # six hours: nothing is idle yet
-    reap.reap(engine=engine)
+    reap.reap(at(engine, NOW + 1))
     assert stopped == []
 
 
@@ -505,13 +510,17 @@ def gc_world(monkeypatch: pytest.MonkeyPatch) -> GcEngine:
 
 
 def test_gc_touches_only_its_own_labelled_objects(gc_world: GcEngine) -> None:
-    gc_ops.gc(engine=gc_world)
+    gc_ops.gc(Context(engine=gc_world))
     assert sorted(gc_world.removed) == ["cage-data-orphan", "cage-orphan"]
     assert metadata.SessionStore().read("gone") is not None  # not confirmed: kept
 
 
 def test_gc_dry_run_removes_nothing(gc_world: GcEngine) -> None:
-    items = gc_ops.gc(remove_stale=True, dry_run=True, engine=gc_world)
+    items = gc_ops.gc(
+        Context(engine=gc_world),
+        remove_stale=True,
+        dry_run=True,
+    )
     assert gc_world.removed == []
     assert {i.target for i in items} == {
         "cage-orphan",
@@ -525,7 +534,10 @@ def test_gc_dry_run_removes_nothing(gc_world: GcEngine) -> None:
 def test_gc_with_confirmation_removes_sessions_whose_container_is_gone(
     gc_world: GcEngine,
 ) -> None:
-    gc_ops.gc(remove_stale=True, engine=gc_world)
+    gc_ops.gc(
+        Context(engine=gc_world),
+        remove_stale=True,
+    )
     assert sorted(gc_world.removed) == ["cage-data-gone", "cage-data-orphan", "cage-orphan"]
     assert metadata.SessionStore().read("gone") is None
 
@@ -533,7 +545,7 @@ def test_gc_with_confirmation_removes_sessions_whose_container_is_gone(
 def test_gc_leaves_a_session_whose_lock_is_held(gc_world: GcEngine) -> None:
     store = metadata.SessionStore()
     with store.lock("orphan"):  # a start building it right now
-        items = gc_ops.gc(engine=gc_world)
+        items = gc_ops.gc(Context(engine=gc_world))
     assert "cage-orphan" not in gc_world.removed
     assert [i.outcome for i in items if i.session == "orphan"] == ["busy"]
 
@@ -544,7 +556,7 @@ def test_gc_removes_half_written_session_directories(gc_world: GcEngine, data_di
     (half / "api_key").write_text("secret")
     temp = data_dir / "sessions" / "gone" / ".metadata.abc123"
     temp.write_text("name=gone\n")
-    gc_ops.gc(engine=gc_world)
+    gc_ops.gc(Context(engine=gc_world))
     assert not half.exists()
     assert not temp.exists()
     assert (data_dir / "sessions" / "gone" / "metadata").is_file()
@@ -661,12 +673,12 @@ def test_gc_asks_only_on_a_terminal(
     plan = gc_ops.GcPlan(stale=[gc_ops.Leftover("old", "metadata", "old", "gone")])
     seen: list[bool] = []
 
-    def fake_gc(remove_stale: bool = False, dry_run: bool = False) -> list:
+    def fake_gc(_ctx: Context, remove_stale: bool = False, dry_run: bool = False) -> list:
         seen.append(remove_stale)
         return []
 
     monkeypatch.setattr(cli_lifecycle, "can_ask", lambda: tty)
-    monkeypatch.setattr(gc_ops, "plan_gc", lambda: plan)
+    monkeypatch.setattr(gc_ops, "plan_gc", lambda _ctx: plan)
     monkeypatch.setattr(gc_ops, "gc", fake_gc)
     result = CliRunner().invoke(cli, ["gc", *flags], input=answer)
     assert result.exit_code == 0, result.output

@@ -22,7 +22,7 @@ from claude_cage import config, metadata, paths, policy, record
 from claude_cage.cli import cli
 from claude_cage.engine import fleet
 from claude_cage.errors import CageError
-from claude_cage.operations import inputs, views
+from claude_cage.operations import inputs
 from tests.unit.fake_engine import FakeEngine
 
 GOOD = {
@@ -81,7 +81,6 @@ def write(directory: Path, values: dict[str, str]) -> None:
 @pytest.fixture
 def engine(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine(paths.owner_id())
-    monkeypatch.setattr(views, "Engine", lambda **_kw: fake)
     monkeypatch.setattr(fleet, "engine_named", lambda name=None, timeout=None, setting="": fake)
     fake.add_session("hurt")
     fake.add_session("fine")

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from claude_cage.cli.base import load_all
+from claude_cage.context import Context
 from claude_cage.render import sanitize, sanitize_stream, table
 
 # What a hostile session writes: a clipboard write (OSC 52), a window title, a screen
@@ -80,7 +81,7 @@ def run(monkeypatch: pytest.MonkeyPatch, args: list[str], **fakes: Any) -> str:
     return result.output
 
 
-def fake_status(name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+def fake_status(_ctx: Any, name: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     check = {"check": "inside", "ok": False, "detail": "uid=1000" + FORGED}
     return {
         "name": name,
@@ -126,9 +127,7 @@ def test_egress_hosts_are_escaped(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_event_values_are_escaped(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path))
-    from claude_cage.operations import event_log
-
-    event_log().record("egress", "blocked:web" + TITLE, {"status": "blocked" + FORGED})
+    Context().events.record("egress", "blocked:web" + TITLE, {"status": "blocked" + FORGED})
     out = run(monkeypatch, ["events"])
     assert_inert(out)
     assert len(out.splitlines()) == 2

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from claude_cage import config, policy, runtimes
+from claude_cage.context import Context
 from claude_cage.errors import BadInput
 from claude_cage.operations import gvisor
 from claude_cage.operations.inputs import StartOptions, load_config
@@ -54,10 +55,10 @@ def test_the_plan_puts_the_session_on_its_runtime_and_the_companion_on_runc() ->
 
 
 def test_runtime_comes_from_config_and_flags() -> None:
-    assert load_config(StartOptions())["runtime"] == "runc"
-    assert load_config(StartOptions(runtime="runsc"))["runtime"] == "runsc"
+    assert load_config(Context(), StartOptions())["runtime"] == "runc"
+    assert load_config(Context(), StartOptions(runtime="runsc"))["runtime"] == "runsc"
     with pytest.raises(BadInput):
-        load_config(StartOptions(runtime="kata"))
+        load_config(Context(), StartOptions(runtime="kata"))
 
 
 def test_the_recommended_registration_is_what_sessions_need() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from claude_cage import metadata
+from claude_cage.context import Context
 from claude_cage.engine.api import EngineAPI
 from claude_cage.kinds import Status
 from claude_cage.operations.cleanup import Leftover, SessionObjects, _keep_unfetched
@@ -45,7 +46,9 @@ def planned(name: str) -> list[Leftover]:
 def test_gc_keeps_the_clone_volume_of_a_damaged_record() -> None:
     damaged = metadata.DamagedMetadata("s", Path("/d/sessions/s/metadata"), "empty")
     items = planned("s")
-    _keep_unfetched(cast(EngineAPI, NoEngine()), SessionObjects("s", damaged=damaged), items)
+    _keep_unfetched(
+        Context(), cast(EngineAPI, NoEngine()), SessionObjects("s", damaged=damaged), items
+    )
     assert [i.outcome for i in items] == ["unfetched", "planned", "planned"]
     assert "metadata is damaged" in items[0].reason and "--discard s" in items[0].reason
 
@@ -59,5 +62,7 @@ def test_gc_does_not_check_what_is_thrown_away_or_never_started() -> None:
         SessionRecord("s"),  # no clone
     ):
         items = planned("s")
-        _keep_unfetched(cast(EngineAPI, NoEngine()), SessionObjects("s", meta=meta), items)
+        _keep_unfetched(
+            Context(), cast(EngineAPI, NoEngine()), SessionObjects("s", meta=meta), items
+        )
         assert [i.outcome for i in items] == ["planned"] * 3

@@ -11,10 +11,14 @@ from __future__ import annotations
 # Commands import what they use when they run, for start-up time: `--help` and `list`
 # load only the command group (tests/unit/test_cli_registry.py).
 import importlib
+from typing import TYPE_CHECKING
 
 import click
 
 from claude_cage import __version__
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # The terminal paths (attach, shell, exec -t, start) share it (see terminal_filter).
@@ -118,16 +122,26 @@ def cli() -> None:
     """
 
 
+def command_context(click_ctx: click.Context | None = None) -> Context:
+    """This command's one Context (context.py), made when the command first asks for it
+    and kept on Click's root context, so every part of the command shares it."""
+    root = (click_ctx or click.get_current_context()).find_root()
+    if root.obj is None:
+        from claude_cage.context import Context  # start-up: `--help` needs none of it
+
+        root.obj = Context()
+    found: Context = root.obj
+    return found
+
+
 def session_names(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[click.shell_completion.CompletionItem]:
     """This data directory's sessions whose names start with `incomplete` (from the
     metadata files alone: completion must not wait for the engine)."""
-    from claude_cage import metadata
-
     return [
         click.shell_completion.CompletionItem(name)
-        for name in metadata.SessionStore().names()
+        for name in command_context(ctx).store.names()
         if name.startswith(incomplete)
     ]
 

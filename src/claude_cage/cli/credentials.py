@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, cli, command_context
 from claude_cage.render import note, print_json, table, warn
 
 KIND_HELP = (
@@ -63,7 +63,7 @@ def secret_set(
         value = sys.stdin.readline()
     else:
         value = sys.stdin.read()
-    result = set_secret(name, value, list(hosts), kind, header, session)
+    result = set_secret(command_context(), name, value, list(hosts), kind, header, session)
     click.echo(result.name)
     live = ", ".join(result.updated) if result.updated else "none running"
     note(f"{result.kind} for {', '.join(result.hosts)} ({result.fingerprint}); now in: {live}")
@@ -82,7 +82,7 @@ def secret_list(session: str | None, as_json: bool) -> None:
     Without --session: those for all sessions and every session's own."""
     from claude_cage.operations.secret_store import list_secrets
 
-    creds = list_secrets(session)
+    creds = list_secrets(command_context(), session)
     if as_json:
         print_json({"secrets": creds})
         return
@@ -112,5 +112,5 @@ def secret_rm(name: str, session: str | None) -> None:
     """Remove a credential; running sessions stop getting it at once."""
     from claude_cage.operations.secret_store import remove_secret
 
-    result = remove_secret(name, session)
+    result = remove_secret(command_context(), name, session)
     click.echo(result.name)

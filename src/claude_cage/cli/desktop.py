@@ -6,7 +6,7 @@ from __future__ import annotations
 # load only the command group (tests/unit/test_cli_registry.py).
 import click
 
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, cli, command_context
 from claude_cage.render import note
 
 
@@ -33,7 +33,7 @@ def open_cmd(name: str, no_browser: bool) -> None:
 
     from claude_cage.operations.desktop import open_info
 
-    info = open_info(name)
+    info = open_info(command_context(), name)
     browser = None
     if not no_browser:
         try:

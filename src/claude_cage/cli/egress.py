@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, cli, command_context
 from claude_cage.render import note, print_json, sanitize, table, warn
 
 if TYPE_CHECKING:
@@ -61,7 +61,12 @@ def allow(
             "allow needs a HOST or a --port", f"e.g. claude-cage allow {name} example.com"
         )
     result = allow_op(
-        name, list(hosts), remove=remove, ports=list(ports), preset_names=list(presets)
+        command_context(),
+        name,
+        list(hosts),
+        remove=remove,
+        ports=list(ports),
+        preset_names=list(presets),
     )
     for warning in result.warnings:
         warn(warning)
@@ -120,7 +125,7 @@ def egress(
     """
     from claude_cage.operations.egress import follow_log, read_log
 
-    log = read_log(name, None if everything else tail)
+    log = read_log(command_context(), name, None if everything else tail)
     requests = [r for r in log.requests if r.refused or not blocked]
     if as_json and not follow:
         print_json(
@@ -141,7 +146,7 @@ def egress(
             note(f"{log.dropped} line(s) rotated out of the log before the audit filed them")
     if follow:
         try:
-            for r in follow_log(name, log.since, log.seen):
+            for r in follow_log(command_context(), name, log.since, log.seen):
                 if blocked and not r.refused:
                     continue
                 if as_json:
@@ -189,7 +194,7 @@ def key_set(name: str, key_file: str | None, force: bool) -> None:
             value = sys.stdin.readline()
         else:
             value = sys.stdin.read()
-    result = set_key(name, value, force=force)
+    result = set_key(command_context(), name, value, force=force)
     click.echo(result.name)
     note(
         f"key updated ({result.credential}; "

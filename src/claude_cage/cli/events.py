@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, cli, command_context
 from claude_cage.errors import BadInput
 from claude_cage.render import print_json, sanitize, table
 
@@ -74,10 +74,7 @@ def events(
     Events live in SQLite in the data directory, and are mirrored to MongoDB when
     mongodb_uri (or MONGODB_URI) is set.
     """
-    # start-up: `--help` and `list` load this module too; they need no event log
-    from claude_cage.operations import event_log
-
-    log = event_log()
+    log = command_context().events  # opened here: `--help` and `list` need no event log
     if do_sync:
         sent = log.sync()
         if as_json:
@@ -118,14 +115,13 @@ def log(type_: str, key: str, value: str) -> None:
     The same interface as the seed's `store.js log`, for scripts and agents. Prints the
     event's id; exits 1 when the event could not be recorded.
     """
-    # start-up: `--help` and `list` load this module too; they need no event log
-    from claude_cage.operations import event_log
-
     try:
         data = json.loads(value)
     except ValueError:
         raise BadInput("VALUE is not valid JSON", 'quote it, e.g. \'{"status": "ok"}\'') from None
     if not isinstance(data, dict):
         raise BadInput("VALUE must be a JSON object", 'e.g. \'{"status": "ok"}\'')
-    event = event_log().record(type_, key, data, strict=True)  # exit 1 when not recorded
+    event = command_context().events.record(
+        type_, key, data, strict=True
+    )  # exit 1 when not recorded
     click.echo(event["id"])

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import click
 
-from claude_cage.cli.base import CONTEXT, RAW_TERMINAL_HELP, cli
+from claude_cage.cli.base import CONTEXT, RAW_TERMINAL_HELP, cli, command_context
 from claude_cage.cli.sessions import pick_session
 from claude_cage.render import note
 
@@ -53,7 +53,14 @@ def exec_cmd(
         from claude_cage.operations.run import on_terminal
 
         run = on_terminal(
-            "exec", name, list(command), workdir, variables, stdin=interactive, raw=raw_terminal
+            command_context(),
+            "exec",
+            name,
+            list(command),
+            workdir,
+            variables,
+            stdin=interactive,
+            raw=raw_terminal,
         )
         with forwarding(run.signal):
             sys.exit(run.run())
@@ -69,7 +76,9 @@ def _stream(
     from claude_cage.cli.terminal import forwarding
     from claude_cage.operations.run import Exec
 
-    job = Exec(name, command, sys.stdin.buffer if forward else None, env, workdir)
+    job = Exec(
+        command_context(), name, command, sys.stdin.buffer if forward else None, env, workdir
+    )
     with forwarding(job.watch.signal) as received:
         for out, err in job.output():
             if out:
@@ -95,7 +104,9 @@ def shell(name: str | None, workdir: str | None, raw_terminal: bool) -> None:
     name = pick_session(name)
     if not is_terminal():  # commands on stdin, as `bash` reads them from a pipe
         sys.exit(_stream(name, SHELL, True, shell_environment(name), workdir))
-    run = on_terminal("shell", name, SHELL, workdir, shell_environment(name), raw=raw_terminal)
+    run = on_terminal(
+        command_context(), "shell", name, SHELL, workdir, shell_environment(name), raw=raw_terminal
+    )
     with forwarding(run.signal):
         sys.exit(run.run())
 
@@ -173,7 +184,7 @@ def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> Non
     # --tail counts the lines shown: the JSON lines are the events, but many events
     # (hooks, snapshots, thinking) show nothing, so the rendered text is cut instead.
     first = True
-    for batch in transcript(name, follow=follow, tail=tail if as_json else None):
+    for batch in transcript(command_context(), name, follow=follow, tail=tail if as_json else None):
         lines: Iterable[str]
         if as_json:
             lines = (event_json(e) for e in batch)

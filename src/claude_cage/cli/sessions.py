@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from claude_cage.cli.base import CONTEXT, RAW_TERMINAL_HELP, cli, directories
+from claude_cage.cli.base import CONTEXT, RAW_TERMINAL_HELP, cli, command_context, directories
 from claude_cage.kinds import Mode, Network, Runtime, values
 from claude_cage.render import note, print_json, sanitize, table, warn
 
@@ -116,7 +116,7 @@ def start(
     kwargs["name"] = session or kwargs.get("name")
 
     options = StartOptions(persist=not no_persist, user_config=not no_user_config, **kwargs)
-    result = start_op(options)
+    result = start_op(command_context(), options)
     for message in result.warnings:
         warn(message)
     if as_json:
@@ -162,7 +162,7 @@ def start(
         if exited and kwargs.get("ephemeral"):  # an ephemeral session ends with its Claude
             from claude_cage.operations.teardown import stop as stop_op
 
-            stop_op(result.name)
+            stop_op(command_context(), result.name)
             note(f"ephemeral session {result.name} removed")
         sys.exit(code)
 
@@ -183,9 +183,11 @@ def stop(name: str | None, stop_all: bool, as_json: bool) -> None:
     if bool(name) == stop_all:
         raise BadInput("name one session, or use --all", "e.g. 'claude-cage stop my-session'")
     targets = (
-        [s["name"] for s in list_sessions() if s["status"] == "running"] if stop_all else [name]
+        [s["name"] for s in list_sessions(command_context()) if s["status"] == "running"]
+        if stop_all
+        else [name]
     )
-    results = [stop_op(target) for target in targets if target]
+    results = [stop_op(command_context(), target) for target in targets if target]
     if as_json:
         print_json(
             {
@@ -217,7 +219,7 @@ def destroy(name: str, force: bool, discard: bool, as_json: bool) -> None:
     """
     from claude_cage.operations.teardown import destroy as destroy_op
 
-    result = destroy_op(name, force=force, discard=discard)
+    result = destroy_op(command_context(), name, force=force, discard=discard)
     if as_json:
         print_json({"name": result.name, "removed": result.removed})
     else:
@@ -239,16 +241,9 @@ def destroy(name: str, force: bool, discard: bool, as_json: bool) -> None:
 )
 def list_cmd(as_json: bool, engine_name: str | None) -> None:
     """List sessions, running and stopped."""
-    from claude_cage.engine import fleet
     from claude_cage.operations.views import survey
 
-    only = None
-    if engine_name is not None:  # one engine, with the same bound `list` gives each
-        from claude_cage import config as config_mod
-
-        timeout = float(config_mod.load()["engine_timeout"])
-        only = fleet.engine_named(engine_name, timeout, "engine_timeout")
-    found = survey(only)
+    found = survey(command_context(), engine_name)
     sessions = found.sessions
     for engine in found.engines:
         if not engine["reachable"] and not as_json:
@@ -314,11 +309,11 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
     from claude_cage.render import checks_table
 
     name = pick_session(name)
-    info = status_op(name)
+    info = status_op(command_context(), name)
     if show_password:
         from claude_cage.operations.desktop import credentials
 
-        info.update(credentials(name))
+        info.update(credentials(command_context(), name))
     if as_json:
         print_json({"session": info})
         return
@@ -418,6 +413,6 @@ def pick_session(name: str | None) -> str:
         return name
     from claude_cage.operations.views import most_recent_running
 
-    picked = most_recent_running()
+    picked = most_recent_running(command_context())
     note(f"using {picked} (the most recent running session)")
     return picked

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from claude_cage import __version__
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, cli, command_context
 from claude_cage.render import note, print_json
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ def build(
     def run(progress: Callable[[str], None]) -> BuildResult:
         if engine:
             return build_on(
+                command_context(),
                 engine,
                 target,
                 base=base,
@@ -67,6 +68,7 @@ def build(
                 progress=progress,
             )
         return build_op(
+            command_context(),
             target,
             base=base,
             ca_certs=list(ca_certs),

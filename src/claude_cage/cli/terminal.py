@@ -60,6 +60,7 @@ def attach(
 ) -> tuple[int, bool]:
     """Attach this terminal to the session's Claude Code and say what happened after:
     (exit code, whether Claude Code exited)."""
+    from claude_cage.cli.base import command_context
     from claude_cage.operations import agent
 
     # Until the relay puts the terminal in raw mode, the detach key is the terminal's
@@ -68,7 +69,7 @@ def attach(
     quit_early: list[int] = []
     previous = signal.signal(signal.SIGQUIT, lambda signum, _frame: quit_early.append(signum))
     try:
-        prepared = agent.prepare_attach(name, cwd, raw=raw)
+        prepared = agent.prepare_attach(command_context(), name, cwd, raw=raw)
         if quit_early:
             note(f"detached: Claude Code keeps working in {name} (claude-cage attach {name})")
             return 0, False

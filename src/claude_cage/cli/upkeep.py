@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, cli, command_context
 from claude_cage.render import note, print_json, sanitize, table, warn
 
 # --- reap -----------------------------------------------------------------------------
@@ -29,7 +29,7 @@ def reap(dry_run: bool, as_json: bool) -> None:
     from claude_cage.operations.reap import reap as reap_op
     from claude_cage.resources import human_duration
 
-    verdicts = reap_op(dry_run=dry_run)
+    verdicts = reap_op(command_context(), dry_run=dry_run)
     if as_json:
         print_json({"dry_run": dry_run, "sessions": [v.as_dict() for v in verdicts]})
         return
@@ -80,7 +80,7 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     from claude_cage.operations.cleanup import plan_gc
 
     remove_stale = yes
-    plan = plan_gc()
+    plan = plan_gc(command_context())
     if not yes and not dry_run and not as_json and can_ask():
         stale = plan.stale_sessions
         if stale:
@@ -94,7 +94,7 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
         for item in plan.leftovers + (plan.stale if remove_stale else []):
             verb = "adopting" if item.kind == "session" else "removing"
             note(f"{verb} {item.kind} {item.target} ({item.reason})")
-    items = gc_op(remove_stale=remove_stale, dry_run=dry_run)
+    items = gc_op(command_context(), remove_stale=remove_stale, dry_run=dry_run)
     if as_json:
         print_json({"dry_run": dry_run, "items": [i.as_dict() for i in items]})
         _fail_if_any_failed(items)
@@ -152,7 +152,7 @@ def doctor(no_probe: bool, as_json: bool) -> None:
     from claude_cage.errors import EXIT_FAILED
     from claude_cage.operations.doctor import run
 
-    report = run(probe=not no_probe)
+    report = run(command_context(), probe=not no_probe)
     if as_json:
         print_json(report.as_dict())
     else:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, cli, command_context
 from claude_cage.render import note, print_json
 
 
@@ -21,7 +21,9 @@ def diff(name: str, stat: bool) -> None:
     """Show what a clone-mode session changed since its base, committed or not."""
     from claude_cage.operations.review import diff as diff_op
 
-    chunks = diff_op(name, stat=stat)  # written as git makes it, never held whole
+    chunks = diff_op(
+        command_context(), name, stat=stat
+    )  # written as git makes it, never held whole
     if sys.stdout.isatty():  # the session wrote these bytes: no escape reaches the terminal
         from claude_cage.render import sanitize_stream
 
@@ -41,7 +43,7 @@ def fetch(name: str, as_json: bool) -> None:
     """Create or update the branch cage/NAME in your repository; nothing else changes."""
     from claude_cage.operations.review import fetch as fetch_op
 
-    result = fetch_op(name)
+    result = fetch_op(command_context(), name)
     if as_json:
         print_json({"name": name, "repo": result.repo, "branch": result.branch,
                     "base": result.base, "tip": result.tip})  # fmt: skip
@@ -57,7 +59,7 @@ def merge(name: str, as_json: bool) -> None:
     """Fetch cage/NAME, then merge it into your repository's current branch."""
     from claude_cage.operations.review import merge as merge_op
 
-    result = merge_op(name)
+    result = merge_op(command_context(), name)
     if as_json:
         print_json({"name": name, "repo": result.repo, "merged": result.merged,
                     "paths": result.paths})  # fmt: skip
@@ -75,7 +77,7 @@ def apply(name: str, as_json: bool) -> None:
     """Apply a clone-mode session's whole change to your working tree, uncommitted."""
     from claude_cage.operations.review import apply as apply_op
 
-    result = apply_op(name)
+    result = apply_op(command_context(), name)
     if as_json:
         print_json({"name": name, "repo": result.repo, "paths": result.paths})
         return

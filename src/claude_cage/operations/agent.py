@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from claude_cage.engine import fleet
+from claude_cage import metadata
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import EngineError
 from claude_cage.operations import record_event
 from claude_cage.operations.owned import running_container
 from claude_cage.operations.run import TerminalRun, on_terminal
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 DETACH_KEY = "Ctrl-\\"
 QUICK_EXIT_SECONDS = 10.0  # a Claude Code that exits sooner did not start properly
@@ -93,18 +97,18 @@ class Attach:
         return time.monotonic() - self.began < QUICK_EXIT_SECONDS
 
 
-def prepare_attach(
-    name: str, cwd: str | None = None, engine: EngineAPI | None = None, raw: bool = False
-) -> Attach:
+def prepare_attach(ctx: Context, name: str, cwd: str | None = None, raw: bool = False) -> Attach:
     """Start the session's Claude Code if it is not running, and get ready to attach
     (`raw`: its screen unfiltered, see terminal_filter)."""
-    engine = engine or fleet.for_session(name)
-    terminal = on_terminal("attach", name, ["cage-agent", "attach"], cwd, engine=engine, raw=raw)
+    engine = ctx.engine_for(name)
+    terminal = on_terminal(ctx, "attach", name, ["cage-agent", "attach"], cwd, raw=raw)
     was = ensure(engine, terminal.container, terminal.directory)
-    record_event("agent", name, {"status": "ok", "agent": was.split()[0]})
+    record_event(ctx, "agent", name, {"status": "ok", "agent": was.split()[0]})
     return Attach(name, terminal.container, terminal.directory, was, terminal, engine)
 
 
-def start_detached(name: str, directory: str, engine: EngineAPI) -> str:
+def start_detached(
+    name: str, directory: str, engine: EngineAPI, store: metadata.SessionStore
+) -> str:
     """`start`: Claude Code starts with the session, attached to or not."""
-    return ensure(engine, running_container(name, engine), directory)
+    return ensure(engine, running_container(name, engine, store), directory)

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import audit, hostgit, interrupt, labels, managed, metadata, names, policy, quota
 from claude_cage import config as config_mod
@@ -25,6 +25,11 @@ from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.inputs import host_facts
 from claude_cage.operations.keys import inject_key
 from claude_cage.operations.owned import owned_containers
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
+
+    pass
 
 CAPACITY_LOCK = ".capacity"  # never a session name: those start with a letter or digit
 
@@ -57,6 +62,7 @@ def check_capacity(engine: EngineAPI, cfg: config_mod.Config) -> None:
 
 
 def bring_up(
+    ctx: Context,
     engine: EngineAPI,
     cfg: config_mod.Config,
     req: policy.SessionRequest,
@@ -80,7 +86,7 @@ def bring_up(
             quota.ensure_mounted(volume)
     checkpoint("start:volumes")
     if req.managed_volume:
-        clone.fill_managed_settings(engine, req, _settings_file(req.name))
+        clone.fill_managed_settings(engine, req, _settings_file(ctx, req.name))
     if plan.companion is not None:
         ensure_egress_network(engine, cfg["egress_network"])
     # Starting a container is most of a start's time, and the two do not wait on each
@@ -89,7 +95,7 @@ def bring_up(
     with interrupt.pool(1) as background:
         companion_started = None
         if plan.companion is not None:
-            companion_ops.drain_audit(engine, req.name)
+            companion_ops.drain_audit(ctx, engine, req.name)
             engine.remove(plan.companion.name)  # stateless: made fresh from current settings
             engine.create(plan.companion)  # first: a new socket volume takes its layout
             created.append(f"container:{plan.companion.name}")
@@ -129,8 +135,8 @@ def bring_up(
         )
 
 
-def _settings_file(name: str) -> Path:
-    return metadata.SessionStore().dir(name) / "claude-code" / managed.FILE
+def _settings_file(ctx: Context, name: str) -> Path:
+    return ctx.store.dir(name) / "claude-code" / managed.FILE
 
 
 def _volume_options(
@@ -187,6 +193,7 @@ class Bringing:
     """The containers of one start, brought up under the engine's capacity lock, and
     tried again (up to three times) when another start takes the desktop's port."""
 
+    ctx: Context
     engine: EngineAPI
     cfg: config_mod.Config
     store: metadata.SessionStore
@@ -212,7 +219,9 @@ class Bringing:
             try:
                 check_capacity(engine, self.cfg)
                 reuse = self.info is not None
-                bring_up(engine, self.cfg, req, key, creds, reuse, created, capacity.close)
+                bring_up(
+                    self.ctx, engine, self.cfg, req, key, creds, reuse, created, capacity.close
+                )
                 if not self.restarted:
                     clone.own_data_volume(engine, req)
                     if snap is not None:

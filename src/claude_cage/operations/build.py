@@ -15,15 +15,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import __version__, claude_code, paths
 from claude_cage import config as config_mod
-from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
-from claude_cage.engine.client import Engine
 from claude_cage.errors import BadInput, CageError, EngineError
 from claude_cage.operations import operation
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 BOOTSTRAP_REPO = "claude-cage-base"
@@ -182,6 +183,7 @@ def _current(engine: EngineAPI, image: str) -> bool:
 
 @operation("build")
 def build_on(
+    ctx: Context,
     engine_name: str,
     target: str = "all",
     base: str | None = None,
@@ -193,10 +195,10 @@ def build_on(
     (no registry there), send it the local engine's images instead, building them here
     first when they are missing or older than this claude-cage. A remote engine gets no
     desktop image: desktop sessions run only on the local engine."""
-    cfg = config_mod.load()
+    cfg = ctx.config
     cfg.raise_problems()
     progress = progress or (lambda _message: None)
-    far = fleet.engine_named(engine_name)
+    far = ctx.engine_named(engine_name)
     if target in ("desktop", "all") and not far.endpoint.is_local:
         progress("desktop sessions run only on the local engine: no desktop image there")
         target = "cli"
@@ -207,11 +209,14 @@ def build_on(
             far.pull(base_image)
         except CageError:
             progress(f"engine {far.endpoint.label} cannot pull {base_image}: sending the images")
-            return _send_from_here(far, cfg, target, base, ca_certs, claude_code_version, progress)
-    return _build(target, base, ca_certs, claude_code_version, progress, engine=far)
+            return _send_from_here(
+                ctx, far, cfg, target, base, ca_certs, claude_code_version, progress
+            )
+    return _build(ctx, far, target, base, ca_certs, claude_code_version, progress)
 
 
 def _send_from_here(
+    ctx: Context,
     far: EngineAPI,
     cfg: config_mod.Config,
     target: str,
@@ -220,30 +225,30 @@ def _send_from_here(
     claude_code_version: str | None,
     progress: Progress,
 ) -> BuildResult:
-    here = Engine()
+    here = ctx.local_engine()
     wanted = [cfg["image_companion"]]
     if target in ("cli", "desktop", "all"):
         wanted.append(cfg["image_cli"])
     if target in ("desktop", "all"):
         wanted.append(cfg["image_desktop"])
     if not all(_current(here, image) for image in wanted):
-        _build(target, base, ca_certs, claude_code_version, progress, engine=here)
+        _build(ctx, here, target, base, ca_certs, claude_code_version, progress)
     return BuildResult(images=_send_images(here, far, wanted, progress), sent=True)
 
 
 def _build(
+    ctx: Context,
+    engine: EngineAPI,
     target: str = "all",
     base: str | None = None,
     ca_certs: list[str] | None = None,
     claude_code_version: str | None = None,
     progress: Progress | None = None,
-    engine: EngineAPI | None = None,
 ) -> BuildResult:
-    cfg = config_mod.load()
+    cfg = ctx.config
     cfg.raise_problems()
     progress = progress or (lambda _message: None)
     certs = ca_certificates(ca_certs or [])
-    engine = engine or Engine()
     base_image, bootstrapped = resolve_base(engine, base or cfg["base_image"], progress)
     common = {"CAGE_VERSION": __version__}
     version = None
@@ -271,4 +276,14 @@ def _build(
     return result
 
 
-build = operation("build")(_build)
+@operation("build")
+def build(
+    ctx: Context,
+    target: str = "all",
+    base: str | None = None,
+    ca_certs: list[str] | None = None,
+    claude_code_version: str | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Build the images on the local engine."""
+    return _build(ctx, ctx.local_engine(), target, base, ca_certs, claude_code_version, progress)

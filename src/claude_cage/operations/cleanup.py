@@ -33,16 +33,18 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import hostgit, labels, metadata, names, paths, quota
 from claude_cage.engine.api import EngineAPI
-from claude_cage.engine.client import Engine
 from claude_cage.errors import CageError
 from claude_cage.kinds import Status
 from claude_cage.operations import record_event, unfetched
 from claude_cage.operations.adoption import ADOPT, ORPHAN, adopt, ownership
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 
 @dataclass
@@ -219,11 +221,11 @@ class GcPlan:
         return sorted({i.session for i in self.stale if i.kind == "metadata"})
 
 
-def plan_gc(engine: EngineAPI | None = None) -> GcPlan:
+def plan_gc(ctx: Context) -> GcPlan:
     """What gc would remove now. Changes nothing."""
-    engine = engine or Engine()
+    engine = ctx.local_engine()
     plan = GcPlan()
-    for _name, objects in sorted(_gather(engine, metadata.SessionStore()).items()):
+    for _name, objects in sorted(_gather(engine, ctx.store).items()):
         now, confirm = leftovers(objects)
         plan.leftovers += now
         plan.stale += confirm
@@ -252,43 +254,41 @@ def _orphan_filesystems(engine: EngineAPI) -> list[Leftover]:
     ]
 
 
-def gc(
-    remove_stale: bool = False, dry_run: bool = False, engine: EngineAPI | None = None
-) -> list[Leftover]:
+def gc(ctx: Context, remove_stale: bool = False, dry_run: bool = False) -> list[Leftover]:
     """Remove leftovers; with remove_stale, also sessions whose container is gone.
 
     Each session is re-read under its lock before anything of it is removed, and a
     session whose lock is taken (a start, stop or destroy at work) is left alone.
     """
-    engine = engine or Engine()
-    store = metadata.SessionStore()
-    plan = plan_gc(engine)
+    engine = ctx.local_engine()
+    store = ctx.store
+    plan = plan_gc(ctx)
     if dry_run:
         for item in plan.stale:
             item.outcome = "planned" if remove_stale else "kept"
         return plan.leftovers + plan.stale
     done: list[Leftover] = []
     for name in sorted({i.session for i in plan.leftovers + plan.stale} - {""}):
-        done += _collect(engine, store, name, remove_stale)
+        done += _collect(ctx, engine, store, name, remove_stale)
     for item in _abandoned_scratch():  # found afresh: each named by a process gone
         _remove(engine, store, item)
         done.append(item)
     return done
 
 
-def remove_dead_probes(engine: EngineAPI) -> list[Leftover]:
+def remove_dead_probes(ctx: Context, engine: EngineAPI) -> list[Leftover]:
     """Remove the throwaway sessions of `doctor`s that did not finish (`doctor` calls it
     before it makes its own)."""
-    store = metadata.SessionStore()
+    store = ctx.store
     groups = _gather(engine, store)
     done: list[Leftover] = []
     for name in sorted(n for n, objects in groups.items() if objects.dead_probe):
-        done += _collect(engine, store, name, remove_stale=False)
+        done += _collect(ctx, engine, store, name, remove_stale=False)
     return done
 
 
 def _collect(
-    engine: EngineAPI, store: metadata.SessionStore, name: str, remove_stale: bool
+    ctx: Context, engine: EngineAPI, store: metadata.SessionStore, name: str, remove_stale: bool
 ) -> list[Leftover]:
     with store.lock(name, blocking=False) as locked:
         if not locked:
@@ -298,7 +298,7 @@ def _collect(
         now += [f for f in _orphan_filesystems(engine) if f.session == name]
         for item in confirm:
             item.outcome = "planned" if remove_stale else "kept"
-        _keep_unfetched(engine, objects, now + confirm)
+        _keep_unfetched(ctx, engine, objects, now + confirm)
         items = now + confirm
         order = {"session": 0, "container": 1, "network": 2, "volume": 3, "filesystem": 4,
                  "files": 5, "metadata": 6}  # fmt: skip
@@ -308,11 +308,13 @@ def _collect(
         removed = [i.target for i in items if i.outcome == "removed"]
         adopted = any(i.outcome == "adopted" for i in items)
         if removed or adopted:
-            record_event("gc", name, {"status": "ok", "removed": removed, "adopted": adopted})
+            record_event(ctx, "gc", name, {"status": "ok", "removed": removed, "adopted": adopted})
         return items
 
 
-def _keep_unfetched(engine: EngineAPI, objects: SessionObjects, items: list[Leftover]) -> None:
+def _keep_unfetched(
+    ctx: Context, engine: EngineAPI, objects: SessionObjects, items: list[Leftover]
+) -> None:
     """Keep a clone's work that is not in cage/NAME, as `destroy` does: a clone whose
     container is gone can still be fetched (from its volume), so its record and volumes
     stay while its work is not fetched or cannot be checked; the clone's volume of a
@@ -333,7 +335,7 @@ def _keep_unfetched(engine: EngineAPI, objects: SessionObjects, items: list[Left
         return  # thrown away by choice, or a start that never finished
     else:
         try:
-            lost = unfetched.find(engine, name, meta)
+            lost = unfetched.find(ctx, engine, name, meta)
             why = f"its clone holds work not fetched: {lost.describe()}" if lost else ""
         except unfetched.Unknown as exc:
             why = exc.message

@@ -19,8 +19,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from claude_cage import hostgit, labels, metadata, names, policy, quota, workdir
+from claude_cage import hostgit, labels, names, policy, quota, workdir
 from claude_cage.bounds import Bounds
 from claude_cage.engine.api import EngineAPI
 from claude_cage.engine.transport import demux
@@ -31,6 +32,11 @@ from claude_cage.operations.inputs import StartOptions, host_facts, load_config,
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.operations.run import Watch
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
+
+    pass
 
 # Runs in the session as its user: turn the uploaded pack (and its index) into a
 # repository on branch $2 at the base $3, with the working tree of $4 and the index of $5.
@@ -247,9 +253,9 @@ class TarStream:
 # --- getting the work out ---------------------------------------------------------------
 
 
-def clone_meta(name: str) -> SessionRecord:
+def clone_meta(ctx: Context, name: str) -> SessionRecord:
     """The session's record, checked to be a clone-mode session (3 / 2 otherwise)."""
-    meta = metadata.SessionStore().load(name)
+    meta = ctx.store.load(name)
     if meta is None:
         raise SessionNotFound(name)
     if not meta.repo_name or not meta.repo or not meta.base:
@@ -261,7 +267,7 @@ def clone_meta(name: str) -> SessionRecord:
 
 
 @contextlib.contextmanager
-def reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
+def reader(ctx: Context, engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
     """A running container that sees the clone: the session itself, or, when it is
     stopped, a throwaway one with the session's sandbox and only the clone's volume."""
     container = names.container_name(name)
@@ -273,7 +279,7 @@ def reader(engine: EngineAPI, name: str, meta: SessionRecord) -> Iterator[str]:
     if engine.volume_labels(volume) is None:
         raise CageError(f"the clone of session {name} is gone (volume {volume})")
     quota.ensure_mounted(volume)  # a bounded volume, after a reboot
-    cfg = load_config(StartOptions())
+    cfg = load_config(ctx, StartOptions())
     req = request_from_record(meta, cfg)
     spec = policy.session_spec(cfg.values, req, host_facts(cfg))
     throwaway = dataclasses.replace(
@@ -325,14 +331,16 @@ class Export:
 
 
 @contextlib.contextmanager
-def export(engine: EngineAPI, name: str, meta: SessionRecord, bounds: Bounds) -> Iterator[Export]:
+def export(
+    ctx: Context, engine: EngineAPI, name: str, meta: SessionRecord, bounds: Bounds
+) -> Iterator[Export]:
     """Run the export in the session (or its export container) and stream its output,
     within `bounds`; whatever it started is stopped on the way out."""
     assert meta.repo_name and meta.base  # clone_meta checked them
     target = workdir.clone_target(meta.repo_name)
     command = [*work_env(meta), "/bin/sh", "-c", EXPORT, "export", target, meta.base, name,
                meta.start or meta.base]  # fmt: skip
-    with reader(engine, name, meta) as container, _Streamed(engine, container, command) as run:
+    with reader(ctx, engine, name, meta) as container, _Streamed(engine, container, command) as run:
         chunks = run.stdout(bounds)
         tip, first = _first_line(chunks)
         yield Export(tip, itertools.chain([first] if first else [], chunks))

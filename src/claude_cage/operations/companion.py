@@ -9,15 +9,17 @@ its secrets again, without touching the running session.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from claude_cage import audit, config, labels, metadata, names, policy
+from claude_cage import audit, config, labels, names, policy
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import EngineError
 from claude_cage.kinds import Mode, Network
-from claude_cage.operations import event_log
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 # Above this share of its process limit, the companion is "overloaded": new processes
 # (the operator's allow, key set, wait-ready) may not start.
@@ -63,13 +65,13 @@ def pids_in_use(info: dict[str, Any]) -> int | None:
     return None
 
 
-def drain_audit(engine: EngineAPI, name: str) -> None:
+def drain_audit(ctx: Context, engine: EngineAPI, name: str) -> None:
     """File what the companion's log holds before the companion (and its log) goes."""
     companion = inspect_ours(engine, names.companion_name(name))
     if companion is None or companion["Config"]["Labels"].get(labels.NETWORK) != Network.FILTERED:
         return
     engine.stop(companion["Id"], timeout=1)  # its log is final once it stops
-    audit.drain(event_log(), engine, name, companion["Id"])
+    audit.drain(ctx.events, engine, name, companion["Id"])
 
 
 def needs_restart(engine: EngineAPI, name: str, meta: SessionRecord | None) -> bool:
@@ -80,9 +82,7 @@ def needs_restart(engine: EngineAPI, name: str, meta: SessionRecord | None) -> b
     return info is None or not info["State"]["Running"]
 
 
-def restart(
-    engine: EngineAPI, cfg: config.Config, store: metadata.SessionStore, meta: SessionRecord
-) -> None:
+def restart(ctx: Context, engine: EngineAPI, cfg: config.Config, meta: SessionRecord) -> None:
     """Recreate a running session's companion from its record, and hand it the
     credentials and the desktop token again. The caller holds the session's lock."""
     # `status` imports this module for problem(); what only a restart needs stays off it
@@ -94,7 +94,8 @@ def restart(
     plan = policy.plan(cfg.values, req, inputs.host_facts(cfg))
     if plan.companion is None:
         return
-    drain_audit(engine, name)
+    store = ctx.store
+    drain_audit(ctx, engine, name)
     engine.remove(plan.companion.name)
     engine.create(plan.companion)
     engine.start(plan.companion.name)
@@ -105,7 +106,7 @@ def restart(
             f"see 'docker logs {plan.companion.name}'",
         )
     if req.network == Network.FILTERED:  # squid takes them with a reconfigure
-        secret_store.hand_over(engine, name, secret_store.effective(name))
+        secret_store.hand_over(engine, name, secret_store.effective(store, name))
     if req.mode == Mode.DESKTOP:
         token = store.read_secret(name, desktop.TOKEN_SECRET)
         if token:

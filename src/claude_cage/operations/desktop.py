@@ -34,15 +34,18 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from claude_cage import config as config_mod
 from claude_cage import labels, metadata, names
-from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Mode
 from claude_cage.operations.owned import running_container
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 PASSWORD_SECRET = "vnc_password"
 TOKEN_SECRET = "vnc_token"
@@ -247,9 +250,9 @@ def _desktop_meta(name: str, store: metadata.SessionStore) -> SessionRecord:
     return meta
 
 
-def credentials(name: str) -> dict[str, str]:
+def credentials(ctx: Context, name: str) -> dict[str, str]:
     """The session's VNC password and websocket token, for scripts that ask."""
-    store = metadata.SessionStore()
+    store = ctx.store
     _desktop_meta(name, store)
     values = {
         "password": store.read_secret(name, PASSWORD_SECRET),
@@ -258,15 +261,15 @@ def credentials(name: str) -> dict[str, str]:
     return {k: v.strip() for k, v in values.items() if v}
 
 
-def open_info(name: str, engine: EngineAPI | None = None) -> OpenInfo:
+def open_info(ctx: Context, name: str) -> OpenInfo:
     """Write the launcher page for a running desktop session and say where it is."""
-    store = metadata.SessionStore()
+    store = ctx.store
     meta = _desktop_meta(name, store)
-    running_container(name, engine or fleet.for_session(name))
+    running_container(name, ctx.engine_for(name), store)
     bind = meta.desktop_bind or "127.0.0.1"
     port = meta.desktop_port
     assert port is not None  # _desktop_meta checked it
-    found = credentials(name)
+    found = credentials(ctx, name)
     if len(found) < 2:
         raise CageError(
             f"the desktop secrets of {name} are missing",

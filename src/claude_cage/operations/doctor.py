@@ -17,7 +17,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from claude_cage import (
@@ -25,7 +25,6 @@ from claude_cage import (
     bindmounts,
     claude_code,
     managed,
-    metadata,
     names,
     paths,
     runtimes,
@@ -33,7 +32,6 @@ from claude_cage import (
 from claude_cage import config as config_mod
 from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
-from claude_cage.engine.client import Engine
 from claude_cage.errors import (
     CageError,
     CapacityReached,
@@ -48,6 +46,9 @@ from claude_cage.operations import cleanup, gvisor
 from claude_cage.operations.inputs import StartOptions
 from claude_cage.operations.session import start
 from claude_cage.operations.teardown import destroy
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 DISK_FAIL_BYTES = 2 * 1024**3  # an image rebuild alone needs about this much
@@ -344,19 +345,24 @@ def _without_api_key() -> Iterator[None]:
             os.environ["ANTHROPIC_API_KEY"] = saved
 
 
-def check_filtered_network(engine: EngineAPI) -> Check:
+def check_filtered_network(ctx: Context, engine: EngineAPI) -> Check:
     """Start a throwaway filtered session, ask its proxy for a denied host, remove it."""
     name = PROBE_PREFIX + secrets.token_hex(3)
     fix = "claude-cage build (companion image), then claude-cage start --network filtered"
     with contextlib.suppress(CageError):  # what a doctor killed before cleaning up left
-        cleanup.remove_dead_probes(engine)
+        cleanup.remove_dead_probes(ctx, engine)
     try:
         with _without_api_key():
-            start(
+            start(  # on the engine doctor checks: the local one
+                ctx,
                 StartOptions(
-                    name=name, network="filtered", ephemeral=True, persist=False, probe=True
+                    name=name,
+                    network="filtered",
+                    ephemeral=True,
+                    persist=False,
+                    probe=True,
+                    engine=fleet.LOCAL,
                 ),
-                engine=engine,
             )
     except CapacityReached as exc:
         return Check(
@@ -378,7 +384,7 @@ def check_filtered_network(engine: EngineAPI) -> Check:
         return Check("filtered network", FAIL, f"probe failed: {exc.message}", fix)
     finally:
         with contextlib.suppress(CageError):
-            destroy(name=name, force=True, engine=engine)
+            destroy(ctx, name, force=True)
     if route_lines:
         return Check(
             "filtered network",
@@ -409,10 +415,10 @@ def check_filtered_network(engine: EngineAPI) -> Check:
     )
 
 
-def check_session_mounts() -> list[Check]:
+def check_session_mounts(ctx: Context) -> list[Check]:
     """Every session's read-write mounts are writable by the uid it runs as."""
     checks = []
-    for name, meta in sorted(metadata.SessionStore().load_all().items()):
+    for name, meta in sorted(ctx.store.load_all().items()):
         user, bad = bindmounts.unwritable(meta)
         if bad:
             checks.append(
@@ -426,10 +432,10 @@ def check_session_mounts() -> list[Check]:
     return checks
 
 
-def run(probe: bool = True, engine: EngineAPI | None = None) -> Report:
+def run(ctx: Context, probe: bool = True) -> Report:
     """Every check, in the order a person would look."""
-    engine = engine or Engine()
-    cfg = config_mod.load()
+    engine = ctx.local_engine()
+    cfg = ctx.config
     checks: list[Check] = []
     engine_check, info = check_engine(engine)
     checks.append(engine_check)
@@ -449,7 +455,7 @@ def run(probe: bool = True, engine: EngineAPI | None = None) -> Report:
     checks.append(check_data_dir())
     checks.append(check_config(cfg))
     checks += check_far_engines(cfg)
-    checks += check_session_mounts()
+    checks += check_session_mounts(ctx)
     mongo = check_mongodb(cfg)
     if mongo is not None:
         checks.append(mongo)
@@ -466,5 +472,5 @@ def run(probe: bool = True, engine: EngineAPI | None = None) -> Report:
             Check("filtered network", FAIL, "not probed: images missing", "claude-cage build")
         )
     else:
-        checks.append(check_filtered_network(engine))
+        checks.append(check_filtered_network(ctx, engine))
     return Report(checks)

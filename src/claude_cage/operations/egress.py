@@ -10,17 +10,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import audit, egress, metadata, names, presets
 from claude_cage import config as config_mod
-from claude_cage.engine import fleet
-from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Network
-from claude_cage.operations import event_log, operation
+from claude_cage.operations import operation
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 RECENT_REFUSALS = 1000  # how far back `allow` looks for a host refused on its port
 
@@ -82,11 +83,11 @@ def _check_ports(ports: list[int]) -> list[int]:
 
 @operation("allow")
 def allow(
+    ctx: Context,
     name: str,
     hosts: list[str],
     remove: bool = False,
     ports: list[int] | None = None,
-    engine: EngineAPI | None = None,
     preset_names: list[str] | None = None,
 ) -> AllowResult:
     """Change the allowlist: `hosts`, and the hosts of the presets `preset_names`."""
@@ -101,8 +102,8 @@ def allow(
             f"--preset: {exc}", f"e.g. claude-cage allow {name} --preset python"
         ) from None
     port_changes = _check_ports(list(ports or []))
-    engine = engine or fleet.for_session(name)
-    store = metadata.SessionStore()
+    engine = ctx.engine_for(name)
+    store = ctx.store
     with store.lock(name):
         meta = _filtered_session(store, name)
         current = list(meta.allowed_hosts)
@@ -130,7 +131,7 @@ def allow(
         store.save(
             dataclasses.replace(meta, allowed_hosts=tuple(new), allowed_ports=tuple(new_ports))
         )
-    warnings = [] if remove else _port_warnings(name, checked, new_ports)
+    warnings = [] if remove else _port_warnings(ctx, name, checked, new_ports)
     return AllowResult(
         name,
         new,
@@ -144,11 +145,11 @@ def allow(
     )
 
 
-def _port_warnings(name: str, hosts: list[str], ports: list[int]) -> list[str]:
+def _port_warnings(ctx: Context, name: str, hosts: list[str], ports: list[int]) -> list[str]:
     """A host the session was refused on a port that stays closed: allowing the host
     alone will not let those requests through."""
     wanted: dict[str, set[int]] = {}
-    for event in event_log().query(session=name, type="egress", limit=RECENT_REFUSALS):
+    for event in ctx.events.query(session=name, type="egress", limit=RECENT_REFUSALS):
         value = event["value"]
         host, port = value.get("host"), value.get("port")
         if isinstance(port, int) and port not in ports and _covers(hosts, str(host)):
@@ -166,11 +167,11 @@ def _covers(patterns: list[str], host: str) -> bool:
     return any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in patterns)
 
 
-def read_log(name: str, tail: int | None = None, engine: EngineAPI | None = None) -> EgressLog:
+def read_log(ctx: Context, name: str, tail: int | None = None) -> EgressLog:
     """The requests the session made through its current companion (running or
     stopped): the last `tail` lines of its log, or all it holds."""
-    engine = engine or fleet.for_session(name)
-    store = metadata.SessionStore()
+    engine = ctx.engine_for(name)
+    store = ctx.store
     meta = store.load(name)
     if meta is None:
         raise SessionNotFound(name)
@@ -191,7 +192,7 @@ def read_log(name: str, tail: int | None = None, engine: EngineAPI | None = None
         seen = [*seen, seq] if stamp == last else [seq]
         last = stamp
         lines.append(text)
-    here = audit.place(event_log(), name)
+    here = audit.place(ctx.events, name)
     return EgressLog(
         name,
         egress.parse_log("\n".join(lines)),
@@ -203,13 +204,13 @@ def read_log(name: str, tail: int | None = None, engine: EngineAPI | None = None
 
 
 def follow_log(
-    name: str, since: str = "0", seen: list[int] | None = None, engine: EngineAPI | None = None
+    ctx: Context, name: str, since: str = "0", seen: list[int] | None = None
 ) -> Iterator[egress.Request]:
     """Requests as they happen from `since` (read_log's last line, whose squid numbers
     `seen` are not shown again), until the companion stops. Nothing runs in the
     companion for it."""
-    engine = engine or fleet.for_session(name)
-    if metadata.SessionStore().load(name) is None:
+    engine = ctx.engine_for(name)
+    if ctx.store.load(name) is None:
         raise SessionNotFound(name)
     info = inspect_ours(engine, names.companion_name(name))
     if info is None:

@@ -14,7 +14,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import config as config_mod
 from claude_cage import hostgit, metadata, names, paths, policy, presets
@@ -22,6 +22,9 @@ from claude_cage.errors import BadInput
 from claude_cage.kinds import Mode, Status
 from claude_cage.parsing import parse_env, parse_mounts, parse_port
 from claude_cage.record import RECORDED, SessionRecord, encode
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 
 @dataclass
@@ -52,12 +55,12 @@ class StartOptions:
 FLAG_SETTINGS = ("mode", "network", "cpus", "memory", "pids", "runtime")  # config keys
 
 
-def load_settings(options: StartOptions) -> tuple[config_mod.Config, dict[str, Any]]:
+def load_settings(ctx: Context, options: StartOptions) -> tuple[config_mod.Config, dict[str, Any]]:
     """The configuration a start runs with (defaults, files, environment) and the
     settings its flags give, each checked by its config key's validator. The flags stay
     out of the config: they go into the request (build_request). A bad value anywhere is
     refused here, before anything exists, named as the flag when it is one."""
-    cfg = config_mod.load(options.config_file)
+    cfg = ctx.config_with(options.config_file)
     given = {key: getattr(options, key) for key in FLAG_SETTINGS}
     flags = cfg.check({key: value for key, value in given.items() if value is not None}, "flags")
     cfg.raise_problems()
@@ -69,10 +72,10 @@ def setting(cfg: config_mod.Config, flags: dict[str, Any], key: str) -> Any:
     return flags[key] if key in flags else cfg[key]
 
 
-def load_config(options: StartOptions) -> config_mod.Config:
+def load_config(ctx: Context, options: StartOptions) -> config_mod.Config:
     """The configuration with the start's flags merged in as their own layer ("flags"),
     each value with its source: what a start with these options runs with."""
-    cfg, flags = load_settings(options)
+    cfg, flags = load_settings(ctx, options)
     cfg.values.update(flags)
     cfg.sources.update(dict.fromkeys(flags, "flags"))
     return cfg

@@ -12,16 +12,18 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import credentials, metadata, names, policy
 from claude_cage.credentials import Secret
-from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Credential, Network
 from claude_cage.operations import operation, secret_store
 from claude_cage.operations.owned import inspect_ours
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 API_KEY_SECRET = secret_store.API_KEY_SECRET
 _API_KEY = re.compile(r"^[A-Za-z0-9._~+/=-]{8,512}$")
@@ -126,16 +128,16 @@ def check_key_shape(key: str) -> str:
 
 
 @operation("key-set")
-def set_key(name: str, key: str, engine: EngineAPI | None = None, force: bool = False) -> KeyResult:
-    engine = engine or fleet.for_session(name)
-    store = metadata.SessionStore()
+def set_key(ctx: Context, name: str, key: str, force: bool = False) -> KeyResult:
+    engine = ctx.engine_for(name)
+    store = ctx.store
     found = store.load(name)
     if found is None:
         raise SessionNotFound(name)
     key = check_api_key(key.strip(), "the key given") if force else check_key_shape(key)
     if found.network == Network.FILTERED:
         result = secret_store.store_secret(
-            secret_store.ANTHROPIC, key, [], "api-key", None, name, engine
+            ctx, secret_store.ANTHROPIC, key, [], "api-key", None, name
         )
         return KeyResult(name, Credential.API_KEY_PROXY, bool(result.updated))
     with store.lock(name):

@@ -8,6 +8,7 @@ import io
 import tarfile
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from claude_cage import names
 from claude_cage.engine import fleet
@@ -15,6 +16,9 @@ from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import SessionNotFound
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.transcript import Event, Reader
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 TRANSCRIPTS = "/home/claude/.claude/projects"  # CLAUDE_CONFIG_DIR/projects
 FOLLOW_INTERVAL = 1.0  # seconds between two looks at the files when following
@@ -42,11 +46,11 @@ def transcript_files(engine: EngineAPI, container: str) -> dict[str, bytes]:
 
 
 def transcript(
-    name: str, follow: bool = False, tail: int | None = None, engine: EngineAPI | None = None
+    ctx: Context, name: str, follow: bool = False, tail: int | None = None
 ) -> Iterator[list[Event]]:
     """The session's transcript events in time order: what is there now (the last
     `tail` of them), then, when following, each new batch as it appears."""
-    engine = engine or fleet.for_session(name)
+    engine = ctx.engine_for(name)
     container = _container(engine, name)
     reader = Reader()
     events = reader.feed(transcript_files(engine, container))

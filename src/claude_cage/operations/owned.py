@@ -6,11 +6,14 @@ apply it. Every operation that acts on a session's containers finds them here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import labels, metadata, names
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, SessionNotFound
+
+if TYPE_CHECKING:
+    pass
 
 
 def inspect_ours(engine: EngineAPI, container: str) -> dict[str, Any] | None:
@@ -43,12 +46,12 @@ def check_claimable(container: str, info: dict[str, Any] | None) -> None:
         )
 
 
-def running_container(name: str, engine: EngineAPI) -> str:
+def running_container(name: str, engine: EngineAPI, store: metadata.SessionStore) -> str:
     """The session's container, checked to exist and run."""
     container = names.container_name(name)
     info = inspect_ours(engine, container)
     if info is None:
-        if metadata.SessionStore().load(name) is None:
+        if store.load(name) is None:
             raise SessionNotFound(name)
         raise BadInput(
             f"session {name} has no container", f"start it: claude-cage start --name {name}"

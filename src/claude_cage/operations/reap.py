@@ -38,19 +38,20 @@ samples in the metadata.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import config as config_mod
 from claude_cage import interrupt, labels, metadata, names, resources
 from claude_cage.engine.api import EngineAPI
-from claude_cage.engine.client import Engine
 from claude_cage.errors import CageError
 from claude_cage.operations import record_event, teardown
 from claude_cage.operations.agent import clients
 from claude_cage.operations.owned import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 IDLE_CPU_SECONDS = 1.0  # CPU time between two checks that still counts as idle ...
 IDLE_CPU_SHARE = 0.005  # ... or this share of the time between them, if more
@@ -227,19 +228,19 @@ def _settings() -> tuple[float, float, float]:
     return float(cfg["idle_timeout"]), float(cfg["memory_warn"]), float(cfg["memory_kill"])
 
 
-def reap(dry_run: bool = False, engine: EngineAPI | None = None) -> list[Verdict]:
+def reap(ctx: Context, dry_run: bool = False) -> list[Verdict]:
     """Check every running session of this data directory; stop the idle and the
     memory-hungry ones (see the module's docstring for the rules)."""
     idle_timeout, memory_warn, memory_kill = _settings()
-    engine = engine or Engine()
-    store = metadata.SessionStore()
+    engine = ctx.local_engine()
+    store = ctx.store
     running = sorted(
         c["Labels"][labels.SESSION]
         for c in owned_containers(engine)
         if c.get("State") == "running" and c["Labels"].get(labels.SESSION)
     )
     stats = engine.stats_many([names.container_name(n) for n in running])
-    now = time.time()
+    now = ctx.now()
     records = store.load_scan()[0]  # a damaged record: reaped on the engine's facts alone
     metas = {n: records.get(n) or SessionRecord(name=n) for n in running}
     with interrupt.pool(max(1, min(len(running), 8))) as pool:
@@ -257,9 +258,11 @@ def reap(dry_run: bool = False, engine: EngineAPI | None = None) -> list[Verdict
             continue
         _remember(store, facts, verdict)
         if verdict.action == "stop":
-            _stop(engine, verdict)
+            _stop(ctx, verdict)
         elif verdict.action == "warn":
-            record_event("reap-warning", verdict.name, {"status": "warning", **_event(verdict)})
+            record_event(
+                ctx, "reap-warning", verdict.name, {"status": "warning", **_event(verdict)}
+            )
     return verdicts
 
 
@@ -281,12 +284,12 @@ def _remember(store: metadata.SessionStore, facts: Facts, verdict: Verdict) -> N
     )
 
 
-def _stop(engine: EngineAPI, verdict: Verdict) -> None:
+def _stop(ctx: Context, verdict: Verdict) -> None:
     try:
-        teardown.stop(name=verdict.name, engine=engine)
+        teardown.stop(ctx, verdict.name)
     except CageError as exc:
         verdict.error = exc.message
-        record_event("reaped", verdict.name, {"status": "error", "error": exc.message})
+        record_event(ctx, "reaped", verdict.name, {"status": "error", "error": exc.message})
         return
     verdict.done = True
-    record_event("reaped", verdict.name, {"status": "ok", **_event(verdict)})
+    record_event(ctx, "reaped", verdict.name, {"status": "ok", **_event(verdict)})

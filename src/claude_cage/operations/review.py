@@ -17,17 +17,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import hostgit, paths
 from claude_cage.bounds import Bounds
-from claude_cage.engine import fleet
-from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.operations import operation
 from claude_cage.operations.clone import clone_meta, export, host_repo
 from claude_cage.operations.inputs import StartOptions, load_config
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 
 @dataclass
@@ -54,27 +55,27 @@ class ApplyResult:
 
 
 @contextlib.contextmanager
-def _incoming(name: str, engine: EngineAPI | None) -> Iterator[hostgit.Quarantine]:
+def _incoming(ctx: Context, name: str) -> Iterator[hostgit.Quarantine]:
     """The session's work, checked, in quarantine: received within review_max_size
     and review_timeout (bounds.py), or not at all."""
-    meta = clone_meta(name)
+    meta = clone_meta(ctx, name)
     repo = hostgit.find_repo(str(host_repo(meta)))
     assert meta.base  # clone_meta checked it
-    engine = engine or fleet.for_session(name)
+    engine = ctx.engine_for(name)
     scratch = paths.incoming_dir()
     with (
-        Bounds.from_config(name, load_config(StartOptions()).values) as bounds,
+        Bounds.from_config(name, load_config(ctx, StartOptions()).values) as bounds,
         hostgit.quarantine(repo, meta.base, meta.start or meta.base, scratch) as incoming,
     ):
-        with export(engine, name, meta, bounds) as work:
+        with export(ctx, engine, name, meta, bounds) as work:
             incoming.receive(work.tip, work.pack, bounds)
         yield incoming
 
 
-def diff(name: str, stat: bool = False, engine: EngineAPI | None = None) -> Iterator[bytes]:
+def diff(ctx: Context, name: str, stat: bool = False) -> Iterator[bytes]:
     """Everything the session changed since it started: commits and uncommitted work,
     as chunks while git makes them (the work is fetched and checked on the first)."""
-    with _incoming(name, engine) as incoming:
+    with _incoming(ctx, name) as incoming:
         yield from incoming.diff(stat=stat)
 
 
@@ -101,8 +102,8 @@ def _no_unsafe_commit(name: str, incoming: hostgit.Quarantine) -> None:
         )
 
 
-def _fetch(name: str, incoming: hostgit.Quarantine) -> FetchResult:
-    meta = clone_meta(name)
+def _fetch(ctx: Context, name: str, incoming: hostgit.Quarantine) -> FetchResult:
+    meta = clone_meta(ctx, name)
     branch = _branch(meta, incoming.repo)
     _no_unsafe_commit(name, incoming)
     incoming.migrate()
@@ -114,10 +115,10 @@ def _fetch(name: str, incoming: hostgit.Quarantine) -> FetchResult:
 
 
 @operation("fetch")
-def fetch(name: str, engine: EngineAPI | None = None) -> FetchResult:
+def fetch(ctx: Context, name: str) -> FetchResult:
     """Create or update the branch cage/NAME in the user's repository."""
-    with _incoming(name, engine) as incoming:
-        return _fetch(name, incoming)
+    with _incoming(ctx, name) as incoming:
+        return _fetch(ctx, name, incoming)
 
 
 def _no_attributes(name: str, paths: list[str], verb: str) -> None:
@@ -141,15 +142,15 @@ def _no_merge_in_progress(repo: hostgit.Repo) -> None:
 
 
 @operation("merge")
-def merge(name: str, engine: EngineAPI | None = None) -> ApplyResult:
+def merge(ctx: Context, name: str) -> ApplyResult:
     """Fetch, then merge cage/NAME into the user's current branch."""
-    meta = clone_meta(name)
+    meta = clone_meta(ctx, name)
     repo = hostgit.find_repo(str(host_repo(meta)))
     _no_merge_in_progress(repo)
-    with _incoming(name, engine) as incoming:
+    with _incoming(ctx, name) as incoming:
         paths = incoming.changed_paths(incoming.base)
         _no_attributes(name, paths, "merge")
-        fetched = _fetch(name, incoming)
+        fetched = _fetch(ctx, name, incoming)
     before = hostgit.git(repo.top, "rev-parse", "HEAD").stdout
     run = hostgit.git(
         repo.top, "merge", "--no-edit", "-m", f"Merge {fetched.branch}", fetched.branch,
@@ -174,9 +175,9 @@ def merge(name: str, engine: EngineAPI | None = None) -> ApplyResult:
 
 
 @operation("apply")
-def apply(name: str, engine: EngineAPI | None = None) -> ApplyResult:
+def apply(ctx: Context, name: str) -> ApplyResult:
     """Apply the session's whole change to the user's working tree, uncommitted."""
-    with _incoming(name, engine) as incoming:
+    with _incoming(ctx, name) as incoming:
         paths = incoming.changed_paths(incoming.start)
         _no_attributes(name, paths, "apply")
         if not paths:

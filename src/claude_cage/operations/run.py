@@ -19,14 +19,17 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from claude_cage import metadata, pty_relay, workdir
+from claude_cage import pty_relay, workdir
 from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.engine.transport import frames
 from claude_cage.operations import record_event
 from claude_cage.operations.owned import running_container
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 # The docker CLI reads its detach keys (Ctrl-P Ctrl-Q by default) out of the stream it
 # forwards. claude-cage's detach key is tmux's (Ctrl-\, see the image's tmux.conf), so
@@ -36,13 +39,13 @@ DOCKER_DETACH_KEYS = ",".join(["ctrl-@"] * 8)
 GRACE_SECONDS = 1.0  # after a signal, how long the command gets before TERM and KILL
 
 
-def mark_active(name: str) -> None:
-    metadata.SessionStore().mark_active(name)
+def mark_active(ctx: Context, name: str) -> None:
+    ctx.store.mark_active(name)
 
 
-def session_workdir(name: str, requested: str | None = None) -> str:
+def session_workdir(ctx: Context, name: str, requested: str | None = None) -> str:
     """The directory a command starts in: the project, or `requested` inside it."""
-    return workdir.resolve(workdir.project_dir(metadata.SessionStore().load(name)), requested)
+    return workdir.resolve(workdir.project_dir(ctx.store.load(name)), requested)
 
 
 class Watch:
@@ -75,20 +78,21 @@ class Exec:
 
     def __init__(
         self,
+        ctx: Context,
         name: str,
         command: list[str],
         stdin: IO[bytes] | None = None,
         env: dict[str, str] | None = None,
         cwd: str | None = None,
-        engine: EngineAPI | None = None,
     ) -> None:
+        self.ctx = ctx
         self.name = name
         self.command = command
-        self.engine = engine or fleet.for_session(name)
-        container = running_container(name, self.engine)
-        directory = session_workdir(name, cwd)
+        self.engine = ctx.engine_for(name)
+        container = running_container(name, self.engine, ctx.store)
+        directory = session_workdir(ctx, name, cwd)
         key = uuid.uuid4().hex
-        mark_active(name)
+        mark_active(ctx, name)
         self._exec_id, self._sock = self.engine.exec_attach(
             container,
             ["cage-exec", "run", key, *command],
@@ -117,8 +121,9 @@ class Exec:
         finally:
             self._sock.close()
             self.watch.close()
-            mark_active(self.name)
+            mark_active(self.ctx, self.name)
             record_event(
+                self.ctx,
                 "exec",
                 self.name,
                 {
@@ -130,24 +135,24 @@ class Exec:
 
 
 def on_terminal(
+    ctx: Context,
     kind: str,
     name: str,
     command: list[str],
     cwd: str | None = None,
     env: dict[str, str] | None = None,
     stdin: bool = True,
-    engine: EngineAPI | None = None,
     record: bool = True,
     raw: bool = False,
 ) -> TerminalRun:
     """Prepare a command for the user's terminal (shell, exec -t, attach); `raw`: its
     output unfiltered (`--raw-terminal`)."""
-    engine = engine or fleet.for_session(name)
-    container = running_container(name, engine)
-    directory = session_workdir(name, cwd)
+    engine = ctx.engine_for(name)
+    container = running_container(name, engine, ctx.store)
+    directory = session_workdir(ctx, name, cwd)
     if record:
-        record_event(kind, name, {"status": "ok"})
-    return TerminalRun(engine, name, container, command, directory, env or {}, stdin, raw)
+        record_event(ctx, kind, name, {"status": "ok"})
+    return TerminalRun(ctx, engine, name, container, command, directory, env or {}, stdin, raw)
 
 
 class TerminalRun:
@@ -158,6 +163,7 @@ class TerminalRun:
 
     def __init__(
         self,
+        ctx: Context,
         engine: EngineAPI,
         name: str,
         container: str,
@@ -167,7 +173,7 @@ class TerminalRun:
         stdin: bool,
         raw: bool = False,
     ) -> None:
-        self.engine, self.name, self.container = engine, name, container
+        self.ctx, self.engine, self.name, self.container = ctx, engine, name, container
         self.command, self.directory, self.env, self.stdin = command, directory, env, stdin
         self.raw = raw
         self.watch: Watch | None = None
@@ -192,7 +198,7 @@ class TerminalRun:
             key,
             *self.command,
         ]
-        mark_active(self.name)
+        mark_active(self.ctx, self.name)
         failed: list[BaseException] = []
 
         def watch() -> None:
@@ -207,7 +213,7 @@ class TerminalRun:
         try:
             code = pty_relay.run(
                 argv,
-                {**os.environ, **self.env},
+                {**self.ctx.environ, **self.env},
                 filtered=not self.raw,
                 forward_stdin=self.stdin,
                 started=watching.start,
@@ -217,7 +223,7 @@ class TerminalRun:
                 watching.join()
             if self.watch is not None:
                 self.watch.close()
-            mark_active(self.name)
+            mark_active(self.ctx, self.name)
         if failed:
             raise failed[0]
         return code

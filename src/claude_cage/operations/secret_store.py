@@ -17,12 +17,11 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import config as config_mod
 from claude_cage import credentials, managed, metadata, names, paths
 from claude_cage.credentials import Secret
-from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import (
     BadInput,
@@ -37,6 +36,9 @@ from claude_cage.kinds import Credential, Network
 from claude_cage.operations import operation
 from claude_cage.operations.owned import inspect_ours
 
+if TYPE_CHECKING:
+    from claude_cage.context import Context
+
 API_KEY_SECRET = "api_key"  # a none/host session's key file, and older filtered sessions'
 ANTHROPIC = "anthropic"  # the name start and `key set` give a session's Anthropic credential
 
@@ -44,7 +46,7 @@ ANTHROPIC = "anthropic"  # the name start and `key set` give a session's Anthrop
 def _dir(session: str | None) -> Path:
     if session is None:
         return paths.data_dir() / "credentials"
-    return metadata.SessionStore().dir(session) / "credentials"
+    return paths.sessions_dir() / session / "credentials"
 
 
 MAX_BYTES = 1 << 20  # a credential is a few hundred bytes
@@ -130,13 +132,15 @@ def save(cred: Secret, session: str | None) -> None:
     metadata.write_file(folder / f"{cred.name}.json", json.dumps(cred.to_json()), 0o600)
 
 
-def effective(session: str, given: Secret | None = None) -> list[Secret]:
+def effective(
+    store: metadata.SessionStore, session: str, given: Secret | None = None
+) -> list[Secret]:
     """What a session's companion adds: its own credentials (`given` replaces the one
     of its name), then those for all sessions on the hosts its own do not cover."""
     own = [c for c in load(session) if given is None or c.name != given.name]
     if given is not None:
         own.append(given)
-    legacy = metadata.SessionStore().read_secret(session, API_KEY_SECRET)
+    legacy = store.read_secret(session, API_KEY_SECRET)
     if legacy and not any(c.name == ANTHROPIC for c in own):
         own.append(Secret(ANTHROPIC, "api-key", (credentials.ANTHROPIC_HOST,), legacy.strip()))
     result = list(own)
@@ -153,10 +157,12 @@ def effective(session: str, given: Secret | None = None) -> list[Secret]:
 # --- pushing to running sessions ------------------------------------------------------
 
 
-def push(engine: EngineAPI, session: str, running: bool = True) -> Credential:
+def push(
+    engine: EngineAPI, store: metadata.SessionStore, session: str, running: bool = True
+) -> Credential:
     """Hand a filtered session's companion its credentials, and Claude Code a placeholder
     of the matching kind. Returns the session's credential kind. Call it locked."""
-    creds = effective(session)
+    creds = effective(store, session)
     kind = credentials.session_kind(creds)
     if running:
         hand_over(engine, session, creds)
@@ -186,7 +192,7 @@ def _rewrite_claude_settings(store: metadata.SessionStore, session: str, kind: s
         managed.write(directory, managed.compose(operator, kind))
 
 
-def _running_filtered(engine: EngineAPI | None, store: metadata.SessionStore) -> list[str]:
+def _running_filtered(ctx: Context, store: metadata.SessionStore) -> list[str]:
     """Filtered sessions whose companion runs, each asked on its own engine (one that
     cannot be reached is skipped: it gets its credentials at its next start)."""
     result = []
@@ -194,7 +200,7 @@ def _running_filtered(engine: EngineAPI | None, store: metadata.SessionStore) ->
         if session.network != Network.FILTERED:
             continue
         try:
-            info = inspect_ours(engine or fleet.for_session(name), names.companion_name(name))
+            info = inspect_ours(ctx.engine_for(name), names.companion_name(name))
         except CageError:
             continue
         if info and info["State"]["Running"]:
@@ -202,16 +208,16 @@ def _running_filtered(engine: EngineAPI | None, store: metadata.SessionStore) ->
     return result
 
 
-def _refresh(engine: EngineAPI | None, session: str, store: metadata.SessionStore) -> bool:
+def _refresh(ctx: Context, session: str, store: metadata.SessionStore) -> bool:
     """Push to one session if its companion runs; record its new kind. Locks it."""
-    engine = engine or fleet.for_session(session)
+    engine = ctx.engine_for(session)
     with store.lock(session):
         found = store.load(session)
         if found is None or found.network != Network.FILTERED:
             return False
         info = inspect_ours(engine, names.companion_name(session))
         running = bool(info and info["State"]["Running"])
-        kind = push(engine, session, running)
+        kind = push(engine, store, session, running)
         if found.credential != kind:
             _rewrite_claude_settings(store, session, kind)
             store.save(dataclasses.replace(found, credential=kind))
@@ -251,13 +257,13 @@ def check_allowed(hosts: list[str], allowlist: list[str], where: str, fix: str) 
             )
 
 
-def _check_scope(hosts: list[str], session: str | None) -> None:
+def _check_scope(ctx: Context, hosts: list[str], session: str | None) -> None:
     if session is None:
-        allowlist = list(config_mod.load()["allowed_hosts"])
+        allowlist = list(ctx.config["allowed_hosts"])
         where = "the configured allowed_hosts"
         fix = "add it to allowed_hosts in the config file ('claude-cage config path')"
     else:
-        found = metadata.SessionStore().load(session)
+        found = ctx.store.load(session)
         if found is None or found.network != Network.FILTERED:
             raise BadInput(
                 f"session {session} has no filtered network, so no proxy to add a credential",
@@ -270,16 +276,16 @@ def _check_scope(hosts: list[str], session: str | None) -> None:
 
 
 def store_secret(
+    ctx: Context,
     name: str,
     value: str,
     hosts: list[str],
     kind: str | None = None,
     header: str | None = None,
     session: str | None = None,
-    engine: EngineAPI | None = None,
 ) -> SecretResult:
     credentials.check_name(name)
-    store = metadata.SessionStore()
+    store = ctx.store
     if session is not None and store.load(session) is None:
         raise SessionNotFound(session)
     if kind in credentials.ANTHROPIC_KINDS and not hosts:
@@ -298,7 +304,7 @@ def store_secret(
         raise BadInput(f"--header goes with --kind header, not {kind}", "drop --header")
     value = credentials.check_value(value, "the secret")
     credentials.check_kind_value(kind, value)
-    _check_scope(checked, session)
+    _check_scope(ctx, checked, session)
     cred = Secret(name, kind, tuple(checked), value, header, metadata.now_iso())
     others, damaged = scan(session)
     for broken in damaged:
@@ -312,8 +318,8 @@ def store_secret(
                 f"replace it under its name ({other.name}), or remove it first",
             )
     save(cred, session)
-    targets = [session] if session else _running_filtered(engine, store)
-    updated = [s for s in targets if _refresh(engine, s, store)]
+    targets = [session] if session else _running_filtered(ctx, store)
+    updated = [s for s in targets if _refresh(ctx, s, store)]
     return SecretResult(name, kind, checked, cred.fingerprint(), session, updated)
 
 
@@ -321,10 +327,10 @@ def store_secret(
 set_secret = operation("secret-set")(store_secret)
 
 
-def list_secrets(session: str | None = None) -> list[dict[str, Any]]:
+def list_secrets(ctx: Context, session: str | None = None) -> list[dict[str, Any]]:
     """The credentials for all sessions, then each session's own (`session` names
     whose): of one session with `session`, else of every session."""
-    store = metadata.SessionStore()
+    store = ctx.store
     if session is not None and store.load(session) is None:
         raise SessionNotFound(session)
     shown: list[dict[str, Any]] = []
@@ -349,11 +355,9 @@ def list_secrets(session: str | None = None) -> list[dict[str, Any]]:
 
 
 @operation("secret-rm")
-def remove_secret(
-    name: str, session: str | None = None, engine: EngineAPI | None = None
-) -> SecretResult:
+def remove_secret(ctx: Context, name: str, session: str | None = None) -> SecretResult:
     credentials.check_name(name)
-    store = metadata.SessionStore()
+    store = ctx.store
     if session is not None and store.load(session) is None:
         raise SessionNotFound(session)
     creds, damaged = scan(session)
@@ -376,11 +380,11 @@ def remove_secret(
     if session is not None and name == ANTHROPIC:
         store_path = store.dir(session) / API_KEY_SECRET
         store_path.unlink(missing_ok=True)
-    targets = [session] if session else _running_filtered(engine, store)
+    targets = [session] if session else _running_filtered(ctx, store)
     updated = []
     for target in targets:
         try:
-            if _refresh(engine, target, store):
+            if _refresh(ctx, target, store):
                 updated.append(target)
         except CageError:
             continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import (
     bindmounts,
@@ -58,6 +58,9 @@ from claude_cage.operations.keys import API_KEY_SECRET, read_start_credential
 from claude_cage.operations.owned import check_claimable
 from claude_cage.record import RECORDED, SessionRecord
 
+if TYPE_CHECKING:
+    from claude_cage.context import Context
+
 PLACEMENT_LOCK = ".placement"
 
 
@@ -104,6 +107,7 @@ class StartResult:
 
 
 def _start_running(
+    ctx: Context,
     engine: EngineAPI,
     cfg: config_mod.Config,
     store: metadata.SessionStore,
@@ -127,7 +131,7 @@ def _start_running(
     repaired = []
     if companion_ops.needs_restart(engine, name, meta):
         keep_recorded(cfg, meta)  # the companion it was started with: upstream, network
-        companion_ops.restart(engine, cfg, store, meta)
+        companion_ops.restart(ctx, engine, cfg, meta)
         repaired.append("companion")
     fixed, dead = bridges.repair(engine, name, info)
     repaired += fixed
@@ -157,14 +161,15 @@ def _start_running(
 
 
 def _choose_engine(
+    ctx: Context,
     options: StartOptions,
     cfg: config_mod.Config,
-    store: metadata.SessionStore,
     name: str,
     placing: contextlib.ExitStack,
 ) -> EngineAPI:
     """The engine the session runs on: the one it records, else --engine or
     default_engine; `auto` places it, holding `placing` until the caller lets go."""
+    store = ctx.store
     previous_engine = _recorded_engine(store, name)
     wanted = fleet.canonical(options.engine or cfg["default_engine"])
     if previous_engine is not None:
@@ -174,7 +179,7 @@ def _choose_engine(
         # container, so two of them never both take an engine's last place.
         placing.enter_context(store.lock(PLACEMENT_LOCK))
         wanted = fleet.place(cfg["engines"], int(cfg["max_sessions"]), cfg["engine_timeout"])
-    return fleet.engine_named(wanted)
+    return ctx.engine_named(wanted)
 
 
 def _final_record(
@@ -236,7 +241,7 @@ def _save_starting(
 
 
 def _credentials(
-    store: metadata.SessionStore,
+    ctx: Context,
     req: policy.SessionRequest,
     given: Secret | None,
     restarted: bool,
@@ -246,7 +251,7 @@ def _credentials(
     name = req.name
     key, creds = None, list[Secret]()
     if req.network == Network.FILTERED:
-        creds = secret_store.effective(name, given)
+        creds = secret_store.effective(ctx.store, name, given)
         if given is not None:
             secret_store.check_allowed(
                 list(given.hosts),
@@ -257,7 +262,7 @@ def _credentials(
     elif given is not None:
         key = given.value
     elif restarted and req.credential == Credential.API_KEY_FILE:
-        key = store.read_secret(name, API_KEY_SECRET)
+        key = ctx.store.read_secret(name, API_KEY_SECRET)
     api_key = given is not None or (restarted and req.credential == Credential.API_KEY_FILE)
     return policy.resolve(req, creds, api_key), key, creds
 
@@ -315,17 +320,16 @@ def _refuse_unfinished_clone(store: metadata.SessionStore, name: str) -> None:
 
 
 @operation("start")
-def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult:
-    cfg, flags = load_settings(options)
+def start(ctx: Context, options: StartOptions) -> StartResult:
+    cfg, flags = load_settings(ctx, options)
     name = names.check_name(options.name) if options.name is not None else names.generate_name()
     given = read_start_credential(options.api_key_file, setting(cfg, flags, "network"))
     req = build_request(cfg, flags, options, name)
     repo = clone_request(options, name, req)
-    store = metadata.SessionStore()
+    store = ctx.store
     warnings = []
     placing = contextlib.ExitStack()  # --engine auto: held until the session counts
-    if engine is None:
-        engine = _choose_engine(options, cfg, store, name, placing)
+    engine = _choose_engine(ctx, options, cfg, name, placing)
     if not engine.endpoint.is_local:
         check_remote(req, engine.endpoint.label)
         remote_limits(cfg, flags, req, engine.info())
@@ -349,7 +353,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         check_claimable(names.companion_name(name), engine.inspect(names.companion_name(name)))
         _refuse_unfinished_clone(store, name)
         if info is not None and info["State"]["Running"]:
-            return _start_running(engine, cfg, store, name, info, warnings)
+            return _start_running(ctx, engine, cfg, store, name, info, warnings)
         previous = store.load(name)
         restarted = previous is not None
         if previous is not None:
@@ -367,7 +371,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         sizes = (cfg["workspace_size"], cfg["data_size"], cfg["socket_size"])
         if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
             warnings.append(quota.UNBOUNDED_HINT)
-        req, key, creds = _credentials(store, req, given, restarted)
+        req, key, creds = _credentials(ctx, req, given, restarted)
         if not restarted and not engine.endpoint.is_local:
             warnings.append(
                 f"volume size limits apply on the local engine only: the volumes on "
@@ -399,7 +403,7 @@ def start(options: StartOptions, engine: EngineAPI | None = None) -> StartResult
         top = str(repo.top) if repo is not None else ""
         starting = None if restarted else _save_starting(store, req, cfg, engine, top)
         made: list[str] = []
-        bringing = Bringing(engine, cfg, store, req, info, restarted, placing, desktop_plan)
+        bringing = Bringing(ctx, engine, cfg, store, req, info, restarted, placing, desktop_plan)
         try:
             made, desktop_plan = bringing.up(key, creds, snap)
             if given is not None and req.network == Network.FILTERED:

@@ -6,10 +6,9 @@ import contextlib
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import audit, labels, metadata, names, quota
-from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, SessionNotFound
 from claude_cage.kinds import Status
@@ -17,6 +16,9 @@ from claude_cage.operations import checkpoint, operation, unfetched
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 
 @dataclass
@@ -86,9 +88,9 @@ def _existing_session(
 
 
 @operation("stop")
-def stop(name: str, engine: EngineAPI | None = None) -> StopResult:
-    engine = engine or fleet.for_session(name)
-    store = metadata.SessionStore()
+def stop(ctx: Context, name: str) -> StopResult:
+    engine = ctx.engine_for(name)
+    store = ctx.store
     with _existing_session(name, engine, store) as (meta, info):
         was_running = info is not None and bool(info["State"].get("Running"))
         if info is not None:
@@ -108,7 +110,9 @@ def stop(name: str, engine: EngineAPI | None = None) -> StopResult:
     return StopResult(name, was_running=was_running)
 
 
-def _nothing_to_lose(engine: EngineAPI, name: str, meta: SessionRecord | None) -> None:
+def _nothing_to_lose(
+    ctx: Context, engine: EngineAPI, name: str, meta: SessionRecord | None
+) -> None:
     """Refuse (exit 1) to remove a clone whose work is not in the host's cage/NAME, or
     that cannot be checked: the work would be gone for good."""
     hint = f"run 'claude-cage fetch {name}' first, or destroy with --discard"
@@ -123,7 +127,7 @@ def _nothing_to_lose(engine: EngineAPI, name: str, meta: SessionRecord | None) -
     if not unfetched.is_clone(meta):
         return
     try:
-        lost = unfetched.find(engine, name, meta)
+        lost = unfetched.find(ctx, engine, name, meta)
     except unfetched.Unknown as exc:
         raise CageError(f"{exc.message}; destroying could lose its work", hint) from None
     if lost:
@@ -133,13 +137,11 @@ def _nothing_to_lose(engine: EngineAPI, name: str, meta: SessionRecord | None) -
 
 
 @operation("destroy")
-def destroy(
-    name: str, force: bool = False, discard: bool = False, engine: EngineAPI | None = None
-) -> DestroyResult:
+def destroy(ctx: Context, name: str, force: bool = False, discard: bool = False) -> DestroyResult:
     """Remove the session. A running one only with force; a clone-mode one whose work
     is not fetched (or cannot be checked) only with discard."""
-    engine = engine or fleet.for_session(name)
-    store = metadata.SessionStore()
+    engine = ctx.engine_for(name)
+    store = ctx.store
     with _existing_session(name, engine, store) as (meta, info):
         if info is not None and info["State"]["Running"] and not force:
             raise BadInput(
@@ -147,8 +149,8 @@ def destroy(
                 f"stop it first ('claude-cage stop {name}'), or use --force",
             )
         if not discard:
-            _nothing_to_lose(engine, name, meta)
-        companion_ops.drain_audit(engine, name)
+            _nothing_to_lose(ctx, engine, name, meta)
+        companion_ops.drain_audit(ctx, engine, name)
         removed = _remove_everything(engine, name)
         checkpoint("destroy:before-metadata")
         store.remove(name)

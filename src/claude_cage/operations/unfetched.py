@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from claude_cage import hostgit, names, workdir
 from claude_cage.engine.api import EngineAPI
@@ -25,6 +26,9 @@ from claude_cage.errors import CageError
 from claude_cage.operations import answer
 from claude_cage.operations.clone import WORK_TIP, reader, work_env
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 ANSWER_CAP = 1 << 20  # bytes, stdout and stderr together; the answer is a few lines
 TIME_LIMIT = 120  # seconds: `git add -A` hashes what changed, as `fetch` does
@@ -88,7 +92,7 @@ def is_clone(meta: SessionRecord | None) -> bool:
     return meta is not None and bool(meta.repo_name and meta.base)
 
 
-def find(engine: EngineAPI, name: str, meta: SessionRecord) -> Unfetched | None:
+def find(ctx: Context, engine: EngineAPI, name: str, meta: SessionRecord) -> Unfetched | None:
     """The session's work the host's branch lacks; None when the clone is gone (its
     volume removed: nothing is left to lose). Raises Unknown when it cannot tell."""
     assert meta.repo_name and meta.base
@@ -101,7 +105,7 @@ def find(engine: EngineAPI, name: str, meta: SessionRecord) -> Unfetched | None:
     target = workdir.clone_target(meta.repo_name)
     args = [target, meta.base, name, meta.start or meta.base, *known]
     try:
-        with reader(engine, name, meta) as container:
+        with reader(ctx, engine, name, meta) as container:
             command = [*work_env(meta), f"LISTED={LISTED}", "/bin/sh", "-c", CHECK, "check", *args]
             out = _ask(engine, container, command)
     except CageError as exc:  # Unknown too: the message names the session

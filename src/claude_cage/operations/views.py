@@ -7,18 +7,20 @@ metadata records intent and history, and follows the engine when they disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import labels, metadata, names, record
 from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
-from claude_cage.engine.client import Engine
 from claude_cage.errors import BadInput, CageError, OutOfMemory, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
 from claude_cage.operations import usersetup
 from claude_cage.operations.adoption import SESSION, ownership
 from claude_cage.operations.owned import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 CREDENTIALS = {
     Credential.API_KEY_PROXY: "api-key via proxy (the key never enters the session)",
@@ -136,21 +138,21 @@ class Survey:
     engines: list[dict[str, Any]] = field(default_factory=list)  # name, reachable, error
 
 
-def survey(engine: EngineAPI | None = None) -> Survey:
+def survey(ctx: Context, only: str | None = None) -> Survey:
     """Every session of this data directory, on `engine` alone or on every watched one.
 
     Over several engines, the configured ones are asked before the records are read, so
     a slow engine's answer (SSH) is under way while the rest of the work is done.
     """
-    store = metadata.SessionStore()
-    if engine is not None:
+    store = ctx.store
+    if only is not None:  # one engine, with the same bound `list` gives each
+        timeout = float(ctx.config["engine_timeout"])
+        engine = ctx.engine_named(only, timeout, "engine_timeout")
         asked = [engine.endpoint.name]
         answers: dict[str, Any] = {engine.endpoint.name: owned_containers(engine)}
         metas, damaged = store.load_scan()
     else:
-        from claude_cage import config as config_mod  # start-up: PyYAML, 10-20 ms
-
-        cfg = config_mod.load()  # a bad key keeps its default here; `start` reports it
+        cfg = ctx.config  # a bad key keeps its default here; `start` reports it
         asking = fleet.Asking(owned_containers, float(cfg["engine_timeout"]))
         if fleet.configured(cfg["engines"]) != [""]:
             for name in fleet.configured(cfg["engines"]):
@@ -158,7 +160,7 @@ def survey(engine: EngineAPI | None = None) -> Survey:
         metas, damaged = store.load_scan()  # a damaged record hides no other
         asked = fleet.watched(cfg["engines"], [m.engine for m in metas.values() if m.engine])
         if asked == [""]:  # the local engine alone: its errors are the command's
-            local = Engine(timeout=float(cfg["engine_timeout"]), setting="engine_timeout")
+            local = ctx.engine_named("", float(cfg["engine_timeout"]), "engine_timeout")
             answers = {"": owned_containers(local)}
         else:
             for name in asked:
@@ -192,12 +194,12 @@ def survey(engine: EngineAPI | None = None) -> Survey:
     return result
 
 
-def list_sessions(engine: EngineAPI | None = None) -> list[dict[str, Any]]:
-    return survey(engine).sessions
+def list_sessions(ctx: Context) -> list[dict[str, Any]]:
+    return survey(ctx).sessions
 
 
-def most_recent_running(engine: EngineAPI | None = None) -> str:
-    running = [s for s in list_sessions(engine) if s["status"] == "running"]
+def most_recent_running(ctx: Context) -> str:
+    running = [s for s in list_sessions(ctx) if s["status"] == "running"]
     if not running:
         raise BadInput("no session is running", "start one with 'claude-cage start'")
     return str(max(running, key=lambda s: s["created"])["name"])
@@ -271,15 +273,14 @@ def _companion(
     return found
 
 
-def _egress_counts(name: str) -> dict[str, int]:
+def _egress_counts(ctx: Context, name: str) -> dict[str, int]:
     """What the audit counted in the current companion's log (never reads the log
     itself, so it costs the same however much the session sent)."""
     # start-up: the event log (SQLite) and its follower; only `status` counts egress
     from claude_cage import audit
-    from claude_cage.operations import event_log
 
     audit.ensure_follower()
-    here = audit.place(event_log(), name)
+    here = audit.place(ctx.events, name)
     return {
         "requests": here.requests,
         "blocked": here.refused,
@@ -295,11 +296,11 @@ def settings_of(meta: SessionRecord) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value not in (None, "", [])}
 
 
-def status(name: str, engine: EngineAPI | None = None, live: bool = True) -> dict[str, Any]:
+def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
     from claude_cage import sandbox  # start-up time: `list` never verifies
 
-    engine = engine or fleet.for_session(name)
-    store = metadata.SessionStore()
+    engine = ctx.engine_for(name)
+    store = ctx.store
     damaged = None
     try:
         meta = store.load(name)
@@ -318,7 +319,7 @@ def status(name: str, engine: EngineAPI | None = None, live: bool = True) -> dic
         entry["status"] = _unfinished(store, meta, entry["status"])
         entry["allowed_hosts"] = list(meta.allowed_hosts)
         if meta.network == Network.FILTERED and info is not None:
-            entry["egress"] = _egress_counts(name)
+            entry["egress"] = _egress_counts(ctx, name)
         entry["credential"] = meta.credential.value
         entry["mounts"] = [m.to_text() for m in meta.mounts]
         entry["settings"] = settings_of(meta)
