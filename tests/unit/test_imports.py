@@ -169,3 +169,86 @@ def test_no_module_of_ours_shadows_a_library_or_the_standard_library() -> None:
 
 def test_the_shadow_check_can_fail() -> None:
     assert _shadowed({"secrets", "requests", "hostgit"}) >= {"secrets"}
+
+
+# --- one context per command ------------------------------------------------------------
+
+# What only context.py makes: module -> the names in it that build or load one.
+MADE_BY_CONTEXT = {
+    "claude_cage.metadata": {"SessionStore"},
+    "claude_cage.engine.client": {"Engine"},
+    "claude_cage.engine.fleet": {"engine_named", "for_session"},
+    "claude_cage.config": {"load"},
+}
+
+
+def makes_its_own(path: Path) -> list[str]:
+    """The calls in `path` that build a SessionStore or an Engine, or load the
+    configuration, however the module or the name was imported ("file:line: call")."""
+    tree = ast.parse(path.read_text())
+    modules: dict[str, str] = {}  # local name -> one of MADE_BY_CONTEXT's modules
+    names: set[str] = set()  # local names of the makers themselves
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in MADE_BY_CONTEXT and alias.asname:
+                    modules[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if full in MADE_BY_CONTEXT:
+                    modules[alias.asname or alias.name] = full
+                elif alias.name in MADE_BY_CONTEXT.get(node.module, set()):
+                    names.add(alias.asname or alias.name)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        made = isinstance(func, ast.Name) and func.id in names
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            module = modules.get(func.value.id)
+            made = module is not None and func.attr in MADE_BY_CONTEXT[module]
+        if made:
+            found.append(f"{path.name}:{node.lineno}: {ast.unparse(func)}(...)")
+    return found
+
+
+def test_operations_and_commands_take_their_store_config_and_engines_from_the_context() -> None:
+    # One Context per command (context.py) holds them, so every part of a command
+    # shares one store, one configuration and one engine per endpoint, and a test
+    # hands an operation its fakes instead of patching module globals.
+    checked = [p for p in MODULES.values() if p.parent.name in ("operations", "cli")]
+    assert len(checked) > 30
+    found = [line for path in sorted(checked) for line in makes_its_own(path)]
+    assert found == [], "\n".join(found)
+
+
+def test_the_context_check_can_fail(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "from claude_cage import metadata\n"
+        "from claude_cage import config as config_mod\n"
+        "from claude_cage.engine import fleet\n"
+        "from claude_cage.engine.client import Engine as E\n"
+        "def op(ctx):\n"
+        "    store = metadata.SessionStore()\n"
+        "    cfg = config_mod.load()\n"
+        "    engine = fleet.for_session('web') or E()\n"
+        "    return ctx.store, ctx.config, ctx.engine_for('web'), metadata.now_iso()\n"
+    )
+    found = [line.split(": ", 1)[1] for line in makes_its_own(sample)]
+    assert found == [
+        "metadata.SessionStore(...)",
+        "config_mod.load(...)",
+        "fleet.for_session(...)",
+        "E(...)",
+    ]
+
+
+def test_the_audit_imports_nothing_from_the_operations() -> None:
+    # audit.py sits below the operations (they drain and read it): it is handed the
+    # event log and the engine, and never reaches up for them.
+    assert {
+        m for m in imports("claude_cage.audit") if m.startswith("claude_cage.operations")
+    } == set()

@@ -205,7 +205,7 @@ def _raw_logs(name: str, follow: bool, tail: int | None) -> None:
     from claude_cage.operations.logs import raw
     from claude_cage.render import sanitize_stream
 
-    chunks = raw(name, follow=follow, tail=tail)
+    chunks = raw(command_context(), name, follow=follow, tail=tail)
     # Escaped on a terminal; a pipe or a file gets the bytes as the session wrote them.
     stream = (t.encode() for t in sanitize_stream(chunks)) if sys.stdout.isatty() else chunks
     for data in stream:

@@ -124,10 +124,9 @@ def config() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def config_show(config_file: str | None, as_json: bool) -> None:
     """Show the merged configuration and where each value comes from."""
-    from claude_cage import config as config_mod
     from claude_cage.eventlog.events import mask_uri
 
-    cfg = config_mod.load(config_file)
+    cfg = command_context().config_with(config_file)
     values = dict(cfg.values)
     if values.get("mongodb_uri"):
         values["mongodb_uri"] = mask_uri(values["mongodb_uri"])
@@ -165,10 +164,9 @@ def config_table(rows: list[tuple[str, str, str]], width: int = 80) -> str:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Extra config file.")
 def config_validate(config_file: str | None) -> None:
     """Check every config layer; name each bad key or value with its file."""
-    from claude_cage import config as config_mod
     from claude_cage.errors import BadInput
 
-    cfg = config_mod.load(config_file)
+    cfg = command_context().config_with(config_file)
     for problem in cfg.problems:
         click.echo(str(problem), err=True)
     if cfg.problems:

@@ -399,7 +399,7 @@ def check_filtered_network(ctx: Context, engine: EngineAPI) -> Check:
             f"the egress proxy answered {code or 'nothing'} for a denied host (wanted 403)",
             "claude-cage build (rebuilds the companion proxy)",
         )
-    network = str(config_mod.load()["egress_network"])
+    network = str(ctx.config["egress_network"])
     if engine.network(network) is None:
         return Check(
             "filtered network",

@@ -70,8 +70,8 @@ def _filtered_session(store: metadata.SessionStore, name: str) -> SessionRecord:
     return meta
 
 
-def _session_ports(meta: SessionRecord) -> list[int]:
-    return [int(p) for p in meta.allowed_ports or config_mod.load()["allowed_ports"]]
+def _session_ports(ctx: Context, meta: SessionRecord) -> list[int]:
+    return [int(p) for p in meta.allowed_ports or ctx.config["allowed_ports"]]
 
 
 def _check_ports(ports: list[int]) -> list[int]:
@@ -107,7 +107,7 @@ def allow(
     with store.lock(name):
         meta = _filtered_session(store, name)
         current = list(meta.allowed_hosts)
-        current_ports = _session_ports(meta)
+        current_ports = _session_ports(ctx, meta)
         if remove:
             changed = [h for h in checked if h in current]
             new = [h for h in current if h not in checked]

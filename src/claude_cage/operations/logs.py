@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from claude_cage import names
-from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import SessionNotFound
 from claude_cage.operations.owned import inspect_ours
@@ -62,7 +61,7 @@ def transcript(
         yield reader.feed(transcript_files(engine, container))
 
 
-def raw(name: str, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
+def raw(ctx: Context, name: str, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
     """The session container's own output (`logs --raw`)."""
-    engine = fleet.for_session(name)
+    engine = ctx.engine_for(name)
     yield from engine.logs(_container(engine, name), follow=follow, tail=tail)

@@ -41,7 +41,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from claude_cage import config as config_mod
 from claude_cage import interrupt, labels, metadata, names, resources
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
@@ -222,8 +221,8 @@ def _facts(
     )
 
 
-def _settings() -> tuple[float, float, float]:
-    cfg = config_mod.load()
+def _settings(ctx: Context) -> tuple[float, float, float]:
+    cfg = ctx.config
     cfg.raise_problems()
     return float(cfg["idle_timeout"]), float(cfg["memory_warn"]), float(cfg["memory_kill"])
 
@@ -231,7 +230,7 @@ def _settings() -> tuple[float, float, float]:
 def reap(ctx: Context, dry_run: bool = False) -> list[Verdict]:
     """Check every running session of this data directory; stop the idle and the
     memory-hungry ones (see the module's docstring for the rules)."""
-    idle_timeout, memory_warn, memory_kill = _settings()
+    idle_timeout, memory_warn, memory_kill = _settings(ctx)
     engine = ctx.local_engine()
     store = ctx.store
     running = sorted(

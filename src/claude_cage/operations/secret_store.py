@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from claude_cage import config as config_mod
 from claude_cage import credentials, managed, metadata, names, paths
 from claude_cage.credentials import Secret
 from claude_cage.engine.api import EngineAPI
@@ -183,12 +182,12 @@ def hand_over(engine: EngineAPI, session: str, creds: list[Secret]) -> None:
         )
 
 
-def _rewrite_claude_settings(store: metadata.SessionStore, session: str, kind: str) -> None:
+def _rewrite_claude_settings(ctx: Context, session: str, kind: str) -> None:
     """The managed settings directory is bound into the session: a rewrite on the host
     shows inside at once, for the next Claude Code that starts there."""
-    directory = store.dir(session) / "claude-code"
+    directory = ctx.store.dir(session) / "claude-code"
     if directory.is_dir():
-        operator = config_mod.load()["claude_managed_settings"]
+        operator = ctx.config["claude_managed_settings"]
         managed.write(directory, managed.compose(operator, kind))
 
 
@@ -219,7 +218,7 @@ def _refresh(ctx: Context, session: str, store: metadata.SessionStore) -> bool:
         running = bool(info and info["State"]["Running"])
         kind = push(engine, store, session, running)
         if found.credential != kind:
-            _rewrite_claude_settings(store, session, kind)
+            _rewrite_claude_settings(ctx, session, kind)
             store.save(dataclasses.replace(found, credential=kind))
         return running
 
