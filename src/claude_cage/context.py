@@ -50,14 +50,14 @@ class Context:
         self._events = events
         self._engines: dict[tuple[str, str, float | None], EngineAPI] = {}
         self.data_dir = paths.data_dir()
-        self.store = metadata.SessionStore(self.data_dir / "sessions")
+        self.store = metadata.SessionStore(paths.sessions_dir())
 
     @property
     def config(self) -> Config:
         """The configuration (defaults, files, CAGE_* from this environment), loaded on
         first use; a broken file raises here, as `config.load` does."""
         if self._config is None:
-            from claude_cage import config  # start-up: PyYAML, 10-20 ms; `list` needs none
+            from claude_cage import config  # start-up: PyYAML, 10-20 ms, for those that read it
 
             self._config = config.load(environ=self.environ)
         return self._config

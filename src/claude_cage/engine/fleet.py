@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from claude_cage import labels, metadata
+from claude_cage import labels
 from claude_cage.engine import endpoints
 from claude_cage.engine.api import EngineAPI
 from claude_cage.engine.client import Engine
@@ -39,17 +39,6 @@ def engine_named(
 ) -> Engine:
     """An engine by name; each call waits `timeout` (default: engine_call_timeout)."""
     return Engine(endpoints.resolve(canonical(name)), timeout, setting)
-
-
-def for_session(name: str, store: metadata.SessionStore | None = None) -> Engine:
-    """The engine a session lives on (the local one when it records none, or has no
-    record at all: an orphan found on the local engine)."""
-    store = store or metadata.SessionStore()
-    try:
-        session = store.load(name)
-    except CageError:
-        session = None
-    return engine_named(session.engine if session is not None else "")
 
 
 def docker_cli_args(endpoint: endpoints.Endpoint) -> list[str]:
