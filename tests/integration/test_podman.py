@@ -125,6 +125,9 @@ def test_list_shows_docker_and_podman_sessions_at_once(on_podman: Cage, podman_u
     listed = {s["name"]: s for s in cage("list", "--json").json()["sessions"]}
     assert listed[on_docker]["status"] == listed[on_pod]["status"] == "running", listed
     assert listed[on_pod]["engine"] == podman_url and listed[on_docker]["engine"] != podman_url
+    doctor = cage("doctor", "--json", "--no-probe").json()
+    [found] = [c for c in doctor["checks"] if c["check"] == "podman"]
+    assert found["status"] == "ok" and podman_url in found["detail"], found
     for name in (on_docker, on_pod):
         assert cage("destroy", name, "--force").code == 0
     assert podman_owned(cage.owner()) == []

@@ -80,3 +80,51 @@ def test_a_capability_left_in_the_bounding_set_is_not_called_all_dropped() -> No
     compat = {"HostConfig": {"CapDrop": ["CHOWN"], "CapAdd": []}}
     host = podman.inspect(compat, {"BoundingCaps": ["CAP_NET_RAW"]})["HostConfig"]
     assert host["CapDrop"] == ["CHOWN"]
+
+
+class _Refusing:
+    def ping(self) -> dict:
+        from claude_cage.errors import EngineUnavailable
+
+        raise EngineUnavailable("no answer", "start it")
+
+
+def _doctor_podman(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: object, *, sock: bool, binary: bool
+):
+    from claude_cage.context import Context
+    from claude_cage.operations import doctor
+
+    rootful = tmp_path / "podman.sock"
+    if sock:
+        rootful.touch()
+    monkeypatch.setattr(podman, "ROOTFUL_SOCKET", str(rootful))
+    monkeypatch.setattr(podman, "installed", lambda: binary)
+    return doctor.check_podman(Context(engine=engine, environ={}))  # type: ignore[arg-type]
+
+
+def test_doctor_names_a_podman_that_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Answering:
+        def ping(self) -> dict:
+            return {"Components": [{"Name": "Podman Engine"}]}
+
+    found = _doctor_podman(tmp_path, monkeypatch, Answering(), sock=True, binary=True)
+    assert found is not None and found.status == "ok"
+    assert f"--engine unix://{tmp_path}/podman.sock" in found.detail
+
+
+def test_doctor_says_how_to_start_a_silent_podman(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for sock in (True, False):
+        found = _doctor_podman(tmp_path, monkeypatch, _Refusing(), sock=sock, binary=True)
+        assert found is not None and found.status == "warn", found
+        assert found.fix is not None and "podman system service" in found.fix
+
+
+def test_doctor_says_nothing_of_podman_where_there_is_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _doctor_podman(tmp_path, monkeypatch, _Refusing(), sock=False, binary=False) is None

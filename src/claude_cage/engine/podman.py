@@ -26,12 +26,35 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from claude_cage import paths
 from claude_cage.engine.endpoints import Endpoint
 from claude_cage.errors import BadInput
+
+ROOTFUL_SOCKET = "/run/podman/podman.sock"
+START_HINT = (
+    f"start its service: podman system service --time=0 unix://{ROOTFUL_SOCKET} & "
+    "(or systemctl enable --now podman.socket; rootless: systemctl --user enable --now "
+    "podman.socket), then use --engine unix://SOCKET"
+)
+
+
+def local_sockets(environ: Mapping[str, str]) -> list[str]:
+    """Where a Podman on this machine serves its compatible API: the rootful socket and
+    the user's own (rootless) one, as engine URLs, present or not."""
+    found = [f"unix://{ROOTFUL_SOCKET}"]
+    runtime = environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        found.append(f"unix://{runtime}/podman/podman.sock")
+    return found
+
+
+def installed() -> bool:
+    return shutil.which("podman") is not None
 
 
 def profile_path(profile: str) -> Path:

@@ -17,6 +17,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -30,7 +31,7 @@ from claude_cage import (
     runtimes,
 )
 from claude_cage import config as config_mod
-from claude_cage.engine import fleet
+from claude_cage.engine import fleet, podman
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import (
     CageError,
@@ -271,6 +272,23 @@ def check_disk(info: dict[str, Any]) -> Check:
     return Check("disk", OK, text)
 
 
+def check_podman(ctx: Context) -> Check | None:
+    """A Podman on this machine: the socket that answers, or how to start its service.
+    Nothing when neither podman nor a socket is there."""
+    sockets = [url for url in podman.local_sockets(ctx.environ) if Path(url[7:]).exists()]
+    for url in sockets:
+        try:
+            ctx.engine_named(url, timeout=5).ping()
+        except CageError:
+            continue
+        return Check("podman", OK, f"Podman answers at {url}: use --engine {url}")
+    if sockets or podman.installed():
+        where = ", ".join(sockets) or "no socket"
+        return Check("podman", WARN, f"podman is installed; its API does not answer ({where})",
+                     podman.START_HINT)  # fmt: skip
+    return None
+
+
 def check_data_dir() -> Check:
     """The data directory takes a write: every state change records there."""
     where = paths.data_dir()
@@ -455,6 +473,9 @@ def run(ctx: Context, probe: bool = True) -> Report:
     checks.append(check_data_dir())
     checks.append(check_config(cfg))
     checks += check_far_engines(cfg)
+    podman_check = check_podman(ctx)
+    if podman_check is not None:
+        checks.append(podman_check)
     checks += check_session_mounts(ctx)
     mongo = check_mongodb(cfg)
     if mongo is not None:
