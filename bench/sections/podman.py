@@ -48,9 +48,10 @@ def run(ctx) -> SectionResult:
         def one() -> float:
             name = f"{ctx.ws.prefix}{tool}{next(counter)}"
             argv = [tool, "run", "-d", "--name", name, "--label", ctx.ws.label, *LIMITS]
-            took = timed([*argv, "--entrypoint", "sleep", IMAGE, "infinity"])
-            subprocess.run([tool, "rm", "-f", "-t", "0", name], capture_output=True)
-            return took
+            try:
+                return timed([*argv, "--entrypoint", "sleep", IMAGE, "infinity"])
+            finally:  # also when it failed: a created container stays until removed
+                subprocess.run([tool, "rm", "-f", "-t", "0", name], capture_output=True)
 
         return one
 

@@ -131,3 +131,14 @@ def test_list_shows_docker_and_podman_sessions_at_once(on_podman: Cage, podman_u
     for name in (on_docker, on_pod):
         assert cage("destroy", name, "--force").code == 0
     assert podman_owned(cage.owner()) == []
+
+
+def test_gvisor_on_podman_is_refused_and_nothing_is_left(on_podman: Cage, podman_url: str) -> None:
+    cage = on_podman
+    name = cage.name("pg")
+    refused = cage("start", name, "-d", "--runtime", "runsc", "--engine", podman_url)
+    assert refused.code == 2, refused.output
+    assert "error: runtime 'runsc' on Podman" in refused.stderr
+    assert "Traceback" not in refused.output
+    assert podman_owned(cage.owner()) == []
+    assert not (cage.data_dir / "sessions" / name).exists()

@@ -128,3 +128,9 @@ def test_doctor_says_nothing_of_podman_where_there_is_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert _doctor_podman(tmp_path, monkeypatch, _Refusing(), sock=False, binary=False) is None
+
+
+def test_gvisor_is_refused_rather_than_started_on_runc() -> None:
+    with pytest.raises(BadInput, match="runtime 'runsc' on Podman"):
+        podman.create_body(body(Runtime="runsc"), LOCAL)
+    assert podman.create_body(body(Runtime="runc"), LOCAL)["HostConfig"]["Runtime"] == "runc"

@@ -7,6 +7,9 @@ Differences handled here:
   the profile's text (Docker takes the text). The profile is written once, by content,
   to a file the local engine reads; a remote Podman would need the file on its own host,
   so it is refused with a line saying so.
+* The runtime: Podman 4.3's compatible create ignores `HostConfig.Runtime` (the
+  container runs on Podman's default, and `status` would say so), so a session that
+  asks for gVisor is refused on Podman rather than started on runc.
 * A tmpfs's `uid=`/`gid=` options are unknown to Podman; its `U` option chowns the
   tmpfs to the container's user, which is what they say here (checked). And Podman
   copies the image's files into a tmpfs (`tmpcopyup`) where Docker mounts it empty:
@@ -73,6 +76,12 @@ def profile_path(profile: str) -> Path:
 def create_body(body: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
     """Docker's create request, as Podman's compatible API needs it."""
     host = dict(body["HostConfig"])
+    if host.get("Runtime") not in (None, "", "runc"):
+        raise BadInput(
+            f"runtime '{host['Runtime']}' on Podman: its Docker-compatible API starts every "
+            "container on Podman's default runtime",
+            "use --runtime runc on Podman, or a Docker engine with runsc registered",
+        )
     options = []
     for option in host.get("SecurityOpt") or []:
         if option.startswith("seccomp=") and option != "seccomp=unconfined":
