@@ -135,6 +135,9 @@ DEFAULTS: dict[str, Any] = {
     # The event log's bounds: past either, the oldest events are pruned (eventlog/prune.py).
     "events_max_size": "64m",
     "events_max_age": 90,  # days
+    # The flight recorder's archives of destroyed sessions (operations/history.py) are
+    # kept this many days (0: for ever); gc and every destroy prune the older ones.
+    "history_days": 30,
     # A JSON file of Claude Code managed settings (the operator's policy), delivered
     # read-only into every session at /etc/claude-code/managed-settings.json.
     "claude_managed_settings": None,
@@ -197,6 +200,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "mongodb_db": text,
     "events_max_size": size_at_least("256k"),
     "events_max_age": number(int, 1, 36_500),
+    "history_days": number(int, 0, 36_500),
     "claude_managed_settings": optional_text,
     "claude_config": path_or_off,
     "engines": lambda value: engine_list(value),

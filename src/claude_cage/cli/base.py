@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("workspace", "Create or update the branch cage/NAME in your repository; "
               "nothing else changes."),
     "gc": ("upkeep", "Remove what crashed and ephemeral sessions left behind."),
+    "history": ("history", "List destroyed sessions kept by the flight recorder."),
     "key": ("egress", "Manage a session's Anthropic API key."),
     "list": ("sessions", "List sessions, running and stopped."),
     "log": ("events", "Add an event: log TYPE KEY [JSON] "

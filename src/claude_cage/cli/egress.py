@@ -127,6 +127,10 @@ def egress(
 
     log = read_log(command_context(), name, None if everything else tail)
     requests = [r for r in log.requests if r.refused or not blocked]
+    if log.destroyed:
+        follow = False  # nothing more will come
+        if not as_json:
+            note(f"session {name} was destroyed at {log.destroyed}: read from its archive")
     if as_json and not follow:
         print_json(
             {
@@ -134,6 +138,7 @@ def egress(
                 "requests": [r.to_json() for r in requests],
                 "more": log.more,
                 "dropped": log.dropped,
+                "destroyed": log.destroyed,
             },
             compact=len(requests) > 100,
         )

@@ -45,7 +45,7 @@ def _line(event: dict[str, Any]) -> tuple[str, str, str, str, str]:
     )
 
 
-@cli.command(context_settings=CONTEXT)
+@cli.group(context_settings=CONTEXT, invoke_without_command=True)
 @click.option("--session", help="Only this session's events.")
 @click.option("--type", "type_", help="Only events of this type (session, egress, ...).")
 @click.option("--since", help="Only events since WHEN: 10m, 2h, 1d or an ISO time.")
@@ -59,7 +59,9 @@ def _line(event: dict[str, Any]) -> tuple[str, str, str, str, str]:
     is_flag=True,
     help="Show the sink, the pending count and the last error.",
 )
+@click.pass_context
 def events(
+    ctx: click.Context,
     session: str | None,
     type_: str | None,
     since: str | None,
@@ -72,8 +74,10 @@ def events(
     """Read the event log: every operation claude-cage ran, and every blocked request.
 
     Events live in SQLite in the data directory, and are mirrored to MongoDB when
-    mongodb_uri (or MONGODB_URI) is set.
+    mongodb_uri (or MONGODB_URI) is set. 'events export' writes them for a SIEM.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     log = command_context().events  # opened here: `--help` and `list` need no event log
     if do_sync:
         sent = log.sync()
@@ -103,6 +107,35 @@ def events(
         print_json({"events": found})
     else:
         click.echo(table([_line(e) for e in found], ("TIME", "TYPE", "KEY", "STATUS", "VALUE")))
+
+
+@events.command("export", context_settings=CONTEXT)
+@click.option("--session", help="Only this session's records (live or destroyed).")
+@click.option("--since", help="Only records since WHEN: 10m, 2h, 1d or an ISO time.")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["jsonl", "otlp"]),
+    required=True,
+    help="JSON lines, or OpenTelemetry logs in OTLP JSON (one ExportLogsServiceRequest).",
+)
+@click.option("--transcripts", is_flag=True, help="Also Claude Code's transcript turns.")
+def export(session: str | None, since: str | None, format_: str, transcripts: bool) -> None:
+    """Write the events (and transcript turns) for a SIEM or a tracing backend.
+
+    Destroyed sessions are read from their archives (see history). Secrets are masked,
+    as everywhere else.
+    """
+    from claude_cage.operations.export import collect, to_otlp
+
+    records = collect(
+        command_context(), session, parse_since(since) if since else None, transcripts
+    )
+    if format_ == "otlp":
+        click.echo(json.dumps(to_otlp(records), separators=(",", ":")))
+        return
+    for record in records:
+        click.echo(json.dumps(record.to_json(), separators=(",", ":")))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -154,9 +154,10 @@ def logs(name: str | None, follow: bool, tail: int | None, as_json: bool, raw: b
     """Show what the agent did: prompts, tool calls, results, answers (default: most recent).
 
     Read from Claude Code's own transcripts in the session's data volume, for running and
-    stopped sessions. --raw shows the container's output instead; on a terminal its
-    control characters are shown escaped (\\x1b...), so what a session writes cannot set
-    your terminal's title or clipboard, clear it, or forge lines.
+    stopped sessions, and from the archive a destroyed session left (see history). --raw
+    shows the container's output instead; on a terminal its control characters are shown
+    escaped (\\x1b...), so what a session writes cannot set your terminal's title or
+    clipboard, clear it, or forge lines.
     """
     from claude_cage.errors import BadInput
 
@@ -175,7 +176,7 @@ def logs(name: str | None, follow: bool, tail: int | None, as_json: bool, raw: b
 def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> None:
     import shutil
 
-    from claude_cage.operations.logs import transcript
+    from claude_cage.operations.logs import read_transcript
     from claude_cage.transcript import Renderer, last_lines
     from claude_cage.transcript import as_json as event_json
 
@@ -184,7 +185,10 @@ def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> Non
     # --tail counts the lines shown: the JSON lines are the events, but many events
     # (hooks, snapshots, thinking) show nothing, so the rendered text is cut instead.
     first = True
-    for batch in transcript(command_context(), name, follow=follow, tail=tail if as_json else None):
+    found = read_transcript(command_context(), name, follow=follow, tail=tail if as_json else None)
+    if found.destroyed:
+        note(f"session {name} was destroyed at {found.destroyed}: read from its archive")
+    for batch in found.batches:
         lines: Iterable[str]
         if as_json:
             lines = (event_json(e) for e in batch)

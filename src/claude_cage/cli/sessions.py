@@ -210,21 +210,26 @@ def stop(name: str | None, stop_all: bool, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--force", "-f", is_flag=True, help="Destroy even if it is running.")
 @click.option("--discard", is_flag=True, help="Destroy even if its clone holds work not fetched.")
+@click.option(
+    "--purge", is_flag=True, help="Keep no archive of its transcripts, egress and events."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def destroy(name: str, force: bool, discard: bool, as_json: bool) -> None:
+def destroy(name: str, force: bool, discard: bool, purge: bool, as_json: bool) -> None:
     """Remove a session: its containers, volumes and metadata.
 
     A clone-mode session whose work is not in cage/NAME yet (commits or uncommitted
-    changes) is kept unless --discard; --force is about a running session only.
+    changes) is kept unless --discard; --force is about a running session only. Its
+    transcripts, egress log and events are archived first (see history), unless --purge.
     """
     from claude_cage.operations.teardown import destroy as destroy_op
 
-    result = destroy_op(command_context(), name, force=force, discard=discard)
+    result = destroy_op(command_context(), name, force=force, discard=discard, purge=purge)
     if as_json:
-        print_json({"name": result.name, "removed": result.removed})
+        print_json({"name": result.name, "removed": result.removed, "archive": result.archive})
     else:
         click.echo(result.name)
-        note(f"session {result.name} destroyed")
+        kept = f"; archived in {result.archive}" if result.archive else ""
+        note(f"session {result.name} destroyed{kept}")
 
 
 # --- list, status ---------------------------------------------------------------------

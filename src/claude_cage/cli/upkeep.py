@@ -91,7 +91,7 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
                 err=True,
             )
     if not dry_run and not as_json:  # each item is named before anything is touched
-        for item in plan.leftovers + (plan.stale if remove_stale else []):
+        for item in plan.leftovers + (plan.stale if remove_stale else []) + plan.archives:
             verb = "adopting" if item.kind == "session" else "removing"
             note(f"{verb} {item.kind} {item.target} ({item.reason})")
     items = gc_op(command_context(), remove_stale=remove_stale, dry_run=dry_run)

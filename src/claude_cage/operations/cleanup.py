@@ -39,7 +39,7 @@ from claude_cage import hostgit, labels, metadata, names, paths, quota
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Status
-from claude_cage.operations import record_event, unfetched
+from claude_cage.operations import history, record_event, unfetched
 from claude_cage.operations.adoption import ADOPT, ORPHAN, adopt, ownership
 from claude_cage.record import SessionRecord
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 class Leftover:
     session: str
     kind: str  # session (adopt) | container | volume | network | metadata | files | filesystem
+    # | archive (history.py)
     target: str  # container/volume/network name, or a path
     reason: str
     outcome: str = "planned"  # planned | removed | adopted | kept | busy | failed | unfetched
@@ -215,6 +216,7 @@ def _gather(engine: EngineAPI, store: metadata.SessionStore) -> dict[str, Sessio
 class GcPlan:
     leftovers: list[Leftover] = field(default_factory=list)
     stale: list[Leftover] = field(default_factory=list)  # need confirmation
+    archives: list[Leftover] = field(default_factory=list)  # older than history_days
 
     @property
     def stale_sessions(self) -> list[str]:
@@ -231,7 +233,17 @@ def plan_gc(ctx: Context) -> GcPlan:
         plan.stale += confirm
     plan.leftovers += _orphan_filesystems(engine)
     plan.leftovers += _abandoned_scratch()
+    plan.archives = _expired_archives(ctx)
     return plan
+
+
+def _expired_archives(ctx: Context) -> list[Leftover]:
+    """The flight recorder's archives past `history_days` (history.py)."""
+    days = int(ctx.config["history_days"])
+    return [
+        Leftover(a.name, "archive", str(a.path), f"destroyed more than {days} days ago")
+        for a in history.expired(days)
+    ]
 
 
 def _abandoned_scratch() -> list[Leftover]:
@@ -266,12 +278,17 @@ def gc(ctx: Context, remove_stale: bool = False, dry_run: bool = False) -> list[
     if dry_run:
         for item in plan.stale:
             item.outcome = "planned" if remove_stale else "kept"
-        return plan.leftovers + plan.stale
+        return plan.leftovers + plan.stale + plan.archives
     done: list[Leftover] = []
     for name in sorted({i.session for i in plan.leftovers + plan.stale} - {""}):
         done += _collect(ctx, engine, store, name, remove_stale)
     for item in _abandoned_scratch():  # found afresh: each named by a process gone
         _remove(engine, store, item)
+        done.append(item)
+    pruned = {str(a.path) for a in history.prune(int(ctx.config["history_days"]))}
+    for item in plan.archives:
+        gone = item.target in pruned or not os.path.exists(item.target)  # or another gc's
+        item.outcome = "removed" if gone else "failed"
         done.append(item)
     return done
 

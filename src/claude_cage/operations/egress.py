@@ -16,7 +16,7 @@ from claude_cage import audit, egress, metadata, names, presets
 from claude_cage import config as config_mod
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Network
-from claude_cage.operations import operation
+from claude_cage.operations import history, operation
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
 
@@ -56,6 +56,7 @@ class EgressLog:
     dropped: int = 0  # lines rotated out of the log before the audit filed them
     since: str = "0"  # where `follow_log` goes on from: the last line's time ...
     seen: list[int] = field(default_factory=list)  # ... and squid's numbers at that time
+    destroyed: str | None = None  # read from the archive of a destroyed session: when
 
 
 def _filtered_session(store: metadata.SessionStore, name: str) -> SessionRecord:
@@ -174,7 +175,7 @@ def read_log(ctx: Context, name: str, tail: int | None = None) -> EgressLog:
     store = ctx.store
     meta = store.load(name)
     if meta is None:
-        raise SessionNotFound(name)
+        return _archived_log(name, tail)
     if meta.network != Network.FILTERED:
         return EgressLog(name, [])
     audit.ensure_follower()
@@ -200,6 +201,21 @@ def read_log(ctx: Context, name: str, tail: int | None = None) -> EgressLog:
         dropped=here.dropped if here.container == info["Id"] else 0,
         since=audit.engine_seconds(last) if lines else "0",
         seen=seen,
+    )
+
+
+def _archived_log(name: str, tail: int | None) -> EgressLog:
+    """A destroyed session's log, from its newest archive."""
+    archived = history.latest(name)
+    if archived is None:
+        raise SessionNotFound(name)
+    lines = history.read(archived).egress.splitlines()
+    shown = lines if tail is None else lines[max(0, len(lines) - tail) :]
+    return EgressLog(
+        name,
+        egress.parse_log("\n".join(shown)),
+        more=len(shown) < len(lines),
+        destroyed=archived.as_dict()["destroyed"],
     )
 
 

@@ -1,6 +1,7 @@
 """`logs`: what the agent did, from Claude Code's transcripts in the session's data
 volume (see transcript.py), read through the engine's archive API, which works for a
-running and a stopped session alike; `logs --raw`: the container's own output."""
+running and a stopped session alike, and, once it is destroyed, from its newest archive
+(history.py); `logs --raw`: the container's own output."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import io
 import tarfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from claude_cage import names
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import SessionNotFound
+from claude_cage.operations import history
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.transcript import Event, Reader
 
@@ -44,16 +47,50 @@ def transcript_files(engine: EngineAPI, container: str) -> dict[str, bytes]:
     return files
 
 
+@dataclass
+class Transcript:
+    """A session's transcript: `batches` of events, the first what is there now; from an
+    archive when the session was destroyed (`destroyed`: when, ISO 8601)."""
+
+    name: str
+    batches: Iterator[list[Event]]
+    destroyed: str | None = None
+
+
+def _last(events: list[Event], tail: int | None) -> list[Event]:
+    return events if tail is None else events[len(events) - tail :] if tail > 0 else []
+
+
+def read_transcript(
+    ctx: Context, name: str, follow: bool = False, tail: int | None = None
+) -> Transcript:
+    """The live session's transcript, else its newest archive's (SessionNotFound when
+    there is neither)."""
+    engine = ctx.engine_for(name)
+    container = names.container_name(name)
+    if inspect_ours(engine, container) is None:
+        archived = history.latest(name)
+        if archived is None:
+            raise SessionNotFound(name)
+        events = Reader().feed(history.read(archived).transcripts)
+        when = archived.as_dict()["destroyed"]
+        return Transcript(name, iter([_last(events, tail)]), destroyed=when)
+    return Transcript(name, _live(engine, container, follow, tail))
+
+
 def transcript(
     ctx: Context, name: str, follow: bool = False, tail: int | None = None
 ) -> Iterator[list[Event]]:
     """The session's transcript events in time order: what is there now (the last
     `tail` of them), then, when following, each new batch as it appears."""
-    engine = ctx.engine_for(name)
-    container = _container(engine, name)
+    yield from read_transcript(ctx, name, follow, tail).batches
+
+
+def _live(
+    engine: EngineAPI, container: str, follow: bool, tail: int | None
+) -> Iterator[list[Event]]:
     reader = Reader()
-    events = reader.feed(transcript_files(engine, container))
-    yield events if tail is None else events[len(events) - tail :] if tail > 0 else []
+    yield _last(reader.feed(transcript_files(engine, container)), tail)
     while follow:
         time.sleep(FOLLOW_INTERVAL)
         if engine.inspect(container) is None:

@@ -12,7 +12,7 @@ from claude_cage import audit, labels, metadata, names, quota
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, SessionNotFound
 from claude_cage.kinds import Status
-from claude_cage.operations import checkpoint, operation, unfetched
+from claude_cage.operations import checkpoint, history, logs, operation, unfetched
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
@@ -35,9 +35,10 @@ class StopResult:
 class DestroyResult:
     name: str
     removed: list[str] = field(default_factory=list)
+    archive: str | None = None  # the flight recorder's file (history.py); None with purge
 
     def event_details(self) -> dict[str, Any]:
-        return {"removed": self.removed}
+        return {"removed": self.removed, "archived": self.archive is not None}
 
 
 def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
@@ -137,9 +138,12 @@ def _nothing_to_lose(
 
 
 @operation("destroy")
-def destroy(ctx: Context, name: str, force: bool = False, discard: bool = False) -> DestroyResult:
+def destroy(
+    ctx: Context, name: str, force: bool = False, discard: bool = False, purge: bool = False
+) -> DestroyResult:
     """Remove the session. A running one only with force; a clone-mode one whose work
-    is not fetched (or cannot be checked) only with discard."""
+    is not fetched (or cannot be checked) only with discard. Its transcripts, egress log
+    and events are archived first (history.py), unless purge."""
     engine = ctx.engine_for(name)
     store = ctx.store
     with _existing_session(name, engine, store) as (meta, info):
@@ -151,7 +155,18 @@ def destroy(ctx: Context, name: str, force: bool = False, discard: bool = False)
         if not discard:
             _nothing_to_lose(ctx, engine, name, meta)
         companion_ops.drain_audit(ctx, engine, name)
+        archived = None if purge else _archive(ctx, engine, name, meta, info is not None)
         removed = _remove_everything(engine, name)
         checkpoint("destroy:before-metadata")
         store.remove(name)
-    return DestroyResult(name, removed)
+    return DestroyResult(name, removed, str(archived.path) if archived else None)
+
+
+def _archive(
+    ctx: Context, engine: EngineAPI, name: str, meta: SessionRecord | None, has_container: bool
+) -> history.Archived:
+    """The flight recorder's archive of the session, and the old archives pruned."""
+    transcripts = logs.transcript_files(engine, names.container_name(name)) if has_container else {}
+    archived = history.archive(engine, name, meta, transcripts, ctx.events.query(session=name))
+    history.prune(int(ctx.config["history_days"]))
+    return archived
