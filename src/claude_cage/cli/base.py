@@ -69,6 +69,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("sessions", "Show one session in detail, with a sandbox verification "
                "(default: most recent)."),
     "stop": ("sessions", "Stop a session (its companion proxy stops with it)."),
+    "ui": ("ui", "Serve the dashboard on 127.0.0.1: sessions, transcripts, egress, review, "
+           "events."),
     "version": ("system", "Print claude-cage's version."),
 }  # fmt: skip
 

@@ -20,7 +20,7 @@ def history(name: str | None, as_json: bool) -> None:
     'logs NAME' and 'egress NAME' read the newest archive of NAME once it is gone.
     Archives older than history_days (default 30) are pruned by gc and by destroy.
     """
-    from claude_cage.operations import history as history_ops
+    from claude_cage.operations import history as history_ops  # start-up: see above
 
     found = history_ops.entries(name)
     if as_json:

@@ -1,0 +1,319 @@
+"""The dashboard's WSGI application: the guard first (guard.py), then one route.
+
+Every route calls the operation the matching command calls, so the page can do nothing
+the CLI would refuse, and refuses it the same way: a CageError is JSON with its message,
+hint and exit code (`confirm: "discard"` when only `destroy --discard` would go on).
+Live views are server-sent events: the transcript (as `logs -f`), the egress log (as
+`egress -f`, read from the engine's log stream, so a blocked request shows as soon as
+the proxy writes it) and the event log (as `events -f`).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from claude_cage import names
+from claude_cage.dashboard.guard import Guard
+from claude_cage.errors import EXIT_BAD_INPUT, CageError, NotFound
+from claude_cage.operations import (
+    desktop,
+    egress,
+    event_log,
+    history,
+    logs,
+    review,
+    teardown,
+    views,
+)
+from claude_cage.operations import session as session_ops
+from claude_cage.operations.inputs import StartOptions
+from claude_cage.transcript import Renderer
+
+STATIC = Path(__file__).parent / "static"
+ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
+HEARTBEAT = 15.0  # seconds between two comments on a quiet event stream
+StartResponse = Callable[..., Any]
+Json = dict[str, Any]
+
+
+def _headers(kind: str, extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    return [
+        ("Content-Type", kind),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        *(extra or []),
+    ]
+
+
+class Dashboard:
+    """The application: `Dashboard(guard)` is a WSGI callable."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.gets: dict[str, Callable[[dict[str, list[str]]], Json]] = {
+            "/api/sessions": self.sessions,
+            "/api/usage": self.usage,
+            "/api/session": self.session,
+            "/api/events": self.events,
+            "/api/diff": self.diff,
+            "/api/desktop": self.desktop,
+        }
+        self.streams: dict[str, Callable[[dict[str, list[str]]], Iterator[Json]]] = {
+            "/api/stream/transcript": self.transcript_stream,
+            "/api/stream/egress": self.egress_stream,
+            "/api/stream/events": self.events_stream,
+        }
+        self.posts: dict[str, Callable[[Json], Json]] = {
+            "/api/allow": self.allow,
+            "/api/action": self.action,
+        }
+
+    # -- WSGI
+
+    def __call__(self, environ: dict[str, Any], start: StartResponse) -> Iterable[bytes]:
+        verdict = self.guard.check(environ)
+        if verdict.status:
+            return self._json(start, {"error": verdict.reason}, verdict.status)
+        path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if verdict.set_cookie and path == "/":  # the token leaves the address bar
+            start("302 Found", [("Location", "/"), ("Set-Cookie", self.guard.cookie())])
+            return [b""]
+        try:
+            if method == "GET" and path == "/":
+                return self._page(start)
+            if method == "GET" and path.startswith("/static/"):
+                return self._asset(start, path.removeprefix("/static/"))
+            if method == "GET" and path in self.gets:
+                return self._json(start, self.gets[path](query))
+            if method == "GET" and path in self.streams:
+                return self._sse(start, self.streams[path](query))
+            if method == "POST" and path in self.posts:
+                return self._json(start, self.posts[path](self._body(environ)))
+        except CageError as exc:
+            return self._error(start, exc)
+        return self._json(start, {"error": f"no such page: {method} {path}"}, 404)
+
+    def _page(self, start: StartResponse) -> list[bytes]:
+        html = (STATIC / "index.html").read_text().replace("{{csrf}}", self.guard.csrf)
+        csp = (
+            "default-src 'self'; frame-src http://127.0.0.1:* http://localhost:*; "
+            "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+        )
+        start("200 OK", _headers("text/html; charset=utf-8", [("Content-Security-Policy", csp)]))
+        return [html.encode()]
+
+    def _asset(self, start: StartResponse, name: str) -> list[bytes]:
+        if name not in ASSETS:
+            return self._json(start, {"error": "no such file"}, 404)
+        start("200 OK", _headers(ASSETS[name]))
+        return [(STATIC / name).read_bytes()]
+
+    def _json(self, start: StartResponse, body: Json, status: int = 200) -> list[bytes]:
+        words = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+                 409: "Conflict"}  # fmt: skip
+        start(f"{status} {words.get(status, 'Error')}", _headers("application/json"))
+        return [json.dumps(body, default=str).encode()]
+
+    def _error(self, start: StartResponse, exc: CageError) -> list[bytes]:
+        body = {"error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
+        if exc.hint and "--discard" in exc.hint:
+            body["confirm"] = "discard"
+        status = (
+            404 if isinstance(exc, NotFound) else 400 if exc.exit_code == EXIT_BAD_INPUT else 409
+        )
+        return self._json(start, body, status)
+
+    def _body(self, environ: dict[str, Any]) -> Json:
+        try:
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            data = json.loads(environ["wsgi.input"].read(min(size, 65536)) or b"{}")
+        except (ValueError, OSError):
+            raise CageError("the request is not JSON") from None
+        if not isinstance(data, dict):
+            raise CageError("the request is not a JSON object")
+        return data
+
+    def _sse(self, start: StartResponse, events: Iterator[Json]) -> Iterator[bytes]:
+        start("200 OK", _headers("text/event-stream", [("X-Accel-Buffering", "no")]))
+        return _with_heartbeat(events)
+
+    # -- reading
+
+    def sessions(self, query: dict[str, list[str]]) -> Json:
+
+        found = views.survey()
+        live = {s["name"] for s in found.sessions}
+        gone = {a.name: a for a in history.entries()}
+        destroyed = [
+            {"name": n, "status": "destroyed", "destroyed": a.as_dict()["destroyed"]}
+            for n, a in sorted(gone.items())
+            if n not in live
+        ]
+        return {"sessions": found.sessions, "engines": found.engines, "destroyed": destroyed}
+
+    def usage(self, query: dict[str, list[str]]) -> Json:
+
+        wanted = query.get("name") or []
+        return {"usage": {n: _quiet(views.usage, n) for n in wanted[:200]}}
+
+    def session(self, query: dict[str, list[str]]) -> Json:
+
+        name = _name(query)
+        try:
+            return {"session": views.status(name)}
+        except NotFound:
+            archived = history.latest(name)
+            if archived is None:
+                raise
+            manifest = history.read(archived).manifest
+            return {"session": {**manifest, "name": name, "status": "destroyed"}}
+
+    def events(self, query: dict[str, list[str]]) -> Json:
+
+        session, type_ = _opt(query, "session"), _opt(query, "type")
+        return {"events": event_log().query(session=session, type=type_, limit=500)}
+
+    def diff(self, query: dict[str, list[str]]) -> Json:
+
+        text = b"".join(review.diff(_name(query))).decode(errors="replace")
+        files: list[tuple[str, list[str]]] = []
+        for line in text.splitlines():
+            if line.startswith("diff --git "):
+                files.append((line.split(" b/", 1)[-1], []))
+            if files:
+                files[-1][1].append(line)
+        return {"files": [{"path": path, "text": "\n".join(lines)} for path, lines in files]}
+
+    def desktop(self, query: dict[str, list[str]]) -> Json:
+        name = _name(query)
+        entry = views.status(name)
+        port, bind = entry.get("desktop_port"), "127.0.0.1"
+        if not port or entry["status"] != "running":
+            return {"url": None}
+        secrets_ = desktop.credentials(name)
+        return {"url": desktop.connect_url(bind, port, secrets_["token"], secrets_["password"])}
+
+    # -- live
+
+    def transcript_stream(self, query: dict[str, list[str]]) -> Iterator[Json]:
+
+        found = logs.read_transcript(_name(query), follow=True)
+        renderer = Renderer(160)
+        yield {"destroyed": found.destroyed}
+        for batch in found.batches:
+            lines = list(renderer.lines(batch))
+            if lines:
+                yield {"lines": lines}
+        yield {"end": True}
+
+    def egress_stream(self, query: dict[str, list[str]]) -> Iterator[Json]:
+
+        name = _name(query)
+        log = egress.read_log(name, tail=500)
+        yield {"destroyed": log.destroyed, "requests": [r.to_json() for r in log.requests]}
+        if log.destroyed:
+            return
+        for request in egress.follow_log(name, log.since, log.seen):
+            yield {"requests": [request.to_json()]}
+        yield {"end": True}
+
+    def events_stream(self, query: dict[str, list[str]]) -> Iterator[Json]:
+
+        session, type_ = _opt(query, "session"), _opt(query, "type")
+        for event in event_log().follow(session=session, type=type_, backlog=200):
+            yield {"event": event}
+
+    # -- changing
+
+    def allow(self, body: Json) -> Json:
+
+        name, host = str(body.get("name", "")), str(body.get("host", ""))
+        port = body.get("port")
+        ports = [int(port)] if body.get("result") == "blocked-port" and port else None
+        result = egress.allow(name, [host], ports=ports)
+        return {"result": f"{name}: allowed {', '.join(result.added) or host}", "live": result.live}
+
+    def action(self, body: Json) -> Json:
+
+        name, what = str(body.get("name", "")), str(body.get("action", ""))
+        if what == "stop":
+            stopped = teardown.stop(name)
+            state = "stopped" if stopped.was_running else "was already stopped"
+            return {"result": f"session {name} {state}"}
+        if what == "start":
+            started = session_ops.start(StartOptions(name=name))
+            return {"result": f"session {started.name} started"}
+        if what == "destroy":
+            gone = teardown.destroy(name, discard=bool(body.get("discard")))
+            return {"result": f"session {name} destroyed", "archive": gone.archive}
+        if what == "fetch":
+            fetched = review.fetch(name)
+            return {"result": f"{fetched.branch} is at {fetched.tip[:12]} in {fetched.repo}"}
+        if what in ("merge", "apply"):
+            done = review.merge(name) if what == "merge" else review.apply(name)
+            verb = "merged into" if what == "merge" else "applied to"
+            return {"result": f"{len(done.paths)} file(s) {verb} {done.repo}"}
+        raise CageError(f"no such action: {what!r}", "stop, start, destroy, fetch, merge, apply")
+
+
+def _name(query: dict[str, list[str]]) -> str:
+
+    name = _opt(query, "name")
+    if not name or not names.NAME_PATTERN.match(name):
+        raise CageError("name a session: ?name=NAME")
+    return name
+
+
+def _opt(query: dict[str, list[str]], key: str) -> str | None:
+    value = (query.get(key) or [""])[0]
+    return value or None
+
+
+def _quiet(work: Callable[[str], Any], name: str) -> Any:
+    try:
+        return work(name)
+    except CageError:
+        return None
+
+
+def _with_heartbeat(events: Iterator[Json]) -> Iterator[bytes]:
+    """The events as SSE frames, with a comment when none came for HEARTBEAT seconds (a
+    closed page is noticed at the next write). A CageError ends the stream with an
+    `error` frame."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1000)
+    done = threading.Event()
+
+    def pump() -> None:
+        try:
+            for event in events:
+                if done.is_set():
+                    return
+                box.put(("data", event))
+        except CageError as exc:
+            box.put(("data", {"error": exc.message, "hint": exc.hint}))
+        except Exception as exc:
+            box.put(("data", {"error": str(exc) or type(exc).__name__}))
+        box.put(("end", None))
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        yield b": open\n\n"
+        while True:
+            try:
+                kind, event = box.get(timeout=HEARTBEAT)
+            except queue.Empty:
+                yield b": ping\n\n"
+                continue
+            if kind == "end":
+                return
+            yield b"data: " + json.dumps(event, default=str).encode() + b"\n\n"
+    finally:
+        done.set()

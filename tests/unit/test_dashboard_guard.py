@@ -1,0 +1,89 @@
+"""The dashboard's guard, as an attacker meets it: the WSGI application called with
+the requests a rebinding page, a cross-site form and a stranger without the token
+would send. No engine: every refusal happens before any route runs."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from claude_cage.dashboard.app import Dashboard
+from claude_cage.dashboard.guard import Guard
+
+PORT = 48123
+
+
+def call(
+    app: Dashboard, path: str = "/", method: str = "GET", query: str = "", **headers: str
+) -> tuple[str, dict[str, str], bytes]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "HTTP_HOST": f"127.0.0.1:{PORT}",
+        "CONTENT_LENGTH": "2",
+        "wsgi.input": io.BytesIO(b"{}"),
+    }
+    environ.update({f"HTTP_{k.upper()}": v for k, v in headers.items()})
+    seen: dict[str, Any] = {}
+
+    def start(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    body = b"".join(app(environ, start))
+    return seen["status"], seen["headers"], body
+
+
+def app() -> tuple[Dashboard, Guard]:
+    guard = Guard(PORT)
+    return Dashboard(guard), guard
+
+
+def test_without_the_token_everything_is_refused() -> None:
+    dashboard, guard = app()
+    for path in ("/", "/api/sessions", "/static/app.js", "/api/stream/events"):
+        status, _, body = call(dashboard, path)
+        assert status.startswith("403"), path
+        assert "token" in json.loads(body)["error"]
+    assert call(dashboard, query="token=" + guard.token[:-1] + "x")[0].startswith("403")
+    assert call(dashboard, cookie=f"{guard.cookie_name}=wrong")[0].startswith("403")
+
+
+def test_a_rebinding_host_is_refused_even_with_the_token() -> None:
+    dashboard, guard = app()
+    for host in (f"evil.test:{PORT}", "127.0.0.1", f"127.0.0.1:{PORT + 1}", ""):
+        status, _, body = call(dashboard, query=f"token={guard.token}", host=host)
+        assert status.startswith("403") and b"Host" in body, host
+
+
+def test_the_token_becomes_a_strict_cookie_and_leaves_the_url() -> None:
+    dashboard, guard = app()
+    status, headers, _ = call(dashboard, query=f"token={guard.token}")
+    assert status.startswith("302") and headers["Location"] == "/"
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    status, headers, body = call(dashboard, cookie=cookie.split(";")[0])
+    assert status.startswith("200") and guard.csrf.encode() in body
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_state_changes_need_this_origin_and_the_csrf_token() -> None:
+    dashboard, guard = app()
+    auth = {"cookie": f"{guard.cookie_name}={guard.token}"}
+    origin = f"http://127.0.0.1:{PORT}"
+    attacks = [
+        {},  # a form with no Origin
+        {"origin": "http://evil.test"},  # a cross-site fetch
+        {"origin": "null"},  # a sandboxed frame
+        {"origin": origin},  # no CSRF token
+        {"origin": origin, "x_csrf_token": guard.token},  # the wrong secret
+    ]
+    for extra in attacks:
+        status, _, body = call(dashboard, "/api/action", "POST", **auth, **extra)
+        assert status.startswith("403"), extra
+    status, _, body = call(
+        dashboard, "/api/action", "POST", **auth, origin=origin, x_csrf_token=guard.csrf
+    )
+    assert status.startswith("409") and b"no such action" in body  # past the guard
