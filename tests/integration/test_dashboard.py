@@ -1,0 +1,120 @@
+"""The dashboard as a person uses it, in Debian's Chromium driven by Playwright: open
+with the token and see the sessions; without the token, or under another host name (a
+DNS-rebinding page), refused; a blocked request appearing live on the session's page,
+allowed with its button, and the session's retry getting through. Screenshots of each
+page go to test-output/ (ignored by git, kept by CI)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cage
+from tests.integration.conftest import TestHost
+from tests.integration.test_desktop import CHROMIUM, CHROMIUM_ARGS, OUTPUT, missing
+
+pytestmark = pytest.mark.engine
+
+
+def http_code(cage: Cage, name: str, url: str) -> str:
+    script = f"curl -s -o /dev/null -m 10 -w '%{{http_code}}' {url}"
+    return cage("exec", name, "--", "bash", "-c", script, timeout=60).stdout.strip()
+
+
+@pytest.fixture
+def dashboard(cage: Cage) -> Iterator[str]:
+    """`ui --detach`'s URL (the token in it); `ui --stop` after."""
+    started = cage("ui", "--detach", "--no-open")
+    assert started.code == 0, started.output
+    try:
+        yield started.stdout.strip()
+    finally:
+        assert cage("ui", "--stop").code == 0
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("the playwright package (pip install playwright)")
+    if not Path(CHROMIUM).exists():
+        missing(f"{CHROMIUM} (apt-get install chromium)")
+    OUTPUT.mkdir(exist_ok=True)
+    # rebind.test resolves to 127.0.0.1, as an attacker's name would after rebinding
+    args = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP rebind.test 127.0.0.1"]
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        context = playwright.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=args,
+            viewport={"width": 1200, "height": 800},
+        )  # fmt: skip
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def test_the_token_opens_the_sessions_page_and_nothing_else_does(
+    cage: Cage, dashboard: str, browser: Any
+) -> None:
+    name = cage.name("ui")
+    assert cage("start", "--name", name, "--detach", "--network", "none").code == 0
+    base = dashboard.split("?")[0]
+    page = browser.new_page()
+    page.goto(dashboard)
+    assert page.url == base  # the token left the address bar for a cookie
+    page.wait_for_selector(f'#sessions tr[data-name="{name}"] .running')
+    page.wait_for_selector(f'#sessions tr[data-name="{name}"] .mem >> text=MiB')
+    page.screenshot(path=str(OUTPUT / "dashboard-sessions.png"))
+    page.goto(f"{base}#/session/{name}")
+    page.wait_for_selector("#checks tr")
+    page.screenshot(path=str(OUTPUT / "dashboard-session.png"))
+    page.goto(f"{base}#/events?session={name}")
+    page.wait_for_selector(f"#events >> text=start:{name}")
+    page.screenshot(path=str(OUTPUT / "dashboard-events.png"))
+
+    token = dashboard.split("?token=")[1]
+    stranger = browser.new_page()  # another profile would have no cookie: clear ours
+    browser.clear_cookies()
+    answer = stranger.goto(base)
+    assert answer.status == 403 and "no valid token" in stranger.content()
+    answer = stranger.goto(base + "api/sessions?token=" + token[:-2] + "xx")
+    assert answer.status == 403
+    port = base.split(":")[2].strip("/")
+    rebound = stranger.goto(f"http://rebind.test:{port}/?token={token}")
+    assert rebound.status == 403 and "wrong Host" in stranger.content()
+    assert name not in stranger.content()
+
+
+def test_a_blocked_request_shows_live_and_allow_lets_the_retry_through(
+    cage: Cage, dashboard: str, browser: Any, test_hosts: dict[str, TestHost]
+) -> None:
+    name = cage.name("uiallow")
+    started = cage("start", "--name", name, "--detach", "--allow-host", "allowed.test")
+    assert started.code == 0, started.output
+    page = browser.new_page()
+    page.goto(dashboard)
+    page.goto(f"{dashboard.split('?')[0]}#/session/{name}")
+    page.wait_for_selector("#egress")
+    page.wait_for_timeout(500)  # the stream is open
+    marker = uuid.uuid4().hex[:8]
+    asked = time.monotonic()
+    assert http_code(cage, name, f"http://denied.test/{marker}") == "403"
+    row = page.wait_for_selector('#egress tr.blocked[data-host="denied.test"]', timeout=10_000)
+    shown_after = time.monotonic() - asked  # includes the exec's own start-up
+    page.screenshot(path=str(OUTPUT / "dashboard-egress-blocked.png"))
+    row.query_selector("button.allow").click()
+    page.wait_for_selector("#flash >> text=allowed")
+    assert "denied.test" in cage("status", name, "--json").json()["session"]["allowed_hosts"]
+    assert http_code(cage, name, f"http://denied.test/{marker}") == "200"
+    page.wait_for_selector('#egress tr:not(.blocked)[data-host="denied.test"]', timeout=10_000)
+    page.screenshot(path=str(OUTPUT / "dashboard-egress-allowed.png"))
+    events = cage("events", "--session", name, "--type", "session", "--json").json()["events"]
+    assert any(e["key"] == f"allow:{name}" for e in events)  # the same operation as `allow`
+    assert shown_after < 10
