@@ -1,7 +1,9 @@
 """The dashboard as a person uses it, in Debian's Chromium driven by Playwright: open
 with the token and see the sessions; without the token, or under another host name (a
 DNS-rebinding page), refused; a blocked request appearing live on the session's page,
-allowed with its button, and the session's retry getting through. Screenshots of each
+allowed with its button, and the session's retry getting through; the review page
+merging a clone's work into its repository, and a destroy that would lose work asking
+first. Screenshots of each
 page go to test-output/ (ignored by git, kept by CI)."""
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 from tests.conftest import Cage
 from tests.integration.conftest import TestHost
 from tests.integration.test_desktop import CHROMIUM, CHROMIUM_ARGS, OUTPUT, missing
+from tests.integration.workspace_helpers import git
 
 pytestmark = pytest.mark.engine
 
@@ -118,3 +121,53 @@ def test_a_blocked_request_shows_live_and_allow_lets_the_retry_through(
     events = cage("events", "--session", name, "--type", "session", "--json").json()["events"]
     assert any(e["key"] == f"allow:{name}" for e in events)  # the same operation as `allow`
     assert shown_after < 10
+
+
+def test_review_merges_and_destroy_asks_before_losing_work(
+    cage: Cage, dashboard: str, browser: Any, tmp_path: Path
+) -> None:
+    repo = tmp_path / "proj"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README").write_text("start\n")
+    git(repo, "add", ".")
+    git(repo, "-c", "user.name=u", "-c", "user.email=u@example.invalid", "commit", "-qm", "one")
+    name = cage.name("uirev")
+    started = cage("start", "--name", name, "-d", "--network", "none", "--clone", str(repo))
+    assert started.code == 0, started.output
+    work = "echo from-the-agent > notes.txt && git add notes.txt && git commit -qm notes"
+    assert cage("exec", name, "--", "sh", "-c", work).code == 0
+    base = dashboard.split("?")[0]
+    page = browser.new_page()
+    page.goto(dashboard)
+
+    # destroy asks first: the clone holds a commit that is not in cage/NAME
+    assert cage("stop", name).code == 0
+    page.goto(f"{base}#/session/{name}")
+    page.wait_for_selector("#status.stopped")
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("text=destroy")
+    page.wait_for_selector("#flash.error")
+    page.evaluate("document.getElementById('flash').textContent = ''")
+    assert asked and "not in cage/" in asked[0], asked
+    assert cage("status", name, "--json").code == 0  # still there
+
+    # the review page shows the diff by file and merges it into the repository
+    page.goto(f"{base}#/review/{name}")
+    page.wait_for_selector("#diff summary >> text=notes.txt")
+    page.screenshot(path=str(OUTPUT / "dashboard-review.png"))
+    page.click("button >> text=merge")
+    page.wait_for_selector("#flash >> text=merged into")
+    assert (repo / "notes.txt").read_text() == "from-the-agent\n"
+    assert git(repo, "log", "-1", "--format=%s").strip() == "notes"
+
+    # the work is in cage/NAME now: destroy goes through without asking
+    page.goto(f"{base}#/session/{name}")
+    page.wait_for_selector("#status.stopped")
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("text=destroy")
+    page.wait_for_selector("#flash:not(:empty)")
+    assert "destroyed" in page.text_content("#flash"), page.text_content("#flash")
+    assert len(asked) == 1
+    assert cage("status", name).code != 0

@@ -179,5 +179,5 @@ async function route() {
     else await sessionsPage();
   } catch (e) { showError(e); }
 }
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => { flash(""); route(); });
 route();
