@@ -8,6 +8,7 @@ page go to test-output/ (ignored by git, kept by CI)."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 import uuid
@@ -23,6 +24,8 @@ from tests.integration.test_desktop import CHROMIUM, CHROMIUM_ARGS, OUTPUT, miss
 from tests.integration.workspace_helpers import git
 
 pytestmark = pytest.mark.engine
+
+TRANSCRIPT = "/home/claude/.claude/projects/-workspace/ui.jsonl"
 
 
 def http_code(cage: Cage, name: str, url: str) -> str:
@@ -77,6 +80,13 @@ def test_the_token_opens_the_sessions_page_and_nothing_else_does(
     page.screenshot(path=str(OUTPUT / "dashboard-sessions.png"))
     page.goto(f"{base}#/session/{name}")
     page.wait_for_selector("#checks tr")
+    # the transcript follows live, as `logs -f` does
+    turn = json.dumps(
+        {"type": "user", "timestamp": "2026-12-06T10:00:00Z", "message": {"content": "live one"}}
+    )
+    write = f"mkdir -p $(dirname {TRANSCRIPT}) && printf '%s\\n' '{turn}' >> {TRANSCRIPT}"
+    assert cage("exec", name, "--", "sh", "-c", write).code == 0
+    page.wait_for_selector("#transcript >> text=live one", timeout=10_000)
     page.screenshot(path=str(OUTPUT / "dashboard-session.png"))
     page.goto(f"{base}#/events?session={name}")
     page.wait_for_selector(f"#events >> text=start:{name}")
@@ -171,3 +181,6 @@ def test_review_merges_and_destroy_asks_before_losing_work(
     assert "destroyed" in page.text_content("#flash"), page.text_content("#flash")
     assert len(asked) == 1
     assert cage("status", name).code != 0
+    # the flight recorder kept it: the sessions page lists it as destroyed
+    page.goto(f"{base}#/")
+    page.wait_for_selector(f'#sessions tr[data-name="{name}"] .destroyed')
