@@ -226,8 +226,28 @@ def expired(days: int, now: float | None = None) -> list[Archived]:
     return [a for a in entries() if a.destroyed < cutoff]
 
 
+STALE_TEMP = 3600.0  # seconds: a temporary file this old is a killed destroy's
+
+
+def _remove_stale_temps(now: float) -> None:
+    """The half-written archives of destroys killed mid-write."""
+    try:
+        temps = list(history_dir().glob(".archive-*.tmp"))
+    except OSError:
+        return
+    for temp in temps:
+        try:
+            if now - temp.stat().st_mtime > STALE_TEMP:
+                temp.unlink()
+        except OSError:
+            continue
+
+
 def prune(days: int, dry_run: bool = False) -> list[Archived]:
-    """Remove the archives older than `days` days; the ones removed (or, dry, due)."""
+    """Remove the archives older than `days` days; the ones removed (or, dry, due).
+    Half-written archives a killed destroy left go too, unreported."""
+    if not dry_run:
+        _remove_stale_temps(time.time())
     gone = []
     for archived in expired(days):
         if not dry_run:
