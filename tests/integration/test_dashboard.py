@@ -184,3 +184,20 @@ def test_review_merges_and_destroy_asks_before_losing_work(
     # the flight recorder kept it: the sessions page lists it as destroyed
     page.goto(f"{base}#/")
     page.wait_for_selector(f'#sessions tr[data-name="{name}"] .destroyed')
+
+
+@pytest.mark.slow
+def test_a_desktop_sessions_page_embeds_its_desktop_logged_in(
+    cage: Cage, dashboard: str, browser: Any
+) -> None:
+    name = cage.name("uidesk")
+    started = cage("start", "--mode", "desktop", "--name", name, "--detach", "--network", "none")
+    assert started.code == 0, started.output
+    page = browser.new_page()
+    page.goto(dashboard)
+    page.goto(f"{dashboard.split('?')[0]}#/session/{name}")
+    frame_element = page.wait_for_selector("iframe[title=desktop]", timeout=20_000)
+    frame = frame_element.content_frame()
+    assert frame is not None
+    frame.wait_for_selector("html.noVNC_connected", state="attached", timeout=30_000)
+    page.screenshot(path=str(OUTPUT / "dashboard-desktop.png"))
