@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import Cage
 from tests.integration.conftest import TestHost
+from tests.integration.model import ModelServer, agent_script
+from tests.integration.test_agent import project  # noqa: F401 (a fixture)
 from tests.integration.test_desktop import CHROMIUM, CHROMIUM_ARGS, OUTPUT, missing
 from tests.integration.workspace_helpers import git
 
@@ -201,3 +203,33 @@ def test_a_desktop_sessions_page_embeds_its_desktop_logged_in(
     assert frame is not None
     frame.wait_for_selector("html.noVNC_connected", state="attached", timeout=30_000)
     page.screenshot(path=str(OUTPUT / "dashboard-desktop.png"))
+
+
+@pytest.mark.slow
+def test_the_transcript_follows_a_real_claude_code_run(
+    cage: Cage,
+    dashboard: str,
+    browser: Any,
+    model_server: ModelServer,
+    project: Path,  # noqa: F811
+) -> None:
+    key = f"sk-ant-test-{uuid.uuid4().hex}"
+    name = cage.name("uiagent")
+    env = {"ANTHROPIC_API_KEY": key, **model_server.session_env()}
+    started = cage("start", "--name", name, "--detach", "--mount", str(project), env=env)
+    assert started.code == 0, started.output
+    page = browser.new_page()
+    page.goto(dashboard)
+    page.goto(f"{dashboard.split('?')[0]}#/session/{name}")
+    page.wait_for_selector("#checks tr")
+    model_server.reset()
+    model_server.set_script(agent_script(f"/workspace/{project.name}", "x.invalid"), final="Done.")
+    run = cage(
+        "exec", name, "--", "claude", "-p", "Update the notes.",
+        "--dangerously-skip-permissions", timeout=240,
+    )  # fmt: skip
+    assert run.code == 0, run.output
+    for text in ("Update the notes.", "tool    Write(", "tool    Bash(", "claude  Done."):
+        page.wait_for_selector(f"#transcript >> text={text}", timeout=10_000)
+    assert key not in page.content()
+    page.screenshot(path=str(OUTPUT / "dashboard-transcript.png"))
