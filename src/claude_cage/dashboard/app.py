@@ -19,12 +19,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from claude_cage import names
+from claude_cage.context import Context
 from claude_cage.dashboard.guard import Guard
 from claude_cage.errors import EXIT_BAD_INPUT, CageError, NotFound
 from claude_cage.operations import (
     desktop,
     egress,
-    event_log,
     history,
     logs,
     review,
@@ -57,7 +57,7 @@ class Dashboard:
 
     def __init__(self, guard: Guard) -> None:
         self.guard = guard
-        self.gets: dict[str, Callable[[dict[str, list[str]]], Json]] = {
+        self.gets: dict[str, Callable[[Context, dict[str, list[str]]], Json]] = {
             "/api/sessions": self.sessions,
             "/api/usage": self.usage,
             "/api/session": self.session,
@@ -65,12 +65,12 @@ class Dashboard:
             "/api/diff": self.diff,
             "/api/desktop": self.desktop,
         }
-        self.streams: dict[str, Callable[[dict[str, list[str]]], Iterator[Json]]] = {
+        self.streams: dict[str, Callable[[Context, dict[str, list[str]]], Iterator[Json]]] = {
             "/api/stream/transcript": self.transcript_stream,
             "/api/stream/egress": self.egress_stream,
             "/api/stream/events": self.events_stream,
         }
-        self.posts: dict[str, Callable[[Json], Json]] = {
+        self.posts: dict[str, Callable[[Context, Json], Json]] = {
             "/api/allow": self.allow,
             "/api/action": self.action,
         }
@@ -86,17 +86,18 @@ class Dashboard:
         if verdict.set_cookie and path == "/":  # the token leaves the address bar
             start("302 Found", [("Location", "/"), ("Set-Cookie", self.guard.cookie())])
             return [b""]
+        ctx = Context()  # one a request, as one a command: engines, config, event log
         try:
             if method == "GET" and path == "/":
                 return self._page(start)
             if method == "GET" and path.startswith("/static/"):
                 return self._asset(start, path.removeprefix("/static/"))
             if method == "GET" and path in self.gets:
-                return self._json(start, self.gets[path](query))
+                return self._json(start, self.gets[path](ctx, query))
             if method == "GET" and path in self.streams:
-                return self._sse(start, self.streams[path](query))
+                return self._sse(start, self.streams[path](ctx, query))
             if method == "POST" and path in self.posts:
-                return self._json(start, self.posts[path](self._body(environ)))
+                return self._json(start, self.posts[path](ctx, self._body(environ)))
         except CageError as exc:
             return self._error(start, exc)
         return self._json(start, {"error": f"no such page: {method} {path}"}, 404)
@@ -147,9 +148,9 @@ class Dashboard:
 
     # -- reading
 
-    def sessions(self, query: dict[str, list[str]]) -> Json:
+    def sessions(self, ctx: Context, query: dict[str, list[str]]) -> Json:
 
-        found = views.survey()
+        found = views.survey(ctx)
         live = {s["name"] for s in found.sessions}
         gone = {a.name: a for a in history.entries()}
         destroyed = [
@@ -159,16 +160,16 @@ class Dashboard:
         ]
         return {"sessions": found.sessions, "engines": found.engines, "destroyed": destroyed}
 
-    def usage(self, query: dict[str, list[str]]) -> Json:
+    def usage(self, ctx: Context, query: dict[str, list[str]]) -> Json:
 
         wanted = query.get("name") or []
-        return {"usage": {n: _quiet(views.usage, n) for n in wanted[:200]}}
+        return {"usage": {n: _quiet(views.usage, ctx, n) for n in wanted[:200]}}
 
-    def session(self, query: dict[str, list[str]]) -> Json:
+    def session(self, ctx: Context, query: dict[str, list[str]]) -> Json:
 
         name = _name(query)
         try:
-            return {"session": views.status(name)}
+            return {"session": views.status(ctx, name)}
         except NotFound:
             archived = history.latest(name)
             if archived is None:
@@ -176,14 +177,14 @@ class Dashboard:
             manifest = history.read(archived).manifest
             return {"session": {**manifest, "name": name, "status": "destroyed"}}
 
-    def events(self, query: dict[str, list[str]]) -> Json:
+    def events(self, ctx: Context, query: dict[str, list[str]]) -> Json:
 
         session, type_ = _opt(query, "session"), _opt(query, "type")
-        return {"events": event_log().query(session=session, type=type_, limit=500)}
+        return {"events": ctx.events.query(session=session, type=type_, limit=500)}
 
-    def diff(self, query: dict[str, list[str]]) -> Json:
+    def diff(self, ctx: Context, query: dict[str, list[str]]) -> Json:
 
-        text = b"".join(review.diff(_name(query))).decode(errors="replace")
+        text = b"".join(review.diff(ctx, _name(query))).decode(errors="replace")
         files: list[tuple[str, list[str]]] = []
         for line in text.splitlines():
             if line.startswith("diff --git "):
@@ -192,20 +193,20 @@ class Dashboard:
                 files[-1][1].append(line)
         return {"files": [{"path": path, "text": "\n".join(lines)} for path, lines in files]}
 
-    def desktop(self, query: dict[str, list[str]]) -> Json:
+    def desktop(self, ctx: Context, query: dict[str, list[str]]) -> Json:
         name = _name(query)
-        entry = views.status(name)
+        entry = views.status(ctx, name)
         port, bind = entry.get("desktop_port"), "127.0.0.1"
         if not port or entry["status"] != "running":
             return {"url": None}
-        secrets_ = desktop.credentials(name)
+        secrets_ = desktop.credentials(ctx, name)
         return {"url": desktop.connect_url(bind, port, secrets_["token"], secrets_["password"])}
 
     # -- live
 
-    def transcript_stream(self, query: dict[str, list[str]]) -> Iterator[Json]:
+    def transcript_stream(self, ctx: Context, query: dict[str, list[str]]) -> Iterator[Json]:
 
-        found = logs.read_transcript(_name(query), follow=True)
+        found = logs.read_transcript(ctx, _name(query), follow=True)
         renderer = Renderer(160)
         yield {"destroyed": found.destroyed}
         for batch in found.batches:
@@ -214,51 +215,51 @@ class Dashboard:
                 yield {"lines": lines}
         yield {"end": True}
 
-    def egress_stream(self, query: dict[str, list[str]]) -> Iterator[Json]:
+    def egress_stream(self, ctx: Context, query: dict[str, list[str]]) -> Iterator[Json]:
 
         name = _name(query)
-        log = egress.read_log(name, tail=500)
+        log = egress.read_log(ctx, name, tail=500)
         yield {"destroyed": log.destroyed, "requests": [r.to_json() for r in log.requests]}
         if log.destroyed:
             return
-        for request in egress.follow_log(name, log.since, log.seen):
+        for request in egress.follow_log(ctx, name, log.since, log.seen):
             yield {"requests": [request.to_json()]}
         yield {"end": True}
 
-    def events_stream(self, query: dict[str, list[str]]) -> Iterator[Json]:
+    def events_stream(self, ctx: Context, query: dict[str, list[str]]) -> Iterator[Json]:
 
         session, type_ = _opt(query, "session"), _opt(query, "type")
-        for event in event_log().follow(session=session, type=type_, backlog=200):
+        for event in ctx.events.follow(session=session, type=type_, backlog=200):
             yield {"event": event}
 
     # -- changing
 
-    def allow(self, body: Json) -> Json:
+    def allow(self, ctx: Context, body: Json) -> Json:
 
         name, host = str(body.get("name", "")), str(body.get("host", ""))
         port = body.get("port")
         ports = [int(port)] if body.get("result") == "blocked-port" and port else None
-        result = egress.allow(name, [host], ports=ports)
+        result = egress.allow(ctx, name, [host], ports=ports)
         return {"result": f"{name}: allowed {', '.join(result.added) or host}", "live": result.live}
 
-    def action(self, body: Json) -> Json:
+    def action(self, ctx: Context, body: Json) -> Json:
 
         name, what = str(body.get("name", "")), str(body.get("action", ""))
         if what == "stop":
-            stopped = teardown.stop(name)
+            stopped = teardown.stop(ctx, name)
             state = "stopped" if stopped.was_running else "was already stopped"
             return {"result": f"session {name} {state}"}
         if what == "start":
-            started = session_ops.start(StartOptions(name=name))
+            started = session_ops.start(ctx, StartOptions(name=name))
             return {"result": f"session {started.name} started"}
         if what == "destroy":
-            gone = teardown.destroy(name, discard=bool(body.get("discard")))
+            gone = teardown.destroy(ctx, name, discard=bool(body.get("discard")))
             return {"result": f"session {name} destroyed", "archive": gone.archive}
         if what == "fetch":
-            fetched = review.fetch(name)
+            fetched = review.fetch(ctx, name)
             return {"result": f"{fetched.branch} is at {fetched.tip[:12]} in {fetched.repo}"}
         if what in ("merge", "apply"):
-            done = review.merge(name) if what == "merge" else review.apply(name)
+            done = review.merge(ctx, name) if what == "merge" else review.apply(ctx, name)
             verb = "merged into" if what == "merge" else "applied to"
             return {"result": f"{len(done.paths)} file(s) {verb} {done.repo}"}
         raise CageError(f"no such action: {what!r}", "stop, start, destroy, fetch, merge, apply")
@@ -277,9 +278,9 @@ def _opt(query: dict[str, list[str]], key: str) -> str | None:
     return value or None
 
 
-def _quiet(work: Callable[[str], Any], name: str) -> Any:
+def _quiet(work: Callable[[Context, str], Any], ctx: Context, name: str) -> Any:
     try:
-        return work(name)
+        return work(ctx, name)
     except CageError:
         return None
 

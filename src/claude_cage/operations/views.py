@@ -233,10 +233,10 @@ def _usage(engine: EngineAPI, info: dict[str, Any]) -> tuple[dict[str, Any], str
     return usage, (facts or {}).get("oom_kill", "")
 
 
-def usage(name: str, engine: EngineAPI | None = None) -> dict[str, Any] | None:
+def usage(ctx: Context, name: str) -> dict[str, Any] | None:
     """A running session's uptime and resource use (as `status` shows them); None when
     it does not run."""
-    engine = engine or fleet.for_session(name)
+    engine = ctx.engine_for(name)
     info = inspect_ours(engine, names.container_name(name))
     if info is None or not info["State"].get("Running"):
         return None
