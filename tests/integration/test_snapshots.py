@@ -175,3 +175,28 @@ def test_refusals(cage: Cage, tmp_path: Path) -> None:
         assert "no snapshot named 'nosuch'" in missing.stderr
     assert cage("fork", "nosuch", cage.name()).code == 3
     assert json.loads(cage("list", "--json").stdout)["sessions"][0]["name"] == name
+
+
+def test_a_fork_runs_nothing_of_the_agents_and_copies_links_as_links(
+    cage: Cage, tmp_path: Path
+) -> None:
+    """The agent prepares its clone for the copy: a git hook that would run on a branch
+    rename, a link to a file outside, a file it made unreadable. The fork copies each
+    as it is and runs none of it."""
+    repo = make_repo(tmp_path / "proj")
+    parent, child = cage.name(), cage.name()
+    start_clone(cage, repo, parent)
+    inside(cage, parent, """
+        for hook in reference-transaction post-checkout post-rewrite; do
+            printf '#!/bin/sh\\ntouch /workspace/proj/HOOK-RAN\\n' > .git/hooks/$hook
+            chmod +x .git/hooks/$hook
+        done
+        git config core.fsmonitor 'touch /workspace/proj/FSMONITOR-RAN; false'
+        ln -s /etc/shadow leak && echo private > .git/locked && chmod 000 .git/locked
+    """)  # fmt: skip
+    forked = cage("fork", parent, child)
+    assert forked.code == 0, forked.output
+    found = inside(cage, child, "ls; readlink leak; stat -c %a .git/locked")
+    assert "HOOK-RAN" not in found and "FSMONITOR-RAN" not in found
+    assert "/etc/shadow\n0\n" in found  # mode 000, as it was
+    assert inside(cage, child, "git branch --show-current").strip() == f"cage/{child}"

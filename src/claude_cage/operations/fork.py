@@ -39,10 +39,19 @@ from claude_cage.operations.snapcopy import (
 from claude_cage.operations.teardown import stop
 from claude_cage.record import SessionRecord
 
-# In the new session, after WORK_TIP ($1 clone, $2 base, $3 the new session): the
-# source's work as a commit kept in the clone (refs/cage/start), and the branch $4
-# renamed $5. Runs as the session's user, in its sandbox, with the same git settings as
-# the export (no hook, no fsmonitor). Prints the commit.
+# In the new session: its branch, $2 renamed $3, with no hook of the clone's run.
+BRANCH = r"""
+set -eu
+cd "$1"
+export GIT_DIR="$1/.git" GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_COUNT=2
+export GIT_CONFIG_KEY_0=core.hooksPath GIT_CONFIG_VALUE_0=/dev/null
+export GIT_CONFIG_KEY_1=core.fsmonitor GIT_CONFIG_VALUE_1=false
+if git show-ref -q --verify "refs/heads/$2"; then git branch -m "$2" "$3"; fi
+"""
+
+# Then, after WORK_TIP ($1 clone, $2 base, $3 the new session): its source's work as a
+# commit kept in the clone (refs/cage/start), with the export's git settings (no hook,
+# no fsmonitor). Prints the commit.
 FORK_GIT = (
     WORK_TIP
     + r"""
@@ -56,7 +65,6 @@ cd "$clone"
 unset GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES GIT_INDEX_FILE GIT_WORK_TREE
 export GIT_DIR="$real"
 git update-ref refs/cage/start "$tip"
-if git show-ref -q --verify "refs/heads/$4"; then git branch -m "$4" "$5"; fi
 printf '%s\n' "$tip"
 """
 )
@@ -162,23 +170,31 @@ def _make(
     started = start(StartOptions(name=new), engine=engine)
     warnings += started.warnings
     if record.repo_name:
-        tip = _own_branch(engine, record, kept.branch or f"cage/{kept.name}")
-        store.update(new, start=tip)
+        try:
+            store.update(new, start=_own_branch(engine, record, kept.branch or ""))
+        except CageError as exc:  # it runs: what it lacks is said, not undone
+            warnings.append(f"{exc.message}: its diff shows {source_label}'s work too")
     return NewSession(new, source_label, snap, record.branch, started, warnings)
 
 
 def _own_branch(engine: EngineAPI, record: SessionRecord, old_branch: str) -> str:
-    """In the new clone session: its source's work as its starting point, and its branch."""
+    """In the new clone session: its branch, and its source's work as its starting
+    point (the commit returned)."""
     assert record.repo_name and record.base and record.branch
-    command = [*work_env(record), "/bin/sh", "-c", FORK_GIT, "fork",
-               workdir.clone_target(record.repo_name), record.base, record.name,
-               old_branch, record.branch]  # fmt: skip
-    code, out, err = engine.exec_output(names.container_name(record.name), command)
+    container = names.container_name(record.name)
+    target = workdir.clone_target(record.repo_name)
+    code, _out, err = engine.exec_output(
+        container, ["/bin/sh", "-c", BRANCH, "branch", target, old_branch, record.branch]
+    )
+    if code == 0:
+        command = [*work_env(record), "/bin/sh", "-c", FORK_GIT, "fork", target, record.base,
+                   record.name]  # fmt: skip
+        code, out, err = engine.exec_output(container, command)
     tip = out.decode(errors="replace").strip().splitlines()[-1:] if code == 0 else []
     if not tip or len(tip[0]) != 40:
         raise EngineError(
-            f"could not give {record.name} its branch {record.branch}: "
-            f"{err.decode(errors='replace')[-300:]}",
+            f"could not give {record.name} its own branch and starting point "
+            f"({err.decode(errors='replace').strip()[-200:]})",
             f"look inside with 'claude-cage shell {record.name}'",
         )
     return tip[0]
