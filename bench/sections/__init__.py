@@ -16,6 +16,7 @@ from sections import (
     proxy,
     remote,
     runtimes,
+    snapshots,
     start,
 )
 
@@ -23,6 +24,7 @@ SECTIONS = (
     listing,
     start,
     clone,
+    snapshots,
     coldstart,
     memory,
     proxy,
