@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cage
+from tests.conftest import Cage, inspect
 from tests.integration.workspace_helpers import git, make_repo
 
 pytestmark = pytest.mark.engine
@@ -39,7 +40,17 @@ def volumes(prefix: str) -> list[str]:
 
 
 def frozen_and_thawed(container: str, since: str) -> list[str]:
-    """The container's pause and unpause events since `since` (epoch seconds)."""
+    """The container's pause and unpause events since `since` (epoch seconds), polled
+    until both are there (the engine may report the last one a moment late) or 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = _pause_events(container, since)
+        if len(found) >= 2 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _pause_events(container: str, since: str) -> list[str]:
     run = subprocess.run(
         ["docker", "events", "--since", since, "--until", "0s", "--format", "{{.Action}}",
          "--filter", f"container={container}", "--filter", "event=pause",
@@ -53,7 +64,8 @@ def test_restore_brings_back_files_branch_and_transcript(cage: Cage, tmp_path: P
     repo = make_repo(tmp_path / "proj")
     name = cage.name()
     start_clone(cage, repo, name)
-    first_turn = f"mkdir -p $(dirname {TRANSCRIPT}) && echo '{{\"turn\": 1}}' > {TRANSCRIPT}"
+    turn = """'{"entrypoint":"cli","turn":1}'"""  # an interactive conversation's line
+    first_turn = f"mkdir -p $(dirname {TRANSCRIPT}) && echo {turn} > {TRANSCRIPT}"
     inside(
         cage,
         name,
@@ -66,6 +78,7 @@ def test_restore_brings_back_files_branch_and_transcript(cage: Cage, tmp_path: P
     assert taken.code == 0, taken.output
     assert taken.json()["paused"] is True  # it ran: frozen for the copy, then thawed
     assert frozen_and_thawed(f"cage-{name}", since) == ["pause", "unpause"]
+    assert inspect(f"cage-{name}")["State"]["Paused"] is False
     assert cage("status", name, "--json").json()["session"]["status"] == "running"
 
     later = f"rm -f staged.txt && echo later >> two.txt && echo '{{\"turn\": 2}}' >> {TRANSCRIPT}"
@@ -79,6 +92,7 @@ def test_restore_brings_back_files_branch_and_transcript(cage: Cage, tmp_path: P
     restored = cage("restore", name, f"{name}-s", "--json")
     assert restored.code == 0, restored.output
     assert restored.json()["restarted"] is True
+    assert restored.json()["continued"] is True  # Claude Code takes up its conversation
     assert inside(cage, name, STATE) == before
     assert cage("status", name, "--json").json()["session"]["branch"] == f"cage/{name}"
 
