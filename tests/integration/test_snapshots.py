@@ -154,21 +154,23 @@ def test_stopped_session_snapshot_start_from_and_rm(cage: Cage, tmp_path: Path) 
     assert cage("snapshot", "list", "--json").json()["snapshots"] == []
 
 
-def test_gc_removes_a_killed_snapshot(cage: Cage) -> None:
+@pytest.mark.parametrize("step", ["snapshot:copied", "snapshot:record-written"])
+def test_gc_removes_a_killed_snapshot(cage: Cage, step: str) -> None:
     name = cage.name()
     assert cage("start", "--name", name, "--network", "none", "-d").code == 0
-    killed = cage(
-        "snapshot", name, "--name", f"{name}-k", env={"CAGE_TEST_KILL_AT": "snapshot:copied"}
-    )
+    killed = cage("snapshot", name, "--name", f"{name}-k", env={"CAGE_TEST_KILL_AT": step})
     assert killed.code == -9
     left = volumes(f"cage-snap-{name}-k")
     assert left == [f"cage-snap-{name}-k-data", f"cage-snap-{name}-k-scratch"]
     assert cage("snapshot", "list", "--json").json()["snapshots"] == []
     gc = cage("gc", "--json")
     removed = [i["target"] for i in gc.json()["items"] if i["outcome"] == "removed"]
-    assert sorted(removed) == left
-    assert volumes(f"cage-snap-{name}-k") == []
+    kept_dir = cage.data_dir / "snapshots" / f"{name}-k"
+    assert sorted(removed) == sorted(left + ([str(kept_dir)] if step.endswith("written") else []))
+    assert volumes(f"cage-snap-{name}-k") == [] and not kept_dir.exists()
     assert cage("status", name, "--json").json()["session"]["status"] == "running"
+    again = cage("snapshot", name, "--name", f"{name}-k")  # the name is free again
+    assert again.code == 0, again.output
 
 
 def test_refusals(cage: Cage, tmp_path: Path) -> None:

@@ -79,3 +79,19 @@ def test_a_mount_session_is_refused_before_any_engine_call(config_dir: Path) -> 
         assert "--mount" in err
     code, _out, err = run("fork", "nosuch", "other")
     assert code == 3 and "no session named 'nosuch'" in err
+
+
+def test_restore_refuses_another_sessions_snapshot_and_an_ephemeral_session(
+    config_dir: Path,
+) -> None:
+    keep("web-1", source="web")
+    store = metadata.SessionStore()
+    for name, ephemeral in (("web", True), ("api", False)):
+        rec = SessionRecord(name=name, created="2026-01-02T03:04:05Z",
+                            container=f"cage-{name}", ephemeral=ephemeral)  # fmt: skip
+        with store.lock(name):
+            store.write(name, record.to_fields(rec))
+    code, _out, err = run("restore", "api", "web-1")
+    assert code == 2 and "is of session web" in err
+    code, _out, err = run("restore", "web", "web-1")
+    assert code == 2 and "--ephemeral" in err

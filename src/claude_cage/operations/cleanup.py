@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import hostgit, labels, metadata, names, paths, quota
@@ -256,7 +257,15 @@ def _unfinished_snapshots(
             continue
         item = Leftover("", "volume", volume["Name"], f"of snapshot {snap}, which did not finish")
         found.append((snap, item))
+    root = paths.snapshots_dir()
+    for where in sorted(root.iterdir()) if root.is_dir() else []:
+        if snapshot_file_missing(where) and not store.busy(snapshot.lock_name(where.name)):
+            found.append((where.name, Leftover("", "files", str(where), "an unfinished snapshot")))
     return found
+
+
+def snapshot_file_missing(where: Path) -> bool:
+    return where.is_dir() and not where.is_symlink() and not (where / "snapshot").exists()
 
 
 def snapshots_of_gone_sessions() -> list[snapshot.Listed]:

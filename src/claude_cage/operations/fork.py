@@ -238,6 +238,11 @@ def restore(name: str, snap: str) -> Restored:
             f"snapshot {snap} is of session {found.source}, not {name}",
             f"start a new session from it: claude-cage start --from {snap} NEW",
         )
+    if meta.ephemeral:
+        raise BadInput(
+            f"session {name} is --ephemeral: stopping it for the restore would remove it",
+            f"start a new session from the snapshot: claude-cage start --from {snap} NEW",
+        )
     engine = fleet.engine_named(meta.engine)
     container = names.container_name(name)
     info = engine.inspect(container)

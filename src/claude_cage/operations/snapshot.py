@@ -110,6 +110,7 @@ def load(snap: str) -> tuple[Snapshot, SessionRecord]:
 def _save(found: Snapshot, kept: SessionRecord) -> None:
     data = record.to_fields(kept)
     metadata.write_file(_dir(found.name) / "record", metadata.render(data))
+    checkpoint("snapshot:record-written")
     info = {"source": found.source, "created": found.created, "engine": found.engine,
             "size": found.size, "kinds": ",".join(found.kinds)}  # fmt: skip
     metadata.write_file(_dir(found.name) / "snapshot", metadata.render(info))
@@ -269,8 +270,8 @@ def remove(snap: str) -> RemovedSnapshot:
         if not _dir(snap).is_dir():
             raise SnapshotNotFound(snap)
         try:
-            found, _kept = load(snap)
-        except DamagedFile:
+            found: Snapshot | None = load(snap)[0]
+        except CageError:  # damaged, or a snapshot killed before it finished
             found = None
         engine = fleet.engine_named(found.engine if found else "")
         kinds = found.kinds if found else ("work", "data", "scratch")
