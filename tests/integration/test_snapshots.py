@@ -145,6 +145,11 @@ def test_stopped_session_snapshot_start_from_and_rm(cage: Cage, tmp_path: Path) 
     assert made.code == 0, made.output
     assert inside(cage, new, "cat /workspace/notes.txt") == "kept\n"
     assert cage("status", name, "--json").json()["session"]["status"] == "stopped"
+    twin = cage.name()
+    forked = cage("fork", name, twin)  # from a stopped session too
+    assert forked.code == 0, forked.output
+    assert inside(cage, twin, "cat /workspace/notes.txt") == "kept\n"
+    assert cage("status", name, "--json").json()["session"]["status"] == "stopped"
 
     assert cage("destroy", "--force", name).code == 0
     gc = cage("gc", "--json")  # a snapshot outlives its session; gc keeps and names it
