@@ -95,3 +95,12 @@ def test_restore_refuses_another_sessions_snapshot_and_an_ephemeral_session(
     assert code == 2 and "is of session web" in err
     code, _out, err = run("restore", "web", "web-1")
     assert code == 2 and "--ephemeral" in err
+
+
+def test_a_fork_into_itself_is_refused_not_a_deadlock(config_dir: Path) -> None:
+    store = metadata.SessionStore()
+    rec = SessionRecord(name="web", created="2026-01-02T03:04:05Z", container="cage-web")
+    with store.lock("web"):
+        store.write("web", record.to_fields(rec))
+    code, _out, err = run("fork", "web", "web")
+    assert code == 2 and "into itself" in err

@@ -205,6 +205,8 @@ def fork(name: str, new: str) -> NewSession:
     """A new session `new` with session `name`'s state as it is now (running or not)."""
     meta = snapshot.source_record(name)
     refuse_mounts(meta, "fork")
+    if names.check_name(new) == name:
+        raise BadInput(f"session {name} cannot be forked into itself", "name a new session")
     engine = fleet.engine_named(meta.engine)
     store = metadata.SessionStore()
     with store.lock(name):  # not destroyed or restored meanwhile
