@@ -152,6 +152,7 @@ def test_stopped_session_snapshot_start_from_and_rm(cage: Cage, tmp_path: Path) 
     assert cage("status", name, "--json").json()["session"]["status"] == "stopped"
 
     assert cage("destroy", "--force", name).code == 0
+    assert len(volumes(f"cage-snap-{name}-s-")) == 2  # destroy leaves its snapshots
     gc = cage("gc", "--json")  # a snapshot outlives its session; gc keeps and names it
     assert [s["name"] for s in gc.json()["kept_snapshots"]] == [f"{name}-s"]
     assert cage("snapshot", "rm", f"{name}-s").code == 0
