@@ -116,6 +116,14 @@ def _new_record(kept: SessionRecord, new: str) -> SessionRecord:
     )
 
 
+def _refuse_existing(new: str) -> None:
+    """Before any lock is taken: two commands that each hold the other's next lock
+    (`fork A B` and `fork B A`) are refused here instead of waiting on each other.
+    (`_make` checks again under the new session's lock.)"""
+    if metadata.SessionStore().load(new) is not None:
+        raise BadInput(f"session {new} exists", "pick another name for the new session")
+
+
 def _make(
     engine: EngineAPI,
     kept: SessionRecord,
@@ -164,7 +172,7 @@ def _make(
         except BaseException:
             with contextlib.suppress(CageError):
                 for volume in made:
-                    snapshot._remove_volumes(engine, [volume])
+                    snapshot.remove_volumes(engine, [volume])
                 store.remove(new)
             raise
     started = start(StartOptions(name=new), engine=engine)
@@ -207,6 +215,7 @@ def fork(name: str, new: str) -> NewSession:
     refuse_mounts(meta, "fork")
     if names.check_name(new) == name:
         raise BadInput(f"session {name} cannot be forked into itself", "name a new session")
+    _refuse_existing(new)
     engine = fleet.engine_named(meta.engine)
     store = metadata.SessionStore()
     with store.lock(name):  # not destroyed or restored meanwhile
@@ -220,6 +229,7 @@ def fork(name: str, new: str) -> NewSession:
 def start_from(snap: str, new: str) -> NewSession:
     """A new session `new` from snapshot `snap`."""
     found, kept = snapshot.load(snap)
+    _refuse_existing(names.check_name(new))
     engine = fleet.engine_named(found.engine)
     with metadata.SessionStore().lock(snapshot.lock_name(snap)):  # not removed meanwhile
         sources = {k: found.volume(k) for k in found.kinds}

@@ -190,18 +190,18 @@ def take(name: str, snap: str | None = None) -> SnapshotResult:
         info = engine.inspect(container)
         paused = bool(info and info["State"]["Running"])
         copies = []
-        for kind in kinds:
-            target = names.snapshot_volume(snap, kind)
-            bound = bounded_size(kept_volumes[kind], kind, cfg.values)
-            make_volume(engine, target, volume_labels(snap), bound, (0, 0))
-            copies.append(Copy(kind, kept_volumes[kind], target))
         try:
+            for kind in kinds:
+                target = names.snapshot_volume(snap, kind)
+                copies.append(Copy(kind, kept_volumes[kind], target))
+                bound = bounded_size(kept_volumes[kind], kind, cfg.values)
+                make_volume(engine, target, volume_labels(snap), bound, (0, 0))
             size = copy(engine, image_of(meta, cfg), name, copies, freeze=container)
             checkpoint("snapshot:copied")
             found = Snapshot(snap, name, metadata.now_iso(), meta.engine, size, tuple(kinds))
             _save(found, meta)
         except BaseException:
-            _remove_volumes(engine, [c.target for c in copies])
+            remove_volumes(engine, [c.target for c in copies])
             with contextlib.suppress(OSError):
                 for leftover in _dir(snap).glob("*"):
                     leftover.unlink()
@@ -210,7 +210,7 @@ def take(name: str, snap: str | None = None) -> SnapshotResult:
     return SnapshotResult(found, paused, time.monotonic() - began)
 
 
-def _remove_volumes(engine: EngineAPI, volumes: list[str]) -> None:
+def remove_volumes(engine: EngineAPI, volumes: list[str]) -> None:
     for volume in volumes:
         with contextlib.suppress(CageError):
             engine.remove_volume(volume)
