@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,25 @@ def test_a_fork_runs_nothing_of_the_agents_and_copies_links_as_links(
     assert "HOOK-RAN" not in found and "FSMONITOR-RAN" not in found
     assert "/etc/shadow\n0\n" in found  # mode 000, as it was
     assert inside(cage, child, "git branch --show-current").strip() == f"cage/{child}"
+
+
+def test_a_snapshot_keeps_no_credential_and_a_fork_carries_the_key_file(
+    cage: Cage, tmp_path: Path
+) -> None:
+    key = f"sk-ant-test-{uuid.uuid4().hex}"
+    key_file = tmp_path / "key"
+    key_file.write_text(key)
+    name, twin = cage.name(), cage.name()
+    started = cage("start", "--name", name, "--network", "none", "-d", "--api-key-file",
+                   str(key_file))  # fmt: skip
+    assert started.code == 0, started.output
+    assert cage("snapshot", name, "--name", f"{name}-s").code == 0
+    kept = [p for p in (cage.data_dir / "snapshots").rglob("*") if p.is_file()]
+    assert kept and all(key.encode() not in p.read_bytes() for p in kept)
+    forked = cage("fork", name, twin)
+    assert forked.code == 0 and key not in forked.output
+    secret = cage.data_dir / "sessions" / twin / "api_key"
+    assert secret.read_text() == key and secret.stat().st_mode & 0o777 == 0o600
+    inside_twin = cage("exec", twin, "--", "cat", "/run/cage/secrets/api_key").stdout.strip()
+    assert inside_twin == key
+    assert key not in (cage.data_dir / "sessions" / twin / "metadata").read_text()
