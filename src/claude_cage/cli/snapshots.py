@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from claude_cage.cli.base import CONTEXT, cli
+from claude_cage.cli.base import CONTEXT, cli, command_context
 from claude_cage.render import note, print_json, warn
 
 
@@ -41,7 +41,7 @@ def save(name: str, snap: str | None, as_json: bool) -> None:
     """Keep session NAME's state as a snapshot (also: snapshot NAME)."""
     from claude_cage.operations.snapshot import take
 
-    result = take(name, snap)
+    result = take(command_context(), name, snap)
     if as_json:
         print_json({"snapshot": result.snapshot.as_dict(), "paused": result.paused})
         return
@@ -61,7 +61,7 @@ def list_(name: str | None, as_json: bool) -> None:
     from claude_cage.operations.snapshot import list_snapshots
     from claude_cage.resources import human_bytes, human_duration
 
-    found, damaged = list_snapshots(name)
+    found, damaged = list_snapshots(command_context(), name)
     if as_json:
         print_json({"snapshots": [s.as_dict() for s in found], "damaged": damaged})
         return
@@ -85,7 +85,7 @@ def rm(snap: str) -> None:
     """Remove a snapshot and its volumes."""
     from claude_cage.operations.snapshot import remove
 
-    remove(snap)
+    remove(command_context(), snap)
     note(f"snapshot {snap} removed")
 
 
@@ -101,7 +101,7 @@ def restore(name: str, snap: str, as_json: bool) -> None:
     """
     from claude_cage.operations.fork import restore as restore_op
 
-    result = restore_op(name, snap)
+    result = restore_op(command_context(), name, snap)
     for message in result.warnings:
         warn(message)
     if as_json:
@@ -124,7 +124,7 @@ def fork(name: str, new: str, as_json: bool) -> None:
     """
     from claude_cage.operations.fork import fork as fork_op
 
-    result = fork_op(name, new)
+    result = fork_op(command_context(), name, new)
     for message in result.warnings:
         warn(message)
     if as_json:

@@ -268,9 +268,9 @@ def snapshot_file_missing(where: Path) -> bool:
     return where.is_dir() and not where.is_symlink() and not (where / "snapshot").exists()
 
 
-def snapshots_of_gone_sessions() -> list[snapshot.Listed]:
+def snapshots_of_gone_sessions(ctx: Context) -> list[snapshot.Listed]:
     """Snapshots whose session is gone: gc keeps them (see the module's docstring)."""
-    return [s for s in snapshot.list_snapshots()[0] if not s.source_exists]
+    return [s for s in snapshot.list_snapshots(ctx)[0] if not s.source_exists]
 
 
 def _abandoned_scratch() -> list[Leftover]:

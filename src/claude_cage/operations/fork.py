@@ -14,17 +14,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import metadata, names, policy, workdir
-from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Status
 from claude_cage.labels import Role
 from claude_cage.operations import checkpoint, operation, snapshot
 from claude_cage.operations.clone import WORK_TIP, work_env
-from claude_cage.operations.inputs import StartOptions, load_config, request_from_record
+from claude_cage.operations.inputs import StartOptions, request_from_record
 from claude_cage.operations.owned import check_claimable
 from claude_cage.operations.secret_store import API_KEY_SECRET
 from claude_cage.operations.session import start
@@ -38,6 +37,9 @@ from claude_cage.operations.snapcopy import (
 )
 from claude_cage.operations.teardown import stop
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 # In the new session: its branch, $2 renamed $3, with no hook of the clone's run.
 BRANCH = r"""
@@ -116,15 +118,16 @@ def _new_record(kept: SessionRecord, new: str) -> SessionRecord:
     )
 
 
-def _refuse_existing(new: str) -> None:
+def _refuse_existing(ctx: Context, new: str) -> None:
     """Before any lock is taken: two commands that each hold the other's next lock
     (`fork A B` and `fork B A`) are refused here instead of waiting on each other.
     (`_make` checks again under the new session's lock.)"""
-    if metadata.SessionStore().load(new) is not None:
+    if ctx.store.load(new) is not None:
         raise BadInput(f"session {new} exists", "pick another name for the new session")
 
 
 def _make(
+    ctx: Context,
     engine: EngineAPI,
     kept: SessionRecord,
     new: str,
@@ -136,8 +139,8 @@ def _make(
 ) -> NewSession:
     """Session `new` from `sources` (kind -> volume) and the kept record, started."""
     names.check_name(new)
-    store = metadata.SessionStore()
-    cfg = load_config(StartOptions())
+    store = ctx.store
+    cfg = ctx.config
     warnings = []
     if kept.ports:
         ports = ", ".join(f"{h}:{c}" for h, c in kept.ports)
@@ -175,7 +178,7 @@ def _make(
                     snapshot.remove_volumes(engine, [volume])
                 store.remove(new)
             raise
-    started = start(StartOptions(name=new), engine=engine)
+    started = start(ctx, StartOptions(name=new))
     warnings += started.warnings
     if record.repo_name:
         try:
@@ -209,39 +212,39 @@ def _own_branch(engine: EngineAPI, record: SessionRecord, old_branch: str) -> st
 
 
 @operation("fork")
-def fork(name: str, new: str) -> NewSession:
+def fork(ctx: Context, name: str, new: str) -> NewSession:
     """A new session `new` with session `name`'s state as it is now (running or not)."""
-    meta = snapshot.source_record(name)
+    meta = snapshot.source_record(ctx, name)
     refuse_mounts(meta, "fork")
     if names.check_name(new) == name:
         raise BadInput(f"session {name} cannot be forked into itself", "name a new session")
-    _refuse_existing(new)
-    engine = fleet.engine_named(meta.engine)
-    store = metadata.SessionStore()
+    _refuse_existing(ctx, new)
+    engine = ctx.engine_named(meta.engine)
+    store = ctx.store
     with store.lock(name):  # not destroyed or restored meanwhile
-        meta = snapshot.source_record(name)
+        meta = snapshot.source_record(ctx, name)
         sources = {k: v for k, v in session_volumes(meta).items() if engine.volume_exists(v)}
         key = store.read_secret(name, API_KEY_SECRET)
-        return _make(engine, meta, new, sources, names.container_name(name), name, None, key)
+        return _make(ctx, engine, meta, new, sources, names.container_name(name), name, None, key)
 
 
 @operation("start-from")
-def start_from(snap: str, new: str) -> NewSession:
+def start_from(ctx: Context, snap: str, new: str) -> NewSession:
     """A new session `new` from snapshot `snap`."""
     found, kept = snapshot.load(snap)
-    _refuse_existing(names.check_name(new))
-    engine = fleet.engine_named(found.engine)
-    with metadata.SessionStore().lock(snapshot.lock_name(snap)):  # not removed meanwhile
+    _refuse_existing(ctx, names.check_name(new))
+    engine = ctx.engine_named(found.engine)
+    with ctx.store.lock(snapshot.lock_name(snap)):  # not removed meanwhile
         sources = {k: found.volume(k) for k in found.kinds}
-        return _make(engine, kept, new, sources, None, f"snapshot {snap}", snap)
+        return _make(ctx, engine, kept, new, sources, None, f"snapshot {snap}", snap)
 
 
 @operation("restore")
-def restore(name: str, snap: str) -> Restored:
+def restore(ctx: Context, name: str, snap: str) -> Restored:
     """Session `name` back to its snapshot `snap`: its volumes and record as they were;
     a running session is stopped for it and started again (Claude Code with --continue)."""
     found, kept = snapshot.load(snap)
-    store = metadata.SessionStore()
+    store = ctx.store
     meta = store.load(name)
     if meta is None:
         raise SessionNotFound(name)
@@ -255,13 +258,13 @@ def restore(name: str, snap: str) -> Restored:
             f"session {name} is --ephemeral: stopping it for the restore would remove it",
             f"start a new session from the snapshot: claude-cage start --from {snap} NEW",
         )
-    engine = fleet.engine_named(meta.engine)
+    engine = ctx.engine_named(meta.engine)
     container = names.container_name(name)
     info = engine.inspect(container)
     running = bool(info and info["State"]["Running"])
     if running:
-        stop(name, engine=engine)
-    cfg = load_config(StartOptions())
+        stop(ctx, name)
+    cfg = ctx.config
     with store.lock(name), store.lock(snapshot.lock_name(snap)):
         info = engine.inspect(container)
         if info and info["State"]["Running"]:
@@ -295,5 +298,5 @@ def restore(name: str, snap: str) -> Restored:
         )
     if not running:
         return Restored(name, snap, False, False)
-    started = start(StartOptions(name=name), engine=engine)
+    started = start(ctx, StartOptions(name=name))
     return Restored(name, snap, True, started.continued, started.warnings)

@@ -19,7 +19,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import labels, metadata, names, paths, quota, record, resources
 from claude_cage.engine import fleet
@@ -27,7 +27,7 @@ from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, DamagedFile, SessionNotFound, SnapshotNotFound
 from claude_cage.kinds import Status
 from claude_cage.operations import checkpoint, operation
-from claude_cage.operations.inputs import StartOptions, default_image, load_config
+from claude_cage.operations.inputs import default_image
 from claude_cage.operations.snapcopy import (
     Copy,
     bounded_size,
@@ -37,6 +37,9 @@ from claude_cage.operations.snapcopy import (
     session_volumes,
 )
 from claude_cage.record import SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 
 def lock_name(snap: str) -> str:
@@ -125,10 +128,9 @@ def volume_labels(snap: str) -> dict[str, str]:
     }
 
 
-def source_record(name: str) -> SessionRecord:
+def source_record(ctx: Context, name: str) -> SessionRecord:
     """The session's record, checked to be one whose state can be kept."""
-    store = metadata.SessionStore()
-    meta = store.load(name)
+    meta = ctx.store.load(name)
     if meta is None:
         raise SessionNotFound(name)
     if meta.status == Status.STARTING or meta.clone_pending:
@@ -166,22 +168,22 @@ class SnapshotResult:
 
 
 @operation("snapshot")
-def take(name: str, snap: str | None = None) -> SnapshotResult:
+def take(ctx: Context, name: str, snap: str | None = None) -> SnapshotResult:
     """Keep session NAME's state as snapshot SNAP (a name made from NAME and the time
     when not given)."""
     began = time.monotonic()
-    meta = source_record(name)
+    meta = source_record(ctx, name)
     refuse_mounts(meta, "a snapshot")
     snap = names.check_name(snap) if snap else default_name(name, names_kept())
     kept_volumes = session_volumes(meta)
-    engine = fleet.engine_named(meta.engine)
-    store = metadata.SessionStore()
-    cfg = load_config(StartOptions())
+    engine = ctx.engine_named(meta.engine)
+    store = ctx.store
+    cfg = ctx.config
     with store.lock(name), store.lock(lock_name(snap)):
         if (_dir(snap) / "snapshot").exists():
             raise BadInput(f"snapshot {snap} exists", f"pick another --name, or "
                            f"'claude-cage snapshot rm {snap}' first")  # fmt: skip
-        meta = source_record(name)  # as it is now, under the lock
+        meta = source_record(ctx, name)  # as it is now, under the lock
         kinds = [k for k, v in kept_volumes.items() if engine.volume_exists(v)]
         if not kinds:
             raise CageError(f"session {name} has no volumes to keep",
@@ -228,11 +230,11 @@ class Listed:
         return {**self.snapshot.as_dict(), "age": self.age, "source_exists": self.source_exists}
 
 
-def list_snapshots(session: str | None = None) -> tuple[list[Listed], list[str]]:
+def list_snapshots(ctx: Context, session: str | None = None) -> tuple[list[Listed], list[str]]:
     """The snapshots (of one session if given), oldest first, and the damaged ones."""
     found, damaged = [], []
-    sessions = set(metadata.SessionStore().names())
-    now = time.time()
+    sessions = set(ctx.store.names())
+    now = ctx.clock()
     for snap in names_kept():
         try:
             item, _kept = load(snap)
@@ -262,18 +264,17 @@ class RemovedSnapshot:
 
 
 @operation("snapshot-rm")
-def remove(snap: str) -> RemovedSnapshot:
+def remove(ctx: Context, snap: str) -> RemovedSnapshot:
     """Remove a snapshot: its volumes, then its record."""
     names.check_name(snap)
-    store = metadata.SessionStore()
-    with store.lock(lock_name(snap)):
+    with ctx.store.lock(lock_name(snap)):
         if not _dir(snap).is_dir():
             raise SnapshotNotFound(snap)
         try:
             found: Snapshot | None = load(snap)[0]
         except CageError:  # damaged, or a snapshot killed before it finished
             found = None
-        engine = fleet.engine_named(found.engine if found else "")
+        engine = ctx.engine_named(found.engine if found else "")
         kinds = found.kinds if found else ("work", "data", "scratch")
         for kind in kinds:
             volume = names.snapshot_volume(snap, kind)
