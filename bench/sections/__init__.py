@@ -17,6 +17,7 @@ from sections import (
     proxy,
     remote,
     runtimes,
+    snapshots,
     start,
 )
 
@@ -24,6 +25,7 @@ SECTIONS = (
     listing,
     start,
     clone,
+    snapshots,
     coldstart,
     memory,
     proxy,

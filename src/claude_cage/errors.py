@@ -45,6 +45,11 @@ class SessionNotFound(NotFound):
         super().__init__(f"no session named {name!r}", "see 'claude-cage list' for the sessions")
 
 
+class SnapshotNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no snapshot named {name!r}", "see 'claude-cage snapshot list'")
+
+
 class EngineUnavailable(CageError):
     hint = (
         "start the Docker engine (as root: scripts/ensure-docker, or 'systemctl start docker'), "

@@ -25,6 +25,7 @@ ROLE = "cage.role"
 VERSION = "cage.version"
 EPHEMERAL = "cage.ephemeral"
 IMAGE = "cage.image"  # on images, set by their Dockerfiles
+SNAPSHOT = "cage.snapshot"  # on a snapshot's volumes: the snapshot's name
 PROBE = "cage.probe"  # on doctor's throwaway sessions: the pid of the doctor that made them
 
 MANAGED_FILTER = f"{MANAGED_BY}={MANAGER}"  # the engine's label filter for "made by us"
@@ -37,6 +38,8 @@ class Role(StrEnum):
     NETWORK = "network"
     FILL = "fill"  # carries a clone into a new session's volume (operations/clone.py)
     EXPORT = "export"  # reads a stopped session's clone
+    COPY = "copy"  # copies a session's volumes to or from a snapshot (snapcopy.py)
+    SNAPSHOT = "snapshot"  # a snapshot's volume
 
 
 class Ownership(StrEnum):

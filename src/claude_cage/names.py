@@ -65,6 +65,16 @@ def scratch_volume(session: str) -> str:
     return f"cage-scratch-{session}"
 
 
+def snapshot_volume(snapshot: str, kind: str) -> str:
+    """A snapshot's copy of one of a session's volumes (kind: work, data, scratch)."""
+    return f"cage-snap-{snapshot}-{kind}"
+
+
+def copy_container(session: str) -> str:
+    # Copies a session's volumes to or from a snapshot; never of the form cage-<name>.
+    return f"copy-cage-{session}"
+
+
 def export_container(session: str) -> str:
     # Reads a stopped session's clone; never of the form cage-<name> either.
     return f"export-cage-{session}"

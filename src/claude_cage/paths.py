@@ -59,6 +59,11 @@ def incoming_dir() -> Path:
     return data_dir() / "incoming"
 
 
+def snapshots_dir() -> Path:
+    """Each snapshot's record; its volumes are on the session's engine."""
+    return data_dir() / "snapshots"
+
+
 def events_db() -> Path:
     return data_dir() / "events.sqlite3"
 

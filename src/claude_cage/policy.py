@@ -173,6 +173,7 @@ class ContainerSpec:
     tmpfs: dict[str, str] = field(default_factory=dict)
     read_only: bool = True
     cap_drop: list[str] = field(default_factory=lambda: ["ALL"])
+    cap_add: list[str] = field(default_factory=list)  # only a state copy's (snapcopy.py)
     security_opt: list[str] = field(default_factory=list)
     mem_limit: int = 0
     nano_cpus: int = 0

@@ -172,6 +172,12 @@ class UnusedEngine(EngineAPI):
     def stop(self, name: str, timeout: int = 10) -> None:
         self._unused("stop")
 
+    def pause(self, name: str) -> None:
+        self._unused("pause")
+
+    def unpause(self, name: str) -> None:
+        self._unused("unpause")
+
     def remove(self, name: str) -> bool:
         self._unused("remove")
 

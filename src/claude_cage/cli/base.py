@@ -49,6 +49,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "exec NAME -- CMD..."),
     "fetch": ("workspace", "Create or update the branch cage/NAME in your repository; "
               "nothing else changes."),
+    "fork": ("snapshots", "Start a new session from another's state as it is now, "
+             "running or stopped."),
     "gc": ("upkeep", "Remove what crashed and ephemeral sessions left behind."),
     "history": ("history", "List destroyed sessions kept by the flight recorder."),
     "key": ("egress", "Manage a session's Anthropic API key."),
@@ -61,10 +63,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "branch."),
     "open": ("desktop", "Open a desktop session in the browser, logged in."),
     "reap": ("upkeep", "Stop idle sessions and sessions near their memory limit."),
+    "restore": ("snapshots", "Roll a session back to one of its snapshots; Claude Code "
+                "continues."),
     "secret": ("credentials", "Manage credentials the proxy adds for a host, for all sessions "
                "or one."),
     "shell": ("running", "Open a bash shell in a session (default: the most recent "
               "running one)."),
+    "snapshot": ("snapshots", "Keep a session's state: snapshot NAME [--name SNAP], "
+                 "snapshot list, snapshot rm SNAP."),
     "start": ("sessions", "Start a session (with no options: --mode cli --network filtered)."),
     "status": ("sessions", "Show one session in detail, with a sandbox verification "
                "(default: most recent)."),

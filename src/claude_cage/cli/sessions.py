@@ -92,6 +92,12 @@ from claude_cage.render import note, print_json, sanitize, table, warn
     "'local', or 'auto' (the engine with the most free capacity). Default: default_engine.",
 )
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Extra config file.")
+@click.option(
+    "--from",
+    "from_snapshot",
+    metavar="SNAP",
+    help="A new session NAME from a snapshot, with its settings ('claude-cage snapshot').",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def start(
     as_json: bool,
@@ -114,9 +120,20 @@ def start(
     if session and kwargs.get("name") not in (None, session):
         raise BadInput("NAME and --name name two sessions", "give one of them")
     kwargs["name"] = session or kwargs.get("name")
+    from_snapshot = kwargs.pop("from_snapshot")
 
-    options = StartOptions(persist=not no_persist, user_config=not no_user_config, **kwargs)
-    result = start_op(command_context(), options)
+    if from_snapshot:  # the snapshot's settings: no flag is a setting here
+        from claude_cage.operations.fork import start_from
+
+        if not kwargs["name"]:
+            raise BadInput("start --from SNAP needs a NAME for the new session",
+                           "claude-cage start --from SNAP NEW")  # fmt: skip
+        made = start_from(command_context(), from_snapshot, kwargs["name"])
+        result = made.start
+        result.warnings = made.warnings
+    else:
+        options = StartOptions(persist=not no_persist, user_config=not no_user_config, **kwargs)
+        result = start_op(command_context(), options)
     for message in result.warnings:
         warn(message)
     if as_json:

@@ -95,10 +95,21 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
             verb = "adopting" if item.kind == "session" else "removing"
             note(f"{verb} {item.kind} {item.target} ({item.reason})")
     items = gc_op(command_context(), remove_stale=remove_stale, dry_run=dry_run)
+    from claude_cage.operations.cleanup import snapshots_of_gone_sessions
+
+    orphans = snapshots_of_gone_sessions(command_context())
     if as_json:
-        print_json({"dry_run": dry_run, "items": [i.as_dict() for i in items]})
+        print_json({"dry_run": dry_run, "items": [i.as_dict() for i in items],
+                    "kept_snapshots": [s.as_dict() for s in orphans]})  # fmt: skip
         _fail_if_any_failed(items)
         return
+    if orphans:
+        from claude_cage.resources import human_bytes
+
+        size = human_bytes(sum(s.snapshot.size for s in orphans))
+        note(f"kept {len(orphans)} snapshot(s) of sessions that are gone ({size}): "
+             + ", ".join(s.snapshot.name for s in orphans)
+             + "; 'claude-cage snapshot rm SNAP' removes one")  # fmt: skip
     if not items:
         note("nothing to clean up")
         return

@@ -242,6 +242,13 @@ class Engine(EngineAPI):
         if status >= 400 and status != 404:
             raise api_error(status, data)
 
+    def pause(self, name: str) -> None:
+        """Freeze every process of a running container (its cgroup's freezer)."""
+        self._http.call("POST", f"/containers/{urllib.parse.quote(name)}/pause")
+
+    def unpause(self, name: str) -> None:
+        self._http.call("POST", f"/containers/{urllib.parse.quote(name)}/unpause")
+
     def remove(self, name: str) -> bool:
         """Force-remove a container; False when it was not there. Returns once it is gone,
         so its volumes are free (also when the engine's auto-remove got there first)."""

@@ -29,6 +29,7 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
         "Tmpfs": spec.tmpfs,
         "ReadonlyRootfs": spec.read_only,
         "CapDrop": spec.cap_drop,
+        "CapAdd": spec.cap_add,
         "SecurityOpt": spec.security_opt,
         "Memory": spec.mem_limit,
         "MemorySwap": spec.mem_limit,  # no swap beyond the memory limit

@@ -16,6 +16,10 @@ directory's, and only while it holds the session's lock (so never what a `start`
 * the containers and volumes of an ephemeral session that is not running;
 * clone snapshots and review quarantines in the data directory's `incoming/` whose
   process is gone (they belong to no session);
+* the volumes of a `claude-cage snapshot` that did not finish (killed before it wrote
+  the snapshot's record), once no command holds the snapshot's lock. A finished
+  snapshot is never removed by gc, also when its session is gone (`start --from` makes
+  a session of it): `snapshot list` shows those as `(gone)`, and `gc` names them;
 * with `remove_stale=True` only (the CLI asks, or takes `--yes`): the metadata of a
   session whose container is gone (or of an ephemeral one that is not running),
   together with its data volume. Such a session could still be started again from
@@ -33,13 +37,14 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import hostgit, labels, metadata, names, paths, quota
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Status
-from claude_cage.operations import history, record_event, unfetched
+from claude_cage.operations import history, record_event, snapshot, unfetched
 from claude_cage.operations.adoption import ADOPT, ORPHAN, adopt, ownership
 from claude_cage.record import SessionRecord
 
@@ -226,13 +231,15 @@ class GcPlan:
 def plan_gc(ctx: Context) -> GcPlan:
     """What gc would remove now. Changes nothing."""
     engine = ctx.local_engine()
+    store = ctx.store
     plan = GcPlan()
-    for _name, objects in sorted(_gather(engine, ctx.store).items()):
+    for _name, objects in sorted(_gather(engine, store).items()):
         now, confirm = leftovers(objects)
         plan.leftovers += now
         plan.stale += confirm
     plan.leftovers += _orphan_filesystems(engine)
     plan.leftovers += _abandoned_scratch()
+    plan.leftovers += [item for _snap, item in _unfinished_snapshots(engine, store)]
     plan.archives = _expired_archives(ctx)
     return plan
 
@@ -244,6 +251,38 @@ def _expired_archives(ctx: Context) -> list[Leftover]:
         Leftover(a.name, "archive", str(a.path), f"destroyed more than {days} days ago")
         for a in history.expired(days)
     ]
+
+
+def _unfinished_snapshots(
+    engine: EngineAPI, store: metadata.SessionStore
+) -> list[tuple[str, Leftover]]:
+    """Volumes of a snapshot with no record (a `snapshot` killed during its copy)
+    whose lock nobody holds."""
+    kept = set(snapshot.names_kept())
+    found = []
+    for volume in engine.list_volumes():
+        found_labels = volume.get("Labels") or {}
+        snap = found_labels.get(labels.SNAPSHOT)
+        if not snap or not labels.is_ours(found_labels) or snap in kept:
+            continue
+        if store.busy(snapshot.lock_name(snap)):
+            continue
+        item = Leftover("", "volume", volume["Name"], f"of snapshot {snap}, which did not finish")
+        found.append((snap, item))
+    root = paths.snapshots_dir()
+    for where in sorted(root.iterdir()) if root.is_dir() else []:
+        if snapshot_file_missing(where) and not store.busy(snapshot.lock_name(where.name)):
+            found.append((where.name, Leftover("", "files", str(where), "an unfinished snapshot")))
+    return found
+
+
+def snapshot_file_missing(where: Path) -> bool:
+    return where.is_dir() and not where.is_symlink() and not (where / "snapshot").exists()
+
+
+def snapshots_of_gone_sessions(ctx: Context) -> list[snapshot.Listed]:
+    """Snapshots whose session is gone: gc keeps them (see the module's docstring)."""
+    return [s for s in snapshot.list_snapshots(ctx)[0] if not s.source_exists]
 
 
 def _abandoned_scratch() -> list[Leftover]:
@@ -290,6 +329,12 @@ def gc(ctx: Context, remove_stale: bool = False, dry_run: bool = False) -> list[
         gone = item.target in pruned or not os.path.exists(item.target)  # or another gc's
         item.outcome = "removed" if gone else "failed"
         done.append(item)
+    for snap, item in _unfinished_snapshots(engine, store):  # afresh, each under its lock
+        with store.lock(snapshot.lock_name(snap), blocking=False) as locked:
+            if not locked or snap in snapshot.names_kept():
+                continue
+            _remove(engine, store, item)
+            done.append(item)
     return done
 
 
