@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from claude_cage import config as config_mod
 from claude_cage.devcontainer import DevContainer
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
+from claude_cage.operations.build import ca_certificates
 from claude_cage.operations.layer import add_layer, build_output, ensure_image
 from claude_cage.parsing import parse_env
 
@@ -156,8 +158,6 @@ def _build_features(
 
 
 def _copy_tree(source: Path, target: Path) -> None:
-    import shutil
-
     shutil.copytree(source, target, symlinks=True)
 
 
@@ -171,8 +171,6 @@ def image_for(
     """The session image of this configuration: (tag, built). Found by its content
     key when an earlier start built it; else built: the project's image, its features,
     the cage's layer."""
-    from claude_cage.operations.build import ca_certificates
-
     progress = progress or (lambda _message: None)
     if dc.image:
         ensure_image(engine, dc.image, progress)

@@ -23,6 +23,7 @@ from claude_cage.engine.api import EngineAPI
 from claude_cage.engine.client import Engine
 from claude_cage.errors import BadInput, CageError, EngineError
 from claude_cage.operations import operation
+from claude_cage.operations.build import ca_certificates
 
 Progress = Callable[[str], None]
 REFUSED = "cage-refused:"
@@ -138,8 +139,6 @@ def build_from(
     engine: EngineAPI | None = None,
 ) -> LayerResult:
     """`build --from IMAGE [--tag NAME]`: a session image from the user's image."""
-    from claude_cage.operations.build import ca_certificates
-
     cfg = config_mod.load()
     cfg.raise_problems()
     progress = progress or (lambda _message: None)
