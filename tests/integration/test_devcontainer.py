@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cage
+from tests.conftest import Cage, runsc_registered
 
 pytestmark = pytest.mark.engine
 
@@ -99,6 +99,19 @@ def test_build_from_a_debian_image(cage: Cage, base: str, images: list[str]) -> 
     assert "project-file" in inside and "\n1000\n" in inside
     assert "(Claude Code)" in inside and "tmux " in inside
     assert "running" in inside or "exited" in inside  # cage-agent answers: tmux runs
+
+    if not runsc_registered():
+        return
+    # On gVisor: the image is asked itself (its verdict kept by image id), then runs.
+    on_gvisor = cage.name()
+    started = cage("start", on_gvisor, "--image", session_image, "--network", "none",
+                   "--runtime", "runsc", "-d")  # fmt: skip
+    assert started.code == 0, started.stderr
+    session = status(cage, on_gvisor)
+    assert session["sandbox"]["ok"], session["sandbox"]
+    image_id = docker("image", "inspect", "-f", "{{.Id}}", session_image).stdout.strip()
+    verdicts = json.loads((cage.data_dir / "gvisor.json").read_text())
+    assert verdicts[image_id]["ok"], verdicts
 
 
 def test_build_from_refuses_an_image_that_is_not_debian(

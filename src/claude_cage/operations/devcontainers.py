@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from claude_cage import __version__, devcontainer, hostgit, paths, policy, workdir
+from claude_cage import __version__, devcontainer, hostgit, labels, paths, policy, workdir
 from claude_cage import config as config_mod
 from claude_cage.devcontainer import DevContainer
 from claude_cage.engine.api import EngineAPI
@@ -37,7 +37,6 @@ from claude_cage.operations.layer import add_layer, build_output, ensure_image
 from claude_cage.parsing import parse_env
 
 IMAGE_REPO = "claude-cage-dev"
-KEY_LABEL = "cage.devcontainer"
 SKIP_DIRS = {".git", "node_modules", ".venv", "__pycache__"}
 Progress = Callable[[str], None]
 
@@ -176,7 +175,7 @@ def image_for(
         ensure_image(engine, dc.image, progress)
     key = cache_key(engine, cfg, dc)
     tag = f"{IMAGE_REPO}-{project}:{key}"
-    if (engine.image_labels(tag) or {}).get(KEY_LABEL) == key:
+    if (engine.image_labels(tag) or {}).get(labels.DEVCONTAINER) == key:
         return tag, False
     base = dc.image or f"{IMAGE_REPO}-{project}:{key}-project"
     if dc.dockerfile:
@@ -185,7 +184,7 @@ def image_for(
         with_features = f"{IMAGE_REPO}-{project}:{key}-features"
         _build_features(engine, dc, base, with_features, progress)
         base = with_features
-    add_layer(engine, cfg, base, tag, ca_certificates([]), progress, {KEY_LABEL: key})
+    add_layer(engine, cfg, base, tag, ca_certificates([]), progress, {labels.DEVCONTAINER: key})
     return tag, True
 
 

@@ -28,7 +28,6 @@ from claude_cage.operations.build import ca_certificates
 Progress = Callable[[str], None]
 REFUSED = "cage-refused:"
 CLI_FILES = ("cage-entrypoint", "cage-api-key", "cage-agent", "cage-exec", "tmux.conf")
-FROM_LABEL = "cage.from"
 SUPPORTED = "use an image based on Debian or Ubuntu (FROM debian:... or ubuntu:...)"
 
 
