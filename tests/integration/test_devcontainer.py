@@ -357,3 +357,47 @@ def test_devcontainer_read_from_the_host_copy_only(cage: Cage, tmp_path: Path, b
         assert "agent-start" not in in_session(fresh, "cat $HOME/.claude/started")
     finally:
         docker("rmi", "-f", *dev_images(project))
+
+
+def test_devcontainer_local_feature_is_built_in(cage: Cage, tmp_path: Path, base: str) -> None:
+    """A local feature (./folder in .devcontainer/) is installed at build as root, with
+    its options (and their defaults) as environment variables and its containerEnv set;
+    a remote one is refused, naming it."""
+    project = make_project(
+        tmp_path,
+        {"image": base, "features": {"./greeter": {"greeting": "hi-from-feature"}}},
+    )
+    feature = project / ".devcontainer" / "greeter"
+    feature.mkdir()
+    (feature / "devcontainer-feature.json").write_text(
+        json.dumps(
+            {
+                "id": "greeter",
+                "options": {"greeting": {"default": "hello"}, "loud": {"default": "no"}},
+                "containerEnv": {"GREETER_HOME": "/opt/greeter"},
+            }
+        )
+    )
+    (feature / "install.sh").write_text(
+        '#!/bin/sh\nset -e\nmkdir -p /opt/greeter\necho "$GREETING $LOUD $(id -u)" '
+        "> /opt/greeter/said\n"
+    )
+    subprocess.run(["git", "-C", str(project), "add", "-A"], check=True)
+    try:
+        name = cage.name()
+        started = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       timeout=600)  # fmt: skip
+        assert started.code == 0, started.stderr
+        inside = in_session(name, "cat /opt/greeter/said; echo $GREETER_HOME")
+        assert "hi-from-feature no 0" in inside and "/opt/greeter" in inside, inside
+        assert status(cage, name)["sandbox"]["ok"]
+    finally:
+        docker("rmi", "-f", *dev_images(project))
+
+    remote = make_project(
+        tmp_path, {"image": base, "features": {"ghcr.io/devcontainers/features/node:1": {}}}
+    )
+    refused = cage("start", cage.name(), "--clone", str(remote), "--network", "none", "-d")
+    assert refused.code == 2, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert errors and "'ghcr.io/devcontainers/features/node:1'" in errors[0], errors
