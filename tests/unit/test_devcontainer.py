@@ -209,3 +209,23 @@ def test_default_tag_of_build_from() -> None:
     assert default_tag("ghcr.io/org/app:1.2") == "app-cage:1.2"
     assert default_tag("myproject") == "myproject-cage:latest"
     assert default_tag("app@sha256:abc") == "app-cage:latest"
+
+
+def test_a_refused_base_is_one_line_and_other_failures_keep_their_output() -> None:
+    from claude_cage.errors import EngineError
+    from claude_cage.operations.layer import build_output
+
+    steps = [
+        {"stream": "Step 10/29 : RUN sh /tmp/cage-layer-check\n"},
+        {"stream": "cage-refused: Fedora Linux 41 is not Debian- or Ubuntu-based\n"},
+        {"error": "The command '/bin/sh -c sh /tmp/cage-layer-check' returned a non-zero code: 3"},
+    ]
+    with pytest.raises(BadInput) as refused:
+        build_output(iter(steps), "x", lambda _line: None)
+    assert refused.value.message == "Fedora Linux 41 is not Debian- or Ubuntu-based"
+    no_shell = [{"error": 'exec: "/bin/sh": stat /bin/sh: no such file or directory'}]
+    with pytest.raises(BadInput, match="no /bin/sh"):
+        build_output(iter(no_shell), "x", lambda _line: None)
+    with pytest.raises(EngineError) as failed:
+        build_output(iter([{"stream": "E: oops\n"}, {"error": "exit 1"}]), "x", lambda _l: None)
+    assert "E: oops" in failed.value.message

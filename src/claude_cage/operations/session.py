@@ -372,9 +372,15 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
             warnings += keep_recorded(cfg, previous)
         dev = None
         if not restarted and options.devcontainer and cfg["devcontainer"] == "auto":
-            dev = devcontainers.prepare(
-                engine, cfg, options.clone, req, keep_image=bool(options.image)
-            )
+            if req.mode == Mode.CLI:
+                dev = devcontainers.prepare(
+                    engine, cfg, options.clone, req, keep_image=bool(options.image)
+                )
+            elif devcontainers.load(options.clone, req) is not None:
+                warnings.append(
+                    "a desktop session runs the stock desktop image: "
+                    "the project's devcontainer.json is not used"
+                )
         sizes = (cfg["workspace_size"], cfg["data_size"], cfg["socket_size"])
         if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
             warnings.append(quota.UNBOUNDED_HINT)
