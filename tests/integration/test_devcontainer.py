@@ -114,6 +114,31 @@ def test_build_from_a_debian_image(cage: Cage, base: str, images: list[str]) -> 
     assert verdicts[image_id]["ok"], verdicts
 
 
+def test_build_from_an_image_whose_uid_1000_is_taken(
+    cage: Cage, base: str, images: list[str]
+) -> None:
+    """An image whose uid 1000 is a user of its own (Ubuntu 24.04's `ubuntu`; here a
+    Debian image that says it is Ubuntu, as no registry is reachable): that user gives
+    way to the session's, and the session runs and verifies as any other."""
+    project = f"cage-test-ubuntu-like-{uuid.uuid4().hex[:6]}:1"
+    session_image = f"cage-test-layered-{uuid.uuid4().hex[:6]}:1"
+    images += [project, session_image]
+    build_image(
+        project,
+        f"FROM {base}\nRUN useradd --uid 1000 --user-group --create-home ubuntu && "
+        "printf 'ID=ubuntu\\nID_LIKE=debian\\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\\n' "
+        "> /etc/os-release.new && mv /etc/os-release.new /etc/os-release\n",
+    )
+    built = cage("build", "--from", project, "--tag", session_image, timeout=600)
+    assert built.code == 0, built.stderr
+    name = cage.name()
+    started = cage("start", name, "--image", session_image, "--network", "none", "-d")
+    assert started.code == 0, started.stderr
+    assert status(cage, name)["sandbox"]["ok"]
+    inside = in_session(name, "id -un; getent passwd ubuntu || echo no-ubuntu; cage-agent state")
+    assert inside.startswith("claude\n") and "no-ubuntu" in inside, inside
+
+
 def test_build_from_refuses_an_image_that_is_not_debian(
     cage: Cage, base: str, images: list[str]
 ) -> None:
