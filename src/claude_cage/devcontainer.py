@@ -152,7 +152,10 @@ class Variables:
                 return self.local_env.get(var, default)
             if kind == "containerEnv" and rest:
                 var, _, default = rest.partition(":")
-                return self.container_env.get(var, default)
+                if var in self.container_env:
+                    return self.container_env[var]
+                return match.group(0)  # the image's: resolved once it is built
+
             if name in self.values:
                 return self.values[name]
             raise BadInput(
@@ -162,6 +165,20 @@ class Variables:
             )
 
         return _VARIABLE.sub(one, value)
+
+
+def image_variables(env: Mapping[str, str], image_env: Mapping[str, str]) -> dict[str, str]:
+    """The `${containerEnv:VAR[:default]}` left in `env`, from the image's environment
+    (`${containerEnv:PATH}:/extra` keeps the image's PATH, the cage's tools in it)."""
+
+    def one(match: re.Match[str]) -> str:
+        kind, _, rest = match.group(1).partition(":")
+        if kind != "containerEnv":
+            return match.group(0)
+        var, _, default = rest.partition(":")
+        return image_env.get(var, default)
+
+    return {key: _VARIABLE.sub(one, value) for key, value in env.items()}
 
 
 def command_script(value: Any, key: str) -> str:

@@ -203,7 +203,10 @@ CONFIG = """// The project's dev container (JSONC: comments, trailing commas)
     "args": { "GREETING": "hello-${localEnv:CAGE_TEST_GREETING:nobody}" },
   },
   "containerEnv": { "PROJECT_MARK": "mark-${containerWorkspaceFolderBasename}" },
-  "remoteEnv": { "PROJECT_TWO": "${containerEnv:PROJECT_MARK}-two" },
+  "remoteEnv": {
+    "PROJECT_TWO": "${containerEnv:PROJECT_MARK}-two",
+    "PATH": "${containerEnv:PATH}:/opt/project/bin",
+  },
   /* once per session, as the session's user; its output kept for logs --raw */
   "postCreateCommand": "echo created-$(id -u) >> $HOME/.claude/created; echo create-ran",
   "postStartCommand": ["sh", "-c", "echo started >> $HOME/.claude/started"],
@@ -250,6 +253,8 @@ def test_devcontainer_dockerfile_env_lifecycle_and_ports(cage: Cage, dev_project
     )
     assert "hello-from-host" in inside
     assert f"mark-{dev_project.name} mark-{dev_project.name}-two" in inside
+    path = in_session(name, "echo $PATH").strip()
+    assert path.startswith("/opt/cage/bin:") and path.endswith(":/opt/project/bin"), path
     assert inside.count("created-1000") == 1 and inside.count("started") == 1
     raw = cage("logs", name, "--raw")
     assert "create-ran" in raw.stdout, raw.stdout

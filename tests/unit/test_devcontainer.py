@@ -229,3 +229,22 @@ def test_a_refused_base_is_one_line_and_other_failures_keep_their_output() -> No
     with pytest.raises(EngineError) as failed:
         build_output(iter([{"stream": "E: oops\n"}, {"error": "exit 1"}]), "x", lambda _l: None)
     assert "E: oops" in failed.value.message
+
+
+def test_container_env_of_the_image_is_resolved_once_it_is_built(tmp_path: Path) -> None:
+    """`${containerEnv:PATH}` names the image's PATH (the cage's tools in it): kept as
+    it is by the reader, resolved from the built image's environment."""
+    root = project(
+        tmp_path,
+        {
+            "image": "x",
+            "containerEnv": {"TOOLS": "/opt/tools"},
+            "remoteEnv": {"PATH": "${containerEnv:PATH}:${containerEnv:TOOLS}/bin",
+                          "GONE": "${containerEnv:NOPE:fallback}"},
+        },
+    )  # fmt: skip
+    dc = load(root)
+    assert dc.env["PATH"] == "${containerEnv:PATH}:/opt/tools/bin"
+    resolved = devcontainer.image_variables(dc.env, {"PATH": "/opt/cage/bin:/usr/bin"})
+    assert resolved["PATH"] == "/opt/cage/bin:/usr/bin:/opt/tools/bin"
+    assert resolved["GONE"] == "fallback" and resolved["TOOLS"] == "/opt/tools"

@@ -205,13 +205,11 @@ def prepare(
         return None
     project = host_project(clone, req)
     assert project is not None
-    try:
-        env = parse_env([f"{k}={v}" for k, v in dc.env.items()])
-    except BadInput as exc:
-        raise BadInput(f"{dc.file}: containerEnv/remoteEnv: {exc.message}", exc.hint) from None
+    _checked_env(dc, dc.env)  # before a build: a reserved name is refused at once
     image, built = req.image, False
     if not keep_image:
         image, built = image_for(engine, cfg, dc, _slug(project), progress)
+    env = _checked_env(dc, devcontainer.image_variables(dc.env, engine.image_env(image) or {}))
     req.image = image
     req.env = {**env, **req.env}
     taken = {container for _host, container in req.ports}
@@ -225,6 +223,13 @@ def prepare(
         start_command=dc.start_command,
         workspace_folder=dc.workspace_folder,
     )
+
+
+def _checked_env(dc: DevContainer, values: dict[str, str]) -> dict[str, str]:
+    try:
+        return parse_env([f"{k}={v}" for k, v in values.items()])
+    except BadInput as exc:
+        raise BadInput(f"{dc.file}: containerEnv/remoteEnv: {exc.message}", exc.hint) from None
 
 
 def describe(plan: DevPlan | None) -> str | None:
