@@ -244,6 +244,7 @@ def test_devcontainer_dockerfile_env_lifecycle_and_ports(cage: Cage, dev_project
     assert started.json()["devcontainer"].endswith(", built)")
     session = status(cage, name)
     assert session["sandbox"]["ok"], session["sandbox"]
+    assert session["devcontainer"] == str(dev_project / ".devcontainer" / "devcontainer.json")
     config = (dev_project / ".devcontainer/devcontainer.json").read_text()
     port = re.search(r'"forwardPorts": \[(\d+)\]', config).group(1)  # type: ignore[union-attr]
     inside = in_session(

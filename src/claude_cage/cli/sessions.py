@@ -345,6 +345,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         "container",
         "created",
         "image",
+        "devcontainer",
         "credential",
         "url",
         "repo",
