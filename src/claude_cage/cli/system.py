@@ -82,7 +82,9 @@ def build(
         if from_image is not None:
             from claude_cage.operations.layer import build_from
 
-            return build_from(from_image, tag, ca_certs=list(ca_certs), progress=progress)
+            return build_from(
+                command_context(), from_image, tag, ca_certs=list(ca_certs), progress=progress
+            )
         if engine:
             return build_on(
                 command_context(),

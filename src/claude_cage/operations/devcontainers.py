@@ -23,7 +23,7 @@ import re
 import shlex
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +61,9 @@ def host_project(clone: str | None, req: policy.SessionRequest) -> Path | None:
     return None
 
 
-def load(clone: str | None, req: policy.SessionRequest) -> DevContainer | None:
+def load(
+    environ: Mapping[str, str], clone: str | None, req: policy.SessionRequest
+) -> DevContainer | None:
     """The host's devcontainer.json of a new session's project, read; None when the
     session has no project or the project has none."""
     project = host_project(clone, req)
@@ -71,7 +73,7 @@ def load(clone: str | None, req: policy.SessionRequest) -> DevContainer | None:
     if found is None:
         return None
     inside = workdir.project_dir_of(req.clone, [m.target for m in req.mounts])
-    return devcontainer.read(found, project, inside, os.environ)
+    return devcontainer.read(found, project, inside, environ)
 
 
 def _slug(path: Path) -> str:
@@ -191,6 +193,7 @@ def image_for(
 def prepare(
     engine: EngineAPI,
     cfg: config_mod.Config,
+    environ: Mapping[str, str],
     clone: str | None,
     req: policy.SessionRequest,
     keep_image: bool = False,
@@ -200,7 +203,7 @@ def prepare(
     run it (image, environment, ports). None when the project has no devcontainer.json.
     The flags win over the file: --image keeps the configuration's image out, an --env
     or a --port of the same name or number stays as given."""
-    dc = load(clone, req)
+    dc = load(environ, clone, req)
     if dc is None:
         return None
     project = host_project(clone, req)

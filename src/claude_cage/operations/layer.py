@@ -15,15 +15,17 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import __version__, claude_code, paths
 from claude_cage import config as config_mod
 from claude_cage.engine.api import EngineAPI
-from claude_cage.engine.client import Engine
 from claude_cage.errors import BadInput, CageError, EngineError
 from claude_cage.operations import operation
 from claude_cage.operations.build import ca_certificates
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 Progress = Callable[[str], None]
 REFUSED = "cage-refused:"
@@ -131,17 +133,18 @@ def add_layer(
 
 @operation("build")
 def build_from(
+    ctx: Context,
     image: str,
     tag: str | None = None,
     ca_certs: list[str] | None = None,
     progress: Progress | None = None,
-    engine: EngineAPI | None = None,
 ) -> LayerResult:
-    """`build --from IMAGE [--tag NAME]`: a session image from the user's image."""
-    cfg = config_mod.load()
+    """`build --from IMAGE [--tag NAME]`: a session image from the user's image, on the
+    local engine."""
+    cfg = ctx.config
     cfg.raise_problems()
     progress = progress or (lambda _message: None)
-    engine = engine or Engine()
+    engine = ctx.local_engine()
     certs = ca_certificates(ca_certs or [])
     ensure_image(engine, image, progress)
     target = tag or default_tag(image)
