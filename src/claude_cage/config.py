@@ -26,6 +26,7 @@ from claude_cage.validators import DEFAULT_ALLOWED_HOSTS as DEFAULT_ALLOWED_HOST
 from claude_cage.validators import HOST_HINT as HOST_HINT
 from claude_cage.validators import (
     address_ranges,
+    auto_or_off,
     bind_address,
     boolean,
     choice,
@@ -144,6 +145,9 @@ DEFAULTS: dict[str, Any] = {
     # The user's Claude Code directory, carried read-only into every session at start
     # (userconfig.py); "off": nothing is carried, and Claude Code starts as new.
     "claude_config": "~/.claude",
+    # A new session of a project with .devcontainer/devcontainer.json runs in its image
+    # (operations/devcontainers.py): "auto"; "off": always the stock image.
+    "devcontainer": "auto",
     # Docker engines besides the local one (engine/fleet.py): context names or URLs, each
     # optionally with its own max_sessions; `start` uses default_engine ("" = local).
     "engines": [],
@@ -203,6 +207,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "history_days": number(int, 0, 36_500),
     "claude_managed_settings": optional_text,
     "claude_config": path_or_off,
+    "devcontainer": auto_or_off,
     "engines": lambda value: engine_list(value),
     "default_engine": lambda value: (
         "" if value in (None, "", "local") else "auto" if value == "auto" else engine_name(value)

@@ -26,6 +26,8 @@ VERSION = "cage.version"
 EPHEMERAL = "cage.ephemeral"
 IMAGE = "cage.image"  # on images, set by their Dockerfiles
 SNAPSHOT = "cage.snapshot"  # on a snapshot's volumes: the snapshot's name
+FROM = "cage.from"  # on images with the cage's layer on a user's (images/layer): that image
+DEVCONTAINER = "cage.devcontainer"  # ... built from a devcontainer.json: its content key
 PROBE = "cage.probe"  # on doctor's throwaway sessions: the pid of the doctor that made them
 
 MANAGED_FILTER = f"{MANAGED_BY}={MANAGER}"  # the engine's label filter for "made by us"

@@ -134,6 +134,11 @@ class SessionRecord:
     uid: int | None = None  # the session's user: the owner of its read-write mounts
     gid: int | None = None  # (bindmounts.py); None: the image's user, 1000
     user_config: bool = False  # the user's Claude Code setup is bound in (userconfig.py)
+    # The project's devcontainer.json (the host's copy) as the first start read it:
+    # its file, the agent's folder (workspaceFolder) and what runs at every start.
+    devcontainer: str | None = None
+    workspace_folder: str | None = None
+    post_start: str | None = None
     # The config's settings that shape the session, as it was started (see RECORDED).
     egress_network: str | None = None
     allowed_address_ranges: tuple[str, ...] = ()  # the address guard's exceptions

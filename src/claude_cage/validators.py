@@ -124,6 +124,15 @@ def path_or_off(value: Any) -> Any:
     return value
 
 
+def auto_or_off(value: Any) -> Any:
+    """ "auto" or "off" (YAML's bare `off` and `false` read as False)."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false")):
+        return "off"
+    if value is True or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return "auto"
+    raise ValueError('must be "auto" or "off"')
+
+
 HOST_HINT = "use a name under a registrable domain, like api.example.com or *.example.com"
 
 

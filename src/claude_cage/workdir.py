@@ -39,6 +39,8 @@ def project_dir(session: SessionRecord | Mapping[str, Any] | None) -> str:
         return WORKSPACE
     if not isinstance(session, SessionRecord):
         session = record.from_fields({"name": "-", **session})
+    if session.workspace_folder:  # a devcontainer.json's workspaceFolder, in the project
+        return session.workspace_folder
     return project_dir_of(session.repo_name, [m.target for m in session.mounts])
 
 

@@ -114,6 +114,9 @@ class UnusedEngine(EngineAPI):
     def image_id(self, image: str) -> str | None:
         self._unused("image_id")
 
+    def image_env(self, image: str) -> dict[str, str] | None:
+        self._unused("image_env")
+
     def require_image(self, image: str) -> None:
         self._unused("require_image")
 

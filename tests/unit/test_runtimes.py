@@ -98,3 +98,32 @@ def test_start_on_gvisor_is_refused_for_a_release_doctor_found_broken() -> None:
     assert "--runtime runc" in error.value.hint
     gvisor._remember("2.1.400", True, "2.1.400 (Claude Code)")
     gvisor.check_start(engine, "img")
+
+
+def test_a_project_image_is_asked_itself_once_and_kept_by_image_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A project's image (cage.from) runs the stock release on another system: its own
+    verdict, asked on its first start on gVisor and kept by image id, decides."""
+
+    class ProjectEngine(Engine):
+        def image_id(self, image: str) -> str | None:
+            return "sha256:project"
+
+    asked: list[str] = []
+
+    def probe(engine: Any, image: str, key: str | None = None) -> tuple[bool, str]:
+        asked.append(image)
+        assert key is not None
+        gvisor._remember(key, False, "exit 127: not found")
+        return False, "exit 127: not found"
+
+    monkeypatch.setattr(gvisor, "probe", probe)
+    labels = {"cage.claude-code-version": "2.1.400", "cage.from": "my-project:1"}
+    gvisor._remember("2.1.400", True, "2.1.400 (Claude Code)")  # the stock image's
+    engine = ProjectEngine({"runsc": {}}, labels)
+    for _ in range(2):
+        with pytest.raises(BadInput) as error:
+            gvisor.check_start(engine, "my-project-cage:1")
+        assert "does not run on gVisor in my-project-cage:1" in error.value.message
+    assert asked == ["my-project-cage:1"]  # asked once, then its kept verdict

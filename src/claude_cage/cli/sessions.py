@@ -82,6 +82,12 @@ from claude_cage.render import note, print_json, sanitize, table, warn
     is_flag=True,
     help="Carry none of your Claude Code setup (~/.claude) in (default: config claude_config).",
 )
+@click.option(
+    "--no-devcontainer",
+    is_flag=True,
+    help="Run the stock image even when the project has a devcontainer.json "
+    "(default: config devcontainer).",
+)
 @click.option("--detach", "-d", is_flag=True, help="Do not attach the terminal to Claude Code.")
 @click.option("--raw-terminal", is_flag=True, help="When attaching: " + RAW_TERMINAL_HELP)
 @click.option("--image", help="Session image (default from config).")
@@ -105,6 +111,7 @@ def start(
     no_persist: bool,
     raw_terminal: bool,
     no_user_config: bool,
+    no_devcontainer: bool,
     **kwargs: Any,
 ) -> None:
     """Start a session (with no options: --mode cli --network filtered).
@@ -132,7 +139,12 @@ def start(
         result = made.start
         result.warnings = made.warnings
     else:
-        options = StartOptions(persist=not no_persist, user_config=not no_user_config, **kwargs)
+        options = StartOptions(
+            persist=not no_persist,
+            user_config=not no_user_config,
+            devcontainer=not no_devcontainer,
+            **kwargs,
+        )
         result = start_op(command_context(), options)
     for message in result.warnings:
         warn(message)
@@ -152,6 +164,7 @@ def start(
                 "repaired": result.repaired,
                 "adopted": result.adopted,
                 "continued": result.continued,
+                "devcontainer": result.devcontainer,
             }
         )
     elif result.repaired or result.adopted:  # it was running: nothing was started
@@ -170,6 +183,8 @@ def start(
             note(f"clone of {result.repo} on branch {result.branch} (review: claude-cage diff)")
         if result.continued:
             note("Claude Code resumed the last conversation (claude --continue)")
+        if result.devcontainer:
+            note(result.devcontainer)
     from claude_cage.cli.terminal import is_terminal
 
     if result.mode == Mode.CLI and is_terminal() and not detach and not as_json:
@@ -352,6 +367,7 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         "container",
         "created",
         "image",
+        "devcontainer",
         "credential",
         "url",
         "repo",

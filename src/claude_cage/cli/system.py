@@ -15,6 +15,7 @@ from claude_cage.render import note, print_json
 
 if TYPE_CHECKING:
     from claude_cage.operations.build import BuildResult
+    from claude_cage.operations.layer import LayerResult
 
 # --- build, config, version -----------------------------------------------------------
 
@@ -39,24 +40,51 @@ if TYPE_CHECKING:
     "claude_code_version, which is latest).",
 )
 @click.option("--engine", metavar="NAME", help="Build on this Docker engine (context or URL).")
+@click.option(
+    "--from",
+    "from_image",
+    metavar="IMAGE",
+    help="Put the cage's layer on your own Debian- or Ubuntu-based image instead.",
+)
+@click.option("--tag", metavar="NAME", help="With --from: the new image's name (IMAGE-cage:TAG).")
 def build(
     target: str,
     base: str | None,
     ca_certs: tuple[str, ...],
     claude_code_version: str | None,
     engine: str | None,
+    from_image: str | None,
+    tag: str | None,
 ) -> None:
     """Build the images (cli, desktop, or all), with their companion.
 
     With --engine, on that engine; when it cannot pull the base image (no registry
-    there), the local engine's images are sent to it instead.
+    there), the local engine's images are sent to it instead. With --from IMAGE, a
+    session image from your own image: the stock cli image's session on top of it
+    (start it with --image).
     """
     import sys
 
+    from claude_cage.errors import BadInput
     from claude_cage.operations.build import build as build_op
     from claude_cage.operations.build import build_on
 
-    def run(progress: Callable[[str], None]) -> BuildResult:
+    if from_image is None and tag is not None:
+        raise BadInput("--tag goes with --from", "claude-cage build --from IMAGE --tag NAME")
+    if from_image is not None and (base or engine or claude_code_version or target != "all"):
+        raise BadInput(
+            "--from takes no target, --base, --engine or --claude-code-version",
+            "the layer takes Claude Code from the stock cli image: "
+            "claude-cage build --from IMAGE [--tag NAME]",
+        )
+
+    def run(progress: Callable[[str], None]) -> BuildResult | LayerResult:
+        if from_image is not None:
+            from claude_cage.operations.layer import build_from
+
+            return build_from(
+                command_context(), from_image, tag, ca_certs=list(ca_certs), progress=progress
+            )
         if engine:
             return build_on(
                 command_context(),

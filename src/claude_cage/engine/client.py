@@ -123,6 +123,14 @@ class Engine(EngineAPI):
         data = self._get(f"/images/{urllib.parse.quote(image, safe='')}/json")
         return None if data is None else str(data.get("Id"))
 
+    def image_env(self, image: str) -> dict[str, str] | None:
+        """The environment the image sets (its Config.Env), or None when it is not there."""
+        data = self._get(f"/images/{urllib.parse.quote(image, safe='')}/json")
+        if data is None:
+            return None
+        pairs = (item.partition("=") for item in (data.get("Config") or {}).get("Env") or [])
+        return {key: value for key, _sep, value in pairs}
+
     def save_image(self, image: str, chunk: int = 4 << 20) -> Iterator[bytes]:
         """`docker save` of one image, streamed: a tar in chunks, never whole in memory."""
         conn = Connection(self.endpoint, max(self.timeout, LONG_CALL_S))

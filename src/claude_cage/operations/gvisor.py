@@ -75,13 +75,27 @@ def _remember(release: str, ok: bool, detail: str) -> None:
 
 def check_start(engine: EngineAPI, image: str) -> None:
     """Refuse a session on runsc when gVisor is not registered, or when doctor found
-    that this image's Claude Code does not run on it."""
+    that this image's Claude Code does not run on it. A project's image (the cage's
+    layer on the user's, label cage.from) runs that release on another system: it is
+    asked itself, once per image, and its verdict kept by image id."""
     if not registration(engine.info()).registered:
         raise BadInput(
             "gVisor (runsc) is not registered with the Docker engine", runtimes.ENABLE_HINT
         )
-    release = (engine.image_labels(image) or {}).get(claude_code.LABEL, "")
+    found = engine.image_labels(image) or {}
+    release = found.get(claude_code.LABEL, "")
     verdict = _verdicts().get(release)
+    if found.get(labels.FROM):
+        key = engine.image_id(image) or image
+        verdict = _verdicts().get(key)
+        if verdict is None:
+            ok, detail = probe(engine, image, key=key)
+            verdict = {"ok": ok, "detail": detail}
+        if verdict.get("ok") is False:
+            raise BadInput(
+                f"Claude Code does not run on gVisor in {image}: {verdict.get('detail', '')}",
+                "start it with --runtime runc",
+            )
     if isinstance(verdict, dict) and verdict.get("ok") is False:
         raise BadInput(
             f"Claude Code {release} does not run on gVisor here: {verdict.get('detail', '')}",
@@ -120,9 +134,9 @@ def _probe_spec(image: str) -> policy.ContainerSpec:
     )
 
 
-def probe(engine: EngineAPI, image: str) -> tuple[bool, str]:
+def probe(engine: EngineAPI, image: str, key: str | None = None) -> tuple[bool, str]:
     """Whether this image's Claude Code starts on gVisor: (ok, what it said). The
-    verdict is kept for `start --runtime runsc`."""
+    verdict is kept for `start --runtime runsc`, under `key` (default: the release)."""
     release = (engine.image_labels(image) or {}).get(claude_code.LABEL, "")
     spec = _probe_spec(image)
     try:
@@ -137,8 +151,8 @@ def probe(engine: EngineAPI, image: str) -> tuple[bool, str]:
     text = output.decode(errors="replace").strip()
     ok = code == 0 and text.startswith(release or "")
     detail = text.splitlines()[0] if ok and text else _failure(code, text)
-    if release:
-        _remember(release, ok, detail)
+    if key or release:
+        _remember(key or release, ok, detail)
     return ok, detail
 
 

@@ -49,6 +49,7 @@ class StartOptions:
     engine: str | None = None  # a Docker context, a URL, "local" or "auto" (engine/fleet.py)
     runtime: str | None = None
     user_config: bool = True  # False: --no-user-config (userconfig.py)
+    devcontainer: bool = True  # False: --no-devcontainer (operations/devcontainers.py)
     probe: bool = False  # doctor's throwaway session, labelled with this pid (labels.PROBE)
 
 

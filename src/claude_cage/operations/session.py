@@ -33,6 +33,7 @@ from claude_cage.operations import (
     bridges,
     checkpoint,
     desktop,
+    devcontainers,
     gvisor,
     model,
     operation,
@@ -90,6 +91,7 @@ class StartResult:
     repaired: list[str] = field(default_factory=list)  # bridges of a running session
     adopted: bool = False  # a running session's record was rebuilt
     continued: bool = False  # Claude Code resumed the last conversation (--continue)
+    devcontainer: str | None = None  # what the project's devcontainer.json gave, in words
 
     def event_details(self) -> dict[str, Any]:
         details: dict[str, Any] = {
@@ -368,6 +370,17 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
             if info is None and previous.env_keys:
                 warnings.append("the container was gone; recreated without its --env values")
             warnings += keep_recorded(cfg, previous)
+        dev = None
+        if not restarted and options.devcontainer and cfg["devcontainer"] == "auto":
+            if req.mode == Mode.CLI:
+                dev = devcontainers.prepare(
+                    engine, cfg, ctx.environ, options.clone, req, keep_image=bool(options.image)
+                )
+            elif devcontainers.load(ctx.environ, options.clone, req) is not None:
+                warnings.append(
+                    "a desktop session runs the stock desktop image: "
+                    "the project's devcontainer.json is not used"
+                )
         sizes = (cfg["workspace_size"], cfg["data_size"], cfg["socket_size"])
         if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
             warnings.append(quota.UNBOUNDED_HINT)
@@ -420,6 +433,13 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
                     base=snap.base,
                     start=snap.work,
                 )
+            if dev is not None:
+                session = dataclasses.replace(
+                    session,
+                    devcontainer=dev.file,
+                    workspace_folder=dev.workspace_folder,
+                    post_start=dev.start_command or None,
+                )
             checkpoint("start:before-metadata")
             store.save(session)
         except BaseException:
@@ -439,6 +459,7 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
     project = workdir.project_dir(session)
     if carried is not None:
         warnings += usersetup.seed(engine, container, carried, sorted({project, "/workspace"}))
+    warnings += devcontainers.lifecycle(engine, container, dev, session.post_start, project)
     continued = False
     if req.mode == Mode.CLI:  # the desktop's terminal starts it there
         try:
@@ -460,4 +481,5 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         base=session.base,
         engine=engine.endpoint.label,
         continued=continued,
+        devcontainer=devcontainers.describe(dev),
     )

@@ -333,6 +333,7 @@ def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
         entry["credential"] = meta.credential.value
         entry["mounts"] = [m.to_text() for m in meta.mounts]
         entry["settings"] = settings_of(meta)
+        entry["devcontainer"] = meta.devcontainer  # the host's file its first start read
     companion = inspect_ours(engine, names.companion_name(name)) if info else None
     entry["companion"] = _companion(name, meta, info, companion)
     if info is not None:

@@ -1,0 +1,434 @@
+"""A project's own image in the cage, on the real engine: `build --from` on a
+Debian-based image (and the refusal of others), and devcontainer.json: its Dockerfile,
+containerEnv, lifecycle commands, forwardPorts and workspaceFolder; the refusal of a
+key that would weaken the sandbox; the host's copy read, never the session's; the
+image found again by its content on a second start.
+
+No registry is reachable here: the project images are built FROM the Debian base the
+stock images were built from (claude-cage-base:bookworm, or the stock image's own
+Debian), and the cage's layer takes its tools from the stock image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage, runsc_registered
+
+pytestmark = pytest.mark.engine
+
+BASE = "claude-cage-base:bookworm"
+
+
+def docker(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, input=input)
+
+
+def build_image(tag: str, dockerfile: str) -> None:
+    """An image from a Dockerfile with no context (docker build -)."""
+    done = docker("build", "-q", "-t", tag, "-", input=dockerfile)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def base() -> str:
+    if docker("image", "inspect", BASE).returncode != 0:
+        pytest.skip(f"{BASE} (the stock images' Debian base) is not on this engine")
+    return BASE
+
+
+@pytest.fixture
+def images() -> Iterator[list[str]]:
+    """Images a test makes, removed after it."""
+    made: list[str] = []
+    yield made
+    if made:
+        docker("rmi", "-f", *made)
+
+
+def dev_images(project: Path) -> list[str]:
+    repo = f"claude-cage-dev-{project.name.lower()}"
+    out = docker("images", "--format", "{{.Repository}}:{{.Tag}}", repo).stdout.split()
+    return [image for image in out if image.startswith(repo)]
+
+
+def status(cage: Cage, name: str) -> dict:
+    run = cage("status", name, "--json")
+    assert run.code == 0, run.stderr
+    return run.json()["session"]  # type: ignore[no-any-return]
+
+
+def in_session(name: str, script: str) -> str:
+    done = docker("exec", f"cage-{name}", "sh", "-c", script)
+    return done.stdout + done.stderr
+
+
+# --- build --from ---------------------------------------------------------------------
+
+
+def test_build_from_a_debian_image(cage: Cage, base: str, images: list[str]) -> None:
+    """A user's Debian-based image gets the cage's layer; a session started with it
+    passes the sandbox verification, runs Claude Code as uid 1000 in tmux, and keeps the
+    project image's own files."""
+    project = f"cage-test-project-{uuid.uuid4().hex[:6]}:1"
+    session_image = f"cage-test-layered-{uuid.uuid4().hex[:6]}:1"
+    images += [project, session_image]
+    build_image(project, f"FROM {base}\nRUN echo project-file > /etc/project-marker\n")
+    built = cage("build", "--from", project, "--tag", session_image, timeout=600)
+    assert built.code == 0, built.stderr
+    assert built.stdout.strip() == session_image
+    labels = json.loads(docker("image", "inspect", session_image).stdout)[0]["Config"]["Labels"]
+    assert labels["cage.from"] == project and labels["cage.image"] == "cli"
+    assert labels["cage.claude-code-version"] != "unset"
+
+    name = cage.name()
+    started = cage("start", name, "--image", session_image, "--network", "none", "-d")
+    assert started.code == 0, started.stderr
+    session = status(cage, name)
+    assert session["sandbox"]["ok"], session["sandbox"]
+    inside = in_session(
+        name, "cat /etc/project-marker; id -u; claude --version; tmux -V; cage-agent state"
+    )
+    assert "project-file" in inside and "\n1000\n" in inside
+    assert "(Claude Code)" in inside and "tmux " in inside
+    assert "running" in inside or "exited" in inside  # cage-agent answers: tmux runs
+
+    if not runsc_registered():
+        return
+    # On gVisor: the image is asked itself (its verdict kept by image id), then runs.
+    on_gvisor = cage.name()
+    started = cage("start", on_gvisor, "--image", session_image, "--network", "none",
+                   "--runtime", "runsc", "-d")  # fmt: skip
+    assert started.code == 0, started.stderr
+    session = status(cage, on_gvisor)
+    assert session["sandbox"]["ok"], session["sandbox"]
+    image_id = docker("image", "inspect", "-f", "{{.Id}}", session_image).stdout.strip()
+    verdicts = json.loads((cage.data_dir / "gvisor.json").read_text())
+    assert verdicts[image_id]["ok"], verdicts
+
+
+def test_build_from_an_image_whose_uid_1000_is_taken(
+    cage: Cage, base: str, images: list[str]
+) -> None:
+    """An image whose uid 1000 is a user of its own (Ubuntu 24.04's `ubuntu`; here a
+    Debian image that says it is Ubuntu, as no registry is reachable): that user gives
+    way to the session's, and the session runs and verifies as any other."""
+    project = f"cage-test-ubuntu-like-{uuid.uuid4().hex[:6]}:1"
+    session_image = f"cage-test-layered-{uuid.uuid4().hex[:6]}:1"
+    images += [project, session_image]
+    build_image(
+        project,
+        f"FROM {base}\nRUN useradd --uid 1000 --user-group --create-home ubuntu && "
+        "printf 'ID=ubuntu\\nID_LIKE=debian\\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\\n' "
+        "> /etc/os-release.new && mv /etc/os-release.new /etc/os-release\n",
+    )
+    built = cage("build", "--from", project, "--tag", session_image, timeout=600)
+    assert built.code == 0, built.stderr
+    name = cage.name()
+    started = cage("start", name, "--image", session_image, "--network", "none", "-d")
+    assert started.code == 0, started.stderr
+    assert status(cage, name)["sandbox"]["ok"]
+    inside = in_session(name, "id -un; getent passwd ubuntu || echo no-ubuntu; cage-agent state")
+    assert inside.startswith("claude\n") and "no-ubuntu" in inside, inside
+
+
+def test_build_from_refuses_an_image_that_is_not_debian(
+    cage: Cage, base: str, images: list[str]
+) -> None:
+    """An image of another distribution is refused with one line that says so, before
+    anything is tagged; so is one with no shell at all."""
+    other = f"cage-test-fedora-{uuid.uuid4().hex[:6]}:1"
+    images.append(other)
+    build_image(
+        other,
+        f"FROM {base}\nRUN printf 'ID=fedora\\nPRETTY_NAME=\"Fedora Linux 41\"\\n' "
+        "> /etc/os-release.new && mv /etc/os-release.new /etc/os-release\n",
+    )
+    tag = f"cage-test-refused-{uuid.uuid4().hex[:6]}:1"
+    refused = cage("build", "--from", other, "--tag", tag, timeout=600)
+    assert refused.code == 2, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: Fedora Linux 41 is not Debian- or Ubuntu-based: the cage's layer "
+        "supports only those"
+    ], refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert docker("image", "inspect", tag).returncode != 0
+
+    alpine_like = f"cage-test-alpine-{uuid.uuid4().hex[:6]}:1"
+    images.append(alpine_like)
+    build_image(
+        alpine_like,
+        f"FROM {base}\nRUN printf 'ID=alpine\\nPRETTY_NAME=\"Alpine Linux v3.20\"\\n' "
+        "> /etc/os-release.new && mv /etc/os-release.new /etc/os-release\n",
+    )
+    refused = cage("build", "--from", alpine_like, "--tag", tag, timeout=600)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert refused.code == 2 and len(errors) == 1 and "Alpine (musl)" in errors[0], errors
+
+
+# --- devcontainer.json ----------------------------------------------------------------
+
+
+def make_project(root: Path, config: dict | str, dockerfile: str | None = None) -> Path:
+    """A git repository with a .devcontainer/ folder."""
+    project = root / f"proj{uuid.uuid4().hex[:6]}"
+    (project / ".devcontainer").mkdir(parents=True)
+    (project / "app").mkdir()
+    (project / "app" / "main.py").write_text("print('hello')\n")
+    text = config if isinstance(config, str) else json.dumps(config, indent=2)
+    (project / ".devcontainer" / "devcontainer.json").write_text(text)
+    if dockerfile is not None:
+        (project / ".devcontainer" / "Dockerfile").write_text(dockerfile)
+    git = ["git", "-C", str(project), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "project"], check=True)
+    return project
+
+
+CONFIG = """// The project's dev container (JSONC: comments, trailing commas)
+{
+  "name": "demo",
+  "build": {
+    "dockerfile": "Dockerfile",
+    "context": "..",
+    "args": { "GREETING": "hello-${localEnv:CAGE_TEST_GREETING:nobody}" },
+  },
+  "containerEnv": { "PROJECT_MARK": "mark-${containerWorkspaceFolderBasename}" },
+  "remoteEnv": {
+    "PROJECT_TWO": "${containerEnv:PROJECT_MARK}-two",
+    "PATH": "${containerEnv:PATH}:/opt/project/bin",
+  },
+  /* once per session, as the session's user; its output kept for logs --raw */
+  "postCreateCommand": "echo created-$(id -u) >> $HOME/.claude/created; echo create-ran",
+  "postStartCommand": ["sh", "-c", "echo started >> $HOME/.claude/started"],
+  "forwardPorts": [PORT],
+  "workspaceFolder": "${containerWorkspaceFolder}/app",
+}
+"""
+
+
+@pytest.fixture
+def dev_project(tmp_path: Path, base: str) -> Iterator[Path]:
+    port = 20000 + uuid.uuid4().int % 20000
+    project = make_project(
+        tmp_path,
+        CONFIG.replace("PORT", str(port)),
+        f'FROM {base}\nARG GREETING\nRUN echo "$GREETING" > /etc/project-greeting\n',
+    )
+    yield project
+    docker("rmi", "-f", *dev_images(project))
+
+
+def test_devcontainer_dockerfile_env_lifecycle_and_ports(cage: Cage, dev_project: Path) -> None:
+    """A clone of a project with a devcontainer.json runs in its Dockerfile's image with
+    the cage on top: the sandbox passes, containerEnv/remoteEnv are set, the create
+    command ran once as the session's user (its output in logs --raw), postStartCommand
+    at every start, the forwarded port is published, the agent works in workspaceFolder."""
+    name = cage.name()
+    started = cage(
+        "start", name, "--clone", str(dev_project), "--network", "none", "-d", "--json",
+        env={"CAGE_TEST_GREETING": "from-host"},
+        timeout=600,
+    )  # fmt: skip
+    assert started.code == 0, started.stderr
+    assert "(image claude-cage-dev-" in started.json()["devcontainer"]
+    assert started.json()["devcontainer"].endswith(", built)")
+    session = status(cage, name)
+    assert session["sandbox"]["ok"], session["sandbox"]
+    assert session["devcontainer"] == str(dev_project / ".devcontainer" / "devcontainer.json")
+    config = (dev_project / ".devcontainer/devcontainer.json").read_text()
+    port = re.search(r'"forwardPorts": \[(\d+)\]', config).group(1)  # type: ignore[union-attr]
+    inside = in_session(
+        name,
+        "cat /etc/project-greeting; echo $PROJECT_MARK $PROJECT_TWO; "
+        "cat $HOME/.claude/created $HOME/.claude/started",
+    )
+    assert "hello-from-host" in inside
+    assert f"mark-{dev_project.name} mark-{dev_project.name}-two" in inside
+    path = in_session(name, "echo $PATH").strip()
+    assert path.startswith("/opt/cage/bin:") and path.endswith(":/opt/project/bin"), path
+    assert inside.count("created-1000") == 1 and inside.count("started") == 1
+    raw = cage("logs", name, "--raw")
+    assert "create-ran" in raw.stdout, raw.stdout
+    published = docker("port", f"companion-cage-{name}").stdout
+    assert f"{port}/tcp -> 127.0.0.1:{port}" in published, published
+    pane = in_session(name, "tmux -S /run/cage/tmux.sock display -p -t agent: '#{pane_start_path}'")
+    assert pane.strip() == f"/workspace/{dev_project.name}/app", pane
+
+    assert cage("stop", name).code == 0
+    again = cage("start", name, "-d")
+    assert again.code == 0, again.stderr
+    inside = in_session(name, "cat $HOME/.claude/created $HOME/.claude/started")
+    assert inside.count("created-1000") == 1  # once per session
+    assert inside.count("started") == 2  # at every start
+
+
+def test_devcontainer_image_is_cached_by_content(cage: Cage, dev_project: Path) -> None:
+    """A second session of the same project builds nothing: the image of the first is
+    found by its content key. A change of the Dockerfile makes a new one. (The sessions
+    take turns: each forwards the same port.)"""
+    first, second, third = cage.name(), cage.name(), cage.name()
+    one = cage("start", first, "--clone", str(dev_project), "--network", "none", "-d",
+               "--json", timeout=600)  # fmt: skip
+    assert one.code == 0, one.stderr
+    assert cage("stop", first).code == 0  # its forwarded port is free again
+    two = cage("start", second, "--clone", str(dev_project), "--network", "none", "-d",
+               "--json", timeout=600)  # fmt: skip
+    assert two.code == 0, two.stderr
+    assert two.json()["devcontainer"].endswith(", cached)"), two.json()
+    assert status(cage, first)["image"] == status(cage, second)["image"]
+    assert cage("stop", second).code == 0
+
+    dockerfile = dev_project / ".devcontainer" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "RUN echo changed > /etc/changed\n")
+    three = cage("start", third, "--clone", str(dev_project), "--network", "none", "-d",
+                 "--json", timeout=600)  # fmt: skip
+    assert three.code == 0, three.stderr
+    assert three.json()["devcontainer"].endswith(", built)")
+    assert status(cage, third)["image"] != status(cage, first)["image"]
+
+
+def test_devcontainer_image_key(cage: Cage, tmp_path: Path, base: str) -> None:
+    """`image` names the project's image directly; --no-devcontainer keeps the stock
+    image; config devcontainer: off as well."""
+    project = make_project(tmp_path, {"image": base, "containerEnv": {"FROM_IMAGE_KEY": "yes"}})
+    try:
+        name = cage.name()
+        started = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       timeout=600)  # fmt: skip
+        assert started.code == 0, started.stderr
+        assert "FROM_IMAGE_KEY=yes" in in_session(name, "env")
+        assert status(cage, name)["sandbox"]["ok"]
+        stock = cage.name()
+        plain = cage("start", stock, "--clone", str(project), "--network", "none", "-d",
+                     "--no-devcontainer")  # fmt: skip
+        assert plain.code == 0, plain.stderr
+        assert "FROM_IMAGE_KEY" not in in_session(stock, "env")
+        assert not status(cage, stock)["image"].startswith("claude-cage-dev-")
+        off = cage.name()
+        by_config = cage("start", off, "--clone", str(project), "--network", "none", "-d",
+                         env={"CAGE_DEVCONTAINER": "off"})  # fmt: skip
+        assert by_config.code == 0, by_config.stderr
+        assert not status(cage, off)["image"].startswith("claude-cage-dev-")
+    finally:
+        docker("rmi", "-f", *dev_images(project))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("privileged", True), ("capAdd", ["SYS_ADMIN"]), ("runArgs", ["--privileged"]),
+     ("mounts", ["source=/,target=/host,type=bind"]), ("securityOpt", ["seccomp=unconfined"]),
+     ("init", False), ("initializeCommand", "touch /tmp/on-the-host")],
+)  # fmt: skip
+def test_devcontainer_weakening_key_is_refused(
+    cage: Cage, tmp_path: Path, base: str, key: str, value: object
+) -> None:
+    """ATTACK: a project's devcontainer.json asks for what would weaken the sandbox, or
+    for a command on the host. The start is refused with one line naming the key, and
+    leaves nothing behind."""
+    project = make_project(tmp_path, {"image": base, key: value})
+    name = cage.name()
+    refused = cage("start", name, "--clone", str(project), "--network", "none", "-d")
+    assert refused.code == 2, refused.stderr
+    assert refused.stderr.splitlines()[0].startswith(f"error: devcontainer.json key '{key}'")
+    assert "Traceback" not in refused.stderr
+    assert cage("list", "--json").json()["sessions"] == []
+    assert docker("inspect", f"cage-{name}").returncode != 0
+    assert not Path("/tmp/on-the-host").exists() or key != "initializeCommand"
+
+
+def test_devcontainer_read_from_the_host_copy_only(cage: Cage, tmp_path: Path, base: str) -> None:
+    """ATTACK: the agent rewrites .devcontainer/devcontainer.json in its clone (a
+    privileged container, a postStartCommand of its own) and commits it. The session's
+    next start keeps what the host's copy said; a new session of the project reads the
+    host's copy, which the agent cannot reach."""
+    project = make_project(
+        tmp_path,
+        {"image": base, "postStartCommand": "echo host-start >> $HOME/.claude/started"},
+    )
+    try:
+        name = cage.name()
+        started = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       timeout=600)  # fmt: skip
+        assert started.code == 0, started.stderr
+        clone = f"/workspace/{project.name}"
+        evil = json.dumps(
+            {
+                "image": base,
+                "privileged": True,
+                "postStartCommand": "echo agent-start >> $HOME/.claude/started",
+            }
+        )
+        edit = in_session(
+            name,
+            f"cd {clone} && printf '%s' '{evil}' > .devcontainer/devcontainer.json && "
+            "git -c user.email=a@a -c user.name=a commit -qam agent && echo edited",
+        )
+        assert "edited" in edit, edit
+        assert cage("stop", name).code == 0
+        again = cage("start", name, "-d")
+        assert again.code == 0, again.stderr
+        started_lines = in_session(name, "cat $HOME/.claude/started")
+        assert "agent-start" not in started_lines
+        assert started_lines.count("host-start") == 2
+        assert status(cage, name)["sandbox"]["ok"]
+        assert "privileged" not in (project / ".devcontainer/devcontainer.json").read_text()
+        fresh = cage.name()
+        new = cage("start", fresh, "--clone", str(project), "--network", "none", "-d")
+        assert new.code == 0, new.stderr  # the host's copy: no privileged key to refuse
+        assert "agent-start" not in in_session(fresh, "cat $HOME/.claude/started")
+    finally:
+        docker("rmi", "-f", *dev_images(project))
+
+
+def test_devcontainer_local_feature_is_built_in(cage: Cage, tmp_path: Path, base: str) -> None:
+    """A local feature (./folder in .devcontainer/) is installed at build as root, with
+    its options (and their defaults) as environment variables and its containerEnv set;
+    a remote one is refused, naming it."""
+    project = make_project(
+        tmp_path,
+        {"image": base, "features": {"./greeter": {"greeting": "hi-from-feature"}}},
+    )
+    feature = project / ".devcontainer" / "greeter"
+    feature.mkdir()
+    (feature / "devcontainer-feature.json").write_text(
+        json.dumps(
+            {
+                "id": "greeter",
+                "options": {"greeting": {"default": "hello"}, "loud": {"default": "no"}},
+                "containerEnv": {"GREETER_HOME": "/opt/greeter"},
+            }
+        )
+    )
+    (feature / "install.sh").write_text(
+        '#!/bin/sh\nset -e\nmkdir -p /opt/greeter\necho "$GREETING $LOUD $(id -u)" '
+        "> /opt/greeter/said\n"
+    )
+    subprocess.run(["git", "-C", str(project), "add", "-A"], check=True)
+    try:
+        name = cage.name()
+        started = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       timeout=600)  # fmt: skip
+        assert started.code == 0, started.stderr
+        inside = in_session(name, "cat /opt/greeter/said; echo $GREETER_HOME")
+        assert "hi-from-feature no 0" in inside and "/opt/greeter" in inside, inside
+        assert status(cage, name)["sandbox"]["ok"]
+    finally:
+        docker("rmi", "-f", *dev_images(project))
+
+    remote = make_project(
+        tmp_path, {"image": base, "features": {"ghcr.io/devcontainers/features/node:1": {}}}
+    )
+    refused = cage("start", cage.name(), "--clone", str(remote), "--network", "none", "-d")
+    assert refused.code == 2, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert errors and "'ghcr.io/devcontainers/features/node:1'" in errors[0], errors
