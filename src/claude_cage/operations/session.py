@@ -27,6 +27,7 @@ from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Credential, Mode, Network, Runtime, Status
+from claude_cage.netpolicy import layers as policy_layers
 from claude_cage.operations import (
     adoption,
     agent,
@@ -372,6 +373,11 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
             warnings.append(quota.UNBOUNDED_HINT)
         req, key, creds = _credentials(ctx, req, given, restarted)
+        if req.network == Network.FILTERED:  # the policy files, as the host holds them now
+            top = str(repo.top) if repo is not None else previous.repo if previous else None
+            project_top, why = policy_layers.project_dir(top, req.mounts)
+            req.policy_layers = policy_layers.load(cfg["managed_policy"], project_top, why)
+            policy_layers.save(ctx.store.dir(name), req.policy_layers)
         if not restarted and not engine.endpoint.is_local:
             warnings.append(
                 f"volume size limits apply on the local engine only: the volumes on "
