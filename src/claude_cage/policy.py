@@ -161,6 +161,7 @@ class SessionRequest:
     # The egress policy's managed, user and project layers (netpolicy/layers.py); the
     # session layer is allowed_hosts.
     policy_layers: tuple[Layer, ...] = ()
+    learn: bool = False  # start --learn (netpolicy/rules.py)
 
 
 @dataclass
@@ -352,7 +353,7 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
                 blocked_ranges(cfg["allowed_address_ranges"], host.addresses)
             ),
             "CAGE_CREDENTIALS": "wait" if req.proxy_credentials else "",
-            "CAGE_POLICY": policy_env(req.policy_layers, cfg["allowed_ports"]),
+            "CAGE_POLICY": policy_env(req.policy_layers, cfg["allowed_ports"], req.learn),
         },
         volumes=[{"source": names.socket_volume(req.name), "target": COMPANION_SOCK_DIR}],
         tmpfs={
@@ -375,12 +376,12 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
     )
 
 
-def policy_env(layers: Sequence[Layer], ports: Sequence[int]) -> str:
+def policy_env(layers: Sequence[Layer], ports: Sequence[int], learn: bool = False) -> str:
     """The egress policy's squid files, as the companion reads them at start (a tar in
     base64): empty for a session whose layers hold no rule."""
-    if not any(x.rules or x.default == "deny" for x in layers):
+    if not learn and not any(x.rules or x.default == "deny" for x in layers):
         return ""
-    effective = netpolicy_rules.Policy(tuple(layers), tuple(int(p) for p in ports))
+    effective = netpolicy_rules.Policy(tuple(layers), tuple(int(p) for p in ports), learn)
     return base64.b64encode(squid.tar_bytes(squid.compile_files(effective))).decode()
 
 

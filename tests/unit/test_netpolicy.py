@@ -305,8 +305,61 @@ def test_a_read_write_mount_gives_no_project_layer(tmp_path: Path) -> None:
 
 def test_the_session_copy_round_trips(tmp_path: Path) -> None:
     given = (layer("user", "version: 1\nrules:\n  - include: node\n"),)
-    layers.save(tmp_path, given)
-    assert layers.saved(tmp_path) == given
+    layers.save(tmp_path, given, learn=True)
+    assert layers.saved(tmp_path) == (given, True)
     (tmp_path / "policy.json").write_text("{")
     with pytest.raises(CageError, match="damaged"):
         layers.saved(tmp_path)
+
+
+# --- learn mode and suggest -------------------------------------------------------
+
+
+def test_learn_mode_allows_only_what_no_rule_decides() -> None:
+    managed = layer("managed", "version: 1\nrules:\n  - {action: deny, host: evil.example}\n")
+    user = layer("user", "version: 1\nrules:\n  - {action: deny, host: pypi.org}\n")
+    learning = Policy((managed, user, session_layer(())), learn=True)
+    assert learning.decide(Request("new.example.com", 8080)).rule == "learn"
+    assert learning.decide(Request("new.example.com", 8080)).allowed
+    assert learning.decide(Request("evil.example", 443)).rule == "managed:1"
+    assert not learning.decide(Request("pypi.org", 443)).allowed
+    ceiling = layer("managed", "version: 1\ndefault: deny\n")
+    assert not Policy((ceiling,), learn=True).decide(Request("a.example.com", 443)).allowed
+    files = squid.compile_files(learning)
+    assert files["tail.conf"].splitlines()[-2:] == [
+        "http_access deny all cage_tag_learn cage_blocked_dst",
+        "http_access allow all cage_tag_learn",
+    ]
+    assert "acl cage_ports port 1-65535" in files["acls.conf"]
+
+
+def test_suggest_writes_the_least_policy_that_allows_what_was_done() -> None:
+    from claude_cage.egress import parse_log
+    from claude_cage.netpolicy.suggest import suggest
+
+    log = "\n".join(
+        [
+            "1 1764000000.000 api.github.com 443 200 200 TCP_TUNNEL - CONNECT learn -",
+            "2 1764000000.000 api.github.com 443 200 200 TCP_MISS - GET user:1 /repos/a?x=1",
+            "3 1764000000.000 api.github.com 443 201 201 TCP_MISS - POST learn /repos/a",
+            "4 1764000000.000 api.github.com 443 200 200 TCP_MISS - GET learn /user",
+            "5 1764000000.000 pypi.org 443 200 200 TCP_TUNNEL - CONNECT learn -",
+            "6 1764000000.000 model.internal 8080 200 200 TCP_MISS - GET learn /v1",
+            "7 1764000000.000 evil.example 443 403 - TCP_DENIED ERR_CAGE_DENY_managed_1 "
+            "CONNECT managed:1 -",
+        ]
+    )
+    text = suggest(parse_log(log), (80, 443), "web")
+    parsed, problems = schema.parse(text)
+    assert problems == [] and parsed is not None
+    got = [(r.host, r.ports, r.methods, r.paths) for r in parsed.rules]
+    assert got == [
+        ("api.github.com", (), ("GET", "POST"), ("/repos/a",)),
+        ("api.github.com", (), ("GET",), ("/user",)),
+        ("model.internal", (8080,), ("GET",), ("/v1",)),
+        ("pypi.org", (), (), ()),
+    ]
+    replay = Policy((layer_from_file("user", parsed, "s.yaml"), session_layer(())))
+    assert replay.decide(Request("api.github.com", 443, "POST", "/repos/a")).allowed
+    assert not replay.decide(Request("api.github.com", 443, "DELETE", "/repos/a")).allowed
+    assert not replay.decide(Request("evil.example", 443)).allowed

@@ -107,3 +107,18 @@ def apply(name: str, as_json: bool) -> None:
         note(text)
     when = "now" if result.live else "at the next start"
     note(f"{result.rules} rule(s) from the policy files (applies {when})")
+
+
+@policy.command("suggest", context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--write", "path", metavar="PATH", help="Also write the policy to PATH.")
+def suggest(name: str, path: str | None) -> None:
+    """The least policy that would have allowed everything session NAME did (hosts,
+    ports, and methods and paths where the companion decrypted HTTPS), as a file to
+    review; run the session with 'start --learn' first."""
+    from claude_cage.operations.netpolicy import suggest as suggest_op
+
+    result = suggest_op(command_context(), name, path)
+    click.echo(result.text, nl=False)
+    if result.written:
+        note(f"written to {result.written}")

@@ -117,10 +117,11 @@ def load(configured_managed: str | None, project: Path | None, note: str = "") -
     return tuple(out)
 
 
-def save(session_dir: Path, layers: Sequence[Layer]) -> None:
+def save(session_dir: Path, layers: Sequence[Layer], learn: bool = False) -> None:
     """Atomically: a companion restarted later gets exactly these."""
     session_dir.mkdir(parents=True, exist_ok=True)
-    data = json.dumps({"version": 1, "layers": [x.to_json() for x in layers]}, indent=1)
+    value = {"version": 1, "learn": learn, "layers": [x.to_json() for x in layers]}
+    data = json.dumps(value, indent=1)
     tmp = session_dir / (SESSION_FILE + ".tmp")
     try:
         tmp.write_text(data + "\n")
@@ -129,14 +130,15 @@ def save(session_dir: Path, layers: Sequence[Layer]) -> None:
         raise file_error(exc, tmp) from None
 
 
-def saved(session_dir: Path) -> tuple[Layer, ...]:
-    """The layers a session was given (none for one started before policy files)."""
+def saved(session_dir: Path) -> tuple[tuple[Layer, ...], bool]:
+    """The layers a session was given (none for one started before policy files), and
+    whether it runs in learn mode."""
     text = read_text(session_dir / SESSION_FILE)
     if text is None:
-        return ()
+        return (), False
     try:
         value: Any = json.loads(text)
-        return tuple(Layer.from_json(x) for x in value["layers"])
+        return tuple(Layer.from_json(x) for x in value["layers"]), value.get("learn") is True
     except (ValueError, KeyError, TypeError, IndexError, AttributeError):
         raise CageError(
             f"{session_dir / SESSION_FILE} is damaged",

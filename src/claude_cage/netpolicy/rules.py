@@ -6,7 +6,9 @@ The layers, from the top: managed, user, project, session. How they combine:
    If none matches and the managed file says `default: deny`, the request is refused
    (`managed:default`): nothing below can allow a request the managed layer does not.
 2. The user, project and session rules, in that order: the first that matches decides.
-3. No rule below matched: allowed if a managed rule allowed it, else refused (`default`).
+3. No rule below matched: allowed if a managed rule allowed it, else refused (`default`),
+   or, in learn mode, allowed and recorded (`learn`). Learn mode changes only this step:
+   the managed denies, its `default: deny`, and the address guard still refuse.
 A rule with methods or paths decides a request inside HTTPS only where the companion
 decrypts it (port 443); the CONNECT that opens such a connection is let through by an
 allow rule of that kind (its requests are then decided one by one) and never by a deny.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import presets
@@ -38,6 +40,7 @@ GITHUB = (
 )
 READ_METHODS = ("GET", "HEAD")
 TLS_PORT = 443
+LEARN = "learn"
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,7 @@ class Policy:
 
     layers: tuple[Layer, ...]
     ports: tuple[int, ...] = (80, 443)
-    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+    learn: bool = False  # start --learn: what no rule decides is allowed (rule `learn`)
 
     def layer(self, name: str) -> Layer:
         return next((x for x in self.layers if x.name == name), Layer(name))
@@ -215,7 +218,7 @@ class Policy:
                     return Decision(rule.action == ALLOW, rule.id, rule)
         if ceiling is not None:
             return Decision(True, ceiling.id, ceiling)
-        return Decision(False, "default")
+        return Decision(True, LEARN) if self.learn else Decision(False, "default")
 
     def inside_hosts(self) -> list[str]:
         """The hosts whose HTTPS the companion decrypts for method and path rules."""

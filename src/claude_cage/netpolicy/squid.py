@@ -77,6 +77,9 @@ def compile_files(policy: Policy) -> dict[str, str]:
     for rule in rules:
         acls += _rule_acls(rule)
     acls.append("acl cage_tag_mdefault annotate_transaction cage_rule=managed:default")
+    if policy.learn:  # every port; what no rule decides goes out (tail.conf)
+        acls.append("acl cage_ports port 1-65535")
+        acls.append("acl cage_tag_learn annotate_transaction cage_rule=learn")
     access = ["# the managed layer: a deny here is final, unless a managed allow came first"]
     allows: list[str] = []
     for rule in managed.rules:
@@ -103,6 +106,12 @@ def compile_files(policy: Policy) -> dict[str, str]:
     for rule in managed.rules:
         if rule.action == ALLOW:
             tail += _decide(rule)
+    if policy.learn:
+        tail += [
+            "# learn mode: what no rule decided is allowed, and logged as `learn`",
+            "http_access deny all cage_tag_learn cage_blocked_dst",
+            "http_access allow all cage_tag_learn",
+        ]
     bump = ["# hosts of method and path rules: decrypted on port 443, like credentialed ones"]
     inside = policy.inside_hosts()
     if inside:

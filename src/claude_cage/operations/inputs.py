@@ -50,6 +50,7 @@ class StartOptions:
     runtime: str | None = None
     user_config: bool = True  # False: --no-user-config (userconfig.py)
     probe: bool = False  # doctor's throwaway session, labelled with this pid (labels.PROBE)
+    learn: bool = False  # allow and record what no policy rule decides (netpolicy)
 
 
 FLAG_SETTINGS = ("mode", "network", "cpus", "memory", "pids", "runtime")  # config keys

@@ -16,7 +16,7 @@ from claude_cage import config as config_mod
 from claude_cage import metadata, names, presets
 from claude_cage.context import Context
 from claude_cage.engine.api import EngineAPI
-from claude_cage.errors import BadInput, EngineError, SessionNotFound
+from claude_cage.errors import BadInput, EngineError, SessionNotFound, file_error
 from claude_cage.kinds import Network
 from claude_cage.netpolicy import layers, schema, squid
 from claude_cage.netpolicy.rules import Decision, Layer, Policy, Request, session_layer
@@ -105,10 +105,10 @@ def effective(ctx: Context, name: str | None) -> PolicyView:
         return PolicyView(None, Policy((*found, session_layer(hosts)), _ports(None, cfg)))
     store = ctx.store
     meta = _session(store, name)
-    kept = layers.saved(store.dir(name))
+    kept, learn = layers.saved(store.dir(name))
     return PolicyView(
         name,
-        Policy((*kept, session_layer(meta.allowed_hosts)), _ports(meta, cfg)),
+        Policy((*kept, session_layer(meta.allowed_hosts)), _ports(meta, cfg), learn),
     )
 
 
@@ -143,13 +143,15 @@ def validate(path: str) -> list[str]:
     return [p.text(path) for p in problems]
 
 
-def push(engine: EngineAPI, name: str, kept: tuple[Layer, ...], ports: tuple[int, ...]) -> bool:
+def push(
+    engine: EngineAPI, name: str, kept: tuple[Layer, ...], ports: tuple[int, ...], learn: bool
+) -> bool:
     """Hand the squid rules of `kept` to a running companion; False when none runs."""
     companion = names.companion_name(name)
     info = inspect_ours(engine, companion)
     if not (info and info["State"]["Running"]):
         return False
-    files = squid.compile_files(Policy((*kept, Layer("session")), ports))
+    files = squid.compile_files(Policy((*kept, Layer("session")), ports, learn))
     code, output = engine.exec_run(
         companion, ["companion-entrypoint", "policy"], stdin=squid.tar_bytes(files)
     )
@@ -172,7 +174,41 @@ def apply(ctx: Context, name: str) -> ApplyResult:
         meta = _session(store, name)
         project, why = _project_for(meta)
         kept = layers.load(cfg["managed_policy"], project, why)
-        live = push(engine, name, kept, _ports(meta, cfg))
-        layers.save(store.dir(name), kept)
+        _, learn = layers.saved(store.dir(name))
+        live = push(engine, name, kept, _ports(meta, cfg), learn)
+        layers.save(store.dir(name), kept, learn)
     notes = [why] if why else []
     return ApplyResult(name, live, sum(len(x.rules) for x in kept), notes)
+
+
+@dataclass
+class Suggestion:
+    name: str
+    text: str
+    requests: int
+    written: str = ""
+
+
+def suggest(ctx: Context, name: str, write: str | None = None) -> Suggestion:
+    """The least policy that allows every request session NAME's companion logged as
+    reaching its upstream (netpolicy/suggest.py); with `write`, also that file."""
+    from claude_cage.netpolicy import suggest as suggest_mod
+    from claude_cage.operations.egress import read_log
+
+    cfg = ctx.config
+    meta = _session(ctx.store, name)
+    log = read_log(ctx, name, None)
+    text = suggest_mod.suggest(log.requests, _ports(meta, cfg), name)
+    if schema.parse(text)[1]:  # never hand out a file that `validate` would refuse
+        raise EngineError(f"the policy suggested for {name} does not validate")
+    written = ""
+    if write:
+        path = Path(write)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(text)
+            tmp.replace(path)
+        except OSError as exc:
+            raise file_error(exc, path) from None
+        written = str(path)
+    return Suggestion(name, text, sum(1 for r in log.requests if r.allowed), written)

@@ -320,6 +320,14 @@ def _refuse_unfinished_clone(store: metadata.SessionStore, name: str) -> None:
         )
 
 
+LEARN_WARNING = (
+    "LEARN MODE: session {name} may reach any host and port that no policy rule denies "
+    "(the managed policy's denies and the address guard still apply); every request is "
+    "recorded for 'claude-cage policy suggest {name}'. Do not give it work you would "
+    "not let send data anywhere."
+)
+
+
 @operation("start")
 def start(ctx: Context, options: StartOptions) -> StartResult:
     cfg, flags = load_settings(ctx, options)
@@ -377,7 +385,11 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
             top = str(repo.top) if repo is not None else previous.repo if previous else None
             project_top, why = policy_layers.project_dir(top, req.mounts)
             req.policy_layers = policy_layers.load(cfg["managed_policy"], project_top, why)
-            policy_layers.save(ctx.store.dir(name), req.policy_layers)
+            saved_learn = policy_layers.saved(ctx.store.dir(name))[1] if restarted else False
+            req.learn = saved_learn if restarted else options.learn
+            policy_layers.save(ctx.store.dir(name), req.policy_layers, req.learn)
+            if req.learn:
+                warnings.append(LEARN_WARNING.format(name=name))
         if not restarted and not engine.endpoint.is_local:
             warnings.append(
                 f"volume size limits apply on the local engine only: the volumes on "

@@ -14,6 +14,7 @@ from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, OutOfMemory, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
+from claude_cage.netpolicy import layers as policy_layers
 from claude_cage.operations import usersetup
 from claude_cage.operations.adoption import SESSION, ownership
 from claude_cage.operations.owned import inspect_ours, owned_containers
@@ -318,6 +319,8 @@ def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
         _follow(store, meta, Status(entry["status"]))
         entry["status"] = _unfinished(store, meta, entry["status"])
         entry["allowed_hosts"] = list(meta.allowed_hosts)
+        if meta.network == Network.FILTERED:
+            entry["learn"] = policy_layers.saved(store.dir(name))[1]
         if meta.network == Network.FILTERED and info is not None:
             entry["egress"] = _egress_counts(ctx, name)
         entry["credential"] = meta.credential.value
