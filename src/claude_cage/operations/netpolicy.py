@@ -19,8 +19,10 @@ from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, SessionNotFound, file_error
 from claude_cage.kinds import Network
 from claude_cage.netpolicy import layers, schema, squid
+from claude_cage.netpolicy import suggest as suggest_mod
 from claude_cage.netpolicy.rules import Decision, Layer, Policy, Request, session_layer
 from claude_cage.operations import operation
+from claude_cage.operations.egress import read_log
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
 
@@ -192,9 +194,6 @@ class Suggestion:
 def suggest(ctx: Context, name: str, write: str | None = None) -> Suggestion:
     """The least policy that allows every request session NAME's companion logged as
     reaching its upstream (netpolicy/suggest.py); with `write`, also that file."""
-    from claude_cage.netpolicy import suggest as suggest_mod
-    from claude_cage.operations.egress import read_log
-
     cfg = ctx.config
     meta = _session(ctx.store, name)
     log = read_log(ctx, name, None)
