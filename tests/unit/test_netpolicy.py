@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -363,3 +366,62 @@ def test_suggest_writes_the_least_policy_that_allows_what_was_done() -> None:
     assert replay.decide(Request("api.github.com", 443, "POST", "/repos/a")).allowed
     assert not replay.decide(Request("api.github.com", 443, "DELETE", "/repos/a")).allowed
     assert not replay.decide(Request("evil.example", 443)).allowed
+
+
+# --- the commands that need no engine ---------------------------------------------
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAGE_")}
+    env.update(CAGE_DATA_DIR=str(tmp_path / "data"), CAGE_CONFIG_DIR=str(tmp_path / "config"))
+    return subprocess.run(
+        [sys.executable, "-m", "claude_cage", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+
+
+def test_validate_prints_one_line_per_problem_and_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "version: 1\nrules:\n  - {action: allow, host: '*.co.uk'}\n"
+        "  - {action: nope, host: a.b.com}\n"
+    )
+    result = cli(tmp_path, "policy", "validate", str(bad))
+    assert result.returncode == 2
+    assert [line.split(": ", 1)[0] for line in result.stdout.splitlines()] == [
+        f"{bad}:3",
+        f"{bad}:4",
+    ]
+    assert "Traceback" not in result.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text("version: 1\nrules:\n  - include: github\n")
+    assert cli(tmp_path, "policy", "validate", str(good)).returncode == 0
+
+
+def test_check_exits_0_when_allowed_and_1_when_denied(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/policy.yaml").write_text(
+        "version: 1\nrules:\n  - {action: deny, host: api.anthropic.com, paths: [/x], reason: r}\n"
+    )
+    allowed = cli(tmp_path, "policy", "check", "https://api.anthropic.com/v1/messages")
+    assert allowed.returncode == 0 and "allowed by session:1" in allowed.stdout
+    denied = cli(tmp_path, "policy", "check", "https://api.anthropic.com/x", "--json")
+    assert denied.returncode == 1
+    assert json.loads(denied.stdout)["rule"] == "user:1"
+    assert json.loads(denied.stdout)["reason"] == "r"
+    unknown = cli(tmp_path, "policy", "check", "https://example.org/")
+    assert unknown.returncode == 1 and "denied by default" in unknown.stdout
+    broken = cli(tmp_path, "policy", "check", "ftp://x")
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr
+
+
+def test_a_damaged_user_policy_is_one_line_with_its_place(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/policy.yaml").write_bytes(b"version: 1\nrules: [\x00")
+    result = cli(tmp_path, "policy", "show")
+    assert result.returncode == 2, result.stderr
+    assert "policy.yaml" in result.stderr and "Traceback" not in result.stderr

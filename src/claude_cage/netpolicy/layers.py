@@ -29,10 +29,22 @@ from claude_cage.netpolicy.rules import Layer, layer_from_file
 from claude_cage.record import Mount
 
 MANAGED_FILE = Path("/etc/claude-cage/policy.yaml")
+IMAGE_LABEL = "cage.egress-policy"  # a companion image that enforces policy files
 PROJECT_FILE = Path(".claude-cage/policy.yaml")
 SESSION_FILE = "policy.json"
 MAX_BYTES = 1 << 20
 VALIDATE_HINT = "see what is wrong with 'claude-cage policy validate {path}'"
+
+
+def require_image_support(image: str, labels: dict[str, str]) -> None:
+    """Refuse a companion image that would ignore the policy (built before it existed):
+    its managed denies would not hold."""
+    if labels.get(IMAGE_LABEL) != "1":
+        raise CageError(
+            f"the companion image {image} was built by an older claude-cage: it cannot "
+            "enforce egress policy files",
+            "rebuild the images: claude-cage build all",
+        )
 
 
 def managed_file(configured: str | None) -> Path:

@@ -153,6 +153,7 @@ def push(
     info = inspect_ours(engine, companion)
     if not (info and info["State"]["Running"]):
         return False
+    layers.require_image_support(info["Config"]["Image"], info["Config"].get("Labels") or {})
     files = squid.compile_files(Policy((*kept, Layer("session")), ports, learn))
     code, output = engine.exec_run(
         companion, ["companion-entrypoint", "policy"], stdin=squid.tar_bytes(files)

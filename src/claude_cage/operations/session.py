@@ -209,6 +209,9 @@ def _require_images(engine: EngineAPI, cfg: config_mod.Config, req: policy.Sessi
         gvisor.check_start(engine, req.image)
     if policy.needs_companion(req):
         engine.require_image(cfg["image_companion"])
+    if req.learn or any(x.rules or x.default == "deny" for x in req.policy_layers):
+        image = cfg["image_companion"]
+        policy_layers.require_image_support(image, engine.image_labels(image) or {})
 
 
 def _save_starting(
