@@ -425,3 +425,23 @@ def test_a_damaged_user_policy_is_one_line_with_its_place(tmp_path: Path) -> Non
     result = cli(tmp_path, "policy", "show")
     assert result.returncode == 2, result.stderr
     assert "policy.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_json_of_show_and_check_is_pinned(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/policy.yaml").write_text("version: 1\nrules:\n  - include: python\n")
+    shown = json.loads(cli(tmp_path, "policy", "show", "--json").stdout)
+    assert shown.keys() == {"version", "name", "ports", "layers"}
+    assert [x["layer"] for x in shown["layers"]] == ["managed", "user", "project", "session"]
+    assert shown["layers"][1].keys() == {"layer", "file", "default", "note", "rules"}
+    assert shown["layers"][1]["rules"][0].keys() == {
+        "rule", "action", "host", "ports", "methods", "paths", "reason", "source", "preset"
+    }  # fmt: skip
+    checked = json.loads(cli(tmp_path, "policy", "check", "pypi.org/simple/", "--json").stdout)
+    assert checked.keys() == {
+        "version", "name", "host", "port", "method", "path", "allowed", "rule", "source", "reason"
+    }  # fmt: skip
+    assert (checked["rule"], checked["allowed"]) == ("user:1", True)
+    text = cli(tmp_path, "policy", "show").stdout
+    assert text.splitlines()[0].split() == ["RULE", "ACTION", "HOST", "PORTS", "REQUESTS", "FROM"]
+    assert "user:1" in text and "GET HEAD" in text and "(include python)" in text

@@ -367,6 +367,8 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         click.echo(f"{'protected':12} {path} (the host's git reads nothing the agent writes there)")
     if info.get("allowed_hosts"):
         click.echo(f"{'allowlist':12} {sanitize(' '.join(info['allowed_hosts']))}")
+    if info.get("policy_problem"):
+        warn(info["policy_problem"])
     if info.get("learn"):
         from claude_cage.operations.session import LEARN_WARNING
 
