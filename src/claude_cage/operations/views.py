@@ -14,7 +14,6 @@ from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, OutOfMemory, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
-from claude_cage.netpolicy import layers as policy_layers
 from claude_cage.operations import usersetup
 from claude_cage.operations.adoption import SESSION, ownership
 from claude_cage.operations.owned import inspect_ours, owned_containers
@@ -320,6 +319,9 @@ def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
         entry["status"] = _unfinished(store, meta, entry["status"])
         entry["allowed_hosts"] = list(meta.allowed_hosts)
         if meta.network == Network.FILTERED:
+            # start-up: the policy's reader (PyYAML) only for `status`, never for `list`
+            from claude_cage.netpolicy import layers as policy_layers
+
             try:
                 entry["learn"] = policy_layers.saved(store.dir(name))[1]
             except CageError as exc:  # a damaged policy.json: status still shows the rest
