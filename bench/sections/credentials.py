@@ -37,15 +37,16 @@ def _openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], capture_output=True, check=True)
 
 
-def make_pki(directory, host: str) -> None:
-    """A CA of this run, and a certificate it signs for `host`."""
+def make_pki(directory, host: str, more: tuple[str, ...] = ()) -> None:
+    """A CA of this run, and a certificate it signs for `host` (and `more` names)."""
     directory.mkdir(parents=True)
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     _openssl("req", "-x509", "-new", *ec, "-keyout", str(directory / "ca.key"),
              "-out", str(directory / "ca.pem"), "-days", "2", "-subj", "/CN=bench CA",
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    (directory / "ext").write_text(f"subjectAltName=DNS:{host}\nextendedKeyUsage=serverAuth\n")
+    names = ",".join(f"DNS:{h}" for h in (host, *more))
+    (directory / "ext").write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n")
     _openssl("req", "-new", *ec, "-keyout", str(directory / "key.pem"),
              "-out", str(directory / "req.csr"), "-subj", f"/CN={host}")  # fmt: skip
     _openssl("x509", "-req", "-in", str(directory / "req.csr"), "-CA", str(directory / "ca.pem"),

@@ -131,6 +131,9 @@ DEFAULTS: dict[str, Any] = {
     # PEM files of extra CAs the companion trusts when it verifies the servers it adds
     # credentials for (a TLS-intercepting corporate proxy's, or a test CA).
     "upstream_ca_certs": [],
+    # The managed egress policy, where /etc/claude-cage/policy.yaml does not exist (that
+    # file, when it does, is always the one): root-owned, nothing below widens it.
+    "managed_policy": None,
     "mongodb_uri": None,
     "mongodb_db": "claude_cage",
     # The event log's bounds: past either, the oldest events are pruned (eventlog/prune.py).
@@ -200,6 +203,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "egress_network": text,
     "egress_log_size": size_at_least("64k"),
     "upstream_ca_certs": pem_files,
+    "managed_policy": optional_text,
     "mongodb_uri": optional_text,
     "mongodb_db": text,
     "events_max_size": size_at_least("256k"),

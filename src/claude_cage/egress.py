@@ -8,15 +8,20 @@ together with the allowed ports (config `allowed_ports`, 80 and 443 by default).
 Squid writes one line per request to the companion's standard output, in the `cage`
 log format (images/companion/squid.conf):
     <seq> <epoch.millis> <host> <port> <status> <upstream status> <squid status>
-    <error page> <method>
+    <error page> <method> <rule> <path>
 `seq` is squid's own line counter (from 0 for each companion): a gap in it means lines
-were lost, and that is how the audit counts what the log's rotation dropped.
+were lost, and that is how the audit counts what the log's rotation dropped. `rule` is
+the policy rule that decided (netpolicy: `user:2`, `session`, `default`, or `-`), and
+`path` the request's path where squid saw it (a plain http:// request, or HTTPS that the
+companion decrypts); companions from before the policy file log neither.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,9 +32,10 @@ FAILED = "failed"  # allowlisted, but the upstream failed (5xx) or could not be 
 BLOCKED_HOST = "blocked-host"  # the host is not on the allowlist
 BLOCKED_PORT = "blocked-port"  # the port is not in allowed_ports
 BLOCKED_ADDRESS = "blocked-address"  # an allowed name, at an internal address (the guard)
+BLOCKED_RULE = "blocked-rule"  # a deny rule of the egress policy, or its managed default
 REFUSED = "refused"  # squid rejected the request itself (400, 411, 417, 501, ...)
 # never reached an allowed upstream
-NOT_SENT = (BLOCKED_HOST, BLOCKED_PORT, BLOCKED_ADDRESS, REFUSED)
+NOT_SENT = (BLOCKED_HOST, BLOCKED_PORT, BLOCKED_ADDRESS, BLOCKED_RULE, REFUSED)
 
 # The error pages squid.conf names (deny_info) for its refusals: the allowlist's two, the
 # address guard's, an absolute-form https:// request, and the cache manager.
@@ -38,6 +44,8 @@ PAGE_PORT = "ERR_CAGE_PORT"
 PAGE_ADDRESS = "ERR_CAGE_ADDRESS"
 PAGE_SCHEME = "ERR_CAGE_SCHEME"
 PAGE_INTERNAL = "ERR_CAGE_INTERNAL"
+PAGE_RULE = "ERR_CAGE_DENY_"  # + layer_index: a deny rule's own (netpolicy/squid.py)
+PAGE_MANAGED = "ERR_CAGE_MANAGED"  # the managed layer's `default: deny`
 _REFUSAL_PAGES = frozenset({PAGE_SCHEME, PAGE_INTERNAL})
 # Squid's errors for a request that passed the allowlist and then failed on its way.
 _UPSTREAM_ERRORS = frozenset(
@@ -142,10 +150,12 @@ class Request:
     time: str
     host: str
     port: int | None
-    result: str  # one of ALLOWED, FAILED, BLOCKED_HOST, BLOCKED_PORT, BLOCKED_ADDRESS, REFUSED
+    result: str  # ALLOWED, FAILED, or one of NOT_SENT
     status: int  # what the session got (squid's status)
     reason: str  # squid's error page (ERR_...), or "" when there was none
     method: str
+    rule: str = ""  # the policy rule that decided ("" when the log does not say)
+    path: str = ""
 
     @property
     def allowed(self) -> bool:
@@ -174,6 +184,8 @@ class Request:
             "status": self.status,
             "reason": self.reason,
             "method": self.method,
+            "rule": self.rule,
+            "path": self.path,
         }
 
     def event_value(self) -> dict[str, Any]:
@@ -186,6 +198,7 @@ class Request:
             "code": self.status,
             "reason": self.reason,
             "method": self.method,
+            "rule": self.rule,
             "count": 1,
             "first": self.time,
             "last": self.time,
@@ -199,6 +212,8 @@ def classify(status: int, upstream: str, squid_status: str, page: str) -> str:
         return BLOCKED_PORT
     if page == PAGE_ADDRESS:
         return BLOCKED_ADDRESS
+    if page.startswith(PAGE_RULE) or page == PAGE_MANAGED:
+        return BLOCKED_RULE
     if page in _REFUSAL_PAGES:
         return REFUSED
     if page == PAGE_HOST or "DENIED" in squid_status:
@@ -219,9 +234,11 @@ def parse_line(line: str) -> Request | None:
     """One squid log line; None for anything else, and for a connection that closed
     before sending a request (status 0, no method: the readiness probe, say)."""
     parts = line.split()
-    if len(parts) != 9:
+    if len(parts) == 9:
+        parts += ["-", "-"]
+    if len(parts) != 11:
         return None
-    seq, stamp, host, port, status, upstream, squid_status, page, method = parts
+    seq, stamp, host, port, status, upstream, squid_status, page, method, rule, path = parts
     seconds, _, millis = stamp.partition(".")
     try:
         number, code = int(seq), int(status)
@@ -239,7 +256,21 @@ def parse_line(line: str) -> Request | None:
         status=code,
         reason="" if page == "-" else page,
         method=method,
+        rule="" if rule == "-" else rule,
+        path="" if path == "-" else path,
     )
+
+
+def session_rule(request: Request, hosts: Sequence[str]) -> Request:
+    """A request the session layer decided, with its rule's number: the first entry of
+    the allowlist that covers the host (squid's log says only `session`)."""
+    if request.rule != "session":
+        return request
+    host = request.host.lower()
+    for index, pattern in enumerate(hosts, 1):
+        if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
+            return dataclasses.replace(request, rule=f"session:{index}")
+    return request
 
 
 def line_seq(line: str) -> int | None:

@@ -8,6 +8,7 @@ credential, the allowlist) and `plan()` turns it into container specs.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ from claude_cage.kinds import (
     Network,
     Runtime,
 )
+from claude_cage.netpolicy import rules as netpolicy_rules
+from claude_cage.netpolicy import squid
+from claude_cage.netpolicy.rules import Layer
 from claude_cage.record import Mount
 
 if TYPE_CHECKING:
@@ -154,6 +158,10 @@ class SessionRequest:
     protect: list[Mount] = field(default_factory=list)  # .git kept apart (gitdirs.py)
     runtime: Runtime = DEFAULT_RUNTIME
     probe: str = ""  # doctor's throwaway session: the pid of that doctor (labels.PROBE)
+    # The egress policy's managed, user and project layers (netpolicy/layers.py); the
+    # session layer is allowed_hosts.
+    policy_layers: tuple[Layer, ...] = ()
+    learn: bool = False  # start --learn (netpolicy/rules.py)
 
 
 @dataclass
@@ -346,6 +354,7 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
                 blocked_ranges(cfg["allowed_address_ranges"], host.addresses)
             ),
             "CAGE_CREDENTIALS": "wait" if req.proxy_credentials else "",
+            "CAGE_POLICY": policy_env(req.policy_layers, cfg["allowed_ports"], req.learn),
         },
         volumes=[{"source": names.socket_volume(req.name), "target": COMPANION_SOCK_DIR}],
         tmpfs={
@@ -366,6 +375,15 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
         # the egress bridge; the session never reaches it except through unix sockets.
         runtime=runtimes.RUNC,
     )
+
+
+def policy_env(layers: Sequence[Layer], ports: Sequence[int], learn: bool = False) -> str:
+    """The egress policy's squid files, as the companion reads them at start (a tar in
+    base64): empty for a session whose layers hold no rule."""
+    if not learn and not any(x.rules or x.default == "deny" for x in layers):
+        return ""
+    effective = netpolicy_rules.Policy(tuple(layers), tuple(int(p) for p in ports), learn)
+    return base64.b64encode(squid.tar_bytes(squid.compile_files(effective))).decode()
 
 
 def check(req: SessionRequest) -> None:

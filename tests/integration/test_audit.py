@@ -100,6 +100,11 @@ def squid_lines(name: str) -> list[list[str]]:
     return [line.split() for line in out.splitlines() if line.split()[:1] != []]
 
 
+# A request's line: 11 fields (the last two the deciding rule and the path); squid's
+# other output (its start-up messages) has other counts.
+FIELDS = 11
+
+
 def wait_for(check, timeout: float, step: float = 0.05):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
@@ -137,7 +142,7 @@ def test_every_row_says_what_happened_and_all_three_logs_agree(
     squid = {
         int(p[0])
         for p in squid_lines(name)
-        if len(p) == 9 and p[4] in REFUSED_STATUSES and p[5] == "-"
+        if len(p) == FIELDS and p[4] in REFUSED_STATUSES and p[5] == "-"
     }
     blocked = cage("egress", name, "--json", "--all", "--blocked").json()["requests"]
     events = wait_for(lambda: [e for e in filed(cage, name) if e["key"] == f"blocked:{name}"]
@@ -335,7 +340,7 @@ def test_a_flood_of_10000_blocked_requests_adds_under_1_mb_to_the_event_log(
     text = cage("events", "--session", name, "--type", "egress").stdout
     assert text.count("denied.test") == len(folded) and '"count":' in text
     # squid's own log, and so the egress view, still has every request
-    squid = [p for p in squid_lines(name) if len(p) == 9 and p[2] == "denied.test"]
+    squid = [p for p in squid_lines(name) if len(p) == FIELDS and p[2] == "denied.test"]
     assert len(squid) == 10_000
 
 

@@ -100,6 +100,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         self._send(200, json.dumps({"server": sys.argv[1], "path": self.path}).encode())
 
+    def do_PUT(self) -> None:  # a publish (npm publish is a PUT): recorded, answered
+        self._record()
+        self._send(200, b"{}")
+
     def do_POST(self) -> None:
         if self.path.startswith("/git/"):
             self._git()

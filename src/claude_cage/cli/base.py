@@ -62,6 +62,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("workspace", "Fetch cage/NAME, then merge it into your repository's current "
               "branch."),
     "open": ("desktop", "Open a desktop session in the browser, logged in."),
+    "policy": ("policy", "Show, check, validate and apply egress policy files "
+               "(docs/policy.md)."),
     "reap": ("upkeep", "Stop idle sessions and sessions near their memory limit."),
     "restore": ("snapshots", "Roll a session back to one of its snapshots; Claude Code "
                 "continues."),

@@ -117,10 +117,12 @@ def egress(
     """Show every request a filtered session made through its proxy.
 
     RESULT is allowed, blocked-host (not on the allowlist), blocked-port (a port not
-    allowed), blocked-address (an allowed name at an internal address: loopback,
+    allowed), blocked-rule (a deny rule of the egress policy, or its managed
+    default: see `policy`), blocked-address (an allowed name at an internal address: loopback,
     private, link-local, the host's own; see allowed_address_ranges), refused (STATUS)
     when the proxy rejected the request itself, or
     failed (STATUS) when an allowed upstream failed or could not be reached.
+    RULE is the policy rule that decided (user:2, session:1, default; docs/policy.md).
     Refused requests of every kind are also in the event log (events --type egress).
     """
     from claude_cage.operations.egress import follow_log, read_log
@@ -144,7 +146,7 @@ def egress(
         )
         return
     if not as_json:
-        click.echo(table([_row(r) for r in requests], ("TIME", "HOST", "PORT", "RESULT")))
+        click.echo(table([_row(r) for r in requests], ("TIME", "HOST", "PORT", "RESULT", "RULE")))
         if log.more:
             note(f"the last {tail} lines of the log; --all for the whole of it")
         if log.dropped:
@@ -162,8 +164,8 @@ def egress(
             pass
 
 
-def _row(r: Request) -> tuple[str, str, str, str]:
-    return (r.time, r.host, "" if r.port is None else str(r.port), r.label())
+def _row(r: Request) -> tuple[str, str, str, str, str]:
+    return (r.time, r.host, "" if r.port is None else str(r.port), r.label(), r.rule)
 
 
 @cli.group(context_settings=CONTEXT)

@@ -75,6 +75,12 @@ from claude_cage.render import note, print_json, sanitize, table, warn
     type=click.Path(dir_okay=False),
     help="File holding the Anthropic API key (default: $ANTHROPIC_API_KEY).",
 )
+@click.option(
+    "--learn",
+    is_flag=True,
+    help="Learn mode: allow and record what no policy rule decides (managed denies and the "
+    "address guard still apply); then 'policy suggest NAME'.",
+)
 @click.option("--ephemeral", is_flag=True, help="Remove everything when the session stops.")
 @click.option("--no-persist", is_flag=True, help="Keep no data volume (logins are not kept).")
 @click.option(
@@ -399,6 +405,12 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         click.echo(f"{'protected':12} {path} (the host's git reads nothing the agent writes there)")
     if info.get("allowed_hosts"):
         click.echo(f"{'allowlist':12} {sanitize(' '.join(info['allowed_hosts']))}")
+    if info.get("policy_problem"):
+        warn(info["policy_problem"])
+    if info.get("learn"):
+        from claude_cage.operations.session import LEARN_WARNING
+
+        warn(LEARN_WARNING.format(name=info["name"]))
     if info.get("companion"):
         click.echo(
             f"{'companion':12} {info['companion']['container']} ({info['companion']['status']})"

@@ -86,11 +86,14 @@ def restart(ctx: Context, engine: EngineAPI, cfg: config.Config, meta: SessionRe
     """Recreate a running session's companion from its record, and hand it the
     credentials and the desktop token again. The caller holds the session's lock."""
     # `status` imports this module for problem(); what only a restart needs stays off it
-    # (start-up: urllib.request, the credentials, the managed settings)
+    # (start-up: urllib.request, the credentials, the managed settings, the policy's YAML)
+    from claude_cage.netpolicy import layers as policy_layers
     from claude_cage.operations import desktop, inputs, secret_store
 
     name = meta.name
     req = inputs.request_from_record(meta, cfg)
+    # the egress policy it was given (its start, or its last `policy apply`)
+    req.policy_layers, req.learn = policy_layers.saved(ctx.store.dir(name))
     plan = policy.plan(cfg.values, req, inputs.host_facts(cfg))
     if plan.companion is None:
         return

@@ -196,7 +196,7 @@ def read_log(ctx: Context, name: str, tail: int | None = None) -> EgressLog:
     here = audit.place(ctx.events, name)
     return EgressLog(
         name,
-        egress.parse_log("\n".join(lines)),
+        [egress.session_rule(r, meta.allowed_hosts) for r in egress.parse_log("\n".join(lines))],
         more=tail is not None and len(lines) >= tail,
         dropped=here.dropped if here.container == info["Id"] else 0,
         since=audit.engine_seconds(last) if lines else "0",
@@ -226,7 +226,8 @@ def follow_log(
     `seen` are not shown again), until the companion stops. Nothing runs in the
     companion for it."""
     engine = ctx.engine_for(name)
-    if ctx.store.load(name) is None:
+    meta = ctx.store.load(name)
+    if meta is None:
         raise SessionNotFound(name)
     info = inspect_ours(engine, names.companion_name(name))
     if info is None:
@@ -237,4 +238,4 @@ def follow_log(
             continue
         if audit.engine_seconds(stamp) == since and request.seq in (seen or []):
             continue
-        yield request
+        yield egress.session_rule(request, meta.allowed_hosts)

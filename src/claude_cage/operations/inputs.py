@@ -51,6 +51,7 @@ class StartOptions:
     user_config: bool = True  # False: --no-user-config (userconfig.py)
     devcontainer: bool = True  # False: --no-devcontainer (operations/devcontainers.py)
     probe: bool = False  # doctor's throwaway session, labelled with this pid (labels.PROBE)
+    learn: bool = False  # allow and record what no policy rule decides (netpolicy)
 
 
 FLAG_SETTINGS = ("mode", "network", "cpus", "memory", "pids", "runtime")  # config keys

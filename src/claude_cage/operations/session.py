@@ -27,6 +27,7 @@ from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Credential, Mode, Network, Runtime, Status
+from claude_cage.netpolicy import layers as policy_layers
 from claude_cage.operations import (
     adoption,
     agent,
@@ -210,6 +211,9 @@ def _require_images(engine: EngineAPI, cfg: config_mod.Config, req: policy.Sessi
         gvisor.check_start(engine, req.image)
     if policy.needs_companion(req):
         engine.require_image(cfg["image_companion"])
+    if req.learn or any(x.rules or x.default == "deny" for x in req.policy_layers):
+        image = cfg["image_companion"]
+        policy_layers.require_image_support(image, engine.image_labels(image) or {})
 
 
 def _save_starting(
@@ -321,6 +325,14 @@ def _refuse_unfinished_clone(store: metadata.SessionStore, name: str) -> None:
         )
 
 
+LEARN_WARNING = (
+    "LEARN MODE: session {name} may reach any host and port that no policy rule denies "
+    "(the managed policy's denies and the address guard still apply); every request is "
+    "recorded for 'claude-cage policy suggest {name}'. Do not give it work you would "
+    "not let send data anywhere."
+)
+
+
 @operation("start")
 def start(ctx: Context, options: StartOptions) -> StartResult:
     cfg, flags = load_settings(ctx, options)
@@ -385,6 +397,15 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
             warnings.append(quota.UNBOUNDED_HINT)
         req, key, creds = _credentials(ctx, req, given, restarted)
+        if req.network == Network.FILTERED:  # the policy files, as the host holds them now
+            top = str(repo.top) if repo is not None else previous.repo if previous else None
+            project_top, why = policy_layers.project_dir(top, req.mounts)
+            req.policy_layers = policy_layers.load(cfg["managed_policy"], project_top, why)
+            saved_learn = policy_layers.saved(ctx.store.dir(name))[1] if restarted else False
+            req.learn = saved_learn if restarted else options.learn
+            policy_layers.save(ctx.store.dir(name), req.policy_layers, req.learn)
+            if req.learn:
+                warnings.append(LEARN_WARNING.format(name=name))
         if not restarted and not engine.endpoint.is_local:
             warnings.append(
                 f"volume size limits apply on the local engine only: the volumes on "

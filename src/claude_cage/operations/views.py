@@ -328,6 +328,14 @@ def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
         _follow(store, meta, Status(entry["status"]))
         entry["status"] = _unfinished(store, meta, entry["status"])
         entry["allowed_hosts"] = list(meta.allowed_hosts)
+        if meta.network == Network.FILTERED:
+            # start-up: the policy's reader (PyYAML) only for `status`, never for `list`
+            from claude_cage.netpolicy import layers as policy_layers
+
+            try:
+                entry["learn"] = policy_layers.saved(store.dir(name))[1]
+            except CageError as exc:  # a damaged policy.json: status still shows the rest
+                entry["policy_problem"] = exc.message
         if meta.network == Network.FILTERED and info is not None:
             entry["egress"] = _egress_counts(ctx, name)
         entry["credential"] = meta.credential.value

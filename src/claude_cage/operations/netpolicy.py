@@ -1,0 +1,214 @@
+"""Egress policy operations: show, check, validate and apply a session's policy.
+
+A session's policy is its managed, user and project layers as they were read at its
+start (or its last `policy apply`), kept in its directory, plus its session layer, the
+allowlist in its record. Without a NAME, the policy a session started here would get.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from claude_cage import config as config_mod
+from claude_cage import metadata, names, presets
+from claude_cage.context import Context
+from claude_cage.engine.api import EngineAPI
+from claude_cage.errors import BadInput, EngineError, SessionNotFound, file_error
+from claude_cage.kinds import Network
+from claude_cage.netpolicy import layers, schema, squid
+from claude_cage.netpolicy import suggest as suggest_mod
+from claude_cage.netpolicy.rules import Decision, Layer, Policy, Request, session_layer
+from claude_cage.operations import operation
+from claude_cage.operations.egress import read_log
+from claude_cage.operations.owned import inspect_ours
+from claude_cage.record import SessionRecord
+
+
+@dataclass
+class PolicyView:
+    name: str | None  # None: a new session's
+    policy: Policy
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ports": list(self.policy.ports),
+            "layers": [x.to_json() for x in self.policy.layers],
+        }
+
+
+@dataclass
+class CheckResult:
+    name: str | None
+    request: Request
+    decision: Decision
+
+    def to_json(self) -> dict[str, Any]:
+        matched = self.decision.matched
+        return {
+            "name": self.name,
+            "host": self.request.host,
+            "port": self.request.port,
+            "method": self.request.method,
+            "path": self.request.path,
+            "allowed": self.decision.allowed,
+            "rule": self.decision.rule,
+            "source": matched.source if matched else "",
+            "reason": self.decision.reason,
+        }
+
+
+@dataclass
+class ApplyResult:
+    name: str
+    live: bool
+    rules: int
+    notes: list[str] = field(default_factory=list)
+
+    def event_details(self) -> dict[str, Any]:
+        return {"live": self.live, "rules": self.rules}
+
+
+def _session(store: metadata.SessionStore, name: str) -> SessionRecord:
+    meta = store.load(name)
+    if meta is None:
+        raise SessionNotFound(name)
+    if meta.network != Network.FILTERED:
+        raise BadInput(
+            f"session {name} uses --network {meta.network}, which has no egress policy",
+            "only filtered sessions have an egress proxy",
+        )
+    return meta
+
+
+def _ports(meta: SessionRecord | None, cfg: config_mod.Config) -> tuple[int, ...]:
+    given = meta.allowed_ports if meta is not None and meta.allowed_ports else None
+    return tuple(int(p) for p in (given or cfg["allowed_ports"]))
+
+
+def _project_for(meta: SessionRecord) -> tuple[Path | None, str]:
+    return layers.project_dir(meta.repo, meta.mounts)
+
+
+def effective(ctx: Context, name: str | None) -> PolicyView:
+    """A session's policy, or (no name) what a session started from here would get:
+    the files now, the config's allowlist and presets, the current directory's
+    project file (as `start --clone .` would read it)."""
+    cfg = ctx.config
+    if name is None:
+        hosts = list(cfg["allowed_hosts"])
+        hosts += [h for h in presets.hosts(cfg["allowed_presets"]) if h not in hosts]
+        here = Path.cwd()
+        project = here if (here / layers.PROJECT_FILE).exists() else None
+        found = layers.load(cfg["managed_policy"], project)
+        return PolicyView(None, Policy((*found, session_layer(hosts)), _ports(None, cfg)))
+    store = ctx.store
+    meta = _session(store, name)
+    kept, learn = layers.saved(store.dir(name))
+    return PolicyView(
+        name,
+        Policy((*kept, session_layer(meta.allowed_hosts)), _ports(meta, cfg), learn),
+    )
+
+
+def parse_url(url: str, method: str) -> Request:
+    try:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        port = parts.port
+    except ValueError as exc:
+        raise BadInput(f"{url!r} is not a URL: {exc}", "e.g. https://api.github.com/user") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(f"{url!r} is not an http(s) URL", "e.g. https://api.github.com/user")
+    verb = method.strip().upper()
+    if not verb.isalpha():
+        raise BadInput(f"--method {method!r} is not an HTTP method", "e.g. --method POST")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    default = 443 if parts.scheme == "https" else 80
+    return Request(parts.hostname, port or default, verb, path)
+
+
+def check(ctx: Context, name: str | None, url: str, method: str = "GET") -> CheckResult:
+    request = parse_url(url, method)
+    return CheckResult(name, request, effective(ctx, name).policy.decide(request))
+
+
+def validate(path: str) -> list[str]:
+    """Every problem of a policy file, one line each with its line number."""
+    file = Path(path)
+    text = layers.read_text(file)
+    if text is None:
+        raise BadInput(f"{path}: no such file", "give the path of a policy file")
+    _, problems = schema.parse(text)
+    return [p.text(path) for p in problems]
+
+
+def push(
+    engine: EngineAPI, name: str, kept: tuple[Layer, ...], ports: tuple[int, ...], learn: bool
+) -> bool:
+    """Hand the squid rules of `kept` to a running companion; False when none runs."""
+    companion = names.companion_name(name)
+    info = inspect_ours(engine, companion)
+    if not (info and info["State"]["Running"]):
+        return False
+    layers.require_image_support(info["Config"]["Image"], info["Config"].get("Labels") or {})
+    files = squid.compile_files(Policy((*kept, Layer("session")), ports, learn))
+    code, output = engine.exec_run(
+        companion, ["companion-entrypoint", "policy"], stdin=squid.tar_bytes(files)
+    )
+    if code != 0:
+        raise EngineError(
+            f"the proxy of {name} refused the policy: "
+            f"{output.decode(errors='replace').strip()[-300:]}",
+            f"see 'docker logs {companion}'",
+        )
+    return True
+
+
+@operation("policy-apply")
+def apply(ctx: Context, name: str) -> ApplyResult:
+    """Read the managed, user and project files again and give them to a session, live."""
+    cfg = ctx.config
+    engine = ctx.engine_for(name)
+    store = ctx.store
+    with store.lock(name):
+        meta = _session(store, name)
+        project, why = _project_for(meta)
+        kept = layers.load(cfg["managed_policy"], project, why)
+        _, learn = layers.saved(store.dir(name))
+        live = push(engine, name, kept, _ports(meta, cfg), learn)
+        layers.save(store.dir(name), kept, learn)
+    notes = [why] if why else []
+    return ApplyResult(name, live, sum(len(x.rules) for x in kept), notes)
+
+
+@dataclass
+class Suggestion:
+    name: str
+    text: str
+    requests: int
+    written: str = ""
+
+
+def suggest(ctx: Context, name: str, write: str | None = None) -> Suggestion:
+    """The least policy that allows every request session NAME's companion logged as
+    reaching its upstream (netpolicy/suggest.py); with `write`, also that file."""
+    cfg = ctx.config
+    meta = _session(ctx.store, name)
+    log = read_log(ctx, name, None)
+    text = suggest_mod.suggest(log.requests, _ports(meta, cfg), name)
+    if schema.parse(text)[1]:  # never hand out a file that `validate` would refuse
+        raise EngineError(f"the policy suggested for {name} does not validate")
+    written = ""
+    if write:
+        path = Path(write)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(text)
+            tmp.replace(path)
+        except OSError as exc:
+            raise file_error(exc, path) from None
+        written = str(path)
+    return Suggestion(name, text, sum(1 for r in log.requests if r.allowed), written)

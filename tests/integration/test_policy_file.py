@@ -1,0 +1,344 @@
+"""The egress policy file on the real engine: method and path rules over HTTPS (the
+companion decrypts those hosts), presets that only read, live `policy apply`, and the
+layers a session cannot widen: the managed one, and the project file the session holds a
+copy of (the host's copy is the one read).
+
+The hosts are the tests' own servers under real names (api.github.com, pypi.org), with
+certificates from the test CA that only the companion trusts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cage
+from tests.integration.conftest import TestHost, make_cert, start_test_host
+
+pytestmark = pytest.mark.engine
+
+READ_ONLY_API = """\
+version: 1
+rules:
+  - action: deny
+    host: api.github.com
+    methods: [POST, PUT, PATCH, DELETE]
+    reason: the GitHub API is read-only for agents here
+  - action: allow
+    host: api.github.com
+  - include: python
+"""
+
+
+@dataclass
+class World:
+    github: TestHost  # api.github.com and github.com
+    pypi: TestHost  # pypi.org and files.pythonhosted.org
+
+
+@pytest.fixture(scope="module")
+def world(cage_module: Cage, test_ca: Path) -> Iterator[World]:
+    prefix = uuid.uuid4().hex[:6]
+    hosts: list[TestHost] = []
+    try:
+        hosts.append(
+            start_test_host(
+                "api.github.com",
+                prefix,
+                make_cert(test_ca, ("api.github.com", "github.com")),
+                aliases=("github.com",),
+            )
+        )
+        hosts.append(
+            start_test_host(
+                "pypi.org",
+                prefix,
+                make_cert(test_ca, ("pypi.org", "files.pythonhosted.org")),
+                aliases=("files.pythonhosted.org",),
+            )
+        )
+        cage_module.env["CAGE_UPSTREAM_CA_CERTS"] = str(test_ca / "ca.pem")
+        yield World(*hosts)
+    finally:
+        if hosts:
+            subprocess.run(
+                ["docker", "rm", "-f", *(h.container for h in hosts)], capture_output=True
+            )
+
+
+def write_policy(cage: Cage, text: str) -> Path:
+    path = cage.config_dir / "policy.yaml"
+    path.write_text(text)
+    return path
+
+
+def curl(cage: Cage, name: str, method: str, url: str) -> tuple[str, str]:
+    """(status, body) of one request from inside the session: the proxy's answer to
+    the CONNECT when it refused that. A tunnelled host shows the session its own
+    certificate, from the test CA the session does not trust: hence -k."""
+    result = cage(
+        "exec",
+        name,
+        "--",
+        "bash",
+        "-c",
+        f"rm -f /tmp/body; curl -ksS -m 20 -X {method} -o /tmp/body "
+        f"-w '%{{http_code}} %{{http_connect}}' '{url}'; echo; cat /tmp/body 2>/dev/null",
+        timeout=60,
+    )
+    line, _, body = result.stdout.partition("\n")
+    code, _, connect = line.strip().partition(" ")
+    status = code if code not in ("", "000") else connect
+    return status or result.stderr.strip(), body
+
+
+def received(host: TestHost, marker: str) -> list[dict]:
+    return [r for r in host.received() if marker in r["path"]]
+
+
+def rows(cage: Cage, name: str) -> list[dict]:
+    result = cage("egress", name, "--json")
+    assert result.code == 0, result.output
+    return result.json()["requests"]
+
+
+@pytest.fixture(scope="module")
+def read_only(cage_module: Cage, world: World) -> str:
+    write_policy(cage_module, READ_ONLY_API)
+    name = cage_module.name("ro")
+    result = cage_module("start", "--name", name, "--detach")
+    assert result.code == 0, result.output
+    return name
+
+
+def test_get_is_allowed_and_post_refused_with_the_reason(
+    cage_module: Cage, world: World, read_only: str
+) -> None:
+    marker = uuid.uuid4().hex[:8]
+    status, _ = curl(cage_module, read_only, "GET", f"https://api.github.com/repos/{marker}")
+    assert status == "200"
+    status, body = curl(cage_module, read_only, "POST", f"https://api.github.com/x/{marker}p")
+    assert status == "403"
+    assert "the GitHub API is read-only for agents here" in body
+    assert "user:1" in body
+    assert [r["method"] for r in received(world.github, marker)] == ["GET"]
+    seen = [r for r in rows(cage_module, read_only) if marker in r["path"]]
+    assert [(r["method"], r["result"], r["rule"]) for r in seen] == [
+        ("GET", "allowed", "user:2"),
+        ("POST", "blocked-rule", "user:1"),
+    ]
+    blocked = cage_module("events", "--type", "egress", "--json")
+    assert "user:1" in blocked.output
+
+
+def test_policy_check_names_the_deciding_rule(cage_module: Cage, read_only: str) -> None:
+    allowed = cage_module("policy", "check", read_only, "https://api.github.com/user")
+    assert allowed.code == 0, allowed.output
+    assert "allowed by user:2" in allowed.stdout
+    denied = cage_module(
+        "policy", "check", read_only, "https://api.github.com/user", "--method", "post"
+    )
+    assert denied.code == 1
+    assert "denied by user:1" in denied.stdout and "read-only" in denied.stdout
+    other = cage_module("policy", "check", read_only, "https://evil.example/x", "--json")
+    assert other.code == 1 and other.json()["rule"] == "default"
+
+
+def test_policy_show_names_layer_file_and_line(cage_module: Cage, read_only: str) -> None:
+    shown = cage_module("policy", "show", read_only, "--json")
+    assert shown.code == 0, shown.output
+    user = next(x for x in shown.json()["layers"] if x["layer"] == "user")
+    assert [r["source"].rsplit("/", 1)[1] for r in user["rules"][:3]] == [
+        "policy.yaml:3",
+        "policy.yaml:7",
+        "policy.yaml:9",
+    ]
+    assert user["rules"][2]["preset"] == "python"
+
+
+def test_a_registry_preset_refuses_a_publish(
+    cage_module: Cage, world: World, read_only: str
+) -> None:
+    marker = uuid.uuid4().hex[:8]
+    status, _ = curl(cage_module, read_only, "GET", f"https://pypi.org/simple/{marker}/")
+    assert status == "200"
+    for method, url in (
+        ("POST", f"https://pypi.org/legacy/?{marker}"),  # twine upload
+        ("PUT", f"https://files.pythonhosted.org/{marker}"),  # a publish-style PUT
+    ):
+        status, body = curl(cage_module, read_only, method, url)
+        assert status == "403", (method, status, body)
+    assert [r["method"] for r in received(world.pypi, marker)] == ["GET"]
+
+
+# --- live apply, and the layers a session cannot widen ------------------------------
+
+
+def own_cage(cage: Cage, test_ca: Path) -> Cage:
+    cage.env["CAGE_UPSTREAM_CA_CERTS"] = str(test_ca / "ca.pem")
+    return cage
+
+
+def test_policy_apply_changes_a_running_session(cage: Cage, world: World, test_ca: Path) -> None:
+    own_cage(cage, test_ca)
+    write_policy(cage, "version: 1\nrules:\n  - {action: allow, host: api.github.com}\n")
+    name = cage.name("apply")
+    assert cage("start", "--name", name, "--detach").code == 0
+    marker = uuid.uuid4().hex[:8]
+    assert curl(cage, name, "GET", f"https://api.github.com/secret/{marker}")[0] == "200"
+    write_policy(
+        cage,
+        "version: 1\nrules:\n"
+        "  - {action: deny, host: api.github.com, paths: [/secret/], reason: not secrets}\n"
+        "  - {action: allow, host: api.github.com}\n",
+    )
+    applied = cage("policy", "apply", name)
+    assert applied.code == 0, applied.output
+    assert "applies now" in applied.stderr
+    status, body = curl(cage, name, "GET", f"https://api.github.com/secret/{marker}b")
+    assert status == "403" and "not secrets" in body
+    assert curl(cage, name, "GET", f"https://api.github.com/public/{marker}")[0] == "200"
+    assert [r["path"] for r in received(world.github, marker)] == [
+        f"/secret/{marker}",
+        f"/public/{marker}",
+    ]
+
+
+PROJECT_POLICY = """\
+version: 1
+rules:
+  - action: deny
+    host: api.github.com
+    methods: [POST]
+    reason: project policy - read only
+  - action: allow
+    host: api.github.com
+"""
+WIDER = "version: 1\\nrules:\\n  - {action: allow, host: api.github.com}\\n"
+
+
+def test_the_project_policy_is_the_hosts_copy_not_the_sessions(
+    cage: Cage, world: World, test_ca: Path, tmp_path: Path
+) -> None:
+    from tests.integration.workspace_helpers import git, make_repo
+
+    own_cage(cage, test_ca)
+    repo = make_repo(tmp_path / "app")
+    (repo / ".claude-cage").mkdir()
+    (repo / ".claude-cage/policy.yaml").write_text(PROJECT_POLICY)
+    git(repo, "add", ".claude-cage")
+    git(repo, "commit", "-qm", "policy")
+    name = cage.name("proj")
+    started = cage("start", "--name", name, "--detach", "--clone", str(repo))
+    assert started.code == 0, started.output
+    marker = uuid.uuid4().hex[:8]
+    assert curl(cage, name, "POST", f"https://api.github.com/{marker}")[0] == "403"
+    # the agent rewrites (and commits) its own copy to allow the POST
+    wrote = cage(
+        "exec",
+        name,
+        "--",
+        "bash",
+        "-c",
+        f"cd /workspace/app && printf '{WIDER}' > .claude-cage/policy.yaml && "
+        "git -c user.name=a -c user.email=a@b.c commit -qam wider && "
+        "cat .claude-cage/policy.yaml",
+    )
+    assert wrote.code == 0 and "methods" not in wrote.stdout, wrote.output
+    assert cage("policy", "apply", name).code == 0
+    status, body = curl(cage, name, "POST", f"https://api.github.com/{marker}b")
+    assert status == "403" and "project policy - read only" in body
+    assert not any(r["method"] == "POST" for r in received(world.github, marker))
+    shown = cage("policy", "show", name, "--json").json()
+    project = next(x for x in shown["layers"] if x["layer"] == "project")
+    assert project["file"] == str(repo / ".claude-cage/policy.yaml")
+    assert (repo / ".claude-cage/policy.yaml").read_text() == PROJECT_POLICY
+
+
+def test_nothing_below_widens_a_managed_default_deny(
+    cage: Cage, world: World, test_ca: Path, tmp_path: Path
+) -> None:
+    own_cage(cage, test_ca)
+    managed = tmp_path / "managed.yaml"
+    managed.write_text(
+        "version: 1\ndefault: deny\nrules:\n"
+        "  - {action: deny, host: api.github.com, methods: [DELETE], reason: managed says no}\n"
+        "  - {action: allow, host: api.github.com}\n"
+    )
+    managed.chmod(0o644)
+    cage.env["CAGE_MANAGED_POLICY"] = str(managed)
+    write_policy(
+        cage,
+        "version: 1\nrules:\n  - {action: allow, host: api.github.com, methods: [DELETE]}\n"
+        "  - include: python\n",
+    )
+    name = cage.name("mgd")
+    started = cage("start", "--name", name, "--detach", "--allow-host", "pypi.org")
+    assert started.code == 0, started.output
+    marker = uuid.uuid4().hex[:8]
+    assert curl(cage, name, "GET", f"https://pypi.org/simple/{marker}/")[0] == "403"
+    status, body = curl(cage, name, "DELETE", f"https://api.github.com/{marker}")
+    assert status == "403" and "managed says no" in body
+    assert curl(cage, name, "GET", f"https://api.github.com/{marker}")[0] == "200"
+    assert received(world.pypi, marker) == []
+    seen = {(r["host"], r["rule"]) for r in rows(cage, name)}
+    assert ("pypi.org", "managed:default") in seen
+    assert ("api.github.com", "managed:1") in seen
+    # a managed file someone other than root can change manages nothing: refused
+    os.chown(managed, 1000, 1000)
+    refused = cage("start", "--name", cage.name("mgd2"), "--detach")
+    assert refused.code != 0 and "owned by root" in refused.stderr
+
+
+# --- learn mode, suggest, and the suggestion replayed -------------------------------
+
+
+def test_learn_then_suggest_then_replay(
+    cage: Cage, world: World, test_ca: Path, tmp_path: Path
+) -> None:
+    own_cage(cage, test_ca)
+    managed = tmp_path / "managed.yaml"
+    managed.write_text("version: 1\nrules:\n  - {action: deny, host: files.pythonhosted.org}\n")
+    managed.chmod(0o644)
+    cage.env["CAGE_MANAGED_POLICY"] = str(managed)
+    write_policy(
+        cage,
+        "version: 1\nrules:\n"
+        "  - {action: allow, host: api.github.com, methods: [GET], paths: [/repos/]}\n",
+    )
+    m = uuid.uuid4().hex[:8]
+    done = [
+        ("GET", f"https://api.github.com/repos/{m}"),  # user:1
+        ("POST", f"https://api.github.com/issues/{m}"),  # learnt, decrypted
+        ("GET", f"https://pypi.org/simple/{m}/"),  # learnt, a tunnel
+    ]
+    name = cage.name("learn")
+    started = cage("start", "--name", name, "--detach", "--learn")
+    assert started.code == 0, started.output
+    assert "LEARN MODE" in started.stderr
+    assert "LEARN MODE" in cage("status", name).stderr
+    for method, url in done:
+        assert curl(cage, name, method, url)[0] == "200", (method, url)
+    # the managed layer's denies still apply in learn mode
+    assert curl(cage, name, "GET", f"https://files.pythonhosted.org/{m}")[0] == "403"
+    suggested = tmp_path / "suggested.yaml"
+    result = cage("policy", "suggest", name, "--write", str(suggested))
+    assert result.code == 0, result.output
+    assert cage("policy", "validate", str(suggested)).code == 0
+    text = suggested.read_text()
+    assert f"/issues/{m}" in text and "pypi.org" in text and "pythonhosted" not in text
+
+    write_policy(cage, text)
+    again = cage.name("replay")
+    assert cage("start", "--name", again, "--detach").code == 0
+    for method, url in done:
+        assert curl(cage, again, method, url)[0] == "200", (method, url)
+    assert curl(cage, again, "GET", f"https://github.com/{m}")[0] == "403"  # a new host
+    assert curl(cage, again, "DELETE", f"https://api.github.com/issues/{m}")[0] == "403"
+    assert "LEARN MODE" not in cage("status", again).stderr
