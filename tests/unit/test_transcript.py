@@ -105,6 +105,11 @@ def test_the_model_probe_verdicts() -> None:
     )
     assert not refused.ok and "egress proxy refused" in refused.detail
     assert "claude-cage allow" in refused.detail
+    literal = interpret(
+        "https://203.0.113.7\ncurl: (56) CONNECT tunnel failed, response 403\n000 0\n", None
+    )
+    assert "203.0.113.7 is an IP address" in literal.detail
+    assert "claude-cage allow" not in literal.detail  # allow refuses an address
     cannot = interpret(
         "https://api.anthropic.com\ncurl: (56) CONNECT tunnel failed, response 503\n000 0\n", None
     )
