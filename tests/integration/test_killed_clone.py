@@ -181,7 +181,8 @@ def big_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def left_anywhere(cage: Cage, system_tmp: Path) -> dict[str, list[str]]:
     """Everything of this data directory's: engine objects by its owner label, files
-    under the data directory other than the event log and lock files, loop mounts of
+    under the data directory other than the event log, lock files and the archives
+    `destroy` keeps of destroyed sessions (history/), loop mounts of
     its volume images, and the system temporary directory the command was given."""
     mine = ["--filter", f"label=cage.owner={cage.owner()}"]
     found = {
@@ -196,7 +197,9 @@ def left_anywhere(cage: Cage, system_tmp: Path) -> dict[str, list[str]]:
         "data": [
             str(p.relative_to(cage.data_dir))
             for p in cage.data_dir.rglob("*")
-            if p.is_file() and p.parent.name != "locks" and not p.name.startswith("events.")
+            if p.is_file()
+            and p.parent.name not in ("locks", "history")  # history: destroy's archives
+            and not p.name.startswith("events.")
         ],
         "mounts": [
             m for m in Path("/proc/mounts").read_text().splitlines() if str(cage.data_dir) in m
