@@ -20,6 +20,7 @@ class Context:
     ws: Workspace
     reps: int
     sessions: list[int]
+    baseline: str | None = None  # a revision whose src/ some sections run beside this one
     cage: str = field(default_factory=claude_cage_executable)
     python: str = sys.executable
     docker: str = DOCKER

@@ -44,6 +44,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=report.REPO / "docs" / "benchmarks.md",
         help="markdown report (default docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="loop: also run REV's src/ in the same repetitions (before/after, paired)",
+    )
     args = parser.parse_args(argv)
     args.sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in args.sections if s not in ALL]
@@ -68,7 +73,7 @@ def main(argv: list[str]) -> int:
     results: list[SectionResult] = []
     failed = False
     with Workspace() as ws:
-        ctx = Context(ws=ws, reps=args.reps, sessions=args.counts)
+        ctx = Context(ws=ws, reps=args.reps, sessions=args.counts, baseline=args.baseline)
         print(f"bench: run {ws.run_id}, {args.reps} repetitions, sections {args.sections}")
         for name in args.sections:
             began = time.monotonic()

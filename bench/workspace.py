@@ -64,6 +64,10 @@ class Workspace:
         self.owners.append(paths.owner_id(data))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CAGE_", "ANTHROPIC_"))}
         env.pop("MONGODB_URI", None)
+        # As a user runs it: byte-compiled modules (written by the untimed warm-up) and
+        # stdout buffered, whatever the shell running the benchmark sets.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.pop("PYTHONUNBUFFERED", None)
         # The images and network of a tagged checkout (tests/isolation.py), when set.
         env.update({k: os.environ[k] for k in ISOLATION if k in os.environ})
         env.update(

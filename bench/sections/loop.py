@@ -9,6 +9,9 @@ transcript of 10,000 events.
 - logs: 10,000 transcript events (prompts, tool calls, results, answers) written into
   the session's data volume; `logs` renders them all, `logs --json` re-encodes them.
   Floor: `docker exec ... cat` of the same file (the bytes alone, no parsing).
+
+With `--baseline REV`, `attach` and `logs` of REV's src/ (exported with git, run with
+the same interpreter) are measured in the same repetitions: before and after, paired.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pty
 import select
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,13 +33,18 @@ from pki import make_tls
 NAME = "loop"
 TITLE = "attach and logs"
 EVENTS = 10_000
-MARKER = b"Syntax"  # near the bottom of Claude Code's first screen: drawn last
+# Claude Code's screen, as it shows (escape sequences aside: words are placed with
+# cursor moves): its first question on a first run, else its prompt's bottom line.
+MARKERS = ("Choose the text style", "shift+tab to cycle")
 TRANSCRIPT = "/home/claude/.claude/projects/-workspace/bench.jsonl"
+ATTACH_TARGET, LOGS_TARGET = 1.5, 2.0  # x their floors (paired medians)
 
 
 def _drawn(argv: list[str], env: dict[str, str], timeout: float = 60) -> float:
-    """Seconds from spawning `argv` on a pseudo-terminal until MARKER shows; then
+    """Seconds from spawning `argv` on a pseudo-terminal until one of MARKERS shows; then
     Ctrl-\\ and wait for it to exit (untimed)."""
+    from tests.integration.terminal import plain  # on sys.path once run() began
+
     master, slave = pty.openpty()
     began = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
@@ -49,7 +58,7 @@ def _drawn(argv: list[str], env: dict[str, str], timeout: float = 60) -> float:
                     seen += os.read(master, 65536)
                 except OSError:
                     break
-            if MARKER in seen:
+            if any(marker in plain(seen) for marker in MARKERS):
                 drawn = time.perf_counter() - began
                 break
         os.write(master, b"\x1c")
@@ -60,7 +69,7 @@ def _drawn(argv: list[str], env: dict[str, str], timeout: float = 60) -> float:
             proc.wait()
         os.close(master)
     if drawn is None:
-        raise RuntimeError(f"{argv[:3]}: the screen never showed {MARKER!r}: {seen[-300:]!r}")
+        raise RuntimeError(f"{argv[:3]}: the screen never showed {MARKERS}: {plain(seen)[-600:]!r}")
     return drawn
 
 
@@ -94,6 +103,18 @@ def _transcript() -> bytes:
     return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
 
 
+def _baseline(ctx, env: dict[str, str]) -> tuple[list[str], dict[str, str]] | None:
+    """The command and environment that run ctx.baseline's src/, or None."""
+    if not ctx.baseline:
+        return None
+    from ab import ENTRY, export_src
+
+    tree = export_src(ctx.baseline, Path(tempfile.mkdtemp(dir=ctx.ws.root)))
+    base, base_env = [ctx.python, "-c", ENTRY], {**env, "PYTHONPATH": str(tree)}
+    run_command([*base, "--help"], base_env)  # byte-compiled once, outside the timings
+    return base, base_env
+
+
 def run(ctx) -> SectionResult:
     sys.path.insert(0, str(ctx.bench_dir.parent))  # the tests' scripted model server
     from tests.integration.conftest import ensure_egress_network
@@ -115,17 +136,28 @@ def run(ctx) -> SectionResult:
             "attach": lambda: _drawn([ctx.cage, "attach", name], env),
             "docker exec -it tmux attach": lambda: _drawn([*floor, "attach"], env),
         }
+        before = _baseline(ctx, env)
+        if before:
+            base, base_env = before
+            runs[f"attach ({ctx.baseline})"] = lambda: _drawn([*base, "attach", name], base_env)
         samples = paired(runs, ctx.reps)
         for label, values in samples.items():
             result.rows.append(Row(NAME, f"{label}: screen drawn", values))
-        result.ratios.append(
-            Ratio(
-                NAME,
-                "attach",
-                "docker exec -it tmux attach",
-                paired_ratios(samples["attach"], samples["docker exec -it tmux attach"]),
+        for label in [label for label in samples if label.startswith("attach")]:
+            result.ratios.append(
+                Ratio(
+                    NAME,
+                    label,
+                    "docker exec -it tmux attach",
+                    paired_ratios(samples[label], samples["docker exec -it tmux attach"]),
+                    target=ATTACH_TARGET,
+                )
             )
-        )
+        if before:
+            result.ratios.append(
+                Ratio(NAME, "attach", f"attach ({ctx.baseline})",
+                      paired_ratios(samples["attach"], samples[f"attach ({ctx.baseline})"]))
+            )  # fmt: skip
 
         data = _transcript()
         write = f"mkdir -p {Path(TRANSCRIPT).parent} && cat > {TRANSCRIPT}"
@@ -136,18 +168,26 @@ def run(ctx) -> SectionResult:
             "logs --tail 20": lambda: timed([ctx.cage, "logs", name, "--tail", "20"], env),
             "docker exec cat": lambda: timed([ctx.docker, "exec", container, "cat", TRANSCRIPT]),
         }
+        if before:
+            runs[f"logs ({ctx.baseline})"] = lambda: timed([*base, "logs", name], base_env)
         samples = paired(runs, ctx.reps)
         for label, values in samples.items():
             result.rows.append(Row(NAME, f"{label} ({EVENTS} events)", values))
-        for label in ("logs", "logs --json", "logs --tail 20"):
+        for label in [label for label in samples if label.startswith("logs")]:
             result.ratios.append(
                 Ratio(
                     NAME,
                     f"{label} ({EVENTS} events)",
                     "docker exec cat",
                     paired_ratios(samples[label], samples["docker exec cat"]),
+                    target=LOGS_TARGET if label == "logs" else None,
                 )
             )
+        if before:
+            result.ratios.append(
+                Ratio(NAME, "logs", f"logs ({ctx.baseline})",
+                      paired_ratios(samples["logs"], samples[f"logs ({ctx.baseline})"]))
+            )  # fmt: skip
         result.notes.append(
             f"The transcript is {len(data) / 1e6:.1f} MB. `logs` reads it through the engine's "
             "archive API (which also serves stopped sessions), parses every event and renders "

@@ -37,9 +37,12 @@ REFUSED = "refused"  # squid rejected the request itself (400, 411, 417, 501, ..
 # never reached an allowed upstream
 NOT_SENT = (BLOCKED_HOST, BLOCKED_PORT, BLOCKED_ADDRESS, BLOCKED_RULE, REFUSED)
 
-# The error pages squid.conf names (deny_info) for its refusals: the allowlist's two, the
-# address guard's, an absolute-form https:// request, and the cache manager.
+# The error pages squid.conf names (deny_info) for its refusals: the allowlist's two, an
+# IP literal and the proxy's own names (which no `allow` can admit), the address
+# guard's, an absolute-form https:// request, and the cache manager.
 PAGE_HOST = "ERR_CAGE_HOST"
+PAGE_LITERAL = "ERR_CAGE_LITERAL"
+PAGE_SELF = "ERR_CAGE_SELF"
 PAGE_PORT = "ERR_CAGE_PORT"
 PAGE_ADDRESS = "ERR_CAGE_ADDRESS"
 PAGE_SCHEME = "ERR_CAGE_SCHEME"
@@ -216,7 +219,7 @@ def classify(status: int, upstream: str, squid_status: str, page: str) -> str:
         return BLOCKED_RULE
     if page in _REFUSAL_PAGES:
         return REFUSED
-    if page == PAGE_HOST or "DENIED" in squid_status:
+    if page in (PAGE_HOST, PAGE_LITERAL, PAGE_SELF) or "DENIED" in squid_status:
         return BLOCKED_HOST
     if page in _UPSTREAM_ERRORS:
         return FAILED

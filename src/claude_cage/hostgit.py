@@ -17,6 +17,8 @@ No hook, config, attribute file or filter from the session crosses: only objects
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import re
 import shlex
@@ -149,6 +151,27 @@ def find_repo(path: str) -> Repo:
     objects = Path(_out(top, "rev-parse", "--path-format=absolute", "--git-path", "objects"))
     index = Path(_out(top, "rev-parse", "--path-format=absolute", "--git-path", "index"))
     return Repo(top, objects, index)
+
+
+@contextlib.contextmanager
+def repo_lock(repo: Repo, locks: Path) -> Iterator[None]:
+    """Hold `repo`'s lock while a session's work goes into it (fetch, merge, apply):
+    two at once take turns instead of the second failing on git's index.lock. An
+    flock in `locks`, named after the repository's object directory (its worktrees
+    share one); it waits, and Ctrl-C ends the wait."""
+    key = hashlib.sha256(str(repo.objects).encode()).hexdigest()[:16]
+    path = locks / f"repo-{key}.lock"
+    try:
+        locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle = open(path, "a")  # noqa: SIM115
+    except OSError as exc:
+        raise file_error(exc, path) from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def check_branch(session: str) -> str:

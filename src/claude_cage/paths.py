@@ -64,6 +64,12 @@ def snapshots_dir() -> Path:
     return data_dir() / "snapshots"
 
 
+def locks_dir() -> Path:
+    """flock files: one per session (metadata.py), one per repository a session's work
+    is brought into (hostgit.repo_lock)."""
+    return data_dir() / "locks"
+
+
 def events_db() -> Path:
     return data_dir() / "events.sqlite3"
 

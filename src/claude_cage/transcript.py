@@ -55,7 +55,7 @@ class Reader:
             end = content.rfind(b"\n", start) + 1
             if end <= start:
                 continue
-            for line in content[start:end].splitlines():
+            for line in _lines(content[start:end]):
                 parsed = parse_line(line)
                 if parsed is not None:
                     self.counter += 1
@@ -64,20 +64,49 @@ class Reader:
         return sorted(events, key=lambda e: (e.timestamp, e.order))
 
 
-def parse_line(line: bytes) -> dict[str, Any] | None:
-    """One JSON object, or None for a blank or damaged line."""
-    if not line.strip():
+def _lines(chunk: bytes) -> list[str] | list[bytes]:
+    """The chunk's lines, split where bytes.splitlines splits (LF, CR, CRLF): as text
+    when the chunk is UTF-8 (decoded once, not once a line), else as bytes, each then
+    read alone, so one damaged line costs only itself."""
+    try:
+        text = chunk.decode()
+    except UnicodeDecodeError:
+        return chunk.splitlines()
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+_DECODER = json.JSONDecoder()
+_JSON_SPACE = " \t\n\r"
+
+
+def parse_line(line: str | bytes) -> dict[str, Any] | None:
+    """One JSON object, or None for a blank or damaged line (what json.loads takes,
+    without its per-call cost: 10,000 events are read in one go)."""
+    if isinstance(line, bytes):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+    text = line.strip(_JSON_SPACE).removeprefix("\ufeff")
+    if not text:
         return None
     try:
-        data = json.loads(line)
+        data, end = _DECODER.raw_decode(text)
     except ValueError:
         return None
-    return data if isinstance(data, dict) else None
+    return data if isinstance(data, dict) and end == len(text) else None
 
 
 def shorten(text: str, width: int) -> str:
     """One line: whitespace runs become one space, and at most `width` characters."""
-    flat = " ".join(str(text).split())
+    text = str(text)
+    # A prefix's flattened form is a prefix of the whole's: for a long text (a file a
+    # tool read) flatten only its start while that is enough to fill the line.
+    head = text[: 4 * width + 64]
+    flat = " ".join(head.split())
+    if len(flat) <= width and len(head) < len(text):
+        flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: max(width - 1, 1)] + "…"
 
 
@@ -143,13 +172,30 @@ LABELS = {
 }
 
 
+NO_CLOCK = ("", " " * 8)
+_CLOCKS: dict[datetime, tuple[str, str]] = {}  # by the second: local time is costly
+
+
 def _clock(timestamp: str) -> tuple[str, str]:
     """(date, time) in local time, from an ISO timestamp; blanks if there is none."""
     try:
-        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone()
+        moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     except ValueError:
-        return "", " " * 8
-    return moment.strftime("%Y-%m-%d"), moment.strftime("%H:%M:%S")
+        return NO_CLOCK
+    second = moment.replace(microsecond=0)
+    found = _CLOCKS.get(second)
+    if found is None:
+        if len(_CLOCKS) >= 4096:
+            _CLOCKS.clear()
+        try:
+            local = second.astimezone()
+        except (ValueError, OverflowError):
+            return NO_CLOCK
+        found = _CLOCKS[second] = (
+            f"{local.year:04}-{local.month:02}-{local.day:02}",
+            f"{local.hour:02}:{local.minute:02}:{local.second:02}",
+        )
+    return found
 
 
 DAY_MARK = "--- "  # the line that starts each day

@@ -141,7 +141,7 @@ def validate_host(host: str) -> str:
     public suffix (com, co.uk, github.io) or a pattern over one (*.com, *.co.uk), which
     would open the allowlist to every site under it."""
     host = str(host).strip().lower()
-    if _is_address(host.removeprefix("*.")):
+    if is_address(host.removeprefix("*.")):
         raise ValueError(f"{host!r} is an IP address; the allowlist takes host names")
     if not _HOST.match(host) or len(host) > 253:
         raise ValueError(f"{host!r} is not a host name or a *.suffix pattern")
@@ -151,7 +151,8 @@ def validate_host(host: str) -> str:
     return host
 
 
-def _is_address(text: str) -> bool:
+def is_address(text: str) -> bool:
+    """An IP literal (brackets allowed), or digits and dots: never a name to allow."""
     try:
         ipaddress.ip_address(text.strip("[]"))
     except ValueError:

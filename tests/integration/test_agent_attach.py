@@ -69,6 +69,12 @@ def test_attach_detach_two_terminals_and_a_new_claude_after_exit(
     assert "[detached" not in said, said  # one line, claude-cage's; none from tmux
     assert claude_pid(cage, name) == first  # still the same Claude, working on its own
     assert reap_view(cage, name)["attached"] == 0  # and nobody is attached
+    # Recorded while the screen showed, not before it: the attach, Claude Code's state
+    # and the session's last use.
+    keys = [e["key"] for e in cage("events", "--session", name, "--json").json()["events"]]
+    assert f"attach:{name}" in keys and f"agent:{name}" in keys, keys
+    record = (cage.data_dir / "sessions" / name / "metadata").read_text()
+    assert "last_active=" in record, record
 
     # Attach again: the same Claude, its screen redrawn where we left it.
     two = attach()

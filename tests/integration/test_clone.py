@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,30 @@ def test_a_read_only_mount_of_roots_repository_can_be_read(cage: Cage, tmp_path:
     assert inside(cage, name, "id -u") != "0\n"
     assert inside(cage, name, "git -C /workspace/roots log --format=%s") == "first\n"
     assert "staged.txt" in inside(cage, name, "git -C /workspace/roots status --porcelain")
+
+
+def test_two_merges_into_one_repository_at_once(cage: Cage, tmp_path: Path) -> None:
+    """Merges of two sessions into one repository take turns: both land, and neither
+    meets the other's index.lock. The repository's own smudge filter makes each
+    checkout take two seconds (git holds the index lock meanwhile), so without turns
+    the second merge always runs into the first."""
+    repo = make_repo(tmp_path / "proj")
+    (repo / ".gitattributes").write_text("*.slow filter=slow\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "clean tree")
+    git(repo, "config", "filter.slow.smudge", "sleep 2; cat")
+    names = [start_clone(cage, repo) for _ in range(2)]
+    for i, name in enumerate(names):
+        inside(cage, name, f"echo {i} > part{i}.slow && git add -A && git commit -qm 'agent {i}'")
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda name: cage("merge", name), names))
+    for result in results:
+        assert result.code == 0, result.output
+        assert "index.lock" not in result.output and "Traceback" not in result.output
+    assert (repo / "part0.slow").read_text() == "0\n" and (repo / "part1.slow").read_text() == "1\n"
+    for name in names:
+        git(repo, "merge-base", "--is-ancestor", f"cage/{name}", "HEAD")
+    assert git(repo, "status", "--porcelain") == ""
+    assert not (repo / ".git" / "index.lock").exists()
+    git(repo, "fsck", "--strict")

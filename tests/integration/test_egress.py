@@ -67,6 +67,39 @@ def test_ports_other_than_80_and_443_are_refused(cage_module: Cage, session: str
     assert http_code(cage_module, session, "http://allowed.test:8080/") == "403"
 
 
+def test_blocked_answers_suggest_only_what_allow_accepts(cage_module: Cage, session: str) -> None:
+    """What the agent reads when refused: a name gets the `allow` command to run; an
+    IP literal and the proxy's own names get why no `allow` can admit them, since
+    `allow` refuses both."""
+
+    def answer(url: str) -> str:
+        via = "--noproxy '' -x http://127.0.0.1:3128"  # even where NO_PROXY would skip it
+        return sh(cage_module, session, f"curl -s -m 10 {via} {url}").stdout
+
+    named = answer("http://denied.test/")
+    assert f"claude-cage allow {session} denied.test" in named
+
+    for literal in ("93.184.216.34", "93.184.216.34:8080", "[2001:db8::1]"):
+        said = answer(f"http://{literal}/")
+        assert "is an IP address" in said and "host names only" in said, said
+        assert f"claude-cage allow {session} HOSTNAME" in said
+        assert f"allow {session} {literal.split(':')[0]}" not in said and "--port" not in said
+    refused = cage_module("allow", session, "93.184.216.34")
+    assert refused.code == 2 and "IP address" in refused.stderr  # what it would have said
+
+    for own in (f"companion-cage-{session}", f"companion-cage-{session}:8888", "127.0.0.1:3128",
+                "localhost:8888", "[::1]:8888"):  # fmt: skip
+        said = answer(f"http://{own}/")
+        assert "egress proxy itself" in said and "No allow can change that" in said, said
+        assert "claude-cage allow" not in said
+    refused = cage_module("allow", session, f"companion-cage-{session}")
+    assert refused.code == 2, refused.output
+
+    rows = cage_module("egress", session, "--json", "--blocked").json()["requests"]
+    reasons = {r["reason"]: r["result"] for r in rows}
+    assert reasons["ERR_CAGE_LITERAL"] == reasons["ERR_CAGE_SELF"] == "blocked-host"
+
+
 @pytest.fixture(scope="module")
 def host_server() -> tuple[int, list[str]]:
     """A TCP server on the host itself, bound to 0.0.0.0, and the host's addresses."""

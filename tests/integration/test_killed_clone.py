@@ -6,14 +6,18 @@ operations.checkpoint): its record says from the first that a clone was asked fo
 from __future__ import annotations
 
 import os
+import random
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from claude_cage import audit
 from claude_cage.metadata import parse
 from tests.conftest import Cage
-from tests.integration.workspace_helpers import make_repo
+from tests.integration.workspace_helpers import git, make_repo
 
 pytestmark = pytest.mark.engine
 
@@ -128,3 +132,160 @@ def test_gc_leaves_the_scratch_of_a_running_command(cage: Cage) -> None:
     done = cage("gc", "--yes", "--json")
     assert done.code == 0, done.output
     assert mine.exists() and not gone.exists()
+
+
+# Kills at random points of a `start --clone` of a 100 MB repository: seeded, so a run
+# can be repeated (CAGE_TEST_KILL_SEED), and spread over the whole start: one point in
+# each of KILLS equal slices of the time an unkilled start of the same repository takes
+# on this machine, measured first (start_seconds).
+KILL_SEED = int(os.environ.get("CAGE_TEST_KILL_SEED", "3027"))
+KILLS = 6
+
+
+def kill_points() -> list[float]:
+    """Where each kill falls, as a fraction of a whole start (0.05 to 1.05)."""
+    rng = random.Random(KILL_SEED)
+    return [round(0.05 + (i + rng.random()) / KILLS, 3) for i in range(KILLS)]
+
+
+@pytest.fixture(scope="module")
+def start_seconds(cage_module: Cage, big_repo: Path) -> float:
+    name = cage_module.name("timed")
+    began = time.monotonic()
+    started = cage_module("start", "--name", name, "--detach", "--clone", str(big_repo))
+    took = time.monotonic() - began
+    assert started.code == 0, started.output
+    assert cage_module("destroy", "--force", "--discard", name).code == 0
+    return took
+
+
+@pytest.fixture(scope="module")
+def big_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,000 files of 100 KiB of hex text (100 MB checked out, about 55 MB packed),
+    one commit, packed, and uncommitted changes so the snapshot's working-tree path
+    runs too."""
+    root = tmp_path_factory.mktemp("big") / "big"
+    root.mkdir()
+    rng = random.Random(KILL_SEED)
+    for i in range(1000):
+        folder = root / f"d{i % 20:02}"
+        folder.mkdir(exist_ok=True)
+        (folder / f"f{i:04}.txt").write_text(rng.randbytes(50 * 1024).hex())
+    git(root, "init", "-q", "-b", "main")
+    for args in (["add", "."], ["commit", "-qm", "big"], ["gc", "-q"]):
+        git(root, "-c", "gc.auto=0", *args)
+    (root / "d00" / "f0000.txt").write_text("changed\n")
+    (root / "new.txt").write_text("untracked\n")
+    return root
+
+
+def left_anywhere(cage: Cage, system_tmp: Path) -> dict[str, list[str]]:
+    """Everything of this data directory's: engine objects by its owner label, files
+    under the data directory other than the event log, lock files and the archives
+    `destroy` keeps of destroyed sessions (history/), loop mounts of
+    its volume images, and the system temporary directory the command was given."""
+    mine = ["--filter", f"label=cage.owner={cage.owner()}"]
+    found = {
+        "containers": subprocess.run(
+            ["docker", "ps", "-a", *mine, "--format", "{{.Names}}"], capture_output=True, text=True
+        ).stdout.split(),
+        "volumes": subprocess.run(
+            ["docker", "volume", "ls", *mine, "--format", "{{.Name}}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split(),
+        "data": [
+            str(p.relative_to(cage.data_dir))
+            for p in cage.data_dir.rglob("*")
+            if p.is_file()
+            and p.parent.name not in ("locks", "history")  # history: destroy's archives
+            and not p.name.startswith("events.")
+        ],
+        "mounts": [
+            m for m in Path("/proc/mounts").read_text().splitlines() if str(cage.data_dir) in m
+        ],
+        "loops": [
+            line
+            for line in subprocess.run(
+                ["losetup", "-a"], capture_output=True, text=True
+            ).stdout.splitlines()
+            if str(cage.data_dir) in line
+        ],
+        "processes": processes_of(cage.data_dir, wait=audit.IDLE_EXIT_SECONDS + 5),
+        "tmp": [str(p) for p in system_tmp.iterdir()],
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def processes_of(data_dir: Path, wait: float) -> list[str]:
+    """Processes still running for this data directory (their environment names it)
+    after `wait` seconds: a killed command's git or upload left at work. The egress
+    audit's follower ends on its own, IDLE_EXIT_SECONDS after the last companion."""
+    deadline = time.monotonic() + wait
+    while (found := _processes_of(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
+def _processes_of(data_dir: Path) -> list[str]:
+    wanted = f"CAGE_DATA_DIR={data_dir}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if wanted in (proc / "environ").read_bytes().split(b"\0"):
+                    found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("kill", range(KILLS))
+def test_start_clone_killed_at_a_random_point(
+    cage: Cage, big_repo: Path, start_seconds: float, tmp_path: Path, kill: int
+) -> None:
+    delay = round(kill_points()[kill] * start_seconds, 2)
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    env = {**cage.env, "TMPDIR": str(system_tmp)}
+    name = cage.name()
+    argv = [sys.executable, "-m", "claude_cage", "start", "--name", name, "--detach",
+            "--clone", str(big_repo)]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    out, err = proc.communicate(timeout=60)
+    said = (
+        f"seed {KILL_SEED}, kill {kill} at {delay} s of {start_seconds:.1f}: "
+        f"exit {proc.returncode}: {err.decode()}"
+    )
+    assert proc.returncode in (0, KILLED), said
+    assert b"Traceback" not in out + err, said
+
+    listed = cage("list", "--json", env={"TMPDIR": str(system_tmp)})
+    assert listed.code == 0 and "Traceback" not in listed.output, (said, listed.output)
+    entry = {s["name"]: s for s in listed.json()["sessions"]}.get(name)
+    if entry and entry["status"] == "running":  # never running without its clone
+        assert entry["base"], (said, entry)
+
+    again = cage("start", name, "--detach", env={"TMPDIR": str(system_tmp)})
+    assert "Traceback" not in again.output, (said, again.output)
+    if again.code == 2:  # a start that did not finish, or one that did (not killed)
+        finished = entry and entry["status"] == "running"
+        assert ("already running" if finished else "did not finish") in again.stderr, (
+            said,
+            again.output,
+        )
+    else:
+        assert again.code == 0, (said, again.output)
+
+    done = cage("gc", "--yes", "--json", env={"TMPDIR": str(system_tmp)})
+    assert done.code == 0, (said, done.output)
+    if name in {s["name"] for s in cage("list", "--json").json()["sessions"]}:
+        # a start that finished (before the kill, or again): a session the user keeps
+        gone = cage("destroy", "--force", "--discard", name, env={"TMPDIR": str(system_tmp)})
+        assert gone.code == 0, (said, gone.output)
+    assert left_anywhere(cage, system_tmp) == {}, said

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from claude_cage.operations.model import interpret, unreachable
-from claude_cage.transcript import Reader, Renderer, last_lines
+from claude_cage.transcript import Reader, Renderer, _clock, _lines, last_lines, parse_line, shorten
 
 
 def line(**event: object) -> bytes:
@@ -105,6 +109,11 @@ def test_the_model_probe_verdicts() -> None:
     )
     assert not refused.ok and "egress proxy refused" in refused.detail
     assert "claude-cage allow" in refused.detail
+    literal = interpret(
+        "https://203.0.113.7\ncurl: (56) CONNECT tunnel failed, response 403\n000 0\n", None
+    )
+    assert "203.0.113.7 is an IP address" in literal.detail
+    assert "claude-cage allow" not in literal.detail  # allow refuses an address
     cannot = interpret(
         "https://api.anthropic.com\ncurl: (56) CONNECT tunnel failed, response 503\n000 0\n", None
     )
@@ -119,3 +128,46 @@ def test_start_warns_when_no_model_can_be_reached() -> None:
     assert "ANTHROPIC_BASE_URL" in (unreachable("none", {}) or "")
     assert unreachable("none", {"ANTHROPIC_BASE_URL": "http://127.0.0.1:8000"}) is None
     assert unreachable("filtered", {}) is None
+
+
+# The fast paths of `logs` read and show exactly what the plain ones did.
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab \n\t\r\u2028\x85x…", max_size=1500), st.integers(1, 150))
+def test_shorten_of_a_long_text_is_the_whole_texts(text: str, width: int) -> None:
+    flat = " ".join(text.split())
+    assert shorten(text, width) == (flat if len(flat) <= width else flat[: max(width - 1, 1)] + "…")
+
+
+JSONISH = st.one_of(
+    st.sampled_from(['{"a": 1}', ' {"a": 1} ', '{"a": 1} x', "[1]", "1", "", "  ", "\ufeff{}",
+                     '{"a": "\u2028"}', '{"a": NaN}', '{"a": 1}{"b": 2}', "{", '"s"', "\x0c{}"]),
+    st.text(max_size=30),
+    st.dictionaries(st.text(max_size=5), st.integers()).map(json.dumps),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSONISH)
+def test_a_line_is_read_as_json_loads_reads_it(line: str) -> None:
+    try:
+        expected = json.loads(line.encode())
+    except ValueError:
+        expected = None
+    expected = expected if isinstance(expected, dict) else None
+    assert parse_line(line) == expected
+    assert parse_line(line.encode()) == expected
+
+
+def test_lines_split_as_bytes_do_and_a_damaged_one_costs_only_itself() -> None:
+    chunk = b'{"a": 1}\r\n{"b": "\xe2\x80\xa8"}\r{"c": 3}\n'
+    parsed = [parse_line(line) for line in _lines(chunk)]
+    assert [p for p in parsed if p] == [json.loads(x) for x in chunk.splitlines()]
+    damaged = b'{"a": 1}\n{"b": "\xff"}\n{"c": 3}\n'
+    assert [p for p in map(parse_line, _lines(damaged)) if p] == [{"a": 1}, {"c": 3}]
+
+
+def test_the_clock_is_local_time_by_the_second() -> None:
+    one, two = _clock("2026-11-29T10:00:05.001Z"), _clock("2026-11-29T10:00:05.999Z")
+    local = datetime.fromisoformat("2026-11-29T10:00:05+00:00").astimezone()
+    assert one == two == (local.strftime("%Y-%m-%d"), local.strftime("%H:%M:%S"))
+    assert _clock("yesterday") == _clock("") == ("", " " * 8)

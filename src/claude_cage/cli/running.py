@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Commands import what they use when they run, for start-up time: `--help` and `list`
 # load only the command group (tests/unit/test_cli_registry.py).
+import itertools
 import sys
 from collections.abc import Iterable
 
@@ -197,9 +198,12 @@ def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> Non
         else:
             lines = renderer.lines(batch)
         first = False
-        for line in lines:
-            sys.stdout.write(line + "\n")
-            shown += 1
+        # A thousand lines a write: one system call each even when stdout is
+        # unbuffered (PYTHONUNBUFFERED), not one a line.
+        remaining = iter(lines)
+        while chunk := list(itertools.islice(remaining, 1000)):
+            sys.stdout.write("\n".join(chunk) + "\n")
+            shown += len(chunk)
         sys.stdout.flush()
         if not shown and not follow and not as_json:
             note(f"no transcript in {name} yet: Claude Code has not been used there")

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from claude_cage import metadata
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import EngineError
-from claude_cage.operations import record_event
 from claude_cage.operations.owned import running_container
 from claude_cage.operations.run import TerminalRun, on_terminal
 
@@ -103,7 +102,7 @@ def prepare_attach(ctx: Context, name: str, cwd: str | None = None, raw: bool = 
     engine = ctx.engine_for(name)
     terminal = on_terminal(ctx, "attach", name, ["cage-agent", "attach"], cwd, raw=raw)
     was = ensure(engine, terminal.container, terminal.directory)
-    record_event(ctx, "agent", name, {"status": "ok", "agent": was.split()[0]})
+    terminal.events.append(("agent", {"status": "ok", "agent": was.split()[0]}))
     return Attach(name, terminal.container, terminal.directory, was, terminal, engine)
 
 

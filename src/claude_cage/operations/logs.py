@@ -39,7 +39,7 @@ def transcript_files(engine: EngineAPI, container: str) -> dict[str, bytes]:
     if not data:
         return {}
     files = {}
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:  # never compressed
         for member in archive:
             if member.isfile() and member.name.endswith(".jsonl"):
                 handle = archive.extractfile(member)

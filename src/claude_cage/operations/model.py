@@ -11,6 +11,7 @@ import urllib.parse
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from claude_cage import validators
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 
@@ -71,6 +72,11 @@ def interpret(output: str, upstream: str | None) -> ModelCheck:
         detail = (
             f"{host} is allowed, but the egress proxy could not reach it ({error}): check "
             "this machine's network and DNS (claude-cage egress NAME shows the proxy's reason)"
+        )
+    elif proxy_said and proxy_said.group(1) == "403" and validators.is_address(host):
+        detail = (
+            f"the egress proxy refused it ({error}): {host} is an IP address, which the "
+            "allowlist never takes; give the model's address as a host name"
         )
     elif proxy_said and proxy_said.group(1) == "403":
         detail = f"the egress proxy refused it ({error}): allow the host with claude-cage allow"

@@ -117,8 +117,14 @@ def _fetch(ctx: Context, name: str, incoming: hostgit.Quarantine) -> FetchResult
 @operation("fetch")
 def fetch(ctx: Context, name: str) -> FetchResult:
     """Create or update the branch cage/NAME in the user's repository."""
-    with _incoming(ctx, name) as incoming:
+    with _incoming(ctx, name) as incoming, _turn(incoming.repo):
         return _fetch(ctx, name, incoming)
+
+
+def _turn(repo: hostgit.Repo) -> contextlib.AbstractContextManager[None]:
+    """The repository to ourselves: fetches, merges and applies of any sessions into
+    one repository take turns (each exports and checks its work in parallel first)."""
+    return hostgit.repo_lock(repo, paths.locks_dir())
 
 
 def _no_attributes(name: str, paths: list[str], verb: str) -> None:
@@ -148,9 +154,15 @@ def merge(ctx: Context, name: str) -> ApplyResult:
     repo = hostgit.find_repo(str(host_repo(meta)))
     _no_merge_in_progress(repo)
     with _incoming(ctx, name) as incoming:
-        paths = incoming.changed_paths(incoming.base)
-        _no_attributes(name, paths, "merge")
-        fetched = _fetch(ctx, name, incoming)
+        changed = incoming.changed_paths(incoming.base)
+        _no_attributes(name, changed, "merge")
+        with _turn(repo):
+            _no_merge_in_progress(repo)  # again: one may have stopped while this waited
+            fetched = _fetch(ctx, name, incoming)
+            return _merge(name, repo, fetched, changed)
+
+
+def _merge(name: str, repo: hostgit.Repo, fetched: FetchResult, changed: list[str]) -> ApplyResult:
     before = hostgit.git(repo.top, "rev-parse", "HEAD").stdout
     run = hostgit.git(
         repo.top, "merge", "--no-edit", "-m", f"Merge {fetched.branch}", fetched.branch,
@@ -168,10 +180,16 @@ def merge(ctx: Context, name: str) -> ApplyResult:
                 f"merging {fetched.branch} stopped with conflicts in {repo.top}",
                 "resolve them and 'git commit', or 'git merge --abort'",
             )
+        if "index.lock" in said:  # a git of the user's own (claude-cage's take turns)
+            raise CageError(
+                f"another git process is working in {repo.top}: merging {fetched.branch} "
+                "did not start",
+                "merge again once it is done; if none runs, remove its .git/index.lock",
+            )
         last = said.strip().splitlines()[-1:] or [""]
         raise CageError(f"git merge {fetched.branch} failed: {last[0]}", "see 'git status'")
     after = hostgit.git(repo.top, "rev-parse", "HEAD").stdout
-    return ApplyResult(name, str(repo.top), paths, merged=before != after)
+    return ApplyResult(name, str(repo.top), changed, merged=before != after)
 
 
 @operation("apply")
@@ -184,7 +202,8 @@ def apply(ctx: Context, name: str) -> ApplyResult:
             return ApplyResult(name, str(incoming.repo.top), [])
         # git apply refuses paths outside the tree and writes beyond a symlink; it
         # applies all of the patch or none of it.
-        run = incoming.apply()
+        with _turn(incoming.repo):
+            run = incoming.apply()
     if run.returncode != 0:
         why = run.stderr.decode(errors="replace").strip().splitlines()
         raise CageError(

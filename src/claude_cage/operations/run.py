@@ -150,9 +150,10 @@ def on_terminal(
     engine = ctx.engine_for(name)
     container = running_container(name, engine, ctx.store)
     directory = session_workdir(ctx, name, cwd)
+    terminal = TerminalRun(ctx, engine, name, container, command, directory, env or {}, stdin, raw)
     if record:
-        record_event(ctx, kind, name, {"status": "ok"})
-    return TerminalRun(ctx, engine, name, container, command, directory, env or {}, stdin, raw)
+        terminal.events.append((kind, {"status": "ok"}))
+    return terminal
 
 
 class TerminalRun:
@@ -177,6 +178,8 @@ class TerminalRun:
         self.command, self.directory, self.env, self.stdin = command, directory, env, stdin
         self.raw = raw
         self.watch: Watch | None = None
+        # Written while the screen already shows, beside the watch: not before it.
+        self.events: list[tuple[str, dict[str, str]]] = []
 
     def run(self) -> int:
         key = uuid.uuid4().hex
@@ -198,7 +201,6 @@ class TerminalRun:
             key,
             *self.command,
         ]
-        mark_active(self.ctx, self.name)
         failed: list[BaseException] = []
 
         def watch() -> None:
@@ -206,9 +208,12 @@ class TerminalRun:
                 self.watch = Watch(self.engine, self.container, key)
             except BaseException as exc:
                 failed.append(exc)
+            for kind, value in self.events:
+                record_event(self.ctx, kind, self.name, value)
+            mark_active(self.ctx, self.name)
 
-        # The watch exec is made while the screen already shows (one engine round trip
-        # less before the user sees it), as the docker CLI starts.
+        # The watch exec, the events and the record's last use are made while the
+        # screen already shows (none of them delays it), as the docker CLI starts.
         watching = threading.Thread(target=watch, daemon=True)
         try:
             code = pty_relay.run(
