@@ -124,6 +124,17 @@ def parse(text: str, where: str) -> dict[str, Any]:
     return data
 
 
+# The host's variables a devcontainer.json may read (`${localEnv:VAR}`): the user's
+# locale and name, nothing that can hold a secret. The host's environment holds API
+# keys and tokens, and the file comes from the project (a cloned repository, or one the
+# agent writes through a read-write mount): any other name is refused, never passed.
+LOCAL_ENV_ALLOWED = frozenset({"USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM"})
+
+
+def _local_env_allowed(var: str) -> bool:
+    return var in LOCAL_ENV_ALLOWED or var.startswith("LC_")
+
+
 class Variables:
     """The spec's variables that mean something here."""
 
@@ -149,6 +160,14 @@ class Variables:
             kind, _, rest = name.partition(":")
             if kind in ("localEnv", "env") and rest:
                 var, _, default = rest.partition(":")
+                if not _local_env_allowed(var):
+                    raise BadInput(
+                        f"devcontainer.json {key}: ${{{name}}} would copy the host's "
+                        f"{var} into the session; claude-cage passes no host variable "
+                        "but the locale and the user's name",
+                        "give the session a value with --env KEY=VAL, or a credential "
+                        "with 'claude-cage secret set' (added outside the session)",
+                    )
                 return self.local_env.get(var, default)
             if kind == "containerEnv" and rest:
                 var, _, default = rest.partition(":")

@@ -200,7 +200,7 @@ CONFIG = """// The project's dev container (JSONC: comments, trailing commas)
   "build": {
     "dockerfile": "Dockerfile",
     "context": "..",
-    "args": { "GREETING": "hello-${localEnv:CAGE_TEST_GREETING:nobody}" },
+    "args": { "GREETING": "hello-${localEnv:LC_CAGE_GREETING:nobody}" },
   },
   "containerEnv": { "PROJECT_MARK": "mark-${containerWorkspaceFolderBasename}" },
   "remoteEnv": {
@@ -236,7 +236,7 @@ def test_devcontainer_dockerfile_env_lifecycle_and_ports(cage: Cage, dev_project
     name = cage.name()
     started = cage(
         "start", name, "--clone", str(dev_project), "--network", "none", "-d", "--json",
-        env={"CAGE_TEST_GREETING": "from-host"},
+        env={"LC_CAGE_GREETING": "from-host"},
         timeout=600,
     )  # fmt: skip
     assert started.code == 0, started.stderr

@@ -70,14 +70,14 @@ def test_image_env_variables_ports_and_folder(tmp_path: Path) -> None:
         tmp_path,
         {
             "image": "debian:bookworm",
-            "containerEnv": {"A": "${localEnv:HOSTVAR}", "B": "${localEnv:NOPE:dflt}", "N": 3},
+            "containerEnv": {"A": "${localEnv:USER}", "B": "${localEnv:LC_NOPE:dflt}", "N": 3},
             "remoteEnv": {"C": "${containerEnv:A}-${containerWorkspaceFolderBasename}"},
             "forwardPorts": [8000, "localhost:9000", 8000],
             "workspaceFolder": "${containerWorkspaceFolder}/src/../app",
             "postStartCommand": ["echo", "a b"],
         },
     )
-    dc = load(root, {"HOSTVAR": "from-host"})
+    dc = load(root, {"USER": "from-host"})
     assert dc.image == "debian:bookworm" and dc.dockerfile is None
     assert dc.env == {"A": "from-host", "B": "dflt", "N": "3", "C": "from-host-proj"}
     assert dc.ports == (8000, 9000)
@@ -90,10 +90,14 @@ def test_dockerfile_context_and_args(tmp_path: Path) -> None:
         tmp_path,
         {
             "image": "ignored:when-building",
-            "build": {"dockerfile": "Dockerfile", "context": "..", "args": {"V": "${localEnv:V}"}},
+            "build": {
+                "dockerfile": "Dockerfile",
+                "context": "..",
+                "args": {"V": "${localEnv:LANG}"},
+            },
         },
     )
-    dc = load(root, {"V": "1.2"})
+    dc = load(root, {"LANG": "1.2"})
     assert dc.image is None
     assert dc.dockerfile == (root / ".devcontainer" / "Dockerfile").resolve()
     assert dc.context == root.resolve()
@@ -248,3 +252,28 @@ def test_container_env_of_the_image_is_resolved_once_it_is_built(tmp_path: Path)
     resolved = devcontainer.image_variables(dc.env, {"PATH": "/opt/cage/bin:/usr/bin"})
     assert resolved["PATH"] == "/opt/cage/bin:/usr/bin:/opt/tools/bin"
     assert resolved["GONE"] == "fallback" and resolved["TOOLS"] == "/opt/tools"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"containerEnv": {"X": "${localEnv:ANTHROPIC_API_KEY}"}},
+        {"remoteEnv": {"X": "pre-${env:GITHUB_TOKEN:none}"}},
+        {"build": {"dockerfile": "Dockerfile", "args": {"X": "${localEnv:AWS_SECRET_ACCESS_KEY}"}}},
+        {"workspaceFolder": "/workspace/proj/${localEnv:SECRET}"},
+    ],
+)
+def test_the_hosts_secrets_never_reach_the_session(tmp_path: Path, where: dict) -> None:
+    # A cloned repository's devcontainer.json (or one the agent wrote through a
+    # read-write mount) names the host's credentials: refused, the value never read.
+    root = project(tmp_path, {"image": "x", **where})
+    secrets = {
+        "ANTHROPIC_API_KEY": "sk-ant-LEAK",
+        "GITHUB_TOKEN": "ghp_LEAK",
+        "AWS_SECRET_ACCESS_KEY": "aws-LEAK",
+        "SECRET": "s-LEAK",
+    }
+    with pytest.raises(BadInput) as refused:
+        load(root, secrets)
+    assert "would copy the host's" in refused.value.message
+    assert "LEAK" not in refused.value.message + str(refused.value.hint)
