@@ -260,7 +260,7 @@ def test_no_policy_compiles_to_comments_only() -> None:
     files = squid.compile_files(policy())
     for name in squid.FILES:
         assert all(
-            not x or x.startswith(("#", "acl cage_tag", "deny_info"))
+            not x or x.startswith(("#", "acl cage_tag", "acl cage_not_tls_port", "deny_info"))
             for x in files[name].splitlines()
         ), name
 
@@ -445,3 +445,36 @@ def test_the_json_of_show_and_check_is_pinned(tmp_path: Path) -> None:
     text = cli(tmp_path, "policy", "show").stdout
     assert text.splitlines()[0].split() == ["RULE", "ACTION", "HOST", "PORTS", "REQUESTS", "FROM"]
     assert "user:1" in text and "GET HEAD" in text and "(include python)" in text
+
+
+def test_a_deny_without_ports_holds_on_every_port() -> None:
+    # A project rule (or learn mode) allowing another port must not reopen a host the
+    # managed layer denies: "deny *.tunnels.example.com" covers 0.tcp.tunnels.example.com:12345.
+    managed = layer(
+        "managed", "version: 1\nrules:\n  - {action: deny, host: '*.tunnels.example.com'}\n"
+    )
+    project = layer(
+        "project",
+        "version: 1\nrules:\n  - {action: allow, host: '*.tunnels.example.com', port: 12345}\n",
+    )
+    tunnel = Request("0.tcp.tunnels.example.com", 12345, "CONNECT")
+    for learn in (False, True):
+        found = Policy((managed, project, session_layer(())), learn=learn)
+        decided = found.decide(tunnel)
+        assert not decided.allowed and decided.rule.startswith("managed:"), decided
+    acls = squid.compile_files(policy(managed))["acls.conf"]
+    assert "acl cage_m1 all-of cage_m1_h\n" in acls  # no port list: every port
+
+
+def test_a_method_deny_holds_for_a_tunnel_it_cannot_decrypt() -> None:
+    managed = layer(
+        "managed",
+        "version: 1\nrules:\n  - {action: deny, host: api.example.com, methods: [POST]}\n",
+    )
+    user = layer(
+        "user", "version: 1\nrules:\n  - {action: allow, host: api.example.com, port: 8443}\n"
+    )
+    found = policy(managed, user)
+    assert not found.decide(Request("api.example.com", 8443, "CONNECT")).allowed
+    acls = squid.compile_files(found)["acls.conf"]
+    assert "acl cage_m1_x all-of cage_m1_h cage_connect cage_not_tls_port" in acls

@@ -235,12 +235,20 @@ def host_matches(pattern: str, host: str) -> bool:
 def matches(rule: Rule, request: Request, ports: Sequence[int]) -> bool:
     if not host_matches(rule.host, request.host):
         return False
-    if request.port not in (rule.ports or ports):
+    # A deny that names no port denies the host on every port: "deny *.ngrok.io" must
+    # not leave it open on a port another layer, or learn mode, allows.
+    if not (rule.action == DENY and not rule.ports) and request.port not in (
+        rule.ports or ports
+    ):
         return False
     if not rule.inside:
         return True
-    if request.method == "CONNECT":  # the tunnel to a host whose requests are decided inside
-        return rule.action == ALLOW and request.port == TLS_PORT
+    if request.method == "CONNECT":
+        if request.port == TLS_PORT:  # the tunnel whose requests are decided inside
+            return rule.action == ALLOW
+        # a tunnel elsewhere is never decrypted: a method or path deny cannot be checked
+        # in it, so it holds for the whole tunnel
+        return rule.action == DENY
     if rule.methods and request.method.upper() not in rule.methods:
         return False
     return not rule.paths or any(path_regex(p).match(request.path) for p in rule.paths)

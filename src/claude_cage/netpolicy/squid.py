@@ -34,12 +34,13 @@ def _host_regex(host: str) -> str:
 
 def _rule_acls(rule: Rule) -> list[str]:
     name = _acl(rule)
+    any_port = rule.action == DENY and not rule.ports  # a deny of the host on every port
     ports = f"{name}_p" if rule.ports else "cage_default_ports"
     out = [f"acl {name}_h dstdom_regex -n -i {_host_regex(rule.host)}"]
     if rule.ports:
         out.append(f"acl {ports} port " + " ".join(map(str, rule.ports)))
     out.append(f"acl {name}_t annotate_transaction cage_rule={rule.id}")
-    parts = [f"{name}_h", ports]
+    parts = [f"{name}_h"] if any_port else [f"{name}_h", ports]
     if rule.methods:
         out.append(f"acl {name}_m method " + " ".join(rule.methods))
         parts.append(f"{name}_m")
@@ -51,6 +52,11 @@ def _rule_acls(rule: Rule) -> list[str]:
         out.append(f"acl {name}_r all-of " + " ".join(parts))
         out.append(f"acl {name}_c all-of {name}_h {ports} cage_tls_port cage_connect")
         out.append(f"acl {name} any-of {name}_r {name}_c")
+    elif rule.inside:
+        # a method or path deny: also a tunnel to another port, which is never decrypted
+        out.append(f"acl {name}_r all-of " + " ".join(parts))
+        out.append(f"acl {name}_x all-of {name}_h cage_connect cage_not_tls_port")
+        out.append(f"acl {name} any-of {name}_r {name}_x")
     else:
         out.append(f"acl {name} all-of " + " ".join(parts))
     return out
@@ -71,6 +77,7 @@ def compile_files(policy: Policy) -> dict[str, str]:
     managed = policy.layer("managed")
     rules = [r for x in policy.layers if x.name != "session" for r in x.rules]
     acls = ["# claude-cage egress policy: the rules' ACLs (netpolicy/squid.py)"]
+    acls.append("acl cage_not_tls_port port 1-442 444-65535")
     extra_ports = sorted({p for r in rules for p in r.ports} - set(policy.ports))
     if extra_ports:
         acls.append("acl cage_ports port " + " ".join(map(str, extra_ports)))
