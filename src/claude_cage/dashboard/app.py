@@ -83,9 +83,6 @@ class Dashboard:
             return self._json(start, {"error": verdict.reason}, verdict.status)
         path, method = environ.get("PATH_INFO", "/"), environ.get("REQUEST_METHOD", "GET")
         query = parse_qs(environ.get("QUERY_STRING", ""))
-        if verdict.set_cookie and path == "/":  # the token leaves the address bar
-            start("302 Found", [("Location", "/"), ("Set-Cookie", self.guard.cookie())])
-            return [b""]
         ctx = Context()  # one a request, as one a command: engines, config, event log
         try:
             if method == "GET" and path == "/":

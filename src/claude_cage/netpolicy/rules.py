@@ -237,9 +237,7 @@ def matches(rule: Rule, request: Request, ports: Sequence[int]) -> bool:
         return False
     # A deny that names no port denies the host on every port: "deny *.ngrok.io" must
     # not leave it open on a port another layer, or learn mode, allows.
-    if not (rule.action == DENY and not rule.ports) and request.port not in (
-        rule.ports or ports
-    ):
+    if not (rule.action == DENY and not rule.ports) and request.port not in (rule.ports or ports):
         return False
     if not rule.inside:
         return True

@@ -2,6 +2,17 @@
 // Every text that came from a session goes in with textContent, never as HTML.
 "use strict";
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+// The token: from the URL `claude-cage ui` printed, kept in this tab only (never a
+// cookie, which every port of 127.0.0.1 would receive), and out of the address bar.
+const TOKEN = (() => {
+  const given = new URLSearchParams(location.search).get("token");
+  if (given) {
+    sessionStorage.setItem("cage-token", given);
+    history.replaceState(null, "", "/" + location.hash);
+  }
+  return sessionStorage.getItem("cage-token") || "";
+})();
+const AUTH = { Authorization: "token " + TOKEN };
 const main = document.getElementById("main");
 let streams = [];
 
@@ -19,15 +30,15 @@ function flash(text, error = false) {
   f.textContent = text; f.className = error ? "error" : "";
 }
 async function get(path) {
-  const r = await fetch(path, { credentials: "same-origin" });
+  const r = await fetch(path, { headers: AUTH });
   const body = await r.json();
   if (!r.ok) throw body;
   return body;
 }
 async function post(path, data) {
   const r = await fetch(path, {
-    method: "POST", credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF },
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": CSRF, ...AUTH },
     body: JSON.stringify(data),
   });
   const body = await r.json();
@@ -35,7 +46,8 @@ async function post(path, data) {
   return body;
 }
 function stream(path, onData) {
-  const source = new EventSource(path);
+  const sep = path.includes("?") ? "&" : "?";
+  const source = new EventSource(path + sep + "token=" + encodeURIComponent(TOKEN));
   source.onmessage = (m) => onData(JSON.parse(m.data), source);
   streams.push(source);
   return source;
