@@ -267,3 +267,21 @@ class FakeEngine(UnusedEngine):
     def stats(self, name: str) -> dict[str, Any]:
         self.calls.append("stats")
         return {}  # no figures: status shows none
+
+
+class EngineCalled(AssertionError):
+    """An engine call where the test expects none (an AssertionError, so it fails the
+    test even where the code under test catches its own errors)."""
+
+
+class RefusingEngine(UnusedEngine):
+    """An engine for refusals that must happen before any engine call: every call is
+    recorded in `calls` (so one swallowed by an `except` still shows) and raises
+    EngineCalled."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def _unused(self, call: str) -> NoReturn:
+        self.calls.append(call)
+        raise EngineCalled(f"the engine was called ({call}) where no call should be made")
