@@ -6,6 +6,11 @@ other session alone. `list` shows the others and marks a damaged record `damaged
 
 "unreadable" runs the CLI without the capabilities that let root read any file
 (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that a mode 000 file is unreadable to it.
+
+The commands that only read state (list, status, gc --dry-run, events, log, config,
+reap --dry-run) meet every other damage in tests/unit/test_damaged_state.py, in-process
+over a fake engine; here they run for "unreadable" only, and the commands that act on
+the engine run for every damage.
 """
 
 from __future__ import annotations
@@ -92,8 +97,18 @@ def target(cage: Cage, which: str, victim: str) -> Path:
     }[which]
 
 
-def commands(victim: str, good: str) -> list[list[str]]:
-    """Every command that reads or writes state, the state-changing ones last."""
+def commands(victim: str, good: str, damage: str) -> list[list[str]]:
+    """Every command that reads or writes state, the state-changing ones last; for a
+    damage other than "unreadable", only those that act on the engine (the unit test
+    runs the readers)."""
+    if damage != "unreadable":
+        return acting(victim)
+    return [*reading(victim, good), *acting(victim)]
+
+
+def reading(victim: str, good: str) -> list[list[str]]:
+    """The commands that read state and change nothing on the engine: the same list as
+    tests/unit/test_damaged_state.py's."""
     return [
         ["list"],
         ["list", "--json"],
@@ -107,6 +122,11 @@ def commands(victim: str, good: str) -> list[list[str]]:
         ["config", "show"],
         ["config", "validate"],
         ["reap", "--dry-run"],
+    ]
+
+
+def acting(victim: str) -> list[list[str]]:
+    return [
         ["exec", victim, "--", "true"],
         ["logs", victim, "--tail", "1"],
         ["allow", victim, "example.org"],
@@ -161,7 +181,7 @@ def test_every_command_survives_a_damaged_file(cage: Cage, which: str, damage: s
     damaged_bytes = path.read_bytes() if path.is_file() and damage != "unreadable" else None
 
     results = {}
-    for args in commands(victim, good):
+    for args in commands(victim, good, damage):
         result = run(*args)
         assert_well_behaved(result, args, path)
         results[" ".join(args[:2])] = result
@@ -194,7 +214,8 @@ def test_every_command_survives_a_damaged_file(cage: Cage, which: str, damage: s
         if damaged_bytes is not None:
             assert moved.read_bytes() == damaged_bytes
         assert any("moved it aside" in r.stderr for r in results.values())
-        assert results["log session"].code == 0, results["log session"].output
+        if "log session" in results:
+            assert results["log session"].code == 0, results["log session"].output
         assert before  # the log had events before the damage
     # the other session is untouched
     assert container_running(good)
