@@ -28,6 +28,7 @@ from tests.conftest import REQUIRE_ENGINE, Cage, inspect
 from tests.integration.conftest import TestHost, http_get
 from tests.integration.model import ModelServer
 from tests.integration.terminal import DETACH, Terminal, plain
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -489,11 +490,7 @@ TMUX = ["tmux", "-S", "/run/cage/tmux.sock"]
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout:g} s")
-        time.sleep(0.3)
+    wait_until(check, timeout, what, 0.3)
 
 
 def in_session(cage: Cage, name: str, *command: str) -> str:

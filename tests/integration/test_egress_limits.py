@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import Cage, inspect, owned
 from tests.integration.conftest import TestHost
+from tests.polling import within
 
 pytestmark = pytest.mark.engine
 
@@ -151,7 +152,7 @@ def test_the_companion_survives_a_connection_flood(
         flood.kill()
         subprocess.run(["docker", "exec", f"cage-{name}", "pkill", "perl"], capture_output=True)
     assert inspect(companion)["State"]["Running"]
-    assert _eventually(lambda: code(name, "http://denied.test/") == "200")
+    assert within(lambda: code(name, "http://denied.test/") == "200", 20, 0.2)
 
 
 def test_a_dead_companion_is_named_and_start_restarts_it_alone(
@@ -180,12 +181,3 @@ def test_a_dead_companion_is_named_and_start_restarts_it_alone(
     )  # fmt: skip
     assert rules.stdout.strip() == "1", rules
     assert cage("status", name, "--json").json()["session"]["companion"].get("problem") is None
-
-
-def _eventually(check, timeout: float = 20) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Cage
 from tests.integration.terminal import Terminal
+from tests.polling import within
 
 pytestmark = pytest.mark.engine
 
@@ -40,12 +41,7 @@ def running(cage: Cage, session: str, marker: str) -> list[str]:
 
 
 def gone_within(cage: Cage, session: str, marker: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not running(cage, session, marker):
-            return True
-        time.sleep(0.05)
-    return False
+    return within(lambda: not running(cage, session, marker), seconds, 0.05)
 
 
 def background(cage: Cage, session: str, marker: str) -> subprocess.Popen:

@@ -15,30 +15,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from claude_cage import metadata, resources
 from claude_cage.metadata import REQUIRED, parse
 from tests.conftest import Cage, Result, inspect
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.engine
 
 LONG_AGO = resources.format_time(time.time() - 5 * 3600)
-
-
-def poll(predicate: Callable[[], Any], timeout: float = 30, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {predicate}")
 
 
 def start(cage: Cage, name: str, *extra: str, env: dict | None = None) -> None:
@@ -115,7 +104,7 @@ def test_reap_keeps_a_session_someone_is_attached_to(cage: Cage) -> None:
         env=cage.env,
     )
     try:
-        poll(lambda: inspect(f"cage-{name}").get("ExecIDs"))
+        wait_until(lambda: inspect(f"cage-{name}").get("ExecIDs"), what="an exec in the session")
         backdate(name, drop_sample=True)
         verdict = reap(cage, env={"CAGE_IDLE_TIMEOUT": "1"})[name]
         assert (verdict["action"], verdict["reason"], verdict["attached"]) == (
@@ -128,7 +117,7 @@ def test_reap_keeps_a_session_someone_is_attached_to(cage: Cage) -> None:
         assert shell.stdin is not None
         shell.stdin.close()
         shell.wait(timeout=30)
-    poll(lambda: not inspect(f"cage-{name}").get("ExecIDs"))
+    wait_until(lambda: not inspect(f"cage-{name}").get("ExecIDs"), what="no exec left")
     backdate(name)  # detached now, and quiet since the last check
     assert reap(cage, env={"CAGE_IDLE_TIMEOUT": "1"})[name]["action"] == "stop"
     assert not running(name)

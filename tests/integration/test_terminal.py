@@ -11,13 +11,13 @@ import fcntl
 import re
 import struct
 import termios
-import time
 
 import pytest
 
 from tests.conftest import Cage, logs_bytes
 from tests.integration.terminal import DETACH, Terminal
 from tests.integration.test_attach import on_a_tty
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -105,20 +105,13 @@ CLIPBOARD = (
 TMUX = "tmux -f /etc/cage/tmux.conf -S /run/cage/tmux.sock"
 
 
-def wait_for(check, timeout: float = 60):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
 def agent_owns_its_tmux(cage: Cage, name: str) -> None:
     """What an agent can do to its own tmux: pass clipboard writes and passthrough on to
     the terminals attached, and run a pane of its choosing (here, one that waits)."""
     state = lambda: cage("exec", name, "--", "cage-agent", "state").stdout  # noqa: E731
-    wait_for(lambda: state().startswith("exited"))  # no network: Claude Code gave up
+    wait_until(
+        lambda: state().startswith("exited"), 60, "the session to exit", 0.2
+    )  # no network: Claude Code gave up
     script = (
         f"{TMUX} set -g set-clipboard on && {TMUX} set -g allow-passthrough on && "
         f"rm -f /run/cage/agent.status && {TMUX} respawn-pane -k -t agent: 'sleep 3600'"
@@ -141,7 +134,7 @@ def attach_and_receive(cage: Cage, name: str, *flags: str) -> bytes:
     terminal = Terminal(["claude-cage", "attach", name, *flags], cage.env)
     try:
         clients = lambda: cage("exec", name, "--", "cage-agent", "clients").stdout.strip()  # noqa: E731
-        wait_for(lambda: clients() == "1")
+        wait_until(lambda: clients() == "1", 60, "one client on tmux", 0.2)
         agent_prints(cage, name, CLIPBOARD + "printed-after")
         terminal.expect("printed-after")
         terminal.type(DETACH)
