@@ -144,10 +144,12 @@ def test_reap_keeps_a_session_that_used_cpu_since_the_last_check(cage: Cage) -> 
 def test_reap_stops_above_memory_kill_and_warns_above_memory_warn(cage: Cage) -> None:
     hog, warm, calm = cage.name("hog"), cage.name("warm"), cage.name("calm")
     start(cage, hog, "--memory", "64m")
-    start(cage, warm, "--memory", "256m")
+    # warm: 64 MiB of fill in 1 GiB is 6%, and its Claude Code's own memory (which varies
+    # with the machine's load) has 190 MiB before it reaches the kill threshold
+    start(cage, warm, "--memory", "1g")
     start(cage, calm)
-    for name in (hog, warm):  # 24 MiB in the session's tmpfs counts as its memory
-        fill = cage("exec", name, "--", "sh", "-c", "head -c 24m /dev/zero > /tmp/fill")
+    for name, size in ((hog, "24m"), (warm, "64m")):  # the session's tmpfs counts as memory
+        fill = cage("exec", name, "--", "sh", "-c", f"head -c {size} /dev/zero > /tmp/fill")
         assert fill.code == 0, fill.output
     env = {"CAGE_MEMORY_WARN": "5", "CAGE_MEMORY_KILL": "25"}
 
