@@ -99,8 +99,9 @@ def forget_if_unrecorded(session_dir: Path) -> None:
         return
     for made in ("claude-code", "user-claude"):  # and the user's setup (userconfig.py)
         shutil.rmtree(session_dir / made, ignore_errors=True)
-    with contextlib.suppress(OSError):  # and its egress policy (netpolicy/layers.py)
-        (session_dir / "policy.json").unlink()
+    for policy in ("policy.json", "policy.json.tmp"):  # its egress policy (netpolicy/layers.py)
+        with contextlib.suppress(OSError):
+            (session_dir / policy).unlink()
     with contextlib.suppress(OSError):
         session_dir.rmdir()
 

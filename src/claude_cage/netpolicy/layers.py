@@ -139,6 +139,7 @@ def save(session_dir: Path, layers: Sequence[Layer], learn: bool = False) -> Non
         tmp.write_text(data + "\n")
         tmp.replace(session_dir / SESSION_FILE)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
         raise file_error(exc, tmp) from None
 
 

@@ -370,6 +370,8 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
             return _start_running(ctx, engine, cfg, store, name, info, warnings)
         previous = store.load(name)
         restarted = previous is not None
+        if not restarted:  # a first start that fails leaves no session directory behind
+            stack.callback(managed.forget_if_unrecorded, store.dir(name))
         if previous is not None:
             req = request_from_record(previous, cfg)
             given = None  # a restart uses what is stored (a warning names ignored flags)
@@ -420,8 +422,6 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
             req.desktop_port = desktop_plan.port
             warnings += desktop_plan.warnings
 
-        if not restarted:  # a first start that fails leaves no session directory behind
-            stack.callback(managed.forget_if_unrecorded, store.dir(name))
         if info is None and engine.endpoint.is_local:  # a container to create: its binds
             req.protect = bindmounts.protections(req.mounts, store.dir(name) / "git")
         settings_dir = managed.write(store.dir(name) / "claude-code", settings)
