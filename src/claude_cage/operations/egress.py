@@ -59,13 +59,17 @@ class EgressLog:
     destroyed: str | None = None  # read from the archive of a destroyed session: when
 
 
-def _filtered_session(store: metadata.SessionStore, name: str) -> SessionRecord:
+def filtered_session(
+    store: metadata.SessionStore, name: str, lacks: str = "allowlist"
+) -> SessionRecord:
+    """A session's record, refused unless it is filtered: only those have an egress
+    proxy (`lacks` names what another network has none of)."""
     meta = store.load(name)
     if meta is None:
         raise SessionNotFound(name)
     if meta.network != Network.FILTERED:
         raise BadInput(
-            f"session {name} uses --network {meta.network}, which has no allowlist",
+            f"session {name} uses --network {meta.network}, which has no {lacks}",
             "only filtered sessions have an egress proxy",
         )
     return meta
@@ -106,7 +110,7 @@ def allow(
     engine = ctx.engine_for(name)
     store = ctx.store
     with store.lock(name):
-        meta = _filtered_session(store, name)
+        meta = filtered_session(store, name)
         current = list(meta.allowed_hosts)
         current_ports = _session_ports(ctx, meta)
         if remove:

@@ -13,18 +13,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from claude_cage import config as config_mod
-from claude_cage import metadata, names, presets
+from claude_cage import names, presets
 from claude_cage.context import Context
 from claude_cage.engine.api import EngineAPI
-from claude_cage.errors import BadInput, EngineError, SessionNotFound, file_error
-from claude_cage.kinds import Network
+from claude_cage.errors import BadInput, EngineError, file_error
 from claude_cage.netpolicy import layers, schema, squid
 from claude_cage.netpolicy import suggest as suggest_mod
 from claude_cage.netpolicy.rules import Decision, Layer, Policy, Request, session_layer
 from claude_cage.operations import operation
-from claude_cage.operations.egress import read_log
+from claude_cage.operations.egress import filtered_session, read_log
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
+
+EGRESS_POLICY = "egress policy"  # what a session of another network has none of
 
 
 @dataclass
@@ -72,18 +73,6 @@ class ApplyResult:
         return {"live": self.live, "rules": self.rules}
 
 
-def _session(store: metadata.SessionStore, name: str) -> SessionRecord:
-    meta = store.load(name)
-    if meta is None:
-        raise SessionNotFound(name)
-    if meta.network != Network.FILTERED:
-        raise BadInput(
-            f"session {name} uses --network {meta.network}, which has no egress policy",
-            "only filtered sessions have an egress proxy",
-        )
-    return meta
-
-
 def _ports(meta: SessionRecord | None, cfg: config_mod.Config) -> tuple[int, ...]:
     given = meta.allowed_ports if meta is not None and meta.allowed_ports else None
     return tuple(int(p) for p in (given or cfg["allowed_ports"]))
@@ -106,7 +95,7 @@ def effective(ctx: Context, name: str | None) -> PolicyView:
         found = layers.load(cfg["managed_policy"], project)
         return PolicyView(None, Policy((*found, session_layer(hosts)), _ports(None, cfg)))
     store = ctx.store
-    meta = _session(store, name)
+    meta = filtered_session(store, name, EGRESS_POLICY)
     kept, learn = layers.saved(store.dir(name))
     return PolicyView(
         name,
@@ -174,7 +163,7 @@ def apply(ctx: Context, name: str) -> ApplyResult:
     engine = ctx.engine_for(name)
     store = ctx.store
     with store.lock(name):
-        meta = _session(store, name)
+        meta = filtered_session(store, name, EGRESS_POLICY)
         project, why = _project_for(meta)
         kept = layers.load(cfg["managed_policy"], project, why)
         _, learn = layers.saved(store.dir(name))
@@ -196,7 +185,7 @@ def suggest(ctx: Context, name: str, write: str | None = None) -> Suggestion:
     """The least policy that allows every request session NAME's companion logged as
     reaching its upstream (netpolicy/suggest.py); with `write`, also that file."""
     cfg = ctx.config
-    meta = _session(ctx.store, name)
+    meta = filtered_session(ctx.store, name, EGRESS_POLICY)
     log = read_log(ctx, name, None)
     text = suggest_mod.suggest(log.requests, _ports(meta, cfg), name)
     if schema.parse(text)[1]:  # never hand out a file that `validate` would refuse
