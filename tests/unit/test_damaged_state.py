@@ -13,8 +13,6 @@ real one, and the damage only an unprivileged reader meets (a mode 000 file)."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,46 +22,14 @@ from claude_cage import paths
 from claude_cage.context import Context
 from claude_cage.metadata import SessionStore
 from tests.conftest import Result
+from tests.damage import DAMAGES as ALL_DAMAGES
+from tests.damage import DOCUMENTED, FILES, GOOD_CONFIG
 from tests.unit.fake_engine import FakeEngine, record
 from tests.unit.inprocess import run_main
 
-DOCUMENTED = {0, 1, 2, 3}
-GOOD_CONFIG = "memory: 2g\nidle_timeout: 30\nallowed_hosts:\n  - example.com\n"
 GOOD, VICTIM = "good", "victim"
-
-
-def _garbage(path: Path) -> None:
-    path.write_bytes(random.Random(7).randbytes(777))
-
-
-def _wrong_encoding(path: Path) -> None:
-    path.write_bytes("name=caf\u00e9\nmode=cli\n".encode("latin-1") + b"\xff\xfe\xfd\n")
-
-
-def _empty(path: Path) -> None:
-    path.write_bytes(b"")
-
-
-def _truncated(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: max(1, len(data) // 2)])
-
-
-def _directory(path: Path) -> None:
-    path.unlink()
-    path.mkdir()
-    (path / "inside").write_text("x")
-
-
 # "unreadable" (mode 000) needs a reader without CAP_DAC_OVERRIDE: the integration test.
-DAMAGES: dict[str, Callable[[Path], None]] = {
-    "wrong-encoding": _wrong_encoding,
-    "empty": _empty,
-    "truncated": _truncated,
-    "garbage": _garbage,
-    "directory": _directory,
-}
-FILES = ("metadata", "config", "events", "lock")
+DAMAGES = {name: damage for name, damage in ALL_DAMAGES.items() if name != "unreadable"}
 
 
 class ReadingEngine(FakeEngine):
