@@ -35,11 +35,13 @@ from claude_cage.validators import (
     engine_name,
     hosts,
     number,
+    optional_pem_file,
     optional_text,
     path_or_off,
     pem_files,
     ports,
     preset_names,
+    registry_mirrors,
     resolution,
     size_at_least,
     text,
@@ -151,6 +153,11 @@ DEFAULTS: dict[str, Any] = {
     # A new session of a project with .devcontainer/devcontainer.json runs in its image
     # (operations/devcontainers.py): "auto"; "off": always the stock image.
     "devcontainer": "auto",
+    # Remote devcontainer features (operations/remote_features.py): a registry host ->
+    # the base URL of a mirror that answers for it (a company's pull-through cache), and
+    # a PEM file of a CA the host trusts for those registries besides the system's.
+    "feature_registry_mirrors": {},
+    "feature_registry_ca": None,
     # Docker engines besides the local one (engine/fleet.py): context names or URLs, each
     # optionally with its own max_sessions; `start` uses default_engine ("" = local).
     "engines": [],
@@ -212,6 +219,8 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "claude_managed_settings": optional_text,
     "claude_config": path_or_off,
     "devcontainer": auto_or_off,
+    "feature_registry_mirrors": registry_mirrors,
+    "feature_registry_ca": optional_pem_file,
     "engines": lambda value: engine_list(value),
     "default_engine": lambda value: (
         "" if value in (None, "", "local") else "auto" if value == "auto" else engine_name(value)

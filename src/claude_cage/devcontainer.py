@@ -5,8 +5,9 @@ trailing commas) and the variables a sandbox can give a meaning to
 (`${localEnv:VAR[:default]}`, `${localWorkspaceFolder}`, `${containerWorkspaceFolder}`,
 their `Basename`s, `${containerEnv:VAR}` from containerEnv). It keeps what makes sense
 inside the cage (the image or Dockerfile, environment, lifecycle commands, forwarded
-ports, the working folder, local features) and refuses, naming the key, what would
-weaken the sandbox or run on the host. Pure: it reads files, never the engine.
+ports, the working folder, features) and refuses, naming the key, what would
+weaken the sandbox or run on the host. Pure: it reads files, never the engine; a
+remote feature is pulled by the `fetch` its caller hands it.
 
 Only the host's copy of the project is read, by `start` of a new session; see
 operations/devcontainers.py.
@@ -18,7 +19,7 @@ import json
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ REFUSED = {
 CREATE_COMMANDS = ("onCreateCommand", "updateContentCommand", "postCreateCommand")
 FEATURE_REFUSED = ("privileged", "capAdd", "securityOpt", "mounts", "entrypoint")
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
+Fetch = Callable[[str], Path]  # a remote feature's reference -> its unpacked folder
 
 
 @dataclass(frozen=True)
@@ -260,17 +262,35 @@ def refuse_weakening(data: dict[str, Any], where: str) -> None:
             )
 
 
-def _feature(ident: str, options: Any, config_dir: Path, variables: Variables) -> Feature:
-    if not ident.startswith(("./", "../")):
+def _feature_path(ident: str, config_dir: Path, fetch: Fetch | None) -> Path:
+    """The folder of the feature `ident` names: a local one in .devcontainer/, or a
+    remote one (a registry reference) as `fetch` unpacked it."""
+    if ident.startswith(("./", "../")):
+        path = (config_dir / ident).resolve()
+        if not path.is_relative_to(config_dir.resolve()):
+            raise BadInput(f"devcontainer.json feature {ident!r} leaves .devcontainer/", HINT)
+        return path
+    if ident.startswith(("http://", "https://", "/")):
         raise BadInput(
             f"devcontainer.json feature {ident!r} is not built: claude-cage builds local "
-            f"features (./path) only, and a remote one needs its registry",
+            "features (./path) and features from a registry (ghcr.io/owner/features/id:1)",
+            "name the feature by its registry reference, or copy it into .devcontainer/ "
+            "and name it ./its-folder",
+        )
+    if fetch is None:
+        raise BadInput(
+            f"devcontainer.json feature {ident!r} is not built here: a remote feature "
+            "needs its registry",
             "copy the feature into .devcontainer/ and name it ./its-folder, "
             "or start with --no-devcontainer",
         )
-    path = (config_dir / ident).resolve()
-    if not path.is_relative_to(config_dir.resolve()):
-        raise BadInput(f"devcontainer.json feature {ident!r} leaves .devcontainer/", HINT)
+    return fetch(ident)
+
+
+def _feature(
+    ident: str, options: Any, config_dir: Path, variables: Variables, fetch: Fetch | None
+) -> Feature:
+    path = _feature_path(ident, config_dir, fetch)
     meta_file = path / "devcontainer-feature.json"
     if not (path / "install.sh").is_file() or not meta_file.is_file():
         raise BadInput(
@@ -296,8 +316,7 @@ def _feature(ident: str, options: Any, config_dir: Path, variables: Variables) -
             values[name] = spec["default"]
     values.update(given)
     env = {
-        re.sub(r"[^A-Za-z0-9_]", "_", k).upper(): (v if isinstance(v, str) else json.dumps(v))
-        for k, v in values.items()
+        option_variable(k): (v if isinstance(v, str) else json.dumps(v)) for k, v in values.items()
     }
     container_env = {
         k: variables.expand(v, f"feature {ident} containerEnv")
@@ -306,14 +325,22 @@ def _feature(ident: str, options: Any, config_dir: Path, variables: Variables) -
     return Feature(ident, path, env, container_env)
 
 
+def option_variable(name: str) -> str:
+    """A feature option's name as its install script's variable (the spec's rule)."""
+    return re.sub(r"^[\d_]+", "_", re.sub(r"[^\w_]", "_", name, flags=re.ASCII)).upper()
+
+
 def read(
     file: Path,
     local_folder: Path,
     container_folder: str,
     local_env: Mapping[str, str],
+    fetch: Fetch | None = None,
 ) -> DevContainer:
     """The configuration in `file` (the host's copy), for a session whose project is
-    `local_folder` on the host and `container_folder` inside."""
+    `local_folder` on the host and `container_folder` inside. `fetch` pulls a remote
+    feature and gives its folder (operations/remote_features.py); without it a remote
+    feature is refused."""
     where = str(file)
     try:
         if file.stat().st_size > MAX_BYTES:
@@ -357,9 +384,6 @@ def read(
     features_value = data.get("features") or {}
     if not isinstance(features_value, dict):
         raise BadInput(f"devcontainer.json features must be an object ({where})", HINT)
-    features = tuple(
-        _feature(ident, opts, config_dir, variables) for ident, opts in features_value.items()
-    )
     create = "\n".join(s for key in CREATE_COMMANDS if (s := command_script(data.get(key), key)))
     folder = data.get("workspaceFolder")
     workspace = None
@@ -371,6 +395,13 @@ def read(
                 f"({container_folder} in the session)",
                 "name a folder of the project, such as ${containerWorkspaceFolder}/app",
             )
+    start = command_script(data.get("postStartCommand"), "postStartCommand")
+    ports = _ports(data.get("forwardPorts"))
+    # Last: a remote feature is pulled once everything else has been found sound.
+    features = tuple(
+        _feature(ident, opts, config_dir, variables, fetch)
+        for ident, opts in features_value.items()
+    )
     return DevContainer(
         file=file,
         text=text,
@@ -381,8 +412,8 @@ def read(
         target=target,
         env=env,
         create_command=create,
-        start_command=command_script(data.get("postStartCommand"), "postStartCommand"),
-        ports=_ports(data.get("forwardPorts")),
+        start_command=start,
+        ports=ports,
         workspace_folder=workspace,
         features=features,
     )

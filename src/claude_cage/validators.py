@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import re
+import urllib.parse
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -233,6 +235,49 @@ def pem_files(value: Any) -> Any:
         if "BEGIN CERTIFICATE" not in text:
             raise ValueError(f"{item} is not a PEM certificate")
     return [str(Path(str(p)).expanduser()) for p in value]
+
+
+def optional_pem_file(value: Any) -> Any:
+    """One PEM certificate file, or none."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be the path of a PEM certificate file")
+    return pem_files([value])[0]
+
+
+_REGISTRY = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+
+
+def registry_mirrors(value: Any) -> Any:
+    """Registry host -> the base URL of the mirror that answers for it: a mapping, or
+    (from the environment) a JSON object or `host=url` pairs."""
+    if value in (None, ""):
+        return {}
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("is not a JSON object of registry host: URL") from None
+        else:
+            pairs = [p.partition("=") for p in text.replace(",", " ").split()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ValueError("must be registry=URL pairs, like ghcr.io=https://mirror:5000")
+            value = {host: url for host, _, url in pairs}
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping of registry host to mirror URL")
+    mirrors = {}
+    for host, url in value.items():
+        name = str(host).strip().lower()
+        if not _REGISTRY.match(name):
+            raise ValueError(f"{host!r} is not a registry host like ghcr.io")
+        parts = urllib.parse.urlsplit(str(url).strip())
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
+            raise ValueError(f"{url!r} is not a mirror URL like https://mirror.example:5000")
+        mirrors[name] = str(url).strip().rstrip("/")
+    return mirrors
 
 
 def claude_code_version(value: Any) -> Any:

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cage, runsc_registered
+from tests.integration.conftest import make_cert
+from tests.oci_registry import Registry
 
 pytestmark = pytest.mark.engine
 
@@ -392,8 +394,7 @@ def test_devcontainer_read_from_the_host_copy_only(cage: Cage, tmp_path: Path, b
 
 def test_devcontainer_local_feature_is_built_in(cage: Cage, tmp_path: Path, base: str) -> None:
     """A local feature (./folder in .devcontainer/) is installed at build as root, with
-    its options (and their defaults) as environment variables and its containerEnv set;
-    a remote one is refused, naming it."""
+    its options (and their defaults) as environment variables and its containerEnv set."""
     project = make_project(
         tmp_path,
         {"image": base, "features": {"./greeter": {"greeting": "hi-from-feature"}}},
@@ -425,10 +426,119 @@ def test_devcontainer_local_feature_is_built_in(cage: Cage, tmp_path: Path, base
     finally:
         docker("rmi", "-f", *dev_images(project))
 
-    remote = make_project(
-        tmp_path, {"image": base, "features": {"ghcr.io/devcontainers/features/node:1": {}}}
+
+# --- remote features, from a registry's mirror ----------------------------------------
+
+GREETER = {
+    "devcontainer-feature.json": json.dumps(
+        {
+            "id": "greeter",
+            "version": "1.0.0",
+            "options": {
+                "greeting": {"type": "string", "default": "hello"},
+                "loud-voice": {"type": "boolean", "default": False},
+            },
+            "containerEnv": {"GREETER_HOME": "/opt/greeter"},
+        }
+    ),
+    "install.sh": "#!/bin/sh\nset -e\nmkdir -p /opt/greeter\n"
+    'echo "$GREETING $LOUD_VOICE $(id -u) $_REMOTE_USER" > /opt/greeter/said\n',
+}
+
+
+@pytest.fixture
+def registry(test_ca: Path) -> Iterator[Registry]:
+    """The tests' OCI registry over TLS (a certificate of the test CA for localhost),
+    answering as the mirror of registry.test: no request leaves this machine."""
+    tls = make_cert(test_ca, ("localhost",))
+    with Registry("registry.test", (tls / "cert.pem", tls / "key.pem")) as running:
+        yield running
+
+
+def mirror_env(registry: Registry, test_ca: Path) -> dict[str, str]:
+    return {
+        "CAGE_FEATURE_REGISTRY_MIRRORS": json.dumps({registry.host: registry.url}),
+        "CAGE_FEATURE_REGISTRY_CA": str(test_ca / "ca.pem"),
+    }
+
+
+def test_devcontainer_remote_feature_from_a_mirror(
+    cage: Cage, tmp_path: Path, base: str, registry: Registry, test_ca: Path
+) -> None:
+    """A feature named by its registry reference is pulled through the configured
+    mirror (TLS with the configured CA, the anonymous token of its challenge), its
+    digest checked, and installed at build as root with its options as upper-cased
+    variables and its containerEnv set. A second session of the project builds nothing
+    and pulls no layer again: the feature is cached by digest in the data directory."""
+    ref = registry.add("cage/features/greeter", "1", GREETER)
+    project = make_project(
+        tmp_path, {"image": base, "features": {ref: {"greeting": "hi-from-registry"}}}
     )
-    refused = cage("start", cage.name(), "--clone", str(remote), "--network", "none", "-d")
-    assert refused.code == 2, refused.stderr
-    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
-    assert errors and "'ghcr.io/devcontainers/features/node:1'" in errors[0], errors
+    env = mirror_env(registry, test_ca)
+    try:
+        name = cage.name()
+        started = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       "--json", env=env, timeout=600)  # fmt: skip
+        assert started.code == 0, started.stderr
+        assert started.json()["devcontainer"].endswith(", built)")
+        inside = in_session(name, "cat /opt/greeter/said; echo $GREETER_HOME")
+        assert "hi-from-registry false 0 claude" in inside and "/opt/greeter" in inside, inside
+        assert status(cage, name)["sandbox"]["ok"]
+        assert any(p.startswith("/token?") for p in registry.requests)
+        assert len(registry.blob_requests()) == 1
+        cached = list((cage.data_dir / "cache" / "features").iterdir())
+        assert [p.name for p in cached] == [registry.blob_requests()[0].rpartition(":")[2]]
+
+        second = cage.name()
+        again = cage("start", second, "--clone", str(project), "--network", "none", "-d",
+                     "--json", env=env, timeout=600)  # fmt: skip
+        assert again.code == 0, again.stderr
+        assert again.json()["devcontainer"].endswith(", cached)")
+        assert len(registry.blob_requests()) == 1  # the layer came from the cache
+    finally:
+        docker("rmi", "-f", *dev_images(project))
+
+
+def test_devcontainer_tampered_remote_feature_builds_nothing(
+    cage: Cage, tmp_path: Path, base: str, registry: Registry, test_ca: Path
+) -> None:
+    """ATTACK: the registry serves a feature whose bytes are not the ones its manifest's
+    digest names (a compromised mirror, something on the way). The start is refused in
+    one line naming the digest, before anything is built or kept; a tag the registry
+    does not have is one line too, exit 3; a registry whose certificate the configured
+    trust does not vouch for is refused."""
+    ref = registry.add("cage/features/greeter", "1", GREETER)
+    registry.tamper("cage/features/greeter", "1")
+    project = make_project(tmp_path, {"image": base, "features": {ref: {}}})
+    try:
+        name = cage.name()
+        refused = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       env=mirror_env(registry, test_ca))  # fmt: skip
+        assert refused.code == 1, refused.stderr
+        errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "as its manifest says" in errors[0], refused.stderr
+        assert "hint:" in refused.stderr and "Traceback" not in refused.stderr
+        assert cage("list", "--json").json()["sessions"] == []
+        assert docker("inspect", f"cage-{name}").returncode != 0
+        assert dev_images(project) == []
+        cache = cage.data_dir / "cache" / "features"
+        assert not cache.exists() or list(cache.iterdir()) == []
+    finally:  # a build the check let through (it must not) is removed
+        docker("rmi", "-f", *dev_images(project))
+
+    missing = make_project(
+        tmp_path, {"image": base, "features": {f"{registry.host}/cage/features/greeter:9": {}}}
+    )
+    gone = cage("start", cage.name(), "--clone", str(missing), "--network", "none", "-d",
+                env=mirror_env(registry, test_ca))  # fmt: skip
+    assert gone.code == 3, gone.stderr
+    assert "(404)" in gone.stderr and "Traceback" not in gone.stderr
+
+    # ATTACK: a server that is not the mirror the CA vouches for (here: the CA not
+    # given) is refused at TLS, before any manifest is read.
+    no_ca = {"CAGE_FEATURE_REGISTRY_MIRRORS": json.dumps({registry.host: registry.url})}
+    untrusted = cage("start", cage.name(), "--clone", str(missing), "--network", "none", "-d",
+                     env=no_ca)  # fmt: skip
+    assert untrusted.code == 1, untrusted.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr, untrusted.stderr
+    assert "Traceback" not in untrusted.stderr

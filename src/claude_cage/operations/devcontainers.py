@@ -4,7 +4,8 @@
 (or `.devcontainer.json`) from the HOST's copy of the project, when the session is
 created: never from the session's copy, which the agent can change, and a restart
 keeps what the first start read (the container, its image and its recorded
-postStartCommand). The image (`image`, or `build.dockerfile`), the local features and
+postStartCommand). The image (`image`, or `build.dockerfile`), the features (local, or
+pulled from their registry by operations/remote_features.py) and
 the cage's layer (operations/layer.py) are built once per content: the image is tagged
 `claude-cage-dev-<project>:<key>`, the key a hash of everything that went into it, so
 a second start finds it and builds nothing.
@@ -34,6 +35,7 @@ from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.operations.build import ca_certificates
 from claude_cage.operations.layer import add_layer, build_output, ensure_image
+from claude_cage.operations.remote_features import Fetcher
 from claude_cage.parsing import parse_env
 
 IMAGE_REPO = "claude-cage-dev"
@@ -61,19 +63,39 @@ def host_project(clone: str | None, req: policy.SessionRequest) -> Path | None:
     return None
 
 
-def load(
-    environ: Mapping[str, str], clone: str | None, req: policy.SessionRequest
-) -> DevContainer | None:
-    """The host's devcontainer.json of a new session's project, read; None when the
+def found(clone: str | None, req: policy.SessionRequest) -> Path | None:
+    """The host's devcontainer.json of a new session's project, unread; None when the
     session has no project or the project has none."""
     project = host_project(clone, req)
-    if project is None:
-        return None
-    found = devcontainer.find(project)
-    if found is None:
+    return None if project is None else devcontainer.find(project)
+
+
+def load(
+    environ: Mapping[str, str],
+    clone: str | None,
+    req: policy.SessionRequest,
+    fetch: devcontainer.Fetch | None = None,
+) -> DevContainer | None:
+    """The host's devcontainer.json of a new session's project, read (its remote
+    features pulled by `fetch`); None when the session has no project or the project
+    has none."""
+    project = host_project(clone, req)
+    file = found(clone, req)
+    if project is None or file is None:
         return None
     inside = workdir.project_dir_of(req.clone, [m.target for m in req.mounts])
-    return devcontainer.read(found, project, inside, environ)
+    return devcontainer.read(file, project, inside, environ, fetch)
+
+
+def fetcher(cfg: config_mod.Config, data_dir: Path, progress: Progress | None) -> Fetcher:
+    """What pulls a start's remote features: through the configured mirrors, into the
+    data directory's cache."""
+    return Fetcher(
+        data_dir,
+        cfg["feature_registry_mirrors"],
+        cfg["feature_registry_ca"],
+        progress,
+    )
 
 
 def _slug(path: Path) -> str:
@@ -136,7 +158,7 @@ def _build_project(engine: EngineAPI, dc: DevContainer, tag: str, progress: Prog
 def _build_features(
     engine: EngineAPI, dc: DevContainer, base: str, tag: str, progress: Progress
 ) -> None:
-    """The local features, installed as root on `base` in their order, each with its
+    """The features, installed as root on `base` in their order, each with its
     options as environment variables (the spec's install.sh contract)."""
     lines = [f"FROM {base}", "USER root"]
     with tempfile.TemporaryDirectory(prefix="cage-build-features-") as ctx:
@@ -196,14 +218,16 @@ def prepare(
     environ: Mapping[str, str],
     clone: str | None,
     req: policy.SessionRequest,
+    data_dir: Path,
     keep_image: bool = False,
     progress: Progress | None = None,
 ) -> DevPlan | None:
     """A new session's dev container: its image built or found, the request changed to
     run it (image, environment, ports). None when the project has no devcontainer.json.
     The flags win over the file: --image keeps the configuration's image out, an --env
-    or a --port of the same name or number stays as given."""
-    dc = load(environ, clone, req)
+    or a --port of the same name or number stays as given. Remote features are pulled
+    (or found in the data directory's cache) before anything is built."""
+    dc = load(environ, clone, req, fetcher(cfg, data_dir, progress))
     if dc is None:
         return None
     project = host_project(clone, req)

@@ -388,9 +388,10 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         if not restarted and options.devcontainer and cfg["devcontainer"] == "auto":
             if req.mode == Mode.CLI:
                 dev = devcontainers.prepare(
-                    engine, cfg, ctx.environ, options.clone, req, keep_image=bool(options.image)
-                )
-            elif devcontainers.load(ctx.environ, options.clone, req) is not None:
+                    engine, cfg, ctx.environ, options.clone, req, ctx.data_dir,
+                    keep_image=bool(options.image),
+                )  # fmt: skip
+            elif devcontainers.found(options.clone, req) is not None:
                 warnings.append(
                     "a desktop session runs the stock desktop image: "
                     "the project's devcontainer.json is not used"
