@@ -7,11 +7,14 @@ egress network as pypi.org and files.pythonhosted.org. The same `pip install` of
 packages, from a fresh target directory and with no cache, runs in:
 
 - a filtered session started with `--allow-preset python` only: pip goes through the
-  session's proxy bridge, the companion's squid and its CONNECT tunnel;
+  session's proxy bridge and the companion's squid, which decrypts the preset's hosts
+  (GET and HEAD rules) and verifies the index against the run's CA;
 - a plain container of the same image on the egress network, with the session's CPU
   limit and no proxy: the floor.
 
-Both trust the run's CA through REQUESTS_CA_BUNDLE (the tunnel keeps TLS end to end).
+The session's pip trusts the session's CA (its environment, as in every session); the
+companion trusts the run's CA (CAGE_UPSTREAM_CA_CERTS); the floor's pip trusts it
+through REQUESTS_CA_BUNDLE.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ def run(ctx) -> SectionResult:
     root = ctx.ws.root / "packages-index"
     make_index(ctx, root)
     env = ctx.ws.cage_env("packages")
+    env["CAGE_UPSTREAM_CA_CERTS"] = str(pki / "ca.pem")
     cfg = ctx.config(env)
     server = ctx.ws.unique("index")
     script = ctx.bench_dir.parent / "tests" / "integration" / "registry_server.py"
@@ -77,7 +81,7 @@ def run(ctx) -> SectionResult:
     ca = (pki / "ca.pem").read_text()
     session = ctx.ws.session_name("pip")
     ctx.start(env, session, "--network", "filtered", "--no-persist",
-              "--allow-preset", "python", "--env", "REQUESTS_CA_BUNDLE=/tmp/ca.pem")  # fmt: skip
+              "--allow-preset", "python")  # fmt: skip
     plain = ctx.ws.unique("plain")
     run_cmd([ctx.docker, "run", "-d", "--name", plain, "--label", ctx.ws.label,
              "--network", cfg["egress_network"], "--cpus", str(cfg["cpus"]),

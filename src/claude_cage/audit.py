@@ -33,6 +33,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,10 +43,13 @@ from claude_cage.context import Context
 from claude_cage.errors import CageError
 from claude_cage.eventlog.folds import Folds
 from claude_cage.kinds import Network
+from claude_cage.netpolicy import rules
 
 if TYPE_CHECKING:
     from claude_cage.engine.api import EngineAPI
     from claude_cage.eventlog.events import EventLog
+    from claude_cage.metadata import SessionStore
+    from claude_cage.record import SessionRecord
 
 BATCH_SECONDS = 0.2  # how long the follower gathers lines before one commit
 BATCH_LINES = 5000
@@ -106,11 +110,47 @@ def _time(seconds: str) -> tuple[int, int]:
     return int(whole or 0), int(nanos or 0)
 
 
+Numbering = Callable[[egress.Request], egress.Request]
+
+
+def session_numbering(meta: SessionRecord | None) -> Numbering:
+    """What gives a request the session layer's allowlist decided its rule's number
+    (squid's log says only `session`; egress.session_rule), from the session's record."""
+    if meta is None:
+        return lambda request: request
+    hosts, first = meta.allowed_hosts, rules.first_host(meta.allowed_presets)
+    return lambda request: egress.session_rule(request, hosts, first)
+
+
+def record_numbering(store: SessionStore, name: str) -> Numbering:
+    """session_numbering of the record as the store holds it, read on first need (a
+    damaged or missing record leaves `session` unnumbered)."""
+    found: list[Numbering] = []
+
+    def number(request: egress.Request) -> egress.Request:
+        if request.rule != "session":
+            return request
+        if not found:
+            try:
+                found.append(session_numbering(store.load(name)))
+            except CageError:
+                found.append(session_numbering(None))
+        return found[0](request)
+
+    return number
+
+
 def ingest(
-    log: EventLog, name: str, container: str, lines: list[tuple[str, bytes]], final: bool = False
+    log: EventLog,
+    name: str,
+    container: str,
+    lines: list[tuple[str, bytes]],
+    final: bool = False,
+    numbering: Numbering | None = None,
 ) -> Place:
     """File the refused requests among `lines` not filed before; one transaction.
-    Repeated ones are folded into one event that counts them (eventlog/folds.py)."""
+    Repeated ones are folded into one event that counts them (eventlog/folds.py).
+    `numbering` gives a request its session rule's number (record_numbering)."""
     with log.batch() as batch:
         folds = Folds(batch, name)
         here = Place.load(batch.get_state(state_key(name)))
@@ -145,7 +185,7 @@ def ingest(
             here.requests += 1
             if request.refused:
                 here.refused += 1
-                folds.add(request)
+                folds.add(numbering(request) if numbering else request)
             elif request.result == egress.FAILED:
                 here.failed += 1
         folds.close()
@@ -154,7 +194,14 @@ def ingest(
     return here
 
 
-def drain(log: EventLog, engine: Any, name: str, container: str, wait: float = 1.0) -> None:
+def drain(
+    log: EventLog,
+    engine: Any,
+    name: str,
+    container: str,
+    wait: float = 1.0,
+    numbering: Numbering | None = None,
+) -> None:
     """Before a companion is removed: file what its log holds that is not filed yet.
     The follower usually has; give it `wait` seconds, then read the rest here."""
     deadline = time.monotonic() + wait
@@ -166,7 +213,8 @@ def drain(log: EventLog, engine: Any, name: str, container: str, wait: float = 1
     here = place(log, name)
     since = here.since if here.container == container else "0"
     with contextlib.suppress(CageError):
-        ingest(log, name, container, list(engine.output_lines(container, since)), final=True)
+        lines = list(engine.output_lines(container, since))
+        ingest(log, name, container, lines, final=True, numbering=numbering)
 
 
 # --- the follower ----------------------------------------------------------------------
@@ -206,9 +254,12 @@ def _read(engine: Any, name: str, container: str, since: str, out: queue.Queue[A
         out.put((name, container, None))
 
 
-def follow(data_dir: Path, engine: EngineAPI, log: EventLog) -> None:
+def follow(
+    data_dir: Path, engine: EngineAPI, log: EventLog, store: SessionStore | None = None
+) -> None:
     """The follower's loop: one reader thread per companion, one writer (this thread),
-    filing into `log` what `engine`'s companions refused."""
+    filing into `log` what `engine`'s companions refused (numbered by the records in
+    `store`)."""
     companions_here = [
         *labels.owner_filters(role=labels.Role.COMPANION),
         f"{labels.NETWORK}={Network.FILTERED}",
@@ -261,8 +312,9 @@ def follow(data_dir: Path, engine: EngineAPI, log: EventLog) -> None:
                 pending.setdefault((name, cid), []).append(item)
                 count += 1
         for (name, cid), batch in list(pending.items()):
+            numbering = record_numbering(store, name) if store is not None else None
             with contextlib.suppress(CageError):
-                ingest(log, name, cid, batch)
+                ingest(log, name, cid, batch, numbering=numbering)
             del pending[(name, cid)]
         for name, cid in finished:
             readers.pop(cid, None)
@@ -284,7 +336,7 @@ def main(argv: list[str]) -> int:
         return 0  # another follower has this data directory
     ctx = Context()
     try:
-        follow(data_dir, ctx.local_engine(), ctx.events)
+        follow(data_dir, ctx.local_engine(), ctx.events, ctx.store)
     except KeyboardInterrupt:
         pass
     finally:

@@ -105,7 +105,7 @@ DEFAULTS: dict[str, Any] = {
     "data_size": "2g",  # Claude Code's data volume
     "socket_size": "16m",  # the socket volume: it holds sockets only
     "allowed_hosts": DEFAULT_ALLOWED_HOSTS,
-    # Package-registry presets (presets.py) whose hosts every session also allows.
+    # Package-registry presets (presets.py) every session may install from (GET, HEAD).
     "allowed_presets": [],
     "allowed_ports": [80, 443],
     # Addresses an allowed name may resolve to although they are internal (loopback,

@@ -13,7 +13,11 @@ log format (images/companion/squid.conf):
 were lost, and that is how the audit counts what the log's rotation dropped. `rule` is
 the policy rule that decided (netpolicy: `user:2`, `session`, `default`, or `-`), and
 `path` the request's path where squid saw it (a plain http:// request, or HTTPS that the
-companion decrypts); companions from before the policy file log neither.
+companion decrypts); companions from before the policy file log neither. A refusal
+logged with `-` came before any rule (a port no rule names, an IP literal, the proxy's
+own names, squid's own refusals): no rule could allow it, so it is `default`. `session`
+is numbered on the host (`session_rule`): the allowlist's lines in squid.conf share one
+tag.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ BLOCKED_PORT = "blocked-port"  # the port is not in allowed_ports
 BLOCKED_ADDRESS = "blocked-address"  # an allowed name, at an internal address (the guard)
 BLOCKED_RULE = "blocked-rule"  # a deny rule of the egress policy, or its managed default
 REFUSED = "refused"  # squid rejected the request itself (400, 411, 417, 501, ...)
+DEFAULT = "default"  # the rule of a request no rule allowed
 # never reached an allowed upstream
 NOT_SENT = (BLOCKED_HOST, BLOCKED_PORT, BLOCKED_ADDRESS, BLOCKED_RULE, REFUSED)
 
@@ -48,6 +53,7 @@ PAGE_ADDRESS = "ERR_CAGE_ADDRESS"
 PAGE_SCHEME = "ERR_CAGE_SCHEME"
 PAGE_INTERNAL = "ERR_CAGE_INTERNAL"
 PAGE_RULE = "ERR_CAGE_DENY_"  # + layer_index: a deny rule's own (netpolicy/squid.py)
+PAGE_PRESET = "ERR_CAGE_PRESET_"  # + layer_index: the default, at a registry preset's host
 PAGE_MANAGED = "ERR_CAGE_MANAGED"  # the managed layer's `default: deny`
 _REFUSAL_PAGES = frozenset({PAGE_SCHEME, PAGE_INTERNAL})
 # Squid's errors for a request that passed the allowlist and then failed on its way.
@@ -215,7 +221,7 @@ def classify(status: int, upstream: str, squid_status: str, page: str) -> str:
         return BLOCKED_PORT
     if page == PAGE_ADDRESS:
         return BLOCKED_ADDRESS
-    if page.startswith(PAGE_RULE) or page == PAGE_MANAGED:
+    if page.startswith((PAGE_RULE, PAGE_PRESET)) or page == PAGE_MANAGED:
         return BLOCKED_RULE
     if page in _REFUSAL_PAGES:
         return REFUSED
@@ -237,7 +243,8 @@ def parse_line(line: str) -> Request | None:
     """One squid log line; None for anything else, and for a connection that closed
     before sending a request (status 0, no method: the readiness probe, say)."""
     parts = line.split()
-    if len(parts) == 9:
+    ruled = len(parts) != 9  # a companion from before the policy file logs no rule
+    if not ruled:
         parts += ["-", "-"]
     if len(parts) != 11:
         return None
@@ -250,12 +257,15 @@ def parse_line(line: str) -> Request | None:
         return None
     if code == 0 and method == "-":
         return None
+    result = classify(code, upstream, squid_status, page)
+    if rule == "-" and ruled and result in NOT_SENT:
+        rule = DEFAULT  # refused before any rule: nothing could have allowed it
     return Request(
         seq=number,
         time=time,
         host=host,
         port=int(port) if port.isdigit() else None,
-        result=classify(code, upstream, squid_status, page),
+        result=result,
         status=code,
         reason="" if page == "-" else page,
         method=method,
@@ -264,13 +274,15 @@ def parse_line(line: str) -> Request | None:
     )
 
 
-def session_rule(request: Request, hosts: Sequence[str]) -> Request:
-    """A request the session layer decided, with its rule's number: the first entry of
-    the allowlist that covers the host (squid's log says only `session`)."""
+def session_rule(request: Request, hosts: Sequence[str], first: int = 1) -> Request:
+    """A request the session layer's allowlist decided, with its rule's number: the
+    first entry of the allowlist that covers the host, the allowlist's rules numbered
+    from `first` (after the session's presets: netpolicy.rules.first_host); squid's log
+    says only `session`."""
     if request.rule != "session":
         return request
     host = request.host.lower()
-    for index, pattern in enumerate(hosts, 1):
+    for index, pattern in enumerate(hosts, first):
         if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
             return dataclasses.replace(request, rule=f"session:{index}")
     return request

@@ -31,7 +31,7 @@ from claude_cage.kinds import (
 )
 from claude_cage.netpolicy import rules as netpolicy_rules
 from claude_cage.netpolicy import squid
-from claude_cage.netpolicy.rules import Layer
+from claude_cage.netpolicy.rules import Layer, session_layer
 from claude_cage.record import Mount
 
 if TYPE_CHECKING:
@@ -147,6 +147,7 @@ class SessionRequest:
     credential: Credential = Credential.NONE
     proxy_credentials: bool = False  # the companion waits for credentials before serving
     allowed_hosts: list[str] = field(default_factory=list)
+    allowed_presets: list[str] = field(default_factory=list)  # registries (presets.py)
     desktop_port: int | None = None
     owner: str = ""  # paths.owner_id() of the data directory that owns the session
     managed_settings: str = ""  # host directory bound read-only at /etc/claude-code
@@ -159,7 +160,7 @@ class SessionRequest:
     runtime: Runtime = DEFAULT_RUNTIME
     probe: str = ""  # doctor's throwaway session: the pid of that doctor (labels.PROBE)
     # The egress policy's managed, user and project layers (netpolicy/layers.py); the
-    # session layer is allowed_hosts.
+    # session layer is allowed_presets and allowed_hosts (netpolicy.rules.session_layer).
     policy_layers: tuple[Layer, ...] = ()
     learn: bool = False  # start --learn (netpolicy/rules.py)
 
@@ -354,7 +355,13 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
                 blocked_ranges(cfg["allowed_address_ranges"], host.addresses)
             ),
             "CAGE_CREDENTIALS": "wait" if req.proxy_credentials else "",
-            "CAGE_POLICY": policy_env(req.policy_layers, cfg["allowed_ports"], req.learn),
+            # what adoption reads back (operations/adoption.py), as the allowlist above
+            "CAGE_ALLOWED_PRESETS": " ".join(req.allowed_presets),
+            "CAGE_POLICY": policy_env(
+                (*req.policy_layers, session_layer(req.allowed_hosts, req.allowed_presets)),
+                cfg["allowed_ports"],
+                req.learn,
+            ),
         },
         volumes=[{"source": names.socket_volume(req.name), "target": COMPANION_SOCK_DIR}],
         tmpfs={
@@ -377,10 +384,20 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
     )
 
 
+def needs_policy(layers: Sequence[Layer], learn: bool = False) -> bool:
+    """Whether the companion needs policy files: learn mode, a rule of a policy file,
+    a managed `default: deny`, or a preset of the session (a companion image older than
+    the policy files cannot enforce any of them)."""
+    return learn or any(
+        x.default == "deny" or any(r.inside or x.name != "session" for r in x.rules) for x in layers
+    )
+
+
 def policy_env(layers: Sequence[Layer], ports: Sequence[int], learn: bool = False) -> str:
     """The egress policy's squid files, as the companion reads them at start (a tar in
-    base64): empty for a session whose layers hold no rule."""
-    if not learn and not any(x.rules or x.default == "deny" for x in layers):
+    base64): empty for a session whose layers hold no rule squid.py compiles (the
+    session layer's hosts are the allowlist files)."""
+    if not needs_policy(layers, learn):
         return ""
     effective = netpolicy_rules.Policy(tuple(layers), tuple(int(p) for p in ports), learn)
     return base64.b64encode(squid.tar_bytes(squid.compile_files(effective))).decode()
@@ -430,7 +447,9 @@ def resolve(req: SessionRequest, held: Sequence[Secret], api_key: bool) -> Sessi
         kind = credentials.session_kind(list(held))
         return dataclasses.replace(req, credential=kind, proxy_credentials=bool(held))
     kind = Credential.API_KEY_FILE if api_key else Credential.NONE
-    return dataclasses.replace(req, credential=kind, proxy_credentials=False, allowed_hosts=[])
+    return dataclasses.replace(
+        req, credential=kind, proxy_credentials=False, allowed_hosts=[], allowed_presets=[]
+    )
 
 
 def plan(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> Plan:

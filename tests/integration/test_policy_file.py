@@ -10,6 +10,7 @@ certificates from the test CA that only the companion trusts.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 
 from tests.conftest import Cage
 from tests.integration.conftest import TestHost, make_cert, start_test_host
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -175,6 +177,112 @@ def test_a_registry_preset_refuses_a_publish(
         status, body = curl(cage_module, read_only, method, url)
         assert status == "403", (method, status, body)
     assert [r["method"] for r in received(world.pypi, marker)] == ["GET"]
+
+
+# --- the session's presets: --allow-preset and allow --preset --------------------------
+
+RULE = re.compile(r"^((managed|user|project|session):\d+|managed:default|default)$")
+
+
+def test_allow_preset_reads_from_the_registry_and_refuses_a_publish(
+    cage: Cage, world: World, test_ca: Path
+) -> None:
+    own_cage(cage, test_ca)
+    name = cage.name("preset")
+    started = cage("start", "--name", name, "--detach", "--allow-preset", "python")
+    assert started.code == 0, started.output
+    marker = uuid.uuid4().hex[:8]
+    assert curl(cage, name, "GET", f"https://pypi.org/simple/{marker}/")[0] == "200"
+    # the test server has no HEAD: its own 501 shows the request reached it
+    assert curl(cage, name, "HEAD", f"https://files.pythonhosted.org/{marker}h")[0] == "501"
+    for method, url in (
+        ("POST", f"https://pypi.org/legacy/?{marker}"),  # twine upload
+        ("PUT", f"https://files.pythonhosted.org/{marker}"),  # a publish-style PUT
+    ):
+        status, body = curl(cage, name, method, url)
+        assert status == "403", (method, status, body)
+        assert "python preset" in body and "not publishing" in body, body
+    assert [r["method"] for r in received(world.pypi, marker)] == ["GET"]
+    seen = [(r["method"], r["result"], r["rule"]) for r in rows(cage, name) if marker in r["path"]]
+    assert seen == [
+        ("GET", "allowed", "session:1"),
+        ("HEAD", "failed", "session:2"),
+        ("POST", "blocked-rule", "default"),
+        ("PUT", "blocked-rule", "default"),
+    ]
+    checked = cage("policy", "check", name, "https://pypi.org/legacy/", "--method", "POST")
+    assert checked.code == 1 and "denied by default" in checked.stdout
+    assert "not publishing" in checked.stdout
+
+
+def test_allow_preset_live_then_a_written_rule_allows_the_publish(
+    cage: Cage, world: World, test_ca: Path
+) -> None:
+    own_cage(cage, test_ca)
+    name = cage.name("livepreset")
+    started = cage("start", "--name", name, "--detach", "--allow-host", "api.github.com")
+    assert started.code == 0, started.output
+    marker = uuid.uuid4().hex[:8]
+    assert curl(cage, name, "GET", f"https://pypi.org/simple/{marker}a/")[0] == "403"
+    allowed = cage("allow", name, "--preset", "python")
+    assert allowed.code == 0, allowed.output
+    assert curl(cage, name, "GET", f"https://pypi.org/simple/{marker}/")[0] == "200"
+    status, body = curl(cage, name, "POST", f"https://pypi.org/legacy/?{marker}")
+    assert status == "403" and "not publishing" in body, body
+    assert "preset python" in allowed.stderr and "applies now" in allowed.stderr
+    assert [r["method"] for r in received(world.pypi, marker)] == ["GET"]
+    # publishing is a rule someone writes, on purpose
+    write_policy(
+        cage,
+        "version: 1\nrules:\n"
+        "  - {action: allow, host: pypi.org, methods: [POST], paths: [/legacy/]}\n",
+    )
+    assert cage("policy", "apply", name).code == 0
+    assert curl(cage, name, "POST", f"https://pypi.org/legacy/?{marker}b")[0] == "200"
+    # and the preset goes again, live
+    assert cage("allow", name, "--remove", "--preset", "python").code == 0
+    assert curl(cage, name, "GET", f"https://pypi.org/simple/{marker}c/")[0] == "403"
+    assert [r["method"] for r in received(world.pypi, marker)] == ["GET", "POST"]
+
+
+def test_every_row_and_blocked_event_names_its_rule(
+    cage: Cage, world: World, test_ca: Path
+) -> None:
+    own_cage(cage, test_ca)
+    name = cage.name("rules")
+    started = cage(
+        "start", "--name", name, "--detach", "--allow-preset", "python",
+        "--allow-host", "api.github.com",
+    )  # fmt: skip
+    assert started.code == 0, started.output
+    marker = uuid.uuid4().hex[:8]
+    curl(cage, name, "GET", f"https://api.github.com/{marker}")  # a tunnel
+    curl(cage, name, "GET", f"https://pypi.org/simple/{marker}/")  # decrypted, preset
+    curl(cage, name, "PUT", f"https://pypi.org/{marker}")  # the preset's refusal
+    curl(cage, name, "GET", f"https://evil.example/{marker}")  # no rule
+    curl(cage, name, "GET", f"https://api.github.com:8443/{marker}")  # a closed port
+    curl(cage, name, "GET", f"https://10.1.2.3/{marker}")  # an IP literal
+    found = rows(cage, name)
+    assert all(RULE.match(r["rule"]) for r in found), [(r["host"], r["rule"]) for r in found]
+    by_host = {(r["host"], r["port"], r["method"]): r["rule"] for r in found}
+    # the allowlist is numbered after the preset's two rules: the four default hosts,
+    # then api.github.com
+    assert by_host[("api.github.com", 443, "CONNECT")] == "session:7"
+    assert by_host[("pypi.org", 443, "GET")] == "session:1"
+    assert by_host[("pypi.org", 443, "PUT")] == "default"
+    assert by_host[("evil.example", 443, "CONNECT")] == "default"
+    assert by_host[("api.github.com", 8443, "CONNECT")] == "default"
+    text = cage("egress", name).stdout
+    assert "session:7" in text and "default" in text
+
+    def blocked() -> list[dict]:
+        result = cage("events", "--type", "egress", "--session", name, "--json")
+        values = [e["value"] for e in result.json()["events"] if "host" in e["value"]]
+        return values if len(values) >= 4 else []
+
+    events = wait_until(blocked, 30, "the blocked events")
+    assert all(RULE.match(v["rule"]) for v in events), events
+    assert {v["host"] for v in events} >= {"pypi.org", "evil.example", "api.github.com"}
 
 
 # --- live apply, and the layers a session cannot widen ------------------------------

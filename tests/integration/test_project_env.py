@@ -3,11 +3,10 @@ preset allows, with the clients' caches kept across a restart, and somewhere to 
 for a session without a project.
 
 The registries are the tests' own (registry_server.py), reached under the real names
-(pypi.org, files.pythonhosted.org, registry.npmjs.org) through network aliases. The
-package clients keep end-to-end TLS through the proxy, so the session trusts the test
-CA through the client's own setting (REQUESTS_CA_BUNDLE, NPM_CONFIG_CAFILE; pip reads
-REQUESTS_CA_BUNDLE over its own PIP_CERT), pointed at the CA's
-certificate in the project: nothing in the sandbox changes for it.
+(pypi.org, files.pythonhosted.org, registry.npmjs.org) through network aliases. A
+preset's hosts are decrypted in the companion (their rules allow GET and HEAD only), so
+the clients trust the session's CA, as every session's do, and the companion trusts the
+test CA through config upstream_ca_certs: nothing in the sandbox changes for it.
 """
 
 from __future__ import annotations
@@ -171,11 +170,11 @@ def test_python_project_installs_from_the_preset_and_its_tests_pass(
     cage: Cage, tmp_path: Path, pypi: Registry, test_ca: Path
 ) -> None:
     project = python_project(tmp_path, test_ca / "ca.pem")
+    cage.env["CAGE_UPSTREAM_CA_CERTS"] = str(test_ca / "ca.pem")
     name = cage.name()
     started = cage(
-        "start", "--name", name, "-d", "--allow-preset", "python",
-        "--mount", str(project), "--env", "REQUESTS_CA_BUNDLE=/workspace/proj/test-ca.pem",
-    )  # fmt: skip
+        "start", "--name", name, "-d", "--allow-preset", "python", "--mount", str(project)
+    )
     assert started.code == 0, started.output
 
     installed = sh(cage, name, f"{INSTALL} && .venv/bin/python -m pytest -q tests")
@@ -202,11 +201,9 @@ def test_a_session_without_the_preset_cannot_reach_the_index(
     cage: Cage, tmp_path: Path, pypi: Registry, test_ca: Path
 ) -> None:
     project = python_project(tmp_path, test_ca / "ca.pem")
+    cage.env["CAGE_UPSTREAM_CA_CERTS"] = str(test_ca / "ca.pem")
     name = cage.name()
-    started = cage(
-        "start", "--name", name, "-d", "--mount", str(project),
-        "--env", "REQUESTS_CA_BUNDLE=/workspace/proj/test-ca.pem",
-    )  # fmt: skip
+    started = cage("start", "--name", name, "-d", "--mount", str(project))
     assert started.code == 0, started.output
     before = len(pypi.requests())
     refused = sh(cage, name, f"{INSTALL} --retries 0 --timeout 5")
@@ -217,7 +214,7 @@ def test_a_session_without_the_preset_cannot_reach_the_index(
     # allow --preset opens it live
     allowed = cage("allow", name, "--preset", "python")
     assert allowed.code == 0, allowed.output
-    assert "pypi.org files.pythonhosted.org" in allowed.stderr + allowed.stdout
+    assert "preset python" in allowed.stderr + allowed.stdout
     assert sh(cage, name, INSTALL).code == 0
 
 
@@ -295,13 +292,10 @@ def test_node_project_installs_with_npm_ci_from_the_preset(
         },
     }
     (project / "package-lock.json").write_text(json.dumps(lock))
-    shutil.copy(test_ca / "ca.pem", project / "test-ca.pem")
     owned_by_a_user(project)
+    cage.env["CAGE_UPSTREAM_CA_CERTS"] = str(test_ca / "ca.pem")
     name = cage.name()
-    started = cage(
-        "start", "--name", name, "-d", "--allow-preset", "node", "--mount", str(project),
-        "--env", "NPM_CONFIG_CAFILE=/workspace/web/test-ca.pem",
-    )  # fmt: skip
+    started = cage("start", "--name", name, "-d", "--allow-preset", "node", "--mount", str(project))
     assert started.code == 0, started.output
     installed = sh(cage, name, "npm ci --no-audit --no-fund && npm test")
     assert installed.code == 0, installed.output

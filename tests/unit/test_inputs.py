@@ -60,19 +60,18 @@ def test_the_sandbox_refusals_come_before_the_rest_is_read(tmp_path: Path) -> No
     assert "--network host" in err.value.message
 
 
-def test_a_preset_adds_its_registry_hosts_to_the_allowlist(isolated: Path) -> None:
+def test_presets_are_rules_of_the_session_layer_not_allowlist_hosts(isolated: Path) -> None:
+    """The config's presets and --allow-preset both become the request's presets (one
+    expansion: netpolicy.rules.session_layer), never hosts allowed for every method."""
     (isolated / "config.yaml").write_text("allowed_presets: [go]\n")
     options = StartOptions(allow_presets=("Python", "python"), allow_hosts=("pypi.org",))
     cfg, flags = inputs.load_settings(Context(), options)
     req = inputs.build_request(cfg, flags, options, "web")
-    assert req.allowed_hosts[-4:] == [
-        "pypi.org",
-        "proxy.golang.org",
-        "sum.golang.org",
-        "files.pythonhosted.org",
-    ]
+    assert req.allowed_presets == ["go", "python"]
+    assert req.allowed_hosts[-1] == "pypi.org"  # given on its own: the user's choice
+    assert "files.pythonhosted.org" not in req.allowed_hosts
+    assert "proxy.golang.org" not in req.allowed_hosts
     assert "api.anthropic.com" in req.allowed_hosts  # the defaults stay
-    assert len(req.allowed_hosts) == len(set(req.allowed_hosts))
 
 
 def test_an_unknown_preset_is_refused_with_the_known_ones(isolated: Path) -> None:

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     "presets",
     multiple=True,
     metavar="NAME",
-    help="Also the hosts of a package registry: python, node, rust, go, java or ruby.",
+    help="Also a package registry, to install from (GET and HEAD): python, node, rust, "
+    "go, java or ruby.",
 )
 @click.option("--remove", is_flag=True, help="Remove the hosts (and ports) instead of adding them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -50,8 +51,9 @@ def allow(
     HOST is an exact name (api.example.com) or a suffix pattern (*.example.com,
     which matches subdomains of example.com but not example.com itself). Requests
     go out only on the session's allowed ports (allowed_ports, 80 and 443 by default);
-    --port adds one for this session. --preset adds (or removes) the hosts a
-    package registry's client needs (README: "Your project's environment").
+    --port adds one for this session. --preset adds (or removes) a package
+    registry's preset: its hosts for GET and HEAD only, to install, never to
+    publish (docs/policy.md).
     """
     from claude_cage.errors import BadInput
     from claude_cage.operations.egress import allow as allow_op
@@ -80,15 +82,20 @@ def allow(
                 "removed": result.removed,
                 "added_ports": result.added_ports,
                 "removed_ports": result.removed_ports,
+                "allowed_presets": result.allowed_presets,
+                "added_presets": result.added_presets,
+                "removed_presets": result.removed_presets,
                 "live": result.live,
                 "warnings": result.warnings,
             }
         )
         return
     click.echo(result.name)
-    changed = (result.removed if remove else result.added) + [
-        f"port {p}" for p in (result.removed_ports if remove else result.added_ports)
-    ]
+    changed = (
+        [f"preset {p}" for p in (result.removed_presets if remove else result.added_presets)]
+        + (result.removed if remove else result.added)
+        + [f"port {p}" for p in (result.removed_ports if remove else result.added_ports)]
+    )
     verb = "removed" if remove else "added"
     when = "now" if result.live else "at the next start"
     note(f"{verb}: {' '.join(changed) or 'nothing'} (applies {when})")

@@ -37,6 +37,8 @@ def show(name: str | None, as_json: bool) -> None:
             what = " ".join(r.methods) + (" " if r.methods and r.paths else "") + " ".join(r.paths)
             ports = ",".join(map(str, r.ports)) or "default"
             source = r.source + (f" (include {r.preset})" if r.preset else "")
+            if r.layer == "session" and r.preset:
+                source = f"preset {r.preset} (GET and HEAD)"
             rows.append((r.id, r.action, r.host, ports, what or "any", source))
     click.echo(table(rows, ("RULE", "ACTION", "HOST", "PORTS", "REQUESTS", "FROM")))
     managed = view.policy.layer("managed")

@@ -68,7 +68,8 @@ from claude_cage.render import note, print_json, sanitize, table, warn
     "allow_presets",
     multiple=True,
     metavar="NAME",
-    help="Allow a package registry: python, node, rust, go, java or ruby. Repeatable.",
+    help="Allow installing from a package registry (GET and HEAD): python, node, rust, "
+    "go, java or ruby. Repeatable.",
 )
 @click.option(
     "--api-key-file",
@@ -405,6 +406,9 @@ def status(name: str | None, as_json: bool, show_password: bool) -> None:
         click.echo(f"{'protected':12} {path} (the host's git reads nothing the agent writes there)")
     if info.get("allowed_hosts"):
         click.echo(f"{'allowlist':12} {sanitize(' '.join(info['allowed_hosts']))}")
+    if info.get("allowed_presets"):
+        presets = " ".join(info["allowed_presets"])
+        click.echo(f"{'presets':12} {sanitize(presets)} (GET and HEAD)")
     if info.get("policy_problem"):
         warn(info["policy_problem"])
     if info.get("learn"):

@@ -9,6 +9,11 @@ The layers, from the top: managed, user, project, session. How they combine:
 3. No rule below matched: allowed if a managed rule allowed it, else refused (`default`),
    or, in learn mode, allowed and recorded (`learn`). Learn mode changes only this step:
    the managed denies, its `default: deny`, and the address guard still refuse.
+The session layer: the presets it was given (`--allow-preset`, `allow --preset`, config
+`allowed_presets`), expanded as an `include:` is, then the allowlist's hosts.
+A registry preset allows GET and HEAD; another method to its hosts is refused by the
+default (or `managed:default`), and the answer says that the preset reads only
+(`read_only_reason`): publishing needs a rule someone writes.
 A rule with methods or paths decides a request inside HTTPS only where the companion
 decrypts it (port 443); the CONNECT that opens such a connection is let through by an
 allow rule of that kind (its requests are then decided one by one) and never by a deny.
@@ -132,17 +137,30 @@ def preset_rules(name: str) -> list[tuple[str, tuple[str, ...]]]:
     return [(h, READ_METHODS) for h in presets.PRESETS[presets.check(name)]]
 
 
+def expand(layer: str, preset: str, first: int, source: str) -> list[Rule]:
+    """A preset's rules in `layer`, numbered from `first`: the one expansion of a
+    preset, whether a file includes it or a session is given it."""
+    return [
+        Rule(layer, first + i, ALLOW, host, (), methods, (), "", source, preset)
+        for i, (host, methods) in enumerate(preset_rules(preset))
+    ]
+
+
+def read_only_reason(rule: Rule) -> str:
+    """Why a request to a host that only a registry preset allows was refused."""
+    return (
+        f"the {rule.preset} preset (rule {rule.id}) allows {' and '.join(rule.methods)} "
+        f"only: installing, not publishing. To publish from this session, write a policy "
+        f"rule that allows it (claude-cage policy, docs/policy.md)"
+    )
+
+
 def layer_from_file(name: str, parsed: ParsedFile, file: str) -> Layer:
     rules: list[Rule] = []
     for raw in parsed.rules:
         source = f"{file}:{raw.line}"
         if raw.include:
-            for host, methods in preset_rules(raw.include):
-                rules.append(
-                    Rule(
-                        name, len(rules) + 1, ALLOW, host, (), methods, (), "", source, raw.include
-                    )
-                )
+            rules += expand(name, raw.include, len(rules) + 1, source)
             continue
         rules.append(
             Rule(
@@ -160,11 +178,25 @@ def layer_from_file(name: str, parsed: ParsedFile, file: str) -> Layer:
     return Layer(name, tuple(rules), file, parsed.default if name == "managed" else "defer")
 
 
-def session_layer(hosts: Sequence[str]) -> Layer:
-    """The session's allowlist (config allowed_hosts, --allow-host, presets, `allow`):
-    host rules that allow, on the session's ports."""
-    rules = tuple(Rule("session", i, ALLOW, h, source="allowlist") for i, h in enumerate(hosts, 1))
-    return Layer("session", rules)
+PRESET_SOURCE = "preset"  # where a session's preset rules come from (policy show)
+
+
+def session_layer(hosts: Sequence[str], preset_names: Sequence[str] = ()) -> Layer:
+    """The session layer: its presets (config allowed_presets, --allow-preset, `allow
+    --preset`), expanded first, so that their numbers do not move when the allowlist
+    changes; then the allowlist (config allowed_hosts, --allow-host, `allow`): host
+    rules that allow, on the session's ports."""
+    rules: list[Rule] = []
+    for name in preset_names:
+        rules += expand("session", name, len(rules) + 1, PRESET_SOURCE)
+    first = len(rules) + 1
+    rules += [Rule("session", first + i, ALLOW, h, source="allowlist") for i, h in enumerate(hosts)]
+    return Layer("session", tuple(rules))
+
+
+def first_host(preset_names: Sequence[str]) -> int:
+    """The number of the session layer's first allowlist rule (after its presets')."""
+    return 1 + sum(len(preset_rules(name)) for name in preset_names)
 
 
 @dataclass(frozen=True)
@@ -180,10 +212,13 @@ class Decision:
     allowed: bool
     rule: str  # a rule's id, "managed:default" or "default"
     matched: Rule | None = None
+    why: str = ""  # a refusal by the default: why a preset's host refused it
 
     @property
     def reason(self) -> str:
-        return self.matched.reason if self.matched and self.matched.action == DENY else ""
+        if self.matched and self.matched.action == DENY:
+            return self.matched.reason
+        return self.why
 
 
 @dataclass(frozen=True)
@@ -218,7 +253,19 @@ class Policy:
                     return Decision(rule.action == ALLOW, rule.id, rule)
         if ceiling is not None:
             return Decision(True, ceiling.id, ceiling)
-        return Decision(True, LEARN) if self.learn else Decision(False, "default")
+        if self.learn:
+            return Decision(True, LEARN)
+        read_only = self.read_only(request)
+        return Decision(False, "default", why=read_only_reason(read_only) if read_only else "")
+
+    def read_only(self, request: Request) -> Rule | None:
+        """The first registry preset rule for the request's host and port: the default
+        refused the request, and that preset is why (see `read_only_reason`)."""
+        for rule in self.rules:
+            read_only = rule.preset and rule.action == ALLOW and rule.methods
+            if read_only and host_matches(rule.host, request.host) and request.port in self.ports:
+                return rule
+        return None
 
     def inside_hosts(self) -> list[str]:
         """The hosts whose HTTPS the companion decrypts for method and path rules."""

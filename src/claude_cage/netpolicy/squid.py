@@ -3,8 +3,11 @@
 The companion's squid.conf includes four files this module writes, around the session
 layer (the allowlist files it has always read):
 - acls.conf: every rule's ACLs, and the ports rules name (added to cage_ports);
-- access.conf: the managed denies, the managed ceiling, the user and project rules;
-- tail.conf: after the session layer, the managed allows as the last word;
+- access.conf: the managed denies, the managed ceiling, the user and project rules,
+  and the session layer's presets (its allowlist follows in squid.conf);
+- tail.conf: after the session layer, the managed allows as the last word, then the
+  default's refusal of a registry preset's hosts with another method, whose answer
+  (pages/ERR_CAGE_PRESET_<layer>_<index>) says the preset reads only;
 - bump.conf: the hosts of method and path rules, added to the hosts squid decrypts.
 Each deciding `http_access` line ends with an annotate_transaction ACL naming its rule,
 which the log's `%{cage_rule}note` shows; a deny rule's answer is its own page
@@ -16,9 +19,18 @@ from __future__ import annotations
 import io
 import tarfile
 
-from claude_cage.netpolicy.rules import ALLOW, DENY, LAYERS, Policy, Rule, path_pattern
+from claude_cage.netpolicy.rules import (
+    ALLOW,
+    DENY,
+    LAYERS,
+    Policy,
+    Rule,
+    path_pattern,
+    read_only_reason,
+)
 
 DENY_PAGE = "ERR_CAGE_DENY_"
+PRESET_PAGE = "ERR_CAGE_PRESET_"
 MANAGED_PAGE = "ERR_CAGE_MANAGED"
 FILES = ("acls.conf", "access.conf", "tail.conf", "bump.conf")
 
@@ -75,7 +87,10 @@ def _decide(rule: Rule, before: str = "") -> list[str]:
 def compile_files(policy: Policy) -> dict[str, str]:
     """File name -> text, for the companion's /run/cage/policy (see module doc)."""
     managed = policy.layer("managed")
-    rules = [r for x in policy.layers if x.name != "session" for r in x.rules]
+    # the session layer's host rules are the allowlist files squid.conf reads; its
+    # preset rules (methods) are compiled here
+    session = [r for r in policy.layer("session").rules if r.inside]
+    rules = [r for x in policy.layers if x.name != "session" for r in x.rules] + session
     acls = ["# claude-cage egress policy: the rules' ACLs (netpolicy/squid.py)"]
     acls.append("acl cage_not_tls_port port 1-442 444-65535")
     extra_ports = sorted({p for r in rules for p in r.ports} - set(policy.ports))
@@ -106,6 +121,9 @@ def compile_files(policy: Policy) -> dict[str, str]:
         access.append(f"# the {layer} layer")
         for rule in policy.layer(layer).rules:
             access += _decide(rule)
+    access.append("# the session layer's presets (its allowlist follows in squid.conf)")
+    for rule in session:
+        access += _decide(rule)
     for rule in rules:
         if rule.action == DENY:
             access.append(f"deny_info {page_name(rule)} {_acl(rule)}_t")
@@ -119,6 +137,14 @@ def compile_files(policy: Policy) -> dict[str, str]:
             "http_access deny all cage_tag_learn cage_blocked_dst",
             "http_access allow all cage_tag_learn",
         ]
+    read_only = [r for r in rules if r.preset and r.action == ALLOW and r.methods]
+    if read_only:
+        tail.append("# the default, for a registry preset's host: the answer says it reads only")
+    for rule in read_only:
+        name = _acl(rule)
+        acls.append(f"acl {name}_n annotate_transaction cage_rule=default")
+        tail.append(f"http_access deny {name}_h cage_default_ports {name}_n")
+        tail.append(f"deny_info {PRESET_PAGE}{rule.layer}_{rule.index} {name}_n")
     bump = ["# hosts of method and path rules: decrypted on port 443, like credentialed ones"]
     inside = policy.inside_hosts()
     if inside:
@@ -135,6 +161,12 @@ def compile_files(policy: Policy) -> dict[str, str]:
     for rule in rules:
         if rule.action == DENY:
             out[f"pages/{page_name(rule)}"] = deny_page(rule)
+    for rule in read_only:
+        out[f"pages/{PRESET_PAGE}{rule.layer}_{rule.index}"] = (
+            "claude-cage: blocked: %M %H (port %p): no rule allows it.\nReason: "
+            + read_only_reason(rule).replace("%", "%%")
+            + "\n"
+        )
     out[f"pages/{MANAGED_PAGE}"] = (
         "claude-cage: blocked: %M %H (port %p): the managed egress policy (set by the "
         "administrator of this machine) does not allow it.\n"

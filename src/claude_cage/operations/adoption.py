@@ -18,7 +18,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from claude_cage import labels, metadata, names
+from claude_cage import labels, metadata, names, presets
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import file_error
 from claude_cage.kinds import Credential, Mode
@@ -90,6 +90,10 @@ def rebuild_record(
         "*" + suffix for suffix in companion_env.get("CAGE_ALLOWED_SUFFIXES", "").split()
     ]
     allowed_ports = [int(p) for p in companion_env.get("CAGE_ALLOWED_PORTS", "").split()]
+    known = set(presets.PRESETS)  # the record refuses a name it does not know
+    allowed_presets = [
+        p for p in companion_env.get("CAGE_ALLOWED_PRESETS", "").split() if p in known
+    ]
     persisted = any(m.get("Name") == names.data_volume(name) for m in info.get("Mounts") or [])
     user = str(info["Config"].get("User") or "")
     uid, _, gid = user.partition(":")
@@ -118,6 +122,7 @@ def rebuild_record(
         "credential": credential if credential in set(Credential) else Credential.NONE.value,
         "allowed_hosts": hosts,
         "allowed_ports": allowed_ports,
+        "allowed_presets": allowed_presets,
         "desktop_port": published.get(policy.NOVNC_PORT, ""),
         "uid": owner[0] if owner != (1000, 1000) else None,  # the image's user otherwise
         "gid": owner[1] if owner != (1000, 1000) else None,

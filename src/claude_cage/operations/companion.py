@@ -20,6 +20,7 @@ from claude_cage.record import SessionRecord
 
 if TYPE_CHECKING:
     from claude_cage.context import Context
+    from claude_cage.netpolicy.rules import Layer
 
 # Above this share of its process limit, the companion is "overloaded": new processes
 # (the operator's allow, key set, wait-ready) may not start.
@@ -65,13 +66,43 @@ def pids_in_use(info: dict[str, Any]) -> int | None:
     return None
 
 
+def push_policy(
+    engine: EngineAPI, name: str, layers: tuple[Layer, ...], ports: tuple[int, ...], learn: bool
+) -> bool:
+    """Hand a running companion the squid rules of `layers` (every layer, the session's
+    too: its presets are compiled, its hosts are the allowlist files `allow` writes);
+    False when none runs. `policy apply` and `allow --preset` both come here."""
+    # start-up: `status` imports this module; the policy's YAML reader only here
+    from claude_cage.netpolicy import layers as policy_layers
+    from claude_cage.netpolicy import rules, squid
+
+    companion = names.companion_name(name)
+    info = inspect_ours(engine, companion)
+    if not (info and info["State"]["Running"]):
+        return False
+    policy_layers.require_image_support(info["Config"]["Image"], info["Config"].get("Labels") or {})
+    files = squid.compile_files(rules.Policy(layers, ports, learn))
+    code, output = engine.exec_run(
+        companion, ["companion-entrypoint", "policy"], stdin=squid.tar_bytes(files)
+    )
+    if code != 0:
+        raise EngineError(
+            f"the proxy of {name} refused the policy: "
+            f"{output.decode(errors='replace').strip()[-300:]}",
+            f"see 'docker logs {companion}'",
+        )
+    return True
+
+
 def drain_audit(ctx: Context, engine: EngineAPI, name: str) -> None:
     """File what the companion's log holds before the companion (and its log) goes."""
     companion = inspect_ours(engine, names.companion_name(name))
     if companion is None or companion["Config"]["Labels"].get(labels.NETWORK) != Network.FILTERED:
         return
     engine.stop(companion["Id"], timeout=1)  # its log is final once it stops
-    audit.drain(ctx.events, engine, name, companion["Id"])
+    audit.drain(
+        ctx.events, engine, name, companion["Id"], numbering=audit.record_numbering(ctx.store, name)
+    )
 
 
 def needs_restart(engine: EngineAPI, name: str, meta: SessionRecord | None) -> bool:

@@ -16,7 +16,9 @@ from claude_cage import audit, egress, metadata, names, presets
 from claude_cage import config as config_mod
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Network
+from claude_cage.netpolicy import rules
 from claude_cage.operations import history, operation
+from claude_cage.operations.companion import push_policy
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
 
@@ -37,6 +39,9 @@ class AllowResult:
     removed_ports: list[int] = field(default_factory=list)
     live: bool = False  # applied to a running proxy (else at the next start)
     warnings: list[str] = field(default_factory=list)
+    allowed_presets: list[str] = field(default_factory=list)
+    added_presets: list[str] = field(default_factory=list)
+    removed_presets: list[str] = field(default_factory=list)
 
     def event_details(self) -> dict[str, Any]:
         return {
@@ -44,6 +49,8 @@ class AllowResult:
             "removed": self.removed,
             "added_ports": self.added_ports,
             "removed_ports": self.removed_ports,
+            "added_presets": self.added_presets,
+            "removed_presets": self.removed_presets,
             "live": self.live,
         }
 
@@ -95,17 +102,22 @@ def allow(
     ports: list[int] | None = None,
     preset_names: list[str] | None = None,
 ) -> AllowResult:
-    """Change the allowlist: `hosts`, and the hosts of the presets `preset_names`."""
+    """Change the session layer, live: the allowlist's `hosts` and ports, and the
+    registry presets `preset_names` (GET and HEAD rules: netpolicy.rules.session_layer).
+    Removing a preset also removes its hosts from the allowlist, where a session started
+    before presets were rules recorded them."""
     try:
         checked = [config_mod.validate_host(h) for h in hosts]
     except ValueError as exc:
         raise BadInput(str(exc), config_mod.HOST_HINT) from None
     try:
-        checked += [h for h in presets.hosts(preset_names or []) if h not in checked]
+        wanted = list(dict.fromkeys(presets.check(p) for p in preset_names or []))
     except ValueError as exc:
         raise BadInput(
             f"--preset: {exc}", f"e.g. claude-cage allow {name} --preset python"
         ) from None
+    if remove:
+        checked += [h for h in presets.hosts(wanted) if h not in checked]
     port_changes = _check_ports(list(ports or []))
     engine = ctx.engine_for(name)
     store = ctx.store
@@ -113,6 +125,13 @@ def allow(
         meta = filtered_session(store, name)
         current = list(meta.allowed_hosts)
         current_ports = _session_ports(ctx, meta)
+        current_presets = list(meta.allowed_presets)
+        if remove:
+            presets_changed = [p for p in wanted if p in current_presets]
+            new_presets = [p for p in current_presets if p not in wanted]
+        else:
+            presets_changed = [p for p in wanted if p not in current_presets]
+            new_presets = current_presets + presets_changed
         if remove:
             changed = [h for h in checked if h in current]
             new = [h for h in current if h not in checked]
@@ -126,7 +145,14 @@ def allow(
         companion = names.companion_name(name)
         info = inspect_ours(engine, companion)
         live = bool(info and info["State"]["Running"])
-        if live:
+        if live and presets_changed:  # the presets are squid rules of the policy files
+            # start-up: the policy's YAML reader, only when the presets change
+            from claude_cage.netpolicy import layers as policy_layers
+
+            kept, learn = policy_layers.saved(store.dir(name))
+            layers = (*kept, rules.session_layer(new, new_presets))
+            push_policy(engine, name, layers, tuple(new_ports), learn)
+        if live and (hosts or ports or changed):
             code, output = engine.exec_run(companion, egress.companion_allow_args(new, new_ports))
             if code != 0:
                 raise EngineError(
@@ -134,7 +160,12 @@ def allow(
                     f"{output.decode(errors='replace').strip()[-200:]}"
                 )
         store.save(
-            dataclasses.replace(meta, allowed_hosts=tuple(new), allowed_ports=tuple(new_ports))
+            dataclasses.replace(
+                meta,
+                allowed_hosts=tuple(new),
+                allowed_ports=tuple(new_ports),
+                allowed_presets=tuple(new_presets),
+            )
         )
     warnings = [] if remove else _port_warnings(ctx, name, checked, new_ports)
     return AllowResult(
@@ -147,6 +178,9 @@ def allow(
         removed_ports=ports_changed if remove else [],
         live=live,
         warnings=warnings,
+        allowed_presets=new_presets,
+        added_presets=[] if remove else presets_changed,
+        removed_presets=presets_changed if remove else [],
     )
 
 
@@ -198,9 +232,10 @@ def read_log(ctx: Context, name: str, tail: int | None = None) -> EgressLog:
         last = stamp
         lines.append(text)
     here = audit.place(ctx.events, name)
+    numbered = audit.session_numbering(meta)
     return EgressLog(
         name,
-        [egress.session_rule(r, meta.allowed_hosts) for r in egress.parse_log("\n".join(lines))],
+        [numbered(r) for r in egress.parse_log("\n".join(lines))],
         more=tail is not None and len(lines) >= tail,
         dropped=here.dropped if here.container == info["Id"] else 0,
         since=audit.engine_seconds(last) if lines else "0",
@@ -236,10 +271,11 @@ def follow_log(
     info = inspect_ours(engine, names.companion_name(name))
     if info is None:
         return
+    numbered = audit.session_numbering(meta)
     for stamp, raw in engine.output_lines(info["Id"], since, follow=True):
         request = egress.parse_line(raw.decode(errors="replace"))
         if request is None:
             continue
         if audit.engine_seconds(stamp) == since and request.seq in (seen or []):
             continue
-        yield egress.session_rule(request, meta.allowed_hosts)
+        yield numbered(request)

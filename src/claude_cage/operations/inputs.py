@@ -174,7 +174,8 @@ def build_request(
         wanted = [*cfg["allowed_presets"], *(presets.check(p) for p in options.allow_presets)]
     except ValueError as exc:
         raise BadInput(f"--allow-preset: {exc}", "e.g. --allow-preset python") from None
-    req.allowed_hosts += [h for h in presets.hosts(wanted) if h not in req.allowed_hosts]
+    # rules of the session layer, GET and HEAD only (netpolicy.rules.session_layer)
+    req.allowed_presets = list(dict.fromkeys(wanted))
     req.mounts = parse_mounts(options.mounts)
     req.env = parse_env(options.env)
     return req
@@ -213,6 +214,7 @@ def request_from_record(session: SessionRecord, cfg: config_mod.Config) -> polic
         persist=session.persist,
         credential=session.credential,
         allowed_hosts=list(session.allowed_hosts),
+        allowed_presets=list(session.allowed_presets),
         desktop_port=session.desktop_port,
         owner=paths.owner_id(),
         runtime=session.runtime,
@@ -316,6 +318,7 @@ def record_for(
         persist=req.persist,
         credential=req.credential,
         allowed_hosts=tuple(req.allowed_hosts),
+        allowed_presets=tuple(req.allowed_presets),
         allowed_ports=tuple(allowed_ports),
         desktop_port=req.desktop_port,
         started=metadata.now_iso(),

@@ -13,16 +13,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from claude_cage import config as config_mod
-from claude_cage import names, presets
 from claude_cage.context import Context
-from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, EngineError, file_error
-from claude_cage.netpolicy import layers, schema, squid
+from claude_cage.netpolicy import layers, schema
 from claude_cage.netpolicy import suggest as suggest_mod
-from claude_cage.netpolicy.rules import Decision, Layer, Policy, Request, session_layer
+from claude_cage.netpolicy.rules import Decision, Policy, Request, session_layer
 from claude_cage.operations import operation
+from claude_cage.operations.companion import push_policy
 from claude_cage.operations.egress import filtered_session, read_log
-from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
 
 EGRESS_POLICY = "egress policy"  # what a session of another network has none of
@@ -88,18 +86,21 @@ def effective(ctx: Context, name: str | None) -> PolicyView:
     project file (as `start --clone .` would read it)."""
     cfg = ctx.config
     if name is None:
-        hosts = list(cfg["allowed_hosts"])
-        hosts += [h for h in presets.hosts(cfg["allowed_presets"]) if h not in hosts]
         here = Path.cwd()
         project = here if (here / layers.PROJECT_FILE).exists() else None
         found = layers.load(cfg["managed_policy"], project)
-        return PolicyView(None, Policy((*found, session_layer(hosts)), _ports(None, cfg)))
+        session = session_layer(cfg["allowed_hosts"], cfg["allowed_presets"])
+        return PolicyView(None, Policy((*found, session), _ports(None, cfg)))
     store = ctx.store
     meta = filtered_session(store, name, EGRESS_POLICY)
     kept, learn = layers.saved(store.dir(name))
     return PolicyView(
         name,
-        Policy((*kept, session_layer(meta.allowed_hosts)), _ports(meta, cfg), learn),
+        Policy(
+            (*kept, session_layer(meta.allowed_hosts, meta.allowed_presets)),
+            _ports(meta, cfg),
+            learn,
+        ),
     )
 
 
@@ -134,28 +135,6 @@ def validate(path: str) -> list[str]:
     return [p.text(path) for p in problems]
 
 
-def push(
-    engine: EngineAPI, name: str, kept: tuple[Layer, ...], ports: tuple[int, ...], learn: bool
-) -> bool:
-    """Hand the squid rules of `kept` to a running companion; False when none runs."""
-    companion = names.companion_name(name)
-    info = inspect_ours(engine, companion)
-    if not (info and info["State"]["Running"]):
-        return False
-    layers.require_image_support(info["Config"]["Image"], info["Config"].get("Labels") or {})
-    files = squid.compile_files(Policy((*kept, Layer("session")), ports, learn))
-    code, output = engine.exec_run(
-        companion, ["companion-entrypoint", "policy"], stdin=squid.tar_bytes(files)
-    )
-    if code != 0:
-        raise EngineError(
-            f"the proxy of {name} refused the policy: "
-            f"{output.decode(errors='replace').strip()[-300:]}",
-            f"see 'docker logs {companion}'",
-        )
-    return True
-
-
 @operation("policy-apply")
 def apply(ctx: Context, name: str) -> ApplyResult:
     """Read the managed, user and project files again and give them to a session, live."""
@@ -167,7 +146,8 @@ def apply(ctx: Context, name: str) -> ApplyResult:
         project, why = _project_for(meta)
         kept = layers.load(cfg["managed_policy"], project, why)
         _, learn = layers.saved(store.dir(name))
-        live = push(engine, name, kept, _ports(meta, cfg), learn)
+        session = session_layer(meta.allowed_hosts, meta.allowed_presets)
+        live = push_policy(engine, name, (*kept, session), _ports(meta, cfg), learn)
         layers.save(store.dir(name), kept, learn)
     notes = [why] if why else []
     return ApplyResult(name, live, sum(len(x.rules) for x in kept), notes)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from claude_cage import credentials, managed, metadata, names, paths
+from claude_cage import credentials, managed, metadata, names, paths, presets
 from claude_cage.credentials import Secret
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import (
@@ -258,7 +258,8 @@ def check_allowed(hosts: list[str], allowlist: list[str], where: str, fix: str) 
 
 def _check_scope(ctx: Context, hosts: list[str], session: str | None) -> None:
     if session is None:
-        allowlist = list(ctx.config["allowed_hosts"])
+        # a preset's hosts are reachable too (GET and HEAD: a token to install with)
+        allowlist = [*ctx.config["allowed_hosts"], *presets.hosts(ctx.config["allowed_presets"])]
         where = "the configured allowed_hosts"
         fix = "add it to allowed_hosts in the config file ('claude-cage config path')"
     else:
@@ -268,7 +269,7 @@ def _check_scope(ctx: Context, hosts: list[str], session: str | None) -> None:
                 f"session {session} has no filtered network, so no proxy to add a credential",
                 "start a session with --network filtered (the default)",
             )
-        allowlist = list(found.allowed_hosts)
+        allowlist = [*found.allowed_hosts, *presets.hosts(found.allowed_presets)]
         where = f"session {session}'s allowlist"
         fix = f"allow it first: claude-cage allow {session} HOST"
     check_allowed(hosts, allowlist, where, fix)

@@ -17,6 +17,7 @@ from claude_cage import (
     names,
     paths,
     policy,
+    presets,
     quota,
     userconfig,
     workdir,
@@ -28,6 +29,7 @@ from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Credential, Mode, Network, Runtime, Status
 from claude_cage.netpolicy import layers as policy_layers
+from claude_cage.netpolicy.rules import session_layer
 from claude_cage.operations import (
     adoption,
     agent,
@@ -211,7 +213,8 @@ def _require_images(engine: EngineAPI, cfg: config_mod.Config, req: policy.Sessi
         gvisor.check_start(engine, req.image)
     if policy.needs_companion(req):
         engine.require_image(cfg["image_companion"])
-    if req.learn or any(x.rules or x.default == "deny" for x in req.policy_layers):
+    layers = (*req.policy_layers, session_layer(req.allowed_hosts, req.allowed_presets))
+    if policy.needs_policy(layers, req.learn):
         image = cfg["image_companion"]
         policy_layers.require_image_support(image, engine.image_labels(image) or {})
 
@@ -261,7 +264,7 @@ def _credentials(
         if given is not None:
             secret_store.check_allowed(
                 list(given.hosts),
-                req.allowed_hosts,
+                [*req.allowed_hosts, *presets.hosts(req.allowed_presets)],
                 f"session {name}'s allowlist",
                 "allow it with --allow-host HOST",
             )

@@ -328,6 +328,7 @@ def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
         _follow(store, meta, Status(entry["status"]))
         entry["status"] = _unfinished(store, meta, entry["status"])
         entry["allowed_hosts"] = list(meta.allowed_hosts)
+        entry["allowed_presets"] = list(meta.allowed_presets)
         if meta.network == Network.FILTERED:
             # start-up: the policy's reader (PyYAML) only for `status`, never for `list`
             from claude_cage.netpolicy import layers as policy_layers
