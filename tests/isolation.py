@@ -4,6 +4,11 @@ By default the tests use the images `claude-cage build` makes and the egress net
 the packaged config. With CAGE_TEST_TAG=x set, they use `claude-cage-*:x` and the
 network `cage-filtered-x` instead: a run on another checkout builds and tests its own
 images without replacing anyone else's. `scripts/run-tests` builds with the same names.
+
+Under pytest-xdist each worker (PYTEST_XDIST_WORKER=gw0, gw1, ...) gets its own egress
+network, `cage-filtered[-x]-gwN`: the tests' hosts answer there under fixed names
+(allowed.test, api.anthropic.com), and two workers' hosts on one network would share
+those names. The images stay shared.
 """
 
 from __future__ import annotations
@@ -11,23 +16,23 @@ from __future__ import annotations
 import os
 
 TAG = os.environ.get("CAGE_TEST_TAG", "")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 
 IMAGE_CLI = f"claude-cage-cli:{TAG or 'latest'}"
 IMAGE_DESKTOP = f"claude-cage-desktop:{TAG or 'latest'}"
 IMAGE_COMPANION = f"claude-cage-companion:{TAG or 'latest'}"
-EGRESS_NETWORK = f"cage-filtered-{TAG}" if TAG else "cage-filtered"
+EGRESS_NETWORK = "-".join(part for part in ("cage-filtered", TAG, WORKER) if part)
 
 
 def cage_env() -> dict[str, str]:
     """The CAGE_* variables every claude-cage the tests run gets (none by default)."""
-    if not TAG:
-        return {}
-    return {
+    images = {
         "CAGE_IMAGE_CLI": IMAGE_CLI,
         "CAGE_IMAGE_DESKTOP": IMAGE_DESKTOP,
         "CAGE_IMAGE_COMPANION": IMAGE_COMPANION,
-        "CAGE_EGRESS_NETWORK": EGRESS_NETWORK,
     }
+    network = {"CAGE_EGRESS_NETWORK": EGRESS_NETWORK}
+    return {**(images if TAG else {}), **(network if TAG or WORKER else {})}
 
 
 if __name__ == "__main__":  # `eval "$(python3 -m tests.isolation)"` in a shell

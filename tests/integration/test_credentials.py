@@ -560,7 +560,9 @@ BAD_SETS = [
 ]
 
 
-@pytest.mark.parametrize(("args", "value", "says"), BAD_SETS)
+# Named by what the error says: the values are fresh secrets, and every pytest-xdist
+# worker must collect the same names.
+@pytest.mark.parametrize(("args", "value", "says"), BAD_SETS, ids=[s for *_, s in BAD_SETS])
 def test_bad_secret_set_is_refused_and_changes_nothing(
     cage_module: Cage, world: World, args: list[str], value: str, says: str
 ) -> None:
