@@ -25,6 +25,7 @@ JSON_VERSION = 1
 _INVISIBLE = "\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
 _UNSAFE_LINE = re.compile(f"[\x00-\x1f{_INVISIBLE}]")
 _UNSAFE_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f{_INVISIBLE}]")  # keeps \t and \n
+_UNSAFE_IN_LINES = re.compile(f"[\x00-\x09\x0b-\x1f{_INVISIBLE}]")  # all but \n
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -44,6 +45,15 @@ def sanitize(text: Any, multiline: bool = False) -> str:
     """
     pattern = _UNSAFE_TEXT if multiline else _UNSAFE_LINE
     return pattern.sub(_escape, str(text))
+
+
+def sanitize_lines(lines: Sequence[str]) -> list[str]:
+    """`sanitize` of each line, in one pass over them all (one regular-expression call,
+    not one a line: 10,000 lines of `logs` are a few milliseconds)."""
+    joined = "\n".join(lines)
+    if joined.count("\n") != max(len(lines) - 1, 0):  # a line holds a newline of its own
+        return [sanitize(line) for line in lines]
+    return _UNSAFE_IN_LINES.sub(_escape, joined).split("\n") if lines else []
 
 
 def sanitize_stream(chunks: Iterable[bytes]) -> Iterator[str]:

@@ -11,13 +11,14 @@ through `render.sanitize` and is one terminal line, shortened.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from claude_cage.render import sanitize
+from claude_cage.render import sanitize_lines
 
 WIDTH = 100  # a rendered line's length at most (shortened with an ellipsis)
 
@@ -61,7 +62,11 @@ class Reader:
                     self.counter += 1
                     events.append(Event(parsed, source, self.counter))
             self.done[source] = end
-        return sorted(events, key=lambda e: (e.timestamp, e.order))
+        return sorted(events, key=_when)
+
+
+def _when(event: Event) -> tuple[str, int]:
+    return str(event.data.get("timestamp") or ""), event.order
 
 
 def _lines(chunk: bytes) -> list[str] | list[bytes]:
@@ -178,6 +183,23 @@ _CLOCKS: dict[datetime, tuple[str, str]] = {}  # by the second: local time is co
 
 def _clock(timestamp: str) -> tuple[str, str]:
     """(date, time) in local time, from an ISO timestamp; blanks if there is none."""
+    # Claude Code writes UTC to the millisecond ("2026-11-29T10:00:01.123Z"): such a
+    # timestamp is looked up by its second, not parsed again.
+    if len(timestamp) == 24 and timestamp[19] == "." and timestamp[23] == "Z":
+        found = _BY_SECOND.get(timestamp[:19])
+        if found is None:
+            found = _parsed_clock(timestamp)
+            if len(_BY_SECOND) >= 4096:
+                _BY_SECOND.clear()
+            _BY_SECOND[timestamp[:19]] = found
+        return found
+    return _parsed_clock(timestamp)
+
+
+_BY_SECOND: dict[str, tuple[str, str]] = {}
+
+
+def _parsed_clock(timestamp: str) -> tuple[str, str]:
     try:
         moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
     except ValueError:
@@ -210,16 +232,27 @@ class Renderer:
         self.day = ""
 
     def lines(self, events: Iterable[Event]) -> Iterator[str]:
+        plain = self._plain(events)
+        while batch := list(itertools.islice(plain, BATCH)):
+            yield from sanitize_lines(batch)
+
+    def _plain(self, events: Iterable[Event]) -> Iterator[str]:
+        """The lines before `sanitize` (done a batch at a time, by `lines`)."""
+        width = self.width
         for event in events:
+            data = event.data
             date, clock = _clock(event.timestamp)
-            side = "  (subagent)" if event.data.get("isSidechain") else ""
-            for kind, text in items(event.data):
+            side = "  (subagent)" if data.get("isSidechain") else ""
+            for kind, text in items(data):
                 if date and date != self.day:
                     self.day = date
                     yield f"{DAY_MARK}{date}"
                 head = f"{clock}  {LABELS[kind]:<6}  "
-                room = max(self.width - len(head) - len(side), 10)
-                yield sanitize(head + shorten(text, room) + side)
+                room = max(width - len(head) - len(side), 10)
+                yield head + shorten(text, room) + side
+
+
+BATCH = 1000  # lines sanitized in one go
 
 
 def last_lines(lines: Iterable[str], count: int) -> list[str]:

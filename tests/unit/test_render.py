@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from claude_cage.cli.base import load_all
 from claude_cage.context import Context
-from claude_cage.render import sanitize, sanitize_stream, table
+from claude_cage.render import sanitize, sanitize_lines, sanitize_stream, table
 
 # What a hostile session writes: a clipboard write (OSC 52), a window title, a screen
 # clear, and a line overwritten with a forged verdict.
@@ -133,3 +135,16 @@ def test_event_values_are_escaped(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
     assert len(out.splitlines()) == 2
     [event] = json.loads(run(monkeypatch, ["events", "--json"]))["events"]
     assert event["key"] == "blocked:web" + TITLE
+
+
+@given(st.lists(st.text(alphabet=st.characters(max_codepoint=0x2070)), max_size=30))
+def test_lines_sanitized_at_once_are_each_lines_sanitize(lines: list[str]) -> None:
+    assert sanitize_lines(lines) == [sanitize(line) for line in lines]
+
+
+def test_a_line_cannot_start_a_line_of_its_own_in_a_batch() -> None:
+    # A newline inside one line must not split it into a forged second line.
+    batch = ["12:00:00  claude  ok", "x\nstatus: PASS", "\x1b]52;c;Zm9v\x07\u202e\t"]
+    out = sanitize_lines(batch)
+    assert out == ["12:00:00  claude  ok", "x\\nstatus: PASS", "\\x1b]52;c;Zm9v\\x07\\u202e\\t"]
+    assert len(out) == len(batch)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from claude_cage.operations.model import interpret, unreachable
-from claude_cage.transcript import Reader, Renderer, _clock, _lines, last_lines, parse_line, shorten
+from claude_cage.transcript import (
+    Reader,
+    Renderer,
+    _clock,
+    _lines,
+    _parsed_clock,
+    last_lines,
+    parse_line,
+    shorten,
+)
 
 
 def line(**event: object) -> bytes:
@@ -171,3 +180,10 @@ def test_the_clock_is_local_time_by_the_second() -> None:
     local = datetime.fromisoformat("2026-11-29T10:00:05+00:00").astimezone()
     assert one == two == (local.strftime("%Y-%m-%d"), local.strftime("%H:%M:%S"))
     assert _clock("yesterday") == _clock("") == ("", " " * 8)
+
+
+@given(st.datetimes(timezones=st.just(UTC)), st.integers(0, 999))
+def test_the_clock_by_the_second_is_the_parsed_clock(moment: datetime, millis: int) -> None:
+    stamp = moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03}Z"
+    assert _clock(stamp) == _parsed_clock(stamp)
+    assert _clock(stamp) == _parsed_clock(stamp[:19] + "+00:00")

@@ -69,17 +69,12 @@ def attach(
     quit_early: list[int] = []
     previous = signal.signal(signal.SIGQUIT, lambda signum, _frame: quit_early.append(signum))
     try:
-        prepared = agent.prepare_attach(command_context(), name, cwd, raw=raw)
+        prepared = agent.prepare_attach(command_context(), name, cwd, raw=raw, quiet=just_started)
         if quit_early:
             note(f"detached: Claude Code keeps working in {name} (claude-cage attach {name})")
             return 0, False
-        if prepared.restarted_status is not None:
-            note(
-                f"Claude Code had exited (status {prepared.restarted_status}); "
-                f"started a new one in {prepared.directory}"
-            )
-        elif prepared.was == "started" and not just_started:
-            note(f"started Claude Code in {prepared.directory}")
+        # Whether Claude Code had to be started is said by the attach's own exec, on
+        # the terminal, as it starts it (operations/agent.py ATTACH_LINE).
         note(f"attaching to {name}: {agent.DETACH_KEY} detaches and leaves Claude Code working")
         with forwarding(prepared.terminal.signal):
             code = prepared.run()

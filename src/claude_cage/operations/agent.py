@@ -9,12 +9,14 @@ stays until the next `attach` starts a new one; the last lines it wrote say why.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from claude_cage import metadata
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import EngineError
+from claude_cage.operations import record_event
 from claude_cage.operations.owned import running_container
 from claude_cage.operations.run import TerminalRun, on_terminal
 
@@ -52,12 +54,7 @@ def ensure(engine: EngineAPI, container: str, directory: str, resume: bool = Fal
 
 def state(engine: EngineAPI, container: str) -> AgentState:
     code, output = engine.exec_run(container, ["cage-agent", "state"])
-    lines = output.decode(errors="replace").splitlines()
-    if code != 0 or not lines:
-        return AgentState("none")
-    first = lines[0].split()
-    status = int(first[1]) if len(first) > 1 and first[1].lstrip("-").isdigit() else None
-    return AgentState(first[0], status, lines[1:])
+    return _state(output.decode(errors="replace").splitlines()) if code == 0 else AgentState("none")
 
 
 def clients(engine: EngineAPI, container: str) -> int | None:
@@ -67,43 +64,97 @@ def clients(engine: EngineAPI, container: str) -> int | None:
     return int(text) if code == 0 and text.isdigit() else None
 
 
+# The one exec that attaches: it starts Claude Code unless it runs (as `ensure`), notes
+# what it found in a file of the exec's own (read back, with the state, once the
+# terminal is back), says on the terminal when it started one, then becomes the tmux
+# client. One exec, not two in a row: the screen shows a round trip sooner.
+#   $1: the directory, $2: the note file, $3: "quiet" when `start` already said it
+ATTACH_LINE = """\
+was=$(cage-agent start "$1" 2>&1) || {
+    printf 'failed\\n%s\\n' "$was" > "$2"
+    exit 1
+}
+was=$(printf '%s\\n' "$was" | tail -n 1)
+printf 'ok\\n%s\\n' "$was" > "$2"
+case "$was" in
+restarted*) printf 'Claude Code had exited (status %s); started a new one in %s\\n' \\
+                "${was#restarted }" "$1" ;;
+started*) [ "$3" = quiet ] || printf 'started Claude Code in %s\\n' "$1" ;;
+esac
+exec cage-agent attach
+"""
+# What the exec noted, then the state: in one exec after the terminal is back.
+AFTER_LINE = 'cat "$1" 2>/dev/null; rm -f "$1"; echo "@@state"; exec cage-agent state'
+NOTES = "/run/cage/exec"  # cage-exec's own directory, writable by the session's user
+
+
+def _state(lines: list[str]) -> AgentState:
+    if not lines:
+        return AgentState("none")
+    first = lines[0].split()
+    if not first:
+        return AgentState("none")
+    status = int(first[1]) if len(first) > 1 and first[1].lstrip("-").isdigit() else None
+    return AgentState(first[0], status, lines[1:])
+
+
 @dataclass
 class Attach:
-    """One `attach`: prepared (Claude Code started if needed), then run on the terminal."""
+    """One `attach`: prepared (the session checked), then run on the terminal, where
+    its one exec starts Claude Code if needed and attaches (ATTACH_LINE)."""
 
     name: str
     container: str
     directory: str
-    was: str  # what ensure found: running | started | restarted N
     terminal: TerminalRun
     engine: EngineAPI
+    ctx: Context
+    notes: str
     began: float = 0.0
-
-    @property
-    def restarted_status(self) -> int | None:
-        parts = self.was.split()
-        return int(parts[1]) if parts[0] == "restarted" and len(parts) > 1 else None
+    was: str = ""  # what its start found, once the terminal is back (see ensure)
 
     def run(self) -> int:
         self.began = time.monotonic()
         return self.terminal.run()
 
     def after(self) -> AgentState:
-        """Claude Code's state once the terminal is back: detached, or exited."""
-        return state(self.engine, self.container)
+        """Claude Code's state once the terminal is back (detached, or exited), and what
+        the attach's start found, recorded. Raises EngineError when Claude Code could
+        not be started."""
+        code, output = self.engine.exec_run(
+            self.container, ["sh", "-c", AFTER_LINE, "sh", self.notes]
+        )
+        text = output.decode(errors="replace")
+        noted, _, state_text = text.partition("@@state\n")
+        lines = noted.splitlines()
+        if lines[:1] == ["failed"]:
+            detail = "\n".join(lines[1:]).strip()
+            raise EngineError(
+                f"could not start Claude Code in {self.container}: {detail[-300:] or 'failed'}",
+                "rebuild the images ('claude-cage build'): this one may predate cage-agent",
+            )
+        self.was = lines[1].strip() if lines[:1] == ["ok"] and len(lines) > 1 else ""
+        if self.was:
+            record_event(
+                self.ctx, "agent", self.name, {"status": "ok", "agent": self.was.split()[0]}
+            )
+        return _state(state_text.splitlines()) if code == 0 else AgentState("none")
 
     def quick_exit(self) -> bool:
         return time.monotonic() - self.began < QUICK_EXIT_SECONDS
 
 
-def prepare_attach(ctx: Context, name: str, cwd: str | None = None, raw: bool = False) -> Attach:
-    """Start the session's Claude Code if it is not running, and get ready to attach
-    (`raw`: its screen unfiltered, see terminal_filter)."""
-    engine = ctx.engine_for(name)
-    terminal = on_terminal(ctx, "attach", name, ["cage-agent", "attach"], cwd, raw=raw)
-    was = ensure(engine, terminal.container, terminal.directory)
-    terminal.events.append(("agent", {"status": "ok", "agent": was.split()[0]}))
-    return Attach(name, terminal.container, terminal.directory, was, terminal, engine)
+def prepare_attach(
+    ctx: Context, name: str, cwd: str | None = None, raw: bool = False, quiet: bool = False
+) -> Attach:
+    """Check the session and get ready to attach (`raw`: its screen unfiltered, see
+    terminal_filter; `quiet`: a Claude Code it starts is not announced, `start` did)."""
+    notes = f"{NOTES}/{uuid.uuid4().hex}.agent"
+    terminal = on_terminal(ctx, "attach", name, ["sh", "-c", ATTACH_LINE, "sh"], cwd, raw=raw)
+    terminal.command += [terminal.directory, notes, "quiet" if quiet else "say"]
+    return Attach(
+        name, terminal.container, terminal.directory, terminal, terminal.engine, ctx, notes
+    )
 
 
 def start_detached(

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from claude_cage import names
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import SessionNotFound
-from claude_cage.operations import history
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.transcript import Event, Reader
 
@@ -69,6 +68,8 @@ def read_transcript(
     engine = ctx.engine_for(name)
     container = names.container_name(name)
     if inspect_ours(engine, container) is None:
+        from claude_cage.operations import history  # start-up: only a destroyed session's
+
         archived = history.latest(name)
         if archived is None:
             raise SessionNotFound(name)
