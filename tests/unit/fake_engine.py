@@ -187,7 +187,7 @@ class UnusedEngine(EngineAPI):
     def put_archive(self, name: str, path: str, archive: Archive) -> None:
         self._unused("put_archive")
 
-    def get_archive(self, name: str, path: str) -> bytes | None:
+    def get_archive(self, name: str, path: str, chunk: int = 1 << 20) -> Iterator[bytes] | None:
         self._unused("get_archive")
 
     def log_tail(self, name: str, lines: int = 5) -> str:

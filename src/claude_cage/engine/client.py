@@ -15,6 +15,7 @@ commands claude-cage runs), and so do image transfers. Builds and pulls have the
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import socket
 import urllib.parse
@@ -26,7 +27,15 @@ from claude_cage.engine import endpoints, podman
 from claude_cage.engine.api import Archive, EngineAPI
 from claude_cage.engine.container_request import create_body
 from claude_cage.engine.endpoints import Endpoint
-from claude_cage.engine.transport import Connection, Transport, api_error, demux, frames, lines
+from claude_cage.engine.transport import (
+    Connection,
+    Transport,
+    api_error,
+    check_not_stalled,
+    demux,
+    frames,
+    lines,
+)
 from claude_cage.errors import (
     CageError,
     EngineError,
@@ -368,17 +377,39 @@ class Engine(EngineAPI):
         finally:
             sock.close()
 
-    def get_archive(self, name: str, path: str) -> bytes | None:
+    def get_archive(self, name: str, path: str, chunk: int = 1 << 20) -> Iterator[bytes] | None:
         """A tar of `path` (a file or a directory) in a container, running or stopped,
-        volumes included; None if absent."""
-        status, data = self._http.request(
-            "GET", f"/containers/{urllib.parse.quote(name)}/archive", {"path": path}
+        volumes included, as chunks of at most `chunk` bytes read as they come (never
+        held whole); None if absent. Each read waits the engine's bound."""
+        url = f"/containers/{urllib.parse.quote(name)}/archive?" + urllib.parse.urlencode(
+            {"path": path}
         )
-        if status == 404:
-            return None
-        if status >= 400:
-            raise api_error(status, data)
-        return data
+        check_not_stalled(self.endpoint)
+        conn = Connection(self.endpoint, self.timeout)
+        try:
+            conn.request("GET", url)
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._http.lost(exc if isinstance(exc, OSError) else OSError(str(exc))) from None
+        if response.status >= 400:
+            data = response.read()
+            conn.close()
+            if response.status == 404:
+                return None
+            raise api_error(response.status, data)
+        return self._chunks(conn, response, chunk)
+
+    def _chunks(
+        self, conn: Connection, response: http.client.HTTPResponse, chunk: int
+    ) -> Iterator[bytes]:
+        try:
+            while data := response.read1(chunk):
+                yield data
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._http.lost(exc if isinstance(exc, OSError) else OSError(str(exc))) from None
+        finally:
+            conn.close()
 
     def log_tail(self, name: str, lines: int = 5) -> str:
         """The last lines a container wrote (stdout and stderr), for error messages."""
