@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import socket
 
+    from claude_cage.cancel import Cancel
     from claude_cage.engine.endpoints import Endpoint
     from claude_cage.policy import ContainerSpec
 
@@ -73,7 +74,12 @@ class EngineAPI(Protocol):
     def log_tail(self, name: str, lines: int = 5) -> str: ...
     def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]: ...
     def output_lines(
-        self, name: str, since: str = "0", follow: bool = False, tail: int | None = None
+        self,
+        name: str,
+        since: str = "0",
+        follow: bool = False,
+        tail: int | None = None,
+        stop: Cancel | None = None,
     ) -> Iterator[tuple[str, bytes]]: ...
 
     # --- exec ---

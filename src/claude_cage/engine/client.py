@@ -14,6 +14,7 @@ commands claude-cage runs), and so do image transfers. Builds and pulls have the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
@@ -45,6 +46,7 @@ from claude_cage.errors import (
 )
 
 if TYPE_CHECKING:
+    from claude_cage.cancel import Cancel
     from claude_cage.policy import ContainerSpec
 
 MANAGED = labels.MANAGED_FILTER
@@ -426,14 +428,20 @@ class Engine(EngineAPI):
             )
 
     def output_lines(
-        self, name: str, since: str = "0", follow: bool = False, tail: int | None = None
+        self,
+        name: str,
+        since: str = "0",
+        follow: bool = False,
+        tail: int | None = None,
+        stop: Cancel | None = None,
     ) -> Iterator[tuple[str, bytes]]:
         """(engine timestamp, line) for each line a container wrote to its standard
         output since `since` (seconds since the epoch, with up to nine decimals; lines
         at exactly that time come again). With `follow`, lines keep coming until the
-        container stops; with `tail`, only the last `tail` lines come. Read from the
-        engine's own log, so no process runs in the container, and a stopped one's
-        output is there too."""
+        container stops, or until `stop` is set (the stream is shut down then, so a
+        quiet container holds no reader); with `tail`, only the last `tail` lines come.
+        Read from the engine's own log, so no process runs in the container, and a
+        stopped one's output is there too."""
         query = {
             "stdout": "1",
             "stderr": "0",
@@ -444,17 +452,27 @@ class Engine(EngineAPI):
         }
         path = f"/containers/{urllib.parse.quote(name)}/logs"
         conn = Connection(self.endpoint, None if follow else self.timeout)
-        try:
-            conn.request("GET", path + "?" + urllib.parse.urlencode(query))
-            response = conn.getresponse()
-            if response.status >= 400:
-                error = api_error(response.status, response.read())
-                raise EngineNotFound(f"no container {name}") if response.status == 404 else error
-            yield from lines(out for out, _err in demux(response.read1) if out)
-        except OSError as exc:
-            raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
-        finally:
-            conn.close()
+
+        def shut() -> None:  # the read blocked in another thread returns at once
+            if conn.sock is not None:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+
+        with stop.on_set(shut) if stop is not None else contextlib.nullcontext():
+            try:
+                conn.request("GET", path + "?" + urllib.parse.urlencode(query))
+                response = conn.getresponse()
+                if response.status >= 400:
+                    error = api_error(response.status, response.read())
+                    if response.status == 404:
+                        raise EngineNotFound(f"no container {name}")
+                    raise error
+                yield from lines(out for out, _err in demux(response.read1) if out)
+            except (OSError, http.client.HTTPException) as exc:
+                if stop is not None and stop.is_set():
+                    return  # shut down on purpose
+                raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
+            finally:
+                conn.close()
 
     def stats(self, name: str) -> dict[str, Any]:
         """One-shot stats: no 1.5 s wait for a second sample."""
