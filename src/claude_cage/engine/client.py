@@ -32,7 +32,6 @@ from claude_cage.engine.transport import (
     Connection,
     Transport,
     api_error,
-    check_not_stalled,
     demux,
     frames,
     lines,
@@ -386,8 +385,7 @@ class Engine(EngineAPI):
         url = f"/containers/{urllib.parse.quote(name)}/archive?" + urllib.parse.urlencode(
             {"path": path}
         )
-        check_not_stalled(self.endpoint)
-        conn = Connection(self.endpoint, self.timeout)
+        conn = self._http.connection()  # a far engine's is kept: read it to its end
         try:
             conn.request("GET", url)
             response = conn.getresponse()
@@ -396,7 +394,8 @@ class Engine(EngineAPI):
             raise self._http.lost(exc if isinstance(exc, OSError) else OSError(str(exc))) from None
         if response.status >= 400:
             data = response.read()
-            conn.close()
+            if self.endpoint.is_local:
+                conn.close()
             if response.status == 404:
                 return None
             raise api_error(response.status, data)
@@ -409,9 +408,11 @@ class Engine(EngineAPI):
             while data := response.read1(chunk):
                 yield data
         except (OSError, http.client.HTTPException) as exc:
+            conn.close()
             raise self._http.lost(exc if isinstance(exc, OSError) else OSError(str(exc))) from None
         finally:
-            conn.close()
+            if self.endpoint.is_local or not response.isclosed():
+                conn.close()  # a kept connection left mid-answer is no use for the next
 
     def log_tail(self, name: str, lines: int = 5) -> str:
         """The last lines a container wrote (stdout and stderr), for error messages."""

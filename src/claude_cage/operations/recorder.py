@@ -11,12 +11,13 @@ data volume: `--no-persist`, its container gone) leaves no transcript to keep.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from claude_cage import labels, names, paths, policy
 from claude_cage.engine.api import EngineAPI
-from claude_cage.errors import CageError
+from claude_cage.errors import CageError, ImageMissing
 from claude_cage.kinds import Mode, Network
 from claude_cage.operations import companion, history, logs
 from claude_cage.operations.owned import inspect_ours
@@ -55,10 +56,9 @@ def _transcripts(
     if not labels.is_ours(engine.volume_labels(volume)):
         yield None
         return
-    image = meta.image if meta is not None and meta.image else str(ctx.config["image_cli"])
     reader = policy.ContainerSpec(
         name=names.export_container(name),
-        image=image,
+        image=meta.image if meta is not None and meta.image else str(ctx.config["image_cli"]),
         role=labels.Role.EXPORT,
         labels=labels.for_session(
             name,
@@ -72,7 +72,11 @@ def _transcripts(
         volumes=[{"source": volume, "target": policy.CONFIG_DIR, "read_only": True}],
     )
     engine.remove(reader.name)  # a leftover of a killed run
-    engine.create(reader)
+    try:
+        engine.create(reader)
+    except ImageMissing:  # its own image is gone: any other reads the volume as well
+        reader = dataclasses.replace(reader, image=str(ctx.config["image_cli"]))
+        engine.create(reader)
     try:
         yield engine.get_archive(reader.name, logs.TRANSCRIPTS)
     finally:
