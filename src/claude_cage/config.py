@@ -44,6 +44,7 @@ from claude_cage.validators import (
     registry_mirrors,
     resolution,
     size_at_least,
+    size_between,
     text,
     volume_size,
 )
@@ -144,6 +145,9 @@ DEFAULTS: dict[str, Any] = {
     # The flight recorder's archives of destroyed sessions (operations/history.py) are
     # kept this many days (0: for ever); gc and every destroy prune the older ones.
     "history_days": 30,
+    # The most of each transcript file an archive keeps (past it, a line says how much
+    # was left out), so a session that wrote a huge one cannot exhaust the host.
+    "history_transcript_size": "64m",
     # A JSON file of Claude Code managed settings (the operator's policy), delivered
     # read-only into every session at /etc/claude-code/managed-settings.json.
     "claude_managed_settings": None,
@@ -216,6 +220,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "events_max_size": size_at_least("256k"),
     "events_max_age": number(int, 1, 36_500),
     "history_days": number(int, 0, 36_500),
+    "history_transcript_size": size_between("4k", "512m"),
     "claude_managed_settings": optional_text,
     "claude_config": path_or_off,
     "devcontainer": auto_or_off,

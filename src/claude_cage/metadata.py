@@ -75,6 +75,8 @@ def _escape(text: str) -> str:
 
 
 def _unescape(text: str) -> str:
+    if "\\" not in text:  # most values: nothing to undo
+        return text
     out, i = [], 0
     while i < len(text):
         char = text[i]
@@ -245,6 +247,11 @@ class SessionStore:
         """The session's metadata; None when it has none. Raises DamagedMetadata when
         the file is there but unusable (not UTF-8, empty, cut short, garbage, a
         directory, unreadable, over MAX_BYTES, a value that does not fit its field)."""
+        found = self._read(name)
+        return None if found is None else found[0]
+
+    def _read(self, name: str) -> tuple[dict[str, Any], SessionRecord] | None:
+        """The session's metadata and its record, decoded once (as `read`)."""
         path = self.dir(name) / "metadata"
         try:
             raw = _read_at_most(path, MAX_BYTES + 1)
@@ -267,24 +274,29 @@ class SessionStore:
         if problem:
             raise DamagedMetadata(name, path, problem)
         try:
-            _record(name, data)
+            return data, _record(name, data)
         except ValueError as exc:  # record.DamagedField: the value that does not fit
             raise DamagedMetadata(name, path, str(exc)) from None
-        return data
 
-    def scan(self) -> tuple[dict[str, dict[str, Any]], dict[str, DamagedMetadata]]:
-        """Every session's metadata, and apart from them the damaged ones."""
-        good: dict[str, dict[str, Any]] = {}
+    def _scan(
+        self,
+    ) -> tuple[dict[str, tuple[dict[str, Any], SessionRecord]], dict[str, DamagedMetadata]]:
+        good: dict[str, tuple[dict[str, Any], SessionRecord]] = {}
         damaged: dict[str, DamagedMetadata] = {}
         for name in self.names():
             try:
-                data = self.read(name)
+                found = self._read(name)
             except DamagedMetadata as exc:
                 damaged[name] = exc
                 continue
-            if data is not None:
-                good[name] = data
+            if found is not None:
+                good[name] = found
         return good, damaged
+
+    def scan(self) -> tuple[dict[str, dict[str, Any]], dict[str, DamagedMetadata]]:
+        """Every session's metadata, and apart from them the damaged ones."""
+        good, damaged = self._scan()
+        return {name: data for name, (data, _record) in good.items()}, damaged
 
     def read_all(self) -> dict[str, dict[str, Any]]:
         """Every usable session's metadata (damaged ones left out)."""
@@ -292,18 +304,18 @@ class SessionStore:
 
     def load(self, name: str) -> SessionRecord | None:
         """The session's record, or None when it has no metadata."""
-        data = self.read(name)
-        return None if data is None else _record(name, data)
+        found = self._read(name)
+        return None if found is None else found[1]
 
     def load_all(self) -> dict[str, SessionRecord]:
         """Every usable record (damaged ones left out: see `scan`)."""
-        return {name: _record(name, data) for name, data in self.read_all().items()}
+        return self.load_scan()[0]
 
     def load_scan(self) -> tuple[dict[str, SessionRecord], dict[str, DamagedMetadata]]:
-        """Every usable record, and apart from them the damaged ones."""
-        good, damaged = self.scan()
-        records = {n: _record(n, d) for n, d in good.items()}
-        return records, damaged
+        """Every usable record, and apart from them the damaged ones: each file read
+        and decoded once (`list` and the dashboard's sessions page read them all)."""
+        good, damaged = self._scan()
+        return {name: found for name, (_data, found) in good.items()}, damaged
 
     def busy(self, name: str) -> bool:
         """Whether a start, stop or destroy holds the session's lock right now."""

@@ -198,10 +198,17 @@ def json_keys() -> frozenset[str]:
     return frozenset(k for k, t in _types().items() if typing.get_origin(t) is tuple)
 
 
+@functools.cache
+def _shape(kind: Any) -> tuple[Any, tuple[Any, ...]]:
+    """A field type's origin and arguments, worked out once (`list` decodes every field
+    of every record)."""
+    return typing.get_origin(kind), typing.get_args(kind)
+
+
 def _decode(kind: Any, raw: Any) -> Any:
     """One value from the file (text, or a list for JSON keys) as `kind`; ValueError or
     TypeError when it does not fit."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    origin, args = _shape(kind)
     if origin in (types.UnionType, typing.Union):  # X | None: an empty value is None
         inner = next(a for a in args if a is not type(None))
         return None if raw in (None, "") else _decode(inner, raw)

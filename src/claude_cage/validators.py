@@ -88,6 +88,18 @@ def size_at_least(minimum: str) -> Callable[[Any], Any]:
     return check
 
 
+def size_between(minimum: str, maximum: str) -> Callable[[Any], Any]:
+    """A size from `minimum` to `maximum`."""
+    floor, ceiling = parse_size(minimum), parse_size(maximum)
+
+    def check(value: Any) -> Any:
+        if not floor <= parse_size(value) <= ceiling:
+            raise ValueError(f"{value!r} is not between {minimum} and {maximum}")
+        return str(value).strip().lower()
+
+    return check
+
+
 def volume_size(value: Any) -> Any:
     """A volume's size limit: 0 for none, else at least 16m (ext4 needs room)."""
     size = parse_size(value)

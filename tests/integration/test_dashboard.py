@@ -9,6 +9,9 @@ page go to test-output/ (ignored by git, kept by CI)."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import tempfile
 import time
 import uuid
@@ -24,6 +27,7 @@ from tests.integration.model import ModelServer, agent_script
 from tests.integration.test_agent import project  # noqa: F401 (a fixture)
 from tests.integration.test_desktop import CHROMIUM, CHROMIUM_ARGS, OUTPUT, missing
 from tests.integration.workspace_helpers import git
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -233,3 +237,47 @@ def test_the_transcript_follows_a_real_claude_code_run(
         page.wait_for_selector(f"#transcript >> text={text}", timeout=10_000)
     assert key not in page.content()
     page.screenshot(path=str(OUTPUT / "dashboard-transcript.png"))
+
+
+def open_stream(base: str, token: str, path: str) -> socket.socket:
+    """An event stream as a page holds it, read until the server's first comment."""
+    host = base.split("//")[1].strip("/")
+    port = int(host.split(":")[1])
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: token {token}\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
+    seen = b""
+    while b": open" not in seen:
+        chunk = sock.recv(4096)
+        assert chunk, seen
+        seen += chunk
+    return sock
+
+
+def test_closed_streams_leave_no_thread_behind(cage: Cage, dashboard: str) -> None:
+    """A page that opens live views and goes (closed tab, reload) leaves nothing behind:
+    each stream's threads end, also one following a quiet proxy's log, which sends
+    nothing that would make a write fail."""
+    name = cage.name("uithreads")
+    started = cage("start", "--name", name, "--detach")  # filtered: a companion to follow
+    assert started.code == 0, started.output
+    # The session stopped by hand, its companion left running: a proxy log that stays
+    # quiet (Claude Code's own requests would wake a stream that was left behind).
+    subprocess.run(["docker", "stop", "-t", "1", f"cage-{name}"], check=True,
+                   capture_output=True, timeout=60)  # fmt: skip
+    pid = json.loads((cage.data_dir / "ui.json").read_text())["pid"]
+
+    def threads() -> int:
+        return len(os.listdir(f"/proc/{pid}/task"))
+
+    base, token = dashboard.split("?token=")
+    baseline = threads()
+    paths = [f"/api/stream/{kind}?name={name}" for kind in ("egress", "transcript")]
+    paths.append(f"/api/stream/events?session={name}")
+    streams = [open_stream(base, token, path) for path in paths * 4]
+    wait_until(lambda: threads() >= baseline + len(streams), 10, "the streams' threads")
+    for stream in streams:
+        stream.close()
+    wait_until(lambda: threads() <= baseline, 15, f"threads back to {baseline}")

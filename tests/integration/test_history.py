@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import secrets
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,46 @@ def test_a_damaged_archive_is_one_line_not_a_traceback(cage: Cage) -> None:
     shown = cage("logs", "ghost")
     assert shown.code == 1 and "is damaged" in shown.stderr, shown.output
     assert "Traceback" not in shown.output
+
+
+def write_turn(cage: Cage, name: str, text: str) -> None:
+    turn = {"type": "user", "timestamp": "2026-12-06T10:00:00Z", "message": {"content": text}}
+    line = json.dumps(turn).replace("'", "'\\''")
+    write = f"mkdir -p $(dirname {TRANSCRIPT}) && printf '%s\\n' '{line}' >> {TRANSCRIPT}"
+    assert sh(cage, name, write).code == 0
+
+
+def read_back(cage: Cage, name: str, text: str) -> None:
+    """`history` lists it, and `logs` reads its archive, marked destroyed."""
+    assert name in [a["name"] for a in archives(cage)]
+    shown = cage("logs", name)
+    assert shown.code == 0, shown.output
+    assert text in shown.stdout and f"session {name} was destroyed at" in shown.stderr
+
+
+def test_an_ephemeral_session_removed_by_stop_or_gc_is_archived(cage: Cage) -> None:
+    stopped, collected, purged = cage.name("eph"), cage.name("ephgc"), cage.name("ephp")
+    for name in (stopped, collected, purged):
+        started = cage("start", "--name", name, "--detach", "--network", "none", "--ephemeral")
+        assert started.code == 0, started.output
+        write_turn(cage, name, f"said in {name}")
+
+    gone = cage("stop", stopped, "--json")  # removed as it stops: archived first
+    assert gone.code == 0, gone.output
+    assert gone.json()["removed"] == [stopped] and stopped in gone.json()["archives"]
+    read_back(cage, stopped, f"said in {stopped}")
+
+    # one whose container stopped by itself: gc removes it, archived first
+    subprocess.run(["docker", "stop", "-t", "1", f"cage-{collected}"], check=True,
+                   capture_output=True, timeout=60)  # fmt: skip
+    done = cage("gc", "--json")
+    assert done.code == 0, done.output
+    items = done.json()["items"]
+    assert ("archive", collected, "archived") in [(i["kind"], i["session"], i["outcome"])
+                                                  for i in items]  # fmt: skip
+    read_back(cage, collected, f"said in {collected}")
+    assert cage("gc", "--yes").code == 0  # its record goes now, and no second archive
+    assert [a["name"] for a in archives(cage)].count(collected) == 1
+
+    assert cage("stop", purged, "--purge").code == 0
+    assert purged not in [a["name"] for a in archives(cage)]

@@ -20,6 +20,7 @@ from claude_cage.engine.api import Archive, EngineAPI
 from claude_cage.engine.endpoints import Endpoint
 
 if TYPE_CHECKING:
+    from claude_cage.cancel import Cancel
     from claude_cage.policy import ContainerSpec
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -187,7 +188,7 @@ class UnusedEngine(EngineAPI):
     def put_archive(self, name: str, path: str, archive: Archive) -> None:
         self._unused("put_archive")
 
-    def get_archive(self, name: str, path: str) -> bytes | None:
+    def get_archive(self, name: str, path: str, chunk: int = 1 << 20) -> Iterator[bytes] | None:
         self._unused("get_archive")
 
     def log_tail(self, name: str, lines: int = 5) -> str:
@@ -197,7 +198,12 @@ class UnusedEngine(EngineAPI):
         self._unused("logs")
 
     def output_lines(
-        self, name: str, since: str = "0", follow: bool = False, tail: int | None = None
+        self,
+        name: str,
+        since: str = "0",
+        follow: bool = False,
+        tail: int | None = None,
+        stop: Cancel | None = None,
     ) -> Iterator[tuple[str, bytes]]:
         self._unused("output_lines")
 

@@ -20,7 +20,9 @@ def outcome(monkeypatch: pytest.MonkeyPatch, *outcomes: str) -> None:
         for i, result in enumerate(outcomes)
     ]
     monkeypatch.setattr(cleanup, "plan_gc", lambda _ctx: cleanup.GcPlan())
-    monkeypatch.setattr(cleanup, "gc", lambda _ctx, remove_stale=False, dry_run=False: items)
+    monkeypatch.setattr(
+        cleanup, "gc", lambda _ctx, remove_stale=False, dry_run=False, purge=False: items
+    )
 
 
 @pytest.mark.parametrize("as_json", [False, True])

@@ -4,14 +4,24 @@ expires, what a damaged one says, and what a killed destroy's temporary file bec
 from __future__ import annotations
 
 import io
+import json
 import os
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from claude_cage.operations import history
+from claude_cage.transcript import Reader, Renderer
+from tests.unit.fake_engine import UnusedEngine
+
+
+class UnusedEngineNoCompanion(UnusedEngine):
+    def inspect(self, name: str) -> dict[str, Any] | None:
+        return None  # no companion: no egress log
 
 
 @pytest.fixture
@@ -76,3 +86,50 @@ def test_a_manifest_that_is_not_json_is_damage(directory: Path) -> None:
     archive(directory, "list", "20261206T000000000001Z", {"manifest.json": b"[1, 2]"})
     with pytest.raises(history.DamagedArchive, match="not an object"):
         history.read(history.entries("list")[0])
+
+
+def engine_tar(files: dict[str, bytes]) -> Iterator[bytes]:
+    """What the engine's archive API sends for the transcript directory: a plain tar,
+    in chunks."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for path, data in files.items():
+            info = tarfile.TarInfo(f"projects/{path}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    data = out.getvalue()
+    return iter([data[i : i + 7000] for i in range(0, len(data), 7000)])
+
+
+def turn(i: int, text: str) -> bytes:
+    line = {"type": "user", "timestamp": f"2026-12-06T10:{i // 60 % 60:02}:{i % 60:02}Z",
+            "message": {"content": text}}  # fmt: skip
+    return json.dumps(line).encode() + b"\n"
+
+
+def test_a_transcript_over_the_cap_is_kept_cut_with_a_line_saying_so(directory: Path) -> None:
+    cap = 64 * 1024
+    big = b"".join(turn(i, f"turn {i} " + "x" * 200) for i in range(2000))  # ~470 KiB
+    long_line = turn(1, "y" * (3 * cap))  # one line longer than the archive keeps
+    small = turn(0, "the api_key is here") + long_line + turn(2, "after the long one")
+    sent = engine_tar({"-workspace/big.jsonl": big, "-workspace/small.jsonl": small})
+    done = history.archive(UnusedEngineNoCompanion(), "cut", None, sent, [], cap)
+
+    contents = history.read(done)  # still a readable archive
+    kept = contents.transcripts["projects/-workspace/big.jsonl"]
+    assert len(kept) <= cap and kept.startswith(big[:1000])
+    events = Reader().feed({"big": kept})
+    assert events[0].data["message"]["content"].startswith("turn 0 ")
+    last = events[-1].data
+    assert last["type"] == "system" and "history_transcript_size" in last["content"]
+    left_out = int(last["content"].split("its last ")[1].split(" bytes")[0])
+    assert left_out == len(big) - len(kept) + len(json.dumps(last)) + 1
+    assert "claude-cage" in "\n".join(Renderer(200).lines(events[-1:]))  # `logs` shows it
+
+    small_kept = [e.data for e in Reader().feed({"s": contents.transcripts[
+        "projects/-workspace/small.jsonl"]})]  # fmt: skip
+    assert small_kept[0]["message"]["content"] == "the api_key is here"
+    assert f"a line of {len(long_line)} bytes was left out" in small_kept[1]["content"]
+    assert small_kept[2]["message"]["content"] == "after the long one"
+    assert oct(done.path.stat().st_mode & 0o777) == "0o600"
+    assert not list(directory.glob(".archive-*")) and not list(directory.glob("tmp*"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,10 @@ from claude_cage.context import Context
 from claude_cage.engine.endpoints import Endpoint
 from claude_cage.kinds import Status
 from claude_cage.operations import cleanup as gc_ops
-from claude_cage.operations import doctor, reap
+from claude_cage.operations import doctor, history, reap
 from claude_cage.operations.cleanup import SessionObjects, leftovers
 from claude_cage.operations.reap import Facts, Sample, decide
+from claude_cage.policy import ContainerSpec
 from claude_cage.record import SessionRecord
 from tests.unit.fake_engine import UnusedEngine
 
@@ -447,6 +448,7 @@ class GcEngine(UnusedEngine):
         self.containers: list[dict[str, Any]] = []
         self.volumes: list[dict[str, Any]] = []
         self.removed: list[str] = []
+        self.readers: list[str] = []  # created and not removed yet
 
     def add_container(self, name: str, session: str, labels: dict[str, str]) -> None:
         self.containers.append(
@@ -480,7 +482,26 @@ class GcEngine(UnusedEngine):
     def list_networks(self) -> list[dict[str, Any]]:
         return []
 
+    def inspect(self, name: str) -> dict[str, Any] | None:
+        found = [c for c in self.list_containers() if c["Id"] == name]
+        return {"Id": name, "Config": {"Labels": found[0]["Labels"]}} if found else None
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        return next((v["Labels"] for v in self.list_volumes() if v["Name"] == name), None)
+
+    def get_archive(self, name: str, path: str, chunk: int = 1 << 20) -> Iterator[bytes] | None:
+        return None  # no transcript: the archive holds the record and the events
+
+    def create(self, spec: ContainerSpec) -> str:
+        self.readers.append(spec.name)  # reads a gone container's data volume (recorder.py)
+        return spec.name
+
     def remove(self, name: str) -> bool:
+        if name.startswith("export-"):  # a reader: none is left from before
+            if name not in self.readers:
+                return False
+            self.readers.remove(name)
+            return True
         self.removed.append(name)
         return True
 
@@ -513,6 +534,7 @@ def test_gc_touches_only_its_own_labelled_objects(gc_world: GcEngine) -> None:
     gc_ops.gc(Context(engine=gc_world))
     assert sorted(gc_world.removed) == ["cage-data-orphan", "cage-orphan"]
     assert metadata.SessionStore().read("gone") is not None  # not confirmed: kept
+    assert [a.name for a in history.entries()] == ["orphan"]  # archived as it went
 
 
 def test_gc_dry_run_removes_nothing(gc_world: GcEngine) -> None:
@@ -540,6 +562,8 @@ def test_gc_with_confirmation_removes_sessions_whose_container_is_gone(
     )
     assert sorted(gc_world.removed) == ["cage-data-gone", "cage-data-orphan", "cage-orphan"]
     assert metadata.SessionStore().read("gone") is None
+    assert sorted(a.name for a in history.entries()) == ["gone", "orphan"]
+    assert gc_world.readers == []  # the one that read gone's volume is removed again
 
 
 def test_gc_leaves_a_session_whose_lock_is_held(gc_world: GcEngine) -> None:
@@ -673,7 +697,9 @@ def test_gc_asks_only_on_a_terminal(
     plan = gc_ops.GcPlan(stale=[gc_ops.Leftover("old", "metadata", "old", "gone")])
     seen: list[bool] = []
 
-    def fake_gc(_ctx: Context, remove_stale: bool = False, dry_run: bool = False) -> list:
+    def fake_gc(
+        _ctx: Context, remove_stale: bool = False, dry_run: bool = False, purge: bool = False
+    ) -> list:
         seen.append(remove_stale)
         return []
 

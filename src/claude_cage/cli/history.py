@@ -16,9 +16,11 @@ from claude_cage.render import note, print_json, table
 def history(name: str | None, as_json: bool) -> None:
     """List destroyed sessions kept by the flight recorder.
 
-    'destroy' archives a session's transcripts, egress log and events (unless --purge);
-    'logs NAME' and 'egress NAME' read the newest archive of NAME once it is gone.
-    Archives older than history_days (default 30) are pruned by gc and by destroy.
+    Whatever removes a session ('destroy', the 'stop' of an ephemeral one, 'gc')
+    archives its transcripts, egress log and events first (unless --purge); each
+    transcript file is kept within history_transcript_size (64m). 'logs NAME' and
+    'egress NAME' read the newest archive of NAME once it is gone. Archives older than
+    history_days (default 30) are pruned by gc and by destroy.
     """
     from claude_cage.operations import history as history_ops  # start-up: see above
 

@@ -212,9 +212,15 @@ def start(
 @cli.command(context_settings=CONTEXT)
 @click.argument("name", required=False)
 @click.option("--all", "stop_all", is_flag=True, help="Stop every running session.")
+@click.option(
+    "--purge", is_flag=True, help="An ephemeral session: keep no archive of it (see history)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def stop(name: str | None, stop_all: bool, as_json: bool) -> None:
-    """Stop a session (its companion proxy stops with it)."""
+def stop(name: str | None, stop_all: bool, purge: bool, as_json: bool) -> None:
+    """Stop a session (its companion proxy stops with it).
+
+    An ephemeral session is removed as it stops; its transcripts, egress log and events
+    are archived first (see history), unless --purge."""
     from claude_cage.errors import BadInput
     from claude_cage.operations.teardown import stop as stop_op
     from claude_cage.operations.views import list_sessions
@@ -226,19 +232,21 @@ def stop(name: str | None, stop_all: bool, as_json: bool) -> None:
         if stop_all
         else [name]
     )
-    results = [stop_op(command_context(), target) for target in targets if target]
+    results = [stop_op(command_context(), target, purge) for target in targets if target]
     if as_json:
         print_json(
             {
                 "stopped": [r.name for r in results],
                 "removed": [r.name for r in results if r.removed],
+                "archives": {r.name: r.archive for r in results if r.archive},
             }
         )
         return
     for r in results:
         click.echo(r.name)
         if r.removed:
-            note(f"session {r.name} stopped and removed (ephemeral)")
+            kept = f"; archived in {r.archive}" if r.archive else ""
+            note(f"session {r.name} stopped and removed (ephemeral){kept}")
         else:
             note(f"session {r.name} {'stopped' if r.was_running else 'was already stopped'}")
     if not results:

@@ -64,8 +64,11 @@ def can_ask() -> bool:
 @click.option(
     "--yes", "-y", is_flag=True, help="Also remove sessions whose container is gone, unasked."
 )
+@click.option(
+    "--purge", is_flag=True, help="Keep no archive of the sessions it removes (see history)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
+def gc(dry_run: bool, yes: bool, purge: bool, as_json: bool) -> None:
     """Remove what crashed and ephemeral sessions left behind.
 
     Containers, volumes and networks of sessions with no metadata, starts that did not
@@ -74,7 +77,9 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
     from the engine. The metadata of a session whose container is gone, and damaged
     metadata, is removed only after you confirm (or with --yes). Each item is named
     before anything is touched. Only objects labelled managed-by=claude-cage for this
-    data directory are touched. Exits 1 when anything could not be removed.
+    data directory are touched. A session's container or metadata removed is archived
+    first, as destroy archives it (see history), unless --purge. Exits 1 when anything
+    could not be removed.
     """
     from claude_cage.operations.cleanup import gc as gc_op
     from claude_cage.operations.cleanup import plan_gc
@@ -94,7 +99,7 @@ def gc(dry_run: bool, yes: bool, as_json: bool) -> None:
         for item in plan.leftovers + (plan.stale if remove_stale else []) + plan.archives:
             verb = "adopting" if item.kind == "session" else "removing"
             note(f"{verb} {item.kind} {item.target} ({item.reason})")
-    items = gc_op(command_context(), remove_stale=remove_stale, dry_run=dry_run)
+    items = gc_op(command_context(), remove_stale=remove_stale, dry_run=dry_run, purge=purge)
     from claude_cage.operations.cleanup import snapshots_of_gone_sessions
 
     orphans = snapshots_of_gone_sessions(command_context())

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import json
 import queue
+import select
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from claude_cage import names
+from claude_cage.cancel import Cancel
 from claude_cage.context import Context
 from claude_cage.dashboard.guard import Guard
 from claude_cage.errors import EXIT_BAD_INPUT, CageError, NotFound
@@ -38,8 +42,11 @@ from claude_cage.transcript import Renderer
 STATIC = Path(__file__).parent / "static"
 ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
 HEARTBEAT = 15.0  # seconds between two comments on a quiet event stream
+TICK = 0.5  # seconds between two looks at whether the page of an event stream is still there
+CONNECTION = "cage.connection"  # the environ key of the client's socket (server.py)
 StartResponse = Callable[..., Any]
 Json = dict[str, Any]
+Stream = Callable[[Context, dict[str, list[str]], Cancel], Iterator[Json]]
 
 
 def _headers(kind: str, extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
@@ -65,7 +72,9 @@ class Dashboard:
             "/api/diff": self.diff,
             "/api/desktop": self.desktop,
         }
-        self.streams: dict[str, Callable[[Context, dict[str, list[str]]], Iterator[Json]]] = {
+        self.streams: dict[
+            str, Callable[[Context, dict[str, list[str]], Cancel], Iterator[Json]]
+        ] = {
             "/api/stream/transcript": self.transcript_stream,
             "/api/stream/egress": self.egress_stream,
             "/api/stream/events": self.events_stream,
@@ -92,7 +101,9 @@ class Dashboard:
             if method == "GET" and path in self.gets:
                 return self._json(start, self.gets[path](ctx, query))
             if method == "GET" and path in self.streams:
-                return self._sse(start, self.streams[path](ctx, query))
+                stop = Cancel()
+                events = self.streams[path](ctx, query, stop)
+                return self._sse(start, events, stop, environ.get(CONNECTION))
             if method == "POST" and path in self.posts:
                 return self._json(start, self.posts[path](ctx, self._body(environ)))
         except CageError as exc:
@@ -139,9 +150,15 @@ class Dashboard:
             raise CageError("the request is not a JSON object")
         return data
 
-    def _sse(self, start: StartResponse, events: Iterator[Json]) -> Iterator[bytes]:
+    def _sse(
+        self,
+        start: StartResponse,
+        events: Iterator[Json],
+        stop: Cancel,
+        client: socket.socket | None,
+    ) -> Iterator[bytes]:
         start("200 OK", _headers("text/event-stream", [("X-Accel-Buffering", "no")]))
-        return _with_heartbeat(events)
+        return _with_heartbeat(events, stop, client)
 
     # -- reading
 
@@ -201,33 +218,38 @@ class Dashboard:
 
     # -- live
 
-    def transcript_stream(self, ctx: Context, query: dict[str, list[str]]) -> Iterator[Json]:
-
+    def transcript_stream(
+        self, ctx: Context, query: dict[str, list[str]], stop: Cancel
+    ) -> Iterator[Json]:
         found = logs.read_transcript(ctx, _name(query), follow=True)
         renderer = Renderer(160)
         yield {"destroyed": found.destroyed}
-        for batch in found.batches:
+        for batch in found.batches:  # one a second while following, empty or not
+            if stop.is_set():
+                return
             lines = list(renderer.lines(batch))
             if lines:
                 yield {"lines": lines}
         yield {"end": True}
 
-    def egress_stream(self, ctx: Context, query: dict[str, list[str]]) -> Iterator[Json]:
-
+    def egress_stream(
+        self, ctx: Context, query: dict[str, list[str]], stop: Cancel
+    ) -> Iterator[Json]:
         name = _name(query)
         log = egress.read_log(ctx, name, tail=500)
         yield {"destroyed": log.destroyed, "requests": [r.to_json() for r in log.requests]}
         if log.destroyed:
             return
-        for request in egress.follow_log(ctx, name, log.since, log.seen):
+        for request in egress.follow_log(ctx, name, log.since, log.seen, stop):
             yield {"requests": [request.to_json()]}
-        yield {"end": True}
+        if not stop.is_set():
+            yield {"end": True}
 
-    def events_stream(self, ctx: Context, query: dict[str, list[str]]) -> Iterator[Json]:
-
+    def events_stream(
+        self, ctx: Context, query: dict[str, list[str]], stop: Cancel
+    ) -> Iterator[Json]:
         session, type_ = _opt(query, "session"), _opt(query, "type")
-        for event in ctx.events.follow(session=session, type=type_, backlog=200):
-            yield {"event": event}
+        yield from ctx.events.follow(session=session, type=type_, backlog=200, stop=stop)
 
     # -- changing
 
@@ -282,36 +304,70 @@ def _quiet(work: Callable[[Context, str], Any], ctx: Context, name: str) -> Any:
         return None
 
 
-def _with_heartbeat(events: Iterator[Json]) -> Iterator[bytes]:
-    """The events as SSE frames, with a comment when none came for HEARTBEAT seconds (a
-    closed page is noticed at the next write). A CageError ends the stream with an
-    `error` frame."""
+def _client_gone(client: socket.socket | None) -> bool:
+    """Whether the page closed its end: the socket reads as at its end (a look, nothing
+    taken; the page sends nothing more on an event stream's connection)."""
+    if client is None:
+        return False
+    try:
+        readable, _, _ = select.select([client], [], [], 0)
+        return bool(readable) and client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except (OSError, ValueError):
+        return True
+
+
+def _with_heartbeat(
+    events: Iterator[Json], stop: Cancel, client: socket.socket | None
+) -> Iterator[bytes]:
+    """The events as SSE frames, read by a thread of their own, with a comment when
+    none came for HEARTBEAT seconds. The stream ends when the page goes: its socket
+    is looked at every TICK seconds, and a write that fails ends it too (the server
+    closes this generator). Ending sets `stop`, which the sources watch (and which
+    shuts the engine stream a source may be blocked in), so no thread outlives the page.
+    A CageError ends the stream with an `error` frame."""
     box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1000)
-    done = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=TICK)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def pump() -> None:
         try:
             for event in events:
-                if done.is_set():
+                if stop.is_set() or not put(("data", event)):
                     return
-                box.put(("data", event))
         except CageError as exc:
-            box.put(("data", {"error": exc.message, "hint": exc.hint}))
+            put(("data", {"error": exc.message, "hint": exc.hint}))
         except Exception as exc:
-            box.put(("data", {"error": str(exc) or type(exc).__name__}))
-        box.put(("end", None))
+            put(("data", {"error": str(exc) or type(exc).__name__}))
+        finally:
+            events.close()  # type: ignore[attr-defined]
+        put(("end", None))
 
-    threading.Thread(target=pump, daemon=True).start()
+    threading.Thread(target=pump, daemon=True, name="dashboard-stream").start()
     try:
         yield b": open\n\n"
+        quiet = time.monotonic()
         while True:
             try:
-                kind, event = box.get(timeout=HEARTBEAT)
+                kind, event = box.get(timeout=TICK)
             except queue.Empty:
-                yield b": ping\n\n"
+                if _client_gone(client):
+                    return
+                if time.monotonic() - quiet >= HEARTBEAT:
+                    quiet = time.monotonic()
+                    yield b": ping\n\n"
                 continue
             if kind == "end":
                 return
+            quiet = time.monotonic()
             yield b"data: " + json.dumps(event, default=str).encode() + b"\n\n"
     finally:
-        done.set()
+        stop.set()

@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from claude_cage import detach as detach_mod
 from claude_cage import paths
-from claude_cage.dashboard.app import Dashboard
+from claude_cage.dashboard.app import CONNECTION, Dashboard
 from claude_cage.dashboard.guard import Guard
 from claude_cage.errors import CageError
 
@@ -34,6 +34,11 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
 class _Quiet(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the request line would carry the token
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ[CONNECTION] = self.connection  # an event stream looks whether the page left
+        return environ
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import socket
 
+    from claude_cage.cancel import Cancel
     from claude_cage.engine.endpoints import Endpoint
     from claude_cage.policy import ContainerSpec
 
@@ -69,11 +70,16 @@ class EngineAPI(Protocol):
     def unpause(self, name: str) -> None: ...
     def remove(self, name: str) -> bool: ...
     def put_archive(self, name: str, path: str, archive: Archive) -> None: ...
-    def get_archive(self, name: str, path: str) -> bytes | None: ...
+    def get_archive(self, name: str, path: str, chunk: int = 1 << 20) -> Iterator[bytes] | None: ...
     def log_tail(self, name: str, lines: int = 5) -> str: ...
     def logs(self, name: str, follow: bool, tail: int | None) -> Iterator[bytes]: ...
     def output_lines(
-        self, name: str, since: str = "0", follow: bool = False, tail: int | None = None
+        self,
+        name: str,
+        since: str = "0",
+        follow: bool = False,
+        tail: int | None = None,
+        stop: Cancel | None = None,
     ) -> Iterator[tuple[str, bytes]]: ...
 
     # --- exec ---

@@ -14,7 +14,9 @@ commands claude-cage runs), and so do image transfers. Builds and pulls have the
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import http.client
 import json
 import socket
 import urllib.parse
@@ -26,7 +28,14 @@ from claude_cage.engine import endpoints, podman
 from claude_cage.engine.api import Archive, EngineAPI
 from claude_cage.engine.container_request import create_body
 from claude_cage.engine.endpoints import Endpoint
-from claude_cage.engine.transport import Connection, Transport, api_error, demux, frames, lines
+from claude_cage.engine.transport import (
+    Connection,
+    Transport,
+    api_error,
+    demux,
+    frames,
+    lines,
+)
 from claude_cage.errors import (
     CageError,
     EngineError,
@@ -36,6 +45,7 @@ from claude_cage.errors import (
 )
 
 if TYPE_CHECKING:
+    from claude_cage.cancel import Cancel
     from claude_cage.policy import ContainerSpec
 
 MANAGED = labels.MANAGED_FILTER
@@ -368,17 +378,41 @@ class Engine(EngineAPI):
         finally:
             sock.close()
 
-    def get_archive(self, name: str, path: str) -> bytes | None:
+    def get_archive(self, name: str, path: str, chunk: int = 1 << 20) -> Iterator[bytes] | None:
         """A tar of `path` (a file or a directory) in a container, running or stopped,
-        volumes included; None if absent."""
-        status, data = self._http.request(
-            "GET", f"/containers/{urllib.parse.quote(name)}/archive", {"path": path}
+        volumes included, as chunks of at most `chunk` bytes read as they come (never
+        held whole); None if absent. Each read waits the engine's bound."""
+        url = f"/containers/{urllib.parse.quote(name)}/archive?" + urllib.parse.urlencode(
+            {"path": path}
         )
-        if status == 404:
-            return None
-        if status >= 400:
-            raise api_error(status, data)
-        return data
+        conn = self._http.connection()  # a far engine's is kept: read it to its end
+        try:
+            conn.request("GET", url)
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._http.lost(exc if isinstance(exc, OSError) else OSError(str(exc))) from None
+        if response.status >= 400:
+            data = response.read()
+            if self.endpoint.is_local:
+                conn.close()
+            if response.status == 404:
+                return None
+            raise api_error(response.status, data)
+        return self._chunks(conn, response, chunk)
+
+    def _chunks(
+        self, conn: Connection, response: http.client.HTTPResponse, chunk: int
+    ) -> Iterator[bytes]:
+        try:
+            while data := response.read1(chunk):
+                yield data
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._http.lost(exc if isinstance(exc, OSError) else OSError(str(exc))) from None
+        finally:
+            if self.endpoint.is_local or not response.isclosed():
+                conn.close()  # a kept connection left mid-answer is no use for the next
 
     def log_tail(self, name: str, lines: int = 5) -> str:
         """The last lines a container wrote (stdout and stderr), for error messages."""
@@ -395,14 +429,20 @@ class Engine(EngineAPI):
             )
 
     def output_lines(
-        self, name: str, since: str = "0", follow: bool = False, tail: int | None = None
+        self,
+        name: str,
+        since: str = "0",
+        follow: bool = False,
+        tail: int | None = None,
+        stop: Cancel | None = None,
     ) -> Iterator[tuple[str, bytes]]:
         """(engine timestamp, line) for each line a container wrote to its standard
         output since `since` (seconds since the epoch, with up to nine decimals; lines
         at exactly that time come again). With `follow`, lines keep coming until the
-        container stops; with `tail`, only the last `tail` lines come. Read from the
-        engine's own log, so no process runs in the container, and a stopped one's
-        output is there too."""
+        container stops, or until `stop` is set (the stream is shut down then, so a
+        quiet container holds no reader); with `tail`, only the last `tail` lines come.
+        Read from the engine's own log, so no process runs in the container, and a
+        stopped one's output is there too."""
         query = {
             "stdout": "1",
             "stderr": "0",
@@ -413,17 +453,27 @@ class Engine(EngineAPI):
         }
         path = f"/containers/{urllib.parse.quote(name)}/logs"
         conn = Connection(self.endpoint, None if follow else self.timeout)
-        try:
-            conn.request("GET", path + "?" + urllib.parse.urlencode(query))
-            response = conn.getresponse()
-            if response.status >= 400:
-                error = api_error(response.status, response.read())
-                raise EngineNotFound(f"no container {name}") if response.status == 404 else error
-            yield from lines(out for out, _err in demux(response.read1) if out)
-        except OSError as exc:
-            raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
-        finally:
-            conn.close()
+
+        def shut() -> None:  # the read blocked in another thread returns at once
+            if conn.sock is not None:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+
+        with stop.on_set(shut) if stop is not None else contextlib.nullcontext():
+            try:
+                conn.request("GET", path + "?" + urllib.parse.urlencode(query))
+                response = conn.getresponse()
+                if response.status >= 400:
+                    error = api_error(response.status, response.read())
+                    if response.status == 404:
+                        raise EngineNotFound(f"no container {name}")
+                    raise error
+                yield from lines(out for out, _err in demux(response.read1) if out)
+            except (OSError, http.client.HTTPException) as exc:
+                if stop is not None and stop.is_set():
+                    return  # shut down on purpose
+                raise EngineUnavailable(f"cannot reach the Docker engine ({exc})") from None
+            finally:
+                conn.close()
 
     def stats(self, name: str) -> dict[str, Any]:
         """One-shot stats: no 1.5 s wait for a second sample."""

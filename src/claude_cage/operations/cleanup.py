@@ -44,7 +44,7 @@ from claude_cage import hostgit, labels, metadata, names, paths, quota
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Status
-from claude_cage.operations import history, record_event, snapshot, unfetched
+from claude_cage.operations import history, record_event, recorder, snapshot, unfetched
 from claude_cage.operations.adoption import ADOPT, ORPHAN, adopt, ownership
 from claude_cage.record import SessionRecord
 
@@ -305,11 +305,15 @@ def _orphan_filesystems(engine: EngineAPI) -> list[Leftover]:
     ]
 
 
-def gc(ctx: Context, remove_stale: bool = False, dry_run: bool = False) -> list[Leftover]:
+def gc(
+    ctx: Context, remove_stale: bool = False, dry_run: bool = False, purge: bool = False
+) -> list[Leftover]:
     """Remove leftovers; with remove_stale, also sessions whose container is gone.
 
     Each session is re-read under its lock before anything of it is removed, and a
-    session whose lock is taken (a start, stop or destroy at work) is left alone.
+    session whose lock is taken (a start, stop or destroy at work) is left alone. A
+    session's container or record removed is archived first, as `destroy` archives
+    (recorder.archive), unless purge: an item `archive`, outcome `archived`.
     """
     engine = ctx.local_engine()
     store = ctx.store
@@ -320,7 +324,7 @@ def gc(ctx: Context, remove_stale: bool = False, dry_run: bool = False) -> list[
         return plan.leftovers + plan.stale + plan.archives
     done: list[Leftover] = []
     for name in sorted({i.session for i in plan.leftovers + plan.stale} - {""}):
-        done += _collect(ctx, engine, store, name, remove_stale)
+        done += _collect(ctx, engine, store, name, remove_stale, purge)
     for item in _abandoned_scratch():  # found afresh: each named by a process gone
         _remove(engine, store, item)
         done.append(item)
@@ -345,12 +349,17 @@ def remove_dead_probes(ctx: Context, engine: EngineAPI) -> list[Leftover]:
     groups = _gather(engine, store)
     done: list[Leftover] = []
     for name in sorted(n for n, objects in groups.items() if objects.dead_probe):
-        done += _collect(ctx, engine, store, name, remove_stale=False)
+        done += _collect(ctx, engine, store, name, remove_stale=False, purge=True)
     return done
 
 
 def _collect(
-    ctx: Context, engine: EngineAPI, store: metadata.SessionStore, name: str, remove_stale: bool
+    ctx: Context,
+    engine: EngineAPI,
+    store: metadata.SessionStore,
+    name: str,
+    remove_stale: bool,
+    purge: bool,
 ) -> list[Leftover]:
     with store.lock(name, blocking=False) as locked:
         if not locked:
@@ -362,6 +371,16 @@ def _collect(
             item.outcome = "planned" if remove_stale else "kept"
         _keep_unfetched(ctx, engine, objects, now + confirm)
         items = now + confirm
+        if not purge and _worth_archiving(objects, items):
+            try:
+                kept = recorder.archive(ctx, engine, name, objects.meta)
+            except CageError as exc:  # no archive, so nothing of it is removed
+                for item in items:
+                    if item.outcome == "planned":
+                        item.outcome, item.reason = "failed", f"{item.reason}; {exc.message}"
+                return items
+            archived = "archived before its removal, as destroy does"
+            items.insert(0, Leftover(name, "archive", str(kept.path), archived, "archived"))
         order = {"session": 0, "container": 1, "network": 2, "volume": 3, "filesystem": 4,
                  "files": 5, "metadata": 6}  # fmt: skip
         for item in sorted(items, key=lambda i: order.get(i.kind, 9)):
@@ -372,6 +391,28 @@ def _collect(
         if removed or adopted:
             record_event(ctx, "gc", name, {"status": "ok", "removed": removed, "adopted": adopted})
         return items
+
+
+def _worth_archiving(objects: SessionObjects, items: list[Leftover]) -> bool:
+    """Whether gc is about to remove a session that ran (its container, its data
+    volume, or its record) and that no archive holds yet: not a doctor's probe, not a
+    start that never finished, not one whose record `gc --yes` removes after an earlier
+    gc archived it with its volumes."""
+    meta, name = objects.meta, objects.name
+    holders = {("container", names.container_name(name)), ("volume", names.data_volume(name))}
+    removing = [
+        i
+        for i in items
+        if i.outcome == "planned" and ((i.kind, i.target) in holders or i.kind == "metadata")
+    ]
+    if objects.probes or not removing:
+        return False
+    if meta is None:  # an orphan: worth it when it has something to read
+        return any(i.kind != "metadata" for i in removing)
+    if meta.status == Status.STARTING or meta.clone_pending:
+        return False
+    last = history.latest(name)
+    return last is None or last.destroyed.strftime("%Y-%m-%dT%H:%M:%SZ") < meta.created
 
 
 def _keep_unfetched(

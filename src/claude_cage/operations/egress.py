@@ -23,6 +23,7 @@ from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
 
 if TYPE_CHECKING:
+    from claude_cage.cancel import Cancel
     from claude_cage.context import Context
 
 RECENT_REFUSALS = 1000  # how far back `allow` looks for a host refused on its port
@@ -259,11 +260,15 @@ def _archived_log(name: str, tail: int | None) -> EgressLog:
 
 
 def follow_log(
-    ctx: Context, name: str, since: str = "0", seen: list[int] | None = None
+    ctx: Context,
+    name: str,
+    since: str = "0",
+    seen: list[int] | None = None,
+    stop: Cancel | None = None,
 ) -> Iterator[egress.Request]:
     """Requests as they happen from `since` (read_log's last line, whose squid numbers
-    `seen` are not shown again), until the companion stops. Nothing runs in the
-    companion for it."""
+    `seen` are not shown again), until the companion stops or `stop` is set. Nothing
+    runs in the companion for it."""
     engine = ctx.engine_for(name)
     meta = ctx.store.load(name)
     if meta is None:
@@ -272,7 +277,7 @@ def follow_log(
     if info is None:
         return
     numbered = audit.session_numbering(meta)
-    for stamp, raw in engine.output_lines(info["Id"], since, follow=True):
+    for stamp, raw in engine.output_lines(info["Id"], since, follow=True, stop=stop):
         request = egress.parse_line(raw.decode(errors="replace"))
         if request is None:
             continue

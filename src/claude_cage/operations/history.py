@@ -1,11 +1,15 @@
-"""The flight recorder: what a destroyed session leaves behind.
+"""The flight recorder: what a removed session leaves behind.
 
-`destroy` (unless --purge) writes one gzip-compressed tar per session into
+Whatever removes a session (`destroy`, the `stop` of an ephemeral one, `gc`), unless
+given --purge, first writes one gzip-compressed tar of it into
 `$CAGE_DATA_DIR/history/NAME@STAMP.tar.gz`, mode 0600, written whole or not at all
 (a temporary file, then a rename):
 
     manifest.json      the record's facts and when the session was destroyed
-    transcripts/...    Claude Code's JSONL transcripts, as `logs` reads them
+    transcripts/...    Claude Code's JSONL transcripts, as `logs` reads them; streamed
+                       from the engine a line at a time, each file at most
+                       `history_transcript_size` (64m): past it, and for a line
+                       longer than LINE_MAX, a `system` line says what was left out
     egress.log         the companion's audit lines, as `egress` reads them
     events.jsonl       the session's events from the event log
 
@@ -27,10 +31,11 @@ import tarfile
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from claude_cage import names, paths
 from claude_cage.engine.api import EngineAPI
@@ -42,6 +47,7 @@ SUFFIX = ".tar.gz"
 STAMP = "%Y%m%dT%H%M%S%fZ"
 _FILE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_.-]{0,62})@(?P<stamp>\d{8}T\d{12}Z)\.tar\.gz$")
 MAX_MEMBER = 512 * 1024**2  # a member larger than this is damage, not a transcript
+MAX_TRANSCRIPT = "512m"  # history_transcript_size's ceiling: what `read` still takes
 # The record's fields a reader of the history wants (never env values: a record has none).
 MANIFEST_FIELDS = ("mode", "network", "runtime", "image", "created", "started", "stopped",
                    "repo", "repo_name", "branch", "base", "engine", "allowed_hosts")  # fmt: skip
@@ -88,15 +94,83 @@ def history_dir() -> Path:
     return paths.data_dir() / "history"
 
 
-def _redact_jsonl(data: bytes) -> bytes:
-    """Each JSON line redacted; a line that is not JSON has its URI credentials masked."""
-    out = []
-    for line in data.decode(errors="replace").splitlines():
-        try:
-            out.append(json.dumps(redact(json.loads(line)), ensure_ascii=False))
-        except ValueError:
-            out.append(mask_uri(line))
-    return ("\n".join(out) + "\n" if out else "").encode()
+LINE_MAX = 8 * 1024**2  # a longer transcript line is left out of the archive, marked
+ROOM = 512  # bytes kept under the cap for the line that says the rest was left out
+
+
+class ChunkFile(io.RawIOBase):
+    """A stream of byte chunks (the engine's tar, as it comes) as a file to read."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._rest = chunk
+        size = min(len(buffer), len(self._rest))
+        buffer[:size] = self._rest[:size]
+        self._rest = self._rest[size:]
+        return size
+
+
+def _marker(text: str, timestamp: str) -> bytes:
+    """A line `logs` shows as a system line, where the archive left something out."""
+    line = {"type": "system", "content": f"claude-cage: {text}", "timestamp": timestamp}
+    return json.dumps(line).encode() + b"\n"
+
+
+def _redact_line(line: bytes) -> tuple[bytes, str]:
+    """The line redacted (JSON), or its URI credentials masked (anything else); and the
+    timestamp it carries ("" when none)."""
+    text = line.rstrip(b"\r\n").decode(errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return mask_uri(text).encode() + b"\n", ""
+    stamp = data.get("timestamp") if isinstance(data, dict) else None
+    return (
+        json.dumps(redact(data), ensure_ascii=False).encode() + b"\n",
+        stamp if isinstance(stamp, str) else "",
+    )
+
+
+def _redact_stream(source: IO[bytes], size: int, out: IO[bytes], cap: int) -> int:
+    """Copy a JSONL transcript of `size` bytes from `source` to `out`, redacted line by
+    line, in at most `cap` bytes: past it, the rest is left out and a last line says so.
+    A line longer than LINE_MAX is left out too, marked. Holds one line at a time.
+    Returns the bytes written."""
+    written = done = 0
+    stamp = ""
+    longest = min(LINE_MAX, cap // 2)
+    while line := source.readline(longest + 1):
+        skipped = len(line)
+        if len(line) > longest:  # a line too long to hold: the rest of it is skipped
+            tail = line
+            while not tail.endswith(b"\n") and (tail := source.readline(longest)):
+                skipped += len(tail)
+            kept = _marker(f"a line of {skipped} bytes was left out of the archive", stamp)
+        else:
+            kept, found = _redact_line(line)
+            stamp = found or stamp
+        if written + len(kept) > cap - ROOM:
+            last = _marker(
+                f"the archive keeps {cap} bytes of a transcript (history_transcript_size): "
+                f"its last {size - done} bytes were left out",
+                stamp,
+            )
+            out.write(last)
+            return written + len(last)
+        out.write(kept)
+        written += len(kept)
+        done += skipped
+    return written
 
 
 def _egress_lines(engine: EngineAPI, name: str) -> str:
@@ -120,22 +194,15 @@ def archive(
     engine: EngineAPI,
     name: str,
     meta: SessionRecord | None,
-    transcripts: dict[str, bytes],
+    transcripts: Iterator[bytes] | None,
     events: list[dict[str, Any]],
+    cap: int,
 ) -> Archived:
-    """Archive a session about to be destroyed (its companion still there, stopped or
-    not), with its transcript files and events. Raises CageError when it cannot be
-    written: then nothing is destroyed."""
+    """Archive a session about to be removed (its companion still there, stopped or
+    not): `transcripts` is the engine's tar of its transcript directory as it comes
+    (None: there is none), each JSONL file in it kept within `cap` bytes; and its
+    events. Raises CageError when it cannot be written: then nothing is removed."""
     when = datetime.now(UTC)
-    members: dict[str, bytes] = {
-        "manifest.json": json.dumps(_manifest(name, meta, when), indent=1).encode()
-    }
-    for path, data in sorted(transcripts.items()):
-        members[f"transcripts/{path}"] = _redact_jsonl(data)
-    members["egress.log"] = _egress_lines(engine, name).encode()
-    members["events.jsonl"] = b"".join(
-        json.dumps(redact(e), ensure_ascii=False).encode() + b"\n" for e in events
-    )
     directory = history_dir()
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -144,10 +211,17 @@ def archive(
         try:
             os.close(fd)
             with tarfile.open(temp, mode="w:gz") as tar:
-                for member, data in members.items():
-                    info = tarfile.TarInfo(member)
-                    info.size, info.mtime, info.mode = len(data), int(when.timestamp()), 0o600
-                    tar.addfile(info, io.BytesIO(data))
+                stamp = int(when.timestamp())
+                manifest = json.dumps(_manifest(name, meta, when), indent=1).encode()
+                _add(tar, "manifest.json", io.BytesIO(manifest), len(manifest), stamp)
+                if transcripts is not None:
+                    _add_transcripts(name, transcripts, tar, stamp, cap)
+                egress = _egress_lines(engine, name).encode()
+                _add(tar, "egress.log", io.BytesIO(egress), len(egress), stamp)
+                lines = b"".join(
+                    json.dumps(redact(e), ensure_ascii=False).encode() + b"\n" for e in events
+                )
+                _add(tar, "events.jsonl", io.BytesIO(lines), len(lines), stamp)
             os.replace(temp, target)
         finally:
             if os.path.exists(temp):
@@ -155,10 +229,41 @@ def archive(
     except OSError as exc:
         raise CageError(
             f"cannot archive session {name} in {directory}: {exc.strerror or exc}",
-            f"free the space, or destroy it without an archive: 'claude-cage destroy --purge "
-            f"{name}'",
+            "free the space, or give --purge to keep no archive",
         ) from None
     return Archived(name, when, target, target.stat().st_size)
+
+
+def _add(tar: tarfile.TarFile, member: str, data: IO[bytes], size: int, stamp: int) -> None:
+    info = tarfile.TarInfo(member)
+    info.size, info.mtime, info.mode = size, stamp, 0o600
+    tar.addfile(info, data)
+
+
+def _add_transcripts(
+    name: str, chunks: Iterator[bytes], tar: tarfile.TarFile, stamp: int, cap: int
+) -> None:
+    """Each JSONL file of the engine's tar, redacted and capped, through a temporary
+    file beside the archive (a tar member's size goes before it), one file at a time."""
+    try:
+        with tarfile.open(fileobj=ChunkFile(chunks), mode="r|") as source:  # never compressed
+            for member in source:
+                handle = source.extractfile(member) if member.isfile() else None
+                if handle is None or not member.name.endswith(".jsonl"):
+                    continue
+                with tempfile.TemporaryFile(dir=history_dir()) as spool:
+                    size = _redact_stream(handle, member.size, spool, cap)
+                    spool.seek(0)
+                    _add(tar, f"transcripts/{member.name}", spool, size, stamp)
+    except (tarfile.TarError, EOFError) as exc:
+        raise CageError(
+            f"cannot read session {name}'s transcripts from the engine: {exc}",
+            "give --purge to keep no archive",
+        ) from None
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # the engine's connection, when the tar ended before its body did
 
 
 def entries(name: str | None = None) -> list[Archived]:

@@ -5,7 +5,6 @@ running and a stopped session alike, and, once it is destroyed, from its newest 
 
 from __future__ import annotations
 
-import io
 import tarfile
 import time
 from collections.abc import Iterator
@@ -34,11 +33,11 @@ def _container(engine: EngineAPI, name: str) -> str:
 
 def transcript_files(engine: EngineAPI, container: str) -> dict[str, bytes]:
     """Every transcript file in the session: path -> its content."""
-    data = engine.get_archive(container, TRANSCRIPTS)
-    if not data:
+    chunks = engine.get_archive(container, TRANSCRIPTS)
+    if chunks is None:
         return {}
     files = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:  # never compressed
+    with tarfile.open(fileobj=history.ChunkFile(chunks), mode="r|") as archive:  # plain tar
         for member in archive:
             if member.isfile() and member.name.endswith(".jsonl"):
                 handle = archive.extractfile(member)

@@ -12,7 +12,7 @@ from claude_cage import audit, labels, metadata, names, quota
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, SessionNotFound
 from claude_cage.kinds import Status
-from claude_cage.operations import checkpoint, history, logs, operation, unfetched
+from claude_cage.operations import checkpoint, operation, recorder, unfetched
 from claude_cage.operations import companion as companion_ops
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.record import SessionRecord
@@ -26,9 +26,14 @@ class StopResult:
     name: str
     removed: bool = False  # ephemeral sessions are removed when they stop
     was_running: bool = True
+    archive: str | None = None  # an ephemeral one's archive (history.py); None with purge
 
     def event_details(self) -> dict[str, Any]:
-        return {"removed": self.removed, "was_running": self.was_running}
+        return {
+            "removed": self.removed,
+            "was_running": self.was_running,
+            "archived": self.archive is not None,
+        }
 
 
 @dataclass
@@ -89,23 +94,30 @@ def _existing_session(
 
 
 @operation("stop")
-def stop(ctx: Context, name: str) -> StopResult:
+def stop(ctx: Context, name: str, purge: bool = False) -> StopResult:
+    """Stop the session. An ephemeral one is removed (its container goes as it stops),
+    archived first, while it still runs (recorder.py), unless purge."""
     engine = ctx.engine_for(name)
     store = ctx.store
     with _existing_session(name, engine, store) as (meta, info):
         was_running = info is not None and bool(info["State"].get("Running"))
+        found = (info or {}).get("Config", {}).get("Labels") or {}
+        ephemeral = meta.ephemeral if meta is not None else found.get(labels.EPHEMERAL) == "true"
+        archived = recorder.archive(ctx, engine, name, meta) if ephemeral and not purge else None
         if info is not None:
             engine.stop(names.container_name(name))
         checkpoint("stop:session-stopped")
         if inspect_ours(engine, names.companion_name(name)) is not None:
+            if ephemeral:
+                companion_ops.drain_audit(ctx, engine, name)  # nothing follows it later
             engine.stop(names.companion_name(name))
             audit.ensure_follower()  # it files the rest of the stopped companion's log
         checkpoint("stop:companion-stopped")
-        found = (info or {}).get("Config", {}).get("Labels") or {}
-        if meta.ephemeral if meta is not None else found.get(labels.EPHEMERAL) == "true":
+        if ephemeral:
             _remove_everything(engine, name)
             store.remove(name)
-            return StopResult(name, removed=True, was_running=was_running)
+            kept = str(archived.path) if archived else None
+            return StopResult(name, removed=True, was_running=was_running, archive=kept)
         if meta is not None and was_running:
             store.save(dataclasses.replace(meta, status=Status.STOPPED, stopped=metadata.now_iso()))
     return StopResult(name, was_running=was_running)
@@ -154,19 +166,10 @@ def destroy(
             )
         if not discard:
             _nothing_to_lose(ctx, engine, name, meta)
-        companion_ops.drain_audit(ctx, engine, name)
-        archived = None if purge else _archive(ctx, engine, name, meta, info is not None)
+        if purge:
+            companion_ops.drain_audit(ctx, engine, name)
+        archived = None if purge else recorder.archive(ctx, engine, name, meta)
         removed = _remove_everything(engine, name)
         checkpoint("destroy:before-metadata")
         store.remove(name)
     return DestroyResult(name, removed, str(archived.path) if archived else None)
-
-
-def _archive(
-    ctx: Context, engine: EngineAPI, name: str, meta: SessionRecord | None, has_container: bool
-) -> history.Archived:
-    """The flight recorder's archive of the session, and the old archives pruned."""
-    transcripts = logs.transcript_files(engine, names.container_name(name)) if has_container else {}
-    archived = history.archive(engine, name, meta, transcripts, ctx.events.query(session=name))
-    history.prune(int(ctx.config["history_days"]))
-    return archived
