@@ -39,6 +39,7 @@ from typing import IO, Any
 
 from claude_cage import names, paths
 from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.chunks import ChunkFile
 from claude_cage.errors import CageError
 from claude_cage.eventlog.redaction import mask_uri, redact
 from claude_cage.record import SessionRecord
@@ -96,28 +97,6 @@ def history_dir() -> Path:
 
 LINE_MAX = 8 * 1024**2  # a longer transcript line is left out of the archive, marked
 ROOM = 512  # bytes kept under the cap for the line that says the rest was left out
-
-
-class ChunkFile(io.RawIOBase):
-    """A stream of byte chunks (the engine's tar, as it comes) as a file to read."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._rest = chunk
-        size = min(len(buffer), len(self._rest))
-        buffer[:size] = self._rest[:size]
-        self._rest = self._rest[size:]
-        return size
 
 
 def _marker(text: str, timestamp: str) -> bytes:

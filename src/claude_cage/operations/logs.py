@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from claude_cage import names
 from claude_cage.engine.api import EngineAPI
+from claude_cage.engine.chunks import ChunkFile
 from claude_cage.errors import SessionNotFound
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.transcript import Event, Reader
@@ -37,7 +38,7 @@ def transcript_files(engine: EngineAPI, container: str) -> dict[str, bytes]:
     if chunks is None:
         return {}
     files = {}
-    with tarfile.open(fileobj=history.ChunkFile(chunks), mode="r|") as archive:  # plain tar
+    with tarfile.open(fileobj=ChunkFile(chunks), mode="r|") as archive:  # plain tar
         for member in archive:
             if member.isfile() and member.name.endswith(".jsonl"):
                 handle = archive.extractfile(member)
