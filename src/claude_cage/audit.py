@@ -280,8 +280,8 @@ def follow(
                 companions = []
             running = False
             for info in companions:
-                cid, name = info["Id"], labels.session_of(info["Labels"]) or ""
-                running = running or info.get("State") == "running"
+                cid, name = info.id, labels.session_of(info.labels) or ""
+                running = running or info.running
                 if not name or cid in readers or cid in ended:
                     continue
                 here = place(log, name)
@@ -322,7 +322,7 @@ def follow(
                 state = engine.inspect(cid)
             except CageError:
                 continue  # the engine is away: look again at the next discovery
-            if state is None or not state["State"]["Running"]:
+            if state is None or not state.running:
                 ended.add(cid)
                 with contextlib.suppress(CageError):
                     ingest(log, name, cid, [], final=True)

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from claude_cage import gitdirs
 from claude_cage.errors import BadInput
 from claude_cage.record import Mount, SessionRecord
+
+if TYPE_CHECKING:
+    from claude_cage.engine import answers
 
 DEFAULT_UID = 1000  # the image's user, for sessions without read-write mounts
 SEARCH_DEPTH = 3  # how deep below a mount to look for repositories
@@ -110,23 +114,23 @@ def unwritable(session: SessionRecord) -> tuple[str, list[str]]:
     return f"{uid}:{gid}", bad
 
 
-def protected_paths(binds: list[dict[str, Any]]) -> list[str]:
+def protected_paths(binds: Sequence[answers.Mount]) -> list[str]:
     """What keeps the host's git apart, among a container's mounts (its inspect): the
     session's own git directories and the read-only binds below a read-write mount."""
     found = []
     for bind in binds:
-        if bind.get("Type") != "bind" or bind["Destination"].startswith(gitdirs.HOST_VIEW + "/"):
+        if bind.type != "bind" or bind.destination.startswith(gitdirs.HOST_VIEW + "/"):
             continue
         holder = next(
-            (b for b in binds if b.get("RW") and _below(bind["Destination"], b["Destination"])),
+            (b for b in binds if b.writable and _below(bind.destination, b.destination)),
             None,
         )
         if holder is None:
             continue
-        rel = bind["Destination"][len(holder["Destination"]) :]
-        pinned = bind.get("RW") and bind.get("Source") == holder.get("Source", "") + rel
+        rel = bind.destination[len(holder.destination) :]
+        pinned = bind.writable and bind.source == holder.source + rel
         if not pinned:
-            found.append(bind["Destination"])
+            found.append(bind.destination)
     return sorted(found)
 
 

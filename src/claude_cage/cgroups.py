@@ -13,7 +13,10 @@ CPU time, pids, and the kernel's count of OOM kills in the memory cgroup.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from claude_cage.engine.answers import Container
 
 ROOT = Path("/sys/fs/cgroup")
 PROC = Path("/proc")
@@ -82,13 +85,13 @@ def _v2(path: str, root: Path) -> dict[str, str]:
 
 
 def read(
-    info: dict[str, Any], root: Path | None = None, proc: Path | None = None
+    info: Container, root: Path | None = None, proc: Path | None = None
 ) -> dict[str, str] | None:
     """The counters of a running container, from its `docker inspect`; None when its
     cgroup cannot be read from here."""
     root, proc = root or ROOT, proc or PROC
-    pid = (info.get("State") or {}).get("Pid") or 0
-    paths = cgroup_paths(int(pid), str(info.get("Id") or ""), proc) if pid else None
+    pid = info.state.pid
+    paths = cgroup_paths(pid, info.id, proc) if pid else None
     if paths is None:
         return None
     # A v1 host (or a hybrid one, whose unified hierarchy holds no controllers) names

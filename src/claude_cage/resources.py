@@ -13,7 +13,10 @@ Memory "used" is what `docker stats` shows: usage minus the inactive page cache
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from claude_cage.engine.answers import Settings
 
 SAMPLED = "sampled"
 SINCE_START = "average since start"
@@ -97,7 +100,7 @@ def network_io(stats: dict[str, Any] | None) -> tuple[int, int] | None:
     return rx, tx
 
 
-def stats_from_cgroup(facts: dict[str, str], host_config: dict[str, Any]) -> dict[str, Any]:
+def stats_from_cgroup(facts: dict[str, str], settings: Settings) -> dict[str, Any]:
     """A stats-shaped sample from a session's cgroup counters (see cgroups.py), with
     the limits from `docker inspect`."""
 
@@ -109,10 +112,10 @@ def stats_from_cgroup(facts: dict[str, str], host_config: dict[str, Any]) -> dic
         "cpu_stats": {"cpu_usage": {"total_usage": number("cpu_ns")}},
         "memory_stats": {
             "usage": number("mem_usage"),
-            "limit": int(host_config.get("Memory") or 0),
+            "limit": settings.memory,
             "stats": {"total_inactive_file": number("mem_inactive")},
         },
-        "pids_stats": {"current": number("pids"), "limit": host_config.get("PidsLimit")},
+        "pids_stats": {"current": number("pids"), "limit": settings.pids_limit},
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from claude_cage import labels, userconfig
+from claude_cage.engine.answers import Container, Mount
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
@@ -24,13 +25,13 @@ _PROBE = (
 )
 
 
-def probe_inside(engine: EngineAPI, info: dict[str, Any]) -> dict[str, str]:
+def probe_inside(engine: EngineAPI, info: Container) -> dict[str, str]:
     """From inside the session: uid, effective caps, no_new_privs, seccomp mode, root
     writability, login and which kernel answers. A session at its pids limit has no
     room for the probe: the facts are then {"error": why}. (Resource use is read from
     outside, see cgroups.py.)"""
     try:
-        code, output = engine.exec_run(info["Name"].lstrip("/"), ["sh", "-c", _PROBE])
+        code, output = engine.exec_run(info.name, ["sh", "-c", _PROBE])
     except CageError as exc:
         return {"error": exc.message}
     lines = output.decode(errors="replace").split("\n")
@@ -45,14 +46,14 @@ def probe_inside(engine: EngineAPI, info: dict[str, Any]) -> dict[str, str]:
     return facts
 
 
-def _user_setup(bind: dict[str, Any]) -> bool:
+def _user_setup(bind: Mount) -> bool:
     """A read-only bind of the user's Claude Code setup: one of its names, from the
     session's copy on the host (userconfig.py), over the same name in ~/.claude."""
-    name = bind["Destination"].removeprefix(CONFIG_DIR + "/")
+    name = bind.destination.removeprefix(CONFIG_DIR + "/")
     return (
-        not bind["RW"]
+        not bind.writable
         and name in (*userconfig.FILES, *userconfig.DIRECTORIES)
-        and bind["Source"].endswith(f"/{userconfig.DIRECTORY}/{name}")
+        and bind.source.endswith(f"/{userconfig.DIRECTORY}/{name}")
     )
 
 
@@ -61,36 +62,34 @@ def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
 
 
 def verify(
-    info: dict[str, Any],
+    info: Container,
     recorded_network: str | None,
     inside: dict[str, str] | None,
-    companion: dict[str, Any] | None = None,
+    companion: Container | None = None,
     recorded_runtime: str | None = None,
 ) -> dict[str, Any]:
     """The checks of a session container's inspect output against the policy; the
     network is the recorded one, else (an orphan) its container's label. The runtime
     check compares the engine's runtime with the recorded one and, from inside, the
     kernel that answers (gVisor's, or the host's)."""
-    host = info["HostConfig"]
-    opts = host.get("SecurityOpt") or []
-    network = recorded_network or info["Config"]["Labels"].get(labels.NETWORK, "")
-    mode = host.get("NetworkMode")
-    mounts = [m for m in info.get("Mounts") or [] if m.get("Type") == "bind"]
+    host = info.settings
+    opts = host.security_opt
+    network = recorded_network or info.labels.get(labels.NETWORK, "")
+    mode = host.network_mode
+    mounts = [m for m in info.mounts if m.type == "bind"]
     # The managed settings are a bind of the data directory, or on a remote engine a
     # volume of the session's own (names.managed_volume).
-    managed = [m for m in info.get("Mounts") or [] if m["Destination"] == MANAGED_SETTINGS_DIR]
-    binds = [m for m in mounts if m["Destination"] != MANAGED_SETTINGS_DIR]
-    ulimits = {u["Name"] for u in host.get("Ulimits") or []}
-    user = info["Config"].get("User") or "root"
+    managed = [m for m in info.mounts if m.destination == MANAGED_SETTINGS_DIR]
+    binds = [m for m in mounts if m.destination != MANAGED_SETTINGS_DIR]
+    ulimits = set(host.ulimits)
+    user = info.user or "root"
     checks = [
-        _check("read-only root", host.get("ReadonlyRootfs"), "root filesystem is read-only"),
+        _check("read-only root", host.read_only_root, "root filesystem is read-only"),
         _check(
             "capabilities",
-            host.get("CapDrop") == ["ALL"]
-            and not host.get("CapAdd")
-            and not host.get("Privileged"),
-            f"dropped: {', '.join(host.get('CapDrop') or []) or 'none'}; "
-            f"added: {', '.join(host.get('CapAdd') or []) or 'none'}",
+            host.cap_drop == ("ALL",) and not host.cap_add and not host.privileged,
+            f"dropped: {', '.join(host.cap_drop) or 'none'}; "
+            f"added: {', '.join(host.cap_add) or 'none'}",
         ),
         _check(
             "no-new-privileges",
@@ -101,7 +100,7 @@ def verify(
             "seccomp",
             any(o.startswith("seccomp=") and o != "seccomp=unconfined" for o in opts),
             "claude-cage's syscall profile"
-            if (host.get("Runtime") or RUNC) == RUNC
+            if (host.runtime or RUNC) == RUNC
             else "gVisor's kernel takes the syscalls; its own filter guards the host's",
         ),
         _check(
@@ -111,18 +110,18 @@ def verify(
         ),
         _check(
             "limits",
-            host.get("Memory", 0) > 0
-            and host.get("NanoCpus", 0) > 0
-            and (host.get("PidsLimit") or 0) > 0
+            host.memory > 0
+            and host.nano_cpus > 0
+            and (host.pids_limit or 0) > 0
             and {"nofile", "nproc"} <= ulimits,
-            f"memory {human_bytes(host.get('Memory'))}, "
-            f"{host.get('NanoCpus', 0) / 1e9:g} CPUs, {host.get('PidsLimit')} processes, "
+            f"memory {human_bytes(host.memory)}, "
+            f"{host.nano_cpus / 1e9:g} CPUs, {host.pids_limit} processes, "
             f"ulimits {', '.join(sorted(ulimits)) or 'none'}",
         ),
         _check(
             "namespaces",
-            host.get("PidMode", "") == "" and host.get("IpcMode") in ("private", "none"),
-            f"pid={host.get('PidMode') or 'private'} ipc={host.get('IpcMode')}",
+            host.pid_mode == "" and host.ipc_mode in ("private", "none"),
+            f"pid={host.pid_mode or 'private'} ipc={host.ipc_mode}",
         ),
         _check(
             "network policy",
@@ -135,27 +134,26 @@ def verify(
             "mounts",
             all(
                 (
-                    b["Destination"].startswith("/workspace/")
-                    or (b["Destination"].startswith(HOST_GIT_VIEW + "/") and not b["RW"])
+                    b.destination.startswith("/workspace/")
+                    or (b.destination.startswith(HOST_GIT_VIEW + "/") and not b.writable)
                     or _user_setup(b)
                 )
-                and not any(b["Source"] in (s, s.rsplit("/", 1)[0]) for s in DOCKER_SOCKETS)
+                and not any(b.source in (s, s.rsplit("/", 1)[0]) for s in DOCKER_SOCKETS)
                 for b in binds
             ),
-            ", ".join(f"{b['Source']}->{b['Destination']}{'' if b['RW'] else ':ro'}" for b in binds)
+            ", ".join(f"{b.source}->{b.destination}{'' if b.writable else ':ro'}" for b in binds)
             or "no host directories",
         ),
         _check(
             "managed settings",
-            len(managed) == 1 and not managed[0]["RW"],
-            f"{MANAGED_SETTINGS_DIR} read-only from "
-            f"{managed[0].get('Name') or managed[0]['Source']}"
+            len(managed) == 1 and not managed[0].writable,
+            f"{MANAGED_SETTINGS_DIR} read-only from {managed[0].name or managed[0].source}"
             if managed
             else f"{MANAGED_SETTINGS_DIR} is not claude-cage's read-only mount",
         ),
     ]
     if network == Network.FILTERED:
-        running = bool(companion and companion["State"]["Running"])
+        running = bool(companion and companion.running)
         checks.append(
             _check(
                 "egress proxy",
@@ -165,7 +163,7 @@ def verify(
                 else "companion proxy is not running: no egress at all",
             )
         )
-    runtime = host.get("Runtime") or RUNC
+    runtime = host.runtime or RUNC
     wanted = recorded_runtime or runtime
     if inside is not None and "error" in inside:
         checks.append(_check("runtime", runtime == wanted, f"{runtime} (not probed inside)"))

@@ -3,12 +3,14 @@
 `UnusedEngine` implements the whole interface and refuses every call, so a fake answers
 only what its test needs and a call the test did not expect fails loudly, while a
 misspelt call fails the type check. `FakeEngine` answers list and status from captured
-`docker inspect` and container-list JSON (tests/unit/fixtures).
+`docker inspect` and container-list JSON (tests/unit/fixtures), read into the typed
+answers the engine returns (engine/answers.py).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import socket
 from collections.abc import Iterator
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from claude_cage import metadata
+from claude_cage.engine import answers
+from claude_cage.engine.answers import Container, Exec, Network, Volume
 from claude_cage.engine.api import Archive, EngineAPI
 from claude_cage.engine.endpoints import Endpoint
 
@@ -52,29 +56,42 @@ def fixture(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text())
 
 
-def session_inspect(name: str, owner: str, running: bool = True) -> dict[str, Any]:
+def session_inspect(name: str, owner: str, running: bool = True) -> Container:
     """The captured inspect of a filtered session, renamed and re-owned."""
     info: dict[str, Any] = copy.deepcopy(fixture("inspect-session.json"))
     info["Name"] = f"/cage-{name}"
     info["Config"]["Labels"].update({"cage.session": name, "cage.owner": owner})
     info["State"].update(Running=running, Status="running" if running else "exited")
-    return info
+    return answers.from_docker_inspect(info)
 
 
-def companion_inspect(name: str, owner: str) -> dict[str, Any]:
+def companion_inspect(name: str, owner: str) -> Container:
     info: dict[str, Any] = copy.deepcopy(fixture("inspect-companion.json"))
     info["Name"] = f"/companion-cage-{name}"
     info["Config"]["Labels"].update({"cage.session": name, "cage.owner": owner})
-    return info
+    return answers.from_docker_inspect(info)
 
 
-def list_entry(name: str, owner: str, state: str = "running") -> dict[str, Any]:
+def list_entry(name: str, owner: str, state: str = "running") -> Container:
     """One entry of the engine's container list, as `list` gets it."""
     entry: dict[str, Any] = copy.deepcopy(fixture("list-session.json")[0])
     entry["Names"] = [f"/cage-{name}"]
     entry["Labels"].update({"cage.session": name, "cage.owner": owner})
     entry["State"] = state
-    return entry
+    return answers.from_docker_list(entry)
+
+
+def container(
+    name: str, state: str = "running", labels: dict[str, str] | None = None, **fields: Any
+) -> Container:
+    """A container as a test states it: its name, its state's status, its labels."""
+    status = answers.from_docker_state(state)
+    return Container(id=f"id-{name}", name=name, labels=labels or {}, state=status, **fields)
+
+
+def with_state(info: Container, **state: Any) -> Container:
+    """`info` with some of its state's fields changed."""
+    return dataclasses.replace(info, state=dataclasses.replace(info.state, **state))
 
 
 LOCAL = Endpoint("", "unix:///var/run/docker.sock")
@@ -96,10 +113,10 @@ class UnusedEngine(EngineAPI):
     def info(self) -> dict[str, Any]:
         self._unused("info")
 
-    def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
+    def list_containers(self, labels: list[str] | None = None) -> list[Container]:
         self._unused("list_containers")
 
-    def inspect(self, name: str) -> dict[str, Any] | None:
+    def inspect(self, name: str) -> Container | None:
         self._unused("inspect")
 
     def stats(self, name: str) -> dict[str, Any]:
@@ -137,13 +154,13 @@ class UnusedEngine(EngineAPI):
         self._unused("import_image")
 
     # --- networks and volumes ---
-    def network(self, name: str) -> dict[str, Any] | None:
+    def network(self, name: str) -> Network | None:
         self._unused("network")
 
     def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         self._unused("ensure_network")
 
-    def list_networks(self) -> list[dict[str, Any]]:
+    def list_networks(self) -> list[Network]:
         self._unused("list_networks")
 
     def remove_network(self, name: str) -> None:
@@ -163,7 +180,7 @@ class UnusedEngine(EngineAPI):
     def remove_volume(self, name: str) -> bool:
         self._unused("remove_volume")
 
-    def list_volumes(self) -> list[dict[str, Any]]:
+    def list_volumes(self) -> list[Volume]:
         self._unused("list_volumes")
 
     # --- containers ---
@@ -228,7 +245,7 @@ class UnusedEngine(EngineAPI):
     ) -> tuple[str, socket.socket]:
         self._unused("exec_attach")
 
-    def exec_inspect(self, exec_id: str) -> dict[str, Any] | None:
+    def exec_inspect(self, exec_id: str) -> Exec | None:
         self._unused("exec_inspect")
 
     def exit_code(self, exec_id: str) -> int:
@@ -236,12 +253,12 @@ class UnusedEngine(EngineAPI):
 
 
 class FakeEngine(UnusedEngine):
-    """Answers list and status from dicts, and counts every call made to it."""
+    """Answers list and status from typed answers, and counts every call made to it."""
 
     def __init__(self, owner: str) -> None:
         self.owner = owner
-        self.containers: dict[str, dict[str, Any]] = {}  # inspect results by name
-        self.listed: list[dict[str, Any]] = []
+        self.containers: dict[str, Container] = {}  # inspect results by name
+        self.listed: list[Container] = []
         self.probe_output = PROBE_OUTPUT
         self.calls: list[str] = []
         self.endpoint = LOCAL
@@ -252,14 +269,14 @@ class FakeEngine(UnusedEngine):
             self.containers[f"companion-cage-{name}"] = companion_inspect(name, self.owner)
         self.listed.append(list_entry(name, self.owner, "running" if running else "exited"))
 
-    def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
+    def list_containers(self, labels: list[str] | None = None) -> list[Container]:
         self.calls.append("list_containers")
         wanted = dict(label.split("=", 1) for label in labels or [])
-        return [c for c in self.listed if all(c["Labels"].get(k) == v for k, v in wanted.items())]
+        return [c for c in self.listed if all(c.labels.get(k) == v for k, v in wanted.items())]
 
-    def inspect(self, name: str) -> dict[str, Any] | None:
+    def inspect(self, name: str) -> Container | None:
         self.calls.append("inspect")
-        return copy.deepcopy(self.containers.get(name))
+        return self.containers.get(name)
 
     def exec_run(
         self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None

@@ -11,6 +11,7 @@ import pytest
 
 from claude_cage import policy
 from claude_cage.context import Context
+from claude_cage.engine.answers import Container
 from claude_cage.errors import PortAllocated
 from claude_cage.kinds import Mode
 from claude_cage.operations import bringup, clone, desktop
@@ -22,7 +23,7 @@ class Engine(UnusedEngine):
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
+    def list_containers(self, labels: list[str] | None = None) -> list[Container]:
         return []
 
     def remove(self, name: str) -> bool:

@@ -10,6 +10,7 @@ import pytest
 
 from claude_cage import cgroups, paths, resources
 from claude_cage.context import Context
+from claude_cage.engine.answers import Container, State
 from claude_cage.operations import views
 from tests.unit.fake_engine import FakeEngine, record
 
@@ -57,8 +58,8 @@ def v2_files(pids: int = 7) -> dict[str, str]:
     }
 
 
-def info(pid: int = PID, cid: str = CID) -> dict:
-    return {"Id": cid, "State": {"Pid": pid}}
+def info(pid: int = PID, cid: str = CID) -> Container:
+    return Container(id=cid, name="cage-web", state=State(running=True, pid=pid))
 
 
 def test_v1_and_hybrid(tmp_path: Path) -> None:

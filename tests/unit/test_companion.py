@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from claude_cage.engine.answers import Container, Settings, State
 from claude_cage.operations.companion import problem
 
 
-def inspect(running: bool, exit_code: int = 0, oom: bool = False) -> dict:
-    state = {"Running": running, "ExitCode": exit_code, "OOMKilled": oom}
-    return {"Id": "c", "State": state, "HostConfig": {"PidsLimit": 192}}
+def inspect(running: bool, exit_code: int = 0, oom: bool = False) -> Container:
+    state = State(running=running, exit_code=exit_code, oom_killed=oom)
+    return Container(
+        id="c", name="companion-cage-web", state=state, settings=Settings(pids_limit=192)
+    )
 
 
 def test_a_healthy_companion_has_no_problem() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from claude_cage import metadata
+from claude_cage.engine.answers import Network
 from claude_cage.record import SessionRecord
 from tests.unit.fake_engine import UnusedEngine
 
@@ -151,11 +152,11 @@ def test_status_settings_are_human_and_fit_80_columns() -> None:
 class Networks(UnusedEngine):
     """Just enough of an engine for the egress network's name change."""
 
-    def __init__(self, legacy: dict | None) -> None:
+    def __init__(self, legacy: Network | None) -> None:
         self.nets = {"cage-egress": legacy} if legacy is not None else {}
         self.removed: list[str] = []
 
-    def network(self, name: str) -> dict | None:
+    def network(self, name: str) -> Network | None:
         return self.nets.get(name)
 
     def remove_network(self, name: str) -> None:
@@ -163,7 +164,7 @@ class Networks(UnusedEngine):
         del self.nets[name]
 
     def ensure_network(self, name: str, labels: dict) -> None:
-        self.nets[name] = {"Labels": labels, "Containers": {}}
+        self.nets[name] = Network(name, labels)
 
 
 def test_the_companions_network_is_cage_filtered_and_the_old_one_goes_when_unused() -> None:
@@ -172,15 +173,15 @@ def test_the_companions_network_is_cage_filtered_and_the_old_one_goes_when_unuse
 
     assert config.DEFAULTS["egress_network"] == "cage-filtered"
     ours = {"managed-by": "claude-cage"}
-    unused = Networks({"Labels": ours, "Containers": {}})
+    unused = Networks(Network("cage-egress", ours))
     ensure_egress_network(unused, "cage-filtered")
     assert unused.removed == ["cage-egress"] and "cage-filtered" in unused.nets
-    in_use = Networks({"Labels": ours, "Containers": {"abc": {"Name": "companion-cage-x"}}})
+    in_use = Networks(Network("cage-egress", ours, containers=("abc",)))
     ensure_egress_network(in_use, "cage-filtered")
     assert in_use.removed == [] and {"cage-egress", "cage-filtered"} <= set(in_use.nets)
-    foreign = Networks({"Labels": {}, "Containers": {}})
+    foreign = Networks(Network("cage-egress", {}))
     ensure_egress_network(foreign, "cage-filtered")
     assert foreign.removed == []
-    custom = Networks({"Labels": ours, "Containers": {}})
+    custom = Networks(Network("cage-egress", ours))
     ensure_egress_network(custom, "my-net")
     assert custom.removed == []  # only the default name retires the old one

@@ -20,6 +20,7 @@ import pytest
 
 from claude_cage import paths
 from claude_cage.context import Context
+from claude_cage.engine.answers import Network, Volume
 from claude_cage.metadata import SessionStore
 from tests.conftest import Result
 from tests.damage import DAMAGES as ALL_DAMAGES
@@ -37,11 +38,11 @@ class ReadingEngine(FakeEngine):
     or networks beyond the sessions' containers); any call that changes something is
     refused (UnusedEngine), so a damaged file never leads a reader to act."""
 
-    def list_volumes(self) -> list[dict[str, Any]]:
+    def list_volumes(self) -> list[Volume]:
         self.calls.append("list_volumes")
         return []
 
-    def list_networks(self) -> list[dict[str, Any]]:
+    def list_networks(self) -> list[Network]:
         self.calls.append("list_networks")
         return []
 

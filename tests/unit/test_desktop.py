@@ -12,10 +12,11 @@ import pytest
 from claude_cage import config as config_mod
 from claude_cage import paths
 from claude_cage.context import Context
+from claude_cage.engine.answers import Container
 from claude_cage.errors import BadInput, CageError
 from claude_cage.metadata import SessionStore
 from claude_cage.operations import desktop
-from tests.unit.fake_engine import UnusedEngine
+from tests.unit.fake_engine import UnusedEngine, container
 
 
 def complete(name: str) -> dict[str, str]:
@@ -31,24 +32,22 @@ def complete(name: str) -> dict[str, str]:
 class ListingEngine(UnusedEngine):
     """Only what port choice asks of the engine: the container list."""
 
-    def __init__(self, containers: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, containers: list[Container] | None = None) -> None:
         self.containers = containers or []
 
-    def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
+    def list_containers(self, labels: list[str] | None = None) -> list[Container]:
         return self.containers
 
 
-def published(session: str, port: int) -> dict[str, Any]:
+def published(session: str, port: int) -> Container:
     owner = paths.owner_id()
-    return {
-        "Labels": {
-            "managed-by": "claude-cage",  # the engine lists only these
-            "cage.session": session,
-            "cage.role": "companion",
-            "cage.owner": owner,
-        },
-        "Ports": [{"IP": "127.0.0.1", "PrivatePort": 6080, "PublicPort": port, "Type": "tcp"}],
+    found = {
+        "managed-by": "claude-cage",  # the engine lists only these
+        "cage.session": session,
+        "cage.role": "companion",
+        "cage.owner": owner,
     }
+    return container(f"companion-cage-{session}", labels=found, public_ports=(port,))
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from claude_cage import bindmounts
+from claude_cage.engine import answers
 from claude_cage.errors import BadInput
 from claude_cage.record import Mount
 
@@ -78,12 +79,10 @@ def test_a_missing_file_the_config_names_in_the_mount_is_refused(
 
 def test_status_lists_the_copies_and_read_only_binds_not_the_pins() -> None:
     inspect = [
-        {"Type": "bind", "Source": "/h/proj", "Destination": "/workspace/proj", "RW": True},
-        {"Type": "bind", "Source": "/h/proj/a", "Destination": "/workspace/proj/a", "RW": True},
-        {"Type": "bind", "Source": "/d/git/x", "Destination": "/workspace/proj/a/.git",
-         "RW": True},
-        {"Type": "bind", "Source": "/h/proj/a/.git", "Destination": "/cage/git/x", "RW": False},
-        {"Type": "bind", "Source": "/h/proj/lib", "Destination": "/workspace/proj/lib",
-         "RW": False},
-    ]  # fmt: skip
+        answers.Mount("bind", "/h/proj", "/workspace/proj", writable=True),
+        answers.Mount("bind", "/h/proj/a", "/workspace/proj/a", writable=True),
+        answers.Mount("bind", "/d/git/x", "/workspace/proj/a/.git", writable=True),
+        answers.Mount("bind", "/h/proj/a/.git", "/cage/git/x", writable=False),
+        answers.Mount("bind", "/h/proj/lib", "/workspace/proj/lib", writable=False),
+    ]
     assert bindmounts.protected_paths(inspect) == ["/workspace/proj/a/.git", "/workspace/proj/lib"]

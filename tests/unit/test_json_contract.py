@@ -20,7 +20,7 @@ from claude_cage import paths
 from claude_cage.cli import cli
 from claude_cage.engine import fleet
 from claude_cage.operations import views
-from tests.unit.fake_engine import FakeEngine, record
+from tests.unit.fake_engine import FakeEngine, container, record
 
 SESSION_KEYS = {"name", "mode", "status", "network", "container", "created", "engine", "runtime"}
 STATUSES = {"running", "stopped", "removed"}
@@ -62,7 +62,7 @@ def test_view_has_the_contract_keys() -> None:
         "engine": "local",
         "runtime": "runsc",
     }
-    entry = views.view("web", meta, {"State": "running", "Labels": {}})
+    entry = views.view("web", meta, container("cage-web"))
     check_session(entry, "web")
     assert {k: entry[k] for k in SESSION_KEYS} == {**meta, "status": "running"}
     json.dumps(entry)  # serialisable as it is

@@ -13,6 +13,7 @@ import pytest
 
 from claude_cage import __version__, config, metadata, paths, resources
 from claude_cage.context import Context
+from claude_cage.engine.answers import Container, Exec, Network, State, Volume
 from claude_cage.engine.endpoints import Endpoint
 from claude_cage.kinds import Status
 from claude_cage.operations import cleanup as gc_ops
@@ -21,6 +22,7 @@ from claude_cage.operations.cleanup import SessionObjects, leftovers
 from claude_cage.operations.reap import Facts, Sample, decide
 from claude_cage.policy import ContainerSpec
 from claude_cage.record import SessionRecord
+from tests.unit import fake_engine
 from tests.unit.fake_engine import UnusedEngine
 
 HOUR = 3600.0
@@ -220,30 +222,28 @@ class ReapEngine(UnusedEngine):
     def add(self, name: str, started: str, cpu_ns: int, execs: Sequence[bool] = ()) -> None:
         self.sessions[name] = {"started": started, "cpu": cpu_ns, "execs": list(execs)}
 
-    def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
+    def list_containers(self, labels: list[str] | None = None) -> list[Container]:
         labels_of = {"managed-by": "claude-cage", "cage.owner": self.owner}
         return [
-            {"State": "running", "Labels": {**labels_of, "cage.session": n}} for n in self.sessions
+            fake_engine.container(f"cage-{n}", labels={**labels_of, "cage.session": n})
+            for n in self.sessions
         ]
 
     def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
         return {n: stats(cpu_ns=self.sessions[n[5:]]["cpu"], usage=GIB // 10) for n in names}
 
-    def inspect(self, name: str) -> dict[str, Any] | None:
+    def inspect(self, name: str) -> Container | None:
         s = self.sessions.get(name[5:])
         if s is None:
             return None
-        ids = [f"{name}-{i}" for i in range(len(s["execs"]))]
+        ids = tuple(f"{name}-{i}" for i in range(len(s["execs"])))
         labels = {"managed-by": "claude-cage", "cage.owner": self.owner}
-        return {
-            "State": {"Running": True, "StartedAt": s["started"]},
-            "ExecIDs": ids or None,
-            "Config": {"Labels": labels},
-        }
+        state = State(status="running", running=True, started_at=s["started"])
+        return Container(id=name, name=name, labels=labels, state=state, exec_ids=ids)
 
-    def exec_inspect(self, exec_id: str) -> dict[str, Any]:
+    def exec_inspect(self, exec_id: str) -> Exec | None:
         name, _, index = exec_id.rpartition("-")
-        return {"Running": self.sessions[name[5:]]["execs"][int(index)]}
+        return Exec(running=self.sessions[name[5:]]["execs"][int(index)])
 
 
 def record(name: str, **extra: Any) -> None:
@@ -314,14 +314,10 @@ def test_reap_honours_the_configured_timeout(
 # --- gc decisions ---------------------------------------------------------------------
 
 
-def container(role: str, state: str, name: str = "s") -> dict[str, Any]:
+def container(role: str, state: str, name: str = "s") -> Container:
     prefix = "cage-" if role == "session" else "companion-cage-"
-    return {
-        "Id": f"id-{role}",
-        "Names": [f"/{prefix}{name}"],
-        "State": state,
-        "Labels": {"cage.role": role, "cage.session": name},
-    }
+    found = {"cage.role": role, "cage.session": name}
+    return fake_engine.container(f"{prefix}{name}", state, found)
 
 
 def kinds(items: list[gc_ops.Leftover]) -> list[tuple[str, str]]:
@@ -411,7 +407,7 @@ def test_gc_keeps_a_stopped_session_but_not_its_running_proxy() -> None:
     now, confirm = leftovers(objects)
     assert kinds(now) == [("container", "companion-cage-s")]
     assert confirm == []
-    objects.containers[1]["State"] = "exited"  # the usual stopped session: nothing to do
+    objects.containers[1] = container("companion", "exited")  # the usual stopped session
     assert leftovers(objects) == ([], [])
 
 
@@ -445,49 +441,41 @@ class GcEngine(UnusedEngine):
     def __init__(self, owner: str) -> None:
         self.owner = owner
         self.endpoint = Endpoint("", "unix:///var/run/docker.sock")  # the local engine
-        self.containers: list[dict[str, Any]] = []
-        self.volumes: list[dict[str, Any]] = []
+        self.containers: list[Container] = []
+        self.volumes: list[Volume] = []
         self.removed: list[str] = []
         self.readers: list[str] = []  # created and not removed yet
 
     def add_container(self, name: str, session: str, labels: dict[str, str]) -> None:
-        self.containers.append(
-            {
-                "Id": name,
-                "Names": [f"/{name}"],
-                "State": "exited",
-                "Labels": {"cage.session": session, "cage.role": "session", **labels},
-            }
-        )
+        found = {"cage.session": session, "cage.role": "session", **labels}
+        self.containers.append(Container(id=name, name=name, labels=found, state=State("exited")))
 
     def add_volume(self, name: str, session: str, labels: dict[str, str]) -> None:
-        self.volumes.append({"Name": name, "Labels": {"cage.session": session, **labels}})
+        self.volumes.append(Volume(name, {"cage.session": session, **labels}))
 
-    def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
+    def list_containers(self, labels: list[str] | None = None) -> list[Container]:
         wanted = dict(label.split("=", 1) for label in ["managed-by=claude-cage", *(labels or [])])
         return [
             c
             for c in self.containers
-            if c["Id"] not in self.removed
-            and all(c["Labels"].get(k) == v for k, v in wanted.items())
+            if c.id not in self.removed and all(c.labels.get(k) == v for k, v in wanted.items())
         ]
 
-    def list_volumes(self) -> list[dict[str, Any]]:
+    def list_volumes(self) -> list[Volume]:
         return [
             v
             for v in self.volumes
-            if v["Name"] not in self.removed and v["Labels"].get("managed-by") == "claude-cage"
+            if v.name not in self.removed and v.labels.get("managed-by") == "claude-cage"
         ]
 
-    def list_networks(self) -> list[dict[str, Any]]:
+    def list_networks(self) -> list[Network]:
         return []
 
-    def inspect(self, name: str) -> dict[str, Any] | None:
-        found = [c for c in self.list_containers() if c["Id"] == name]
-        return {"Id": name, "Config": {"Labels": found[0]["Labels"]}} if found else None
+    def inspect(self, name: str) -> Container | None:
+        return next((c for c in self.list_containers() if c.id == name), None)
 
     def volume_labels(self, name: str) -> dict[str, str] | None:
-        return next((v["Labels"] for v in self.list_volumes() if v["Name"] == name), None)
+        return next((v.labels for v in self.list_volumes() if v.name == name), None)
 
     def get_archive(self, name: str, path: str, chunk: int = 1 << 20) -> Iterator[bytes] | None:
         return None  # no transcript: the archive holds the record and the events

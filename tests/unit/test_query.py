@@ -11,7 +11,7 @@ from claude_cage import metadata, paths
 from claude_cage.context import Context
 from claude_cage.errors import SessionNotFound
 from claude_cage.operations import views
-from tests.unit.fake_engine import FakeEngine, record
+from tests.unit.fake_engine import FakeEngine, record, with_state
 
 
 @pytest.fixture
@@ -96,6 +96,6 @@ def test_status_makes_a_fixed_number_of_calls(engine: FakeEngine) -> None:
 def test_status_reports_the_engines_oom_killed(engine: FakeEngine) -> None:
     record("web")
     engine.add_session("web", running=False)
-    engine.containers["cage-web"]["State"]["OOMKilled"] = True
+    engine.containers["cage-web"] = with_state(engine.containers["cage-web"], oom_killed=True)
     entry = views.status(Context(engine=engine), "web")
     assert entry["oom_killed"] is True and "--memory 8g" in entry["oom_hint"]

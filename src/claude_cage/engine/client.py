@@ -24,7 +24,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import interrupt, labels
-from claude_cage.engine import endpoints, podman
+from claude_cage.engine import answers, endpoints, podman
+from claude_cage.engine.answers import Container, Exec, Network, Volume
 from claude_cage.engine.api import Archive, EngineAPI
 from claude_cage.engine.container_request import create_body
 from claude_cage.engine.endpoints import Endpoint
@@ -81,17 +82,18 @@ class Engine(EngineAPI):
 
     # --- queries -----------------------------------------------------------------------
 
-    def list_containers(self, labels: list[str] | None = None) -> list[dict[str, Any]]:
+    def list_containers(self, labels: list[str] | None = None) -> list[Container]:
         """All claude-cage containers (running or not) in one engine call."""
         filters = {"label": [MANAGED, *(labels or [])]}
-        return self._get("/containers/json", {"all": "1", "filters": json.dumps(filters)}) or []
+        found = self._get("/containers/json", {"all": "1", "filters": json.dumps(filters)})
+        return [answers.from_docker_list(entry) for entry in found or []]
 
-    def inspect(self, name: str) -> dict[str, Any] | None:
+    def inspect(self, name: str) -> Container | None:
         path = f"/containers/{urllib.parse.quote(name)}/json"
         found: dict[str, Any] | None = self._get(path)
-        if found is None or not self.is_podman:
-            return found
-        return podman.inspect(found, self._get(f"/v4.0.0/libpod{path}"))
+        if found is not None and self.is_podman:  # its own words, put in Docker's
+            found = podman.inspect(found, self._get(f"/v4.0.0/libpod{path}"))
+        return None if found is None else answers.from_docker_inspect(found)
 
     def ping(self) -> dict[str, Any]:
         return self._get("/version")  # type: ignore[no-any-return]
@@ -100,8 +102,9 @@ class Engine(EngineAPI):
         """`docker info`: security options, data root, driver, counts."""
         return self._get("/info")  # type: ignore[no-any-return]
 
-    def exec_inspect(self, exec_id: str) -> dict[str, Any] | None:
-        return self._get(f"/exec/{urllib.parse.quote(exec_id)}/json")  # type: ignore[no-any-return]
+    def exec_inspect(self, exec_id: str) -> Exec | None:
+        found = self._get(f"/exec/{urllib.parse.quote(exec_id)}/json")
+        return None if found is None else answers.from_docker_exec(found)
 
     def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
         """One-shot stats of several containers at once (None for one that is gone).
@@ -177,9 +180,10 @@ class Engine(EngineAPI):
         if self.image_labels(image) is None:
             raise ImageMissing(image)
 
-    def network(self, name: str) -> dict[str, Any] | None:
+    def network(self, name: str) -> Network | None:
         """`docker network inspect`: labels, attached (running) containers; None if absent."""
-        return self._get(f"/networks/{urllib.parse.quote(name)}")  # type: ignore[no-any-return]
+        found = self._get(f"/networks/{urllib.parse.quote(name)}")
+        return None if found is None else answers.from_docker_network(found)
 
     def ensure_network(self, name: str, labels: dict[str, str]) -> None:
         if self._get(f"/networks/{urllib.parse.quote(name)}") is not None:
@@ -219,12 +223,13 @@ class Engine(EngineAPI):
             raise api_error(status, data)
         return True
 
-    def list_volumes(self) -> list[dict[str, Any]]:
+    def list_volumes(self) -> list[Volume]:
         found = self._get("/volumes", {"filters": json.dumps({"label": [MANAGED]})}) or {}
-        return found.get("Volumes") or []
+        return [answers.from_docker_volume(v) for v in found.get("Volumes") or []]
 
-    def list_networks(self) -> list[dict[str, Any]]:
-        return self._get("/networks", {"filters": json.dumps({"label": [MANAGED]})}) or []
+    def list_networks(self) -> list[Network]:
+        found = self._get("/networks", {"filters": json.dumps({"label": [MANAGED]})})
+        return [answers.from_docker_network(n) for n in found or []]
 
     def remove_network(self, name: str) -> None:
         self._http.call("DELETE", f"/networks/{urllib.parse.quote(name)}")
@@ -360,8 +365,8 @@ class Engine(EngineAPI):
         return str(found["Id"])
 
     def _exit_code(self, exec_id: str) -> int:
-        code = (self.exec_inspect(exec_id) or {}).get("ExitCode")
-        return int(code) if code is not None else -1
+        found = self.exec_inspect(exec_id)
+        return -1 if found is None or found.exit_code is None else found.exit_code
 
     def _exec_start(self, exec_id: str, stdin: bytes | None) -> Iterator[tuple[Any, Any]]:
         """Start an exec and yield its output as (stdout, stderr) pairs."""

@@ -149,8 +149,7 @@ def running_count(engine: EngineAPI) -> int:
     return sum(
         1
         for c in found
-        if c.get("State") in ("created", "running", "restarting")
-        and not labels.is_probe(c.get("Labels"))  # doctor's throwaway sessions never count
+        if c.live and not labels.is_probe(c.labels)  # doctor's throwaway sessions never count
     )
 
 

@@ -18,7 +18,8 @@ Differences handled here:
   own default, which can exceed the host's hard limit and fail the start; every create
   names both `nofile` and `nproc`.
 
-And what its inspect answers says differently (`inspect`, below), in Docker's words:
+And what its inspect answers says differently (`inspect`, below), in Docker's words, before
+`answers.py` reads it:
 the capabilities dropped (Podman lists its own default set, not `ALL`: the libpod
 answer's empty bounding set is the fact), the runtime (`oci`; libpod names it), the
 limits (`RLIMIT_NOFILE`), and the namespaces (`private`/`shareable` for Docker's

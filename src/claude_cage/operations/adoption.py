@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from datetime import UTC, datetime
 from typing import Any
 
 from claude_cage import labels, metadata, names, presets
+from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import file_error
 from claude_cage.kinds import Credential, Mode
@@ -35,13 +35,8 @@ def ownership(has_record: bool, running: bool) -> str:
     return ADOPT if running else ORPHAN
 
 
-def _env(config: dict[str, Any]) -> dict[str, str]:
-    pairs = (item.partition("=") for item in config.get("Env") or [])
-    return {key: value for key, _, value in pairs}
-
-
-def _created(info: dict[str, Any]) -> str:
-    text = str(info.get("Created") or "")
+def _created(info: Container) -> str:
+    text = info.created
     try:
         when = datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
     except ValueError:
@@ -49,43 +44,31 @@ def _created(info: dict[str, Any]) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _published(companion: dict[str, Any] | None) -> dict[int, int]:
-    """The companion's published ports: container port -> host port."""
-    bindings = ((companion or {}).get("HostConfig") or {}).get("PortBindings") or {}
-    found = {}
-    for key, hosts in bindings.items():
-        with contextlib.suppress(ValueError, IndexError, KeyError, TypeError):
-            found[int(key.split("/")[0])] = int(hosts[0]["HostPort"])
-    return found
-
-
 def _is_user_mount(target: str) -> bool:
     head, _, base = target.rpartition("/")
     return head == "/workspace" and bool(base)
 
 
-def rebuild_record(
-    name: str, info: dict[str, Any], companion: dict[str, Any] | None
-) -> dict[str, Any]:
+def rebuild_record(name: str, info: Container, companion: Container | None) -> dict[str, Any]:
     """A session's record, from its container's labels and what the engine reports."""
     # start-up: policy brings egress, runtimes and workdir; `list` needs only ownership()
     from claude_cage import policy
 
-    found = info["Config"].get("Labels") or {}
-    host = info.get("HostConfig") or {}
-    env = _env(info["Config"])
+    found = info.labels
+    host = info.settings
+    env = info.env
     mounts = [  # the user's: /workspace/<basename>, not the protections under them
-        Mount(m["Source"], m["Destination"], not m.get("RW", True)).to_field()
-        for m in info.get("Mounts") or []
-        if m.get("Type") == "bind" and _is_user_mount(m["Destination"])
+        Mount(m.source, m.destination, not m.writable).to_field()
+        for m in info.mounts
+        if m.type == "bind" and _is_user_mount(m.destination)
     ]
-    published = _published(companion)
+    published = companion.settings.published if companion else {}
     inner_ports = [
         int(bridge.split(":")[1])
         for bridge in env.get("CAGE_BRIDGES", "").split()
         if bridge.startswith("in:")
     ]
-    companion_env = _env((companion or {}).get("Config") or {})
+    companion_env = companion.env if companion else {}
     hosts = companion_env.get("CAGE_ALLOWED_EXACT", "").split() + [
         "*" + suffix for suffix in companion_env.get("CAGE_ALLOWED_SUFFIXES", "").split()
     ]
@@ -94,8 +77,8 @@ def rebuild_record(
     allowed_presets = [
         p for p in companion_env.get("CAGE_ALLOWED_PRESETS", "").split() if p in known
     ]
-    persisted = any(m.get("Name") == names.data_volume(name) for m in info.get("Mounts") or [])
-    user = str(info["Config"].get("User") or "")
+    persisted = any(m.name == names.data_volume(name) for m in info.mounts)
+    user = info.user
     uid, _, gid = user.partition(":")
     owner = (int(uid), int(gid)) if uid.isdigit() and gid.isdigit() else (None, None)
     mode = found.get(labels.MODE) or env.get("CAGE_MODE") or Mode.CLI.value
@@ -105,16 +88,16 @@ def rebuild_record(
     return {
         "name": name,
         "mode": mode if mode in set(Mode) else Mode.CLI.value,
-        "status": "running" if info["State"].get("Running") else "stopped",
+        "status": "running" if info.running else "stopped",
         "created": _created(info),
         "container": names.container_name(name),
         "companion": names.companion_name(name) if companion else "",
         "network": found.get(labels.NETWORK) or "none",
-        "image": info["Config"].get("Image", ""),
+        "image": info.image,
         # no limit on the engine: none recorded ("" reads as None), the config's then
-        "cpus": f"{host['NanoCpus'] / 1e9:g}" if (host.get("NanoCpus") or 0) > 0 else "",
-        "memory": f"{host['Memory'] // 1024**2}m" if (host.get("Memory") or 0) > 0 else "",
-        "pids": host["PidsLimit"] if (host.get("PidsLimit") or 0) > 0 else "",
+        "cpus": f"{host.nano_cpus / 1e9:g}" if host.nano_cpus > 0 else "",
+        "memory": f"{host.memory // 1024**2}m" if host.memory > 0 else "",
+        "pids": host.pids_limit if (host.pids_limit or 0) > 0 else "",
         "mounts": mounts,
         "ports": [[published[p], p] for p in inner_ports if p in published],
         "ephemeral": found.get(labels.EPHEMERAL) == "true",
@@ -136,9 +119,9 @@ def adopt(engine: EngineAPI, store: metadata.SessionStore, name: str) -> dict[st
     Call with the session's lock held. A damaged file is kept beside it, never deleted.
     Returns the new record, or None when there is nothing to adopt."""
     info = inspect_ours(engine, names.container_name(name))
-    if info is None or not info["State"].get("Running"):
+    if info is None or not info.running:
         return None
-    if labels.is_probe(info["Config"].get("Labels")):
+    if labels.is_probe(info.labels):
         return None  # doctor's throwaway session: gc removes it once its doctor is gone
     try:
         if store.read(name) is not None:

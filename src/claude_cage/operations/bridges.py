@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_cage import names
+from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 
 SOCK_DIR = "/sock"
@@ -82,9 +83,9 @@ class Bridge:
         )
 
 
-def bridges_of(info: dict[str, Any]) -> list[Bridge]:
+def bridges_of(info: Container) -> list[Bridge]:
     """The session's bridges, from its container's CAGE_BRIDGES and mode."""
-    env = dict(item.partition("=")[::2] for item in info["Config"].get("Env") or [])
+    env = info.env
     found = []
     for spec in env.get("CAGE_BRIDGES", "").split():
         direction, port, socket = [*spec.split(":", 2), "", ""][:3]
@@ -97,13 +98,13 @@ def bridges_of(info: dict[str, Any]) -> list[Bridge]:
     return found
 
 
-def check(engine: EngineAPI, info: dict[str, Any]) -> dict[Bridge, bool]:
+def check(engine: EngineAPI, info: Container) -> dict[Bridge, bool]:
     """Use each bridge from inside the running session: bridge -> carries traffic."""
     found = bridges_of(info)
     if not found:
         return {}
     script = "; ".join(f"echo b{i}=$({b.probe()})" for i, b in enumerate(found))
-    _code, output = engine.exec_run(info["Name"].lstrip("/"), ["sh", "-c", script])
+    _code, output = engine.exec_run(info.name, ["sh", "-c", script])
     answers = dict(
         line.partition("=")[::2] for line in output.decode(errors="replace").splitlines()
     )
@@ -132,7 +133,7 @@ def as_checks(name: str, results: dict[Bridge, bool]) -> list[dict[str, Any]]:
     return checks
 
 
-def repair(engine: EngineAPI, name: str, info: dict[str, Any]) -> tuple[list[str], list[str]]:
+def repair(engine: EngineAPI, name: str, info: Container) -> tuple[list[str], list[str]]:
     """Bring every dead bridge of a running session back: (repaired, still dead). The
     companion's end must run (see operations/companion.py)."""
     dead = [b for b, ok in check(engine, info).items() if not ok]

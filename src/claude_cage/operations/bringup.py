@@ -11,12 +11,13 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from claude_cage import audit, hostgit, interrupt, labels, managed, metadata, names, policy, quota
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
 from claude_cage.engine import fleet
+from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError, CapacityReached, EngineError, PortAllocated
 from claude_cage.kinds import Network
@@ -46,10 +47,9 @@ def check_capacity(engine: EngineAPI, cfg: config_mod.Config) -> None:
     """Refuse a start beyond the engine's max_sessions. Call with its capacity lock held
     (see start): a session counts from the moment its container is created."""
     running = [
-        c["Labels"].get(labels.SESSION, "?")
+        c.labels.get(labels.SESSION, "?")
         for c in owned_containers(engine)
-        if c.get("State") in ("created", "running", "restarting")
-        and not labels.is_probe(c.get("Labels"))  # doctor's throwaway sessions never count
+        if c.live and not labels.is_probe(c.labels)  # doctor's throwaway sessions never count
     ]
     limit = fleet.limit_of(engine.endpoint.name, cfg["engines"], int(cfg["max_sessions"]))
     if len(running) >= limit:
@@ -128,7 +128,7 @@ def bring_up(
     if req.network == "filtered":
         audit.ensure_follower()
     info = engine.inspect(plan.session.name)
-    if info is None or not info["State"]["Running"]:
+    if info is None or not info.running:
         raise EngineError(
             f"session container {plan.session.name} exited right after starting",
             "see 'claude-cage logs NAME'; check the image with 'claude-cage build'",
@@ -164,8 +164,8 @@ def ensure_egress_network(engine: EngineAPI, name: str) -> None:
         return
     if name == config_mod.DEFAULTS["egress_network"]:
         legacy = engine.network(LEGACY_NETWORK)
-        managed_by = ((legacy or {}).get("Labels") or {}).get("managed-by")
-        if legacy is not None and managed_by == "claude-cage" and not legacy.get("Containers"):
+        managed_by = legacy.labels.get("managed-by") if legacy is not None else None
+        if legacy is not None and managed_by == "claude-cage" and not legacy.containers:
             with contextlib.suppress(CageError):  # in use after all: it stays
                 engine.remove_network(LEGACY_NETWORK)
     engine.ensure_network(name, labels.for_shared_network())
@@ -198,7 +198,7 @@ class Bringing:
     cfg: config_mod.Config
     store: metadata.SessionStore
     req: policy.SessionRequest
-    info: dict[str, Any] | None  # the session's container before this start, if any
+    info: Container | None  # the session's container before this start, if any
     restarted: bool  # the session has a record: its volumes are filled already
     placing: contextlib.ExitStack  # --engine auto's placement lock, let go once it counts
     desktop_plan: desktop.DesktopPlan | None

@@ -38,9 +38,10 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from claude_cage import hostgit, labels, metadata, names, paths, quota
+from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Status
@@ -79,7 +80,7 @@ class SessionObjects:
     meta: SessionRecord | None = None
     damaged: metadata.DamagedMetadata | None = None  # a metadata file that is unusable
     busy: bool = False  # a start, stop or destroy holds its lock
-    containers: list[dict[str, Any]] = field(default_factory=list)  # list entries
+    containers: list[Container] = field(default_factory=list)  # list entries
     volumes: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)
     stray_files: list[str] = field(default_factory=list)  # paths with no metadata to them
@@ -95,12 +96,8 @@ class SessionObjects:
         return bool(self.probes) and all(labels.probe_gone(p) for p in self.probes)
 
 
-def _role(container: dict[str, Any]) -> str:
-    return str((container.get("Labels") or {}).get(labels.ROLE, ""))
-
-
-def _container_name(container: dict[str, Any]) -> str:
-    return str((container.get("Names") or ["/" + container["Id"]])[0]).lstrip("/")
+def _role(container: Container) -> str:
+    return container.labels.get(labels.ROLE, "")
 
 
 def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
@@ -108,12 +105,12 @@ def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
     name, meta = objects.name, objects.meta
     sessions = [c for c in objects.containers if _role(c) == "session"]
     companions = [c for c in objects.containers if _role(c) == "companion"]
-    running = any(c.get("State") in ("running", "restarting") for c in sessions)
+    running = any(c.state.status in ("running", "restarting") for c in sessions)
     now: list[Leftover] = [Leftover(name, "files", p, "no metadata") for p in objects.stray_files]
     confirm: list[Leftover] = []
 
-    def containers(items: list[dict[str, Any]], reason: str) -> list[Leftover]:
-        return [Leftover(name, "container", _container_name(c), reason) for c in items]
+    def containers(items: list[Container], reason: str) -> list[Leftover]:
+        return [Leftover(name, "container", c.name, reason) for c in items]
 
     def storage(reason: str) -> list[Leftover]:
         return [Leftover(name, "volume", v, reason) for v in objects.volumes] + [
@@ -159,9 +156,7 @@ def leftovers(objects: SessionObjects) -> tuple[list[Leftover], list[Leftover]]:
         confirm.append(Leftover(name, "metadata", name, "ephemeral session not running"))
         return now, confirm
     if sessions:  # stopped: keep it, but not a proxy still running for it
-        now += containers(
-            [c for c in companions if c.get("State") == "running"], "proxy of a stopped session"
-        )
+        now += containers([c for c in companions if c.running], "proxy of a stopped session")
         return now, confirm
     # its proxy, and a filler or export a killed command left (they hold its volumes)
     now += containers(objects.containers, "left by a removed session")
@@ -204,16 +199,16 @@ def _gather(engine: EngineAPI, store: metadata.SessionStore) -> dict[str, Sessio
     for name, files in _stray_files(store).items():
         group(name).stray_files = files
     for container in engine.list_containers(labels.owner_filters()):
-        if owner := labels.session_of(container.get("Labels")):
+        if owner := labels.session_of(container.labels):
             group(owner).containers.append(container)
-            group(owner).note(container.get("Labels"))
+            group(owner).note(container.labels)
     for volume in engine.list_volumes():
-        if owner := labels.session_of(volume.get("Labels")):
-            group(owner).volumes.append(volume["Name"])
-            group(owner).note(volume.get("Labels"))
+        if owner := labels.session_of(volume.labels):
+            group(owner).volumes.append(volume.name)
+            group(owner).note(volume.labels)
     for network in engine.list_networks():
-        if owner := labels.session_of(network.get("Labels")):
-            group(owner).networks.append(network["Name"])
+        if owner := labels.session_of(network.labels):
+            group(owner).networks.append(network.name)
     return groups
 
 
@@ -261,13 +256,13 @@ def _unfinished_snapshots(
     kept = set(snapshot.names_kept())
     found = []
     for volume in engine.list_volumes():
-        found_labels = volume.get("Labels") or {}
+        found_labels = volume.labels
         snap = found_labels.get(labels.SNAPSHOT)
         if not snap or not labels.is_ours(found_labels) or snap in kept:
             continue
         if store.busy(snapshot.lock_name(snap)):
             continue
-        item = Leftover("", "volume", volume["Name"], f"of snapshot {snap}, which did not finish")
+        item = Leftover("", "volume", volume.name, f"of snapshot {snap}, which did not finish")
         found.append((snap, item))
     root = paths.snapshots_dir()
     for where in sorted(root.iterdir()) if root.is_dir() else []:
@@ -297,7 +292,7 @@ def _abandoned_scratch() -> list[Leftover]:
 def _orphan_filesystems(engine: EngineAPI) -> list[Leftover]:
     """Bounded volumes' filesystems (quota.py) whose engine volume is gone: a start
     killed between the two, or a volume removed with docker itself."""
-    volumes = {v["Name"] for v in engine.list_volumes()}
+    volumes = {v.name for v in engine.list_volumes()}
     return [
         Leftover(name.split("-", 2)[-1], "filesystem", name, "its volume is gone")
         for name in quota.filesystems()
@@ -461,14 +456,14 @@ def _gather_one(engine: EngineAPI, store: metadata.SessionStore, name: str) -> S
     objects.stray_files = _stray_files(store).get(name, [])
     objects.containers = engine.list_containers(labels.owner_filters(session=name))
     for container in objects.containers:
-        objects.note(container.get("Labels"))
+        objects.note(container.labels)
     for volume in engine.list_volumes():
-        if labels.session_of(volume.get("Labels")) == name:
-            objects.volumes.append(volume["Name"])
-            objects.note(volume.get("Labels"))
+        if labels.session_of(volume.labels) == name:
+            objects.volumes.append(volume.name)
+            objects.note(volume.labels)
     for network in engine.list_networks():
-        if labels.session_of(network.get("Labels")) == name:
-            objects.networks.append(network["Name"])
+        if labels.session_of(network.labels) == name:
+            objects.networks.append(network.name)
     return objects
 
 

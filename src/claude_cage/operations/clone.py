@@ -272,7 +272,7 @@ def reader(ctx: Context, engine: EngineAPI, name: str, meta: SessionRecord) -> I
     stopped, a throwaway one with the session's sandbox and only the clone's volume."""
     container = names.container_name(name)
     info = inspect_ours(engine, container)
-    if info is not None and info["State"]["Running"]:
+    if info is not None and info.running:
         yield container
         return
     volume = names.workspace_volume(name)
@@ -383,7 +383,8 @@ class _Streamed:
         self.watch.close()
         for _ in range(100):  # so nothing of it outlives this command (at most 5 s)
             with contextlib.suppress(CageError):
-                if not (self.engine.exec_inspect(self.exec_id) or {}).get("Running"):
+                found = self.engine.exec_inspect(self.exec_id)
+                if found is None or not found.running:
                     return
             time.sleep(0.05)
 

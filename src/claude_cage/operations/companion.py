@@ -9,9 +9,10 @@ its secrets again, without touching the running session.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from claude_cage import audit, config, labels, names, policy
+from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import EngineError
 from claude_cage.kinds import Mode, Network
@@ -27,19 +28,19 @@ if TYPE_CHECKING:
 OVERLOADED = 0.9
 
 
-def problem(name: str, info: dict[str, Any] | None, pids: int | None = None) -> str | None:
+def problem(name: str, info: Container | None, pids: int | None = None) -> str | None:
     """What is wrong with a running session's companion, with the way out; None if
     nothing is. `info` is its inspect (None: gone), `pids` its process count if known."""
     fix = f"restart it alone with 'claude-cage start {name}'"
     if info is None:
         return f"the companion is gone: the session has no proxy; {fix}"
-    state = info["State"]
-    if not state.get("Running"):
-        why = "killed for running out of memory" if state.get("OOMKilled") else (
-            f"exited with code {state.get('ExitCode')}"
+    state = info.state
+    if not state.running:
+        why = "killed for running out of memory" if state.oom_killed else (
+            f"exited with code {state.exit_code}"
         )  # fmt: skip
         return f"the companion {why}: the session has no proxy; {fix}"
-    limit = info["HostConfig"].get("PidsLimit") or 0
+    limit = info.settings.pids_limit or 0
     if pids is not None and limit and pids >= OVERLOADED * limit:
         return (
             f"the companion is overloaded ({pids} of {limit} processes): the session holds "
@@ -48,11 +49,11 @@ def problem(name: str, info: dict[str, Any] | None, pids: int | None = None) -> 
     return None
 
 
-def pids_in_use(info: dict[str, Any]) -> int | None:
+def pids_in_use(info: Container) -> int | None:
     """The companion's process count, from its cgroup on this host (cgroup v1 or v2,
     cgroupfs or systemd); None where the engine is not local. No process in it is
     needed, so this works when it is full."""
-    cid = info["Id"]
+    cid = info.id
     for path in (
         f"/sys/fs/cgroup/pids/docker/{cid}/pids.current",
         f"/sys/fs/cgroup/pids/system.slice/docker-{cid}.scope/pids.current",
@@ -78,9 +79,9 @@ def push_policy(
 
     companion = names.companion_name(name)
     info = inspect_ours(engine, companion)
-    if not (info and info["State"]["Running"]):
+    if not (info and info.running):
         return False
-    policy_layers.require_image_support(info["Config"]["Image"], info["Config"].get("Labels") or {})
+    policy_layers.require_image_support(info.image, info.labels)
     files = squid.compile_files(rules.Policy(layers, ports, learn))
     code, output = engine.exec_run(
         companion, ["companion-entrypoint", "policy"], stdin=squid.tar_bytes(files)
@@ -97,11 +98,11 @@ def push_policy(
 def drain_audit(ctx: Context, engine: EngineAPI, name: str) -> None:
     """File what the companion's log holds before the companion (and its log) goes."""
     companion = inspect_ours(engine, names.companion_name(name))
-    if companion is None or companion["Config"]["Labels"].get(labels.NETWORK) != Network.FILTERED:
+    if companion is None or companion.labels.get(labels.NETWORK) != Network.FILTERED:
         return
-    engine.stop(companion["Id"], timeout=1)  # its log is final once it stops
+    engine.stop(companion.id, timeout=1)  # its log is final once it stops
     audit.drain(
-        ctx.events, engine, name, companion["Id"], numbering=audit.record_numbering(ctx.store, name)
+        ctx.events, engine, name, companion.id, numbering=audit.record_numbering(ctx.store, name)
     )
 
 
@@ -110,7 +111,7 @@ def needs_restart(engine: EngineAPI, name: str, meta: SessionRecord | None) -> b
     if meta is None or not meta.companion:
         return False
     info = engine.inspect(names.companion_name(name))
-    return info is None or not info["State"]["Running"]
+    return info is None or not info.running
 
 
 def restart(ctx: Context, engine: EngineAPI, cfg: config.Config, meta: SessionRecord) -> None:

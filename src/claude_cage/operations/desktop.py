@@ -126,9 +126,9 @@ def _taken_ports(engine: EngineAPI, store: metadata.SessionStore, name: str) -> 
         if other != name and session.desktop_port is not None:
             taken.add(session.desktop_port)
     for container in engine.list_containers():
-        if labels.session_of(container.get("Labels")) == name:
+        if labels.session_of(container.labels) == name:
             continue
-        taken |= {p["PublicPort"] for p in container.get("Ports") or [] if p.get("PublicPort")}
+        taken |= set(container.public_ports)
     return taken
 
 

@@ -145,7 +145,7 @@ def allow(
             new_ports = current_ports + ports_changed
         companion = names.companion_name(name)
         info = inspect_ours(engine, companion)
-        live = bool(info and info["State"]["Running"])
+        live = bool(info and info.running)
         if live and presets_changed:  # the presets are squid rules of the policy files
             # start-up: the policy's YAML reader, only when the presets change
             from claude_cage.netpolicy import layers as policy_layers
@@ -224,7 +224,7 @@ def read_log(ctx: Context, name: str, tail: int | None = None) -> EgressLog:
     last = "0"
     lines: list[str] = []
     seen: list[int] = []
-    for stamp, raw in engine.output_lines(info["Id"], tail=tail):
+    for stamp, raw in engine.output_lines(info.id, tail=tail):
         text = raw.decode(errors="replace")
         seq = egress.line_seq(text)
         if seq is None:
@@ -238,7 +238,7 @@ def read_log(ctx: Context, name: str, tail: int | None = None) -> EgressLog:
         name,
         [numbered(r) for r in egress.parse_log("\n".join(lines))],
         more=tail is not None and len(lines) >= tail,
-        dropped=here.dropped if here.container == info["Id"] else 0,
+        dropped=here.dropped if here.container == info.id else 0,
         since=audit.engine_seconds(last) if lines else "0",
         seen=seen,
     )
@@ -277,7 +277,7 @@ def follow_log(
     if info is None:
         return
     numbered = audit.session_numbering(meta)
-    for stamp, raw in engine.output_lines(info["Id"], since, follow=True, stop=stop):
+    for stamp, raw in engine.output_lines(info.id, since, follow=True, stop=stop):
         request = egress.parse_line(raw.decode(errors="replace"))
         if request is None:
             continue

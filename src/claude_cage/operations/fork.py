@@ -261,13 +261,13 @@ def restore(ctx: Context, name: str, snap: str) -> Restored:
     engine = ctx.engine_named(meta.engine)
     container = names.container_name(name)
     info = engine.inspect(container)
-    running = bool(info and info["State"]["Running"])
+    running = bool(info and info.running)
     if running:
         stop(ctx, name)
     cfg = ctx.config
     with store.lock(name), store.lock(snapshot.lock_name(snap)):
         info = engine.inspect(container)
-        if info and info["State"]["Running"]:
+        if info and info.running:
             raise BadInput(f"session {name} was started again meanwhile", "try again")
         meta = store.load(name) or meta
         targets = session_volumes(meta)

@@ -156,7 +156,7 @@ def _egress_lines(engine: EngineAPI, name: str) -> str:
     info = engine.inspect(names.companion_name(name))
     if info is None:
         return ""
-    lines = [raw.decode(errors="replace") for _stamp, raw in engine.output_lines(info["Id"])]
+    lines = [raw.decode(errors="replace") for _stamp, raw in engine.output_lines(info.id)]
     return "\n".join(mask_uri(line.rstrip("\n")) for line in lines)
 
 

@@ -152,7 +152,7 @@ def set_key(ctx: Context, name: str, key: str, force: bool = False) -> KeyResult
             )
         store.write_secret(name, API_KEY_SECRET, key)
         info = inspect_ours(engine, session.container)
-        live = bool(info and info["State"]["Running"])
+        live = bool(info and info.running)
         if live:
             inject_key(engine, name, key)
     return KeyResult(name, credential, live)

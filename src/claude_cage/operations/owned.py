@@ -6,9 +6,10 @@ apply it. Every operation that acts on a session's containers finds them here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from claude_cage import labels, metadata, names
+from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, SessionNotFound
 
@@ -16,24 +17,22 @@ if TYPE_CHECKING:
     pass
 
 
-def inspect_ours(engine: EngineAPI, container: str) -> dict[str, Any] | None:
+def inspect_ours(engine: EngineAPI, container: str) -> Container | None:
     """`docker inspect` of one of our containers; None when absent or not ours."""
     info = engine.inspect(container)
-    return info if info is not None and labels.is_ours(info["Config"].get("Labels")) else None
+    return info if info is not None and labels.is_ours(info.labels) else None
 
 
-def owned_containers(
-    engine: EngineAPI, role: labels.Role = labels.Role.SESSION
-) -> list[dict[str, Any]]:
+def owned_containers(engine: EngineAPI, role: labels.Role = labels.Role.SESSION) -> list[Container]:
     """This data directory's containers of one role, in one engine call."""
     return engine.list_containers(labels.owner_filters(role=role))
 
 
-def check_claimable(container: str, info: dict[str, Any] | None) -> None:
+def check_claimable(container: str, info: Container | None) -> None:
     """Refuse to take over a container of that name that is not ours."""
     if info is None:
         return
-    whose = labels.ownership(info["Config"].get("Labels"))
+    whose = labels.ownership(info.labels)
     if whose is labels.Ownership.FOREIGN:
         raise BadInput(
             f"a container named {container} exists and is not managed by claude-cage",
@@ -56,7 +55,7 @@ def running_container(name: str, engine: EngineAPI, store: metadata.SessionStore
         raise BadInput(
             f"session {name} has no container", f"start it: claude-cage start --name {name}"
         )
-    if not info["State"]["Running"]:
+    if not info.running:
         raise BadInput(
             f"session {name} is not running", f"start it: claude-cage start --name {name}"
         )

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import interrupt, labels, metadata, names, resources
+from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.operations import record_event, teardown
@@ -178,25 +179,24 @@ def _last_active(meta: SessionRecord) -> float | None:
     return max(known) if known else None
 
 
-def _attached(engine: EngineAPI, info: dict[str, Any]) -> int:
+def _attached(engine: EngineAPI, info: Container) -> int:
     """Who uses the session from outside: terminals attached to its Claude Code (tmux's
     own count of clients) and other running execs. A `cage-exec watch` is only the
     shadow of another exec, and the agent running detached is nobody."""
     running, attaches = 0, 0
-    for exec_id in info.get("ExecIDs") or []:
+    for exec_id in info.exec_ids:
         detail = engine.exec_inspect(exec_id)
-        if not (detail and detail.get("Running")):
+        if not (detail and detail.running):
             continue
-        process = detail.get("ProcessConfig") or {}
-        args = [process.get("entrypoint", ""), *(process.get("arguments") or [])]
+        args = list(detail.argv)
         if args[:2] == ["cage-exec", "watch"]:
             continue
-        if args[0] == "cage-exec" and args[3:5] == ["cage-agent", "attach"]:
+        if args[:1] == ["cage-exec"] and args[3:5] == ["cage-agent", "attach"]:
             attaches += 1
             continue
         running += 1
     if attaches:
-        counted = clients(engine, info["Name"].lstrip("/"))
+        counted = clients(engine, info.name)
         running += attaches if counted is None else counted
     return running
 
@@ -205,9 +205,9 @@ def _facts(
     engine: EngineAPI, name: str, meta: SessionRecord, stats: dict[str, Any] | None, now: float
 ) -> Facts | None:
     info = inspect_ours(engine, names.container_name(name))
-    if info is None or not info["State"].get("Running"):
+    if info is None or not info.running:
         return None
-    started = resources.parse_time(info["State"].get("StartedAt")) or now
+    started = resources.parse_time(info.state.started_at) or now
     current = Sample(now, resources.cpu_total_ns(stats)) if stats else None
     return Facts(
         name=name,
@@ -234,9 +234,9 @@ def reap(ctx: Context, dry_run: bool = False) -> list[Verdict]:
     engine = ctx.local_engine()
     store = ctx.store
     running = sorted(
-        c["Labels"][labels.SESSION]
+        c.labels[labels.SESSION]
         for c in owned_containers(engine)
-        if c.get("State") == "running" and c["Labels"].get(labels.SESSION)
+        if c.running and c.labels.get(labels.SESSION)
     )
     stats = engine.stats_many([names.container_name(n) for n in running])
     now = ctx.now()

@@ -202,7 +202,7 @@ def _running_filtered(ctx: Context, store: metadata.SessionStore) -> list[str]:
             info = inspect_ours(ctx.engine_for(name), names.companion_name(name))
         except CageError:
             continue
-        if info and info["State"]["Running"]:
+        if info and info.running:
             result.append(name)
     return result
 
@@ -215,7 +215,7 @@ def _refresh(ctx: Context, session: str, store: metadata.SessionStore) -> bool:
         if found is None or found.network != Network.FILTERED:
             return False
         info = inspect_ours(engine, names.companion_name(session))
-        running = bool(info and info["State"]["Running"])
+        running = bool(info and info.running)
         kind = push(engine, store, session, running)
         if found.credential != kind:
             _rewrite_claude_settings(ctx, session, kind)

@@ -25,6 +25,7 @@ from claude_cage import (
 from claude_cage import config as config_mod
 from claude_cage.credentials import Secret
 from claude_cage.engine import fleet
+from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Credential, Mode, Network, Runtime, Status
@@ -117,7 +118,7 @@ def _start_running(
     cfg: config_mod.Config,
     store: metadata.SessionStore,
     name: str,
-    info: dict[str, Any],
+    info: Container,
     warnings: list[str],
 ) -> StartResult:
     """`start NAME` of a running session: adopt it if it lost its record, bring back a
@@ -369,7 +370,7 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         check_claimable(container, info)
         check_claimable(names.companion_name(name), engine.inspect(names.companion_name(name)))
         _refuse_unfinished_clone(store, name)
-        if info is not None and info["State"]["Running"]:
+        if info is not None and info.running:
             return _start_running(ctx, engine, cfg, store, name, info, warnings)
         previous = store.load(name)
         restarted = previous is not None

@@ -154,8 +154,7 @@ def copy(
 def _frozen(engine: EngineAPI, container: str | None) -> Iterator[None]:
     """The container paused (if it runs and is not paused already), then unpaused."""
     info = engine.inspect(container) if container else None
-    state = (info or {}).get("State") or {}
-    if container is None or not state.get("Running") or state.get("Paused"):
+    if container is None or info is None or not info.running or info.state.paused:
         yield
         return
     engine.pause(container)

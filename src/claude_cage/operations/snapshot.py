@@ -190,7 +190,7 @@ def take(ctx: Context, name: str, snap: str | None = None) -> SnapshotResult:
                             "a --no-persist session keeps nothing")  # fmt: skip
         container = names.container_name(name)
         info = engine.inspect(container)
-        paused = bool(info and info["State"]["Running"])
+        paused = bool(info and info.running)
         copies = []
         try:
             for kind in kinds:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import audit, labels, metadata, names, quota
+from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, SessionNotFound
 from claude_cage.kinds import Status
@@ -55,9 +56,9 @@ def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
         if inspect_ours(engine, container) is not None and engine.remove(container):
             removed.append(container)
     for found in engine.list_containers(labels.owner_filters(session=name)):
-        if labels.session_of(found.get("Labels")) != name:
+        if labels.session_of(found.labels) != name:
             continue
-        other = str((found.get("Names") or ["/" + found["Id"]])[0]).lstrip("/")
+        other = found.name
         if engine.remove(other):
             removed.append(other)
     checkpoint("remove:containers")
@@ -78,7 +79,7 @@ def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
 @contextlib.contextmanager
 def _existing_session(
     name: str, engine: EngineAPI, store: metadata.SessionStore
-) -> Iterator[tuple[SessionRecord | None, dict[str, Any] | None]]:
+) -> Iterator[tuple[SessionRecord | None, Container | None]]:
     """Hold the session's lock and yield (record, container inspect); either may be
     None, not both."""
     with store.lock(name):
@@ -100,8 +101,8 @@ def stop(ctx: Context, name: str, purge: bool = False) -> StopResult:
     engine = ctx.engine_for(name)
     store = ctx.store
     with _existing_session(name, engine, store) as (meta, info):
-        was_running = info is not None and bool(info["State"].get("Running"))
-        found = (info or {}).get("Config", {}).get("Labels") or {}
+        was_running = info is not None and info.running
+        found = info.labels if info is not None else {}
         ephemeral = meta.ephemeral if meta is not None else found.get(labels.EPHEMERAL) == "true"
         archived = recorder.archive(ctx, engine, name, meta) if ephemeral and not purge else None
         if info is not None:
@@ -159,7 +160,7 @@ def destroy(
     engine = ctx.engine_for(name)
     store = ctx.store
     with _existing_session(name, engine, store) as (meta, info):
-        if info is not None and info["State"]["Running"] and not force:
+        if info is not None and info.running and not force:
             raise BadInput(
                 f"session {name} is running",
                 f"stop it first ('claude-cage stop {name}'), or use --force",

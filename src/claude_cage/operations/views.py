@@ -21,6 +21,7 @@ from claude_cage.record import SessionRecord
 
 if TYPE_CHECKING:
     from claude_cage.context import Context
+    from claude_cage.engine.answers import Container
 
 CREDENTIALS = {
     Credential.API_KEY_PROXY: "api-key via proxy (the key never enters the session)",
@@ -33,13 +34,11 @@ CREDENTIALS = {
 }
 
 
-def _engine_status(container: dict[str, Any] | None) -> Status:
+def _engine_status(container: Container | None) -> Status:
     if container is None:
         return Status.REMOVED
-    state = container.get("State")
-    if isinstance(state, dict):  # an inspect result
-        state = state.get("Status")
-    return Status.RUNNING if state in ("running", "restarting") else Status.STOPPED
+    running = container.state.status in ("running", "restarting")
+    return Status.RUNNING if running else Status.STOPPED
 
 
 def _url(session: SessionRecord) -> str | None:
@@ -53,18 +52,14 @@ def _url(session: SessionRecord) -> str | None:
 def view(
     name: str,
     meta: SessionRecord | dict[str, Any] | None,
-    container: dict[str, Any] | None,
+    container: Container | None,
     damaged: str | None = None,
 ) -> dict[str, Any]:
     """One session as `list --json` shows it (with no usable record, from the labels of
     its container). `damaged`: why its metadata is unusable."""
     if isinstance(meta, dict):
         meta = record.from_fields({**meta, "name": name})
-    found = (
-        (container or {}).get("Labels")
-        or ((container or {}).get("Config") or {}).get("Labels")
-        or {}
-    )
+    found = container.labels if container else {}
     status = _engine_status(container)
     if meta is None:
         return {
@@ -177,7 +172,7 @@ def survey(ctx: Context, only: str | None = None) -> Survey:
                 "error": None if reachable else answer.message,
             }
         )
-        containers = {c["Labels"].get(labels.SESSION): c for c in answer} if reachable else {}
+        containers = {c.labels.get(labels.SESSION): c for c in answer} if reachable else {}
         here = {n: m for n, m in metas.items() if m.engine == where}
         broken = set(damaged) if where == "" else set()  # its engine is unknown: local
         for name in sorted(set(here) | broken | {n for n in containers if n} - set(metas)):
@@ -205,7 +200,7 @@ def most_recent_running(ctx: Context) -> str:
     return str(max(running, key=lambda s: s["created"])["name"])
 
 
-def _usage(engine: EngineAPI, info: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def _usage(engine: EngineAPI, info: Container) -> tuple[dict[str, Any], str]:
     """Uptime and resource use, read from outside the session, so they stay right when
     it is full: from its cgroup on this host (cgroups.py), else from the engine's
     one-shot stats (which wait for the engine's one-second sampling tick). Also the
@@ -217,13 +212,13 @@ def _usage(engine: EngineAPI, info: dict[str, Any]) -> tuple[dict[str, Any], str
     from claude_cage.errors import CageError
 
     now = time.time()
-    started = resources.parse_time(info["State"].get("StartedAt"))
+    started = resources.parse_time(info.state.started_at)
     facts = cgroups.read(info)
     if facts is not None:
-        stats = resources.stats_from_cgroup(facts, info["HostConfig"])
+        stats = resources.stats_from_cgroup(facts, info.settings)
     else:
         try:
-            stats = engine.stats(info["Name"].lstrip("/")) or {}
+            stats = engine.stats(info.name) or {}
         except CageError:
             stats = {}
     usage = {
@@ -238,18 +233,16 @@ def usage(ctx: Context, name: str) -> dict[str, Any] | None:
     it does not run."""
     engine = ctx.engine_for(name)
     info = inspect_ours(engine, names.container_name(name))
-    if info is None or not info["State"].get("Running"):
+    if info is None or not info.running:
         return None
     return _usage(engine, info)[0]
 
 
-def _workspace_checks(
-    entry: dict[str, Any], info: dict[str, Any], meta: SessionRecord | None
-) -> None:
+def _workspace_checks(entry: dict[str, Any], info: Container, meta: SessionRecord | None) -> None:
     """The read-write mounts are writable by the session's uid; the git protections."""
     from claude_cage import bindmounts  # start-up time: `list` never checks mounts
 
-    entry["protections"] = bindmounts.protected_paths(info.get("Mounts") or [])
+    entry["protections"] = bindmounts.protected_paths(info.mounts)
     if meta is None:
         return
     user, bad = bindmounts.unwritable(meta)
@@ -263,8 +256,8 @@ def _workspace_checks(
 def _companion(
     name: str,
     meta: SessionRecord | None,
-    info: dict[str, Any] | None,
-    companion: dict[str, Any] | None,
+    info: Container | None,
+    companion: Container | None,
 ) -> dict[str, Any] | None:
     """The companion's state, and for a running session what is wrong with it."""
     # start-up: the companion's checks bring PyYAML and the policy; only `status` needs them
@@ -277,7 +270,7 @@ def _companion(
         "container": names.companion_name(name),
         "status": _engine_status(companion),
     }
-    if info is not None and info["State"].get("Running") and wanted:
+    if info is not None and info.running and wanted:
         pids = companion_ops.pids_in_use(companion) if companion else None
         found["problem"] = companion_ops.problem(name, companion, pids)
     return found
@@ -346,20 +339,20 @@ def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
     companion = inspect_ours(engine, names.companion_name(name)) if info else None
     entry["companion"] = _companion(name, meta, info, companion)
     if info is not None:
-        state = info["State"]
-        entry["started_at"] = state.get("StartedAt")
-        entry["restart_count"] = info.get("RestartCount", 0)
-        entry["oom_killed"] = bool(state.get("OOMKilled"))
-        entry["exit_code"] = state.get("ExitCode")
-        entry["health"] = (state.get("Health") or {}).get("Status")
+        state = info.state
+        entry["started_at"] = state.started_at
+        entry["restart_count"] = info.restart_count
+        entry["oom_killed"] = state.oom_killed
+        entry["exit_code"] = state.exit_code
+        entry["health"] = state.health
         entry["oom_hint"] = OutOfMemory.hint if entry["oom_killed"] else None
-        running = live and state.get("Running")
+        running = live and state.running
         oom_kills = ""
         if running:
             usage, oom_kills = _usage(engine, info)
             entry.update(usage)
         if running and meta is not None and meta.user_config:  # the user's MCP servers
-            entry["mcp_missing"] = usersetup.status_lines(engine, info["Name"][1:])
+            entry["mcp_missing"] = usersetup.status_lines(engine, info.name)
         model = None
         if running:  # in the background: it may wait for a model that does not answer
             # start-up: a thread pool and the model probe, for a running session's status
@@ -368,7 +361,7 @@ def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
             from claude_cage.operations import model as model_check
 
             background = ThreadPoolExecutor(1)  # the real endpoint: no key proxy upstream
-            model = background.submit(model_check.check, engine, info["Name"][1:], None)
+            model = background.submit(model_check.check, engine, info.name, None)
             background.shutdown(wait=False)
         inside = sandbox.probe_inside(engine, info) if running else None
         entry["model"] = model.result().as_dict() if model is not None else None
