@@ -41,7 +41,7 @@ class DestroyResult:
         return {"removed": self.removed, "archived": self.archive is not None}
 
 
-def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
+def _remove_everything(ctx: Context, engine: EngineAPI, name: str) -> list[str]:
     """Remove the session's containers and volumes: only ours, never a namesake. Every
     container labelled for the session goes first, also a filler or export a killed
     command left, which would hold its volumes."""
@@ -55,7 +55,7 @@ def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
         other = str((found.get("Names") or ["/" + found["Id"]])[0]).lstrip("/")
         if engine.remove(other):
             removed.append(other)
-    checkpoint("remove:containers")
+    checkpoint(ctx, "remove:containers")
     for volume in (
         names.data_volume(name),
         names.socket_volume(name),
@@ -66,7 +66,7 @@ def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
         if labels.is_ours(engine.volume_labels(volume)) and engine.remove_volume(volume):
             removed.append(volume)
         quota.release(volume)
-        checkpoint("remove:volume")
+        checkpoint(ctx, "remove:volume")
     return removed
 
 
@@ -96,14 +96,14 @@ def stop(ctx: Context, name: str) -> StopResult:
         was_running = info is not None and bool(info["State"].get("Running"))
         if info is not None:
             engine.stop(names.container_name(name))
-        checkpoint("stop:session-stopped")
+        checkpoint(ctx, "stop:session-stopped")
         if inspect_ours(engine, names.companion_name(name)) is not None:
             engine.stop(names.companion_name(name))
             audit.ensure_follower()  # it files the rest of the stopped companion's log
-        checkpoint("stop:companion-stopped")
+        checkpoint(ctx, "stop:companion-stopped")
         found = (info or {}).get("Config", {}).get("Labels") or {}
         if meta.ephemeral if meta is not None else found.get(labels.EPHEMERAL) == "true":
-            _remove_everything(engine, name)
+            _remove_everything(ctx, engine, name)
             store.remove(name)
             return StopResult(name, removed=True, was_running=was_running)
         if meta is not None and was_running:
@@ -156,8 +156,8 @@ def destroy(
             _nothing_to_lose(ctx, engine, name, meta)
         companion_ops.drain_audit(ctx, engine, name)
         archived = None if purge else _archive(ctx, engine, name, meta, info is not None)
-        removed = _remove_everything(engine, name)
-        checkpoint("destroy:before-metadata")
+        removed = _remove_everything(ctx, engine, name)
+        checkpoint(ctx, "destroy:before-metadata")
         store.remove(name)
     return DestroyResult(name, removed, str(archived.path) if archived else None)
 
