@@ -28,7 +28,7 @@ SEARCH_DEPTH = 3  # how deep below a mount to look for repositories
 SKIP = {"node_modules", ".venv", "venv", "__pycache__", "target", "dist", "build"}
 
 
-def session_user(mounts: list[Mount]) -> tuple[int, int]:
+def session_user(mounts: Sequence[Mount]) -> tuple[int, int]:
     """The uid:gid a session with these mounts runs as."""
     owners: dict[tuple[int, int], list[str]] = {}
     for mount in mounts:
@@ -69,7 +69,7 @@ def _git_dirs(root: Path) -> list[Path]:
     return found
 
 
-def protections(mounts: list[Mount], home: Path) -> list[Mount]:
+def protections(mounts: Sequence[Mount], home: Path) -> list[Mount]:
     """The binds that keep the host's git from reading anything the session writes, for
     every repository in a read-write mount (gitdirs.py); the session's own git
     directories are made under home, once."""

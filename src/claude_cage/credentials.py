@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,7 +163,7 @@ def default_kind(hosts: list[str]) -> str:
     return "bearer"
 
 
-def covered(host: str, allowlist: list[str]) -> bool:
+def covered(host: str, allowlist: Sequence[str]) -> bool:
     """Does the allowlist let the session reach `host` (a name or `*.domain`)?"""
     if host in allowlist:
         return True

@@ -134,7 +134,7 @@ def blocked_ranges(allowed: list[str], host_addresses: tuple[str, ...] = ()) -> 
     return [str(net) for net in out] or [_NOTHING]
 
 
-def split_allowlist(hosts: list[str]) -> tuple[list[str], list[str]]:
+def split_allowlist(hosts: Sequence[str]) -> tuple[list[str], list[str]]:
     """(exact names, suffixes such as '.example.com') as the companion wants them."""
     exact = [h for h in hosts if not h.startswith("*.")]
     suffixes = [h[1:] for h in hosts if h.startswith("*.")]

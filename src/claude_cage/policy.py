@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,8 +130,11 @@ class HostFacts:
     addresses: tuple[str, ...] = ()  # the host's own (CIDRs), which the address guard refuses
 
 
-@dataclass
+@dataclass(frozen=True)
 class SessionRequest:
+    """What the user asked for (flags over the config, or a session's record), frozen
+    once built: what a start decides for it on this host is `Decisions`."""
+
     name: str
     mode: Mode = DEFAULT_MODE
     network: Network = DEFAULT_NETWORK
@@ -139,30 +142,47 @@ class SessionRequest:
     cpus: float = 2.0
     memory: str = "4g"
     pids: int = 512
-    mounts: list[Mount] = field(default_factory=list)
-    ports: list[tuple[int, int]] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
+    ports: tuple[tuple[int, int], ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
     ephemeral: bool = False
     persist: bool = True
     credential: Credential = Credential.NONE
     proxy_credentials: bool = False  # the companion waits for credentials before serving
-    allowed_hosts: list[str] = field(default_factory=list)
-    allowed_presets: list[str] = field(default_factory=list)  # registries (presets.py)
-    desktop_port: int | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_presets: tuple[str, ...] = ()  # registries (presets.py)
+    desktop_port: int | None = None  # the port a session recorded, tried first
     owner: str = ""  # paths.owner_id() of the data directory that owns the session
+    clone: str = ""  # clone mode: the repository's name, cloned to /workspace/<clone>
+    runtime: Runtime = DEFAULT_RUNTIME
+    probe: str = ""  # doctor's throwaway session: the pid of that doctor (labels.PROBE)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What a start decides for a request on this host and engine (operations/session.py
+    `_decide`), taken by plan() beside the request."""
+
+    uid: int = SESSION_UID  # the owner of the read-write mounts, if any (bindmounts.py)
+    gid: int = SESSION_UID
+    protect: tuple[Mount, ...] = ()  # .git kept apart (gitdirs.py)
     managed_settings: str = ""  # host directory bound read-only at /etc/claude-code
     managed_volume: str = ""  # ... or, on a remote engine, a volume mounted read-only there
     user_config: str = ""  # host directory of the user's Claude Code setup (userconfig.py)
-    clone: str = ""  # clone mode: the repository's name, cloned to /workspace/<clone>
-    uid: int = SESSION_UID  # the owner of the read-write mounts, if any (bindmounts.py)
-    gid: int = SESSION_UID
-    protect: list[Mount] = field(default_factory=list)  # .git kept apart (gitdirs.py)
-    runtime: Runtime = DEFAULT_RUNTIME
-    probe: str = ""  # doctor's throwaway session: the pid of that doctor (labels.PROBE)
+    desktop_port: int | None = None  # noVNC's port on the host
+    cpus: float | None = None  # a far engine's own default limits, over the request's
+    memory: str | None = None
     # The egress policy's managed, user and project layers (netpolicy/layers.py); the
     # session layer is allowed_presets and allowed_hosts (netpolicy.rules.session_layer).
     policy_layers: tuple[Layer, ...] = ()
     learn: bool = False  # start --learn (netpolicy/rules.py)
+
+
+def limits(req: SessionRequest, decided: Decisions) -> tuple[float, str]:
+    """The session's cpus and memory: the request's, unless a far engine's defaults
+    replace the config's defaults (decided)."""
+    cpus = req.cpus if decided.cpus is None else decided.cpus
+    return cpus, req.memory if decided.memory is None else decided.memory
 
 
 @dataclass
@@ -228,15 +248,17 @@ def _hardening(cfg: dict[str, Any], host: HostFacts) -> list[str]:
     return opts
 
 
-def managed_settings_bind(req: SessionRequest) -> list[Mount]:
+def managed_settings_bind(decided: Decisions) -> list[Mount]:
     """Claude Code's managed settings, the operator's policy: read-only, over the image's
     root-owned /etc/claude-code, so the agent can neither change nor replace them."""
-    if not req.managed_settings:
+    if not decided.managed_settings:
         return []
-    return [Mount(req.managed_settings, MANAGED_SETTINGS_DIR, read_only=True)]
+    return [Mount(decided.managed_settings, MANAGED_SETTINGS_DIR, read_only=True)]
 
 
-def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> ContainerSpec:
+def session_spec(
+    cfg: dict[str, Any], req: SessionRequest, decided: Decisions, host: HostFacts
+) -> ContainerSpec:
     bridges = []
     env = {
         "CAGE_SESSION": req.name,
@@ -273,16 +295,19 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
     scratch = not req.clone and not req.mounts  # no project: /workspace is its to write
     if scratch and req.persist:  # ... kept across stop and start, like its data
         volumes.append({"source": names.scratch_volume(req.name), "target": project})
-    if req.managed_volume:  # root-owned files, filled by claude-cage, read-only inside
+    if decided.managed_volume:  # root-owned files, filled by claude-cage, read-only inside
         volumes.append(
-            {"source": req.managed_volume, "target": MANAGED_SETTINGS_DIR, "read_only": True}
+            {"source": decided.managed_volume, "target": MANAGED_SETTINGS_DIR, "read_only": True}
         )
 
     # The user's Claude Code setup, read-only over its names in the session's ~/.claude.
-    user_binds = userconfig.binds(Path(req.user_config), CONFIG_DIR) if req.user_config else []
+    user_config = decided.user_config
+    user_binds = userconfig.binds(Path(user_config), CONFIG_DIR) if user_config else []
     pids_limit, nproc = runtimes.limits(req.runtime, req.pids, cfg["nproc"])
-    user_tmpfs = f"rw,nosuid,nodev,uid={req.uid},gid={req.gid}"
-    if req.uid != SESSION_UID:  # no passwd entry in the image: nss_wrapper gives one
+    cpus, memory = limits(req, decided)
+    uid, gid = decided.uid, decided.gid
+    user_tmpfs = f"rw,nosuid,nodev,uid={uid},gid={gid}"
+    if uid != SESSION_UID:  # no passwd entry in the image: nss_wrapper gives one
         env.update(
             LD_PRELOAD="libnss_wrapper.so",
             NSS_WRAPPER_PASSWD="/run/cage/passwd",
@@ -296,8 +321,8 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         labels={**labels(req, labels_mod.Role.SESSION), labels_mod.RUNTIME: str(req.runtime)},
         environment=env,
         volumes=volumes,
-        binds=list(req.mounts) + list(req.protect) + managed_settings_bind(req) + user_binds,
-        user=f"{req.uid}:{req.gid}",
+        binds=[*req.mounts, *decided.protect, *managed_settings_bind(decided), *user_binds],
+        user=f"{uid}:{gid}",
         tmpfs={
             "/tmp": f"rw,nosuid,nodev,size={cfg['tmp_size']},mode=1777",
             "/run": f"{user_tmpfs},noexec,size=16m,mode=0755",
@@ -312,8 +337,8 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
         },
         read_only=bool(cfg["read_only_root"]),
         security_opt=_hardening(cfg, host),
-        mem_limit=parse_size(req.memory),
-        nano_cpus=int(req.cpus * 1e9),
+        mem_limit=parse_size(memory),
+        nano_cpus=int(cpus * 1e9),
         pids_limit=pids_limit,
         ulimits=[("nofile", cfg["nofile"], cfg["nofile"]), ("nproc", nproc, nproc)],
         # filtered and none both mean: no network namespace beyond loopback.
@@ -325,15 +350,17 @@ def session_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> C
     )
 
 
-def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> ContainerSpec:
+def companion_spec(
+    cfg: dict[str, Any], req: SessionRequest, decided: Decisions, host: HostFacts
+) -> ContainerSpec:
     companion_owner = f"uid={COMPANION_UID},gid={COMPANION_UID}"
     services = []
     if req.network == Network.FILTERED:
         services.append("proxy")
     ports: dict[str, tuple[str, int]] = {}
-    if req.mode == Mode.DESKTOP and req.desktop_port:
+    if req.mode == Mode.DESKTOP and decided.desktop_port:
         services.append("vnc")
-        ports[f"{NOVNC_PORT}/tcp"] = (cfg["desktop_bind"], req.desktop_port)
+        ports[f"{NOVNC_PORT}/tcp"] = (cfg["desktop_bind"], decided.desktop_port)
     for outer, inner in req.ports:
         services.append(f"port:{inner}")
         ports[f"{inner}/tcp"] = ("127.0.0.1", outer)
@@ -358,9 +385,9 @@ def companion_spec(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) ->
             # what adoption reads back (operations/adoption.py), as the allowlist above
             "CAGE_ALLOWED_PRESETS": " ".join(req.allowed_presets),
             "CAGE_POLICY": policy_env(
-                (*req.policy_layers, session_layer(req.allowed_hosts, req.allowed_presets)),
+                (*decided.policy_layers, session_layer(req.allowed_hosts, req.allowed_presets)),
                 cfg["allowed_ports"],
-                req.learn,
+                decided.learn,
             ),
         },
         volumes=[{"source": names.socket_volume(req.name), "target": COMPANION_SOCK_DIR}],
@@ -448,12 +475,13 @@ def resolve(req: SessionRequest, held: Sequence[Secret], api_key: bool) -> Sessi
         return dataclasses.replace(req, credential=kind, proxy_credentials=bool(held))
     kind = Credential.API_KEY_FILE if api_key else Credential.NONE
     return dataclasses.replace(
-        req, credential=kind, proxy_credentials=False, allowed_hosts=[], allowed_presets=[]
+        req, credential=kind, proxy_credentials=False, allowed_hosts=(), allowed_presets=()
     )
 
 
-def plan(cfg: dict[str, Any], req: SessionRequest, host: HostFacts) -> Plan:
-    """Every container of the session, from the settings and the resolved request."""
-    session = session_spec(cfg, req, host)
-    companion = companion_spec(cfg, req, host) if needs_companion(req) else None
+def plan(cfg: dict[str, Any], req: SessionRequest, decided: Decisions, host: HostFacts) -> Plan:
+    """Every container of the session, from the settings, the resolved request and what
+    the start decided for it."""
+    session = session_spec(cfg, req, decided, host)
+    companion = companion_spec(cfg, req, decided, host) if needs_companion(req) else None
     return Plan(session, companion, [v["source"] for v in session.volumes])

@@ -81,7 +81,7 @@ def test_the_companion_gets_the_list() -> None:
     values = dict(config.DEFAULTS, allowed_address_ranges=["172.18.0.0/16"])
     host = policy.HostFacts(seccomp_profile=SECCOMP, apparmor=False, addresses=("10.9.9.9/32",))
     req = policy.SessionRequest(name="demo", owner="0123456789ab", network="filtered")
-    companion = policy.plan(values, req, host).companion
+    companion = policy.plan(values, req, policy.Decisions(), host).companion
     assert companion is not None
     listed = companion.environment["CAGE_BLOCKED_ADDRESSES"].split()
     assert listed == egress.blocked_ranges(["172.18.0.0/16"], ("10.9.9.9/32",))

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from claude_cage import policy
+from claude_cage import metadata, policy
 from claude_cage.context import Context
 from claude_cage.engine.answers import Container
-from claude_cage.errors import PortAllocated
+from claude_cage.errors import EngineStalled, PortAllocated
 from claude_cage.kinds import Mode
 from claude_cage.operations import bringup, clone, desktop
-from claude_cage.operations.bringup import Bringing
+from claude_cage.operations.bringup import Bringing, Undo
+from claude_cage.record import SessionRecord
 from tests.unit.fake_engine import UnusedEngine
 
 
@@ -47,18 +48,22 @@ def bringing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Bringing,
     ports = iter(range(6081, 6100))
 
     def bring_up(
-        ctx: Context, engine: Any, cfg: Any, req: policy.SessionRequest, *args: Any
+        ctx: Context,
+        engine: Any,
+        cfg: Any,
+        req: policy.SessionRequest,
+        decided: policy.Decisions,
+        *args: Any,
     ) -> None:
-        created = args[3]
-        created.append(f"container:companion-cage-{req.name}")
-        if req.desktop_port in taken:
+        undo = args[3]
+        undo.made("container", f"companion-cage-{req.name}")
+        if decided.desktop_port in taken:
             raise PortAllocated("Bind for 127.0.0.1 failed: port is already allocated")
 
     monkeypatch.setattr(bringup, "bring_up", bring_up)
     monkeypatch.setattr(desktop, "prepare", lambda *args: plan(next(ports)))
     monkeypatch.setattr(desktop, "finish", lambda *args: None)
     req = policy.SessionRequest(name="demo", owner="0123456789ab", mode=Mode.DESKTOP)
-    req.desktop_port = 6080
     ctx = Context(engine=Engine())
     made = Bringing(
         ctx,
@@ -66,6 +71,7 @@ def bringing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Bringing,
         ctx.config,
         ctx.store,
         req,
+        policy.Decisions(desktop_port=6080),
         None,
         False,
         contextlib.ExitStack(),
@@ -80,12 +86,17 @@ def test_a_taken_port_is_undone_and_tried_again_on_another(
 ) -> None:
     made, taken = bringing
     taken.append(6080)
-    created, used = made.up(None, [], None)
-    assert used is not None and used.port == 6081 and made.req.desktop_port == 6081
-    assert created == ["container:companion-cage-demo"]
     engine = made.engine
     assert isinstance(engine, Engine)
+    undo = Undo(engine)
+    decided, used = made.up(undo, None, [], None)
+    assert used is not None and used.port == 6081 and decided.desktop_port == 6081
+    assert made.req.desktop_port is None  # the request stays as it was asked
     assert engine.calls == ["remove companion-cage-demo"]  # the first attempt's, undone
+    # The start's one undo still holds what the last attempt made: a later failure of
+    # the start takes it back too.
+    undo.unwind()
+    assert engine.calls == ["remove companion-cage-demo"] * 2
 
 
 def test_three_taken_ports_give_up_with_nothing_left(
@@ -93,8 +104,49 @@ def test_three_taken_ports_give_up_with_nothing_left(
 ) -> None:
     made, taken = bringing
     taken += [6080, 6081, 6082]
-    with pytest.raises(PortAllocated):
-        made.up(None, [], None)
     engine = made.engine
     assert isinstance(engine, Engine)
+    with pytest.raises(PortAllocated), Undo(engine) as undo:
+        made.up(undo, None, [], None)
     assert engine.calls == ["remove companion-cage-demo"] * 3
+
+
+class Lost(Engine):
+    """An engine that lets nothing go: the rollback cannot remove what was made."""
+
+    def remove(self, name: str) -> bool:
+        raise EngineStalled("the engine", 30, "engine_call_timeout")
+
+
+def test_the_undo_takes_back_everything_newest_first_on_ctrl_c(tmp_path: Path) -> None:
+    engine = Engine()
+    forgotten: list[str] = []
+    with pytest.raises(KeyboardInterrupt), Undo(engine) as undo:
+        undo.callback(forgotten.append, "record")
+        undo.made("container", "companion-cage-demo")
+        undo.stopped("cage-demo")
+        raise KeyboardInterrupt
+    assert engine.calls == ["stop cage-demo", "remove companion-cage-demo"]
+    assert forgotten == ["record"] and undo.left == []
+
+
+def test_a_start_that_ends_well_keeps_everything() -> None:
+    engine = Engine()
+    with Undo(engine) as undo:
+        undo.made("container", "cage-demo")
+    undo.unwind()  # nothing is left to take back
+    assert engine.calls == []
+
+
+def test_what_the_engine_keeps_keeps_the_record(tmp_path: Path) -> None:
+    """A container the engine does not let go keeps a new session's record, for
+    destroy and gc; with nothing left, the record goes."""
+    store = metadata.SessionStore(tmp_path)
+    for engine, stays in ((Lost(), True), (Engine(), False)):
+        store.save(SessionRecord(name="demo"))
+        with pytest.raises(RuntimeError), Undo(engine) as undo:
+            undo.callback(undo.forget_record, store, "demo")
+            undo.made("container", "cage-demo")
+            raise RuntimeError("the companion did not start")
+        assert store.dir("demo").exists() == stays
+        assert undo.left == (["container:cage-demo"] if stays else [])

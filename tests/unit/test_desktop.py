@@ -234,10 +234,11 @@ def test_the_socket_inbox_belongs_to_the_sessions_user(
     from claude_cage.kinds import Mode
     from claude_cage.operations import clone
 
-    req = policy.SessionRequest(name="demo", owner="0123456789ab", mode=Mode(mode))
-    req.ports, req.uid, req.gid = ports, uid, uid + 1
+    req = policy.SessionRequest(
+        name="demo", owner="0123456789ab", mode=Mode(mode), ports=tuple(ports)
+    )
     engine = FillEngine()
-    clone.own_socket_inbox(engine, req)
+    clone.own_socket_inbox(engine, req, policy.Decisions(uid=uid, gid=uid + 1))
     if not fills:
         assert engine.created == [] and engine.archives == []
         return

@@ -4,9 +4,14 @@ any chain of imports, function-local ones included (those run too, only later)."
 from __future__ import annotations
 
 import ast
+import dataclasses
+import re
 from pathlib import Path
 
+import pytest
+
 import claude_cage
+from claude_cage import policy
 
 PACKAGE = Path(claude_cage.__file__).parent
 
@@ -252,3 +257,90 @@ def test_the_audit_imports_nothing_from_the_operations() -> None:
     assert {
         m for m in imports("claude_cage.audit") if m.startswith("claude_cage.operations")
     } == set()
+
+
+# The process's environment, read in place of Context.environ.
+ENVIRONMENT = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+
+
+def reads_the_environment(path: Path) -> list[str]:
+    """Where `path` reads or changes the process's environment itself (os.environ,
+    os.getenv, ...), however os or the name was imported ("file:line: name")."""
+    tree = ast.parse(path.read_text())
+    modules = {"os"}
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.asname for a in node.names if a.name == "os" and a.asname}
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            names |= {a.asname or a.name for a in node.names if a.name in ENVIRONMENT}
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and node.attr in ENVIRONMENT
+        ) or (isinstance(node, ast.Name) and node.id in names):
+            found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_operations_read_the_environment_from_the_context() -> None:
+    # The environment is read once, by the Context (ctx.environ): an operation that read
+    # os.environ would see what the command's own children were given, and a test
+    # would have to change the process's environment to give it another one.
+    checked = [p for p in MODULES.values() if p.parent.name == "operations"]
+    assert len(checked) > 30
+    found = [line for path in sorted(checked) for line in reads_the_environment(path)]
+    assert found == [], "\n".join(found)
+
+
+def test_the_environment_check_can_fail(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import os\n"
+        "import os as system\n"
+        "from os import getenv as ask\n"
+        "def op(ctx):\n"
+        "    key = os.environ.get('ANTHROPIC_API_KEY') or system.getenv('X') or ask('Y')\n"
+        "    os.environ.pop('Z', None)\n"
+        "    return key, ctx.environ.get('X'), os.getpid()\n"
+    )
+    found = [line.split(": ", 1)[1] for line in reads_the_environment(sample)]
+    assert sorted(found) == ["ask", "os.environ", "os.environ", "system.getenv"]
+
+
+# A start's request is what the user asked for, frozen once built; what the start
+# decides for it is a value of its own (policy.Decisions), which plan() takes beside it.
+START_VALUES = (policy.SessionRequest, policy.Decisions)
+
+
+def mutable_fields(cls: type) -> list[str]:
+    """The fields of a dataclass whose type can be changed in place."""
+    return [
+        f"{f.name}: {f.type}"
+        for f in dataclasses.fields(cls)
+        if re.match(r"(list|dict|set|bytearray)\b", str(f.type))
+    ]
+
+
+@pytest.mark.parametrize("cls", START_VALUES)
+def test_the_start_request_and_its_decisions_are_frozen(cls: type) -> None:
+    value = cls(name="web") if "name" in {f.name for f in dataclasses.fields(cls)} else cls()
+    first = dataclasses.fields(cls)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(value, first, getattr(value, first))
+    assert mutable_fields(cls) == []
+
+
+def test_the_frozen_check_can_fail() -> None:
+    @dataclasses.dataclass
+    class Loose:
+        name: str = ""
+        ports: list[int] = dataclasses.field(default_factory=list)
+        env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    assert mutable_fields(Loose) == ["ports: list[int]", "env: dict[str, str]"]
+    with pytest.raises(pytest.fail.Exception, match="FrozenInstanceError"):
+        test_the_start_request_and_its_decisions_are_frozen(Loose)

@@ -26,11 +26,11 @@ def test_flags_go_into_the_request_and_leave_the_config_alone(isolated: Path) ->
     assert flags == {"network": "host", "memory": "5g", "pids": 64, "runtime": "runc"}
     assert cfg["network"] == "none" and cfg["memory"] == "1g"  # the config as configured
     assert "flags" not in cfg.sources.values()
-    req = inputs.build_request(cfg, flags, options, "web")
+    req, _repo = inputs.build_request(cfg, flags, options, "web")
     assert (req.network, req.memory, req.pids, req.runtime) == ("host", "5g", 64, "runc")
     # Without flags, the config decides.
     cfg, flags = inputs.load_settings(Context(), StartOptions())
-    req = inputs.build_request(cfg, flags, StartOptions(), "web")
+    req, _repo = inputs.build_request(cfg, flags, StartOptions(), "web")
     assert flags == {} and (req.network, req.memory) == ("none", "1g")
 
 
@@ -46,9 +46,9 @@ def test_the_request_keeps_the_allowlist_for_the_policy_to_decide() -> None:
     policy.resolve empties it, since nothing filters."""
     options = StartOptions(network="none", allow_hosts=("example.com",))
     cfg, flags = inputs.load_settings(Context(), options)
-    req = inputs.build_request(cfg, flags, options, "web")
+    req, _repo = inputs.build_request(cfg, flags, options, "web")
     assert "example.com" in req.allowed_hosts
-    assert policy.resolve(req, [], api_key=False).allowed_hosts == []
+    assert policy.resolve(req, [], api_key=False).allowed_hosts == ()
 
 
 def test_the_sandbox_refusals_come_before_the_rest_is_read(tmp_path: Path) -> None:
@@ -66,8 +66,8 @@ def test_presets_are_rules_of_the_session_layer_not_allowlist_hosts(isolated: Pa
     (isolated / "config.yaml").write_text("allowed_presets: [go]\n")
     options = StartOptions(allow_presets=("Python", "python"), allow_hosts=("pypi.org",))
     cfg, flags = inputs.load_settings(Context(), options)
-    req = inputs.build_request(cfg, flags, options, "web")
-    assert req.allowed_presets == ["go", "python"]
+    req, _repo = inputs.build_request(cfg, flags, options, "web")
+    assert req.allowed_presets == ("go", "python")
     assert req.allowed_hosts[-1] == "pypi.org"  # given on its own: the user's choice
     assert "files.pythonhosted.org" not in req.allowed_hosts
     assert "proxy.golang.org" not in req.allowed_hosts

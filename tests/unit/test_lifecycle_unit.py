@@ -579,7 +579,10 @@ def test_gc_removes_half_written_session_directories(gc_world: GcEngine, data_di
 
 @pytest.mark.parametrize(("step", "code"), [("start:volumes", -9), ("stop:other", 0)])
 def test_checkpoint_kills_only_at_the_named_step(step: str, code: int) -> None:
-    script = "from claude_cage.operations import checkpoint; checkpoint('start:volumes')"
+    script = (
+        "from claude_cage.context import Context; from claude_cage.operations import checkpoint;"
+        "checkpoint(Context(), 'start:volumes')"
+    )
     env = {"CAGE_TEST_KILL_AT": step, "PATH": "/usr/bin:/bin"}
     assert subprocess.run([sys.executable, "-c", script], env=env).returncode == code
 

@@ -4,6 +4,7 @@ is pinned here, for each network policy and with mounts, ports and env."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import sys
@@ -37,8 +38,13 @@ def request(**kwargs) -> policy.SessionRequest:
     return policy.SessionRequest(**kwargs)
 
 
+# What a start decides (policy.Decisions); cpus and memory given here are the request's.
+DECIDED = {f.name for f in dataclasses.fields(policy.Decisions)} - {"cpus", "memory"}
+
+
 def plan(host: policy.HostFacts = NO_APPARMOR, **kwargs) -> policy.Plan:
-    return policy.plan(cfg(), request(**kwargs), host)
+    decided = policy.Decisions(**{k: kwargs.pop(k) for k in list(kwargs) if k in DECIDED})
+    return policy.plan(cfg(), request(**kwargs), decided, host)
 
 
 def busy_request() -> policy.SessionRequest:
@@ -91,8 +97,8 @@ def test_plan_is_pure() -> None:
     """Same input, same output; the inputs are left untouched."""
     settings, req = cfg(), busy_request()
     before = (copy.deepcopy(settings), copy.deepcopy(req))
-    first = policy.plan(settings, req, NO_APPARMOR)
-    second = policy.plan(settings, req, NO_APPARMOR)
+    first = policy.plan(settings, req, policy.Decisions(), NO_APPARMOR)
+    second = policy.plan(settings, req, policy.Decisions(), NO_APPARMOR)
     assert first == second
     assert (settings, req) == before
 
@@ -101,7 +107,8 @@ def test_plan_does_no_io() -> None:
     """plan() must not touch a file, a socket or a process: all facts come in as
     arguments. An audit hook sees every such event, however it is reached (open,
     Path.read_text, os.listdir, socket, subprocess, a lazy import)."""
-    plan_io = _audited(lambda: policy.plan(cfg(), busy_request(), WITH_APPARMOR))
+    decided = policy.Decisions()
+    plan_io = _audited(lambda: policy.plan(cfg(), busy_request(), decided, WITH_APPARMOR))
     assert plan_io == []
     # The hook itself sees what plan() must not do.
     seen = _audited(lambda: (SECCOMP_PATH.read_text(), os.listdir("/")))
@@ -126,7 +133,7 @@ def test_resolve_decides_the_credential_and_the_allowlist() -> None:
     assert bare.credential == "none" and not bare.proxy_credentials
     for network in ("none", "host"):  # nothing filters: no allowlist
         keyed = policy.resolve(request(network=network, allowed_hosts=hosts), [], api_key=True)
-        assert keyed.credential == "api-key-file" and keyed.allowed_hosts == []
+        assert keyed.credential == "api-key-file" and keyed.allowed_hosts == ()
         assert not keyed.proxy_credentials
         plain = policy.resolve(request(network=network), [ANTHROPIC_KEY], api_key=False)
         assert plain.credential == "none"
@@ -238,7 +245,10 @@ def test_network_mode(network: str, mode: str) -> None:
 @pytest.mark.parametrize("network", NETWORKS)
 def test_no_docker_socket_anywhere(network: str) -> None:
     result = policy.plan(
-        cfg(), busy_request() if network == "filtered" else request(network=network), NO_APPARMOR
+        cfg(),
+        busy_request() if network == "filtered" else request(network=network),
+        policy.Decisions(),
+        NO_APPARMOR,
     )
     for spec in (result.session, result.companion):
         if spec is None:
@@ -285,7 +295,7 @@ def test_volume_labels() -> None:
 
 
 def test_mounts_become_binds_with_their_mode() -> None:
-    spec = policy.plan(cfg(), busy_request(), NO_APPARMOR).session
+    spec = policy.plan(cfg(), busy_request(), policy.Decisions(), NO_APPARMOR).session
     assert [(b.source, b.target, b.read_only) for b in spec.binds] == [
         ("/srv/project", "/workspace/project", False),
         ("/srv/docs", "/workspace/docs", True),
@@ -315,7 +325,7 @@ def test_a_session_without_a_project_writes_in_a_scratch_volume() -> None:
     assert scratch in result.session.volumes
     assert result.session.working_dir == "/workspace"
     assert "/workspace" not in result.session.tmpfs
-    with_project = policy.plan(cfg(), busy_request(), NO_APPARMOR).session
+    with_project = policy.plan(cfg(), busy_request(), policy.Decisions(), NO_APPARMOR).session
     assert names.scratch_volume("demo") not in [v["source"] for v in with_project.volumes]
 
 
@@ -384,7 +394,7 @@ def test_companion_only_when_needed(kwargs: dict, needed: bool) -> None:
 
 
 def test_companion_hardening() -> None:
-    companion = policy.plan(cfg(), busy_request(), WITH_APPARMOR).companion
+    companion = policy.plan(cfg(), busy_request(), policy.Decisions(), WITH_APPARMOR).companion
     assert companion is not None
     assert companion.name == "companion-cage-demo"
     assert companion.read_only is True
@@ -465,7 +475,7 @@ def _fields(cls: type) -> list:
 
 
 def test_allowlist_goes_to_the_companion() -> None:
-    companion = policy.plan(cfg(), busy_request(), NO_APPARMOR).companion
+    companion = policy.plan(cfg(), busy_request(), policy.Decisions(), NO_APPARMOR).companion
     assert companion is not None
     env = companion.environment
     assert env["CAGE_ALLOWED_EXACT"] == "api.anthropic.com"

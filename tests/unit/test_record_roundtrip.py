@@ -139,4 +139,4 @@ def test_a_mount_with_colons_restarts_with_the_right_paths() -> None:
     mount = Mount("/srv/a:b=c d", "/workspace/a:b=c d", False)
     session = through_text(SessionRecord("web", created="x", container="cage-web", mounts=(mount,)))
     request = request_from_record(session, config.load(environ={}))
-    assert request.mounts == [mount]
+    assert request.mounts == (mount,)

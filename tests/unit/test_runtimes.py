@@ -47,7 +47,7 @@ def test_the_plan_puts_the_session_on_its_runtime_and_the_companion_on_runc() ->
     cfg = config.Config().values
     host = policy.HostFacts(seccomp_profile="{}", apparmor=False)
     req = policy.SessionRequest(name="web", runtime="runsc", pids=100)  # type: ignore[arg-type]
-    plan = policy.plan(cfg, req, host)
+    plan = policy.plan(cfg, req, policy.Decisions(), host)
     assert plan.session.runtime == "runsc" and plan.session.labels["cage.runtime"] == "runsc"
     assert plan.companion is not None and plan.companion.runtime == "runc"
     assert plan.session.pids_limit == 100 * runtimes.RUNSC_HOST_TASKS_PER_PROCESS + 256

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from claude_cage import metadata, paths, record
 from claude_cage.cli import cli
+from claude_cage.context import Context
 from claude_cage.errors import CageError
 from claude_cage.operations import snapshot
 from claude_cage.record import Mount, SessionRecord
@@ -19,7 +20,8 @@ LISTED_KEYS = {"name", "source", "created", "engine", "size", "volumes", "age", 
 
 def keep(snap: str, source: str = "web", kinds: tuple[str, ...] = ("work", "data")) -> None:
     found = snapshot.Snapshot(snap, source, "2026-01-02T03:04:05Z", "", 1234, kinds)
-    snapshot._save(found, SessionRecord(name=source, repo_name="proj", branch=f"cage/{source}"))
+    kept = SessionRecord(name=source, repo_name="proj", branch=f"cage/{source}")
+    snapshot._save(Context(), found, kept)
 
 
 def run(*args: str) -> tuple[int, str, str]:

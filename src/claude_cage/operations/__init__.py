@@ -28,10 +28,10 @@ def record_event(
     ctx.events.record(type_, f"{kind}:{name or '-'}", value, session=name)
 
 
-def checkpoint(step: str) -> None:
+def checkpoint(ctx: Context, step: str) -> None:
     """A named step inside an operation. Tests set CAGE_TEST_KILL_AT=<step> to SIGKILL
     the CLI right there, and check that what is left behind is consistent."""
-    if os.environ.get("CAGE_TEST_KILL_AT") == step:
+    if ctx.environ.get("CAGE_TEST_KILL_AT") == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -7,11 +7,12 @@ and the session container, started together; and taking back what a failed start
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from claude_cage import audit, hostgit, interrupt, labels, managed, metadata, names, policy, quota
 from claude_cage import config as config_mod
@@ -29,8 +30,6 @@ from claude_cage.operations.owned import owned_containers
 
 if TYPE_CHECKING:
     from claude_cage.context import Context
-
-    pass
 
 CAPACITY_LOCK = ".capacity"  # never a session name: those start with a letter or digit
 
@@ -66,27 +65,28 @@ def bring_up(
     engine: EngineAPI,
     cfg: config_mod.Config,
     req: policy.SessionRequest,
+    decided: policy.Decisions,
     key: str | None,
     creds: list[Secret],
     reuse_session: bool,
-    created: list[str],
+    undo: Undo,
     counted: Callable[[], None],
 ) -> None:
-    """Create what is missing and start it all, noting in `created` what it made.
+    """Create what is missing and start it all, each thing it makes on `undo`.
     `counted()` is called once the session counts towards max_sessions."""
     far = None if engine.endpoint.is_local else engine.info()
-    plan = policy.plan(cfg.values, req, host_facts(cfg, far))
+    plan = policy.plan(cfg.values, req, decided, host_facts(cfg, far))
     volume_labels = policy.labels(req, labels.Role.VOLUME)
     for volume in plan.volumes:
         if not engine.volume_exists(volume):
-            created.append(f"volume:{volume}")
-            options = _volume_options(cfg, req, volume, engine.endpoint.is_local)
+            undo.made("volume", volume)
+            options = _volume_options(cfg, req, decided, volume, engine.endpoint.is_local)
             engine.ensure_volume(volume, volume_labels, options)
         elif engine.endpoint.is_local:
             quota.ensure_mounted(volume)
-    checkpoint("start:volumes")
-    if req.managed_volume:
-        clone.fill_managed_settings(engine, req, _settings_file(ctx, req.name))
+    checkpoint(ctx, "start:volumes")
+    if decided.managed_volume:
+        clone.fill_managed_settings(engine, req, decided, _settings_file(ctx, req.name))
     if plan.companion is not None:
         ensure_egress_network(engine, cfg["egress_network"])
     # Starting a container is most of a start's time, and the two do not wait on each
@@ -97,22 +97,24 @@ def bring_up(
         if plan.companion is not None:
             companion_ops.drain_audit(ctx, engine, req.name)
             engine.remove(plan.companion.name)  # stateless: made fresh from current settings
+            undo.made("container", plan.companion.name)
             engine.create(plan.companion)  # first: a new socket volume takes its layout
-            created.append(f"container:{plan.companion.name}")
-            checkpoint("start:companion-created")
-            clone.own_socket_inbox(engine, req)  # ... and in/ the session's owner
+            checkpoint(ctx, "start:companion-created")
+            clone.own_socket_inbox(engine, req, decided)  # ... and in/ the session's owner
             companion_started = background.submit(engine.start, plan.companion.name)
-        if not reuse_session:
+        if reuse_session:  # a failed restart leaves the session stopped, as it was
+            undo.stopped(plan.session.name)
+        else:
+            undo.made("container", plan.session.name)
             engine.create(plan.session)
-            created.append(f"container:{plan.session.name}")
-            checkpoint("start:session-created")
+            checkpoint(ctx, "start:session-created")
             counted()
         engine.start(plan.session.name)
         counted()
-        checkpoint("start:session-started")
+        checkpoint(ctx, "start:session-started")
         if companion_started is not None:
             companion_started.result()
-            checkpoint("start:companion-started")
+            checkpoint(ctx, "start:companion-started")
     if req.proxy_credentials:  # the companion's squid waits for these before it serves
         secret_store.hand_over(engine, req.name, creds)
     if plan.companion is not None:
@@ -140,16 +142,20 @@ def _settings_file(ctx: Context, name: str) -> Path:
 
 
 def _volume_options(
-    cfg: config_mod.Config, req: policy.SessionRequest, volume: str, local: bool = True
+    cfg: config_mod.Config,
+    req: policy.SessionRequest,
+    decided: policy.Decisions,
+    volume: str,
+    local: bool = True,
 ) -> dict[str, str] | None:
     """A bounded filesystem for the volume (quota.py), or None for a plain one: also on
     a remote engine, which cannot mount this machine's loop devices."""
-    if not local or volume == req.managed_volume:
+    if not local or volume == decided.managed_volume:
         return None
     if volume in (names.workspace_volume(req.name), names.scratch_volume(req.name)):
-        return quota.prepare(volume, cfg["workspace_size"], req.uid, req.gid)
+        return quota.prepare(volume, cfg["workspace_size"], decided.uid, decided.gid)
     if volume == names.data_volume(req.name):
-        return quota.prepare(volume, cfg["data_size"], req.uid, req.gid)
+        return quota.prepare(volume, cfg["data_size"], decided.uid, decided.gid)
     return quota.prepare(volume, cfg["socket_size"], 0, 0)
 
 
@@ -171,21 +177,70 @@ def ensure_egress_network(engine: EngineAPI, name: str) -> None:
     engine.ensure_network(name, labels.for_shared_network())
 
 
-def rollback(engine: EngineAPI, created: list[str]) -> list[str]:
-    """Remove what a start made, newest first; what could not be removed (the engine
-    lost, stalled, or out of time after Ctrl-C) is returned, for the record to stay."""
-    left = []
-    for item in reversed(created):
-        kind, _, obj = item.partition(":")
+class Undo:
+    """The one rollback of a start: each thing it makes is put here before it is made,
+    and if the start fails (the disk, the engine, the companion, Ctrl-C) everything goes
+    again, newest first. `start` owns it: `with Undo(engine) as undo:` unwinds on any
+    exception and keeps everything when the block ends well. What the engine did not let
+    go (lost, stalled, or out of time after Ctrl-C) is in `left`, so a new session's
+    record stays ("starting", with no start at work) for `destroy` and `gc`."""
+
+    def __init__(self, engine: EngineAPI, left: list[str] | None = None) -> None:
+        self.engine = engine
+        self.left = [] if left is None else left
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Undo:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self._stack.pop_all()  # it all stays
+        else:
+            self.unwind()
+
+    def made(self, kind: str, name: str) -> None:
+        """A container or a volume about to be made: removed on failure."""
+        self._stack.callback(self._remove, kind, name)
+
+    def stopped(self, container: str) -> None:
+        """A container this start starts but did not make: stopped on failure."""
+        self._stack.callback(self._quietly, self.engine.stop, container)
+
+    def callback(self, undo: Callable[..., object], *args: Any) -> None:
+        """Anything else to take back on failure (files on this machine)."""
+        self._stack.callback(undo, *args)
+
+    def part(self) -> Undo:
+        """A part of the start that can be taken back alone (a bring-up tried again):
+        whatever it still holds goes with the rest on failure."""
+        part = Undo(self.engine, self.left)
+        self._stack.callback(part.unwind)
+        return part
+
+    def unwind(self) -> None:
+        self._stack.close()
+
+    def forget_record(self, store: metadata.SessionStore, name: str) -> None:
+        """A new session's record goes with everything else, unless something the engine
+        did not let go still needs it."""
+        if not self.left:
+            self._quietly(store.remove, name)
+
+    def _remove(self, kind: str, name: str) -> None:
         try:
             if kind == "container":
-                engine.remove(obj)
+                self.engine.remove(name)
             else:
-                engine.remove_volume(obj)
-                quota.release(obj)
+                self.engine.remove_volume(name)
+                quota.release(name)
         except CageError:
-            left.append(item)
-    return left
+            self.left.append(f"{kind}:{name}")
+
+    @staticmethod
+    def _quietly(call: Callable[[str], object], name: str) -> None:
+        with contextlib.suppress(CageError):
+            call(name)
 
 
 @dataclass
@@ -198,19 +253,20 @@ class Bringing:
     cfg: config_mod.Config
     store: metadata.SessionStore
     req: policy.SessionRequest
+    decided: policy.Decisions
     info: Container | None  # the session's container before this start, if any
     restarted: bool  # the session has a record: its volumes are filled already
     placing: contextlib.ExitStack  # --engine auto's placement lock, let go once it counts
     desktop_plan: desktop.DesktopPlan | None
-    left: list[str] = field(default_factory=list)  # what an undo could not remove
 
     def up(
-        self, key: str | None, creds: list[Secret], snap: hostgit.Snapshot | None
-    ) -> tuple[list[str], desktop.DesktopPlan | None]:
-        """What was made, and the desktop plan it was made with."""
+        self, undo: Undo, key: str | None, creds: list[Secret], snap: hostgit.Snapshot | None
+    ) -> tuple[policy.Decisions, desktop.DesktopPlan | None]:
+        """Bring the session up, each thing made on `undo`; what was decided (the
+        desktop's port may have moved), and the desktop plan it was made with."""
         engine, req, name = self.engine, self.req, self.req.name
         for attempt in range(3):
-            created: list[str] = []
+            made = undo.part()
             # Starts in parallel take turns from the capacity check until their session
             # counts (its container exists), so they cannot overshoot max_sessions.
             capacity = contextlib.ExitStack()
@@ -220,31 +276,35 @@ class Bringing:
                 check_capacity(engine, self.cfg)
                 reuse = self.info is not None
                 bring_up(
-                    self.ctx, engine, self.cfg, req, key, creds, reuse, created, capacity.close
+                    self.ctx,
+                    engine,
+                    self.cfg,
+                    req,
+                    self.decided,
+                    key,
+                    creds,
+                    reuse,
+                    made,
+                    capacity.close,
                 )
                 if not self.restarted:
-                    clone.own_data_volume(engine, req)
+                    clone.own_data_volume(engine, req, self.decided)
                     if snap is not None:
-                        checkpoint("start:before-clone")
-                        clone.deliver(engine, req, f"cage/{name}", snap)
+                        checkpoint(self.ctx, "start:before-clone")
+                        clone.deliver(engine, req, self.decided, f"cage/{name}", snap)
                 if self.desktop_plan is not None:
                     desktop.finish(engine, self.store, name, self.desktop_plan)
-                return created, self.desktop_plan
+                return self.decided, self.desktop_plan
             except PortAllocated:
-                self._undo(created)
-                # Another start took the desktop port between our check and our bind.
+                # Another start took the desktop port between our check and our bind:
+                # this attempt's containers go, and the next one binds another port.
+                made.unwind()
                 if self.desktop_plan is None or attempt == 2:
                     raise
                 self.desktop_plan = desktop.prepare(engine, self.cfg, self.store, name, None)
-                req.desktop_port = self.desktop_plan.port
-            except BaseException:
-                self._undo(created)
-                raise
+                self.decided = dataclasses.replace(
+                    self.decided, desktop_port=self.desktop_plan.port
+                )
             finally:
                 capacity.close()
         raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def _undo(self, created: list[str]) -> None:
-        self.left += rollback(self.engine, created)
-        if self.info is not None:  # a failed restart leaves the session stopped, as it was
-            self.engine.stop(names.container_name(self.req.name))

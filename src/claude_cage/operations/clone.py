@@ -28,7 +28,13 @@ from claude_cage.engine.transport import demux
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.hostgit import Snapshot
 from claude_cage.kinds import Mode
-from claude_cage.operations.inputs import StartOptions, host_facts, load_config, request_from_record
+from claude_cage.operations.inputs import (
+    StartOptions,
+    decisions_from_record,
+    host_facts,
+    load_config,
+    request_from_record,
+)
 from claude_cage.operations.owned import inspect_ours
 from claude_cage.operations.run import Watch
 from claude_cage.record import SessionRecord
@@ -137,7 +143,13 @@ fi
 )
 
 
-def deliver(engine: EngineAPI, req: policy.SessionRequest, branch: str, snap: Snapshot) -> None:
+def deliver(
+    engine: EngineAPI,
+    req: policy.SessionRequest,
+    decided: policy.Decisions,
+    branch: str,
+    snap: Snapshot,
+) -> None:
     """Upload the snapshot into the session's workspace volume and check it out there."""
     container = names.container_name(req.name)
     pack_dir = f"{req.clone}/.git/objects/pack"
@@ -145,7 +157,7 @@ def deliver(engine: EngineAPI, req: policy.SessionRequest, branch: str, snap: Sn
         (req.clone + d, None) for d in ("", "/.git", "/.git/objects", "/.git/objects/pack")
     ]  # the volume's root takes the owner of its entry: the session's user
     entries += [(f"{pack_dir}/{p.name}", p) for p in (snap.pack.with_suffix(".idx"), snap.pack)]
-    _fill(engine, req, names.workspace_volume(req.name), req.clone, entries)
+    _fill(engine, req, decided, names.workspace_volume(req.name), req.clone, entries)
     target = workdir.clone_target(req.clone)
     code, _out, err = engine.exec_output(
         container,
@@ -158,31 +170,40 @@ def deliver(engine: EngineAPI, req: policy.SessionRequest, branch: str, snap: Sn
         )
 
 
-def own_data_volume(engine: EngineAPI, req: policy.SessionRequest) -> None:
+def own_data_volume(
+    engine: EngineAPI, req: policy.SessionRequest, decided: policy.Decisions
+) -> None:
     """A new data volume takes the image's owner (uid 1000): give it the session's."""
-    if req.persist and (req.uid, req.gid) != (policy.SESSION_UID, policy.SESSION_UID):
-        _fill(engine, req, names.data_volume(req.name), ".claude", [(".claude", None)])
+    if req.persist and (decided.uid, decided.gid) != (policy.SESSION_UID, policy.SESSION_UID):
+        volume = names.data_volume(req.name)
+        _fill(engine, req, decided, volume, ".claude", [(".claude", None)])
 
 
-def own_socket_inbox(engine: EngineAPI, req: policy.SessionRequest) -> None:
+def own_socket_inbox(
+    engine: EngineAPI, req: policy.SessionRequest, decided: policy.Decisions
+) -> None:
     """The socket volume's in/, where the session serves x11vnc and its --port bridges,
     takes the companion image's owner (uid 1000) in a new volume: give it the session's.
     Call after the companion is created (that fills a new volume) and before the
     session starts. (in/ is 0755: its owner's uid is what counts.)"""
-    if req.uid != policy.SESSION_UID and (req.mode == Mode.DESKTOP or req.ports):
-        _fill(engine, req, names.socket_volume(req.name), "sock", [("sock/in", None)])
+    if decided.uid != policy.SESSION_UID and (req.mode == Mode.DESKTOP or req.ports):
+        volume = names.socket_volume(req.name)
+        _fill(engine, req, decided, volume, "sock", [("sock/in", None)])
 
 
-def fill_managed_settings(engine: EngineAPI, req: policy.SessionRequest, settings: Path) -> None:
+def fill_managed_settings(
+    engine: EngineAPI, req: policy.SessionRequest, decided: policy.Decisions, settings: Path
+) -> None:
     """Claude Code's managed settings into the session's managed volume, owned by root
     (on a remote engine, which cannot bind this machine's file; see managed.py)."""
     entries = [("claude-code", None), (f"claude-code/{settings.name}", settings)]
-    _fill(engine, req, req.managed_volume, "claude-code", entries, owner=(0, 0))
+    _fill(engine, req, decided, decided.managed_volume, "claude-code", entries, owner=(0, 0))
 
 
 def _fill(
     engine: EngineAPI,
     req: policy.SessionRequest,
+    decided: policy.Decisions,
     volume: str,
     top: str,
     entries: list[tuple[str, Path | None]],
@@ -200,7 +221,7 @@ def _fill(
         image=req.image,
         role=labels.Role.FILL,
         labels=policy.labels(req, labels.Role.FILL),
-        user=f"{req.uid}:{req.gid}",
+        user=f"{decided.uid}:{decided.gid}",
         command=["true"],
         volumes=[{"source": volume, "target": f"/fill/{top}"}],
         read_only=False,
@@ -209,7 +230,7 @@ def _fill(
     engine.remove(filler.name)  # a leftover of a killed run
     engine.create(filler)
     try:
-        uid, gid = owner or (req.uid, req.gid)
+        uid, gid = owner or (decided.uid, decided.gid)
         engine.put_archive(filler.name, "/fill", tar_stream(entries, uid, gid))
     finally:
         with contextlib.suppress(CageError):
@@ -280,8 +301,8 @@ def reader(ctx: Context, engine: EngineAPI, name: str, meta: SessionRecord) -> I
         raise CageError(f"the clone of session {name} is gone (volume {volume})")
     quota.ensure_mounted(volume)  # a bounded volume, after a reboot
     cfg = load_config(ctx, StartOptions())
-    req = request_from_record(meta, cfg)
-    spec = policy.session_spec(cfg.values, req, host_facts(cfg))
+    req, decided = request_from_record(meta, cfg), decisions_from_record(meta)
+    spec = policy.session_spec(cfg.values, req, decided, host_facts(cfg))
     throwaway = dataclasses.replace(
         spec,
         name=names.export_container(name),

@@ -125,8 +125,8 @@ def restart(ctx: Context, engine: EngineAPI, cfg: config.Config, meta: SessionRe
     name = meta.name
     req = inputs.request_from_record(meta, cfg)
     # the egress policy it was given (its start, or its last `policy apply`)
-    req.policy_layers, req.learn = policy_layers.saved(ctx.store.dir(name))
-    plan = policy.plan(cfg.values, req, inputs.host_facts(cfg))
+    decided = inputs.decisions_from_record(meta, *policy_layers.saved(ctx.store.dir(name)))
+    plan = policy.plan(cfg.values, req, decided, inputs.host_facts(cfg))
     if plan.companion is None:
         return
     store = ctx.store

@@ -17,6 +17,7 @@ start. Their output goes to the container's own output (`logs --raw`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -221,15 +222,16 @@ def prepare(
     data_dir: Path,
     keep_image: bool = False,
     progress: Progress | None = None,
-) -> DevPlan | None:
-    """A new session's dev container: its image built or found, the request changed to
-    run it (image, environment, ports). None when the project has no devcontainer.json.
+) -> tuple[policy.SessionRequest, DevPlan | None]:
+    """A new session's dev container: its image built or found, and the request to run
+    it (image, environment, ports); the request as it was and None when the project has
+    no devcontainer.json.
     The flags win over the file: --image keeps the configuration's image out, an --env
     or a --port of the same name or number stays as given. Remote features are pulled
     (or found in the data directory's cache) before anything is built."""
     dc = load(environ, clone, req, fetcher(cfg, data_dir, progress))
     if dc is None:
-        return None
+        return req, None
     project = host_project(clone, req)
     assert project is not None
     _checked_env(dc, dc.env)  # before a build: a reserved name is refused at once
@@ -237,12 +239,11 @@ def prepare(
     if not keep_image:
         image, built = image_for(engine, cfg, dc, _slug(project), progress)
     env = _checked_env(dc, devcontainer.image_variables(dc.env, engine.image_env(image) or {}))
-    req.image = image
-    req.env = {**env, **req.env}
     taken = {container for _host, container in req.ports}
-    req.ports += [(port, port) for port in dc.ports if port not in taken]
+    added = tuple((port, port) for port in dc.ports if port not in taken)
+    req = dataclasses.replace(req, image=image, env={**env, **req.env}, ports=(*req.ports, *added))
     policy.check(req)
-    return DevPlan(
+    return req, DevPlan(
         file=str(dc.file),
         image=image,
         built=built,

@@ -15,7 +15,7 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -352,17 +352,6 @@ def _scrub(text: str, uri: str) -> str:
     return text
 
 
-@contextlib.contextmanager
-def _without_api_key() -> Iterator[None]:
-    """The probe needs no credential: keep the user's key out of it."""
-    saved = os.environ.pop("ANTHROPIC_API_KEY", None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ["ANTHROPIC_API_KEY"] = saved
-
-
 def check_filtered_network(ctx: Context, engine: EngineAPI) -> Check:
     """Start a throwaway filtered session, ask its proxy for a denied host, remove it."""
     name = PROBE_PREFIX + secrets.token_hex(3)
@@ -370,18 +359,17 @@ def check_filtered_network(ctx: Context, engine: EngineAPI) -> Check:
     with contextlib.suppress(CageError):  # what a doctor killed before cleaning up left
         cleanup.remove_dead_probes(ctx, engine)
     try:
-        with _without_api_key():
-            start(  # on the engine doctor checks: the local one
-                ctx,
-                StartOptions(
-                    name=name,
-                    network="filtered",
-                    ephemeral=True,
-                    persist=False,
-                    probe=True,
-                    engine=fleet.LOCAL,
-                ),
-            )
+        start(  # on the engine doctor checks: the local one; a probe is given no credential
+            ctx,
+            StartOptions(
+                name=name,
+                network="filtered",
+                ephemeral=True,
+                persist=False,
+                probe=True,
+                engine=fleet.LOCAL,
+            ),
+        )
     except CapacityReached as exc:
         return Check(
             "filtered network",

@@ -168,7 +168,7 @@ def _make(
                 make_volume(engine, target, volume_labels, size, owner)
                 copies.append(Copy(kind, source, target))
             copy(engine, snapshot.image_of(kept, cfg), new, copies, freeze=freeze)
-            checkpoint("fork:copied")
+            checkpoint(ctx, "fork:copied")
             if api_key is not None:
                 store.write_secret(new, API_KEY_SECRET, api_key)
             store.save(record)

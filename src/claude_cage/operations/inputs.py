@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 import itertools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +22,11 @@ from claude_cage import hostgit, metadata, names, paths, policy, presets
 from claude_cage.errors import BadInput
 from claude_cage.kinds import Mode, Status
 from claude_cage.parsing import parse_env, parse_mounts, parse_port
-from claude_cage.record import RECORDED, SessionRecord, encode
+from claude_cage.record import RECORDED, Mount, SessionRecord, encode
 
 if TYPE_CHECKING:
     from claude_cage.context import Context
+    from claude_cage.netpolicy.rules import Layer
 
 
 @dataclass
@@ -50,7 +52,7 @@ class StartOptions:
     runtime: str | None = None
     user_config: bool = True  # False: --no-user-config (userconfig.py)
     devcontainer: bool = True  # False: --no-devcontainer (operations/devcontainers.py)
-    probe: bool = False  # doctor's throwaway session, labelled with this pid (labels.PROBE)
+    probe: bool = False  # doctor's throwaway session (labels.PROBE: this pid); no credential
     learn: bool = False  # allow and record what no policy rule decides (netpolicy)
 
 
@@ -141,8 +143,9 @@ def default_image(cfg: config_mod.Config, mode: Mode) -> str:
 
 def build_request(
     cfg: config_mod.Config, flags: dict[str, Any], options: StartOptions, name: str
-) -> policy.SessionRequest:
-    """The request of a new session: the config's settings with the flags over them.
+) -> tuple[policy.SessionRequest, hostgit.Repo | None]:
+    """The request of a new session: the config's settings with the flags over them;
+    and the repository it clones (--clone), if any.
     What the sandbox refuses is refused first (policy.check); what the request means for
     the sandbox, its credential and allowlist, `start` has policy.resolve decide."""
     mode = setting(cfg, flags, "mode")
@@ -154,47 +157,53 @@ def build_request(
         cpus=float(setting(cfg, flags, "cpus")),
         memory=setting(cfg, flags, "memory"),
         pids=int(setting(cfg, flags, "pids")),
-        ports=[parse_port(p) for p in options.ports],
+        ports=tuple(parse_port(p) for p in options.ports),
         ephemeral=options.ephemeral,
         persist=options.persist,
         owner=paths.owner_id(),
         runtime=setting(cfg, flags, "runtime"),
         probe=str(os.getpid()) if options.probe else "",
     )
-    policy.check(req)
-    req.allowed_hosts = list(cfg["allowed_hosts"])
+    policy.check(req)  # first: what the sandbox refuses comes before the rest is read
+    allowed = list(cfg["allowed_hosts"])
     for host in options.allow_hosts:
         try:
             checked = config_mod.validate_host(host)
         except ValueError as exc:
             raise BadInput(f"--allow-host: {exc}", config_mod.HOST_HINT) from None
-        if checked not in req.allowed_hosts:
-            req.allowed_hosts.append(checked)
+        if checked not in allowed:
+            allowed.append(checked)
     try:
         wanted = [*cfg["allowed_presets"], *(presets.check(p) for p in options.allow_presets)]
     except ValueError as exc:
         raise BadInput(f"--allow-preset: {exc}", "e.g. --allow-preset python") from None
-    # rules of the session layer, GET and HEAD only (netpolicy.rules.session_layer)
-    req.allowed_presets = list(dict.fromkeys(wanted))
-    req.mounts = parse_mounts(options.mounts)
-    req.env = parse_env(options.env)
-    return req
+    mounts = tuple(parse_mounts(options.mounts))
+    repo = clone_repo(options, name, mounts)
+    full = dataclasses.replace(
+        req,
+        allowed_hosts=tuple(allowed),
+        # rules of the session layer, GET and HEAD only (netpolicy.rules.session_layer)
+        allowed_presets=tuple(dict.fromkeys(wanted)),
+        mounts=mounts,
+        env=parse_env(options.env),
+        clone=repo.name if repo is not None else "",
+    )
+    return full, repo
 
 
-def clone_request(options: StartOptions, name: str, req: policy.SessionRequest) -> Any:
+def clone_repo(options: StartOptions, name: str, mounts: Sequence[Mount]) -> hostgit.Repo | None:
     """Check --clone before anything exists; returns the repository, or None."""
     if not options.clone:
         return None
     repo = hostgit.find_repo(options.clone)
     hostgit.check_branch(name)
-    for mount in req.mounts:
+    for mount in mounts:
         if mount.target == f"/workspace/{repo.name}" or Path(mount.source) == repo.top:
             raise BadInput(
                 f"--clone {options.clone} and --mount {mount.source} would both be "
                 f"/workspace/{repo.name}",
                 "use --clone for a git repository and --mount for other directories",
             )
-    req.clone = repo.name
     return repo
 
 
@@ -208,37 +217,46 @@ def request_from_record(session: SessionRecord, cfg: config_mod.Config) -> polic
         cpus=float(cfg["cpus"]) if session.cpus is None else session.cpus,
         memory=cfg["memory"] if session.memory is None else session.memory,
         pids=int(cfg["pids"]) if session.pids is None else session.pids,
-        mounts=list(session.mounts),
-        ports=list(session.ports),
+        mounts=session.mounts,
+        ports=session.ports,
         ephemeral=session.ephemeral,
         persist=session.persist,
         credential=session.credential,
-        allowed_hosts=list(session.allowed_hosts),
-        allowed_presets=list(session.allowed_presets),
+        allowed_hosts=session.allowed_hosts,
+        allowed_presets=session.allowed_presets,
         desktop_port=session.desktop_port,
         owner=paths.owner_id(),
         runtime=session.runtime,
         clone=session.repo_name or "",
+    )
+
+
+def decisions_from_record(
+    session: SessionRecord, layers: tuple[Layer, ...] = (), learn: bool = False
+) -> policy.Decisions:
+    """What a session's start decided, as its record keeps it, for rebuilding one of its
+    containers; with the egress policy it was given (netpolicy/layers.saved)."""
+    return policy.Decisions(
         uid=session.uid or policy.SESSION_UID,
         gid=session.gid or policy.SESSION_UID,
+        desktop_port=session.desktop_port,
+        policy_layers=layers,
+        learn=learn,
     )
 
 
 def remote_limits(
-    cfg: config_mod.Config,
-    flags: dict[str, Any],
-    req: policy.SessionRequest,
-    engine_info: dict[str, Any],
-) -> None:
+    cfg: config_mod.Config, flags: dict[str, Any], engine_info: dict[str, Any]
+) -> tuple[float | None, str | None]:
     """Default limits follow the engine's own host: cores minus one, half its memory
-    (limits that a flag or the config set stay as they are)."""
+    (limits that a flag or the config set stay as they are); None keeps the request's."""
     cores, total = engine_info.get("NCPU"), engine_info.get("MemTotal")
+    cpus = memory = None
     if cores and "cpus" not in flags and cfg.sources.get("cpus") == "default":
-        cfg.values["cpus"] = config_mod.default_cpus(int(cores))
-        req.cpus = float(cfg["cpus"])
+        cpus = config_mod.default_cpus(int(cores))
     if total and "memory" not in flags and cfg.sources.get("memory") == "default":
-        cfg.values["memory"] = config_mod.default_memory(int(total))
-        req.memory = cfg["memory"]
+        memory = config_mod.default_memory(int(total))
+    return cpus, memory
 
 
 def check_remote(req: policy.SessionRequest, engine_label: str) -> None:
@@ -294,11 +312,15 @@ def given_settings(options: StartOptions) -> list[str]:
 
 
 def record_for(
-    req: policy.SessionRequest, previous: SessionRecord | None, allowed_ports: list[int]
+    req: policy.SessionRequest,
+    decided: policy.Decisions,
+    previous: SessionRecord | None,
+    allowed_ports: list[int],
 ) -> SessionRecord:
-    """The record of a session just started from `req`; what `previous` recorded and
-    the request does not decide (its creation, reap's samples) is kept."""
+    """The record of a session just started from `req` as `decided`; what `previous`
+    recorded and the start does not decide (its creation, reap's samples) is kept."""
     base = previous or SessionRecord(name=req.name, created=metadata.now_iso())
+    cpus, memory = policy.limits(req, decided)
     return dataclasses.replace(
         base,
         mode=req.mode,
@@ -308,8 +330,8 @@ def record_for(
         network=req.network,
         runtime=req.runtime,
         image=req.image,
-        cpus=req.cpus,
-        memory=req.memory,
+        cpus=cpus,
+        memory=memory,
         pids=req.pids,
         mounts=tuple(req.mounts),
         ports=tuple(req.ports),
@@ -320,11 +342,11 @@ def record_for(
         allowed_hosts=tuple(req.allowed_hosts),
         allowed_presets=tuple(req.allowed_presets),
         allowed_ports=tuple(allowed_ports),
-        desktop_port=req.desktop_port,
+        desktop_port=decided.desktop_port,
         started=metadata.now_iso(),
-        uid=req.uid,
-        gid=req.gid,
-        user_config=bool(req.user_config),
+        uid=decided.uid,
+        gid=decided.gid,
+        user_config=bool(decided.user_config),
     )
 
 

@@ -8,8 +8,8 @@ never in argv, the environment, `docker inspect`, metadata, logs or error messag
 
 from __future__ import annotations
 
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,9 +32,9 @@ _API_KEY = re.compile(r"^[A-Za-z0-9._~+/=-]{8,512}$")
 _ANTHROPIC_KEY = re.compile(r"^sk-ant-[A-Za-z0-9]+-[A-Za-z0-9_-]{16,}$")
 
 
-def read_api_key(api_key_file: str | None, environ: dict[str, str] | None = None) -> str | None:
-    """The key from --api-key-file, else ANTHROPIC_API_KEY. Never echoed in errors."""
-    environ = dict(os.environ) if environ is None else environ
+def read_api_key(api_key_file: str | None, environ: Mapping[str, str]) -> str | None:
+    """The key from --api-key-file, else ANTHROPIC_API_KEY (of the command's environment,
+    Context.environ). Never echoed in errors."""
     if api_key_file:
         try:
             key = Path(api_key_file).expanduser().read_text().strip()
@@ -66,11 +66,10 @@ def check_api_key(key: str, what: str, kind: str = "api-key") -> str:
 
 
 def read_start_credential(
-    api_key_file: str | None, network: Network, environ: dict[str, str] | None = None
+    environ: Mapping[str, str], api_key_file: str | None, network: Network
 ) -> Secret | None:
     """The Anthropic credential a start was given: an API key (--api-key-file or
     ANTHROPIC_API_KEY) or a subscription token (CLAUDE_CODE_OAUTH_TOKEN)."""
-    environ = dict(os.environ) if environ is None else environ
     key = read_api_key(api_key_file, environ)
     token = environ.get("CLAUDE_CODE_OAUTH_TOKEN", "").strip()
     if key and token:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -98,7 +99,7 @@ def check(engine: EngineAPI, container: str, upstream: str | None) -> ModelCheck
     return interpret(output.decode(errors="replace"), upstream)
 
 
-def unreachable(network: str, env: dict[str, str]) -> str | None:
+def unreachable(network: str, env: Mapping[str, str]) -> str | None:
     """Why Claude Code in such a session could reach no model at all (else None), for
     `start`: a session with no network reaches a model only if one is served inside it."""
     if network != "none":

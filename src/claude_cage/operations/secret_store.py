@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -245,7 +246,7 @@ class SecretResult:
         }
 
 
-def check_allowed(hosts: list[str], allowlist: list[str], where: str, fix: str) -> None:
+def check_allowed(hosts: Sequence[str], allowlist: Sequence[str], where: str, fix: str) -> None:
     """A credential is added only on the way to its hosts, and those must be reachable:
     refuse rather than widen the allowlist behind the user's back."""
     for host in hosts:

@@ -30,7 +30,7 @@ from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Credential, Mode, Network, Runtime, Status
 from claude_cage.netpolicy import layers as policy_layers
-from claude_cage.netpolicy.rules import session_layer
+from claude_cage.netpolicy.rules import Layer, session_layer
 from claude_cage.operations import (
     adoption,
     agent,
@@ -45,12 +45,11 @@ from claude_cage.operations import (
     usersetup,
 )
 from claude_cage.operations import companion as companion_ops
-from claude_cage.operations.bringup import Bringing, rollback
+from claude_cage.operations.bringup import Bringing, Undo
 from claude_cage.operations.inputs import (
     StartOptions,
     build_request,
     check_remote,
-    clone_request,
     given_settings,
     keep_recorded,
     load_settings,
@@ -61,7 +60,7 @@ from claude_cage.operations.inputs import (
 )
 from claude_cage.operations.keys import API_KEY_SECRET, read_start_credential
 from claude_cage.operations.owned import check_claimable
-from claude_cage.record import RECORDED, SessionRecord
+from claude_cage.record import RECORDED, Mount, SessionRecord
 
 if TYPE_CHECKING:
     from claude_cage.context import Context
@@ -190,14 +189,15 @@ def _choose_engine(
 
 def _final_record(
     req: policy.SessionRequest,
+    decided: policy.Decisions,
     before: SessionRecord | None,
     cfg: config_mod.Config,
     engine: EngineAPI,
     desktop_plan: desktop.DesktopPlan | None,
 ) -> SessionRecord:
-    """The record of a started session: its request, the config it ran with (a restart
-    puts that back), its engine, and a desktop's bind."""
-    session = record_for(req, before, cfg["allowed_ports"])
+    """The record of a started session: its request as decided, the config it ran with
+    (a restart puts that back), its engine, and a desktop's bind."""
+    session = record_for(req, decided, before, cfg["allowed_ports"])
     session = dataclasses.replace(
         session, engine=engine.endpoint.name, **{key: cfg[key] for key in RECORDED}
     )
@@ -206,7 +206,13 @@ def _final_record(
     return session
 
 
-def _require_images(engine: EngineAPI, cfg: config_mod.Config, req: policy.SessionRequest) -> None:
+def _require_images(
+    engine: EngineAPI,
+    cfg: config_mod.Config,
+    req: policy.SessionRequest,
+    layers: tuple[Layer, ...],
+    learn: bool,
+) -> None:
     """The images this start runs are there, and new enough for what it asks of them."""
     engine.require_image(req.image)
     managed.require_image_support(req.image, engine.image_labels(req.image) or {})
@@ -214,15 +220,15 @@ def _require_images(engine: EngineAPI, cfg: config_mod.Config, req: policy.Sessi
         gvisor.check_start(engine, req.image)
     if policy.needs_companion(req):
         engine.require_image(cfg["image_companion"])
-    layers = (*req.policy_layers, session_layer(req.allowed_hosts, req.allowed_presets))
-    if policy.needs_policy(layers, req.learn):
+    if policy.needs_policy((*layers, session_layer(req.allowed_hosts, req.allowed_presets)), learn):
         image = cfg["image_companion"]
         policy_layers.require_image_support(image, engine.image_labels(image) or {})
 
 
 def _save_starting(
-    store: metadata.SessionStore,
+    ctx: Context,
     req: policy.SessionRequest,
+    decided: policy.Decisions,
     cfg: config_mod.Config,
     engine: EngineAPI,
     repo: str = "",
@@ -232,7 +238,7 @@ def _save_starting(
     A clone start's says so from the first (`repo`): one killed before the clone arrived
     is never taken for a session that started (SessionRecord.clone_pending)."""
     starting = dataclasses.replace(
-        record_for(req, None, cfg["allowed_ports"]),
+        record_for(req, decided, None, cfg["allowed_ports"]),
         status=Status.STARTING,
         engine=engine.endpoint.name,
     )
@@ -240,13 +246,8 @@ def _save_starting(
         starting = dataclasses.replace(
             starting, repo=repo, repo_name=req.clone, branch=f"cage/{req.name}"
         )
-    try:
-        store.save(starting)
-    except BaseException:  # a full disk: not even an empty directory stays
-        with contextlib.suppress(CageError):
-            store.remove(req.name)
-        raise
-    checkpoint("start:record-written")
+    ctx.store.save(starting)  # on a full disk, the start's undo leaves not even a directory
+    checkpoint(ctx, "start:record-written")
     return starting
 
 
@@ -285,11 +286,12 @@ def _carry_user_config(
     previous: SessionRecord | None,
     engine: EngineAPI,
     warnings: list[str],
-) -> userconfig.Carried | None:
+) -> tuple[str, userconfig.Carried | None]:
     """The user's Claude Code setup for this start (config claude_config, unless
     --no-user-config): copied afresh into the directory the session binds read-only,
-    which a new session on the local engine gets and a restart keeps. Returns what the
-    running session's state gets, or None when nothing is carried."""
+    which a new session on the local engine gets and a restart keeps. Returns that
+    directory ("": none), and what the running session's state gets (None: nothing
+    is carried)."""
     home = userconfig.source(cfg["claude_config"]) if options.user_config else None
     new = previous is None
     bound = previous.user_config if previous is not None else home is not None
@@ -299,18 +301,17 @@ def _carry_user_config(
                 f"your Claude Code setup is not carried to sessions on "
                 f"{engine.endpoint.label} (a remote engine cannot bind this machine's files)"
             )
-        return None
+        return "", None
     if not bound:
         if home is not None and not new:
             warnings.append(
                 f"session {req.name} was created without your Claude Code setup: "
                 "destroy it and start afresh to carry it in"
             )
-        return None
+        return "", None
     where = usersetup.directory(store, req.name)
     carried = userconfig.write(where, home)
-    req.user_config = str(where)
-    return carried if home is not None else None
+    return str(where), carried if home is not None else None
 
 
 def _refuse_unfinished_clone(store: metadata.SessionStore, name: str) -> None:
@@ -337,21 +338,89 @@ LEARN_WARNING = (
 )
 
 
+def _decide(
+    ctx: Context,
+    options: StartOptions,
+    cfg: config_mod.Config,
+    flags: dict[str, Any],
+    req: policy.SessionRequest,
+    previous: SessionRecord | None,
+    engine: EngineAPI,
+    info: Container | None,
+    user: tuple[int, int],
+    repo: hostgit.Repo | None,
+    warnings: list[str],
+) -> tuple[policy.Decisions, desktop.DesktopPlan | None, userconfig.Carried | None]:
+    """What this start decides for the request on this host and engine: the egress
+    policy, the desktop's port, what is bound (the .git protections, the managed
+    settings, the user's setup), the session's owner and a far engine's limits. Writes
+    the files the session binds, which the start's undo removes if the start fails."""
+    name, store, restarted = req.name, ctx.store, previous is not None
+    local = engine.endpoint.is_local
+    layers: tuple[Layer, ...] = ()
+    learn = False
+    if req.network == Network.FILTERED:  # the policy files, as the host holds them now
+        top = str(repo.top) if repo is not None else previous.repo if previous else None
+        project_top, why = policy_layers.project_dir(top, req.mounts)
+        layers = policy_layers.load(cfg["managed_policy"], project_top, why)
+        learn = policy_layers.saved(store.dir(name))[1] if restarted else options.learn
+        policy_layers.save(store.dir(name), layers, learn)
+        if learn:
+            warnings.append(LEARN_WARNING.format(name=name))
+    if not restarted and not local:
+        warnings.append(
+            f"volume size limits apply on the local engine only: the volumes on "
+            f"{engine.endpoint.label} are not bounded"
+        )
+    # Claude Code's managed settings, from the configuration of this start.
+    settings = managed.compose(cfg["claude_managed_settings"], req.credential)
+    _require_images(engine, cfg, req, layers, learn)
+    desktop_plan = None
+    if req.mode == Mode.DESKTOP:
+        desktop_plan = desktop.prepare(engine, cfg, store, name, req.desktop_port)
+        warnings += desktop_plan.warnings
+
+    protect: tuple[Mount, ...] = ()
+    if info is None and local:  # a container to create: its binds
+        protect = tuple(bindmounts.protections(req.mounts, store.dir(name) / "git"))
+    settings_dir = managed.write(store.dir(name) / "claude-code", settings)
+    user_config, carried = _carry_user_config(options, cfg, store, req, previous, engine, warnings)
+    cpus, memory = (None, None) if restarted or local else remote_limits(cfg, flags, engine.info())
+    if previous is not None:  # the owner it was made for
+        user = (previous.uid or policy.SESSION_UID, previous.gid or policy.SESSION_UID)
+    decided = policy.Decisions(
+        uid=user[0],
+        gid=user[1],
+        protect=protect,
+        managed_settings=str(settings_dir) if local else "",
+        # a remote engine cannot bind this machine's file: a volume it is filled into
+        managed_volume="" if local else names.managed_volume(name),
+        user_config=user_config,
+        desktop_port=desktop_plan.port if desktop_plan is not None else req.desktop_port,
+        cpus=cpus,
+        memory=memory,
+        policy_layers=layers,
+        learn=learn,
+    )
+    return decided, desktop_plan, carried
+
+
 @operation("start")
 def start(ctx: Context, options: StartOptions) -> StartResult:
     cfg, flags = load_settings(ctx, options)
     name = names.check_name(options.name) if options.name is not None else names.generate_name()
-    given = read_start_credential(options.api_key_file, setting(cfg, flags, "network"))
-    req = build_request(cfg, flags, options, name)
-    repo = clone_request(options, name, req)
+    network = setting(cfg, flags, "network")
+    given = (
+        None if options.probe else read_start_credential(ctx.environ, options.api_key_file, network)
+    )
+    req, repo = build_request(cfg, flags, options, name)
     store = ctx.store
     warnings = []
     placing = contextlib.ExitStack()  # --engine auto: held until the session counts
     engine = _choose_engine(ctx, options, cfg, name, placing)
     if not engine.endpoint.is_local:
         check_remote(req, engine.endpoint.label)
-        remote_limits(cfg, flags, req, engine.info())
-    req.uid, req.gid = bindmounts.session_user(req.mounts)
+    user = bindmounts.session_user(req.mounts)
     if req.network == Network.HOST:
         warnings.append("--network host: the session shares the host's network, with no filtering")
 
@@ -364,7 +433,10 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
             f"('claude-cage fetch {name}' first)"
         )
 
-    with placing, contextlib.ExitStack() as stack, store.lock(name):
+    # `undo` is the start's one rollback: whatever fails from here (the disk, the engine,
+    # the companion, Ctrl-C), what this start made goes again, newest first, a new
+    # session's record and files with it; see bringup.Undo.
+    with placing, contextlib.ExitStack() as stack, store.lock(name), Undo(engine) as undo:
         container = names.container_name(name)
         info = engine.inspect(container)
         check_claimable(container, info)
@@ -375,7 +447,7 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         previous = store.load(name)
         restarted = previous is not None
         if not restarted:  # a first start that fails leaves no session directory behind
-            stack.callback(managed.forget_if_unrecorded, store.dir(name))
+            undo.callback(managed.forget_if_unrecorded, store.dir(name))
         if previous is not None:
             req = request_from_record(previous, cfg)
             given = None  # a restart uses what is stored (a warning names ignored flags)
@@ -391,7 +463,7 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         dev = None
         if not restarted and options.devcontainer and cfg["devcontainer"] == "auto":
             if req.mode == Mode.CLI:
-                dev = devcontainers.prepare(
+                req, dev = devcontainers.prepare(
                     engine, cfg, ctx.environ, options.clone, req, ctx.data_dir,
                     keep_image=bool(options.image),
                 )  # fmt: skip
@@ -404,83 +476,45 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         if not restarted and not quota.available() and any(map(config_mod.parse_size, sizes)):
             warnings.append(quota.UNBOUNDED_HINT)
         req, key, creds = _credentials(ctx, req, given, restarted)
-        if req.network == Network.FILTERED:  # the policy files, as the host holds them now
-            top = str(repo.top) if repo is not None else previous.repo if previous else None
-            project_top, why = policy_layers.project_dir(top, req.mounts)
-            req.policy_layers = policy_layers.load(cfg["managed_policy"], project_top, why)
-            saved_learn = policy_layers.saved(ctx.store.dir(name))[1] if restarted else False
-            req.learn = saved_learn if restarted else options.learn
-            policy_layers.save(ctx.store.dir(name), req.policy_layers, req.learn)
-            if req.learn:
-                warnings.append(LEARN_WARNING.format(name=name))
-        if not restarted and not engine.endpoint.is_local:
-            warnings.append(
-                f"volume size limits apply on the local engine only: the volumes on "
-                f"{engine.endpoint.label} are not bounded"
-            )
-        # Claude Code's managed settings, from the configuration of this start.
-        settings = managed.compose(cfg["claude_managed_settings"], req.credential)
-        _require_images(engine, cfg, req)
-        desktop_plan = None
-        if req.mode == Mode.DESKTOP:
-            desktop_plan = desktop.prepare(engine, cfg, store, name, req.desktop_port)
-            req.desktop_port = desktop_plan.port
-            warnings += desktop_plan.warnings
-
-        if info is None and engine.endpoint.is_local:  # a container to create: its binds
-            req.protect = bindmounts.protections(req.mounts, store.dir(name) / "git")
-        settings_dir = managed.write(store.dir(name) / "claude-code", settings)
-        carried = _carry_user_config(options, cfg, store, req, previous, engine, warnings)
-        if engine.endpoint.is_local:
-            req.managed_settings = str(settings_dir)
-        else:  # a remote engine cannot bind this machine's file: a volume it is filled into
-            req.managed_volume = names.managed_volume(name)
+        decided, desktop_plan, carried = _decide(
+            ctx, options, cfg, flags, req, previous, engine, info, user, repo, warnings
+        )
         snap = None
         if repo is not None and not restarted:
             snap = stack.enter_context(hostgit.snapshot(repo, paths.incoming_dir()))
-            checkpoint("start:snapshot")
-        top = str(repo.top) if repo is not None else ""
-        starting = None if restarted else _save_starting(store, req, cfg, engine, top)
-        made: list[str] = []
-        bringing = Bringing(ctx, engine, cfg, store, req, info, restarted, placing, desktop_plan)
-        try:
-            made, desktop_plan = bringing.up(key, creds, snap)
-            if given is not None and req.network == Network.FILTERED:
-                secret_store.save(given, name)
-            elif key and not restarted:
-                store.write_secret(name, API_KEY_SECRET, key)
-            session = _final_record(req, previous or starting, cfg, engine, desktop_plan)
-            if snap is not None and repo is not None:
-                session = dataclasses.replace(
-                    session,
-                    repo=str(repo.top),
-                    repo_name=req.clone,
-                    branch=f"cage/{name}",
-                    base=snap.base,
-                    start=snap.work,
-                )
-            if dev is not None:
-                session = dataclasses.replace(
-                    session,
-                    devcontainer=dev.file,
-                    workspace_folder=dev.workspace_folder,
-                    post_start=dev.start_command or None,
-                )
-            checkpoint("start:before-metadata")
-            store.save(session)
-        except BaseException:
-            # Whatever failed (the disk, the engine, the companion, an interrupt), nothing
-            # half-made stays: what this start made goes, a new session's record with it.
-            # What the engine did not let go (lost, stalled) keeps the record, "starting"
-            # with no start at work: `destroy NAME` and `gc` finish the job.
-            left = rollback(engine, made) + bringing.left
-            if info is not None:  # a failed restart leaves the session stopped, as it was
-                with contextlib.suppress(CageError):
-                    engine.stop(container)
-            if not restarted and not left:
-                with contextlib.suppress(CageError):
-                    store.remove(name)
-            raise
+            checkpoint(ctx, "start:snapshot")
+        starting = None
+        if not restarted:  # unless the engine kept something, the record goes on failure
+            undo.callback(undo.forget_record, store, name)
+            top = str(repo.top) if repo is not None else ""
+            starting = _save_starting(ctx, req, decided, cfg, engine, top)
+        bringing = Bringing(
+            ctx, engine, cfg, store, req, decided, info, restarted, placing, desktop_plan
+        )
+        decided, desktop_plan = bringing.up(undo, key, creds, snap)
+        if given is not None and req.network == Network.FILTERED:
+            secret_store.save(given, name)
+        elif key and not restarted:
+            store.write_secret(name, API_KEY_SECRET, key)
+        session = _final_record(req, decided, previous or starting, cfg, engine, desktop_plan)
+        if snap is not None and repo is not None:
+            session = dataclasses.replace(
+                session,
+                repo=str(repo.top),
+                repo_name=req.clone,
+                branch=f"cage/{name}",
+                base=snap.base,
+                start=snap.work,
+            )
+        if dev is not None:
+            session = dataclasses.replace(
+                session,
+                devcontainer=dev.file,
+                workspace_folder=dev.workspace_folder,
+                post_start=dev.start_command or None,
+            )
+        checkpoint(ctx, "start:before-metadata")
+        store.save(session)
 
     project = workdir.project_dir(session)
     if carried is not None:

@@ -110,10 +110,10 @@ def load(snap: str) -> tuple[Snapshot, SessionRecord]:
     return found, kept
 
 
-def _save(found: Snapshot, kept: SessionRecord) -> None:
+def _save(ctx: Context, found: Snapshot, kept: SessionRecord) -> None:
     data = record.to_fields(kept)
     metadata.write_file(_dir(found.name) / "record", metadata.render(data))
-    checkpoint("snapshot:record-written")
+    checkpoint(ctx, "snapshot:record-written")
     info = {"source": found.source, "created": found.created, "engine": found.engine,
             "size": found.size, "kinds": ",".join(found.kinds)}  # fmt: skip
     metadata.write_file(_dir(found.name) / "snapshot", metadata.render(info))
@@ -199,9 +199,9 @@ def take(ctx: Context, name: str, snap: str | None = None) -> SnapshotResult:
                 bound = bounded_size(kept_volumes[kind], kind, cfg.values)
                 make_volume(engine, target, volume_labels(snap), bound, (0, 0))
             size = copy(engine, image_of(meta, cfg), name, copies, freeze=container)
-            checkpoint("snapshot:copied")
+            checkpoint(ctx, "snapshot:copied")
             found = Snapshot(snap, name, metadata.now_iso(), meta.engine, size, tuple(kinds))
-            _save(found, meta)
+            _save(ctx, found, meta)
         except BaseException:
             remove_volumes(engine, [c.target for c in copies])
             with contextlib.suppress(OSError):

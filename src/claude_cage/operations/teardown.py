@@ -47,7 +47,7 @@ class DestroyResult:
         return {"removed": self.removed, "archived": self.archive is not None}
 
 
-def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
+def _remove_everything(ctx: Context, engine: EngineAPI, name: str) -> list[str]:
     """Remove the session's containers and volumes: only ours, never a namesake. Every
     container labelled for the session goes first, also a filler or export a killed
     command left, which would hold its volumes."""
@@ -61,7 +61,7 @@ def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
         other = found.name
         if engine.remove(other):
             removed.append(other)
-    checkpoint("remove:containers")
+    checkpoint(ctx, "remove:containers")
     for volume in (
         names.data_volume(name),
         names.socket_volume(name),
@@ -72,7 +72,7 @@ def _remove_everything(engine: EngineAPI, name: str) -> list[str]:
         if labels.is_ours(engine.volume_labels(volume)) and engine.remove_volume(volume):
             removed.append(volume)
         quota.release(volume)
-        checkpoint("remove:volume")
+        checkpoint(ctx, "remove:volume")
     return removed
 
 
@@ -107,15 +107,15 @@ def stop(ctx: Context, name: str, purge: bool = False) -> StopResult:
         archived = recorder.archive(ctx, engine, name, meta) if ephemeral and not purge else None
         if info is not None:
             engine.stop(names.container_name(name))
-        checkpoint("stop:session-stopped")
+        checkpoint(ctx, "stop:session-stopped")
         if inspect_ours(engine, names.companion_name(name)) is not None:
             if ephemeral:
                 companion_ops.drain_audit(ctx, engine, name)  # nothing follows it later
             engine.stop(names.companion_name(name))
             audit.ensure_follower()  # it files the rest of the stopped companion's log
-        checkpoint("stop:companion-stopped")
+        checkpoint(ctx, "stop:companion-stopped")
         if ephemeral:
-            _remove_everything(engine, name)
+            _remove_everything(ctx, engine, name)
             store.remove(name)
             kept = str(archived.path) if archived else None
             return StopResult(name, removed=True, was_running=was_running, archive=kept)
@@ -170,7 +170,7 @@ def destroy(
         if purge:
             companion_ops.drain_audit(ctx, engine, name)
         archived = None if purge else recorder.archive(ctx, engine, name, meta)
-        removed = _remove_everything(engine, name)
-        checkpoint("destroy:before-metadata")
+        removed = _remove_everything(ctx, engine, name)
+        checkpoint(ctx, "destroy:before-metadata")
         store.remove(name)
     return DestroyResult(name, removed, str(archived.path) if archived else None)
