@@ -37,7 +37,46 @@ def _engine_answers() -> bool:
         return False
 
 
+# How scripts/run-tests spreads the tests over its workers (pytest-xdist, --dist
+# loadgroup): a module's tests go to one worker, so its shared sessions are made once;
+# every test on gVisor goes to one worker in turn ("gvisor"), since an idle gVisor
+# session keeps a core busy and several at once starve the rest. The gVisor tests and
+# then the longest modules (test-output/junit.xml) start first: one started last would
+# run on alone.
+LONGEST_FIRST = (
+    "gvisor",
+    "tests/integration/test_sandbox.py",
+    "tests/integration/test_damaged_state.py",
+    "tests/integration/test_desktop.py",
+    "tests/integration/test_credentials.py",
+    "tests/integration/test_clone_hostile.py",
+    "tests/integration/test_crash_safety.py",
+    "tests/integration/test_egress.py",
+    "tests/integration/test_remote.py",
+    "tests/integration/test_killed_clone.py",
+    "tests/integration/test_dashboard.py",
+    "tests/integration/test_audit.py",
+    "tests/integration/test_devcontainer.py",
+)
+
+
+def _worker_group(item: pytest.Item) -> str:
+    path = item.nodeid.partition("::")[0]
+    params = getattr(item, "callspec", None)
+    on_gvisor = params is not None and params.params.get("runtime") == "runsc"
+    return "gvisor" if on_gvisor or path.endswith("/test_gvisor.py") else path
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_worker_group(item)))
+
+    def rank(item: pytest.Item) -> int:
+        group = _worker_group(item)
+        return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each module's tests keep their order
     if not any(item.get_closest_marker("engine") for item in items):
         return
     if _engine_answers():

@@ -27,33 +27,6 @@ RUNTIME_MODULES = {"test_agent", "test_egress", "test_sandbox"}
 RUNTIMES = ["runc", pytest.param("runsc", marks=pytest.mark.slow)]
 
 
-# The longest modules (test-output/junit.xml) run first: with the tests spread over
-# workers a module at a time (scripts/run-tests), one started last would run on alone.
-LONGEST_FIRST = (
-    "test_sandbox",
-    "test_damaged_state",
-    "test_desktop",
-    "test_credentials",
-    "test_clone_hostile",
-    "test_crash_safety",
-    "test_egress",
-    "test_remote",
-    "test_killed_clone",
-    "test_dashboard",
-    "test_audit",
-    "test_devcontainer",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.partition("::")[0]
-        module = path.removeprefix("tests/integration/").removesuffix(".py")
-        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: each module's tests keep their order
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if module in RUNTIME_MODULES and "runtime" in metafunc.fixturenames:
