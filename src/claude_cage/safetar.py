@@ -159,8 +159,8 @@ def check(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
 
 
 def unpack(data: bytes, target: Path) -> None:
-    """The archive in `data` (tar, or gzip-compressed tar: no other compression) into the empty directory
-    `target`, every member checked first."""
+    """The archive in `data` (tar, or gzip-compressed tar: no other compression) into
+    the empty directory `target`, every member checked first."""
     try:
         with tempfile.TemporaryFile() as plain:
             if data.startswith(_GZIP_MAGIC):
