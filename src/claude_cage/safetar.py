@@ -83,7 +83,7 @@ class _Member(tarfile.TarInfo):
     """A member whose long-name or pax header is refused when too big to read."""
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> _Member:
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _Member:
         member = super().frombuf(buf, encoding, errors)
         if member.type in _EXTENDED and member.size > MAX_HEADER:
             raise UnsafeArchive(
