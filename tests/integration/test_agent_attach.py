@@ -222,7 +222,7 @@ def test_a_note_replaced_by_the_session_is_not_read_whole(
     terminal = Terminal(["claude-cage", "attach", name], cage.env)
     terminals.append(terminal)
     terminal.expect("Choose the text style")  # the note is written before this shows
-    in_session(cage, name, "sh", "-c", f'for f in /run/cage/exec/*.agent; do {plant}; done')
+    in_session(cage, name, "sh", "-c", f"for f in /run/cage/exec/*.agent; do {plant}; done")
     assert in_session(cage, name, "sh", "-c", "ls -l /run/cage/exec/*.agent").count("\n") == 0
     terminal.type(DETACH)
     deadline, peak = time.monotonic() + 20, 0

@@ -141,7 +141,7 @@ def test_a_planted_note_is_read_only_as_a_small_regular_file(tmp_path: Path, pla
 def test_a_regular_note_is_read(tmp_path: Path) -> None:
     said = run_after_line(tmp_path, 'printf "ok\\nstarted\\n" > "$f"')
     assert said == "ok\nstarted\n\n@@state\nrunning\n"
-    state, attach, events = after(tmp_path, said.encode())
+    state, attach, _ = after(tmp_path, said.encode())
     assert (state.state, attach.was) == ("running", "started")
 
 
