@@ -229,7 +229,8 @@ def test_a_note_replaced_by_the_session_is_not_read_whole(
     while terminal.proc.poll() is None:
         peak = max(peak, peak_rss(terminal.proc.pid))
         if peak > 150 * 1024 * 1024 or time.monotonic() > deadline:
-            terminal.close()  # old behaviour: stop it before it eats the host
+            terminal.proc.kill()  # stop it before it eats the host
+            terminal.proc.wait()
             break
         terminal._read(0.05)
     assert peak < 150 * 1024 * 1024, f"claude-cage grew to {peak >> 20} MiB"
