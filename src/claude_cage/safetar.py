@@ -7,6 +7,9 @@ symbolic link (a write through it), a symbolic link whose target leaves the dire
 (absolute, or `..` past the top, counting the links it passes through), a hard link to
 anything but a regular file of the archive; and an archive with more than MAX_MEMBERS
 members or MAX_UNPACKED bytes in all (a gzip bomb stops at its first big header).
+A gzip layer is inflated first, a chunk at a time into a temporary file, and refused
+once it passes MAX_TAR bytes; a long-name or pax header bigger than MAX_HEADER is refused
+before it is read (the standard library reads such a header whole, in memory).
 What is left is unpacked with the standard library's `data` filter too (no set-id bits,
 no owners), a second fence.
 """
@@ -17,14 +20,22 @@ import gzip
 import io
 import posixpath
 import tarfile
+import tempfile
 import zlib
 from pathlib import Path
+from typing import IO
 
 from claude_cage.errors import CageError, file_error
 
 MAX_MEMBERS = 10_000
 MAX_UNPACKED = 200 * 1024 * 1024
 MAX_LINK_HOPS = 40  # as the kernel's ELOOP
+MAX_HEADER = 64 * 1024  # a long name or pax header: no feature's is near this
+MAX_TAR = MAX_UNPACKED + MAX_MEMBERS * 4 * tarfile.BLOCKSIZE + tarfile.RECORDSIZE
+_CHUNK = 1024 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_EXTENDED = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+             tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)  # fmt: skip
 
 
 class UnsafeArchive(CageError):
@@ -66,6 +77,40 @@ def _resolve(path: str, links: dict[str, str]) -> str | None:
             continue
         done.append(part)
     return "/".join(done)
+
+
+class _Member(tarfile.TarInfo):
+    """A member whose long-name or pax header is refused when too big to read."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _Member:
+        member = super().frombuf(buf, encoding, errors)
+        if member.type in _EXTENDED and member.size > MAX_HEADER:
+            raise UnsafeArchive(
+                f"the archive has a header of {member.size} bytes (more than {MAX_HEADER})"
+            )
+        return member
+
+
+def _inflate(data: bytes, out: IO[bytes]) -> None:
+    """The gzip stream `data` (one member or more) inflated into `out`, a chunk at a
+    time; UnsafeArchive once past MAX_TAR bytes or when the stream is cut short."""
+    total = 0
+    rest = data
+    while rest.strip(b"\0"):  # gzip allows zeros after its last member
+        inflate = zlib.decompressobj(47)  # gzip or zlib, by the header
+        chunk = inflate.decompress(rest, _CHUNK)
+        while True:
+            total += len(chunk)
+            if total > MAX_TAR:
+                raise UnsafeArchive(f"the archive unpacks to more than {MAX_UNPACKED} bytes")
+            out.write(chunk)
+            if inflate.eof:
+                break
+            chunk = inflate.decompress(inflate.unconsumed_tail, _CHUNK)
+            if not chunk and not inflate.unconsumed_tail:
+                raise UnsafeArchive("the archive cannot be read: its gzip stream is cut short")
+        rest = inflate.unused_data
 
 
 def check(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
@@ -114,11 +159,18 @@ def check(archive: tarfile.TarFile) -> list[tarfile.TarInfo]:
 
 
 def unpack(data: bytes, target: Path) -> None:
-    """The archive in `data` (tar, or gzip-compressed tar) into the empty directory
-    `target`, every member checked first."""
+    """The archive in `data` (tar, or gzip-compressed tar: no other compression) into
+    the empty directory `target`, every member checked first."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            _extract(archive, check(archive), target)
+        with tempfile.TemporaryFile() as plain:
+            if data.startswith(_GZIP_MAGIC):
+                _inflate(data, plain)
+                plain.seek(0)
+                source: IO[bytes] = plain
+            else:
+                source = io.BytesIO(data)
+            with tarfile.open(fileobj=source, mode="r:", tarinfo=_Member) as archive:
+                _extract(archive, check(archive), target)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise UnsafeArchive(f"the archive cannot be read: {exc}") from None
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cage
 from tests.integration.model import ModelServer
-from tests.integration.terminal import DETACH, Terminal
+from tests.integration.terminal import DETACH, Terminal, plain
 
 pytestmark = pytest.mark.engine
 
@@ -192,3 +193,61 @@ def test_the_mouse_wheel_scrolls_back_and_q_returns_to_claude_code(
     terminal.expect("Press Enter to continue", since=mark)
     mark = terminal.type(DETACH)
     assert terminal.wait() == 0
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident memory in bytes (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    kib = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), 0)
+    return int(kib) * 1024
+
+
+@pytest.mark.parametrize(
+    "plant",
+    ['ln -sf /dev/zero "$f"', 'rm -f "$f" && mkfifo "$f"'],
+    ids=["link-to-dev-zero", "fifo"],
+)
+def test_a_note_replaced_by_the_session_is_not_read_whole(
+    cage: Cage, model_server: ModelServer, terminals: list[Terminal], plant: str
+) -> None:
+    """The attach's note is in a folder the session's user writes: a link to /dev/zero
+    there made claude-cage gather zeros until the host ran out of memory, a fifo made
+    every detach hang for minutes. Now the note is read only as a regular file."""
+    name = cage.name("note")
+    env = {**cage.env, "ANTHROPIC_API_KEY": KEY, **model_server.session_env()}
+    assert cage("start", "--name", name, "--detach", env=env).code == 0
+    terminal = Terminal(["claude-cage", "attach", name], cage.env)
+    terminals.append(terminal)
+    terminal.expect("Choose the text style")  # the note is written before this shows
+    in_session(cage, name, "sh", "-c", f"for f in /run/cage/exec/*.agent; do {plant}; done")
+    assert in_session(cage, name, "sh", "-c", "ls -l /run/cage/exec/*.agent").count("\n") == 0
+    terminal.type(DETACH)
+    deadline, peak = time.monotonic() + 20, 0
+    while terminal.proc.poll() is None:
+        peak = max(peak, peak_rss(terminal.proc.pid))
+        if peak > 150 * 1024 * 1024 or time.monotonic() > deadline:
+            terminal.proc.kill()  # stop it before it eats the host
+            terminal.proc.wait()
+            break
+        terminal._read(0.05)
+    assert peak < 150 * 1024 * 1024, f"claude-cage grew to {peak >> 20} MiB"
+    assert terminal.proc.returncode == 0, plain(terminal.output)
+    assert "detached: Claude Code keeps working" in plain(terminal.output)
+
+
+def test_agent_state_reads_only_a_small_regular_status(
+    cage: Cage, model_server: ModelServer
+) -> None:
+    """`cage-agent state` runs in the exec after each detach: a status file linked to a
+    big sparse file was read whole into that exec's output."""
+    name = cage.name("status")
+    env = {**cage.env, "ANTHROPIC_API_KEY": KEY, **model_server.session_env()}
+    assert cage("start", "--name", name, "--detach", env=env).code == 0
+    script = (
+        "truncate -s 64M /tmp/big && ln -sf /tmp/big /run/cage/agent.status"
+        " && cage-agent state | wc -c"
+    )
+    assert int(in_session(cage, name, "sh", "-c", script)) < 100

@@ -226,7 +226,12 @@ class UnusedEngine(EngineAPI):
 
     # --- exec ---
     def exec_run(
-        self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bytes | None = None,
+        user: str | None = None,
+        limit: int | None = None,
     ) -> tuple[int, bytes]:
         self._unused("exec_run")
 
@@ -279,7 +284,12 @@ class FakeEngine(UnusedEngine):
         return self.containers.get(name)
 
     def exec_run(
-        self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bytes | None = None,
+        user: str | None = None,
+        limit: int | None = None,
     ) -> tuple[int, bytes]:
         self.calls.append("exec_run")
         if "cage-bridge-check.invalid" in cmd[-1] or "UNIX-CONNECT" in cmd[-1]:  # bridges: all work

@@ -68,7 +68,12 @@ class AfterEngine(UnusedEngine):
         self.commands: list[list[str]] = []
 
     def exec_run(
-        self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bytes | None = None,
+        user: str | None = None,
+        limit: int | None = None,
     ) -> tuple[int, bytes]:
         self.commands.append(cmd)
         return 0, self.output
@@ -99,3 +104,50 @@ def test_after_raises_when_claude_code_could_not_be_started(tmp_path: Path) -> N
 def test_after_without_notes_still_tells_the_state(tmp_path: Path) -> None:
     state, attach, events = after(tmp_path, b"@@state\nrunning\n")
     assert (state.state, attach.was, events) == ("running", "", [])
+
+
+def run_after_line(tmp_path: Path, plant: str) -> str:
+    """AFTER_LINE run by /bin/sh on a note the session planted (`plant`, a shell line
+    on "$f"), against a stand-in `cage-agent`; its output, cut at 100 kB."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "cage-agent").write_text("#!/bin/sh\necho running\n")
+    (bin_dir / "cage-agent").chmod(0o755)
+    note = tmp_path / "x.agent"
+    subprocess.run(["sh", "-c", plant], env={**os.environ, "f": str(note)}, check=True)
+    line = f"sh -c '{agent.AFTER_LINE}' sh \"$f\" | head -c 100000"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "f": str(note)}
+    done = subprocess.run(["sh", "-c", line], capture_output=True, env=env, timeout=15)
+    assert not note.exists() and not note.is_symlink()  # the note is gone, whatever it was
+    return done.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        'ln -s /dev/zero "$f"',
+        'mkfifo "$f"',
+        'printf "ok\\nrunning\\n" > "${f}.real" && ln -s "${f}.real" "$f"',
+        'head -c 1000000 /dev/zero | tr "\\0" x > "$f"',
+    ],
+    ids=["dev-zero", "fifo", "link", "big"],
+)
+def test_a_planted_note_is_read_only_as_a_small_regular_file(tmp_path: Path, plant: str) -> None:
+    said = run_after_line(tmp_path, plant)
+    assert len(said) <= agent.NOTE_BYTES + 100
+    assert said.endswith("@@state\nrunning\n")
+
+
+def test_a_regular_note_is_read(tmp_path: Path) -> None:
+    said = run_after_line(tmp_path, 'printf "ok\\nstarted\\n" > "$f"')
+    assert said == "ok\nstarted\n\n@@state\nrunning\n"
+    state, attach, _ = after(tmp_path, said.encode())
+    assert (state.state, attach.was) == ("running", "started")
+
+
+def test_a_forged_start_word_is_not_recorded(tmp_path: Path) -> None:
+    """The session writes the note: only the words `cage-agent start` says reach the
+    event log."""
+    _, attach, events = after(tmp_path, b"ok\nstopped-by-operator x\n@@state\nrunning\n")
+    assert attach.was == "stopped-by-operator x"
+    assert [e["value"]["agent"] for e in events] == ["unknown"]

@@ -177,7 +177,12 @@ class ExecEngine(UnusedEngine):
         self.said = said
 
     def exec_run(
-        self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bytes | None = None,
+        user: str | None = None,
+        limit: int | None = None,
     ) -> tuple[int, bytes]:
         return (1, self.said) if cmd[-1] == "wait-ready" else (0, b"")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,6 +139,61 @@ def test_a_tarball_too_big_unpacked_is_refused_at_its_header(tmp_path: Path) -> 
         tar.addfile(info)  # a header only: the check stops before any data is read
     with pytest.raises(safetar.UnsafeArchive, match="unpacks to more than"):
         safetar.unpack(out.getvalue(), tmp_path)
+
+
+def gzip_bomb(header: tarfile.TarInfo, zeros: int) -> bytes:
+    """A gzip layer: one header, then `zeros` bytes of zeros (about 1000:1 deflated)."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [deflate.compress(header.tobuf(tarfile.GNU_FORMAT))]
+    block = bytes(1024 * 1024)
+    for _ in range(zeros // len(block)):
+        out.append(deflate.compress(block))
+    return b"".join([*out, deflate.flush()])
+
+
+def extended(kind: bytes, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo("././@LongLink")
+    info.type, info.size = kind, size
+    return info
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE])
+def test_a_huge_long_name_or_pax_header_is_refused_unread(
+    registry: Registry, tmp_path: Path, kind: bytes
+) -> None:
+    """The standard library reads such a header whole, before any member is seen: a
+    layer of 64 KiB asked for 64 MiB in memory (a 50 MiB layer: tens of GiB)."""
+    size = 64 * 1024 * 1024
+    bomb = registry.add("cage/features/bomb", "1", layer=gzip_bomb(extended(kind, size), size))
+    tracemalloc.start()
+    try:
+        with pytest.raises(safetar.UnsafeArchive, match="header of 67108864 bytes") as refused:
+            fetcher(registry, tmp_path)(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in refused.value.message
+    assert peak < 8 * 1024 * 1024
+    assert [p.name for p in cache_dir(tmp_path).iterdir()] == []
+
+
+def test_a_gzip_bomb_is_inflated_only_to_its_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(safetar, "MAX_TAR", 8 * 1024 * 1024)
+    zeros = gzip_bomb(tarfile.TarInfo("x"), 32 * 1024 * 1024)  # a member, then zeros
+    tracemalloc.start()
+    try:
+        with pytest.raises(safetar.UnsafeArchive, match="unpacks to more than"):
+            safetar.unpack(zeros, tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024
+    assert list(tmp_path.iterdir()) == []
+    cut = gzip_bomb(tarfile.TarInfo("x"), 0)[:-12]
+    with pytest.raises(safetar.UnsafeArchive, match="cut short"):
+        safetar.unpack(cut, tmp_path)
 
 
 # --- the registry client ------------------------------------------------------------------

@@ -90,7 +90,12 @@ class EngineAPI(Protocol):
 
     # --- exec ---
     def exec_run(
-        self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bytes | None = None,
+        user: str | None = None,
+        limit: int | None = None,
     ) -> tuple[int, bytes]: ...
     def exec_output(
         self, name: str, cmd: list[str], stdin: bytes | None = None

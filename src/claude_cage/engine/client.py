@@ -20,7 +20,7 @@ import http.client
 import json
 import socket
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import interrupt, labels
@@ -287,16 +287,34 @@ class Engine(EngineAPI):
         return True
 
     def exec_run(
-        self, name: str, cmd: list[str], stdin: bytes | None = None, user: str | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bytes | None = None,
+        user: str | None = None,
+        limit: int | None = None,
     ) -> tuple[int, bytes]:
         """Run a command to completion: (exit code, stdout and stderr).
 
         Data for it goes in on stdin, never in argv or the environment, so secrets
-        handed over this way show in no `docker inspect` and no process list.
+        handed over this way show in no `docker inspect` and no process list. With a
+        `limit`, output past that many bytes is not kept: the exec is left (its stream
+        closed) and EngineError says so.
         """
         exec_id = self._exec_create(name, cmd, stdin is not None, user=user)
-        output = b"".join(out or err or b"" for out, err in self._exec_start(exec_id, stdin))
-        return self._exit_code(exec_id), output
+        chunks: list[bytes] = []
+        size = 0
+        with contextlib.closing(self._exec_start(exec_id, stdin)) as stream:
+            for out, err in stream:
+                chunk = out or err or b""
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise EngineError(
+                        f"a command in {name} said more than {limit} bytes: not read further",
+                        "the session may be damaged or hostile: 'claude-cage stop' it",
+                    )
+                chunks.append(chunk)
+        return self._exit_code(exec_id), b"".join(chunks)
 
     def exec_output(
         self, name: str, cmd: list[str], stdin: bytes | None = None
@@ -368,7 +386,9 @@ class Engine(EngineAPI):
         found = self.exec_inspect(exec_id)
         return -1 if found is None or found.exit_code is None else found.exit_code
 
-    def _exec_start(self, exec_id: str, stdin: bytes | None) -> Iterator[tuple[Any, Any]]:
+    def _exec_start(
+        self, exec_id: str, stdin: bytes | None
+    ) -> Generator[tuple[Any, Any], None, None]:
         """Start an exec and yield its output as (stdout, stderr) pairs."""
         silence = max(self.timeout, LONG_CALL_S)
         start = {"Detach": False, "Tty": False}

@@ -83,8 +83,16 @@ started*) [ "$3" = quiet ] || printf 'started Claude Code in %s\\n' "$1" ;;
 esac
 exec cage-agent attach
 """
-# What the exec noted, then the state: in one exec after the terminal is back.
-AFTER_LINE = 'cat "$1" 2>/dev/null; rm -f "$1"; echo "@@state"; exec cage-agent state'
+# What the exec noted, then the state: in one exec after the terminal is back. The
+# session's user can put anything at the note's path (a link to /dev/zero, a fifo): it is
+# read only as a regular file, and only its first NOTE_BYTES.
+NOTE_BYTES = 4096
+AFTER_LINE = (
+    f'[ -f "$1" ] && [ ! -L "$1" ] && timeout 5 head -c {NOTE_BYTES} -- "$1"; '
+    'rm -f "$1"; echo; echo "@@state"; exec cage-agent state'
+)
+AFTER_BYTES = 64 * 1024  # what the exec says is no more than this (CageError past it)
+STARTS = ("started", "running", "restarted")  # what `cage-agent start` prints first
 NOTES = "/run/cage/exec"  # cage-exec's own directory, writable by the session's user
 
 
@@ -122,7 +130,7 @@ class Attach:
         the attach's start found, recorded. Raises EngineError when Claude Code could
         not be started."""
         code, output = self.engine.exec_run(
-            self.container, ["sh", "-c", AFTER_LINE, "sh", self.notes]
+            self.container, ["sh", "-c", AFTER_LINE, "sh", self.notes], limit=AFTER_BYTES
         )
         text = output.decode(errors="replace")
         noted, _, state_text = text.partition("@@state\n")
@@ -134,9 +142,13 @@ class Attach:
                 "rebuild the images ('claude-cage build'): this one may predate cage-agent",
             )
         self.was = lines[1].strip() if lines[:1] == ["ok"] and len(lines) > 1 else ""
-        if self.was:
+        if self.was:  # the session wrote the note: only a known word is recorded
+            word = self.was.split()[0]
             record_event(
-                self.ctx, "agent", self.name, {"status": "ok", "agent": self.was.split()[0]}
+                self.ctx,
+                "agent",
+                self.name,
+                {"status": "ok", "agent": word if word in STARTS else "unknown"},
             )
         return _state(state_text.splitlines()) if code == 0 else AgentState("none")
 
