@@ -233,6 +233,22 @@ def _cert_name(host: str) -> str:
 ONLY_OVER_VERIFIED_TLS = "cage_https cage_bump_port cage_tls_port"
 
 
+def sni_acls(prefix: str, regexes: list[str]) -> list[str]:
+    """cage_bump_sni: the TLS ClientHello's own SNI (--client-requested, never the
+    CONNECT's host in its place) names the host the CONNECT names, one pair per host
+    regex (all-of lines with one name are ORed). squid.conf terminates every other
+    connection to the bumping port, so no SNI, another host's or "host." is refused."""
+    lines = []
+    for i, regex in enumerate(regexes):
+        acl = f"{prefix}{i}"
+        lines += [
+            f"acl {acl}_d dstdom_regex -n -i {regex}",
+            f"acl {acl}_s ssl::server_name_regex --client-requested -i {regex}",
+            f"acl cage_bump_sni all-of {acl}_d {acl}_s",
+        ]
+    return lines
+
+
 def squid_rules(creds: list[Secret]) -> str:
     """The squid include: which hosts are decrypted, and each credential's header."""
     hosts = sorted({h for c in creds for h in c.hosts})
@@ -240,8 +256,7 @@ def squid_rules(creds: list[Secret]) -> str:
         return ""  # the companion writes its never-matching defaults
     lines = [
         "acl cage_bump_host dstdom_regex -n -i " + " ".join(_host_regex(h) for h in hosts),
-        "acl cage_bump_sni ssl::server_name --client-requested "
-        + " ".join(sorted({_cert_name(h) for h in hosts})),
+        *sni_acls("cage_sni_c", [_host_regex(h) for h in hosts]),
     ]
     for i, rule in enumerate(r for c in creds for r in _rules(c)):
         acl = f"cage_cred_{i}"

@@ -4,6 +4,8 @@ to 127.0.0.1:3128 exactly as told, as an attacker would, where curl would tidy u
 argv[1] is a JSON list of connections; each is a list of steps on one connection:
   {"connect": "HOST:PORT"}          a CONNECT; the tunnel's status is printed
   {"tls": "HOST"}                   TLS inside the tunnel, verified with the session's CA
+  {"tls": "HOST", "verify": false}  the same, with SNI HOST and no certificate check
+  {"tls": null}                     TLS with no SNI and no certificate check
   {"send": "GET ... HTTP/1.1\\r\\n..."}  one request; its status is printed
 Each printed line is `STATUS` or `error: ...` (a connection that failed); the script goes
 on with the next connection.
@@ -49,6 +51,9 @@ def run(steps: list[dict]) -> list[str]:
                     break
             elif "tls" in step:
                 context = ssl.create_default_context(cafile=CA)
+                if step["tls"] is None or not step.get("verify", True):
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
                 sock = context.wrap_socket(sock, server_hostname=step["tls"])
                 stream = sock.makefile("rb")
                 out.append("tls")

@@ -9,6 +9,7 @@ certificates from the test CA that only the companion trusts.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -213,6 +214,44 @@ def test_allow_preset_reads_from_the_registry_and_refuses_a_publish(
     checked = cage("policy", "check", name, "https://pypi.org/legacy/", "--method", "POST")
     assert checked.code == 1 and "denied by default" in checked.stdout
     assert "not publishing" in checked.stdout
+
+
+CLIENT = Path(__file__).with_name("proxy_client.py").read_text()
+
+
+def test_a_rule_host_is_never_spliced_whatever_the_sni(
+    cage: Cage, world: World, test_ca: Path
+) -> None:
+    """The attack: CONNECT to a host the preset decrypts, then a ClientHello with no SNI
+    or another name, hoping squid splices and the session holds its own TLS to the
+    registry (where a PUT publishes). Each is ended before it reaches the server."""
+    own_cage(cage, test_ca)
+    name = cage.name("sni")
+    started = cage("start", "--name", name, "--detach", "--allow-preset", "python")
+    assert started.code == 0, started.output
+    marker = uuid.uuid4().hex[:8]
+    put = {"send": f"PUT /{marker}/put HTTP/1.1\r\nHost: pypi.org\r\n\r\n"}
+    get = {"send": f"GET /simple/{marker}/ HTTP/1.1\r\nHost: pypi.org\r\n\r\n"}
+    connect = {"connect": "pypi.org:443"}
+    snis = ("files.pythonhosted.org", "pypi.org.", "example.com")
+    attacks = [[connect, {"tls": sni, "verify": False}, put] for sni in snis]
+    no_sni = [[connect, {"tls": None}, put]]
+    normal = [[connect, {"tls": "pypi.org"}, get], [connect, {"tls": "pypi.org"}, put]]
+    connections = attacks + no_sni + normal
+    result = cage("exec", name, "--", "python3", "-c", CLIENT, json.dumps(connections))
+    assert result.code == 0, result.output
+    answers = json.loads(result.stdout)
+    for sni, answer in zip(snis, answers[: len(snis)], strict=True):
+        # the CONNECT itself is allowed; the TLS is ended, so no request goes through
+        assert answer[0] == "200" and answer[1].startswith("error:"), (sni, answer)
+    # no SNI: squid takes the CONNECT's host as the name and decrypts, so the preset
+    # refuses the PUT (a splice would have handed it to the registry)
+    assert answers[len(snis) :] == [
+        ["200", "tls", "403"],
+        ["200", "tls", "200"],
+        ["200", "tls", "403"],
+    ]
+    assert [r["method"] for r in received(world.pypi, marker)] == ["GET"]
 
 
 def test_allow_preset_live_then_a_written_rule_allows_the_publish(

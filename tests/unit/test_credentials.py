@@ -72,6 +72,17 @@ def test_every_header_rule_needs_the_companions_own_verified_tls_to_port_443() -
     peer = "cache_peer_access cage_bumper allow cage_connect cage_bump_host cage_tls_port"
     assert peer in conf
     assert "http_access deny manager\n" in conf
+    # the bumping port never splices: an SNI other than the CONNECT's host is ended
+    steps = [line for line in conf.splitlines() if line.startswith("ssl_bump ")]
+    assert steps == [
+        "ssl_bump peek cage_step1",
+        "ssl_bump stare cage_step2 cage_bump_sni",
+        "ssl_bump terminate cage_step2",
+        "ssl_bump bump all",
+    ]
+    rules = credentials.squid_rules(creds)
+    assert "acl cage_bump_sni all-of cage_sni_c0_d cage_sni_c0_s" in rules
+    assert "--client-requested -i ^api\\.anthropic\\.com$" in rules
 
 
 def test_github_tokens_go_as_git_and_the_api_expect_them() -> None:

@@ -252,7 +252,12 @@ def test_squid_rules_follow_the_decision_order() -> None:
     assert r"acl cage_u1_u urlpath_regex ^/repos/[^/?]*/issues(\?.*)?$" in acls
     assert "acl cage_u1 any-of cage_u1_r cage_u1_c\n" in acls
     assert "acl cage_m1_h dstdom_regex -n -i \\.github\\.com$\n" in acls
-    assert "ssl::server_name --client-requested api.github.com" in files["bump.conf"]
+    bump = files["bump.conf"]
+    assert (
+        "acl cage_sni_p0_s ssl::server_name_regex --client-requested -i ^api\\.github\\.com$"
+        in bump
+    )
+    assert "acl cage_bump_sni all-of cage_sni_p0_d cage_sni_p0_s" in bump
     assert "Reason: 100%% no" in files["pages/ERR_CAGE_DENY_managed_2"]
 
 

@@ -95,7 +95,7 @@ def test_squid_gets_the_session_presets_and_their_answer() -> None:
     access, tail, bump = files["access.conf"], files["tail.conf"], files["bump.conf"]
     assert "http_access allow cage_s1 cage_s1_t" in access
     assert "api\\.anthropic" not in access  # the allowlist's hosts stay in its own files
-    assert "pypi.org" in bump and "files.pythonhosted.org" in bump
+    assert "^pypi\\.org$" in bump and "^files\\.pythonhosted\\.org$" in bump
     assert "http_access deny cage_s1_h cage_default_ports cage_s1_n" in tail
     assert "deny_info ERR_CAGE_PRESET_session_1 cage_s1_n" in tail
     assert "acl cage_s1_n annotate_transaction cage_rule=default" in files["acls.conf"]

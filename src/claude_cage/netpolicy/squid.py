@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import tarfile
 
+from claude_cage.credentials import sni_acls
 from claude_cage.netpolicy.rules import (
     ALLOW,
     DENY,
@@ -149,8 +150,7 @@ def compile_files(policy: Policy) -> dict[str, str]:
     inside = policy.inside_hosts()
     if inside:
         bump.append("acl cage_bump_host dstdom_regex -n -i " + " ".join(map(_host_regex, inside)))
-        names = sorted({h[1:] if h.startswith("*.") else h for h in inside})
-        bump.append("acl cage_bump_sni ssl::server_name --client-requested " + " ".join(names))
+        bump += sni_acls("cage_sni_p", [_host_regex(h) for h in inside])
     files = {
         "acls.conf": acls,
         "access.conf": access,
