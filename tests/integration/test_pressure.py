@@ -13,6 +13,7 @@ import time
 import pytest
 
 from claude_cage import cgroups, config
+from claude_cage.engine import answers
 from tests.conftest import Cage, inspect
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -95,7 +96,7 @@ def test_default_limits_leave_the_host_a_core_and_room(cage: Cage) -> None:
 
     # The attack: a busy loop on every core of the host, for a few seconds.
     loops = " & ".join(["timeout 4 sh -c 'while :; do :; done'"] * cores) + " & wait"
-    info = inspect(f"cage-{name}")
+    info = answers.from_docker_inspect(inspect(f"cage-{name}"))
 
     def cpu_seconds() -> float:  # the session's cgroup, read on the host right now
         facts = cgroups.read(info)

@@ -249,7 +249,8 @@ class Dashboard:
         self, ctx: Context, query: dict[str, list[str]], stop: Cancel
     ) -> Iterator[Json]:
         session, type_ = _opt(query, "session"), _opt(query, "type")
-        yield from ctx.events.follow(session=session, type=type_, backlog=200, stop=stop)
+        for event in ctx.events.follow(session=session, type=type_, backlog=200, stop=stop):
+            yield {"event": event}
 
     # -- changing
 
