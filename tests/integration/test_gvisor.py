@@ -78,6 +78,27 @@ def test_a_runsc_session_runs_on_gvisors_kernel(cage: Cage, runtime: str) -> Non
 
 
 @pytest.mark.parametrize("runtime", ["runsc"], indirect=True)
+def test_an_idle_session_on_gvisor_leaves_the_cpu_alone(cage: Cage, runtime: str) -> None:
+    """tmux's epoll and poll loops spin under gVisor: an idle session burned most of a
+    core. cage-agent runs tmux on select(2); its server now sleeps while nothing happens."""
+    name = cage.name("idle")
+    assert cage("start", "--name", name, "--network", "none", "--detach").code == 0
+    # The server's CPU seconds, five seconds apart, as gVisor's kernel counts them.
+    script = (
+        "p=$(pgrep -f 'tmux.*new-session' | head -1); [ -n \"$p\" ] || exit 3; "
+        "a=$(ps -o cputimes= -p $p); sleep 5; b=$(ps -o cputimes= -p $p); echo $a $b; "
+        "tr '\\0' ' ' < /proc/$p/environ | grep -c EVENT_NOPOLL=1; "
+        "tr '\\0' ' ' < /proc/$(pgrep -x claude | head -1)/environ | grep -c EVENT_ || true"
+    )
+    run = cage("exec", name, "--", "sh", "-c", script)
+    assert run.code == 0, run.output
+    times, server, claude = run.stdout.split("\n")[:3]
+    before, after = (int(t) for t in times.split())
+    assert after - before <= 1, run.stdout  # a spinning server uses all five
+    assert server == "1" and claude == "0", run.stdout  # select for tmux, not Claude Code
+
+
+@pytest.mark.parametrize("runtime", ["runsc"], indirect=True)
 def test_host_network_and_desktop_on_gvisor_are_refused_and_nothing_is_made(
     cage: Cage, runtime: str
 ) -> None:
