@@ -133,3 +133,20 @@ def test_a_transcript_over_the_cap_is_kept_cut_with_a_line_saying_so(directory: 
     assert small_kept[2]["message"]["content"] == "after the long one"
     assert oct(done.path.stat().st_mode & 0o777) == "0o600"
     assert not list(directory.glob(".archive-*")) and not list(directory.glob("tmp*"))
+
+
+def test_reading_holds_at_most_max_held_of_transcripts_and_names_the_rest(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each transcript is capped as it is archived, but a session can write many; the
+    # archive is read into memory, so what is held in all is capped too.
+    monkeypatch.setattr(history, "MAX_HELD", 3000)
+    members = {"manifest.json": b"{}", "egress.log": b"a line\n"}
+    members |= {f"transcripts/p/{i}.jsonl": turn(i, "x" * 900) for i in range(5)}
+    archive(directory, "many", "20261206T000000000000Z", members)
+    found = history.read(history.entries("many")[0])
+    assert len(found.transcripts) == 3 and sorted(found.left_out) == ["p/3.jsonl", "p/4.jsonl"]
+    assert found.egress == "a line\n"
+    # What a caller does not ask for is not held at all.
+    only = history.read(history.entries("many")[0], frozenset({"egress"}))
+    assert only.transcripts == {} and only.left_out == [] and only.egress == "a line\n"

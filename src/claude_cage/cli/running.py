@@ -189,6 +189,9 @@ def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> Non
     found = read_transcript(command_context(), name, follow=follow, tail=tail if as_json else None)
     if found.destroyed:
         note(f"session {name} was destroyed at {found.destroyed}: read from its archive")
+    if found.left_out:
+        left = ", ".join(found.left_out[:3]) + (", ..." if len(found.left_out) > 3 else "")
+        note(f"not read, past 1 GiB of transcripts in all: {left}")
     for batch in found.batches:
         lines: Iterable[str]
         if as_json:

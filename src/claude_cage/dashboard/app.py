@@ -188,7 +188,7 @@ class Dashboard:
             archived = history.latest(name)
             if archived is None:
                 raise
-            manifest = history.read(archived).manifest
+            manifest = history.read(archived, frozenset()).manifest
             return {"session": {**manifest, "name": name, "status": "destroyed"}}
 
     def events(self, ctx: Context, query: dict[str, list[str]]) -> Json:

@@ -249,7 +249,7 @@ def _archived_log(name: str, tail: int | None) -> EgressLog:
     archived = history.latest(name)
     if archived is None:
         raise SessionNotFound(name)
-    lines = history.read(archived).egress.splitlines()
+    lines = history.read(archived, frozenset({"egress"})).egress.splitlines()
     shown = lines if tail is None else lines[max(0, len(lines) - tail) :]
     return EgressLog(
         name,

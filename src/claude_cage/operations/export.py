@@ -123,7 +123,7 @@ def collect(
         raise SessionNotFound(session)
     for archived in archives:  # what the event log pruned since the session was destroyed
         with contextlib.suppress(history.DamagedArchive):
-            for event in history.read(archived).events:
+            for event in history.read(archived, frozenset({"events"})).events:
                 record = _event(event, archived.name)
                 if record.id not in seen and _after(record.time, since):
                     seen.add(record.id)

@@ -48,6 +48,10 @@ SUFFIX = ".tar.gz"
 STAMP = "%Y%m%dT%H%M%S%fZ"
 _FILE = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_.-]{0,62})@(?P<stamp>\d{8}T\d{12}Z)\.tar\.gz$")
 MAX_MEMBER = 512 * 1024**2  # a member larger than this is damage, not a transcript
+# What `read` holds of an archive's transcripts in all: each is capped as it is written,
+# but a session can write many, and the archive is read into memory.
+MAX_HELD = 1024**3
+PARTS = frozenset({"transcripts", "egress", "events"})  # with the manifest, always read
 MAX_TRANSCRIPT = "512m"  # history_transcript_size's ceiling: what `read` still takes
 # The record's fields a reader of the history wants (never env values: a record has none).
 MANIFEST_FIELDS = ("mode", "network", "runtime", "image", "created", "started", "stopped",
@@ -89,6 +93,8 @@ class Contents:
     transcripts: dict[str, bytes] = field(default_factory=dict)
     egress: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
+    # transcripts not read: past MAX_HELD, what `read` holds of transcripts in all
+    left_out: list[str] = field(default_factory=list)
 
 
 def history_dir() -> Path:
@@ -274,23 +280,40 @@ def latest(name: str) -> Archived | None:
     return found[-1] if found else None
 
 
-def read(archived: Archived) -> Contents:
-    """Everything an archive holds; DamagedArchive when it cannot be read."""
+def _part(member_name: str) -> str:
+    if member_name == "manifest.json":
+        return "manifest"
+    if member_name.startswith("transcripts/"):
+        return "transcripts"
+    return {"egress.log": "egress", "events.jsonl": "events"}.get(member_name, "")
+
+
+def read(archived: Archived, parts: frozenset[str] = PARTS) -> Contents:
+    """The manifest and the `parts` an archive holds; DamagedArchive when it cannot be
+    read. Transcripts past MAX_HELD bytes in all are named in `left_out`, not read."""
     contents = Contents(archived)
+    held = 0
     try:
         with tarfile.open(archived.path, mode="r:gz") as tar:
             for member in tar:
-                if not member.isfile() or member.size > MAX_MEMBER:
+                part = _part(member.name)
+                if part not in parts | {"manifest"} or not member.isfile():
+                    continue
+                if member.size > MAX_MEMBER:
+                    continue
+                if part == "transcripts" and held + member.size > MAX_HELD:
+                    contents.left_out.append(member.name.removeprefix("transcripts/"))
                     continue
                 handle = tar.extractfile(member)
                 data = handle.read() if handle else b""
-                if member.name == "manifest.json":
+                if part == "manifest":
                     contents.manifest = json.loads(data)
-                elif member.name.startswith("transcripts/"):
+                elif part == "transcripts":
+                    held += len(data)
                     contents.transcripts[member.name.removeprefix("transcripts/")] = data
-                elif member.name == "egress.log":
+                elif part == "egress":
                     contents.egress = data.decode(errors="replace")
-                elif member.name == "events.jsonl":
+                elif part == "events":
                     contents.events = [json.loads(x) for x in data.splitlines() if x.strip()]
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
         raise DamagedArchive(archived.path, str(exc) or type(exc).__name__) from None

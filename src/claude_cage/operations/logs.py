@@ -54,6 +54,7 @@ class Transcript:
     name: str
     batches: Iterator[list[Event]]
     destroyed: str | None = None
+    left_out: tuple[str, ...] = ()  # an archive's transcripts too large to read
 
 
 def _last(events: list[Event], tail: int | None) -> list[Event]:
@@ -73,9 +74,11 @@ def read_transcript(
         archived = history.latest(name)
         if archived is None:
             raise SessionNotFound(name)
-        events = Reader().feed(history.read(archived).transcripts)
+        contents = history.read(archived, frozenset({"transcripts"}))
+        events = Reader().feed(contents.transcripts)
         when = archived.as_dict()["destroyed"]
-        return Transcript(name, iter([_last(events, tail)]), destroyed=when)
+        batches = iter([_last(events, tail)])
+        return Transcript(name, batches, destroyed=when, left_out=tuple(contents.left_out))
     return Transcript(name, _live(engine, container, follow, tail))
 
 
