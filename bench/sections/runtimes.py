@@ -7,7 +7,9 @@ For each runtime, with the same images and flags:
   api.anthropic.com, over HTTPS with a certificate of this run's own CA, which the
   companion is told to trust) asks for one Bash call, then answers; timed through `exec`;
 - `git status` in a mounted project of 10,000 committed files;
-- a 100 MiB write (dd, fsync) into the mounted project.
+- a 100 MiB write (dd, fsync) into the mounted project;
+- an idle session's CPU (its cgroup's, over 5 s, Claude Code waiting in tmux), in % of
+  one core.
 
 The runc rows are the floors of the runsc ones. Skipped when runsc is not registered.
 """
@@ -29,6 +31,7 @@ TITLE = "runc vs gVisor (runsc)"
 RUNTIMES = ("runc", "runsc")
 FILES = 10_000
 WRITE_MB = 100
+IDLE_S = 5.0
 SERVER = Path(__file__).resolve().parents[2] / "tests" / "integration" / "model_server.py"
 ONE_TOOL_CALL = {
     "turns": [
@@ -76,6 +79,9 @@ def run(ctx) -> SectionResult:
 def measure(ctx, result: SectionResult, network: str) -> None:
     images = {k: v for k, v in os.environ.items() if k.startswith("CAGE_IMAGE_")}
     env = {**ctx.ws.cage_env("runtimes"), **images, "CAGE_EGRESS_NETWORK": network}
+    # The model server's address is on this network: the proxy's address guard must
+    # hold this network's subnet, not the default one's cage_env named.
+    env["CAGE_ALLOWED_ADDRESS_RANGES"] = ctx.ws.egress_subnets(network)
     cfg = ctx.config(env)
     ca, tls = make_tls(ctx.ws.root / "runtimes-tls")
     server = ctx.ws.unique("model")
@@ -121,7 +127,11 @@ def measure(ctx, result: SectionResult, network: str) -> None:
         return timed([ctx.cage, "exec", sessions[runtime], "--", "sh", "-c", command], env)
 
     work = f"cd /workspace/{project.name}"
-    claude = f"{work} && claude -p go --dangerously-skip-permissions </dev/null >/dev/null"
+    # Its output is shown only when it fails (the harness prints the end of stderr).
+    claude = (
+        f"{work} && out=$(claude -p go --dangerously-skip-permissions </dev/null 2>&1)"
+        ' || { printf "%s\\n" "$out" >&2; exit 1; }'
+    )
     write = f"{work} && dd if=/dev/zero of=big bs=1M count={WRITE_MB} conv=fsync 2>/dev/null"
     measurements = (
         ("start --detach (cli, none)", cage_start),
@@ -130,6 +140,26 @@ def measure(ctx, result: SectionResult, network: str) -> None:
         (f"{WRITE_MB} MiB write + fsync", lambda r: in_session(r, f"{write}; rm -f big")),
         ("exec of `true` (the floor of the three above)", lambda r: in_session(r, "true")),
     )
+
+    def idle_cpu(runtime: str) -> float:
+        """The session's cgroup's CPU over IDLE_S, Claude Code waiting in its tmux: in
+        cores (0.01 = 1% of one)."""
+        from claude_cage import cgroups
+        from claude_cage.engine import answers
+
+        raw = json.loads(run_cmd([ctx.docker, "inspect", f"cage-{sessions[runtime]}"]))[0]
+        info = answers.from_docker_inspect(raw)
+
+        def used() -> int:
+            facts = cgroups.read(info)
+            if not facts or not facts.get("cpu_ns", "").isdigit():
+                raise BenchError(f"cannot read the cgroup of cage-{sessions[runtime]}")
+            return int(facts["cpu_ns"])
+
+        before = used()
+        time.sleep(IDLE_S)
+        return (used() - before) / 1e9 / IDLE_S
+
     for label, measure_one in measurements:
         samples = paired(
             {f"{label} [{r}]": (lambda r=r, m=measure_one: m(r)) for r in RUNTIMES}, ctx.reps
@@ -140,3 +170,8 @@ def measure(ctx, result: SectionResult, network: str) -> None:
         result.ratios.append(
             Ratio(NAME, labels[1], labels[0], paired_ratios(samples[labels[1]], samples[labels[0]]))
         )
+    # Not paired against a floor: an idle session should cost next to nothing on either.
+    for runtime in RUNTIMES:
+        samples = [idle_cpu(runtime) for _ in range(min(ctx.reps, 3))]
+        label = f"idle session CPU, {IDLE_S:.0f} s [{runtime}]"
+        result.rows.append(Row(NAME, label, samples, unit="% of a core", scale=100.0))
