@@ -12,8 +12,10 @@ Debian), and the cage's layer takes its tools from the stock image.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -495,6 +497,20 @@ def test_devcontainer_remote_feature_from_a_mirror(
         assert again.code == 0, again.stderr
         assert again.json()["devcontainer"].endswith(", cached)")
         assert len(registry.blob_requests()) == 1  # the layer came from the cache
+
+        # Unused for feature_cache_days: gc removes it and names it in --json; the
+        # sessions built with it stay.
+        layer = cached[0]
+        os.utime(layer, (time.time() - 31 * 86400,) * 2)
+        collected = cage("gc", "--json")
+        assert collected.code == 0, collected.stderr
+        features = [i for i in collected.json()["items"] if i["kind"] == "feature"]
+        why = "a feature not used for 30 days"
+        assert features == [
+            {"session": "", "kind": "feature", "target": str(layer), "reason": why,
+             "outcome": "removed"}
+        ]  # fmt: skip
+        assert not layer.exists() and status(cage, second)["sandbox"]["ok"]
     finally:
         docker("rmi", "-f", *dev_images(project))
 
