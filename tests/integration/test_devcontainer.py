@@ -562,6 +562,36 @@ def test_devcontainer_remote_feature_from_a_mirror(
         docker("rmi", "-f", *dev_images(project))
 
 
+def test_devcontainer_features_install_in_dependency_order(
+    cage: Cage, tmp_path: Path, base: str, registry: Registry, test_ca: Path
+) -> None:
+    """A local feature's dependsOn on a registry feature (not in devcontainer.json) pulls
+    it and installs it first, with the options dependsOn gives; another feature's
+    installsAfter puts it after the one it names, whatever their names sort to."""
+    ref = registry.add(
+        "cage/features/greeter", "1",
+        {**GREETER, "install.sh": '#!/bin/sh\necho "greeter $GREETING" >> /opt/order\n'},
+    )  # fmt: skip
+    project = make_project(tmp_path, {"image": base, "features": {"./app": {}, "./early": {}}})
+    for folder, meta in (
+        ("app", {"id": "app", "dependsOn": {ref: {"greeting": "from-dependsOn"}}}),
+        ("early", {"id": "early", "installsAfter": ["./app"]}),
+    ):
+        feature = project / ".devcontainer" / folder
+        feature.mkdir()
+        (feature / "devcontainer-feature.json").write_text(json.dumps(meta))
+        (feature / "install.sh").write_text(f"#!/bin/sh\necho {folder} >> /opt/order\n")
+    subprocess.run(["git", "-C", str(project), "add", "-A"], check=True)
+    try:
+        name = cage.name()
+        started = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       env=mirror_env(registry, test_ca), timeout=600)  # fmt: skip
+        assert started.code == 0, started.stderr
+        assert in_session(name, "cat /opt/order") == "greeter from-dependsOn\napp\nearly\n"
+    finally:
+        docker("rmi", "-f", *dev_images(project))
+
+
 def test_devcontainer_tampered_remote_feature_builds_nothing(
     cage: Cage, tmp_path: Path, base: str, registry: Registry, test_ca: Path
 ) -> None:
