@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS := requirements/constraints.txt
 export VENV
 
-.PHONY: setup install engine browser build run test test-fast unit lint bench lock
+.PHONY: setup install engine browser ubuntu build run test test-fast unit lint bench lock
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,11 @@ browser:
 	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
+# Debian's debootstrap and Ubuntu's archive keyring: the tests make a real Ubuntu base
+# image from Ubuntu's archive (no registry is reachable), once per engine.
+ubuntu:
+	scripts/ensure-debootstrap
+
 build: setup
 	$(BIN)/claude-cage build all
 
@@ -43,11 +48,11 @@ build: setup
 run: build
 	scripts/run-session run
 
-test: setup browser
+test: setup browser ubuntu
 	scripts/run-tests
 
 # The same without the tests marked slow (pyproject.toml: markers), the desktop's among them.
-test-fast: setup
+test-fast: setup ubuntu
 	scripts/run-tests -m 'not slow'
 
 unit: install

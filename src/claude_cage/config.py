@@ -162,6 +162,8 @@ DEFAULTS: dict[str, Any] = {
     # a PEM file of a CA the host trusts for those registries besides the system's.
     "feature_registry_mirrors": {},
     "feature_registry_ca": None,
+    # gc removes a cached remote feature unused for this many days (0: never).
+    "feature_cache_days": 30,
     # Docker engines besides the local one (engine/fleet.py): context names or URLs, each
     # optionally with its own max_sessions; `start` uses default_engine ("" = local).
     "engines": [],
@@ -226,6 +228,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "devcontainer": auto_or_off,
     "feature_registry_mirrors": registry_mirrors,
     "feature_registry_ca": optional_pem_file,
+    "feature_cache_days": number(int, 0, 36_500),
     "engines": lambda value: engine_list(value),
     "default_engine": lambda value: (
         "" if value in (None, "", "local") else "auto" if value == "auto" else engine_name(value)

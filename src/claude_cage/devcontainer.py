@@ -9,6 +9,12 @@ ports, the working folder, features) and refuses, naming the key, what would
 weaken the sandbox or run on the host. Pure: it reads files, never the engine; a
 remote feature is pulled by the `fetch` its caller hands it.
 
+The features are the ones devcontainer.json names and, recursively, those their
+`dependsOn` names (local ones relative to .devcontainer/, as in devcontainer.json; a
+missing one stops the start, as a missing feature of devcontainer.json does), at most
+MAX_FEATURES. A feature named twice with the same folder (a remote one: the same
+layer) and options is installed once. They are ordered by feature_order.py.
+
 Only the host's copy of the project is read, by `start` of a new session; see
 operations/devcontainers.py.
 """
@@ -24,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_cage.errors import BadInput
+from claude_cage import feature_order
+from claude_cage.errors import BadInput, CageError
 
 CANDIDATES = (".devcontainer/devcontainer.json", ".devcontainer.json")
 MAX_BYTES = 1024 * 1024
@@ -46,6 +53,7 @@ CREATE_COMMANDS = ("onCreateCommand", "updateContentCommand", "postCreateCommand
 FEATURE_REFUSED = ("privileged", "capAdd", "securityOpt", "mounts", "entrypoint")
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 Fetch = Callable[[str], Path]  # a remote feature's reference -> its unpacked folder
+MAX_FEATURES = 64  # with their dependencies: a registry cannot make a start pull for ever
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class Feature:
     path: Path  # the feature's folder (devcontainer-feature.json, install.sh)
     options: dict[str, str]  # as the install script's environment
     container_env: dict[str, str]
+    depends_on: dict[str, Any] = field(default_factory=dict)  # reference -> its options
+    installs_after: tuple[str, ...] = ()  # resources (feature_order.resource)
 
 
 @dataclass(frozen=True)
@@ -322,7 +332,75 @@ def _feature(
         k: variables.expand(v, f"feature {ident} containerEnv")
         for k, v in _strings(meta.get("containerEnv"), f"feature {ident} containerEnv").items()
     }
-    return Feature(ident, path, env, container_env)
+    depends_on = meta.get("dependsOn") or {}
+    after = meta.get("installsAfter") or []
+    if not isinstance(depends_on, dict):
+        raise BadInput(f"feature {ident!r}: dependsOn must be an object", HINT)
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise BadInput(f"feature {ident!r}: installsAfter must be a list of strings", HINT)
+    installs_after = tuple(feature_order.resource(a) for a in after)
+    return Feature(ident, path, env, container_env, depends_on, installs_after)
+
+
+def _features(
+    named: dict[str, Any],
+    override: Any,
+    config_dir: Path,
+    variables: Variables,
+    fetch: Fetch | None,
+) -> tuple[Feature, ...]:
+    """The features `named` and their dependencies, in install order."""
+    pulled: dict[str, Path] = {}
+
+    def fetch_once(ident: str) -> Path:  # a reference named twice is asked for once
+        if ident not in pulled:
+            assert fetch is not None
+            pulled[ident] = fetch(ident)
+        return pulled[ident]
+
+    found: list[Feature] = []
+    waits: list[set[int]] = []
+    seen: dict[tuple[Path, str], int] = {}
+    work: list[tuple[str, Any, int | None]] = [(i, o, None) for i, o in named.items()]
+    while work:
+        ident, options, parent = work.pop(0)
+        try:
+            feature = _feature(ident, options, config_dir, variables, fetch and fetch_once)
+        except CageError as exc:  # its type, hint and exit code kept; the line says who
+            if parent is not None:
+                exc.args = (f"feature {found[parent].id!r} dependsOn {ident!r}: {exc}",)
+            raise
+        key = (feature.path.resolve(), json.dumps(feature.options, sort_keys=True))
+        if key not in seen:
+            if len(found) == MAX_FEATURES:
+                raise BadInput(
+                    f"devcontainer.json names more than {MAX_FEATURES} features with their "
+                    "dependencies",
+                    HINT,
+                )
+            seen[key] = len(found)
+            found.append(feature)
+            waits.append(set())
+            work += [(d, o, seen[key]) for d, o in feature.depends_on.items()]
+        if parent is not None:
+            waits[parent].add(seen[key])
+    if not isinstance(override, list) or not all(isinstance(o, str) for o in override):
+        if override is not None:
+            raise BadInput("devcontainer.json overrideFeatureInstallOrder must be a list", HINT)
+        override = []
+    first = feature_order.priorities(override)
+    nodes = [
+        feature_order.Node(
+            name=f.id,
+            resource=(resource := feature_order.resource(f.id)),
+            options=json.dumps(f.options, sort_keys=True),
+            depends=frozenset(waits[i]),
+            installs_after=frozenset(f.installs_after),
+            priority=first.get(resource, 0),
+        )
+        for i, f in enumerate(found)
+    ]
+    return tuple(found[i] for i in feature_order.order(nodes))
 
 
 def option_variable(name: str) -> str:
@@ -398,10 +476,8 @@ def read(
     start = command_script(data.get("postStartCommand"), "postStartCommand")
     ports = _ports(data.get("forwardPorts"))
     # Last: a remote feature is pulled once everything else has been found sound.
-    features = tuple(
-        _feature(ident, opts, config_dir, variables, fetch)
-        for ident, opts in features_value.items()
-    )
+    override = data.get("overrideFeatureInstallOrder")
+    features = _features(features_value, override, config_dir, variables, fetch)
     return DevContainer(
         file=file,
         text=text,

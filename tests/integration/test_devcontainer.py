@@ -1,32 +1,43 @@
 """A project's own image in the cage, on the real engine: `build --from` on a
-Debian-based image (and the refusal of others), and devcontainer.json: its Dockerfile,
-containerEnv, lifecycle commands, forwardPorts and workspaceFolder; the refusal of a
-key that would weaken the sandbox; the host's copy read, never the session's; the
-image found again by its content on a second start.
+Debian-based image and on a real Ubuntu one (and the refusal of others), and
+devcontainer.json: its Dockerfile, containerEnv, lifecycle commands, forwardPorts and
+workspaceFolder; the refusal of a key that would weaken the sandbox; the host's copy
+read, never the session's; the image found again by its content on a second start.
 
 No registry is reachable here: the project images are built FROM the Debian base the
 stock images were built from (claude-cage-base:bookworm, or the stock image's own
-Debian), and the cage's layer takes its tools from the stock image.
+Debian), and the cage's layer takes its tools from the stock image. The Ubuntu base is
+made by debootstrap from Ubuntu's archive (scripts/ensure-debootstrap installs it) and
+kept on the engine under a tag naming its recipe, so the suite pays for it once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cage, runsc_registered
+from tests.conftest import REQUIRE_ENGINE, Cage, runsc_registered
 from tests.integration.conftest import make_cert
 from tests.oci_registry import Registry
 
 pytestmark = pytest.mark.engine
 
 BASE = "claude-cage-base:bookworm"
+# A real Ubuntu 24.04: its minimal base and Python (a project's toolchain that the stock
+# image has in another version). The tag names the recipe: change one, change both.
+UBUNTU = "cage-test-ubuntu:noble-minbase-python3-1"
+UBUNTU_INCLUDE = "ca-certificates,python3"
+UBUNTU_MIRROR = "http://archive.ubuntu.com/ubuntu"  # Release checked against the keyring
+UBUNTU_KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
 
 
 def docker(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -44,6 +55,36 @@ def base() -> str:
     if docker("image", "inspect", BASE).returncode != 0:
         pytest.skip(f"{BASE} (the stock images' Debian base) is not on this engine")
     return BASE
+
+
+@pytest.fixture(scope="module")
+def ubuntu(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Ubuntu 24.04 from its archive: debootstrap (minbase) into a folder, imported as
+    an image; made once per engine, then found by its tag."""
+    if docker("image", "inspect", UBUNTU).returncode == 0:
+        return UBUNTU
+    scripts = Path("/usr/share/debootstrap/scripts")
+    if not shutil.which("debootstrap") or not Path(UBUNTU_KEYRING).is_file():
+        missing = "debootstrap and Ubuntu's keyring are missing: run scripts/ensure-debootstrap"
+        pytest.fail(missing) if REQUIRE_ENGINE else pytest.skip(missing)
+    # An older debootstrap has no script named for noble; gutsy's serves every Ubuntu.
+    script = scripts / "noble" if (scripts / "noble").exists() else scripts / "gutsy"
+    rootfs = tmp_path_factory.mktemp("ubuntu") / "rootfs"
+    try:
+        made = subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={UBUNTU_INCLUDE}",
+             f"--keyring={UBUNTU_KEYRING}", "noble", str(rootfs), UBUNTU_MIRROR, str(script)],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        imported = subprocess.run(
+            ["docker", "import", "-", UBUNTU], stdin=tar.stdout, capture_output=True, text=True
+        )
+        assert tar.wait() == 0 and imported.returncode == 0, imported.stderr
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+    return UBUNTU
 
 
 @pytest.fixture
@@ -116,29 +157,37 @@ def test_build_from_a_debian_image(cage: Cage, base: str, images: list[str]) -> 
     assert verdicts[image_id]["ok"], verdicts
 
 
-def test_build_from_an_image_whose_uid_1000_is_taken(
-    cage: Cage, base: str, images: list[str]
-) -> None:
-    """An image whose uid 1000 is a user of its own (Ubuntu 24.04's `ubuntu`; here a
-    Debian image that says it is Ubuntu, as no registry is reachable): that user gives
-    way to the session's, and the session runs and verifies as any other."""
-    project = f"cage-test-ubuntu-like-{uuid.uuid4().hex[:6]}:1"
+def test_build_from_a_real_ubuntu_image(cage: Cage, ubuntu: str, images: list[str]) -> None:
+    """A project image on a real Ubuntu 24.04 (debootstrapped from Ubuntu's archive),
+    with its uid 1000 taken by `ubuntu` as in the official image: `build --from` layers
+    it, that user gives way to the session's, the session passes the sandbox
+    verification, and the project's own toolchain (Ubuntu's Python 3.12, not the stock
+    image's 3.11) is the one on PATH."""
+    project = f"cage-test-ubuntu-project-{uuid.uuid4().hex[:6]}:1"
     session_image = f"cage-test-layered-{uuid.uuid4().hex[:6]}:1"
     images += [project, session_image]
     build_image(
         project,
-        f"FROM {base}\nRUN useradd --uid 1000 --user-group --create-home ubuntu && "
-        "printf 'ID=ubuntu\\nID_LIKE=debian\\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\\n' "
-        "> /etc/os-release.new && mv /etc/os-release.new /etc/os-release\n",
+        f"FROM {ubuntu}\nRUN useradd --uid 1000 --user-group --create-home ubuntu\n",
     )
     built = cage("build", "--from", project, "--tag", session_image, timeout=600)
     assert built.code == 0, built.stderr
     name = cage.name()
     started = cage("start", name, "--image", session_image, "--network", "none", "-d")
     assert started.code == 0, started.stderr
-    assert status(cage, name)["sandbox"]["ok"]
-    inside = in_session(name, "id -un; getent passwd ubuntu || echo no-ubuntu; cage-agent state")
-    assert inside.startswith("claude\n") and "no-ubuntu" in inside, inside
+    session = status(cage, name)
+    assert session["sandbox"]["ok"], session["sandbox"]
+    inside = in_session(
+        name,
+        '. /etc/os-release; echo "os=$NAME $VERSION_ID"; id -un; id -u; '
+        "getent passwd ubuntu || echo no-ubuntu; command -v python3; python3 --version; "
+        "claude --version; cage-agent state",
+    )
+    assert "os=Ubuntu 24.04\n" in inside, inside
+    assert "\nclaude\n1000\n" in inside and "no-ubuntu" in inside, inside
+    assert "/usr/bin/python3\nPython 3.12." in inside, inside
+    assert "(Claude Code)" in inside, inside
+    assert "running" in inside or "exited" in inside, inside
 
 
 def test_build_from_refuses_an_image_that_is_not_debian(
@@ -495,6 +544,50 @@ def test_devcontainer_remote_feature_from_a_mirror(
         assert again.code == 0, again.stderr
         assert again.json()["devcontainer"].endswith(", cached)")
         assert len(registry.blob_requests()) == 1  # the layer came from the cache
+
+        # Unused for feature_cache_days: gc removes it and names it in --json; the
+        # sessions built with it stay.
+        layer = cached[0]
+        os.utime(layer, (time.time() - 31 * 86400,) * 2)
+        collected = cage("gc", "--json")
+        assert collected.code == 0, collected.stderr
+        features = [i for i in collected.json()["items"] if i["kind"] == "feature"]
+        why = "a feature not used for 30 days"
+        assert features == [
+            {"session": "", "kind": "feature", "target": str(layer), "reason": why,
+             "outcome": "removed"}
+        ]  # fmt: skip
+        assert not layer.exists() and status(cage, second)["sandbox"]["ok"]
+    finally:
+        docker("rmi", "-f", *dev_images(project))
+
+
+def test_devcontainer_features_install_in_dependency_order(
+    cage: Cage, tmp_path: Path, base: str, registry: Registry, test_ca: Path
+) -> None:
+    """A local feature's dependsOn on a registry feature (not in devcontainer.json) pulls
+    it and installs it first, with the options dependsOn gives; another feature's
+    installsAfter puts it after the one it names, whatever their names sort to."""
+    ref = registry.add(
+        "cage/features/greeter", "1",
+        {**GREETER, "install.sh": '#!/bin/sh\necho "greeter $GREETING" >> /opt/order\n'},
+    )  # fmt: skip
+    project = make_project(tmp_path, {"image": base, "features": {"./app": {}, "./early": {}}})
+    for folder, meta in (
+        ("app", {"id": "app", "dependsOn": {ref: {"greeting": "from-dependsOn"}}}),
+        ("early", {"id": "early", "installsAfter": ["./app"]}),
+    ):
+        feature = project / ".devcontainer" / folder
+        feature.mkdir()
+        (feature / "devcontainer-feature.json").write_text(json.dumps(meta))
+        (feature / "install.sh").write_text(f"#!/bin/sh\necho {folder} >> /opt/order\n")
+    subprocess.run(["git", "-C", str(project), "add", "-A"], check=True)
+    try:
+        name = cage.name()
+        started = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       env=mirror_env(registry, test_ca), timeout=600)  # fmt: skip
+        assert started.code == 0, started.stderr
+        assert in_session(name, "cat /opt/order") == "greeter from-dependsOn\napp\nearly\n"
     finally:
         docker("rmi", "-f", *dev_images(project))
 

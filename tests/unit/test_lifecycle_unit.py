@@ -3,8 +3,10 @@ are driven here by small stand-in engines."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from claude_cage.engine.answers import Container, Exec, Network, State, Volume
 from claude_cage.engine.endpoints import Endpoint
 from claude_cage.kinds import Status
 from claude_cage.operations import cleanup as gc_ops
-from claude_cage.operations import doctor, history, reap
+from claude_cage.operations import doctor, history, reap, remote_features
 from claude_cage.operations.cleanup import SessionObjects, leftovers
 from claude_cage.operations.reap import Facts, Sample, decide
 from claude_cage.policy import ContainerSpec
@@ -572,6 +574,48 @@ def test_gc_removes_half_written_session_directories(gc_world: GcEngine, data_di
     assert not half.exists()
     assert not temp.exists()
     assert (data_dir / "sessions" / "gone" / "metadata").is_file()
+
+
+def test_gc_prunes_features_unused_for_feature_cache_days(
+    gc_world: GcEngine, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached feature no start used for feature_cache_days goes, with the manifest
+    entry naming it and a killed start's unpacking folder; one used since (a pinned
+    reference found in the cache touches it) stays; 0 keeps everything."""
+    cache = remote_features.cache_dir(data_dir)
+    old, used, recent = ("a" * 64, "b" * 64, "c" * 64)
+    for layer in (old, used, recent):
+        (cache / layer).mkdir(parents=True)
+        (cache / layer / "install.sh").write_text("#!/bin/sh\n")
+    (cache / "manifests").mkdir()
+    (cache / "manifests" / ("d" * 64)).write_text(f"sha256:{old}\n")
+    (cache / "manifests" / ("e" * 64)).write_text(f"sha256:{used}\n")
+    (cache / ".incoming-killed").mkdir()
+    month_ago = time.time() - 40 * 86400
+    for path in (cache / old, cache / used, cache / ".incoming-killed"):
+        os.utime(path, (month_ago, month_ago))
+    found = remote_features.Fetcher(data_dir)(f"ghcr.io/o/f/x@sha256:{'e' * 64}")
+    assert found == cache / used  # from the cache, no registry asked: used now
+
+    planned = gc_ops.gc(Context(engine=gc_world), dry_run=True)
+    features = sorted((i.target, i.reason) for i in planned if i.kind == "feature")
+    assert features == [
+        (str(cache / ".incoming-killed"), "left half-unpacked by a killed start"),
+        (str(cache / old), "a feature not used for 30 days"),
+        (str(cache / "manifests" / ("d" * 64)), "names a feature no longer cached"),
+    ]
+    assert (cache / old).is_dir()  # a dry run removes nothing
+
+    monkeypatch.setenv("CAGE_FEATURE_CACHE_DAYS", "0")
+    kept = gc_ops.gc(Context(engine=gc_world), dry_run=True)
+    assert [i.target for i in kept if i.kind == "feature"] == [str(cache / ".incoming-killed")]
+    monkeypatch.delenv("CAGE_FEATURE_CACHE_DAYS")
+
+    done = gc_ops.gc(Context(engine=gc_world))
+    assert sorted(i.target for i in done if i.kind == "feature") == [t for t, _ in features]
+    assert all(i.outcome == "removed" for i in done if i.kind == "feature")
+    assert sorted(p.name for p in cache.iterdir()) == [used, recent, "manifests"]
+    assert [p.name for p in (cache / "manifests").iterdir()] == ["e" * 64]
 
 
 # --- the crash hook -------------------------------------------------------------------

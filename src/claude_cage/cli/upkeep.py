@@ -78,8 +78,9 @@ def gc(dry_run: bool, yes: bool, purge: bool, as_json: bool) -> None:
     metadata, is removed only after you confirm (or with --yes). Each item is named
     before anything is touched. Only objects labelled managed-by=claude-cage for this
     data directory are touched. A session's container or metadata removed is archived
-    first, as destroy archives it (see history), unless --purge. Exits 1 when anything
-    could not be removed.
+    first, as destroy archives it (see history), unless --purge. Remote devcontainer
+    features no start used for feature_cache_days are removed from the cache. Exits 1
+    when anything could not be removed.
     """
     from claude_cage.operations.cleanup import gc as gc_op
     from claude_cage.operations.cleanup import plan_gc
@@ -96,7 +97,8 @@ def gc(dry_run: bool, yes: bool, purge: bool, as_json: bool) -> None:
                 err=True,
             )
     if not dry_run and not as_json:  # each item is named before anything is touched
-        for item in plan.leftovers + (plan.stale if remove_stale else []) + plan.archives:
+        named = plan.leftovers + (plan.stale if remove_stale else []) + plan.archives
+        for item in named + plan.features:
             verb = "adopting" if item.kind == "session" else "removing"
             note(f"{verb} {item.kind} {item.target} ({item.reason})")
     items = gc_op(command_context(), remove_stale=remove_stale, dry_run=dry_run, purge=purge)

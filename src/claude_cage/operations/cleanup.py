@@ -20,6 +20,8 @@ directory's, and only while it holds the session's lock (so never what a `start`
   the snapshot's record), once no command holds the snapshot's lock. A finished
   snapshot is never removed by gc, also when its session is gone (`start --from` makes
   a session of it): `snapshot list` shows those as `(gone)`, and `gc` names them;
+* remote devcontainer features cached in `cache/features` that no start used for
+  `feature_cache_days` (kind `feature`; operations/remote_features.py);
 * with `remove_stale=True` only (the CLI asks, or takes `--yes`): the metadata of a
   session whose container is gone (or of an ephemeral one that is not running),
   together with its data volume. Such a session could still be started again from
@@ -45,7 +47,14 @@ from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Status
-from claude_cage.operations import history, record_event, recorder, snapshot, unfetched
+from claude_cage.operations import (
+    history,
+    record_event,
+    recorder,
+    remote_features,
+    snapshot,
+    unfetched,
+)
 from claude_cage.operations.adoption import ADOPT, ORPHAN, adopt, ownership
 from claude_cage.record import SessionRecord
 
@@ -57,7 +66,7 @@ if TYPE_CHECKING:
 class Leftover:
     session: str
     kind: str  # session (adopt) | container | volume | network | metadata | files | filesystem
-    # | archive (history.py)
+    # | archive (history.py) | feature (remote_features.py)
     target: str  # container/volume/network name, or a path
     reason: str
     outcome: str = "planned"  # planned | removed | adopted | kept | busy | failed | unfetched
@@ -217,6 +226,7 @@ class GcPlan:
     leftovers: list[Leftover] = field(default_factory=list)
     stale: list[Leftover] = field(default_factory=list)  # need confirmation
     archives: list[Leftover] = field(default_factory=list)  # older than history_days
+    features: list[Leftover] = field(default_factory=list)  # feature_cache_days unused
 
     @property
     def stale_sessions(self) -> list[str]:
@@ -236,7 +246,17 @@ def plan_gc(ctx: Context) -> GcPlan:
     plan.leftovers += _abandoned_scratch()
     plan.leftovers += [item for _snap, item in _unfinished_snapshots(engine, store)]
     plan.archives = _expired_archives(ctx)
+    plan.features = _stale_features(ctx)
     return plan
+
+
+def _stale_features(ctx: Context) -> list[Leftover]:
+    """The feature cache's entries gc removes (remote_features.stale)."""
+    days = int(ctx.config["feature_cache_days"])
+    return [
+        Leftover("", "feature", str(path), why)
+        for path, why in remote_features.stale(ctx.data_dir, days, ctx.now())
+    ]
 
 
 def _expired_archives(ctx: Context) -> list[Leftover]:
@@ -316,7 +336,7 @@ def gc(
     if dry_run:
         for item in plan.stale:
             item.outcome = "planned" if remove_stale else "kept"
-        return plan.leftovers + plan.stale + plan.archives
+        return plan.leftovers + plan.stale + plan.archives + plan.features
     done: list[Leftover] = []
     for name in sorted({i.session for i in plan.leftovers + plan.stale} - {""}):
         done += _collect(ctx, engine, store, name, remove_stale, purge)
@@ -327,6 +347,13 @@ def gc(
     for item in plan.archives:
         gone = item.target in pruned or not os.path.exists(item.target)  # or another gc's
         item.outcome = "removed" if gone else "failed"
+        done.append(item)
+    for item in _stale_features(ctx):  # afresh: a start may have used one since
+        try:
+            remote_features.remove(Path(item.target))
+            item.outcome = "removed"
+        except OSError as exc:
+            item.outcome, item.reason = "failed", f"{item.reason}; {exc.strerror or exc}"
         done.append(item)
     for snap, item in _unfinished_snapshots(engine, store):  # afresh, each under its lock
         with store.lock(snapshot.lock_name(snap), blocking=False) as locked:

@@ -7,13 +7,21 @@ always a complete, verified feature. A tag is resolved by the registry at every 
 session (a tag moves); its layer, when the cache has it, is not pulled again. A
 reference pinned by digest (`...@sha256:<hex>`) is found in the cache without asking the
 registry at all (`manifests/<manifest sha256>` names its layer).
+
+Each use of a cached layer sets its folder's modification time to now (access times
+are not kept on most mounts), and `gc` removes a layer unused for `feature_cache_days`
+(`stale`), with the manifest entries naming it, and the half-unpacked folders a killed
+start left. A start that finds its layer gone pulls it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -21,6 +29,8 @@ from claude_cage import ociclient, safetar
 from claude_cage.errors import file_error
 
 CACHE = ("cache", "features")
+STALE_INCOMING = 3600.0  # seconds: an unpacking folder this old is a killed start's
+_LAYER = re.compile(r"[0-9a-f]{64}")
 Progress = Callable[[str], None]
 
 
@@ -68,6 +78,7 @@ class Fetcher:
             self.requests += client.requests
         if ref.digest:
             self._remember(ref.digest, layer.digest)
+        _used(folder)
         return folder
 
     def _pinned(self, manifest_digest: str) -> Path | None:
@@ -76,7 +87,10 @@ class Fetcher:
         except (OSError, UnicodeDecodeError):
             return None
         folder = self.root / _hex(layer)
-        return folder if layer and "/" not in layer and folder.is_dir() else None
+        if not (layer and "/" not in layer and folder.is_dir()):
+            return None
+        _used(folder)
+        return folder
 
     def _store(self, data: bytes, folder: Path) -> None:
         """The layer unpacked into `folder`, whole or not at all."""
@@ -107,3 +121,70 @@ class Fetcher:
             partial.replace(index / _hex(manifest_digest))
         except OSError:
             pass
+
+
+def _used(folder: Path) -> None:
+    """A layer's folder marked as used now, for gc (a cache: best effort)."""
+    with contextlib.suppress(OSError):
+        os.utime(folder)
+
+
+def stale(data_dir: Path, days: int, now: float | None = None) -> list[tuple[Path, str]]:
+    """What gc removes from the feature cache, each with why: layers unused for `days`
+    days (0: kept for ever), unpacking folders of killed starts, and manifest entries
+    whose layer is gone or going. Changes nothing."""
+    root = cache_dir(data_dir)
+    now = time.time() if now is None else now
+    found: list[tuple[Path, str]] = []
+    going: set[str] = set()
+    try:
+        entries = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            age = now - entry.lstat().st_mtime
+        except OSError:
+            continue
+        if entry.name.startswith(".incoming-") and age > STALE_INCOMING:
+            found.append((entry, "left half-unpacked by a killed start"))
+        elif _LAYER.fullmatch(entry.name) and days > 0 and age > days * 86400:
+            found.append((entry, f"a feature not used for {days} days"))
+            going.add(entry.name)
+    index = root / "manifests"
+    try:
+        manifests = sorted(index.iterdir()) if index.is_dir() else []
+    except OSError:
+        manifests = []
+    for entry in manifests:
+        try:
+            layer = _hex(entry.read_text(errors="replace").strip())
+        except OSError:
+            layer = ""
+        if entry.name.startswith("."):  # a killed write's
+            if now - _mtime(entry) > STALE_INCOMING:
+                found.append((entry, "left half-written by a killed start"))
+        elif layer in going or not _LAYER.fullmatch(layer) or not (root / layer).is_dir():
+            found.append((entry, "names a feature no longer cached"))
+    return found
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return float("inf")
+
+
+def remove(path: Path) -> None:
+    """One cache entry `stale` named, gone (a folder is renamed aside first, so a start
+    never finds it half removed)."""
+    if path.is_dir() and not path.is_symlink():
+        aside = path.with_name(f".incoming-removing-{path.name}")
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(aside)
+    else:
+        path.unlink(missing_ok=True)
