@@ -45,7 +45,7 @@ def docker_cli_args(endpoint: endpoints.Endpoint) -> list[str]:
     """The docker CLI's flags for this engine (interactive terminals go through the CLI)."""
     if not endpoint.name:
         return []  # the local engine: DOCKER_HOST and friends apply as they are
-    if "://" not in endpoint.name and endpoint.name != "default":
+    if "://" not in endpoint.name and endpoint.name != "default" and not endpoint.podman_connection:
         return ["--context", endpoint.name]
     args = ["--host", endpoint.host]
     if endpoint.tls_dir:
