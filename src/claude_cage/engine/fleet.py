@@ -35,10 +35,13 @@ def canonical(name: str | None) -> str:
 
 
 def engine_named(
-    name: str | None, timeout: float | None = None, setting: str = "engine_call_timeout"
+    name: str | None,
+    timeout: float | None = None,
+    setting: str = "engine_call_timeout",
+    unenforced_limits: Callable[[], bool] = lambda: False,
 ) -> Engine:
     """An engine by name; each call waits `timeout` (default: engine_call_timeout)."""
-    return Engine(endpoints.resolve(canonical(name)), timeout, setting)
+    return Engine(endpoints.resolve(canonical(name)), timeout, setting, unenforced_limits)
 
 
 def docker_cli_args(endpoint: endpoints.Endpoint) -> list[str]:
