@@ -173,6 +173,9 @@ DEFAULTS: dict[str, Any] = {
     # output of a command the user runs: those take as long as they take).
     "engine_call_timeout": 30.0,
     "runtime": DEFAULT_RUNTIME,
+    # A rootless Podman without cgroup controllers of its own (cgroup v1) ignores memory,
+    # CPU and process limits: a start there is refused unless this is true (podman.py).
+    "rootless_without_limits": False,
     # diff, fetch, merge, apply: what a session may send back, and for how long
     # (bounds.py). 2g is GitHub's own limit for one push, so a change bigger than that
     # could not be pushed anyway; 600 s moves 2g over a slow SSH link to an engine.
@@ -236,6 +239,7 @@ VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "engine_timeout": number(float, 0.1, 600),
     "engine_call_timeout": number(float, 0.1, 3600),
     "runtime": choice(Runtime),
+    "rootless_without_limits": boolean,
     "review_max_size": size_at_least("1k"),
     "review_timeout": number(float, 1, 86_400),
 }

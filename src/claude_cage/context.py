@@ -102,7 +102,12 @@ class Context:
 
         key = (fleet.canonical(name), setting, timeout)
         if key not in self._engines:
-            self._engines[key] = fleet.engine_named(name, timeout, setting)
+            self._engines[key] = fleet.engine_named(
+                name,
+                timeout,
+                setting,
+                unenforced_limits=lambda: bool(self.config["rootless_without_limits"]),
+            )
         return self._engines[key]
 
     def local_engine(self) -> EngineAPI:

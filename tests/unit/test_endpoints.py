@@ -59,7 +59,7 @@ def test_urls_are_engines(url: str, docker_config: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "words"),
     [
-        ("nope", "no Docker context named 'nope'"),
+        ("nope", "no Docker context or Podman connection named 'nope'"),
         ("http://h", "not an engine address"),
         ("ssh://", "names no host"),
         ("unix://", "names no socket"),

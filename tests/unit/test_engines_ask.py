@@ -20,7 +20,9 @@ class Named:
 
 @pytest.fixture(autouse=True)
 def no_real_engines(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet, "engine_named", lambda name, timeout=None, setting="": Named(name))
+    monkeypatch.setattr(
+        fleet, "engine_named", lambda name, timeout=None, setting="", **_: Named(name)
+    )
     monkeypatch.setattr(
         endpoints, "resolve", lambda name: endpoints.Endpoint(name=name, host=f"tcp://{name}")
     )

@@ -31,7 +31,9 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CAGE_CONFIG_DIR", str(tmp_path / "config"))
     fake = FakeEngine(paths.owner_id())
-    monkeypatch.setattr(fleet, "engine_named", lambda name=None, timeout=None, setting="": fake)
+    monkeypatch.setattr(
+        fleet, "engine_named", lambda name=None, timeout=None, setting="", **_: fake
+    )
     return fake
 
 

@@ -134,3 +134,72 @@ def test_gvisor_is_refused_rather_than_started_on_runc() -> None:
     with pytest.raises(BadInput, match="runtime 'runsc' on Podman"):
         podman.create_body(body(Runtime="runsc"), LOCAL)
     assert podman.create_body(body(Runtime="runc"), LOCAL)["HostConfig"]["Runtime"] == "runc"
+
+
+# What a rootless Podman 4.3 on cgroup v1 says of itself (libpod /info, trimmed).
+ROOTLESS_INFO = {
+    "host": {
+        "security": {"rootless": True},
+        "cgroupVersion": "v1",
+        "cgroupControllers": [],
+        "idMappings": {
+            "uidmap": [
+                {"container_id": 0, "host_id": 1001, "size": 1},
+                {"container_id": 1, "host_id": 100000, "size": 65536},
+            ]
+        },
+    }
+}
+DELEGATED = {"host": {**ROOTLESS_INFO["host"], "cgroupVersion": "v2",
+                      "cgroupControllers": ["cpu", "memory", "pids"]}}  # fmt: skip
+LIMITED = {"Memory": 1 << 30, "NanoCpus": 10**9, "PidsLimit": 512}
+
+
+def project(source: str = "/home/u/proj", read_only: bool = False) -> dict:
+    return {"Type": "bind", "Source": source, "Target": "/workspace/proj", "ReadOnly": read_only}
+
+
+def test_the_service_says_whether_it_is_rootless_and_whose_it_is() -> None:
+    host = podman.host_from_info(ROOTLESS_INFO)
+    assert (host.rootless, host.uid, host.missing_controllers) == (
+        True, 1001, ("memory", "pids", "cpu"),
+    )  # fmt: skip
+    assert podman.host_from_info(DELEGATED).missing_controllers == ()
+    damaged_host = {
+        "security": "x",
+        "idMappings": {"uidmap": [{"container_id": 0, "host_id": "x"}]},
+    }
+    assert podman.host_from_info({"host": damaged_host}) == podman.Host()
+    assert podman.host_from_info({"host": {"idMappings": {"uidmap": 3}}}) == podman.Host()
+    for damaged in (None, {}, {"host": []}, {"host": {"security": "x", "idMappings": 3}}):
+        assert podman.host_from_info(damaged) == podman.Host()  # rootful, nothing refused
+
+
+def test_rootless_without_cgroup_controllers_refuses_limits_unless_accepted() -> None:
+    host = podman.host_from_info(ROOTLESS_INFO)
+    with pytest.raises(BadInput, match="cannot limit memory, CPUs or processes") as refused:
+        podman.create_body(body(**LIMITED), LOCAL, host)
+    assert "memory/pids/cpu" in refused.value.message and "cgroup v1" in refused.value.message
+    asked = []
+    sent = podman.create_body(body(**LIMITED), LOCAL, host, lambda: asked.append(1) or True)
+    assert asked == [1] and sent["HostConfig"]["Memory"] == 1 << 30
+    # Delegated controllers, or a rootful service: nothing to ask.
+    podman.create_body(body(**LIMITED), LOCAL, podman.host_from_info(DELEGATED))
+    podman.create_body(body(**LIMITED), LOCAL, podman.Host())
+
+
+def test_a_session_running_as_the_user_keeps_its_uid() -> None:
+    host = podman.host_from_info(DELEGATED)
+    mine = {**body(Mounts=[project()]), "User": "1001:1001"}
+    assert podman.create_body(mine, LOCAL, host)["HostConfig"]["UsernsMode"] == "keep-id"
+    other = podman.create_body(body(), LOCAL, host)  # uid 1000, no mount: a subordinate id
+    assert "UsernsMode" not in other["HostConfig"]
+    assert "UsernsMode" not in podman.create_body(mine, LOCAL)["HostConfig"]  # rootful
+
+
+def test_a_writable_mount_of_another_uid_is_refused_on_rootless() -> None:
+    host = podman.host_from_info(DELEGATED)
+    with pytest.raises(BadInput, match="writes there as uid 1000") as refused:
+        podman.create_body(body(Mounts=[project()]), LOCAL, host)
+    assert "uid 1001" in refused.value.hint
+    podman.create_body(body(Mounts=[project(read_only=True)]), LOCAL, host)  # read-only: fine

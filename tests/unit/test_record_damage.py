@@ -81,7 +81,9 @@ def write(directory: Path, values: dict[str, str]) -> None:
 @pytest.fixture
 def engine(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine(paths.owner_id())
-    monkeypatch.setattr(fleet, "engine_named", lambda name=None, timeout=None, setting="": fake)
+    monkeypatch.setattr(
+        fleet, "engine_named", lambda name=None, timeout=None, setting="", **_: fake
+    )
     fake.add_session("hurt")
     fake.add_session("fine")
     write(paths.data_dir(), {**GOOD, "name": "fine", "container": "cage-fine"})

@@ -20,7 +20,7 @@ import http.client
 import json
 import socket
 import urllib.parse
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import interrupt, labels
@@ -72,8 +72,13 @@ class Engine(EngineAPI):
         endpoint: Endpoint | None = None,
         timeout: float | None = None,
         setting: str = CALL_SETTING,
+        unenforced_limits: Callable[[], bool] = lambda: False,
     ) -> None:
         self.endpoint = endpoint if endpoint is not None else endpoints.local()
+        # Whether a rootless Podman that cannot limit a session may start it all the
+        # same (config rootless_without_limits); asked only then, so no command but such
+        # a start reads the configuration for it.
+        self.unenforced_limits = unenforced_limits
         self.timeout = timeout if timeout is not None else call_timeout()
         self._http = Transport(self.endpoint, self.timeout, setting)
 
@@ -240,10 +245,15 @@ class Engine(EngineAPI):
         version = self.ping() or {}
         return any("Podman" in str(c.get("Name", "")) for c in version.get("Components") or [])
 
+    @functools.cached_property
+    def podman_host(self) -> podman.Host:
+        """What the Podman service says of itself: rootless, its user, its cgroups."""
+        return podman.host_from_info(self._get("/v4.0.0/libpod/info"))
+
     def create(self, spec: ContainerSpec) -> str:
         body = create_body(spec)
         if self.is_podman:
-            body = podman.create_body(body, self.endpoint)
+            body = podman.create_body(body, self.endpoint, self.podman_host, self.unenforced_limits)
         found = self._http.call("POST", "/containers/create", {"name": spec.name}, body)
         if found is None:
             raise ImageMissing(spec.image)

@@ -9,6 +9,13 @@ Contexts are read from Docker's own store (`$DOCKER_CONFIG/contexts`, by default
 `~/.docker/contexts`): `meta/<sha256 of the name>/meta.json` holds the endpoint, and
 `tls/<sha256>/docker/` its TLS files. Reading two small files keeps the Docker SDK's
 import off the paths that only need an address (`list` over several engines).
+
+A name that is no Docker context may be a Podman connection (`podman system connection
+add`): Podman 4.3 keeps them in containers.conf (`$CONTAINERS_CONF`, else
+`~/.config/containers/containers.conf`, else `/etc/containers/containers.conf`), as
+`[engine.service_destinations.NAME]` with its `uri`. A unix socket is used as it is;
+an ssh one is refused, since claude-cage reaches an engine over SSH through `docker
+system dial-stdio`, which a Podman host does not have.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class Endpoint:
     host: str  # unix:///var/run/docker.sock, ssh://user@host:22, tcp://host:2376
     tls_dir: str | None = None  # ca.pem, cert.pem, key.pem, for tcp://
     tls_verify: bool = True
+    podman_connection: bool = False  # `name` is a Podman connection, not a Docker context
 
     @property
     def scheme(self) -> str:
@@ -70,6 +78,8 @@ class Endpoint:
                 "start the Docker engine (as root: scripts/ensure-docker, or "
                 "'systemctl start docker'), then check with 'docker info'"
             )
+        if self.podman_connection:
+            return f"check it with 'podman --connection {self.name} info'"
         shown = self.name if self.name and "://" not in self.name else self.host
         return (
             f"check it with 'docker --host {self.host} info'"
@@ -123,10 +133,14 @@ def _context(name: str) -> Endpoint:
         docker_endpoint = meta["Endpoints"]["docker"]
         host = str(docker_endpoint["Host"])
     except FileNotFoundError:
+        found = podman_connection(name)
+        if found is not None:
+            return found
         raise BadInput(
-            f"no Docker context named {name!r}",
+            f"no Docker context or Podman connection named {name!r}",
             f"create it ('docker context create {name} --docker host=ssh://user@host'), "
-            "or give a URL; 'docker context ls' lists them",
+            "or give a URL; 'docker context ls' and 'podman system connection list' "
+            "list them",
         ) from None
     except (OSError, ValueError, KeyError, TypeError):
         raise BadInput(
@@ -140,3 +154,40 @@ def _context(name: str) -> Endpoint:
         str(tls) if tls.is_dir() else None,
         not bool(docker_endpoint.get("SkipTLSVerify")),
     )
+
+
+def containers_conf() -> Path:
+    """The containers.conf where Podman 4.3 keeps this user's connections."""
+    if os.environ.get("CONTAINERS_CONF"):
+        return Path(os.environ["CONTAINERS_CONF"])
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    user = config_home / "containers" / "containers.conf"
+    return user if user.exists() else Path("/etc/containers/containers.conf")
+
+
+def podman_connection(name: str) -> Endpoint | None:
+    """A Podman connection by name, or None when there is none of that name."""
+    import tomllib  # start-up: only for a name that is no Docker context
+
+    conf = containers_conf()
+    try:
+        engine = tomllib.loads(conf.read_text()).get("engine") or {}
+        found = (engine.get("service_destinations") or {}).get(name)
+        uri = None if found is None else str(found["uri"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise BadInput(
+            f"Podman's connections file {conf} is damaged",
+            "check it with 'podman system connection list'",
+        ) from None
+    if uri is None:
+        return None
+    if uri.startswith("ssh://"):
+        raise BadInput(
+            f"the Podman connection {name!r} is over ssh ({uri}): claude-cage reaches an "
+            "engine over ssh through 'docker system dial-stdio', which Podman lacks",
+            "forward its socket (ssh -L /tmp/podman.sock:SOCKET host) and use "
+            "--engine unix:///tmp/podman.sock",
+        )
+    return Endpoint(name, _check_url(uri, f"Podman connection {name}:"), podman_connection=True)

@@ -35,17 +35,20 @@ def canonical(name: str | None) -> str:
 
 
 def engine_named(
-    name: str | None, timeout: float | None = None, setting: str = "engine_call_timeout"
+    name: str | None,
+    timeout: float | None = None,
+    setting: str = "engine_call_timeout",
+    unenforced_limits: Callable[[], bool] = lambda: False,
 ) -> Engine:
     """An engine by name; each call waits `timeout` (default: engine_call_timeout)."""
-    return Engine(endpoints.resolve(canonical(name)), timeout, setting)
+    return Engine(endpoints.resolve(canonical(name)), timeout, setting, unenforced_limits)
 
 
 def docker_cli_args(endpoint: endpoints.Endpoint) -> list[str]:
     """The docker CLI's flags for this engine (interactive terminals go through the CLI)."""
     if not endpoint.name:
         return []  # the local engine: DOCKER_HOST and friends apply as they are
-    if "://" not in endpoint.name and endpoint.name != "default":
+    if "://" not in endpoint.name and endpoint.name != "default" and not endpoint.podman_connection:
         return ["--context", endpoint.name]
     args = ["--host", endpoint.host]
     if endpoint.tls_dir:

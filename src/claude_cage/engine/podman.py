@@ -14,6 +14,16 @@ Differences handled here:
   tmpfs to the container's user, which is what they say here (checked). And Podman
   copies the image's files into a tmpfs (`tmpcopyup`) where Docker mounts it empty:
   every tmpfs says `notmpcopyup`, so the session sees what it sees on Docker.
+* Rootless Podman (`Host.rootless`, from libpod's `/info`) runs every container in a
+  user namespace: container uid 0 is the user, the others are subordinate ids. A session
+  that runs as the user (a read-write mount of theirs, bindmounts.py) is created with
+  `UsernsMode: keep-id`, so the user's uid is the same inside and on the host and what
+  the session writes in the mount belongs to the user. A read-write mount of anyone
+  else's is refused: Podman would give the session a subordinate id, which the host
+  counts as nobody's. And an unprivileged user gets cgroup controllers only where the
+  host delegates them (cgroup v2, systemd's `user@.service`); elsewhere Podman ignores
+  memory, CPU and process limits with a warning, so such a start is refused unless the
+  user accepts it (`rootless_without_limits: true`; `status` then fails "limits").
 * A limit the request leaves out (`nproc` for the companion) is set by Podman to its
   own default, which can exceed the host's hard limit and fail the start; every create
   names both `nofile` and `nproc`.
@@ -31,7 +41,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +85,66 @@ def profile_path(profile: str) -> Path:
     return path
 
 
-def create_body(body: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
-    """Docker's create request, as Podman's compatible API needs it."""
+LIMIT_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+@dataclass(frozen=True)
+class Host:
+    """What a Podman service says of itself (libpod's `/info`) that a create depends on."""
+
+    rootless: bool = False
+    uid: int = 0  # the host uid that container uid 0 is: the service's user
+    controllers: tuple[str, ...] = LIMIT_CONTROLLERS  # the cgroup controllers it may use
+    cgroup_version: str = "v2"
+
+    @property
+    def missing_controllers(self) -> tuple[str, ...]:
+        return tuple(c for c in LIMIT_CONTROLLERS if c not in self.controllers)
+
+
+def host_from_info(info: Any) -> Host:
+    """libpod's `/info` answer, read without raising on a damaged one (rootful then)."""
+    host = info.get("host") if isinstance(info, dict) else None
+    if not isinstance(host, dict):
+        return Host()
+    security = _mapping(host.get("security"))
+    rootless = security.get("rootless") is True
+    uid = 0
+    uidmap = _mapping(host.get("idMappings")).get("uidmap")
+    for entry in uidmap if isinstance(uidmap, list) else []:
+        if isinstance(entry, dict) and entry.get("container_id") == 0:
+            found = entry.get("host_id")
+            uid = found if isinstance(found, int) else 0
+    controllers = host.get("cgroupControllers")
+    return Host(
+        rootless=rootless,
+        uid=uid if rootless else 0,
+        controllers=(
+            tuple(str(c) for c in controllers)
+            if isinstance(controllers, list)
+            else ()
+            if rootless
+            else LIMIT_CONTROLLERS
+        ),
+        cgroup_version=str(host.get("cgroupVersion") or "v2"),
+    )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def create_body(
+    body: dict[str, Any],
+    endpoint: Endpoint,
+    service: Host | None = None,
+    unenforced_limits: Callable[[], bool] = lambda: False,
+) -> dict[str, Any]:
+    """Docker's create request, as Podman's compatible API needs it (`service`: what
+    the Podman service said of itself; rootful when not given)."""
     host = dict(body["HostConfig"])
+    if service is not None and service.rootless:
+        host.update(_rootless(body, service, unenforced_limits))
     if host.get("Runtime") not in (None, "", "runc"):
         raise BadInput(
             f"runtime '{host['Runtime']}' on Podman: its Docker-compatible API starts every "
@@ -109,6 +177,36 @@ def create_body(body: dict[str, Any], endpoint: Endpoint) -> dict[str, Any]:
 
 
 DEFAULT_LIMITS = {"nofile": 4096, "nproc": 4096}
+
+
+def _rootless(
+    body: dict[str, Any], service: Host, unenforced_limits: Callable[[], bool]
+) -> dict[str, Any]:
+    """What a create on a rootless Podman adds to HostConfig, or why it is refused."""
+    host = body["HostConfig"]
+    limited = any(host.get(k) for k in ("Memory", "NanoCpus", "PidsLimit"))
+    if limited and service.missing_controllers and not unenforced_limits():
+        raise BadInput(
+            f"rootless Podman here cannot limit memory, CPUs or processes: its user has "
+            f"no {'/'.join(service.missing_controllers)} cgroup controller (cgroup "
+            f"{service.cgroup_version}), and Podman ignores the limits",
+            "delegate them (cgroup v2, systemd's user@.service Delegate=), use a rootful "
+            "Podman or Docker, or accept it: rootless_without_limits: true",
+        )
+    user = str(body.get("User") or "").split(":")[0]
+    writable = [
+        m["Source"]
+        for m in host.get("Mounts") or []
+        if m.get("Type") == "bind" and not m.get("ReadOnly")
+    ]
+    if writable and user != str(service.uid):
+        raise BadInput(
+            f"{', '.join(writable)} on rootless Podman: a session writes there as uid "
+            f"{user}, which the host would see as a subordinate id, not as that owner",
+            f"mount directories owned by uid {service.uid} (the Podman service's user), "
+            "or mount them read-only (PATH:ro)",
+        )
+    return {"UsernsMode": "keep-id"} if user == str(service.uid) else {}
 
 
 def _tmpfs_options(options: str, user: str) -> str:

@@ -1,0 +1,245 @@
+"""Sessions on a rootless Podman, run by its user as that user runs claude-cage: as
+themselves, against their own socket ($XDG_RUNTIME_DIR/podman/podman.sock).
+
+`scripts/ensure-podman --rootless USER` makes the user (with subordinate ids), starts
+the service as that user, copies the images into the user's storage and gives a python
+holding claude-cage's dependencies; the package itself is a copy of `src/` the user can
+read. This machine's cgroups are v1, where Podman ignores every limit for an
+unprivileged user: the start is refused, and the tests that go on accept that
+(`rootless_without_limits`), which `status` reports as the one failed check."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Result
+from tests.isolation import cage_env
+
+pytestmark = pytest.mark.engine
+
+ROOT = Path(__file__).resolve().parents[2]
+USER = os.environ.get("CAGE_ROOTLESS_USER", "cage-rootless")
+HOST_NAME = "host.containers.internal"  # Podman's name for the host, in each container
+
+
+@dataclass
+class Rootless:
+    """claude-cage run as the rootless user, with a data directory of its own."""
+
+    url: str
+    python: str
+    src: Path
+    home: Path
+    base: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        account = pwd.getpwnam(USER)
+        variables = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(self.home),
+            "XDG_RUNTIME_DIR": f"/run/user/{account.pw_uid}",
+            "PYTHONPATH": str(self.src),
+            "CAGE_DATA_DIR": str(self.base / "data"),
+            "CAGE_CONFIG_DIR": str(self.base / "config"),
+            "CAGE_CLAUDE_CONFIG": "off",
+            **self.env,
+            **(env or {}),
+        }
+        argv = ["env", "-i", *(f"{k}={v}" for k, v in variables.items())]
+        run = subprocess.run(
+            ["runuser", "-u", USER, "--", *argv, self.python, "-m", "claude_cage", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd="/",
+        )
+        return Result(run.returncode, run.stdout, run.stderr)
+
+    def podman(self, *args: str) -> str:
+        account = pwd.getpwnam(USER)
+        return subprocess.run(
+            ["runuser", "-u", USER, "--", "env", f"HOME={self.home}",
+             f"XDG_RUNTIME_DIR=/run/user/{account.pw_uid}", "podman", *args],
+            capture_output=True, text=True, timeout=120, cwd="/",
+        ).stdout  # fmt: skip
+
+    def owned(self) -> list[str]:
+        import hashlib
+
+        owner = hashlib.sha256(str((self.base / "data").resolve()).encode()).hexdigest()[:12]
+        label = f"label=cage.owner={owner}"
+        return (
+            self.podman("ps", "-a", "-q", "--filter", label).split()
+            + self.podman("volume", "ls", "-q", "--filter", label).split()
+        )
+
+
+@pytest.fixture(scope="module")
+def setup() -> tuple[str, str, Path, Path]:
+    if os.geteuid() != 0:
+        pytest.skip("making a rootless user needs root")
+    images = [
+        os.environ.get("CAGE_IMAGE_CLI", "claude-cage-cli:latest"),
+        os.environ.get("CAGE_IMAGE_COMPANION", "claude-cage-companion:latest"),
+    ]
+    run = subprocess.run(
+        [str(ROOT / "scripts" / "ensure-podman"), "--rootless", USER, *images],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if run.returncode != 0:
+        if os.environ.get("CAGE_REQUIRE_ENGINE"):
+            pytest.fail(f"no rootless Podman: {run.stderr}")
+        pytest.skip(f"no rootless Podman: {run.stderr.strip()[-500:]}")
+    url, python = run.stdout.split()
+    home = Path(pwd.getpwnam(USER).pw_dir)
+    src = home / f"cage-src-{uuid.uuid4().hex[:8]}"  # this checkout may be unreadable to USER
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+    os.chmod(src, 0o755)
+    return url, python, src, home
+
+
+@pytest.fixture
+def rootless(setup: tuple[str, str, Path, Path]) -> Iterator[Rootless]:
+    url, python, src, home = setup
+    base = home / f"cage-test-{uuid.uuid4().hex[:8]}"
+    account = pwd.getpwnam(USER)
+    for part in (base, base / "config"):
+        part.mkdir()
+        os.chown(part, account.pw_uid, account.pw_gid)
+    instance = Rootless(url, python, src, home, base, dict(cage_env()))
+    yield instance
+    for ident in instance.owned():
+        instance.podman("rm", "-f", ident)
+        instance.podman("volume", "rm", "-f", ident)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@functools.cache
+def host_address() -> str:
+    """The address Podman gives HOST_NAME in a rootless container (the host's own)."""
+    out = subprocess.run(["ip", "-4", "route", "get", "1.1.1.1"], capture_output=True, text=True)
+    words = out.stdout.split()
+    return words[words.index("src") + 1]
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    """An HTTP server on the host's address, port 80 (an allowed port), answering 'ok'."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"reached-the-host\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((host_address(), 80), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield host_address()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_start_without_cgroup_limits_is_refused_and_nothing_is_left(
+    rootless: Rootless,
+) -> None:
+    info = json.loads(rootless.podman("info", "--format", "json"))
+    if set(info["host"].get("cgroupControllers") or []) >= {"memory", "pids", "cpu"}:
+        pytest.skip("this host delegates cgroup controllers to the rootless user")
+    refused = rootless("start", "rl-refused", "-d", "--engine", rootless.url)
+    assert refused.code == 2, refused.output
+    assert "error: rootless Podman here cannot limit memory, CPUs or processes" in refused.stderr
+    assert "rootless_without_limits" in refused.stderr and "Traceback" not in refused.output
+    assert rootless.owned() == []
+    assert not (rootless.base / "data" / "sessions" / "rl-refused").exists()
+
+
+def test_a_rootless_session_is_sandboxed_and_its_files_are_the_users(
+    rootless: Rootless, web: str
+) -> None:
+    account = pwd.getpwnam(USER)
+    project = rootless.base / "project"
+    project.mkdir()
+    (project / "old.txt").write_text("from the host\n")
+    for path in (project, project / "old.txt"):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    env = {"CAGE_ROOTLESS_WITHOUT_LIMITS": "true", "CAGE_ALLOWED_ADDRESS_RANGES": f"{web}/32"}
+    name = "rl-" + uuid.uuid4().hex[:4]
+    started = rootless(
+        "start", name, "-d", "--engine", rootless.url, "--mount", str(project),
+        "--allow-host", HOST_NAME, env=env,
+    )  # fmt: skip
+    assert started.code == 0, started.output
+
+    # Every check passes but the limits, which this host's cgroups cannot give.
+    status = rootless("status", name, "--json", env=env)
+    assert status.code == 0, status.output
+    checks = {c["check"]: c for c in status.json()["session"]["sandbox"]["checks"]}
+    failed = sorted(k for k, c in checks.items() if not c["ok"])
+    assert failed == ["limits"], json.dumps(checks, indent=1)
+    assert "uid=" + str(account.pw_uid) in checks["inside"]["detail"]
+
+    # The session writes as the user: on the host, the file is the user's.
+    wrote = rootless(
+        "exec", name, "--", "sh", "-c", "id -u && echo new > /workspace/project/new.txt", env=env
+    )
+    assert wrote.code == 0 and wrote.stdout.strip() == str(account.pw_uid), wrote.output
+    made = (project / "new.txt").stat()
+    assert (made.st_uid, made.st_gid) == (account.pw_uid, account.pw_gid)
+
+    # Egress: the allowed host answers through the companion; any other is refused.
+    allowed = rootless("exec", name, "--", "curl", "-sS", "-m", "20", f"http://{HOST_NAME}/")
+    assert allowed.stdout == "reached-the-host\n", allowed.output
+    blocked = rootless(
+        "exec", name, "--", "curl", "-sS", "-m", "20", "-o", "/dev/null", "-w", "%{http_code}",
+        "http://blocked.example.com/",
+    )  # fmt: skip
+    assert blocked.stdout.strip() == "403", blocked.output
+    direct = rootless(
+        "exec", name, "--", "curl", "-sS", "--noproxy", "*", "-m", "5", f"http://{web}/"
+    )  # fmt: skip
+    assert direct.code != 0, direct.output  # no route out but the companion
+
+    stopped = rootless("stop", name, env=env)
+    assert stopped.code == 0, stopped.output
+    assert rootless.podman("ps", "-q", "--filter", f"name=cage-{name}").strip() == ""
+    destroyed = rootless("destroy", name, "--force", env=env)
+    assert destroyed.code == 0, destroyed.output
+    assert rootless.owned() == []
+    assert (project / "new.txt").read_text() == "new\n"  # the user's files stay
+
+
+def test_a_writable_mount_of_another_owner_is_refused(rootless: Rootless) -> None:
+    other = rootless.base / "other"
+    other.mkdir()
+    os.chown(other, 4242, 4242)
+    os.chmod(rootless.base, 0o755)
+    env = {"CAGE_ROOTLESS_WITHOUT_LIMITS": "true"}
+    refused = rootless(
+        "start", "rl-other", "-d", "--engine", rootless.url, "--mount", str(other), env=env
+    )
+    assert refused.code == 2, refused.output
+    assert "on rootless Podman: a session writes there as uid 4242" in refused.stderr
+    assert "Traceback" not in refused.output
+    assert rootless.owned() == []

@@ -1,0 +1,85 @@
+"""An engine named by a Podman connection (`podman system connection add`), as Podman
+4.3 keeps them in containers.conf; a Docker context of the same name comes first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from claude_cage.engine import endpoints, fleet
+from claude_cage.errors import BadInput
+
+# What `podman system connection add` (4.3.1) wrote, connections of both kinds.
+CONF = """[containers]
+
+[engine]
+  active_service = "mine"
+  [engine.service_destinations]
+    [engine.service_destinations.far]
+      uri = "ssh://me@192.0.2.250:2222/run/user/1000/podman/podman.sock"
+      identity = "/home/me/.ssh/id_ed25519"
+    [engine.service_destinations.mine]
+      uri = "unix:///run/user/1001/podman/podman.sock"
+"""
+
+
+@pytest.fixture
+def conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    monkeypatch.delenv("CONTAINERS_CONF", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    path = tmp_path / "config" / "containers" / "containers.conf"
+    path.parent.mkdir(parents=True)
+    path.write_text(CONF)
+    return path
+
+
+def test_a_connection_name_is_its_socket(conf: Path) -> None:
+    found = endpoints.resolve("mine")
+    assert found.host == "unix:///run/user/1001/podman/podman.sock" and found.is_local
+    assert found.podman_connection
+    assert found.unreachable_hint == "check it with 'podman --connection mine info'"
+    # The docker CLI (interactive terminals) is given the socket, not a context name.
+    assert fleet.docker_cli_args(found) == ["--host", found.host]
+
+
+def test_containers_conf_names_another_file(
+    conf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other.conf"
+    other.write_text(CONF.replace("/run/user/1001/", "/srv/"))
+    monkeypatch.setenv("CONTAINERS_CONF", str(other))
+    assert endpoints.resolve("mine").host == "unix:///srv/podman/podman.sock"
+
+
+def test_an_ssh_connection_is_refused_with_its_reason(conf: Path) -> None:
+    with pytest.raises(BadInput, match="over ssh") as refused:
+        endpoints.resolve("far")
+    assert "dial-stdio" in refused.value.message and "ssh -L" in refused.value.hint
+
+
+def test_an_unknown_name_says_where_it_looked(conf: Path) -> None:
+    with pytest.raises(BadInput, match="no Docker context or Podman connection named 'nope'"):
+        endpoints.resolve("nope")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[engine\n", "[engine.service_destinations.mine]\nidentity = 'x'\n", "engine = 3\n"],
+)
+def test_a_damaged_file_is_one_line(conf: Path, text: str) -> None:
+    conf.write_text(text)
+    with pytest.raises(BadInput, match=r"connections file .* is damaged"):
+        endpoints.resolve("mine")
+
+
+def test_a_docker_context_of_the_same_name_comes_first(conf: Path, tmp_path: Path) -> None:
+    import hashlib
+    import json
+
+    meta = tmp_path / "docker" / "contexts" / "meta" / hashlib.sha256(b"mine").hexdigest()
+    meta.mkdir(parents=True)
+    docker = {"Endpoints": {"docker": {"Host": "unix:///var/run/docker.sock"}}}
+    (meta / "meta.json").write_text(json.dumps(docker))
+    assert endpoints.resolve("mine").host == "unix:///var/run/docker.sock"
