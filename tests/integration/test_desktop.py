@@ -691,9 +691,23 @@ def test_a_claude_code_without_a_model_says_why_and_waits(cage: Cage, browser: A
         assert text_rows > 40, text_rows  # several lines of words, not a black screen
         said = in_session(cage, name, "cage-agent", "state")
         assert "Unable to connect" in said, said
+        # A new Claude Code is a new pane process: one that fails again at once (no model)
+        # may be gone before a pgrep would see it.
+        pane = [*TMUX, "display-message", "-p", "-t", "agent:", "#{pane_pid}"]
+        first = in_session(cage, name, *pane)
+        assert first, "no agent pane"
+
+        def started() -> bool:
+            return in_session(cage, name, *pane) not in ("", first)
+
         page.click("#noVNC_container canvas")
         page.keyboard.press("Enter")
-        wait_for(lambda: bool(in_session(cage, name, "pgrep", "-x", "claude")), "a new Claude")
+        try:
+            wait_for(started, "a new Claude", timeout=20)
+        except AssertionError:  # the key went before noVNC had the keyboard: again
+            page.click("#noVNC_container canvas")
+            page.keyboard.press("Enter")
+            wait_for(started, "a new Claude")
     finally:
         page.close()
 
