@@ -12,8 +12,9 @@ remote feature is pulled by the `fetch` its caller hands it.
 The features are the ones devcontainer.json names and, recursively, those their
 `dependsOn` names (local ones relative to .devcontainer/, as in devcontainer.json; a
 missing one stops the start, as a missing feature of devcontainer.json does), at most
-MAX_FEATURES. A feature named twice with the same folder (a remote one: the same
-layer) and options is installed once. They are ordered by feature_order.py.
+MAX_FEATURES from at most MAX_REFERENCES references. A feature named twice with the
+same folder (a remote one: the same layer) and options is installed once. They are
+ordered by feature_order.py.
 
 Only the host's copy of the project is read, by `start` of a new session; see
 operations/devcontainers.py.
@@ -54,6 +55,9 @@ FEATURE_REFUSED = ("privileged", "capAdd", "securityOpt", "mounts", "entrypoint"
 _VARIABLE = re.compile(r"\$\{([^}]*)\}")
 Fetch = Callable[[str], Path]  # a remote feature's reference -> its unpacked folder
 MAX_FEATURES = 64  # with their dependencies: a registry cannot make a start pull for ever
+# References asked for in all, the same feature named again included: one layer under
+# many tags is one feature but as many fetches.
+MAX_REFERENCES = 4 * MAX_FEATURES
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ def parse(text: str, where: str) -> dict[str, Any]:
         data = json.loads(strip_jsonc(text))
     except ValueError as exc:
         raise BadInput(f"{where} is not valid JSON(C): {exc}", HINT) from None
+    except RecursionError:
+        raise BadInput(f"{where} is not valid JSON(C): nested too deeply", HINT) from None
     if not isinstance(data, dict):
         raise BadInput(f"{where} is not a JSON object", HINT)
     return data
@@ -362,8 +368,16 @@ def _features(
     waits: list[set[int]] = []
     seen: dict[tuple[Path, str], int] = {}
     work: list[tuple[str, Any, int | None]] = [(i, o, None) for i, o in named.items()]
+    asked = 0
     while work:
         ident, options, parent = work.pop(0)
+        asked += 1
+        if asked > MAX_REFERENCES:  # each may be a fetch: the same layer under new tags
+            raise BadInput(
+                f"devcontainer.json's features and their dependencies name more than "
+                f"{MAX_REFERENCES} references in all",
+                HINT,
+            )
         try:
             feature = _feature(ident, options, config_dir, variables, fetch and fetch_once)
         except CageError as exc:  # its type, hint and exit code kept; the line says who

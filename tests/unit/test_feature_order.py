@@ -176,6 +176,34 @@ def test_a_registry_cannot_make_a_start_pull_for_ever(tmp_path: Path) -> None:
     assert len(asked) == devcontainer.MAX_FEATURES + 1
 
 
+def test_one_layer_under_many_tags_cannot_make_a_start_pull_for_ever(tmp_path: Path) -> None:
+    """Thousands of tags of one layer are one feature but as many fetches: refused past
+    MAX_REFERENCES references, before the rest are asked for."""
+    root = project(tmp_path, {"ghcr.io/o/f/hub:1": {}})
+    hub, leaf = tmp_path / "cache" / "hub", tmp_path / "cache" / "leaf"
+    write_feature(hub, dependsOn={f"ghcr.io/o/f/x:{i}": {} for i in range(3000)})
+    write_feature(leaf)
+    asked: list[str] = []
+
+    def fetch(ident: str) -> Path:
+        asked.append(ident)
+        return hub if ident.endswith("hub:1") else leaf
+
+    with pytest.raises(BadInput, match="more than 256 references"):
+        ids(root, fetch)
+    assert len(asked) == devcontainer.MAX_REFERENCES
+
+
+def test_a_feature_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    root = project(tmp_path, {"./deep": {}})
+    folder = root / ".devcontainer" / "deep"
+    folder.mkdir(parents=True)
+    (folder / "devcontainer-feature.json").write_text("[" * 100_000 + "]" * 100_000)
+    (folder / "install.sh").write_text("#!/bin/sh\n")
+    with pytest.raises(BadInput, match="nested too deeply"):
+        ids(root, None)
+
+
 def test_damaged_ordering_keys_are_refused(tmp_path: Path) -> None:
     root = project(tmp_path, {"./a": {}})
     write_feature(root / ".devcontainer" / "a", installsAfter="./b")

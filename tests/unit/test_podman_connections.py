@@ -56,7 +56,9 @@ def test_containers_conf_names_another_file(
 def test_an_ssh_connection_is_refused_with_its_reason(conf: Path) -> None:
     with pytest.raises(BadInput, match="over ssh") as refused:
         endpoints.resolve("far")
-    assert "dial-stdio" in refused.value.message and "ssh -L" in refused.value.hint
+    hint = refused.value.hint or ""
+    assert "dial-stdio" in refused.value.message and " -L $XDG_RUNTIME_DIR/" in hint
+    assert "ExitOnForwardFailure=yes" in hint  # a squatted /tmp path is never suggested
 
 
 def test_an_unknown_name_says_where_it_looked(conf: Path) -> None:
@@ -83,3 +85,9 @@ def test_a_docker_context_of_the_same_name_comes_first(conf: Path, tmp_path: Pat
     docker = {"Endpoints": {"docker": {"Host": "unix:///var/run/docker.sock"}}}
     (meta / "meta.json").write_text(json.dumps(docker))
     assert endpoints.resolve("mine").host == "unix:///var/run/docker.sock"
+
+
+def test_a_connections_file_nested_too_deeply_is_one_line(conf: Path) -> None:
+    conf.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(BadInput, match="damaged"):
+        endpoints.resolve("mine")

@@ -190,7 +190,11 @@ def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> Non
     if found.destroyed:
         note(f"session {name} was destroyed at {found.destroyed}: read from its archive")
     if found.left_out:
-        left = ", ".join(found.left_out[:3]) + (", ..." if len(found.left_out) > 3 else "")
+        from claude_cage.render import sanitize
+
+        # The session named these files: one line each, whatever they hold.
+        left = ", ".join(sanitize(n) for n in found.left_out[:3])
+        left += ", ..." if len(found.left_out) > 3 else ""
         note(f"not read, past 1 GiB of transcripts in all: {left}")
     for batch in found.batches:
         lines: Iterable[str]

@@ -176,7 +176,7 @@ def podman_connection(name: str) -> Endpoint | None:
         uri = None if found is None else str(found["uri"])
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise BadInput(
             f"Podman's connections file {conf} is damaged",
             "check it with 'podman system connection list'",
@@ -187,7 +187,8 @@ def podman_connection(name: str) -> Endpoint | None:
         raise BadInput(
             f"the Podman connection {name!r} is over ssh ({uri}): claude-cage reaches an "
             "engine over ssh through 'docker system dial-stdio', which Podman lacks",
-            "forward its socket (ssh -L /tmp/podman.sock:SOCKET host) and use "
-            "--engine unix:///tmp/podman.sock",
+            "forward its socket to a folder only you can write (ssh -o "
+            "ExitOnForwardFailure=yes -L $XDG_RUNTIME_DIR/podman-remote.sock:SOCKET host) "
+            "and use --engine unix://$XDG_RUNTIME_DIR/podman-remote.sock",
         )
     return Endpoint(name, _check_url(uri, f"Podman connection {name}:"), podman_connection=True)

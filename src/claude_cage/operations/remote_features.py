@@ -20,6 +20,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -157,16 +158,25 @@ def stale(data_dir: Path, days: int, now: float | None = None) -> list[tuple[Pat
     except OSError:
         manifests = []
     for entry in manifests:
-        try:
-            layer = _hex(entry.read_text(errors="replace").strip())
-        except OSError:
-            layer = ""
+        layer = _read_small(entry)
         if entry.name.startswith("."):  # a killed write's
             if now - _mtime(entry) > STALE_INCOMING:
                 found.append((entry, "left half-written by a killed start"))
         elif layer in going or not _LAYER.fullmatch(layer) or not (root / layer).is_dir():
             found.append((entry, "names a feature no longer cached"))
     return found
+
+
+def _read_small(entry: Path) -> str:
+    """A manifest entry's layer digest: a regular file's first bytes ('' for anything
+    else, a fifo or a link included, so a damaged entry cannot stall gc)."""
+    try:
+        if not stat.S_ISREG(entry.lstat().st_mode):
+            return ""
+        with entry.open("rb") as handle:
+            return _hex(handle.read(128).decode(errors="replace").strip())
+    except OSError:
+        return ""
 
 
 def _mtime(path: Path) -> float:
