@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -38,3 +40,22 @@ def test_help_lists_every_command_without_importing_them() -> None:
 def test_a_command_loads_its_module_on_use() -> None:
     result = CliRunner().invoke(load_all(), ["version"])
     assert result.exit_code == 0 and "claude-cage" in result.output
+
+
+def test_list_loads_no_start_machinery(tmp_path: Path) -> None:
+    """`list` is on the hot path: the policy, the user's setup and bring-up are loaded by
+    the commands that use them, never by `list` (bench/ab.py: it cost `list` 25%)."""
+    code = (
+        "import sys\n"
+        "from claude_cage.cli import main\n"
+        "sys.argv = ['claude-cage', 'list', '--json']\n"
+        "try:\n    main()\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = ('claude_cage.policy', 'claude_cage.operations.usersetup',\n"
+        "         'claude_cage.operations.bringup', 'claude_cage.operations.session')\n"
+        "print('HEAVY', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    # No engine answers there: list says so, having loaded what it loads.
+    env = {**os.environ, "CAGE_DATA_DIR": str(tmp_path), "DOCKER_HOST": "unix:///nonexistent"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "HEAVY []" in done.stdout, done.stdout + done.stderr

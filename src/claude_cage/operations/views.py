@@ -14,7 +14,6 @@ from claude_cage.engine import fleet
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, OutOfMemory, SessionNotFound
 from claude_cage.kinds import Credential, Mode, Network, Status
-from claude_cage.operations import usersetup
 from claude_cage.operations.adoption import SESSION, ownership
 from claude_cage.operations.owned import inspect_ours, owned_containers
 from claude_cage.record import SessionRecord
@@ -352,6 +351,8 @@ def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
             usage, oom_kills = _usage(engine, info)
             entry.update(usage)
         if running and meta is not None and meta.user_config:  # the user's MCP servers
+            from claude_cage.operations import usersetup  # start-up: status only, not list
+
             entry["mcp_missing"] = usersetup.status_lines(engine, info.name)
         model = None
         if running:  # in the background: it may wait for a model that does not answer
