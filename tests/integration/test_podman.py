@@ -9,7 +9,6 @@ and copies the images from Docker; `make test` runs this file with the rest."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,29 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cage
+from tests.integration.podman_setup import ensure_podman
 
 pytestmark = pytest.mark.engine
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def podman_url() -> str:
-    images = [
-        os.environ.get("CAGE_IMAGE_CLI", "claude-cage-cli:latest"),
-        os.environ.get("CAGE_IMAGE_COMPANION", "claude-cage-companion:latest"),
-    ]
-    run = subprocess.run(
-        [str(ROOT / "scripts" / "ensure-podman"), *images],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if run.returncode != 0:
-        if os.environ.get("CAGE_REQUIRE_ENGINE"):
-            pytest.fail(f"no Podman engine: {run.stderr}")
-        pytest.skip(f"no Podman engine: {run.stderr.strip()}")
-    return run.stdout.strip()
+    return ensure_podman(what="Podman engine", timeout=900).strip()
 
 
 def podman(*args: str) -> str:

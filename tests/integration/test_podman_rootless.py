@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Result
+from tests.integration.podman_setup import ensure_podman
 from tests.isolation import cage_env
 
 pytestmark = pytest.mark.engine
@@ -93,21 +94,8 @@ class Rootless:
 def setup() -> tuple[str, str, Path, Path]:
     if os.geteuid() != 0:
         pytest.skip("making a rootless user needs root")
-    images = [
-        os.environ.get("CAGE_IMAGE_CLI", "claude-cage-cli:latest"),
-        os.environ.get("CAGE_IMAGE_COMPANION", "claude-cage-companion:latest"),
-    ]
-    run = subprocess.run(
-        [str(ROOT / "scripts" / "ensure-podman"), "--rootless", USER, *images],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if run.returncode != 0:
-        if os.environ.get("CAGE_REQUIRE_ENGINE"):
-            pytest.fail(f"no rootless Podman: {run.stderr}")
-        pytest.skip(f"no rootless Podman: {run.stderr.strip()[-500:]}")
-    url, python = run.stdout.split()
+    found = ensure_podman("--rootless", USER, what="rootless Podman", timeout=1800)
+    url, python = found.split()
     home = Path(pwd.getpwnam(USER).pw_dir)
     src = home / f"cage-src-{uuid.uuid4().hex[:8]}"  # this checkout may be unreadable to USER
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))

@@ -1,0 +1,30 @@
+"""scripts/ensure-podman as the Podman tests call it: the session images copied from
+Docker, its stdout on success; a skip (a failure in CI) naming why when it fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ensure_podman(*args: str, what: str, timeout: int) -> str:
+    images = [
+        os.environ.get("CAGE_IMAGE_CLI", "claude-cage-cli:latest"),
+        os.environ.get("CAGE_IMAGE_COMPANION", "claude-cage-companion:latest"),
+    ]
+    run = subprocess.run(
+        [str(ROOT / "scripts" / "ensure-podman"), *args, *images],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if run.returncode != 0:
+        if os.environ.get("CAGE_REQUIRE_ENGINE"):
+            pytest.fail(f"no {what}: {run.stderr}")
+        pytest.skip(f"no {what}: {run.stderr.strip()[-500:]}")
+    return run.stdout
