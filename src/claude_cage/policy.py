@@ -327,6 +327,13 @@ def session_spec(
             "/tmp": f"rw,nosuid,nodev,size={cfg['tmp_size']},mode=1777",
             "/run": f"{user_tmpfs},noexec,size=16m,mode=0755",
             HOME: f"{user_tmpfs},size={cfg['home_size']},mode=0755",
+            # Without its data volume, ~/.claude is a tmpfs of the session's own: the
+            # engine would otherwise make it root's, as the parent of the setup's binds.
+            **(
+                {CONFIG_DIR: f"{user_tmpfs},size={cfg['home_size']},mode=0755"}
+                if not req.persist
+                else {}
+            ),
             # --no-persist keeps nothing: its scratch /workspace lives as long as it runs.
             # exec, as the scratch volume is: a venv's scripts and a build's binaries run.
             **(

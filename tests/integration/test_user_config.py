@@ -177,6 +177,26 @@ def test_no_user_config_and_off_carry_nothing(cage: Cage, tmp_path: Path) -> Non
         assert not [m for m in mounts if "user-claude" in m.get("Source", "")], mounts
 
 
+def test_a_session_without_its_data_volume_still_writes_its_claude_folder(
+    cage: Cage, tmp_path: Path
+) -> None:
+    """--no-persist with a setup carried in: ~/.claude is the session's own to write
+    (its transcripts and state go there), not the engine's root-owned mount point."""
+    claude, marker, _ = fake_home(tmp_path)
+    name = cage.name("nopersist")
+    env = {"CAGE_CLAUDE_CONFIG": str(claude)}
+    started = cage("start", "--name", name, "--network", "none", "-d", "--no-persist", env=env)
+    assert started.code == 0, started.output
+    assert "could not write" not in started.output, started.output
+    look = cage(
+        "exec", name, "--", "sh", "-c",
+        "touch ~/.claude/probe && stat -c %u ~/.claude && cat ~/.claude/CLAUDE.md",
+    )  # fmt: skip
+    assert look.code == 0, look.output
+    assert look.stdout.split()[0] == "1000", look.stdout
+    assert marker in look.stdout, look.stdout
+
+
 def ask(terminal: Terminal, model_server: ModelServer, question: str) -> dict:
     """Type a question at Claude Code's prompt; the model request it makes."""
     model_server.reset()

@@ -112,7 +112,7 @@ def seed(
     write = ["timeout", "-s", "KILL", str(STATE_TIME), "sh", "-c", WRITE, "sh", STATE]
     code, out = engine.exec_run(container, write, stdin=text.encode())
     if code != 0:
-        said = sanitize(out.decode(errors="replace"))
+        said = sanitize(out.decode(errors="replace").strip())
         warnings.append(f"could not write {STATE} in the session: {said}")
     for server, program in missing_programs(engine, container, carried.mcp_servers).items():
         warnings.append(missing_line(server, program))
