@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claude_cage import feature_order
+from claude_cage import feature_order, workdir
 from claude_cage.errors import BadInput, CageError
 
-CANDIDATES = (".devcontainer/devcontainer.json", ".devcontainer.json")
+CANDIDATES = workdir.DEVCONTAINER_FILES
 MAX_BYTES = 1024 * 1024
 HINT = "remove it from the project's devcontainer.json, or start with --no-devcontainer"
 # What would weaken the sandbox, or run outside it: refused, the key named.

@@ -16,6 +16,8 @@ from claude_cage import record
 from claude_cage.errors import BadInput
 from claude_cage.record import SessionRecord
 
+DEVCONTAINER_FILES = (".devcontainer/devcontainer.json", ".devcontainer.json")
+
 WORKSPACE = "/workspace"
 
 

@@ -24,7 +24,6 @@ from typing import Any
 
 from claude_cage import paths
 from claude_cage.errors import BadInput, CageError, file_error
-from claude_cage.netpolicy import schema
 from claude_cage.netpolicy.rules import Layer, layer_from_file
 from claude_cage.record import Mount
 
@@ -104,6 +103,8 @@ def read_layer(name: str, path: Path) -> Layer | None:
         return None
     if name == "managed":
         check_owner(path)
+    from claude_cage.netpolicy import schema  # start-up: YAML is loaded only for a file
+
     parsed, problems = schema.parse(text)
     if parsed is None:
         first = problems[0]

@@ -53,6 +53,10 @@ class DevPlan:
     start_command: str
     workspace_folder: str | None
 
+    def describe(self) -> str:
+        how = "built" if self.built else "cached"
+        return f"devcontainer: {self.file} (image {self.image}, {how})"
+
 
 def host_project(clone: str | None, req: policy.SessionRequest) -> Path | None:
     """The project's directory on the host: the clone's repository, else the first
@@ -258,13 +262,6 @@ def _checked_env(dc: DevContainer, values: dict[str, str]) -> dict[str, str]:
         return parse_env([f"{k}={v}" for k, v in values.items()])
     except BadInput as exc:
         raise BadInput(f"{dc.file}: containerEnv/remoteEnv: {exc.message}", exc.hint) from None
-
-
-def describe(plan: DevPlan | None) -> str | None:
-    if plan is None:
-        return None
-    how = "built" if plan.built else "cached"
-    return f"devcontainer: {plan.file} (image {plan.image}, {how})"
 
 
 def lifecycle(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import (
@@ -37,7 +38,6 @@ from claude_cage.operations import (
     bridges,
     checkpoint,
     desktop,
-    devcontainers,
     gvisor,
     model,
     operation,
@@ -64,6 +64,7 @@ from claude_cage.record import RECORDED, Mount, SessionRecord
 
 if TYPE_CHECKING:
     from claude_cage.context import Context
+    from claude_cage.operations.devcontainers import DevPlan
 
 PLACEMENT_LOCK = ".placement"
 
@@ -162,6 +163,15 @@ def _start_running(
         engine=engine.endpoint.label,
         repaired=repaired,
         adopted=adopted,
+    )
+
+
+def _has_devcontainer(repo: hostgit.Repo | None, req: policy.SessionRequest) -> bool:
+    """Whether a new session's project on the host has a devcontainer.json (the
+    machinery that reads and builds one is loaded only then)."""
+    top = repo.top if repo is not None else req.mounts[0].source if req.mounts else None
+    return top is not None and any(
+        (Path(top) / name).is_file() for name in workdir.DEVCONTAINER_FILES
     )
 
 
@@ -460,8 +470,15 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
             if info is None and previous.env_keys:
                 warnings.append("the container was gone; recreated without its --env values")
             warnings += keep_recorded(cfg, previous)
-        dev = None
-        if not restarted and options.devcontainer and cfg["devcontainer"] == "auto":
+        dev: DevPlan | None = None
+        if (
+            not restarted
+            and options.devcontainer
+            and cfg["devcontainer"] == "auto"
+            and _has_devcontainer(repo, req)
+        ):
+            from claude_cage.operations import devcontainers  # start-up: only for such a project
+
             if req.mode == Mode.CLI:
                 req, dev = devcontainers.prepare(
                     engine, cfg, ctx.environ, options.clone, req, ctx.data_dir,
@@ -519,7 +536,10 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
     project = workdir.project_dir(session)
     if carried is not None:
         warnings += usersetup.seed(engine, container, carried, sorted({project, "/workspace"}))
-    warnings += devcontainers.lifecycle(engine, container, dev, session.post_start, project)
+    if dev is not None or session.post_start:
+        from claude_cage.operations import devcontainers  # start-up: as above
+
+        warnings += devcontainers.lifecycle(engine, container, dev, session.post_start, project)
     continued = False
     if req.mode == Mode.CLI:  # the desktop's terminal starts it there
         try:
@@ -541,5 +561,5 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         base=session.base,
         engine=engine.endpoint.label,
         continued=continued,
-        devcontainer=devcontainers.describe(dev),
+        devcontainer=dev.describe() if dev is not None else None,
     )
