@@ -378,3 +378,44 @@ def test_doctor_checks_each_engine(remote_cage: Cage) -> None:
     dead = checks[f"engine {DEAD}"]
     assert dead["status"] == "fail" and f"docker --context {DEAD} info" in dead["fix"]
     assert result.code == 1
+
+
+def test_snapshot_fork_and_restore_stay_on_the_remote_engine(
+    remote_cage: Cage, tmp_path: Path
+) -> None:
+    """A remote session's snapshot is volumes on its engine; a fork and a restore run
+    there too, and nothing of either reaches the local engine."""
+    cage = remote_cage
+    repo = make_repo(tmp_path / "project")
+    name, twin = cage.name("snap"), cage.name("twin")
+    started = cage(
+        "start", "--engine", REMOTE, "--name", name, "--clone", str(repo),
+        "--network", "none", "--detach",
+    )  # fmt: skip
+    assert started.code == 0, started.output
+    work = "git add -A && git commit -qm 'agent: kept' && echo wip > wip.txt"
+    assert cage("exec", name, "--", "sh", "-c", work).code == 0
+
+    taken = cage("snapshot", name, "--name", f"{name}-s", "--json")
+    assert taken.code == 0, taken.output
+    owner = cage.owner()
+    snap_volumes = [v for v in volumes_on(REMOTE, owner) if v.startswith(f"cage-snap-{name}-s-")]
+    assert snap_volumes, volumes_on(REMOTE, owner)
+    local = subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True)
+    assert f"cage-snap-{name}-s-" not in local.stdout
+
+    forked = cage("fork", name, twin, "--json")
+    assert forked.code == 0, forked.output
+    assert names_on(REMOTE, owner) == sorted([f"cage-{name}", f"cage-{twin}"])
+    assert names_on(None, owner) == []
+    twin_state = cage("exec", twin, "--", "sh", "-c", "git branch --show-current; cat wip.txt")
+    assert twin_state.stdout.split() == [f"cage/{twin}", "wip"], twin_state.output
+
+    assert cage("exec", name, "--", "sh", "-c", "rm wip.txt && echo later > later.txt").code == 0
+    restored = cage("restore", name, f"{name}-s")
+    assert restored.code == 0, restored.output
+    back = cage("exec", name, "--", "sh", "-c", "cat wip.txt; ls later.txt 2>/dev/null; true")
+    assert back.stdout.split() == ["wip"], back.output
+    assert names_on(None, owner) == []
+    assert cage("snapshot", "rm", f"{name}-s").code == 0
+    assert not [v for v in volumes_on(REMOTE, owner) if v.startswith(f"cage-snap-{name}-s-")]
