@@ -3,7 +3,10 @@ compatible API needs it, and its inspect answers in Docker's words."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import socketserver
+import threading
 from pathlib import Path
 
 import pytest
@@ -203,3 +206,54 @@ def test_a_writable_mount_of_another_uid_is_refused_on_rootless() -> None:
         podman.create_body(body(Mounts=[project()]), LOCAL, host)
     assert "uid 1001" in refused.value.hint
     podman.create_body(body(Mounts=[project(read_only=True)]), LOCAL, host)  # read-only: fine
+
+
+class _Answers(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def _engine_answering_as(server: str, tmp_path: Path) -> tuple[list[str], object]:
+    """An engine on a unix socket whose answers carry `server` as their Server header:
+    (the paths it was asked for, the Engine)."""
+    from claude_cage.engine.client import Engine
+
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def version_string(self) -> str:
+            return server
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = json.dumps({"Components": [{"Name": "Engine"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    path = tmp_path / "engine.sock"
+    answers = _Answers(str(path), Handler)
+    threading.Thread(target=answers.serve_forever, daemon=True).start()
+    return asked, Engine(Endpoint("", f"unix://{path}"), timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("server", "podman", "asks_version"),
+    [
+        ("Libpod/4.3.1 (linux)", True, False),
+        ("Docker/20.10.24+dfsg1 (linux)", False, False),
+        ("some-proxy/1.0", False, True),  # neither: the engine's /version says
+    ],
+)
+def test_the_engine_kind_comes_from_an_answers_server_header(
+    tmp_path: Path, server: str, podman: bool, asks_version: bool
+) -> None:
+    asked, engine = _engine_answering_as(server, tmp_path)
+    engine._http.call("GET", "/containers/json")  # type: ignore[attr-defined]
+    assert engine.is_podman is podman  # type: ignore[attr-defined]
+    assert any(p.endswith("/version") for p in asked) is asks_version, asked

@@ -241,7 +241,11 @@ class Engine(EngineAPI):
 
     @functools.cached_property
     def is_podman(self) -> bool:
-        """Podman's Docker-compatible API, told by the component its `/version` names."""
+        """Podman's Docker-compatible API: told by the Server header of an answer the
+        engine gave already, else by the component its `/version` names."""
+        server = self._http.server
+        if server.startswith(("Libpod/", "Docker/")):
+            return server.startswith("Libpod/")
         version = self.ping() or {}
         return any("Podman" in str(c.get("Name", "")) for c in version.get("Components") or [])
 

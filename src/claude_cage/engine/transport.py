@@ -137,6 +137,9 @@ class Transport:
         # A far engine's connection is kept and reused (one SSH dial for many requests);
         # a local socket is cheaper to open than to share between threads.
         self._kept = threading.local()
+        # The Server header of the engine's last answer ("Docker/20.10.24 (linux)",
+        # "Libpod/4.3.1 (linux)"): which engine it is, without asking it.
+        self.server = ""
 
     def connection(self, timeout: float | None = None) -> Connection:
         """A connection whose reads wait `timeout` (default: the engine's bound)."""
@@ -183,6 +186,7 @@ class Transport:
         try:
             conn.request(method, url, body=payload, headers=headers)
             response = conn.getresponse()
+            self.server = response.getheader("Server") or self.server
             return response.status, response.read()
         except CageError:
             conn.close()

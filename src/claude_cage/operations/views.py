@@ -350,21 +350,23 @@ def status(ctx: Context, name: str, live: bool = True) -> dict[str, Any]:
         if running:
             usage, oom_kills = _usage(engine, info)
             entry.update(usage)
-        if running and meta is not None and meta.user_config:  # the user's MCP servers
-            from claude_cage.operations import usersetup  # start-up: status only, not list
-
-            entry["mcp_missing"] = usersetup.status_lines(engine, info.name)
-        model = None
+        model = mcp = None
         if running:  # in the background: it may wait for a model that does not answer
-            # start-up: a thread pool and the model probe, for a running session's status
+            # start-up: a thread pool, the model probe and the user's setup, for a
+            # running session's status
             from concurrent.futures import ThreadPoolExecutor
 
             from claude_cage.operations import model as model_check
+            from claude_cage.operations import usersetup
 
-            background = ThreadPoolExecutor(1)  # the real endpoint: no key proxy upstream
+            background = ThreadPoolExecutor(2)  # the real endpoint: no key proxy upstream
             model = background.submit(model_check.check, engine, info.name, None)
+            if meta is not None and meta.user_config:  # the user's MCP servers
+                mcp = background.submit(usersetup.status_lines, engine, info.name)
             background.shutdown(wait=False)
         inside = sandbox.probe_inside(engine, info) if running else None
+        if mcp is not None:
+            entry["mcp_missing"] = mcp.result()
         entry["model"] = model.result().as_dict() if model is not None else None
         if oom_kills.isdigit() and int(oom_kills) > 0:
             # A process in it was OOM-killed; the engine sets OOMKilled only once it exits.
