@@ -43,7 +43,6 @@ from claude_cage.context import Context
 from claude_cage.errors import CageError
 from claude_cage.eventlog.folds import Folds
 from claude_cage.kinds import Network
-from claude_cage.netpolicy import rules
 
 if TYPE_CHECKING:
     from claude_cage.engine.api import EngineAPI
@@ -118,6 +117,8 @@ def session_numbering(meta: SessionRecord | None) -> Numbering:
     (squid's log says only `session`; egress.session_rule), from the session's record."""
     if meta is None:
         return lambda request: request
+    from claude_cage.netpolicy import rules  # start-up: only where requests are numbered
+
     hosts, first = meta.allowed_hosts, rules.first_host(meta.allowed_presets)
     return lambda request: egress.session_rule(request, hosts, first)
 

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from claude_cage.errors import BadInput, file_error
-from claude_cage.policy import HOST_GIT_VIEW
 from claude_cage.record import Mount
+from claude_cage.workdir import HOST_GIT_VIEW
 
 HOST_VIEW = HOST_GIT_VIEW  # where the host's git directories are bound read-only inside
 NOT_COPIED = {"objects", "worktrees", "lfs"}  # in a git directory: the host's, or not ours

@@ -33,14 +33,13 @@ from claude_cage.netpolicy import rules as netpolicy_rules
 from claude_cage.netpolicy import squid
 from claude_cage.netpolicy.rules import Layer, session_layer
 from claude_cage.record import Mount
+from claude_cage.workdir import CONFIG_DIR, HOME, MANAGED_SETTINGS_DIR
 
 if TYPE_CHECKING:
     from claude_cage.credentials import Secret
 
 SESSION_UID = 1000
 COMPANION_UID = 13  # Debian's `proxy` user, which the companion image runs as
-HOME = "/home/claude"
-CONFIG_DIR = f"{HOME}/.claude"  # Claude Code's (CLAUDE_CONFIG_DIR): the data volume
 SOCK_DIR = "/sock"  # the shared socket volume, as the session sees it
 COMPANION_SOCK_DIR = "/sock"  # ... and as the companion sees it
 PROXY_PORT = 3128  # loopback port in the session -> egress proxy
@@ -61,8 +60,6 @@ def port_socket(inner: int) -> str:
 
 
 NO_PROXY = "localhost,127.0.0.1,::1"
-MANAGED_SETTINGS_DIR = "/etc/claude-code"  # where Claude Code reads its managed settings
-HOST_GIT_VIEW = "/cage/git"  # host git directories, read-only, for alternates (gitdirs.py)
 SESSION_LOG_SIZE = 8 * 1024**2  # the session container's own output (the engine rotates it)
 COMPANION_PIDS = 192  # room for the proxy bridge's connections (companion-entrypoint) and more
 # Claude Code's own switches: no error reports (to sentry.io), no telemetry, no update

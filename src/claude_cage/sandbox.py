@@ -10,9 +10,9 @@ from claude_cage.engine.answers import Container, Mount
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
-from claude_cage.policy import CONFIG_DIR, HOST_GIT_VIEW, MANAGED_SETTINGS_DIR
 from claude_cage.resources import human_bytes
 from claude_cage.runtimes import RUNC, RUNSC
+from claude_cage.workdir import CONFIG_DIR, HOST_GIT_VIEW, MANAGED_SETTINGS_DIR
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _PROBE = (

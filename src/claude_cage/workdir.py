@@ -18,6 +18,12 @@ from claude_cage.record import SessionRecord
 
 DEVCONTAINER_FILES = (".devcontainer/devcontainer.json", ".devcontainer.json")
 
+# Where things are inside every session (policy.py mounts them; sandbox.py checks them).
+HOME = "/home/claude"
+CONFIG_DIR = f"{HOME}/.claude"  # Claude Code's (CLAUDE_CONFIG_DIR): the data volume
+MANAGED_SETTINGS_DIR = "/etc/claude-code"  # where Claude Code reads its managed settings
+HOST_GIT_VIEW = "/cage/git"  # host git directories, read-only, for alternates (gitdirs.py)
+
 WORKSPACE = "/workspace"
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_cage.policy import CONFIG_DIR
+from claude_cage.workdir import CONFIG_DIR
 from tests.conftest import Cage, inspect
 from tests.integration.model import ModelServer
 from tests.integration.terminal import DETACH, Terminal, plain

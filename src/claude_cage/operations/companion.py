@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from claude_cage import audit, config, labels, names, policy
+from claude_cage import audit, config, labels, names
 from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import EngineError
@@ -119,6 +119,7 @@ def restart(ctx: Context, engine: EngineAPI, cfg: config.Config, meta: SessionRe
     credentials and the desktop token again. The caller holds the session's lock."""
     # `status` imports this module for problem(); what only a restart needs stays off it
     # (start-up: urllib.request, the credentials, the managed settings, the policy's YAML)
+    from claude_cage import policy
     from claude_cage.netpolicy import layers as policy_layers
     from claude_cage.operations import desktop, inputs, secret_store
 

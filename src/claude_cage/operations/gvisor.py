@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from claude_cage import claude_code, labels, paths, policy, runtimes
+from claude_cage import claude_code, labels, paths, policy, runtimes, workdir
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Mode, Network, Runtime
@@ -123,7 +123,7 @@ def _probe_spec(image: str) -> policy.ContainerSpec:
             str(os.getpid()),
         ),
         command=["sleep", "60"],
-        tmpfs={"/tmp": "rw,nosuid,nodev,size=64m", "/run": user_tmpfs, policy.HOME: user_tmpfs},
+        tmpfs={"/tmp": "rw,nosuid,nodev,size=64m", "/run": user_tmpfs, workdir.HOME: user_tmpfs},
         security_opt=["no-new-privileges:true"],
         mem_limit=512 * 1024**2,
         nano_cpus=10**9,

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from claude_cage import labels, names, paths, policy
+from claude_cage import labels, names, paths, policy, workdir
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError, ImageMissing
 from claude_cage.kinds import Mode, Network
@@ -69,7 +69,7 @@ def _transcripts(
             labels.Role.EXPORT,
         ),
         command=["true"],
-        volumes=[{"source": volume, "target": policy.CONFIG_DIR, "read_only": True}],
+        volumes=[{"source": volume, "target": workdir.CONFIG_DIR, "read_only": True}],
     )
     engine.remove(reader.name)  # a leftover of a killed run
     try:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from claude_cage import metadata, policy, userconfig
+from claude_cage import metadata, userconfig, workdir
 from claude_cage.engine.api import EngineAPI
 from claude_cage.operations import answer
 from claude_cage.render import sanitize
 
-STATE = f"{policy.CONFIG_DIR}/{userconfig.STATE_FILE}"
+STATE = f"{workdir.CONFIG_DIR}/{userconfig.STATE_FILE}"
 STATE_CAP = 1 << 20  # bytes: Claude Code's own state is a few KiB
 STATE_TIME = 10  # seconds
 # Only a regular file (not a link, a fifo, a device); exit 3 when it is something else.
