@@ -1,5 +1,6 @@
 """An engine named by a Podman connection (`podman system connection add`), as Podman
-4.3 keeps them in containers.conf; a Docker context of the same name comes first."""
+4.3 keeps them in containers.conf and 4.5+ in podman-connections.json; a Docker context
+of the same name comes first."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
     monkeypatch.delenv("CONTAINERS_CONF", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("PODMAN_CONNECTIONS_CONF", raising=False)
+    monkeypatch.setattr(endpoints.os, "geteuid", lambda: 1000)  # a user's own files
     path = tmp_path / "config" / "containers" / "containers.conf"
     path.parent.mkdir(parents=True)
     path.write_text(CONF)
@@ -90,4 +93,55 @@ def test_a_docker_context_of_the_same_name_comes_first(conf: Path, tmp_path: Pat
 def test_a_connections_file_nested_too_deeply_is_one_line(conf: Path) -> None:
     conf.write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(BadInput, match="damaged"):
+        endpoints.resolve("mine")
+
+
+# What `podman system connection add` writes from Podman 4.5 on (containers/common's
+# ConnectionsFile, encoded as JSON).
+CONNECTIONS = {
+    "Connection": {
+        "Default": "mine",
+        "Connections": {
+            "mine": {"URI": "unix:///run/user/1001/podman/new.sock", "IsMachine": False},
+            "json-only": {"URI": "unix:///srv/json/podman.sock"},
+        },
+    },
+    "Farm": {},
+}
+
+
+def test_the_connections_json_of_podman_4_5_comes_first(conf: Path) -> None:
+    import json
+
+    (conf.parent / "podman-connections.json").write_text(json.dumps(CONNECTIONS))
+    assert endpoints.resolve("mine").host == "unix:///run/user/1001/podman/new.sock"
+    assert endpoints.resolve("json-only").host == "unix:///srv/json/podman.sock"
+    with pytest.raises(BadInput, match="over ssh"):  # still found in containers.conf
+        endpoints.resolve("far")
+
+
+def test_podman_connections_conf_names_the_json_file(
+    conf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    other = tmp_path / "elsewhere.json"
+    other.write_text(json.dumps(CONNECTIONS).replace("/srv/json/", "/srv/other/"))
+    monkeypatch.setenv("PODMAN_CONNECTIONS_CONF", str(other))
+    assert endpoints.resolve("json-only").host == "unix:///srv/other/podman.sock"
+
+
+def test_roots_connections_json_is_in_etc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PODMAN_CONNECTIONS_CONF", raising=False)
+    monkeypatch.setattr(endpoints.os, "geteuid", lambda: 0)
+    assert endpoints.connections_json() == Path("/etc/containers/podman-connections.json")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{", '{"Connection": 3}', '{"Connection": {"Connections": {"mine": {}}}}', "[1]"],
+)
+def test_a_damaged_connections_json_is_one_line(conf: Path, text: str) -> None:
+    (conf.parent / "podman-connections.json").write_text(text)
+    with pytest.raises(BadInput, match=r"podman-connections.json is damaged"):
         endpoints.resolve("mine")

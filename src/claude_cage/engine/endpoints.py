@@ -165,22 +165,48 @@ def containers_conf() -> Path:
     return user if user.exists() else Path("/etc/containers/containers.conf")
 
 
-def podman_connection(name: str) -> Endpoint | None:
-    """A Podman connection by name, or None when there is none of that name."""
+def connections_json() -> Path:
+    """The podman-connections.json where Podman 4.5 and later keep the connections that
+    `podman system connection add` makes: beside containers.conf (root's in
+    /etc/containers), or where PODMAN_CONNECTIONS_CONF says."""
+    if os.environ.get("PODMAN_CONNECTIONS_CONF"):
+        return Path(os.environ["PODMAN_CONNECTIONS_CONF"])
+    if os.geteuid() == 0:
+        return Path("/etc/containers/podman-connections.json")
+    config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return config_home / "containers" / "podman-connections.json"
+
+
+def _connection_uri(path: Path, name: str) -> str | None:
+    """`name`'s uri in one of Podman's connection files (None: the file or the name is
+    not there); a file that cannot be read is one line."""
+    import json
     import tomllib  # start-up: only for a name that is no Docker context
 
-    conf = containers_conf()
     try:
-        engine = tomllib.loads(conf.read_text()).get("engine") or {}
-        found = (engine.get("service_destinations") or {}).get(name)
-        uri = None if found is None else str(found["uri"])
+        text = path.read_text()
+        if path.suffix == ".json":  # {"Connection": {"Connections": {name: {"URI": ..}}}}
+            connections = (json.loads(text).get("Connection") or {}).get("Connections") or {}
+            found, key = connections.get(name), "URI"
+        else:  # containers.conf: [engine.service_destinations.<name>] uri = ...
+            engine = tomllib.loads(text).get("engine") or {}
+            found, key = (engine.get("service_destinations") or {}).get(name), "uri"
+        return None if found is None else str(found[key])
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise BadInput(
-            f"Podman's connections file {conf} is damaged",
+            f"Podman's connections file {path} is damaged",
             "check it with 'podman system connection list'",
         ) from None
+
+
+def podman_connection(name: str) -> Endpoint | None:
+    """A Podman connection by name, or None when there is none of that name. The
+    connections file of Podman 4.5+ comes first, as Podman reads it."""
+    uri = _connection_uri(connections_json(), name)
+    if uri is None:
+        uri = _connection_uri(containers_conf(), name)
     if uri is None:
         return None
     if uri.startswith("ssh://"):
