@@ -180,8 +180,9 @@ def connections_json() -> Path:
 def _connection_uri(path: Path, name: str) -> str | None:
     """`name`'s uri in one of Podman's connection files (None: the file or the name is
     not there); a file that cannot be read is one line."""
+    # start-up: only for a name that is no Docker context
     import json
-    import tomllib  # start-up: only for a name that is no Docker context
+    import tomllib
 
     try:
         text = path.read_text()
