@@ -6,7 +6,11 @@ the service as that user, copies the images into the user's storage and gives a 
 holding claude-cage's dependencies; the package itself is a copy of `src/` the user can
 read. This machine's cgroups are v1, where Podman ignores every limit for an
 unprivileged user: the start is refused, and the tests that go on accept that
-(`rootless_without_limits`), which `status` reports as the one failed check."""
+(`rootless_without_limits`), which `status` reports as the one failed check.
+
+A session running as the user (keep-id) has the uid that is also every container's
+root: it must own neither the socket volume's top nor the companion's out/, and it must
+own its ~/.claude. And the script, run as root, must follow no link of the user's."""
 
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Result
-from tests.integration.podman_setup import ensure_podman
+from tests.integration.podman_setup import ensure_podman, run_ensure_podman
+from tests.integration.socket_attack import ATTACK, OUTCOME, WRITTEN_THROUGH, owners
 from tests.isolation import cage_env
 
 pytestmark = pytest.mark.engine
@@ -231,3 +236,83 @@ def test_a_writable_mount_of_another_owner_is_refused(rootless: Rootless) -> Non
     assert "on rootless Podman: a session writes there as uid 4242" in refused.stderr
     assert "Traceback" not in refused.output
     assert rootless.owned() == []
+
+
+def start_as_the_user(rootless: Rootless, prefix: str) -> tuple[str, dict[str, str]]:
+    """A session with a read-write mount of the user's: it runs as the user (keep-id)."""
+    account = pwd.getpwnam(USER)
+    project = rootless.base / "project"
+    project.mkdir()
+    os.chown(project, account.pw_uid, account.pw_gid)
+    env = {"CAGE_ROOTLESS_WITHOUT_LIMITS": "true"}
+    name = prefix + uuid.uuid4().hex[:4]
+    started = rootless(
+        "start", name, "-d", "--engine", rootless.url, "--mount", str(project), env=env
+    )
+    assert started.code == 0, started.output
+    return name, env
+
+
+def test_a_session_of_the_user_cannot_replace_the_companions_files(
+    rootless: Rootless,
+) -> None:
+    """Under keep-id the session's uid is the host user's, which rootless Podman also
+    makes every container's root: the socket volume's top and out/ must be the
+    companion's (uid 13, another subordinate id), and the companion must write out/
+    through no link the session planted."""
+    name, env = start_as_the_user(rootless, "rl-sock-")
+    uid = pwd.getpwnam(USER).pw_uid
+    attack = rootless("exec", name, "--", "sh", "-c", ATTACK, env=env)
+    assert attack.code == 0, attack.output
+    found = owners(attack.stdout)
+    assert uid not in (found["/sock"], found["/sock/out"]), found
+    assert "took-out" not in attack.stdout and "planted" not in attack.stdout, attack.stdout
+
+    assert rootless("stop", name, env=env).code == 0
+    restarted = rootless("start", name, "-d", env=env)
+    assert restarted.code == 0, restarted.output
+    companion = f"companion-cage-{name}"
+    assert rootless.podman("exec", companion, "sh", "-c", WRITTEN_THROUGH) == "intact\n"
+    kinds = rootless("exec", name, "--", "sh", "-c", OUTCOME, env=env).stdout.splitlines()
+    assert [k.rsplit(" ", 1)[0] for k in kinds] == ["directory", "regular file", "regular file"]
+    assert all(int(k.rsplit(" ", 1)[1]) != uid for k in kinds), kinds
+
+
+def test_a_session_of_the_user_writes_its_claude_data(rootless: Rootless) -> None:
+    """~/.claude, a volume filled from the image (owned by its uid 1000), is given to
+    the session's user, who is the host user here."""
+    name, env = start_as_the_user(rootless, "rl-data-")
+    script = 'stat -c %u "$HOME/.claude" && touch "$HOME/.claude/written" && echo wrote'
+    wrote = rootless("exec", name, "--", "sh", "-c", script, env=env)
+    uid = pwd.getpwnam(USER).pw_uid
+    assert wrote.code == 0 and wrote.stdout.split() == [str(uid), "wrote"], wrote.output
+
+
+def test_ensure_podman_follows_no_link_of_the_user_as_root(
+    setup: tuple[str, str, Path, Path], tmp_path: Path
+) -> None:
+    """The user points ~/.config/containers, where the script writes storage.conf, at a
+    directory of root's: the script, run as root, refuses it; root's directory is not
+    given to the user and nothing is written in it."""
+    home = setup[3]
+    account = pwd.getpwnam(USER)
+    victim = tmp_path / "roots"
+    victim.mkdir()
+    config = home / ".config" / "containers"
+    kept = home / ".config" / "containers.kept"
+
+    def as_user(*command: str) -> None:
+        subprocess.run(["runuser", "-u", USER, "--", *command], check=True, cwd="/")
+
+    as_user("mv", "-T", str(config), str(kept))
+    try:
+        as_user("ln", "-s", str(victim), str(config))
+        found = run_ensure_podman("--rootless", USER, timeout=600)
+        made = victim.stat()
+        assert (made.st_uid, made.st_gid, account.pw_uid != 0) == (0, 0, True)
+        assert list(victim.iterdir()) == []
+        assert found.returncode == 1, found.stdout + found.stderr
+        assert f"{config} is a symbolic link; refusing" in found.stderr
+    finally:
+        config.unlink(missing_ok=True)
+        as_user("mv", "-T", str(kept), str(config))
