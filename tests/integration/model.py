@@ -27,6 +27,7 @@ class ModelServer:
     container: str
     ca_file: str  # the test CA that signed its certificate
     host: str = API_HOST
+    engine: tuple[str, ...] = ("docker",)  # the command that runs its container's engine
 
     def _call(self, path: str, body: object = None) -> str:
         """A request to the server, made from inside its own container."""
@@ -38,7 +39,7 @@ class ModelServer:
             "print(urllib.request.urlopen(r).read().decode())"
         )
         return subprocess.run(
-            ["docker", "exec", "-i", self.container, "python3", "-c", code],
+            [*self.engine, "exec", "-i", self.container, "python3", "-c", code],
             input=json.dumps(body) if body is not None else "",
             capture_output=True,
             text=True,
@@ -62,13 +63,20 @@ class ModelServer:
         return {"CAGE_UPSTREAM_CA_CERTS": self.ca_file}
 
 
-def start_model_server(prefix: str, tls: Path, ca_file: Path) -> ModelServer:
+def start_model_server(
+    prefix: str,
+    tls: Path,
+    ca_file: Path,
+    engine: tuple[str, ...] = ("docker",),
+    network: str = EGRESS_NETWORK,
+) -> ModelServer:
     """The server in a container on the egress network, reachable as api.anthropic.com;
-    `tls` holds cert.pem and key.pem for that name, signed by `ca_file`."""
+    `tls` holds cert.pem and key.pem for that name, signed by `ca_file`. `engine` runs
+    the container (another engine's CLI: podman, as a rootless user)."""
     name = f"cage-testhost-{prefix}-model"
     subprocess.run(
         [
-            "docker",
+            *engine,
             "run",
             "-d",
             "--rm",
@@ -77,7 +85,7 @@ def start_model_server(prefix: str, tls: Path, ca_file: Path) -> ModelServer:
             "--label",
             TEST_LABEL,
             "--network",
-            EGRESS_NETWORK,
+            network,
             "--network-alias",
             API_HOST,
             "--user",
@@ -99,7 +107,7 @@ def start_model_server(prefix: str, tls: Path, ca_file: Path) -> ModelServer:
         text=True,
         check=True,
     )
-    server = ModelServer(name, str(ca_file))
+    server = ModelServer(name, str(ca_file), engine=engine)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -107,7 +115,7 @@ def start_model_server(prefix: str, tls: Path, ca_file: Path) -> ModelServer:
             return server
         except subprocess.CalledProcessError:
             time.sleep(0.1)
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run([*engine, "rm", "-f", name], capture_output=True)
     raise RuntimeError("the model server did not come up")
 
 

@@ -12,17 +12,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def ensure_podman(*args: str, what: str, timeout: int) -> str:
+def run_ensure_podman(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """The script's run, whatever its exit, with the session images to copy."""
     images = [
         os.environ.get("CAGE_IMAGE_CLI", "claude-cage-cli:latest"),
         os.environ.get("CAGE_IMAGE_COMPANION", "claude-cage-companion:latest"),
     ]
-    run = subprocess.run(
+    return subprocess.run(
         [str(ROOT / "scripts" / "ensure-podman"), *args, *images],
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def ensure_podman(*args: str, what: str, timeout: int) -> str:
+    run = run_ensure_podman(*args, timeout=timeout)
     if run.returncode != 0:
         if os.environ.get("CAGE_REQUIRE_ENGINE"):
             pytest.fail(f"no {what}: {run.stderr}")

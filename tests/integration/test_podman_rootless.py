@@ -6,7 +6,11 @@ the service as that user, copies the images into the user's storage and gives a 
 holding claude-cage's dependencies; the package itself is a copy of `src/` the user can
 read. This machine's cgroups are v1, where Podman ignores every limit for an
 unprivileged user: the start is refused, and the tests that go on accept that
-(`rootless_without_limits`), which `status` reports as the one failed check."""
+(`rootless_without_limits`), which `status` reports as the one failed check.
+
+A session running as the user (keep-id) has the uid that is also every container's
+root: it must own neither the socket volume's top nor the companion's out/, and it must
+own its ~/.claude. And the script, run as root, must follow no link of the user's."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import http.server
 import json
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import threading
@@ -26,7 +31,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Result
-from tests.integration.podman_setup import ensure_podman
+from tests.integration.conftest import make_cert
+from tests.integration.model import API_HOST, start_model_server
+from tests.integration.podman_setup import ensure_podman, run_ensure_podman
+from tests.integration.socket_attack import ATTACK, OUTCOME, WRITTEN_THROUGH, owners
+from tests.integration.terminal import DETACH, Terminal
 from tests.isolation import cage_env
 
 pytestmark = pytest.mark.engine
@@ -48,10 +57,35 @@ class Rootless:
     env: dict[str, str]
 
     def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        run = subprocess.run(
+            self.argv(*args, env=env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd="/",
+        )
+        return Result(run.returncode, run.stdout, run.stderr)
+
+    @property
+    def podman_command(self) -> tuple[str, ...]:
+        """The user's podman, run as the user."""
+        account = pwd.getpwnam(USER)
+        return ("runuser", "-u", USER, "--", "env", f"HOME={self.home}",
+                f"XDG_RUNTIME_DIR=/run/user/{account.pw_uid}", "podman")  # fmt: skip
+
+    def podman(self, *args: str) -> str:
+        return subprocess.run(
+            [*self.podman_command, *args], capture_output=True, text=True, timeout=120, cwd="/"
+        ).stdout
+
+    def argv(self, *args: str, env: dict[str, str] | None = None) -> list[str]:
+        """claude-cage's command line as the user, for a terminal of the test's own."""
         account = pwd.getpwnam(USER)
         variables = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": str(self.home),
+            "TERM": "xterm-256color",
             "XDG_RUNTIME_DIR": f"/run/user/{account.pw_uid}",
             "PYTHONPATH": str(self.src),
             "CAGE_DATA_DIR": str(self.base / "data"),
@@ -61,23 +95,7 @@ class Rootless:
             **(env or {}),
         }
         argv = ["env", "-i", *(f"{k}={v}" for k, v in variables.items())]
-        run = subprocess.run(
-            ["runuser", "-u", USER, "--", *argv, self.python, "-m", "claude_cage", *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd="/",
-        )
-        return Result(run.returncode, run.stdout, run.stderr)
-
-    def podman(self, *args: str) -> str:
-        account = pwd.getpwnam(USER)
-        return subprocess.run(
-            ["runuser", "-u", USER, "--", "env", f"HOME={self.home}",
-             f"XDG_RUNTIME_DIR=/run/user/{account.pw_uid}", "podman", *args],
-            capture_output=True, text=True, timeout=120, cwd="/",
-        ).stdout  # fmt: skip
+        return ["runuser", "-u", USER, "--", *argv, self.python, "-m", "claude_cage", *args]
 
     def owned(self) -> list[str]:
         import hashlib
@@ -231,3 +249,140 @@ def test_a_writable_mount_of_another_owner_is_refused(rootless: Rootless) -> Non
     assert "on rootless Podman: a session writes there as uid 4242" in refused.stderr
     assert "Traceback" not in refused.output
     assert rootless.owned() == []
+
+
+def start_as_the_user(
+    rootless: Rootless, prefix: str, more: dict[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
+    """A session with a read-write mount of the user's: it runs as the user (keep-id)."""
+    account = pwd.getpwnam(USER)
+    project = rootless.base / "project"
+    project.mkdir()
+    os.chown(project, account.pw_uid, account.pw_gid)
+    env = {"CAGE_ROOTLESS_WITHOUT_LIMITS": "true", **(more or {})}
+    name = prefix + uuid.uuid4().hex[:4]
+    started = rootless(
+        "start", name, "-d", "--engine", rootless.url, "--mount", str(project), env=env
+    )
+    assert started.code == 0, started.output
+    return name, env
+
+
+def test_a_session_of_the_user_cannot_replace_the_companions_files(
+    rootless: Rootless,
+) -> None:
+    """Under keep-id the session's uid is the host user's, which rootless Podman also
+    makes every container's root: the socket volume's top and out/ must be the
+    companion's (uid 13, another subordinate id), and the companion must write out/
+    through no link the session planted."""
+    name, env = start_as_the_user(rootless, "rl-sock-")
+    uid = pwd.getpwnam(USER).pw_uid
+    attack = rootless("exec", name, "--", "sh", "-c", ATTACK, env=env)
+    assert attack.code == 0, attack.output
+    found = owners(attack.stdout)
+    assert uid not in (found["/sock"], found["/sock/out"]), found
+    assert "took-out" not in attack.stdout and "planted" not in attack.stdout, attack.stdout
+
+    assert rootless("stop", name, env=env).code == 0
+    restarted = rootless("start", name, "-d", env=env)
+    assert restarted.code == 0, restarted.output
+    companion = f"companion-cage-{name}"
+    assert rootless.podman("exec", companion, "sh", "-c", WRITTEN_THROUGH) == "intact\n"
+    kinds = rootless("exec", name, "--", "sh", "-c", OUTCOME, env=env).stdout.splitlines()
+    assert [k.rsplit(" ", 1)[0] for k in kinds] == ["directory", "regular file", "regular file"]
+    assert all(int(k.rsplit(" ", 1)[1]) != uid for k in kinds), kinds
+
+
+def test_a_session_of_the_user_writes_its_claude_data(rootless: Rootless) -> None:
+    """~/.claude, a volume filled from the image (owned by its uid 1000), is given to
+    the session's user, who is the host user here."""
+    name, env = start_as_the_user(rootless, "rl-data-")
+    script = 'stat -c %u "$HOME/.claude" && touch "$HOME/.claude/written" && echo wrote'
+    wrote = rootless("exec", name, "--", "sh", "-c", script, env=env)
+    uid = pwd.getpwnam(USER).pw_uid
+    assert wrote.code == 0 and wrote.stdout.split() == [str(uid), "wrote"], wrote.output
+
+
+def test_ensure_podman_follows_no_link_of_the_user_as_root(
+    setup: tuple[str, str, Path, Path], tmp_path: Path
+) -> None:
+    """The user points ~/.config/containers, where the script writes storage.conf, at a
+    directory of root's: the script, run as root, refuses it; root's directory is not
+    given to the user and nothing is written in it."""
+    home = setup[3]
+    account = pwd.getpwnam(USER)
+    victim = tmp_path / "roots"
+    victim.mkdir()
+    config = home / ".config" / "containers"
+    kept = home / ".config" / "containers.kept"
+
+    def as_user(*command: str) -> None:
+        subprocess.run(["runuser", "-u", USER, "--", *command], check=True, cwd="/")
+
+    as_user("mv", "-T", str(config), str(kept))
+    try:
+        as_user("ln", "-s", str(victim), str(config))
+        found = run_ensure_podman("--rootless", USER, timeout=600)
+        made = victim.stat()
+        assert (made.st_uid, made.st_gid, account.pw_uid != 0) == (0, 0, True)
+        assert list(victim.iterdir()) == []
+        assert found.returncode == 1, found.stdout + found.stderr
+        assert f"{config} is a symbolic link; refusing" in found.stderr
+    finally:
+        config.unlink(missing_ok=True)
+        as_user("mv", "-T", str(kept), str(config))
+
+
+def test_the_key_is_added_outside_and_attach_works_on_a_terminal(
+    rootless: Rootless, test_ca: Path
+) -> None:
+    """The model server (as api.anthropic.com, on the user's egress network) gets the
+    key the companion adds; the session never holds it. Then `attach` on a
+    pseudo-terminal shows Claude Code, which keeps working after Ctrl-\\ detaches."""
+    account = pwd.getpwnam(USER)
+    pki = rootless.base / "pki"  # the test CA's files, where the user can read them
+    shutil.copytree(make_cert(test_ca, (API_HOST,)), pki / "tls")
+    shutil.copy(test_ca / "ca.pem", pki / "ca.pem")
+    for path in (pki, pki / "tls", *pki.rglob("*")):
+        os.chown(path, account.pw_uid, account.pw_gid)
+    key = f"sk-ant-api03-test-{secrets.token_hex(16)}"
+    upstream = {"CAGE_UPSTREAM_CA_CERTS": str(pki / "ca.pem")}
+    name, env = start_as_the_user(rootless, "rl-key-", {"ANTHROPIC_API_KEY": key, **upstream})
+    server = start_model_server(
+        uuid.uuid4().hex[:6], pki / "tls", pki / "ca.pem", engine=rootless.podman_command,
+        network=rootless.env.get("CAGE_EGRESS_NETWORK", "cage-filtered"),
+    )  # fmt: skip
+    try:
+        # The server's address is private, which the address guard refuses unless
+        # allowed_address_ranges holds it; the companion takes it at the next start.
+        address = rootless.podman(
+            "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            server.container,
+        ).strip()  # fmt: skip
+        env["CAGE_ALLOWED_ADDRESS_RANGES"] = f"{address}/32"
+        assert rootless("stop", name, env=env).code == 0
+        assert rootless("start", name, "-d", env=env).code == 0
+        marker = uuid.uuid4().hex
+        call = rootless(
+            "exec", name, "--", "sh", "-c",
+            "env | grep -c sk-ant-; curl -sS -m 20 -o /dev/null -w '%{http_code}' "
+            f"-H 'x-api-key: placeholder' -d '{{}}' "
+            f"'https://{API_HOST}/v1/messages/count_tokens?m={marker}'",
+            env=env,
+        )  # fmt: skip
+        assert call.stdout.split() == ["0", "200"], call.output
+        [request] = [r for r in server.received() if marker in r["path"]]
+        assert request["headers"]["x-api-key"] == key
+
+        terminal = Terminal(rootless.argv("attach", name, env=env), dict(os.environ))
+        try:
+            terminal.expect("Welcome to Claude Code", timeout=90)  # its own screen
+            mark = terminal.type(DETACH)
+            text = terminal.expect(f"detached: Claude Code keeps working in {name}", since=mark)
+            code = terminal.wait()
+        finally:
+            terminal.close()
+        assert code == 0 and "exited" not in text, text
+    finally:
+        subprocess.run([*rootless.podman_command, "rm", "-f", server.container], cwd="/",
+                       capture_output=True)  # fmt: skip

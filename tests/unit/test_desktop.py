@@ -252,5 +252,5 @@ def test_the_socket_inbox_belongs_to_the_sessions_user(
     ((path, data),) = engine.archives
     with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         (entry,) = archive.getmembers()
-    assert (path, entry.name, entry.isdir()) == ("/fill", "sock/in", True)
+    assert (path, entry.name, entry.isdir()) == ("/fill/sock", "in", True)
     assert (entry.uid, entry.gid, entry.mode) == (uid, uid + 1, 0o755)

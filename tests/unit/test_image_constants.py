@@ -44,7 +44,6 @@ def test_the_socket_volume_is_mounted_where_the_images_look() -> None:
 @pytest.mark.parametrize(
     ("socket", "where"),
     [
-        (f"out/{policy.PROXY_SOCKET}", "$SOCK/out/proxy.sock"),
         (f"in/{policy.VNC_SOCKET}", "$SOCK/in/vnc.sock"),
         (f"in/{policy.port_socket(1234)}".replace("1234", "$port"), "$SOCK/in/port-$port.sock"),
     ],
@@ -52,6 +51,13 @@ def test_the_socket_volume_is_mounted_where_the_images_look() -> None:
 def test_companion_sockets(socket: str, where: str) -> None:
     assert f"$SOCK/{socket}" == where
     assert where in image_file("companion/companion-entrypoint")
+
+
+def test_the_proxy_socket_is_made_in_out() -> None:
+    """The companion works from inside out/ (own_outbox): the socket is named from there."""
+    entrypoint = image_file("companion/companion-entrypoint")
+    assert 'cd -P "$SOCK/out"' in entrypoint
+    assert f"UNIX-LISTEN:{policy.PROXY_SOCKET}," in entrypoint
 
 
 def test_x11vnc_listens_on_the_named_socket() -> None:

@@ -261,6 +261,12 @@ class Engine(EngineAPI):
         found = self._http.call("POST", "/containers/create", {"name": spec.name}, body)
         if found is None:
             raise ImageMissing(spec.image)
+        if self.is_podman and spec.volumes:
+            # Docker fills a new volume from the image (its layout, and its root's owner)
+            # at create; Podman at the first mount, which would be whichever container
+            # starts first. Its `init` mounts now, so the order of creates decides, as
+            # on Docker (bringup.py: the companion first, for the socket volume).
+            self._http.call("POST", f"/v4.0.0/libpod/containers/{found['Id']}/init")
         return str(found["Id"])
 
     def start(self, name: str) -> None:

@@ -118,9 +118,17 @@ def bring_up(
     if req.proxy_credentials:  # the companion's squid waits for these before it serves
         secret_store.hand_over(engine, req.name, creds)
     if plan.companion is not None:
-        code, output = engine.exec_run(plan.companion.name, ["companion-entrypoint", "wait-ready"])
+        try:
+            code, output = engine.exec_run(
+                plan.companion.name, ["companion-entrypoint", "wait-ready"]
+            )
+        except EngineError:  # it exited already: its log says why
+            code, output = 1, b""
         if code != 0:
-            why = output.decode(errors="replace").strip() or engine.log_tail(plan.companion.name)
+            why = output.decode(errors="replace").strip()
+            companion = engine.inspect(plan.companion.name)
+            if not why or companion is None or not companion.running:  # its own words
+                why = engine.log_tail(plan.companion.name) or why
             raise EngineError(
                 f"the session's companion did not start: {why[-300:]}",
                 f"see 'docker logs {plan.companion.name}'",

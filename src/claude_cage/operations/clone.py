@@ -212,10 +212,15 @@ def _fill(
     """Upload entries, owned by the session's user, into a volume mounted at /fill/<top>.
 
     The engine unpacks an upload only into a writable place, and the session's root is
-    read-only. A container that is only created (never started), with the volume one
-    level down, takes the upload instead: that way the volume's root directory gets its
-    owner too.
+    read-only. A container that is only created (never started), with the volume at
+    /fill/<top>, takes the upload instead, unpacked at the volume's own mount point
+    (entries named from there): Podman writes into a volume of a container that is not
+    running only there. The volume's root directory takes the owner of `top`'s entry,
+    sent twice, as "." there (which Podman applies and Docker skips) and as `top` in
+    /fill (which Docker applies to the mount point; Podman writes it in the filler's
+    own layer, below the volume, where it goes with the filler).
     """
+    mount = f"/fill/{top}"
     filler = policy.ContainerSpec(
         name=names.fill_container(req.name),
         image=req.image,
@@ -223,7 +228,7 @@ def _fill(
         labels=policy.labels(req, labels.Role.FILL),
         user=f"{decided.uid}:{decided.gid}",
         command=["true"],
-        volumes=[{"source": volume, "target": f"/fill/{top}"}],
+        volumes=[{"source": volume, "target": mount}],
         read_only=False,
         network_mode="none",
     )
@@ -231,10 +236,22 @@ def _fill(
     engine.create(filler)
     try:
         uid, gid = owner or (decided.uid, decided.gid)
-        engine.put_archive(filler.name, "/fill", tar_stream(entries, uid, gid))
+        inside = [(_below(top, name), source) for name, source in entries]
+        engine.put_archive(filler.name, mount, tar_stream(inside, uid, gid))
+        if (top, None) in entries:
+            engine.put_archive(filler.name, "/fill", tar_stream([(top, None)], uid, gid))
     finally:
         with contextlib.suppress(CageError):
             engine.remove(filler.name)
+
+
+def _below(top: str, name: str) -> str:
+    """An entry's name from the volume's mount point: "." for `top` itself."""
+    if name == top:
+        return "."
+    if not name.startswith(top + "/"):
+        raise ValueError(f"{name!r} is not in {top!r}")
+    return name[len(top) + 1 :]
 
 
 def tar_stream(entries: list[tuple[str, Path | None]], uid: int, gid: int) -> TarStream:
