@@ -126,3 +126,49 @@ def test_gvisor_on_podman_is_refused_and_nothing_is_left(on_podman: Cage, podman
     assert "Traceback" not in refused.output
     assert podman_owned(cage.owner()) == []
     assert not (cage.data_dir / "sessions" / name).exists()
+
+
+def test_build_with_buildah_then_a_session_on_its_images(on_podman: Cage, podman_url: str) -> None:
+    """`build --engine PODMAN` builds the Dockerfiles there (Podman's builder is Buildah)
+    when that engine has the base image, and a session runs sandboxed on what it built."""
+    cage = on_podman
+    tag = f"buildah-{cage.name('b')}"
+    base = "claude-cage-base:bookworm"  # what the Docker build bootstrapped (no registry)
+    if subprocess.run(["docker", "image", "inspect", base], capture_output=True).returncode:
+        base = "debian:bookworm-slim"
+    saved = subprocess.run(
+        f"docker save {base} | podman load", shell=True, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+    images = {
+        "CAGE_IMAGE_CLI": f"claude-cage-cli:{tag}",
+        "CAGE_IMAGE_COMPANION": f"claude-cage-companion:{tag}",
+    }
+    try:
+        built = cage(
+            "build", "cli", "--engine", podman_url, "--base", base, env=images, timeout=1800
+        )
+        assert built.code == 0, built.output
+        assert "sending the images" not in built.output  # built there, not copied
+        # Built by Podman's builder: no image of the Docker engine has its id (a copy
+        # sent with `docker save` would keep it).
+        on_docker = subprocess.run(
+            ["docker", "images", "-q", "--no-trunc"], capture_output=True, text=True
+        ).stdout.split()
+        for image in images.values():
+            ident = podman("image", "inspect", "--format", "{{.Id}}", image).strip()
+            assert ident and not any(ident in d for d in on_docker), (image, ident)
+        name = cage.name("bh")
+        started = cage("start", name, "-d", "--engine", podman_url, env=images)
+        assert started.code == 0, started.output
+        assert json.loads(podman("inspect", f"cage-{name}"))[0]["ImageName"].endswith(tag)
+        status = cage("status", name, "--json", env=images)
+        sandbox = status.json()["session"]["sandbox"]
+        assert sandbox["ok"], json.dumps(sandbox, indent=1)
+        version = cage("exec", name, "--", "claude", "--version", env=images)
+        assert "Claude Code" in version.stdout, version.output
+        assert cage("destroy", name, "--force", env=images).code == 0
+    finally:
+        for image in images.values():
+            subprocess.run(["podman", "rmi", "-f", image], capture_output=True, timeout=120)
