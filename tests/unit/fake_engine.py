@@ -283,6 +283,23 @@ class FakeEngine(UnusedEngine):
         self.calls.append("inspect")
         return self.containers.get(name)
 
+    def exec_attach(
+        self,
+        name: str,
+        cmd: list[str],
+        stdin: bool = False,
+        workdir: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> tuple[str, socket.socket]:
+        """A read that the session answers with nothing (no Claude Code state file)."""
+        self.calls.append("exec_attach")
+        mine, theirs = socket.socketpair()
+        theirs.close()
+        return "fake-exec", mine
+
+    def exit_code(self, exec_id: str) -> int:
+        return 0
+
     def exec_run(
         self,
         name: str,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from claude_cage import config, metadata, paths, policy, record
@@ -130,6 +130,7 @@ def test_any_value_of_any_field_reads_back_fitting_or_damaged(key: str, value: s
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(key=st.sampled_from([f for f in FIELDS if f != "name"]), value=KNOWN_BAD | JSON)
+@example(key="user_config", value="true")  # status then reads Claude Code's state
 def test_list_and_status_mark_the_damaged_session_and_show_the_others(
     engine: FakeEngine, key: str, value: str
 ) -> None:
