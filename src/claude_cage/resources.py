@@ -1,4 +1,5 @@
-"""A session's resource use, read from one one-shot stats sample. Pure functions.
+"""A session's resource use, read from one one-shot stats sample (engine/answers.py's
+`Stats`, from the engine or from the session's cgroup). Pure functions.
 
 One-shot stats (`stream=false, one-shot=true`) answer without the second sample that
 `docker stats` waits for, so `precpu_stats` comes back empty. CPU % is then the
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from claude_cage.engine.answers import Stats
 
 if TYPE_CHECKING:
     from claude_cage.engine.answers import Settings
@@ -50,87 +53,68 @@ def format_time(epoch: float) -> str:
     return text.replace("+00:00", "Z")
 
 
-def cpu_total_ns(stats: dict[str, Any]) -> int:
+def cpu_total_ns(stats: Stats) -> int:
     """CPU time the container has used since it started, in nanoseconds."""
-    return int(((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0)
+    return stats.cpu_ns or 0
 
 
-def cpu_percent(
-    stats: dict[str, Any], started: float | None, now: float
-) -> tuple[float | None, str]:
+def cpu_percent(stats: Stats, started: float | None, now: float) -> tuple[float | None, str]:
     """(percent of one CPU, basis); percent is None when there is nothing to go on."""
-    cpu, pre = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
-    used = cpu_total_ns(stats)
-    used_before = int((pre.get("cpu_usage") or {}).get("total_usage") or 0)
-    system, system_before = cpu.get("system_cpu_usage") or 0, pre.get("system_cpu_usage") or 0
+    used, used_before = cpu_total_ns(stats), stats.previous_cpu_ns
+    system, system_before = stats.system_cpu_ns, stats.previous_system_cpu_ns
     if used_before and system_before and system > system_before:
-        online = cpu.get("online_cpus") or len(
-            (cpu.get("cpu_usage") or {}).get("percpu_usage") or [1]
-        )
         share = (used - used_before) / (system - system_before)
-        return round(share * online * 100, 2), SAMPLED
+        return round(share * stats.online_cpus * 100, 2), SAMPLED
     if started is not None and now > started:
         return round(used / 1e9 / (now - started) * 100, 2), SINCE_START
     return None, SINCE_START
 
 
-def memory_used(stats: dict[str, Any]) -> tuple[int, int]:
+def memory_used(stats: Stats) -> tuple[int, int]:
     """(bytes used, limit in bytes), as `docker stats` counts them."""
-    mem = stats.get("memory_stats") or {}
-    usage, detail = int(mem.get("usage") or 0), mem.get("stats") or {}
-    for key in ("total_inactive_file", "inactive_file"):
-        if key in detail and detail[key] < usage:
-            usage -= int(detail[key])
-            break
-    return usage, int(mem.get("limit") or 0)
+    usage, inactive = stats.memory_usage, stats.memory_inactive
+    return (usage - inactive if inactive < usage else usage), stats.memory_limit
 
 
-def memory_percent(stats: dict[str, Any]) -> float | None:
+def memory_percent(stats: Stats) -> float | None:
     used, limit = memory_used(stats)
     return round(used / limit * 100, 2) if limit else None
 
 
-def network_io(stats: dict[str, Any] | None) -> tuple[int, int] | None:
+def network_io(stats: Stats | None) -> tuple[int, int] | None:
     """(bytes received, bytes sent) over every interface; None with no network at all."""
-    networks = (stats or {}).get("networks")
-    if not networks:
-        return None
-    rx = sum(int(n.get("rx_bytes") or 0) for n in networks.values())
-    tx = sum(int(n.get("tx_bytes") or 0) for n in networks.values())
-    return rx, tx
+    return None if stats is None else stats.network
 
 
-def stats_from_cgroup(facts: dict[str, str], settings: Settings) -> dict[str, Any]:
-    """A stats-shaped sample from a session's cgroup counters (see cgroups.py), with
-    the limits from `docker inspect`."""
+def stats_from_cgroup(facts: dict[str, str], settings: Settings) -> Stats:
+    """A sample from a session's cgroup counters (see cgroups.py), with the limits from
+    `docker inspect`."""
 
     def number(key: str) -> int:
         value = facts.get(key, "")
         return int(value) if value.isdigit() else 0
 
-    return {
-        "cpu_stats": {"cpu_usage": {"total_usage": number("cpu_ns")}},
-        "memory_stats": {
-            "usage": number("mem_usage"),
-            "limit": settings.memory,
-            "stats": {"total_inactive_file": number("mem_inactive")},
-        },
-        "pids_stats": {"current": number("pids"), "limit": settings.pids_limit},
-    }
+    return Stats(
+        cpu_ns=number("cpu_ns"),
+        memory_usage=number("mem_usage"),
+        memory_inactive=number("mem_inactive"),
+        memory_limit=settings.memory,
+        pids=number("pids"),
+        pids_limit=settings.pids_limit,
+    )
 
 
 def usage(
-    stats: dict[str, Any],
+    stats: Stats,
     started: float | None,
     now: float,
-    companion_stats: dict[str, Any] | None = None,
+    companion_stats: Stats | None = None,
 ) -> dict[str, Any]:
     """Everything `status` shows about resource use, from the session's stats sample
     (and its companion's: a session with no network of its own reaches the outside
     only through its companion, so the companion's traffic is the session's)."""
     percent, basis = cpu_percent(stats, started, now)
     used, limit = memory_used(stats)
-    pids = stats.get("pids_stats") or {}
     own, via = network_io(stats), "session"
     if own is None:
         own, via = network_io(companion_stats), "companion"
@@ -143,8 +127,8 @@ def usage(
         "memory_used": used,
         "memory_limit": limit,
         "memory_percent": round(used / limit * 100, 2) if limit else None,
-        "pids": pids.get("current"),
-        "pids_limit": pids.get("limit"),
+        "pids": stats.pids,
+        "pids_limit": stats.pids_limit,
         "net_rx": own[0],
         "net_tx": own[1],
         "net_via": via,

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from claude_cage import metadata
 from claude_cage.engine import answers
-from claude_cage.engine.answers import Container, Exec, Network, Volume
+from claude_cage.engine.answers import (
+    Container,
+    EngineInfo,
+    EngineVersion,
+    Exec,
+    Network,
+    Stats,
+    Volume,
+)
 from claude_cage.engine.api import Archive, EngineAPI
 from claude_cage.engine.endpoints import Endpoint
 
@@ -107,10 +115,10 @@ class UnusedEngine(EngineAPI):
         raise NotImplementedError(f"{type(self).__name__} does not answer {call}")
 
     # --- queries ---
-    def ping(self) -> dict[str, Any]:
+    def ping(self) -> EngineVersion:
         self._unused("ping")
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> EngineInfo:
         self._unused("info")
 
     def list_containers(self, labels: list[str] | None = None) -> list[Container]:
@@ -119,10 +127,10 @@ class UnusedEngine(EngineAPI):
     def inspect(self, name: str) -> Container | None:
         self._unused("inspect")
 
-    def stats(self, name: str) -> dict[str, Any]:
+    def stats(self, name: str) -> Stats:
         self._unused("stats")
 
-    def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    def stats_many(self, names: list[str]) -> dict[str, Stats | None]:
         self._unused("stats_many")
 
     # --- images ---
@@ -314,9 +322,9 @@ class FakeEngine(UnusedEngine):
             return 0, "".join(f"b{i}=ok\n" for i in range(count)).encode()
         return 0, self.probe_output
 
-    def stats(self, name: str) -> dict[str, Any]:
+    def stats(self, name: str) -> Stats:
         self.calls.append("stats")
-        return {}  # no figures: status shows none
+        return answers.from_docker_stats({})  # no figures: status shows none
 
 
 class EngineCalled(AssertionError):

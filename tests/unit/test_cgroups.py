@@ -10,7 +10,7 @@ import pytest
 
 from claude_cage import cgroups, paths, resources
 from claude_cage.context import Context
-from claude_cage.engine.answers import Container, State
+from claude_cage.engine.answers import Container, State, from_docker_stats
 from claude_cage.operations import views
 from tests.unit.fake_engine import FakeEngine, record
 
@@ -157,6 +157,6 @@ def test_status_asks_the_engine_when_the_cgroup_is_not_visible(
         "cpu_stats": {"cpu_usage": {"total_usage": 5 * 10**9}},
         "pids_stats": {"current": 9, "limit": 64},
     }
-    engine.stats = lambda name: sample  # type: ignore[method-assign]
+    engine.stats = lambda name: from_docker_stats(sample)  # type: ignore[method-assign]
     use = views.status(Context(engine=engine), "web")["resources"]
     assert (use["memory_used"], use["pids"], use["pids_limit"]) == (1000, 9, 64)

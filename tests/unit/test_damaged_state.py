@@ -14,13 +14,12 @@ real one, and the damage only an unprivileged reader meets (a mode 000 file)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from claude_cage import paths
 from claude_cage.context import Context
-from claude_cage.engine.answers import Network, Volume
+from claude_cage.engine.answers import Network, Stats, Volume
 from claude_cage.metadata import SessionStore
 from tests.conftest import Result
 from tests.damage import DAMAGES as ALL_DAMAGES
@@ -46,7 +45,7 @@ class ReadingEngine(FakeEngine):
         self.calls.append("list_networks")
         return []
 
-    def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    def stats_many(self, names: list[str]) -> dict[str, Stats | None]:
         self.calls.append("stats_many")
         return {name: None for name in names}  # no figures: reap finds nothing to do
 

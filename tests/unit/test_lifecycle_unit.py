@@ -15,7 +15,16 @@ import pytest
 
 from claude_cage import __version__, config, metadata, paths, resources
 from claude_cage.context import Context
-from claude_cage.engine.answers import Container, Exec, Network, State, Volume
+from claude_cage.engine import answers
+from claude_cage.engine.answers import (
+    Container,
+    EngineInfo,
+    Exec,
+    Network,
+    State,
+    Stats,
+    Volume,
+)
 from claude_cage.engine.endpoints import Endpoint
 from claude_cage.kinds import Status
 from claude_cage.operations import cleanup as gc_ops
@@ -53,7 +62,8 @@ def stats(
     inactive: int = 0,
     limit: int = 4 * GIB,
     networks: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    inactive_key: str = "total_inactive_file",  # cgroup v1's; v2 says inactive_file
+) -> Stats:
     data: dict[str, Any] = {
         "cpu_stats": {
             "cpu_usage": {"total_usage": cpu_ns, "percpu_usage": [0, 0]},
@@ -64,13 +74,13 @@ def stats(
         "memory_stats": {
             "usage": usage,
             "limit": limit,
-            "stats": {"total_inactive_file": inactive},
+            "stats": {inactive_key: inactive},
         },
         "pids_stats": {"current": 3, "limit": 512},
     }
     if networks is not None:
         data["networks"] = networks
-    return data
+    return answers.from_docker_stats(data)
 
 
 def test_engine_timestamps_with_nanoseconds_parse() -> None:
@@ -99,8 +109,7 @@ def test_cpu_with_a_previous_sample_is_the_docker_stats_figure() -> None:
 
 def test_memory_used_leaves_out_inactive_page_cache() -> None:
     assert resources.memory_used(stats(usage=300, inactive=100, limit=1000)) == (200, 1000)
-    v2 = stats(usage=300, limit=1000)
-    v2["memory_stats"]["stats"] = {"inactive_file": 50}
+    v2 = stats(usage=300, inactive=50, limit=1000, inactive_key="inactive_file")
     assert resources.memory_used(v2) == (250, 1000)
     assert resources.memory_percent(stats(usage=500, limit=1000)) == 50.0
 
@@ -231,7 +240,7 @@ class ReapEngine(UnusedEngine):
             for n in self.sessions
         ]
 
-    def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    def stats_many(self, names: list[str]) -> dict[str, Stats | None]:
         return {n: stats(cpu_ns=self.sessions[n[5:]]["cpu"], usage=GIB // 10) for n in names}
 
     def inspect(self, name: str) -> Container | None:
@@ -669,10 +678,10 @@ def test_doctor_fails_a_session_image_from_before_read_only_managed_settings() -
 
 def test_doctor_security_options() -> None:
     both = doctor.check_security(
-        {"SecurityOptions": ["name=seccomp,profile=default", "name=apparmor"]}
+        EngineInfo(security_options=("name=seccomp,profile=default", "name=apparmor"))
     )
     assert [c.status for c in both] == [doctor.OK, doctor.OK]
-    none = doctor.check_security({"SecurityOptions": []})
+    none = doctor.check_security(EngineInfo())
     assert [c.status for c in none] == [doctor.FAIL, doctor.WARN]
     assert all(c.fix for c in none)
 
@@ -684,7 +693,7 @@ def test_doctor_disk_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
     usage = namedtuple("usage", "total used free")
     for free, status in ((1 * GIB, doctor.FAIL), (5 * GIB, doctor.WARN), (50 * GIB, doctor.OK)):
         monkeypatch.setattr(shutil, "disk_usage", lambda _p, f=free: usage(0, 0, f))
-        check = doctor.check_disk({"DockerRootDir": "/var/lib/docker"})
+        check = doctor.check_disk(EngineInfo(root_dir="/var/lib/docker"))
         assert check.status == status
         assert (check.fix is None) == (status == doctor.OK)
 

@@ -11,6 +11,7 @@ import pytest
 
 from claude_cage import config, policy, runtimes
 from claude_cage.context import Context
+from claude_cage.engine.answers import EngineInfo, from_docker_info
 from claude_cage.errors import BadInput
 from claude_cage.operations import gvisor
 from claude_cage.operations.inputs import StartOptions, load_config
@@ -63,20 +64,20 @@ def test_runtime_comes_from_config_and_flags() -> None:
 
 def test_the_recommended_registration_is_what_sessions_need() -> None:
     entry = json.loads(runtimes.daemon_json_entry())["runtimes"]["runsc"]
-    found = gvisor.registration({"Runtimes": {"runsc": entry}})
+    found = gvisor.registration(from_docker_info({"Runtimes": {"runsc": entry}}))
     assert found.registered and found.problems == []
     assert "kill -HUP" in runtimes.ENABLE_HINT and "restart" not in runtimes.ENABLE_HINT
-    bare = gvisor.registration({"Runtimes": {"runsc": {"path": "/usr/bin/runsc"}}})
+    bare = gvisor.registration(EngineInfo(runtimes={"runsc": ()}))
     assert len(bare.problems) == 2
-    assert not gvisor.registration({"Runtimes": {"runc": {}}}).registered
+    assert not gvisor.registration(from_docker_info({"Runtimes": {"runc": {}}})).registered
 
 
 class Engine(UnusedEngine):
     def __init__(self, runtimes_: dict[str, Any], labels: dict[str, str]) -> None:
         self.runtimes, self.labels = runtimes_, labels
 
-    def info(self) -> dict[str, Any]:
-        return {"Runtimes": self.runtimes}
+    def info(self) -> EngineInfo:
+        return from_docker_info({"Runtimes": self.runtimes})
 
     def image_labels(self, image: str) -> dict[str, str]:
         return self.labels

@@ -1,4 +1,4 @@
-"""What an engine answers about its objects, as typed values the operations read.
+"""What an engine answers about its objects and itself, as typed values the operations read.
 
 `EngineAPI` returns these, never an engine's own JSON, so a second kind of engine
 (Podman's native API, Kubernetes) implements the same methods by filling the same
@@ -114,6 +114,44 @@ class Network:
     containers: tuple[str, ...] = ()  # ids of the containers attached (inspect only)
 
 
+@dataclass(frozen=True)
+class EngineVersion:
+    """What the engine says it is (`GET /version`)."""
+
+    version: str = ""  # its release, as it says it ("": unknown)
+    api_version: str = ""
+    components: tuple[str, ...] = ()  # the names of its parts (Podman names itself here)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """The engine's host and set-up (`docker info`), as sessions and `doctor` need them."""
+
+    driver: str = ""  # its storage driver ("": unknown)
+    root_dir: str = ""  # where it keeps its data, on its own host
+    cpus: int = 0  # cores of its host (0: unknown)
+    memory: int = 0  # bytes of memory of its host (0: unknown)
+    security_options: tuple[str, ...] = ()  # name=seccomp,profile=default, name=apparmor, ...
+    runtimes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> its arguments
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One sample of a container's resource use (`docker stats`, one-shot)."""
+
+    cpu_ns: int | None = None  # CPU time used since it started (None: the answer has none)
+    system_cpu_ns: int = 0  # the host's CPU time at this sample (0: not said)
+    online_cpus: int = 1
+    previous_cpu_ns: int = 0  # the engine's sample before this one (0: none, as one-shot)
+    previous_system_cpu_ns: int = 0
+    memory_usage: int = 0  # bytes, page cache included
+    memory_inactive: int = 0  # bytes of inactive page cache, which `docker stats` leaves out
+    memory_limit: int = 0  # bytes (0: unknown)
+    pids: int | None = None
+    pids_limit: int | None = None
+    network: tuple[int, int] | None = None  # bytes (received, sent); None: no network at all
+
+
 # --- Docker's answers -------------------------------------------------------------------
 
 
@@ -134,6 +172,20 @@ def _int(value: Any, default: int = 0) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+def _count(value: Any) -> int | None:
+    """A number the answer may leave out: None when it does, or when it is no number."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _labels(value: Any) -> dict[str, str]:
@@ -257,4 +309,59 @@ def from_docker_network(network: Mapping[str, Any]) -> Network:
         name=str(network.get("Name") or ""),
         labels=_labels(network.get("Labels")),
         containers=tuple(str(key) for key in _dict(network.get("Containers"))),
+    )
+
+
+def from_docker_version(version: Any) -> EngineVersion:
+    """`GET /version`."""
+    version = _dict(version)
+    return EngineVersion(
+        version=_text(version.get("Version")),
+        api_version=_text(version.get("ApiVersion")),
+        components=tuple(_text(_dict(c).get("Name")) for c in _list(version.get("Components"))),
+    )
+
+
+def from_docker_info(info: Any) -> EngineInfo:
+    """`GET /info`. A runtime whose entry is not an object is no registration."""
+    info = _dict(info)
+    found = _dict(info.get("Runtimes"))
+    return EngineInfo(
+        driver=_text(info.get("Driver")),
+        root_dir=_text(info.get("DockerRootDir")),
+        cpus=_int(info.get("NCPU")),
+        memory=_int(info.get("MemTotal")),
+        security_options=_strings(info.get("SecurityOptions")),
+        runtimes={
+            str(name): _strings(entry.get("runtimeArgs"))
+            for name, entry in found.items()
+            if isinstance(entry, dict)
+        },
+    )
+
+
+def from_docker_stats(sample: Any) -> Stats:
+    """One-shot `GET /containers/ID/stats`. The inactive page cache is cgroup v1's
+    `total_inactive_file` or v2's `inactive_file`: the first one below the usage."""
+    sample = _dict(sample)
+    cpu, before = _dict(sample.get("cpu_stats")), _dict(sample.get("precpu_stats"))
+    usage = _dict(cpu.get("cpu_usage"))
+    memory, pids = _dict(sample.get("memory_stats")), _dict(sample.get("pids_stats"))
+    used, detail = _int(memory.get("usage")), _dict(memory.get("stats"))
+    cache = (_int(detail[key]) for key in ("total_inactive_file", "inactive_file") if key in detail)
+    networks = [_dict(n) for n in _dict(sample.get("networks")).values()]
+    received = sum(_int(n.get("rx_bytes")) for n in networks)
+    sent = sum(_int(n.get("tx_bytes")) for n in networks)
+    return Stats(
+        cpu_ns=_count(usage.get("total_usage")),
+        system_cpu_ns=_int(cpu.get("system_cpu_usage")),
+        online_cpus=_int(cpu.get("online_cpus")) or len(_list(usage.get("percpu_usage"))) or 1,
+        previous_cpu_ns=_int(_dict(before.get("cpu_usage")).get("total_usage")),
+        previous_system_cpu_ns=_int(before.get("system_cpu_usage")),
+        memory_usage=used,
+        memory_inactive=next((size for size in cache if size < used), 0),
+        memory_limit=_int(memory.get("limit")),
+        pids=_count(pids.get("current")),
+        pids_limit=_count(pids.get("limit")),
+        network=(received, sent) if networks else None,
     )

@@ -1,9 +1,8 @@
 """What the operations may ask of a container engine, declared once.
 
-Its answers about containers, execs, volumes and networks are the typed values of
-`answers.py`, never an engine's own JSON, so another kind of engine implements the
-same methods by filling the same fields. `stats`, `info` and `ping` still pass
-Docker's JSON through (`resources.py` and `doctor` read its shapes).
+Its answers (containers, execs, volumes, networks, resource samples, and the engine's
+own version and set-up) are the typed values of `answers.py`, never an engine's own
+JSON, so another kind of engine implements the same methods by filling the same fields.
 
 `engine.Engine` implements it against a real engine; the unit tests' fakes implement
 the same `EngineAPI`, and mypy checks both, so a misspelt or unknown engine call fails
@@ -20,7 +19,15 @@ if TYPE_CHECKING:
     import socket
 
     from claude_cage.cancel import Cancel
-    from claude_cage.engine.answers import Container, Exec, Network, Volume
+    from claude_cage.engine.answers import (
+        Container,
+        EngineInfo,
+        EngineVersion,
+        Exec,
+        Network,
+        Stats,
+        Volume,
+    )
     from claude_cage.engine.endpoints import Endpoint
     from claude_cage.policy import ContainerSpec
 
@@ -37,12 +44,12 @@ class EngineAPI(Protocol):
     endpoint: Endpoint  # where the engine is: the local socket, a context, a URL
 
     # --- queries ---
-    def ping(self) -> dict[str, Any]: ...
-    def info(self) -> dict[str, Any]: ...
+    def ping(self) -> EngineVersion: ...
+    def info(self) -> EngineInfo: ...
     def list_containers(self, labels: list[str] | None = None) -> list[Container]: ...
     def inspect(self, name: str) -> Container | None: ...
-    def stats(self, name: str) -> dict[str, Any]: ...
-    def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]: ...
+    def stats(self, name: str) -> Stats: ...
+    def stats_many(self, names: list[str]) -> dict[str, Stats | None]: ...
 
     # --- images ---
     def image_labels(self, image: str) -> dict[str, str] | None: ...

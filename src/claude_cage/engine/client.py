@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from claude_cage import interrupt, labels
 from claude_cage.engine import answers, endpoints, podman
-from claude_cage.engine.answers import Container, Exec, Network, Volume
+from claude_cage.engine.answers import (
+    Container,
+    EngineInfo,
+    EngineVersion,
+    Exec,
+    Network,
+    Stats,
+    Volume,
+)
 from claude_cage.engine.api import Archive, EngineAPI
 from claude_cage.engine.container_request import create_body
 from claude_cage.engine.endpoints import Endpoint
@@ -100,27 +108,28 @@ class Engine(EngineAPI):
             found = podman.inspect(found, self._get(f"/v4.0.0/libpod{path}"))
         return None if found is None else answers.from_docker_inspect(found)
 
-    def ping(self) -> dict[str, Any]:
-        return self._get("/version")  # type: ignore[no-any-return]
+    def ping(self) -> EngineVersion:
+        return answers.from_docker_version(self._get("/version"))
 
-    def info(self) -> dict[str, Any]:
-        """`docker info`: security options, data root, driver, counts."""
-        return self._get("/info")  # type: ignore[no-any-return]
+    def info(self) -> EngineInfo:
+        """`docker info`: security options, runtimes, data root, driver, its host's size."""
+        return answers.from_docker_info(self._get("/info"))
 
     def exec_inspect(self, exec_id: str) -> Exec | None:
         found = self._get(f"/exec/{urllib.parse.quote(exec_id)}/json")
         return None if found is None else answers.from_docker_exec(found)
 
-    def stats_many(self, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    def stats_many(self, names: list[str]) -> dict[str, Stats | None]:
         """One-shot stats of several containers at once (None for one that is gone).
 
         The engine samples on a one-second tick, so a single call can wait up to a
         second; asking for all of them together costs that wait once, not per container.
         """
 
-        def one(name: str) -> dict[str, Any] | None:
+        def one(name: str) -> Stats | None:
             path = f"/containers/{urllib.parse.quote(name)}/stats"
-            return self._get(path, {"stream": "false", "one-shot": "true"})  # type: ignore[no-any-return]
+            found = self._get(path, {"stream": "false", "one-shot": "true"})
+            return None if found is None else answers.from_docker_stats(found)
 
         if not names:
             return {}
@@ -246,8 +255,7 @@ class Engine(EngineAPI):
         server = self._http.server
         if server.startswith(("Libpod/", "Docker/")):
             return server.startswith("Libpod/")
-        version = self.ping() or {}
-        return any("Podman" in str(c.get("Name", "")) for c in version.get("Components") or [])
+        return any("Podman" in name for name in self.ping().components)
 
     @functools.cached_property
     def podman_host(self) -> podman.Host:
@@ -520,14 +528,14 @@ class Engine(EngineAPI):
             finally:
                 conn.close()
 
-    def stats(self, name: str) -> dict[str, Any]:
+    def stats(self, name: str) -> Stats:
         """One-shot stats: no 1.5 s wait for a second sample."""
         found = self._get(
             f"/containers/{urllib.parse.quote(name)}/stats", {"stream": "false", "one-shot": "true"}
         )
         if found is None:
             raise EngineNotFound(f"no container {name}")
-        return found  # type: ignore[no-any-return]
+        return answers.from_docker_stats(found)
 
     def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         with self._http.sdk_errors():

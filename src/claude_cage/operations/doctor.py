@@ -32,6 +32,7 @@ from claude_cage import (
 )
 from claude_cage import config as config_mod
 from claude_cage.engine import fleet, podman
+from claude_cage.engine.answers import EngineInfo
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import (
     CageError,
@@ -79,15 +80,15 @@ class Report:
         return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
 
 
-def check_engine(engine: EngineAPI) -> tuple[Check, dict[str, Any] | None]:
+def check_engine(engine: EngineAPI) -> tuple[Check, EngineInfo | None]:
     try:
         version = engine.ping()
         info = engine.info()
     except CageError as exc:
         return Check("engine", FAIL, exc.message, EngineUnavailable.hint), None
     detail = (
-        f"Docker {version.get('Version', '?')} (API {version.get('ApiVersion', '?')}), "
-        f"{info.get('Driver', '?')} storage, root {info.get('DockerRootDir', '?')}"
+        f"Docker {version.version or '?'} (API {version.api_version or '?'}), "
+        f"{info.driver or '?'} storage, root {info.root_dir or '?'}"
     )
     return Check("engine", OK, detail), info
 
@@ -101,9 +102,8 @@ def check_far_engines(cfg: config_mod.Config) -> list[Check]:
 
     def look(engine: EngineAPI) -> str:
         version, info = engine.ping(), engine.info()
-        security = " ".join(str(o) for o in info.get("SecurityOptions") or [])
-        if "seccomp" not in security:
-            raise EngineError(f"Docker {version.get('Version', '?')} without seccomp")
+        if "seccomp" not in " ".join(info.security_options):
+            raise EngineError(f"Docker {version.version or '?'} without seccomp")
         missing = [
             cfg[key]
             for key in ("image_cli", "image_companion")
@@ -111,10 +111,10 @@ def check_far_engines(cfg: config_mod.Config) -> list[Check]:
         ]
         if missing:
             raise ImageMissing(", ".join(missing))
-        runtimes = ", ".join(sorted(info.get("Runtimes") or {}))
+        runtimes = ", ".join(sorted(info.runtimes))
         return (
-            f"Docker {version.get('Version', '?')} at {engine.endpoint.host}, "
-            f"{info.get('NCPU', '?')} cores, runtimes {runtimes}, images built"
+            f"Docker {version.version or '?'} at {engine.endpoint.host}, "
+            f"{info.cpus or '?'} cores, runtimes {runtimes}, images built"
         )
 
     checks = []
@@ -194,9 +194,7 @@ def check_claude_code(engine: EngineAPI, cfg: config_mod.Config) -> list[Check]:
     return [Check("claude code", WARN, detail, fix)]
 
 
-def check_gvisor(
-    engine: EngineAPI, cfg: config_mod.Config, info: dict[str, Any], probe: bool
-) -> Check:
+def check_gvisor(engine: EngineAPI, cfg: config_mod.Config, info: EngineInfo, probe: bool) -> Check:
     """gVisor registered as sessions need it; with the probe, this image's Claude Code
     started on it. A failure only when the configured runtime is runsc."""
     wanted = cfg["runtime"] == runtimes.RUNSC
@@ -224,8 +222,8 @@ def check_gvisor(
     )
 
 
-def check_security(info: dict[str, Any]) -> list[Check]:
-    options = " ".join(info.get("SecurityOptions") or [])
+def check_security(info: EngineInfo) -> list[Check]:
+    options = " ".join(info.security_options)
     seccomp = "name=seccomp" in options
     apparmor = "name=apparmor" in options
     return [
@@ -255,8 +253,8 @@ def check_security(info: dict[str, Any]) -> list[Check]:
     ]
 
 
-def check_disk(info: dict[str, Any]) -> Check:
-    root = info.get("DockerRootDir") or "/var/lib/docker"
+def check_disk(info: EngineInfo) -> Check:
+    root = info.root_dir or "/var/lib/docker"
     try:
         free = shutil.disk_usage(root).free
     except OSError:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_cage import claude_code, labels, paths, policy, runtimes, workdir
+from claude_cage.engine.answers import EngineInfo
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError
 from claude_cage.kinds import Mode, Network, Runtime
@@ -44,11 +45,11 @@ class Registration:
         return missing
 
 
-def registration(info: dict[str, Any]) -> Registration:
-    entry = (info.get("Runtimes") or {}).get(runtimes.RUNSC)
-    if entry is None:
+def registration(info: EngineInfo) -> Registration:
+    args = info.runtimes.get(runtimes.RUNSC)
+    if args is None:
         return Registration(False, [])
-    return Registration(True, list(entry.get("runtimeArgs") or []))
+    return Registration(True, list(args))
 
 
 def _verdicts() -> dict[str, Any]:

@@ -26,6 +26,7 @@ from claude_cage.record import RECORDED, Mount, SessionRecord, encode
 
 if TYPE_CHECKING:
     from claude_cage.context import Context
+    from claude_cage.engine.answers import EngineInfo
     from claude_cage.netpolicy.rules import Layer
 
 
@@ -85,9 +86,7 @@ def load_config(ctx: Context, options: StartOptions) -> config_mod.Config:
     return cfg
 
 
-def host_facts(
-    cfg: config_mod.Config, engine_info: dict[str, Any] | None = None
-) -> policy.HostFacts:
+def host_facts(cfg: config_mod.Config, engine_info: EngineInfo | None = None) -> policy.HostFacts:
     """The facts plan() needs. A far engine's come from its own `docker info`
     (`engine_info`), never from this machine."""
     profile = cfg["seccomp_profile"]
@@ -100,8 +99,7 @@ def host_facts(
         ) from None
     upstream_ca = "".join(Path(p).read_text() for p in cfg["upstream_ca_certs"])
     if engine_info is not None:
-        options = engine_info.get("SecurityOptions") or []
-        apparmor = any(str(o).startswith("name=apparmor") for o in options)
+        apparmor = any(o.startswith("name=apparmor") for o in engine_info.security_options)
     else:
         try:
             enabled = Path("/sys/module/apparmor/parameters/enabled").read_text()
@@ -246,16 +244,16 @@ def decisions_from_record(
 
 
 def remote_limits(
-    cfg: config_mod.Config, flags: dict[str, Any], engine_info: dict[str, Any]
+    cfg: config_mod.Config, flags: dict[str, Any], engine_info: EngineInfo
 ) -> tuple[float | None, str | None]:
     """Default limits follow the engine's own host: cores minus one, half its memory
     (limits that a flag or the config set stay as they are); None keeps the request's."""
-    cores, total = engine_info.get("NCPU"), engine_info.get("MemTotal")
+    cores, total = engine_info.cpus, engine_info.memory  # 0: unknown
     cpus = memory = None
     if cores and "cpus" not in flags and cfg.sources.get("cpus") == "default":
-        cpus = config_mod.default_cpus(int(cores))
+        cpus = config_mod.default_cpus(cores)
     if total and "memory" not in flags and cfg.sources.get("memory") == "default":
-        memory = config_mod.default_memory(int(total))
+        memory = config_mod.default_memory(total)
     return cpus, memory
 
 

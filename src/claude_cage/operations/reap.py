@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from claude_cage import interrupt, labels, metadata, names, resources
-from claude_cage.engine.answers import Container
+from claude_cage.engine.answers import Container, Stats
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.operations import record_event, teardown
@@ -202,13 +202,14 @@ def _attached(engine: EngineAPI, info: Container) -> int:
 
 
 def _facts(
-    engine: EngineAPI, name: str, meta: SessionRecord, stats: dict[str, Any] | None, now: float
+    engine: EngineAPI, name: str, meta: SessionRecord, stats: Stats | None, now: float
 ) -> Facts | None:
     info = inspect_ours(engine, names.container_name(name))
     if info is None or not info.running:
         return None
     started = resources.parse_time(info.state.started_at) or now
-    current = Sample(now, resources.cpu_total_ns(stats)) if stats else None
+    cpu_ns = None if stats is None else stats.cpu_ns  # None: no figure (a damaged answer)
+    current = None if cpu_ns is None else Sample(now, cpu_ns)
     return Facts(
         name=name,
         now=now,
@@ -217,7 +218,7 @@ def _facts(
         previous=_previous_sample(meta),
         current=current,
         attached=_attached(engine, info),
-        memory_percent=resources.memory_percent(stats) if stats else None,
+        memory_percent=resources.memory_percent(stats) if stats is not None else None,
     )
 
 

@@ -20,7 +20,7 @@ from claude_cage.record import SessionRecord
 
 if TYPE_CHECKING:
     from claude_cage.context import Context
-    from claude_cage.engine.answers import Container
+    from claude_cage.engine.answers import Container, Stats
 
 CREDENTIALS = {
     Credential.API_KEY_PROXY: "api-key via proxy (the key never enters the session)",
@@ -213,16 +213,19 @@ def _usage(engine: EngineAPI, info: Container) -> tuple[dict[str, Any], str]:
     now = time.time()
     started = resources.parse_time(info.state.started_at)
     facts = cgroups.read(info)
+    stats: Stats | None
     if facts is not None:
         stats = resources.stats_from_cgroup(facts, info.settings)
     else:
         try:
-            stats = engine.stats(info.name) or {}
+            stats = engine.stats(info.name)
         except CageError:
-            stats = {}
+            stats = None
+    if stats is not None and stats.cpu_ns is None:  # a damaged answer: no figures
+        stats = None
     usage = {
         "uptime_seconds": round(now - started) if started else None,
-        "resources": resources.usage(stats, started, now) if stats else None,
+        "resources": None if stats is None else resources.usage(stats, started, now),
     }
     return usage, (facts or {}).get("oom_kill", "")
 
