@@ -158,7 +158,8 @@ def test_a_damaged_runtimes_answer_is_no_registration() -> None:
 
 
 def test_a_far_engines_limits_follow_its_host(cfg: config.Config) -> None:
-    cfg.sources.update(cpus="default", memory="default")  # neither set by the user
+    # As config.load leaves them when the user set neither: derived from this machine.
+    assert (cfg.sources.get("cpus"), cfg.sources.get("memory")) == ("machine", "machine")
     info = answers.from_docker_info(captured("engine-info.json"))
     assert inputs.remote_limits(cfg, {}, info) == (
         config.default_cpus(2),
@@ -167,6 +168,8 @@ def test_a_far_engines_limits_follow_its_host(cfg: config.Config) -> None:
     assert inputs.remote_limits(cfg, {"cpus": 1.0}, info)[0] is None  # a flag's stays
     for damaged in DAMAGED:
         assert inputs.remote_limits(cfg, {}, answers.from_docker_info(damaged)) == (None, None)
+    cfg.sources.update(cpus="file", memory="file")  # the user's own limits stay
+    assert inputs.remote_limits(cfg, {}, info) == (None, None)
 
 
 def test_a_far_engines_apparmor_is_what_it_says(cfg: config.Config) -> None:

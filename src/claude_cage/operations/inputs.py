@@ -249,10 +249,11 @@ def remote_limits(
     """Default limits follow the engine's own host: cores minus one, half its memory
     (limits that a flag or the config set stay as they are); None keeps the request's."""
     cores, total = engine_info.cpus, engine_info.memory  # 0: unknown
+    unset = ("default", "machine")  # not the user's: derived from THIS machine
     cpus = memory = None
-    if cores and "cpus" not in flags and cfg.sources.get("cpus") == "default":
+    if cores and "cpus" not in flags and cfg.sources.get("cpus") in unset:
         cpus = config_mod.default_cpus(cores)
-    if total and "memory" not in flags and cfg.sources.get("memory") == "default":
+    if total and "memory" not in flags and cfg.sources.get("memory") in unset:
         memory = config_mod.default_memory(total)
     return cpus, memory
 
