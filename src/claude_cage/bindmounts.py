@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from claude_cage import gitdirs
 from claude_cage.errors import BadInput
 from claude_cage.record import Mount, SessionRecord
+from claude_cage.workdir import COMPANION_UID
 
 if TYPE_CHECKING:
     from claude_cage.engine import answers
@@ -50,6 +51,12 @@ def session_user(mounts: Sequence[Mount]) -> tuple[int, int]:
     if uid == 0:
         raise BadInput(
             f"{', '.join(paths)} is owned by root, and a session never runs as root",
+            "use --clone for a git repository, mount it read-only (PATH:ro), or chown it to a user",
+        )
+    if uid == COMPANION_UID:  # the session would own what its companion writes
+        raise BadInput(
+            f"{', '.join(paths)} is owned by uid {uid}, the companion's own user, "
+            "which a session never runs as",
             "use --clone for a git repository, mount it read-only (PATH:ro), or chown it to a user",
         )
     return uid, gid

@@ -33,13 +33,12 @@ from claude_cage.netpolicy import rules as netpolicy_rules
 from claude_cage.netpolicy import squid
 from claude_cage.netpolicy.rules import Layer, session_layer
 from claude_cage.record import Mount
-from claude_cage.workdir import CONFIG_DIR, HOME, MANAGED_SETTINGS_DIR
+from claude_cage.workdir import COMPANION_UID, CONFIG_DIR, HOME, MANAGED_SETTINGS_DIR
 
 if TYPE_CHECKING:
     from claude_cage.credentials import Secret
 
 SESSION_UID = 1000
-COMPANION_UID = 13  # Debian's `proxy` user, which the companion image runs as
 SOCK_DIR = "/sock"  # the shared socket volume, as the session sees it
 COMPANION_SOCK_DIR = "/sock"  # ... and as the companion sees it
 PROXY_PORT = 3128  # loopback port in the session -> egress proxy

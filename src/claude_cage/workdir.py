@@ -23,6 +23,7 @@ HOME = "/home/claude"
 CONFIG_DIR = f"{HOME}/.claude"  # Claude Code's (CLAUDE_CONFIG_DIR): the data volume
 MANAGED_SETTINGS_DIR = "/etc/claude-code"  # where Claude Code reads its managed settings
 HOST_GIT_VIEW = "/cage/git"  # host git directories, read-only, for alternates (gitdirs.py)
+COMPANION_UID = 13  # Debian's `proxy` user, which the companion image runs as
 
 WORKSPACE = "/workspace"
 

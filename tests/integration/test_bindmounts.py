@@ -65,6 +65,12 @@ def test_root_owned_and_mixed_mounts_are_refused(cage: Cage, tmp_path: Path) -> 
     assert refused.code == 2, refused.output
     assert "owned by root" in refused.stderr
     assert "--clone" in refused.stderr and ":ro" in refused.stderr and "chown" in refused.stderr
+    # Owned by the companion's uid: the session would own the companion's files on the
+    # volume they share, so it never runs as that uid.
+    proxy_owned = owned_dir(tmp_path / "proxydir", 13)
+    refused = cage("start", "--name", cage.name(), "-d", "--mount", str(proxy_owned))
+    assert refused.code == 2, refused.output
+    assert "the companion's own user" in refused.stderr and "Traceback" not in refused.output
     mixed = cage("start", "--name", cage.name(), "-d", "--mount", str(a), "--mount", str(b))
     assert mixed.code == 2, mixed.output
     assert f"{a} is owned by 1000:1000" in mixed.stderr

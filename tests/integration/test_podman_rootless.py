@@ -20,6 +20,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import subprocess
 import threading
@@ -386,3 +387,47 @@ def test_the_key_is_added_outside_and_attach_works_on_a_terminal(
     finally:
         subprocess.run([*rootless.podman_command, "rm", "-f", server.container], cwd="/",
                        capture_output=True)  # fmt: skip
+
+
+# A .pth file in the user's own site-packages: any Python of the user's that reads it
+# pushes a command into its controlling terminal (TIOCSTI), and notes what it had.
+PTH = (
+    "import os, fcntl, termios; exec(\"try:\\n fd = os.open('/dev/tty', os.O_RDWR)\\n"
+    " open(os.path.expanduser('~/tty-probe'), 'w').write('had a terminal')\\n"
+    " for c in b'touch {marker}\\\\n': fcntl.ioctl(fd, termios.TIOCSTI, bytes([c]))\\n"
+    'except OSError:\\n pass")\n'
+)
+
+
+def test_ensure_podman_gives_the_user_no_way_into_roots_terminal(
+    setup: tuple[str, str, Path, Path], tmp_path: Path
+) -> None:
+    """Root runs ensure-podman from an interactive shell while the user's venv must be
+    made again; the user planted a .pth that types a command into the terminal of any
+    Python of theirs. Nothing the user runs has root's terminal: no command of theirs
+    reaches root's shell."""
+    home = setup[3]
+    marker = tmp_path / f"injected-{secrets.token_hex(4)}"
+    site = home / ".local" / "lib" / "python3.11" / "site-packages"
+
+    def as_user(*command: str, text: str | None = None) -> None:
+        subprocess.run(
+            ["runuser", "-u", USER, "--", *command], check=True, cwd="/", input=text, text=True
+        )
+
+    as_user("mkdir", "-p", str(site))
+    as_user("sh", "-c", f"cat > {site}/cage-probe.pth", text=PTH.format(marker=marker))
+    as_user("rm", "-f", str(home / ".cage-python" / ".stamp"), str(home / "tty-probe"))
+    script = shlex.join([str(ROOT / "scripts" / "ensure-podman"), "--rootless", USER])
+    shell = Terminal(["bash", "--norc", "--noprofile", "-i"], env=dict(os.environ))
+    try:  # the markers are computed, so the echo of the typed line does not match them
+        shell.type(f"cd / && {script} >/dev/null 2>&1; sleep 1; echo DONE-$((6*7))\r".encode())
+        shell.expect("DONE-42", timeout=900)
+        shell.type(b"echo IDLE-$((6*8))\r")
+        shell.expect("IDLE-48", timeout=30)  # what was typed into it ran before this
+    finally:
+        shell.close()
+        as_user("rm", "-f", str(site / "cage-probe.pth"))
+    assert not marker.exists(), "a command of the user's ran in root's shell"
+    assert not (home / "tty-probe").exists()  # no Python of theirs had a terminal
+    assert (home / ".cage-python" / ".stamp").exists()  # the venv was made again
