@@ -1,7 +1,8 @@
-"""The pseudo-terminal between the terminal paths' docker CLI and the user's terminal,
-with a local command in the docker CLI's place: keys reach it as typed, its output
-comes back filtered (or not, raw), the window size follows the terminal, and its exit
-code comes back."""
+"""The relay between the user's terminal and a command's terminal in a session, with a
+local command on a pseudo-terminal and a socket pair in the engine's place: keys reach
+it as typed, its output comes back filtered (or not, raw), the window size follows the
+terminal (through the engine's resize call, retried until the engine takes it), and
+the relay ends with the command's terminal."""
 
 from __future__ import annotations
 
@@ -22,11 +23,51 @@ COMMAND = (
     "head -c 3 | od -An -tx1; trap 'stty size; exit 7' WINCH; echo waiting; "
     "while :; do sleep 0.05; done"
 )
-RELAY = (
-    "import os, sys\n"
-    "from claude_cage import pty_relay\n"
-    "sys.exit(pty_relay.run(['sh', '-c', sys.argv[1]], dict(os.environ), sys.argv[2] == 'f'))\n"
-)
+# The engine's part: the command on a terminal of its own, copied to and from one end
+# of a socket pair; a resize is refused twice (the exec has not started), then taken.
+# The relay gets the other end. Exits with the command's exit code.
+RELAY = """
+import fcntl, os, pty, socket, struct, subprocess, sys, termios, threading
+from claude_cage import tty_relay
+
+master, slave = pty.openpty()
+def own_terminal():
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+proc = subprocess.Popen(["sh", "-c", sys.argv[1]], stdin=slave, stdout=slave, stderr=slave,
+                        preexec_fn=own_terminal)
+os.close(slave)
+ours, engine = socket.socketpair()
+
+def output():
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            engine.shutdown(socket.SHUT_RDWR)
+            return
+        engine.sendall(data)
+
+def keys():
+    while data := engine.recv(65536):
+        os.write(master, data)
+
+threading.Thread(target=output, daemon=True).start()
+threading.Thread(target=keys, daemon=True).start()
+refused = []
+
+def resize(rows, cols):
+    if len(refused) < 2:
+        refused.append((rows, cols))
+        return False
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    return True
+
+tty_relay.run(ours, resize, sys.argv[2] == "f")
+sys.exit(proc.wait())
+"""
 
 
 def drive(filtered: bool) -> bytes:
@@ -47,7 +88,7 @@ def drive(filtered: bool) -> bytes:
     return terminal.output
 
 
-def test_keys_in_filtered_output_out_size_and_exit_code_passed_on() -> None:
+def test_keys_in_filtered_output_out_size_and_end_passed_on() -> None:
     out = drive(filtered=True)
     assert b"beforeafter" in out and b"\x1b]52" not in out
 
