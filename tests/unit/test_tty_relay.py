@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
+import ssl
 import struct
 import subprocess
 import sys
 import termios
+import threading
 from pathlib import Path
 
+import pytest
+
+from claude_cage import tty_relay
 from tests.integration.terminal import Terminal
 
 # A command that prints a clipboard write, reads three keys in raw mode, and reports the
@@ -103,3 +109,52 @@ def test_raw_terminal_without_a_terminal_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith("error: --raw-terminal goes with -t")
+
+
+def test_a_tls_stream_is_relayed_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A far engine over TCP with TLS (engine/dial.py): the relay reads a TLS socket
+    without blocking, and takes every byte already decrypted (select() sees only the
+    socket's), so nothing waits in the TLS layer for more to arrive."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-subj", "/CN=engine.test", "-addext", "subjectAltName=DNS:engine.test",
+         "-days", "1", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    client = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    monkeypatch.setattr(tty_relay, "READ", 1000)  # less than a record: the rest is held
+    ours, theirs = socket.socketpair()
+    payload = os.urandom(100_000).hex().encode()
+    complete = threading.Event()  # everything reached the user's terminal
+    waited: list[bool] = []
+
+    def engine() -> None:
+        with server.wrap_socket(theirs, server_side=True) as stream:
+            for i in range(0, len(payload), 7_000):
+                stream.sendall(payload[i : i + 7_000])
+            waited.append(complete.wait(10))  # the stream stays open meanwhile
+            stream.shutdown(socket.SHUT_RDWR)  # as an engine goes: no close_notify
+
+    read, write = os.pipe()
+    received = bytearray()
+
+    def terminal() -> None:
+        while chunk := os.read(read, 65536):
+            received.extend(chunk)
+            if len(received) >= len(payload):
+                complete.set()
+
+    threads = [threading.Thread(target=engine), threading.Thread(target=terminal)]
+    for thread in threads:
+        thread.start()
+    stream = client.wrap_socket(ours, server_hostname="engine.test")
+    tty_relay.run(stream, lambda rows, cols: True, filtered=False, forward_stdin=False,
+                  stdin=write, stdout=write)  # fmt: skip
+    os.close(write)
+    for thread in threads:
+        thread.join(30)
+    os.close(read)
+    stream.close()
+    assert waited == [True] and bytes(received) == payload
