@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from claude_cage.render import sanitize_lines
@@ -56,11 +56,21 @@ class Reader:
             end = content.rfind(b"\n", start) + 1
             if end <= start:
                 continue
+            counter = self.counter
             for line in _lines(content[start:end]):
-                parsed = parse_line(line)
+                # Claude Code's own lines are one object each, nothing around it: read
+                # by the JSON scanner at once; anything else as parse_line reads it.
+                try:
+                    parsed, stop = _SCAN(line, 0)
+                except (StopIteration, ValueError, TypeError):
+                    parsed = parse_line(line)
+                else:
+                    if stop != len(line) or type(parsed) is not dict:
+                        parsed = parse_line(line)
                 if parsed is not None:
-                    self.counter += 1
-                    events.append(Event(parsed, source, self.counter))
+                    counter += 1
+                    events.append(Event(parsed, source, counter))
+            self.counter = counter
             self.done[source] = end
         return sorted(events, key=_when)
 
@@ -81,6 +91,8 @@ def _lines(chunk: bytes) -> list[str] | list[bytes]:
 
 
 _DECODER = json.JSONDecoder()
+# json.loads without its per-call checks: (value, end); typeshed does not list it.
+_SCAN: Callable[[str | bytes, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 _JSON_SPACE = " \t\n\r"
 
 
@@ -210,7 +222,7 @@ def _parsed_clock(timestamp: str) -> tuple[str, str]:
         if len(_CLOCKS) >= 4096:
             _CLOCKS.clear()
         try:
-            local = second.astimezone()
+            local = _local(second)
         except (ValueError, OverflowError):
             return NO_CLOCK
         found = _CLOCKS[second] = (
@@ -218,6 +230,25 @@ def _parsed_clock(timestamp: str) -> tuple[str, str]:
             f"{local.hour:02}:{local.minute:02}:{local.second:02}",
         )
     return found
+
+
+_OFFSETS: dict[datetime, timedelta | None] = {}  # the local zone's offset, by quarter hour
+
+
+def _local(moment: datetime) -> datetime:
+    """`moment.astimezone()`, the local zone's offset looked up once a quarter hour (the
+    C library reads the zone file again for each lookup: 2,500 of them took 20 ms).
+    A zone's offset changes at quarter hours only."""
+    if moment.tzinfo is None:
+        return moment.astimezone()
+    utc = moment.astimezone(UTC)
+    quarter = utc.replace(minute=utc.minute - utc.minute % 15, second=0, microsecond=0)
+    if quarter not in _OFFSETS:
+        if len(_OFFSETS) >= 4096:
+            _OFFSETS.clear()
+        _OFFSETS[quarter] = quarter.astimezone().utcoffset()
+    offset = _OFFSETS[quarter]
+    return utc.astimezone() if offset is None else (utc + offset).replace(tzinfo=None)
 
 
 DAY_MARK = "--- "  # the line that starts each day

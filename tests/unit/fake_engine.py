@@ -255,8 +255,13 @@ class UnusedEngine(EngineAPI):
         stdin: bool = False,
         workdir: str | None = None,
         env: dict[str, str] | None = None,
+        tty: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> tuple[str, socket.socket]:
         self._unused("exec_attach")
+
+    def exec_resize(self, exec_id: str, rows: int, cols: int) -> bool:
+        self._unused("exec_resize")
 
     def exec_inspect(self, exec_id: str) -> Exec | None:
         self._unused("exec_inspect")
@@ -298,6 +303,8 @@ class FakeEngine(UnusedEngine):
         stdin: bool = False,
         workdir: str | None = None,
         env: dict[str, str] | None = None,
+        tty: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> tuple[str, socket.socket]:
         """A read that the session answers with nothing (no Claude Code state file)."""
         self.calls.append("exec_attach")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_cage.engine import endpoints, fleet
+from claude_cage.engine import endpoints
 from claude_cage.errors import BadInput
 
 # What `podman system connection add` (4.3.1) wrote, connections of both kinds.
@@ -43,8 +43,6 @@ def test_a_connection_name_is_its_socket(conf: Path) -> None:
     assert found.host == "unix:///run/user/1001/podman/podman.sock" and found.is_local
     assert found.podman_connection
     assert found.unreachable_hint == "check it with 'podman --connection mine info'"
-    # The docker CLI (interactive terminals) is given the socket, not a context name.
-    assert fleet.docker_cli_args(found) == ["--host", found.host]
 
 
 def test_containers_conf_names_another_file(

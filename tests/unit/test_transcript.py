@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +16,7 @@ from claude_cage.transcript import (
     Renderer,
     _clock,
     _lines,
+    _local,
     _parsed_clock,
     last_lines,
     parse_line,
@@ -187,3 +190,30 @@ def test_the_clock_by_the_second_is_the_parsed_clock(moment: datetime, millis: i
     stamp = moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03}Z"
     assert _clock(stamp) == _parsed_clock(stamp)
     assert _clock(stamp) == _parsed_clock(stamp[:19] + "+00:00")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(JSONISH, max_size=6))
+def test_the_reader_takes_a_line_as_parse_line_does(lines: list[str]) -> None:
+    """The reader's shortcut (the JSON scanner on the whole line) keeps parse_line's
+    verdict on every line, damaged or padded."""
+    text = "".join(line.replace("\n", " ").replace("\r", " ") + "\n" for line in lines)
+    events = Reader().feed({"t.jsonl": text.encode()})
+    expected = [parse_line(line) for line in _lines(text.encode()) if line]
+    assert [e.data for e in events] == [p for p in expected if p is not None]
+
+
+@pytest.mark.parametrize("zone", ["Europe/Paris", "America/St_Johns", "Australia/Lord_Howe"])
+def test_local_time_across_the_zones_changes(zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offset looked up once a quarter hour is the system's, on both sides of a
+    daylight-saving change (Lord Howe's moves by half an hour)."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        start = datetime(2026, 3, 1, tzinfo=UTC)
+        for step in range(0, 300 * 24 * 3600, 7 * 60 + 13):  # every 433 s for 300 days
+            moment = start + timedelta(seconds=step)
+            assert _local(moment) == moment.astimezone().replace(tzinfo=None), moment
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 MANAGED = labels.MANAGED_FILTER
 CALL_SETTING = "engine_call_timeout"
 LONG_CALL_S = 300.0  # silence allowed in the output of a command claude-cage runs
+DETACH_KEYS = ",".join(["ctrl-@"] * 8)  # an exec's on a terminal: never typed (exec_attach)
 
 
 def call_timeout() -> float:
@@ -376,12 +377,26 @@ class Engine(EngineAPI):
         stdin: bool = False,
         workdir: str | None = None,
         env: dict[str, str] | None = None,
+        tty: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> tuple[str, socket.socket]:
         """Start an exec and hand back (its id, the raw stream): write its stdin there
-        (when `stdin`), read its output with `frames`, then ask `exit_code`."""
-        exec_id = self._exec_create(name, cmd, stdin, workdir=workdir, env=env)
-        start = {"Detach": False, "Tty": False}
+        (when `stdin`), then ask `exit_code`. Without `tty` read its output with
+        `frames`; with `tty` it runs on a terminal of the engine's (of `size`, rows and
+        columns, where the engine takes a size at the start; else `exec_resize`), whose
+        output is the stream's bytes as they are."""
+        exec_id = self._exec_create(name, cmd, stdin, workdir=workdir, env=env, tty=tty)
+        start: dict[str, Any] = {"Detach": False, "Tty": tty}
+        if tty and size:
+            start["ConsoleSize"] = list(size)  # API 1.42 and later; older ones ignore it
         return exec_id, self._http.hijack(f"/exec/{exec_id}/start", start, None)
+
+    def exec_resize(self, exec_id: str, rows: int, cols: int) -> bool:
+        """Set the size of an exec's terminal; False when the engine refused (the exec
+        has not started yet, or has ended)."""
+        path = f"/exec/{urllib.parse.quote(exec_id)}/resize"
+        status, _ = self._http.request("POST", path, {"h": str(rows), "w": str(cols)})
+        return status < 400
 
     def exit_code(self, exec_id: str) -> int:
         return self._exit_code(exec_id)
@@ -394,17 +409,24 @@ class Engine(EngineAPI):
         user: str | None = None,
         workdir: str | None = None,
         env: dict[str, str] | None = None,
+        tty: bool = False,
     ) -> str:
-        body = {
+        body: dict[str, Any] = {
             "Cmd": cmd,
             "AttachStdin": stdin,
             "AttachStdout": True,
             "AttachStderr": True,
-            "Tty": False,
+            "Tty": tty,
             "User": user or "",
             "WorkingDir": workdir or "",
             "Env": [f"{key}={value}" for key, value in (env or {}).items()],
         }
+        if tty and stdin:
+            # The engine reads detach keys out of a terminal's input (Ctrl-P Ctrl-Q unless
+            # told otherwise): it gets a sequence nobody types, so every key reaches the
+            # command. Only its first key (Ctrl-@, NUL, which Claude Code does not use) is
+            # held back until the next one arrives.
+            body["DetachKeys"] = DETACH_KEYS
         found = self._http.call("POST", f"/containers/{urllib.parse.quote(name)}/exec", body=body)
         if found is None:
             raise EngineNotFound(f"no container {name}")

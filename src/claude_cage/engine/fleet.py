@@ -44,20 +44,6 @@ def engine_named(
     return Engine(endpoints.resolve(canonical(name)), timeout, setting, unenforced_limits)
 
 
-def docker_cli_args(endpoint: endpoints.Endpoint) -> list[str]:
-    """The docker CLI's flags for this engine (interactive terminals go through the CLI)."""
-    if not endpoint.name:
-        return []  # the local engine: DOCKER_HOST and friends apply as they are
-    if "://" not in endpoint.name and endpoint.name != "default" and not endpoint.podman_connection:
-        return ["--context", endpoint.name]
-    args = ["--host", endpoint.host]
-    if endpoint.tls_dir:
-        args += ["--tlsverify" if endpoint.tls_verify else "--tls", "--tlscacert",
-                 f"{endpoint.tls_dir}/ca.pem", "--tlscert", f"{endpoint.tls_dir}/cert.pem",
-                 "--tlskey", f"{endpoint.tls_dir}/key.pem"]  # fmt: skip
-    return args
-
-
 def configured(cfg_engines: Iterable[dict[str, Any]]) -> list[str]:
     """The local engine and the configured ones, in order, without repeats."""
     found = [""]

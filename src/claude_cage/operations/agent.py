@@ -70,11 +70,13 @@ def clients(engine: EngineAPI, container: str) -> int | None:
 # client. One exec, not two in a row: the screen shows a round trip sooner.
 #   $1: the directory, $2: the note file, $3: "quiet" when `start` already said it
 ATTACH_LINE = """\
+nl='
+'
 was=$(cage-agent start "$1" 2>&1) || {
     printf 'failed\\n%s\\n' "$was" > "$2"
     exit 1
 }
-was=$(printf '%s\\n' "$was" | tail -n 1)
+was=${was##*"$nl"}
 printf 'ok\\n%s\\n' "$was" > "$2"
 case "$was" in
 restarted*) printf 'Claude Code had exited (status %s); started a new one in %s\\n' \\

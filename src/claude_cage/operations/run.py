@@ -1,6 +1,6 @@
-"""Running commands in a session: exec (headless, over the engine API) and the
-terminal paths (shell, exec -t, attach: the docker CLI on a pseudo-terminal of ours,
-its output filtered on the way to the user's, see pty_relay and terminal_filter).
+"""Running commands in a session over the engine API: exec (headless) and the
+terminal paths (shell, exec -t, attach: an exec on a terminal of the engine's, its
+output filtered on the way to the user's, see tty_relay and terminal_filter).
 
 The engine cannot signal an exec's process and leaves it running when its client goes
 away. So every command runs as `cage-exec run KEY CMD...`, paired with a second exec,
@@ -17,12 +17,12 @@ import contextlib
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
-from claude_cage import pty_relay, workdir
-from claude_cage.engine import fleet
+from claude_cage import tty_relay, workdir
 from claude_cage.engine.api import EngineAPI
 from claude_cage.engine.transport import frames
 from claude_cage.operations import record_event
@@ -31,12 +31,11 @@ from claude_cage.operations.owned import running_container
 if TYPE_CHECKING:
     from claude_cage.context import Context
 
-# The docker CLI reads its detach keys (Ctrl-P Ctrl-Q by default) out of the stream it
-# forwards. claude-cage's detach key is tmux's (Ctrl-\, see the image's tmux.conf), so
-# the docker CLI gets a sequence nobody types; only its first key (Ctrl-@, NUL, which
-# Claude Code does not use) is held back until the next key arrives.
-DOCKER_DETACH_KEYS = ",".join(["ctrl-@"] * 8)
+# claude-cage's detach key is tmux's (Ctrl-\, see the image's tmux.conf); the engine's
+# own are a sequence nobody types (engine/client.py DETACH_KEYS).
 GRACE_SECONDS = 1.0  # after a signal, how long the command gets before TERM and KILL
+SHOWN_WAIT_S = 1.0  # the events of a terminal wait this long at most for its screen
+EXIT_WAIT_S = 2.0  # after its terminal closed, how long the engine may take to say the exit
 
 
 def mark_active(ctx: Context, name: str) -> None:
@@ -157,10 +156,10 @@ def on_terminal(
 
 
 class TerminalRun:
-    """A command on the user's terminal through `docker exec -t`, tied to claude-cage
-    by a watch. The docker CLI runs on a pseudo-terminal of claude-cage's own
-    (`pty_relay`), so that the session's output reaches the user's terminal through
-    `terminal_filter` (no clipboard writes, no passthrough); `raw` passes it as it is."""
+    """A command on the user's terminal: an exec on a terminal of the engine's, tied to
+    claude-cage by a watch. Its output reaches the user's terminal through
+    `terminal_filter` (no clipboard writes, no passthrough, see tty_relay); `raw`
+    passes it as it is."""
 
     def __init__(
         self,
@@ -178,52 +177,50 @@ class TerminalRun:
         self.command, self.directory, self.env, self.stdin = command, directory, env, stdin
         self.raw = raw
         self.watch: Watch | None = None
-        # Written while the screen already shows, beside the watch: not before it.
+        # Written once the screen shows, by the watch's thread: not before it.
         self.events: list[tuple[str, dict[str, str]]] = []
 
     def run(self) -> int:
         key = uuid.uuid4().hex
-        flags = ["-i", "-t"] if self.stdin else ["-t"]
-        # Values travel in the docker CLI's environment, not on its command line.
-        env_flags = [arg for k in self.env for arg in ("-e", k)]
-        argv = [
-            "docker",
-            *fleet.docker_cli_args(self.engine.endpoint),
-            "exec",
-            *flags,
-            f"--detach-keys={DOCKER_DETACH_KEYS}",
-            "-w",
-            self.directory,
-            *env_flags,
+        exec_id, sock = self.engine.exec_attach(
             self.container,
-            "cage-exec",
-            "run",
-            key,
-            *self.command,
-        ]
+            ["cage-exec", "run", key, *self.command],
+            stdin=self.stdin,
+            workdir=self.directory,
+            env=self.env,
+            tty=True,
+            size=tty_relay.window_size(tty_relay.size_source()),
+        )
         failed: list[BaseException] = []
+        shown = threading.Event()
 
         def watch() -> None:
             try:
                 self.watch = Watch(self.engine, self.container, key)
             except BaseException as exc:
                 failed.append(exc)
+            # What is only written down waits for the screen: the engine and this
+            # process share the CPU while the command starts.
+            shown.wait(SHOWN_WAIT_S)
             for kind, value in self.events:
                 record_event(self.ctx, kind, self.name, value)
             mark_active(self.ctx, self.name)
 
-        # The watch exec, the events and the record's last use are made while the
-        # screen already shows (none of them delays it), as the docker CLI starts.
+        # The watch exec starts with the command; the events and the record's last use
+        # are written once the screen shows (none of them delays it).
         watching = threading.Thread(target=watch, daemon=True)
         try:
-            code = pty_relay.run(
-                argv,
-                {**self.ctx.environ, **self.env},
+            tty_relay.run(
+                sock,
+                lambda rows, cols: self.engine.exec_resize(exec_id, rows, cols),
                 filtered=not self.raw,
                 forward_stdin=self.stdin,
                 started=watching.start,
+                shown=shown.set,
             )
         finally:
+            shown.set()
+            sock.close()
             if watching.ident is not None:
                 watching.join()
             if self.watch is not None:
@@ -231,7 +228,18 @@ class TerminalRun:
             mark_active(self.ctx, self.name)
         if failed:
             raise failed[0]
-        return code
+        return self._exit_code(exec_id)
+
+    def _exit_code(self, exec_id: str) -> int:
+        """The command's exit code, once the engine has it (it may say so a moment
+        after the terminal closed); -1 if it never does."""
+        deadline = time.monotonic() + EXIT_WAIT_S
+        while True:
+            found = self.engine.exec_inspect(exec_id)
+            if found is None or not found.running or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        return -1 if found is None or found.exit_code is None else found.exit_code
 
     def signal(self, signame: str) -> None:
         if self.watch is not None:
