@@ -37,6 +37,7 @@ from tests.integration.model import API_HOST, start_model_server
 from tests.integration.podman_setup import ensure_podman, run_ensure_podman
 from tests.integration.socket_attack import ATTACK, OUTCOME, WRITTEN_THROUGH, owners
 from tests.integration.terminal import DETACH, Terminal
+from tests.integration.workspace_helpers import git, make_repo
 from tests.isolation import cage_env
 
 pytestmark = pytest.mark.engine
@@ -431,3 +432,33 @@ def test_ensure_podman_gives_the_user_no_way_into_roots_terminal(
     assert not marker.exists(), "a command of the user's ran in root's shell"
     assert not (home / "tty-probe").exists()  # no Python of theirs had a terminal
     assert (home / ".cage-python" / ".stamp").exists()  # the venv was made again
+
+
+def test_a_clone_session_of_the_user_and_its_review(rootless: Rootless) -> None:
+    """`--clone` on rootless Podman: the session works on its own copy of the user's
+    repository, and `diff` and `fetch` bring its commits back to the user's repository,
+    owned by the user."""
+    account = pwd.getpwnam(USER)
+    repo = make_repo(rootless.base / "repo")
+    subprocess.run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(repo)], check=True)
+    env = {"CAGE_ROOTLESS_WITHOUT_LIMITS": "true"}
+    name = "rl-clone-" + uuid.uuid4().hex[:4]
+    started = rootless(
+        "start", name, "-d", "--engine", rootless.url, "--clone", str(repo),
+        "--network", "none", env=env,
+    )  # fmt: skip
+    assert started.code == 0, started.output
+    work = "echo rootless > made.txt && git add made.txt && git commit -qm 'agent: rootless'"
+    done = rootless("exec", name, "--", "sh", "-c", work, env=env)
+    assert done.code == 0, done.output
+    diff = rootless("diff", name, "--stat", env=env)
+    assert diff.code == 0 and "made.txt" in diff.stdout, diff.output
+    fetched = rootless("fetch", name, env=env)
+    assert fetched.code == 0, fetched.output
+    log = git(repo, "log", "--format=%s", f"cage/{name}")
+    assert "agent: rootless" in log, log
+    refs = repo / ".git" / "refs" / "heads" / "cage" / name
+    owner = refs.stat().st_uid if refs.exists() else (repo / ".git" / "packed-refs").stat().st_uid
+    assert owner == account.pw_uid  # written by the user's claude-cage, as the user
+    assert rootless("destroy", name, "--force", env=env).code == 0
+    assert rootless.owned() == []

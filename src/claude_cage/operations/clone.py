@@ -164,8 +164,9 @@ def deliver(
         ["sh", "-c", SETUP, "setup", target, branch, snap.base, snap.work, snap.index],
     )
     if code != 0:
+        said = err.decode(errors="replace").strip()[-300:]
         raise EngineError(
-            f"could not set up the clone in the session: {err.decode(errors='replace')[-300:]}",
+            f"could not set up the clone in the session: {said}",
             "check the session image has git ('claude-cage build')",
         )
 

@@ -140,7 +140,7 @@ def copy(
             engine.remove(helper.name)
     if code != 0:
         raise EngineError(
-            f"could not copy the session's volumes: {err.decode(errors='replace')[-300:]}",
+            f"could not copy the session's volumes: {err.decode(errors='replace').strip()[-300:]}",
             "see 'claude-cage doctor' (is the disk full?)",
         )
     total = 0
