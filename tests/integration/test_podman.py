@@ -172,3 +172,32 @@ def test_build_with_buildah_then_a_session_on_its_images(on_podman: Cage, podman
     finally:
         for image in images.values():
             subprocess.run(["podman", "rmi", "-f", image], capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize("network", ["none", "host"])
+def test_the_other_networks_on_podman(on_podman: Cage, podman_url: str, network: str) -> None:
+    """--network none and host on Podman: Podman reports the mode asked for, the session
+    sees the interfaces that mode gives, and `status` passes its sandbox checks."""
+    cage = on_podman
+    name = cage.name(f"n{network}")
+    started = cage("start", name, "-d", "--network", network, "--engine", podman_url)
+    assert started.code == 0, started.output
+    info = json.loads(podman("inspect", f"cage-{name}"))[0]
+    assert info["HostConfig"]["NetworkMode"] == network
+    assert not podman_owned_companion(cage.owner())  # neither mode has a companion
+    links = cage("exec", name, "--", "sh", "-c", "ls /sys/class/net").stdout.split()
+    if network == "none":
+        assert links == ["lo"], links
+    else:
+        host_links = sorted(p.name for p in Path("/sys/class/net").iterdir())
+        assert sorted(links) == host_links, links
+    sandbox = cage("status", name, "--json").json()["session"]["sandbox"]
+    assert sandbox["ok"], json.dumps(sandbox, indent=1)
+    assert cage("destroy", name, "--force").code == 0
+    assert podman_owned(cage.owner()) == []
+
+
+def podman_owned_companion(owner: str) -> list[str]:
+    label = f"label=cage.owner={owner}"
+    return [n for n in podman("ps", "-a", "--format", "{{.Names}}", "--filter", label).split()
+            if n.startswith("companion-")]  # fmt: skip
