@@ -44,3 +44,18 @@ def test_a_refused_setting_is_bad_input_with_the_hint() -> None:
 def test_an_answer_that_is_not_json() -> None:
     error = _api_error(502, b"Bad Gateway")
     assert error.status == 502 and "Bad Gateway" in error.message
+
+
+def test_podmans_500_for_a_container_removed_as_it_answered_is_not_found() -> None:
+    # What Podman 4.3 answers an inspect of an auto-removed container in that instant.
+    data = json.dumps(
+        {
+            "cause": "no such container",
+            "message": "container 2923 does not exist in database: no such container",
+            "response": 500,
+        }
+    ).encode()
+    error = _api_error(500, data)
+    assert type(error) is errors.EngineNotFound and error.status == 404
+    still_500 = _api_error(500, json.dumps({"cause": "disk full", "message": "x"}).encode())
+    assert type(still_500) is errors.EngineError and still_500.status == 500

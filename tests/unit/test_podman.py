@@ -56,6 +56,17 @@ def test_a_tmpfs_owned_by_the_user_is_podmans_U_and_never_copied_up() -> None:
         podman.create_body(body(Tmpfs={"/run": "rw,uid=13,gid=13"}), LOCAL)
 
 
+def test_under_a_read_only_root_podmans_own_writable_tmpfs_are_read_only() -> None:
+    sent = podman.create_body(
+        body(ReadonlyRootfs=True, Tmpfs={"/tmp": "rw,size=512m,mode=1777"}), LOCAL
+    )
+    tmpfs = sent["HostConfig"]["Tmpfs"]
+    assert tmpfs["/tmp"] == "rw,size=512m,mode=1777,notmpcopyup"  # the session's own
+    for target in ("/run", "/var/tmp"):  # Podman would mount them writable, of no size
+        assert tmpfs[target].startswith("ro,") and "size=4k" in tmpfs[target]
+    assert podman.create_body(body(Tmpfs={}), LOCAL)["HostConfig"]["Tmpfs"] == {}
+
+
 def test_every_create_names_both_limits() -> None:
     given = [{"Name": "nofile", "Soft": 64, "Hard": 64}]
     limits = podman.create_body(body(Ulimits=given), LOCAL)["HostConfig"]["Ulimits"]

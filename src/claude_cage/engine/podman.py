@@ -14,6 +14,9 @@ Differences handled here:
   tmpfs to the container's user, which is what they say here (checked). And Podman
   copies the image's files into a tmpfs (`tmpcopyup`) where Docker mounts it empty:
   every tmpfs says `notmpcopyup`, so the session sees what it sees on Docker.
+* Under a read-only root Podman mounts writable tmpfs of no size where the request has
+  none (`/var/tmp` here: its `read_only_tmpfs`). Each such place is given a read-only
+  tmpfs of one page, so it is read-only as on Docker.
 * Rootless Podman (`Host.rootless`, from libpod's `/info`) runs every container in a
   user namespace: container uid 0 is the user, the others are subordinate ids. A session
   that runs as the user (a read-write mount of theirs, bindmounts.py) is created with
@@ -167,6 +170,9 @@ def create_body(
         target: _tmpfs_options(opts, str(body.get("User") or ""))
         for target, opts in (host.get("Tmpfs") or {}).items()
     }
+    if host.get("ReadonlyRootfs"):
+        for target in READ_ONLY_TMPFS:
+            host["Tmpfs"].setdefault(target, "ro,nosuid,nodev,noexec,size=4k,notmpcopyup")
     named = {limit["Name"] for limit in host.get("Ulimits") or []}
     host["Ulimits"] = [*(host.get("Ulimits") or [])] + [
         {"Name": name, "Soft": value, "Hard": value}
@@ -177,6 +183,9 @@ def create_body(
 
 
 DEFAULT_LIMITS = {"nofile": 4096, "nproc": 4096}
+# Where Podman mounts a writable tmpfs under a read-only root (with /tmp and /run, which
+# every session already has as tmpfs of its own size).
+READ_ONLY_TMPFS = ("/tmp", "/run", "/var/tmp")
 
 
 def _rootless(

@@ -97,9 +97,14 @@ def sdk_error(exc: Exception) -> CageError:
 def api_error(status: int, data: bytes) -> EngineError:
     """Map an API error answer to ours."""
     try:
-        message = str(json.loads(data).get("message", "")) or f"HTTP {status}"
+        answer = json.loads(data)
+        message = str(answer.get("message", "")) or f"HTTP {status}"
+        cause = str(answer.get("cause", ""))
     except (ValueError, AttributeError):
         message = data.decode(errors="replace").strip()[:200] or f"HTTP {status}"
+        cause = ""
+    if cause.startswith("no such "):  # Podman: a 500 for an object removed as it answered
+        status = 404
     return error_for(status, message)
 
 
@@ -220,7 +225,10 @@ class Transport:
         if status == 404:
             return None
         if status >= 400:
-            raise api_error(status, data)
+            error = api_error(status, data)
+            if isinstance(error, EngineNotFound):
+                return None
+            raise error
         return json.loads(data) if data.strip() else None
 
     def hijack(
