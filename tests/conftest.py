@@ -4,6 +4,11 @@ Engine tests are marked `engine`. Where no Docker engine answers they are skippe
 locally, and fail in CI (CI=true) or with CAGE_REQUIRE_ENGINE=1: a missing engine
 there is a broken machine, not a reason to pass.
 
+With CAGE_TEST_ENGINE=podman the engine tests run on rootful Podman instead, through its
+Docker-compatible API: scripts/ensure-podman starts it, and DOCKER_HOST names its socket
+for the `docker` CLI the tests use and for every claude-cage they run. `make test` runs
+the tests marked `podman` that way after the rest (scripts/run-tests).
+
 Each test gets its own data and config directories. Every Docker object claude-cage
 creates carries `cage.owner`, a hash of the data directory, so teardown removes
 exactly what this test made, even after a failure, and tests never see each other.
@@ -28,6 +33,18 @@ from tests import isolation
 REQUIRE_ENGINE = os.environ.get("CI") == "true" or os.environ.get("CAGE_REQUIRE_ENGINE") == "1"
 # CI registers gVisor (scripts/ensure-docker), so there a missing runsc is a failure.
 REQUIRE_RUNSC = os.environ.get("CI") == "true" or os.environ.get("CAGE_REQUIRE_RUNSC") == "1"
+ON_PODMAN = os.environ.get("CAGE_TEST_ENGINE") == "podman"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # (pytest-xdist's workers inherit DOCKER_HOST from the process that starts them)
+    if ON_PODMAN and not os.environ.get("PYTEST_XDIST_WORKER"):
+        from tests.integration.podman_setup import run_ensure_podman
+
+        run = run_ensure_podman(timeout=900)
+        if run.returncode != 0:
+            raise pytest.UsageError(f"CAGE_TEST_ENGINE=podman, but no Podman: {run.stderr}")
+        os.environ["DOCKER_HOST"] = run.stdout.strip()
 
 
 def _engine_answers() -> bool:
@@ -164,6 +181,24 @@ def inspect(name: str) -> dict:
     return docker_json("inspect", name)[0]  # type: ignore[index]
 
 
+def host_pids(container: str) -> list[str]:
+    """The container's processes as the host numbers them (Podman's compatible `top`
+    gives the container's own numbers; its `hpid` the host's)."""
+    argv = ["podman", "top", container, "hpid"] if ON_PODMAN else ["docker", "top", container]
+    argv += [] if ON_PODMAN else ["-o", "pid"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return out.split()[1:]
+
+
+def drops_every_capability(host: dict) -> bool:
+    """Whether an inspect answer's HostConfig drops every capability and adds none:
+    Docker says ALL, Podman's compatible API names each one it dropped."""
+    dropped = set(host.get("CapDrop") or [])
+    if ON_PODMAN:
+        return {"CHOWN", "NET_RAW", "SETUID", "SYS_CHROOT"} <= dropped and not host["CapAdd"]
+    return dropped == {"ALL"} and not host["CapAdd"]
+
+
 def owned(owner: str) -> tuple[list[str], list[str]]:
     """Names of the containers and volumes labelled with this owner."""
     label = f"label=cage.owner={owner}"
@@ -210,6 +245,8 @@ def runtime(request: pytest.FixtureRequest) -> str:
     """The container runtime this module's sessions use: runc unless the module is
     parametrised over runtimes (tests/integration/conftest.py: RUNTIME_MODULES)."""
     name = getattr(request, "param", "runc")
+    if name == "runsc" and ON_PODMAN:
+        pytest.skip("gVisor is refused on Podman (test_podman.py::test_gvisor_on_podman_...)")
     if name == "runsc" and not runsc_registered():
         message = "gVisor (runsc) is not registered with the engine: run scripts/ensure-docker"
         if REQUIRE_RUNSC:

@@ -22,6 +22,10 @@ IMAGE_CLI = f"claude-cage-cli:{TAG or 'latest'}"
 IMAGE_DESKTOP = f"claude-cage-desktop:{TAG or 'latest'}"
 IMAGE_COMPANION = f"claude-cage-companion:{TAG or 'latest'}"
 EGRESS_NETWORK = "-".join(part for part in ("cage-filtered", TAG, WORKER) if part)
+# For the tests' own containers: rootful Podman asks for 1,048,576 open files and as many
+# processes unless told otherwise, which fails where its service may not raise its limits
+# that far (no CAP_SYS_RESOURCE, as on this machine). claude-cage names both for its own.
+LIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
 
 
 def cage_env() -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ensure_egress_network, inspect
 from tests.integration.model import ModelServer, start_model_server
-from tests.isolation import EGRESS_NETWORK, IMAGE_COMPANION
+from tests.isolation import EGRESS_NETWORK, IMAGE_COMPANION, LIMITS
 
 SERVER = Path(__file__).with_name("testserver.py")
 TEST_LABEL = "cage-test=1"
@@ -77,6 +77,7 @@ def start_test_host(
             "run",
             "-d",
             "--rm",
+            *LIMITS,
             "--name",
             name,
             "--label",

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.isolation import EGRESS_NETWORK, IMAGE_COMPANION
+from tests.isolation import EGRESS_NETWORK, IMAGE_COMPANION, LIMITS
 
 SERVER = Path(__file__).with_name("model_server.py")
 API_HOST = "api.anthropic.com"
@@ -80,6 +80,7 @@ def start_model_server(
             "run",
             "-d",
             "--rm",
+            *LIMITS,
             "--name",
             name,
             "--label",

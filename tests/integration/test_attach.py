@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import Cage
 from tests.integration.terminal import Terminal, plain
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 
 def on_a_tty(cage: Cage, args: list[str], keys: bytes = b"", timeout: float = 120) -> str:

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Cage, inspect, owned
 from tests.integration.workspace_helpers import fingerprint, git, make_repo
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 
 def owned_dir(path: Path, uid: int, gid: int | None = None) -> Path:

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import Cage, inspect, owned
 from tests.integration.workspace_helpers import fingerprint, git, make_repo
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 
 def start_clone(cage: Cage, repo: Path, *extra: str) -> str:

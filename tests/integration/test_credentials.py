@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cage, inspect
+from tests.conftest import Cage, host_pids, inspect
 from tests.integration.conftest import TestHost, make_ca, make_cert, start_test_host
 from tests.integration.model import ModelServer
 from tests.isolation import IMAGE_CLI
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 GIT_SETUP = (
     "git init -q --bare /srv/git/repo.git && git -C /srv/git/repo.git config "
@@ -442,9 +442,7 @@ def test_no_credential_anywhere_in_the_session_or_our_records(
             assert container in raw.stdout and value not in raw.stdout
             logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
             assert value not in logs.stdout + logs.stderr
-        pids = subprocess.run(
-            ["docker", "top", f"cage-{name}", "-o", "pid"], capture_output=True, text=True
-        ).stdout.split()[1:]
+        pids = host_pids(f"cage-{name}")
         root = f"/proc/{pids[0]}/root"
         grep = subprocess.run(
             ["grep", "-rlsF", "--exclude-dir=proc", "--exclude-dir=sys", "--exclude-dir=dev",

@@ -11,11 +11,11 @@ import uuid
 
 import pytest
 
-from tests.conftest import Cage, inspect
+from tests.conftest import Cage, drops_every_capability, inspect
 from tests.integration.conftest import TestHost
 from tests.isolation import EGRESS_NETWORK
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 
 def sh(cage: Cage, name: str, script: str, timeout: float = 60):
@@ -205,7 +205,7 @@ def test_companion_is_hardened_and_labelled(cage_module: Cage, session: str) -> 
     info = inspect(f"companion-cage-{session}")
     host = info["HostConfig"]
     assert host["ReadonlyRootfs"] is True
-    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert drops_every_capability(host)
     assert any(o.startswith("no-new-privileges") for o in host["SecurityOpt"])
     assert any(o.startswith("seccomp=") for o in host["SecurityOpt"])
     assert host["Memory"] > 0 and host["NanoCpus"] > 0 and host["PidsLimit"] > 0

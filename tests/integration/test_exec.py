@@ -18,7 +18,7 @@ from tests.conftest import Cage
 from tests.integration.terminal import Terminal
 from tests.polling import within
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 
 @pytest.fixture(scope="module")

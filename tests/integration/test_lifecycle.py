@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import docker
 import pytest
 
 from claude_cage import metadata, resources
@@ -25,7 +26,7 @@ from claude_cage.metadata import REQUIRED, parse
 from tests.conftest import Cage, Result, inspect
 from tests.polling import wait_until
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 LONG_AGO = resources.format_time(time.time() - 5 * 3600)
 
@@ -93,6 +94,14 @@ def test_reap_stops_an_idle_session_and_keeps_a_fresh_one(cage: Cage) -> None:
     assert kept is not None and "cpu_sampled" in kept  # the sample for the next check
 
 
+def execs_running(name: str) -> list[str]:
+    """The session's execs still running, as the engine's exec inspect says (Docker
+    drops finished ones from ExecIDs, Podman keeps them)."""
+    api = docker.from_env().api
+    ids = inspect(f"cage-{name}").get("ExecIDs") or []
+    return [exec_id for exec_id in ids if api.exec_inspect(exec_id)["Running"]]
+
+
 def test_reap_keeps_a_session_someone_is_attached_to(cage: Cage) -> None:
     name = cage.name()
     start(cage, name)
@@ -104,7 +113,7 @@ def test_reap_keeps_a_session_someone_is_attached_to(cage: Cage) -> None:
         env=cage.env,
     )
     try:
-        wait_until(lambda: inspect(f"cage-{name}").get("ExecIDs"), what="an exec in the session")
+        wait_until(lambda: execs_running(name), what="an exec in the session")
         backdate(name, drop_sample=True)
         verdict = reap(cage, env={"CAGE_IDLE_TIMEOUT": "1"})[name]
         assert (verdict["action"], verdict["reason"], verdict["attached"]) == (
@@ -117,7 +126,7 @@ def test_reap_keeps_a_session_someone_is_attached_to(cage: Cage) -> None:
         assert shell.stdin is not None
         shell.stdin.close()
         shell.wait(timeout=30)
-    wait_until(lambda: not inspect(f"cage-{name}").get("ExecIDs"), what="no exec left")
+    wait_until(lambda: not execs_running(name), what="no exec left")
     backdate(name)  # detached now, and quiet since the last check
     assert reap(cage, env={"CAGE_IDLE_TIMEOUT": "1"})[name]["action"] == "stop"
     assert not running(name)

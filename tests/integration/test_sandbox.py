@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from claude_cage import config, runtimes
-from tests.conftest import Cage, inspect
+from tests.conftest import ON_PODMAN, Cage, drops_every_capability, inspect
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 PIDS = 64
 MEMORY = "96m"
@@ -86,12 +86,17 @@ def test_inspect_shows_the_hardening(session: str) -> None:
     info = inspect(f"cage-{session}")
     host = info["HostConfig"]
     assert host["ReadonlyRootfs"] is True
-    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert drops_every_capability(host)
     assert host["Privileged"] is False
     opts = host["SecurityOpt"]
-    assert "no-new-privileges:true" in opts
     [seccomp] = [o for o in opts if o.startswith("seccomp=")]
-    assert json.loads(seccomp.removeprefix("seccomp="))["defaultAction"] != "SCMP_ACT_ALLOW"
+    profile = seccomp.removeprefix("seccomp=")
+    if ON_PODMAN:  # Podman's words: the option without ":true", the profile's file
+        assert "no-new-privileges" in opts
+        profile = Path(profile).read_text()
+    else:
+        assert "no-new-privileges:true" in opts
+    assert json.loads(profile)["defaultAction"] != "SCMP_ACT_ALLOW"
     assert info["Config"]["User"] == "1000:1000"
     memory = 768 if host.get("Runtime") == "runsc" else 96
     assert host["Memory"] == memory * 1024**2 and host["MemorySwap"] == host["Memory"]
@@ -99,10 +104,15 @@ def test_inspect_shows_the_hardening(session: str) -> None:
     # session's process limit, which gVisor's kernel enforces (runtimes.limits).
     pids, nproc = runtimes.limits(host.get("Runtime") or "runc", PIDS, 1024)
     assert host["NanoCpus"] == config.DEFAULTS["cpus"] * 10**9 and host["PidsLimit"] == pids
-    ulimits = {u["Name"]: (u["Soft"], u["Hard"]) for u in host["Ulimits"]}
+    # Podman's words: RLIMIT_NOFILE for nofile
+    ulimits = {
+        u["Name"].removeprefix("RLIMIT_").lower(): (u["Soft"], u["Hard"]) for u in host["Ulimits"]
+    }
     assert ulimits == {"nofile": (4096, 4096), "nproc": (nproc, nproc)}
     assert host["NetworkMode"] == "none"
-    assert host["PidMode"] == "" and host["IpcMode"] == "private"
+    # Podman's words for its own namespaces: "private" and "shareable"
+    modes = ("private", "shareable") if ON_PODMAN else ("", "private")
+    assert (host["PidMode"], host["IpcMode"]) == modes
     assert set(host["Tmpfs"]) >= {"/tmp", "/run"}
     assert all("size=" in options for options in host["Tmpfs"].values())
     sources = [m.get("Source", "") for m in info["Mounts"]] + (host.get("Binds") or [])
@@ -134,7 +144,8 @@ def test_status_verifies_the_sandbox(cage_module: Cage, session: str) -> None:
 def test_root_is_read_only(cage_module: Cage, session: str) -> None:
     # (gVisor checks permissions before read-only-ness: root-owned paths say EACCES.)
     refusals = ("Permission denied", "Read-only file system") if on_gvisor(cage_module) else ()
-    for path in ("/probe", "/usr/bin/probe", "/etc/probe", "/workspace/../probe"):
+    # (/var/tmp: Podman mounts a tmpfs of no size there under a read-only root, unasked)
+    for path in ("/probe", "/usr/bin/probe", "/etc/probe", "/workspace/../probe", "/var/tmp/p"):
         result = sh(cage_module, session, f"echo x > {path}")
         assert result.code != 0, path
         assert "Read-only file system" in result.stderr or any(

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Cage, inspect, owned
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 GENERATED = re.compile(r"^[a-z]+-[a-z]+-[0-9a-f]{4}$")
 SESSION_KEYS = {"name", "mode", "status", "network", "container", "created"}
