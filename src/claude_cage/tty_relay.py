@@ -26,8 +26,10 @@ import threading
 import time
 import tty
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from claude_cage.terminal_filter import TerminalFilter
+if TYPE_CHECKING:
+    from claude_cage.terminal_filter import TerminalFilter
 
 READ = 65536
 HELD_INPUT = 1 << 20  # keys the engine has not taken yet: past this, stdin waits
@@ -158,7 +160,10 @@ def _relay(
     filtered: bool,
     shown: Callable[[], None] | None,
 ) -> None:
-    screen = TerminalFilter() if filtered else None
+    # start-up: loaded once the command runs, while the engine starts it
+    from claude_cage.terminal_filter import TerminalFilter
+
+    screen: TerminalFilter | None = TerminalFilter() if filtered else None
     held = b""  # keys read, not yet taken by the engine
     sock.setblocking(False)
     ended = False

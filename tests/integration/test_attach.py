@@ -7,6 +7,7 @@ import os
 import pty
 import select
 import subprocess
+import sys
 import time
 
 import pytest
@@ -106,3 +107,30 @@ def test_the_detach_key_before_the_screen_shows_does_not_kill_claude_cage(cage: 
     assert code == 0, out  # not 131 (killed by SIGQUIT)
     assert f"detached: Claude Code keeps working in {name}" in out, out
     assert "Quit" not in out
+
+
+# claude-cage as its console script runs it, then what ended it and whether Click loaded.
+PROBE = (
+    "import sys\n"
+    "from claude_cage.cli import main\n"
+    "sys.argv = ['claude-cage', *sys.argv[1:]]\n"
+    "try:\n    main()\n"
+    "except SystemExit as exc:\n    print('EXIT', exc.code)\n"
+    "print('CLICK', 'click' in sys.modules)\n"
+)
+
+
+def test_attach_name_refuses_as_the_click_command_does(cage: Cage) -> None:
+    """`attach NAME` runs without Click (cli/quick.py): a stopped session and an unknown
+    one get the Click command's one-line errors and exit codes, word for word."""
+    name = cage.name("stopped")
+    assert cage("start", "--name", name, "--detach", "--network", "none").code == 0
+    assert cage("stop", name).code == 0
+    for target, error in ((name, "is not running"), (cage.name("nosuch"), "no session")):
+        quick = on_a_tty(cage, [sys.executable, "-c", PROBE, "attach", target]).splitlines()
+        full = on_a_tty(
+            cage, [sys.executable, "-c", PROBE, "attach", "--raw-terminal", target]
+        ).splitlines()
+        assert quick[-1] == "CLICK False" and full[-1] == "CLICK True", (quick, full)
+        assert quick[:-1] == full[:-1], (quick, full)  # the lines, the exit code
+        assert len(quick) == 4 and error in quick[0] and quick[2] != "EXIT 0", quick

@@ -34,7 +34,8 @@ def test_help_lists_every_command_without_importing_them() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     for name in COMMANDS:
         assert f"  {name} " in out, name
-    assert "LOADED ['claude_cage.cli.base']" in out
+    # quick: the command line `attach NAME` recognized, before Click (cli/quick.py)
+    assert "LOADED ['claude_cage.cli.base', 'claude_cage.cli.quick']" in out
 
 
 def test_a_command_loads_its_module_on_use() -> None:

@@ -3,6 +3,9 @@
 Each module here holds a few commands. Operations are imported inside each command,
 so `--help` and `list` load only what they need. Errors are caught once, in `main()`,
 and shown as one line plus a hint, with the exit code the error carries.
+
+`attach NAME`, the command felt most, runs without Click (cli/quick.py): Click and
+its command tree are loaded for every other command line.
 """
 
 from __future__ import annotations
@@ -12,20 +15,62 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
-import click
-
-from claude_cage.cli.base import cli
+from claude_cage.cli import quick
 from claude_cage.errors import EXIT_FAILED, CageError, file_error
 from claude_cage.render import RED, colour
 
+if TYPE_CHECKING:
+    import click
+
 __all__ = ["cli", "main"]
+
+
+def __getattr__(name: str) -> click.Group:
+    """`cli`, the command group, loaded (with Click) when first asked for."""
+    if name != "cli":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from claude_cage.cli.base import cli  # start-up: Click, which `attach NAME` runs without
+
+    return cli
 
 
 def main() -> None:
     from claude_cage import interrupt
 
     interrupt.install()
+    try:
+        name = quick.attach_name(sys.argv[1:], os.environ)
+        if name is not None:
+            _attach(name)
+        else:
+            _click_main()
+    except CageError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        _interrupted()
+    except BrokenPipeError:
+        os._exit(EXIT_FAILED)
+    except OSError as exc:  # a full, read-only or damaged filesystem: one line, no traceback
+        _fail(file_error(exc))
+
+
+def _attach(name: str) -> None:
+    """`claude-cage attach NAME` without Click, as cli/running.py's `attach` runs it."""
+    # start-up: the terminal path, loaded only when it runs
+    from claude_cage.cli.terminal import attach, require_terminal
+    from claude_cage.context import Context
+
+    require_terminal()
+    sys.exit(attach(Context(), name)[0])
+
+
+def _click_main() -> None:
+    import click  # start-up: `attach NAME` runs without it (quick.py)
+
+    from claude_cage.cli.base import cli
+
     try:
         cli.main(prog_name="claude-cage", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -40,21 +85,19 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:  # Click's word for KeyboardInterrupt
         _interrupted()
-    except CageError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        _interrupted()
-    except BrokenPipeError:
-        os._exit(EXIT_FAILED)
-    except OSError as exc:  # a full, read-only or damaged filesystem: one line, no traceback
-        _fail(file_error(exc))
+
+
+def _say(line: str) -> None:
+    """One line on stderr, as click.echo writes it (Click is not loaded on every path)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _interrupted() -> None:
     """One line, exit 130, at once: a worker thread still waiting on an engine does not
     hold the exit up (what was undone before, in `finally` and rollbacks, is done)."""
-    click.echo(f"{colour('error:', RED)} interrupted", err=True)
     with contextlib.suppress(OSError, ValueError):
+        _say(f"{colour('error:', RED)} interrupted")
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(130)
@@ -64,7 +107,7 @@ def _fail(exc: CageError) -> None:
     # Messages can quote what the engine or a session said: never raw.
     from claude_cage.render import sanitize
 
-    click.echo(f"{colour('error:', RED)} {sanitize(exc.message)}", err=True)
+    _say(f"{colour('error:', RED)} {sanitize(exc.message)}")
     if exc.hint:
-        click.echo(f"hint: {sanitize(exc.hint)}", err=True)
+        _say(f"hint: {sanitize(exc.hint)}")
     sys.exit(exc.exit_code)

@@ -130,15 +130,10 @@ def attach(name: str | None, workdir: str | None, raw_terminal: bool) -> None:
     session never reach this terminal (unless --raw-terminal).
     """
     from claude_cage.cli.terminal import attach as attach_terminal
-    from claude_cage.cli.terminal import is_terminal
-    from claude_cage.errors import BadInput
+    from claude_cage.cli.terminal import require_terminal
 
-    if not is_terminal():
-        raise BadInput(
-            "attach needs a terminal",
-            "from a script, run Claude Code headless: claude-cage exec NAME -- claude -p '...'",
-        )
-    sys.exit(attach_terminal(pick_session(name), workdir, raw=raw_terminal)[0])
+    require_terminal()  # as `attach NAME` alone, which runs without Click (quick.py)
+    sys.exit(attach_terminal(command_context(), pick_session(name), workdir, raw=raw_terminal)[0])
 
 
 @cli.command(context_settings=CONTEXT)

@@ -197,7 +197,9 @@ def start(
     if result.mode == Mode.CLI and is_terminal() and not detach and not as_json:
         from claude_cage.cli.terminal import attach as attach_terminal
 
-        code, exited = attach_terminal(result.name, just_started=True, raw=raw_terminal)
+        code, exited = attach_terminal(
+            command_context(), result.name, just_started=True, raw=raw_terminal
+        )
         if exited and kwargs.get("ephemeral"):  # an ephemeral session ends with its Claude
             from claude_cage.operations.teardown import stop as stop_op
 

@@ -9,8 +9,12 @@ import contextlib
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from claude_cage.render import note
+
+if TYPE_CHECKING:
+    from claude_cage.context import Context
 
 FORWARDED = {signal.SIGINT: "INT", signal.SIGTERM: "TERM", signal.SIGHUP: "HUP"}
 # After a signal is passed on: the command's grace time (operations/run.py
@@ -20,6 +24,17 @@ GIVE_UP_S = 2.0
 
 def is_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def require_terminal() -> None:
+    """Refuse `attach` from a script (BadInput): it needs the user's terminal."""
+    from claude_cage.errors import BadInput
+
+    if not is_terminal():
+        raise BadInput(
+            "attach needs a terminal",
+            "from a script, run Claude Code headless: claude-cage exec NAME -- claude -p '...'",
+        )
 
 
 @contextlib.contextmanager
@@ -56,11 +71,11 @@ def forwarding(send: Callable[[str], None]) -> Iterator[list[int]]:
 
 
 def attach(
-    name: str, cwd: str | None = None, just_started: bool = False, raw: bool = False
+    ctx: Context, name: str, cwd: str | None = None, just_started: bool = False, raw: bool = False
 ) -> tuple[int, bool]:
     """Attach this terminal to the session's Claude Code and say what happened after:
-    (exit code, whether Claude Code exited)."""
-    from claude_cage.cli.base import command_context
+    (exit code, whether Claude Code exited). No Click here: `attach NAME` runs it
+    without (cli/quick.py)."""
     from claude_cage.operations import agent
 
     # Until the relay puts the terminal in raw mode, the detach key is the terminal's
@@ -69,7 +84,7 @@ def attach(
     quit_early: list[int] = []
     previous = signal.signal(signal.SIGQUIT, lambda signum, _frame: quit_early.append(signum))
     try:
-        prepared = agent.prepare_attach(command_context(), name, cwd, raw=raw, quiet=just_started)
+        prepared = agent.prepare_attach(ctx, name, cwd, raw=raw, quiet=just_started)
         if quit_early:
             note(f"detached: Claude Code keeps working in {name} (claude-cage attach {name})")
             return 0, False

@@ -17,13 +17,16 @@ import os
 import shutil
 import socket
 import ssl  # http.client, which every request uses, imports it anyway
-import subprocess
 import tempfile
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from claude_cage.engine.endpoints import Endpoint
 from claude_cage.errors import EngineStalled, EngineUnavailable
+
+if TYPE_CHECKING:
+    import subprocess
 
 CONTROL_PERSIST_S = 30
 _children: list[subprocess.Popen[bytes]] = []
@@ -102,6 +105,9 @@ def _ssh(endpoint: Endpoint, timeout: float | None) -> socket.socket:
             f"{endpoint.described} is reached over SSH, and there is no ssh client",
             "install OpenSSH's client (Debian: apt-get install openssh-client)",
         )
+    # start-up: subprocess (~4 ms) only for SSH, not on every local command's path
+    import subprocess
+
     ours, theirs = socket.socketpair()
     try:
         child = subprocess.Popen(
@@ -132,6 +138,10 @@ def _control_dir() -> str:
 @atexit.register
 def _reap() -> None:
     """ssh exits once its socket closes; collect it so no zombie stays behind."""
+    if not _children:
+        return
+    import subprocess  # start-up: as in _ssh, which started them
+
     for child in _children:
         try:
             child.wait(timeout=2)

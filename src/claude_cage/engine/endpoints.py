@@ -20,7 +20,6 @@ system dial-stdio`, which a Podman host does not have.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import urllib.parse
@@ -125,6 +124,8 @@ def _check_url(url: str, where: str) -> str:
 
 
 def _context(name: str) -> Endpoint:
+    import hashlib  # start-up: ~4 ms, only for a docker context's name
+
     digest = hashlib.sha256(name.encode()).hexdigest()
     store = docker_config_dir() / "contexts"
     meta_file = store / "meta" / digest / "meta.json"

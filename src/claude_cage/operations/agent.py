@@ -8,8 +8,8 @@ stays until the next `attach` starts a new one; the last lines it wrote say why.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -163,7 +163,7 @@ def prepare_attach(
 ) -> Attach:
     """Check the session and get ready to attach (`raw`: its screen unfiltered, see
     terminal_filter; `quiet`: a Claude Code it starts is not announced, `start` did)."""
-    notes = f"{NOTES}/{uuid.uuid4().hex}.agent"
+    notes = f"{NOTES}/{os.urandom(16).hex()}.agent"
     terminal = on_terminal(ctx, "attach", name, ["sh", "-c", ATTACH_LINE, "sh"], cwd, raw=raw)
     terminal.command += [terminal.directory, notes, "quiet" if quiet else "say"]
     return Attach(

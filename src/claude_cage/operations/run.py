@@ -18,7 +18,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
@@ -90,7 +89,7 @@ class Exec:
         self.engine = ctx.engine_for(name)
         container = running_container(name, self.engine, ctx.store)
         directory = session_workdir(ctx, name, cwd)
-        key = uuid.uuid4().hex
+        key = os.urandom(16).hex()
         mark_active(ctx, name)
         self._exec_id, self._sock = self.engine.exec_attach(
             container,
@@ -181,7 +180,7 @@ class TerminalRun:
         self.events: list[tuple[str, dict[str, str]]] = []
 
     def run(self) -> int:
-        key = uuid.uuid4().hex
+        key = os.urandom(16).hex()
         exec_id, sock = self.engine.exec_attach(
             self.container,
             ["cage-exec", "run", key, *self.command],

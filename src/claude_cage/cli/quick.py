@@ -1,0 +1,22 @@
+"""Command lines run without Click: `attach NAME`, the one whose wait is felt most.
+
+Click and its command tree are about a fifth of `attach`'s CPU before the session's
+screen shows (bench/README.md). `attach NAME`, exactly that, is recognized here and
+runs the code the Click command runs (cli/running.py `attach`, cli/terminal.py): the
+same checks, messages and exit codes. Any other command line (`attach` with an option,
+without a NAME, with `--help`) goes to Click, as does a shell's completion request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+COMPLETION = "_CLAUDE_CAGE_COMPLETE"  # Click's variable for shell completion
+
+
+def attach_name(args: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """NAME when `args` are `attach NAME` and nothing else; None: Click reads them."""
+    if COMPLETION in environ or len(args) != 2 or args[0] != "attach":
+        return None
+    name = args[1]
+    return name if name and not name.startswith("-") else None

@@ -1,0 +1,82 @@
+"""`attach NAME` runs without Click (cli/quick.py), with the Click command's checks,
+messages and exit codes; every other command line goes to Click."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from claude_cage.cli import quick
+
+
+@pytest.mark.parametrize("name", ["web", "a.b_c-1", "Not-A-Valid-Name"])
+def test_attach_name_alone_runs_without_click(name: str) -> None:
+    assert quick.attach_name(["attach", name], {}) == name
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["attach"],  # the most recent running session, said out loud: Click's command
+        ["attach", ""],
+        ["attach", "--help"],
+        ["attach", "-h"],
+        ["attach", "--raw-terminal"],
+        ["attach", "--raw-terminal", "web"],
+        ["attach", "web", "--raw-terminal"],
+        ["attach", "web", "-w", "src"],
+        ["attach", "--", "web"],
+        ["shell", "web"],
+        ["logs", "web"],
+        ["--help", "attach"],
+    ],
+)
+def test_every_other_command_line_goes_to_click(args: list[str]) -> None:
+    assert quick.attach_name(args, {}) is None
+
+
+def test_a_completion_request_goes_to_click() -> None:
+    assert quick.attach_name(["attach", "web"], {quick.COMPLETION: "bash_complete"}) is None
+
+
+PROBE = (
+    "import sys\n"
+    "from claude_cage.cli import main\n"
+    "sys.argv = ['claude-cage', *sys.argv[1:]]\n"
+    "try:\n    main()\n"
+    "except SystemExit as exc:\n    print('EXIT', exc.code)\n"
+    "print('CLICK', 'click' in sys.modules)\n"
+)
+
+
+def probe(tmp_path: Path, *args: str) -> tuple[list[str], str]:
+    """(stdout lines, stderr) of claude-cage ARGS, stdin not a terminal."""
+    env = {**os.environ, "CAGE_DATA_DIR": str(tmp_path), "DOCKER_HOST": "unix:///nonexistent"}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    return done.stdout.splitlines(), done.stderr
+
+
+def test_attach_from_a_script_is_refused_the_same_way_without_click(tmp_path: Path) -> None:
+    quick_out, quick_err = probe(tmp_path, "attach", "web")
+    click_out, click_err = probe(tmp_path, "attach", "--raw-terminal", "web")
+    assert quick_out == ["EXIT 2", "CLICK False"], quick_err
+    assert click_out == ["EXIT 2", "CLICK True"], click_err
+    assert quick_err == click_err
+    assert quick_err.startswith("error: attach needs a terminal\nhint: "), quick_err
+
+
+def test_attach_help_is_clicks(tmp_path: Path) -> None:
+    out, _ = probe(tmp_path, "attach", "--help")
+    assert "Usage: claude-cage attach [OPTIONS] [NAME]" in out
+    assert out[-1] == "CLICK True"
