@@ -11,9 +11,11 @@ through `render.sanitize` and is one terminal line, shortened.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +49,10 @@ class Reader:
     def feed(self, files: dict[str, bytes]) -> list[Event]:
         """New complete lines from each file's whole current content, as events, in
         time order. A file that shrank (replaced) is read again from its start."""
+        with _trees_only():
+            return self._feed(files)
+
+    def _feed(self, files: dict[str, bytes]) -> list[Event]:
         events = []
         for source in sorted(files):
             content = files[source]
@@ -73,6 +79,21 @@ class Reader:
             self.counter = counter
             self.done[source] = end
         return sorted(events, key=_when)
+
+
+@contextlib.contextmanager
+def _trees_only() -> Iterator[None]:
+    """No cycle collection while events are read and rendered: JSON makes trees, never
+    cycles, and the collector, set off again and again by the containers a parse
+    makes, would walk every live object each time (a third of the parse's time)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _when(event: Event) -> tuple[str, int]:
@@ -120,10 +141,13 @@ def shorten(text: str, width: int) -> str:
     text = str(text)
     # A prefix's flattened form is a prefix of the whole's: for a long text (a file a
     # tool read) flatten only its start while that is enough to fill the line.
-    head = text[: 4 * width + 64]
-    flat = " ".join(head.split())
-    if len(flat) <= width and len(head) < len(text):
+    cut = 4 * width + 64
+    if len(text) <= cut:
         flat = " ".join(text.split())
+    else:
+        flat = " ".join(text[:cut].split())
+        if len(flat) <= width:
+            flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: max(width - 1, 1)] + "…"
 
 
@@ -149,34 +173,34 @@ def _result_text(content: Any) -> str:
     return "" if content is None else json.dumps(content, ensure_ascii=False)
 
 
-def items(event: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def items(event: dict[str, Any]) -> list[tuple[str, str]]:
     """What a person sees of one event: (kind, text) pairs. Kinds: prompt, answer,
     tool, result, error, system."""
     kind = event.get("type")
-    message = event.get("message") if isinstance(event.get("message"), dict) else {}
-    content = message.get("content") if message else None
-    if kind == "user":
-        if isinstance(content, str):
-            yield "prompt", content
-            return
-        for block in content if isinstance(content, list) else []:
+    if kind == "user" or kind == "assistant":
+        message = event.get("message")
+        content = message.get("content") if isinstance(message, dict) and message else None
+        if kind == "user" and isinstance(content, str):
+            return [("prompt", content)]
+        if not isinstance(content, list):
+            return []
+        shown = []
+        for block in content:
             if not isinstance(block, dict):
                 continue
-            if block.get("type") == "text":
-                yield "prompt", str(block.get("text", ""))
-            elif block.get("type") == "tool_result":
+            part = block.get("type")
+            if part == "text":
+                shown.append(("prompt" if kind == "user" else "answer", str(block.get("text", ""))))
+            elif kind == "user" and part == "tool_result":
                 text = _result_text(block.get("content"))
-                yield ("error" if block.get("is_error") else "result"), text
-    elif kind == "assistant":
-        for block in content if isinstance(content, list) else []:
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "text":
-                yield "answer", str(block.get("text", ""))
-            elif block.get("type") == "tool_use":
-                yield "tool", f"{block.get('name', '?')}({_tool_input(block.get('input'))})"
-    elif kind == "system" and event.get("content"):
-        yield "system", str(event.get("content"))
+                shown.append(("error" if block.get("is_error") else "result", text))
+            elif kind == "assistant" and part == "tool_use":
+                call = f"{block.get('name', '?')}({_tool_input(block.get('input'))})"
+                shown.append(("tool", call))
+        return shown
+    if kind == "system" and event.get("content"):
+        return [("system", str(event.get("content")))]
+    return []
 
 
 LABELS = {
@@ -200,7 +224,7 @@ def _clock(timestamp: str) -> tuple[str, str]:
     if len(timestamp) == 24 and timestamp[19] == "." and timestamp[23] == "Z":
         found = _BY_SECOND.get(timestamp[:19])
         if found is None:
-            found = _parsed_clock(timestamp)
+            found = _minutes_clock(timestamp) or _parsed_clock(timestamp)
             if len(_BY_SECOND) >= 4096:
                 _BY_SECOND.clear()
             _BY_SECOND[timestamp[:19]] = found
@@ -209,6 +233,31 @@ def _clock(timestamp: str) -> tuple[str, str]:
 
 
 _BY_SECOND: dict[str, tuple[str, str]] = {}
+_BY_MINUTE: dict[str, tuple[str, str] | None] = {}  # "2026-11-29T10:00" -> its clock
+
+
+def _minutes_clock(timestamp: str) -> tuple[str, str] | None:
+    """The clock of a "YYYY-MM-DDTHH:MM:SS.fffZ" timestamp from its minute's, local
+    time worked out once a minute, not once a second (2,500 seconds took 40 ms); None
+    when that cannot be (seconds or milliseconds not plain digits, a local offset
+    that is not whole minutes): then it is parsed whole."""
+    second, millis = timestamp[17:19], timestamp[20:23]
+    digits = second + millis
+    if timestamp[16] != ":" or not (digits.isascii() and digits.isdigit()) or second > "59":
+        return None
+    minute = timestamp[:16]
+    if minute not in _BY_MINUTE:
+        if len(_BY_MINUTE) >= 4096:
+            _BY_MINUTE.clear()
+        date, clock = _parsed_clock(minute + ":00.000Z")
+        if not date:  # no time in this minute: none in any of its seconds
+            _BY_MINUTE[minute] = NO_CLOCK
+        else:
+            _BY_MINUTE[minute] = (date, clock[:6]) if clock.endswith(":00") else None
+    found = _BY_MINUTE[minute]
+    if found is None or found is NO_CLOCK:
+        return found
+    return found[0], found[1] + second
 
 
 def _parsed_clock(timestamp: str) -> tuple[str, str]:
@@ -263,24 +312,91 @@ class Renderer:
         self.day = ""
 
     def lines(self, events: Iterable[Event]) -> Iterator[str]:
-        plain = self._plain(events)
+        plain = self._plain((event.timestamp, event.data) for event in events)
         while batch := list(itertools.islice(plain, BATCH)):
             yield from sanitize_lines(batch)
 
-    def _plain(self, events: Iterable[Event]) -> Iterator[str]:
-        """The lines before `sanitize` (done a batch at a time, by `lines`)."""
-        width = self.width
-        for event in events:
-            data = event.data
-            date, clock = _clock(event.timestamp)
+    def _plain(self, stamped: Iterable[tuple[str, dict[str, Any]]]) -> Iterator[str]:
+        """The lines of (timestamp, event) pairs before `sanitize` (done a batch at a
+        time, by `lines`)."""
+        width = self.width - HEAD_WIDTH
+        for timestamp, data in stamped:
+            shown = items(data)
+            if not shown:
+                continue
+            date, clock = _clock(timestamp)
+            if date and date != self.day:  # above the event's first line
+                self.day = date
+                yield DAY_MARK + date
             side = "  (subagent)" if data.get("isSidechain") else ""
-            for kind, text in items(data):
-                if date and date != self.day:
-                    self.day = date
-                    yield f"{DAY_MARK}{date}"
-                head = f"{clock}  {LABELS[kind]:<6}  "
-                room = max(width - len(head) - len(side), 10)
-                yield head + shorten(text, room) + side
+            room = max(width - len(clock) - len(side), 10)
+            for kind, text in shown:
+                yield clock + _HEADS[kind] + shorten(text, room) + side
+
+
+HEAD_WIDTH = 10  # the kind between the time and the text: two spaces, six, two
+_HEADS = {kind: f"  {label:<6}  " for kind, label in LABELS.items()}  # after the time
+
+
+def render(files: Mapping[str, bytes], width: int = WIDTH, tail: int | None = None) -> list[str]:
+    """The lines of these transcript files as they are now: what
+    `Renderer(width).lines(Reader().feed(files))` gives, or `last_lines` of it with
+    `tail`. One pass, with no Event for each line, and with `tail`, only the events
+    of the last lines are rendered (the rest are read for their time, to order them)."""
+    with _trees_only():
+        return _render(_stamped(files), width, tail)
+
+
+def _render(stamped: list[tuple[str, dict[str, Any]]], width: int, tail: int | None) -> list[str]:
+    renderer = Renderer(width)
+    if tail is None:
+        return sanitize_lines(list(renderer._plain(stamped)))
+    if tail <= 0:
+        return []
+    first, count = len(stamped), 0
+    while first and count < tail:  # the events that hold the last `tail` lines
+        first -= 1
+        count += len(items(stamped[first][1]))
+    for timestamp, data in reversed(stamped[:first]):  # the day line above them
+        date = _clock(timestamp)[0] if items(data) else ""
+        if date:
+            renderer.day = date
+            break
+    above = [f"{DAY_MARK}{renderer.day}"] if renderer.day else []
+    return last_lines(sanitize_lines(above + list(renderer._plain(stamped[first:]))), tail)
+
+
+def _stamped(files: Mapping[str, bytes]) -> list[tuple[str, dict[str, Any]]]:
+    """Every event of the files, as (timestamp, event), in the order Reader.feed gives."""
+    keyed: list[tuple[str, int, dict[str, Any]]] = []
+    order = 0
+    for source in sorted(files):
+        content = files[source]
+        end = content.rfind(b"\n") + 1
+        if not end:
+            continue
+        for line in _lines(content[:end]):
+            if type(line) is str and not _may_show(line):
+                continue  # shows nothing, wherever it stands: not even read
+            try:
+                parsed, stop = _SCAN(line, 0)
+            except (StopIteration, ValueError, TypeError):
+                parsed = parse_line(line)
+            else:
+                if stop != len(line) or type(parsed) is not dict:
+                    parsed = parse_line(line)
+            if parsed is not None:
+                order += 1
+                keyed.append((str(parsed.get("timestamp") or ""), order, parsed))
+    keyed.sort()  # by time, then order: no two orders are equal, so no event is compared
+    return [(timestamp, data) for timestamp, _, data in keyed]
+
+
+def _may_show(line: str) -> bool:
+    """False for a line that cannot be an event `items` shows: none of its strings can
+    read "user", "assistant" or "system", since a letter in a JSON string is written
+    as itself or as a \\u escape (snapshots and progress, often most of a transcript)."""
+    return '"user"' in line or '"assistant"' in line or '"system"' in line or "\\u" in line
 
 
 BATCH = 1000  # lines sanitized in one go

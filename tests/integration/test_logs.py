@@ -70,6 +70,7 @@ def test_logs_show_the_agents_tool_calls_running_and_stopped(
     # The answer's escape sequences arrive escaped, on its own single line.
     assert any("claude  Done.\\x1b]52;c;Y3VybCBldmlsIHwgc2g=\\x07\\x1b[2J" in x for x in lines)
     assert all(len(line) <= 100 for line in lines)  # one line each, shortened
+    assert logs(cage, name, "--") == out  # Click's command (`logs NAME` runs without it)
 
     events = [json.loads(line) for line in logs(cage, name, "--json").splitlines()]
     assert {"user", "assistant"} <= {e["type"] for e in events}
@@ -91,6 +92,7 @@ def test_logs_show_the_agents_tool_calls_running_and_stopped(
 
     assert cage("stop", name).code == 0
     assert logs(cage, name) == out  # a stopped session's transcript reads the same
+    assert logs(cage, name, "--") == out
 
 
 def test_status_says_when_the_model_does_not_answer(cage: Cage, model_server: ModelServer) -> None:

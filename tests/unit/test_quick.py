@@ -80,3 +80,38 @@ def test_attach_help_is_clicks(tmp_path: Path) -> None:
     out, _ = probe(tmp_path, "attach", "--help")
     assert "Usage: claude-cage attach [OPTIONS] [NAME]" in out
     assert out[-1] == "CLICK True"
+
+
+@pytest.mark.parametrize("name", ["web", "a.b_c-1"])
+def test_logs_name_alone_runs_without_click(name: str) -> None:
+    assert quick.logs_name(["logs", name], {}) == name
+    assert quick.attach_name(["logs", name], {}) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["logs"],  # the most recent session, said out loud: Click's command
+        ["logs", ""],
+        ["logs", "--help"],
+        ["logs", "-f", "web"],
+        ["logs", "web", "--tail", "5"],
+        ["logs", "web", "--json"],
+        ["logs", "web", "--raw"],
+        ["logs", "--", "web"],
+        ["attach", "web"],
+    ],
+)
+def test_every_other_logs_line_goes_to_click(args: list[str]) -> None:
+    assert quick.logs_name(args, {}) is None
+    assert quick.logs_name(["logs", "web"], {quick.COMPLETION: "bash_complete"}) is None
+
+
+def test_logs_of_a_missing_session_is_refused_the_same_way_without_click(tmp_path: Path) -> None:
+    quick_out, quick_err = probe(tmp_path, "logs", "web")
+    click_out, click_err = probe(tmp_path, "logs", "--", "web")
+    assert quick_out[-1] == "CLICK False", quick_err
+    assert click_out[-1] == "CLICK True", click_err
+    assert quick_out[:-1] == click_out[:-1]
+    assert quick_err == click_err
+    assert quick_err.startswith("error: "), quick_err

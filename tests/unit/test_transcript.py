@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from claude_cage import transcript
 from claude_cage.operations.model import interpret, unreachable
 from claude_cage.transcript import (
     Reader,
@@ -18,8 +21,12 @@ from claude_cage.transcript import (
     _lines,
     _local,
     _parsed_clock,
+    _result_text,
+    _tool_input,
+    items,
     last_lines,
     parse_line,
+    render,
     shorten,
 )
 
@@ -82,6 +89,10 @@ def test_a_follower_reads_each_event_once_and_only_complete_lines() -> None:
     more = line(type="user", timestamp="2026-11-29T10:00:09Z", message={"content": "again"})
     assert len(reader.feed({"s.jsonl": first + more})) == 1
     assert reader.feed({"s.jsonl": first + more}) == []
+
+
+def test_every_kind_takes_the_same_room() -> None:
+    assert {len(head) for head in transcript._HEADS.values()} == {transcript.HEAD_WIDTH}
 
 
 def test_tail_and_order_across_files() -> None:
@@ -217,3 +228,180 @@ def test_local_time_across_the_zones_changes(zone: str, monkeypatch: pytest.Monk
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+# `logs` of what is there now (transcript.render) against the follower's path (Reader,
+# Renderer, last_lines): the same lines for any transcript.
+STAMPS = st.sampled_from([
+    "2026-11-29T10:00:01.123Z", "2026-11-29T10:00:01.500Z", "2026-11-29T23:59:59.999Z",
+    "2026-11-30T00:00:00Z", "2026-11-30T08:15:00+02:00", "2026-12-01T10:00:00.000Z",
+    "", "yesterday", "2026-13-01T00:00:00Z",
+])  # fmt: skip
+TEXT = st.text(alphabet="ab \n\t\r\x1b\u202e\x85é…", max_size=40) | st.sampled_from(
+    ["", "ok\n" * 200, "x" * 500]
+)
+VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers() | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+BLOCK = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": TEXT | VALUE}),
+    st.fixed_dictionaries(
+        {"type": st.just("tool_use"), "input": VALUE},
+        optional={"name": TEXT | VALUE},
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("tool_result")},
+        optional={
+            "content": VALUE
+            | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": TEXT})),
+            "is_error": st.booleans(),
+        },
+    ),
+    st.fixed_dictionaries({"type": st.sampled_from(["thinking", "image", "?"])}),
+    VALUE,
+)
+MESSAGE = st.one_of(
+    st.fixed_dictionaries({"content": st.lists(BLOCK, min_size=1, max_size=4)}),
+    st.fixed_dictionaries({}, optional={"content": TEXT | VALUE}),
+    VALUE,
+)
+EVENT = st.fixed_dictionaries(
+    {"type": st.sampled_from(["user", "assistant", "user", "assistant", "system", "summary"])},
+    optional={
+        "timestamp": STAMPS | st.integers(),
+        "message": MESSAGE,
+        "content": TEXT | VALUE,
+        "isSidechain": st.booleans(),
+    },
+)
+LINE = st.one_of(
+    EVENT.map(lambda event: json.dumps(event, ensure_ascii=False).encode()),
+    st.sampled_from(
+        [
+            b"",
+            b"{not json",
+            b'{"type": "user"',
+            b"[1]",
+            b'{"a": "\xff"}',
+            b'{"\\u0074ype": "\\u0075ser", "message": {"content": "escaped"}}',
+            b'{"type": "progress", "data": "\\\\u"}',
+        ]
+    ),
+)
+ENDS = st.sampled_from([b"\n", b"\r\n", b"\r"])
+FILE = st.tuples(st.lists(LINE, max_size=12), ENDS, st.booleans())  # lines, ending, last ended
+
+
+def _event(stamp: str, shown: bool) -> bytes:
+    content = [{"type": "text", "text": "hi"}] if shown else []
+    event = {"type": "user", "timestamp": stamp, "message": {"content": content}}
+    return json.dumps(event).encode()
+
+
+@settings(max_examples=600, deadline=None)
+@example(  # the day line above the last line: the last shown event's day, not a hidden one's
+    {"a": ([_event("2026-11-29T10:00:00Z", True), _event("2026-11-30T10:00:00Z", False),
+            _event("2026-13-01T00:00:00Z", True)], b"\n", True)}, 100, 1)  # fmt: skip
+@given(
+    st.dictionaries(st.sampled_from(["p/a.jsonl", "p/b.jsonl", "q/a.jsonl"]), FILE, max_size=3),
+    st.integers(1, 120),
+    st.none() | st.integers(0, 30),
+)
+def test_logs_at_once_shows_what_the_followers_path_shows(
+    layout: dict[str, tuple[list[bytes], bytes, bool]], width: int, tail: int | None
+) -> None:
+    files = {
+        source: end.join(lines) + (end if complete else b"")
+        for source, (lines, end, complete) in layout.items()
+    }
+    shown = list(Renderer(width).lines(Reader().feed(files)))
+    assert render(files, width, tail) == (shown if tail is None else last_lines(shown, tail))
+
+
+def test_logs_at_once_of_10000_events() -> None:
+    ts = "2026-11-{:02}T{:02}:00:00.000Z"
+    lines = [
+        line(type="user", timestamp=ts.format(29 + i // 4000, i % 24), message={"content": f"s{i}"})
+        + line(type="system", subtype="hook", timestamp=ts.format(29, 1))
+        for i in range(5000)
+    ]
+    files = {"a.jsonl": b"".join(lines[::2]), "b.jsonl": b"".join(lines[1::2])}
+    shown = list(Renderer(100).lines(Reader().feed(files)))
+    assert render(files, 100) == shown
+    for tail in (0, 1, 2, 20, 4999, 5000, 6000):
+        assert render(files, 100, tail) == last_lines(shown, tail)
+
+
+def _items_as_before(event: dict[str, object]) -> Iterator[tuple[str, str]]:
+    """`items` as a generator, the way it read before it returned a list."""
+    kind = event.get("type")
+    message = event.get("message") if isinstance(event.get("message"), dict) else {}
+    content = message.get("content") if message else None  # type: ignore[union-attr]
+    if kind == "user":
+        if isinstance(content, str):
+            yield "prompt", content
+            return
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                yield "prompt", str(block.get("text", ""))
+            elif block.get("type") == "tool_result":
+                text = _result_text(block.get("content"))
+                yield ("error" if block.get("is_error") else "result"), text
+    elif kind == "assistant":
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                yield "answer", str(block.get("text", ""))
+            elif block.get("type") == "tool_use":
+                yield "tool", f"{block.get('name', '?')}({_tool_input(block.get('input'))})"
+    elif kind == "system" and event.get("content"):
+        yield "system", str(event.get("content"))
+
+
+@settings(max_examples=500, deadline=None)
+@example({"type": "assistant", "message": {"content": [{"type": "tool_result", "content": "x"}]}})
+@example({"type": "user", "message": {"content": [{"type": "tool_use", "name": "x"}]}})
+@given(EVENT)
+def test_what_an_event_shows(event: dict[str, object]) -> None:
+    assert items(event) == list(_items_as_before(event))
+
+
+ZONES = ["UTC", "Europe/Paris", "Asia/Kathmandu", "Africa/Monrovia", "America/St_Johns"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    moment=st.datetimes(timezones=st.just(UTC)),
+    second=st.text(alphabet="0123456789x\u0663", min_size=2, max_size=2),
+    millis=st.text(alphabet="0123456789x", min_size=3, max_size=3),
+    sep=st.sampled_from(["T", " ", "x", ":"]),
+    zone=st.sampled_from(ZONES),
+)
+def test_the_clock_by_the_minute_is_the_parsed_clock(
+    moment: datetime, second: str, millis: str, sep: str, zone: str
+) -> None:
+    """The clock worked out once a minute (then its seconds added) is the timestamp's
+    own, parsed whole: damaged seconds and milliseconds, and zones whose offset was
+    not whole minutes (Monrovia's -0:44:30 until 1972), included."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    caches = (transcript._BY_MINUTE, transcript._CLOCKS, transcript._OFFSETS)
+    for cache in caches:
+        cache.clear()
+    try:
+        stamp = moment.strftime(f"%Y-%m-%d{sep}%H:%M:") + f"{second}.{millis}Z"
+        assert (transcript._minutes_clock(stamp) or _parsed_clock(stamp)) == _parsed_clock(stamp)
+    finally:
+        if before is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+        for cache in caches:
+            cache.clear()

@@ -4,8 +4,8 @@ Each module here holds a few commands. Operations are imported inside each comma
 so `--help` and `list` load only what they need. Errors are caught once, in `main()`,
 and shown as one line plus a hint, with the exit code the error carries.
 
-`attach NAME`, the command felt most, runs without Click (cli/quick.py): Click and
-its command tree are loaded for every other command line.
+`attach NAME`, the command felt most, and `logs NAME` run without Click (cli/quick.py):
+Click and its command tree are loaded for every other command line.
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ def main() -> None:
     interrupt.install()
     try:
         name = quick.attach_name(sys.argv[1:], os.environ)
+        logs = quick.logs_name(sys.argv[1:], os.environ)
         if name is not None:
             _attach(name)
+        elif logs is not None:
+            _logs(logs)
         else:
             _click_main()
     except CageError as exc:
@@ -64,6 +67,16 @@ def _attach(name: str) -> None:
 
     require_terminal()
     sys.exit(attach(Context(), name)[0])
+
+
+def _logs(name: str) -> None:
+    """`claude-cage logs NAME` without Click, as cli/running.py's `logs` runs it."""
+    # start-up: the transcript path, loaded only when it runs
+    from claude_cage.cli.logview import at_once
+    from claude_cage.context import Context
+
+    with contextlib.suppress(KeyboardInterrupt):  # as the command: Ctrl-C ends it quietly
+        at_once(Context(), name, None)
 
 
 def _click_main() -> None:

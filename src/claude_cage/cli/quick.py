@@ -1,4 +1,5 @@
-"""Command lines run without Click: `attach NAME`, the one whose wait is felt most.
+"""Command lines run without Click: `attach NAME`, the one whose wait is felt most,
+and `logs NAME`.
 
 Click and its command tree are about a fifth of `attach`'s CPU before the session's
 screen shows (bench/README.md). `attach NAME`, exactly that, is recognized here and
@@ -16,7 +17,17 @@ COMPLETION = "_CLAUDE_CAGE_COMPLETE"  # Click's variable for shell completion
 
 def attach_name(args: Sequence[str], environ: Mapping[str, str]) -> str | None:
     """NAME when `args` are `attach NAME` and nothing else; None: Click reads them."""
-    if COMPLETION in environ or len(args) != 2 or args[0] != "attach":
+    return _name_alone("attach", args, environ)
+
+
+def logs_name(args: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """NAME when `args` are `logs NAME` and nothing else (cli/logview.py shows it as
+    the Click command does); None: Click reads them."""
+    return _name_alone("logs", args, environ)
+
+
+def _name_alone(command: str, args: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    if COMPLETION in environ or len(args) != 2 or args[0] != command:
         return None
     name = args[1]
     return name if name and not name.startswith("-") else None

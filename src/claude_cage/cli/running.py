@@ -4,7 +4,6 @@ from __future__ import annotations
 
 # Commands import what they use when they run, for start-up time: `--help` and `list`
 # load only the command group (tests/unit/test_cli_registry.py).
-import itertools
 import sys
 from collections.abc import Iterable
 
@@ -12,7 +11,6 @@ import click
 
 from claude_cage.cli.base import CONTEXT, RAW_TERMINAL_HELP, cli, command_context
 from claude_cage.cli.sessions import pick_session
-from claude_cage.render import note
 
 # --- exec, shell, attach, logs --------------------------------------------------------
 
@@ -170,27 +168,20 @@ def logs(name: str | None, follow: bool, tail: int | None, as_json: bool, raw: b
 
 
 def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> None:
-    import shutil
-
-    from claude_cage.operations.logs import read_transcript
+    from claude_cage.cli.logview import at_once, notes, width, write
+    from claude_cage.operations.logs import Files, read_transcript
     from claude_cage.transcript import Renderer, last_lines
     from claude_cage.transcript import as_json as event_json
 
-    width = shutil.get_terminal_size((100, 24)).columns if sys.stdout.isatty() else 100
-    renderer, shown = Renderer(width), 0
+    if not follow and not as_json:
+        at_once(command_context(), name, tail)
+        return
+    renderer = Renderer(width())
     # --tail counts the lines shown: the JSON lines are the events, but many events
     # (hooks, snapshots, thinking) show nothing, so the rendered text is cut instead.
     first = True
     found = read_transcript(command_context(), name, follow=follow, tail=tail if as_json else None)
-    if found.destroyed:
-        note(f"session {name} was destroyed at {found.destroyed}: read from its archive")
-    if found.left_out:
-        from claude_cage.render import sanitize
-
-        # The session named these files: one line each, whatever they hold.
-        left = ", ".join(sanitize(n) for n in found.left_out[:3])
-        left += ", ..." if len(found.left_out) > 3 else ""
-        note(f"not read, past 1 GiB of transcripts in all: {left}")
+    notes(Files(name, {}, found.destroyed, found.left_out))
     for batch in found.batches:
         lines: Iterable[str]
         if as_json:
@@ -200,15 +191,7 @@ def _transcript(name: str, follow: bool, tail: int | None, as_json: bool) -> Non
         else:
             lines = renderer.lines(batch)
         first = False
-        # A thousand lines a write: one system call each even when stdout is
-        # unbuffered (PYTHONUNBUFFERED), not one a line.
-        remaining = iter(lines)
-        while chunk := list(itertools.islice(remaining, 1000)):
-            sys.stdout.write("\n".join(chunk) + "\n")
-            shown += len(chunk)
-        sys.stdout.flush()
-        if not shown and not follow and not as_json:
-            note(f"no transcript in {name} yet: Claude Code has not been used there")
+        write(lines)
 
 
 def _raw_logs(name: str, follow: bool, tail: int | None) -> None:

@@ -47,6 +47,37 @@ def transcript_files(engine: EngineAPI, container: str) -> dict[str, bytes]:
 
 
 @dataclass
+class Files:
+    """A session's transcript files as they are now (path -> content): the live
+    session's, else its newest archive's (`destroyed`: when, ISO 8601)."""
+
+    name: str
+    files: dict[str, bytes]
+    destroyed: str | None = None
+    left_out: tuple[str, ...] = ()  # an archive's transcripts too large to read
+
+
+def read_files(ctx: Context, name: str) -> Files:
+    """The live session's transcript files, else its newest archive's (SessionNotFound
+    when there is neither)."""
+    return _read_files(ctx.engine_for(name), name)
+
+
+def _read_files(engine: EngineAPI, name: str) -> Files:
+    container = names.container_name(name)
+    if inspect_ours(engine, container) is None:
+        from claude_cage.operations import history  # start-up: only a destroyed session's
+
+        archived = history.latest(name)
+        if archived is None:
+            raise SessionNotFound(name)
+        contents = history.read(archived, frozenset({"transcripts"}))
+        when = archived.as_dict()["destroyed"]
+        return Files(name, contents.transcripts, when, tuple(contents.left_out))
+    return Files(name, transcript_files(engine, container))
+
+
+@dataclass
 class Transcript:
     """A session's transcript: `batches` of events, the first what is there now; from an
     archive when the session was destroyed (`destroyed`: when, ISO 8601)."""
@@ -67,19 +98,12 @@ def read_transcript(
     """The live session's transcript, else its newest archive's (SessionNotFound when
     there is neither)."""
     engine = ctx.engine_for(name)
-    container = names.container_name(name)
-    if inspect_ours(engine, container) is None:
-        from claude_cage.operations import history  # start-up: only a destroyed session's
-
-        archived = history.latest(name)
-        if archived is None:
-            raise SessionNotFound(name)
-        contents = history.read(archived, frozenset({"transcripts"}))
-        events = Reader().feed(contents.transcripts)
-        when = archived.as_dict()["destroyed"]
-        batches = iter([_last(events, tail)])
-        return Transcript(name, batches, destroyed=when, left_out=tuple(contents.left_out))
-    return Transcript(name, _live(engine, container, follow, tail))
+    now = _read_files(engine, name)
+    reader = Reader()
+    first = _last(reader.feed(now.files), tail)
+    if now.destroyed is not None:
+        return Transcript(name, iter([first]), now.destroyed, now.left_out)
+    return Transcript(name, _live(engine, names.container_name(name), reader, first, follow))
 
 
 def transcript(
@@ -91,10 +115,9 @@ def transcript(
 
 
 def _live(
-    engine: EngineAPI, container: str, follow: bool, tail: int | None
+    engine: EngineAPI, container: str, reader: Reader, first: list[Event], follow: bool
 ) -> Iterator[list[Event]]:
-    reader = Reader()
-    yield _last(reader.feed(transcript_files(engine, container)), tail)
+    yield first
     while follow:
         time.sleep(FOLLOW_INTERVAL)
         if engine.inspect(container) is None:
