@@ -111,7 +111,7 @@ class Rootless:
 
 
 @pytest.fixture(scope="module")
-def setup() -> tuple[str, str, Path, Path]:
+def setup() -> Iterator[tuple[str, str, Path, Path]]:
     if os.geteuid() != 0:
         pytest.skip("making a rootless user needs root")
     found = ensure_podman("--rootless", USER, what="rootless Podman", timeout=1800)
@@ -120,7 +120,8 @@ def setup() -> tuple[str, str, Path, Path]:
     src = home / f"cage-src-{uuid.uuid4().hex[:8]}"  # this checkout may be unreadable to USER
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
     os.chmod(src, 0o755)
-    return url, python, src, home
+    yield url, python, src, home
+    shutil.rmtree(src, ignore_errors=True)
 
 
 @pytest.fixture
