@@ -345,3 +345,25 @@ def test_a_desktop_session_on_podman(
     assert destroyed.code == 0, destroyed.output
     assert podman_owned(cage.owner()) == []
     assert not (cage.data_dir / "sessions" / name).exists()
+
+
+@pytest.mark.slow
+def test_an_ephemeral_desktop_on_podman_goes_when_it_stops(
+    on_podman: Cage, podman_url: str
+) -> None:
+    """Podman removes a container with AutoRemove while its stop is answered, and then
+    answers the calls that follow with a 500 ("no such container"): `stop` of an
+    ephemeral desktop takes that as gone, and leaves nothing. A race, so three rounds."""
+    cage = on_podman
+    ensure_podman(what="Podman engine", timeout=900, desktop=True)
+    name = cage.name("pe")
+    for _ in range(3):
+        started = cage("start", "--mode", "desktop", "--name", name, "-d", "--ephemeral",
+                       "--network", "none", "--engine", podman_url)  # fmt: skip
+        assert started.code == 0, started.output
+        wait_for(lambda: bool(in_session(cage, name, "pgrep", "-x", "xterm")), "its terminal")
+        stopped = cage("stop", name)
+        assert stopped.code == 0, stopped.output
+        assert "removed (ephemeral)" in stopped.stderr, stopped.output
+        assert podman_owned(cage.owner()) == []
+        assert not (cage.data_dir / "sessions" / name).exists()
