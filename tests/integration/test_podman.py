@@ -367,3 +367,22 @@ def test_an_ephemeral_desktop_on_podman_goes_when_it_stops(
         assert "removed (ephemeral)" in stopped.stderr, stopped.output
         assert podman_owned(cage.owner()) == []
         assert not (cage.data_dir / "sessions" / name).exists()
+
+
+def test_gc_leaves_a_podman_sessions_bounded_volumes_alone(
+    on_podman: Cage, podman_url: str
+) -> None:
+    """The volumes' size limits are filesystems in the data directory (quota.py), found by
+    `gc` against the engines' volumes: a session's on Podman are there, not on Docker."""
+    cage = on_podman
+    name = cage.name("pgc")
+    started = cage("start", name, "-d", "--network", "none", "--engine", podman_url)
+    assert started.code == 0, started.output
+    planned = cage("gc", "--dry-run", "--json").json()
+    assert not [i for i in planned["items"] if i["session"] == name], planned
+    assert cage("gc").code == 0
+    wrote = cage("exec", name, "--", "sh", "-c", "echo kept > ~/.claude/probe; cat ~/.claude/probe")
+    assert wrote.stdout == "kept\n", wrote.output
+    destroyed = cage("destroy", name, "--force")  # archives the data volume: mounts it anew
+    assert destroyed.code == 0, destroyed.output
+    assert podman_owned(cage.owner()) == []
