@@ -69,15 +69,18 @@ def start_model_server(
     ca_file: Path,
     engine: tuple[str, ...] = ("docker",),
     network: str = EGRESS_NETWORK,
+    run_options: tuple[str, ...] = (),
 ) -> ModelServer:
     """The server in a container on the egress network, reachable as api.anthropic.com;
     `tls` holds cert.pem and key.pem for that name, signed by `ca_file`. `engine` runs
-    the container (another engine's CLI: podman, as a rootless user)."""
+    the container (another engine's CLI: podman, as a rootless user), with `run_options`
+    given to its `run`."""
     name = f"cage-testhost-{prefix}-model"
     subprocess.run(
         [
             *engine,
             "run",
+            *run_options,
             "-d",
             "--rm",
             *LIMITS,

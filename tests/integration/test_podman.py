@@ -1,7 +1,8 @@
 """Sessions on a rootful Podman, through its Docker-compatible API: the sandbox as
 Podman itself reports it (`podman inspect`) and as the session sees it from inside, the
 attacks of test_sandbox.py refused there too, egress refused by the companion, `list`
-across Docker and Podman at once, and nothing left behind.
+across Docker and Podman at once, a desktop session driven in a real browser, and
+nothing left behind.
 
 `scripts/ensure-podman` installs Debian's podman when it is missing, starts its service
 and copies the images from Docker; `make test` runs this file with the rest."""
@@ -10,13 +11,32 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import Cage
+from tests import isolation
+from tests.conftest import Cage, egress_subnets
+from tests.integration.conftest import make_cert
+from tests.integration.model import API_HOST, ModelServer, start_model_server
 from tests.integration.podman_setup import ensure_podman
+from tests.integration.terminal import DETACH, Terminal, plain
+from tests.integration.test_desktop import (  # noqa: F401 (browser: a fixture)
+    KEY,
+    OUTPUT,
+    browser,
+    colour_stats,
+    in_session,
+    is_connected,
+    tmux_clients,
+    wait_for,
+)
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -80,7 +100,8 @@ def test_a_filtered_session_on_podman_is_sandboxed(on_podman: Cage, podman_url: 
     assert facts == {"CapEff": "0000000000000000", "Seccomp": "2", "NoNewPrivs": "1"}, proc.output
 
     # The attacks of test_sandbox.py, refused on Podman too.
-    assert cage("exec", name, "--", "touch", "/etc/owned").code != 0  # read-only root
+    for path in ("/etc/owned", "/var/tmp/owned"):  # read-only root, as on Docker
+        assert cage("exec", name, "--", "touch", path).code != 0, path
     raw = "import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)"
     packet = cage("exec", name, "--", "python3", "-c", raw)
     assert packet.code != 0 and "PermissionError" in packet.stderr, packet.output
@@ -201,3 +222,168 @@ def podman_owned_companion(owner: str) -> list[str]:
     label = f"label=cage.owner={owner}"
     return [n for n in podman("ps", "-a", "--format", "{{.Names}}", "--filter", label).split()
             if n.startswith("companion-")]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def podman_model(podman_url: str, test_ca: Path) -> Iterator[tuple[ModelServer, str]]:
+    """The scripted model server as api.anthropic.com on Podman's egress network, and
+    that network's subnet (its address is private: the address guard must allow it)."""
+    network = isolation.EGRESS_NETWORK
+    if subprocess.run(["podman", "network", "exists", network]).returncode:
+        podman("network", "create", "--label", "managed-by=claude-cage", "--label",
+               "cage.role=network", network)  # fmt: skip
+    subnet = podman("network", "inspect", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}",
+                    network).strip()  # fmt: skip
+    tls = make_cert(test_ca, (API_HOST,))
+    server = start_model_server(
+        uuid.uuid4().hex[:6], tls, test_ca / "ca.pem", engine=("podman",), network=network,
+        # Podman's own default limits may exceed this host's hard ones (engine/podman.py)
+        run_options=("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"),
+    )  # fmt: skip
+    try:
+        yield server, subnet
+    finally:
+        subprocess.run(["podman", "rm", "-f", server.container], capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_desktop_session_on_podman(
+    on_podman: Cage,
+    podman_url: str,
+    podman_model: tuple[ModelServer, str],
+    browser: Any,  # noqa: F811
+) -> None:
+    """A desktop on Podman: sandboxed as on Docker (Podman's own inspect, `status`), noVNC
+    published on loopback only by the companion, a real browser logged in through `open`'s
+    page sees Claude Code's terminal (its model the test server, on Podman's egress
+    network), `attach` joins that Claude Code, `status` reads the image's health, and
+    `destroy` leaves nothing on Podman."""
+    cage = on_podman
+    ensure_podman(what="Podman engine", timeout=900, desktop=True)  # its image, once
+    server, subnet = podman_model
+    ranges = f"{egress_subnets()} {subnet}".strip()
+    env = {"ANTHROPIC_API_KEY": KEY, "CAGE_ALLOWED_ADDRESS_RANGES": ranges,
+           **server.session_env()}  # fmt: skip
+    name = cage.name("pdk")
+    started = cage("start", "--mode", "desktop", "--name", name, "-d", "--engine", podman_url,
+                   env=env)  # fmt: skip
+    assert started.code == 0, started.output
+    wait_for(lambda: tmux_clients(cage, name) == 1, "the desktop's terminal attached")
+    wait_for(lambda: bool(in_session(cage, name, "pgrep", "-x", "claude")), "Claude Code")
+    session = cage("status", name, "--json", "--show-password").json()["session"]
+    port, password, token = session["desktop_port"], session["password"], session["token"]
+    assert session["engine"] == podman_url
+
+    info = json.loads(podman("inspect", f"cage-{name}"))[0]
+    host = info["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert not info.get("BoundingCaps") and not host.get("CapAdd")
+    assert "no-new-privileges" in host["SecurityOpt"]
+    profile = next(o for o in host["SecurityOpt"] if o.startswith("seccomp="))
+    assert json.loads(Path(profile.removeprefix("seccomp=")).read_text())["defaultAction"]
+    assert info["Config"]["User"] == "1000:1000"
+    assert host["NetworkMode"] == "none" and not host.get("PortBindings")
+    companion = json.loads(podman("inspect", f"companion-cage-{name}"))[0]
+    sources = (companion["HostConfig"]["PortBindings"], companion["NetworkSettings"]["Ports"])
+    published = [
+        (binding["HostIp"], binding["HostPort"])
+        for source in sources
+        for bindings in (source or {}).values()
+        for binding in bindings or []
+    ]
+    assert published and set(published) == {("127.0.0.1", str(port))}, published
+    for container in (f"cage-{name}", f"companion-cage-{name}"):  # the secrets: files only
+        shown = podman("inspect", container) + podman("logs", container)
+        assert password not in shown and token not in shown and KEY not in shown
+
+    def healthy() -> bool:  # the image's health check, on a Podman without systemd too
+        return bool(cage("status", name, "--json").json()["session"]["health"] == "healthy")
+
+    wait_until(healthy, 60, "the desktop's health check passing")
+    status = cage("status", name, "--json").json()["session"]
+    assert status["sandbox"]["ok"], json.dumps(status["sandbox"], indent=1)
+    checks = {c["check"]: c["ok"] for c in status["sandbox"]["checks"]}
+    assert checks["desktop bridge"] and checks["egress proxy bridge"], checks
+
+    # A real browser, on the page `claude-cage open` hands it.
+    assert cage("open", name, "--no-browser").code == 0
+    launcher = cage.data_dir / "sessions" / name / "open.html"
+    page = browser.new_page()
+    try:
+        page.goto(launcher.as_uri())
+        page.wait_for_selector("html.noVNC_connected", state="attached", timeout=20_000)
+        stats: dict[str, float] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the desktop has been drawn
+            shot = page.screenshot()
+            stats = colour_stats(shot)
+            if stats["bg"] > 0.3 and stats["fg"] > 0.001:
+                break
+            time.sleep(0.5)
+        (OUTPUT / "podman-desktop.png").write_bytes(shot)
+        assert is_connected(page)
+        assert stats["bg"] > 0.3 and stats["fg"] > 0.001, stats  # the terminal, with text
+    finally:
+        page.close()
+    pane = cage("exec", name, "--", "tmux", "-S", "/run/cage/tmux.sock", "capture-pane", "-p")
+    assert "Choose the text style" in pane.stdout, pane.output  # Claude Code's first screen
+
+    # attach joins the Claude Code the desktop shows; Ctrl-\ lets it go.
+    terminal = Terminal([sys.executable, "-m", "claude_cage", "attach", name], cage.env)
+    try:
+        terminal.expect("Choose the text style", timeout=60)  # the same Claude Code
+        assert tmux_clients(cage, name) == 2  # the desktop's terminal and this one
+        mark = terminal.type(DETACH)
+        code = terminal.wait(30)
+        assert code == 0, plain(terminal.output)
+        assert "detached: Claude Code keeps working" in plain(terminal.output[mark:])
+    finally:
+        terminal.close()
+    assert tmux_clients(cage, name) == 1  # the desktop's terminal stays
+    assert server.received(), "Claude Code asked the model server nothing"
+
+    destroyed = cage("destroy", name, "--force")
+    assert destroyed.code == 0, destroyed.output
+    assert podman_owned(cage.owner()) == []
+    assert not (cage.data_dir / "sessions" / name).exists()
+
+
+@pytest.mark.slow
+def test_an_ephemeral_desktop_on_podman_goes_when_it_stops(
+    on_podman: Cage, podman_url: str
+) -> None:
+    """Podman removes a container with AutoRemove while its stop is answered, and then
+    answers the calls that follow with a 500 ("no such container"): `stop` of an
+    ephemeral desktop takes that as gone, and leaves nothing. A race, so three rounds."""
+    cage = on_podman
+    ensure_podman(what="Podman engine", timeout=900, desktop=True)
+    name = cage.name("pe")
+    for _ in range(3):
+        started = cage("start", "--mode", "desktop", "--name", name, "-d", "--ephemeral",
+                       "--network", "none", "--engine", podman_url)  # fmt: skip
+        assert started.code == 0, started.output
+        wait_for(lambda: bool(in_session(cage, name, "pgrep", "-x", "xterm")), "its terminal")
+        stopped = cage("stop", name)
+        assert stopped.code == 0, stopped.output
+        assert "removed (ephemeral)" in stopped.stderr, stopped.output
+        assert podman_owned(cage.owner()) == []
+        assert not (cage.data_dir / "sessions" / name).exists()
+
+
+def test_gc_leaves_a_podman_sessions_bounded_volumes_alone(
+    on_podman: Cage, podman_url: str
+) -> None:
+    """The volumes' size limits are filesystems in the data directory (quota.py), found by
+    `gc` against the engines' volumes: a session's on Podman are there, not on Docker."""
+    cage = on_podman
+    name = cage.name("pgc")
+    started = cage("start", name, "-d", "--network", "none", "--engine", podman_url)
+    assert started.code == 0, started.output
+    planned = cage("gc", "--dry-run", "--json").json()
+    assert not [i for i in planned["items"] if i["session"] == name], planned
+    assert cage("gc").code == 0
+    wrote = cage("exec", name, "--", "sh", "-c", "echo kept > ~/.claude/probe; cat ~/.claude/probe")
+    assert wrote.stdout == "kept\n", wrote.output
+    destroyed = cage("destroy", name, "--force")  # archives the data volume: mounts it anew
+    assert destroyed.code == 0, destroyed.output
+    assert podman_owned(cage.owner()) == []

@@ -24,6 +24,8 @@ def answer(message: str) -> bytes:
         (409, "removal already in progress", errors.EngineConflict, errors.EXIT_FAILED),
         (500, "Bind for 127.0.0.1:6080 failed: port is already allocated",
          errors.PortAllocated, errors.EXIT_FAILED),
+        (500, "cannot listen on the TCP port: listen tcp4 127.0.0.1:6081: bind: address "
+         "already in use", errors.PortAllocated, errors.EXIT_FAILED),  # Podman's words
         (500, "something else", errors.EngineError, errors.EXIT_FAILED),
     ],
 )  # fmt: skip

@@ -268,3 +268,48 @@ def test_the_engine_kind_comes_from_an_answers_server_header(
     engine._http.call("GET", "/containers/json")  # type: ignore[attr-defined]
     assert engine.is_podman is podman  # type: ignore[attr-defined]
     assert any(p.endswith("/version") for p in asked) is asks_version, asked
+
+
+STARTED = "2026-12-07T10:00:00.123456789Z"  # 1796637600.123 s
+CHECK = {"Test": ["CMD", "/usr/local/bin/desktop-session", "health"], "Interval": 5_000_000_000}
+
+
+def running(log: list | None, check: dict | None = CHECK, alive: bool = True) -> dict:
+    health = {"Status": "starting", "FailingStreak": 0, "Log": log}
+    return {
+        "State": {"Running": alive, "StartedAt": STARTED, "Health": health},
+        "Config": {"Healthcheck": check},
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "seconds_after_start", "unchecked"),
+    [
+        (running(None), 9, False),  # within two intervals of its start
+        (running(None), 11, True),  # no check ran since (no systemd timer)
+        (running([{"End": "2026-12-07T10:00:30.5Z"}]), 35, False),  # a timer runs it
+        (running([{"End": "2026-12-07T10:00:30.5Z"}]), 41, True),
+        (running(None, check={**CHECK, "Interval": 0}), 59, False),  # the 30 s default
+        (running(None, check={**CHECK, "Interval": 0}), 61, True),
+        (running(None, alive=False), 600, False),  # stopped: nothing to check
+        (running(None, check=None), 600, False),  # the image has no health check
+        (running(None, check={"Test": ["NONE"]}), 600, False),
+        ({"State": {"Running": True, "StartedAt": "garbage"}}, 600, False),  # damaged
+        (running([{"End": 12}, "x"]), 11, True),  # a damaged log: the start counts
+    ],
+)
+def test_a_health_check_no_timer_ran_is_run_when_inspected(
+    answer: dict, seconds_after_start: float, unchecked: bool
+) -> None:
+    start = podman._epoch(STARTED)
+    assert start is not None and abs(start - 1796637600.123456) < 1e-3
+    assert podman.health_unchecked(answer, start + seconds_after_start) is unchecked
+
+
+def test_the_checks_verdict_replaces_the_stale_one() -> None:
+    answer = running(None)
+    checked = podman.with_health(answer, {"Status": "healthy", "FailingStreak": 0, "Log": None})
+    assert checked["State"]["Health"] == {"Status": "healthy", "FailingStreak": 0, "Log": None}
+    assert checked["State"]["Running"] is True and answer["State"]["Health"]["Status"] == "starting"
+    assert podman.with_health(answer, {"cause": "no healthcheck"}) == answer  # not an answer
+    assert podman.with_health(answer, None) == answer

@@ -19,6 +19,7 @@ import functools
 import http.client
 import json
 import socket
+import time
 import urllib.parse
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ from claude_cage.engine.transport import (
 )
 from claude_cage.errors import (
     CageError,
+    EngineConflict,
     EngineError,
     EngineNotFound,
     EngineUnavailable,
@@ -107,6 +109,10 @@ class Engine(EngineAPI):
         found: dict[str, Any] | None = self._get(path)
         if found is not None and self.is_podman:  # its own words, put in Docker's
             found = podman.inspect(found, self._get(f"/v4.0.0/libpod{path}"))
+            if podman.health_unchecked(found, time.time()):  # no timer runs its check
+                with contextlib.suppress(EngineConflict, EngineNotFound):  # gone, stopped
+                    checked = self._get(f"/v4.0.0/libpod{path.removesuffix('/json')}/healthcheck")
+                    found = podman.with_health(found, checked)
         return None if found is None else answers.from_docker_inspect(found)
 
     def ping(self) -> EngineVersion:

@@ -31,6 +31,12 @@ Differences handled here:
   own default, which can exceed the host's hard limit and fail the start; every create
   names both `nofile` and `nproc`.
 
+* An image's health check runs from a systemd timer Podman adds for each container; on a
+  host whose service cannot reach systemd (a container host, a minimal VM) none runs and
+  the health stays `starting` for ever. A running container whose last check (or start)
+  is two intervals old is checked when it is inspected (`health_unchecked`, libpod's
+  `healthcheck` call), so `status` reads the image's verdict as it does on Docker.
+
 And what its inspect answers says differently (`inspect`, below), in Docker's words, before
 `answers.py` reads it:
 the capabilities dropped (Podman lists its own default set, not `ALL`: the libpod
@@ -45,6 +51,7 @@ import os
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +263,49 @@ def inspect(compat: dict[str, Any], libpod: dict[str, Any] | None) -> dict[str, 
     if host.get("IpcMode") == "shareable":  # its own namespace, as Docker's "private"
         host["IpcMode"] = "private"
     return {**compat, "HostConfig": host}
+
+
+DEFAULT_HEALTH_INTERVAL = 30.0  # seconds: Docker's and Podman's, when the image names none
+
+
+def health_unchecked(compat: dict[str, Any], now: float) -> bool:
+    """Whether a running container with a health check has gone two of its intervals
+    without one (Podman's timer never ran it), by its compatible inspect answer."""
+    state = _mapping(compat.get("State"))
+    check = _mapping(_mapping(compat.get("Config")).get("Healthcheck"))
+    test, interval = check.get("Test"), check.get("Interval")
+    if state.get("Running") is not True or not isinstance(state.get("Health"), dict):
+        return False
+    if not isinstance(test, list) or not test or test[0] == "NONE":
+        return False
+    seconds = interval / 1e9 if isinstance(interval, int) and interval > 0 else None
+    log = state["Health"].get("Log")
+    last = _mapping(log[-1]).get("End") if isinstance(log, list) and log else None
+    times = [t for t in (_epoch(state.get("StartedAt")), _epoch(last)) if t is not None]
+    return bool(times) and now - max(times) > 2 * (seconds or DEFAULT_HEALTH_INTERVAL)
+
+
+def with_health(compat: dict[str, Any], checked: Any) -> dict[str, Any]:
+    """The inspect answer with the health a check just run gave (libpod's answer)."""
+    if not isinstance(checked, dict) or not isinstance(checked.get("Status"), str):
+        return compat
+    state = _mapping(compat.get("State"))
+    health = {**_mapping(state.get("Health")), "Status": checked["Status"]}
+    if isinstance(checked.get("FailingStreak"), int):
+        health["FailingStreak"] = checked["FailingStreak"]
+    return {**compat, "State": {**state, "Health": health}}
+
+
+def _epoch(text: Any) -> float | None:
+    """An engine's timestamp (RFC 3339, nanoseconds) in epoch seconds; None if it is not one."""
+    if not isinstance(text, str) or not text or text.startswith("0001-"):
+        return None
+    head, dot, rest = text.replace("Z", "+00:00").partition(".")
+    digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+    if dot:  # Python reads at most six fraction digits
+        text = f"{head}.{digits[:6]}{rest[len(digits) :]}"
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return stamp.timestamp() if stamp.tzinfo is not None else None

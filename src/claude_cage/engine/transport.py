@@ -119,7 +119,8 @@ def error_for(status: int, message: str) -> EngineError:
         return EngineNotFound(message)
     if status == 409:
         return EngineConflict(f"the engine refused: {message}")
-    if "port is already allocated" in message:  # the engine's word for a taken host port
+    # A host port taken: Docker's words, and Podman's (its listener binds at start).
+    if "port is already allocated" in message or "address already in use" in message:
         return PortAllocated(f"the engine refused: {message}", status=status)
     return EngineError(f"the engine refused: {message}", status=status)
 

@@ -242,7 +242,7 @@ def plan_gc(ctx: Context) -> GcPlan:
         now, confirm = leftovers(objects)
         plan.leftovers += now
         plan.stale += confirm
-    plan.leftovers += _orphan_filesystems(engine)
+    plan.leftovers += _orphan_filesystems(ctx, engine)
     plan.leftovers += _abandoned_scratch()
     plan.leftovers += [item for _snap, item in _unfinished_snapshots(engine, store)]
     plan.archives = _expired_archives(ctx)
@@ -309,15 +309,28 @@ def _abandoned_scratch() -> list[Leftover]:
     ]
 
 
-def _orphan_filesystems(engine: EngineAPI) -> list[Leftover]:
+def _orphan_filesystems(ctx: Context, engine: EngineAPI) -> list[Leftover]:
     """Bounded volumes' filesystems (quota.py) whose engine volume is gone: a start
-    killed between the two, or a volume removed with docker itself."""
+    killed between the two, or a volume removed with docker itself. A session recorded
+    on another engine of this machine (a local Podman) has its volume there: that
+    engine is asked, and a filesystem it cannot answer for is kept."""
     volumes = {v.name for v in engine.list_volumes()}
-    return [
-        Leftover(name.split("-", 2)[-1], "filesystem", name, "its volume is gone")
-        for name in quota.filesystems()
-        if name not in volumes
-    ]
+    found = []
+    for name in quota.filesystems():
+        session = name.split("-", 2)[-1]
+        if name not in volumes and not _on_another_engine(ctx, engine, session, name):
+            found.append(Leftover(session, "filesystem", name, "its volume is gone"))
+    return found
+
+
+def _on_another_engine(ctx: Context, engine: EngineAPI, session: str, volume: str) -> bool:
+    there = ctx.engine_for(session)
+    if there is engine:
+        return False
+    try:
+        return there.volume_exists(volume)
+    except CageError:  # that engine does not answer: the volume may live on
+        return True
 
 
 def gc(
@@ -388,7 +401,7 @@ def _collect(
             return [Leftover(name, "session", name, "a start, stop or destroy is at work", "busy")]
         objects = _gather_one(engine, store, name)
         now, confirm = leftovers(objects)
-        now += [f for f in _orphan_filesystems(engine) if f.session == name]
+        now += [f for f in _orphan_filesystems(ctx, engine) if f.session == name]
         for item in confirm:
             item.outcome = "planned" if remove_stale else "kept"
         _keep_unfetched(ctx, engine, objects, now + confirm)
