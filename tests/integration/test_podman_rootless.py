@@ -22,6 +22,7 @@ import pwd
 import secrets
 import shlex
 import shutil
+import socket
 import subprocess
 import threading
 import uuid
@@ -39,6 +40,7 @@ from tests.integration.socket_attack import ATTACK, OUTCOME, WRITTEN_THROUGH, ow
 from tests.integration.terminal import DETACH, Terminal
 from tests.integration.workspace_helpers import git, make_repo
 from tests.isolation import cage_env
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.engine
 
@@ -462,4 +464,49 @@ def test_a_clone_session_of_the_user_and_its_review(rootless: Rootless) -> None:
     owner = refs.stat().st_uid if refs.exists() else (repo / ".git" / "packed-refs").stat().st_uid
     assert owner == account.pw_uid  # written by the user's claude-cage, as the user
     assert rootless("destroy", name, "--force", env=env).code == 0
+    assert rootless.owned() == []
+
+
+def test_a_desktop_session_of_the_user(rootless: Rootless) -> None:
+    """Desktop mode on rootless Podman: noVNC on the host's loopback only, the VNC
+    server behind it reached only with the session's token and offering only password
+    authentication, and the sandbox as in cli mode (only `limits` fails here)."""
+    from tests.integration.test_desktop import WebSocket, rfb_security_types
+
+    ensure_podman("--rootless", USER, what="rootless Podman", timeout=1800, desktop=True)
+    env = {"CAGE_ROOTLESS_WITHOUT_LIMITS": "true"}
+    name = "rd-" + uuid.uuid4().hex[:4]
+    started = rootless("start", name, "--mode", "desktop", "-d", "--engine", rootless.url, env=env)
+    assert started.code == 0, started.output
+    shown = rootless("status", name, "--json", "--show-password", env=env)
+    assert shown.code == 0, shown.output
+    session = shown.json()["session"]
+    failed = sorted(c["check"] for c in session["sandbox"]["checks"] if not c["ok"])
+    assert failed == ["limits"], json.dumps(session["sandbox"], indent=1)
+    port, token = session["desktop_port"], session["token"]
+    assert session["url"] == f"http://127.0.0.1:{port}/vnc.html"
+    assert session["token"] not in rootless.podman(
+        "inspect", f"cage-{name}", f"companion-cage-{name}"
+    )
+
+    with socket.socket() as probe:  # published on the loopback only
+        probe.settimeout(5)
+        assert probe.connect_ex((host_address(), port)) != 0
+
+    def handshake() -> list[int] | None:
+        try:
+            ws, types = rfb_security_types(port, token)
+        except (AssertionError, EOFError, OSError):
+            return None  # x11vnc is still starting
+        ws.close()
+        return types
+
+    assert wait_until(handshake, timeout=60, what="x11vnc behind noVNC") == [2]
+    stray = WebSocket(port, "/websockify?token=wrong")  # no VNC server reached without it
+    with pytest.raises(EOFError):
+        stray.recv(12)
+    stray.close()
+
+    destroyed = rootless("destroy", name, "--force", env=env)
+    assert destroyed.code == 0, destroyed.output
     assert rootless.owned() == []
