@@ -510,3 +510,32 @@ def test_a_desktop_session_of_the_user(rootless: Rootless) -> None:
     destroyed = rootless("destroy", name, "--force", env=env)
     assert destroyed.code == 0, destroyed.output
     assert rootless.owned() == []
+
+
+@pytest.mark.parametrize("network", ["none", "host"])
+def test_the_other_networks_of_the_user(rootless: Rootless, network: str) -> None:
+    """--network none and host on rootless Podman: the mode asked for, no companion, the
+    interfaces that mode gives, and every sandbox check but `limits` passing."""
+    env = {"CAGE_ROOTLESS_WITHOUT_LIMITS": "true"}
+    name = f"rn{network}-" + uuid.uuid4().hex[:4]
+    started = rootless("start", name, "-d", "--network", network, "--engine", rootless.url, env=env)
+    assert started.code == 0, started.output
+    info = json.loads(rootless.podman("inspect", f"cage-{name}"))[0]
+    assert info["HostConfig"]["NetworkMode"] == network
+    assert not any(
+        n.startswith("companion-")
+        for n in rootless.podman("ps", "-a", "--format", "{{.Names}}").split()
+        if name in n
+    )
+    links = rootless("exec", name, "--", "sh", "-c", "ls /sys/class/net", env=env).stdout.split()
+    if network == "none":
+        assert links == ["lo"], links
+    else:  # the user's network namespace is the host's here
+        assert sorted(links) == sorted(p.name for p in Path("/sys/class/net").iterdir()), links
+    status = rootless("status", name, "--json", env=env)
+    failed = sorted(
+        c["check"] for c in status.json()["session"]["sandbox"]["checks"] if not c["ok"]
+    )
+    assert failed == ["limits"], status.output
+    assert rootless("destroy", name, "--force", env=env).code == 0
+    assert rootless.owned() == []
