@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from tests.conftest import Cage, logs_bytes
 from tests.integration.conftest import TestHost
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 TRANSCRIPT = "/home/claude/.claude/projects/-workspace/rec.jsonl"
 

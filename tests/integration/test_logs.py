@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cage, logs_bytes
+from tests.conftest import Cage, logs_bytes, owned
 from tests.integration.model import ModelServer, agent_script
 from tests.integration.test_agent import project  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 HOSTILE = "Done.\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2J"  # clipboard write, clear screen
 
@@ -93,6 +93,8 @@ def test_logs_show_the_agents_tool_calls_running_and_stopped(
     assert cage("stop", name).code == 0
     assert logs(cage, name) == out  # a stopped session's transcript reads the same
     assert logs(cage, name, "--") == out
+    # (Podman reads a stopped session's volumes through a reader container: gone now)
+    assert not [c for c in owned(cage.owner())[0] if "-reader-" in c]
 
 
 def test_status_says_when_the_model_does_not_answer(cage: Cage, model_server: ModelServer) -> None:

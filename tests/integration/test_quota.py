@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Cage, inspect
 from tests.integration.workspace_helpers import make_repo
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.podman]
 
 MIB = 1024 * 1024
 

@@ -313,3 +313,18 @@ def test_the_checks_verdict_replaces_the_stale_one() -> None:
     assert checked["State"]["Running"] is True and answer["State"]["Health"]["Status"] == "starting"
     assert podman.with_health(answer, {"cause": "no healthcheck"}) == answer  # not an answer
     assert podman.with_health(answer, None) == answer
+
+
+def test_a_reader_of_a_stopped_containers_volumes_only_sleeps_without_network() -> None:
+    stopped = {
+        "Id": "abc123",
+        "Image": "sha256:feed",
+        "Config": {"User": "1000:1000", "Labels": {"cage.session": "s", "cage.role": "session"}},
+    }
+    body = podman.reader_body(stopped)
+    host = body["HostConfig"]
+    assert host["VolumesFrom"] == ["abc123:ro"]  # read-only: the reader writes nothing
+    assert (host["NetworkMode"], host["CapDrop"], host["ReadonlyRootfs"]) == ("none", ["ALL"], True)
+    assert body["Entrypoint"] == ["/bin/sleep"] and body["User"] == "1000:1000"
+    assert body["Labels"] == {"cage.session": "s", "cage.role": "export"}
+    assert body["Image"] == "sha256:feed"  # the session's own image, by id

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import http.client
 import json
+import secrets
 import socket
 import time
 import urllib.parse
@@ -463,6 +464,42 @@ class Engine(EngineAPI):
         """A tar of `path` (a file or a directory) in a container, running or stopped,
         volumes included, as chunks of at most `chunk` bytes read as they come (never
         held whole); None if absent. Each read waits the engine's bound."""
+        found = self._archive(name, path, chunk)
+        if found is not None or not self.is_podman:
+            return found
+        stopped = self._get(f"/containers/{urllib.parse.quote(name)}/json")
+        if not isinstance(stopped, dict) or (stopped.get("State") or {}).get("Running"):
+            return None  # absent, not a volume Podman left out
+        return self._through_reader(stopped, path, chunk)
+
+    def _through_reader(
+        self, stopped: dict[str, Any], path: str, chunk: int
+    ) -> Iterator[bytes] | None:
+        """Podman: the archive of a stopped container's path, read through a running
+        reader of its volumes (podman.reader_body), removed once read."""
+        reader = f"{str(stopped.get('Name', '')).lstrip('/')}-reader-{secrets.token_hex(4)}"
+        body = podman.reader_body(stopped)
+        if self._http.call("POST", "/containers/create", {"name": reader}, body) is None:
+            return None  # its image is gone
+        try:
+            self.start(reader)
+            found = self._archive(reader, path, chunk)
+        except BaseException:
+            self.remove(reader)
+            raise
+        if found is None:
+            self.remove(reader)
+            return None
+        return self._then_remove(found, reader)
+
+    def _then_remove(self, chunks: Iterator[bytes], reader: str) -> Iterator[bytes]:
+        try:
+            yield from chunks
+        finally:
+            with contextlib.suppress(EngineError):
+                self.remove(reader)
+
+    def _archive(self, name: str, path: str, chunk: int) -> Iterator[bytes] | None:
         url = f"/containers/{urllib.parse.quote(name)}/archive?" + urllib.parse.urlencode(
             {"path": path}
         )

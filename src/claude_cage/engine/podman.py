@@ -37,6 +37,11 @@ Differences handled here:
   is two intervals old is checked when it is inspected (`health_unchecked`, libpod's
   `healthcheck` call), so `status` reads the image's verdict as it does on Docker.
 
+* A stopped container's archive (`logs` and the history of a stopped session) is served
+  without its volumes: Podman mounts a volume with mount options (claude-cage's bounded
+  ones) only while a container using it runs. It is read through a reader (`reader_body`)
+  that mounts the stopped container's volumes read-only and only sleeps until removed.
+
 And what its inspect answers says differently (`inspect`, below), in Docker's words, before
 `answers.py` reads it:
 the capabilities dropped (Podman lists its own default set, not `ALL`: the libpod
@@ -58,6 +63,7 @@ from typing import Any
 from claude_cage import paths
 from claude_cage.engine.endpoints import Endpoint
 from claude_cage.errors import BadInput
+from claude_cage.labels import ROLE, Role
 
 ROOTFUL_SOCKET = "/run/podman/podman.sock"
 START_HINT = (
@@ -309,3 +315,29 @@ def _epoch(text: Any) -> float | None:
     except ValueError:
         return None
     return stamp.timestamp() if stamp.tzinfo is not None else None
+
+
+def reader_body(stopped: dict[str, Any]) -> dict[str, Any]:
+    """A container that mounts `stopped`'s volumes and binds read-only (its raw inspect
+    answer), with no network, no capability and the same user, and only sleeps: its
+    archive of a path in a volume is the stopped container's. Labelled as an export of
+    the same session, so what finds a session's leftovers finds it."""
+    config = _mapping(stopped.get("Config"))
+    labels = {**_mapping(config.get("Labels")), ROLE: Role.EXPORT.value}
+    return {
+        "Image": stopped.get("Image"),
+        "User": config.get("User") or "",
+        "Entrypoint": ["/bin/sleep"],
+        "Cmd": ["600"],
+        "Labels": labels,
+        "HostConfig": {
+            "VolumesFrom": [f"{stopped.get('Id')}:ro"],
+            "NetworkMode": "none",
+            "CapDrop": ["ALL"],
+            "ReadonlyRootfs": True,
+            "SecurityOpt": ["no-new-privileges"],
+            "Memory": 64 * 1024**2,
+            "PidsLimit": 16,
+            "Ulimits": [{"Name": n, "Soft": v, "Hard": v} for n, v in DEFAULT_LIMITS.items()],
+        },
+    }
