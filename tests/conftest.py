@@ -187,7 +187,7 @@ def host_pids(container: str) -> list[str]:
     argv = ["podman", "top", container, "hpid"] if ON_PODMAN else ["docker", "top", container]
     argv += [] if ON_PODMAN else ["-o", "pid"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    return out.split()[1:]
+    return [pid for pid in out.split()[1:] if pid.isdigit()]  # Podman: "?" for one it lost
 
 
 def drops_every_capability(host: dict) -> bool:
