@@ -179,10 +179,13 @@ class Transport:
         headers: dict[str, str] | None = None,
         retried: bool = False,
         timeout: float | None = None,
+        slow_is_stalled: bool = True,
     ) -> tuple[int, bytes]:
         """One API request: (HTTP status, raw answer). `raw` is a body sent as it is;
         `timeout` replaces the engine's bound for a call the engine answers late on
-        purpose (a stop waits for the container)."""
+        purpose (a stop waits for the container). `slow_is_stalled=False`: a call
+        whose lateness says nothing of the engine (it waits on a session) is
+        EngineStalled when late, but the engine is not remembered as stalled."""
         url = path + ("?" + urllib.parse.urlencode(query) if query else "")
         payload = json.dumps(body).encode() if body is not None else raw
         headers = dict(headers or {})
@@ -202,7 +205,13 @@ class Transport:
             idle_closed = not isinstance(exc, TimeoutError)  # not one that never answers
             if method == "GET" and not self.endpoint.is_local and not retried and idle_closed:
                 # A kept connection the far side closed while idle: dial again, once.
-                return self.request(method, path, query, body, raw, headers, True, timeout)
+                return self.request(
+                    method, path, query, body, raw, headers, True, timeout, slow_is_stalled
+                )
+            if isinstance(exc, TimeoutError) and not slow_is_stalled and not interrupt.bound(None):
+                raise EngineStalled(
+                    self.endpoint.described, conn.timeout or 0, self.setting
+                ) from None
             if isinstance(exc, TimeoutError):
                 raise stalled(self.endpoint, conn.timeout, self.setting) from None
             raise EngineUnavailable(
@@ -220,9 +229,12 @@ class Transport:
         query: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
         timeout: float | None = None,
+        slow_is_stalled: bool = True,
     ) -> Any:
         """A request whose answer is JSON (or empty): the parsed answer, None for 404."""
-        status, data = self.request(method, path, query, body, timeout=timeout)
+        status, data = self.request(
+            method, path, query, body, timeout=timeout, slow_is_stalled=slow_is_stalled
+        )
         if status == 404:
             return None
         if status >= 400:
