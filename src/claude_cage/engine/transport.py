@@ -94,6 +94,14 @@ def sdk_error(exc: Exception) -> CageError:
     return EngineError(str(exc))
 
 
+# Podman's causes for an object that is not there. Not "no such file or directory": a
+# file on the host (a seccomp profile, a bind mount's source) that a create or a start
+# could not open, which is a refusal, not an absent object.
+REMOVED = frozenset(
+    {"no such container", "no such volume", "no such exec session", "no such pod", "no such image"}
+)
+
+
 def api_error(status: int, data: bytes) -> EngineError:
     """Map an API error answer to ours."""
     try:
@@ -103,7 +111,7 @@ def api_error(status: int, data: bytes) -> EngineError:
     except (ValueError, AttributeError):
         message = data.decode(errors="replace").strip()[:200] or f"HTTP {status}"
         cause = ""
-    if cause.startswith("no such "):  # Podman: a 500 for an object removed as it answered
+    if cause in REMOVED:  # Podman: a 500 for an object removed as it answered
         status = 404
     return error_for(status, message)
 
