@@ -63,7 +63,7 @@ class Files:
     name: str
     files: dict[str, bytes]
     destroyed: str | None = None
-    left_out: tuple[str, ...] = ()  # an archive's transcripts too large to read
+    left_out: tuple[str, ...] = ()  # transcripts past MAX_HELD in all, not read
 
 
 def read_files(ctx: Context, name: str) -> Files:
@@ -95,7 +95,7 @@ class Transcript:
     name: str
     batches: Iterator[list[Event]]
     destroyed: str | None = None
-    left_out: tuple[str, ...] = ()  # an archive's transcripts too large to read
+    left_out: tuple[str, ...] = ()  # transcripts past MAX_HELD in all, not read
 
 
 def _last(events: list[Event], tail: int | None) -> list[Event]:
