@@ -68,7 +68,7 @@ class Reader:
                 # by the JSON scanner at once; anything else as parse_line reads it.
                 try:
                     parsed, stop = _SCAN(line, 0)
-                except (StopIteration, ValueError, TypeError):
+                except (StopIteration, ValueError, TypeError, RecursionError):
                     parsed = parse_line(line)
                 else:
                     if stop != len(line) or type(parsed) is not dict:
@@ -119,11 +119,12 @@ _JSON_SPACE = " \t\n\r"
 
 def parse_line(line: str | bytes) -> dict[str, Any] | None:
     """One JSON object, or None for a blank or damaged line (what json.loads takes,
-    without its per-call cost: 10,000 events are read in one go)."""
+    without its per-call cost: 10,000 events are read in one go). A line nested past
+    the interpreter's recursion limit is damaged too: the session wrote it."""
     if isinstance(line, bytes):
         try:
             data = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return data if isinstance(data, dict) else None
     text = line.strip(_JSON_SPACE).removeprefix("\ufeff")
@@ -131,7 +132,7 @@ def parse_line(line: str | bytes) -> dict[str, Any] | None:
         return None
     try:
         data, end = _DECODER.raw_decode(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) and end == len(text) else None
 
@@ -175,7 +176,15 @@ def _result_text(content: Any) -> str:
 
 def items(event: dict[str, Any]) -> list[tuple[str, str]]:
     """What a person sees of one event: (kind, text) pairs. Kinds: prompt, answer,
-    tool, result, error, system."""
+    tool, result, error, system. An event nested too deep to be shown (the parser
+    took it, but writing it out recurses further) shows nothing."""
+    try:
+        return _items(event)
+    except RecursionError:
+        return []
+
+
+def _items(event: dict[str, Any]) -> list[tuple[str, str]]:
     kind = event.get("type")
     if kind == "user" or kind == "assistant":
         message = event.get("message")
@@ -380,7 +389,7 @@ def _stamped(files: Mapping[str, bytes]) -> list[tuple[str, dict[str, Any]]]:
                 continue  # shows nothing, wherever it stands: not even read
             try:
                 parsed, stop = _SCAN(line, 0)
-            except (StopIteration, ValueError, TypeError):
+            except (StopIteration, ValueError, TypeError, RecursionError):
                 parsed = parse_line(line)
             else:
                 if stop != len(line) or type(parsed) is not dict:

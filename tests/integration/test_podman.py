@@ -387,3 +387,27 @@ def test_gc_leaves_a_podman_sessions_bounded_volumes_alone(
     destroyed = cage("destroy", name, "--force")  # archives the data volume: mounts it anew
     assert destroyed.code == 0, destroyed.output
     assert podman_owned(cage.owner()) == []
+
+
+def test_a_health_check_that_never_ends_stalls_no_command(on_podman: Cage, podman_url: str) -> None:
+    """Podman before 5.5 waits for a health check past its timeout, and a session's agent
+    can stop its own check (SIGSTOP, as the same user) or build an image whose check does
+    not end. `inspect` of such a container, which runs the check when no timer has, waits
+    for it HEALTH_CHECK_WAIT once a command, and the engine still answers after."""
+    from claude_cage.engine.client import HEALTH_CHECK_WAIT, Engine
+    from claude_cage.engine.endpoints import Endpoint
+
+    name = f"hc-{uuid.uuid4().hex[:8]}"
+    podman("run", "-d", "--name", name, "--label", f"cage.owner={on_podman.owner()}",
+           "--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096",
+           "--health-cmd", "sleep 600", "--health-interval", "1s", "--health-timeout", "2s",
+           "--entrypoint", "sleep", isolation.IMAGE_CLI, "900")  # fmt: skip
+    time.sleep(2.5)  # two of its intervals without a check: inspect runs it
+    engine = Engine(Endpoint("", podman_url), timeout=60)
+    began = time.monotonic()
+    for _ in range(3):
+        found = engine.inspect(name)
+        assert found is not None and found.running
+    assert time.monotonic() - began < HEALTH_CHECK_WAIT + 10
+    listed = engine.list_containers([f"cage.owner={on_podman.owner()}"])  # still answers
+    assert [c.name for c in listed] == [name]

@@ -61,3 +61,20 @@ def test_podmans_500_for_a_container_removed_as_it_answered_is_not_found() -> No
     assert type(error) is errors.EngineNotFound and error.status == 404
     still_500 = _api_error(500, json.dumps({"cause": "disk full", "message": "x"}).encode())
     assert type(still_500) is errors.EngineError and still_500.status == 500
+
+
+def test_podmans_500_for_a_host_file_it_cannot_open_stays_a_refusal() -> None:
+    """What Podman 4.3 answers a create whose seccomp profile it cannot open (the same
+    cause for a bind mount's missing source at start): read as not found, a create's
+    answer was None, and `start` ended in a TypeError traceback."""
+    data = json.dumps(
+        {
+            "cause": "no such file or directory",
+            "message": "container create: opening seccomp profile failed: open "
+            "/x/seccomp/ab.json: no such file or directory",
+            "response": 500,
+        }
+    ).encode()
+    error = _api_error(500, data)
+    assert type(error) is errors.EngineError and error.status == 500
+    assert "opening seccomp profile failed" in error.message

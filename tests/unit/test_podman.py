@@ -328,3 +328,70 @@ def test_a_reader_of_a_stopped_containers_volumes_only_sleeps_without_network() 
     assert body["Entrypoint"] == ["/bin/sleep"] and body["User"] == "1000:1000"
     assert body["Labels"] == {"cage.session": "s", "cage.role": "export"}
     assert body["Image"] == "sha256:feed"  # the session's own image, by id
+
+
+LONG_AGO = "2026-01-01T00:00:00Z"
+
+
+def _podman_whose_check_never_ends(tmp_path: Path) -> tuple[list[str], object]:
+    """A Libpod engine on a unix socket: one running container, `web`, whose health
+    check no timer ran, and whose check, when asked for, never answers (stopped by the
+    session, or an image's check that does not end: Podman before 5.5 waits for it)."""
+    from claude_cage.engine.client import Engine
+
+    asked: list[str] = []
+    never = threading.Event()
+    compat = {
+        "Name": "/web",
+        "State": {"Running": True, "StartedAt": LONG_AGO, "Health": {"Status": "starting"}},
+        "Config": {"Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000_000}},
+    }
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def version_string(self) -> str:
+            return "Libpod/4.3.1 (linux)"
+
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            if self.path.endswith("/healthcheck"):
+                never.wait(30)
+                return
+            answer = [] if "/containers/json" in self.path else compat
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    path = tmp_path / "podman.sock"
+    answers = _Answers(str(path), Handler)
+    threading.Thread(target=answers.serve_forever, daemon=True).start()
+    return asked, Engine(Endpoint("", f"unix://{path}"), timeout=20)
+
+
+def test_a_health_check_that_never_ends_does_not_stall_inspect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check runs in the session: its agent can stop it (SIGSTOP, as the same user).
+    `inspect` then waits HEALTH_CHECK_WAIT once a command, keeps the health as it was,
+    and the engine is not taken for stalled: status, stop and destroy go on."""
+    import time
+
+    from claude_cage.engine import client
+
+    monkeypatch.setattr(client, "HEALTH_CHECK_WAIT", 0.5)
+    asked, engine = _podman_whose_check_never_ends(tmp_path)
+    began = time.monotonic()
+    found = engine.inspect("web")  # type: ignore[attr-defined]
+    again = engine.inspect("web")  # type: ignore[attr-defined]
+    assert found is not None and found.running and again is not None and again.running
+    assert engine.list_containers() == []  # type: ignore[attr-defined]
+    assert time.monotonic() - began < 5
+    assert [p for p in asked if p.endswith("/healthcheck")] == [
+        "/v4.0.0/libpod/containers/web/healthcheck"
+    ], asked

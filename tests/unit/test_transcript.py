@@ -405,3 +405,50 @@ def test_the_clock_by_the_minute_is_the_parsed_clock(
         time.tzset()
         for cache in caches:
             cache.clear()
+
+
+def _nested(depth: int, leaf: str = "1", opener: str = '{"a":', closer: str = "}") -> str:
+    return opener * depth + leaf + closer * depth
+
+
+HOSTILE = {  # lines a session can write into its transcripts, each to break `logs`
+    "nested past the parser's limit": '{"type":"user","x":' + _nested(100_000, "", "[", "]") + "}",
+    "a tool input nested just within it": (
+        '{"type":"assistant","message":{"content":[{"type":"tool_use","name":"x","input":'
+        + _nested(950)
+        + "}]}}"
+    ),
+    "a tool name nested": (
+        '{"type":"assistant","message":{"content":[{"type":"tool_use","name":'
+        + _nested(950)
+        + "}]}}"
+    ),
+    "a system content nested": '{"type":"system","content":' + _nested(950, "", "[", "]") + "}",
+    "a result nested": (
+        '{"type":"user","message":{"content":[{"type":"tool_result","content":'
+        + _nested(950)
+        + "}]}}"
+    ),
+    "a lone surrogate": (
+        '{"type":"user","message":{"content":"\\ud800 \\udfff\\u001b]52;c;x\\u0007"}}'
+    ),
+}
+
+
+@pytest.mark.parametrize("hostile", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_transcript_line_costs_only_itself(hostile: str) -> None:
+    """Nesting as deep as the JSON parser takes (or deeper), or a lone surrogate that
+    no encoding can write: never an exception, and every line printable as UTF-8 with
+    no control character in it."""
+    ok = line(type="user", timestamp="2026-11-29T10:00:00.000Z", message={"content": "kept"})
+    files = {"p/a.jsonl": ok + hostile.encode() + b"\n" + ok}
+    for tail in (None, 1, 50):
+        shown = render(files, 100, tail)
+        assert shown[-1].endswith("kept"), shown
+        for text in shown:
+            text.encode("utf-8")  # strict, as a UTF-8 terminal's stdout writes it
+            assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in text), text
+    followed = list(Renderer(100).lines(Reader().feed(files)))
+    assert followed == render(files, 100)
+    if "surrogate" in hostile:
+        assert any("\\ud800 \\udfff\\x1b]52" in text for text in followed), followed

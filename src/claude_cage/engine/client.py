@@ -52,6 +52,7 @@ from claude_cage.errors import (
     EngineConflict,
     EngineError,
     EngineNotFound,
+    EngineStalled,
     EngineUnavailable,
     ImageMissing,
 )
@@ -64,6 +65,7 @@ MANAGED = labels.MANAGED_FILTER
 CALL_SETTING = "engine_call_timeout"
 LONG_CALL_S = 300.0  # silence allowed in the output of a command claude-cage runs
 DETACH_KEYS = ",".join(["ctrl-@"] * 8)  # an exec's on a terminal: never typed (exec_attach)
+HEALTH_CHECK_WAIT = 5.0  # seconds for a health check run on inspect (Podman without a timer)
 
 
 def call_timeout() -> float:
@@ -93,6 +95,7 @@ class Engine(EngineAPI):
         self.unenforced_limits = unenforced_limits
         self.timeout = timeout if timeout is not None else call_timeout()
         self._http = Transport(self.endpoint, self.timeout, setting)
+        self._checked: set[str] = set()  # containers whose health check this command ran
 
     def _get(self, path: str, query: dict[str, str] | None = None) -> Any:
         return self._http.call("GET", path, query)
@@ -110,11 +113,26 @@ class Engine(EngineAPI):
         found: dict[str, Any] | None = self._get(path)
         if found is not None and self.is_podman:  # its own words, put in Docker's
             found = podman.inspect(found, self._get(f"/v4.0.0/libpod{path}"))
-            if podman.health_unchecked(found, time.time()):  # no timer runs its check
-                with contextlib.suppress(EngineConflict, EngineNotFound):  # gone, stopped
-                    checked = self._get(f"/v4.0.0/libpod{path.removesuffix('/json')}/healthcheck")
-                    found = podman.with_health(found, checked)
+            if podman.health_unchecked(found, time.time()) and name not in self._checked:
+                found = self._run_health_check(name, path, found)
         return None if found is None else answers.from_docker_inspect(found)
+
+    def _run_health_check(self, name: str, path: str, found: dict[str, Any]) -> dict[str, Any]:
+        """The inspect answer with the verdict of the container's health check, run now
+        (Podman with no timer for it); as it was when the check does not answer within
+        HEALTH_CHECK_WAIT. The check is the image's, run in the session, where the agent
+        can stop it (SIGSTOP, as the same user) or make it wait: Podman before 5.5 waits
+        for it past its own timeout. So it is tried once a command, never waited on for
+        longer, and its lateness is not the engine's (the other calls go on)."""
+        self._checked.add(name)
+        healthcheck = f"/v4.0.0/libpod{path.removesuffix('/json')}/healthcheck"
+        # gone, stopped, or a check that does not end
+        with contextlib.suppress(EngineConflict, EngineNotFound, EngineStalled):
+            checked = self._http.call(
+                "GET", healthcheck, timeout=HEALTH_CHECK_WAIT, slow_is_stalled=False
+            )
+            found = podman.with_health(found, checked)
+        return found
 
     def ping(self) -> EngineVersion:
         return answers.from_docker_version(self._get("/version"))

@@ -94,6 +94,14 @@ def sdk_error(exc: Exception) -> CageError:
     return EngineError(str(exc))
 
 
+# Podman's causes for an object that is not there. Not "no such file or directory": a
+# file on the host (a seccomp profile, a bind mount's source) that a create or a start
+# could not open, which is a refusal, not an absent object.
+REMOVED = frozenset(
+    {"no such container", "no such volume", "no such exec session", "no such pod", "no such image"}
+)
+
+
 def api_error(status: int, data: bytes) -> EngineError:
     """Map an API error answer to ours."""
     try:
@@ -103,7 +111,7 @@ def api_error(status: int, data: bytes) -> EngineError:
     except (ValueError, AttributeError):
         message = data.decode(errors="replace").strip()[:200] or f"HTTP {status}"
         cause = ""
-    if cause.startswith("no such "):  # Podman: a 500 for an object removed as it answered
+    if cause in REMOVED:  # Podman: a 500 for an object removed as it answered
         status = 404
     return error_for(status, message)
 
@@ -179,10 +187,13 @@ class Transport:
         headers: dict[str, str] | None = None,
         retried: bool = False,
         timeout: float | None = None,
+        slow_is_stalled: bool = True,
     ) -> tuple[int, bytes]:
         """One API request: (HTTP status, raw answer). `raw` is a body sent as it is;
         `timeout` replaces the engine's bound for a call the engine answers late on
-        purpose (a stop waits for the container)."""
+        purpose (a stop waits for the container). `slow_is_stalled=False`: a call
+        whose lateness says nothing of the engine (it waits on a session) is
+        EngineStalled when late, but the engine is not remembered as stalled."""
         url = path + ("?" + urllib.parse.urlencode(query) if query else "")
         payload = json.dumps(body).encode() if body is not None else raw
         headers = dict(headers or {})
@@ -202,7 +213,13 @@ class Transport:
             idle_closed = not isinstance(exc, TimeoutError)  # not one that never answers
             if method == "GET" and not self.endpoint.is_local and not retried and idle_closed:
                 # A kept connection the far side closed while idle: dial again, once.
-                return self.request(method, path, query, body, raw, headers, True, timeout)
+                return self.request(
+                    method, path, query, body, raw, headers, True, timeout, slow_is_stalled
+                )
+            if isinstance(exc, TimeoutError) and not slow_is_stalled and not interrupt.bound(None):
+                raise EngineStalled(
+                    self.endpoint.described, conn.timeout or 0, self.setting
+                ) from None
             if isinstance(exc, TimeoutError):
                 raise stalled(self.endpoint, conn.timeout, self.setting) from None
             raise EngineUnavailable(
@@ -220,9 +237,12 @@ class Transport:
         query: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
         timeout: float | None = None,
+        slow_is_stalled: bool = True,
     ) -> Any:
         """A request whose answer is JSON (or empty): the parsed answer, None for 404."""
-        status, data = self.request(method, path, query, body, timeout=timeout)
+        status, data = self.request(
+            method, path, query, body, timeout=timeout, slow_is_stalled=slow_is_stalled
+        )
         if status == 404:
             return None
         if status >= 400:

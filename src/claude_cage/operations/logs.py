@@ -32,18 +32,27 @@ def _container(engine: EngineAPI, name: str) -> str:
     return container
 
 
-def transcript_files(engine: EngineAPI, container: str) -> dict[str, bytes]:
-    """Every transcript file in the session: path -> its content."""
+MAX_HELD = 1024**3  # transcripts held at once, in all (as history.MAX_HELD for an archive)
+
+
+def transcript_files(engine: EngineAPI, container: str) -> tuple[dict[str, bytes], list[str]]:
+    """Every transcript file in the session (path -> its content), and the paths of
+    those left out, past MAX_HELD bytes in all: the session decides their sizes, and
+    an unbounded data volume would otherwise be held in this process's memory."""
     chunks = engine.get_archive(container, TRANSCRIPTS)
     if chunks is None:
-        return {}
-    files = {}
+        return {}, []
+    files, left_out, held = {}, [], 0
     with tarfile.open(fileobj=ChunkFile(chunks), mode="r|") as archive:  # plain tar
         for member in archive:
             if member.isfile() and member.name.endswith(".jsonl"):
+                if held + member.size > MAX_HELD:
+                    left_out.append(member.name)  # skipped as the stream goes on
+                    continue
+                held += member.size
                 handle = archive.extractfile(member)
                 files[member.name] = handle.read() if handle else b""
-    return files
+    return files, left_out
 
 
 @dataclass
@@ -54,7 +63,7 @@ class Files:
     name: str
     files: dict[str, bytes]
     destroyed: str | None = None
-    left_out: tuple[str, ...] = ()  # an archive's transcripts too large to read
+    left_out: tuple[str, ...] = ()  # transcripts past MAX_HELD in all, not read
 
 
 def read_files(ctx: Context, name: str) -> Files:
@@ -74,7 +83,8 @@ def _read_files(engine: EngineAPI, name: str) -> Files:
         contents = history.read(archived, frozenset({"transcripts"}))
         when = archived.as_dict()["destroyed"]
         return Files(name, contents.transcripts, when, tuple(contents.left_out))
-    return Files(name, transcript_files(engine, container))
+    files, left_out = transcript_files(engine, container)
+    return Files(name, files, left_out=tuple(left_out))
 
 
 @dataclass
@@ -85,7 +95,7 @@ class Transcript:
     name: str
     batches: Iterator[list[Event]]
     destroyed: str | None = None
-    left_out: tuple[str, ...] = ()  # an archive's transcripts too large to read
+    left_out: tuple[str, ...] = ()  # transcripts past MAX_HELD in all, not read
 
 
 def _last(events: list[Event], tail: int | None) -> list[Event]:
@@ -103,7 +113,8 @@ def read_transcript(
     first = _last(reader.feed(now.files), tail)
     if now.destroyed is not None:
         return Transcript(name, iter([first]), now.destroyed, now.left_out)
-    return Transcript(name, _live(engine, names.container_name(name), reader, first, follow))
+    live = _live(engine, names.container_name(name), reader, first, follow)
+    return Transcript(name, live, left_out=now.left_out)
 
 
 def transcript(
@@ -122,7 +133,7 @@ def _live(
         time.sleep(FOLLOW_INTERVAL)
         if engine.inspect(container) is None:
             return
-        yield reader.feed(transcript_files(engine, container))
+        yield reader.feed(transcript_files(engine, container)[0])
 
 
 def raw(ctx: Context, name: str, follow: bool = False, tail: int | None = None) -> Iterator[bytes]:
