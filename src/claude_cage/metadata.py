@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_cage import paths, record
-from claude_cage.errors import CageError, DamagedFile, file_error
+from claude_cage.errors import BadInput, CageError, DamagedFile, file_error
 from claude_cage.record import SessionRecord
 
 # The format's version, written as the file's last line. 1: values as they came, a
@@ -231,6 +231,13 @@ class SessionStore:
         self.root = root if root is not None else paths.sessions_dir()
 
     def dir(self, name: str) -> Path:
+        """The session's folder; a name that is not one plain path component (`../x`,
+        `a/b`: no session can have it) is refused, so it never reaches another folder."""
+        if not name or name in (".", "..") or "/" in name or "\0" in name:
+            raise BadInput(
+                f"invalid session name {name!r}",
+                "session names are 1-63 characters: lowercase letters, digits, '_', '.', '-'",
+            )
         return self.root / name
 
     def names(self) -> list[str]:

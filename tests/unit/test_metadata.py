@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from claude_cage import metadata
-from claude_cage.errors import CageError
+from claude_cage.errors import BadInput, CageError
 from claude_cage.metadata import SessionStore
 
 SEED = """name=web
@@ -284,3 +284,12 @@ def test_concurrent_writers_lose_nothing(store: SessionStore) -> None:
         assert data[f"writer{index}"] == str(ROUNDS - 1)
     assert {k: data[k] for k in metadata.REQUIRED} == base()
     assert sorted(p.name for p in store.dir("web").iterdir()) == ["metadata"]
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".", "", "x\0y"])
+def test_a_name_that_is_no_plain_folder_name_reaches_no_folder(tmp_path: Path, name: str) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "metadata").write_text("name=x\n")
+    store = metadata.SessionStore(tmp_path / "sessions")
+    with pytest.raises(BadInput, match="invalid session name"):
+        store.read(name)
