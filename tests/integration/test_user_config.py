@@ -360,10 +360,19 @@ def test_the_seeded_state_keeps_its_content_owner_and_mode_across_a_restart(
         first, _, text = look.stdout.partition("\n")
         return first, json.loads(text)
 
+    since = time.time()
     started = cage("start", "--name", name, "--network", "none", "-d", env=env)
     assert started.code == 0, started.output
     assert "could not write" not in started.output, started.output
     assert "no-such-mcp-program is not in the session's image" in started.output
+    # One exec seeds the state, names the missing program and starts Claude Code.
+    execs = subprocess.run(
+        ["docker", "events", "--since", f"{since - 1:.0f}", "--until", f"{time.time() + 1:.0f}",
+         "--filter", f"container=cage-{name}", "--filter", "event=exec_create",
+         "--format", "{{.Action}}"],
+        capture_output=True, text=True, timeout=60,
+    ).stdout.splitlines()  # fmt: skip
+    assert len(execs) == 1 and "cage-agent start" in execs[0], execs
     stat, state = seeded()
     assert stat == "1000:1000 600 regular file", stat
     assert state["hasCompletedOnboarding"] is True and state["theme"] == "light"

@@ -58,10 +58,12 @@ class Seeding:
         self.write_error = write_error
 
     def exec_attach(self, container: str, cmd: list[str], **_: Any) -> tuple[str, socket.socket]:
-        assert cmd[cmd.index("-c") + 1] == usersetup.SEED
+        at = cmd.index("-c")
+        assert cmd[at + 1 : at + 4] == [usersetup.SEED_THEN, "sh", usersetup.SEED]
         ours, theirs = socket.socketpair()
-        programs = "".join(f"{p}\n" for p in cmd[cmd.index("-c") + 5 :])
-        for kind, payload in ((1, b"0\n"), (2, self.write_error), (1, programs.encode())):
+        listed = "".join(f"{p}\n" for p in cmd[at + 7 : cmd.index("--")])
+        said = f"{listed}={usersetup.WRITE_FAILED}\n".encode()
+        for kind, payload in ((1, b"0\n"), (2, self.write_error), (1, said)):
             theirs.sendall(bytes([kind, 0, 0, 0]) + struct.pack(">I", len(payload)) + payload)
         theirs.shutdown(socket.SHUT_WR)  # open to what the host writes, as a session is
         self.theirs = theirs
@@ -75,7 +77,7 @@ class Seeding:
 def test_nor_in_starts_warnings(capsys: pytest.CaptureFixture[str]) -> None:
     carried = userconfig.Carried(mcp_servers={FORGED: {"type": "stdio", "command": "np\x1b[2Jx"}})
     session = cast(EngineAPI, Seeding(b"denied\nwarning: forged\n"))
-    warnings = usersetup.seed(session, "c", carried, ["/workspace"])
+    warnings = usersetup.seed(session, "c", carried, ["/workspace"]).warnings
     assert any("could not write" in w for w in warnings)
     assert any("is not in the session's image" in w for w in warnings)
     one_line_each(warnings, capsys)

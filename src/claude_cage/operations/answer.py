@@ -60,14 +60,15 @@ def exchange(
     *,
     cap: int,
     limit: int,
+    patience: float,
 ) -> tuple[int, bytes, bytes]:
-    """Run cmd in the container with its stdin open, within the bounds of `ask`: `reply`
-    sees its stdout as it grows and returns None until it has what it needs, then what
-    the command gets on stdin (closed after it). Its exit code, stdout and stderr; a
-    command whose output ends before `reply` answered gets an empty stdin."""
+    """Run cmd in the container with its stdin open: `reply` sees its stdout as it grows
+    and returns None until it has what it needs, then what the command gets on stdin
+    (closed after it). That first answer is read as `ask` reads (the caller bounds the
+    command itself: `timeout -s KILL`); what follows, up to `cap` bytes in all with
+    `patience` seconds of silence at most. Its exit code, stdout and stderr."""
     deadline = time.monotonic() + limit
-    limited = ["timeout", "-s", "KILL", str(limit), *cmd]
-    exec_id, sock = engine.exec_attach(container, limited, stdin=True)
+    exec_id, sock = engine.exec_attach(container, cmd, stdin=True)
     out, err = bytearray(), bytearray()
     answered = False
     try:
@@ -77,12 +78,16 @@ def exchange(
             err += chunk_err or b""
             if len(out) + len(err) > cap:
                 raise NoAnswer(f"the session sent more than {cap >> 10} KiB")
+            if answered:
+                continue
             if time.monotonic() > deadline:
                 raise NoAnswer(f"the session did not answer within {limit} s")
-            if not answered and (given := reply(bytes(out))) is not None:
+            given = reply(bytes(out))
+            if given is not None:
                 answered = True
                 sock.sendall(given)
                 sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(patience)
     except TimeoutError:
         raise NoAnswer(f"the session did not answer within {limit} s") from None
     except OSError as exc:
