@@ -224,8 +224,10 @@ def _require_images(
     learn: bool,
 ) -> None:
     """The images this start runs are there, and new enough for what it asks of them."""
-    engine.require_image(req.image)
-    managed.require_image_support(req.image, engine.image_labels(req.image) or {})
+    labels = engine.image_labels(req.image)  # one inspect for both questions
+    if labels is None:
+        engine.require_image(req.image)  # the engine's refusal, with its hint
+    managed.require_image_support(req.image, labels or {})
     if req.runtime == Runtime.RUNSC:
         gvisor.check_start(engine, req.image)
     if policy.needs_companion(req):
