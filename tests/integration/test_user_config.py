@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -339,3 +340,62 @@ def test_a_hostile_state_file_cannot_hang_or_exhaust_status_or_start(
     assert peak < RSS_CAP, peak
     seeded = cage("exec", name, "--", "sh", "-c", "cat ~/.claude/.claude.json")
     assert json.loads(seeded.stdout)["hasCompletedOnboarding"] is True, seeded.output
+
+
+def test_the_seeded_state_keeps_its_content_owner_and_mode_across_a_restart(
+    cage: Cage, tmp_path: Path
+) -> None:
+    """The one exec that seeds ~/.claude/.claude.json at a start: the onboarding done,
+    the project trusted, the user's theme and MCP servers, the session user's file of
+    mode 0600; at a restart Claude Code's own keys in it are kept, and a program the
+    session lacks is named."""
+    claude, _, planted = fake_home(tmp_path)
+    name = cage.name("seeded")
+    env = {"CAGE_CLAUDE_CONFIG": str(claude)}
+    show = 'f=~/.claude/.claude.json; stat -c \'%u:%g %a %F\' "$f"; cat "$f"'
+
+    def seeded() -> tuple[str, dict]:
+        look = cage("exec", name, "--", "sh", "-c", show)
+        assert look.code == 0, look.output
+        first, _, text = look.stdout.partition("\n")
+        return first, json.loads(text)
+
+    since = time.time()
+    started = cage("start", "--name", name, "--network", "none", "-d", env=env)
+    assert started.code == 0, started.output
+    assert "could not write" not in started.output, started.output
+    assert "no-such-mcp-program is not in the session's image" in started.output
+    # One exec seeds the state, names the missing program and starts Claude Code.
+    execs = subprocess.run(
+        ["docker", "events", "--since", f"{since - 1:.0f}", "--until", f"{time.time() + 1:.0f}",
+         "--filter", f"container=cage-{name}", "--filter", "event=exec_create",
+         "--format", "{{.Action}}"],
+        capture_output=True, text=True, timeout=60,
+    ).stdout.splitlines()  # fmt: skip
+    assert len(execs) == 1 and "cage-agent start" in execs[0], execs
+    stat, state = seeded()
+    assert stat == "1000:1000 600 regular file", stat
+    assert state["hasCompletedOnboarding"] is True and state["theme"] == "light"
+    assert state["projects"]["/workspace"]["hasTrustDialogAccepted"] is True
+    assert sorted(state["mcpServers"]) == ["local-tool", "remote-tool"]
+    assert not any(p in json.dumps(state) for p in planted)
+    assert cage("stop", name).code == 0
+    # A key of Claude Code's own, put in while it is stopped (it rewrites the file).
+    info = inspect(f"cage-{name}")
+    volume = next(m["Name"] for m in info["Mounts"] if m["Destination"] == CONFIG_DIR)
+    keep = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--user", info["Config"]["User"],
+         "-v", f"{volume}:/c", "--entrypoint", "sh", info["Config"]["Image"],
+         "-c", "sed -i 's/^{/{\"cageKept\": 7,/' /c/.claude.json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert keep.returncode == 0, keep.stderr
+    again = cage("start", "--name", name, "-d", env=env)
+    assert again.code == 0, again.output
+    assert "could not write" not in again.output and "cannot read" not in again.output
+    stat, state = seeded()
+    assert stat == "1000:1000 600 regular file", stat
+    assert state["cageKept"] == 7 and state["hasCompletedOnboarding"] is True, state
+    listed = cage("exec", name, "--", "sh", "-c", "ls -a ~/.claude").stdout.split()
+    left = [n for n in listed if re.fullmatch(r"\.claude\.json\.[A-Za-z0-9]{6}", n)]
+    assert not left, listed  # no temporary file of the seed's left

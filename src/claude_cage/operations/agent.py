@@ -41,8 +41,18 @@ def ensure(engine: EngineAPI, container: str, directory: str, resume: bool = Fal
     """Start Claude Code in `directory` unless it runs: running | started | restarted N,
     followed by " continue" when `resume` had it take up the directory's last
     conversation (claude --continue; only when there is one)."""
-    command = ["cage-agent", "start", directory] + (["--continue"] if resume else [])
-    code, output = engine.exec_run(container, command)
+    code, output = engine.exec_run(container, start_command(directory, resume))
+    return started(container, code, output)
+
+
+def start_command(directory: str, resume: bool = False) -> list[str]:
+    """The command `ensure` runs (a start runs it after seeding Claude Code's state, in
+    the same exec: usersetup.seed)."""
+    return ["cage-agent", "start", directory] + (["--continue"] if resume else [])
+
+
+def started(container: str, code: int, output: bytes) -> str:
+    """What `start_command` said, as `ensure` returns it."""
     text = output.decode(errors="replace").strip()
     if code != 0:
         raise EngineError(

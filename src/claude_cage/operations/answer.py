@@ -5,7 +5,9 @@ seconds, and the command itself is killed (`timeout -s KILL`) when it runs longe
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
+from collections.abc import Callable
 
 from claude_cage.engine.api import EngineAPI
 from claude_cage.engine.transport import frames
@@ -48,3 +50,49 @@ def ask(
         with contextlib.suppress(OSError):
             sock.close()
     return engine.exit_code(exec_id), b"".join(out), b"".join(err)
+
+
+def exchange(
+    engine: EngineAPI,
+    container: str,
+    cmd: list[str],
+    reply: Callable[[bytes], bytes | None],
+    *,
+    cap: int,
+    limit: int,
+    patience: float,
+) -> tuple[int, bytes, bytes]:
+    """Run cmd in the container with its stdin open: `reply` sees its stdout as it grows
+    and returns None until it has what it needs, then what the command gets on stdin
+    (closed after it). That first answer is read as `ask` reads (the caller bounds the
+    command itself: `timeout -s KILL`); what follows, up to `cap` bytes in all with
+    `patience` seconds of silence at most. Its exit code, stdout and stderr."""
+    deadline = time.monotonic() + limit
+    exec_id, sock = engine.exec_attach(container, cmd, stdin=True)
+    out, err = bytearray(), bytearray()
+    answered = False
+    try:
+        sock.settimeout(limit)
+        for chunk_out, chunk_err in frames(sock):
+            out += chunk_out or b""
+            err += chunk_err or b""
+            if len(out) + len(err) > cap:
+                raise NoAnswer(f"the session sent more than {cap >> 10} KiB")
+            if answered:
+                continue
+            if time.monotonic() > deadline:
+                raise NoAnswer(f"the session did not answer within {limit} s")
+            given = reply(bytes(out))
+            if given is not None:
+                answered = True
+                sock.sendall(given)
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(patience)
+    except TimeoutError:
+        raise NoAnswer(f"the session did not answer within {limit} s") from None
+    except OSError as exc:
+        raise NoAnswer(f"the session's answer broke off ({exc})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
+    return engine.exit_code(exec_id), bytes(out), bytes(err)

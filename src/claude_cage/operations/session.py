@@ -224,8 +224,10 @@ def _require_images(
     learn: bool,
 ) -> None:
     """The images this start runs are there, and new enough for what it asks of them."""
-    engine.require_image(req.image)
-    managed.require_image_support(req.image, engine.image_labels(req.image) or {})
+    labels = engine.image_labels(req.image)  # one inspect for both questions
+    if labels is None:
+        engine.require_image(req.image)  # the engine's refusal, with its hint
+    managed.require_image_support(req.image, labels or {})
     if req.runtime == Runtime.RUNSC:
         gvisor.check_start(engine, req.image)
     if policy.needs_companion(req):
@@ -534,16 +536,26 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
         store.save(session)
 
     project = workdir.project_dir(session)
+    lifecycle = dev is not None or bool(session.post_start)
+    ran = None  # Claude Code's start, when it ran in the seed's exec (one exec, not two)
     if carried is not None:
-        warnings += usersetup.seed(engine, container, carried, sorted({project, "/workspace"}))
-    if dev is not None or session.post_start:
+        then = None
+        if req.mode == Mode.CLI and not lifecycle:
+            then = agent.start_command(project, resume=restarted)
+        seeded = usersetup.seed(engine, container, carried, sorted({project, "/workspace"}), then)
+        warnings += seeded.warnings
+        ran = seeded.then
+    if lifecycle:
         from claude_cage.operations import devcontainers  # start-up: as above
 
         warnings += devcontainers.lifecycle(engine, container, dev, session.post_start, project)
     continued = False
     if req.mode == Mode.CLI:  # the desktop's terminal starts it there
         try:
-            was = agent.ensure(engine, container, project, resume=restarted)
+            if ran is None:
+                was = agent.ensure(engine, container, project, resume=restarted)
+            else:
+                was = agent.started(container, *ran)
             continued = was.endswith(agent.CONTINUED)
         except CageError as exc:
             warnings.append(f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
