@@ -15,6 +15,7 @@ from sections import (
     memory,
     packages,
     podman,
+    podman_rootless,
     policy,
     proxy,
     remote,
@@ -44,5 +45,6 @@ SECTIONS = (
     loop,
     runtimes,
     podman,
+    podman_rootless,
 )
 ALL = {module.NAME: module for module in SECTIONS}
