@@ -61,6 +61,23 @@ def _pause_events(container: str, since: str) -> list[str]:
     return run.stdout.split()
 
 
+def execs(container: str, since: str, until: str) -> list[str]:
+    """The lines of the commands of the execs made in the container since `since` (epoch
+    seconds), once an exec holding `until` is among them (the engine may report the
+    last ones a moment late), or after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        run = subprocess.run(
+            ["docker", "events", "--since", since, "--until", "0s", "--format", "{{.Action}}",
+             "--filter", f"container={container}", "--filter", "event=exec_create"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        found = [line for line in run.stdout.split("\n") if line]
+        if any(until in line for line in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def test_restore_brings_back_files_branch_and_transcript(cage: Cage, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "proj")
     name = cage.name()
@@ -105,10 +122,16 @@ def test_fork_gives_each_session_only_its_own_work(cage: Cage, tmp_path: Path) -
     start_clone(cage, repo, parent)
     inside(cage, parent, "git add -A && git commit -qm 'agent: shared' && echo wip > wip.txt")
 
+    since = subprocess.run(["date", "+%s"], capture_output=True, text=True).stdout.strip()
     forked = cage("fork", parent, child, "--json")
     assert forked.code == 0, forked.output
     assert forked.json()["branch"] == f"cage/{child}"
     assert inside(cage, child, "git branch --show-current").strip() == f"cage/{child}"
+    if not ON_PODMAN:  # (Podman logs its events to journald, which this machine lacks)
+        # The starting point is found before the new session runs anything: a process of
+        # its own could write into the output of an exec made there.
+        made = execs(f"cage-{child}", since, until="git branch --show-current")
+        assert not [e for e in made if "refs/cage/start" in e]
     assert inside(cage, child, "cat wip.txt") == "wip\n"  # uncommitted work came along
     assert cage("diff", child).stdout == ""  # nothing of its own yet
 

@@ -5,8 +5,10 @@ new session from a snapshot).
 A new session gets copies of the volumes (snapcopy.py) and the record, with its own
 name; then it starts as a stopped session does, with `--continue`. A clone session's
 new one gets its own branch, cage/NEW, where its source was, commits and uncommitted
-work: that work is its starting point, so its `diff`, `fetch` and `merge` hold only
-what it does itself.
+work: that work is its starting point, so its `diff` holds only what it does itself.
+The branch and the starting point are made before the new session starts, in a
+helper container (snapcopy.helper), where no process of the session can write into
+what the host reads back.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from claude_cage.operations.snapcopy import (
     Copy,
     bounded_size,
     copy,
+    helper,
     make_volume,
     refuse_mounts,
     session_volumes,
@@ -167,8 +170,15 @@ def _make(
                 size = bounded_size(source, kind, cfg.values)
                 make_volume(engine, target, volume_labels, size, owner)
                 copies.append(Copy(kind, source, target))
-            copy(engine, snapshot.image_of(kept, cfg), new, copies, freeze=freeze)
+            image = snapshot.image_of(kept, cfg)
+            copy(engine, image, new, copies, freeze=freeze)
             checkpoint(ctx, "fork:copied")
+            if record.repo_name:
+                try:  # before the new session runs anything (see _own_branch)
+                    tip = _own_branch(engine, image, record, kept.branch or "", cfg.values)
+                    record = dataclasses.replace(record, start=tip)
+                except CageError as exc:  # it still starts: what it lacks is said
+                    warnings.append(f"{exc.message}: its diff shows {source_label}'s work too")
             if api_key is not None:
                 store.write_secret(new, API_KEY_SECRET, api_key)
             store.save(record)
@@ -180,27 +190,34 @@ def _make(
             raise
     started = start(ctx, StartOptions(name=new))
     warnings += started.warnings
-    if record.repo_name:
-        try:
-            store.update(new, start=_own_branch(engine, record, kept.branch or ""))
-        except CageError as exc:  # it runs: what it lacks is said, not undone
-            warnings.append(f"{exc.message}: its diff shows {source_label}'s work too")
     return NewSession(new, source_label, snap, record.branch, started, warnings)
 
 
-def _own_branch(engine: EngineAPI, record: SessionRecord, old_branch: str) -> str:
-    """In the new clone session: its branch, and its source's work as its starting
-    point (the commit returned)."""
+def _own_branch(
+    engine: EngineAPI, image: str, record: SessionRecord, old_branch: str, cfg: dict[str, Any]
+) -> str:
+    """In the new clone session's copy of the clone: its branch, and its source's work
+    as its starting point (the commit returned).
+
+    This runs in a helper container before the new session starts, as the session's
+    user: a process of the session (a hook its agent planted, started with Claude Code)
+    could otherwise write another commit into this exec's output, and the review would
+    then take that commit for the starting point, leaving out of `diff` what `merge`
+    brings in."""
     assert record.repo_name and record.base and record.branch
-    container = names.container_name(record.name)
     target = workdir.clone_target(record.repo_name)
-    code, _out, err = engine.exec_output(
-        container, ["/bin/sh", "-c", BRANCH, "branch", target, old_branch, record.branch]
-    )
-    if code == 0:
-        command = [*work_env(record), "/bin/sh", "-c", FORK_GIT, "fork", target, record.base,
-                   record.name]  # fmt: skip
-        code, out, err = engine.exec_output(container, command)
+    work = {"source": names.workspace_volume(record.name), "target": target, "no_copy": True}
+    user = f"{record.uid or policy.SESSION_UID}:{record.gid or policy.SESSION_UID}"
+    tmp_size = str(cfg.get("tmp_size") or "512m")  # the uncommitted work's objects
+    out = b""
+    with helper(engine, image, record.name, [work], user, tmp_size=tmp_size) as container:
+        code, _out, err = engine.exec_output(
+            container, ["/bin/sh", "-c", BRANCH, "branch", target, old_branch, record.branch]
+        )
+        if code == 0:
+            command = [*work_env(record), "/bin/sh", "-c", FORK_GIT, "fork", target,
+                       record.base, record.name]  # fmt: skip
+            code, out, err = engine.exec_output(container, command)
     tip = out.decode(errors="replace").strip().splitlines()[-1:] if code == 0 else []
     if not tip or len(tip[0]) != 40:
         raise EngineError(

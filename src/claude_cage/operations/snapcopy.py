@@ -111,33 +111,13 @@ def copy(
              "no_copy": True},
             {"source": item.target, "target": f"/to/{item.kind}", "no_copy": True},
         ]  # fmt: skip
-    helper = policy.ContainerSpec(
-        name=names.copy_container(session),
-        image=image,
-        role=labels.Role.COPY,
-        labels=labels.for_session(
-            session, paths.owner_id(), "cli", "none", False, labels.Role.COPY
-        ),
-        user="0:0",
-        command=["sleep", "3600"],
-        volumes=volumes,
-        tmpfs={"/run": "rw,nosuid,nodev,noexec,size=1m", "/tmp": "rw,nosuid,nodev,size=1m"},
-        cap_add=CAPABILITIES,
-        security_opt=["no-new-privileges:true"],
-        network_mode="none",
-        pids_limit=64,
-    )
-    engine.remove(helper.name)  # a leftover of a killed run
-    engine.create(helper)
-    try:
-        engine.start(helper.name)
-        with _frozen(engine, freeze):
-            code, out, err = engine.exec_output(
-                helper.name, ["sh", "-c", COPY, "copy", *(c.kind for c in copies)]
-            )
-    finally:
-        with contextlib.suppress(CageError):
-            engine.remove(helper.name)
+    with (
+        helper(engine, image, session, volumes, "0:0", CAPABILITIES) as name,
+        _frozen(engine, freeze),
+    ):
+        code, out, err = engine.exec_output(
+            name, ["sh", "-c", COPY, "copy", *(c.kind for c in copies)]
+        )
     if code != 0:
         raise EngineError(
             f"could not copy the session's volumes: {err.decode(errors='replace').strip()[-300:]}",
@@ -148,6 +128,51 @@ def copy(
         _kind, _, size = line.partition(" ")
         total += int(size) if size.isdigit() else 0
     return total
+
+
+@contextlib.contextmanager
+def helper(
+    engine: EngineAPI,
+    image: str,
+    session: str,
+    volumes: list[dict[str, object]],
+    user: str,
+    cap_add: list[str] | None = None,
+    tmp_size: str = "1m",
+) -> Iterator[str]:
+    """A throwaway container of the session's image on its engine, mounting `volumes`,
+    with no network and, unless `cap_add`, no capability: its name, while it sleeps for
+    the execs the caller makes. Nothing of the session runs there, so what an exec
+    prints is the exec's own. Removed at the end, and by `gc` when a command is killed."""
+    uid, _, gid = user.partition(":")
+    spec = policy.ContainerSpec(
+        name=names.copy_container(session),
+        image=image,
+        role=labels.Role.COPY,
+        labels=labels.for_session(
+            session, paths.owner_id(), "cli", "none", False, labels.Role.COPY
+        ),
+        user=user,
+        command=["sleep", "3600"],
+        volumes=volumes,
+        tmpfs={
+            # the user's own, as in a session: the image's entrypoint makes /run/cage
+            "/run": f"rw,nosuid,nodev,noexec,size=1m,uid={uid},gid={gid},mode=0755",
+            "/tmp": f"rw,nosuid,nodev,size={tmp_size},mode=1777",
+        },
+        cap_add=cap_add or [],
+        security_opt=["no-new-privileges:true"],
+        network_mode="none",
+        pids_limit=64,
+    )
+    engine.remove(spec.name)  # a leftover of a killed run
+    engine.create(spec)
+    try:
+        engine.start(spec.name)
+        yield spec.name
+    finally:
+        with contextlib.suppress(CageError):
+            engine.remove(spec.name)
 
 
 @contextlib.contextmanager
