@@ -175,7 +175,8 @@ def _make(
             checkpoint(ctx, "fork:copied")
             if record.repo_name:
                 try:  # before the new session runs anything (see _own_branch)
-                    tip = _own_branch(engine, image, record, kept.branch or "", cfg.values)
+                    limits = (req.cpus, req.memory)
+                    tip = _own_branch(engine, image, record, kept.branch or "", cfg.values, limits)
                     record = dataclasses.replace(record, start=tip)
                 except CageError as exc:  # it still starts: what it lacks is said
                     warnings.append(f"{exc.message}: its diff shows {source_label}'s work too")
@@ -194,7 +195,12 @@ def _make(
 
 
 def _own_branch(
-    engine: EngineAPI, image: str, record: SessionRecord, old_branch: str, cfg: dict[str, Any]
+    engine: EngineAPI,
+    image: str,
+    record: SessionRecord,
+    old_branch: str,
+    cfg: dict[str, Any],
+    limits: tuple[float, str],
 ) -> str:
     """In the new clone session's copy of the clone: its branch, and its source's work
     as its starting point (the commit returned).
@@ -203,14 +209,17 @@ def _own_branch(
     user: a process of the session (a hook its agent planted, started with Claude Code)
     could otherwise write another commit into this exec's output, and the review would
     then take that commit for the starting point, leaving out of `diff` what `merge`
-    brings in."""
+    brings in. The helper has the session's CPU and memory limits: git there reads
+    what the agent wrote."""
     assert record.repo_name and record.base and record.branch
     target = workdir.clone_target(record.repo_name)
     work = {"source": names.workspace_volume(record.name), "target": target, "no_copy": True}
     user = f"{record.uid or policy.SESSION_UID}:{record.gid or policy.SESSION_UID}"
     tmp_size = str(cfg.get("tmp_size") or "512m")  # the uncommitted work's objects
     out = b""
-    with helper(engine, image, record.name, [work], user, tmp_size=tmp_size) as container:
+    with helper(
+        engine, image, record.name, [work], user, tmp_size=tmp_size, limits=limits
+    ) as container:
         code, _out, err = engine.exec_output(
             container, ["/bin/sh", "-c", BRANCH, "branch", target, old_branch, record.branch]
         )

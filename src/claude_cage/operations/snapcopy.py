@@ -154,11 +154,15 @@ def helper(
     user: str,
     cap_add: list[str] | None = None,
     tmp_size: str = "1m",
+    limits: tuple[float, str] | None = None,
 ) -> Iterator[str]:
     """A throwaway container of the session's image on its engine, mounting `volumes`,
     with no network and, unless `cap_add`, no capability: its name, while it sleeps for
     the execs the caller makes. Nothing of the session runs there, so what an exec
-    prints is the exec's own. Removed at the end, and by `gc` when a command is killed."""
+    prints is the exec's own. With `limits` (cpus, memory), it gets the session's, for
+    a program that reads what the agent wrote. Removed at the end, and by `gc` when a
+    command is killed."""
+    cpus, memory = limits or (0.0, "0")
     uid, _, gid = user.partition(":")
     spec = policy.ContainerSpec(
         name=names.copy_container(session),
@@ -179,6 +183,8 @@ def helper(
         security_opt=["no-new-privileges:true"],
         network_mode="none",
         pids_limit=64,
+        mem_limit=parse_size(memory),
+        nano_cpus=int(cpus * 1e9),
     )
     engine.remove(spec.name)  # a leftover of a killed run
     engine.create(spec)

@@ -1,0 +1,78 @@
+"""A clone fork's branch and starting point: found in a helper container made for it,
+before the new session starts, with the session's user and limits (operations/fork.py).
+Offline, with an engine that records what it is asked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from claude_cage.config import parse_size
+from claude_cage.errors import EngineError
+from claude_cage.operations import fork
+from claude_cage.policy import ContainerSpec
+from claude_cage.record import SessionRecord
+from tests.unit.fake_engine import UnusedEngine
+
+TIP = "a" * 40
+
+
+class Recording(UnusedEngine):
+    def __init__(self, printed: bytes = TIP.encode() + b"\n") -> None:
+        super().__init__()
+        self.printed = printed
+        self.calls: list[tuple[str, Any]] = []
+        self.specs: list[ContainerSpec] = []
+
+    def remove(self, name: str) -> bool:
+        self.calls.append(("remove", name))
+        return True
+
+    def create(self, spec: ContainerSpec) -> str:
+        self.calls.append(("create", spec.name))
+        self.specs.append(spec)
+        return "id"
+
+    def start(self, name: str) -> None:
+        self.calls.append(("start", name))
+
+    def exec_output(
+        self, name: str, cmd: list[str], stdin: bytes | None = None
+    ) -> tuple[int, bytes, bytes]:
+        self.calls.append(("exec", name))
+        return 0, self.printed, b""
+
+
+def new_record() -> SessionRecord:
+    return SessionRecord(
+        name="web-2", repo_name="proj", branch="cage/web-2", base="b" * 40, uid=1000, gid=1000
+    )
+
+
+def test_the_starting_point_comes_from_a_helper_with_the_sessions_user_and_limits() -> None:
+    engine = Recording()
+    tip = fork._own_branch(
+        engine, "claude-cage-cli:latest", new_record(), "cage/web", {}, (1.5, "3g")
+    )
+    assert tip == TIP
+    (spec,) = engine.specs
+    # Never the new session's own container: none of its processes can reach the output.
+    assert spec.name != "cage-web-2"
+    assert all(name == spec.name for kind, name in engine.calls if kind == "exec")
+    assert [k for k, _ in engine.calls] == ["remove", "create", "start", "exec", "exec", "remove"]
+    assert spec.user == "1000:1000" and spec.network_mode == "none"
+    assert spec.cap_add == [] and spec.cap_drop == ["ALL"] and spec.read_only
+    # git there reads what the agent wrote: the session's memory and CPU bound it.
+    assert spec.mem_limit == parse_size("3g") and spec.nano_cpus == int(1.5e9)
+    assert spec.pids_limit > 0
+    (work,) = spec.volumes
+    assert work == {"source": "cage-work-web-2", "target": "/workspace/proj", "no_copy": True}
+
+
+@pytest.mark.parametrize("printed", [b"", b"not a commit\n", b"a" * 39 + b"\n"])
+def test_no_valid_commit_is_one_clear_error_and_the_helper_is_removed(printed: bytes) -> None:
+    engine = Recording(printed)
+    with pytest.raises(EngineError, match="could not give web-2 its own branch"):
+        fork._own_branch(engine, "img", new_record(), "cage/web", {}, (1.0, "1g"))
+    assert engine.calls[-1][0] == "remove"
