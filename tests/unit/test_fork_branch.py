@@ -1,6 +1,6 @@
-"""A clone fork's branch and starting point: found in a helper container made for it,
-before the new session starts, with the session's user and limits (operations/fork.py).
-Offline, with an engine that records what it is asked."""
+"""A clone fork's branch and starting point: found in a throwaway container with the
+session's sandbox, before the new session starts (operations/fork.py). Offline, with an
+engine that records what it is asked."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from claude_cage.config import parse_size
+from claude_cage.context import Context
+from claude_cage.engine.answers import Container
 from claude_cage.errors import EngineError
 from claude_cage.operations import fork
 from claude_cage.policy import ContainerSpec
@@ -24,6 +26,13 @@ class Recording(UnusedEngine):
         self.printed = printed
         self.calls: list[tuple[str, Any]] = []
         self.specs: list[ContainerSpec] = []
+
+    def inspect(self, name: str) -> Container | None:
+        self.calls.append(("inspect", name))
+        return None  # the new session's container is not made yet
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        return {}
 
     def remove(self, name: str) -> bool:
         self.calls.append(("remove", name))
@@ -46,33 +55,35 @@ class Recording(UnusedEngine):
 
 def new_record() -> SessionRecord:
     return SessionRecord(
-        name="web-2", repo_name="proj", branch="cage/web-2", base="b" * 40, uid=1000, gid=1000
-    )
+        name="web-2", repo_name="proj", branch="cage/web-2", base="b" * 40, uid=1000,
+        gid=1000, cpus=1.5, memory="3g", runtime="runc", network="filtered", mode="cli",
+        image="claude-cage-cli:latest",
+    )  # fmt: skip
 
 
-def test_the_starting_point_comes_from_a_helper_with_the_sessions_user_and_limits() -> None:
+def test_the_starting_point_comes_from_a_throwaway_with_the_sessions_sandbox() -> None:
     engine = Recording()
-    tip = fork._own_branch(
-        engine, "claude-cage-cli:latest", new_record(), "cage/web", {}, (1.5, "3g")
-    )
+    tip = fork._own_branch(Context(), engine, new_record(), "cage/web")
     assert tip == TIP
     (spec,) = engine.specs
     # Never the new session's own container: none of its processes can reach the output.
     assert spec.name != "cage-web-2"
     assert all(name == spec.name for kind, name in engine.calls if kind == "exec")
-    assert [k for k, _ in engine.calls] == ["remove", "create", "start", "exec", "exec", "remove"]
+    kinds = [k for k, _ in engine.calls]
+    assert kinds == ["inspect", "remove", "create", "start", "exec", "exec", "remove"]
     assert spec.user == "1000:1000" and spec.network_mode == "none"
     assert spec.cap_add == [] and spec.cap_drop == ["ALL"] and spec.read_only
-    # git there reads what the agent wrote: the session's memory and CPU bound it.
+    # git there reads what the agent wrote: the session's sandbox bounds it.
     assert spec.mem_limit == parse_size("3g") and spec.nano_cpus == int(1.5e9)
-    assert spec.pids_limit > 0
-    (work,) = spec.volumes
-    assert work == {"source": "cage-work-web-2", "target": "/workspace/proj", "no_copy": True}
+    assert spec.pids_limit > 0 and spec.runtime == "runc"
+    assert any(o.startswith("seccomp=") for o in spec.security_opt)
+    assert [v["source"] for v in spec.volumes] == ["cage-work-web-2"]
+    assert spec.volumes[0]["target"] == "/workspace/proj" and spec.binds == []
 
 
 @pytest.mark.parametrize("printed", [b"", b"not a commit\n", b"a" * 39 + b"\n"])
 def test_no_valid_commit_is_one_clear_error_and_the_helper_is_removed(printed: bytes) -> None:
     engine = Recording(printed)
     with pytest.raises(EngineError, match="could not give web-2 its own branch"):
-        fork._own_branch(engine, "img", new_record(), "cage/web", {}, (1.0, "1g"))
+        fork._own_branch(Context(), engine, new_record(), "cage/web")
     assert engine.calls[-1][0] == "remove"

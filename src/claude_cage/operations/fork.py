@@ -7,8 +7,8 @@ name; then it starts as a stopped session does, with `--continue`. A clone sessi
 new one gets its own branch, cage/NEW, where its source was, commits and uncommitted
 work: that work is its starting point, so its `diff` holds only what it does itself.
 The branch and the starting point are made before the new session starts, in a
-helper container (snapcopy.helper), where no process of the session can write into
-what the host reads back.
+throwaway container with its sandbox (clone.reader), where no process of the session
+can write into what the host reads back.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Status
 from claude_cage.labels import Role
 from claude_cage.operations import checkpoint, operation, snapshot
-from claude_cage.operations.clone import WORK_TIP, work_env
+from claude_cage.operations.clone import WORK_TIP, reader, work_env
 from claude_cage.operations.inputs import StartOptions, request_from_record
 from claude_cage.operations.owned import check_claimable
 from claude_cage.operations.secret_store import API_KEY_SECRET
@@ -33,7 +33,6 @@ from claude_cage.operations.snapcopy import (
     Copy,
     bounded_size,
     copy,
-    helper,
     make_volume,
     refuse_mounts,
     session_volumes,
@@ -175,8 +174,7 @@ def _make(
             checkpoint(ctx, "fork:copied")
             if record.repo_name:
                 try:  # before the new session runs anything (see _own_branch)
-                    limits = (req.cpus, req.memory)
-                    tip = _own_branch(engine, image, record, kept.branch or "", cfg.values, limits)
+                    tip = _own_branch(ctx, engine, record, kept.branch or "")
                     record = dataclasses.replace(record, start=tip)
                 except CageError as exc:  # it still starts: what it lacks is said
                     warnings.append(f"{exc.message}: its diff shows {source_label}'s work too")
@@ -194,32 +192,20 @@ def _make(
     return NewSession(new, source_label, snap, record.branch, started, warnings)
 
 
-def _own_branch(
-    engine: EngineAPI,
-    image: str,
-    record: SessionRecord,
-    old_branch: str,
-    cfg: dict[str, Any],
-    limits: tuple[float, str],
-) -> str:
+def _own_branch(ctx: Context, engine: EngineAPI, record: SessionRecord, old_branch: str) -> str:
     """In the new clone session's copy of the clone: its branch, and its source's work
     as its starting point (the commit returned).
 
-    This runs in a helper container before the new session starts, as the session's
-    user: a process of the session (a hook its agent planted, started with Claude Code)
-    could otherwise write another commit into this exec's output, and the review would
-    then take that commit for the starting point, leaving out of `diff` what `merge`
-    brings in. The helper has the session's CPU and memory limits: git there reads
-    what the agent wrote."""
+    This runs before the new session starts, in a throwaway container with its sandbox
+    (user, limits, seccomp profile, runtime) and only the clone's volume (clone.reader):
+    a process of the session (a hook its agent planted, started with Claude Code) could
+    otherwise write another commit into this exec's output, and the review would then
+    take that commit for the starting point, leaving out of `diff` what `merge` brings
+    in."""
     assert record.repo_name and record.base and record.branch
     target = workdir.clone_target(record.repo_name)
-    work = {"source": names.workspace_volume(record.name), "target": target, "no_copy": True}
-    user = f"{record.uid or policy.SESSION_UID}:{record.gid or policy.SESSION_UID}"
-    tmp_size = str(cfg.get("tmp_size") or "512m")  # the uncommitted work's objects
     out = b""
-    with helper(
-        engine, image, record.name, [work], user, tmp_size=tmp_size, limits=limits
-    ) as container:
+    with reader(ctx, engine, record.name, record) as container:
         code, _out, err = engine.exec_output(
             container, ["/bin/sh", "-c", BRANCH, "branch", target, old_branch, record.branch]
         )

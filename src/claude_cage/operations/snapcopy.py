@@ -152,18 +152,11 @@ def helper(
     session: str,
     volumes: list[dict[str, object]],
     user: str,
-    cap_add: list[str] | None = None,
-    tmp_size: str = "1m",
-    limits: tuple[float, str] | None = None,
+    cap_add: list[str],
 ) -> Iterator[str]:
     """A throwaway container of the session's image on its engine, mounting `volumes`,
-    with no network and, unless `cap_add`, no capability: its name, while it sleeps for
-    the execs the caller makes. Nothing of the session runs there, so what an exec
-    prints is the exec's own. With `limits` (cpus, memory), it gets the session's, for
-    a program that reads what the agent wrote. Removed at the end, and by `gc` when a
-    command is killed."""
-    cpus, memory = limits or (0.0, "0")
-    uid, _, gid = user.partition(":")
+    with no network and only the capabilities `cap_add`: its name, while it sleeps for
+    the copy's exec. Removed at the end, and by `gc` when a command is killed."""
     spec = policy.ContainerSpec(
         name=names.copy_container(session),
         image=image,
@@ -175,16 +168,13 @@ def helper(
         command=["sleep", "3600"],
         volumes=volumes,
         tmpfs={
-            # the user's own, as in a session: the image's entrypoint makes /run/cage
-            "/run": f"rw,nosuid,nodev,noexec,size=1m,uid={uid},gid={gid},mode=0755",
-            "/tmp": f"rw,nosuid,nodev,size={tmp_size},mode=1777",
+            "/run": "rw,nosuid,nodev,noexec,size=1m",
+            "/tmp": "rw,nosuid,nodev,size=1m",
         },
-        cap_add=cap_add or [],
+        cap_add=cap_add,
         security_opt=["no-new-privileges:true"],
         network_mode="none",
         pids_limit=64,
-        mem_limit=parse_size(memory),
-        nano_cpus=int(cpus * 1e9),
     )
     engine.remove(spec.name)  # a leftover of a killed run
     engine.create(spec)
