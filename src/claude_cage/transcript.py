@@ -435,5 +435,10 @@ def last_lines(lines: Iterable[str], count: int) -> list[str]:
 
 def as_json(event: Event) -> str:
     """The event as Claude Code wrote it, re-encoded: json.dumps escapes every control
-    and non-ASCII character, so the line is safe on a terminal and still the same JSON."""
-    return json.dumps(event.data)
+    and non-ASCII character, so the line is safe on a terminal and still the same JSON.
+    An event nested too deep to encode (the session writes the transcript) is a line
+    that says so, and the events after it still come."""
+    try:
+        return json.dumps(event.data)
+    except RecursionError:
+        return json.dumps({"unshown": "an event nested too deep to write as JSON"})

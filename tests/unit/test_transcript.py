@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from claude_cage import transcript
 from claude_cage.operations.model import interpret, unreachable
 from claude_cage.transcript import (
+    Event,
     Reader,
     Renderer,
     _clock,
@@ -23,6 +26,7 @@ from claude_cage.transcript import (
     _parsed_clock,
     _result_text,
     _tool_input,
+    as_json,
     items,
     last_lines,
     parse_line,
@@ -452,3 +456,26 @@ def test_a_hostile_transcript_line_costs_only_itself(hostile: str) -> None:
     assert followed == render(files, 100)
     if "surrogate" in hostile:
         assert any("\\ud800 \\udfff\\x1b]52" in text for text in followed), followed
+
+
+@pytest.mark.parametrize("hostile", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_transcript_line_costs_only_itself_in_json(hostile: str) -> None:
+    """`logs --json` writes one JSON line for every event the hostile line holds (a
+    line that says it could not be written, when nested too deep), and the events
+    after it still come."""
+    ok = line(type="user", timestamp="2026-11-29T10:00:00.000Z", message={"content": "kept"})
+    files = {"p/a.jsonl": ok + hostile.encode() + b"\n" + ok}
+    written = [as_json(event) for event in Reader().feed(files)]
+    assert [json.loads(text).get("message") for text in written][-1] == {"content": "kept"}
+    for text in written:
+        assert text.isascii() and not any(ord(c) < 32 for c in text), text
+
+
+def test_an_event_nested_deeper_than_json_can_write_is_one_line_saying_so() -> None:
+    """A line the parser took when the stack was shallow can be too deep to encode
+    later (the reader and the writer run at different depths)."""
+    nested: list[Any] = []
+    for _ in range(sys.getrecursionlimit() + 10):
+        nested = [nested]
+    said = json.loads(as_json(Event({"type": "user", "timestamp": nested}, "p/a.jsonl", 1)))
+    assert said == {"unshown": "an event nested too deep to write as JSON"}
