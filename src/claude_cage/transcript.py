@@ -54,6 +54,7 @@ class Reader:
 
     def _feed(self, files: dict[str, bytes]) -> list[Event]:
         events = []
+        room = _room(files)
         for source in sorted(files):
             content = files[source]
             start = self.done.get(source, 0)
@@ -63,7 +64,16 @@ class Reader:
             if end <= start:
                 continue
             counter = self.counter
-            for line in _lines(content[start:end]):
+            chunk = content[start:end]
+            whole = _containers(chunk) if room is not None else 0
+            if room is not None and whole <= room:  # it fits: no line needs counting
+                room -= whole
+            for line in _lines(chunk):
+                if room is not None and whole > room:
+                    cost = _containers(line)
+                    if cost > room:
+                        continue  # past what one read holds: not parsed, as damaged
+                    room -= cost
                 # Claude Code's own lines are one object each, nothing around it: read
                 # by the JSON scanner at once; anything else as parse_line reads it.
                 try:
@@ -94,6 +104,28 @@ def _trees_only() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+# The JSON objects and arrays one read of the transcripts may make, in all: under 1 GB
+# of Python objects. The session writes the transcripts, and `{}` is two bytes of them
+# but some 70 bytes of this process's memory; a line that would pass it is left out,
+# as a damaged line is. A real transcript of a gigabyte holds a few million.
+MAX_CONTAINERS = 10_000_000
+
+
+def _room(files: Mapping[str, bytes]) -> int | None:
+    """MAX_CONTAINERS, or None when the files are too small to hold that many (each
+    object or array takes two bytes at least): nothing then needs counting."""
+    small = sum(len(content) for content in files.values()) // 2 <= MAX_CONTAINERS
+    return None if small else MAX_CONTAINERS
+
+
+def _containers(line: str | bytes) -> int:
+    """At most how many objects and arrays parsing the line makes (brackets inside
+    strings counted too)."""
+    if isinstance(line, str):
+        return line.count("{") + line.count("[")
+    return line.count(b"{") + line.count(b"[")
 
 
 def _when(event: Event) -> tuple[str, int]:
@@ -379,14 +411,23 @@ def _stamped(files: Mapping[str, bytes]) -> list[tuple[str, dict[str, Any]]]:
     """Every event of the files, as (timestamp, event), in the order Reader.feed gives."""
     keyed: list[tuple[str, int, dict[str, Any]]] = []
     order = 0
+    room = _room(files)
     for source in sorted(files):
         content = files[source]
         end = content.rfind(b"\n") + 1
         if not end:
             continue
+        whole = _containers(content[:end]) if room is not None else 0
+        if room is not None and whole <= room:  # it fits: no line needs counting
+            room -= whole
         for line in _lines(content[:end]):
             if type(line) is str and not _may_show(line):
                 continue  # shows nothing, wherever it stands: not even read
+            if room is not None and whole > room:
+                cost = _containers(line)
+                if cost > room:
+                    continue  # past what one read holds (MAX_CONTAINERS)
+                room -= cost
             try:
                 parsed, stop = _SCAN(line, 0)
             except (StopIteration, ValueError, TypeError, RecursionError):

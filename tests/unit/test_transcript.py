@@ -479,3 +479,24 @@ def test_an_event_nested_deeper_than_json_can_write_is_one_line_saying_so() -> N
         nested = [nested]
     said = json.loads(as_json(Event({"type": "user", "timestamp": nested}, "p/a.jsonl", 1)))
     assert said == {"unshown": "an event nested too deep to write as JSON"}
+
+
+def test_lines_past_the_objects_one_read_may_make_are_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`{}` is two bytes of a transcript and some 70 bytes once parsed: a read makes at
+    most MAX_CONTAINERS objects and arrays, and a line that would make more than are
+    left is not parsed (a damaged line), while the lines that fit still show."""
+    monkeypatch.setattr(transcript, "MAX_CONTAINERS", 100)
+    ok = line(type="user", timestamp="2026-11-29T10:00:00.000Z", message={"content": "kept"})
+    blocks = ",".join(['{"type":"text","text":"boom"}'] * 200)
+    bomb = '{"type":"user","message":{"content":[' + blocks + "]}}\n"
+    files = {"p/a.jsonl": ok + bomb.encode() + ok}
+    shown = [text for text in render(files, 100) if not text.startswith(transcript.DAY_MARK)]
+    assert [text.endswith("kept") for text in shown] == [True, True]
+    events = Reader().feed(files)
+    assert [e.data["message"]["content"] for e in events] == ["kept", "kept"]
+    monkeypatch.setattr(transcript, "MAX_CONTAINERS", 1000)  # room for it: it shows
+    assert sum("boom" in text for text in render(files, 100)) == 200
+    assert len(Reader().feed(files)) == 3
+    assert transcript._containers(bomb) == 203 and transcript._containers(bomb.encode()) == 203
