@@ -150,3 +150,27 @@ def test_reading_holds_at_most_max_held_of_transcripts_and_names_the_rest(
     # What a caller does not ask for is not held at all.
     only = history.read(history.entries("many")[0], frozenset({"egress"}))
     assert only.transcripts == {} and only.left_out == [] and only.egress == "a line\n"
+
+
+def test_the_engines_tar_is_archived_up_to_a_bound(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sparse transcript of terabytes would keep `destroy` streaming for hours: once
+    the engine's tar has carried MAX_STREAMED, the rest is not read, and the engine's
+    answer is closed."""
+    monkeypatch.setattr(history, "MAX_STREAMED", 10_000)
+    sent = engine_tar(
+        {"-w/a.jsonl": turn(0, "kept"), "-w/huge.jsonl": b"\0" * 50_000, "-w/z.jsonl": turn(1, "z")}
+    )
+    read: list[bytes] = []
+
+    def counted() -> Iterator[bytes]:
+        for chunk in sent:
+            read.append(chunk)
+            yield chunk
+
+    chunks = counted()
+    done = history.archive(UnusedEngineNoCompanion(), "sparse", None, chunks, [], 64 * 1024)
+    assert list(history.read(done).transcripts) == ["projects/-w/a.jsonl"]
+    assert sum(map(len, read)) < 30_000  # not the 50,000 bytes of the huge file
+    assert chunks.gi_frame is None  # closed

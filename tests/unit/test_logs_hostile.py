@@ -83,3 +83,31 @@ def test_a_live_sessions_transcripts_are_held_up_to_a_bound(
     files, left_out = logs.transcript_files(_Volume(_tar(given)), "cage-web")
     assert sorted(files) == ["projects/p/0.jsonl", "projects/p/1.jsonl"]
     assert left_out == ["projects/p/2.jsonl", "projects/p/3.jsonl", "projects/p/4.jsonl"]
+
+
+def test_the_engines_tar_is_read_up_to_a_bound_then_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sparse transcript of terabytes is a few bytes of the volume and all of the
+    engine's tar: once the tar has carried MAX_STREAMED, the rest is not read (named),
+    and the engine's answer is closed."""
+    monkeypatch.setattr(logs, "MAX_HELD", 1_000)
+    monkeypatch.setattr(logs, "MAX_STREAMED", 10_000)
+    line = b'{"type":"user","message":{"content":"x"}}\n'
+    given = {"projects/p/0.jsonl": line * 10, "projects/p/huge.jsonl": b"\0" * 50_000}
+    given["projects/p/z.jsonl"] = line
+    engine = _Volume(_tar(given))
+    read: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(engine.tar), 4096):
+            read.append(i)
+            yield engine.tar[i : i + 4096]
+
+    closed = chunks()
+    monkeypatch.setattr(engine, "get_archive", lambda name, path, chunk=0: closed)
+    files, left_out = logs.transcript_files(engine, "cage-web")
+    assert sorted(files) == ["projects/p/0.jsonl"]
+    assert left_out == ["projects/p/huge.jsonl and any file after it"]
+    assert len(read) * 4096 < 20_000  # not the 50,000 bytes of the huge file
+    assert closed.gi_frame is None  # the generator was closed

@@ -51,6 +51,9 @@ MAX_MEMBER = 512 * 1024**2  # a member larger than this is damage, not a transcr
 # What `read` holds of an archive's transcripts in all: each is capped as it is written,
 # but a session can write many, and the archive is read into memory.
 MAX_HELD = 1024**3
+# What the engine's tar of the transcripts may carry before the rest is not read: a
+# sparse transcript of terabytes is a few bytes of the volume and all of the tar.
+MAX_STREAMED = 2 * MAX_HELD
 PARTS = frozenset({"transcripts", "egress", "events"})  # with the manifest, always read
 MAX_TRANSCRIPT = "512m"  # history_transcript_size's ceiling: what `read` still takes
 # The record's fields a reader of the history wants (never env values: a record has none).
@@ -231,8 +234,12 @@ def _add_transcripts(
     """Each JSONL file of the engine's tar, redacted and capped, through a temporary
     file beside the archive (a tar member's size goes before it), one file at a time."""
     try:
+        streamed = 0
         with tarfile.open(fileobj=ChunkFile(chunks), mode="r|") as source:  # never compressed
             for member in source:
+                streamed += member.size
+                if streamed > MAX_STREAMED:
+                    break  # this file and those after it are not archived
                 handle = source.extractfile(member) if member.isfile() else None
                 if handle is None or not member.name.endswith(".jsonl"):
                     continue

@@ -33,6 +33,7 @@ def _container(engine: EngineAPI, name: str) -> str:
 
 
 MAX_HELD = 1024**3  # transcripts held at once, in all (as history.MAX_HELD for an archive)
+MAX_STREAMED = 2 * MAX_HELD  # what the engine's tar may carry before the rest is not read
 
 
 def transcript_files(engine: EngineAPI, container: str) -> tuple[dict[str, bytes], list[str]]:
@@ -42,16 +43,25 @@ def transcript_files(engine: EngineAPI, container: str) -> tuple[dict[str, bytes
     chunks = engine.get_archive(container, TRANSCRIPTS)
     if chunks is None:
         return {}, []
-    files, left_out, held = {}, [], 0
-    with tarfile.open(fileobj=ChunkFile(chunks), mode="r|") as archive:  # plain tar
-        for member in archive:
-            if member.isfile() and member.name.endswith(".jsonl"):
-                if held + member.size > MAX_HELD:
-                    left_out.append(member.name)  # skipped as the stream goes on
-                    continue
-                held += member.size
-                handle = archive.extractfile(member)
-                files[member.name] = handle.read() if handle else b""
+    files, left_out, held, streamed = {}, [], 0, 0
+    try:
+        with tarfile.open(fileobj=ChunkFile(chunks), mode="r|") as archive:  # plain tar
+            for member in archive:
+                streamed += member.size
+                if streamed > MAX_STREAMED:  # a sparse file of terabytes streams for hours
+                    left_out.append(f"{member.name} and any file after it")
+                    break
+                if member.isfile() and member.name.endswith(".jsonl"):
+                    if held + member.size > MAX_HELD:
+                        left_out.append(member.name)  # skipped as the stream goes on
+                        continue
+                    held += member.size
+                    handle = archive.extractfile(member)
+                    files[member.name] = handle.read() if handle else b""
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()  # the engine's answer, when it is not read to its end
     return files, left_out
 
 
