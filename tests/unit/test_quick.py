@@ -115,3 +115,18 @@ def test_logs_of_a_missing_session_is_refused_the_same_way_without_click(tmp_pat
     assert quick_out[:-1] == click_out[:-1]
     assert quick_err == click_err
     assert quick_err.startswith("error: "), quick_err
+
+
+def test_output_a_stdout_cannot_encode_is_escaped_never_a_traceback() -> None:
+    """A terminal or pipe that is not UTF-8 (PYTHONIOENCODING=ascii, LANG=C on an old
+    Python): what a command prints that it cannot encode comes out escaped."""
+    script = (
+        "import sys, claude_cage.cli as c\n"
+        "c._click_main = lambda: (print('caf\\u00e9 \\u23f5'), print('\\u2026', file=sys.stderr))\n"
+        "sys.argv = ['claude-cage', 'list']\n"
+        "c.main()\n"
+    )
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == b"caf\\xe9 \\u23f5\n" and run.stderr == b"\\u2026\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 # Commands import what they use when they run, for start-up time: `--help` and `list`
 # load only the command group (tests/unit/test_cli_registry.py).
 import contextlib
+import io
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -40,6 +41,9 @@ def main() -> None:
     from claude_cage import interrupt
 
     interrupt.install()
+    for stream in (sys.stdout, sys.stderr):  # a terminal or pipe that is not UTF-8
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
     try:
         name = quick.attach_name(sys.argv[1:], os.environ)
         logs = quick.logs_name(sys.argv[1:], os.environ)
