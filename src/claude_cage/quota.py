@@ -18,15 +18,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
 from claude_cage import paths
 from claude_cage.config import parse_size
 from claude_cage.errors import CageError
-
-THAW_FIRST = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 UNBOUNDED_HINT = (
     "volume size limits (workspace_size, data_size) need claude-cage to run as root: "
@@ -86,52 +83,6 @@ def ensure_mounted(volume: str) -> None:
     _run("mount", "-o", "loop,nodev,nosuid", str(image), str(mnt))
     with contextlib.suppress(OSError):
         (mnt / "lost+found").rmdir()  # an empty volume: the engine copies the image's files
-
-
-def has_image(volume: str) -> bool:
-    """Whether the volume is a bounded filesystem this process can copy on the host."""
-    return (_dir(volume) / "fs.img").is_file() and available()
-
-
-def copy_image(source: str, target: str) -> int:
-    """Make the target's filesystem a copy of the source's, on the host: the image file
-    copied (reflinks where the host's filesystem has them, holes kept elsewhere) while
-    the source's filesystem is frozen (fsfreeze: written out, its journal settled, no
-    write until the copy is done), then mounted in place of the target's. Both must
-    have images (has_image), and no container may use the target. Returns the bytes
-    the copy's files hold (as `du -sbx` counts them)."""
-    src, dst = _dir(source), _dir(target)
-    part = dst / "fs.img.part"
-    ensure_mounted(source)
-    # Ctrl-C or a TERM wait until the filesystem is thawed: one left frozen would stall
-    # every write of its session.
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, THAW_FIRST)
-    try:
-        _run("fsfreeze", "--freeze", str(src / "mnt"))
-        try:
-            copied = subprocess.run(
-                ["cp", "--reflink=auto", "--sparse=always", str(src / "fs.img"), str(part)],
-                capture_output=True,
-                text=True,
-            )
-        finally:
-            _run("fsfreeze", "--unfreeze", str(src / "mnt"))
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
-    if copied.returncode != 0:
-        part.unlink(missing_ok=True)
-        why = copied.stderr.strip().splitlines()
-        raise CageError(
-            f"could not copy the volume {source}: {why[-1] if why else 'cp failed'}",
-            "see 'claude-cage doctor' (is the disk full?)",
-        )
-    if os.path.ismount(dst / "mnt"):
-        _run("umount", str(dst / "mnt"))
-    os.replace(part, dst / "fs.img")
-    ensure_mounted(target)
-    du = subprocess.run(["du", "-sbx", str(dst / "mnt")], capture_output=True, text=True)
-    used = du.stdout.split()[:1]
-    return int(used[0]) if used and used[0].isdigit() else 0
 
 
 def release(volume: str) -> None:

@@ -52,13 +52,10 @@ def frozen_and_thawed(container: str, since: str) -> list[str]:
 
 
 def _pause_events(container: str, since: str) -> list[str]:
-    return _events(container, since, "pause", "unpause")
-
-
-def _events(container: str, since: str, *kinds: str) -> list[str]:
     run = subprocess.run(
         ["docker", "events", "--since", since, "--until", "0s", "--format", "{{.Action}}",
-         "--filter", f"container={container}", *(f"--filter=event={k}" for k in kinds)],
+         "--filter", f"container={container}", "--filter", "event=pause",
+         "--filter", "event=unpause"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     return run.stdout.split()
@@ -100,9 +97,6 @@ def test_restore_brings_back_files_branch_and_transcript(cage: Cage, tmp_path: P
     assert taken.json()["paused"] is True  # it ran: frozen for the copy, then thawed
     if not ON_PODMAN:  # (Podman logs its events to journald, which this machine lacks)
         assert frozen_and_thawed(f"cage-{name}", since) == ["pause", "unpause"]
-        # Its volumes are bounded filesystems on this host: their images are copied here
-        # (quota.copy_image), and no container is made for the copy.
-        assert _events(f"copy-cage-{name}", since, "create") == []
     assert inspect(f"cage-{name}")["State"]["Paused"] is False
     assert cage("status", name, "--json").json()["session"]["status"] == "running"
 

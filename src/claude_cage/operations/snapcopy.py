@@ -1,17 +1,12 @@
 """Copying a session's state between volumes: into a snapshot, back from one, or into a
 new session (fork, `start --from`).
 
-A bounded volume of the local engine (quota.py: an ext4 image under the data
-directory) is copied on the host as a whole image (quota.copy_image): reflinked where
-the host's filesystem can, sparse elsewhere, its filesystem frozen for the copy, so the
-copy is a clean filesystem. About the speed of `cp` of the image file.
-
-Any other volume (a remote engine's, an unbounded one) is copied in a throwaway
-container on the session's engine (so a snapshot of a session on a remote engine stays
-there), from an image that engine already has: the session's. It mounts the sources
-read-only and the targets, has no network, and runs `cp -a` as root with only the
-capabilities a faithful copy needs (CHOWN, DAC_OVERRIDE, FOWNER, FSETID: owners, modes
-and files the agent made unreadable). It never runs anything of the session's.
+The copy runs in a throwaway container on the session's engine (so a snapshot of a
+session on a remote engine stays there), from an image that engine already has: the
+session's. It mounts the sources read-only and the targets, has no network, and runs
+`cp -a` as root with only the capabilities a faithful copy needs (CHOWN, DAC_OVERRIDE,
+FOWNER, FSETID: owners, modes and files the agent made unreadable). It never runs
+anything of the session's.
 
 A running session is frozen for the copy (`docker pause`: its cgroup's freezer), so the
 copy is of one moment: every volume as it was at the same instant, as after a power
@@ -109,36 +104,26 @@ def copy(
         for item in copies:  # bounded volumes, after a reboot
             quota.ensure_mounted(item.source)
             quota.ensure_mounted(item.target)
-    local = engine.endpoint.is_local
-    on_host = [
-        c for c in copies if local and quota.has_image(c.source) and quota.has_image(c.target)
-    ]
-    rest = [c for c in copies if c not in on_host]
     volumes = []
-    for item in rest:
+    for item in copies:
         volumes += [
             {"source": item.source, "target": f"/from/{item.kind}", "read_only": True,
              "no_copy": True},
             {"source": item.target, "target": f"/to/{item.kind}", "no_copy": True},
         ]  # fmt: skip
-    total = 0
-    code, out, err = 0, b"", b""
-    with contextlib.ExitStack() as stack:
-        # The helper starts before the freeze, so the freeze lasts only for the copy.
-        if rest:
-            name = stack.enter_context(helper(engine, image, session, volumes, "0:0", CAPABILITIES))
-        stack.enter_context(_frozen(engine, freeze))
-        for item in on_host:
-            total += quota.copy_image(item.source, item.target)
-        if rest:
-            code, out, err = engine.exec_output(
-                name, ["sh", "-c", COPY, "copy", *(c.kind for c in rest)]
-            )
+    with (
+        helper(engine, image, session, volumes, "0:0", CAPABILITIES) as name,
+        _frozen(engine, freeze),
+    ):
+        code, out, err = engine.exec_output(
+            name, ["sh", "-c", COPY, "copy", *(c.kind for c in copies)]
+        )
     if code != 0:
         raise EngineError(
             f"could not copy the session's volumes: {err.decode(errors='replace').strip()[-300:]}",
             "see 'claude-cage doctor' (is the disk full?)",
         )
+    total = 0
     for line in out.decode(errors="replace").splitlines():
         _kind, _, size = line.partition(" ")
         total += int(size) if size.isdigit() else 0
