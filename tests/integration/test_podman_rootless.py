@@ -467,6 +467,64 @@ def test_a_clone_session_of_the_user_and_its_review(rootless: Rootless) -> None:
     assert rootless.owned() == []
 
 
+def test_snapshot_fork_and_restore_of_a_clone_session_of_the_user(rootless: Rootless) -> None:
+    """Kept state on rootless Podman: a running session cannot be frozen on cgroup v1,
+    so its snapshot is refused in one line with nothing made; a stopped one's snapshot,
+    a fork with its own branch (its diff holds only its own work) and a restore work as
+    the user, and nothing is left of any of it."""
+    account = pwd.getpwnam(USER)
+    repo = make_repo(rootless.base / "repo")
+    subprocess.run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(repo)], check=True)
+    env = {"CAGE_ROOTLESS_WITHOUT_LIMITS": "true"}
+    name, child = "rl-snap-" + uuid.uuid4().hex[:4], "rl-fork-" + uuid.uuid4().hex[:4]
+    started = rootless(
+        "start", name, "-d", "--engine", rootless.url, "--clone", str(repo),
+        "--network", "none", env=env,
+    )  # fmt: skip
+    assert started.code == 0, started.output
+
+    def inside(session: str, script: str) -> str:
+        done = rootless("exec", session, "--", "sh", "-c", script, env=env)
+        assert done.code == 0, done.output
+        return done.stdout
+
+    inside(name, "git add -A && git commit -qm 'agent: one' && echo kept > kept.txt")
+    info = json.loads(rootless.podman("info", "--format", "json"))
+    if info["host"].get("cgroupVersion") == "v1":
+        refused = rootless("snapshot", name, "--name", f"{name}-r", env=env)
+        assert refused.code == 2, refused.output
+        assert "cannot pause a container" in refused.stderr and "claude-cage stop" in refused.stderr
+        assert "Traceback" not in refused.output and f"{name}-r" not in rootless.podman(
+            "volume", "ls"
+        )
+        assert rootless("stop", name, env=env).code == 0
+    taken = rootless("snapshot", name, "--name", f"{name}-s", env=env)
+    assert taken.code == 0, taken.output
+    again = rootless("start", name, "-d", env=env)
+    assert again.code == 0, again.output
+    inside(name, "rm kept.txt && echo later > later.txt")
+    assert rootless("stop", name, env=env).code == 0
+
+    forked = rootless("fork", name, child, env=env)
+    assert forked.code == 0 and "warning" not in forked.output, forked.output
+    assert inside(child, "git branch --show-current").strip() == f"cage/{child}"
+    inside(child, "echo own > own.txt && git add own.txt && git commit -qm 'fork: own'")
+    child_diff = rootless("diff", child, "--stat", env=env)
+    assert child_diff.code == 0 and "own.txt" in child_diff.stdout, child_diff.output
+    assert "later.txt" not in child_diff.stdout  # its source's work is its start
+
+    restored = rootless("restore", name, f"{name}-s", env=env)
+    assert restored.code == 0, restored.output
+    assert rootless("start", name, "-d", env=env).code == 0  # it was stopped: it stays so
+    assert inside(name, "cat kept.txt; ls later.txt 2>&1 || true").startswith("kept\n")
+    assert "No such file" in inside(name, "ls later.txt 2>&1 || true")
+
+    for session in (name, child):
+        assert rootless("destroy", session, "--force", "--discard", env=env).code == 0
+    assert rootless("snapshot", "rm", f"{name}-s", env=env).code == 0
+    assert rootless.owned() == []
+
+
 def test_a_desktop_session_of_the_user(rootless: Rootless) -> None:
     """Desktop mode on rootless Podman: noVNC on the host's loopback only, the VNC
     server behind it reached only with the session's token and offering only password

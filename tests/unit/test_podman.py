@@ -395,3 +395,22 @@ def test_a_health_check_that_never_ends_does_not_stall_inspect(
     assert [p for p in asked if p.endswith("/healthcheck")] == [
         "/v4.0.0/libpod/containers/web/healthcheck"
     ], asked
+
+
+@pytest.mark.parametrize(
+    ("service", "refused"),
+    [
+        (podman.Host(rootless=True, cgroup_version="v1", controllers=()), True),
+        (podman.Host(rootless=True, cgroup_version="v2"), False),
+        (podman.Host(rootless=False, cgroup_version="v1"), False),
+    ],
+)
+def test_only_a_rootless_podman_on_cgroup_v1_refuses_a_pause(
+    service: podman.Host, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(BadInput, match="cannot pause a container") as caught:
+            podman.check_pause(service)
+        assert "claude-cage stop" in (caught.value.hint or "")
+    else:
+        podman.check_pause(service)

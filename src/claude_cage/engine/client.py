@@ -321,6 +321,8 @@ class Engine(EngineAPI):
 
     def pause(self, name: str) -> None:
         """Freeze every process of a running container (its cgroup's freezer)."""
+        if self.is_podman:
+            podman.check_pause(self.podman_host)
         self._http.call("POST", f"/containers/{urllib.parse.quote(name)}/pause")
 
     def unpause(self, name: str) -> None:

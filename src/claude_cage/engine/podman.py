@@ -147,6 +147,17 @@ def host_from_info(info: Any) -> Host:
     )
 
 
+def check_pause(service: Host) -> None:
+    """A rootless Podman on cgroup v1 has no freezer for its containers: pausing one
+    is refused here, in one line, before the engine says it its own way."""
+    if service.rootless and service.cgroup_version == "v1":
+        raise BadInput(
+            "rootless Podman on cgroup v1 cannot pause a container, so a running session "
+            "cannot be frozen for a copy of its state",
+            "stop the session first (claude-cage stop NAME), then snapshot or fork it",
+        )
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
