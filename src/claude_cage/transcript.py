@@ -66,10 +66,12 @@ class Reader:
             counter = self.counter
             chunk = content[start:end]
             whole = _containers(chunk) if room is not None else 0
-            if room is not None and whole <= room:  # it fits: no line needs counting
+            by_line = room is not None and whole > room  # else it all fits at once
+            if room is not None and not by_line:
                 room -= whole
             for line in _lines(chunk):
-                if room is not None and whole > room:
+                if by_line:
+                    assert room is not None
                     cost = _containers(line)
                     if cost > room:
                         continue  # past what one read holds: not parsed, as damaged
@@ -418,12 +420,14 @@ def _stamped(files: Mapping[str, bytes]) -> list[tuple[str, dict[str, Any]]]:
         if not end:
             continue
         whole = _containers(content[:end]) if room is not None else 0
-        if room is not None and whole <= room:  # it fits: no line needs counting
+        by_line = room is not None and whole > room  # else it all fits at once
+        if room is not None and not by_line:
             room -= whole
         for line in _lines(content[:end]):
             if type(line) is str and not _may_show(line):
                 continue  # shows nothing, wherever it stands: not even read
-            if room is not None and whole > room:
+            if by_line:
+                assert room is not None
                 cost = _containers(line)
                 if cost > room:
                     continue  # past what one read holds (MAX_CONTAINERS)

@@ -500,3 +500,17 @@ def test_lines_past_the_objects_one_read_may_make_are_left_out(
     assert sum("boom" in text for text in render(files, 100)) == 200
     assert len(Reader().feed(files)) == 3
     assert transcript._containers(bomb) == 203 and transcript._containers(bomb.encode()) == 203
+
+
+def test_a_file_that_fits_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file whose objects fit in what is left is taken whole, its count taken off once:
+    none of its lines is left out, however much of the room it fills."""
+    monkeypatch.setattr(transcript, "MAX_CONTAINERS", 100)
+    stamp = "2026-11-29T10:00:{:02}.000Z"
+    turns = [line(type="user", timestamp=stamp.format(i), message={"content": f"turn {i} "})
+             for i in range(30)]  # fmt: skip
+    # 60 objects (each line and its message), over 200 bytes: counted, and it fits
+    files = {"p/a.jsonl": b"".join(turns)}
+    assert transcript._containers(files["p/a.jsonl"]) == 60
+    assert len(Reader().feed(files)) == 30
+    assert sum("turn" in text for text in render(files, 100)) == 30
