@@ -312,7 +312,8 @@ def test_a_hostile_state_file_cannot_hang_or_exhaust_status_or_start(
     name = cage.name(plant)
     started = cage("start", "--name", name, "--network", "none", "-d")
     assert started.code == 0, started.output
-    script = f'f=~/.claude/.claude.json; rm -f "$f"; {PLANTS[plant]}'
+    # Made beside it, then renamed over it: Claude Code may write the file at any time.
+    script = f'g=~/.claude/.claude.json; f="$g.plant"; rm -f "$f"; {PLANTS[plant]}; mv -f "$f" "$g"'
     still = 'f=~/.claude/.claude.json; [ -L "$f" ] || [ -p "$f" ] || [ "$(head -c 2 "$f")" = "[[" ]'
     for _ in range(3):  # Claude Code in the session may rewrite the file meanwhile
         planted = cage("exec", name, "--", "sh", "-c", script)
