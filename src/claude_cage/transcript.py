@@ -54,7 +54,7 @@ class Reader:
 
     def _feed(self, files: dict[str, bytes]) -> list[Event]:
         events = []
-        room = _room(files)
+        room = _Room(files)
         for source in sorted(files):
             content = files[source]
             start = self.done.get(source, 0)
@@ -65,17 +65,10 @@ class Reader:
                 continue
             counter = self.counter
             chunk = content[start:end]
-            whole = _containers(chunk) if room is not None else 0
-            by_line = room is not None and whole > room  # else it all fits at once
-            if room is not None and not by_line:
-                room -= whole
+            room.take(chunk)
             for line in _lines(chunk):
-                if by_line:
-                    assert room is not None
-                    cost = _containers(line)
-                    if cost > room:
-                        continue  # past what one read holds: not parsed, as damaged
-                    room -= cost
+                if room.by_line and not room.admits(line):
+                    continue  # past what one read holds: not parsed, as damaged
                 # Claude Code's own lines are one object each, nothing around it: read
                 # by the JSON scanner at once; anything else as parse_line reads it.
                 try:
@@ -115,11 +108,32 @@ def _trees_only() -> Iterator[None]:
 MAX_CONTAINERS = 10_000_000
 
 
-def _room(files: Mapping[str, bytes]) -> int | None:
-    """MAX_CONTAINERS, or None when the files are too small to hold that many (each
-    object or array takes two bytes at least): nothing then needs counting."""
-    small = sum(len(content) for content in files.values()) // 2 <= MAX_CONTAINERS
-    return None if small else MAX_CONTAINERS
+class _Room:
+    """What is left of MAX_CONTAINERS in one read of `files`. Files too small to hold
+    that many (an object or array takes two bytes at least) are never counted; else
+    each file is taken whole when it fits, and its lines one by one when it does not."""
+
+    def __init__(self, files: Mapping[str, bytes]) -> None:
+        self.left = MAX_CONTAINERS
+        self.counting = sum(len(content) for content in files.values()) // 2 > MAX_CONTAINERS
+        self.by_line = False  # this file's lines are counted one by one
+
+    def take(self, chunk: bytes) -> None:
+        """Before a file's lines."""
+        self.by_line = False
+        if self.counting:
+            whole = _containers(chunk)
+            self.by_line = whole > self.left
+            if not self.by_line:
+                self.left -= whole
+
+    def admits(self, line: str | bytes) -> bool:
+        """With `by_line`: whether the line fits in what is left (then taken off)."""
+        cost = _containers(line)
+        if cost > self.left:
+            return False
+        self.left -= cost
+        return True
 
 
 def _containers(line: str | bytes) -> int:
@@ -413,25 +427,18 @@ def _stamped(files: Mapping[str, bytes]) -> list[tuple[str, dict[str, Any]]]:
     """Every event of the files, as (timestamp, event), in the order Reader.feed gives."""
     keyed: list[tuple[str, int, dict[str, Any]]] = []
     order = 0
-    room = _room(files)
+    room = _Room(files)
     for source in sorted(files):
         content = files[source]
         end = content.rfind(b"\n") + 1
         if not end:
             continue
-        whole = _containers(content[:end]) if room is not None else 0
-        by_line = room is not None and whole > room  # else it all fits at once
-        if room is not None and not by_line:
-            room -= whole
+        room.take(content[:end])
         for line in _lines(content[:end]):
             if type(line) is str and not _may_show(line):
                 continue  # shows nothing, wherever it stands: not even read
-            if by_line:
-                assert room is not None
-                cost = _containers(line)
-                if cost > room:
-                    continue  # past what one read holds (MAX_CONTAINERS)
-                room -= cost
+            if room.by_line and not room.admits(line):
+                continue  # past what one read holds (MAX_CONTAINERS)
             try:
                 parsed, stop = _SCAN(line, 0)
             except (StopIteration, ValueError, TypeError, RecursionError):
