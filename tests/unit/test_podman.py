@@ -7,7 +7,9 @@ import http.server
 import json
 import socketserver
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,9 +225,12 @@ class _Answers(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
 
-def _engine_answering_as(server: str, tmp_path: Path) -> tuple[list[str], object]:
-    """An engine on a unix socket whose answers carry `server` as their Server header:
-    (the paths it was asked for, the Engine)."""
+def _json_engine(
+    tmp_path: Path, server: str, answer: Callable[[str], Any], timeout: int
+) -> tuple[list[str], object]:
+    """An engine on a unix socket whose answers carry `server` as their Server header,
+    each GET answered with `answer(path)` as JSON (None: no answer at all): (the paths
+    it was asked for, the Engine)."""
     from claude_cage.engine.client import Engine
 
     asked: list[str] = []
@@ -238,7 +243,10 @@ def _engine_answering_as(server: str, tmp_path: Path) -> tuple[list[str], object
 
         def do_GET(self) -> None:
             asked.append(self.path)
-            body = json.dumps({"Components": [{"Name": "Engine"}]}).encode()
+            found = answer(self.path)
+            if found is None:
+                return
+            body = json.dumps(found).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -250,7 +258,14 @@ def _engine_answering_as(server: str, tmp_path: Path) -> tuple[list[str], object
     path = tmp_path / "engine.sock"
     answers = _Answers(str(path), Handler)
     threading.Thread(target=answers.serve_forever, daemon=True).start()
-    return asked, Engine(Endpoint("", f"unix://{path}"), timeout=5)
+    return asked, Engine(Endpoint("", f"unix://{path}"), timeout=timeout)
+
+
+def _engine_answering_as(server: str, tmp_path: Path) -> tuple[list[str], object]:
+    """An engine whose answers carry `server` as their Server header: (the paths it was
+    asked for, the Engine)."""
+    version = {"Components": [{"Name": "Engine"}]}
+    return _json_engine(tmp_path, server, lambda _path: version, timeout=5)
 
 
 @pytest.mark.parametrize(
@@ -337,9 +352,6 @@ def _podman_whose_check_never_ends(tmp_path: Path) -> tuple[list[str], object]:
     """A Libpod engine on a unix socket: one running container, `web`, whose health
     check no timer ran, and whose check, when asked for, never answers (stopped by the
     session, or an image's check that does not end: Podman before 5.5 waits for it)."""
-    from claude_cage.engine.client import Engine
-
-    asked: list[str] = []
     never = threading.Event()
     compat = {
         "Name": "/web",
@@ -347,31 +359,13 @@ def _podman_whose_check_never_ends(tmp_path: Path) -> tuple[list[str], object]:
         "Config": {"Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000_000}},
     }
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def answer(path: str) -> Any:
+        if path.endswith("/healthcheck"):
+            never.wait(30)
+            return None
+        return [] if "/containers/json" in path else compat
 
-        def version_string(self) -> str:
-            return "Libpod/4.3.1 (linux)"
-
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            if self.path.endswith("/healthcheck"):
-                never.wait(30)
-                return
-            answer = [] if "/containers/json" in self.path else compat
-            body = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    path = tmp_path / "podman.sock"
-    answers = _Answers(str(path), Handler)
-    threading.Thread(target=answers.serve_forever, daemon=True).start()
-    return asked, Engine(Endpoint("", f"unix://{path}"), timeout=20)
+    return _json_engine(tmp_path, "Libpod/4.3.1 (linux)", answer, timeout=20)
 
 
 def test_a_health_check_that_never_ends_does_not_stall_inspect(
