@@ -34,6 +34,16 @@ REQUIRE_ENGINE = os.environ.get("CI") == "true" or os.environ.get("CAGE_REQUIRE_
 # CI registers gVisor (scripts/ensure-docker), so there a missing runsc is a failure.
 REQUIRE_RUNSC = os.environ.get("CI") == "true" or os.environ.get("CAGE_REQUIRE_RUNSC") == "1"
 ON_PODMAN = os.environ.get("CAGE_TEST_ENGINE") == "podman"
+# claude-cage as its console script runs it (`python -c CLI_PROBE ARGS...`), then what
+# ended it and whether Click loaded (cli/quick.py runs some command lines without it).
+CLI_PROBE = (
+    "import sys\n"
+    "from claude_cage.cli import main\n"
+    "sys.argv = ['claude-cage', *sys.argv[1:]]\n"
+    "try:\n    main()\n"
+    "except SystemExit as exc:\n    print('EXIT', exc.code)\n"
+    "print('CLICK', 'click' in sys.modules)\n"
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

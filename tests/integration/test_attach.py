@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.conftest import CLI_PROBE as PROBE
 from tests.conftest import Cage
 from tests.integration.terminal import Terminal, plain
 
@@ -107,17 +108,6 @@ def test_the_detach_key_before_the_screen_shows_does_not_kill_claude_cage(cage: 
     assert code == 0, out  # not 131 (killed by SIGQUIT)
     assert f"detached: Claude Code keeps working in {name}" in out, out
     assert "Quit" not in out
-
-
-# claude-cage as its console script runs it, then what ended it and whether Click loaded.
-PROBE = (
-    "import sys\n"
-    "from claude_cage.cli import main\n"
-    "sys.argv = ['claude-cage', *sys.argv[1:]]\n"
-    "try:\n    main()\n"
-    "except SystemExit as exc:\n    print('EXIT', exc.code)\n"
-    "print('CLICK', 'click' in sys.modules)\n"
-)
 
 
 def test_attach_name_refuses_as_the_click_command_does(cage: Cage) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from claude_cage.cli import quick
+from tests.conftest import CLI_PROBE as PROBE
 
 
 @pytest.mark.parametrize("name", ["web", "a.b_c-1", "Not-A-Valid-Name"])
@@ -42,16 +43,6 @@ def test_every_other_command_line_goes_to_click(args: list[str]) -> None:
 
 def test_a_completion_request_goes_to_click() -> None:
     assert quick.attach_name(["attach", "web"], {quick.COMPLETION: "bash_complete"}) is None
-
-
-PROBE = (
-    "import sys\n"
-    "from claude_cage.cli import main\n"
-    "sys.argv = ['claude-cage', *sys.argv[1:]]\n"
-    "try:\n    main()\n"
-    "except SystemExit as exc:\n    print('EXIT', exc.code)\n"
-    "print('CLICK', 'click' in sys.modules)\n"
-)
 
 
 def probe(tmp_path: Path, *args: str) -> tuple[list[str], str]:
