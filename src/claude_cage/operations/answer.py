@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from claude_cage.engine.api import EngineAPI
 from claude_cage.engine.transport import frames
@@ -16,6 +16,22 @@ from claude_cage.errors import CageError
 
 class NoAnswer(CageError):
     """The session's answer was too big, too slow or broke off."""
+
+
+@contextlib.contextmanager
+def _reading(sock: socket.socket, limit: int) -> Iterator[None]:
+    """The session's answer read within `limit` seconds of silence: a timeout or a
+    broken stream is NoAnswer, and the socket is closed after, whatever happened."""
+    try:
+        sock.settimeout(limit)
+        yield
+    except TimeoutError:
+        raise NoAnswer(f"the session did not answer within {limit} s") from None
+    except OSError as exc:
+        raise NoAnswer(f"the session's answer broke off ({exc})") from None
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
 
 
 def ask(
@@ -32,8 +48,7 @@ def ask(
     limited = ["timeout", "-s", "KILL", str(limit), *cmd]
     exec_id, sock = engine.exec_attach(container, limited, env=env)
     out, err, size = [], [], 0
-    try:
-        sock.settimeout(limit)
+    with _reading(sock, limit):
         for chunk_out, chunk_err in frames(sock):
             size += len(chunk_out or b"") + len(chunk_err or b"")
             if size > cap:
@@ -42,13 +57,6 @@ def ask(
                 raise NoAnswer(f"the session did not answer within {limit} s")
             out.append(chunk_out or b"")
             err.append(chunk_err or b"")
-    except TimeoutError:
-        raise NoAnswer(f"the session did not answer within {limit} s") from None
-    except OSError as exc:
-        raise NoAnswer(f"the session's answer broke off ({exc})") from None
-    finally:
-        with contextlib.suppress(OSError):
-            sock.close()
     return engine.exit_code(exec_id), b"".join(out), b"".join(err)
 
 
@@ -71,8 +79,7 @@ def exchange(
     exec_id, sock = engine.exec_attach(container, cmd, stdin=True)
     out, err = bytearray(), bytearray()
     answered = False
-    try:
-        sock.settimeout(limit)
+    with _reading(sock, limit):
         for chunk_out, chunk_err in frames(sock):
             out += chunk_out or b""
             err += chunk_err or b""
@@ -88,11 +95,4 @@ def exchange(
                 sock.sendall(given)
                 sock.shutdown(socket.SHUT_WR)
                 sock.settimeout(patience)
-    except TimeoutError:
-        raise NoAnswer(f"the session did not answer within {limit} s") from None
-    except OSError as exc:
-        raise NoAnswer(f"the session's answer broke off ({exc})") from None
-    finally:
-        with contextlib.suppress(OSError):
-            sock.close()
     return engine.exit_code(exec_id), bytes(out), bytes(err)
