@@ -113,6 +113,23 @@ def png_pixels(data: bytes) -> tuple[int, int, list[bytes], int]:
     return width, height, rows, bpp
 
 
+def show_desktop(page: Any, launcher: Path, shot: str) -> dict[str, float]:
+    """The page `claude-cage open` hands the browser, loaded in `page` and connected,
+    then screenshotted into OUTPUT/shot once the desktop is drawn (a terminal with
+    text) or after 30 s: the screenshot's colour_stats."""
+    page.goto(launcher.as_uri())
+    page.wait_for_selector("html.noVNC_connected", state="attached", timeout=20_000)
+    deadline = time.monotonic() + 30
+    while True:
+        image = page.screenshot()
+        stats = colour_stats(image)
+        if (stats["bg"] > 0.3 and stats["fg"] > 0.001) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    (OUTPUT / shot).write_bytes(image)
+    return stats
+
+
 def colour_stats(png: bytes) -> dict[str, float]:
     """Distinct colours, and the share of pixels near the terminal's two colours."""
     width, height, rows, bpp = png_pixels(png)
@@ -258,16 +275,7 @@ def test_browser_logs_in_and_shows_the_terminal(
     assert password not in handed.output and token not in handed.output
 
     page = browser.new_page()
-    page.goto(launcher.as_uri())  # what `claude-cage open` hands the browser
-    page.wait_for_selector("html.noVNC_connected", state="attached", timeout=20_000)
-    deadline, stats = time.monotonic() + 30, {}
-    while time.monotonic() < deadline:  # until the desktop has been drawn
-        shot = page.screenshot()
-        stats = colour_stats(shot)
-        if stats["bg"] > 0.3 and stats["fg"] > 0.001:
-            break
-        time.sleep(0.5)
-    (OUTPUT / "desktop-logged-in.png").write_bytes(shot)
+    stats = show_desktop(page, launcher, "desktop-logged-in.png")
     assert is_connected(page)
     assert stats["colours"] >= 32, stats  # not blank
     assert stats["bg"] > 0.3, stats  # the terminal fills the screen

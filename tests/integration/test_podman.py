@@ -28,11 +28,10 @@ from tests.integration.podman_setup import ensure_podman
 from tests.integration.terminal import DETACH, Terminal, plain
 from tests.integration.test_desktop import (  # noqa: F401 (browser: a fixture)
     KEY,
-    OUTPUT,
     browser,
-    colour_stats,
     in_session,
     is_connected,
+    show_desktop,
     tmux_clients,
     wait_for,
 )
@@ -310,17 +309,7 @@ def test_a_desktop_session_on_podman(
     launcher = cage.data_dir / "sessions" / name / "open.html"
     page = browser.new_page()
     try:
-        page.goto(launcher.as_uri())
-        page.wait_for_selector("html.noVNC_connected", state="attached", timeout=20_000)
-        stats: dict[str, float] = {}
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until the desktop has been drawn
-            shot = page.screenshot()
-            stats = colour_stats(shot)
-            if stats["bg"] > 0.3 and stats["fg"] > 0.001:
-                break
-            time.sleep(0.5)
-        (OUTPUT / "podman-desktop.png").write_bytes(shot)
+        stats = show_desktop(page, launcher, "podman-desktop.png")
         assert is_connected(page)
         assert stats["bg"] > 0.3 and stats["fg"] > 0.001, stats  # the terminal, with text
     finally:
