@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from claude_cage import names
 from tests.conftest import Cage
 
 pytestmark = pytest.mark.engine
@@ -109,7 +110,7 @@ def leave_a_filler(cage: Cage, name: str, role: str, container: str) -> None:
     ).stdout.strip()
     subprocess.run(
         ["docker", "create", "--name", container, *label_args, "--network", "none",
-         "-v", f"cage-workspace-{name}:/fill/workspace", image, "true"],
+         "-v", f"{names.workspace_volume(name)}:/fill/workspace", image, "true"],
         capture_output=True,
         check=True,
     )  # fmt: skip
@@ -144,7 +145,7 @@ def test_gc_removes_a_filler_that_holds_a_removed_sessions_volume(cage: Cage, tm
     subprocess.run(
         ["docker", "volume", "create", "--label", "managed-by=claude-cage",
          "--label", f"cage.owner={cage.owner()}", "--label", f"cage.session={name}",
-         "--label", "cage.role=volume", f"cage-workspace-{name}"],
+         "--label", "cage.role=volume", names.workspace_volume(name)],
         capture_output=True,
         check=True,
     )  # fmt: skip
