@@ -1,6 +1,8 @@
 """A unix-socket proxy in front of the Docker engine, for a stalled engine: stopped
 with SIGSTOP, it still takes connections (the kernel queues them) but answers nothing,
-as an engine that hangs does. Run: python3 stall_proxy.py LISTEN_PATH ENGINE_SOCKET"""
+as an engine that hangs does. Given a third argument, it stalls by itself at the first
+request that holds those bytes: that request and every one after it go unanswered.
+Run: python3 stall_proxy.py LISTEN_PATH ENGINE_SOCKET [STALL_AT]"""
 
 from __future__ import annotations
 
@@ -10,10 +12,17 @@ import socketserver
 import sys
 import threading
 
+STALL_AT = sys.argv[3].encode() if len(sys.argv) > 3 else None
+stalled = threading.Event()
+
 
 def pipe(source: socket.socket, sink: socket.socket) -> None:
     try:
         while data := source.recv(65536):
+            if STALL_AT is not None and STALL_AT in data:
+                stalled.set()
+            if stalled.is_set():
+                threading.Event().wait()  # a hung engine: never answer again
             sink.sendall(data)
         sink.shutdown(socket.SHUT_WR)
     except OSError:
