@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from claude_cage.cli import cli, main
+from claude_cage.cli import main
 from claude_cage.context import Context
 from tests.conftest import Result
 
@@ -22,16 +22,14 @@ def run_main(
     *args: str,
     input: str | None = None,
 ) -> Result:
-    """`claude-cage ARGS` through main(), its commands given `ctx` (Click passes the
-    root context's `obj` from the group's context settings: cli/base.command_context)."""
+    """`claude-cage ARGS` through main(), its commands given `ctx`."""
     capsys.readouterr()
     with monkeypatch.context() as patch:
-        patch.setitem(cli.context_settings, "obj", ctx)
         patch.setattr(sys, "argv", ["claude-cage", *args])
         if input is not None:
             patch.setattr(sys, "stdin", io.StringIO(input))
         try:
-            main()
+            main(ctx)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

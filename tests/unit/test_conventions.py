@@ -124,7 +124,7 @@ def test_config_show_fits_80_columns(env: dict[str, str], tmp_path: Path) -> Non
 
 
 def test_age_reads_as_a_person_says_it() -> None:
-    from claude_cage.cli.sessions import age
+    from claude_cage.cli.listing import age
 
     assert [age(s) for s in (5, 300, 7200, 86400, 3 * 86400)] == [
         "5 s", "5 min", "2 h", "1 day", "3 days",

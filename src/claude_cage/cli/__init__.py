@@ -4,8 +4,8 @@ Each module here holds a few commands. Operations are imported inside each comma
 so `--help` and `list` load only what they need. Errors are caught once, in `main()`,
 and shown as one line plus a hint, with the exit code the error carries.
 
-`attach NAME`, the command felt most, and `logs NAME` run without Click (cli/quick.py):
-Click and its command tree are loaded for every other command line.
+`attach NAME`, the command felt most, `logs NAME` and `list [--json]` run without Click
+(cli/quick.py): Click and its command tree are loaded for every other command line.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from claude_cage.render import RED, colour
 if TYPE_CHECKING:
     import click
 
+    from claude_cage.context import Context
+
 __all__ = ["cli", "main"]
 
 
@@ -37,7 +39,9 @@ def __getattr__(name: str) -> click.Group:
     return cli
 
 
-def main() -> None:
+def main(ctx: Context | None = None) -> None:
+    """The console script. `ctx`: the command's Context (a test's, with fakes); by
+    default each command makes its own."""
     from claude_cage import interrupt
 
     interrupt.install()
@@ -47,12 +51,15 @@ def main() -> None:
     try:
         name = quick.attach_name(sys.argv[1:], os.environ)
         logs = quick.logs_name(sys.argv[1:], os.environ)
+        listing = quick.list_json(sys.argv[1:], os.environ)
         if name is not None:
-            _attach(name)
+            _attach(name, ctx)
         elif logs is not None:
-            _logs(logs)
+            _logs(logs, ctx)
+        elif listing is not None:
+            _list(listing, ctx)
         else:
-            _click_main()
+            _click_main(ctx)
     except CageError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -63,33 +70,41 @@ def main() -> None:
         _fail(file_error(exc))
 
 
-def _attach(name: str) -> None:
+def _attach(name: str, ctx: Context | None) -> None:
     """`claude-cage attach NAME` without Click, as cli/running.py's `attach` runs it."""
     # start-up: the terminal path, loaded only when it runs
     from claude_cage.cli.terminal import attach, require_terminal
     from claude_cage.context import Context
 
     require_terminal()
-    sys.exit(attach(Context(), name)[0])
+    sys.exit(attach(ctx or Context(), name)[0])
 
 
-def _logs(name: str) -> None:
+def _logs(name: str, ctx: Context | None) -> None:
     """`claude-cage logs NAME` without Click, as cli/running.py's `logs` runs it."""
     # start-up: the transcript path, loaded only when it runs
     from claude_cage.cli.logview import at_once
     from claude_cage.context import Context
 
     with contextlib.suppress(KeyboardInterrupt):  # as the command: Ctrl-C ends it quietly
-        at_once(Context(), name, None)
+        at_once(ctx or Context(), name, None)
 
 
-def _click_main() -> None:
+def _list(as_json: bool, ctx: Context | None) -> None:
+    """`claude-cage list [--json]` without Click, as cli/sessions.py's `list` runs it."""
+    from claude_cage.cli.listing import show
+    from claude_cage.context import Context
+
+    show(ctx or Context(), as_json, None)
+
+
+def _click_main(ctx: Context | None) -> None:
     import click  # start-up: `attach NAME` runs without it (quick.py)
 
     from claude_cage.cli.base import cli
 
-    try:
-        cli.main(prog_name="claude-cage", standalone_mode=False)
+    try:  # `obj`: the root context's, which cli/base.command_context returns
+        cli.main(prog_name="claude-cage", standalone_mode=False, obj=ctx)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.UsageError as exc:  # one line and a hint, like every other error

@@ -1,5 +1,5 @@
 """Command lines run without Click: `attach NAME`, the one whose wait is felt most,
-and `logs NAME`.
+`logs NAME`, and `list` (or `list --json`), asked for most often.
 
 Click and its command tree are about a fifth of `attach`'s CPU before the session's
 screen shows (bench/README.md). `attach NAME`, exactly that, is recognized here and
@@ -24,6 +24,14 @@ def logs_name(args: Sequence[str], environ: Mapping[str, str]) -> str | None:
     """NAME when `args` are `logs NAME` and nothing else (cli/logview.py shows it as
     the Click command does); None: Click reads them."""
     return _name_alone("logs", args, environ)
+
+
+def list_json(args: Sequence[str], environ: Mapping[str, str]) -> bool | None:
+    """Whether to print JSON when `args` are `list` or `list --json` and nothing else
+    (cli/listing.py shows them as the Click command does); None: Click reads them."""
+    if COMPLETION in environ or list(args) not in (["list"], ["list", "--json"]):
+        return None
+    return len(args) == 2
 
 
 def _name_alone(command: str, args: Sequence[str], environ: Mapping[str, str]) -> str | None:

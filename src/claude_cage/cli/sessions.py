@@ -11,7 +11,7 @@ import click
 
 from claude_cage.cli.base import CONTEXT, RAW_TERMINAL_HELP, cli, command_context, directories
 from claude_cage.kinds import Mode, Network, Runtime, values
-from claude_cage.render import note, print_json, sanitize, table, warn
+from claude_cage.render import note, print_json, sanitize, warn
 
 # --- start ----------------------------------------------------------------------------
 
@@ -295,58 +295,9 @@ def destroy(name: str, force: bool, discard: bool, purge: bool, as_json: bool) -
 )
 def list_cmd(as_json: bool, engine_name: str | None) -> None:
     """List sessions, running and stopped."""
-    from claude_cage.operations.views import survey
+    from claude_cage.cli.listing import show
 
-    found = survey(command_context(), engine_name)
-    sessions = found.sessions
-    for engine in found.engines:
-        if not engine["reachable"] and not as_json:
-            warn(f"engine {engine['name']} is unreachable: {engine['error']}")
-    if as_json:
-        print_json({"sessions": sessions, "engines": found.engines})
-        return
-    if not sessions:
-        note("no sessions; start one with 'claude-cage start'")
-        return
-    import time
-
-    from claude_cage.resources import parse_time
-
-    now = time.time()
-    rows = [
-        (
-            s["name"] + (" (damaged)" if s["damaged"] else " (orphan)" if s["orphan"] else ""),
-            s["mode"],
-            s["status"],
-            s["network"],
-            s.get("runtime") or "",
-            age(now - created) if (created := parse_time(s["created"])) else "",
-            (s["project"] or "") + (f" ({s['branch']})" if s.get("branch") else ""),
-            s["url"] or "",
-            s["engine"],
-        )
-        for s in sessions
-    ]
-    headers = ("NAME", "MODE", "STATUS", "NETWORK", "RUNTIME", "AGE", "PROJECT", "URL", "ENGINE")
-    click.echo(table(rows, headers))
-    for s in sessions:
-        if s.get("damaged"):
-            warn(
-                f"session {s['name']}: its metadata is damaged ({s['damaged']}); see "
-                f"'claude-cage status {s['name']}'"
-            )
-
-
-def age(seconds: float) -> str:
-    """How long ago, as a person says it: 40 s, 5 min, 3 h, 2 days."""
-    if seconds < 60:
-        return f"{max(int(seconds), 0)} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)} h"
-    days = int(seconds // 86400)
-    return f"{days} day" if days == 1 else f"{days} days"
+    show(command_context(), as_json, engine_name)
 
 
 @cli.command(context_settings=CONTEXT)
