@@ -73,17 +73,21 @@ class Terminal:
         return mark
 
     def wait(self, timeout: float = 30) -> int:
-        """Read until the command exits; its exit code."""
+        """Read until the command exits, then what it wrote last; its exit code."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            alive = self._read(0.1)
-            if self.proc.poll() is not None and not alive:
-                break
-            if self.proc.poll() is not None:
-                self._read(0.2)
-                break
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._read(0.1)
         code = self.proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        self.drain()
         return code
+
+    def drain(self) -> None:
+        """Read what the command wrote and nobody read yet, once it is gone: until no
+        writer is left, or 0.2 s without output."""
+        for _ in range(1000):
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if not ready or not self._read(0):
+                return
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -592,7 +592,7 @@ def test_the_desktops_terminal_has_claude_codes_glyphs(
     page = connected_page(browser, agent_desktop, width=1298)  # about 1:1, for a person
     try:
         cells: list[list[tuple[int, int]]] = []
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while len(cells) != 4 and time.monotonic() < deadline:
             page.screenshot(path=str(OUTPUT / "desktop-glyphs.png"))
             cells = first_line_glyphs(framebuffer(page))
@@ -736,7 +736,7 @@ def test_desktop_and_port_for_a_mount_of_another_uid(cage: Cage, tmp_path: Path)
     assert types == [2]  # x11vnc answers through noVNC
     serve = "require('http').createServer((q,r)=>r.end('from 1234')).listen(3000,'127.0.0.1')"
     subprocess.run(["docker", "exec", "-d", f"cage-{name}", "node", "-e", serve], check=True)
-    body, deadline = b"", time.monotonic() + 15
+    body, deadline = b"", time.monotonic() + 60  # node's start-up, when loaded
     while not body and time.monotonic() < deadline:
         try:
             body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()

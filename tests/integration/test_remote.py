@@ -168,11 +168,11 @@ def test_shell_reaches_the_remote_session_on_a_terminal(remote_cage: Cage) -> No
     pid, fd = pty.fork()
     if pid == 0:  # the child: claude-cage on a terminal, as a person runs it
         os.execvpe("python3", ["python3", "-m", "claude_cage", "shell", name], cage.env)
-    seen = b""
+    seen, wanted = b"", f"marker-42 cage-{name}".encode()
     try:
         os.write(fd, b"echo marker-$((6*7)) $(hostname); exit\n")
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and b"marker-42" not in seen:
+        while time.monotonic() < deadline and wanted not in seen:  # (it may come in pieces)
             ready, _, _ = select.select([fd], [], [], 1)
             if ready:
                 try:
@@ -181,7 +181,7 @@ def test_shell_reaches_the_remote_session_on_a_terminal(remote_cage: Cage) -> No
                     break
     finally:
         _, code = os.waitpid(pid, 0)
-    assert f"marker-42 cage-{name}".encode() in seen, seen[-500:]
+    assert wanted in seen, seen[-500:]
     assert os.waitstatus_to_exitcode(code) == 0
 
 

@@ -268,7 +268,7 @@ PLANTS = {
     "fifo": 'mkfifo "$f"',
     "deep": "head -c 200000 /dev/zero | tr '\\0' '[' > \"$f\"",
 }
-BOUND = 30  # seconds for one status or start
+BOUND = 90  # seconds for one status or start (a start on a loaded machine takes a while)
 RSS_CAP = 200 << 10  # KiB
 
 
