@@ -1,7 +1,8 @@
 """A unix-socket proxy in front of the Docker engine, for a stalled engine: stopped
 with SIGSTOP, it still takes connections (the kernel queues them) but answers nothing,
 as an engine that hangs does. Given a third argument, it stalls by itself at the first
-request that holds those bytes: that request and every one after it go unanswered.
+request that holds those bytes: that request and every one after it go unanswered, and
+it prints "stalled".
 Run: python3 stall_proxy.py LISTEN_PATH ENGINE_SOCKET [STALL_AT]"""
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ stalled = threading.Event()
 def pipe(source: socket.socket, sink: socket.socket) -> None:
     try:
         while data := source.recv(65536):
-            if STALL_AT is not None and STALL_AT in data:
+            if STALL_AT is not None and STALL_AT in data and not stalled.is_set():
                 stalled.set()
+                print("stalled", flush=True)
             if stalled.is_set():
                 threading.Event().wait()  # a hung engine: never answer again
             sink.sendall(data)

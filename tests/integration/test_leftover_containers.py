@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from claude_cage import names
+from claude_cage.operations.doctor import PROBE_URL
 from tests.conftest import Cage
+from tests.integration.stalling import proxy_socket, stalled_within
 
 pytestmark = pytest.mark.engine
 
@@ -30,29 +31,29 @@ def owned(cage: Cage, *filters: str, kind: str = "container") -> list[str]:
 
 
 def kill_doctor_with_its_probe_running(cage: Cage) -> str:
-    """Run `doctor`, SIGKILL it while its probe session runs; the probe's name."""
-    doctor = subprocess.Popen(
-        [sys.executable, "-m", "claude_cage", "doctor", "--json"],
-        env=cage.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and doctor.poll() is None:
-            running = owned(cage, "label=cage.probe", "label=cage.role=session", "status=running")
-            probes = [n for n in running if n.startswith("cage-doctor-probe-")]
-            if probes:
-                doctor.kill()
-                doctor.wait()
-                return probes[0].removeprefix("cage-")
-            time.sleep(0.05)
-        pytest.fail(f"no probe session seen (doctor exit {doctor.poll()})")
-    finally:
-        if doctor.poll() is None:
+    """Run `doctor`, SIGKILL it while its probe session runs; the probe's name. The
+    doctor's engine stalls when it asks the probe for the denied host: the probe runs
+    then, and stays, however long the doctor took to get there."""
+    with proxy_socket(stall_at=PROBE_URL) as (proxy, listen):
+        doctor = subprocess.Popen(
+            [sys.executable, "-m", "claude_cage", "doctor", "--json"],
+            env={**cage.env, "DOCKER_HOST": f"unix://{listen}"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert stalled_within(proxy, 180), f"the doctor never probed (exit {doctor.poll()})"
             doctor.kill()
             doctor.wait()
+        finally:
+            if doctor.poll() is None:
+                doctor.kill()
+                doctor.wait()
+    running = owned(cage, "label=cage.probe", "label=cage.role=session", "status=running")
+    probes = [n.removeprefix("cage-") for n in running if n.startswith("cage-doctor-probe-")]
+    assert len(probes) == 1, running
+    return probes[0]
 
 
 def test_a_killed_doctors_probe_never_counts_is_never_adopted_and_goes(cage: Cage) -> None:

@@ -9,12 +9,10 @@ The times asserted are bounds on a hang, with room for a loaded machine: not spe
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cage, owned
+from tests.integration.stalling import proxy_socket
 from tests.integration.workspace_helpers import make_repo
 
 pytestmark = pytest.mark.engine
 
-PROXY = Path(__file__).with_name("stall_proxy.py")
 CALL_TIMEOUT = 3  # engine_call_timeout under test
 LIST_TIMEOUT = 2  # engine_timeout under test
 STARTUP = 8  # the interpreter and the imports, on a loaded machine
@@ -40,35 +38,6 @@ class Stalled:
     env: dict[str, str]
     session: str  # a running clone session, started before the engine stalled
     repo: Path
-
-
-def engine_socket() -> str:
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    assert host.startswith("unix://"), "the stalled-engine tests need a local engine"
-    return host[len("unix://") :]
-
-
-@contextlib.contextmanager
-def proxy_socket(stall_at: str = "") -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    """The proxy (stop it with SIGSTOP, or have it stall at the first request holding
-    `stall_at`) and its socket; continued and ended at exit."""
-    place = Path(tempfile.mkdtemp(prefix="cage-stall-", dir="/tmp"))  # a short socket path
-    listen = place / "engine.sock"
-    args = [sys.executable, str(PROXY), str(listen), engine_socket()]
-    proxy = subprocess.Popen(
-        [*args, stall_at] if stall_at else args,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
-        yield proxy, listen
-    finally:
-        os.kill(proxy.pid, signal.SIGCONT)
-        proxy.kill()
-        proxy.wait()
-        listen.unlink(missing_ok=True)
-        place.rmdir()
 
 
 @pytest.fixture(scope="module")
