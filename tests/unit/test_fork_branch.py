@@ -4,6 +4,10 @@ engine that records what it is asked."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
+import threading
 from typing import Any
 
 import pytest
@@ -20,10 +24,20 @@ from tests.unit.fake_engine import UnusedEngine
 TIP = "a" * 40
 
 
+def frame(stream: int, data: bytes) -> bytes:
+    """One frame of an exec's multiplexed stream (1: stdout, 2: stderr)."""
+    return struct.pack(">BxxxL", stream, len(data)) + data
+
+
 class Recording(UnusedEngine):
-    def __init__(self, printed: bytes = TIP.encode() + b"\n") -> None:
+    """Answers each exec in the throwaway with `printed` on stdout and `said` on stderr
+    (sent in the background: the reader reads as it comes), or with silence."""
+
+    def __init__(
+        self, printed: bytes = TIP.encode() + b"\n", said: bytes = b"", silent: bool = False
+    ) -> None:
         super().__init__()
-        self.printed = printed
+        self.printed, self.said, self.silent = printed, said, silent
         self.calls: list[tuple[str, Any]] = []
         self.specs: list[ContainerSpec] = []
 
@@ -46,11 +60,22 @@ class Recording(UnusedEngine):
     def start(self, name: str) -> None:
         self.calls.append(("start", name))
 
-    def exec_output(
-        self, name: str, cmd: list[str], stdin: bytes | None = None
-    ) -> tuple[int, bytes, bytes]:
+    def exec_attach(self, name: str, cmd: list[str], **kwargs: object) -> tuple[str, socket.socket]:
         self.calls.append(("exec", name))
-        return 0, self.printed, b""
+        ours, theirs = socket.socketpair()
+        threading.Thread(target=self._answer, args=(theirs,), daemon=True).start()
+        return "exec-1", ours
+
+    def _answer(self, theirs: socket.socket) -> None:
+        with theirs:
+            if self.silent:
+                theirs.recv(1)  # until the reader gives up and closes its end
+                return
+            with contextlib.suppress(OSError):  # the reader stopped reading: too much
+                theirs.sendall(frame(2, self.said) + frame(1, self.printed))
+
+    def exit_code(self, exec_id: str) -> int:
+        return 0
 
 
 def new_record() -> SessionRecord:
@@ -85,5 +110,22 @@ def test_the_starting_point_comes_from_a_throwaway_with_the_sessions_sandbox() -
 def test_no_valid_commit_is_one_clear_error_and_the_helper_is_removed(printed: bytes) -> None:
     engine = Recording(printed)
     with pytest.raises(EngineError, match="could not give web-2 its own branch"):
+        fork._own_branch(Context(), engine, new_record(), "cage/web")
+    assert engine.calls[-1][0] == "remove"
+
+
+def test_what_git_says_there_is_read_within_a_cap() -> None:
+    """git in the throwaway reads what the agent wrote (a `.gitattributes` can make it
+    warn once per file): more than ANSWER_CAP is one clear error, never host memory."""
+    engine = Recording(said=b"warning: LF will be replaced by CRLF\n" * 40_000)
+    with pytest.raises(EngineError, match=r"could not give web-2 its own branch.*more than"):
+        fork._own_branch(Context(), engine, new_record(), "cage/web")
+    assert engine.calls[-1][0] == "remove"
+
+
+def test_git_there_has_a_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fork, "TIME_LIMIT", 1)
+    engine = Recording(silent=True)
+    with pytest.raises(EngineError, match="did not answer within 1 s"):
         fork._own_branch(Context(), engine, new_record(), "cage/web")
     assert engine.calls[-1][0] == "remove"

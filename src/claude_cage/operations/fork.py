@@ -23,7 +23,7 @@ from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import BadInput, CageError, EngineError, SessionNotFound
 from claude_cage.kinds import Status
 from claude_cage.labels import Role
-from claude_cage.operations import checkpoint, operation, snapshot
+from claude_cage.operations import answer, checkpoint, operation, snapshot
 from claude_cage.operations.clone import WORK_TIP, reader, work_env
 from claude_cage.operations.inputs import StartOptions, request_from_record
 from claude_cage.operations.owned import check_claimable
@@ -38,6 +38,7 @@ from claude_cage.operations.snapcopy import (
     session_volumes,
 )
 from claude_cage.operations.teardown import stop
+from claude_cage.operations.unfetched import ANSWER_CAP, TIME_LIMIT
 from claude_cage.record import SessionRecord
 
 if TYPE_CHECKING:
@@ -206,13 +207,17 @@ def _own_branch(ctx: Context, engine: EngineAPI, record: SessionRecord, old_bran
     target = workdir.clone_target(record.repo_name)
     out = b""
     with reader(ctx, engine, record.name, record) as container:
-        code, _out, err = engine.exec_output(
-            container, ["/bin/sh", "-c", BRANCH, "branch", target, old_branch, record.branch]
-        )
-        if code == 0:
-            command = [*work_env(record), "/bin/sh", "-c", FORK_GIT, "fork", target,
-                       record.base, record.name]  # fmt: skip
-            code, out, err = engine.exec_output(container, command)
+        try:  # what git says there is the agent's to shape: read it within bounds
+            code, _out, err = _ask(
+                engine, container, ["/bin/sh", "-c", BRANCH, "branch", target, old_branch,
+                                    record.branch],
+            )  # fmt: skip
+            if code == 0:
+                command = [*work_env(record), "/bin/sh", "-c", FORK_GIT, "fork", target,
+                           record.base, record.name]  # fmt: skip
+                code, out, err = _ask(engine, container, command)
+        except answer.NoAnswer as exc:
+            code, err = -1, exc.message.encode()
     tip = out.decode(errors="replace").strip().splitlines()[-1:] if code == 0 else []
     if not tip or len(tip[0]) != 40:
         raise EngineError(
@@ -221,6 +226,12 @@ def _own_branch(ctx: Context, engine: EngineAPI, record: SessionRecord, old_bran
             f"look inside with 'claude-cage shell {record.name}'",
         )
     return tip[0]
+
+
+def _ask(engine: EngineAPI, container: str, cmd: list[str]) -> tuple[int, bytes, bytes]:
+    """`cmd` in the throwaway, its output read within ANSWER_CAP bytes and TIME_LIMIT
+    seconds, as `destroy` reads a session's work (unfetched.py)."""
+    return answer.ask(engine, container, cmd, cap=ANSWER_CAP, limit=TIME_LIMIT)
 
 
 @operation("fork")
