@@ -97,6 +97,14 @@ def session_of(labels: Mapping[str, str] | None, owner: str | None = None) -> st
     return (labels or {}).get(SESSION) or None
 
 
+# Labels no session image may carry. A container takes its image's labels, and those of
+# a session's container are claude-cage's: every other one is set at create, but PROBE
+# only on doctor's probes, so an image (a project's devcontainer Dockerfile, `LABEL
+# cage.probe=x`) saying it would make gc and doctor take a running session for a dead
+# probe, removing it with no archive, and keep it out of max_sessions.
+IMAGE_REFUSED = (PROBE,)
+
+
 def is_probe(labels: Mapping[str, str] | None) -> bool:
     """A throwaway object of `doctor`'s: it never counts towards max_sessions, and is
     never adopted as a session."""

@@ -17,7 +17,7 @@ servers (`mcpServers`) and the theme are taken, and written with the onboarding 
 `.credentials.json`, any other file of either, the OAuth account, API keys and tokens
 of ~/.claude.json, the headers of remote MCP servers (their credentials belong in
 `claude-cage secret set`), any MCP server, hook or status line whose command,
-arguments or url carries a credential (`SECRET_TEXT`), and the settings and environment
+arguments or url carries a credential (`carries_credential`), and the settings and environment
 entries listed below.
 """
 
@@ -61,9 +61,27 @@ SECRET_TEXT = re.compile(
     r"|[?&][\w.-]*(token|key|secret|passw|pwd|auth|sig|signature|credential)[\w.-]*="
     r"|\b(authorization|proxy-authorization|x-api-key|api-key|x-auth-token|cookie)\s*:"
     r"|\bbearer\s+\S"
-    r"|(^|\s)--?[\w-]*(token|api[-_]?key|secret|passw|passphrase|credential|auth)[\w-]*(=|\s|$)",
+    r"|(^|\s)--?[\w-]*(token|api[-_]?key|secret|passw|passphrase|credential|auth)[\w-]*(=|\s|$)"
+    # a token of a well-known form, whatever carries it, and webhook urls (the url is
+    # the credential)
+    r"|(^|[^\w-])(sk-ant-|sk-|ghp_|gho_|ghu_|ghs_|ghr_|github_pat_|glpat-|xox[abporse]-)[\w-]{12}"
+    r"|\bAKIA[0-9A-Z]{16}\b"
+    r"|\bhooks\.slack\.com/(services|workflows|triggers)/|\bdiscord(app)?\.com/api/webhooks/",
     re.I,
 )
+# A shell-style assignment (`GITHUB_TOKEN=ghp_... cmd`, `docker run -e API_KEY=...`,
+# `env TOKEN=... server`): a credential when its name is one SECRET_NAME leaves out.
+ASSIGNMENT = re.compile(r"(?:^|[\s'\"`;&|(])([A-Za-z_]\w*)=")
+
+
+def carries_credential(text: str) -> bool:
+    """Text (an env value, a hook, status line or MCP server command, argument or url)
+    that carries a credential: SECRET_TEXT, or an assignment to a secret's name."""
+    return bool(SECRET_TEXT.search(text)) or any(
+        SECRET_NAME.search(name) for name in ASSIGNMENT.findall(text)
+    )
+
+
 SESSION_VARS = frozenset(
     {
         "HTTP_PROXY",
@@ -109,7 +127,7 @@ def _clean_env(env: Any, where: str, left_out: list[str]) -> dict[str, str]:
         if (
             SECRET_NAME.search(str(key))
             or str(key).upper() in SESSION_VARS
-            or SECRET_TEXT.search(str(value))
+            or carries_credential(str(value))
         ):
             left_out.append(f"{where}.{key}")
         else:
@@ -144,7 +162,7 @@ def clean_settings(settings: dict[str, Any], left_out: list[str]) -> dict[str, A
 def _unsafe_command(command: Any) -> bool:
     """A hook or status line command that names the host's home or carries a credential."""
     text = str(command or "")
-    return bool(HOST_HOME.search(text) or SECRET_TEXT.search(text))
+    return bool(HOST_HOME.search(text)) or carries_credential(text)
 
 
 def _carries_secret(server: dict[str, Any]) -> bool:
@@ -152,7 +170,7 @@ def _carries_secret(server: dict[str, Any]) -> bool:
     args = server.get("args")
     words = [str(a) for a in args] if isinstance(args, list) else [str(args or "")]
     texts = [str(server.get("command") or ""), " ".join(words), str(server.get("url") or "")]
-    return any(SECRET_TEXT.search(text) for text in texts)
+    return any(carries_credential(text) for text in texts)
 
 
 def _clean_hooks(hooks: dict[str, Any], left_out: list[str]) -> dict[str, Any]:

@@ -441,6 +441,31 @@ def test_devcontainer_read_from_the_host_copy_only(cage: Cage, tmp_path: Path, b
         docker("rmi", "-f", *dev_images(project))
 
 
+def test_devcontainer_image_cannot_label_its_session_a_probe(
+    cage: Cage, tmp_path: Path, base: str
+) -> None:
+    """ATTACK: a project's Dockerfile labels its image `cage.probe` (a container takes
+    its image's labels), so its session would look like a probe of a doctor that is
+    gone: gc and doctor would remove it while it runs, with no archive, and it would not
+    count towards max_sessions. The start is refused in one line, and no session is
+    left; gc finds nothing to remove."""
+    project = make_project(
+        tmp_path, {"build": {"dockerfile": "Dockerfile"}}, f"FROM {base}\nLABEL cage.probe=x\n"
+    )
+    try:
+        name = cage.name()
+        refused = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       timeout=600)  # fmt: skip
+        assert refused.code == 2, refused.stdout + refused.stderr
+        assert "carries the label cage.probe" in refused.stderr.splitlines()[0], refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert docker("inspect", f"cage-{name}").returncode != 0
+        assert cage("list", "--json").json()["sessions"] == []
+        assert "probe" not in cage("gc", "--dry-run").stdout
+    finally:
+        docker("rmi", "-f", *dev_images(project))
+
+
 def test_devcontainer_local_feature_is_built_in(cage: Cage, tmp_path: Path, base: str) -> None:
     """A local feature (./folder in .devcontainer/) is installed at build as root, with
     its options (and their defaults) as environment variables and its containerEnv set."""

@@ -80,6 +80,10 @@ def test_mcp_servers_lose_headers_and_secret_env() -> None:
         ("ANTHROPIC_CUSTOM_HEADERS", "x-api-key: sk-1"),
         ("SERVICE", "https://api.example.com/v1?access_token=abc"),
         ("EXTRA", "Authorization: Bearer abc"),
+        # a credential under a harmless name
+        ("GH", "ghp_0123456789abcdefghij"),
+        ("NOTIFY", "https://hooks.slack.com/services/T0/B0/XYZ"),
+        ("RUN_ARGS", "-e OPENAI_API_KEY=sk-1 --rm"),
     ],
 )
 def test_env_entries_carrying_a_secret_are_left_out(name: str, value: str) -> None:
@@ -99,6 +103,10 @@ def test_env_entries_carrying_a_secret_are_left_out(name: str, value: str) -> No
         "notify --token abc",
         "curl https://u:pw@hooks.example.com/x",
         "curl 'https://x.example.com/h?api_key=abc'",
+        "GITHUB_TOKEN=ghp_x gh api /notifications",
+        "env SLACK_BOT=1 API_KEY=abc notify",
+        "curl -d done https://hooks.slack.com/services/T0/B0/XYZ",
+        "curl -d done https://discord.com/api/webhooks/1/abc",
     ],
 )
 def test_hook_and_status_commands_carrying_a_secret_are_left_out(command: str) -> None:
@@ -124,6 +132,11 @@ def test_hook_and_status_commands_carrying_a_secret_are_left_out(command: str) -
         {"command": "db-mcp", "args": ["postgres://u:pw@db/app"]},
         {"type": "http", "url": "https://m.example.com/mcp?api_key=abc"},
         {"type": "sse", "url": "https://u:pw@m.example.com/sse"},
+        # GitHub's MCP server as often configured: the token in docker's arguments
+        {"command": "docker", "args": ["-e", "GITHUB_PERSONAL_ACCESS_TOKEN=ghp_x", "ghcr.io/gh"]},
+        {"command": "env", "args": ["API_KEY=abc", "node", "server.js"]},
+        {"command": "srv", "args": ["xoxb-0123456789-abcdefgh"]},
+        {"type": "http", "url": "https://m.example.com/mcp/github_pat_11ABCDEFG0123456789"},
     ],
 )
 def test_mcp_servers_carrying_a_secret_are_left_out_whole(server: dict[str, object]) -> None:

@@ -24,6 +24,7 @@ from claude_cage import (
     workdir,
 )
 from claude_cage import config as config_mod
+from claude_cage import labels as labels_mod
 from claude_cage.credentials import Secret
 from claude_cage.engine import fleet
 from claude_cage.engine.answers import Container
@@ -228,6 +229,14 @@ def _require_images(
     if labels is None:
         engine.require_image(req.image)  # the engine's refusal, with its hint
     managed.require_image_support(req.image, labels or {})
+    for label in labels_mod.IMAGE_REFUSED:
+        if label in (labels or {}):
+            raise BadInput(
+                f"image {req.image} carries the label {label}, which is claude-cage's to "
+                "set: a session of it would be taken for a probe of doctor's, and removed",
+                "remove that LABEL from the image's Dockerfile (a project's: its "
+                ".devcontainer/), or start with --no-devcontainer",
+            )
     if req.runtime == Runtime.RUNSC:
         gvisor.check_start(engine, req.image)
     if policy.needs_companion(req):
