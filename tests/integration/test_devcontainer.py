@@ -466,6 +466,31 @@ def test_devcontainer_image_cannot_label_its_session_a_probe(
         docker("rmi", "-f", *dev_images(project))
 
 
+def test_devcontainer_image_with_a_volume_is_refused(cage: Cage, tmp_path: Path, base: str) -> None:
+    """ATTACK: a project's Dockerfile declares a VOLUME the session's user may write (a
+    postgres-style data directory): the session would get an anonymous volume on the
+    engine's disk, outside its volumes' size limits and labels, to fill the host's disk
+    and be left behind. The start is refused in one line, before the cage's layer is
+    built, and no session is left."""
+    project = make_project(
+        tmp_path,
+        {"build": {"dockerfile": "Dockerfile"}},
+        f"FROM {base}\nUSER root\nRUN mkdir -m 1777 /var/lib/data\nVOLUME /var/lib/data\n",
+    )
+    try:
+        name = cage.name()
+        refused = cage("start", name, "--clone", str(project), "--network", "none", "-d",
+                       timeout=600)  # fmt: skip
+        assert refused.code == 2, refused.stdout + refused.stderr
+        first = refused.stderr.splitlines()[0]
+        assert "declares VOLUME /var/lib/data" in first, refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert docker("inspect", f"cage-{name}").returncode != 0
+        assert cage("list", "--json").json()["sessions"] == []
+    finally:
+        docker("rmi", "-f", *dev_images(project))
+
+
 def test_devcontainer_local_feature_is_built_in(cage: Cage, tmp_path: Path, base: str) -> None:
     """A local feature (./folder in .devcontainer/) is installed at build as root, with
     its options (and their defaults) as environment variables and its containerEnv set."""

@@ -143,6 +143,9 @@ class UnusedEngine(EngineAPI):
     def image_env(self, image: str) -> dict[str, str] | None:
         self._unused("image_env")
 
+    def image_volumes(self, image: str) -> list[str] | None:
+        self._unused("image_volumes")
+
     def require_image(self, image: str) -> None:
         self._unused("require_image")
 

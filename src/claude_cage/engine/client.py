@@ -184,6 +184,14 @@ class Engine(EngineAPI):
         pairs = (item.partition("=") for item in (data.get("Config") or {}).get("Env") or [])
         return {key: value for key, _sep, value in pairs}
 
+    def image_volumes(self, image: str) -> list[str] | None:
+        """The paths the image declares with VOLUME (its Config.Volumes), or None when it
+        is not there."""
+        data = self._get(f"/images/{urllib.parse.quote(image, safe='')}/json")
+        if data is None:
+            return None
+        return sorted((data.get("Config") or {}).get("Volumes") or {})
+
     def save_image(self, image: str, chunk: int = 4 << 20) -> Iterator[bytes]:
         """`docker save` of one image, streamed: a tar in chunks, never whole in memory."""
         conn = Connection(self.endpoint, max(self.timeout, LONG_CALL_S))

@@ -110,6 +110,7 @@ def add_layer(
     Claude Code release it carries, the stock CLI image's."""
     cage_image = cfg["image_cli"]
     engine.require_image(cage_image)
+    refuse_volumes(engine, base)
     version = (engine.image_labels(cage_image) or {}).get(claude_code.LABEL, "")
     with tempfile.TemporaryDirectory(prefix="cage-build-layer-") as ctx:
         shutil.copytree(paths.package_data("images", "layer"), ctx, dirs_exist_ok=True)
@@ -129,6 +130,20 @@ def add_layer(
         chunks = engine.build(path=ctx, tag=tag, buildargs=args, pull=False, labels=labels or {})
         build_output(chunks, tag, progress)
     return version
+
+
+def refuse_volumes(engine: EngineAPI, base: str) -> None:
+    """A session image declares no VOLUME: each would give the session an anonymous
+    volume on the engine's disk, outside its volumes' size limits and its labels (so no
+    command of claude-cage would ever remove it)."""
+    declared = engine.image_volumes(base) or []
+    if declared:
+        raise BadInput(
+            f"image {base} declares VOLUME {', '.join(declared)}: a session's disk is "
+            "bounded, and a volume of its image would not be",
+            "remove the VOLUME line from its Dockerfile (a project's is in .devcontainer/), "
+            "or build from an image without one",
+        )
 
 
 @operation("build")
