@@ -173,6 +173,31 @@ def test_write_copies_the_named_entries_only(tmp_path: Path) -> None:
     assert (target / "CLAUDE.md").read_text() == "" and not list((target / "agents").iterdir())
 
 
+def test_hidden_files_and_links_to_them_stay_out(tmp_path: Path) -> None:
+    """A skill's `.env`, a cloned skill's `.git/config` with a token in its remote, and a
+    link to `.credentials.json` under a harmless name are not copied; a skill linked in
+    from elsewhere (a dotfiles repository) is."""
+    home = tmp_path / ".claude"
+    skill = home / "skills" / "deploy"
+    skill.mkdir(parents=True)
+    (skill / "SKILL.md").write_text("deploy\n")
+    (skill / ".env").write_text("API_TOKEN=secret-env\n")
+    (home / "skills" / ".git").mkdir()
+    (home / "skills" / ".git" / "config").write_text("url = https://u:secret-git@x/y\n")
+    (home / ".credentials.json").write_text('{"token": "secret-cred"}')
+    (home / "agents").mkdir()
+    (home / "agents" / "notes.md").symlink_to(home / ".credentials.json")
+    elsewhere = tmp_path / "dotfiles" / "review"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "SKILL.md").write_text("review\n")
+    (home / "skills" / "review").symlink_to(elsewhere)
+    target = tmp_path / "session" / "user-claude"
+    userconfig.write(target, home)
+    copied = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert [p for p in copied if "/" in p] == ["skills/deploy/SKILL.md", "skills/review/SKILL.md"]
+    assert "secret" not in "".join((target / p).read_text() for p in copied)
+
+
 def test_a_damaged_settings_file_is_refused_with_the_way_out(tmp_path: Path) -> None:
     (tmp_path / "settings.json").write_text("{not json")
     with pytest.raises(BadInput) as caught:
