@@ -255,21 +255,23 @@ def _user_state(home: Path) -> dict[str, Any]:
     return {}
 
 
-def _hidden(directory: str, names: list[str]) -> set[str]:
+def _left_out(directory: str, names: list[str]) -> set[str]:
     """What of `directory` is not copied: hidden entries (a skill's `.env`, a cloned
-    skill's `.git/config` with a token in its remote), and links to a hidden file (such as
-    `~/.claude/.credentials.json`). Other links are followed: a setup kept elsewhere (a
-    dotfiles repository) is linked in."""
-    return {
-        name
-        for name in names
-        if name.startswith(".") or Path(directory, name).resolve().name.startswith(".")
-    }
+    skill's `.git/config` with a token in its remote), links to a hidden file (such as
+    `~/.claude/.credentials.json`), and what is neither a file nor a folder (a fifo or a
+    device would hold the start, or fill the disk). Other links are followed: a setup
+    kept elsewhere (a dotfiles repository) is linked in."""
+    return {name for name in names if name.startswith(".") or not _plain(Path(directory, name))}
+
+
+def _plain(path: Path) -> bool:
+    target = path.resolve()
+    return not target.name.startswith(".") and (target.is_file() or target.is_dir())
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
     if src.is_dir():
-        shutil.copytree(src, dst, symlinks=False, ignore=_hidden, ignore_dangling_symlinks=True)
+        shutil.copytree(src, dst, symlinks=False, ignore=_left_out, ignore_dangling_symlinks=True)
     else:
         dst.mkdir()
     for root, _dirs, files in os.walk(dst):

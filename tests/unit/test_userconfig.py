@@ -4,6 +4,7 @@ is kept, the files' modes, and the session's Claude Code state."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -173,10 +174,10 @@ def test_write_copies_the_named_entries_only(tmp_path: Path) -> None:
     assert (target / "CLAUDE.md").read_text() == "" and not list((target / "agents").iterdir())
 
 
-def test_hidden_files_and_links_to_them_stay_out(tmp_path: Path) -> None:
-    """A skill's `.env`, a cloned skill's `.git/config` with a token in its remote, and a
-    link to `.credentials.json` under a harmless name are not copied; a skill linked in
-    from elsewhere (a dotfiles repository) is."""
+def test_hidden_and_special_files_and_links_to_them_stay_out(tmp_path: Path) -> None:
+    """A skill's `.env`, a cloned skill's `.git/config` with a token in its remote, a
+    link to `.credentials.json` under a harmless name, a fifo and a link to a device are
+    not copied; a skill linked in from elsewhere (a dotfiles repository) is."""
     home = tmp_path / ".claude"
     skill = home / "skills" / "deploy"
     skill.mkdir(parents=True)
@@ -191,6 +192,9 @@ def test_hidden_files_and_links_to_them_stay_out(tmp_path: Path) -> None:
     elsewhere.mkdir(parents=True)
     (elsewhere / "SKILL.md").write_text("review\n")
     (home / "skills" / "review").symlink_to(elsewhere)
+    os.mkfifo(home / "skills" / "pipe.md")  # would hold the start
+    (home / "commands").mkdir()
+    (home / "commands" / "zero.md").symlink_to("/dev/zero")  # would fill the disk
     target = tmp_path / "session" / "user-claude"
     userconfig.write(target, home)
     copied = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
