@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import stat
+from pathlib import Path
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
+
+from claude_cage.cli.base import load_all
 from claude_cage.dashboard.app import Dashboard
 from claude_cage.dashboard.guard import Guard
 
@@ -92,3 +98,26 @@ def test_state_changes_need_this_origin_and_the_csrf_token() -> None:
         dashboard, "/api/action", "POST", **auth, origin=origin, x_csrf_token=guard.csrf
     )
     assert status.startswith("409") and b"no such action" in body  # past the guard
+
+
+def test_the_browser_is_handed_a_private_page_never_the_token(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser's command line (and xdg-open's) is in `ps` for every local user: `ui`
+    hands it the path of a 0600 page that goes on to the URL, not the URL itself."""
+    import webbrowser
+
+    from claude_cage.dashboard import server
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: opened.append(url) or True)
+    monkeypatch.setattr(server, "serve", lambda http, guard: http.server_close())
+    result = CliRunner().invoke(load_all(), ["ui"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    url = result.output.splitlines()[0]
+    token = url.split("token=", 1)[1]
+    assert len(opened) == 1 and token not in opened[0]
+    page = Path(opened[0].removeprefix("file://"))
+    assert page == server.launcher_file()
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
+    assert f"url={url}'" in page.read_text()

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 # Commands import what they use when they run, for start-up time: `--help` and `list`
 # load only the command group (tests/unit/test_cli_registry.py).
+from typing import TYPE_CHECKING
+
 import click
 
 from claude_cage.cli.base import CONTEXT, cli
 from claude_cage.render import note
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @cli.command(context_settings=CONTEXT)
@@ -39,19 +44,20 @@ def ui(port: int, no_open: bool, detach: bool, stop_it: bool) -> None:
         found = server.detach(port)
     if found is not None:
         click.echo(found.url)
-        _open(found.url, no_open)
+        _open(server.launcher(found.url) if not no_open else None)
         return
     http, guard = server.bind(port)
     click.echo(guard.url())
     note("Ctrl-C ends it")
-    _open(guard.url(), no_open)
+    _open(server.launcher(guard.url()) if not no_open else None)
     server.serve(http, guard)
 
 
-def _open(url: str, no_open: bool) -> None:
-    if no_open:
+def _open(launcher: Path | None) -> None:
+    """The browser gets the launcher page's path, never the token (its argv is in `ps`)."""
+    if launcher is None:
         return
     import webbrowser  # start-up: ~10 ms, only when a browser is opened
 
-    if not webbrowser.open(url):
+    if not webbrowser.open(launcher.as_uri()):
         note("no browser found: open the URL above")

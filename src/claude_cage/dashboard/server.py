@@ -6,6 +6,7 @@ hold theirs open), on 127.0.0.1 only, and the state file (`$CAGE_DATA_DIR/ui.jso
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import secrets
@@ -50,6 +51,34 @@ class Running:
 
 def state_file() -> Path:
     return paths.data_dir() / "ui.json"
+
+
+def launcher_file() -> Path:
+    return paths.data_dir() / "ui.html"
+
+
+def launcher(url: str) -> Path:
+    """A page readable by the user alone (0600) that sends the browser on to `url`. The
+    browser is handed this file's path, never the URL: a browser's command line (and
+    xdg-open's) is visible to every local user in `ps`, and the token in it would
+    open the dashboard to any of them. The server removes the page when it ends."""
+    path = launcher_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    quoted = html.escape(url, quote=True)
+    page = (
+        "<!doctype html>\n<meta charset='utf-8'>\n<title>claude-cage</title>\n"
+        "<meta name='referrer' content='no-referrer'>\n"
+        f"<meta http-equiv='refresh' content='0;url={quoted}'>\n"
+        f"<a href='{quoted}'>the dashboard</a>\n"
+    )
+    temp = path.with_suffix(".html.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(page)
+    os.replace(temp, path)
+    return path
 
 
 def running() -> Running | None:
@@ -104,6 +133,7 @@ def serve(server: WSGIServer, guard: Guard) -> None:
         with contextlib.suppress(OSError, ValueError, KeyError):
             if json.loads(state_file().read_text())["pid"] == os.getpid():
                 state_file().unlink()
+                launcher_file().unlink(missing_ok=True)
 
 
 def run_detached(args: list[str]) -> None:
