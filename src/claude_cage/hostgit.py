@@ -68,16 +68,41 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# What git may allocate (RLIMIT_DATA) while it reads the session's objects: a pack of a
+# few kilobytes can hold a delta that expands to gigabytes, and git holds every delta's
+# result, and every commit and tree, whole in memory (only plain blobs are streamed).
+MEMORY_OVERHEAD = 256 * 1024**2
+
+
+def memory_cap(max_size: int) -> int:
+    """The memory git may take reading a session's work of at most `max_size` bytes
+    (review_max_size): an object and the base it is made from, plus git's own."""
+    return 2 * max_size + MEMORY_OVERHEAD
+
+
+def _argv(repo: Path | str, args: Iterable[str], memory: int | None = None) -> list[str]:
+    """git in `repo`; with `memory`, under that RLIMIT_DATA (set by the shell that execs
+    it, so it holds from git's first allocation; its children inherit it)."""
+    argv = ["git", "-C", str(repo), *args]
+    if memory is None:
+        return argv
+    return ["/bin/sh", "-c", 'ulimit -d "$0" && exec "$@"', str(max(1, memory // 1024)), *argv]
+
+
+def out_of_memory(stderr: bytes) -> bool:
+    """Whether git stopped at its memory cap (xmalloc's and zlib's words for it)."""
+    return b"Out of memory" in stderr or b"out of memory" in stderr
+
+
 def git(
     repo: Path | str,
     *args: str,
     env: dict[str, str] | None = None,
     input: bytes | None = None,
     check: bool = True,
+    memory: int | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    run = subprocess.run(
-        ["git", "-C", str(repo), *args], input=input, capture_output=True, env=_env(env)
-    )
+    run = subprocess.run(_argv(repo, args, memory), input=input, capture_output=True, env=_env(env))
     if check and run.returncode != 0:
         why = run.stderr.decode(errors="replace").strip().splitlines()
         raise GitFailed(
@@ -288,6 +313,7 @@ class Quarantine:
     start: str  # what the session started from: base plus the uncommitted work
     tip: str  # all of the session's work
     objects: Path
+    memory: int | None = None  # what each git reading the objects may allocate (memory_cap)
 
     @property
     def env(self) -> dict[str, str]:
@@ -297,7 +323,7 @@ class Quarantine:
         }
 
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        return git(self.repo.top, *args, env=self.env, check=check)
+        return git(self.repo.top, *args, env=self.env, check=check, memory=self.memory)
 
     def receive(self, tip: str, pack: Iterable[bytes], bounds: Bounds | None = None) -> None:
         """Index the session's thin pack with full checks as it arrives (never held
@@ -317,12 +343,12 @@ class Quarantine:
     def unsafe_commit(self) -> commit_text.Unsafe | None:
         """The first of the session's new commits (since the base) whose header or
         message holds a character that would act on a terminal, if any."""
-        env, top = _env(self.env), str(self.repo.top)
+        env, top, cap = _env(self.env), self.repo.top, self.memory
         pipe, quiet = subprocess.PIPE, subprocess.DEVNULL
         with (
-            subprocess.Popen(["git", "-C", top, "rev-list", self.tip, f"^{self.base}"],
+            subprocess.Popen(_argv(top, ["rev-list", self.tip, f"^{self.base}"], cap),
                              stdout=pipe, stderr=quiet, env=env) as revs,
-            subprocess.Popen(["git", "-C", top, "cat-file", "--batch"],
+            subprocess.Popen(_argv(top, ["cat-file", "--batch"], cap),
                              stdin=revs.stdout, stdout=pipe, stderr=quiet, env=env) as batch,
         ):  # fmt: skip
             assert revs.stdout is not None and batch.stdout is not None
@@ -351,7 +377,7 @@ class Quarantine:
         with (
             tempfile.TemporaryFile() as errors,
             subprocess.Popen(
-                ["git", "-C", str(self.repo.top), *self._diff_args(stat=stat)],
+                _argv(self.repo.top, self._diff_args(stat=stat), self.memory),
                 stdout=subprocess.PIPE, stderr=errors, env=_env(self.env),
             ) as run,
         ):  # fmt: skip
@@ -374,7 +400,10 @@ class Quarantine:
         git apply applies all of it or nothing."""
         patch = self.objects.parent / "change.patch"
         self.git(*self._diff_args(binary=True)[:-2], f"--output={patch}", self.start, self.tip)
-        return git(self.repo.top, "apply", "--whitespace=nowarn", str(patch), check=False)
+        return git(
+            self.repo.top, "apply", "--whitespace=nowarn", str(patch), check=False,
+            memory=self.memory,
+        )  # fmt: skip
 
     def migrate(self) -> None:
         """Move the checked packs into the repository (.pack first, then its .idx, which
@@ -395,10 +424,11 @@ class Quarantine:
 
 @contextlib.contextmanager
 def quarantine(
-    repo: Repo, base: str, start: str, scratch: Path | None = None
+    repo: Repo, base: str, start: str, scratch: Path | None = None, memory: int | None = None
 ) -> Iterator[Quarantine]:
     """A temporary object directory for the session's work (in `scratch`, the data
-    directory, rather than a /tmp that may be memory); `Quarantine.receive` fills it."""
+    directory, rather than a /tmp that may be memory); `Quarantine.receive` fills it.
+    Every git that reads it may allocate at most `memory` (memory_cap)."""
     if not SHA.match(base) or not SHA.match(start):
         raise CageError("the session's record holds no valid base commit")
     if git(repo.top, "cat-file", "-e", f"{base}^{{commit}}", check=False).returncode != 0:
@@ -409,7 +439,7 @@ def quarantine(
     with _scratch_dir(INCOMING_PREFIX, scratch) as tmp:
         objects = Path(tmp) / "objects"
         (objects / "pack").mkdir(parents=True)
-        yield Quarantine(repo, base, start, "", objects)
+        yield Quarantine(repo, base, start, "", objects, memory)
 
 
 def _index_pack(q: Quarantine, pack: Iterable[bytes], bounds: Bounds | None) -> None:
@@ -420,7 +450,7 @@ def _index_pack(q: Quarantine, pack: Iterable[bytes], bounds: Bounds | None) -> 
         for chunk in pack:
             if proc is None:
                 proc = subprocess.Popen(
-                    ["git", "-C", str(q.repo.top), "index-pack", "--stdin", "--fix-thin", FSCK],
+                    _argv(q.repo.top, ["index-pack", "--stdin", "--fix-thin", FSCK], q.memory),
                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
                     env=_env(q.env),
                 )  # fmt: skip
@@ -442,7 +472,16 @@ def _index_pack(q: Quarantine, pack: Iterable[bytes], bounds: Bounds | None) -> 
             bounds.check()
         if code != 0:
             errors.seek(0)
-            why = errors.read(64 * 1024).decode(errors="replace").strip().splitlines()
+            said = errors.read(64 * 1024)
+            if q.memory is not None and out_of_memory(said):
+                raise BadInput(
+                    "refusing the session's work: its objects expand to more than "
+                    f"{q.memory // 1024**2} MiB in memory (twice review_max_size, plus "
+                    f"{MEMORY_OVERHEAD // 1024**2} MiB), which git would need to check them",
+                    "if the work really holds files that big, raise review_max_size; else "
+                    "inspect it inside the session ('claude-cage shell NAME')",
+                )
+            why = said.decode(errors="replace").strip().splitlines()
             raise BadInput(
                 "refusing the session's work: its objects failed git's checks"
                 + (f" ({why[-1][:200]})" if why else ""),

@@ -4,8 +4,9 @@ Each one exports the session's work (running or stopped) as a thin pack, checks 
 quarantine (`hostgit.quarantine`), and only then lets the host's git read it. What
 reaches the user's repository is objects and one branch, `cage/NAME`; checkouts are
 git's own (`git merge`, `git apply`), which never write through a symlink or outside
-the working tree. A change to a `.gitattributes` file is refused by merge and apply:
-attributes pick filters and drivers, programs the user's git would run on checkout.
+the working tree. A change to a `.gitattributes` or `.lfsconfig` file is refused by merge
+and apply: attributes pick filters and drivers, programs the user's git would run on
+checkout, and `.lfsconfig` tells one of them (git-lfs) which server to ask.
 
 What the session sends is bounded (bounds.py: review_max_size, review_timeout) and
 streamed, never held whole; fetch and merge refuse commits whose text would act on a
@@ -65,7 +66,9 @@ def _incoming(ctx: Context, name: str) -> Iterator[hostgit.Quarantine]:
     scratch = paths.incoming_dir()
     with (
         Bounds.from_config(name, load_config(ctx, StartOptions()).values) as bounds,
-        hostgit.quarantine(repo, meta.base, meta.start or meta.base, scratch) as incoming,
+        hostgit.quarantine(
+            repo, meta.base, meta.start or meta.base, scratch, hostgit.memory_cap(bounds.max_size)
+        ) as incoming,
     ):
         with export(ctx, engine, name, meta, bounds) as work:
             incoming.receive(work.tip, work.pack, bounds)
@@ -127,12 +130,19 @@ def _turn(repo: hostgit.Repo) -> contextlib.AbstractContextManager[None]:
     return hostgit.repo_lock(repo, paths.locks_dir())
 
 
+# Files a checkout reads to decide what runs on the session's content: attributes select
+# filters (the user's git-lfs, say), and git-lfs takes its server's URL from .lfsconfig,
+# so a smudge on the host would send requests (and what their URL carries) wherever the
+# session says. Compared without case, as a case-insensitive filesystem opens them.
+CHECKOUT_CONFIG = (".gitattributes", ".lfsconfig")
+
+
 def _no_attributes(name: str, paths: list[str], verb: str) -> None:
-    touched = [p for p in paths if p.rsplit("/", 1)[-1] == ".gitattributes"]
+    touched = [p for p in paths if p.rsplit("/", 1)[-1].casefold() in CHECKOUT_CONFIG]
     if touched:
         raise BadInput(
             f"refusing to {verb}: the session changed {', '.join(touched)}, which can make "
-            "your git run filters on checkout",
+            "your git run filters on checkout, or send their requests elsewhere",
             f"review it ('claude-cage diff {name}'), then 'claude-cage fetch {name}' "
             "and merge the branch yourself",
         )
@@ -159,14 +169,18 @@ def merge(ctx: Context, name: str) -> ApplyResult:
         with _turn(repo):
             _no_merge_in_progress(repo)  # again: one may have stopped while this waited
             fetched = _fetch(ctx, name, incoming)
-            return _merge(name, repo, fetched, changed)
+            return _merge(name, repo, fetched, changed, incoming.memory)
 
 
-def _merge(name: str, repo: hostgit.Repo, fetched: FetchResult, changed: list[str]) -> ApplyResult:
+def _merge(
+    name: str, repo: hostgit.Repo, fetched: FetchResult, changed: list[str], memory: int | None
+) -> ApplyResult:
     before = hostgit.git(repo.top, "rev-parse", "HEAD").stdout
+    # The session's blobs are read as bounded in memory as when they were checked (a
+    # plain blob is streamed then, but a three-way merge or rename search loads it).
     run = hostgit.git(
         repo.top, "merge", "--no-edit", "-m", f"Merge {fetched.branch}", fetched.branch,
-        check=False,
+        check=False, memory=memory,
     )  # fmt: skip
     said = (run.stdout + run.stderr).decode(errors="replace")
     if run.returncode != 0:
