@@ -304,6 +304,9 @@ def snapshot(repo: Repo, scratch: Path | None = None) -> Iterator[Snapshot]:
 # --- the way back ---------------------------------------------------------------------
 
 
+FILE_MODES = (b"100644", b"100755", b"120000")  # what a checkout writes as a file or link
+
+
 @dataclass
 class Quarantine:
     """The session's objects, checked, in a temporary object directory beside the repo's."""
@@ -322,8 +325,10 @@ class Quarantine:
             "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(self.repo.objects),
         }
 
-    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        return git(self.repo.top, *args, env=self.env, check=check, memory=self.memory)
+    def git(
+        self, *args: str, check: bool = True, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        return git(self.repo.top, *args, env=self.env, check=check, input=input, memory=self.memory)
 
     def receive(self, tip: str, pack: Iterable[bytes], bounds: Bounds | None = None) -> None:
         """Index the session's thin pack with full checks as it arrives (never held
@@ -362,6 +367,22 @@ class Quarantine:
     def changed_paths(self, since: str) -> list[str]:
         out = self.git("diff", "--no-renames", "--name-only", "-z", since, self.tip).stdout
         return [p for p in out.decode(errors="replace").split("\0") if p]
+
+    def written_size(self, since: str) -> int:
+        """The bytes a checkout of the session's change since `since` writes: the size of
+        each file it adds or changes, counted once per path (a pack may name one blob of
+        zeros, which it carries in a few kilobytes, under a thousand paths)."""
+        raw = self.git("diff-tree", "-r", "--no-renames", "-z", since, self.tip).stdout
+        entries = raw.split(b"\0")[0::2]  # ":OLDMODE NEWMODE OLD NEW STATUS", then a path
+        ids = [
+            fields[3]
+            for fields in (entry.split() for entry in entries)
+            if len(fields) == 5 and fields[1] in FILE_MODES
+        ]
+        if not ids:
+            return 0
+        sizes = self.git("cat-file", "--batch-check=%(objectsize)", input=b"\n".join(ids) + b"\n")
+        return sum(int(size) for size in sizes.stdout.split() if size.isdigit())
 
     def _diff_args(self, stat: bool = False, binary: bool = False) -> list[str]:
         """What the session changed since its start. No external diff, no textconv: no

@@ -148,6 +148,23 @@ def _no_attributes(name: str, paths: list[str], verb: str) -> None:
         )
 
 
+def _not_too_big(
+    ctx: Context, name: str, incoming: hostgit.Quarantine, since: str, verb: str
+) -> None:
+    """The files a change writes into the user's working tree come to at most
+    review_max_size: a small pack can name one huge, highly compressible blob under
+    many paths."""
+    limit = Bounds.from_config(name, load_config(ctx, StartOptions()).values).max_size
+    written = incoming.written_size(since)
+    if written > limit:
+        raise BadInput(
+            f"refusing to {verb}: the session's change writes {written >> 20} MiB of files "
+            f"into your working tree, more than review_max_size ({limit >> 20} MiB)",
+            f"see what it holds with 'claude-cage diff {name} --stat'; if it is meant, raise "
+            "review_max_size",
+        )
+
+
 def _no_merge_in_progress(repo: hostgit.Repo) -> None:
     for ref in ("MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "REBASE_HEAD"):
         if hostgit.git(repo.top, "rev-parse", "-q", "--verify", ref, check=False).returncode == 0:
@@ -166,6 +183,7 @@ def merge(ctx: Context, name: str) -> ApplyResult:
     with _incoming(ctx, name) as incoming:
         changed = incoming.changed_paths(incoming.base)
         _no_attributes(name, changed, "merge")
+        _not_too_big(ctx, name, incoming, incoming.base, "merge")
         with _turn(repo):
             _no_merge_in_progress(repo)  # again: one may have stopped while this waited
             fetched = _fetch(ctx, name, incoming)
@@ -212,6 +230,7 @@ def apply(ctx: Context, name: str) -> ApplyResult:
     with _incoming(ctx, name) as incoming:
         paths = incoming.changed_paths(incoming.start)
         _no_attributes(name, paths, "apply")
+        _not_too_big(ctx, name, incoming, incoming.start, "apply")
         if not paths:
             return ApplyResult(name, str(incoming.repo.top), [])
         # git apply refuses paths outside the tree and writes beyond a symlink; it
