@@ -21,9 +21,10 @@ from typing import Any, TextIO
 JSON_VERSION = 1
 
 # C0 controls, DEL, C1 controls (U+009B is a one-character CSI on some terminals), the
-# invisible characters that reorder or hide text (bidi overrides, line separators), and
+# invisible characters that reorder or hide text (bidi overrides and marks, the Arabic
+# letter mark U+061C among them, line separators), and
 # lone surrogates (JSON's "\\ud800": no encoding can write them, so printing one raises).
-_INVISIBLE = "\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff"
+_INVISIBLE = "\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff"
 _UNSAFE_LINE = re.compile(f"[\x00-\x1f{_INVISIBLE}]")
 _UNSAFE_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f{_INVISIBLE}]")  # keeps \t and \n
 _UNSAFE_IN_LINES = re.compile(f"[\x00-\x09\x0b-\x1f{_INVISIBLE}]")  # all but \n

@@ -17,9 +17,13 @@ never reach the terminal:
 
 Each is also caught in its 8-bit form: the C1 character as UTF-8 (U+009D is `C2 9D`),
 and as a single byte that is not part of a UTF-8 character (what a terminal in 8-bit
-mode reads). Text, CSI and every other escape sequence pass byte for byte, except an
-ESC another ESC follows, which is dropped as a terminal drops it (emitted, it could
-meet the text after a dropped string and begin a string of its own). A dropped
+mode reads); and after ESC in xterm's mirrored form, the introducer's character with
+its high bit set (`ESC Ý` for `ESC ]`, as U+00DD or a stray DD byte). Text, CSI and
+every other escape sequence pass byte for byte, except an ESC another ESC follows,
+which is dropped as a terminal drops it (emitted, it could meet the text after a
+dropped string and begin a string of its own), and C0 controls between ESC and what
+follows it, which go before the ESC (a terminal runs them there all the same, and
+nothing held can grow). A dropped
 string ends where a terminal would end it (BEL for OSC, ST, CAN, SUB, or ESC and
 anything but ESC or `\\`); one that never ends is dropped for `LIMIT` characters, then
 the output shows again. Sequences may be split across reads: the filter keeps the
@@ -42,13 +46,19 @@ ST = "\x1b\\"
 _INTRODUCERS = "\x90\x98\x9d\x9e\x9f\udc90\udc98\udc9d\udc9e\udc9f"
 _C1_ST = "\x9c\udc9c"
 _C1 = "\x80-\x9f\udc80-\udc9f"
+# After ESC, xterm reads the right half of Latin-1 as the left (its escape table is
+# mirrored): ESC Ý (U+00DD, or a stray DD byte) begins an OSC as ESC ] does; likewise
+# Ð (DCS), Ø (SOS), Þ (PM) and ß (APC).
+_GR_INTRODUCERS = "\xd0\xd8\xdd\xde\xdf\udcd0\udcd8\udcdd\udcde\udcdf"
+_GR = "\xd0\xd8\xdd-\xdf\udcd0\udcd8\udcdd-\udcdf"
 # Where plain copying stops: ESC followed by something that could start a string (or
 # by nothing yet), or an 8-bit introducer. ESC [ and the like go through untouched.
 # (Two searches, each of which the regex engine runs fast: a literal first, a range.)
-_ESC_STOP = re.compile(f"\x1b[\\]PX^_\x00-\x1f\x7f{_C1}]")
+_ESC_STOP = re.compile(f"\x1b[\\]PX^_\x00-\x1f\x7f{_C1}{_GR}]")
 _C1_STOP = re.compile("[\x90\x98\x9d-\x9f\udc90\udc98\udc9d-\udc9f]")
 _DROP_STOP = re.compile(f"[\x07\x1b\x18\x1a{_C1_ST}]")
 _OSC_TEXT = re.compile("[\x20-\x7e]*")
+_C1_CHAR = re.compile(f"[{_C1}]")
 
 GROUND, ESCAPE, OSC_NUMBER, OSC_PASS, OSC_PASS_ESC, DCS_HEAD, DROP, DROP_ESC = range(8)
 
@@ -59,7 +69,6 @@ class TerminalFilter:
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
         self._state = GROUND
-        self._pending = ""  # ESCAPE: the ESC and the C0 controls a terminal runs after it
         self._head = ""  # OSC_NUMBER: the digits; DCS_HEAD: the string so far
         self._bel_ends = False  # DROP: an OSC (BEL ends it) or another string (it does not)
         self._count = 0  # DROP, OSC_PASS: characters so far
@@ -74,9 +83,7 @@ class TerminalFilter:
         out = self._run(self._decoder.decode(b"", final=True))
         if self._state in (OSC_PASS, OSC_PASS_ESC):
             out += ST
-        elif self._state == ESCAPE:
-            out += self._pending[1:]
-        self._state, self._pending, self._head = GROUND, "", ""
+        self._state, self._head = GROUND, ""
         return out.encode("utf-8", "surrogateescape")
 
     def _run(self, text: str) -> str:
@@ -96,7 +103,7 @@ class TerminalFilter:
                 c = text[i]
                 i += 1
                 if c == ESC:
-                    self._state, self._pending = ESCAPE, ESC
+                    self._state = ESCAPE
                 else:
                     self._c1_string(c)
                 continue
@@ -148,20 +155,22 @@ class TerminalFilter:
         """One character in any state but GROUND (or where a run stopped)."""
         state = self._state
         if state == ESCAPE:
-            if c in "]PX^_":
-                out.append(self._pending[1:])  # the controls run; the ESC goes
+            if c in "]PX^_":  # the ESC goes
                 self._string(c)
-            elif c == ESC:  # a terminal drops the first ESC too; it must not meet
-                out.append(self._pending[1:])  # what follows a string the second begins
-                self._pending = ESC
+            elif c == ESC:  # a terminal drops the first ESC too; it must not meet what
+                pass  # follows a string the second begins: the second is held instead
             elif c in _INTRODUCERS:  # the ESC must not meet what follows the string
-                out.append(self._pending[1:])
                 self._c1_string(c)
-            elif (c < " " and c not in (CAN, SUB)) or c == "\x7f":
-                self._pending += c  # a terminal runs a C0 control (ignores DEL), still after ESC
+            elif c in _GR_INTRODUCERS:  # xterm's ESC Ý: a string, dropped like its C1 form
+                self._drop(bel_ends=c in "\xdd\udcdd")
+            elif (c < " " and c not in (CAN, SUB)) or c == "\x7f" or _C1_CHAR.match(c):
+                # A terminal runs a C0 control (ignores DEL) and stays after ESC; xterm
+                # ignores a C1 character (U+0085) there, so ESC U+0085 ] is its OSC. The
+                # control can go now, before the ESC (nothing held grows without bound).
+                out.append(c)
             else:
-                out.append(self._pending + c)
-                self._state, self._pending = GROUND, ""
+                out.append(ESC + c)
+                self._state = GROUND
         elif state == OSC_NUMBER:
             if c.isascii() and c.isdigit() and len(self._head) < 6:
                 self._head += c
@@ -191,7 +200,7 @@ class TerminalFilter:
             if c == "\\":
                 self._state = GROUND
             else:
-                self._state, self._pending = ESCAPE, ESC
+                self._state = ESCAPE
                 self._step(c, out)
         elif state == DCS_HEAD:
             head = self._head + c
@@ -219,7 +228,7 @@ class TerminalFilter:
             elif c == ESC:  # tmux's passthrough doubles every ESC it wraps
                 self._state = DROP
             else:  # a terminal would end the string here: ESC c begins anew
-                self._state, self._pending = ESCAPE, ESC
+                self._state = ESCAPE
                 self._step(c, out)
         else:  # GROUND, reached from another state's last character
             self._run_one(c, out)
@@ -235,7 +244,7 @@ class TerminalFilter:
         """One character in GROUND."""
         self._state = GROUND
         if c == ESC:
-            self._state, self._pending = ESCAPE, ESC
+            self._state = ESCAPE
         elif c in _INTRODUCERS:
             self._c1_string(c)
         else:

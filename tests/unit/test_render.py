@@ -4,6 +4,7 @@ its control characters escaped (sanitize), in every renderer, and --json stays v
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 import pytest
@@ -45,6 +46,15 @@ def test_invisible_reordering_characters_are_escaped() -> None:
     # Right-to-left override and friends make text read differently from what it is.
     assert sanitize("allowed\u202edeliberg") == "allowed\\u202edeliberg"
     assert sanitize("a\u2028b\u200bc\ufeff") == "a\\u2028b\\u200bc\\ufeff"
+
+
+def test_every_character_that_sets_direction_is_escaped() -> None:
+    # UAX #9's explicit formatting characters and its marks: the Arabic letter mark
+    # (U+061C) reorders as RLM does: "\u061c12-34" shows as 34-12.
+    explicit = ("LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI")
+    chars = [chr(c) for c in range(0x10000) if unicodedata.bidirectional(chr(c)) in explicit]
+    for char in [*chars, "\u200e", "\u200f", "\u061c"]:
+        assert sanitize(f"a{char}b") == f"a\\u{ord(char):04x}b"
 
 
 def test_ordinary_text_is_untouched() -> None:

@@ -28,7 +28,11 @@ def run(data: bytes, sizes: list[int] | None = None) -> bytes:
     return out + screen.feed(data[at:]) + screen.finish()
 
 
+# ...and xterm ignores C1 characters there (U+0085 as C2 85; introducers are strings).
 RUN_AFTER_ESC = {chr(c) for c in range(32) if chr(c) not in "\x18\x1a\x1b"} | {"\x7f"}
+RUN_AFTER_ESC |= {chr(c) for c in range(0x80, 0xA0)}
+# xterm's escape table is mirrored: after ESC, Ý (U+00DD, or a stray DD byte) is `]`.
+MIRRORED = {chr(0x80 + ord(k)): k for k in "P]X^_"} | {chr(0xDC80 + ord(k)): k for k in "P]X^_"}
 
 
 def strings_started(out: bytes) -> list[str]:
@@ -45,6 +49,7 @@ def strings_started(out: bytes) -> list[str]:
         while j < len(text) and text[j] in RUN_AFTER_ESC:
             j += 1
         kind, rest = text[j : j + 1], text[j + 1 :]
+        kind = MIRRORED.get(kind, kind)
         if kind == "]":
             number = rest[: len(rest) - len(rest.lstrip("0123456789"))]
             after = rest[len(number) : len(number) + 1]
@@ -62,7 +67,8 @@ def strings_started(out: bytes) -> list[str]:
 TOKENS = [
     b"\x1b", b"\x1b", b"]", b"P", b"_", b"52", b"10", b"112", b";", b"c;QQ==", b"\x07",
     b"\\", b"\x18", b"\x00", b"\x7f", b"tmux;", b"=1s", b"\xc2\x9d", b"\xc2\x90",
-    b"\xc2\x9c", b"\x9d", b"\x9c", b"a", "─".encode(), b"\xc5",
+    b"\xc2\x9c", b"\x9d", b"\x9c", b"a", "─".encode(), b"\xc5", "Ý".encode(), b"\xdd",
+    "ß".encode(), b"\xc2\x85", b"\xc2\x9b",
 ]  # fmt: skip
 hostile = st.one_of(
     st.lists(st.sampled_from(TOKENS), max_size=24).map(b"".join), st.binary(max_size=100)
@@ -83,7 +89,7 @@ def test_no_string_a_terminal_acts_on_gets_through(data: bytes) -> None:
 # a UTF-8 lead byte) emitted before it and the text after it.
 FRAGMENTS = [
     b"\x1b", b"\x1b\x1b", b"]", b"52;c;", b"0;x", b"\x07", b"\x1b\\", b"P", b"+q", b"_",
-    b"\x9d", b"\x90", b"\xc2", b"x",
+    b"\x9d", b"\x90", b"\xc2", b"x", b"\xc3", b"\xdd",
 ]  # fmt: skip
 glued = st.lists(st.sampled_from(FRAGMENTS), max_size=12).map(b"".join)
 
@@ -190,6 +196,43 @@ def test_controls_between_esc_and_bracket_do_not_smuggle_an_osc() -> None:
     out = run(f"a\x1b\x07\x7f]52;c;{CLIP}\x07b".encode())
     assert strings_started(out) == [] and CLIP.encode() not in out
     assert out == b"a\x07\x7fb"
+
+
+def test_xterms_mirrored_introducers_after_esc_are_dropped() -> None:
+    # xterm reads ESC Ý as ESC ] (its escape table repeats in the right half of
+    # Latin-1): ESC Ý 2;... BEL sets its title, in UTF-8 (C3 9D) and 8-bit (DD) alike.
+    for kind, end in (("]", "\x07"), ("]", "\x1b\\"), ("P", "\x1b\\"), ("X", "\x1b\\"),
+                      ("^", "\x9c"), ("_", "\x1b\\")):  # fmt: skip
+        char = chr(0x80 + ord(kind))
+        for intro in (char.encode(), bytes([0x80 + ord(kind)])):
+            for between in (b"", b"\x07\x7f", b"\xc2\x85"):
+                data = b"a\x1b" + between + intro + f"52;c;{CLIP}{end}b".encode()
+                out = run(data)
+                assert out == b"a" + between + b"b", (kind, intro, between)
+                assert run(data, [1] * len(data)) == out
+    # Ý elsewhere is a letter: in text, in a CSI, after ESC with an intermediate.
+    for text in ("Ýß ÐØÞ", "\x1b[31mÝ\x1b[0m", "\x1b(Ý"):
+        assert run(text.encode()) == text.encode()
+
+
+def test_a_c1_character_between_esc_and_bracket_does_not_smuggle_an_osc() -> None:
+    # xterm (UTF-8) ignores U+0080-U+009F after ESC: ESC U+0085 ] 2;... BEL sets its title.
+    for c1 in (b"\xc2\x85", b"\xc2\x84", b"\xc2\x9b", b"\xc2\x9c", b"\x85"):
+        data = b"a\x1b" + c1 + f"]52;c;{CLIP}\x07b".encode()
+        out = run(data)
+        assert strings_started(out) == [] and CLIP.encode() not in out, c1
+        assert out == b"a" + c1 + b"b"
+        assert run(data, [1] * len(data)) == out
+
+
+def test_controls_after_esc_are_not_held() -> None:
+    # A terminal runs them as they come; held, a megabyte of them after one ESC would
+    # grow without bound (and took minutes, each one copying all the ones before).
+    screen = TerminalFilter()
+    assert screen.feed(b"a\x1b") == b"a"
+    for _ in range(256):
+        assert screen.feed(b"\x00" * 4096) == b"\x00" * 4096
+    assert screen.feed(b"]52;c;QQ==\x07b") == b"b"
 
 
 def test_an_unterminated_string_is_dropped_up_to_the_limit_then_output_shows() -> None:
