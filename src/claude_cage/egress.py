@@ -55,6 +55,7 @@ PAGE_INTERNAL = "ERR_CAGE_INTERNAL"
 PAGE_RULE = "ERR_CAGE_DENY_"  # + layer_index: a deny rule's own (netpolicy/squid.py)
 PAGE_PRESET = "ERR_CAGE_PRESET_"  # + layer_index: the default, at a registry preset's host
 PAGE_MANAGED = "ERR_CAGE_MANAGED"  # the managed layer's `default: deny`
+PAGE_PATH = "ERR_CAGE_PATH"  # a dot or empty path segment, at a host path rules name
 _REFUSAL_PAGES = frozenset({PAGE_SCHEME, PAGE_INTERNAL})
 # Squid's errors for a request that passed the allowlist and then failed on its way.
 _UPSTREAM_ERRORS = frozenset(
@@ -221,7 +222,7 @@ def classify(status: int, upstream: str, squid_status: str, page: str) -> str:
         return BLOCKED_PORT
     if page == PAGE_ADDRESS:
         return BLOCKED_ADDRESS
-    if page.startswith((PAGE_RULE, PAGE_PRESET)) or page == PAGE_MANAGED:
+    if page.startswith((PAGE_RULE, PAGE_PRESET)) or page in (PAGE_MANAGED, PAGE_PATH):
         return BLOCKED_RULE
     if page in _REFUSAL_PAGES:
         return REFUSED

@@ -254,6 +254,68 @@ def test_a_rule_host_is_never_spliced_whatever_the_sni(
     assert [r["method"] for r in received(world.pypi, marker)] == ["GET"]
 
 
+PATH_RULES = """\
+version: 1
+rules:
+  - action: deny
+    host: github.com
+    paths: [/acme/secret/]
+    reason: not this repository
+  - action: allow
+    host: github.com
+    methods: [GET, POST]
+  - action: allow
+    host: api.github.com
+    paths: [/repos/acme/app/]
+"""
+
+
+def test_a_path_rule_cannot_be_walked_around(cage: Cage, world: World, test_ca: Path) -> None:
+    """The attack: a path that a server resolves to another one than the rules saw: a
+    dot segment (plain, encoded, `..;`, with a backslash) out of an allowed prefix or
+    into a denied one, an empty segment (`//`, `%2f`), another case (GitHub's owner and
+    repository names are not case-sensitive). Each is refused before it leaves."""
+    own_cage(cage, test_ca)
+    write_policy(cage, PATH_RULES)
+    name = cage.name("paths")
+    started = cage("start", "--name", name, "--detach")
+    assert started.code == 0, started.output
+    m = uuid.uuid4().hex[:8]
+    attacks = [
+        ("api.github.com", f"/repos/acme/app/../../other/{m}/1"),
+        ("api.github.com", f"/repos/acme/app/%2e%2e/%2E%2E/other/{m}/2"),
+        ("api.github.com", f"/repos/acme/app/..%2f..%2fother/{m}/3"),
+        ("api.github.com", f"/repos/acme/app/..;/..;/other/{m}/4"),
+        ("api.github.com", f"/repos/acme/app/..%5c..%5cother/{m}/5"),
+        ("api.github.com", f"/repos/acme/app/..?{m}/6"),
+        ("github.com", f"/acme/./secret/{m}/7"),
+        ("github.com", f"/acme//secret/{m}/8"),
+        ("github.com", f"/acme/%2fsecret/{m}/9"),
+        ("github.com", f"/other/../acme/secret/{m}/10"),
+        ("github.com", f"/ACME/Secret/{m}/11"),
+    ]
+    fine = [
+        ("api.github.com", f"/repos/acme/app/{m}/ok?next=https://example.org/"),
+        ("github.com", f"/acme/app.git/{m}/ok"),
+    ]
+    connections = [
+        [
+            {"connect": f"{host}:443"},
+            {"tls": host},
+            {"send": f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n"},
+        ]
+        for host, path in attacks + fine
+    ]
+    result = cage("exec", name, "--", "python3", "-c", CLIENT, json.dumps(connections))
+    assert result.code == 0, result.output
+    answers = json.loads(result.stdout)
+    statuses = {path: answer[-1] for (_, path), answer in zip(attacks + fine, answers, strict=True)}
+    assert statuses == {path: "403" for _, path in attacks} | {path: "200" for _, path in fine}
+    assert sorted(r["path"] for r in received(world.github, m)) == sorted(p for _, p in fine)
+    checked = cage("policy", "check", name, "https://api.github.com/repos/acme/app/%2e%2e/x")
+    assert checked.code == 1, checked.output
+
+
 def test_allow_preset_live_then_a_written_rule_allows_the_publish(
     cage: Cage, world: World, test_ca: Path
 ) -> None:

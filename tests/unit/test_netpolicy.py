@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from claude_cage.errors import BadInput, CageError
-from claude_cage.netpolicy import layers, schema, squid
+from claude_cage.netpolicy import layers, rules, schema, squid
 from claude_cage.netpolicy.rules import (
     Layer,
     Policy,
@@ -237,6 +237,7 @@ def test_squid_rules_follow_the_decision_order() -> None:
     access = files["access.conf"].splitlines()
     lines = [x for x in access if x.startswith("http_access")]
     assert lines == [
+        "http_access deny cage_path_host !cage_connect cage_path_unsafe cage_tag_path",
         "http_access deny !cage_m1 cage_m2 cage_m2_t",
         "http_access deny !cage_managed_allow cage_tag_mdefault",
         "http_access deny cage_u1 cage_u1_t cage_blocked_dst",
@@ -259,6 +260,55 @@ def test_squid_rules_follow_the_decision_order() -> None:
     )
     assert "acl cage_bump_sni all-of cage_sni_p0_d cage_sni_p0_s" in bump
     assert "Reason: 100%% no" in files["pages/ERR_CAGE_DENY_managed_2"]
+
+
+def test_a_path_a_server_could_resolve_elsewhere_is_refused_at_a_path_rules_host() -> None:
+    """Paths are decided decoded, as squid's urlpath_regex reads them; a dot or empty
+    segment at a host a path rule names is refused before any rule; a deny path rule
+    holds in any case, an allow only as written."""
+    user = layer(
+        "user",
+        "version: 1\nrules:\n"
+        "  - {action: deny, host: github.com, paths: [/acme/secret/]}\n"
+        "  - {action: allow, host: github.com, methods: [GET]}\n"
+        "  - {action: allow, host: api.github.com, paths: [/repos/acme/app/]}\n"
+        "  - {action: allow, host: pypi.org, methods: [GET]}\n",
+    )
+    found = policy(user)
+    refused = [
+        ("api.github.com", "/repos/acme/app/../../other/x"),
+        ("api.github.com", "/repos/acme/app/%2e%2E/%2e%2e/other"),
+        ("api.github.com", "/repos/acme/app/..%2f..%2fother"),
+        ("api.github.com", "/repos/acme/app/..;/..;/other"),
+        ("api.github.com", "/repos/acme/app/..%5c..%5cother"),
+        ("api.github.com", "/repos/acme/app/..?x"),
+        ("github.com", "/acme/./secret/x"),
+        ("github.com", "/acme//secret/x"),
+        ("github.com", "/acme/%2fsecret/x"),
+        ("github.com", "/ACME/Secret/x"),
+        ("github.com", "/acme/sec%72et/x"),
+    ]
+    for host, path in refused:
+        decision = found.decide(Request(host, 443, "GET", path))
+        assert not decision.allowed, (host, path)
+    allowed = [
+        ("api.github.com", "/repos/acme/app/pulls?next=https://example.org/"),
+        ("github.com", "/acme/app.git/info/refs"),
+        ("pypi.org", "/simple/a/../b/"),  # no path rule names pypi.org: its paths are free
+    ]
+    for host, path in allowed:
+        assert found.decide(Request(host, 443, "GET", path)).allowed, (host, path)
+    assert not found.decide(Request("api.github.com", 443, "GET", "/REPOS/acme/app/")).allowed
+    assert "dot segment" in found.decide(Request("github.com", 443, "GET", "/a/../b")).reason
+    files = squid.compile_files(found)
+    acls = files["acls.conf"]
+    assert "acl cage_path_host dstdom_regex -n -i ^github\\.com$ ^api\\.github\\.com$\n" in acls
+    for pattern in rules.UNSAFE_PATHS:
+        assert pattern in acls
+    assert "acl cage_u1_u urlpath_regex -i ^/acme/secret/\n" in acls
+    assert "acl cage_u3_u urlpath_regex ^/repos/acme/app/\n" in acls
+    assert "deny_info ERR_CAGE_PATH cage_tag_path" in files["access.conf"]
+    assert "dot segment" in files["pages/ERR_CAGE_PATH"]
 
 
 def test_no_policy_compiles_to_comments_only() -> None:

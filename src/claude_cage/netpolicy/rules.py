@@ -17,6 +17,12 @@ default (or `managed:default`), and the answer says that the preset reads only
 A rule with methods or paths decides a request inside HTTPS only where the companion
 decrypts it (port 443); the CONNECT that opens such a connection is let through by an
 allow rule of that kind (its requests are then decided one by one) and never by a deny.
+Paths are matched as squid matches them, percent-decoded (%2e is a dot). On a host that
+any path rule names, a path a server could resolve to another one is refused before any
+rule (`default`, UNSAFE_PATH_REASON): a dot segment (`/../`, `/./`, `/..;`, a backslash
+for a slash; anywhere, the query too) or an empty one (`//` before the query). A deny
+path rule matches in any case (GitHub's names are not case-sensitive); an allow, only
+as written.
 squid.py compiles the same order; tests/unit/test_netpolicy.py holds them together.
 """
 
@@ -26,6 +32,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from claude_cage import presets
 
@@ -199,6 +206,21 @@ def first_host(preset_names: Sequence[str]) -> int:
     return 1 + sum(len(preset_rules(name)) for name in preset_names)
 
 
+# Paths a server may resolve to another path than the one the rules saw (squid's
+# urlpath_regex reads the decoded path; POSIX ERE and Python read these alike).
+UNSAFE_PATHS = (r"(/|\\)\.\.?(/|\\|;|\?|$)", r"^[^?]*(/|\\)(/|\\)")
+UNSAFE_PATH_REASON = (
+    "its path has a dot segment (/./ or /../, also encoded, ..; or with a backslash) or an "
+    "empty one (//), which a server may resolve to a path the egress policy's path rules "
+    "did not decide. Send the path in its plain form"
+)
+
+
+def unsafe_path(path: str) -> bool:
+    decoded = unquote(path)  # as squid decodes it for urlpath_regex
+    return any(re.search(pattern, decoded) for pattern in UNSAFE_PATHS)
+
+
 @dataclass(frozen=True)
 class Request:
     host: str
@@ -237,6 +259,9 @@ class Policy:
         return [r for x in self.layers for r in x.rules]
 
     def decide(self, request: Request) -> Decision:
+        unsafe = request.method != "CONNECT" and unsafe_path(request.path)
+        if unsafe and any(host_matches(h, request.host) for h in self.path_hosts()):
+            return Decision(False, "default", why=UNSAFE_PATH_REASON)
         managed = self.layer("managed")
         ceiling: Rule | None = None
         for rule in managed.rules:
@@ -267,6 +292,10 @@ class Policy:
                 return rule
         return None
 
+    def path_hosts(self) -> list[str]:
+        """The hosts a path rule names: their unsafe paths are refused (UNSAFE_PATHS)."""
+        return list(dict.fromkeys(r.host for r in self.rules if r.paths))
+
     def inside_hosts(self) -> list[str]:
         """The hosts whose HTTPS the companion decrypts for method and path rules."""
         return list(dict.fromkeys(r.host for r in self.rules if r.inside))
@@ -296,14 +325,15 @@ def matches(rule: Rule, request: Request, ports: Sequence[int]) -> bool:
         return rule.action == DENY
     if rule.methods and request.method.upper() not in rule.methods:
         return False
-    return not rule.paths or any(path_regex(p).match(request.path) for p in rule.paths)
+    path = unquote(request.path)  # squid matches the decoded path
+    return not rule.paths or any(path_regex(p, rule.action).match(path) for p in rule.paths)
 
 
-def path_regex(path: str) -> re.Pattern[str]:
+def path_regex(path: str, action: str = ALLOW) -> re.Pattern[str]:
     """A path rule as a regex on the request's path and query: without `*` a prefix;
     in a glob `*` is within one segment and `**` across them, and the whole path must
-    match (a query may follow)."""
-    return re.compile(path_pattern(path))
+    match (a query may follow). A deny matches in any case, an allow only as written."""
+    return re.compile(path_pattern(path), re.IGNORECASE if action == DENY else 0)
 
 
 def path_pattern(path: str) -> str:

@@ -24,6 +24,8 @@ from claude_cage.netpolicy.rules import (
     ALLOW,
     DENY,
     LAYERS,
+    UNSAFE_PATH_REASON,
+    UNSAFE_PATHS,
     Policy,
     Rule,
     path_pattern,
@@ -33,6 +35,7 @@ from claude_cage.netpolicy.rules import (
 DENY_PAGE = "ERR_CAGE_DENY_"
 PRESET_PAGE = "ERR_CAGE_PRESET_"
 MANAGED_PAGE = "ERR_CAGE_MANAGED"
+PATH_PAGE = "ERR_CAGE_PATH"
 FILES = ("acls.conf", "access.conf", "tail.conf", "bump.conf")
 
 
@@ -58,7 +61,9 @@ def _rule_acls(rule: Rule) -> list[str]:
         out.append(f"acl {name}_m method " + " ".join(rule.methods))
         parts.append(f"{name}_m")
     if rule.paths:
-        out.append(f"acl {name}_u urlpath_regex " + " ".join(path_pattern(p) for p in rule.paths))
+        case = "-i " if rule.action == DENY else ""  # a deny holds in any case
+        patterns = " ".join(path_pattern(p) for p in rule.paths)
+        out.append(f"acl {name}_u urlpath_regex {case}{patterns}")
         parts.append(f"{name}_u")
     if rule.inside and rule.action == ALLOW:
         # the CONNECT that opens a decrypted connection: its requests are decided inside
@@ -103,7 +108,20 @@ def compile_files(policy: Policy) -> dict[str, str]:
     if policy.learn:  # every port; what no rule decides goes out (tail.conf)
         acls.append("acl cage_ports port 1-65535")
         acls.append("acl cage_tag_learn annotate_transaction cage_rule=learn")
-    access = ["# the managed layer: a deny here is final, unless a managed allow came first"]
+    access = []
+    path_hosts = policy.path_hosts()
+    if path_hosts:  # a path a server could resolve to another: refused before any rule
+        acls.append(
+            "acl cage_path_host dstdom_regex -n -i " + " ".join(map(_host_regex, path_hosts))
+        )
+        acls.append("acl cage_path_unsafe urlpath_regex " + " ".join(UNSAFE_PATHS))
+        acls.append("acl cage_tag_path annotate_transaction cage_rule=default")
+        access.append("# an unsafe path (a dot or empty segment) to a host that path rules name")
+        access.append(
+            "http_access deny cage_path_host !cage_connect cage_path_unsafe cage_tag_path"
+        )
+        access.append(f"deny_info {PATH_PAGE} cage_tag_path")
+    access.append("# the managed layer: a deny here is final, unless a managed allow came first")
     allows: list[str] = []
     for rule in managed.rules:
         if rule.action == DENY:
@@ -166,6 +184,10 @@ def compile_files(policy: Policy) -> dict[str, str]:
             "claude-cage: blocked: %M %H (port %p): no rule allows it.\nReason: "
             + read_only_reason(rule).replace("%", "%%")
             + "\n"
+        )
+    if path_hosts:
+        out[f"pages/{PATH_PAGE}"] = (
+            f"claude-cage: blocked: %M %H (port %p): {UNSAFE_PATH_REASON}.\n"
         )
     out[f"pages/{MANAGED_PAGE}"] = (
         "claude-cage: blocked: %M %H (port %p): the managed egress policy (set by the "
