@@ -34,6 +34,15 @@ if TYPE_CHECKING:
 READ = 65536
 HELD_INPUT = 1 << 20  # keys the engine has not taken yet: past this, stdin waits
 RESIZE_TRIES = 10  # the engine takes a size once the exec's process runs
+# What a command on the user's terminal may have switched on and left so, put back at
+# its end (filtered runs): mouse reports and focus events (the terminal would then type
+# escape sequences into the user's shell), bracketed paste (the shell turns it on again
+# at its prompt), a hidden cursor, application cursor keys and keypad, and colours.
+# Not the alternate screen or scroll region: putting those back moves the cursor.
+MODES_RESET = (
+    b"\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1016l"
+    b"\x1b[?1004l\x1b[?2004l\x1b[?25h\x1b[?1l\x1b>\x1b[0m"
+)
 # A stream with nothing to give or take right now: plain sockets and TLS ones alike.
 NOT_NOW = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -201,4 +210,4 @@ def _relay(
                 held, stdin = b"", None
     if screen is not None:
         with contextlib.suppress(OSError):
-            _write_all(stdout, screen.finish())
+            _write_all(stdout, screen.finish() + MODES_RESET)

@@ -23,10 +23,11 @@ from claude_cage import tty_relay
 from tests.integration.terminal import Terminal
 
 # A command that prints a clipboard write, reads three keys in raw mode, and reports the
-# window size once it changes.
+# window size once it changes; then it leaves mouse reports on and the cursor hidden.
 COMMAND = (
     "printf 'before\\033]52;c;QQ==\\007after\\n'; stty raw -echo; echo ready; "
-    "head -c 3 | od -An -tx1; trap 'stty size; exit 7' WINCH; echo waiting; "
+    "head -c 3 | od -An -tx1; trap 'stty size; printf \"$MODES\"; exit 7' WINCH; "
+    "echo waiting; "
     "while :; do sleep 0.05; done"
 )
 # The engine's part: the command on a terminal of its own, copied to and from one end
@@ -80,7 +81,8 @@ def drive(filtered: bool) -> bytes:
     """Run COMMAND through the relay on a terminal of 30x100: type three keys, resize to
     33x91; all it wrote to the terminal."""
     argv = [sys.executable, "-c", RELAY, COMMAND, "f" if filtered else "r"]
-    terminal = Terminal(argv, dict(os.environ), rows=30, cols=100)
+    env = {**os.environ, "MODES": "\\033[?1003h\\033[?25l"}
+    terminal = Terminal(argv, env, rows=30, cols=100)
     try:
         terminal.expect("ready")
         terminal.type(b"\x03\x1c\x1a")  # Ctrl-C, Ctrl-\\ and Ctrl-Z: bytes, not signals
@@ -97,10 +99,15 @@ def drive(filtered: bool) -> bytes:
 def test_keys_in_filtered_output_out_size_and_end_passed_on() -> None:
     out = drive(filtered=True)
     assert b"beforeafter" in out and b"\x1b]52" not in out
+    # what the command left on is put back at its end
+    assert out.rindex(b"\x1b[?1003l") > out.rindex(b"\x1b[?1003h")
+    assert out.rindex(b"\x1b[?25h") > out.rindex(b"\x1b[?25l")
 
 
 def test_raw_passes_the_output_as_it_is() -> None:
-    assert b"before\x1b]52;c;QQ==\x07after" in drive(filtered=False)
+    out = drive(filtered=False)
+    assert b"before\x1b]52;c;QQ==\x07after" in out
+    assert out.endswith(b"\x1b[?1003h\x1b[?25l"), out[-40:]
 
 
 def test_raw_terminal_without_a_terminal_is_refused(tmp_path: Path) -> None:
