@@ -19,7 +19,8 @@ from dataclasses import dataclass
 # What render.sanitize(multiline=True) escapes, plus the raw bytes 0x80-0x9f that are
 # not UTF-8 (decoded with surrogateescape as U+DC80-U+DC9F): C1 controls in Latin-1.
 UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\udc80-\udc9f]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e"
+    "\u2060-\u2069\u3164\ufeff\uffa0\udc80-\udc9f\U000e0000-\U000e007f]"
 )
 
 

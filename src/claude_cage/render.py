@@ -22,9 +22,13 @@ JSON_VERSION = 1
 
 # C0 controls, DEL, C1 controls (U+009B is a one-character CSI on some terminals), the
 # invisible characters that reorder or hide text (bidi overrides and marks, the Arabic
-# letter mark U+061C among them, line separators), and
+# letter mark U+061C among them, line separators; the soft hyphen, the Hangul fillers
+# and the tag characters U+E0000-U+E007F, which carry text no one sees), and
 # lone surrogates (JSON's "\\ud800": no encoding can write them, so printing one raises).
-_INVISIBLE = "\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff"
+_INVISIBLE = (
+    "\x7f-\x9f\xad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069"
+    "\u3164\ufeff\uffa0\ud800-\udfff\U000e0000-\U000e007f"
+)
 _UNSAFE_LINE = re.compile(f"[\x00-\x1f{_INVISIBLE}]")
 _UNSAFE_TEXT = re.compile(f"[\x00-\x08\x0b-\x1f{_INVISIBLE}]")  # keeps \t and \n
 _UNSAFE_IN_LINES = re.compile(f"[\x00-\x09\x0b-\x1f{_INVISIBLE}]")  # all but \n
@@ -36,6 +40,8 @@ def _escape(match: re.Match[str]) -> str:
     if char in _NAMED:
         return _NAMED[char]
     code = ord(char)
+    if code > 0xFFFF:
+        return f"\\U{code:08x}"
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 

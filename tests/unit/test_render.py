@@ -57,6 +57,16 @@ def test_every_character_that_sets_direction_is_escaped() -> None:
         assert sanitize(f"a{char}b") == f"a\\u{ord(char):04x}b"
 
 
+def test_characters_that_carry_hidden_text_are_escaped() -> None:
+    # Tag characters spell text no terminal shows ("ASCII smuggling": instructions an
+    # agent's transcript could carry past the operator); the soft hyphen and the Hangul
+    # fillers show as nothing too.
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in "rm -rf")
+    assert sanitize(f"ok{hidden}") == "ok" + "".join(f"\\U{ord(c):08x}" for c in hidden)
+    for char in ("\xad", "\u115f", "\u1160", "\u180e", "\u3164", "\uffa0"):
+        assert sanitize(f"a{char}b") != f"a{char}b", hex(ord(char))
+
+
 def test_ordinary_text_is_untouched() -> None:
     text = "api.anthropic.com  443  allowed  naïve café ✓ 日本"
     assert sanitize(text) == text
