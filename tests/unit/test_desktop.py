@@ -93,8 +93,24 @@ def test_secrets_ride_in_the_fragment_only() -> None:
 
 def test_urls_for_ipv6_and_wildcard_binds() -> None:
     assert desktop.url_for("::1", 6080) == "http://[::1]:6080/vnc.html"
-    assert desktop._host("0.0.0.0", for_client=True) == "127.0.0.1"
-    assert desktop._host("::", for_client=True) == "[::1]"
+    # a wildcard bind is opened on loopback (browsers refuse 0.0.0.0)
+    assert desktop.url_for("0.0.0.0", 6080) == "http://127.0.0.1:6080/vnc.html"
+    assert desktop.url_for("::", 6080) == "http://[::1]:6080/vnc.html"
+
+
+def test_the_logged_in_url_is_at_the_sessions_own_bind(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`open` and the dashboard's desktop view open the address the session's port is
+    published on (its recorded desktop_bind), not always 127.0.0.1."""
+    monkeypatch.setenv("CAGE_DATA_DIR", str(tmp_path / "data"))
+    local = SessionStore()
+    desk = {**complete("desk"), "mode": "desktop", "desktop_port": 6090}
+    local.write("desk", {**desk, "desktop_bind": "127.0.0.2"})
+    local.write_secret("desk", desktop.PASSWORD_SECRET, "abcdefgh")
+    local.write_secret("desk", desktop.TOKEN_SECRET, "tok")
+    url = desktop.session_url(Context(), "desk")
+    assert url.startswith("http://127.0.0.2:6090/vnc.html#") and "password=abcdefgh" in url
 
 
 def test_port_skips_recorded_published_and_bound(store: SessionStore, free_base: int) -> None:

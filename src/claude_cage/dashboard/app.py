@@ -210,11 +210,9 @@ class Dashboard:
     def desktop(self, ctx: Context, query: dict[str, list[str]]) -> Json:
         name = _name(query)
         entry = views.status(ctx, name)
-        port, bind = entry.get("desktop_port"), "127.0.0.1"
-        if not port or entry["status"] != "running":
+        if not entry.get("desktop_port") or entry["status"] != "running":
             return {"url": None}
-        secrets_ = desktop.credentials(ctx, name)
-        return {"url": desktop.connect_url(bind, port, secrets_["token"], secrets_["password"])}
+        return {"url": desktop.session_url(ctx, name)}  # at the session's own bind
 
     # -- live
 

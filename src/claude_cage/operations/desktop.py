@@ -86,8 +86,9 @@ def _host(bind: str, for_client: bool = False) -> str:
 
 
 def url_for(bind: str, port: int) -> str:
-    """The noVNC page, without any secret."""
-    return f"http://{_host(bind)}:{port}/vnc.html"
+    """The noVNC page, without any secret, as a browser on this machine opens it (a
+    wildcard bind is reached on loopback: browsers refuse 0.0.0.0)."""
+    return f"http://{_host(bind, for_client=True)}:{port}/vnc.html"
 
 
 def connect_url(bind: str, port: int, token: str, password: str | None = None) -> str:
@@ -261,20 +262,32 @@ def credentials(ctx: Context, name: str) -> dict[str, str]:
     return {k: v.strip() for k, v in values.items() if v}
 
 
-def open_info(ctx: Context, name: str) -> OpenInfo:
-    """Write the launcher page for a running desktop session and say where it is."""
-    store = ctx.store
-    meta = _desktop_meta(name, store)
-    running_container(name, ctx.engine_for(name), store)
-    bind = meta.desktop_bind or "127.0.0.1"
-    port = meta.desktop_port
-    assert port is not None  # _desktop_meta checked it
+def session_url(ctx: Context, name: str) -> str:
+    """The noVNC page of desktop session `name`, logged in: at its own bind and port,
+    with both secrets in the fragment."""
+    bind, port, found = _where(ctx, name)
+    return connect_url(bind, port, found["token"], found["password"])
+
+
+def _where(ctx: Context, name: str) -> tuple[str, int, dict[str, str]]:
+    """A desktop session's bind address, port and secrets."""
+    meta = _desktop_meta(name, ctx.store)
+    assert meta.desktop_port is not None  # _desktop_meta checked it
     found = credentials(ctx, name)
     if len(found) < 2:
         raise CageError(
             f"the desktop secrets of {name} are missing",
             f"restart it: claude-cage stop {name} && claude-cage start --name {name}",
         )
+    return meta.desktop_bind or "127.0.0.1", meta.desktop_port, found
+
+
+def open_info(ctx: Context, name: str) -> OpenInfo:
+    """Write the launcher page for a running desktop session and say where it is."""
+    store = ctx.store
+    _desktop_meta(name, store)
+    running_container(name, ctx.engine_for(name), store)
+    bind, port, found = _where(ctx, name)
     target = connect_url(bind, port, found["token"], found["password"])
     page = (
         "<!doctype html>\n<meta charset='utf-8'>\n"
