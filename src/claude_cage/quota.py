@@ -9,6 +9,12 @@ much space. Mounting needs root: run as another user, claude-cage makes plain vo
 and `start` says so. A mount that is gone (after a reboot) is made again at every start,
 before the engine binds the directory.
 
+`volumes/` and each `volumes/<volume>/` are 0700: a mounted filesystem's root belongs to
+the session's uid and the socket volume's sockets are 0666 (x11vnc's, the proxy's), so
+another local user who could walk down to `mnt` would reach the session's files and its
+sockets (the desktop's VNC server without the websocket token) whatever the data
+directory's own mode. Only the engine (root) needs the path, to bind it.
+
     <data dir>/volumes/<volume>/fs.img   the filesystem image (sparse)
     <data dir>/volumes/<volume>/mnt      where it is mounted; the volume binds this
 """
@@ -43,6 +49,14 @@ def _dir(volume: str) -> Path:
     return paths.data_dir() / "volumes" / volume
 
 
+def _private(where: Path) -> None:
+    """`volumes/` and `volumes/<volume>/`, 0700 (also when an older version made them
+    0755): no other local user walks down to the mounted filesystem."""
+    for directory in (where.parent, where):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
+
+
 def _run(*argv: str) -> None:
     run = subprocess.run(list(argv), capture_output=True, text=True)
     if run.returncode != 0:
@@ -61,8 +75,9 @@ def prepare(volume: str, size: str, uid: int, gid: int) -> dict[str, str] | None
         return None
     where = _dir(volume)
     image, mnt = where / "fs.img", where / "mnt"
+    _private(where)
     if not image.exists():
-        mnt.mkdir(parents=True, exist_ok=True, mode=0o700)
+        mnt.mkdir(exist_ok=True, mode=0o700)
         with image.open("wb") as handle:
             handle.truncate(parse_size(size))  # sparse: the host pays for what is written
         # No reserved blocks, the session's user owns the root, lazy init: fast to make.
@@ -78,7 +93,10 @@ def ensure_mounted(volume: str) -> None:
     """Mount the volume's filesystem if it has one and it is not mounted (a reboot)."""
     where = _dir(volume)
     image, mnt = where / "fs.img", where / "mnt"
-    if not image.exists() or os.path.ismount(mnt):
+    if not image.exists():
+        return
+    _private(where)
+    if os.path.ismount(mnt):
         return
     _run("mount", "-o", "loop,nodev,nosuid", str(image), str(mnt))
     with contextlib.suppress(OSError):

@@ -113,3 +113,61 @@ def test_gc_releases_a_filesystem_whose_volume_is_gone(bounded: Cage) -> None:
     run = bounded("gc", "--yes")
     assert run.code == 0, run.output
     assert not os.path.ismount(mnt) and not mnt.parent.exists()
+
+
+def test_another_local_user_cannot_reach_a_volumes_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The socket volume's sockets are 0666 (the companion must connect): a desktop's
+    x11vnc waits there for the token-checked websockify alone. A data directory others
+    can walk through (`CAGE_DATA_DIR=/srv/cage`, 0755) must not let another local user,
+    nor the host account with the session's uid, walk down to them: `volumes/<volume>/`
+    is 0700, also when an older version left it 0755."""
+    import shutil
+    import socket
+    import sys
+    import tempfile
+
+    from claude_cage import quota
+
+    if os.geteuid() != 0 or not quota.available():
+        pytest.skip("volume limits need root")
+    open_dir = Path(tempfile.mkdtemp(prefix="cage-open-", dir="/tmp"))
+    open_dir.chmod(0o755)
+    monkeypatch.setenv("CAGE_DATA_DIR", str(open_dir / "data"))
+    volume = f"cage-sock-{os.getpid()}"
+    server = socket.socket(socket.AF_UNIX)
+
+    def connect_as(uid: int, path: Path) -> subprocess.CompletedProcess[str]:
+        probe = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
+        return subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+             sys.executable, "-I", "-c", probe, str(path)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    try:
+        options = quota.prepare(volume, "16m", 0, 0)
+        assert options is not None
+        inbox = Path(options["device"]) / "in"
+        inbox.mkdir(mode=0o755)
+        os.chown(inbox, 1000, 1000)
+        vnc = inbox / "vnc.sock"  # as x11vnc leaves it: 0666, in a 0755 in/
+        server.bind(str(vnc))
+        vnc.chmod(0o666)
+        server.listen()
+        (open_dir / "data").chmod(0o755)
+        for uid in (65534, 1000):
+            refused = connect_as(uid, vnc)
+            assert refused.returncode != 0, uid
+            assert "PermissionError" in refused.stderr, refused.stderr
+        # A volume an older version left walkable is closed at the next start's mount check.
+        for directory in (vnc.parents[2], vnc.parents[3]):
+            directory.chmod(0o755)
+        assert connect_as(65534, vnc).returncode == 0  # the attack, on the old layout
+        quota.ensure_mounted(volume)
+        assert "PermissionError" in connect_as(65534, vnc).stderr
+    finally:
+        server.close()
+        quota.release(volume)
+        shutil.rmtree(open_dir, ignore_errors=True)
