@@ -168,13 +168,16 @@ def prepare(
     name: str,
     recorded_port: int | None,
 ) -> DesktopPlan:
-    """Pick the port and load (on a restart) or make the secrets. Nothing is stored yet."""
+    """Pick the port and make the secrets, new at every start: a tab left open on a
+    stopped session's desktop holds secrets (in its URL and its page's local storage)
+    that a local user who takes over the old port could read, and they then open
+    nothing. Nothing is stored yet."""
     bind = cfg["desktop_bind"]
     plan = DesktopPlan(
         bind=bind,
         port=pick_port(engine, cfg, store, name, recorded_port),
-        password=store.read_secret(name, PASSWORD_SECRET) or new_password(),
-        token=store.read_secret(name, TOKEN_SECRET) or secrets.token_urlsafe(16),
+        password=new_password(),
+        token=secrets.token_urlsafe(16),
     )
     if not is_loopback(bind):
         plan.warnings.append(
