@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -340,11 +341,18 @@ def test_record_never_raises_on_an_odd_value(log: EventLog) -> None:
     cyclic["self"] = cyclic
     event = log.record("operation", "start:web", cyclic)
     assert event["value"]["status"] == "ok"
-    assert "not recordable" in event["value"]["error"]
+    assert json.dumps(event["value"]).endswith('"self": "****"' + "}" * 100)  # MAX_DEPTH
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise ValueError("no")
+
+    unencodable = log.record("operation", "start:web", {"status": "ok", "x": Unprintable()})
+    assert "not recordable" in unencodable["value"]["error"]
     odd_value: Any = {"status": "ok", (1, 2): "tuple key", 3: "x"}
     odd = log.record("operation", "start:web", odd_value)
     assert odd["value"] == {"status": "ok", "3": "x"}
-    assert log.query()[-2:] == [event, odd]
+    assert log.query()[-3:] == [event, unencodable, odd]
 
 
 def test_status_counts_pending(log: EventLog) -> None:
@@ -622,3 +630,17 @@ def test_a_damaged_spool_costs_no_event_and_no_traceback(db_path: Path, damage: 
     log.record("session", "stop:web", {"status": "ok"})
     assert [e["key"] for e in log.query()] == ["start:web", "stop:web"]
     assert isinstance(log.status()["spooled"], int)
+
+
+def test_redact_masks_what_is_nested_too_deep_and_stays_encodable() -> None:
+    """A transcript turn (the session writes it) nested 900 deep, which json.loads
+    takes: redact, json.dumps and the OTLP encoding of `events export` once recursed
+    past the interpreter's limit. Past MAX_DEPTH it is masked whole, secrets with it."""
+    from claude_cage.eventlog.redaction import MAX_DEPTH
+    from claude_cage.operations.export import any_value
+
+    value = json.loads('{"a":' + "[" * 900 + '{"password": "' + SECRET + '"}' + "]" * 900 + "}")
+    out = redact(value)
+    text = json.dumps(out)
+    assert SECRET not in text and text.count("[") == MAX_DEPTH - 1
+    assert any_value(out)

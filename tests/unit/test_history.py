@@ -86,6 +86,9 @@ def test_a_manifest_that_is_not_json_is_damage(directory: Path) -> None:
     archive(directory, "list", "20261206T000000000001Z", {"manifest.json": b"[1, 2]"})
     with pytest.raises(history.DamagedArchive, match="not an object"):
         history.read(history.entries("list")[0])
+    archive(directory, "deep", "20261206T000000000002Z", {"manifest.json": b"[" * 100_000})
+    with pytest.raises(history.DamagedArchive, match="nested too deep"):
+        history.read(history.entries("deep")[0])
 
 
 def engine_tar(files: dict[str, bytes]) -> Iterator[bytes]:
@@ -174,3 +177,26 @@ def test_the_engines_tar_is_archived_up_to_a_bound(
     assert list(history.read(done).transcripts) == ["projects/-w/a.jsonl"]
     assert sum(map(len, read)) < 30_000  # not the 50,000 bytes of the huge file
     assert chunks.gi_frame is None  # closed
+
+
+def test_a_transcript_nested_too_deep_does_not_stop_destroy(directory: Path) -> None:
+    """The session writes its transcripts: arrays nested 600 deep inside a turn (1.2 KB,
+    which json.loads takes) once made redact recurse past the interpreter's limit, and a
+    line 100,000 deep made json.loads itself: `destroy` ended in a traceback and kept
+    the session. Now the first is archived with its depths masked (a secret there too),
+    the second left out and marked, and the turns around them kept."""
+    deep = json.loads(turn(1, "deep").decode())
+    deep["x"] = json.loads("[" * 600 + json.dumps({"api_key": "sk-ant-deep"}) + "]" * 600)
+    lines = [turn(0, "before"), json.dumps(deep).encode() + b"\n"]
+    lines += [b"[" * 100_000 + b"]" * 100_000 + b"\n", turn(2, "after")]
+    sent = engine_tar({"-w/deep.jsonl": b"".join(lines)})
+    done = history.archive(UnusedEngineNoCompanion(), "deep", None, sent, [], 1024**2)
+
+    kept = history.read(done).transcripts["projects/-w/deep.jsonl"]
+    assert b"sk-ant-deep" not in kept
+    events = [e.data for e in Reader().feed({"d": kept})]
+    assert [e["message"]["content"] for e in (events[0], events[1], events[3])] == [
+        "before", "deep", "after"
+    ]  # fmt: skip
+    assert "nested too deep" in events[2]["content"]
+    assert b"[" * 100 not in kept  # redaction.MAX_DEPTH

@@ -150,7 +150,7 @@ def log(type_: str, key: str, value: str) -> None:
     """
     try:
         data = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadInput("VALUE is not valid JSON", 'quote it, e.g. \'{"status": "ok"}\'') from None
     if not isinstance(data, dict):
         raise BadInput("VALUE must be a JSON object", 'e.g. \'{"status": "ok"}\'')

@@ -63,24 +63,34 @@ def mask_with_password(text: str, uri: str | None) -> str:
     return text
 
 
-def redact(value: Any) -> Any:
+# How deep `redact` goes. A session writes its transcripts: a line of nested arrays
+# that json.loads takes (some 1,000 deep) would otherwise make redact, json.dumps or the
+# OTLP encoding recurse past the interpreter's limit, and `destroy` (which archives it)
+# or `events export` end in a traceback. What lies deeper is masked whole.
+MAX_DEPTH = 100
+
+
+def redact(value: Any, _depth: int = 0) -> Any:
     """A copy of `value` with secrets masked, recursively.
 
     Keys named like api_key/apikey, password, secret, token, authorization (any case, any
     separator: `ANTHROPIC_API_KEY`, `authToken`, `X-Api-Key`) get `"****"` (None stays
     None); every string has URI credentials masked (`mask_uri`). Counters such as
-    `input_tokens` are kept: only the singular word `token` marks a secret.
+    `input_tokens` are kept: only the singular word `token` marks a secret. A container
+    nested deeper than MAX_DEPTH is `"****"` whole.
     """
+    if isinstance(value, Mapping | list | tuple | set | frozenset) and _depth >= MAX_DEPTH:
+        return MASK
     if isinstance(value, Mapping):
         out: dict[Any, Any] = {}
         for k, v in value.items():
             if isinstance(k, str) and _is_secret_key(k):
                 out[k] = None if v is None else MASK
             else:
-                out[k] = redact(v)
+                out[k] = redact(v, _depth + 1)
         return out
     if isinstance(value, list | tuple | set | frozenset):
-        return [redact(v) for v in value]
+        return [redact(v, _depth + 1) for v in value]
     if isinstance(value, str):
         return mask_uri(value)
     return value

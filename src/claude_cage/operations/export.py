@@ -160,8 +160,12 @@ def _kv(key: str, value: Any) -> dict[str, Any]:
 
 
 def _nanos(time: str) -> str:
+    """Nanoseconds since the epoch, a fixed64; "0" (unknown) for a time it cannot hold.
+    A transcript's times are the session's to write: one before 1970 or past 2554 would
+    make the whole request out of range for an OTLP collector, every record with it."""
     when = parse_time(time)
-    return str(int(when.timestamp() * 1_000_000) * 1000) if when else "0"
+    nanos = int(when.timestamp() * 1_000_000) * 1000 if when else 0
+    return str(nanos) if 0 <= nanos < 2**64 else "0"
 
 
 def _severity(record: Record) -> tuple[int, str]:

@@ -114,18 +114,21 @@ def _marker(text: str, timestamp: str) -> bytes:
     return json.dumps(line).encode() + b"\n"
 
 
-def _redact_line(line: bytes) -> tuple[bytes, str]:
+def _redact_line(line: bytes, stamp: str = "") -> tuple[bytes, str]:
     """The line redacted (JSON), or its URI credentials masked (anything else); and the
-    timestamp it carries ("" when none)."""
+    timestamp it carries ("" when none). A line nested too deep to parse is left out,
+    marked at `stamp` (the session wrote it: it must not stop `destroy`)."""
     text = line.rstrip(b"\r\n").decode(errors="replace")
     try:
         data = json.loads(text)
     except ValueError:
         return mask_uri(text).encode() + b"\n", ""
-    stamp = data.get("timestamp") if isinstance(data, dict) else None
+    except RecursionError:
+        return _marker(f"a line nested too deep ({len(line)} bytes) was left out", stamp), ""
+    found = data.get("timestamp") if isinstance(data, dict) else None
     return (
         json.dumps(redact(data), ensure_ascii=False).encode() + b"\n",
-        stamp if isinstance(stamp, str) else "",
+        found if isinstance(found, str) else "",
     )
 
 
@@ -145,7 +148,7 @@ def _redact_stream(source: IO[bytes], size: int, out: IO[bytes], cap: int) -> in
                 skipped += len(tail)
             kept = _marker(f"a line of {skipped} bytes was left out of the archive", stamp)
         else:
-            kept, found = _redact_line(line)
+            kept, found = _redact_line(line, stamp)
             stamp = found or stamp
         if written + len(kept) > cap - ROOM:
             last = _marker(
@@ -324,6 +327,8 @@ def read(archived: Archived, parts: frozenset[str] = PARTS) -> Contents:
                     contents.events = [json.loads(x) for x in data.splitlines() if x.strip()]
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
         raise DamagedArchive(archived.path, str(exc) or type(exc).__name__) from None
+    except RecursionError:  # JSON nested past the interpreter's limit
+        raise DamagedArchive(archived.path, "JSON nested too deep") from None
     except OSError as exc:
         raise DamagedArchive(archived.path, exc.strerror or str(exc)) from None
     if not isinstance(contents.manifest, dict):
