@@ -287,6 +287,27 @@ def test_record_always_redacts(log: EventLog, db_path: Path) -> None:
         assert SECRET.encode() not in f.read_bytes(), f
 
 
+@pytest.mark.parametrize(
+    "token",
+    [
+        "sk-ant-api03-" + "A1b2" * 10,
+        "ghp_" + "a1B2" * 9,
+        "github_pat_11ABCDEFG0" + "x" * 40,
+        "glpat-" + "abcd1234" * 3,
+        "xoxb-1234567890-abcdefghij",
+        "AKIAIOSFODNN7EXAMPLE",
+    ],
+)
+def test_a_token_of_a_known_form_is_masked_wherever_it_stands(token: str) -> None:
+    """A transcript line quoting a token, or a URL with one as its user (no password to
+    mask), keeps no trace of it in an event or an archive."""
+    value = {"text": f"use {token} here", "url": f"https://{token}@github.com/acme/app.git"}
+    assert token not in repr(redact(value))
+    assert redact({"text": "scikit-learn and sk-video, input_tokens=12"}) == {
+        "text": "scikit-learn and sk-video, input_tokens=12"
+    }
+
+
 # --------------------------------------------------------------------------- robustness
 
 

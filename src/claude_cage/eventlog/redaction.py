@@ -28,6 +28,20 @@ _URI_QUERY_SECRET_RE = re.compile(
 )
 
 
+# Tokens of a well-known form, wherever they stand (a transcript line quoting one, a URL
+# with one as its user, `https://ghp_...@github.com`): Anthropic's and OpenAI-style keys,
+# GitHub's, GitLab's and Slack's tokens, AWS access key ids.
+KNOWN_TOKEN_RE = re.compile(
+    r"(?<![\w-])(?:sk-ant-[\w-]{12,}|sk-[\w-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}"
+    r"|github_pat_\w{20,}|glpat-[\w-]{20,}|xox[abporse]-[\w-]{10,}|AKIA[0-9A-Z]{16}(?!\w))"
+)
+
+
+def mask_tokens(text: str) -> str:
+    """Every token of a well-known form in `text` masked."""
+    return KNOWN_TOKEN_RE.sub(MASK, text)
+
+
 def _is_secret_key(key: str) -> bool:
     flat = re.sub(r"[^a-z0-9]", "", key.lower())
     if any(s in flat for s in _SECRET_SUBSTRINGS):
@@ -76,8 +90,9 @@ def redact(value: Any, _depth: int = 0) -> Any:
     Keys named like api_key/apikey, password, secret, token, authorization (any case, any
     separator: `ANTHROPIC_API_KEY`, `authToken`, `X-Api-Key`) get `"****"` (None stays
     None); every string has URI credentials masked (`mask_uri`). Counters such as
-    `input_tokens` are kept: only the singular word `token` marks a secret. A container
-    nested deeper than MAX_DEPTH is `"****"` whole.
+    `input_tokens` are kept: only the singular word `token` marks a secret. Tokens of a
+    well-known form (`KNOWN_TOKEN_RE`) are masked in every string. A container nested
+    deeper than MAX_DEPTH is `"****"` whole.
     """
     if isinstance(value, Mapping | list | tuple | set | frozenset) and _depth >= MAX_DEPTH:
         return MASK
@@ -92,5 +107,5 @@ def redact(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [redact(v, _depth + 1) for v in value]
     if isinstance(value, str):
-        return mask_uri(value)
+        return mask_tokens(mask_uri(value))
     return value
