@@ -106,7 +106,9 @@ def test_the_starting_point_comes_from_a_throwaway_with_the_sessions_sandbox() -
     assert spec.volumes[0]["target"] == "/workspace/proj" and spec.binds == []
 
 
-@pytest.mark.parametrize("printed", [b"", b"not a commit\n", b"a" * 39 + b"\n"])
+@pytest.mark.parametrize(
+    "printed", [b"", b"not a commit\n", b"a" * 39 + b"\n", b"g" * 40 + b"\n", b"A" * 40 + b"\n"]
+)
 def test_no_valid_commit_is_one_clear_error_and_the_helper_is_removed(printed: bytes) -> None:
     engine = Recording(printed)
     with pytest.raises(EngineError, match="could not give web-2 its own branch"):

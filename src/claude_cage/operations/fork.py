@@ -38,7 +38,7 @@ from claude_cage.operations.snapcopy import (
     session_volumes,
 )
 from claude_cage.operations.teardown import stop
-from claude_cage.operations.unfetched import ANSWER_CAP, TIME_LIMIT
+from claude_cage.operations.unfetched import ANSWER_CAP, SHA, TIME_LIMIT
 from claude_cage.record import SessionRecord
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ def _own_branch(ctx: Context, engine: EngineAPI, record: SessionRecord, old_bran
         except answer.NoAnswer as exc:
             code, err = -1, exc.message.encode()
     tip = out.decode(errors="replace").strip().splitlines()[-1:] if code == 0 else []
-    if not tip or len(tip[0]) != 40:
+    if not tip or not SHA.match(tip[0]):  # the agent's clone answers: a commit id, or nothing
         raise EngineError(
             f"could not give {record.name} its own branch and starting point "
             f"({err.decode(errors='replace').strip()[-200:]})",
