@@ -218,6 +218,17 @@ class Snapshot:
     tmp: Path = field(repr=False)
 
 
+# Taking a snapshot only reads the repository: its `git add` runs no hook
+# (post-index-change) and no fsmonitor (a command, or the daemon it would start) that
+# the repository's config (or one it includes) names, with command-line strength.
+# Filter drivers still run: they decide the content (git-lfs's pointers).
+SNAPSHOT_RUNS_NOTHING = {
+    "GIT_CONFIG_COUNT": "2",
+    "GIT_CONFIG_KEY_0": "core.fsmonitor",
+    "GIT_CONFIG_VALUE_0": "false",
+    "GIT_CONFIG_KEY_1": "core.hooksPath",
+    "GIT_CONFIG_VALUE_1": "/dev/null",
+}
 SNAPSHOT_PREFIX, INCOMING_PREFIX = "cage-snapshot-", "cage-incoming-"
 ABANDONED_AFTER = 3600  # seconds: a scratch directory named by no pid, once this old
 
@@ -265,6 +276,7 @@ def snapshot(repo: Repo, scratch: Path | None = None) -> Iterator[Snapshot]:
             shutil.copyfile(repo.index, index)
         env = {
             **IDENTITY,
+            **SNAPSHOT_RUNS_NOTHING,
             "GIT_OBJECT_DIRECTORY": str(scratch / "objects"),
             "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo.objects),
             "GIT_INDEX_FILE": str(index),
