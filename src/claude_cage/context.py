@@ -124,6 +124,26 @@ class Context:
             found = None
         return self.engine_named(found.engine if found is not None else "")
 
+    def check_engine(self, session: str, engine: EngineAPI) -> None:
+        """Call with the session's lock held, `engine` chosen before it was taken: refuse
+        (exit 1) when the record now names another engine (a start there recorded the
+        session meanwhile), so that no command makes a second copy of the session on
+        `engine`, or reports it destroyed, while the first one runs on, unrecorded."""
+        if self._engine is not None:
+            return
+        from claude_cage.engine import fleet  # start-up: as in engine_named
+
+        try:
+            found = self.store.load(session)
+        except CageError:
+            return  # a damaged record: the command reads it, and says so, itself
+        if found is not None and fleet.canonical(found.engine) != engine.endpoint.name:
+            raise CageError(
+                f"session {session} was recorded on engine {found.engine or fleet.LOCAL} "
+                f"while this command waited for it on {engine.endpoint.label}",
+                "run the command again: it goes to the session's engine",
+            )
+
     def now(self) -> float:
         """Seconds since the epoch, from this context's clock."""
         return self.clock()

@@ -458,6 +458,7 @@ def start(ctx: Context, options: StartOptions) -> StartResult:
     # the companion, Ctrl-C), what this start made goes again, newest first, a new
     # session's record and files with it; see bringup.Undo.
     with placing, contextlib.ExitStack() as stack, store.lock(name), Undo(engine) as undo:
+        ctx.check_engine(name, engine)  # not recorded on another engine while we waited
         container = names.container_name(name)
         info = engine.inspect(container)
         check_claimable(container, info)

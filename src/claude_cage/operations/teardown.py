@@ -78,11 +78,14 @@ def _remove_everything(ctx: Context, engine: EngineAPI, name: str) -> list[str]:
 
 @contextlib.contextmanager
 def _existing_session(
-    name: str, engine: EngineAPI, store: metadata.SessionStore
+    ctx: Context, name: str, engine: EngineAPI
 ) -> Iterator[tuple[SessionRecord | None, Container | None]]:
     """Hold the session's lock and yield (record, container inspect); either may be
-    None, not both."""
+    None, not both. A session recorded on another engine while the lock was waited
+    for is refused (Context.check_engine)."""
+    store = ctx.store
     with store.lock(name):
+        ctx.check_engine(name, engine)
         damaged = None
         try:
             meta = store.load(name)
@@ -100,7 +103,7 @@ def stop(ctx: Context, name: str, purge: bool = False) -> StopResult:
     archived first, while it still runs (recorder.py), unless purge."""
     engine = ctx.engine_for(name)
     store = ctx.store
-    with _existing_session(name, engine, store) as (meta, info):
+    with _existing_session(ctx, name, engine) as (meta, info):
         was_running = info is not None and info.running
         found = info.labels if info is not None else {}
         ephemeral = meta.ephemeral if meta is not None else found.get(labels.EPHEMERAL) == "true"
@@ -159,7 +162,7 @@ def destroy(
     and events are archived first (history.py), unless purge."""
     engine = ctx.engine_for(name)
     store = ctx.store
-    with _existing_session(name, engine, store) as (meta, info):
+    with _existing_session(ctx, name, engine) as (meta, info):
         if info is not None and info.running and not force:
             raise BadInput(
                 f"session {name} is running",
