@@ -79,3 +79,30 @@ def test_a_damaged_context_is_named(docker_config: Path) -> None:
     with pytest.raises(BadInput) as caught:
         endpoints.resolve("broken")
     assert "damaged" in caught.value.message and "docker context rm broken" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    "url", ["tcp://10.1.2.3:2375", "tcp://box.example:2376", "tcp://[2001:db8::1]:2375"]
+)
+def test_a_tcp_engine_on_another_host_without_tls_is_refused_before_any_connection(
+    url: str,
+) -> None:
+    """Everything sent to it (a session's key on an exec's stdin) would cross the network
+    in clear: refused in one line, with the ways that are safe."""
+    from claude_cage.engine import dial
+
+    endpoint = endpoints.resolve(url)
+    with pytest.raises(BadInput, match="has no TLS") as refused:
+        dial.connect(endpoint, 1)
+    assert "ssh://" in (refused.value.hint or "")
+    with pytest.raises(BadInput, match="has no TLS"):
+        endpoint.require_tls()
+
+
+@pytest.mark.parametrize("url", ["tcp://127.0.0.1:2375", "tcp://localhost:2375", "tcp://[::1]:1"])
+def test_a_tcp_engine_on_loopback_needs_no_tls(url: str) -> None:
+    endpoints.resolve(url).require_tls()  # a port forwarded by hand
+
+
+def test_a_tcp_engine_with_tls_files_is_taken(tmp_path: Path) -> None:
+    endpoints.Endpoint("box", "tcp://box.example:2376", str(tmp_path)).require_tls()

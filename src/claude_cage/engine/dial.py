@@ -64,6 +64,7 @@ def _unix(path: str, timeout: float | None) -> socket.socket:
 
 
 def _tcp(endpoint: Endpoint, timeout: float | None) -> socket.socket:
+    endpoint.require_tls()
     url = urllib.parse.urlsplit(endpoint.host)
     sock = socket.create_connection((url.hostname or "", url.port or 2375), timeout=timeout)
     if not endpoint.tls_dir:

@@ -46,6 +46,23 @@ class Endpoint:
     def scheme(self) -> str:
         return self.host.split("://", 1)[0]
 
+    def require_tls(self) -> None:
+        """Refuse a `tcp://` engine on another host without TLS: everything sent to it
+        (a session's API key on an exec's stdin among it) would cross the network in
+        clear, and anyone on the way could answer as the engine. Loopback is allowed
+        (a port forwarded by hand)."""
+        if self.scheme != "tcp" or self.tls_dir:
+            return
+        host = urllib.parse.urlsplit(self.host).hostname or ""
+        if host == "localhost" or _loopback(host):
+            return
+        raise BadInput(
+            f"the engine at {self.host} has no TLS: what claude-cage sends it, a "
+            "session's key among it, would cross the network in clear",
+            "use a Docker context with the engine's TLS files ('docker context create "
+            "NAME --docker host=tcp://...,ca=...,cert=...,key=...'), or ssh://user@host",
+        )
+
     @property
     def socket_path(self) -> str | None:
         return self.host[len("unix://") :] if self.scheme == "unix" else None
@@ -85,6 +102,15 @@ class Endpoint:
             if shown == self.host
             else (f"check it with 'docker --context {shown} info'")
         )
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress  # start-up: only for a tcp:// engine
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def docker_config_dir() -> Path:

@@ -328,6 +328,7 @@ class Transport:
 
 
 def tls_config(endpoint: Endpoint) -> Any:
+    endpoint.require_tls()
     if endpoint.scheme != "tcp" or not endpoint.tls_dir:
         return False
     import docker.tls  # start-up: the SDK costs ~80 ms; only the SDK's client needs it
