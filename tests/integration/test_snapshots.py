@@ -134,6 +134,9 @@ def test_fork_gives_each_session_only_its_own_work(cage: Cage, tmp_path: Path) -
         assert not [e for e in made if "refs/cage/start" in e]
     assert inside(cage, child, "cat wip.txt") == "wip\n"  # uncommitted work came along
     assert cage("diff", child).stdout == ""  # nothing of its own yet
+    idle = cage.name()  # a fork that did nothing holds nothing of its own to lose
+    assert cage("fork", parent, idle).code == 0
+    assert cage("destroy", idle, "--force").code == 0, "an idle fork counted as unfetched"
 
     inside(cage, parent, "echo parent > parent-only.txt")
     inside(cage, child, "echo child > child-only.txt && git add -A && git commit -qm 'fork: own'")

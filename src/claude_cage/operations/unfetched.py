@@ -37,7 +37,8 @@ SHA = re.compile(r"^[0-9a-f]{40}$")
 
 # After WORK_TIP: $4 is the session's starting point, then the host's branch tip and its
 # parents. Prints the tip, HEAD, whether the session holds only what it started with,
-# the number of its commits since the base that the host's branch lacks, and the newest.
+# the number of its commits since the base and its start (a fork's start holds its
+# source's work) that the host's branch lacks, and the newest.
 CHECK = (
     WORK_TIP
     + r"""
@@ -48,7 +49,7 @@ if [ "$head" = "$base" ] && [ "$(git rev-parse "$tip^{tree}")" = \
      "$(git rev-parse -q --verify "$start^{tree}" 2>/dev/null || echo none)" ]; then
     fresh=yes
 fi
-known="$base $*"
+known="$base $start $*"
 set -- "$head" --not
 for id in $known; do
     if git cat-file -e "$id^{commit}" 2>/dev/null; then set -- "$@" "$id"; fi
@@ -114,7 +115,9 @@ def find(ctx: Context, engine: EngineAPI, name: str, meta: SessionRecord) -> Unf
     if len(lines) < 4 or not (SHA.match(lines[0]) and SHA.match(lines[1])):
         raise Unknown(f"cannot check session {name}'s work: its answer is not understood")
     tip, head, fresh, count = lines[0], lines[1], lines[2] == "yes", lines[3]
-    if fresh or (held and _contains(repo, held, tip)):
+    # Fresh: nothing but what it started with (a fork's start is its source's work, made
+    # by the same script: the same work gives the same commit).
+    if fresh or tip == meta.start or (held and _contains(repo, held, tip)):
         return Unfetched(branch)
     newest = [_printable(line) for line in lines[4 : 4 + LISTED] if line]
     commits = int(count) if count.isdigit() else len(newest)
