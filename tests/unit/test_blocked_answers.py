@@ -81,3 +81,36 @@ def test_the_proxy_knows_its_own_names() -> None:
 @pytest.mark.parametrize("page_name", [egress.PAGE_LITERAL, egress.PAGE_SELF])
 def test_their_refusals_are_filed_as_blocked_hosts(page_name: str) -> None:
     assert egress.classify(403, "-", "TCP_DENIED", page_name) == egress.BLOCKED_HOST
+
+
+def test_a_port_warning_never_names_a_host_allow_refuses() -> None:
+    """`allow NAME '*.example.com'` warns of hosts under it that were refused on a
+    closed port, as a command to copy: squid logs the host the session asked for as it
+    was asked (`a;reboot;b.example.com`, `x$(id).example.com`), which must not reach it."""
+    from types import SimpleNamespace
+
+    from claude_cage.operations.egress import _port_warnings
+
+    def event(host: str) -> dict[str, object]:
+        return {"value": {"host": host, "port": 2222}}
+
+    hostile = ["a;reboot;b.example.com", "x$(id).example.com", "*.wild.example.com"]
+    events = [event(h) for h in (*hostile, "ok.example.com")]
+    ctx = SimpleNamespace(events=SimpleNamespace(query=lambda **kw: events))
+    warnings = _port_warnings(ctx, "web", ["*.example.com"], [80, 443])  # type: ignore[arg-type]
+    assert warnings == [
+        "ok.example.com was refused on port 2222, which this session does not allow "
+        "(allowed ports: 80 443); add it with 'claude-cage allow web ok.example.com --port 2222'"
+    ]
+
+
+def test_the_dashboards_allow_refuses_a_pattern_as_a_requests_host() -> None:
+    """A row's Allow button posts the host the session asked for: `*.example.com` (squid
+    takes that CONNECT) must not become a pattern over every subdomain in one click."""
+    from claude_cage.dashboard.app import Dashboard
+    from claude_cage.dashboard.guard import Guard
+    from claude_cage.errors import BadInput
+
+    dashboard = Dashboard(Guard(48124))
+    with pytest.raises(BadInput, match="pattern"):
+        dashboard.allow(None, {"name": "web", "host": "*.wild.example.com"})  # type: ignore[arg-type]

@@ -533,3 +533,59 @@ def test_a_method_deny_holds_for_a_tunnel_it_cannot_decrypt() -> None:
     assert not found.decide(Request("api.example.com", 8443, "CONNECT")).allowed
     acls = squid.compile_files(found)["acls.conf"]
     assert "acl cage_m1_x all-of cage_m1_h cage_connect cage_not_tls_port" in acls
+
+
+def test_suggest_never_widens_nor_stops_on_what_the_session_asked_for() -> None:
+    """In learn mode squid passes a CONNECT to `*.example.com` on (it fails upstream,
+    which counts as reached); suggest must not turn it into a pattern over every
+    subdomain, and a host no file can hold must not stop the whole suggestion."""
+    from claude_cage.egress import parse_log
+    from claude_cage.netpolicy.suggest import suggest
+
+    log = "\n".join(
+        [
+            "1 1764000000.000 *.wild.example.com 443 500 - NONE_NONE ERR_CANNOT_FORWARD "
+            "CONNECT learn -",
+            "2 1764000000.000 *.wild2.example.com 80 502 - TCP_MISS ERR_READ_ERROR GET learn /x",
+            "3 1764000000.000 a$(id)b.example.com 443 500 - NONE_NONE ERR_CANNOT_FORWARD "
+            "CONNECT learn -",
+            "4 1764000000.000 a;reboot;b.example.com 443 500 - NONE_NONE ERR_CANNOT_FORWARD "
+            "CONNECT learn -",
+            "5 1764000000.000 pypi.org 443 200 200 TCP_TUNNEL - CONNECT learn -",
+        ]
+    )
+    text = suggest(parse_log(log), (80, 443), "web")
+    parsed, problems = schema.parse(text)
+    assert problems == [] and parsed is not None
+    assert [(r.host, r.paths) for r in parsed.rules] == [("pypi.org", ())]
+    assert "*" not in text.split("rules:", 1)[1] and "$(" not in text and "reboot" not in text
+    assert "# 4 request(s) left out" in text
+
+
+def test_suggest_write_never_follows_a_link_the_session_planted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--write .claude-cage/policy.yaml` in a directory the session writes (a --mount):
+    a link it left at the temporary name must not turn the write into one of the
+    user's files (~/.bashrc: the suggestion's paths hold `$(...)` of the session's)."""
+    from types import SimpleNamespace
+
+    from claude_cage.egress import parse_log
+    from claude_cage.operations import egress as egress_ops
+    from claude_cage.operations import netpolicy as ops
+
+    log = "1 1764000000.000 a.example.com 80 200 200 TCP_MISS - GET learn /x$(touch$IFS$9/tmp/p)"
+    monkeypatch.setattr(ops, "filtered_session", lambda *a: None)
+    monkeypatch.setattr(ops, "_ports", lambda *a: (80, 443))
+    monkeypatch.setattr(ops, "read_log", lambda *a: egress_ops.EgressLog("web", parse_log(log)))
+    victim = tmp_path / "bashrc"
+    victim.write_text("the user's own\n")
+    project = tmp_path / "project" / ".claude-cage"
+    project.mkdir(parents=True)
+    (project / "policy.yaml.tmp").symlink_to(victim)
+    target = project / "policy.yaml"
+    ctx = SimpleNamespace(config={}, store=None)
+    result = ops.suggest(ctx, "web", str(target))  # type: ignore[arg-type]
+    assert victim.read_text() == "the user's own\n"
+    assert not target.is_symlink() and target.read_text() == result.text
+    assert sorted(p.name for p in project.iterdir()) == ["policy.yaml", "policy.yaml.tmp"]

@@ -25,7 +25,7 @@ from claude_cage import names
 from claude_cage.cancel import Cancel
 from claude_cage.context import Context
 from claude_cage.dashboard.guard import Guard
-from claude_cage.errors import EXIT_BAD_INPUT, CageError, NotFound
+from claude_cage.errors import EXIT_BAD_INPUT, BadInput, CageError, NotFound
 from claude_cage.operations import (
     desktop,
     egress,
@@ -255,6 +255,12 @@ class Dashboard:
     def allow(self, ctx: Context, body: Json) -> Json:
 
         name, host = str(body.get("name", "")), str(body.get("host", ""))
+        if host.startswith("*"):  # a row's host, as the session asked for it: never a pattern
+            raise BadInput(
+                f"{host!r} is a pattern, not the host of a request: allowing it would open "
+                "every host under it",
+                f"if that is meant: claude-cage allow {name} HOST",
+            )
         port = body.get("port")
         ports = [int(port)] if body.get("result") == "blocked-port" and port else None
         result = egress.allow(ctx, name, [host], ports=ports)

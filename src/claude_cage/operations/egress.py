@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from claude_cage import audit, egress, metadata, names, presets
+from claude_cage import audit, egress, metadata, names, presets, validators
 from claude_cage import config as config_mod
 from claude_cage.errors import BadInput, EngineError, SessionNotFound
 from claude_cage.kinds import Network
@@ -187,11 +187,15 @@ def allow(
 
 def _port_warnings(ctx: Context, name: str, hosts: list[str], ports: list[int]) -> list[str]:
     """A host the session was refused on a port that stays closed: allowing the host
-    alone will not let those requests through."""
+    alone will not let those requests through. The session chose that host (squid logs
+    `a;reboot;b.example.com` as it was asked), and the warning is a command to copy: only
+    a name `allow` takes is named, so no shell text of the session's reaches it."""
     wanted: dict[str, set[int]] = {}
     for event in ctx.events.query(session=name, type="egress", limit=RECENT_REFUSALS):
         value = event["value"]
         host, port = value.get("host"), value.get("port")
+        if not _plain_name(str(host)):
+            continue
         if isinstance(port, int) and port not in ports and _covers(hosts, str(host)):
             wanted.setdefault(str(host), set()).add(port)
     allowed = " ".join(str(p) for p in ports)
@@ -201,6 +205,16 @@ def _port_warnings(ctx: Context, name: str, hosts: list[str], ports: list[int]) 
         f"'claude-cage allow {name} {host} --port {min(refused)}'"
         for host, refused in sorted(wanted.items())
     ]
+
+
+def _plain_name(host: str) -> bool:
+    """One host name that `allow` takes as it is (no pattern, nothing to quote)."""
+    if host.startswith("*"):
+        return False
+    try:
+        return validators.validate_host(host) == host
+    except ValueError:
+        return False
 
 
 def _covers(patterns: list[str], host: str) -> bool:

@@ -7,6 +7,8 @@ allowlist in its record. Without a NAME, the policy a session started here would
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,11 +175,27 @@ def suggest(ctx: Context, name: str, write: str | None = None) -> Suggestion:
     written = ""
     if write:
         path = Path(write)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            tmp.write_text(text)
-            tmp.replace(path)
-        except OSError as exc:
-            raise file_error(exc, path) from None
+        _write_new(path, text)
         written = str(path)
     return Suggestion(name, text, sum(1 for r in log.requests if r.allowed), written)
+
+
+def _write_new(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file of a name no one could have
+    planted (created exclusively, never through a link: the directory may be a mount the
+    session writes, where a link at a fixed name such as `policy.yaml.tmp` would turn
+    this write into one of the user's own files), then renamed over `path` (a link
+    there is replaced, never followed)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise file_error(exc, path) from None
