@@ -171,6 +171,7 @@ def test_stopped_session_snapshot_start_from_and_rm(cage: Cage, tmp_path: Path) 
 
     made = cage("start", "--from", f"{name}-s", new, "-d", "--json")
     assert made.code == 0, made.output
+    assert made.json()["restarted"] is False  # a new session
     assert inside(cage, new, "cat /workspace/notes.txt") == "kept\n"
     assert cage("status", name, "--json").json()["session"]["status"] == "stopped"
     twin = cage.name()

@@ -188,7 +188,8 @@ def _make(
                     snapshot.remove_volumes(engine, [volume])
                 store.remove(new)
             raise
-    started = start(ctx, StartOptions(name=new))
+    # a new session, though its first start finds the record made above
+    started = dataclasses.replace(start(ctx, StartOptions(name=new)), restarted=False)
     warnings += started.warnings
     return NewSession(new, source_label, snap, record.branch, started, warnings)
 
