@@ -54,6 +54,7 @@ def parse_mount(spec: str, home: Path | None = None) -> Mount:
     real = path.resolve()
     home = (home or Path.home()).resolve()
     data_dir = paths.data_dir().resolve()
+    config_dir = paths.config_dir().resolve()
     why = None
     if real == Path("/"):
         why = "it is the root of the filesystem"
@@ -63,6 +64,8 @@ def parse_mount(spec: str, home: Path | None = None) -> Mount:
         why = "it is (or contains) the Docker socket, which would give root on the host"
     elif _inside(real, data_dir) or _inside(data_dir, real):
         why = "it is (or contains) claude-cage's data directory, which holds session secrets"
+    elif _inside(real, config_dir) or _inside(config_dir, real):
+        why = "it is (or contains) claude-cage's config directory, which holds your policy"
     elif any(_inside(real, Path(t)) or _inside(Path(t), real) for t in FORBIDDEN_TREES):
         why = "it is (or contains) a system directory"
     if why:

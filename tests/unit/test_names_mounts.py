@@ -203,6 +203,18 @@ def test_refuses_the_data_directory(
     refused(str(tmp_path / "srv"), home, "data directory")
 
 
+def test_refuses_the_config_directory(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its policy.yaml (the user layer) and config.yaml are the next start's policy: an
+    agent that could write them would widen its own egress."""
+    config = tmp_path / "dotfiles" / "claude-cage"
+    config.mkdir(parents=True)
+    monkeypatch.setenv("CAGE_CONFIG_DIR", str(config))
+    refused(str(config), home, "config directory")
+    refused(str(tmp_path / "dotfiles"), home, "config directory")
+
+
 @pytest.mark.parametrize("path", ["/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run"])
 def test_refuses_the_real_docker_socket(path: str, home: Path) -> None:
     if not os.path.exists("/run/docker.sock"):

@@ -361,6 +361,76 @@ def test_a_read_write_mount_gives_no_project_layer(tmp_path: Path) -> None:
     assert found == tmp_path
 
 
+def test_a_project_file_the_session_can_write_is_not_read(tmp_path: Path) -> None:
+    """The agent writes the host's copy through a read-write mount that holds the
+    read-only mount or the clone (`--mount ~/src --mount ~/src/app:ro`), or through a
+    link, or plants a file in a read-write mount listed first to make the read-only
+    project's denies go: the project file it can change is never read."""
+    from claude_cage.record import Mount
+
+    src = tmp_path / "src"
+    app = src / "app"
+    (app / ".claude-cage").mkdir(parents=True)
+    (app / ".claude-cage/policy.yaml").write_text("version: 1\n")
+    outer = Mount(str(src), "/workspace/src", False)
+    inner = Mount(str(app), "/workspace/app", True)
+    for mounts in ([outer, inner], [inner, outer]):
+        found, why = layers.project_dir(None, mounts)
+        assert found is None and "read-write mount" in why, mounts
+    found, why = layers.project_dir(str(app), [outer])  # --clone src/app --mount src
+    assert found is None and "read-write mount" in why
+    dot = Mount(str(app / ".claude-cage"), "/workspace/.claude-cage", False)
+    assert layers.project_dir(str(app), [dot])[0] is None
+    # a file the agent plants in a read-write mount listed first hides nothing
+    other = tmp_path / "other"
+    (other / ".claude-cage").mkdir(parents=True)
+    (other / ".claude-cage/policy.yaml").write_text("version: 1\n")
+    ro = Mount(str(other), "/workspace/other", True)
+    found, _ = layers.project_dir(None, [Mount(str(app), "/workspace/app", False), ro])
+    assert found == other
+    # a link out of the project (to a file a read-write mount holds, or any other)
+    (other / ".claude-cage/policy.yaml").unlink()
+    (other / ".claude-cage/policy.yaml").symlink_to(app / ".claude-cage/policy.yaml")
+    for mounts in ([ro], [ro, Mount(str(app), "/workspace/app", False)]):
+        found, why = layers.project_dir(None, mounts)
+        assert found is None and why, mounts
+    assert layers.project_dir(str(other), [])[0] is None
+
+
+def test_a_fifo_or_a_device_as_a_policy_file_is_refused_unread(tmp_path: Path) -> None:
+    import signal
+
+    fifo = tmp_path / "policy.yaml"
+    os.mkfifo(fifo)
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("the reader waits for a writer of the fifo")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(5)
+    try:
+        for name, path in (("project", fifo), ("user", Path("/dev/zero"))):
+            with pytest.raises(BadInput, match="not a regular file"):
+                layers.read_layer(name, path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_yaml_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    paths = ", ".join(f"/{i}" for i in range(2000))
+    bomb = (
+        f"version: 1\nrules: [&r {{action: allow, host: a.example.com, paths: [{paths}]}}, "
+        + ", ".join(["*r"] * 2000)
+        + "]\n"
+    )
+    parsed, problems = schema.parse(bomb)
+    assert parsed is None and "alias" in problems[0].message
+    deep = "version: 1\nrules: " + "[" * 50_000 + "]" * 50_000 + "\n"
+    parsed, problems = schema.parse(deep)
+    assert parsed is None and "deep" in problems[0].message
+
+
 def test_the_session_copy_round_trips(tmp_path: Path) -> None:
     given = (layer("user", "version: 1\nrules:\n  - include: node\n"),)
     layers.save(tmp_path, given, learn=True)

@@ -7,8 +7,11 @@ managed: /etc/claude-cage/policy.yaml; only where that file does not exist, the 
 user: policy.yaml in the config directory (`claude-cage config path`).
 project: .claude-cage/policy.yaml of the session's project as the host holds it: the
   repository a `--clone` session copies (the session writes only its own copy), or a
-  directory bound read-only (`--mount DIR:ro`). A read-write mount is the session's to
-  change, so its file is not read at all (`policy show` says so).
+  directory bound read-only (`--mount DIR:ro`). A file the session can change is not
+  read at all (`policy show` says so): one in a read-write mount, also a read-only mount
+  or a clone's repository held by a read-write mount (`--mount ~/src --mount
+  ~/src/app:ro`), and a file reached through a link. Every layer's file must be a
+  regular file (a fifo would hang the start).
 The layers a session runs with are kept in its directory (policy.json), so that a
 restarted companion gets them again; `policy apply` reads the files anew.
 """
@@ -56,40 +59,87 @@ def user_file() -> Path:
     return paths.config_dir() / "policy.yaml"
 
 
-def project_dir(repo: str | None, mounts: Sequence[Mount]) -> tuple[Path | None, str]:
-    """The host directory whose project policy applies, or None and why not."""
-    if repo:
-        return Path(repo), ""
+def _inside(path: Path, tree: Path) -> bool:
+    return path == tree or tree in path.parents
+
+
+def _writable(top: Path, mounts: Sequence[Mount]) -> str:
+    """Why the session could change `top`'s project file, or "": a read-write mount holds
+    it (as named, or once links are resolved), or a link leads to it."""
+    file = Path(os.path.abspath(top / PROJECT_FILE))
+    real = Path(os.path.realpath(file))
     for mount in mounts:
-        if mount.target.startswith("/workspace") and (Path(mount.source) / PROJECT_FILE).exists():
-            if mount.read_only:
-                return Path(mount.source), ""
-            return None, (
-                f"{Path(mount.source) / PROJECT_FILE} is not read: the session can change it "
-                f"(a read-write mount); use --clone, or mount it read-only"
-            )
-    return None, ""
+        source = Path(os.path.abspath(mount.source))
+        if not mount.read_only and any(
+            _inside(p, t) for p in (file, real) for t in (source, Path(os.path.realpath(source)))
+        ):
+            return f"the read-write mount {mount.source} holds it"
+    if real != Path(os.path.realpath(top)) / PROJECT_FILE:
+        return "it is reached through a link"
+    return ""
+
+
+def _not_read(top: Path, why: str) -> str:
+    return (
+        f"{top / PROJECT_FILE} is not read: the session can change it ({why}); use "
+        "--clone, or mount it read-only and outside every read-write mount"
+    )
+
+
+def project_dir(repo: str | None, mounts: Sequence[Mount]) -> tuple[Path | None, str]:
+    """The host directory whose project policy applies, or None and why not. Never a
+    file the session can write: one in a read-write mount, or held by one."""
+    if repo:
+        why = _writable(Path(repo), mounts) if os.path.lexists(Path(repo) / PROJECT_FILE) else ""
+        return (None, _not_read(Path(repo), why)) if why else (Path(repo), "")
+    note = ""
+    for mount in mounts:
+        top = Path(mount.source)
+        if not mount.target.startswith("/workspace") or not os.path.lexists(top / PROJECT_FILE):
+            continue
+        why = "a read-write mount" if not mount.read_only else _writable(top, mounts)
+        if not why:
+            return top, ""
+        note = note or _not_read(top, why)
+    return None, note
 
 
 def read_text(path: Path) -> str | None:
     """The file's text; None when there is none."""
+    found = _read(path)
+    return None if found is None else found[0]
+
+
+def _read(path: Path, regular: bool = False) -> tuple[str, os.stat_result] | None:
+    """The file's text and the status of the file read (not of what its name leads to
+    later); with `regular`, only a regular file (opened without blocking: a fifo or a
+    device is refused unread)."""
+    flags = os.O_RDONLY | (os.O_NONBLOCK if regular else 0)
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
+        fd = os.open(path, flags)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        raise file_error(exc, path) from None
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if regular and not stat.S_ISREG(info.st_mode):
+                raise BadInput(f"{path} is not a regular file", "a policy is a YAML file")
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise file_error(exc, path) from None
     if len(raw) > MAX_BYTES:
         raise BadInput(f"{path} is larger than 1 MiB", "a policy is a short list of rules")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8"), info
     except UnicodeDecodeError:
         raise BadInput(f"{path} is not UTF-8 text", VALIDATE_HINT.format(path=path)) from None
 
 
-def check_owner(path: Path) -> None:
-    info = path.stat()
+def check_owner(path: Path, info: os.stat_result) -> None:
+    """`info`: the file read (fstat), so that a name switched after the check reads
+    nothing else."""
     if info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise CageError(
             f"the managed policy {path} must be owned by root and writable by root only",
@@ -98,11 +148,12 @@ def check_owner(path: Path) -> None:
 
 
 def read_layer(name: str, path: Path) -> Layer | None:
-    text = read_text(path)
-    if text is None:
+    found = _read(path, regular=True)
+    if found is None:
         return None
+    text, info = found
     if name == "managed":
-        check_owner(path)
+        check_owner(path, info)
     from claude_cage.netpolicy import schema  # start-up: YAML is loaded only for a file
 
     parsed, problems = schema.parse(text)

@@ -2,7 +2,10 @@
 
 Every key is declared once below (type, default, description); `validate` and the docs
 table (docs/policy.md, checked by tests/unit/test_netpolicy.py) come from it. A file is
-read with PyYAML's composer, so each rule keeps the line it was written on.
+read with PyYAML's composer, so each rule keeps the line it was written on; without
+aliases (`*name`) and at most MAX_DEPTH deep, so that a short file (a project's, which
+the project's author or an agent wrote) cannot expand into millions of rules or
+overflow the stack.
 """
 
 from __future__ import annotations
@@ -18,6 +21,30 @@ from claude_cage.netpolicy.rules import ALLOW, DENY
 from claude_cage.validators import validate_host
 
 VERSION = 1
+MAX_DEPTH = 8  # a file, its rules, a rule, a list of paths: 4
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader's composer, refusing an alias and nesting past MAX_DEPTH."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a policy", mark
+            )
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_DEPTH} deep", mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 @dataclass(frozen=True)
@@ -109,7 +136,7 @@ class ParsedFile:
 def parse(text: str) -> tuple[ParsedFile | None, list[Problem]]:
     """The file, or None and every problem found (one per line, with its number)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1

@@ -88,9 +88,8 @@ def effective(ctx: Context, name: str | None) -> PolicyView:
     project file (as `start --clone .` would read it)."""
     cfg = ctx.config
     if name is None:
-        here = Path.cwd()
-        project = here if (here / layers.PROJECT_FILE).exists() else None
-        found = layers.load(cfg["managed_policy"], project)
+        project, why = layers.project_dir(str(Path.cwd()), ())
+        found = layers.load(cfg["managed_policy"], project, why)
         session = session_layer(cfg["allowed_hosts"], cfg["allowed_presets"])
         return PolicyView(None, Policy((*found, session), _ports(None, cfg)))
     store = ctx.store
