@@ -10,6 +10,7 @@ from claude_cage.engine.answers import Container, Mount
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
 from claude_cage.kinds import Network
+from claude_cage.operations import answer
 from claude_cage.resources import human_bytes
 from claude_cage.runtimes import RUNC, RUNSC
 from claude_cage.workdir import CONFIG_DIR, HOST_GIT_VIEW, MANAGED_SETTINGS_DIR
@@ -31,7 +32,7 @@ def probe_inside(engine: EngineAPI, info: Container) -> dict[str, str]:
     room for the probe: the facts are then {"error": why}. (Resource use is read from
     outside, see cgroups.py.)"""
     try:
-        code, output = engine.exec_run(info.name, ["sh", "-c", _PROBE])
+        code, output = answer.probe(engine, info.name, ["sh", "-c", _PROBE])
     except CageError as exc:
         return {"error": exc.message}
     lines = output.decode(errors="replace").split("\n")

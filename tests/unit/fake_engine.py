@@ -309,9 +309,14 @@ class FakeEngine(UnusedEngine):
         tty: bool = False,
         size: tuple[int, int] | None = None,
     ) -> tuple[str, socket.socket]:
-        """A read that the session answers with nothing (no Claude Code state file)."""
+        """The probes of `status` answered as `exec_run` answers them; a read of Claude
+        Code's state file with nothing (there is none)."""
         self.calls.append("exec_attach")
         mine, theirs = socket.socketpair()
+        script = cmd[cmd.index("-c") + 1] if "-c" in cmd else ""
+        if script.startswith("id -u") or "echo b0=" in script or "v1/messages" in script:
+            payload = self._answer(cmd)[1]
+            theirs.sendall(b"\x01\x00\x00\x00" + len(payload).to_bytes(4, "big") + payload)
         theirs.close()
         return "fake-exec", mine
 
@@ -327,6 +332,9 @@ class FakeEngine(UnusedEngine):
         limit: int | None = None,
     ) -> tuple[int, bytes]:
         self.calls.append("exec_run")
+        return self._answer(cmd)
+
+    def _answer(self, cmd: list[str]) -> tuple[int, bytes]:
         if "cage-bridge-check.invalid" in cmd[-1] or "UNIX-CONNECT" in cmd[-1]:  # bridges: all work
             count = cmd[-1].count("echo b")
             return 0, "".join(f"b{i}=ok\n" for i in range(count)).encode()

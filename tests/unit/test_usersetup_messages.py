@@ -21,12 +21,20 @@ FORGED = "fs\nwarning: \x1b[32mall sessions are isolated\x1b[0m\r\nok"
 class Session:
     """An engine whose session holds a hostile .claude.json and lacks every program."""
 
-    def exec_run(self, container: str, cmd: list[str], **_: Any) -> tuple[int, bytes]:
+    def exec_attach(self, container: str, cmd: list[str], **_: Any) -> tuple[str, socket.socket]:
         script = cmd[cmd.index("-c") + 1]
         if script == usersetup.MISSING:
-            return 0, "\n".join(cmd[cmd.index("-c") + 3 :]).encode()
-        servers = {FORGED: {"type": "stdio", "command": "npx"}}
-        return 0, json.dumps({"mcpServers": servers}).encode()
+            payload = "\n".join(cmd[cmd.index("-c") + 3 :]).encode()
+        else:
+            servers = {FORGED: {"type": "stdio", "command": "npx"}}
+            payload = json.dumps({"mcpServers": servers}).encode()
+        ours, theirs = socket.socketpair()
+        theirs.sendall(b"\x01\x00\x00\x00" + struct.pack(">I", len(payload)) + payload)
+        theirs.close()
+        return "exec", ours
+
+    def exit_code(self, exec_id: str) -> int:
+        return 0
 
 
 def engine() -> EngineAPI:

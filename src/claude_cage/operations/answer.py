@@ -60,6 +60,22 @@ def ask(
     return engine.exit_code(exec_id), b"".join(out), b"".join(err)
 
 
+PROBE_CAP = 64 << 10  # bytes: what a check of `status` prints is a few lines
+PROBE_TIME = 10  # seconds
+
+
+def probe(
+    engine: EngineAPI, container: str, cmd: list[str], *, limit: int | None = None
+) -> tuple[int, bytes]:
+    """A check run inside the session, as `ask` runs it (at most PROBE_CAP bytes, within
+    `limit` seconds, PROBE_TIME unless given): its exit code, and its stdout then its
+    stderr. A process of the session can write into a probe's output (/proc/PID/fd/1)
+    or stop it: unbounded, it could hold `status` up for ever or fill the host's memory."""
+    cap, limit = PROBE_CAP, PROBE_TIME if limit is None else limit
+    code, out, err = ask(engine, container, cmd, cap=cap, limit=limit)
+    return code, out + err
+
+
 def exchange(
     engine: EngineAPI,
     container: str,

@@ -24,10 +24,12 @@ from typing import Any
 from claude_cage import names
 from claude_cage.engine.answers import Container
 from claude_cage.engine.api import EngineAPI
+from claude_cage.operations import answer
 
 SOCK_DIR = "/sock"
 VNC_SOCKET = f"{SOCK_DIR}/in/vnc.sock"
 PROBE_HOST = "cage-bridge-check.invalid"  # squid.conf: cage_probe
+PROBE_TIME = 5  # seconds each bridge's probe may take (its `timeout 5`)
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,11 @@ def check(engine: EngineAPI, info: Container) -> dict[Bridge, bool]:
     if not found:
         return {}
     script = "; ".join(f"echo b{i}=$({b.probe()})" for i, b in enumerate(found))
-    _code, output = engine.exec_run(info.name, ["sh", "-c", script])
+    limit = answer.PROBE_TIME + PROBE_TIME * len(found)
+    try:
+        _code, output = answer.probe(engine, info.name, ["sh", "-c", script], limit=limit)
+    except answer.NoAnswer:  # too much, or too slow: none is known to carry traffic
+        return dict.fromkeys(found, False)
     answers = dict(
         line.partition("=")[::2] for line in output.decode(errors="replace").splitlines()
     )

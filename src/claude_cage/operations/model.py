@@ -15,12 +15,13 @@ from typing import Any
 from claude_cage import validators
 from claude_cage.engine.api import EngineAPI
 from claude_cage.errors import CageError
+from claude_cage.operations import answer
 
 TIMEOUT_SECONDS = 4
 DEFAULT_URL = "https://api.anthropic.com"
 _PROBE = (
     f'url="${{ANTHROPIC_BASE_URL:-{DEFAULT_URL}}}"; echo "$url"; '
-    "curl -sS -o /dev/null -w '%{http_code} %{time_total}\\n' "
+    "curl -q -sS -o /dev/null -w '%{http_code} %{time_total}\\n' "
     f'--max-time {TIMEOUT_SECONDS} "$url/v1/messages" 2>&1 || true'
 )
 _GATEWAY = (502, 503, 504)
@@ -93,7 +94,9 @@ def interpret(output: str, upstream: str | None) -> ModelCheck:
 def check(engine: EngineAPI, container: str, upstream: str | None) -> ModelCheck:
     """Probe from inside the running session (about TIMEOUT_SECONDS at most)."""
     try:
-        _code, output = engine.exec_run(container, ["sh", "-c", _PROBE])
+        _code, output = answer.probe(
+            engine, container, ["sh", "-c", _PROBE], limit=TIMEOUT_SECONDS + answer.PROBE_TIME
+        )
     except CageError as exc:
         return ModelCheck(False, "", f"could not probe: {exc.message}")
     return interpret(output.decode(errors="replace"), upstream)

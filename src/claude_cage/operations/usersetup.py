@@ -94,9 +94,8 @@ def missing_programs(
     programs = userconfig.stdio_programs(servers)
     if not programs:
         return {}
-    code, out = engine.exec_run(
-        container, ["sh", "-c", MISSING, "sh", *sorted(set(programs.values()))]
-    )
+    cmd = ["sh", "-c", MISSING, "sh", *sorted(set(programs.values()))]
+    code, out = answer.probe(engine, container, cmd)
     missing = set(out.decode(errors="replace").split()) if code == 0 else set()
     return {server: program for server, program in sorted(programs.items()) if program in missing}
 
@@ -110,7 +109,11 @@ def status_lines(engine: EngineAPI, container: str) -> list[str]:
     servers = state.get("mcpServers")
     if not isinstance(servers, dict):
         return []
-    return [missing_line(*pair) for pair in missing_programs(engine, container, servers).items()]
+    try:
+        missing = missing_programs(engine, container, servers)
+    except answer.NoAnswer as exc:
+        return [f"cannot ask the session which MCP programs it has: {sanitize(exc.message)}"]
+    return [missing_line(*pair) for pair in missing.items()]
 
 
 def missing_line(server: str, program: str) -> str:
