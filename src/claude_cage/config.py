@@ -52,6 +52,7 @@ from claude_cage.validators import parse_size as parse_size
 from claude_cage.validators import validate_host as validate_host
 
 MEMORY_CAP = 4 * 1024**3
+MAX_FILE = 1024**2  # a config file is a few dozen settings
 
 
 def host_cpus() -> int:
@@ -308,12 +309,20 @@ def _read_yaml(path: Path, config: Config) -> dict[str, Any]:
     import yaml  # start-up: PyYAML costs ~10 ms, and `list` or `--help` read no config file
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE + 1)  # not all of /dev/zero
+        if len(raw) > MAX_FILE:
+            config.problems.append(Problem(str(path), "-", f"larger than {MAX_FILE >> 20} MiB"))
+            return {}
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
     except OSError as exc:
         config.problems.append(Problem(str(path), "-", f"cannot read: {exc.strerror}"))
         return {}
     except UnicodeDecodeError:
         config.problems.append(Problem(str(path), "-", "not UTF-8 text"))
+        return {}
+    except RecursionError:
+        config.problems.append(Problem(str(path), "-", "nested too deeply"))
         return {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from claude_cage import metadata, paths
-from claude_cage.errors import CageError
+from claude_cage.errors import CageError, SessionNotFound
 
 if TYPE_CHECKING:
     from claude_cage.config import Config
@@ -116,6 +116,10 @@ class Context:
     def engine_for(self, session: str) -> EngineAPI:
         """The engine a session lives on: the one its record names; the local one when
         it records none, or has no usable record (an orphan found on the local engine)."""
+        try:
+            session.encode()
+        except UnicodeEncodeError:  # argument bytes that are not UTF-8: no session's name
+            raise SessionNotFound(session) from None
         if self._engine is not None:
             return self._engine
         try:

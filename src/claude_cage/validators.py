@@ -44,8 +44,10 @@ def parse_size(text: str) -> int:
         raise ValueError(f"{text!r} is not a size like 512m or 4g")
     units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
     unit = text[-1] if text[-1] in units else "b"
-    number = float(text.rstrip("bkmg"))
-    return int(number * units[unit])
+    number = float(text.rstrip("bkmg")) * units[unit]
+    if number == float("inf"):  # more digits than a float holds
+        raise ValueError(f"{text!r} is too large a size")
+    return int(number)
 
 
 def choice(kind: type[StrEnum]) -> Callable[[Any], Any]:
@@ -62,7 +64,7 @@ def number(kind: type, low: float, high: float) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         try:
             number = kind(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # int(.inf): OverflowError
             raise ValueError(f"{value!r} is not a number") from None
         if isinstance(value, bool) or not low <= number <= high:
             raise ValueError(f"must be between {_plain(low)} and {_plain(high)}")
@@ -234,6 +236,9 @@ def resolution(value: Any) -> Any:
     return str(value)
 
 
+PEM_MAX = 16 * 1024**2  # a CA bundle: a few hundred KiB
+
+
 def pem_files(value: Any) -> Any:
     if isinstance(value, str):
         value = [p for p in value.replace(",", " ").split() if p]
@@ -241,9 +246,16 @@ def pem_files(value: Any) -> Any:
         raise ValueError("must be a list of PEM certificate files")
     for item in value:
         try:
-            text = Path(str(item)).expanduser().read_text(errors="replace")
+            with Path(str(item)).expanduser().open("rb") as file:
+                raw = file.read(PEM_MAX + 1)  # not all of /dev/zero
         except OSError as exc:
             raise ValueError(f"{item}: {exc.strerror}") from None
+        if len(raw) > PEM_MAX:
+            raise ValueError(f"{item} is larger than {PEM_MAX >> 20} MiB")
+        try:
+            text = raw.decode("utf-8")  # the companion's trust store takes it as UTF-8 text
+        except UnicodeDecodeError:
+            raise ValueError(f"{item} is not UTF-8 text") from None
         if "BEGIN CERTIFICATE" not in text:
             raise ValueError(f"{item} is not a PEM certificate")
     return [str(Path(str(p)).expanduser()) for p in value]

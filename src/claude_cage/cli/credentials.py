@@ -52,12 +52,11 @@ def secret_set(
     The value is read from --file or standard input, never from the command line, e.g.
     claude-cage secret set github --host github.com --host api.github.com < token
     """
-    from pathlib import Path
-
+    from claude_cage.operations.keys import read_value_file
     from claude_cage.operations.secret_store import set_secret
 
     if value_file:
-        value = Path(value_file).read_text()
+        value = read_value_file(value_file, "--file")
     elif sys.stdin.isatty():
         note("paste the secret, then press Enter:")
         value = sys.stdin.readline()

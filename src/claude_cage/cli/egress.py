@@ -196,12 +196,10 @@ def key_set(name: str, key_file: str | None, force: bool) -> None:
 
     The key is read from --file or standard input, never from the command line.
     """
-    from pathlib import Path
-
-    from claude_cage.operations.keys import set_key
+    from claude_cage.operations.keys import read_value_file, set_key
 
     if key_file:
-        value = Path(key_file).read_text()
+        value = read_value_file(key_file, "--file")
     else:
         if sys.stdin.isatty():
             note("paste the API key, then press Enter:")

@@ -136,12 +136,13 @@ def resolve(name: str | None) -> Endpoint:
 
 
 def _check_url(url: str, where: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
+    hint = "use unix:///path, ssh://user@host[:port] or tcp://host:port, or a Docker context"
+    try:
+        parsed = urllib.parse.urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 address
+        raise BadInput(f"{where} {url!r} is not an engine address", hint) from None
     if parsed.scheme not in SCHEMES:
-        raise BadInput(
-            f"{where} {url!r} is not an engine address",
-            "use unix:///path, ssh://user@host[:port] or tcp://host:port, or a Docker context",
-        )
+        raise BadInput(f"{where} {url!r} is not an engine address", hint)
     if parsed.scheme == "unix" and not parsed.path:
         raise BadInput(f"{where} {url!r} names no socket", "e.g. unix:///var/run/docker.sock")
     if parsed.scheme in ("ssh", "tcp") and not parsed.hostname:
@@ -152,7 +153,7 @@ def _check_url(url: str, where: str) -> str:
 def _context(name: str) -> Endpoint:
     import hashlib  # start-up: ~4 ms, only for a docker context's name
 
-    digest = hashlib.sha256(name.encode()).hexdigest()
+    digest = hashlib.sha256(name.encode(errors="surrogateescape")).hexdigest()
     store = docker_config_dir() / "contexts"
     meta_file = store / "meta" / digest / "meta.json"
     try:

@@ -386,10 +386,10 @@ class EventLog:
         params: list[Any] = []
         if session is not None:
             where.append("session = ?")
-            params.append(session)
+            params.append(schema.storable(session))  # as prepare() stored it
         if type is not None:
             where.append("type = ?")
-            params.append(type)
+            params.append(schema.storable(type))
         if since is not None:
             where.append("ts >= ?")
             params.append(schema.iso(since))

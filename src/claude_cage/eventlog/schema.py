@@ -87,6 +87,12 @@ INSERT_FOLDED = (
 )
 
 
+def storable(text: str) -> str:
+    """`text` with each lone surrogate (an argument's byte that is not UTF-8, as Python
+    decodes it) written out as \\udcXX: SQLite, and the spool, take only UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def prepare(
     type: str,
     key: str,
@@ -107,8 +113,8 @@ def prepare(
         value_json = json.dumps(clean)
     event: dict[str, Any] = {
         "id": event_id or new_event_id(ns),
-        "type": mask_uri(str(type)),
-        "key": mask_uri(str(key)),
+        "type": mask_uri(storable(str(type))),
+        "key": mask_uri(storable(str(key))),
         "value": json.loads(value_json),
         "_ts": iso_ns(ns),
         "_host": hostname(),
@@ -125,8 +131,8 @@ def prepare(
         event["id"],
         event["type"],
         event["key"],
-        session,
-        None if status is None else str(status),
+        None if session is None else storable(session),
+        None if status is None else storable(str(status)),
         value_json,
         event["_ts"],
         event["_host"],

@@ -137,6 +137,9 @@ def _row(line: bytes) -> tuple[Any, ...] | None:
             return None
         if not all(v is None or isinstance(v, str) for v in row):
             return None
+        for value in row:  # a lone surrogate SQLite cannot store (an older version's)
+            if value is not None:
+                value.encode("utf-8")
         if not all(row[i] for i in (0, 1, 2, 6)):  # id, type, key, ts
             return None
         if not isinstance(json.loads(row[5]), dict):  # value_json

@@ -27,21 +27,34 @@ if TYPE_CHECKING:
 
 API_KEY_SECRET = secret_store.API_KEY_SECRET
 _API_KEY = re.compile(r"^[A-Za-z0-9._~+/=-]{8,512}$")
+_VALUE_MAX = 64 * 1024  # the most of a --file read: a key is at most 512 bytes
 # What Anthropic's keys look like: "sk-ant-" then a kind ("api03-", "admin01-", ...) and a
 # long url-safe body (a real one is about 100 characters).
 _ANTHROPIC_KEY = re.compile(r"^sk-ant-[A-Za-z0-9]+-[A-Za-z0-9_-]{16,}$")
+
+
+def read_value_file(path: str, flag: str) -> str:
+    """A key's or a secret's value from the file `flag` names: at most _VALUE_MAX bytes
+    (not all of /dev/zero), UTF-8 text. Never echoed in errors."""
+    try:
+        with Path(path).expanduser().open("rb") as file:
+            raw = file.read(_VALUE_MAX + 1)
+    except OSError as exc:
+        raise BadInput(f"cannot read {flag} {path}: {exc.strerror}", "check the path") from None
+    hint = "give a file that holds the value alone, on one line"
+    if len(raw) > _VALUE_MAX:
+        raise BadInput(f"{flag} {path} is larger than {_VALUE_MAX >> 10} KiB", hint)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput(f"{flag} {path} is not UTF-8 text", hint) from None
 
 
 def read_api_key(api_key_file: str | None, environ: Mapping[str, str]) -> str | None:
     """The key from --api-key-file, else ANTHROPIC_API_KEY (of the command's environment,
     Context.environ). Never echoed in errors."""
     if api_key_file:
-        try:
-            key = Path(api_key_file).expanduser().read_text().strip()
-        except OSError as exc:
-            raise BadInput(
-                f"cannot read --api-key-file {api_key_file}: {exc.strerror}", "check the path"
-            ) from None
+        key = read_value_file(api_key_file, "--api-key-file").strip()
         source = f"--api-key-file {api_key_file}"
     else:
         key = environ.get("ANTHROPIC_API_KEY", "").strip()
