@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import socket
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -40,6 +41,12 @@ PROBE_OUTPUT = (
     b"1000\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nroot=read-only\n"
     b"kernel=host\noom_kill=0\n"
 )
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """One frame of an exec's multiplexed stream (1: stdout, 2: stderr), as the engine
+    sends it: the stream, three zero bytes, the size (big-endian), the data."""
+    return struct.pack(">BxxxL", stream, len(data)) + data
 
 
 def record(name: str, network: str = "filtered", status: str = "running") -> None:
@@ -316,7 +323,7 @@ class FakeEngine(UnusedEngine):
         script = cmd[cmd.index("-c") + 1] if "-c" in cmd else ""
         if script.startswith("id -u") or "echo b0=" in script or "v1/messages" in script:
             payload = self._answer(cmd)[1]
-            theirs.sendall(b"\x01\x00\x00\x00" + len(payload).to_bytes(4, "big") + payload)
+            theirs.sendall(frame(1, payload))
         theirs.close()
         return "fake-exec", mine
 

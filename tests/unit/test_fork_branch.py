@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 import threading
 from typing import Any
 
@@ -19,14 +18,9 @@ from claude_cage.errors import EngineError
 from claude_cage.operations import fork
 from claude_cage.policy import ContainerSpec
 from claude_cage.record import SessionRecord
-from tests.unit.fake_engine import UnusedEngine
+from tests.unit.fake_engine import UnusedEngine, frame
 
 TIP = "a" * 40
-
-
-def frame(stream: int, data: bytes) -> bytes:
-    """One frame of an exec's multiplexed stream (1: stdout, 2: stderr)."""
-    return struct.pack(">BxxxL", stream, len(data)) + data
 
 
 class Recording(UnusedEngine):

@@ -7,7 +7,6 @@ over a socket pair standing in for the engine's exec stream, as a real session s
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 from claude_cage import paths, sandbox
 from claude_cage.engine.transport import frames
 from claude_cage.operations import answer, bridges, model, usersetup
-from tests.unit.fake_engine import UnusedEngine, session_inspect
+from tests.unit.fake_engine import UnusedEngine, frame, session_inspect
 
 FLOOD = 64 << 20  # bytes the session would send
 HUNG = 20.0  # seconds after which a read is taken as one that would never end
@@ -35,11 +34,11 @@ class Hostile(UnusedEngine):
 
         def send() -> None:
             block = b"A" * (64 << 10) if self.how == "flood" else b"x"
-            frame = b"\x01\x00\x00\x00" + struct.pack(">I", len(block)) + block
+            framed = frame(1, block)
             with theirs:
                 while self.sent < FLOOD:
                     try:
-                        theirs.sendall(frame)
+                        theirs.sendall(framed)
                     except OSError:  # the host stopped reading
                         return
                     self.sent += len(block)

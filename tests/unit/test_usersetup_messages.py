@@ -14,6 +14,7 @@ from claude_cage import userconfig
 from claude_cage.engine.api import EngineAPI
 from claude_cage.operations import usersetup
 from claude_cage.render import warn
+from tests.unit.fake_engine import frame
 
 FORGED = "fs\nwarning: \x1b[32mall sessions are isolated\x1b[0m\r\nok"
 
@@ -29,7 +30,7 @@ class Session:
             servers = {FORGED: {"type": "stdio", "command": "npx"}}
             payload = json.dumps({"mcpServers": servers}).encode()
         ours, theirs = socket.socketpair()
-        theirs.sendall(b"\x01\x00\x00\x00" + struct.pack(">I", len(payload)) + payload)
+        theirs.sendall(frame(1, payload))
         theirs.close()
         return "exec", ours
 
